@@ -1,0 +1,521 @@
+//! Pure cost arithmetic: no Postgres in here, so everything is unit-tested without a server.
+//!
+//! Units:
+//! - A price is USD per 1,000,000 tokens, held as [`Price`]: an integer count of
+//!   10^-10 USD per 1M tokens (so at most 10 decimal places, below 1,000,000 USD per 1M tokens;
+//!   the catalog's CHECK constraints enforce both).
+//! - A cost is USD, held as [`Cost`]: an integer count of 10^-16 USD (10^-10 / 10^6).
+//!
+//! With those bounds every product `tokens * price` is below 2^63 * 10^16 < 2^117 and the sum of
+//! the four token kinds stays below 2^120, so `i128` arithmetic is exact and cannot overflow for any
+//! `bigint` token count. We still use checked operations so a broken invariant is an error, not a
+//! panic.
+
+use rust_decimal::Decimal;
+use std::fmt;
+use std::str::FromStr;
+
+/// Decimal places of a stored price (USD per 1M tokens).
+pub const PRICE_SCALE: u32 = 10;
+/// Decimal places of a cost in USD (price scale + 6 for "per million").
+pub const COST_SCALE: u32 = PRICE_SCALE + 6;
+/// Exclusive upper bound of a price, in USD per 1M tokens.
+pub const PRICE_MAX_USD: i128 = 1_000_000;
+
+/// USD per 1M tokens, as an integer number of 10^-10 USD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Price(pub i128);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PriceError {
+    NotANumber(String),
+    Negative(String),
+    TooManyDecimals(String),
+    TooLarge(String),
+}
+
+impl fmt::Display for PriceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PriceError::NotANumber(s) => write!(f, "price \"{s}\" is not a number"),
+            PriceError::Negative(s) => write!(f, "price \"{s}\" is negative"),
+            PriceError::TooManyDecimals(s) => {
+                write!(f, "price \"{s}\" has more than {PRICE_SCALE} decimal places")
+            }
+            PriceError::TooLarge(s) => {
+                write!(f, "price \"{s}\" is not below {PRICE_MAX_USD} USD per 1M tokens")
+            }
+        }
+    }
+}
+
+impl Price {
+    pub fn from_decimal(d: Decimal) -> Result<Price, PriceError> {
+        let d = d.normalize();
+        if d.is_sign_negative() && !d.is_zero() {
+            return Err(PriceError::Negative(d.to_string()));
+        }
+        if d.scale() > PRICE_SCALE {
+            return Err(PriceError::TooManyDecimals(d.to_string()));
+        }
+        let m = d.mantissa().abs() * 10i128.pow(PRICE_SCALE - d.scale());
+        if m >= PRICE_MAX_USD * 10i128.pow(PRICE_SCALE) {
+            return Err(PriceError::TooLarge(d.to_string()));
+        }
+        Ok(Price(m))
+    }
+
+    /// Parses Postgres `numeric` output text (`3`, `0.075`, `15.000`).
+    pub fn parse(s: &str) -> Result<Price, PriceError> {
+        let d = Decimal::from_str(s.trim()).map_err(|_| PriceError::NotANumber(s.to_string()))?;
+        Price::from_decimal(d)
+    }
+
+    pub fn to_decimal(self) -> Decimal {
+        // Always fits: below 10^16.
+        Decimal::from_i128_with_scale(self.0, PRICE_SCALE).normalize()
+    }
+
+    /// Cost of `tokens` tokens at this price.
+    pub fn times(self, tokens: i64) -> Cost {
+        // |tokens| < 2^63, price < 10^16 < 2^54: product < 2^117, exact in i128.
+        Cost((tokens as i128) * self.0)
+    }
+}
+
+/// USD as an integer number of 10^-16 USD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Cost(pub i128);
+
+impl Cost {
+    pub const ZERO: Cost = Cost(0);
+
+    pub fn checked_add(self, other: Cost) -> Option<Cost> {
+        self.0.checked_add(other.0).map(Cost)
+    }
+
+    /// Exact decimal text with trailing zeros removed: `18`, `0.000375`, `-2.5`.
+    pub fn to_plain_string(self) -> String {
+        fixed_point_to_string(self.0, COST_SCALE)
+    }
+
+    /// As a rust_decimal, when it fits its 96-bit mantissa (any cost below 7.9e12 USD).
+    pub fn to_decimal(self) -> Option<Decimal> {
+        Decimal::try_from_i128_with_scale(self.0, COST_SCALE)
+            .ok()
+            .map(|d| d.normalize())
+    }
+}
+
+impl fmt::Display for Cost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_plain_string())
+    }
+}
+
+/// Renders `value * 10^-scale` exactly, without trailing zeros.
+pub fn fixed_point_to_string(value: i128, scale: u32) -> String {
+    let neg = value < 0;
+    let mag = value.unsigned_abs();
+    let div = 10u128.pow(scale);
+    let int = mag / div;
+    let mut frac = mag % div;
+    let mut out = String::with_capacity(40);
+    if neg && mag != 0 {
+        out.push('-');
+    }
+    out.push_str(&int.to_string());
+    if frac != 0 {
+        let mut digits = scale;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        out.push('.');
+        let f = frac.to_string();
+        for _ in f.len()..digits as usize {
+            out.push('0');
+        }
+        out.push_str(&f);
+    }
+    out
+}
+
+/// Token counts of one call. See the README: `input` excludes cache reads and cache writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input: i64,
+    pub output: i64,
+    pub cache_read: i64,
+    pub cache_write: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegativeTokens(pub &'static str);
+
+impl fmt::Display for NegativeTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} must not be negative", self.0)
+    }
+}
+
+impl Usage {
+    pub fn validate(&self) -> Result<(), NegativeTokens> {
+        for (name, v) in [
+            ("input_tokens", self.input),
+            ("output_tokens", self.output),
+            ("cache_read_tokens", self.cache_read),
+            ("cache_write_tokens", self.cache_write),
+        ] {
+            if v < 0 {
+                return Err(NegativeTokens(name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The size of the prompt that decides a long-context tier: every input token the model
+    /// read, whether uncached, read from cache or written to cache. Saturates at i64::MAX.
+    pub fn prompt_tokens(&self) -> i64 {
+        self.input
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_write)
+    }
+}
+
+/// Sentinels for an open validity bound, as Postgres stores `-infinity` / `infinity`.
+pub const TS_NEG_INFINITY: i64 = i64::MIN;
+pub const TS_INFINITY: i64 = i64::MAX;
+
+/// One row of `llm_cost.model_prices`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PriceRow {
+    pub id: i64,
+    pub provider: String,
+    pub model: String,
+    pub min_input_tokens: i64,
+    pub input: Price,
+    pub output: Price,
+    /// `None`: the provider publishes no separate price, the input price applies.
+    pub cache_read: Option<Price>,
+    pub cache_write_5m: Option<Price>,
+    pub cache_write_1h: Option<Price>,
+    /// Microseconds since 2000-01-01 UTC (Postgres `timestamptz`), inclusive.
+    pub valid_from: i64,
+    /// Exclusive.
+    pub valid_to: i64,
+    /// A DBA's own row (`origin = 'user'`). When any user row of a model is valid at the
+    /// event time, only user rows price it: negotiated prices override shipped list prices.
+    pub user_defined: bool,
+}
+
+/// The parts of one cost, for `explain_cost`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Breakdown {
+    pub input: Cost,
+    pub output: Cost,
+    pub cache_read: Cost,
+    pub cache_write: Cost,
+    pub cache_read_price: Price,
+    pub cache_write_price: Price,
+    pub total: Cost,
+}
+
+impl PriceRow {
+    pub fn valid_at(&self, at: i64) -> bool {
+        self.valid_from <= at && at < self.valid_to
+    }
+
+    /// Effective cache-read price: the input price when none is published.
+    pub fn cache_read_price(&self) -> Price {
+        self.cache_read.unwrap_or(self.input)
+    }
+
+    /// Effective cache-write price (5-minute TTL writes): the input price when none is published.
+    pub fn cache_write_price(&self) -> Price {
+        self.cache_write_5m.unwrap_or(self.input)
+    }
+
+    pub fn breakdown(&self, u: &Usage) -> Breakdown {
+        let input = self.input.times(u.input);
+        let output = self.output.times(u.output);
+        let crp = self.cache_read_price();
+        let cwp = self.cache_write_price();
+        let cache_read = crp.times(u.cache_read);
+        let cache_write = cwp.times(u.cache_write);
+        // Cannot overflow (see module docs); saturate rather than panic if it ever did.
+        let total = [output, cache_read, cache_write]
+            .iter()
+            .try_fold(input, |acc, c| acc.checked_add(*c))
+            .unwrap_or(Cost(i128::MAX));
+        Breakdown {
+            input,
+            output,
+            cache_read,
+            cache_write,
+            cache_read_price: crp,
+            cache_write_price: cwp,
+            total,
+        }
+    }
+
+    pub fn cost(&self, u: &Usage) -> Cost {
+        self.breakdown(u).total
+    }
+}
+
+/// Picks the row that prices a call at `at` with this usage, among the rows of one model:
+/// the valid row with the highest `min_input_tokens` not above the prompt size.
+pub fn select_row<'a, I>(rows: I, at: i64, u: &Usage) -> Option<&'a PriceRow>
+where
+    I: IntoIterator<Item = &'a PriceRow>,
+{
+    let prompt = u.prompt_tokens();
+    let mut best: Option<&PriceRow> = None;
+    for r in rows {
+        if !r.valid_at(at) {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            // A user row beats any shipped row, whatever its tier.
+            Some(b) if r.user_defined != b.user_defined => r.user_defined,
+            Some(b) => {
+                // Same origin: the highest tier the prompt reaches.
+                let fits = r.min_input_tokens <= prompt;
+                let b_fits = b.min_input_tokens <= prompt;
+                match (fits, b_fits) {
+                    (true, false) => true,
+                    (false, true) => false,
+                    (true, true) => r.min_input_tokens > b.min_input_tokens,
+                    (false, false) => r.min_input_tokens < b.min_input_tokens,
+                }
+            }
+        };
+        if better {
+            best = Some(r);
+        }
+    }
+    best.filter(|b| b.min_input_tokens <= prompt)
+}
+
+/// `llm_cost.format_cost`: `$0.00` for zero, two significant digits below a cent (`$0.0012`),
+/// cents with thousands separators above (`$0.45`, `$1,234.57`). Rounds half away from zero.
+pub fn format_cost(d: Decimal) -> String {
+    let neg = d.is_sign_negative() && !d.is_zero();
+    let a = d.abs();
+    if a.is_zero() {
+        return "$0.00".to_string();
+    }
+    let cent = Decimal::new(1, 2);
+    let body = if a < cent {
+        // Two significant digits: find the exponent of the first significant digit.
+        let mut e: u32 = 2; // a < 0.01 => first significant digit at >= 3rd decimal
+        let mut probe = a * Decimal::from(100u32);
+        while probe < Decimal::ONE && e < 28 {
+            probe *= Decimal::TEN;
+            e += 1;
+        }
+        // a has its first significant digit at decimal place e; keep e+1 places.
+        let r = a.round_dp_with_strategy(e + 1, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        if r >= cent {
+            "0.01".to_string()
+        } else {
+            let s = r.normalize().to_string();
+            // normalize can drop a trailing significant zero (0.0010 -> 0.001): keep it readable.
+            s
+        }
+    } else {
+        let r = a.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        let s = format!("{:.2}", r);
+        let (int, frac) = s.split_once('.').unwrap_or((&s, "00"));
+        let mut grouped = String::new();
+        let n = int.len();
+        for (i, ch) in int.chars().enumerate() {
+            if i > 0 && (n - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(ch);
+        }
+        format!("{grouped}.{frac}")
+    };
+    if neg {
+        format!("-${body}")
+    } else {
+        format!("${body}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Price {
+        Price::parse(s).unwrap()
+    }
+
+    fn row(input: &str, output: &str) -> PriceRow {
+        PriceRow {
+            id: 1,
+            provider: "anthropic".into(),
+            model: "claude-sonnet-4-5".into(),
+            min_input_tokens: 0,
+            input: p(input),
+            output: p(output),
+            cache_read: None,
+            cache_write_5m: None,
+            cache_write_1h: None,
+            valid_from: TS_NEG_INFINITY,
+            valid_to: TS_INFINITY,
+            user_defined: false,
+        }
+    }
+
+    #[test]
+    fn price_parsing_and_bounds() {
+        assert_eq!(p("3").0, 30_000_000_000);
+        assert_eq!(p("0.075").0, 750_000_000);
+        assert_eq!(p("15.000").0, p("15").0);
+        assert_eq!(p("0.0000000001").0, 1);
+        assert!(matches!(Price::parse("0.00000000001"), Err(PriceError::TooManyDecimals(_))));
+        assert!(matches!(Price::parse("-1"), Err(PriceError::Negative(_))));
+        assert!(matches!(Price::parse("1000000"), Err(PriceError::TooLarge(_))));
+        assert!(matches!(Price::parse("abc"), Err(PriceError::NotANumber(_))));
+        assert_eq!(p("999999.9999999999").to_decimal().to_string(), "999999.9999999999");
+    }
+
+    #[test]
+    fn sonnet_million_in_million_out_is_18() {
+        let r = row("3", "15");
+        let u = Usage { input: 1_000_000, output: 1_000_000, ..Default::default() };
+        assert_eq!(r.cost(&u).to_plain_string(), "18");
+    }
+
+    #[test]
+    fn small_costs_are_exact() {
+        let r = row("3", "15");
+        let u = Usage { input: 1, output: 0, ..Default::default() };
+        assert_eq!(r.cost(&u).to_plain_string(), "0.000003");
+        let r = row("0.075", "0.3");
+        let u = Usage { input: 1, output: 1, ..Default::default() };
+        assert_eq!(r.cost(&u).to_plain_string(), "0.000000375");
+        let r = row("0.0000000001", "0");
+        assert_eq!(r.cost(&Usage { input: 1, ..Default::default() }).to_plain_string(), "0.0000000000000001");
+    }
+
+    #[test]
+    fn missing_cache_prices_fall_back_to_input() {
+        let mut r = row("2", "8");
+        let u = Usage { input: 0, output: 0, cache_read: 1_000_000, cache_write: 1_000_000 };
+        assert_eq!(r.cost(&u).to_plain_string(), "4");
+        r.cache_read = Some(p("0.5"));
+        r.cache_write_5m = Some(p("0"));
+        assert_eq!(r.cost(&u).to_plain_string(), "0.5");
+    }
+
+    #[test]
+    fn anthropic_cache_prices() {
+        let mut r = row("3", "15");
+        r.cache_read = Some(p("0.3"));
+        r.cache_write_5m = Some(p("3.75"));
+        let u = Usage { input: 1000, output: 500, cache_read: 20_000, cache_write: 4_000 };
+        // 0.003 + 0.0075 + 0.006 + 0.015
+        assert_eq!(r.cost(&u).to_plain_string(), "0.0315");
+        let b = r.breakdown(&u);
+        assert_eq!(b.cache_write.to_plain_string(), "0.015");
+    }
+
+    #[test]
+    fn bigint_max_tokens_do_not_overflow() {
+        let r = row("999999.9999999999", "999999.9999999999");
+        let m = i64::MAX;
+        let u = Usage { input: m, output: m, cache_read: m, cache_write: m };
+        let c = r.cost(&u);
+        // 4 * (2^63-1) * 999999.9999999999 / 1e6
+        let expected = 4i128 * (m as i128) * 9_999_999_999_999_999i128;
+        assert_eq!(c.0, expected);
+        assert_eq!(c.to_plain_string(), "36893488147419099538.6511852580896772");
+        assert!(c.to_decimal().is_none());
+    }
+
+    #[test]
+    fn negative_tokens_named() {
+        let u = Usage { input: 1, output: 1, cache_read: -1, cache_write: 0 };
+        assert_eq!(u.validate(), Err(NegativeTokens("cache_read_tokens")));
+        assert_eq!(u.validate().unwrap_err().to_string(), "cache_read_tokens must not be negative");
+        let u = Usage { input: -5, ..Default::default() };
+        assert_eq!(u.validate(), Err(NegativeTokens("input_tokens")));
+    }
+
+    #[test]
+    fn tiers_and_history() {
+        let mut base = row("2.5", "15");
+        base.id = 1;
+        let mut long = row("5", "22.5");
+        long.id = 2;
+        long.min_input_tokens = 272_000;
+        let mut old = row("10", "30");
+        old.id = 3;
+        old.valid_to = 1000;
+        base.valid_from = 1000;
+        long.valid_from = 1000;
+        let rows = vec![base.clone(), long.clone(), old.clone()];
+        let small = Usage { input: 100, ..Default::default() };
+        assert_eq!(select_row(&rows, 2000, &small).unwrap().id, 1);
+        // The tier counts cached prompt tokens too.
+        let big = Usage { input: 100_000, cache_read: 172_000, ..Default::default() };
+        assert_eq!(select_row(&rows, 2000, &big).unwrap().id, 2);
+        let just_below = Usage { input: 271_999, ..Default::default() };
+        assert_eq!(select_row(&rows, 2000, &just_below).unwrap().id, 1);
+        // Before the change, the old price; valid_to is exclusive.
+        assert_eq!(select_row(&rows, 999, &big).unwrap().id, 3);
+        assert_eq!(select_row(&rows, 1000, &small).unwrap().id, 1);
+        // Nothing valid: no price.
+        let only_old = vec![old];
+        assert!(select_row(&only_old, 5000, &small).is_none());
+    }
+
+    #[test]
+    fn user_rows_override_shipped_rows() {
+        let shipped = row("3", "15");
+        let mut long = row("6", "22.5");
+        long.min_input_tokens = 200_000;
+        let mut negotiated = row("2", "10");
+        negotiated.id = 9;
+        negotiated.user_defined = true;
+        negotiated.valid_from = 5000;
+        let rows = vec![shipped, long, negotiated];
+        let big = Usage { input: 300_000, ..Default::default() };
+        assert_eq!(select_row(&rows, 6000, &big).unwrap().id, 9);
+        // Before the negotiated price starts, the list price and its tiers apply.
+        assert_eq!(select_row(&rows, 4000, &big).unwrap().min_input_tokens, 200_000);
+    }
+
+    #[test]
+    fn fixed_point_rendering() {
+        assert_eq!(fixed_point_to_string(0, 16), "0");
+        assert_eq!(fixed_point_to_string(-25, 1), "-2.5");
+        assert_eq!(fixed_point_to_string(1, 16), "0.0000000000000001");
+        assert_eq!(fixed_point_to_string(180_000_000_000_000_000, 16), "18");
+    }
+
+    #[test]
+    fn format_cost_rules() {
+        let f = |s: &str| format_cost(Decimal::from_str(s).unwrap());
+        assert_eq!(f("0"), "$0.00");
+        assert_eq!(f("0.000"), "$0.00");
+        assert_eq!(f("0.0012"), "$0.0012");
+        assert_eq!(f("0.00123456"), "$0.0012");
+        assert_eq!(f("0.00125"), "$0.0013");
+        assert_eq!(f("0.000000375"), "$0.00000038");
+        assert_eq!(f("0.0099999"), "$0.01");
+        assert_eq!(f("0.45"), "$0.45");
+        assert_eq!(f("0.454"), "$0.45");
+        assert_eq!(f("0.455"), "$0.46");
+        assert_eq!(f("1234.5678"), "$1,234.57");
+        assert_eq!(f("1234567.891"), "$1,234,567.89");
+        assert_eq!(f("18"), "$18.00");
+        assert_eq!(f("-2.5"), "-$2.50");
+        assert_eq!(f("0.01"), "$0.01");
+    }
+}

@@ -1,0 +1,194 @@
+//! SQL functions of the price catalog: a thin shell over `pricing.rs`, `catalog.rs` and `cache.rs`.
+
+use crate::cache;
+use crate::pricing::{self, Cost, PriceRow, Usage};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::{AnyNumeric, JsonB, PgSqlErrorCode};
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+/// Raises SQLSTATE 22023 naming the first negative count.
+pub fn check_usage(u: &Usage) {
+    if let Err(e) = u.validate() {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string());
+    }
+}
+
+/// Outcome of pricing one call.
+pub enum Priced {
+    Cost(Cost),
+    /// The name resolves to nothing in the catalog.
+    UnknownModel,
+    /// The model is known but no price row is valid at the call's time.
+    NoPriceAt,
+}
+
+/// Prices one call from the cached catalog; no query unless the catalog changed.
+pub fn price_call(model: &str, u: &Usage, at: i64) -> Priced {
+    let loaded = cache::catalog();
+    match loaded.resolve(model) {
+        None => Priced::UnknownModel,
+        Some(i) => match loaded.catalog.price_row(i, at, u) {
+            Some(row) => Priced::Cost(row.cost(u)),
+            None => Priced::NoPriceAt,
+        },
+    }
+}
+
+pub fn cost_to_numeric(c: Cost) -> AnyNumeric {
+    match AnyNumeric::try_from(c.to_plain_string().as_str()) {
+        Ok(n) => n,
+        Err(e) => error!("llm_cost: cannot represent cost {c} as numeric: {e}"),
+    }
+}
+
+/// Cost in USD of one LLM call, from the price catalog at the call's time.
+///
+/// `input_tokens` are uncached input tokens (OpenAI: prompt_tokens - cached_tokens;
+/// Anthropic: input_tokens), `output_tokens` include reasoning tokens, `cache_read_tokens` are
+/// prompt tokens read from the cache (OpenAI: cached_tokens; Anthropic:
+/// cache_read_input_tokens), `cache_write_tokens` are tokens written to the cache (Anthropic:
+/// cache_creation_input_tokens). NULL when the model is unknown or has no price at `at`.
+#[pg_extern(stable, parallel_safe)]
+pub fn estimate_cost(
+    model: &str,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: default!(i64, 0),
+    cache_write_tokens: default!(i64, 0),
+    at: default!(TimestampWithTimeZone, "now()"),
+) -> Option<AnyNumeric> {
+    let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens };
+    check_usage(&u);
+    match price_call(model, &u, at.into()) {
+        Priced::Cost(c) => Some(cost_to_numeric(c)),
+        Priced::UnknownModel | Priced::NoPriceAt => None,
+    }
+}
+
+/// The catalog model an application's model name resolves to, or NULL.
+#[pg_extern(stable, parallel_safe)]
+pub fn resolve_model(model: &str) -> Option<String> {
+    let loaded = cache::catalog();
+    loaded.resolve(model).map(|i| loaded.catalog.model(i).model.clone())
+}
+
+/// The provider of a model name: the catalog's when it resolves, else a guess from its prefix
+/// or family (`claude-*` is anthropic). NULL when nothing is known.
+#[pg_extern(stable, parallel_safe)]
+pub fn provider_of(model: &str) -> Option<String> {
+    let loaded = cache::catalog();
+    match loaded.resolve(model) {
+        Some(i) => Some(loaded.catalog.model(i).provider.clone()),
+        None => crate::catalog::guess_provider(model).map(str::to_string),
+    }
+}
+
+/// `$0.00` for zero, two significant digits below a cent (`$0.0012`), cents above (`$1,234.57`).
+#[pg_extern(immutable, parallel_safe)]
+pub fn format_cost(cost: AnyNumeric) -> String {
+    let text = cost.to_string();
+    let d = match Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text)) {
+        Ok(d) => d,
+        Err(_) => {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                format!("format_cost: {text} is out of range (at most 28 significant digits)")
+            );
+        }
+    };
+    pricing::format_cost(d)
+}
+
+fn money_json(c: Cost) -> serde_json::Value {
+    serde_json::Value::Number(serde_json::Number::from_str(&c.to_plain_string()).unwrap_or_else(|_| 0.into()))
+}
+
+fn price_json(p: pricing::Price) -> serde_json::Value {
+    serde_json::Value::Number(serde_json::Number::from_str(&p.to_decimal().to_string()).unwrap_or_else(|_| 0.into()))
+}
+
+/// Why a cost is what it is: the resolved model, the price row used and each part of the cost.
+/// Same arguments as `estimate_cost`. Numbers are exact (jsonb numerics).
+#[pg_extern(stable, parallel_safe)]
+pub fn explain_cost(
+    model: &str,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: default!(i64, 0),
+    cache_write_tokens: default!(i64, 0),
+    at: default!(TimestampWithTimeZone, "now()"),
+) -> JsonB {
+    use serde_json::json;
+    let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens };
+    check_usage(&u);
+    let loaded = cache::catalog();
+    let usage = json!({
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_read_tokens": cache_read_tokens,
+        "cache_write_tokens": cache_write_tokens,
+        "prompt_tokens_for_tier": u.prompt_tokens(),
+    });
+    let at_i: i64 = at.into();
+    let Some(i) = loaded.resolve(model) else {
+        return JsonB(json!({
+            "model": model,
+            "resolved_model": null,
+            "provider": crate::catalog::guess_provider(model),
+            "usage": usage,
+            "cost_usd": null,
+            "reason": "unknown model: no catalog model or alias matches this name",
+        }));
+    };
+    let m = loaded.catalog.model(i);
+    let Some(row) = loaded.catalog.price_row(i, at_i, &u) else {
+        return JsonB(json!({
+            "model": model,
+            "resolved_model": m.model,
+            "provider": m.provider,
+            "usage": usage,
+            "cost_usd": null,
+            "reason": "no price row of this model is valid at this time for this prompt size",
+        }));
+    };
+    let b = row.breakdown(&u);
+    JsonB(json!({
+        "model": model,
+        "resolved_model": m.model,
+        "provider": m.provider,
+        "at": at.to_string(),
+        "usage": usage,
+        "price_row": price_row_json(row),
+        "prices_usd_per_mtok": {
+            "input": price_json(row.input),
+            "output": price_json(row.output),
+            "cache_read": price_json(b.cache_read_price),
+            "cache_read_is_input_price": row.cache_read.is_none(),
+            "cache_write": price_json(b.cache_write_price),
+            "cache_write_is_input_price": row.cache_write_5m.is_none(),
+        },
+        "parts_usd": {
+            "input": money_json(b.input),
+            "output": money_json(b.output),
+            "cache_read": money_json(b.cache_read),
+            "cache_write": money_json(b.cache_write),
+        },
+        "cost_usd": money_json(b.total),
+        "formula": "(input_tokens*input + output_tokens*output + cache_read_tokens*cache_read + cache_write_tokens*cache_write) / 1000000",
+    }))
+}
+
+fn price_row_json(row: &PriceRow) -> serde_json::Value {
+    // The full catalog row (source, validity as timestamps), read once: explain is not a hot path.
+    let full = Spi::get_one_with_args::<JsonB>(
+        "SELECT to_jsonb(p) FROM llm_cost.model_prices p WHERE id = $1",
+        &[row.id.into()],
+    );
+    match full {
+        Ok(Some(JsonB(v))) => v,
+        _ => serde_json::json!({ "id": row.id, "min_input_tokens": row.min_input_tokens }),
+    }
+}
