@@ -321,9 +321,8 @@ pub fn format_cost(d: Decimal) -> String {
         if r >= cent {
             "0.01".to_string()
         } else {
-            let s = r.normalize().to_string();
-            // normalize can drop a trailing significant zero (0.0010 -> 0.001): keep it readable.
-            s
+            // Keep both significant digits, even a trailing zero: 0.007 -> 0.0070.
+            format!("{:.*}", (e + 1) as usize, r)
         }
     } else {
         let r = a.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
@@ -517,5 +516,7 @@ mod tests {
         assert_eq!(f("18"), "$18.00");
         assert_eq!(f("-2.5"), "-$2.50");
         assert_eq!(f("0.01"), "$0.01");
+        assert_eq!(f("0.007"), "$0.0070");
+        assert_eq!(f("0.00999"), "$0.01");
     }
 }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The tests: set-up, unit tests of the pure-Rust core, #[pg_test]s in a pgrx-managed server,
+# then integration tests (several sessions, roles, the worker) against a scratch cluster.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+"$ROOT/scripts/setup.sh"
+
+log "unit tests (no server)"
+(cd "$ROOT" && cargo test --lib --quiet -- --skip ::pg_)
+
+log "pg_tests: cargo pgrx test pg15"
+PGDATA_TEST="$ROOT/target/pgrx-test-data"
+postgres_dir "$PGDATA_TEST"
+(cd "$ROOT" && cargo pgrx test pg15 --runas postgres --pgdata "$PGDATA_TEST")
+
+log "integration tests against a scratch cluster"
+PY=$(py_env)
+export LLM_COST_CLUSTER="$ROOT/target/it-cluster"
+trap '"$ROOT/scripts/cluster.sh" stop' EXIT
+"$ROOT/scripts/cluster.sh" stop
+# pg_tests installed the debug build of the extension; restart so the preloaded library is fresh.
+"$ROOT/scripts/cluster.sh" start >/dev/null
+(cd "$ROOT" && "$PY" -m pytest -q tests/integration "$@")
+log "all tests passed"

@@ -1,0 +1,53 @@
+"""Integration tests run against the scratch cluster started by scripts/test.sh
+(LLM_COST_CLUSTER, llm_cost preloaded). Each test module gets its own database."""
+import os
+import pathlib
+import uuid
+
+import psycopg
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CLUSTER = pathlib.Path(os.environ.get("LLM_COST_CLUSTER", ROOT / "target" / "it-cluster"))
+DATA = ROOT / "tests" / "data"
+
+
+def port() -> int:
+    return int((CLUSTER / "port").read_text().strip())
+
+
+def dsn(dbname: str, user: str = "postgres") -> str:
+    return f"host=127.0.0.1 port={port()} user={user} dbname={dbname}"
+
+
+@pytest.fixture(scope="module")
+def dbname():
+    name = "it_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(dsn("postgres"), autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    with psycopg.connect(dsn(name), autocommit=True) as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute("CREATE EXTENSION llm_cost")
+    yield name
+    with psycopg.connect(dsn("postgres"), autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def connect(dbname):
+    """connect(user=..., autocommit=...) -> a new session to the module's database."""
+    opened = []
+
+    def _connect(user="postgres", autocommit=True):
+        c = psycopg.connect(dsn(dbname, user), autocommit=autocommit)
+        opened.append(c)
+        return c
+
+    yield _connect
+    for c in opened:
+        c.close()
+
+
+def one(conn, sql, *args):
+    row = conn.execute(sql, args or None).fetchone()
+    return None if row is None else row[0]
