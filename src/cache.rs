@@ -48,13 +48,14 @@ thread_local! {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    crate::usage::forget_table(relid);
     let (a, b) = WATCHED.with(|w| w.get());
     if relid == pg_sys::InvalidOid || relid == a || relid == b {
         VALID.with(|v| v.set(false));
     }
 }
 
-fn register_callback() {
+pub fn register_callback() {
     if !CALLBACK_REGISTERED.with(|c| c.get()) {
         unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0)) };
         CALLBACK_REGISTERED.with(|c| c.set(true));

@@ -9,8 +9,14 @@ pub mod cache;
 pub mod catalog;
 pub mod pricing;
 pub mod pricing_sql;
+pub mod usage;
 
 ::pgrx::pg_module_magic!();
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    usage::init_gucs();
+}
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog_tables", bootstrap);
 extension_sql_file!("../sql/prices.sql", name = "shipped_prices", requires = ["catalog_tables"]);
@@ -26,6 +32,17 @@ CREATE TRIGGER model_aliases_changed
 "#,
     name = "catalog_invalidation",
     requires = ["catalog_protect", cache::catalog_changed]
+);
+extension_sql_file!(
+    "../sql/usage.sql",
+    name = "usage",
+    requires = [
+        "catalog_invalidation",
+        usage::usage_cost_trigger,
+        usage::usage_statement_end,
+        pricing_sql::resolve_model,
+        pricing_sql::provider_of
+    ]
 );
 
 #[cfg(any(test, feature = "pg_test"))]

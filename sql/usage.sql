@@ -1,0 +1,337 @@
+-- Usage logs: the extension's own log table, tracking of application tables, unpriced models.
+
+-------------------------------------------------------------------------------------------------
+-- Tracked tables
+-------------------------------------------------------------------------------------------------
+CREATE TABLE llm_cost.tracked_tables (
+    log_table                 regclass    PRIMARY KEY,
+    model_column              text        NOT NULL,
+    input_tokens_column       text        NOT NULL,
+    output_tokens_column      text        NOT NULL,
+    cache_read_tokens_column  text,
+    cache_write_tokens_column text,
+    cost_column               text        NOT NULL,
+    cost_source_column        text,
+    cost_default              numeric,
+    time_column               text,
+    provider_column           text,
+    tracked_at                timestamptz NOT NULL DEFAULT now(),
+    tracked_by                name        NOT NULL DEFAULT current_user
+);
+COMMENT ON TABLE llm_cost.tracked_tables IS 'Usage-log tables whose rows llm_cost prices, and how their columns map onto a call. Written by llm_cost.track() / llm_cost.untrack().';
+COMMENT ON COLUMN llm_cost.tracked_tables.log_table IS 'The tracked table.';
+COMMENT ON COLUMN llm_cost.tracked_tables.model_column IS 'Column with the model name as the application sent it.';
+COMMENT ON COLUMN llm_cost.tracked_tables.input_tokens_column IS 'Column with uncached input tokens.';
+COMMENT ON COLUMN llm_cost.tracked_tables.output_tokens_column IS 'Column with output tokens.';
+COMMENT ON COLUMN llm_cost.tracked_tables.cache_read_tokens_column IS 'Column with cache-read tokens, or NULL.';
+COMMENT ON COLUMN llm_cost.tracked_tables.cache_write_tokens_column IS 'Column with cache-write tokens, or NULL.';
+COMMENT ON COLUMN llm_cost.tracked_tables.cost_column IS 'numeric column the trigger fills with the cost in USD.';
+COMMENT ON COLUMN llm_cost.tracked_tables.cost_source_column IS 'Column named cost_source, if the table has one: estimated, provided or unpriced.';
+COMMENT ON COLUMN llm_cost.tracked_tables.cost_default IS 'The cost column''s default; without a cost_source column, a cost equal to it means "not provided".';
+COMMENT ON COLUMN llm_cost.tracked_tables.time_column IS 'Event-time column that picks the price; NULL: the transaction''s start time.';
+COMMENT ON COLUMN llm_cost.tracked_tables.provider_column IS 'Provider column filled from the model when empty, or NULL.';
+COMMENT ON COLUMN llm_cost.tracked_tables.tracked_at IS 'When track() was called.';
+COMMENT ON COLUMN llm_cost.tracked_tables.tracked_by IS 'Who called track().';
+
+-- Table owners manage their own tables' rows; everybody may read the mapping.
+ALTER TABLE llm_cost.tracked_tables ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tracked_tables_read ON llm_cost.tracked_tables FOR SELECT USING (true);
+CREATE POLICY tracked_tables_owner ON llm_cost.tracked_tables FOR ALL
+    USING (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = log_table), 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = log_table), 'USAGE'));
+GRANT SELECT, INSERT, UPDATE, DELETE ON llm_cost.tracked_tables TO PUBLIC;
+
+-------------------------------------------------------------------------------------------------
+-- Unpriced models
+-------------------------------------------------------------------------------------------------
+CREATE TABLE llm_cost.unpriced_stats (
+    log_table  regclass    NOT NULL,
+    model      text        NOT NULL,
+    rows       bigint      NOT NULL,
+    first_seen timestamptz NOT NULL,
+    last_seen  timestamptz NOT NULL,
+    PRIMARY KEY (log_table, model)
+);
+COMMENT ON TABLE llm_cost.unpriced_stats IS 'Rows stored without a price, per table and model name; read it through llm_cost.unpriced_models.';
+GRANT SELECT ON llm_cost.unpriced_stats TO PUBLIC;
+
+-- Called by the statement trigger with one row per (table, model) of a statement.
+CREATE FUNCTION llm_cost._record_unpriced(p_table oid, p_model text, p_rows bigint, p_first timestamptz, p_last timestamptz)
+RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO llm_cost.unpriced_stats AS s (log_table, model, rows, first_seen, last_seen)
+    VALUES (p_table::regclass, p_model, p_rows, p_first, p_last)
+    ON CONFLICT (log_table, model) DO UPDATE
+       SET rows = s.rows + excluded.rows,
+           first_seen = least(s.first_seen, excluded.first_seen),
+           last_seen = greatest(s.last_seen, excluded.last_seen);
+$$;
+REVOKE ALL ON FUNCTION llm_cost._record_unpriced(oid, text, bigint, timestamptz, timestamptz) FROM PUBLIC;
+
+CREATE VIEW llm_cost.unpriced_models AS
+SELECT s.model,
+       s.log_table,
+       s.rows,
+       s.first_seen,
+       s.last_seen,
+       llm_cost.resolve_model(s.model) AS resolves_to_now,
+       llm_cost.provider_of(s.model)   AS provider_guess
+  FROM llm_cost.unpriced_stats s
+ ORDER BY s.rows DESC, s.model;
+COMMENT ON VIEW llm_cost.unpriced_models IS 'Every model name that was logged without a price: how many rows, first and last event time. resolves_to_now is set once a price or alias exists; then run llm_cost.reprice() to price the stored rows.';
+GRANT SELECT ON llm_cost.unpriced_models TO PUBLIC;
+
+-------------------------------------------------------------------------------------------------
+-- track() / untrack()
+-------------------------------------------------------------------------------------------------
+CREATE FUNCTION llm_cost._column(p_table regclass, p_column text, p_role text,
+                                 p_types regtype[], p_writable boolean)
+RETURNS pg_catalog.pg_attribute
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    a pg_catalog.pg_attribute;
+BEGIN
+    SELECT * INTO a FROM pg_catalog.pg_attribute
+     WHERE attrelid = p_table AND attname = p_column AND attnum > 0 AND NOT attisdropped;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'column "%" (the % column) does not exist in table %', p_column, p_role, p_table
+              USING ERRCODE = 'undefined_column',
+                    HINT = format('Name the %s column with the %s argument of llm_cost.track().', p_role,
+                                  replace(p_role, ' ', '_') || '_column');
+    END IF;
+    IF NOT a.atttypid = ANY (p_types::oid[]) THEN
+        RAISE EXCEPTION 'column "%" of table % has type %, but the % column must be one of %',
+              p_column, p_table, format_type(a.atttypid, a.atttypmod), p_role, array_to_string(p_types, ', ')
+              USING ERRCODE = 'datatype_mismatch';
+    END IF;
+    IF a.attgenerated <> '' THEN
+        RAISE EXCEPTION 'column "%" of table % is a generated column and cannot be the % column', p_column, p_table, p_role
+              USING ERRCODE = 'invalid_column_definition',
+                    HINT = 'Generated columns are computed after BEFORE triggers run; map the columns they are computed from.';
+    END IF;
+    RETURN a;
+END $$;
+
+CREATE FUNCTION llm_cost.track(
+    log_table                 regclass,
+    model_column              text    DEFAULT 'model',
+    input_tokens_column       text    DEFAULT 'input_tokens',
+    output_tokens_column      text    DEFAULT 'output_tokens',
+    cache_read_tokens_column  text    DEFAULT NULL,
+    cache_write_tokens_column text    DEFAULT NULL,
+    cost_column               text    DEFAULT 'cost_usd',
+    time_column               text    DEFAULT 'created_at',
+    provider_column           text    DEFAULT NULL,
+    add_cost_column           boolean DEFAULT false)
+RETURNS llm_cost.tracked_tables
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rel            pg_catalog.pg_class;
+    ints           regtype[] := ARRAY['smallint', 'integer', 'bigint']::regtype[];
+    texts          regtype[] := ARRAY['text', 'character varying', 'character']::regtype[];
+    cost_att       pg_catalog.pg_attribute;
+    source_col     text;
+    default_expr   text;
+    default_value  numeric;
+    prec           int;
+    scale          int;
+    update_cols    text[];
+    result         llm_cost.tracked_tables;
+BEGIN
+    IF log_table IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.track: log_table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO rel FROM pg_catalog.pg_class WHERE oid = log_table;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', log_table USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, rel.relowner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to track it', log_table USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF model_column IS NULL OR input_tokens_column IS NULL OR output_tokens_column IS NULL OR cost_column IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.track: model_column, input_tokens_column, output_tokens_column and cost_column are required'
+              USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+
+    PERFORM llm_cost._column(log_table, model_column, 'model', texts, false);
+    PERFORM llm_cost._column(log_table, input_tokens_column, 'input tokens', ints, false);
+    PERFORM llm_cost._column(log_table, output_tokens_column, 'output tokens', ints, false);
+    IF cache_read_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_read_tokens_column, 'cache read tokens', ints, false);
+    END IF;
+    IF cache_write_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_write_tokens_column, 'cache write tokens', ints, false);
+    END IF;
+    IF time_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, time_column, 'time', ARRAY['timestamptz', 'timestamp', 'date']::regtype[], false);
+    END IF;
+    IF provider_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, provider_column, 'provider', texts, true);
+    END IF;
+
+    IF add_cost_column AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                                        WHERE attrelid = log_table AND attname = cost_column AND NOT attisdropped) THEN
+        EXECUTE format('ALTER TABLE %s ADD COLUMN %I numeric CHECK (%I >= 0)', log_table, cost_column, cost_column);
+        EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', log_table, cost_column, 'Cost of the call in USD, filled by llm_cost.');
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                        WHERE attrelid = log_table AND attname = 'cost_source' AND NOT attisdropped) THEN
+            EXECUTE format('ALTER TABLE %s ADD COLUMN cost_source text CHECK (cost_source IN (''estimated'', ''provided'', ''unpriced''))', log_table);
+            EXECUTE format('COMMENT ON COLUMN %s.cost_source IS %L', log_table,
+                           'estimated (from the llm_cost catalog), provided (by the application) or unpriced (unknown model).');
+        END IF;
+    END IF;
+    cost_att := llm_cost._column(log_table, cost_column, 'cost', ARRAY['numeric']::regtype[], true);
+    IF cost_att.atttypmod >= 4 THEN
+        prec := ((cost_att.atttypmod - 4) >> 16) & 65535;
+        scale := (cost_att.atttypmod - 4) & 65535;
+        IF scale < 6 OR prec - scale < 3 THEN
+            RAISE EXCEPTION 'cost column "%" of table % is %, which cannot hold LLM call costs', cost_column, log_table,
+                  format_type(cost_att.atttypid, cost_att.atttypmod)
+                  USING ERRCODE = 'datatype_mismatch',
+                        DETAIL = 'A cost column needs at least 6 decimal places (calls cost fractions of a cent) and 3 integer digits.',
+                        HINT = format('ALTER TABLE %s ALTER COLUMN %I TYPE numeric', log_table, cost_column);
+        END IF;
+    END IF;
+
+    SELECT attname INTO source_col FROM pg_catalog.pg_attribute
+     WHERE attrelid = log_table AND attname = 'cost_source' AND NOT attisdropped
+       AND atttypid IN ('text'::regtype, 'varchar'::regtype) AND attgenerated = '';
+
+    SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) INTO default_expr
+      FROM pg_catalog.pg_attrdef d WHERE d.adrelid = log_table AND d.adnum = cost_att.attnum;
+    IF default_expr IS NOT NULL THEN
+        EXECUTE format('SELECT (%s)::numeric', default_expr) INTO default_value;
+    END IF;
+
+    -- (Re)create the triggers.
+    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_price ON %s', log_table);
+    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_unpriced ON %s', log_table);
+    update_cols := array_remove(ARRAY[model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
+                                      cache_write_tokens_column, cost_column, time_column], NULL);
+    EXECUTE format('CREATE TRIGGER llm_cost_price BEFORE INSERT OR UPDATE OF %s ON %s FOR EACH ROW '
+                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(update_cols) c), log_table,
+                   model_column, input_tokens_column, output_tokens_column,
+                   coalesce(cache_read_tokens_column, ''), coalesce(cache_write_tokens_column, ''),
+                   cost_column, coalesce(time_column, ''), coalesce(provider_column, ''),
+                   coalesce(source_col, ''), coalesce(default_value::text, ''));
+    EXECUTE format('CREATE TRIGGER llm_cost_unpriced AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT '
+                   'EXECUTE FUNCTION llm_cost.usage_statement_end()', log_table);
+
+    INSERT INTO llm_cost.tracked_tables AS t
+           (log_table, model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
+            cache_write_tokens_column, cost_column, cost_source_column, cost_default, time_column, provider_column)
+    VALUES (log_table, model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
+            cache_write_tokens_column, cost_column, source_col, default_value, time_column, provider_column)
+    ON CONFLICT ON CONSTRAINT tracked_tables_pkey DO UPDATE
+       SET model_column = excluded.model_column, input_tokens_column = excluded.input_tokens_column,
+           output_tokens_column = excluded.output_tokens_column,
+           cache_read_tokens_column = excluded.cache_read_tokens_column,
+           cache_write_tokens_column = excluded.cache_write_tokens_column, cost_column = excluded.cost_column,
+           cost_source_column = excluded.cost_source_column, cost_default = excluded.cost_default,
+           time_column = excluded.time_column, provider_column = excluded.provider_column,
+           tracked_at = now(), tracked_by = current_user
+    RETURNING * INTO result;
+    RETURN result;
+END $$;
+
+COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean) IS
+'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping.';
+
+CREATE FUNCTION llm_cost.untrack(log_table regclass) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    owner oid;
+BEGIN
+    SELECT relowner INTO owner FROM pg_catalog.pg_class WHERE oid = log_table;
+    IF NOT pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to untrack it', log_table USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_price ON %s', log_table);
+    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_unpriced ON %s', log_table);
+    PERFORM llm_cost._forget_table(log_table::oid);
+    RETURN FOUND;
+END $$;
+COMMENT ON FUNCTION llm_cost.untrack(regclass) IS
+'Stops pricing a table: drops the llm_cost triggers and everything llm_cost recorded about it. Columns added by track(add_cost_column => true) stay, with their data.';
+
+-- Removes what llm_cost keeps about a table (untrack, or the table was dropped).
+CREATE FUNCTION llm_cost._forget_table(p_table oid) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM llm_cost.unpriced_stats WHERE log_table = p_table;
+    DELETE FROM llm_cost.tracked_tables WHERE log_table = p_table;
+END $$;
+REVOKE ALL ON FUNCTION llm_cost._forget_table(oid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION llm_cost._forget_table(oid) TO PUBLIC; -- owner check is in untrack and the event trigger
+
+-- A dropped table leaves nothing behind.
+CREATE FUNCTION llm_cost._on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    obj record;
+BEGIN
+    FOR obj IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects() WHERE object_type IN ('table') LOOP
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'llm_cost') THEN
+            PERFORM llm_cost._forget_table(obj.objid);
+        END IF;
+    END LOOP;
+END $$;
+CREATE EVENT TRIGGER llm_cost_sql_drop ON sql_drop EXECUTE FUNCTION llm_cost._on_sql_drop();
+
+-------------------------------------------------------------------------------------------------
+-- The extension's own log table
+-------------------------------------------------------------------------------------------------
+CREATE TABLE llm_cost.usage_events (
+    id                 bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    occurred_at        timestamptz NOT NULL DEFAULT now(),
+    tenant_id          text,
+    user_id            text,
+    feature            text,
+    provider           text,
+    model              text        NOT NULL,
+    input_tokens       bigint      NOT NULL DEFAULT 0 CHECK (input_tokens >= 0),
+    output_tokens      bigint      NOT NULL DEFAULT 0 CHECK (output_tokens >= 0),
+    cache_read_tokens  bigint      NOT NULL DEFAULT 0 CHECK (cache_read_tokens >= 0),
+    cache_write_tokens bigint      NOT NULL DEFAULT 0 CHECK (cache_write_tokens >= 0),
+    total_tokens       bigint      GENERATED ALWAYS AS (input_tokens + output_tokens + cache_read_tokens + cache_write_tokens) STORED,
+    cost_usd           numeric     CHECK (cost_usd >= 0),
+    cost_source        text        CHECK (cost_source IN ('estimated', 'provided', 'unpriced')),
+    latency_ms         integer     CHECK (latency_ms >= 0),
+    error              text,
+    metadata           jsonb
+);
+CREATE INDEX usage_events_occurred_at_idx ON llm_cost.usage_events (occurred_at);
+CREATE INDEX usage_events_tenant_idx ON llm_cost.usage_events (tenant_id, occurred_at);
+CREATE INDEX usage_events_user_idx ON llm_cost.usage_events (user_id, occurred_at);
+CREATE INDEX usage_events_model_idx ON llm_cost.usage_events (model, occurred_at);
+CREATE INDEX usage_events_unpriced_idx ON llm_cost.usage_events (occurred_at) WHERE cost_source = 'unpriced';
+
+COMMENT ON TABLE llm_cost.usage_events IS 'One row per LLM call. INSERT or COPY rows with plain SQL; llm_cost fills cost_usd and cost_source from the price catalog at occurred_at, in the same transaction.';
+COMMENT ON COLUMN llm_cost.usage_events.id IS 'Row id.';
+COMMENT ON COLUMN llm_cost.usage_events.occurred_at IS 'When the call happened; picks the price valid then. Defaults to now().';
+COMMENT ON COLUMN llm_cost.usage_events.tenant_id IS 'Customer, organisation or workspace the call is billed to.';
+COMMENT ON COLUMN llm_cost.usage_events.user_id IS 'End user who caused the call.';
+COMMENT ON COLUMN llm_cost.usage_events.feature IS 'Endpoint, task type or operation that made the call.';
+COMMENT ON COLUMN llm_cost.usage_events.provider IS 'Provider; filled from the model when left NULL or empty.';
+COMMENT ON COLUMN llm_cost.usage_events.model IS 'Model name as the application sent it (any spelling llm_cost.resolve_model understands).';
+COMMENT ON COLUMN llm_cost.usage_events.input_tokens IS 'Uncached input tokens (OpenAI: prompt_tokens - cached_tokens; Anthropic: input_tokens).';
+COMMENT ON COLUMN llm_cost.usage_events.output_tokens IS 'Output tokens, reasoning tokens included.';
+COMMENT ON COLUMN llm_cost.usage_events.cache_read_tokens IS 'Prompt tokens read from the cache (OpenAI: cached_tokens; Anthropic: cache_read_input_tokens).';
+COMMENT ON COLUMN llm_cost.usage_events.cache_write_tokens IS 'Prompt tokens written to the cache (Anthropic: cache_creation_input_tokens).';
+COMMENT ON COLUMN llm_cost.usage_events.total_tokens IS 'input + output + cache read + cache write tokens (generated).';
+COMMENT ON COLUMN llm_cost.usage_events.cost_usd IS 'Cost in USD, exact: estimated from the catalog, or as provided by the application; NULL when unpriced.';
+COMMENT ON COLUMN llm_cost.usage_events.cost_source IS 'estimated (from the catalog), provided (given by the application) or unpriced (unknown model).';
+COMMENT ON COLUMN llm_cost.usage_events.latency_ms IS 'Latency of the call in milliseconds.';
+COMMENT ON COLUMN llm_cost.usage_events.error IS 'Error of a failed call; NULL when the call succeeded.';
+COMMENT ON COLUMN llm_cost.usage_events.metadata IS 'Anything else, as JSON.';
+
+SELECT pg_catalog.pg_extension_config_dump('llm_cost.usage_events', '');
+SELECT pg_catalog.pg_extension_config_dump('llm_cost.usage_events_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('llm_cost.tracked_tables', 'WHERE log_table <> ''llm_cost.usage_events''::regclass');
+SELECT pg_catalog.pg_extension_config_dump('llm_cost.unpriced_stats', '');
+
+SELECT llm_cost.track('llm_cost.usage_events',
+                      cache_read_tokens_column  => 'cache_read_tokens',
+                      cache_write_tokens_column => 'cache_write_tokens',
+                      time_column               => 'occurred_at',
+                      provider_column           => 'provider');

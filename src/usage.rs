@@ -1,0 +1,734 @@
+//! Usage logs: the row trigger that prices every INSERT/UPDATE/COPY of an LLM call, in
+//! `llm_cost.usage_events` and in application tables attached with `llm_cost.track()`.
+//!
+//! The trigger reads its column mapping from its arguments (written by `track()`), resolves the
+//! names to attribute numbers once per backend and table, and prices each row from the cached
+//! catalog: no query per row. Unknown models are stored unpriced; their counts are collected per
+//! statement and written by the statement trigger `usage_statement_end` in the same transaction.
+
+use crate::pricing::{Cost, Usage};
+use crate::pricing_sql::{cost_to_numeric, price_call, Priced};
+use pgrx::prelude::*;
+use pgrx::{AnyNumeric, GucContext, GucFlags, GucRegistry, GucSetting, IntoDatum, PgSqlErrorCode};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+pub static STRICT: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+pub fn init_gucs() {
+    GucRegistry::define_bool_guc(
+        c"llm_cost.strict",
+        c"Reject rows whose model has no price instead of storing them unpriced.",
+        c"Off (default): a row of an unknown model is stored with cost NULL (or the cost column's default) and counted in llm_cost.unpriced_models. On: such a row is an error and the statement is rolled back.",
+        &STRICT,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+}
+
+#[derive(Clone, Copy, Debug)]
+enum IntKind {
+    I2,
+    I4,
+    I8,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum TimeKind {
+    Tstz,
+    Ts,
+    Date,
+}
+
+#[derive(Clone, Debug)]
+struct Col<K> {
+    /// 1-based attribute number.
+    attno: i32,
+    name: String,
+    kind: K,
+}
+
+/// How one tracked table maps onto a call: resolved from the trigger arguments and the
+/// table's tuple descriptor once per backend.
+#[derive(Debug)]
+struct TableSpec {
+    natts: usize,
+    model: Col<()>,
+    input: Col<IntKind>,
+    output: Col<IntKind>,
+    cache_read: Option<Col<IntKind>>,
+    cache_write: Option<Col<IntKind>>,
+    cost: Col<i32>, // typmod
+    time: Option<Col<TimeKind>>,
+    provider: Option<Col<()>>,
+    source: Option<Col<()>>,
+    /// The cost column's default as numeric text ("0"), when it has one: in a table without a
+    /// cost_source column, a cost equal to it counts as "not provided".
+    cost_default: Option<String>,
+    cost_not_null: bool,
+}
+
+thread_local! {
+    static SPECS: RefCell<HashMap<(pg_sys::Oid, pg_sys::Oid), Rc<TableSpec>>> = RefCell::new(HashMap::new());
+    /// Unknown models seen by the running statement(s): (table, model) -> (rows, first, last).
+    static PENDING: RefCell<HashMap<(pg_sys::Oid, String), (i64, i64, i64)>> = RefCell::new(HashMap::new());
+    static WARNED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    static CALLBACKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Called by the catalog cache's relcache callback: a table changed shape, forget its mapping.
+pub fn forget_table(relid: pg_sys::Oid) {
+    let _ = SPECS.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if relid == pg_sys::InvalidOid {
+                s.clear();
+            } else {
+                s.retain(|k, _| k.0 != relid);
+            }
+        }
+    });
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    if event == pg_sys::XactEvent::XACT_EVENT_ABORT || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT {
+        clear_pending();
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    _my: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        clear_pending();
+    }
+}
+
+fn clear_pending() {
+    let _ = PENDING.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.clear();
+        }
+    });
+}
+
+fn register_callbacks() {
+    if !CALLBACKS.with(|c| c.get()) {
+        crate::cache::register_callback();
+        unsafe {
+            pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+            pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
+        }
+        CALLBACKS.with(|c| c.set(true));
+    }
+}
+
+fn bad_mapping(msg: String) -> ! {
+    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, msg);
+}
+
+unsafe fn find_attr(tupdesc: pg_sys::TupleDesc, rel: &str, name: &str) -> (i32, pg_sys::Oid, i32, bool) {
+    let td = &*tupdesc;
+    for i in 0..td.natts as usize {
+        let att = &*td.attrs.as_ptr().add(i);
+        if att.attisdropped {
+            continue;
+        }
+        let an = std::ffi::CStr::from_ptr(att.attname.data.as_ptr()).to_string_lossy();
+        if an == name {
+            return (att.attnum as i32, att.atttypid, att.atttypmod, att.attnotnull);
+        }
+    }
+    bad_mapping(format!("llm_cost: column \"{name}\" of \"{rel}\" no longer exists; run llm_cost.track() again"))
+}
+
+fn int_kind(t: pg_sys::Oid, rel: &str, name: &str) -> IntKind {
+    match t {
+        pg_sys::INT2OID => IntKind::I2,
+        pg_sys::INT4OID => IntKind::I4,
+        pg_sys::INT8OID => IntKind::I8,
+        _ => bad_mapping(format!("llm_cost: token column \"{name}\" of \"{rel}\" must be smallint, integer or bigint")),
+    }
+}
+
+unsafe fn build_spec(trigger: &pgrx::PgTrigger) -> TableSpec {
+    let td = trigger.trigger_data();
+    let rel = td.tg_relation;
+    let tupdesc = (*rel).rd_att;
+    let relname = trigger.table_name().unwrap_or_default();
+    let args = trigger.extra_args().unwrap_or_default();
+    if args.len() < 10 {
+        bad_mapping(format!("llm_cost: trigger on \"{relname}\" has {} arguments, expected 10; run llm_cost.track() again", args.len()));
+    }
+    let opt = |s: &String| if s.is_empty() { None } else { Some(s.clone()) };
+    let plain = |name: &str| {
+        let (attno, _, _, _) = find_attr(tupdesc, &relname, name);
+        Col { attno, name: name.to_string(), kind: () }
+    };
+    let int = |name: &str| {
+        let (attno, t, _, _) = find_attr(tupdesc, &relname, name);
+        Col { attno, name: name.to_string(), kind: int_kind(t, &relname, name) }
+    };
+    let (cost_attno, _, cost_typmod, cost_not_null) = find_attr(tupdesc, &relname, &args[5]);
+    let time = opt(&args[6]).map(|n| {
+        let (attno, t, _, _) = find_attr(tupdesc, &relname, &n);
+        let kind = match t {
+            pg_sys::TIMESTAMPTZOID => TimeKind::Tstz,
+            pg_sys::TIMESTAMPOID => TimeKind::Ts,
+            pg_sys::DATEOID => TimeKind::Date,
+            _ => bad_mapping(format!("llm_cost: time column \"{n}\" of \"{relname}\" must be timestamptz, timestamp or date")),
+        };
+        Col { attno, name: n, kind }
+    });
+    TableSpec {
+        natts: (*tupdesc).natts as usize,
+        model: plain(&args[0]),
+        input: int(&args[1]),
+        output: int(&args[2]),
+        cache_read: opt(&args[3]).map(|n| int(&n)),
+        cache_write: opt(&args[4]).map(|n| int(&n)),
+        cost: Col { attno: cost_attno, name: args[5].clone(), kind: cost_typmod },
+        time,
+        provider: opt(&args[7]).map(|n| plain(&n)),
+        source: opt(&args[8]).map(|n| plain(&n)),
+        cost_default: opt(&args[9]),
+        cost_not_null,
+    }
+}
+
+fn spec_for(trigger: &pgrx::PgTrigger) -> Rc<TableSpec> {
+    let key = (trigger.relid().unwrap_or(pg_sys::InvalidOid), trigger.trigger().tgoid);
+    if let Some(s) = SPECS.with(|s| s.borrow().get(&key).cloned()) {
+        return s;
+    }
+    let spec = Rc::new(unsafe { build_spec(trigger) });
+    SPECS.with(|s| s.borrow_mut().insert(key, spec.clone()));
+    spec
+}
+
+/// One tuple being read.
+struct Row {
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+}
+
+impl Row {
+    unsafe fn datum(&self, attno: i32) -> Option<pg_sys::Datum> {
+        let mut isnull = false;
+        let d = pg_sys::heap_getattr(self.tuple, attno, self.tupdesc, &mut isnull);
+        if isnull {
+            None
+        } else {
+            Some(d)
+        }
+    }
+
+    /// A text/varchar/bpchar column as &str (valid for the trigger call).
+    unsafe fn text(&self, attno: i32) -> Option<&'static str> {
+        self.datum(attno).map(|d| {
+            let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+            let bytes = std::slice::from_raw_parts(
+                pgrx::varlena::vardata_any(v) as *const u8,
+                pgrx::varlena::varsize_any_exhdr(v),
+            );
+            std::str::from_utf8(bytes).unwrap_or("")
+        })
+    }
+
+    unsafe fn int(&self, c: &Col<IntKind>) -> Option<i64> {
+        self.datum(c.attno).map(|d| match c.kind {
+            IntKind::I2 => d.value() as i16 as i64,
+            IntKind::I4 => d.value() as i32 as i64,
+            IntKind::I8 => d.value() as i64,
+        })
+    }
+
+    unsafe fn time(&self, c: &Col<TimeKind>) -> Option<i64> {
+        self.datum(c.attno).map(|d| match c.kind {
+            TimeKind::Tstz => d.value() as i64,
+            TimeKind::Ts => pgrx::direct_function_call_as_datum(pg_sys::timestamp_timestamptz, &[Some(d)])
+                .map(|d| d.value() as i64)
+                .unwrap_or(0),
+            TimeKind::Date => pgrx::direct_function_call_as_datum(pg_sys::date_timestamptz, &[Some(d)])
+                .map(|d| d.value() as i64)
+                .unwrap_or(0),
+        })
+    }
+
+    unsafe fn numeric_text(&self, attno: i32) -> Option<String> {
+        self.datum(attno).and_then(|d| AnyNumeric::from_datum(d, false)).map(|n| n.to_string())
+    }
+}
+
+fn negative(col: &str, v: impl std::fmt::Display) -> ! {
+    ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("{col} must not be negative (got {v})")
+    );
+}
+
+fn tokens(row: &Row, c: Option<&Col<IntKind>>) -> i64 {
+    let Some(c) = c else { return 0 };
+    match unsafe { row.int(c) } {
+        None => 0,
+        Some(v) if v < 0 => negative(&c.name, v),
+        Some(v) => v,
+    }
+}
+
+fn same_numeric(a: &str, b: &str) -> bool {
+    use std::str::FromStr;
+    match (rust_decimal::Decimal::from_str(a), rust_decimal::Decimal::from_str(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// What a row's cost is, before it is written.
+enum Outcome {
+    Keep,     // a provided cost, kept as is
+    Provided, // a provided cost, marked provided
+    Estimated(Cost),
+    Unpriced,
+}
+
+#[pg_trigger]
+fn usage_cost_trigger<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    let td = trigger.trigger_data();
+    let event = td.tg_event;
+    let is_insert = pgrx::trigger_support::trigger_fired_by_insert(event);
+    let is_update = pgrx::trigger_support::trigger_fired_by_update(event);
+    if !(is_insert || is_update) || !pgrx::trigger_support::trigger_fired_for_row(event) || !pgrx::trigger_support::trigger_fired_before(event) {
+        error!("llm_cost.usage_cost_trigger must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger");
+    }
+    register_callbacks();
+    let spec = spec_for(trigger);
+    let rel = td.tg_relation;
+    let tupdesc = unsafe { (*rel).rd_att };
+    let new = Row { tuple: if is_insert { td.tg_trigtuple } else { td.tg_newtuple }, tupdesc };
+    let old = if is_update { Some(Row { tuple: td.tg_trigtuple, tupdesc }) } else { None };
+
+    let model = unsafe { new.text(spec.model.attno) };
+    let Some(model) = model else {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+            format!(
+                "null value in column \"{}\" of relation \"{}\": llm_cost needs the model name to price a call",
+                spec.model.name,
+                trigger.table_name().unwrap_or_default()
+            )
+        );
+    };
+    let u = Usage {
+        input: tokens(&new, Some(&spec.input)),
+        output: tokens(&new, Some(&spec.output)),
+        cache_read: tokens(&new, spec.cache_read.as_ref()),
+        cache_write: tokens(&new, spec.cache_write.as_ref()),
+    };
+    let at = spec
+        .time
+        .as_ref()
+        .and_then(|c| unsafe { new.time(c) })
+        .unwrap_or_else(|| unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
+
+    let cost_text = unsafe { new.numeric_text(spec.cost.attno) };
+    if let Some(t) = &cost_text {
+        if t.starts_with('-') {
+            negative(&spec.cost.name, t);
+        }
+    }
+    let new_source = spec.source.as_ref().and_then(|c| unsafe { new.text(c.attno) });
+
+    // Was a cost provided by the application?
+    let provided = match (&old, &cost_text) {
+        (_, None) => false,
+        (None, Some(t)) => match &spec.source {
+            // usage_events-style table: any non-NULL cost is the application's.
+            Some(_) => true,
+            // Elsewhere: a non-NULL value other than the column default.
+            None => !spec.cost_default.as_deref().is_some_and(|d| same_numeric(d, t)),
+        },
+        (Some(o), Some(t)) => {
+            let old_cost = unsafe { o.numeric_text(spec.cost.attno) };
+            let changed = !old_cost.as_deref().is_some_and(|oc| same_numeric(oc, t));
+            if changed {
+                // The UPDATE set the cost itself.
+                true
+            } else if let Some(sc) = &spec.source {
+                (unsafe { o.text(sc.attno) }) == Some("provided")
+            } else {
+                // No cost_source column: the old cost was provided if it is neither the default
+                // nor what we would have estimated for the old row.
+                let is_default = spec.cost_default.as_deref().is_some_and(|d| same_numeric(d, t));
+                let old_model = unsafe { o.text(spec.model.attno) }.unwrap_or("");
+                let old_u = Usage {
+                    input: tokens(o, Some(&spec.input)),
+                    output: tokens(o, Some(&spec.output)),
+                    cache_read: tokens(o, spec.cache_read.as_ref()),
+                    cache_write: tokens(o, spec.cache_write.as_ref()),
+                };
+                let old_at = spec.time.as_ref().and_then(|c| unsafe { o.time(c) }).unwrap_or(at);
+                let was_estimate = match price_call(old_model, &old_u, old_at) {
+                    Priced::Cost(c) => same_numeric(&round_to_typmod_text(c, spec.cost.kind), t),
+                    _ => false,
+                };
+                !(is_default || was_estimate)
+            }
+        }
+    };
+
+    let outcome = if provided {
+        if spec.source.is_some() && new_source != Some("provided") {
+            Outcome::Provided
+        } else {
+            Outcome::Keep
+        }
+    } else {
+        match price_call(model, &u, at) {
+            Priced::Cost(c) => Outcome::Estimated(c),
+            Priced::UnknownModel | Priced::NoPriceAt => Outcome::Unpriced,
+        }
+    };
+
+    if matches!(outcome, Outcome::Unpriced) {
+        let relname = trigger.table_name().unwrap_or_default();
+        if STRICT.get() {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("llm_cost.strict is on and model \"{model}\" has no price (table \"{relname}\")")
+            );
+        }
+        let first = WARNED.with(|w| w.borrow_mut().insert(model.to_string()));
+        if first {
+            ereport!(
+                WARNING,
+                PgSqlErrorCode::ERRCODE_WARNING,
+                format!("llm_cost: no price for model \"{model}\"; rows are stored unpriced (cost {}) and listed in llm_cost.unpriced_models", if spec.cost_not_null { "= column default" } else { "NULL" })
+            );
+        }
+        let relid = trigger.relid().unwrap_or(pg_sys::InvalidOid);
+        PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            let e = p.entry((relid, model.to_string())).or_insert((0, at, at));
+            e.0 += 1;
+            e.1 = e.1.min(at);
+            e.2 = e.2.max(at);
+        });
+    }
+
+    // Columns to replace.
+    let mut repl: Vec<(i32, Option<pg_sys::Datum>)> = Vec::with_capacity(3);
+    match &outcome {
+        Outcome::Keep => {}
+        Outcome::Provided => {}
+        Outcome::Estimated(c) => repl.push((spec.cost.attno, Some(cost_datum(*c, spec.cost.kind)))),
+        Outcome::Unpriced => {
+            if spec.cost_not_null {
+                match &spec.cost_default {
+                    Some(d) => repl.push((spec.cost.attno, Some(numeric_datum(d, spec.cost.kind)))),
+                    None => {} // keep whatever the row has; NOT NULL will complain if it is NULL
+                }
+            } else {
+                repl.push((spec.cost.attno, None));
+            }
+        }
+    }
+    if let Some(sc) = &spec.source {
+        let want = match &outcome {
+            Outcome::Keep | Outcome::Provided => "provided",
+            Outcome::Estimated(_) => "estimated",
+            Outcome::Unpriced => "unpriced",
+        };
+        if new_source != Some(want) {
+            repl.push((sc.attno, want.into_datum()));
+        }
+    }
+    if let Some(pc) = &spec.provider {
+        let cur = unsafe { new.text(pc.attno) };
+        if cur.is_none_or(|s| s.trim().is_empty()) {
+            if let Some(p) = crate::pricing_sql::provider_of(model) {
+                repl.push((pc.attno, p.into_datum()));
+            }
+        }
+    }
+
+    let tuple = if repl.is_empty() {
+        new.tuple
+    } else {
+        let n = spec.natts;
+        let mut values = vec![pg_sys::Datum::from(0); n];
+        let mut nulls = vec![false; n];
+        let mut doit = vec![false; n];
+        for (attno, v) in repl {
+            let i = (attno - 1) as usize;
+            doit[i] = true;
+            match v {
+                Some(d) => values[i] = d,
+                None => nulls[i] = true,
+            }
+        }
+        unsafe { pg_sys::heap_modify_tuple(new.tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr(), doit.as_mut_ptr()) }
+    };
+    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(tupdesc) };
+    Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(desc, tuple) }))
+}
+
+/// The cost as the cost column stores it (rounded to its scale, if it has a typmod).
+fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
+    let n = cost_to_numeric(c);
+    apply_typmod(n, typmod)
+}
+
+fn numeric_datum(text: &str, typmod: i32) -> pg_sys::Datum {
+    match AnyNumeric::try_from(text) {
+        Ok(n) => apply_typmod(n, typmod),
+        Err(e) => error!("llm_cost: bad numeric {text}: {e}"),
+    }
+}
+
+fn apply_typmod(n: AnyNumeric, typmod: i32) -> pg_sys::Datum {
+    let d = n.into_datum().expect("numeric datum");
+    if typmod < 0 {
+        d
+    } else {
+        unsafe { pgrx::direct_function_call_as_datum(pg_sys::numeric, &[Some(d), Some(pg_sys::Datum::from(typmod))]) }
+            .unwrap_or(d)
+    }
+}
+
+fn round_to_typmod_text(c: Cost, typmod: i32) -> String {
+    let d = cost_datum(c, typmod);
+    unsafe { AnyNumeric::from_datum(d, false) }.map(|n| n.to_string()).unwrap_or_default()
+}
+
+/// Statement trigger: records the unknown models the statement's rows used, in the same
+/// transaction, one row per (table, model) instead of one per row.
+#[pg_trigger]
+fn usage_statement_end<'a>(
+    _trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    let pending: Vec<_> = PENDING.with(|p| p.borrow_mut().drain().collect());
+    for ((relid, model), (n, first, last)) in pending {
+        let first = pgrx::datum::TimestampWithTimeZone::try_from(first).ok();
+        let last = pgrx::datum::TimestampWithTimeZone::try_from(last).ok();
+        Spi::run_with_args(
+            "SELECT llm_cost._record_unpriced($1, $2, $3, $4, $5)",
+            &[relid.into(), model.into(), n.into(), first.into(), last.into()],
+        )
+        .unwrap_or_else(|e| error!("llm_cost: could not record unpriced rows: {e}"));
+    }
+    Ok(None)
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn one(sql: &str) -> Option<String> {
+        Spi::get_one::<String>(sql).expect("query failed")
+    }
+
+    /// Runs `sql` and returns "SQLSTATE: message" of the error it raises ("ok" if none).
+    fn error_of(sql: &str) -> String {
+        Spi::run(&format!(
+            "DO $do$ BEGIN {sql}; PERFORM set_config('t.err', 'ok', true);
+               EXCEPTION WHEN OTHERS THEN PERFORM set_config('t.err', SQLSTATE || ': ' || SQLERRM, true); END $do$"
+        ))
+        .unwrap();
+        one("SELECT current_setting('t.err')").unwrap()
+    }
+
+    #[pg_test]
+    fn usage_events_estimated_and_provided() {
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('claude-sonnet-4-5', 1000000, 1000000)").unwrap();
+        assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source || ' ' || provider FROM llm_cost.usage_events").as_deref(), Some("18 estimated anthropic"));
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd) VALUES ('claude-sonnet-4-5', 1000000, 1000000, 0.5)").unwrap();
+        assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE cost_usd = 0.5").as_deref(), Some("0.5 provided"));
+        // A provided cost of 0 is still provided, not replaced.
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd, feature) VALUES ('gpt-4o', 10, 10, 0, 'free')").unwrap();
+        assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'free'").as_deref(), Some("0 provided"));
+        // An explicit provider is kept.
+        Spi::run("INSERT INTO llm_cost.usage_events (model, provider, input_tokens, output_tokens) VALUES ('gpt-4o', 'azure', 1, 1)").unwrap();
+        assert_eq!(one("SELECT provider FROM llm_cost.usage_events WHERE provider = 'azure'").as_deref(), Some("azure"));
+    }
+
+    #[pg_test]
+    fn multi_row_and_insert_select() {
+        Spi::run(
+            "INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens) VALUES
+               ('claude-sonnet-4-5', 1000, 500, 20000, 4000), ('gpt-4o', 1000000, 0, 0, 0), ('gemini-2.5-pro', 300000, 0, 0, 0)",
+        )
+        .unwrap();
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) SELECT 'gpt-4o-mini', i, i FROM generate_series(1, 1000) i").unwrap();
+        assert_eq!(one("SELECT sum(cost_usd)::text FROM llm_cost.usage_events WHERE model <> 'gpt-4o-mini'").as_deref(), Some("3.2815"));
+        // sum(i) = 500500 tokens each at 0.15 and 0.6 per 1M
+        assert_eq!(Spi::get_one::<bool>("SELECT sum(cost_usd) = 0.375375 FROM llm_cost.usage_events WHERE model = 'gpt-4o-mini'").unwrap(), Some(true));
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events WHERE cost_source = 'estimated'").unwrap(), Some(1003));
+    }
+
+    #[pg_test]
+    fn unknown_model_is_stored_unpriced_and_counted() {
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) SELECT 'mystery-model', 10, 10 FROM generate_series(1, 3)").unwrap();
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('mystery-model', 1, 1), ('gpt-4o', 1, 1)").unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events WHERE cost_usd IS NULL AND cost_source = 'unpriced'").unwrap(), Some(4));
+        assert_eq!(one("SELECT rows::text FROM llm_cost.unpriced_models WHERE model = 'mystery-model' AND log_table = 'llm_cost.usage_events'::regclass").as_deref(), Some("4"));
+    }
+
+    #[pg_test]
+    fn strict_mode_rejects_unpriced_rows() {
+        Spi::run("SET LOCAL llm_cost.strict = on").unwrap();
+        let e = error_of("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1, 1), ('mystery', 1, 1)");
+        assert_eq!(e, "22023: llm_cost.strict is on and model \"mystery\" has no price (table \"usage_events\")");
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events").unwrap(), Some(0));
+    }
+
+    #[pg_test]
+    fn bad_input_is_rejected_whole() {
+        let e = error_of("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1, 1), ('gpt-4o', -5, 1)");
+        assert_eq!(e, "22023: input_tokens must not be negative (got -5)");
+        let e = error_of("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1, 1), (NULL, 1, 1)");
+        assert_eq!(e, "23502: null value in column \"model\" of relation \"usage_events\": llm_cost needs the model name to price a call");
+        let e = error_of("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd) VALUES ('gpt-4o', 1, 1, -0.01)");
+        assert_eq!(e, "22023: cost_usd must not be negative (got -0.01)");
+        let e = error_of("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cache_write_tokens) SELECT 'gpt-4o', 1, 1, 1 - i FROM generate_series(1, 3) i");
+        assert_eq!(e, "22023: cache_write_tokens must not be negative (got -1)");
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events").unwrap(), Some(0));
+    }
+
+    #[pg_test]
+    fn update_re_estimates_estimated_never_provided() {
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, feature) VALUES ('gpt-4o', 1000000, 0, 'est'), ('gpt-4o', 1000000, 0, 'unknown-first')").unwrap();
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, feature, cost_usd) VALUES ('gpt-4o', 1000000, 0, 'prov', 7)").unwrap();
+        Spi::run("UPDATE llm_cost.usage_events SET input_tokens = 2000000").unwrap();
+        assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("5 estimated"));
+        assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'prov'").as_deref(), Some("7 provided"));
+        Spi::run("UPDATE llm_cost.usage_events SET model = 'claude-sonnet-4-5' WHERE feature = 'est'").unwrap();
+        assert_eq!(one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("6"));
+        // Setting the cost by UPDATE makes it provided; setting it to NULL asks for an estimate again.
+        Spi::run("UPDATE llm_cost.usage_events SET cost_usd = 1 WHERE feature = 'est'").unwrap();
+        assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("1 provided"));
+        Spi::run("UPDATE llm_cost.usage_events SET cost_usd = NULL WHERE feature = 'est'").unwrap();
+        assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("6 estimated"));
+        // Time decides the price.
+        Spi::run(
+            "INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, valid_from, valid_to)
+             VALUES ('acme', 'acme-h', 10, '-infinity', '2026-01-01'), ('acme', 'acme-h', 1, '2026-01-01', 'infinity')",
+        )
+        .unwrap();
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, occurred_at, feature) VALUES ('acme-h', 1000000, '2025-06-01', 'hist')").unwrap();
+        assert_eq!(one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE feature = 'hist'").as_deref(), Some("10"));
+        Spi::run("UPDATE llm_cost.usage_events SET occurred_at = '2026-06-01' WHERE feature = 'hist'").unwrap();
+        assert_eq!(one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE feature = 'hist'").as_deref(), Some("1"));
+    }
+
+    #[pg_test]
+    fn track_checks_the_mapping_at_once() {
+        Spi::run(
+            "CREATE TABLE public.t_bad (id int, model text, input_tokens int, output_tokens int, tokens_total int GENERATED ALWAYS AS (input_tokens + output_tokens) STORED,
+                                        price numeric(10,2), fcost float8, created_at timestamptz, cost_usd numeric, name_int int)",
+        )
+        .unwrap();
+        assert_eq!(
+            error_of("PERFORM llm_cost.track('public.t_bad', model_column => 'nope')"),
+            "42703: column \"nope\" (the model column) does not exist in table public.t_bad"
+        );
+        assert_eq!(
+            error_of("PERFORM llm_cost.track('public.t_bad', model_column => 'name_int')"),
+            "42804: column \"name_int\" of table public.t_bad has type integer, but the model column must be one of text, character varying, character"
+        );
+        assert_eq!(
+            error_of("PERFORM llm_cost.track('public.t_bad', output_tokens_column => 'tokens_total')"),
+            "42611: column \"tokens_total\" of table public.t_bad is a generated column and cannot be the output tokens column"
+        );
+        assert_eq!(
+            error_of("PERFORM llm_cost.track('public.t_bad', cost_column => 'price')"),
+            "42804: cost column \"price\" of table public.t_bad is numeric(10,2), which cannot hold LLM call costs"
+        );
+        assert_eq!(
+            error_of("PERFORM llm_cost.track('public.t_bad', cost_column => 'fcost')"),
+            "42804: column \"fcost\" of table public.t_bad has type double precision, but the cost column must be one of numeric"
+        );
+        assert_eq!(
+            error_of("PERFORM llm_cost.track('public.t_bad', cost_column => 'missing_cost')"),
+            "42703: column \"missing_cost\" (the cost column) does not exist in table public.t_bad"
+        );
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.tracked_tables WHERE log_table = 'public.t_bad'::regclass").unwrap(), Some(0));
+        // And a good mapping works.
+        Spi::run("SELECT llm_cost.track('public.t_bad')").unwrap();
+        Spi::run("INSERT INTO public.t_bad (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 100000)").unwrap();
+        assert_eq!(one("SELECT cost_usd::text FROM public.t_bad").as_deref(), Some("3.5"));
+        assert!(Spi::get_one::<bool>("SELECT llm_cost.untrack('public.t_bad')").unwrap().unwrap());
+        Spi::run("INSERT INTO public.t_bad (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1, 1)").unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM public.t_bad WHERE cost_usd IS NULL").unwrap(), Some(1));
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.t_bad'::regclass").unwrap(), Some(0));
+    }
+
+    #[pg_test]
+    fn names_with_quotes_and_sql_work_and_inject_nothing() {
+        Spi::run(
+            r#"CREATE SCHEMA "odd ""schema""";
+               CREATE TABLE "odd ""schema"""."log; DROP TABLE llm_cost.model_prices; --" (
+                   "the model'); DROP TABLE x; --" text, "in ""tok""" bigint, "out tok" bigint, "cost $" numeric, "when" timestamptz DEFAULT now())"#,
+        )
+        .unwrap();
+        Spi::run(
+            r#"SELECT llm_cost.track('"odd ""schema"""."log; DROP TABLE llm_cost.model_prices; --"',
+                   model_column => 'the model''); DROP TABLE x; --', input_tokens_column => 'in "tok"',
+                   output_tokens_column => 'out tok', cost_column => 'cost $', time_column => 'when')"#,
+        )
+        .unwrap();
+        Spi::run(r#"INSERT INTO "odd ""schema"""."log; DROP TABLE llm_cost.model_prices; --" VALUES ('gpt-4o', 1000000, 0)"#).unwrap();
+        assert_eq!(one(r#"SELECT "cost $"::text FROM "odd ""schema"""."log; DROP TABLE llm_cost.model_prices; --""#).as_deref(), Some("2.5"));
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.model_prices WHERE origin = 'llm_cost'").unwrap(), Some(56));
+    }
+
+    #[pg_test]
+    fn not_null_cost_column_with_default() {
+        Spi::run(include_str!("../tests/data/llm_cost_events.sql")).unwrap();
+        Spi::run(
+            "SELECT llm_cost.track('llm_cost_events', cache_read_tokens_column => 'cache_read_tokens',
+                     cache_write_tokens_column => 'cache_write_tokens', cost_column => 'estimated_cost_usd', provider_column => 'provider')",
+        )
+        .unwrap();
+        Spi::run(
+            "INSERT INTO llm_cost_events (repo, task_type, model, provider, sdk, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, estimated_cost_usd) VALUES
+               ('r', 'review', 'claude-sonnet-4-5', '', 'ai', 1000, 500, 20000, 4000, DEFAULT),
+               ('r', 'review', 'claude-sonnet-4-5', 'anthropic', 'agent', 1000, 500, 0, 0, 0.12345678),
+               ('r', 'review', 'mystery', 'x', 'ai', 1000, 500, 0, 0, DEFAULT)",
+        )
+        .unwrap();
+        assert_eq!(
+            one("SELECT string_agg(estimated_cost_usd::text || '/' || provider, ' ' ORDER BY id) FROM llm_cost_events").as_deref(),
+            Some("0.03150000/anthropic 0.12345678/anthropic 0.00000000/x")
+        );
+        // The unknown model is counted even though its cost column cannot be NULL.
+        assert_eq!(one("SELECT rows::text FROM llm_cost.unpriced_models WHERE model = 'mystery'").as_deref(), Some("1"));
+        // UPDATE re-estimates the estimate, keeps the agent's own cost.
+        Spi::run("UPDATE llm_cost_events SET output_tokens = 1500").unwrap();
+        assert_eq!(
+            one("SELECT string_agg(estimated_cost_usd::text, ' ' ORDER BY id) FROM llm_cost_events").as_deref(),
+            Some("0.04650000 0.12345678 0.00000000")
+        );
+    }
+
+    #[pg_test]
+    fn dropping_a_tracked_table_leaves_nothing() {
+        Spi::run("CREATE TABLE public.t_drop (model text, input_tokens int, output_tokens int, created_at timestamptz, cost_usd numeric)").unwrap();
+        Spi::run("SELECT llm_cost.track('public.t_drop')").unwrap();
+        Spi::run("INSERT INTO public.t_drop VALUES ('nope-model', 1, 1)").unwrap();
+        Spi::run("DROP TABLE public.t_drop").unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.tracked_tables WHERE log_table::text = 't_drop'").unwrap(), Some(0));
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.unpriced_stats WHERE model = 'nope-model'").unwrap(), Some(0));
+    }
+}
