@@ -55,17 +55,18 @@ CREATE TABLE llm_cost.unpriced_stats (
 COMMENT ON TABLE llm_cost.unpriced_stats IS 'Rows stored without a price, per table and model name; read it through llm_cost.unpriced_models.';
 GRANT SELECT ON llm_cost.unpriced_stats TO PUBLIC;
 
--- Called by the statement trigger with one row per (table, model) of a statement.
+-- Called by the statement trigger with one row per (table, model) of a statement, as whoever
+-- inserted the rows (writers of a tracked table need not own it). Only tracked tables count.
 CREATE FUNCTION llm_cost._record_unpriced(p_table oid, p_model text, p_rows bigint, p_first timestamptz, p_last timestamptz)
 RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO llm_cost.unpriced_stats AS s (log_table, model, rows, first_seen, last_seen)
-    VALUES (p_table::regclass, p_model, p_rows, p_first, p_last)
+    SELECT t.log_table, p_model, p_rows, p_first, p_last
+      FROM llm_cost.tracked_tables t WHERE t.log_table = p_table AND p_rows > 0
     ON CONFLICT (log_table, model) DO UPDATE
        SET rows = s.rows + excluded.rows,
            first_seen = least(s.first_seen, excluded.first_seen),
            last_seen = greatest(s.last_seen, excluded.last_seen);
 $$;
-REVOKE ALL ON FUNCTION llm_cost._record_unpriced(oid, text, bigint, timestamptz, timestamptz) FROM PUBLIC;
 
 CREATE VIEW llm_cost.unpriced_models AS
 SELECT s.model,
