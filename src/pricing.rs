@@ -99,6 +99,50 @@ impl Cost {
         fixed_point_to_string(self.0, COST_SCALE)
     }
 
+    /// Writes the plain decimal text into `buf` without allocating; returns its length.
+    /// `buf` must hold 44 bytes (sign, 39 digits, point).
+    pub fn write_plain(self, buf: &mut [u8]) -> usize {
+        let neg = self.0 < 0;
+        let mag = self.0.unsigned_abs();
+        let div = 10u128.pow(COST_SCALE);
+        let mut int = mag / div;
+        let mut frac = mag % div;
+        let mut digits = [0u8; 40];
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (int % 10) as u8;
+            n += 1;
+            int /= 10;
+            if int == 0 {
+                break;
+            }
+        }
+        let mut len = 0;
+        if neg && mag != 0 {
+            buf[0] = b'-';
+            len = 1;
+        }
+        for i in (0..n).rev() {
+            buf[len] = digits[i];
+            len += 1;
+        }
+        if frac != 0 {
+            let mut places = COST_SCALE as usize;
+            while frac % 10 == 0 {
+                frac /= 10;
+                places -= 1;
+            }
+            buf[len] = b'.';
+            len += 1;
+            for i in (0..places).rev() {
+                buf[len + i] = b'0' + (frac % 10) as u8;
+                frac /= 10;
+            }
+            len += places;
+        }
+        len
+    }
+
     /// As a rust_decimal, when it fits its 96-bit mantissa (any cost below 7.9e12 USD).
     pub fn to_decimal(self) -> Option<Decimal> {
         Decimal::try_from_i128_with_scale(self.0, COST_SCALE)
@@ -488,6 +532,15 @@ mod tests {
         assert_eq!(select_row(&rows, 6000, &big).unwrap().id, 9);
         // Before the negotiated price starts, the list price and its tiers apply.
         assert_eq!(select_row(&rows, 4000, &big).unwrap().min_input_tokens, 200_000);
+    }
+
+    #[test]
+    fn write_plain_matches_to_plain_string() {
+        for v in [0i128, 1, -1, 180_000_000_000_000_000, 12_345_678_901_234_567, -25, i128::MAX / 2, 10_000_000_000_000_000] {
+            let mut buf = [0u8; 64];
+            let n = Cost(v).write_plain(&mut buf);
+            assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), Cost(v).to_plain_string(), "{v}");
+        }
     }
 
     #[test]

@@ -36,11 +36,27 @@ pub fn price_call(model: &str, u: &Usage, at: i64) -> Priced {
     }
 }
 
+/// A cost as a numeric Datum, via numeric_in from a stack buffer (no allocation on our side).
+/// `typmod` (-1 for none) rounds it to a column's declared scale in the same call.
+pub fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
+    let mut buf = [0u8; 64];
+    let len = c.write_plain(&mut buf[..63]);
+    buf[len] = 0;
+    let d = unsafe {
+        pgrx::direct_function_call_as_datum(
+            pg_sys::numeric_in,
+            &[
+                Some(pg_sys::Datum::from(buf.as_ptr())),
+                Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+                Some(pg_sys::Datum::from(typmod)),
+            ],
+        )
+    };
+    d.unwrap_or_else(|| error!("llm_cost: cannot represent cost {c} as numeric"))
+}
+
 pub fn cost_to_numeric(c: Cost) -> AnyNumeric {
-    match AnyNumeric::try_from(c.to_plain_string().as_str()) {
-        Ok(n) => n,
-        Err(e) => error!("llm_cost: cannot represent cost {c} as numeric: {e}"),
-    }
+    unsafe { AnyNumeric::from_datum(cost_datum(c, -1), false) }.unwrap_or_else(|| error!("llm_cost: numeric conversion failed"))
 }
 
 /// Cost in USD of one LLM call, from the price catalog at the call's time.

@@ -7,7 +7,7 @@
 //! statement and written by the statement trigger `usage_statement_end` in the same transaction.
 
 use crate::pricing::{Cost, Usage};
-use crate::pricing_sql::{cost_to_numeric, price_call, Priced};
+use crate::pricing_sql::{price_call, Priced};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, GucContext, GucFlags, GucRegistry, GucSetting, IntoDatum, PgSqlErrorCode};
 use std::cell::RefCell;
@@ -75,6 +75,20 @@ thread_local! {
     static PENDING: RefCell<HashMap<(pg_sys::Oid, String), (i64, i64, i64)>> = RefCell::new(HashMap::new());
     static WARNED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
     static CALLBACKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Text datums the trigger writes over and over ('estimated', provider names), allocated once
+    /// per backend in TopMemoryContext: heap_modify_tuple copies them into each new tuple.
+    static TEXTS: RefCell<HashMap<String, pg_sys::Datum>> = RefCell::new(HashMap::new());
+}
+
+fn text_datum(s: &str) -> pg_sys::Datum {
+    if let Some(d) = TEXTS.with(|t| t.borrow().get(s).copied()) {
+        return d;
+    }
+    let d = unsafe {
+        pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| s.into_datum().expect("text datum"))
+    };
+    TEXTS.with(|t| t.borrow_mut().insert(s.to_string(), d));
+    d
 }
 
 /// Called by the catalog cache's relcache callback: a table changed shape, forget its mapping.
@@ -450,14 +464,19 @@ fn usage_cost_trigger<'a>(
             Outcome::Unpriced => "unpriced",
         };
         if new_source != Some(want) {
-            repl.push((sc.attno, want.into_datum()));
+            repl.push((sc.attno, Some(text_datum(want))));
         }
     }
     if let Some(pc) = &spec.provider {
         let cur = unsafe { new.text(pc.attno) };
         if cur.is_none_or(|s| s.trim().is_empty()) {
-            if let Some(p) = crate::pricing_sql::provider_of(model) {
-                repl.push((pc.attno, p.into_datum()));
+            let loaded = crate::cache::catalog();
+            let provider = match loaded.resolve(model) {
+                Some(i) => Some(text_datum(&loaded.catalog.model(i).provider)),
+                None => crate::catalog::guess_provider(model).map(text_datum),
+            };
+            if let Some(p) = provider {
+                repl.push((pc.attno, Some(p)));
             }
         }
     }
@@ -485,8 +504,7 @@ fn usage_cost_trigger<'a>(
 
 /// The cost as the cost column stores it (rounded to its scale, if it has a typmod).
 fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
-    let n = cost_to_numeric(c);
-    apply_typmod(n, typmod)
+    crate::pricing_sql::cost_datum(c, typmod)
 }
 
 fn numeric_datum(text: &str, typmod: i32) -> pg_sys::Datum {
