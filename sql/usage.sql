@@ -247,13 +247,15 @@ BEGIN
     IF NOT pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to untrack it', log_table USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- Its rollups go with it (drop them first with llm_cost.drop_rollup to choose otherwise).
+    PERFORM llm_cost.drop_rollup(r.rollup) FROM llm_cost.rollups r WHERE r.source = log_table;
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_price ON %s', log_table);
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_unpriced ON %s', log_table);
     PERFORM llm_cost._forget_table(log_table::oid);
-    RETURN FOUND;
+    RETURN true;
 END $$;
 COMMENT ON FUNCTION llm_cost.untrack(regclass) IS
-'Stops pricing a table: drops the llm_cost triggers and everything llm_cost recorded about it. Columns added by track(add_cost_column => true) stay, with their data.';
+'Stops pricing a table: drops the llm_cost triggers, its rollups and everything llm_cost recorded about it. Columns added by track(add_cost_column => true) stay, with their data.';
 
 -- Removes what llm_cost keeps about a table (untrack, or the table was dropped).
 CREATE FUNCTION llm_cost._forget_table(p_table oid) RETURNS void
@@ -271,10 +273,14 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     obj record;
 BEGIN
-    FOR obj IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects() WHERE object_type IN ('table') LOOP
-        IF EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'llm_cost') THEN
-            PERFORM llm_cost._forget_table(obj.objid);
-        END IF;
+    -- Nothing to do while the extension itself is being dropped.
+    IF pg_catalog.to_regclass('llm_cost.rollups') IS NULL THEN
+        RETURN;
+    END IF;
+    FOR obj IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects()
+                WHERE object_type IN ('table', 'view') AND NOT is_temporary LOOP
+        PERFORM llm_cost._rollups_on_drop(obj.objid, obj.schema_name, obj.object_name);
+        PERFORM llm_cost._forget_table(obj.objid);
     END LOOP;
 END $$;
 CREATE EVENT TRIGGER llm_cost_sql_drop ON sql_drop EXECUTE FUNCTION llm_cost._on_sql_drop();

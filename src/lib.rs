@@ -9,6 +9,7 @@ pub mod cache;
 pub mod catalog;
 pub mod pricing;
 pub mod pricing_sql;
+pub mod rollups;
 pub mod usage;
 
 ::pgrx::pg_module_magic!();
@@ -44,6 +45,7 @@ extension_sql_file!(
         pricing_sql::provider_of
     ]
 );
+extension_sql_file!("../sql/rollups.sql", name = "rollups", requires = ["usage", rollups::stripe]);
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
