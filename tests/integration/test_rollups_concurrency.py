@@ -1,0 +1,152 @@
+"""Rollups under concurrency: exact after committed and rolled-back transactions, and writers of
+the same group never wait for each other."""
+import os
+import random
+import threading
+import time
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from conftest import DATA, dsn, one
+
+SECONDS = float(os.environ.get("LLM_COST_CONCURRENCY_SECONDS", "60"))
+
+MISMATCH = """
+WITH truth AS (
+    SELECT date_trunc('day', occurred_at, 'UTC') AS period_start, tenant_id, user_id, feature, provider, model,
+           count(*)::bigint AS requests, sum(input_tokens)::bigint AS i, sum(output_tokens)::bigint AS o,
+           sum(cache_read_tokens)::bigint AS cr, coalesce(sum(cost_usd), 0) AS cost,
+           count(*) FILTER (WHERE cost_source = 'unpriced')::bigint AS unpriced, count(error)::bigint AS errors,
+           coalesce(sum(latency_ms), 0)::bigint AS lat, max(latency_ms)::bigint AS latmax
+      FROM llm_cost.usage_events GROUP BY 1, 2, 3, 4, 5, 6),
+mine AS (
+    SELECT period_start, tenant_id, user_id, feature, provider, model, requests, input_tokens, output_tokens,
+           cache_read_tokens, cost_usd, unpriced_requests, error_requests, latency_ms_sum, latency_ms_max
+      FROM llm_cost.usage_daily)
+SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM mine) a)
+     + (SELECT count(*) FROM (SELECT * FROM mine EXCEPT SELECT * FROM truth) b)
+"""
+
+MISMATCH_MONTHLY = """
+WITH truth AS (SELECT date_trunc('month', occurred_at, 'UTC') AS p, tenant_id, user_id, count(*)::bigint AS n,
+                      coalesce(sum(cost_usd), 0) AS cost FROM llm_cost.usage_events GROUP BY 1, 2, 3),
+     mine AS (SELECT period_start, tenant_id, user_id, requests, cost_usd FROM llm_cost.usage_monthly)
+SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM mine) a)
+     + (SELECT count(*) FROM (SELECT * FROM mine EXCEPT SELECT * FROM truth) b)
+"""
+
+
+def test_sixteen_writers_one_group_committed_and_rolled_back(dbname, connect):
+    stop = time.monotonic() + SECONDS
+    stats = {"commits": 0, "rollbacks": 0, "errors": []}
+    lock = threading.Lock()
+
+    def writer(seed):
+        rnd = random.Random(seed)
+        try:
+            with psycopg.connect(dsn(dbname)) as c:
+                while time.monotonic() < stop:
+                    n = rnd.randint(1, 5)
+                    rows = [("acme", f"u{rnd.randint(1, 3)}", "chat", "claude-sonnet-4-5", rnd.randint(1, 5000),
+                             rnd.randint(0, 800), rnd.randint(0, 2000), rnd.randint(50, 3000),
+                             "boom" if rnd.random() < 0.05 else None) for _ in range(n)]
+                    if rnd.random() < 0.1:   # some unpriced rows too
+                        rows.append(("acme", "u1", "chat", "mystery-model", 10, 10, 0, 100, None))
+                    with c.cursor() as cur:
+                        cur.executemany(
+                            "INSERT INTO llm_cost.usage_events (tenant_id, user_id, feature, model, input_tokens,"
+                            " output_tokens, cache_read_tokens, latency_ms, error) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                            rows)
+                        if rnd.random() < 0.25:
+                            c.rollback()
+                            with lock:
+                                stats["rollbacks"] += 1
+                        else:
+                            c.commit()
+                            with lock:
+                                stats["commits"] += 1
+        except Exception as e:  # reported below
+            with lock:
+                stats["errors"].append(repr(e))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stats["errors"] == []
+    assert stats["commits"] > 100 and stats["rollbacks"] > 10, stats
+    c = connect()
+    assert one(c, MISMATCH) == 0
+    assert one(c, MISMATCH_MONTHLY) == 0
+    # Many backends wrote the same group, each into its own stripe.
+    assert one(c, "SELECT count(DISTINCT stripe) FROM llm_cost.usage_daily_stripes WHERE model = 'claude-sonnet-4-5'") >= 8
+    total = one(c, "SELECT sum(cost_usd) FROM llm_cost.usage_events")
+    assert one(c, "SELECT sum(cost_usd) FROM llm_cost.usage_daily") == total
+    assert one(c, "SELECT sum(cost_usd) FROM llm_cost.usage_monthly") == total
+    print(f"\n{stats['commits']} commits, {stats['rollbacks']} rollbacks in {SECONDS:.0f}s; total cost {total}")
+
+
+def test_writers_of_one_group_do_not_wait_for_each_other(connect):
+    a = connect(autocommit=False)
+    b = connect(autocommit=False)
+    a.execute("INSERT INTO llm_cost.usage_events (tenant_id, user_id, model, input_tokens) VALUES ('solo', 'u', 'gpt-4o', 1)")
+    # a holds its transaction open; b writes the very same group and must not block on a.
+    b.execute("SET LOCAL lock_timeout = '2s'")
+    b.execute("SET LOCAL statement_timeout = '5s'")
+    t0 = time.monotonic()
+    b.execute("INSERT INTO llm_cost.usage_events (tenant_id, user_id, model, input_tokens) VALUES ('solo', 'u', 'gpt-4o', 2)")
+    b.commit()
+    assert time.monotonic() - t0 < 1.0
+    a.commit()
+    c = connect()
+    assert one(c, "SELECT requests FROM llm_cost.usage_daily WHERE tenant_id = 'solo'") == 2
+
+
+def test_shared_schema_rollups_from_several_sessions(connect):
+    c = connect()
+    c.execute((DATA / "api_usage_log.sql").read_text())
+    c.execute("SELECT llm_cost.track('api_usage_log', provider_column => 'provider', add_cost_column => true)")
+    c.execute("SELECT llm_cost.create_rollup('monthly_by_contributor', 'api_usage_log', 'month', '{contributor_id,provider}')")
+    c.execute("SELECT llm_cost.create_rollup('monthly_platform', 'api_usage_log', 'month', '{}')")
+    ids = [one(c, "INSERT INTO contributor (handle) VALUES (%s) RETURNING id", f"h{i}") for i in range(4)]
+    sessions = [connect() for _ in range(4)]
+
+    def work(i):
+        s = sessions[i]
+        with s.cursor() as cur:
+            for k in range(200):
+                cur.execute("INSERT INTO api_usage_log (contributor_id, provider, model, endpoint, input_tokens, output_tokens)"
+                            " VALUES (%s, %s, %s, '/e', %s, %s)",
+                            (ids[(i + k) % 4] if k % 5 else None, "claude" if k % 2 else "openai",
+                             "claude-sonnet-4-5" if k % 2 else "gpt-4o", 100 + k, 10 + k))
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    diff = one(c, """
+        WITH truth AS (SELECT date_trunc('month', created_at, 'UTC') AS p, contributor_id, provider, count(*)::bigint AS n,
+                              sum(input_tokens)::bigint AS i, sum(output_tokens)::bigint AS o, sum(cost_usd) AS cost
+                         FROM api_usage_log GROUP BY 1, 2, 3),
+             mine AS (SELECT period_start, contributor_id, provider, requests, input_tokens, output_tokens, cost_usd
+                        FROM monthly_by_contributor)
+        SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM mine) a)
+             + (SELECT count(*) FROM (SELECT * FROM mine EXCEPT SELECT * FROM truth) b)""")
+    assert diff == 0
+    assert one(c, "SELECT requests FROM monthly_platform") == 800
+    assert one(c, "SELECT cost_usd FROM monthly_platform") == one(c, "SELECT sum(cost_usd) FROM api_usage_log")
+
+
+def test_own_rollup_on_usage_events(connect):
+    c = connect()
+    c.execute("SELECT llm_cost.create_rollup('public.hourly_by_feature', 'llm_cost.usage_events', 'hour', '{feature}')")
+    c.execute("INSERT INTO llm_cost.usage_events (feature, model, input_tokens) VALUES ('own', 'gpt-4o', 1000000)")
+    assert one(c, "SELECT cost_usd FROM public.hourly_by_feature WHERE feature = 'own'") == Decimal("2.5")
+    # The default rollups are still fed.
+    assert one(c, "SELECT cost_usd FROM llm_cost.usage_daily WHERE feature = 'own'") == Decimal("2.5")
+    c.execute("SELECT llm_cost.drop_rollup('public.hourly_by_feature')")
+    c.execute("INSERT INTO llm_cost.usage_events (feature, model, input_tokens) VALUES ('own', 'gpt-4o', 1000000)")
+    assert one(c, "SELECT cost_usd FROM llm_cost.usage_daily WHERE feature = 'own'") == Decimal("5.0")
