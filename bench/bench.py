@@ -179,7 +179,102 @@ def one_value(c, sql):
     return c.execute(sql).fetchone()[0]
 
 
-SECTIONS = {"estimate": bench_estimate, "insert": bench_insert}
+PLPGSQL_ROLLUP = """
+CREATE TABLE bench.plpgsql_events (LIKE llm_cost.usage_events INCLUDING ALL);
+SELECT llm_cost.track('bench.plpgsql_events', cache_read_tokens_column => 'cache_read_tokens',
+       cache_write_tokens_column => 'cache_write_tokens', time_column => 'occurred_at', provider_column => 'provider');
+CREATE TABLE bench.plpgsql_daily (day date, tenant_id text, user_id text, feature text, provider text, model text,
+       requests bigint, input_tokens bigint, output_tokens bigint, cost_usd numeric,
+       UNIQUE NULLS NOT DISTINCT (day, tenant_id, user_id, feature, provider, model));
+CREATE TABLE bench.plpgsql_monthly (month date, tenant_id text, user_id text, requests bigint, input_tokens bigint,
+       output_tokens bigint, cost_usd numeric, UNIQUE NULLS NOT DISTINCT (month, tenant_id, user_id));
+CREATE FUNCTION bench.plpgsql_rollup() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO bench.plpgsql_daily AS d VALUES (NEW.occurred_at::date, NEW.tenant_id, NEW.user_id, NEW.feature, NEW.provider,
+           NEW.model, 1, NEW.input_tokens, NEW.output_tokens, coalesce(NEW.cost_usd, 0))
+    ON CONFLICT (day, tenant_id, user_id, feature, provider, model) DO UPDATE
+       SET requests = d.requests + 1, input_tokens = d.input_tokens + excluded.input_tokens,
+           output_tokens = d.output_tokens + excluded.output_tokens, cost_usd = d.cost_usd + excluded.cost_usd;
+    INSERT INTO bench.plpgsql_monthly AS m VALUES (date_trunc('month', NEW.occurred_at)::date, NEW.tenant_id, NEW.user_id, 1,
+           NEW.input_tokens, NEW.output_tokens, coalesce(NEW.cost_usd, 0))
+    ON CONFLICT (month, tenant_id, user_id) DO UPDATE
+       SET requests = m.requests + 1, input_tokens = m.input_tokens + excluded.input_tokens,
+           output_tokens = m.output_tokens + excluded.output_tokens, cost_usd = m.cost_usd + excluded.cost_usd;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER plpgsql_rollup AFTER INSERT ON bench.plpgsql_events FOR EACH ROW EXECUTE FUNCTION bench.plpgsql_rollup();
+"""
+
+
+def rollup_script(table, spread):
+    if spread:
+        vals = ("'t' || (:i % 200), 'u' || (:i % 5000), (ARRAY['chat','search','summarize'])[1 + :i % 3], "
+                f"{MODELS_SQL}[1 + :i % 4]")
+    else:
+        vals = "'acme', 'u1', 'chat', 'claude-sonnet-4-5'"
+    return ("\\set i random(1, 1000000)\n"
+            f"INSERT INTO {table} (tenant_id, user_id, feature, model, input_tokens, output_tokens, latency_ms) "
+            f"VALUES ({vals}, 1000 + :i % 5000, :i % 700, 800);\n")
+
+
+def bench_rollups(out):
+    clients, seconds = 16, 15
+    with psycopg.connect(dsn(), autocommit=True) as c:
+        c.execute("CREATE TABLE IF NOT EXISTS bench.bare_events (LIKE llm_cost.usage_events INCLUDING ALL)")
+        c.execute(PLPGSQL_ROLLUP)
+        # llm_cost runs last in each round, so the exactness check below sees its rows.
+        variants = {"bare": "bench.bare_events", "plpgsql": "bench.plpgsql_events", "llm_cost": "llm_cost.usage_events"}
+        res = {}
+        for spread in (True, False):
+            r = {n: [] for n in variants}
+            for _ in range(2):
+                for name, table in variants.items():
+                    c.execute(f"TRUNCATE {table}")
+                    c.execute("TRUNCATE llm_cost.usage_daily_stripes, llm_cost.usage_monthly_stripes, bench.plpgsql_daily, bench.plpgsql_monthly")
+                    c.execute("CHECKPOINT")
+                    r[name].append(pgbench(rollup_script(table, spread), clients, seconds)[0])
+            res[spread] = {n: sum(v) / len(v) for n, v in r.items()}
+        exact = one_value(c, """SELECT (SELECT sum(cost_usd) FROM llm_cost.usage_events) IS NOT DISTINCT FROM (SELECT sum(cost_usd) FROM llm_cost.usage_daily)
+                                   AND (SELECT count(*) FROM llm_cost.usage_events) = (SELECT coalesce(sum(requests), 0) FROM llm_cost.usage_daily)
+                                   AND (SELECT count(*) FROM llm_cost.usage_events) > 0""")
+
+        # 100,000-row COPY.
+        n = 100_000
+        rows = "".join(f"t{i % 20}\tu{i % 500}\tchat\t{['claude-sonnet-4-5', 'gpt-4o', 'gemini-2.5-flash', 'o3'][i % 4]}\t{1000 + i % 5000}\t{i % 700}\n"
+                       for i in range(n))
+        copy_t = {}
+        for name in ("bare", "llm_cost"):
+            best = None
+            for _ in range(3):
+                c.execute(f"TRUNCATE {variants[name]}")
+                t0 = time.perf_counter()
+                with c.cursor() as cur:
+                    with cur.copy(f"COPY {variants[name]} (tenant_id, user_id, feature, model, input_tokens, output_tokens) FROM STDIN") as cp:
+                        cp.write(rows)
+                d = time.perf_counter() - t0
+                best = d if best is None else min(best, d)
+            copy_t[name] = best
+        stripe_rows = one_value(c, "SELECT count(*) FROM llm_cost.usage_daily_stripes")
+
+    out.append("## Rollups: INSERT with the cost trigger and the default rollups\n")
+    out.append(f"pgbench, {clients} clients, single-row INSERTs, {seconds} s per run, two interleaved runs per variant (mean). "
+               "`llm_cost`: `llm_cost.usage_events` with its cost trigger and both default rollups (daily by tenant, user, "
+               "feature, provider, model; monthly by tenant, user). `bare`: the same table without triggers. `plpgsql`: the "
+               "same table with the llm_cost cost trigger plus a hand-written PL/pgSQL row trigger doing INSERT … ON CONFLICT "
+               "DO UPDATE into a daily and a monthly summary table (the design the shared schema's authors planned).\n")
+    out.append("| scenario | bare tps | llm_cost tps | plpgsql tps | llm_cost / bare (target ≥ 70%) | llm_cost / plpgsql (target ≥ 3x in one group) |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for spread, label in ((True, "(a) spread over many groups"), (False, "(b) all in one group")):
+        x = res[spread]
+        out.append(f"| {label} | {x['bare']:,.0f} | {x['llm_cost']:,.0f} | {x['plpgsql']:,.0f} | **{x['llm_cost'] / x['bare']:.0%}** | **{x['llm_cost'] / x['plpgsql']:.1f}x** |")
+    out.append(f"\nRollups equal the raw rows after the runs: {exact}.\n")
+    out.append(f"100,000-row COPY (best of 3, one session): bare {copy_t['bare']:.3f} s, with cost trigger and rollups "
+               f"{copy_t['llm_cost']:.3f} s: **{copy_t['bare'] / copy_t['llm_cost']:.0%}** of the bare table's rows/s (target ≥ 80%); "
+               f"the COPY left {stripe_rows} daily summary rows.\n")
+    print(f"rollups: {res}, copy {copy_t}", file=sys.stderr)
+
+
+SECTIONS = {"estimate": bench_estimate, "insert": bench_insert, "rollups": bench_rollups}
 
 
 def main():

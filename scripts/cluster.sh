@@ -34,7 +34,6 @@ unix_socket_directories = '$DIR/run'
 shared_preload_libraries = 'llm_cost'
 max_connections = 100
 shared_buffers = 512MB
-synchronous_commit = off
 log_min_messages = warning
 CONF
     grep -q "conf.d.llm_cost.conf" "$DATA/postgresql.conf" || \

@@ -130,64 +130,80 @@ BEGIN
         p_select, keys);
 END $$;
 
--- (Re)writes the statement triggers of a source table so they feed all of its rollups: one
--- function call per statement whatever the number of rollups.
+-- (Re)installs the rollup trigger of a source table: an AFTER ROW trigger (Rust) that adds each
+-- row to per-statement sums in memory; the statement trigger llm_cost_unpriced then writes one
+-- upsert per group and rollup into the writing backend's stripe.
 CREATE FUNCTION llm_cost._rollup_refresh_triggers(p_source regclass)
-RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_rollup ON %s', p_source);
+    IF EXISTS (SELECT 1 FROM llm_cost.rollups WHERE source = p_source) THEN
+        EXECUTE format('CREATE TRIGGER llm_cost_rollup AFTER INSERT OR UPDATE ON %s FOR EACH ROW '
+                       'EXECUTE FUNCTION llm_cost.rollup_row_trigger()', p_source);
+    END IF;
+END $$;
+
+-- The upsert the flush runs for one group of one rollup, with its parameter types:
+-- $1 period_start, $2.. the group columns, then stripe, requests, the four token sums, cost,
+-- unpriced, errors, latency sum and max, first and last seen.
+CREATE FUNCTION llm_cost._rollup_values_upsert(r llm_cost.rollups, OUT sql text, OUT arg_types oid[])
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n int := coalesce(array_length(r.group_by, 1), 0);
+    params text := '$1';
+    plus text := ' OPERATOR(pg_catalog.+) ';
+BEGIN
+    arg_types := ARRAY['timestamptz'::regtype::oid];
+    FOR i IN 1 .. n LOOP
+        params := params || format(', $%s', i + 1);
+        arg_types := arg_types || (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                    WHERE a.attrelid = r.stripes AND a.attname = r.group_by[i]);
+    END LOOP;
+    FOR i IN 1 .. 13 LOOP
+        params := params || format(', $%s', n + 1 + i);
+    END LOOP;
+    arg_types := arg_types || ARRAY['int4', 'int8', 'int8', 'int8', 'int8', 'int8', 'numeric', 'int8', 'int8', 'int8',
+                                    'int8', 'timestamptz', 'timestamptz']::regtype[]::oid[];
+    sql := llm_cost._rollup_upsert(r, 'VALUES (' || params || ')');
+    sql := replace(sql, ' + excluded.', plus || 'excluded.');
+END $$;
+
+-- Everything the Rust row trigger needs about the rollups of one source, one row per rollup.
+CREATE FUNCTION llm_cost._rollup_defs(p_source regclass)
+RETURNS TABLE (id bigint, upsert_sql text, arg_types oid[], grain text, time_zone text, group_attnums int2[],
+               stripes_owner oid, time_att int2, cost_att int2, model_att int2, source_att int2,
+               in_att int2, out_att int2, cr_att int2, cw_att int2, error_att int2, latency_att int2)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r llm_cost.rollups;
-    ins text := '';
-    upd text := '';
-    nsp text;
-    fn_ins text;
-    fn_upd text;
-    base text;
+    c record;
+    t llm_cost.tracked_tables;
+    u record;
 BEGIN
-    SELECT n.nspname, c.relname INTO nsp, base
-      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_source;
-    fn_ins := format('%I.%I', nsp, left('_llm_cost_rollup_ins_' || base, 63));
-    fn_upd := format('%I.%I', nsp, left('_llm_cost_rollup_upd_' || base, 63));
-    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_rollup_ins ON %s', p_source);
-    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_rollup_upd ON %s', p_source);
-    FOR r IN SELECT * FROM llm_cost.rollups WHERE source = p_source ORDER BY id LOOP
-        ins := ins || llm_cost._rollup_upsert(r, llm_cost._rollup_select(r, 'llm_cost_new', '1', 'v_stripe')) || E';\n    ';
-        upd := upd || llm_cost._rollup_upsert(r, format('SELECT period_start%s, stripe, sum(requests), sum(input_tokens), '
-                   'sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(cost_usd), sum(unpriced_requests), '
-                   'sum(error_requests), sum(latency_ms_sum), max(latency_ms_max), min(first_seen), max(last_seen) '
-                   'FROM (%s UNION ALL %s) d GROUP BY period_start%s, stripe',
-                   (SELECT coalesce(string_agg(format(', %I', g), ''), '') FROM unnest(r.group_by) g),
-                   llm_cost._rollup_select(r, 'llm_cost_new', '1', 'v_stripe'),
-                   llm_cost._rollup_select(r, 'llm_cost_old', '-1', 'v_stripe'),
-                   (SELECT coalesce(string_agg(format(', %I', g), ''), '') FROM unnest(r.group_by) g))) || E';\n    ';
-    END LOOP;
-    IF ins = '' THEN
-        EXECUTE format('DROP FUNCTION IF EXISTS %s()', fn_ins);
-        EXECUTE format('DROP FUNCTION IF EXISTS %s()', fn_upd);
+    SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = p_source;
+    IF NOT FOUND THEN
         RETURN;
     END IF;
-    EXECUTE format($f$CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-                     SET search_path = pg_catalog, pg_temp AS $body$
-DECLARE v_stripe int := llm_cost._stripe();
-BEGIN
-    %s
-    RETURN NULL;
-END $body$$f$, fn_ins, ins);
-    EXECUTE format($f$CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
-                     SET search_path = pg_catalog, pg_temp AS $body$
-DECLARE v_stripe int := llm_cost._stripe();
-BEGIN
-    %s
-    RETURN NULL;
-END $body$$f$, fn_upd, upd);
-    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn_ins, 'llm_cost: adds inserted rows to the rollups of ' || p_source::text || ' (generated).');
-    EXECUTE format('COMMENT ON FUNCTION %s() IS %L', fn_upd, 'llm_cost: moves updated rows between the rollups of ' || p_source::text || ' (generated).');
-    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn_ins);
-    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn_upd);
-    EXECUTE format('CREATE TRIGGER llm_cost_rollup_ins AFTER INSERT ON %s REFERENCING NEW TABLE AS llm_cost_new '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION %s()', p_source, fn_ins);
-    EXECUTE format('CREATE TRIGGER llm_cost_rollup_upd AFTER UPDATE ON %s REFERENCING OLD TABLE AS llm_cost_old NEW TABLE AS llm_cost_new '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION %s()', p_source, fn_upd);
-END $fn$;
+    SELECT * INTO c FROM llm_cost._rollup_source_columns(p_source);
+    FOR r IN SELECT * FROM llm_cost.rollups WHERE source = p_source ORDER BY rollups.id LOOP
+        SELECT * INTO u FROM llm_cost._rollup_values_upsert(r);
+        id := r.id; upsert_sql := u.sql; arg_types := u.arg_types; grain := r.grain; time_zone := r.time_zone;
+        group_attnums := ARRAY(SELECT a.attnum FROM unnest(r.group_by) WITH ORDINALITY g(name, ord)
+                                 JOIN pg_catalog.pg_attribute a ON a.attrelid = p_source AND a.attname = g.name ORDER BY g.ord);
+        stripes_owner := (SELECT relowner FROM pg_catalog.pg_class WHERE oid = r.stripes);
+        time_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.time_col);
+        cost_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.cost_col);
+        model_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.model_col);
+        source_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = t.cost_source_column);
+        in_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.tok_in);
+        out_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.tok_out);
+        cr_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.tok_cr);
+        cw_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.tok_cw);
+        error_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.error_col);
+        latency_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.latency_col);
+        RETURN NEXT;
+    END LOOP;
+END $$;
 
 CREATE FUNCTION llm_cost.create_rollup(name text, source regclass, grain text, group_by text[],
                                        time_zone text DEFAULT 'UTC')
@@ -442,12 +458,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     src oid;
 BEGIN
-    -- A dropped source: its rollups keep their data, and its generated trigger functions go.
-    IF EXISTS (SELECT 1 FROM llm_cost.rollups WHERE source = p_oid) THEN
-        UPDATE llm_cost.rollups SET source = NULL WHERE source = p_oid;
-        EXECUTE format('DROP FUNCTION IF EXISTS %I.%I()', p_schema, left('_llm_cost_rollup_ins_' || p_name, 63));
-        EXECUTE format('DROP FUNCTION IF EXISTS %I.%I()', p_schema, left('_llm_cost_rollup_upd_' || p_name, 63));
-    END IF;
+    -- A dropped source: its rollups keep their data.
+    UPDATE llm_cost.rollups SET source = NULL WHERE source = p_oid;
     -- A dropped rollup view or stripes table: forget the rollup and stop feeding it.
     FOR src IN DELETE FROM llm_cost.rollups WHERE rollup = p_oid OR stripes = p_oid RETURNING source LOOP
         IF src IS NOT NULL AND EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = src) THEN

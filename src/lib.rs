@@ -45,7 +45,7 @@ extension_sql_file!(
         pricing_sql::provider_of
     ]
 );
-extension_sql_file!("../sql/rollups.sql", name = "rollups", requires = ["usage", rollups::stripe]);
+extension_sql_file!("../sql/rollups.sql", name = "rollups", requires = ["usage", rollups::stripe, rollups::rollup_row_trigger]);
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]

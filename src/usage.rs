@@ -93,6 +93,7 @@ fn text_datum(s: &str) -> pg_sys::Datum {
 
 /// Called by the catalog cache's relcache callback: a table changed shape, forget its mapping.
 pub fn forget_table(relid: pg_sys::Oid) {
+    crate::rollups::forget(relid);
     let _ = SPECS.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
             if relid == pg_sys::InvalidOid {
@@ -124,6 +125,7 @@ unsafe extern "C-unwind" fn subxact_callback(
 }
 
 fn clear_pending() {
+    crate::rollups::clear_pending();
     let _ = PENDING.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
             p.clear();
@@ -131,7 +133,7 @@ fn clear_pending() {
     });
 }
 
-fn register_callbacks() {
+pub fn register_callbacks() {
     if !CALLBACKS.with(|c| c.get()) {
         crate::cache::register_callback();
         unsafe {
@@ -535,6 +537,7 @@ fn round_to_typmod_text(c: Cost, typmod: i32) -> String {
 fn usage_statement_end<'a>(
     _trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    crate::rollups::flush();
     let pending: Vec<_> = PENDING.with(|p| p.borrow_mut().drain().collect());
     for ((relid, model), (n, first, last)) in pending {
         let first = pgrx::datum::TimestampWithTimeZone::try_from(first).ok();
