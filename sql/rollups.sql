@@ -283,7 +283,7 @@ BEGIN
                    'cache_read_tokens bigint NOT NULL, cache_write_tokens bigint NOT NULL, cost_usd numeric NOT NULL, '
                    'unpriced_requests bigint NOT NULL, error_requests bigint NOT NULL, latency_ms_sum bigint NOT NULL, '
                    'latency_ms_max bigint, first_seen timestamptz, last_seen timestamptz, '
-                   'UNIQUE NULLS NOT DISTINCT (%s, stripe)) WITH (fillfactor = 70)', stripes_ident, cols, keys);
+                   'UNIQUE NULLS NOT DISTINCT (%s, stripe)) WITH (fillfactor = 10)', stripes_ident, cols, keys);
     EXECUTE format('COMMENT ON TABLE %s IS %L', stripes_ident,
                    E'Partial sums behind the llm_cost rollup ' || view_ident || E' (one row per period, group and writing backend). Read the rollup, not this table.\n@omit');
 

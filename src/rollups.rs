@@ -80,7 +80,10 @@ struct Acc {
     group: Vec<Option<pg_sys::Datum>>,
     requests: i64,
     tokens: [i64; 4],
-    cost: Option<pg_sys::Datum>, // numeric, TopTransactionContext
+    /// Cost sum in 10^-16 USD while every cost fits that scale (always, for estimated costs).
+    cost: i128,
+    /// Exact numeric sum (TopTransactionContext) of costs with more decimals than that, if any.
+    cost_extra: Option<pg_sys::Datum>,
     unpriced: i64,
     errors: i64,
     latency_sum: i64,
@@ -274,6 +277,32 @@ impl RollupDef {
     }
 }
 
+/// A numeric as an integer count of 10^-16, when it has at most 16 decimals and fits.
+unsafe fn numeric_units(d: pg_sys::Datum) -> Option<i128> {
+    let text = pgrx::direct_function_call_as_datum(pg_sys::numeric_out, &[Some(d)])?;
+    let s = std::ffi::CStr::from_ptr(text.cast_mut_ptr::<std::ffi::c_char>()).to_str().ok()?;
+    parse_units(s)
+}
+
+/// Parses plain decimal text (`-12.5`, `0.0315`) into 10^-16 units; None if not exactly possible.
+pub fn parse_units(s: &str) -> Option<i128> {
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if int.is_empty() || frac.len() > 16 || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut v: i128 = int.parse().ok()?;
+    v = v.checked_mul(10i128.pow(16))?;
+    if !frac.is_empty() {
+        let f: i128 = frac.parse().ok()?;
+        v = v.checked_add(f * 10i128.pow(16 - frac.len() as u32))?;
+    }
+    Some(if neg { -v } else { v })
+}
+
 /// Appends a datum's identity to a group key: byte-equal values land in one group (values that
 /// are equal but spelled differently meet again in the upsert).
 unsafe fn key_bytes(key: &mut Vec<u8>, d: Option<pg_sys::Datum>, a: Att) {
@@ -343,6 +372,7 @@ unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, tuple: pg_sys::Heap
                 })
         }
     };
+    let cost_units = cost.and_then(|c| numeric_units(c));
     let error = getattr(tuple, tupdesc, defs.error).is_some();
     let latency = defs.latency.and_then(|a| getattr(tuple, tupdesc, Some(a)).map(|d| int_of(d, a)));
 
@@ -367,7 +397,8 @@ unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, tuple: pg_sys::Heap
                 group: vals.iter().zip(&r.groups).map(|(d, g)| d.map(|d| copy_to_xact(d, *g))).collect(),
                 requests: 0,
                 tokens: [0; 4],
-                cost: None,
+                cost: 0,
+                cost_extra: None,
                 unpriced: 0,
                 errors: 0,
                 latency_sum: 0,
@@ -379,13 +410,16 @@ unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, tuple: pg_sys::Heap
             for k in 0..4 {
                 acc.tokens[k] += sign * tokens[k];
             }
-            if let Some(c) = cost {
+            if let Some(units) = cost_units {
+                acc.cost += sign as i128 * units;
+            } else if let Some(c) = cost {
+                // More than 16 decimals: add exactly as numeric (rare: a provided cost).
                 let c = if sign < 0 {
                     pgrx::direct_function_call_as_datum(pg_sys::numeric_uminus, &[Some(c)]).unwrap_or(c)
                 } else {
                     c
                 };
-                acc.cost = Some(pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| match acc.cost {
+                acc.cost_extra = Some(pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| match acc.cost_extra {
                     None => datum_copy(c, false, -1),
                     Some(prev) => pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(prev), Some(c)]).unwrap_or(prev),
                 }));
@@ -450,7 +484,7 @@ pub fn flush() {
         pg_sys::SPI_connect();
     }
     for acc in pending {
-        if acc.requests == 0 && acc.cost.is_none() && acc.tokens == [0; 4] {
+        if acc.requests == 0 && acc.cost == 0 && acc.cost_extra.is_none() && acc.tokens == [0; 4] {
             // An UPDATE that moved nothing between groups (e.g. reprice of a zero-cost row).
             if acc.unpriced == 0 && acc.errors == 0 && acc.latency_sum == 0 {
                 continue;
@@ -472,7 +506,11 @@ pub fn flush() {
         for t in acc.tokens {
             push(Some(pg_sys::Datum::from(t)));
         }
-        push(Some(acc.cost.unwrap_or_else(|| pgrx::AnyNumeric::from(0).into_datum().unwrap())));
+        let mut cost = crate::pricing_sql::cost_datum(crate::pricing::Cost(acc.cost), -1);
+        if let Some(extra) = acc.cost_extra {
+            cost = unsafe { pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(cost), Some(extra)]) }.unwrap_or(cost);
+        }
+        push(Some(cost));
         push(Some(pg_sys::Datum::from(acc.unpriced)));
         push(Some(pg_sys::Datum::from(acc.errors)));
         push(Some(pg_sys::Datum::from(acc.latency_sum)));
@@ -490,6 +528,21 @@ pub fn flush() {
     }
     unsafe {
         pg_sys::SPI_finish();
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::parse_units;
+
+    #[test]
+    fn cost_units() {
+        assert_eq!(parse_units("18"), Some(180_000_000_000_000_000));
+        assert_eq!(parse_units("0.0315"), Some(315_000_000_000_000));
+        assert_eq!(parse_units("-2.5"), Some(-25_000_000_000_000_000));
+        assert_eq!(parse_units("0.0000000000000001"), Some(1));
+        assert_eq!(parse_units("0.00000000000000001"), None);
+        assert_eq!(parse_units("NaN"), None);
     }
 }
 
@@ -540,6 +593,10 @@ mod tests {
         )
         .unwrap();
         Spi::run("INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, model, input_tokens, output_tokens) SELECT '2026-03-02 12:00+00', 'acme', 'u2', 'gpt-4o-mini', g, g FROM generate_series(1, 10000) g").unwrap();
+        // Provided costs with more decimals than estimates ever have are summed exactly too.
+        Spi::run("INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, model, input_tokens, output_tokens, cost_usd) VALUES
+                    ('2026-03-02 13:00+00', 'acme', 'u3', 'gpt-4o', 1, 1, 0.123456789012345678901), ('2026-03-02 13:00+00', 'acme', 'u3', 'gpt-4o', 1, 1, 1.5)").unwrap();
+        assert_eq!(Spi::get_one::<String>("SELECT cost_usd::text FROM llm_cost.usage_daily WHERE user_id = 'u3'").unwrap().as_deref(), Some("1.623456789012345678901"));
         assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
         assert_eq!(mismatches("llm_cost.usage_monthly", "llm_cost.usage_events", "occurred_at", "month", &["tenant_id", "user_id"], "cost_usd"), 0);
         // A 10,000-row statement wrote one summary row per group, not 10,000.
