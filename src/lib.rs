@@ -46,6 +46,7 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!("../sql/rollups.sql", name = "rollups", requires = ["usage", rollups::stripe, rollups::rollup_row_trigger]);
+extension_sql_file!("../sql/reports.sql", name = "reports", requires = ["rollups"]);
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]

@@ -745,4 +745,30 @@ mod tests {
         Spi::run("SELECT llm_cost.untrack('public.untracked')").unwrap();
         assert_eq!(count("SELECT count(*) FROM llm_cost.rollups WHERE rollup::text IN ('hourly', 'weekly_paris')"), 0);
     }
+
+    #[pg_test]
+    fn report_views() {
+        Spi::run(
+            "INSERT INTO llm_cost.usage_events (tenant_id, user_id, feature, model, input_tokens, output_tokens) VALUES
+               ('t', 'ann', 'chat', 'claude-sonnet-4-5', 1000000, 0), ('t', 'ann', 'chat', 'gpt-4o', 1000000, 0),
+               ('t', 'ann', 'search', 'gpt-4o', 1000000, 0), ('t', 'bob', 'chat', 'claude-sonnet-4-5', 2000000, 0)",
+        )
+        .unwrap();
+        assert_eq!(
+            Spi::get_one::<String>("SELECT string_agg(period || '=' || (cost_usd = 14), ' ' ORDER BY period) FROM llm_cost.spend_summary").unwrap().as_deref(),
+            Some("this month=true this week=true today=true")
+        );
+        assert_eq!(
+            Spi::get_one::<String>("SELECT predominant_model || ' ' || requests || ' ' || avg_cost_per_request_usd FROM llm_cost.user_stats WHERE user_id = 'ann'").unwrap().as_deref(),
+            Some("gpt-4o 3 2.66666667")
+        );
+        assert_eq!(
+            Spi::get_one::<String>("SELECT predominant_model FROM llm_cost.feature_stats WHERE feature = 'chat'").unwrap().as_deref(),
+            Some("claude-sonnet-4-5")
+        );
+        assert_eq!(Spi::get_one::<String>("SELECT user_id FROM llm_cost.top_users WHERE spend_rank = 1").unwrap().as_deref(), Some("ann"));
+        assert_eq!(Spi::get_one::<String>("SELECT cost_usd::text FROM llm_cost.spend_by_model WHERE model = 'gpt-4o'").unwrap().as_deref(), Some("5.0"));
+        assert_eq!(Spi::get_one::<i64>("SELECT requests FROM llm_cost.daily_trend").unwrap(), Some(4));
+        assert_eq!(Spi::get_one::<String>("SELECT cost_usd::text FROM llm_cost.spend_by_feature WHERE feature = 'search'").unwrap().as_deref(), Some("2.5"));
+    }
 }
