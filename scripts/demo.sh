@@ -6,6 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 "$ROOT/scripts/setup.sh"
 install_extension
 log "starting the scratch cluster"
+# Restart: the library is preloaded, so a running cluster would keep the previous build.
+"$ROOT/scripts/cluster.sh" stop
 port=$("$ROOT/scripts/cluster.sh" start)
 DB=llm_cost_demo
 PGOPTIONS="-c client_min_messages=warning" "$ROOT/scripts/cluster.sh" psql -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"

@@ -21,3 +21,26 @@ SELECT c.model                                   AS "model as sent",
         ('text-embedding-3-small',                          250000,       0,     0,    0),
         ('my-fine-tuned-model',                               1000,    1000,     0,    0)
        ) AS c(model, input_tokens, output_tokens, cache_read, cache_write);
+
+\echo
+\echo 'Logging 2,000 sample calls into llm_cost.usage_events with plain SQL (INSERT ... SELECT):'
+INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens, cache_read_tokens, latency_ms, error)
+SELECT now() - (g % 72) * interval '1 hour',
+       (ARRAY['acme', 'globex'])[1 + g % 2],
+       'user-' || (g % 7),
+       (ARRAY['chat', 'search', 'summarize', 'embed'])[1 + g % 4],
+       (ARRAY['claude-sonnet-4-5', 'gpt-4o-mini', 'gemini-2.5-flash', 'text-embedding-3-small', 'anthropic/claude-haiku-4-5'])[1 + g % 5],
+       500 + (g * 37) % 4000, (g * 13) % 900, CASE WHEN g % 3 = 0 THEN 2000 ELSE 0 END,
+       200 + (g * 7) % 3000, CASE WHEN g % 97 = 0 THEN 'rate_limited' END
+  FROM generate_series(1, 2000) g;
+\echo
+\echo 'Spend (llm_cost.spend_summary):'
+SELECT period, requests, total_tokens, cost_usd, llm_cost.format_cost(cost_usd) AS cost FROM llm_cost.spend_summary;
+\echo 'By model this month (llm_cost.spend_by_model):'
+SELECT provider, model, requests, cost_usd, llm_cost.format_cost(avg_cost_per_request_usd) AS avg_per_request
+  FROM llm_cost.spend_by_model WHERE month = date_trunc('month', now(), 'UTC') ORDER BY cost_usd DESC;
+\echo 'Top users this month (llm_cost.top_users):'
+SELECT spend_rank, tenant_id, user_id, requests, llm_cost.format_cost(cost_usd) AS cost
+  FROM llm_cost.top_users WHERE month = date_trunc('month', now(), 'UTC') AND spend_rank <= 5 ORDER BY spend_rank;
+\echo 'Per feature (llm_cost.feature_stats):'
+SELECT tenant_id, feature, requests, llm_cost.format_cost(cost_usd) AS cost, predominant_model FROM llm_cost.feature_stats ORDER BY 1, 2;
