@@ -33,6 +33,7 @@ port = $port
 unix_socket_directories = '$DIR/run'
 shared_preload_libraries = 'llm_cost'
 max_connections = 100
+max_worker_processes = 32
 shared_buffers = 512MB
 log_min_messages = warning
 CONF

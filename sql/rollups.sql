@@ -168,8 +168,9 @@ BEGIN
     sql := replace(sql, ' + excluded.', plus || 'excluded.');
 END $$;
 
--- Everything the Rust row trigger needs about the rollups of one source, one row per rollup.
-CREATE FUNCTION llm_cost._rollup_defs(p_source regclass)
+-- Everything the Rust row trigger needs about the rollups of one source, one row per rollup;
+-- attribute numbers are those of p_rel (the source itself, or the partition the row landed in).
+CREATE FUNCTION llm_cost._rollup_defs(p_source regclass, p_rel regclass)
 RETURNS TABLE (id bigint, upsert_sql text, arg_types oid[], grain text, time_zone text, group_attnums int2[],
                stripes_owner oid, time_att int2, cost_att int2, model_att int2, source_att int2,
                in_att int2, out_att int2, cr_att int2, cw_att int2, error_att int2, latency_att int2)
@@ -189,18 +190,18 @@ BEGIN
         SELECT * INTO u FROM llm_cost._rollup_values_upsert(r);
         id := r.id; upsert_sql := u.sql; arg_types := u.arg_types; grain := r.grain; time_zone := r.time_zone;
         group_attnums := ARRAY(SELECT a.attnum FROM unnest(r.group_by) WITH ORDINALITY g(name, ord)
-                                 JOIN pg_catalog.pg_attribute a ON a.attrelid = p_source AND a.attname = g.name ORDER BY g.ord);
+                                 JOIN pg_catalog.pg_attribute a ON a.attrelid = p_rel AND a.attname = g.name ORDER BY g.ord);
         stripes_owner := (SELECT relowner FROM pg_catalog.pg_class WHERE oid = r.stripes);
-        time_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.time_col);
-        cost_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.cost_col);
-        model_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.model_col);
-        source_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = t.cost_source_column);
-        in_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.tok_in);
-        out_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.tok_out);
-        cr_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.tok_cr);
-        cw_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.tok_cw);
-        error_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.error_col);
-        latency_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_source AND attname = c.latency_col);
+        time_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.time_col);
+        cost_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.cost_col);
+        model_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.model_col);
+        source_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = t.cost_source_column);
+        in_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_in);
+        out_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_out);
+        cr_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_cr);
+        cw_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_cw);
+        error_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.error_col);
+        latency_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.latency_col);
         RETURN NEXT;
     END LOOP;
 END $$;

@@ -261,6 +261,7 @@ COMMENT ON FUNCTION llm_cost.untrack(regclass) IS
 CREATE FUNCTION llm_cost._forget_table(p_table oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    DELETE FROM llm_cost.retention_policies WHERE log_table = p_table;
     DELETE FROM llm_cost.unpriced_stats WHERE log_table = p_table;
     DELETE FROM llm_cost.tracked_tables WHERE log_table = p_table;
 END $$;

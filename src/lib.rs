@@ -9,6 +9,7 @@ pub mod cache;
 pub mod catalog;
 pub mod pricing;
 pub mod pricing_sql;
+pub mod retention;
 pub mod rollups;
 pub mod usage;
 
@@ -17,6 +18,10 @@ pub mod usage;
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     usage::init_gucs();
+    retention::init_gucs();
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        retention::register_launcher();
+    }
 }
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog_tables", bootstrap);
@@ -47,6 +52,21 @@ extension_sql_file!(
 );
 extension_sql_file!("../sql/rollups.sql", name = "rollups", requires = ["usage", rollups::stripe, rollups::rollup_row_trigger]);
 extension_sql_file!("../sql/reports.sql", name = "reports", requires = ["rollups"]);
+extension_sql_file!("../sql/retention.sql", name = "retention", requires = ["reports"]);
+extension_sql!(
+    r#"
+DO $$
+BEGIN
+    IF pg_catalog.current_setting('shared_preload_libraries') !~ 'llm_cost' THEN
+        RAISE NOTICE 'llm_cost is not in shared_preload_libraries: everything works, but old usage rows are purged only when you call llm_cost.run_retention()'
+              USING HINT = 'Add llm_cost to shared_preload_libraries and restart to have the background worker purge them.';
+    END IF;
+END $$;
+"#,
+    name = "preload_notice",
+    requires = ["retention"],
+    finalize
+);
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]

@@ -144,7 +144,7 @@ fn persistent_text(s: &str) -> pg_sys::Datum {
     unsafe { pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| s.into_datum().expect("text")) }
 }
 
-fn load_defs(relid: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> SourceDefs {
+fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> SourceDefs {
     let mut out = SourceDefs {
         rollups: vec![],
         time: None,
@@ -156,7 +156,7 @@ fn load_defs(relid: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> SourceDefs {
         latency: None,
     };
     let rows: Vec<_> = Spi::connect(|c| {
-        let t = c.select("SELECT * FROM llm_cost._rollup_defs($1)", None, &[relid.into()])?;
+        let t = c.select("SELECT * FROM llm_cost._rollup_defs($1, $2)", None, &[root.into(), relid.into()])?;
         let mut v = Vec::new();
         for r in t {
             v.push((
@@ -214,11 +214,12 @@ fn load_defs(relid: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> SourceDefs {
     out
 }
 
-fn defs_for(relid: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> Rc<SourceDefs> {
+fn defs_for(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Rc<SourceDefs> {
     if let Some(d) = DEFS.with(|d| d.borrow().get(&relid).cloned()) {
         return d;
     }
-    let d = Rc::new(load_defs(relid, tupdesc));
+    let root = crate::usage::root_of(relid, rel);
+    let d = Rc::new(load_defs(relid, root, unsafe { (*rel).rd_att }));
     DEFS.with(|m| m.borrow_mut().insert(relid, d.clone()));
     d
 }
@@ -454,7 +455,7 @@ fn rollup_row_trigger<'a>(
     let relid = trigger.relid()?;
     let tupdesc = unsafe { (*td.tg_relation).rd_att };
     crate::usage::register_callbacks();
-    let defs = defs_for(relid, tupdesc);
+    let defs = defs_for(relid, td.tg_relation);
     if defs.rollups.is_empty() {
         return Ok(None);
     }

@@ -78,6 +78,25 @@ thread_local! {
     /// Text datums the trigger writes over and over ('estimated', provider names), allocated once
     /// per backend in TopMemoryContext: heap_modify_tuple copies them into each new tuple.
     static TEXTS: RefCell<HashMap<String, pg_sys::Datum>> = RefCell::new(HashMap::new());
+    /// Partition -> the partitioned table at the top of its tree (the tracked table).
+    static ROOTS: RefCell<HashMap<pg_sys::Oid, pg_sys::Oid>> = RefCell::new(HashMap::new());
+}
+
+/// The tracked table a row trigger's relation stands for: itself, or for a partition (where
+/// PostgreSQL fires the cloned trigger) the root of its partition tree.
+pub fn root_of(relid: pg_sys::Oid, rel: pg_sys::Relation) -> pg_sys::Oid {
+    if !unsafe { (*(*rel).rd_rel).relispartition } {
+        return relid;
+    }
+    if let Some(r) = ROOTS.with(|m| m.borrow().get(&relid).copied()) {
+        return r;
+    }
+    let root = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.pg_partition_root($1)::oid", &[relid.into()])
+        .ok()
+        .flatten()
+        .unwrap_or(relid);
+    ROOTS.with(|m| m.borrow_mut().insert(relid, root));
+    root
 }
 
 fn text_datum(s: &str) -> pg_sys::Datum {
@@ -94,6 +113,11 @@ fn text_datum(s: &str) -> pg_sys::Datum {
 /// Called by the catalog cache's relcache callback: a table changed shape, forget its mapping.
 pub fn forget_table(relid: pg_sys::Oid) {
     crate::rollups::forget(relid);
+    let _ = ROOTS.try_with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            m.clear();
+        }
+    });
     let _ = SPECS.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
             if relid == pg_sys::InvalidOid {
@@ -432,7 +456,7 @@ fn usage_cost_trigger<'a>(
                 format!("llm_cost: no price for model \"{model}\"; rows are stored unpriced (cost {}) and listed in llm_cost.unpriced_models", if spec.cost_not_null { "= column default" } else { "NULL" })
             );
         }
-        let relid = trigger.relid().unwrap_or(pg_sys::InvalidOid);
+        let relid = root_of(trigger.relid().unwrap_or(pg_sys::InvalidOid), td.tg_relation);
         PENDING.with(|p| {
             let mut p = p.borrow_mut();
             let e = p.entry((relid, model.to_string())).or_insert((0, at, at));

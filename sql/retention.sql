@@ -1,0 +1,197 @@
+-- Retention: per-table policies, the purge (batches along the time index, whole partitions
+-- dropped), run history. The background worker (src/retention.rs) and llm_cost.run_retention()
+-- both use the functions below.
+
+CREATE TABLE llm_cost.retention_policies (
+    log_table  regclass    PRIMARY KEY,
+    keep       interval    NOT NULL CHECK (keep > interval '0'),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    created_by name        NOT NULL DEFAULT current_user
+);
+COMMENT ON TABLE llm_cost.retention_policies IS 'Raw usage rows older than keep (by the table''s tracked time column) are purged by the llm_cost background worker or llm_cost.run_retention(). Rollups are never purged.';
+COMMENT ON COLUMN llm_cost.retention_policies.log_table IS 'A tracked usage-log table.';
+COMMENT ON COLUMN llm_cost.retention_policies.keep IS 'How long raw rows are kept, e.g. 90 days.';
+ALTER TABLE llm_cost.retention_policies ENABLE ROW LEVEL SECURITY;
+CREATE POLICY retention_policies_read ON llm_cost.retention_policies FOR SELECT USING (true);
+CREATE POLICY retention_policies_owner ON llm_cost.retention_policies FOR ALL
+    USING (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = log_table), 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = log_table), 'USAGE'));
+GRANT SELECT, INSERT, UPDATE, DELETE ON llm_cost.retention_policies TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('llm_cost.retention_policies', '');
+
+CREATE TABLE llm_cost.retention_runs (
+    id                 bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    table_oid          oid         NOT NULL,
+    table_name         text        NOT NULL,
+    started_at         timestamptz NOT NULL,
+    finished_at        timestamptz,
+    cutoff             timestamptz,
+    rows_deleted       bigint      NOT NULL DEFAULT 0,
+    partitions_dropped integer     NOT NULL DEFAULT 0,
+    error              text,
+    run_by             text        NOT NULL
+);
+CREATE INDEX retention_runs_table_idx ON llm_cost.retention_runs (table_oid, started_at DESC);
+CREATE INDEX retention_runs_started_idx ON llm_cost.retention_runs (started_at);
+COMMENT ON TABLE llm_cost.retention_runs IS 'One row per purge of one table: when, up to which cutoff, what it removed, and the error if it failed. Rows older than llm_cost.retention_history_days are pruned.';
+COMMENT ON COLUMN llm_cost.retention_runs.cutoff IS 'Rows with an event time before this were purged.';
+COMMENT ON COLUMN llm_cost.retention_runs.error IS 'NULL when the run succeeded; the error message otherwise (the next run tries again).';
+COMMENT ON COLUMN llm_cost.retention_runs.run_by IS 'worker, or the role that called llm_cost.run_retention().';
+GRANT SELECT ON llm_cost.retention_runs TO PUBLIC;
+
+CREATE VIEW llm_cost.retention_last_runs AS
+SELECT DISTINCT ON (r.table_oid) r.table_name, r.table_oid, r.started_at, r.finished_at, r.cutoff, r.rows_deleted,
+       r.partitions_dropped, r.error, r.run_by, p.keep
+  FROM llm_cost.retention_runs r
+  LEFT JOIN llm_cost.retention_policies p ON p.log_table = r.table_oid
+ ORDER BY r.table_oid, r.started_at DESC;
+COMMENT ON VIEW llm_cost.retention_last_runs IS 'The last purge of each table.';
+GRANT SELECT ON llm_cost.retention_last_runs TO PUBLIC;
+
+CREATE FUNCTION llm_cost.set_retention(log_table regclass, keep interval) RETURNS llm_cost.retention_policies
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t llm_cost.tracked_tables;
+    result llm_cost.retention_policies;
+BEGIN
+    IF log_table IS NULL OR keep IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.set_retention: log_table and keep must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF keep <= interval '0' THEN
+        RAISE EXCEPTION 'keep must be a positive interval, not %', keep USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = log_table), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to set its retention', log_table USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO t FROM llm_cost.tracked_tables WHERE tracked_tables.log_table = set_retention.log_table;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % is not tracked by llm_cost', log_table
+              USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Call llm_cost.track() on it first.';
+    END IF;
+    IF t.time_column IS NULL THEN
+        RAISE EXCEPTION 'table % has no time column in its llm_cost tracking; retention needs one', log_table
+              USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    INSERT INTO llm_cost.retention_policies AS p (log_table, keep) VALUES (log_table, keep)
+    ON CONFLICT ON CONSTRAINT retention_policies_pkey DO UPDATE SET keep = excluded.keep, created_at = now(), created_by = current_user
+    RETURNING * INTO result;
+    IF pg_catalog.current_setting('shared_preload_libraries') !~ 'llm_cost' THEN
+        RAISE NOTICE 'llm_cost is not in shared_preload_libraries: nothing purges automatically; call llm_cost.run_retention() (e.g. from pg_cron)';
+    END IF;
+    RETURN result;
+END $$;
+COMMENT ON FUNCTION llm_cost.set_retention(regclass, interval) IS 'Keeps raw rows of a tracked table for `keep`; older ones are purged (rollups are kept).';
+
+CREATE FUNCTION llm_cost.drop_retention(log_table regclass) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = log_table), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to drop its retention', log_table USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    DELETE FROM llm_cost.retention_policies p WHERE p.log_table = drop_retention.log_table;
+    RETURN FOUND;
+END $$;
+COMMENT ON FUNCTION llm_cost.drop_retention(regclass) IS 'Stops purging a table. Returns false if it had no policy.';
+
+-- The time column and cutoff of a policy.
+CREATE FUNCTION llm_cost._retention_target(p_table regclass, OUT time_col text, OUT cutoff timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT t.time_column, now() - p.keep
+      FROM llm_cost.retention_policies p JOIN llm_cost.tracked_tables t ON t.log_table = p.log_table
+     WHERE p.log_table = p_table
+$$;
+
+-- Drops the partitions of a range-partitioned table (partitioned by its time column) whose upper
+-- bound is at or before the cutoff. Returns how many.
+CREATE FUNCTION llm_cost._drop_old_partitions(p_table regclass, p_time_col text, p_cutoff timestamptz) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    part record;
+    upper_bound timestamptz;
+    n integer := 0;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partitioned_table pt
+                    WHERE pt.partrelid = p_table AND pt.partstrat = 'r' AND pt.partnatts = 1
+                      AND pt.partattrs[0] = (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_table AND attname = p_time_col)) THEN
+        RETURN 0;
+    END IF;
+    FOR part IN SELECT c.oid::regclass AS rel, pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound
+                  FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = p_table AND c.relkind = 'r' LOOP
+        CONTINUE WHEN part.bound = 'DEFAULT';
+        upper_bound := substring(part.bound FROM 'TO \(''([^'']*)''\)')::timestamptz;
+        IF upper_bound IS NOT NULL AND upper_bound <= p_cutoff THEN
+            EXECUTE format('DROP TABLE %s', part.rel);
+            n := n + 1;
+        END IF;
+    END LOOP;
+    RETURN n;
+END $$;
+
+-- Deletes at most p_batch rows older than the cutoff, oldest first along the time index.
+CREATE FUNCTION llm_cost._purge_batch(p_table regclass, p_time_col text, p_cutoff timestamptz, p_batch integer) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF (SELECT relkind FROM pg_catalog.pg_class WHERE oid = p_table) = 'p' THEN
+        EXECUTE format('DELETE FROM %1$s WHERE (tableoid, ctid) IN (SELECT tableoid, ctid FROM %1$s WHERE %2$I < $1 ORDER BY %2$I LIMIT $2)',
+                       p_table, p_time_col) USING p_cutoff, p_batch;
+    ELSE
+        EXECUTE format('DELETE FROM %1$s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %1$s WHERE %2$I < $1 ORDER BY %2$I LIMIT $2))',
+                       p_table, p_time_col) USING p_cutoff, p_batch;
+    END IF;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+CREATE FUNCTION llm_cost._record_run(p_table oid, p_name text, p_started timestamptz, p_cutoff timestamptz,
+                                     p_rows bigint, p_parts integer, p_error text, p_by text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    INSERT INTO llm_cost.retention_runs (table_oid, table_name, started_at, finished_at, cutoff, rows_deleted,
+                                         partitions_dropped, error, run_by)
+    SELECT p_table, p_name, p_started, clock_timestamp(), p_cutoff, p_rows, p_parts, p_error, p_by
+     WHERE EXISTS (SELECT 1 FROM llm_cost.retention_policies WHERE log_table = p_table);
+    DELETE FROM llm_cost.retention_runs
+     WHERE started_at < now() - make_interval(days => greatest(coalesce(nullif(pg_catalog.current_setting('llm_cost.retention_history_days', true), '')::int, 30), 1));
+$$;
+-- Callable by anyone (run_retention runs as its caller), but only for tables that have a policy.
+
+-- The purge, now, in this transaction: for managed Postgres without the preloaded library and
+-- for pg_cron. Purges only the tables the caller owns (all of them for a superuser).
+CREATE FUNCTION llm_cost.run_retention()
+RETURNS TABLE (log_table regclass, cutoff timestamptz, rows_deleted bigint, partitions_dropped integer, error text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    p record;
+    target record;
+    started timestamptz;
+    n bigint;
+    batch integer := greatest(coalesce(nullif(pg_catalog.current_setting('llm_cost.retention_batch_size', true), '')::int, 10000), 1);
+    caller name := current_user;
+BEGIN
+    FOR p IN SELECT rp.log_table AS rel, c.relowner
+               FROM llm_cost.retention_policies rp JOIN pg_catalog.pg_class c ON c.oid = rp.log_table
+              ORDER BY rp.log_table::text LOOP
+        CONTINUE WHEN NOT pg_catalog.pg_has_role(caller, p.relowner, 'USAGE');
+        started := clock_timestamp();
+        log_table := p.rel; rows_deleted := 0; partitions_dropped := 0; error := NULL;
+        BEGIN
+            SELECT * INTO target FROM llm_cost._retention_target(p.rel);
+            cutoff := target.cutoff;
+            partitions_dropped := llm_cost._drop_old_partitions(p.rel, target.time_col, target.cutoff);
+            LOOP
+                n := llm_cost._purge_batch(p.rel, target.time_col, target.cutoff, batch);
+                rows_deleted := rows_deleted + n;
+                EXIT WHEN n < batch;
+            END LOOP;
+        EXCEPTION WHEN OTHERS THEN
+            error := SQLERRM;
+            rows_deleted := 0; partitions_dropped := 0;
+        END;
+        PERFORM llm_cost._record_run(p.rel::oid, p.rel::text, started, cutoff, rows_deleted, partitions_dropped, error, caller);
+        RETURN NEXT;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION llm_cost.run_retention() IS
+'Purges now, in the calling transaction, every table with a retention policy that the caller owns (all for a superuser); returns what it purged. The background worker does the same in short transactions.';
