@@ -1,0 +1,137 @@
+"""The retention background worker (llm_cost preloaded in the scratch cluster)."""
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from conftest import dsn, one
+
+
+def admin():
+    return psycopg.connect(dsn("postgres"), autocommit=True)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_worker():
+    with admin() as c:
+        c.execute("ALTER SYSTEM SET llm_cost.retention_naptime = 1")
+        c.execute("ALTER SYSTEM SET llm_cost.retention_batch_size = 5000")
+        c.execute("SELECT pg_reload_conf()")
+    time.sleep(1.5)
+    yield
+    with admin() as c:
+        c.execute("ALTER SYSTEM RESET llm_cost.retention_naptime")
+        c.execute("ALTER SYSTEM RESET llm_cost.retention_batch_size")
+        c.execute("SELECT pg_reload_conf()")
+
+
+def wait_for(pred, timeout=30.0, step=0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return False
+
+
+def fill(c, old, new, tenant="t"):
+    c.execute("""INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, model, input_tokens, output_tokens)
+                 SELECT now() - interval '200 days' - (g %% 50) * interval '1 day', %s, 'u' || (g %% 10), 'gpt-4o-mini', 1000, 100
+                   FROM generate_series(1, %s) g""", (tenant, old))
+    c.execute("""INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, model, input_tokens, output_tokens)
+                 SELECT now() - (g %% 20) * interval '1 hour', %s, 'u' || (g %% 10), 'gpt-4o-mini', 1000, 100
+                   FROM generate_series(1, %s) g""", (tenant, new))
+
+
+def test_launcher_is_running():
+    with admin() as c:
+        assert wait_for(lambda: one(c, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'llm_cost retention launcher'") == 1)
+
+
+def test_worker_purges_old_rows_keeps_new_rows_and_rollups(connect):
+    c = connect()
+    fill(c, 20000, 500)
+    before = c.execute("SELECT sum(requests), sum(cost_usd) FROM llm_cost.usage_daily").fetchone()
+    c.execute("SELECT llm_cost.set_retention('llm_cost.usage_events', '90 days')")
+    assert wait_for(lambda: one(c, "SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at < now() - interval '90 days'") == 0)
+    assert one(c, "SELECT count(*) FROM llm_cost.usage_events") == 500
+    assert c.execute("SELECT sum(requests), sum(cost_usd) FROM llm_cost.usage_daily").fetchone() == before
+    assert wait_for(lambda: one(c, "SELECT sum(rows_deleted) FROM llm_cost.retention_runs WHERE run_by = 'worker'") == 20000)
+    assert one(c, "SELECT count(*) FROM llm_cost.retention_runs WHERE error IS NOT NULL") == 0
+    c.execute("SELECT llm_cost.drop_retention('llm_cost.usage_events')")
+
+
+def test_database_that_creates_the_extension_later_is_served():
+    name = "it_late_" + uuid.uuid4().hex[:8]
+    with admin() as a:
+        a.execute(f"CREATE DATABASE {name}")
+    try:
+        time.sleep(2)  # a few rounds without the extension
+        with psycopg.connect(dsn(name), autocommit=True) as c:
+            c.execute("SET client_min_messages = warning")
+            c.execute("CREATE EXTENSION llm_cost")
+            fill(c, 3000, 10)
+            c.execute("SELECT llm_cost.set_retention('llm_cost.usage_events', '30 days')")
+            assert wait_for(lambda: one(c, "SELECT count(*) FROM llm_cost.usage_events") == 10)
+            # Dropping the extension: the database is left alone, and can itself be dropped.
+            c.execute("DROP EXTENSION llm_cost")
+    finally:
+        with admin() as a:
+            # Without FORCE: no worker may keep the database busy between runs.
+            assert wait_for(lambda: _try_drop(a, name), timeout=20)
+
+
+def _try_drop(a, name):
+    try:
+        a.execute(f"DROP DATABASE IF EXISTS {name}")
+        return True
+    except psycopg.errors.ObjectInUse:
+        return False
+
+
+def test_sigterm_stops_a_large_purge_promptly_and_the_next_run_finishes(connect):
+    c = connect()
+    with admin() as a:
+        a.execute("ALTER SYSTEM SET llm_cost.retention_batch_size = 500")
+        a.execute("SELECT pg_reload_conf()")
+    fill(c, 150000, 100, tenant="big")
+    c.execute("SELECT llm_cost.set_retention('llm_cost.usage_events', '90 days')")
+    # Wait until a worker is purging this database.
+    assert wait_for(lambda: one(c, "SELECT count(*) FROM llm_cost.usage_events") < 140000, timeout=30, step=0.05)
+    pid = one(c, "SELECT pid FROM pg_stat_activity WHERE backend_type = 'llm_cost retention worker' AND datname = current_database()")
+    assert pid is not None
+    t0 = time.monotonic()
+    c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert wait_for(lambda: one(c, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", pid) == 0, timeout=5, step=0.02)
+    stopped_in = time.monotonic() - t0
+    assert stopped_in < 1.0, stopped_in
+    remaining = one(c, "SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at < now() - interval '90 days'")
+    assert remaining > 0  # it really was interrupted mid-purge
+    with admin() as a:
+        a.execute("ALTER SYSTEM SET llm_cost.retention_batch_size = 20000")
+        a.execute("SELECT pg_reload_conf()")
+    assert wait_for(lambda: one(c, "SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at < now() - interval '90 days'") == 0, timeout=60)
+    assert one(c, "SELECT count(*) FROM llm_cost.usage_events WHERE tenant_id = 'big'") == 100
+    c.execute("SELECT llm_cost.drop_retention('llm_cost.usage_events')")
+
+
+def test_failing_and_dropped_tables_do_not_break_the_worker(connect):
+    c = connect()
+    c.execute("CREATE TABLE doomed (created_at timestamptz, model text, input_tokens int, output_tokens int, cost_usd numeric)")
+    c.execute("SELECT llm_cost.track('doomed')")
+    c.execute("SELECT llm_cost.set_retention('doomed', '1 day')")
+    c.execute("DROP TABLE doomed")
+    assert one(c, "SELECT count(*) FROM llm_cost.retention_policies WHERE log_table::text = 'doomed'") == 0
+    # A table whose purge fails: the error is recorded, the next run tries again.
+    c.execute("CREATE TABLE stubborn (created_at timestamptz, model text, input_tokens int, output_tokens int, cost_usd numeric)")
+    c.execute("SELECT llm_cost.track('stubborn')")
+    c.execute("INSERT INTO stubborn VALUES (now() - interval '10 days', 'gpt-4o', 1, 1)")
+    c.execute("""CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'not today'; END $$;
+                 CREATE TRIGGER refuse BEFORE DELETE ON stubborn FOR EACH ROW EXECUTE FUNCTION refuse()""")
+    c.execute("SELECT llm_cost.set_retention('stubborn', '1 day')")
+    assert wait_for(lambda: one(c, "SELECT count(*) FROM llm_cost.retention_runs WHERE table_name = 'stubborn' AND error LIKE '%not today%'") >= 1)
+    c.execute("DROP TRIGGER refuse ON stubborn")
+    assert wait_for(lambda: one(c, "SELECT count(*) FROM stubborn") == 0)
+    assert one(c, "SELECT error IS NULL FROM llm_cost.retention_last_runs WHERE table_name = 'stubborn'") is True
+    c.execute("DROP TABLE stubborn")
