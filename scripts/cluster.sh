@@ -43,7 +43,7 @@ CONF
     port_of
     ;;
 stop)
-    if [ -d "$DATA" ]; then as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null || true; fi
+    if as_postgres test -f "$DATA/postmaster.pid"; then as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null || true; fi
     ;;
 psql)
     "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$(port_of)" -U postgres "$@"

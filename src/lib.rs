@@ -11,6 +11,7 @@ pub mod pricing;
 pub mod pricing_sql;
 pub mod retention;
 pub mod rollups;
+pub mod security;
 pub mod usage;
 
 ::pgrx::pg_module_magic!();
@@ -53,6 +54,7 @@ extension_sql_file!(
 extension_sql_file!("../sql/rollups.sql", name = "rollups", requires = ["usage", rollups::stripe, rollups::rollup_row_trigger]);
 extension_sql_file!("../sql/reports.sql", name = "reports", requires = ["rollups"]);
 extension_sql_file!("../sql/retention.sql", name = "retention", requires = ["reports"]);
+extension_sql_file!("../sql/security.sql", name = "security", requires = ["retention", security::current_principal]);
 extension_sql!(
     r#"
 DO $$
@@ -64,7 +66,7 @@ BEGIN
 END $$;
 "#,
     name = "preload_notice",
-    requires = ["retention"],
+    requires = ["security"],
     finalize
 );
 

@@ -1,0 +1,143 @@
+-- Security: roles, grants, row-level security on usage rows and rollups.
+--
+-- Roles (cluster-wide, created if missing, kept by DROP EXTENSION):
+--   llm_cost_writer  may INSERT usage rows and nothing else (cannot read them, cannot change prices);
+--   llm_cost_reader  may read usage rows, rollups and reports, under row-level security;
+--   llm_cost_admin   sees everything, manages prices, rollups and retention (owns the usage log).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llm_cost_writer') THEN
+        CREATE ROLE llm_cost_writer NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llm_cost_reader') THEN
+        CREATE ROLE llm_cost_reader NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llm_cost_admin') THEN
+        CREATE ROLE llm_cost_admin NOLOGIN;
+    END IF;
+END $$;
+GRANT llm_cost_reader TO llm_cost_admin;
+
+CREATE FUNCTION llm_cost.is_admin() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.pg_has_role(current_user, 'llm_cost_admin', 'MEMBER')
+$$;
+COMMENT ON FUNCTION llm_cost.is_admin() IS 'True when the current role is a member of llm_cost_admin (sees all rows).';
+
+-- The usage log and its default rollups belong to llm_cost_admin, so admins manage them.
+ALTER TABLE llm_cost.usage_events OWNER TO llm_cost_admin;
+ALTER TABLE llm_cost.usage_daily_stripes OWNER TO llm_cost_admin;
+ALTER TABLE llm_cost.usage_monthly_stripes OWNER TO llm_cost_admin;
+ALTER VIEW llm_cost.usage_daily OWNER TO llm_cost_admin;
+ALTER VIEW llm_cost.usage_monthly OWNER TO llm_cost_admin;
+
+GRANT INSERT ON llm_cost.usage_events TO llm_cost_writer;
+REVOKE SELECT ON llm_cost.usage_daily, llm_cost.usage_monthly FROM PUBLIC;
+GRANT SELECT ON llm_cost.usage_events, llm_cost.usage_daily, llm_cost.usage_monthly,
+                llm_cost.usage_daily_stripes, llm_cost.usage_monthly_stripes TO llm_cost_reader;
+REVOKE SELECT ON llm_cost.spend_summary, llm_cost.spend_by_model, llm_cost.spend_by_feature, llm_cost.top_users,
+                 llm_cost.daily_trend, llm_cost.user_stats, llm_cost.feature_stats FROM PUBLIC;
+GRANT SELECT ON llm_cost.spend_summary, llm_cost.spend_by_model, llm_cost.spend_by_feature, llm_cost.top_users,
+                llm_cost.daily_trend, llm_cost.user_stats, llm_cost.feature_stats TO llm_cost_reader;
+GRANT SELECT, INSERT, UPDATE, DELETE ON llm_cost.model_prices, llm_cost.model_aliases TO llm_cost_admin;
+GRANT USAGE ON SEQUENCE llm_cost.model_prices_id_seq TO llm_cost_admin;
+
+-- Reports run with the reader's rights, so row-level security applies through them.
+ALTER VIEW llm_cost.spend_summary SET (security_invoker = true);
+ALTER VIEW llm_cost.spend_by_model SET (security_invoker = true);
+ALTER VIEW llm_cost.spend_by_feature SET (security_invoker = true);
+ALTER VIEW llm_cost.top_users SET (security_invoker = true);
+ALTER VIEW llm_cost.daily_trend SET (security_invoker = true);
+ALTER VIEW llm_cost.user_stats SET (security_invoker = true);
+ALTER VIEW llm_cost.feature_stats SET (security_invoker = true);
+
+CREATE TABLE llm_cost.row_security (
+    rel          regclass    PRIMARY KEY,
+    target       regclass    NOT NULL,
+    owner_column text        NOT NULL,
+    enabled_at   timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE llm_cost.row_security IS 'Relations whose rows are visible only to their owner (owner_column = llm_cost.current_principal()) and to admins. For a rollup, target is its table of partial sums.';
+ALTER TABLE llm_cost.row_security ENABLE ROW LEVEL SECURITY;
+CREATE POLICY row_security_read ON llm_cost.row_security FOR SELECT USING (true);
+CREATE POLICY row_security_owner ON llm_cost.row_security FOR ALL
+    USING (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = target), 'USAGE'))
+    WITH CHECK (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = target), 'USAGE'));
+GRANT SELECT, INSERT, UPDATE, DELETE ON llm_cost.row_security TO PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('llm_cost.row_security', 'WHERE rel NOT IN (''llm_cost.usage_events''::regclass, ''llm_cost.usage_daily''::regclass, ''llm_cost.usage_monthly''::regclass)');
+
+CREATE FUNCTION llm_cost.enable_row_security(rel regclass, owner_column text) RETURNS llm_cost.row_security
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    target regclass := rel;
+    kind "char";
+    r llm_cost.rollups;
+    result llm_cost.row_security;
+BEGIN
+    IF rel IS NULL OR owner_column IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.enable_row_security: rel and owner_column must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO r FROM llm_cost.rollups WHERE rollups.rollup = rel;
+    IF FOUND THEN
+        target := r.stripes;   -- a rollup view: the policies go on its partial sums
+    END IF;
+    SELECT relkind INTO kind FROM pg_catalog.pg_class WHERE oid = target;
+    IF kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is neither a table nor an llm_cost rollup', rel USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = target), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of % to change its row security', rel USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = target AND attname = owner_column
+                                                             AND attnum > 0 AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'column "%" does not exist in %', owner_column, rel USING ERRCODE = 'undefined_column';
+    END IF;
+    IF EXISTS (SELECT 1 FROM llm_cost.row_security s WHERE s.rel = enable_row_security.rel) THEN
+        RAISE NOTICE 'row security was already enabled on %; its policies are rewritten', rel;
+    END IF;
+    EXECUTE format('DROP POLICY IF EXISTS llm_cost_owner_read ON %s', target);
+    EXECUTE format('DROP POLICY IF EXISTS llm_cost_admin_all ON %s', target);
+    EXECUTE format('DROP POLICY IF EXISTS llm_cost_insert ON %s', target);
+    -- Owners read their own rows; rows without an owner (platform-wide totals) only admins.
+    EXECUTE format('CREATE POLICY llm_cost_owner_read ON %s FOR SELECT USING (%I::text = llm_cost.current_principal())',
+                   target, owner_column);
+    EXECUTE format('CREATE POLICY llm_cost_admin_all ON %s FOR ALL USING (llm_cost.is_admin()) WITH CHECK (llm_cost.is_admin())', target);
+    -- Whoever may INSERT (writers log calls on behalf of any user) still may.
+    EXECUTE format('CREATE POLICY llm_cost_insert ON %s FOR INSERT WITH CHECK (true)', target);
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', target);
+    IF target <> rel THEN
+        EXECUTE format('ALTER VIEW %s SET (security_invoker = true)', rel);
+    END IF;
+    INSERT INTO llm_cost.row_security AS s (rel, target, owner_column) VALUES (rel, target, owner_column)
+    ON CONFLICT ON CONSTRAINT row_security_pkey DO UPDATE SET owner_column = excluded.owner_column, enabled_at = now()
+    RETURNING * INTO result;
+    RETURN result;
+END $$;
+COMMENT ON FUNCTION llm_cost.enable_row_security(regclass, text) IS
+'Row-level security on a usage table or rollup: a reader sees the rows whose owner_column equals llm_cost.current_principal(); members of llm_cost_admin see all; rows with a NULL owner are for admins only. Calling it again rewrites the policies.';
+
+CREATE FUNCTION llm_cost.disable_row_security(rel regclass) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    s llm_cost.row_security;
+BEGIN
+    SELECT * INTO s FROM llm_cost.row_security WHERE row_security.rel = disable_row_security.rel;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = s.target), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of % to change its row security', rel USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    EXECUTE format('DROP POLICY IF EXISTS llm_cost_owner_read ON %s', s.target);
+    EXECUTE format('DROP POLICY IF EXISTS llm_cost_admin_all ON %s', s.target);
+    EXECUTE format('DROP POLICY IF EXISTS llm_cost_insert ON %s', s.target);
+    EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', s.target);
+    DELETE FROM llm_cost.row_security WHERE row_security.rel = disable_row_security.rel;
+    RETURN true;
+END $$;
+COMMENT ON FUNCTION llm_cost.disable_row_security(regclass) IS 'Removes the llm_cost policies of a table or rollup. Returns false if there were none.';
+
+-- Safe by default: the shipped log and rollups are private to their user.
+SELECT llm_cost.enable_row_security('llm_cost.usage_events', 'user_id');
+SELECT llm_cost.enable_row_security('llm_cost.usage_daily', 'user_id');
+SELECT llm_cost.enable_row_security('llm_cost.usage_monthly', 'user_id');
