@@ -210,7 +210,7 @@ mod tests {
         Spi::run("SET LOCAL jwt.claims.user_id = 'alice'").unwrap();
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events").unwrap(), Some(2));
         Spi::run("SET LOCAL jwt.claims.user_id = ''").unwrap();
-        Spi::run(r#"SET LOCAL hasura.user = '{"x-hasura-user-id": "bob", "x-hasura-role": "user"}'"#).unwrap();
+        Spi::run(r#"SELECT set_config('hasura.user', '{"x-hasura-user-id": "bob", "x-hasura-role": "user"}', true)"#).unwrap();
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events").unwrap(), Some(1));
         Spi::run("RESET ROLE").unwrap();
         // Admins see everything, platform rows (NULL user) included.
