@@ -15,6 +15,10 @@ postgres_dir "$PGDATA_TEST"
 
 log "integration tests against a scratch cluster"
 PY=$(py_env)
+if [ ! -x "$ROOT/tests/graphql/node_modules/.bin/postgraphile" ]; then
+    log "npm ci (PostGraphile for the GraphQL end-to-end test)"
+    (cd "$ROOT/tests/graphql" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
 export LLM_COST_CLUSTER="$ROOT/target/it-cluster"
 trap '"$ROOT/scripts/cluster.sh" stop' EXIT
 "$ROOT/scripts/cluster.sh" stop

@@ -16,8 +16,8 @@ SELECT 'this month', date_trunc('month', now(), 'UTC'),
        coalesce(sum(requests), 0)::bigint, coalesce(sum(total_tokens), 0)::bigint, coalesce(sum(cost_usd), 0),
        coalesce(sum(unpriced_requests), 0)::bigint
   FROM llm_cost.usage_monthly WHERE period_start >= date_trunc('month', now(), 'UTC');
-COMMENT ON VIEW llm_cost.spend_summary IS 'Spend today, this week (from Monday) and this month, in UTC.
-@primaryKey period';
+COMMENT ON VIEW llm_cost.spend_summary IS '@primaryKey period
+Spend today, this week (from Monday) and this month, in UTC.';
 COMMENT ON COLUMN llm_cost.spend_summary.period IS 'today, this week or this month.';
 COMMENT ON COLUMN llm_cost.spend_summary.since IS 'Start of the period.';
 COMMENT ON COLUMN llm_cost.spend_summary.cost_usd IS 'Cost in USD, exact.';
@@ -27,32 +27,29 @@ SELECT date_trunc('month', period_start, 'UTC') AS month, provider, model,
        sum(requests)::bigint AS requests, sum(total_tokens)::bigint AS total_tokens, sum(cost_usd) AS cost_usd,
        round(sum(cost_usd) / nullif(sum(requests), 0), 8) AS avg_cost_per_request_usd
   FROM llm_cost.usage_daily GROUP BY 1, 2, 3;
-COMMENT ON VIEW llm_cost.spend_by_model IS 'Spend per month (UTC), provider and model.
-@primaryKey month,provider,model';
+COMMENT ON VIEW llm_cost.spend_by_model IS 'Spend per month (UTC), provider and model.';
 
 CREATE VIEW llm_cost.spend_by_feature AS
 SELECT date_trunc('month', period_start, 'UTC') AS month, tenant_id, feature,
        sum(requests)::bigint AS requests, sum(total_tokens)::bigint AS total_tokens, sum(cost_usd) AS cost_usd,
        round(sum(cost_usd) / nullif(sum(requests), 0), 8) AS avg_cost_per_request_usd
   FROM llm_cost.usage_daily GROUP BY 1, 2, 3;
-COMMENT ON VIEW llm_cost.spend_by_feature IS 'Spend per month (UTC), tenant and feature.
-@primaryKey month,tenant_id,feature';
+COMMENT ON VIEW llm_cost.spend_by_feature IS 'Spend per month (UTC), tenant and feature.';
 
 CREATE VIEW llm_cost.top_users AS
 SELECT period_start AS month, tenant_id, user_id, requests, total_tokens, cost_usd,
        round(cost_usd / nullif(requests, 0), 8) AS avg_cost_per_request_usd,
        rank() OVER (PARTITION BY period_start ORDER BY cost_usd DESC) AS spend_rank
   FROM llm_cost.usage_monthly WHERE user_id IS NOT NULL;
-COMMENT ON VIEW llm_cost.top_users IS 'Users ranked by spend per month (UTC); filter spend_rank <= 10 for a top ten.
-@primaryKey month,tenant_id,user_id';
+COMMENT ON VIEW llm_cost.top_users IS 'Users ranked by spend per month (UTC); filter spend_rank <= 10 for a top ten.';
 
 CREATE VIEW llm_cost.daily_trend AS
 SELECT period_start AS day, sum(requests)::bigint AS requests, sum(total_tokens)::bigint AS total_tokens,
        sum(cost_usd) AS cost_usd, sum(unpriced_requests)::bigint AS unpriced_requests,
        sum(error_requests)::bigint AS error_requests
   FROM llm_cost.usage_daily GROUP BY 1;
-COMMENT ON VIEW llm_cost.daily_trend IS 'Requests, tokens and spend per UTC day.
-@primaryKey day';
+COMMENT ON VIEW llm_cost.daily_trend IS '@primaryKey day
+Requests, tokens and spend per UTC day.';
 
 CREATE VIEW llm_cost.user_stats AS
 WITH per_model AS (
@@ -62,8 +59,7 @@ SELECT tenant_id, user_id, sum(requests)::bigint AS requests, sum(cost_usd) AS c
        round(sum(cost_usd) / nullif(sum(requests), 0), 8) AS avg_cost_per_request_usd,
        (array_agg(model ORDER BY requests DESC, cost_usd DESC, model))[1] AS predominant_model
   FROM per_model GROUP BY 1, 2;
-COMMENT ON VIEW llm_cost.user_stats IS 'Per user, all time: requests, spend, average cost per request and the model used most (by requests).
-@primaryKey tenant_id,user_id';
+COMMENT ON VIEW llm_cost.user_stats IS 'Per user, all time: requests, spend, average cost per request and the model used most (by requests).';
 
 CREATE VIEW llm_cost.feature_stats AS
 WITH per_model AS (
@@ -73,8 +69,7 @@ SELECT tenant_id, feature, sum(requests)::bigint AS requests, sum(cost_usd) AS c
        round(sum(cost_usd) / nullif(sum(requests), 0), 8) AS avg_cost_per_request_usd,
        (array_agg(model ORDER BY requests DESC, cost_usd DESC, model))[1] AS predominant_model
   FROM per_model GROUP BY 1, 2;
-COMMENT ON VIEW llm_cost.feature_stats IS 'Per feature, all time: requests, spend, average cost per request and the model used most (by requests).
-@primaryKey tenant_id,feature';
+COMMENT ON VIEW llm_cost.feature_stats IS 'Per feature, all time: requests, spend, average cost per request and the model used most (by requests).';
 
 GRANT SELECT ON llm_cost.spend_summary, llm_cost.spend_by_model, llm_cost.spend_by_feature, llm_cost.top_users,
                 llm_cost.daily_trend, llm_cost.user_stats, llm_cost.feature_stats TO PUBLIC;

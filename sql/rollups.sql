@@ -286,7 +286,7 @@ BEGIN
                    'latency_ms_max bigint, first_seen timestamptz, last_seen timestamptz, '
                    'UNIQUE NULLS NOT DISTINCT (%s, stripe)) WITH (fillfactor = 10)', stripes_ident, cols, keys);
     EXECUTE format('COMMENT ON TABLE %s IS %L', stripes_ident,
-                   E'Partial sums behind the llm_cost rollup ' || view_ident || E' (one row per period, group and writing backend). Read the rollup, not this table.\n@omit');
+                   E'@omit\nPartial sums behind the llm_cost rollup ' || view_ident || E' (one row per period, group and writing backend). Read the rollup, not this table.');
 
     -- period_end is derived from period_start in the view.
     EXECUTE format(
@@ -297,11 +297,13 @@ BEGIN
         'sum(s.cache_write_tokens)::bigint AS cache_write_tokens, '
         '(sum(s.input_tokens) + sum(s.output_tokens) + sum(s.cache_read_tokens) + sum(s.cache_write_tokens))::bigint AS total_tokens, '
         'sum(s.cost_usd) AS cost_usd, sum(s.unpriced_requests)::bigint AS unpriced_requests, '
-        '%s %s min(s.first_seen) AS first_seen, max(s.last_seen) AS last_seen '
+        '%s %s min(s.first_seen) AS first_seen, max(s.last_seen) AS last_seen, '
+        'jsonb_build_array(s.period_start%s)::text AS row_key '
         'FROM %s s GROUP BY s.period_start%s HAVING sum(s.requests) <> 0',
         view_ident, time_zone, '1 ' || grain, time_zone, vcols,
         CASE WHEN src.error_col IS NULL THEN '' ELSE 'sum(s.error_requests)::bigint AS error_requests, ' END,
         CASE WHEN src.latency_col IS NULL THEN '' ELSE 'sum(s.latency_ms_sum)::bigint AS latency_ms_sum, max(s.latency_ms_max) AS latency_ms_max, ' END,
+        (SELECT coalesce(string_agg(format(', s.%I', x), ''), '') FROM unnest(group_by) x),
         stripes_ident,
         (SELECT coalesce(string_agg(format(', s.%I', x), ''), '') FROM unnest(group_by) x));
     INSERT INTO llm_cost.rollups (rollup, stripes, source, grain, group_by, time_zone)
@@ -327,9 +329,11 @@ DECLARE
     descr text;
 BEGIN
     EXECUTE format('COMMENT ON VIEW %s IS %L', r.rollup,
-        format(E'LLM usage and cost %s per %s (periods start in %s), from %s. Kept by llm_cost in the same transaction as each insert; deleting raw rows does not change it.\n@primaryKey %s\n@graphql({"primary_key_columns": [%s], "totalCount": {"enabled": true}})',
-               what, r.grain, r.time_zone, r.source, array_to_string(keys, ','),
-               (SELECT string_agg(format('"%s"', k), ', ') FROM unnest(keys) k)));
+        -- Smart tags first (PostGraphile reads them only there), the pg_graphql directive last.
+        -- The key is row_key: group columns may be NULL (platform-wide rows), and GraphQL
+        -- layers make key columns non-null.
+        format(E'@primaryKey row_key\nLLM usage and cost %s per %s (periods start in %s), from %s. Unique per (%s). Kept by llm_cost in the same transaction as each insert; deleting raw rows does not change it.\n@graphql({"primary_key_columns": ["row_key"], "totalCount": {"enabled": true}})',
+               what, r.grain, r.time_zone, r.source, array_to_string(keys, ', ')));
     FOR c IN SELECT * FROM (VALUES
         ('period_start', 'Start of the period (inclusive).'),
         ('period_end', 'End of the period (exclusive).'),
@@ -345,7 +349,8 @@ BEGIN
         ('latency_ms_sum', 'Sum of latencies in milliseconds (divide by requests for the mean).'),
         ('latency_ms_max', 'Longest latency in milliseconds.'),
         ('first_seen', 'Time of the first call.'),
-        ('last_seen', 'Time of the last call.')) AS v(col, d)
+        ('last_seen', 'Time of the last call.'),
+        ('row_key', 'Unique key of the row: JSON array of period_start and the group columns (null for a platform-wide group).')) AS v(col, d)
     LOOP
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = r.rollup AND attname = c.col) THEN
             EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', r.rollup, c.col, c.d);

@@ -141,3 +141,20 @@ COMMENT ON FUNCTION llm_cost.disable_row_security(regclass) IS 'Removes the llm_
 SELECT llm_cost.enable_row_security('llm_cost.usage_events', 'user_id');
 SELECT llm_cost.enable_row_security('llm_cost.usage_daily', 'user_id');
 SELECT llm_cost.enable_row_security('llm_cost.usage_monthly', 'user_id');
+
+-- GraphQL layers: internal helpers and management functions stay out of the generated API
+-- (PostGraphile's @omit smart tag; they remain plain SQL functions).
+DO $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure AS fn, pg_catalog.obj_description(p.oid, 'pg_proc') AS d
+               FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'llm_cost'::regnamespace AND p.prokind = 'f'
+                AND p.prorettype <> 'trigger'::regtype AND p.prorettype <> 'event_trigger'::regtype
+                AND (p.proname LIKE '\_%' OR p.proname IN ('track', 'untrack', 'create_rollup', 'drop_rollup', 'rebuild_rollup',
+                     'reprice', 'set_retention', 'drop_retention', 'run_retention', 'enable_row_security', 'disable_row_security'))
+    LOOP
+        EXECUTE format('COMMENT ON FUNCTION %s IS %L', f.fn, E'@omit\n' || coalesce(f.d, ''));
+    END LOOP;
+END $$;

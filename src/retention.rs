@@ -13,7 +13,7 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorke
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PgTryBuilder};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub static NAPTIME: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10_000);
@@ -119,8 +119,19 @@ pub extern "C-unwind" fn llm_cost_retention_launcher(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some("postgres"), None);
     log!("llm_cost retention launcher started");
     let mut workers: HashMap<u32, DynamicBackgroundWorker> = HashMap::new();
+    let mut next_round = Instant::now();
     loop {
         reload_config_if_asked();
+        let nap = Duration::from_secs(NAPTIME.get().max(1) as u64);
+        // The latch is also set when a worker starts or stops: only start a round on time.
+        next_round = next_round.min(Instant::now() + nap);
+        if Instant::now() < next_round {
+            if !BackgroundWorker::wait_latch(Some(next_round - Instant::now())) {
+                break;
+            }
+            continue;
+        }
+        next_round = Instant::now() + nap;
         if ENABLED.get() {
             let dbs = in_transaction(|| {
                 Spi::connect(|c| {
@@ -167,8 +178,7 @@ pub extern "C-unwind" fn llm_cost_retention_launcher(_arg: pg_sys::Datum) {
                 Err(e) => log!("llm_cost retention launcher: {e}"),
             }
         }
-        let nap = Duration::from_secs(NAPTIME.get().max(1) as u64);
-        if !BackgroundWorker::wait_latch(Some(nap)) {
+        if BackgroundWorker::sigterm_received() {
             break;
         }
     }
@@ -187,8 +197,12 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
     let dboid = pg_sys::Oid::from(arg.value() as u32);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(dboid), None);
 
+    // Installed, and at a version with retention (an older one has nothing to purge).
     let installed = in_transaction(|| {
-        Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'llm_cost')")
+        Spi::get_one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'llm_cost')
+                AND pg_catalog.to_regclass('llm_cost.retention_policies') IS NOT NULL",
+        )
             .ok()
             .flatten()
             .unwrap_or(false)

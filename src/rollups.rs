@@ -653,7 +653,11 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM llm_cost.rollups WHERE source = 'api_usage_log'::regclass"), 2);
         // Comments for GraphQL layers.
         let c = Spi::get_one::<String>("SELECT obj_description('usage_by_contributor'::regclass, 'pg_class')").unwrap().unwrap();
-        assert!(c.contains("@primaryKey period_start,contributor_id,provider"), "{c}");
+        assert!(c.starts_with("@primaryKey row_key\nLLM usage and cost per contributor_id, provider per month"), "{c}");
+        assert_eq!(
+            Spi::get_one::<String>("SELECT row_key FROM usage_by_contributor WHERE contributor_id IS NULL AND provider = 'openai' ORDER BY period_start LIMIT 1").unwrap().as_deref(),
+            Some(r#"["2026-01-01T00:00:00+00:00", null, "openai"]"#)
+        );
         assert!(Spi::get_one::<String>("SELECT col_description('usage_platform'::regclass, 3)").unwrap().is_some());
         // Dropping one rollup keeps the other fed.
         Spi::run("SELECT llm_cost.drop_rollup('usage_by_contributor')").unwrap();

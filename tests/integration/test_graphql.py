@@ -1,0 +1,139 @@
+"""End to end through a real GraphQL server: PostGraphile 4 (npm, installed by scripts/test.sh)
+on loopback, reading the daily rollup under row-level security."""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import time
+import urllib.request
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from conftest import ROOT, dsn, one, port
+
+POSTGRAPHILE = ROOT / "tests" / "graphql" / "node_modules" / ".bin" / "postgraphile"
+SECRET = "llm-cost-test-secret"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt(claims: dict) -> str:
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"aud": "postgraphile", "exp": int(time.time()) + 600, **claims}).encode())
+    sig = b64(hmac.new(SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+    return f"{head}.{body}.{sig}"
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+@pytest.fixture(scope="module")
+def graphql(dbname):
+    if not POSTGRAPHILE.exists():
+        pytest.fail("PostGraphile is not installed: run scripts/test.sh (it runs npm ci in tests/graphql)")
+    with psycopg.connect(dsn(dbname), autocommit=True) as c:
+        c.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'it_graphql') THEN CREATE ROLE it_graphql LOGIN; END IF; END $$")
+        c.execute("GRANT llm_cost_reader, llm_cost_admin TO it_graphql")
+        c.execute("""INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens) VALUES
+                       ('2026-11-20 10:00+00', 'acme', 'user-a', 'chat', 'claude-sonnet-4-5', 1000000, 1000000),
+                       ('2026-11-20 11:00+00', 'acme', 'user-a', 'chat', 'claude-sonnet-4-5', 1234, 567),
+                       ('2026-11-20 12:00+00', 'acme', 'user-b', 'chat', 'gpt-4o', 1000000, 0),
+                       ('2026-11-20 13:00+00', 'acme', NULL, 'batch', 'gpt-4o-mini', 1000000, 0)""")
+    http_port = free_port()
+    log = open(ROOT / "target" / "postgraphile.log", "w")
+    proc = subprocess.Popen(
+        [str(POSTGRAPHILE), "-c", f"postgres://it_graphql@127.0.0.1:{port()}/{dbname}", "-s", "llm_cost", "--include-extension-resources",
+         "-n", "127.0.0.1", "-p", str(http_port), "--jwt-secret", SECRET, "--default-role", "llm_cost_reader",
+         "--disable-query-log", "--extended-errors", "hint,detail,errcode"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT / "tests" / "graphql")
+    url = f"http://127.0.0.1:{http_port}/graphql"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                query(url, "{ __typename }")
+                break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    raise RuntimeError("PostGraphile did not start:\n" + (ROOT / "target" / "postgraphile.log").read_text())
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def query(url, q, token=None):
+    req = urllib.request.Request(url, data=json.dumps({"query": q}).encode(),
+                                 headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        body = json.loads(r.read())
+    if body.get("errors"):
+        raise AssertionError(body["errors"])
+    return body["data"]
+
+
+DAILY = "{ allUsageDailies(orderBy: [USER_ID_ASC, MODEL_ASC]) { nodes { periodStart userId model requests costUsd totalTokens } } }"
+
+
+def test_user_sees_only_own_rows(graphql):
+    rows = query(graphql, DAILY, jwt({"role": "llm_cost_reader", "user_id": "user-a"}))["allUsageDailies"]["nodes"]
+    assert [(r["userId"], r["model"], int(r["requests"])) for r in rows] == [("user-a", "claude-sonnet-4-5", 2)]
+    # Money is an exact decimal string, not a float.
+    assert isinstance(rows[0]["costUsd"], str)
+    assert Decimal(rows[0]["costUsd"]) == Decimal("18") + Decimal("0.003702") + Decimal("0.008505")
+    rows = query(graphql, DAILY, jwt({"role": "llm_cost_reader", "user_id": "user-b"}))["allUsageDailies"]["nodes"]
+    assert [(r["userId"], Decimal(r["costUsd"])) for r in rows] == [("user-b", Decimal("2.5"))]
+
+
+def test_admin_sees_all_rows_including_platform_ones(graphql):
+    rows = query(graphql, DAILY, jwt({"role": "llm_cost_admin", "user_id": "boss"}))["allUsageDailies"]["nodes"]
+    assert sorted((r["userId"] or "-") for r in rows) == ["-", "user-a", "user-b"]
+    assert sum(Decimal(r["costUsd"]) for r in rows) == Decimal("18.012207") + Decimal("2.5") + Decimal("0.15")
+
+
+def test_unauthenticated_sees_nothing(graphql):
+    assert query(graphql, DAILY)["allUsageDailies"]["nodes"] == []
+    # A forged token is refused outright.
+    bad = jwt({"role": "llm_cost_admin"})[:-4] + "AAAA"
+    with pytest.raises(Exception):
+        query(graphql, DAILY, bad)
+
+
+def test_generated_schema_reads_well(graphql):
+    t = query(graphql, '{ __type(name: "UsageDaily") { description fields { name description } } }')["__type"]
+    assert t["description"].startswith("LLM usage and cost per tenant_id, user_id, feature, provider, model per day")
+    assert "@primaryKey" not in t["description"]
+    fields = {f["name"]: f["description"] for f in t["fields"]}
+    for name in ["periodStart", "periodEnd", "tenantId", "userId", "feature", "provider", "model", "requests",
+                 "inputTokens", "outputTokens", "cacheReadTokens", "cacheWriteTokens", "totalTokens", "costUsd",
+                 "unpricedRequests", "errorRequests", "latencyMsSum", "latencyMsMax", "firstSeen", "lastSeen", "rowKey"]:
+        assert name in fields, name
+    assert fields["costUsd"].startswith("Cost in USD, exact")
+    # The view's key becomes a by-key lookup.
+    root = query(graphql, '{ __schema { queryType { fields { name } } } }')["__schema"]["queryType"]["fields"]
+    names = {f["name"] for f in root}
+    assert "usageDailyByRowKey" in names
+    assert "allUsageMonthlies" in names and "allModelPrices" in names
+    # Stripe tables stay out of the API.
+    assert not any(n.startswith("allUsageDailyStripe") for n in names)
+    # By-key lookup of a platform-wide row (NULL user) as admin.
+    admin = jwt({"role": "llm_cost_admin"})
+    key = query(graphql, '{ allUsageDailies(condition: {feature: "batch"}) { nodes { rowKey } } }', admin)["allUsageDailies"]["nodes"][0]["rowKey"]
+    row = query(graphql, '{ usageDailyByRowKey(rowKey: %s) { userId model costUsd } }' % json.dumps(key), admin)["usageDailyByRowKey"]
+    assert row == {"userId": None, "model": "gpt-4o-mini", "costUsd": "0.15"}
