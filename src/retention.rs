@@ -19,6 +19,7 @@ pub static NAPTIME: GucSetting<i32> = GucSetting::<i32>::new(60);
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static HISTORY_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
+pub static BATCH_DELAY: GucSetting<i32> = GucSetting::<i32>::new(100);
 
 pub fn init_gucs() {
     GucRegistry::define_int_guc(
@@ -48,6 +49,16 @@ pub fn init_gucs() {
         &ENABLED,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"llm_cost.retention_batch_delay",
+        c"Milliseconds the llm_cost retention worker sleeps between two batches.",
+        c"Leaves the machine to the application between batches (like vacuum_cost_delay); 0 purges as fast as possible.",
+        &BATCH_DELAY,
+        0,
+        60_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
         c"llm_cost.retention_history_days",
@@ -299,6 +310,11 @@ fn purge_table(p: &Policy) {
                     Ok(n) => {
                         rows += n;
                         if n < batch as i64 {
+                            break;
+                        }
+                        let delay = BATCH_DELAY.get();
+                        if delay > 0 && !BackgroundWorker::wait_latch(Some(Duration::from_millis(delay as u64))) {
+                            error = Some("interrupted by shutdown; the next run continues".into());
                             break;
                         }
                     }

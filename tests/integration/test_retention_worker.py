@@ -17,12 +17,14 @@ def fast_worker():
     with admin() as c:
         c.execute("ALTER SYSTEM SET llm_cost.retention_naptime = 1")
         c.execute("ALTER SYSTEM SET llm_cost.retention_batch_size = 5000")
+        c.execute("ALTER SYSTEM SET llm_cost.retention_batch_delay = 0")
         c.execute("SELECT pg_reload_conf()")
     time.sleep(1.5)
     yield
     with admin() as c:
         c.execute("ALTER SYSTEM RESET llm_cost.retention_naptime")
         c.execute("ALTER SYSTEM RESET llm_cost.retention_batch_size")
+        c.execute("ALTER SYSTEM RESET llm_cost.retention_batch_delay")
         c.execute("SELECT pg_reload_conf()")
 
 

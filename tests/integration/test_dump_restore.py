@@ -1,0 +1,70 @@
+"""pg_dump / restore keeps what the DBA added: own prices and aliases, tracked tables, their rows
+and costs, rollups (their sums included), retention policies."""
+import os
+import subprocess
+import uuid
+from decimal import Decimal
+
+import psycopg
+
+from conftest import DATA, dsn, one, port
+
+PG_BIN = subprocess.run(["/usr/bin/pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+
+STATE = [
+    ("user prices", "SELECT string_agg(provider || '/' || model || '=' || input_usd_per_mtok, ',' ORDER BY id) FROM llm_cost.model_prices WHERE origin = 'user'"),
+    ("shipped prices", "SELECT count(*) FROM llm_cost.model_prices WHERE origin = 'llm_cost'"),
+    ("aliases", "SELECT string_agg(alias || '=' || model, ',' ORDER BY alias) FROM llm_cost.model_aliases"),
+    ("tracked", "SELECT string_agg(log_table::text, ',' ORDER BY log_table::text) FROM llm_cost.tracked_tables"),
+    ("events", "SELECT count(*) || '/' || sum(cost_usd) || '/' || string_agg(DISTINCT cost_source, ',') FROM llm_cost.usage_events"),
+    ("daily", "SELECT sum(requests) || '/' || sum(cost_usd) FROM llm_cost.usage_daily"),
+    ("app rows", "SELECT count(*) || '/' || sum(cost_usd) FROM api_usage_log"),
+    ("app rollup", "SELECT string_agg(provider || '=' || requests || '/' || cost_usd, ',' ORDER BY provider) FROM app_monthly"),
+    ("rollups", "SELECT string_agg(rollup::text, ',' ORDER BY rollup::text) FROM llm_cost.rollups"),
+    ("retention", "SELECT string_agg(log_table::text || '=' || keep, ',') FROM llm_cost.retention_policies"),
+    ("unpriced", "SELECT string_agg(model || '=' || rows, ',') FROM llm_cost.unpriced_models"),
+]
+
+
+def state(c):
+    return {name: one(c, q) for name, q in STATE}
+
+
+def test_dump_and_restore(connect, dbname):
+    c = connect()
+    c.execute("INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, note) VALUES ('acme', 'acme-private', 0.7, 2.1, 'negotiated')")
+    c.execute("INSERT INTO llm_cost.model_aliases (alias, model) VALUES ('house', 'acme-private')")
+    c.execute((DATA / "api_usage_log.sql").read_text())
+    c.execute("SELECT llm_cost.track('api_usage_log', provider_column => 'provider', add_cost_column => true)")
+    c.execute("SELECT llm_cost.create_rollup('app_monthly', 'api_usage_log', 'month', '{provider}')")
+    c.execute("INSERT INTO api_usage_log (model, endpoint, input_tokens, output_tokens) VALUES ('house', '/x', 1000000, 1000000), ('gpt-4o', '/y', 1000, 10)")
+    c.execute("""INSERT INTO llm_cost.usage_events (tenant_id, user_id, model, input_tokens, output_tokens, cost_usd) VALUES
+                   ('t', 'u', 'claude-sonnet-4-5', 1000, 100, NULL), ('t', 'u', 'gpt-4o', 1000, 100, 0.42), ('t', 'u', 'mystery', 1, 1, NULL)""")
+    c.execute("SELECT llm_cost.set_retention('api_usage_log', '400 days')")
+    # A purged raw row stays in the rollup; the restore must keep that too.
+    c.execute("DELETE FROM api_usage_log WHERE endpoint = '/y'")
+    before = state(c)
+    assert before["user prices"] == "acme/acme-private=0.7"
+    assert before["app rollup"] == "claude=2/2.8026"
+
+    target = "it_restored_" + uuid.uuid4().hex[:8]
+    dump = subprocess.run([f"{PG_BIN}/pg_dump", "-h", "127.0.0.1", "-p", str(port()), "-U", "postgres", "-d", dbname],
+                          capture_output=True, text=True, check=True).stdout
+    with psycopg.connect(dsn("postgres"), autocommit=True) as a:
+        a.execute(f"CREATE DATABASE {target}")
+    try:
+        # Data goes back with triggers off (pg_restore --disable-triggers does the same), so costs,
+        # their sources and the rollups' sums are restored exactly as dumped.
+        env = dict(os.environ, PGOPTIONS="-c session_replication_role=replica")
+        r = subprocess.run([f"{PG_BIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port()),
+                            "-U", "postgres", "-d", target], input=dump, capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        with psycopg.connect(dsn(target), autocommit=True) as d:
+            assert state(d) == before
+            # And it keeps working: new rows are priced with the restored private price and rolled up.
+            d.execute("INSERT INTO api_usage_log (model, endpoint, input_tokens, output_tokens) VALUES ('house', '/z', 1000000, 0)")
+            assert one(d, "SELECT cost_usd FROM api_usage_log WHERE endpoint = '/z'") == Decimal("0.7")
+            assert one(d, "SELECT requests FROM app_monthly WHERE provider = 'claude'") == 3
+    finally:
+        with psycopg.connect(dsn("postgres"), autocommit=True) as a:
+            a.execute(f"DROP DATABASE IF EXISTS {target} WITH (FORCE)")
