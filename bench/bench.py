@@ -160,10 +160,12 @@ def bench_insert(out):
             per[name] = best
         per_row_us = (per[names_of(variants)[1]] - per[names_of(variants)[0]]) / n * 1e6
     names = list(variants)
-    out.append("## INSERT into usage_events: cost trigger vs the same table without it\n")
+    out.append("## INSERT with the cost trigger vs the same table without it\n")
     out.append("pgbench, 8 clients, 15 s per run, two interleaved runs per variant (mean), tables truncated before each run. "
-               "The bare table is `CREATE TABLE ... (LIKE llm_cost.usage_events INCLUDING ALL)`: same columns, "
-               "defaults, generated column, checks and indexes, no trigger. `synchronous_commit = off`.\n")
+               "Both tables are `CREATE TABLE ... (LIKE llm_cost.usage_events INCLUDING ALL)`: same columns, "
+               "defaults, generated column, checks and indexes; one is tracked with `llm_cost.track()` (cost trigger, "
+               "no rollups; `llm_cost.usage_events` itself also keeps rollups: see the rollups section). "
+               "Stock settings (synchronous_commit on).\n")
     out.append("| scenario | bare rows/s | with trigger rows/s | ratio (target ≥ 85%) |")
     out.append("|---|---:|---:|---:|")
     b, t = single[names[0]], single[names[1]]

@@ -12,6 +12,8 @@ pub mod pricing_sql;
 pub mod retention;
 pub mod rollups;
 pub mod security;
+#[cfg(any(test, feature = "pg_test"))]
+pub mod test_support;
 pub mod usage;
 
 ::pgrx::pg_module_magic!();

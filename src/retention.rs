@@ -341,11 +341,9 @@ fn purge_table(p: &Policy) {
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {
+    use crate::test_support::{error_of, one};
     use pgrx::prelude::*;
 
-    fn one(sql: &str) -> Option<String> {
-        Spi::get_one::<String>(sql).expect("query failed")
-    }
 
     #[pg_test]
     fn run_retention_purges_old_rows_and_keeps_rollups() {
@@ -402,14 +400,6 @@ mod tests {
         assert_eq!(one("SELECT sum(requests)::text FROM public.plog_monthly").unwrap(), before);
     }
 
-    fn error_of(sql: &str) -> String {
-        Spi::run(&format!(
-            "DO $do$ BEGIN {sql}; PERFORM set_config('t.err', 'ok', true);
-               EXCEPTION WHEN OTHERS THEN PERFORM set_config('t.err', SQLSTATE || ': ' || SQLERRM, true); END $do$"
-        ))
-        .unwrap();
-        one("SELECT current_setting('t.err')").unwrap()
-    }
 
     #[pg_test]
     fn policy_errors_and_cleanup() {

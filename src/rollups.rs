@@ -185,7 +185,13 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
             pg_sys::SPI_connect();
             let csql = std::ffi::CString::new(sql).expect("sql");
             let mut argtypes = types.clone();
-            let p = pg_sys::SPI_prepare(csql.as_ptr(), argtypes.len() as i32, argtypes.as_mut_ptr());
+            // A generic plan: the same upsert runs for every statement, never worth replanning.
+            let p = pg_sys::SPI_prepare_cursor(
+                csql.as_ptr(),
+                argtypes.len() as i32,
+                argtypes.as_mut_ptr(),
+                pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+            );
             if p.is_null() {
                 error!("llm_cost: could not prepare the upsert of rollup {id}");
             }
@@ -550,20 +556,13 @@ mod unit_tests {
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {
+    use crate::test_support::{error_of};
     use pgrx::prelude::*;
 
     fn count(sql: &str) -> i64 {
         Spi::get_one::<i64>(sql).expect("query failed").unwrap_or(-1)
     }
 
-    fn error_of(sql: &str) -> String {
-        Spi::run(&format!(
-            "DO $do$ BEGIN {sql}; PERFORM set_config('t.err', 'ok', true);
-               EXCEPTION WHEN OTHERS THEN PERFORM set_config('t.err', SQLSTATE || ': ' || SQLERRM, true); END $do$"
-        ))
-        .unwrap();
-        Spi::get_one::<String>("SELECT current_setting('t.err')").unwrap().unwrap()
-    }
 
     /// Rows in which the rollup and a GROUP BY over the source differ (0 when exact).
     fn mismatches(rollup: &str, source: &str, time_col: &str, grain: &str, group_cols: &[&str], cost_col: &str) -> i64 {

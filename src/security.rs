@@ -143,20 +143,10 @@ mod unit_tests {
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {
+    use crate::test_support::{error_of, one};
     use pgrx::prelude::*;
 
-    fn one(sql: &str) -> Option<String> {
-        Spi::get_one::<String>(sql).expect("query failed")
-    }
 
-    fn error_of(sql: &str) -> String {
-        Spi::run(&format!(
-            "DO $do$ BEGIN {sql}; PERFORM set_config('t.err', 'ok', true);
-               EXCEPTION WHEN OTHERS THEN PERFORM set_config('t.err', SQLSTATE || ': ' || SQLERRM, true); END $do$"
-        ))
-        .unwrap();
-        one("SELECT current_setting('t.err')").unwrap()
-    }
 
     fn seed() {
         Spi::run(
