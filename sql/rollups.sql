@@ -146,21 +146,22 @@ END $$;
 -- The upsert the flush runs for one group of one rollup, with its parameter types:
 -- $1 period_start, $2.. the group columns, then stripe, requests, the four token sums, cost,
 -- unpriced, errors, latency sum and max, first and last seen.
-CREATE FUNCTION llm_cost._rollup_values_upsert(r llm_cost.rollups, OUT sql text, OUT arg_types oid[])
+-- With p_offset, parameters are numbered from p_offset + 1 (to chain several in one statement).
+CREATE FUNCTION llm_cost._rollup_values_upsert(r llm_cost.rollups, p_offset int DEFAULT 0, OUT sql text, OUT arg_types oid[])
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n int := coalesce(array_length(r.group_by, 1), 0);
-    params text := '$1';
+    params text := format('$%s', p_offset + 1);
     plus text := ' OPERATOR(pg_catalog.+) ';
 BEGIN
     arg_types := ARRAY['timestamptz'::regtype::oid];
     FOR i IN 1 .. n LOOP
-        params := params || format(', $%s', i + 1);
+        params := params || format(', $%s', p_offset + i + 1);
         arg_types := arg_types || (SELECT a.atttypid FROM pg_catalog.pg_attribute a
                                     WHERE a.attrelid = r.stripes AND a.attname = r.group_by[i]);
     END LOOP;
     FOR i IN 1 .. 13 LOOP
-        params := params || format(', $%s', n + 1 + i);
+        params := params || format(', $%s', p_offset + n + 1 + i);
     END LOOP;
     arg_types := arg_types || ARRAY['int4', 'int8', 'int8', 'int8', 'int8', 'int8', 'numeric', 'int8', 'int8', 'int8',
                                     'int8', 'timestamptz', 'timestamptz']::regtype[]::oid[];
@@ -173,13 +174,15 @@ END $$;
 CREATE FUNCTION llm_cost._rollup_defs(p_source regclass, p_rel regclass)
 RETURNS TABLE (id bigint, upsert_sql text, arg_types oid[], grain text, time_zone text, group_attnums int2[],
                stripes_owner oid, time_att int2, cost_att int2, model_att int2, source_att int2,
-               in_att int2, out_att int2, cr_att int2, cw_att int2, error_att int2, latency_att int2)
+               in_att int2, out_att int2, cr_att int2, cw_att int2, error_att int2, latency_att int2,
+               upsert_sql_chained text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r llm_cost.rollups;
     c record;
     t llm_cost.tracked_tables;
     u record;
+    offs int := 0;
 BEGIN
     SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = p_source;
     IF NOT FOUND THEN
@@ -189,6 +192,10 @@ BEGIN
     FOR r IN SELECT * FROM llm_cost.rollups WHERE source = p_source ORDER BY rollups.id LOOP
         SELECT * INTO u FROM llm_cost._rollup_values_upsert(r);
         id := r.id; upsert_sql := u.sql; arg_types := u.arg_types; grain := r.grain; time_zone := r.time_zone;
+        -- The same upsert numbered after the previous rollups' parameters: the flush chains them
+        -- into one statement when a statement touched one group of every rollup.
+        upsert_sql_chained := (llm_cost._rollup_values_upsert(r, offs)).sql;
+        offs := offs + array_length(u.arg_types, 1);
         group_attnums := ARRAY(SELECT a.attnum FROM unnest(r.group_by) WITH ORDINALITY g(name, ord)
                                  JOIN pg_catalog.pg_attribute a ON a.attrelid = p_rel AND a.attname = g.name ORDER BY g.ord);
         stripes_owner := (SELECT relowner FROM pg_catalog.pg_class WHERE oid = r.stripes);

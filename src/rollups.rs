@@ -42,6 +42,8 @@ struct RollupDef {
     id: i64,
     plan: pg_sys::SPIPlanPtr,
     nargs: usize,
+    arg_types: Vec<pg_sys::Oid>,
+    sql_chained: String,
     grain: pg_sys::Datum, // text, TopMemoryContext
     zone: pg_sys::Datum,  // text, TopMemoryContext
     step_us: i64,         // more than one period, less than two
@@ -53,6 +55,9 @@ struct RollupDef {
 
 struct SourceDefs {
     rollups: Vec<RollupDef>,
+    /// All rollups' upserts in one statement (data-modifying CTEs), for the common case of a
+    /// statement that touched one group of each rollup; None with one rollup or several owners.
+    chained: Option<pg_sys::SPIPlanPtr>,
     time: Option<Att>,
     cost: Option<Att>,
     model: Option<Att>,
@@ -67,6 +72,9 @@ impl Drop for SourceDefs {
         // Only when nobody holds the definitions any more, so never while a plan runs.
         for r in &self.rollups {
             unsafe { pg_sys::SPI_freeplan(r.plan) };
+        }
+        if let Some(p) = self.chained {
+            unsafe { pg_sys::SPI_freeplan(p) };
         }
     }
 }
@@ -147,6 +155,7 @@ fn persistent_text(s: &str) -> pg_sys::Datum {
 fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> SourceDefs {
     let mut out = SourceDefs {
         rollups: vec![],
+        chained: None,
         time: None,
         cost: None,
         model: None,
@@ -168,12 +177,13 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
                 r.get::<Vec<i16>>(6)?.unwrap_or_default(),
                 r.get::<pg_sys::Oid>(7)?.unwrap_or(pg_sys::InvalidOid),
                 [8, 9, 10, 11, 12, 13, 14, 15, 16, 17].map(|i| r.get::<i16>(i).ok().flatten()),
+                r.get::<String>(18)?.unwrap_or_default(),
             ));
         }
         Ok::<_, pgrx::spi::Error>(v)
     })
     .unwrap_or_else(|e| error!("llm_cost: could not read rollup definitions: {e}"));
-    for (id, sql, types, grain, zone, groups, owner, atts) in rows {
+    for (id, sql, types, grain, zone, groups, owner, atts, sql_chained) in rows {
         out.time = att_of(tupdesc, atts[0]);
         out.cost = att_of(tupdesc, atts[1]);
         out.model = att_of(tupdesc, atts[2]);
@@ -181,24 +191,7 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
         out.tokens = [att_of(tupdesc, atts[4]), att_of(tupdesc, atts[5]), att_of(tupdesc, atts[6]), att_of(tupdesc, atts[7])];
         out.error = att_of(tupdesc, atts[8]);
         out.latency = att_of(tupdesc, atts[9]);
-        let plan = unsafe {
-            pg_sys::SPI_connect();
-            let csql = std::ffi::CString::new(sql).expect("sql");
-            let mut argtypes = types.clone();
-            // A generic plan: the same upsert runs for every statement, never worth replanning.
-            let p = pg_sys::SPI_prepare_cursor(
-                csql.as_ptr(),
-                argtypes.len() as i32,
-                argtypes.as_mut_ptr(),
-                pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
-            );
-            if p.is_null() {
-                error!("llm_cost: could not prepare the upsert of rollup {id}");
-            }
-            pg_sys::SPI_keepplan(p);
-            pg_sys::SPI_finish();
-            p
-        };
+        let plan = prepare_saved(&sql, &types, id);
         let step_us: i64 = match grain.as_str() {
             "hour" => 3_600_000_000 + 60_000_000,
             "day" => 26 * 3_600_000_000,
@@ -209,6 +202,8 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
             id,
             plan,
             nargs: types.len(),
+            arg_types: types.clone(),
+            sql_chained,
             grain: persistent_text(&grain),
             zone: persistent_text(&zone),
             step_us,
@@ -217,7 +212,43 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
             period: std::cell::Cell::new((i64::MAX, i64::MIN)),
         });
     }
+    let n = out.rollups.len();
+    if n > 1 && out.rollups.iter().all(|r| r.owner == out.rollups[0].owner) {
+        let mut sql = String::from("WITH ");
+        for (i, r) in out.rollups[..n - 1].iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("llm_cost_u{i} AS ({})", r.sql_chained));
+        }
+        sql.push(' ');
+        sql.push_str(&out.rollups[n - 1].sql_chained);
+        let types: Vec<pg_sys::Oid> = out.rollups.iter().flat_map(|r| r.arg_types.iter().copied()).collect();
+        out.chained = Some(prepare_saved(&sql, &types, out.rollups[0].id));
+    }
     out
+}
+
+/// A saved SPI plan with a generic plan: the same upserts run for every statement, never worth
+/// replanning.
+fn prepare_saved(sql: &str, types: &[pg_sys::Oid], id: i64) -> pg_sys::SPIPlanPtr {
+    unsafe {
+        pg_sys::SPI_connect();
+        let csql = std::ffi::CString::new(sql).expect("sql");
+        let mut argtypes = types.to_vec();
+        let p = pg_sys::SPI_prepare_cursor(
+            csql.as_ptr(),
+            argtypes.len() as i32,
+            argtypes.as_mut_ptr(),
+            pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+        );
+        if p.is_null() {
+            error!("llm_cost: could not prepare the upsert of rollup {id}");
+        }
+        pg_sys::SPI_keepplan(p);
+        pg_sys::SPI_finish();
+        p
+    }
 }
 
 fn defs_for(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Rc<SourceDefs> {
@@ -490,51 +521,90 @@ pub fn flush() {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
         pg_sys::SPI_connect();
     }
+    // Group by source: one group of each rollup (a single-row statement) goes in one statement.
+    let mut by_source: Vec<(Rc<SourceDefs>, Vec<Acc>)> = Vec::new();
     for acc in pending {
-        if acc.requests == 0 && acc.cost == 0 && acc.cost_extra.is_none() && acc.tokens == [0; 4] {
-            // An UPDATE that moved nothing between groups (e.g. reprice of a zero-cost row).
-            if acc.unpriced == 0 && acc.errors == 0 && acc.latency_sum == 0 {
-                continue;
+        if acc.requests == 0 && acc.cost == 0 && acc.cost_extra.is_none() && acc.tokens == [0; 4]
+            && acc.unpriced == 0 && acc.errors == 0 && acc.latency_sum == 0
+        {
+            continue; // an UPDATE that moved nothing
+        }
+        match by_source.iter_mut().find(|(d, _)| Rc::ptr_eq(d, &acc.defs)) {
+            Some((_, v)) => v.push(acc),
+            None => by_source.push((acc.defs.clone(), vec![acc])),
+        }
+    }
+    for (defs, mut accs) in by_source {
+        let one_each = defs.chained.is_some()
+            && accs.len() == defs.rollups.len()
+            && (0..defs.rollups.len()).all(|i| accs.iter().filter(|a| a.rollup == i).count() == 1);
+        if one_each {
+            accs.sort_by_key(|a| a.rollup);
+            let mut values = Vec::new();
+            let mut nulls = Vec::new();
+            for a in &accs {
+                push_args(a, stripe, &mut values, &mut nulls);
             }
-        }
-        let r = &acc.defs.rollups[acc.rollup];
-        let mut values: Vec<pg_sys::Datum> = Vec::with_capacity(r.nargs);
-        let mut nulls: Vec<std::ffi::c_char> = Vec::with_capacity(r.nargs);
-        let mut push = |d: Option<pg_sys::Datum>| {
-            values.push(d.unwrap_or(pg_sys::Datum::from(0)));
-            nulls.push(if d.is_some() { b' ' as std::ffi::c_char } else { b'n' as std::ffi::c_char });
-        };
-        push(Some(pg_sys::Datum::from(acc.period)));
-        for g in &acc.group {
-            push(*g);
-        }
-        push(Some(pg_sys::Datum::from(stripe)));
-        push(Some(pg_sys::Datum::from(acc.requests)));
-        for t in acc.tokens {
-            push(Some(pg_sys::Datum::from(t)));
-        }
-        let mut cost = crate::pricing_sql::cost_datum(crate::pricing::Cost(acc.cost), -1);
-        if let Some(extra) = acc.cost_extra {
-            cost = unsafe { pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(cost), Some(extra)]) }.unwrap_or(cost);
-        }
-        push(Some(cost));
-        push(Some(pg_sys::Datum::from(acc.unpriced)));
-        push(Some(pg_sys::Datum::from(acc.errors)));
-        push(Some(pg_sys::Datum::from(acc.latency_sum)));
-        push(acc.latency_max.map(pg_sys::Datum::from));
-        push(Some(pg_sys::Datum::from(acc.first)));
-        push(Some(pg_sys::Datum::from(acc.last)));
-        unsafe {
-            pg_sys::SetUserIdAndSecContext(r.owner, saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
-            let rc = pg_sys::SPI_execute_plan(r.plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
-            pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
-            if rc < 0 {
-                error!("llm_cost: could not update rollup {} (SPI code {rc})", r.id);
+            execute(defs.chained.unwrap(), defs.rollups[0].owner, defs.rollups[0].id, &mut values, &nulls, saved_user, saved_ctx);
+        } else {
+            for a in &accs {
+                let r = &defs.rollups[a.rollup];
+                let mut values = Vec::with_capacity(r.nargs);
+                let mut nulls = Vec::with_capacity(r.nargs);
+                push_args(a, stripe, &mut values, &mut nulls);
+                execute(r.plan, r.owner, r.id, &mut values, &nulls, saved_user, saved_ctx);
             }
         }
     }
     unsafe {
         pg_sys::SPI_finish();
+    }
+}
+
+fn push_args(acc: &Acc, stripe: i32, values: &mut Vec<pg_sys::Datum>, nulls: &mut Vec<std::ffi::c_char>) {
+    let mut push = |d: Option<pg_sys::Datum>| {
+        values.push(d.unwrap_or(pg_sys::Datum::from(0)));
+        nulls.push(if d.is_some() { b' ' as std::ffi::c_char } else { b'n' as std::ffi::c_char });
+    };
+    push(Some(pg_sys::Datum::from(acc.period)));
+    for g in &acc.group {
+        push(*g);
+    }
+    push(Some(pg_sys::Datum::from(stripe)));
+    push(Some(pg_sys::Datum::from(acc.requests)));
+    for t in acc.tokens {
+        push(Some(pg_sys::Datum::from(t)));
+    }
+    let mut cost = crate::pricing_sql::cost_datum(crate::pricing::Cost(acc.cost), -1);
+    if let Some(extra) = acc.cost_extra {
+        cost = unsafe { pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(cost), Some(extra)]) }.unwrap_or(cost);
+    }
+    push(Some(cost));
+    push(Some(pg_sys::Datum::from(acc.unpriced)));
+    push(Some(pg_sys::Datum::from(acc.errors)));
+    push(Some(pg_sys::Datum::from(acc.latency_sum)));
+    push(acc.latency_max.map(pg_sys::Datum::from));
+    push(Some(pg_sys::Datum::from(acc.first)));
+    push(Some(pg_sys::Datum::from(acc.last)));
+}
+
+/// Runs a saved upsert plan as the rollup's owner (like SECURITY DEFINER), then switches back.
+fn execute(
+    plan: pg_sys::SPIPlanPtr,
+    owner: pg_sys::Oid,
+    id: i64,
+    values: &mut [pg_sys::Datum],
+    nulls: &[std::ffi::c_char],
+    saved_user: pg_sys::Oid,
+    saved_ctx: i32,
+) {
+    unsafe {
+        pg_sys::SetUserIdAndSecContext(owner, saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+        let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
+        if rc < 0 {
+            error!("llm_cost: could not update rollup {id} (SPI code {rc})");
+        }
     }
 }
 
