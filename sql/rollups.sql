@@ -131,8 +131,8 @@ BEGIN
 END $$;
 
 -- (Re)installs the rollup trigger of a source table: an AFTER ROW trigger (Rust) that adds each
--- row to per-statement sums in memory; the statement trigger llm_cost_unpriced then writes one
--- upsert per group and rollup into the writing backend's stripe.
+-- row to per-statement sums in memory; the statement trigger llm_cost_unpriced then adds one
+-- row of sums per group and rollup into the writing backend's stripe (src/stripes.rs).
 CREATE FUNCTION llm_cost._rollup_refresh_triggers(p_source regclass)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -143,62 +143,32 @@ BEGIN
     END IF;
 END $$;
 
--- The upsert the flush runs for one group of one rollup, with its parameter types:
--- $1 period_start, $2.. the group columns, then stripe, requests, the four token sums, cost,
--- unpriced, errors, latency sum and max, first and last seen.
--- With p_offset, parameters are numbered from p_offset + 1 (to chain several in one statement).
-CREATE FUNCTION llm_cost._rollup_values_upsert(r llm_cost.rollups, p_offset int DEFAULT 0, OUT sql text, OUT arg_types oid[])
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    n int := coalesce(array_length(r.group_by, 1), 0);
-    params text := format('$%s', p_offset + 1);
-    plus text := ' OPERATOR(pg_catalog.+) ';
-BEGIN
-    arg_types := ARRAY['timestamptz'::regtype::oid];
-    FOR i IN 1 .. n LOOP
-        params := params || format(', $%s', p_offset + i + 1);
-        arg_types := arg_types || (SELECT a.atttypid FROM pg_catalog.pg_attribute a
-                                    WHERE a.attrelid = r.stripes AND a.attname = r.group_by[i]);
-    END LOOP;
-    FOR i IN 1 .. 13 LOOP
-        params := params || format(', $%s', p_offset + n + 1 + i);
-    END LOOP;
-    arg_types := arg_types || ARRAY['int4', 'int8', 'int8', 'int8', 'int8', 'int8', 'numeric', 'int8', 'int8', 'int8',
-                                    'int8', 'timestamptz', 'timestamptz']::regtype[]::oid[];
-    sql := llm_cost._rollup_upsert(r, 'VALUES (' || params || ')');
-    sql := replace(sql, ' + excluded.', plus || 'excluded.');
-END $$;
-
--- Everything the Rust row trigger needs about the rollups of one source, one row per rollup;
--- attribute numbers are those of p_rel (the source itself, or the partition the row landed in).
+-- Everything the Rust row trigger and flush need about the rollups of one source, one row per
+-- rollup. Attribute numbers are those of p_rel (the source itself, or the partition the row
+-- landed in), except stripes_*: those are of the rollup's stripes table, which the flush writes
+-- directly (see src/stripes.rs). stripes_attnums lists period_start, stripe, requests,
+-- input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd,
+-- unpriced_requests, error_requests, latency_ms_sum, latency_ms_max, first_seen, last_seen.
 CREATE FUNCTION llm_cost._rollup_defs(p_source regclass, p_rel regclass)
-RETURNS TABLE (id bigint, upsert_sql text, arg_types oid[], grain text, time_zone text, group_attnums int2[],
-               stripes_owner oid, time_att int2, cost_att int2, model_att int2, source_att int2,
+RETURNS TABLE (id bigint, grain text, time_zone text, group_attnums int2[],
+               time_att int2, cost_att int2, model_att int2, source_att int2,
                in_att int2, out_att int2, cr_att int2, cw_att int2, error_att int2, latency_att int2,
-               upsert_sql_chained text)
+               stripes oid, stripes_group_attnums int2[], stripes_attnums int2[])
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r llm_cost.rollups;
     c record;
     t llm_cost.tracked_tables;
-    u record;
-    offs int := 0;
 BEGIN
     SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = p_source;
     IF NOT FOUND THEN
         RETURN;
     END IF;
     SELECT * INTO c FROM llm_cost._rollup_source_columns(p_source);
-    FOR r IN SELECT * FROM llm_cost.rollups WHERE source = p_source ORDER BY rollups.id LOOP
-        SELECT * INTO u FROM llm_cost._rollup_values_upsert(r);
-        id := r.id; upsert_sql := u.sql; arg_types := u.arg_types; grain := r.grain; time_zone := r.time_zone;
-        -- The same upsert numbered after the previous rollups' parameters: the flush chains them
-        -- into one statement when a statement touched one group of every rollup.
-        upsert_sql_chained := (llm_cost._rollup_values_upsert(r, offs)).sql;
-        offs := offs + array_length(u.arg_types, 1);
+    FOR r IN SELECT * FROM llm_cost.rollups WHERE rollups.source = p_source ORDER BY rollups.id LOOP
+        id := r.id; grain := r.grain; time_zone := r.time_zone;
         group_attnums := ARRAY(SELECT a.attnum FROM unnest(r.group_by) WITH ORDINALITY g(name, ord)
                                  JOIN pg_catalog.pg_attribute a ON a.attrelid = p_rel AND a.attname = g.name ORDER BY g.ord);
-        stripes_owner := (SELECT relowner FROM pg_catalog.pg_class WHERE oid = r.stripes);
         time_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.time_col);
         cost_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.cost_col);
         model_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.model_col);
@@ -209,6 +179,16 @@ BEGIN
         cw_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_cw);
         error_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.error_col);
         latency_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.latency_col);
+        stripes := r.stripes;
+        stripes_group_attnums := ARRAY(SELECT a.attnum FROM unnest(r.group_by) WITH ORDINALITY g(name, ord)
+                                         JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = g.name
+                                         AND NOT a.attisdropped ORDER BY g.ord);
+        stripes_attnums := ARRAY(SELECT a.attnum FROM unnest(ARRAY['period_start', 'stripe', 'requests', 'input_tokens',
+                                         'output_tokens', 'cache_read_tokens', 'cache_write_tokens', 'cost_usd',
+                                         'unpriced_requests', 'error_requests', 'latency_ms_sum', 'latency_ms_max',
+                                         'first_seen', 'last_seen']) WITH ORDINALITY g(name, ord)
+                                   JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = g.name
+                                   AND NOT a.attisdropped ORDER BY g.ord);
         RETURN NEXT;
     END LOOP;
 END $$;

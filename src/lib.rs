@@ -12,6 +12,7 @@ pub mod pricing_sql;
 pub mod retention;
 pub mod rollups;
 pub mod security;
+pub mod stripes;
 #[cfg(any(test, feature = "pg_test"))]
 pub mod test_support;
 pub mod usage;

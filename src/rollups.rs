@@ -2,10 +2,10 @@
 //!
 //! Each row inserted into (or updated in) a source with rollups is added, in backend memory, to
 //! the sums of its (rollup, period, group) for the running statement. The source's statement
-//! trigger (`usage::usage_statement_end`) then writes one upsert per group into the writing
-//! backend's own stripe, with saved SPI plans, as the owner of the rollup. A 10,000-row COPY of
-//! one group writes one summary row per rollup; two backends never upsert the same row, so
-//! writers of one group never wait for each other. Everything is in the writing transaction; an
+//! trigger (`usage::usage_statement_end`) then adds one row of sums per group into the writing
+//! backend's own stripe (`stripes.rs`: an index probe and a HOT update, no SQL). A 10,000-row
+//! COPY of one group writes one summary row per rollup; two backends never write the same row,
+//! so writers of one group never wait for each other. Everything is in the writing transaction; an
 //! aborted statement or (sub)transaction drops its pending sums (callbacks in `usage.rs`).
 
 use pgrx::prelude::*;
@@ -39,25 +39,18 @@ struct Att {
 }
 
 struct RollupDef {
-    id: i64,
-    plan: pg_sys::SPIPlanPtr,
-    nargs: usize,
-    arg_types: Vec<pg_sys::Oid>,
-    sql_chained: String,
     grain: pg_sys::Datum, // text, TopMemoryContext
     zone: pg_sys::Datum,  // text, TopMemoryContext
     step_us: i64,         // more than one period, less than two
     groups: Vec<Att>,
-    owner: pg_sys::Oid,
+    /// Where the flush writes.
+    layout: crate::stripes::Layout,
     /// Last period computed: [start, end).
     period: std::cell::Cell<(i64, i64)>,
 }
 
 struct SourceDefs {
     rollups: Vec<RollupDef>,
-    /// All rollups' upserts in one statement (data-modifying CTEs), for the common case of a
-    /// statement that touched one group of each rollup; None with one rollup or several owners.
-    chained: Option<pg_sys::SPIPlanPtr>,
     time: Option<Att>,
     cost: Option<Att>,
     model: Option<Att>,
@@ -65,18 +58,6 @@ struct SourceDefs {
     tokens: [Option<Att>; 4],
     error: Option<Att>,
     latency: Option<Att>,
-}
-
-impl Drop for SourceDefs {
-    fn drop(&mut self) {
-        // Only when nobody holds the definitions any more, so never while a plan runs.
-        for r in &self.rollups {
-            unsafe { pg_sys::SPI_freeplan(r.plan) };
-        }
-        if let Some(p) = self.chained {
-            unsafe { pg_sys::SPI_freeplan(p) };
-        }
-    }
 }
 
 /// Sums of one (rollup, period, group) for the running statement.
@@ -105,15 +86,15 @@ thread_local! {
     static PENDING: RefCell<HashMap<Vec<u8>, Acc>> = RefCell::new(HashMap::new());
 }
 
-/// Drops cached rollup definitions (a source changed, or `llm_cost.rollups` did).
+/// Drops cached rollup definitions (a source or a stripes table changed, or `llm_cost.rollups` did).
 pub fn forget(relid: pg_sys::Oid) {
     let _ = DEFS.try_with(|d| {
         if let Ok(mut d) = d.try_borrow_mut() {
-            // Plans are freed when the last holder lets go (see Drop), never under a running plan.
             if relid == pg_sys::InvalidOid {
                 d.clear();
             } else {
                 d.remove(&relid);
+                d.retain(|_, defs| defs.rollups.iter().all(|r| r.layout.stripes != relid));
             }
         }
     });
@@ -155,7 +136,6 @@ fn persistent_text(s: &str) -> pg_sys::Datum {
 fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> SourceDefs {
     let mut out = SourceDefs {
         rollups: vec![],
-        chained: None,
         time: None,
         cost: None,
         model: None,
@@ -171,19 +151,18 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
             v.push((
                 r.get::<i64>(1)?.unwrap_or(0),
                 r.get::<String>(2)?.unwrap_or_default(),
-                r.get::<Vec<pg_sys::Oid>>(3)?.unwrap_or_default(),
-                r.get::<String>(4)?.unwrap_or_default(),
-                r.get::<String>(5)?.unwrap_or_default(),
-                r.get::<Vec<i16>>(6)?.unwrap_or_default(),
-                r.get::<pg_sys::Oid>(7)?.unwrap_or(pg_sys::InvalidOid),
-                [8, 9, 10, 11, 12, 13, 14, 15, 16, 17].map(|i| r.get::<i16>(i).ok().flatten()),
-                r.get::<String>(18)?.unwrap_or_default(),
+                r.get::<String>(3)?.unwrap_or_default(),
+                r.get::<Vec<i16>>(4)?.unwrap_or_default(),
+                [5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map(|i| r.get::<i16>(i).ok().flatten()),
+                r.get::<pg_sys::Oid>(15)?.unwrap_or(pg_sys::InvalidOid),
+                r.get::<Vec<i16>>(16)?.unwrap_or_default(),
+                r.get::<Vec<i16>>(17)?.unwrap_or_default(),
             ));
         }
         Ok::<_, pgrx::spi::Error>(v)
     })
     .unwrap_or_else(|e| error!("llm_cost: could not read rollup definitions: {e}"));
-    for (id, sql, types, grain, zone, groups, owner, atts, sql_chained) in rows {
+    for (id, grain, zone, groups, atts, stripes, stripes_groups, stripes_fixed) in rows {
         out.time = att_of(tupdesc, atts[0]);
         out.cost = att_of(tupdesc, atts[1]);
         out.model = att_of(tupdesc, atts[2]);
@@ -191,7 +170,13 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
         out.tokens = [att_of(tupdesc, atts[4]), att_of(tupdesc, atts[5]), att_of(tupdesc, atts[6]), att_of(tupdesc, atts[7])];
         out.error = att_of(tupdesc, atts[8]);
         out.latency = att_of(tupdesc, atts[9]);
-        let plan = prepare_saved(&sql, &types, id);
+        let groups: Vec<Att> = groups.iter().filter_map(|a| att_of(tupdesc, Some(*a))).collect();
+        let fixed: [i16; 14] = stripes_fixed.try_into().unwrap_or_else(|_| {
+            error!("llm_cost: the stripes table of rollup {id} is missing columns; recreate the rollup")
+        });
+        if stripes_groups.len() != groups.len() {
+            error!("llm_cost: the group columns of rollup {id} no longer match its source and stripes table; recreate the rollup");
+        }
         let step_us: i64 = match grain.as_str() {
             "hour" => 3_600_000_000 + 60_000_000,
             "day" => 26 * 3_600_000_000,
@@ -199,56 +184,15 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
             _ => 32 * 86_400_000_000,
         };
         out.rollups.push(RollupDef {
-            id,
-            plan,
-            nargs: types.len(),
-            arg_types: types.clone(),
-            sql_chained,
             grain: persistent_text(&grain),
             zone: persistent_text(&zone),
             step_us,
-            groups: groups.iter().filter_map(|a| att_of(tupdesc, Some(*a))).collect(),
-            owner,
+            groups,
+            layout: crate::stripes::Layout { stripes, groups: stripes_groups, fixed },
             period: std::cell::Cell::new((i64::MAX, i64::MIN)),
         });
     }
-    let n = out.rollups.len();
-    if n > 1 && out.rollups.iter().all(|r| r.owner == out.rollups[0].owner) {
-        let mut sql = String::from("WITH ");
-        for (i, r) in out.rollups[..n - 1].iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("llm_cost_u{i} AS ({})", r.sql_chained));
-        }
-        sql.push(' ');
-        sql.push_str(&out.rollups[n - 1].sql_chained);
-        let types: Vec<pg_sys::Oid> = out.rollups.iter().flat_map(|r| r.arg_types.iter().copied()).collect();
-        out.chained = Some(prepare_saved(&sql, &types, out.rollups[0].id));
-    }
     out
-}
-
-/// A saved SPI plan with a generic plan: the same upserts run for every statement, never worth
-/// replanning.
-fn prepare_saved(sql: &str, types: &[pg_sys::Oid], id: i64) -> pg_sys::SPIPlanPtr {
-    unsafe {
-        pg_sys::SPI_connect();
-        let csql = std::ffi::CString::new(sql).expect("sql");
-        let mut argtypes = types.to_vec();
-        let p = pg_sys::SPI_prepare_cursor(
-            csql.as_ptr(),
-            argtypes.len() as i32,
-            argtypes.as_mut_ptr(),
-            pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
-        );
-        if p.is_null() {
-            error!("llm_cost: could not prepare the upsert of rollup {id}");
-        }
-        pg_sys::SPI_keepplan(p);
-        pg_sys::SPI_finish();
-        p
-    }
 }
 
 fn defs_for(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Rc<SourceDefs> {
@@ -507,104 +451,57 @@ fn rollup_row_trigger<'a>(
     Ok(None)
 }
 
-/// Writes the pending sums: one upsert per (rollup, period, group), into this backend's stripe,
-/// as the rollup's owner. Called at the end of every statement on a tracked table.
+/// Writes the pending sums: one row of sums per (rollup, period, group), added into this
+/// backend's stripe. Called at the end of every statement on a tracked table.
 pub fn flush() {
     let pending: Vec<Acc> = PENDING.with(|p| p.borrow_mut().drain().map(|(_, v)| v).collect());
     if pending.is_empty() {
         return;
     }
     let stripe = backend_slot();
-    let mut saved_user = pg_sys::InvalidOid;
-    let mut saved_ctx = 0;
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
-        pg_sys::SPI_connect();
-    }
-    // Group by source: one group of each rollup (a single-row statement) goes in one statement.
-    let mut by_source: Vec<(Rc<SourceDefs>, Vec<Acc>)> = Vec::new();
+    // Per rollup (same definitions and rollup index), the groups to add.
+    let mut by_rollup: Vec<(Rc<SourceDefs>, usize, Vec<Acc>)> = Vec::new();
     for acc in pending {
         if acc.requests == 0 && acc.cost == 0 && acc.cost_extra.is_none() && acc.tokens == [0; 4]
             && acc.unpriced == 0 && acc.errors == 0 && acc.latency_sum == 0
         {
             continue; // an UPDATE that moved nothing
         }
-        match by_source.iter_mut().find(|(d, _)| Rc::ptr_eq(d, &acc.defs)) {
-            Some((_, v)) => v.push(acc),
-            None => by_source.push((acc.defs.clone(), vec![acc])),
+        match by_rollup.iter_mut().find(|(d, r, _)| Rc::ptr_eq(d, &acc.defs) && *r == acc.rollup) {
+            Some((_, _, v)) => v.push(acc),
+            None => by_rollup.push((acc.defs.clone(), acc.rollup, vec![acc])),
         }
     }
-    for (defs, mut accs) in by_source {
-        let one_each = defs.chained.is_some()
-            && accs.len() == defs.rollups.len()
-            && (0..defs.rollups.len()).all(|i| accs.iter().filter(|a| a.rollup == i).count() == 1);
-        if one_each {
-            accs.sort_by_key(|a| a.rollup);
-            let mut values = Vec::new();
-            let mut nulls = Vec::new();
-            for a in &accs {
-                push_args(a, stripe, &mut values, &mut nulls);
-            }
-            execute(defs.chained.unwrap(), defs.rollups[0].owner, defs.rollups[0].id, &mut values, &nulls, saved_user, saved_ctx);
-        } else {
-            for a in &accs {
-                let r = &defs.rollups[a.rollup];
-                let mut values = Vec::with_capacity(r.nargs);
-                let mut nulls = Vec::with_capacity(r.nargs);
-                push_args(a, stripe, &mut values, &mut nulls);
-                execute(r.plan, r.owner, r.id, &mut values, &nulls, saved_user, saved_ctx);
-            }
-        }
-    }
-    unsafe {
-        pg_sys::SPI_finish();
+    for (defs, ri, accs) in by_rollup {
+        let costs: Vec<pg_sys::Datum> = accs.iter().map(cost_of).collect();
+        let sums: Vec<crate::stripes::Sums> = accs
+            .iter()
+            .zip(costs)
+            .map(|(a, cost)| crate::stripes::Sums {
+                period: a.period,
+                group: &a.group,
+                stripe,
+                requests: a.requests,
+                tokens: a.tokens,
+                cost,
+                unpriced: a.unpriced,
+                errors: a.errors,
+                latency_sum: a.latency_sum,
+                latency_max: a.latency_max,
+                first: a.first,
+                last: a.last,
+            })
+            .collect();
+        crate::stripes::add_all(&defs.rollups[ri].layout, &sums);
     }
 }
 
-fn push_args(acc: &Acc, stripe: i32, values: &mut Vec<pg_sys::Datum>, nulls: &mut Vec<std::ffi::c_char>) {
-    let mut push = |d: Option<pg_sys::Datum>| {
-        values.push(d.unwrap_or(pg_sys::Datum::from(0)));
-        nulls.push(if d.is_some() { b' ' as std::ffi::c_char } else { b'n' as std::ffi::c_char });
-    };
-    push(Some(pg_sys::Datum::from(acc.period)));
-    for g in &acc.group {
-        push(*g);
-    }
-    push(Some(pg_sys::Datum::from(stripe)));
-    push(Some(pg_sys::Datum::from(acc.requests)));
-    for t in acc.tokens {
-        push(Some(pg_sys::Datum::from(t)));
-    }
-    let mut cost = crate::pricing_sql::cost_datum(crate::pricing::Cost(acc.cost), -1);
-    if let Some(extra) = acc.cost_extra {
-        cost = unsafe { pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(cost), Some(extra)]) }.unwrap_or(cost);
-    }
-    push(Some(cost));
-    push(Some(pg_sys::Datum::from(acc.unpriced)));
-    push(Some(pg_sys::Datum::from(acc.errors)));
-    push(Some(pg_sys::Datum::from(acc.latency_sum)));
-    push(acc.latency_max.map(pg_sys::Datum::from));
-    push(Some(pg_sys::Datum::from(acc.first)));
-    push(Some(pg_sys::Datum::from(acc.last)));
-}
-
-/// Runs a saved upsert plan as the rollup's owner (like SECURITY DEFINER), then switches back.
-fn execute(
-    plan: pg_sys::SPIPlanPtr,
-    owner: pg_sys::Oid,
-    id: i64,
-    values: &mut [pg_sys::Datum],
-    nulls: &[std::ffi::c_char],
-    saved_user: pg_sys::Oid,
-    saved_ctx: i32,
-) {
-    unsafe {
-        pg_sys::SetUserIdAndSecContext(owner, saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
-        let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
-        pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
-        if rc < 0 {
-            error!("llm_cost: could not update rollup {id} (SPI code {rc})");
-        }
+/// The exact cost sum of a group as numeric.
+fn cost_of(acc: &Acc) -> pg_sys::Datum {
+    let cost = crate::pricing_sql::cost_datum(crate::pricing::Cost(acc.cost), -1);
+    match acc.cost_extra {
+        Some(extra) => unsafe { pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(cost), Some(extra)]) }.unwrap_or(cost),
+        None => cost,
     }
 }
 
@@ -687,6 +584,43 @@ mod tests {
         Spi::run("DELETE FROM llm_cost.usage_events").unwrap();
         let after = Spi::get_one::<String>("SELECT sum(cost_usd)::text || '/' || sum(requests) FROM llm_cost.usage_daily").unwrap();
         assert_eq!(before, after);
+    }
+
+    /// The flush writes stripes tables directly (src/stripes.rs): groups equal in SQL but spelled
+    /// differently meet in one row even within one statement, aborted subtransactions leave no
+    /// trace, plain extra indexes on a stripes table are kept, expression indexes are refused.
+    #[pg_test]
+    fn direct_stripe_writes_edge_cases() {
+        Spi::run("CREATE TABLE t_tier (created_at timestamptz NOT NULL DEFAULT '2026-06-01', model text, input_tokens int, output_tokens int, cost_usd numeric, tier numeric)").unwrap();
+        Spi::run("SELECT llm_cost.track('t_tier')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('tier_daily', 't_tier', 'day', '{tier}')").unwrap();
+        // 1.0 and 1.00 are different bytes but one group: two sums for one stripe row in one flush.
+        Spi::run("INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1000, 0, 1.0), ('gpt-4o', 1000, 0, 1.00), ('gpt-4o', 1000, 0, NULL)").unwrap();
+        assert_eq!(count("SELECT count(*) FROM tier_daily_stripes"), 2);
+        assert_eq!(Spi::get_one::<String>("SELECT string_agg(requests || ':' || cost_usd * 10000, ' ' ORDER BY tier NULLS LAST) FROM tier_daily").unwrap().as_deref(), Some("2:50.0000 1:25.0000"));
+        // A subtransaction that fails after inserting leaves the rollup as it was.
+        let err = error_of("INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1000, 0, 1); RAISE EXCEPTION 'boom'");
+        assert!(err.contains("boom"), "{err}");
+        Spi::run("DO $$ BEGIN BEGIN INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1000, 0, 1); RAISE EXCEPTION 'boom'; EXCEPTION WHEN others THEN NULL; END; INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1000, 0, 2); END $$").unwrap();
+        assert_eq!(Spi::get_one::<String>("SELECT string_agg(requests::text, ' ' ORDER BY tier NULLS LAST) FROM tier_daily").unwrap().as_deref(), Some("2 1 1"));
+        assert_eq!(mismatches("tier_daily", "t_tier", "created_at", "day", &["tier"], "cost_usd"), 0);
+        // A plain index a DBA adds on the stripes table is maintained (new rows and updates).
+        Spi::run("CREATE INDEX tier_stripes_tier ON tier_daily_stripes (tier, requests)").unwrap();
+        Spi::run("INSERT INTO t_tier (model, input_tokens, output_tokens, tier) SELECT 'gpt-4o', 10, 0, g % 5 FROM generate_series(1, 50) g").unwrap();
+        Spi::run("SET LOCAL enable_seqscan = off").unwrap();
+        Spi::run("SET LOCAL enable_bitmapscan = off").unwrap();
+        assert_eq!(count("SELECT count(*) FROM tier_daily_stripes WHERE tier = 1 AND requests = 12"), 1);
+        assert_eq!(count("SELECT count(*) FROM tier_daily_stripes WHERE tier = 4 AND requests = 10"), 1);
+        Spi::run("RESET enable_seqscan").unwrap();
+        Spi::run("RESET enable_bitmapscan").unwrap();
+        assert_eq!(mismatches("tier_daily", "t_tier", "created_at", "day", &["tier"], "cost_usd"), 0);
+        // An expression index cannot be maintained without the executor: a clear error, nothing stored.
+        Spi::run("CREATE INDEX tier_stripes_expr ON tier_daily_stripes ((tier * 2))").unwrap();
+        let err = error_of("INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1, 0, 9)");
+        assert!(err.starts_with("0A000: llm_cost: index tier_stripes_expr on the rollup stripes table tier_daily_stripes has expressions"), "{err}");
+        Spi::run("DROP INDEX tier_stripes_expr").unwrap();
+        Spi::run("INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1, 0, 9)").unwrap();
+        assert_eq!(mismatches("tier_daily", "t_tier", "created_at", "day", &["tier"], "cost_usd"), 0);
     }
 
     #[pg_test]

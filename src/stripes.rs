@@ -1,0 +1,469 @@
+//! Adds a statement's sums to a rollup's stripes table, straight through the heap and index
+//! access methods: one probe of the table's unique index, then a heap update (HOT as a rule:
+//! the table has fillfactor 10 and only the sums change) or, for a new group, a heap and index
+//! insert. This is what `INSERT … ON CONFLICT DO UPDATE` does, without parsing, planning and
+//! executor start-up per statement, which cost more than the rest of the rollup work together.
+//!
+//! Safe because of how stripes tables are used:
+//! - a row of stripe N is only ever written by the backend in slot N (two live backends never
+//!   share a slot), by `rebuild_rollup` (which locks the source against writers first) and by
+//!   DDL (TRUNCATE, DROP: they lock the stripes table itself);
+//! - the probe uses a dirty snapshot, as ON CONFLICT does: it sees the newest version, waits for
+//!   a prepared transaction still holding one, and a concurrent update is retried;
+//! - no triggers, rules or constraints other than NOT NULL and the unique key live on a stripes
+//!   table; other indexes on it are maintained too when they are plain column indexes, and an
+//!   expression or partial index is refused with a clear error.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+/// Where the columns are in a stripes table (attribute numbers, from `llm_cost._rollup_defs`).
+pub struct Layout {
+    pub stripes: pg_sys::Oid,
+    /// Group columns, in group_by order.
+    pub groups: Vec<i16>,
+    /// period_start, stripe, requests, input/output/cache read/cache write tokens, cost_usd,
+    /// unpriced_requests, error_requests, latency_ms_sum, latency_ms_max, first_seen, last_seen.
+    pub fixed: [i16; 14],
+}
+
+const PERIOD: usize = 0;
+const STRIPE: usize = 1;
+const REQUESTS: usize = 2; // .. 6: the four token kinds
+const COST: usize = 7;
+const UNPRICED: usize = 8;
+const ERRORS: usize = 9;
+const LAT_SUM: usize = 10;
+const LAT_MAX: usize = 11;
+const FIRST: usize = 12;
+const LAST: usize = 13;
+
+/// One (period, group)'s sums to add into this backend's stripe.
+pub struct Sums<'a> {
+    pub period: i64,
+    pub group: &'a [Option<pg_sys::Datum>],
+    pub stripe: i32,
+    pub requests: i64,
+    pub tokens: [i64; 4],
+    /// numeric
+    pub cost: pg_sys::Datum,
+    pub unpriced: i64,
+    pub errors: i64,
+    pub latency_sum: i64,
+    pub latency_max: Option<i64>,
+    pub first: i64,
+    pub last: i64,
+}
+
+struct Index {
+    rel: pg_sys::Relation,
+    /// Built on first use (only inserts and non-HOT updates need it).
+    info: std::cell::Cell<*mut pg_sys::IndexInfo>,
+}
+
+/// The unique index probed for the (period, group, stripe) key, with its equality functions.
+struct Probe {
+    rel: pg_sys::Relation,
+    /// Per key column: heap attribute number, equality function, collation.
+    keys: Vec<(i16, pg_sys::RegProcedure, pg_sys::Oid)>,
+}
+
+fn refuse(msg: String) -> ! {
+    ereport!(ERROR, PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, msg);
+}
+
+/// Adds every entry of `sums` to the stripes table of `layout`, in the running transaction.
+pub fn add_all(layout: &Layout, sums: &[Sums]) {
+    unsafe {
+        let lock = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+        let rel = pg_sys::table_open(layout.stripes, lock);
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        let check = |attno: i16| {
+            if attno <= 0 || attno as usize > natts {
+                refuse(format!("llm_cost: the stripes table {} no longer has the columns llm_cost wrote there", name_of(rel)));
+            }
+        };
+        layout.fixed.iter().chain(layout.groups.iter()).for_each(|a| check(*a));
+        if layout.groups.len() != sums.first().map_or(layout.groups.len(), |s| s.group.len()) {
+            refuse(format!("llm_cost: the group columns of the stripes table {} changed", name_of(rel)));
+        }
+        let (indexes, probe) = open_indexes(rel, layout);
+        let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsBufferHeapTuple);
+        let mut values = vec![pg_sys::Datum::from(0); natts];
+        let mut nulls = vec![true; natts];
+        let mut old_values = vec![pg_sys::Datum::from(0); natts];
+        let mut old_nulls = vec![true; natts];
+        for s in sums {
+            fill(layout, s, &mut values, &mut nulls);
+            add_one(layout, rel, &indexes, &probe, slot, &mut values, &mut nulls, &mut old_values, &mut old_nulls);
+        }
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        for ix in &indexes {
+            pg_sys::index_close(ix.rel, lock);
+        }
+        pg_sys::table_close(rel, lock);
+    }
+}
+
+unsafe fn name_of(rel: pg_sys::Relation) -> String {
+    std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned()
+}
+
+/// Opens every index of the stripes table; finds the unique one on (period, groups, stripe).
+unsafe fn open_indexes(rel: pg_sys::Relation, layout: &Layout) -> (Vec<Index>, Probe) {
+    let lock = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+    let mut key: Vec<i16> = vec![layout.fixed[PERIOD]];
+    key.extend(&layout.groups);
+    key.push(layout.fixed[STRIPE]);
+    key.sort_unstable();
+    let list = pg_sys::RelationGetIndexList(rel);
+    let oids: Vec<pg_sys::Oid> = if list.is_null() {
+        vec![]
+    } else {
+        (0..(*list).length).map(|i| (*(*list).elements.add(i as usize)).oid_value).collect()
+    };
+    let mut indexes = Vec::with_capacity(oids.len());
+    let mut probe = None;
+    for oid in oids {
+        let irel = pg_sys::index_open(oid, lock);
+        let form = &*(*irel).rd_index;
+        if !form.indisready {
+            pg_sys::index_close(irel, lock);
+            continue;
+        }
+        let nkeys = form.indnkeyatts as usize;
+        let nall = form.indnatts as usize;
+        let attnos: Vec<i16> = (0..nall).map(|i| *form.indkey.values.as_ptr().add(i)).collect();
+        let has_pred = !pg_sys::heap_attisnull((*irel).rd_indextuple, pg_sys::Anum_pg_index_indpred as i32, std::ptr::null_mut());
+        if attnos.contains(&0) || has_pred {
+            refuse(format!(
+                "llm_cost: index {} on the rollup stripes table {} has expressions or a predicate; llm_cost writes stripes tables directly and maintains only plain column indexes there",
+                name_of(irel), name_of(rel)
+            ));
+        }
+        if probe.is_none() && form.indisunique && form.indisvalid && {
+            let mut k = attnos[..nkeys].to_vec();
+            k.sort_unstable();
+            k == key
+        } {
+            let mut keys = Vec::with_capacity(nkeys);
+            for i in 0..nkeys {
+                let family = *(*irel).rd_opfamily.add(i);
+                let typ = *(*irel).rd_opcintype.add(i);
+                let op = pg_sys::get_opfamily_member(family, typ, typ, pg_sys::BTEqualStrategyNumber as i16);
+                if op == pg_sys::InvalidOid {
+                    refuse(format!("llm_cost: no equality operator for column {} of index {}", i + 1, name_of(irel)));
+                }
+                keys.push((attnos[i], pg_sys::get_opcode(op), *(*irel).rd_indcollation.add(i)));
+            }
+            probe = Some(Probe { rel: irel, keys });
+        }
+        indexes.push(Index { rel: irel, info: std::cell::Cell::new(std::ptr::null_mut()) });
+    }
+    match probe {
+        Some(p) => (indexes, p),
+        None => refuse(format!(
+            "llm_cost: the rollup stripes table {} lost its unique key on (period_start, group columns, stripe)",
+            name_of(rel)
+        )),
+    }
+}
+
+/// The new row for `s`, as if no row of its key existed yet.
+unsafe fn fill(layout: &Layout, s: &Sums, values: &mut [pg_sys::Datum], nulls: &mut [bool]) {
+    nulls.iter_mut().for_each(|n| *n = true);
+    let mut set = |attno: i16, d: Option<pg_sys::Datum>| {
+        let i = attno as usize - 1;
+        values[i] = d.unwrap_or(pg_sys::Datum::from(0));
+        nulls[i] = d.is_none();
+    };
+    let f = &layout.fixed;
+    set(f[PERIOD], Some(pg_sys::Datum::from(s.period)));
+    for (a, d) in layout.groups.iter().zip(s.group) {
+        set(*a, *d);
+    }
+    set(f[STRIPE], Some(pg_sys::Datum::from(s.stripe)));
+    set(f[REQUESTS], Some(pg_sys::Datum::from(s.requests)));
+    for k in 0..4 {
+        set(f[REQUESTS + 1 + k], Some(pg_sys::Datum::from(s.tokens[k])));
+    }
+    set(f[COST], Some(s.cost));
+    set(f[UNPRICED], Some(pg_sys::Datum::from(s.unpriced)));
+    set(f[ERRORS], Some(pg_sys::Datum::from(s.errors)));
+    set(f[LAT_SUM], Some(pg_sys::Datum::from(s.latency_sum)));
+    set(f[LAT_MAX], s.latency_max.map(pg_sys::Datum::from));
+    set(f[FIRST], Some(pg_sys::Datum::from(s.first)));
+    set(f[LAST], Some(pg_sys::Datum::from(s.last)));
+}
+
+fn sum_i64(a: i64, b: i64) -> i64 {
+    a.checked_add(b).unwrap_or_else(|| {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "llm_cost: rollup sum out of range for bigint");
+    })
+}
+
+/// Folds the existing row (old_*) into the new sums (values/nulls) for the columns that add up.
+unsafe fn merge(layout: &Layout, values: &mut [pg_sys::Datum], nulls: &mut [bool], old: &[pg_sys::Datum], old_nulls: &[bool]) {
+    let f = &layout.fixed;
+    let at = |k: usize| f[k] as usize - 1;
+    let int = |d: pg_sys::Datum| d.value() as i64;
+    for k in [REQUESTS, REQUESTS + 1, REQUESTS + 2, REQUESTS + 3, REQUESTS + 4, UNPRICED, ERRORS, LAT_SUM] {
+        let i = at(k);
+        if !old_nulls[i] {
+            values[i] = pg_sys::Datum::from(sum_i64(int(values[i]), int(old[i])));
+        }
+    }
+    let i = at(COST);
+    if !old_nulls[i] {
+        values[i] = pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(old[i]), Some(values[i])]).unwrap_or(values[i]);
+    }
+    // latency max: greatest; first_seen: least; last_seen: greatest (NULLs ignored).
+    for (k, keep_max) in [(LAT_MAX, true), (FIRST, false), (LAST, true)] {
+        let i = at(k);
+        if old_nulls[i] {
+            continue;
+        }
+        if nulls[i] || (keep_max && int(old[i]) > int(values[i])) || (!keep_max && int(old[i]) < int(values[i])) {
+            values[i] = old[i];
+            nulls[i] = false;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn add_one(
+    layout: &Layout,
+    rel: pg_sys::Relation,
+    indexes: &[Index],
+    probe: &Probe,
+    slot: *mut pg_sys::TupleTableSlot,
+    values: &mut [pg_sys::Datum],
+    nulls: &mut [bool],
+    old_values: &mut [pg_sys::Datum],
+    old_nulls: &mut [bool],
+) {
+    // Our earlier writes (this statement's other groups included) must be visible and updatable.
+    pg_sys::CommandCounterIncrement();
+    let cid = pg_sys::GetCurrentCommandId(true);
+    let fresh: Vec<pg_sys::Datum> = values.to_vec();
+    let fresh_nulls: Vec<bool> = nulls.to_vec();
+    let mut scankeys: Vec<pg_sys::ScanKeyData> = probe.keys.iter().map(|_| pg_sys::ScanKeyData::default()).collect();
+    for (i, (attno, proc_, coll)) in probe.keys.iter().enumerate() {
+        let a = *attno as usize - 1;
+        if nulls[a] {
+            pg_sys::ScanKeyEntryInitialize(
+                &mut scankeys[i],
+                (pg_sys::SK_ISNULL | pg_sys::SK_SEARCHNULL) as i32,
+                (i + 1) as i16,
+                0 /* InvalidStrategy */,
+                pg_sys::InvalidOid,
+                pg_sys::InvalidOid,
+                pg_sys::InvalidOid,
+                pg_sys::Datum::from(0),
+            );
+        } else {
+            pg_sys::ScanKeyEntryInitialize(
+                &mut scankeys[i],
+                0,
+                (i + 1) as i16,
+                pg_sys::BTEqualStrategyNumber as u16,
+                pg_sys::InvalidOid,
+                *coll,
+                *proc_,
+                values[a],
+            );
+        }
+    }
+    let layout_desc = (*rel).rd_att;
+    loop {
+        values.copy_from_slice(&fresh);
+        nulls.copy_from_slice(&fresh_nulls);
+        let mut dirty = pg_sys::SnapshotData { snapshot_type: pg_sys::SnapshotType::SNAPSHOT_DIRTY, ..Default::default() };
+        let scan = begin_scan(rel, probe.rel, &mut dirty, scankeys.len() as i32);
+        pg_sys::index_rescan(scan, scankeys.as_mut_ptr(), scankeys.len() as i32, std::ptr::null_mut(), 0);
+        let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
+        if !found {
+            pg_sys::index_endscan(scan);
+            let tup = pg_sys::heap_form_tuple(layout_desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            pg_sys::heap_insert(rel, tup, cid, 0, std::ptr::null_mut());
+            insert_index_entries(rel, indexes, tup, values, nulls, None);
+            return;
+        }
+        let wait_for = if dirty.xmin != pg_sys::TransactionId::INVALID { dirty.xmin } else { dirty.xmax };
+        if wait_for != pg_sys::TransactionId::INVALID {
+            // Only a prepared transaction of an earlier holder of this slot can get here.
+            let mut tid = (*slot).tts_tid;
+            pg_sys::index_endscan(scan);
+            clear(slot);
+            pg_sys::XactLockTableWait(wait_for, rel, &mut tid, pg_sys::XLTW_Oper::XLTW_InsertIndex);
+            continue;
+        }
+        let old = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+        pg_sys::heap_deform_tuple(old, layout_desc, old_values.as_mut_ptr(), old_nulls.as_mut_ptr());
+        merge(layout, values, nulls, old_values, old_nulls);
+        let newtup = pg_sys::heap_form_tuple(layout_desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        let mut otid = (*slot).tts_tid;
+        pg_sys::index_endscan(scan);
+        clear(slot);
+        let mut tmfd = pg_sys::TM_FailureData::default();
+        let mut lockmode: pg_sys::LockTupleMode::Type = 0;
+        match update(rel, &mut otid, newtup, cid, &mut tmfd, &mut lockmode) {
+            Updated::Ok(indexes_to_update) => {
+                if indexes_to_update != IndexUpdate::None {
+                    insert_index_entries(rel, indexes, newtup, values, nulls, Some(indexes_to_update));
+                }
+                return;
+            }
+            Updated::Retry => continue,
+            Updated::Fail(code) => {
+                error!("llm_cost: could not update a row of the rollup stripes table {} (result {code})", name_of(rel))
+            }
+        }
+    }
+}
+
+unsafe fn clear(slot: *mut pg_sys::TupleTableSlot) {
+    if let Some(f) = (*(*slot).tts_ops).clear {
+        f(slot);
+    }
+}
+
+#[cfg(not(feature = "pg18"))]
+unsafe fn begin_scan(rel: pg_sys::Relation, index: pg_sys::Relation, snap: *mut pg_sys::SnapshotData, nkeys: i32) -> pg_sys::IndexScanDesc {
+    pg_sys::index_beginscan(rel, index, snap, nkeys, 0)
+}
+
+#[cfg(feature = "pg18")]
+unsafe fn begin_scan(rel: pg_sys::Relation, index: pg_sys::Relation, snap: *mut pg_sys::SnapshotData, nkeys: i32) -> pg_sys::IndexScanDesc {
+    pg_sys::index_beginscan(rel, index, snap, std::ptr::null_mut(), nkeys, 0)
+}
+
+#[derive(PartialEq, Clone, Copy)]
+enum IndexUpdate {
+    None,
+    All,
+    Summarizing,
+}
+
+enum Updated {
+    Ok(IndexUpdate),
+    Retry,
+    Fail(u32),
+}
+
+unsafe fn classify(r: pg_sys::TM_Result::Type, ok: IndexUpdate) -> Updated {
+    match r {
+        pg_sys::TM_Result::TM_Ok => Updated::Ok(ok),
+        // Deleted or updated since the probe (another holder of the slot, or a rebuild): look again.
+        pg_sys::TM_Result::TM_Updated | pg_sys::TM_Result::TM_Deleted => Updated::Retry,
+        other => Updated::Fail(other),
+    }
+}
+
+#[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+unsafe fn update(
+    rel: pg_sys::Relation,
+    otid: &mut pg_sys::ItemPointerData,
+    newtup: pg_sys::HeapTuple,
+    cid: pg_sys::CommandId,
+    tmfd: &mut pg_sys::TM_FailureData,
+    lockmode: &mut pg_sys::LockTupleMode::Type,
+) -> Updated {
+    let r = pg_sys::heap_update(rel, otid, newtup, cid, std::ptr::null_mut(), true, tmfd, lockmode);
+    let hot = pg_sys::HeapTupleHeaderIsHeapOnly((*newtup).t_data);
+    classify(r, if hot { IndexUpdate::None } else { IndexUpdate::All })
+}
+
+#[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+unsafe fn update(
+    rel: pg_sys::Relation,
+    otid: &mut pg_sys::ItemPointerData,
+    newtup: pg_sys::HeapTuple,
+    cid: pg_sys::CommandId,
+    tmfd: &mut pg_sys::TM_FailureData,
+    lockmode: &mut pg_sys::LockTupleMode::Type,
+) -> Updated {
+    let mut which: pg_sys::TU_UpdateIndexes::Type = pg_sys::TU_UpdateIndexes::TU_None;
+    let r = pg_sys::heap_update(rel, otid, newtup, cid, std::ptr::null_mut(), true, tmfd, lockmode, &mut which);
+    classify(
+        r,
+        match which {
+            pg_sys::TU_UpdateIndexes::TU_None => IndexUpdate::None,
+            pg_sys::TU_UpdateIndexes::TU_Summarizing => IndexUpdate::Summarizing,
+            _ => IndexUpdate::All,
+        },
+    )
+}
+
+/// Index entries for a tuple just written at `tup.t_self` (all indexes, or only summarizing
+/// ones after a HOT update on PG16+).
+unsafe fn insert_index_entries(
+    rel: pg_sys::Relation,
+    indexes: &[Index],
+    tup: pg_sys::HeapTuple,
+    values: &mut [pg_sys::Datum],
+    nulls: &mut [bool],
+    which: Option<IndexUpdate>,
+) {
+    for ix in indexes {
+        if which == Some(IndexUpdate::Summarizing) && !summarizing(ix.rel) {
+            continue;
+        }
+        if ix.info.get().is_null() {
+            ix.info.set(pg_sys::BuildIndexInfo(ix.rel));
+        }
+        let info = ix.info.get();
+        let n = (*info).ii_NumIndexAttrs as usize;
+        let mut iv = Vec::with_capacity(n);
+        let mut inull = Vec::with_capacity(n);
+        for i in 0..n {
+            let a = (*info).ii_IndexAttrNumbers[i] as usize - 1;
+            iv.push(values[a]);
+            inull.push(nulls[a]);
+        }
+        let unique = if (*info).ii_Unique { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES } else { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO };
+        index_insert(ix.rel, iv.as_mut_ptr(), inull.as_mut_ptr(), &mut (*tup).t_self, rel, unique, which.is_some(), info);
+    }
+}
+
+#[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
+unsafe fn summarizing(index: pg_sys::Relation) -> bool {
+    (*(*index).rd_indam).amsummarizing
+}
+
+#[cfg(not(any(feature = "pg16", feature = "pg17", feature = "pg18")))]
+unsafe fn summarizing(_index: pg_sys::Relation) -> bool {
+    false
+}
+
+#[cfg(feature = "pg13")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn index_insert(
+    index: pg_sys::Relation,
+    values: *mut pg_sys::Datum,
+    nulls: *mut bool,
+    tid: pg_sys::ItemPointer,
+    rel: pg_sys::Relation,
+    unique: pg_sys::IndexUniqueCheck::Type,
+    _unchanged: bool,
+    info: *mut pg_sys::IndexInfo,
+) {
+    pg_sys::index_insert(index, values, nulls, tid, rel, unique, info);
+}
+
+#[cfg(not(feature = "pg13"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn index_insert(
+    index: pg_sys::Relation,
+    values: *mut pg_sys::Datum,
+    nulls: *mut bool,
+    tid: pg_sys::ItemPointer,
+    rel: pg_sys::Relation,
+    unique: pg_sys::IndexUniqueCheck::Type,
+    unchanged: bool,
+    info: *mut pg_sys::IndexInfo,
+) {
+    // indexUnchanged: an update that kept the key (a hint for bottom-up index deletion).
+    pg_sys::index_insert(index, values, nulls, tid, rel, unique, unchanged, info);
+}
