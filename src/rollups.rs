@@ -454,30 +454,31 @@ fn rollup_row_trigger<'a>(
 /// Writes the pending sums: one row of sums per (rollup, period, group), added into this
 /// backend's stripe. Called at the end of every statement on a tracked table.
 pub fn flush() {
-    let pending: Vec<Acc> = PENDING.with(|p| p.borrow_mut().drain().map(|(_, v)| v).collect());
+    let pending: Vec<(Vec<u8>, Acc)> = PENDING.with(|p| p.borrow_mut().drain().collect());
     if pending.is_empty() {
         return;
     }
     let stripe = backend_slot();
     // Per rollup (same definitions and rollup index), the groups to add.
-    let mut by_rollup: Vec<(Rc<SourceDefs>, usize, Vec<Acc>)> = Vec::new();
-    for acc in pending {
+    let mut by_rollup: Vec<(Rc<SourceDefs>, usize, Vec<(Vec<u8>, Acc)>)> = Vec::new();
+    for (key, acc) in pending {
         if acc.requests == 0 && acc.cost == 0 && acc.cost_extra.is_none() && acc.tokens == [0; 4]
             && acc.unpriced == 0 && acc.errors == 0 && acc.latency_sum == 0
         {
             continue; // an UPDATE that moved nothing
         }
         match by_rollup.iter_mut().find(|(d, r, _)| Rc::ptr_eq(d, &acc.defs) && *r == acc.rollup) {
-            Some((_, _, v)) => v.push(acc),
-            None => by_rollup.push((acc.defs.clone(), acc.rollup, vec![acc])),
+            Some((_, _, v)) => v.push((key, acc)),
+            None => by_rollup.push((acc.defs.clone(), acc.rollup, vec![(key, acc)])),
         }
     }
     for (defs, ri, accs) in by_rollup {
-        let costs: Vec<pg_sys::Datum> = accs.iter().map(cost_of).collect();
+        let costs: Vec<pg_sys::Datum> = accs.iter().map(|(_, a)| cost_of(a)).collect();
         let sums: Vec<crate::stripes::Sums> = accs
             .iter()
             .zip(costs)
-            .map(|(a, cost)| crate::stripes::Sums {
+            .map(|((key, a), cost)| crate::stripes::Sums {
+                key,
                 period: a.period,
                 group: &a.group,
                 stripe,

@@ -4,6 +4,10 @@
 //! insert. This is what `INSERT … ON CONFLICT DO UPDATE` does, without parsing, planning and
 //! executor start-up per statement, which cost more than the rest of the rollup work together.
 //!
+//! Where a group's row was last written is remembered per backend (TIDS), so the next statement
+//! of the same group fetches that row directly and skips the index probe; the remembered row is
+//! used only if it is still the live version of exactly that key, else the probe runs.
+//!
 //! Safe because of how stripes tables are used:
 //! - a row of stripe N is only ever written by the backend in slot N (two live backends never
 //!   share a slot), by `rebuild_rollup` (which locks the source against writers first) and by
@@ -40,6 +44,8 @@ const LAST: usize = 13;
 
 /// One (period, group)'s sums to add into this backend's stripe.
 pub struct Sums<'a> {
+    /// Identity of (rollup, period, group) in this backend: the key of the row-location cache.
+    pub key: &'a [u8],
     pub period: i64,
     pub group: &'a [Option<pg_sys::Datum>],
     pub stripe: i32,
@@ -68,6 +74,65 @@ struct Probe {
     keys: Vec<(i16, pg_sys::RegProcedure, pg_sys::Oid)>,
 }
 
+thread_local! {
+    /// (stripes relfilenode, group identity) -> where that group's row of this backend's stripe
+    /// was last written. A hint only: checked before use.
+    static TIDS: std::cell::RefCell<std::collections::HashMap<(u32, Vec<u8>), pg_sys::ItemPointerData>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+const TIDS_MAX: usize = 100_000;
+
+#[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+unsafe fn relfilenode(rel: pg_sys::Relation) -> u32 {
+    (*rel).rd_node.relNode.to_u32()
+}
+
+#[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15")))]
+unsafe fn relfilenode(rel: pg_sys::Relation) -> u32 {
+    (*rel).rd_locator.relNumber.to_u32()
+}
+
+fn remember(file: u32, key: &[u8], tid: pg_sys::ItemPointerData) {
+    TIDS.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.len() >= TIDS_MAX {
+            t.clear();
+        }
+        t.insert((file, key.to_vec()), tid);
+    });
+}
+
+fn remembered(file: u32, key: &[u8]) -> Option<pg_sys::ItemPointerData> {
+    TIDS.with(|t| t.borrow().get(&(file, key.to_vec())).copied())
+}
+
+fn block_of(tid: &pg_sys::ItemPointerData) -> u32 {
+    ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32
+}
+
+/// Binary equality of two non-null datums of one attribute (what the unique key compares for
+/// the types llm_cost groups by; a value equal but spelled differently just misses the cache).
+unsafe fn same_datum(a: pg_sys::Datum, b: pg_sys::Datum, att: &pg_sys::FormData_pg_attribute) -> bool {
+    if att.attbyval {
+        return a.value() == b.value();
+    }
+    let bytes = |d: pg_sys::Datum| -> (*const u8, usize) {
+        if att.attlen == -1 {
+            let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+            (pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v))
+        } else if att.attlen > 0 {
+            (d.cast_mut_ptr::<u8>() as *const u8, att.attlen as usize)
+        } else {
+            let c = std::ffi::CStr::from_ptr(d.cast_mut_ptr::<std::ffi::c_char>());
+            (c.as_ptr() as *const u8, c.to_bytes().len())
+        }
+    };
+    let (pa, la) = bytes(a);
+    let (pb, lb) = bytes(b);
+    la == lb && std::slice::from_raw_parts(pa, la) == std::slice::from_raw_parts(pb, lb)
+}
+
 fn refuse(msg: String) -> ! {
     ereport!(ERROR, PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, msg);
 }
@@ -94,9 +159,13 @@ pub fn add_all(layout: &Layout, sums: &[Sums]) {
         let mut nulls = vec![true; natts];
         let mut old_values = vec![pg_sys::Datum::from(0); natts];
         let mut old_nulls = vec![true; natts];
+        let file = relfilenode(rel);
+        let nblocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
         for s in sums {
             fill(layout, s, &mut values, &mut nulls);
-            add_one(layout, rel, &indexes, &probe, slot, &mut values, &mut nulls, &mut old_values, &mut old_nulls);
+            let hint = remembered(file, s.key).filter(|t| block_of(t) < nblocks);
+            let tid = add_one(layout, rel, &indexes, &probe, slot, hint, &mut values, &mut nulls, &mut old_values, &mut old_nulls);
+            remember(file, s.key, tid);
         }
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         for ix in &indexes {
@@ -238,16 +307,25 @@ unsafe fn add_one(
     indexes: &[Index],
     probe: &Probe,
     slot: *mut pg_sys::TupleTableSlot,
+    hint: Option<pg_sys::ItemPointerData>,
     values: &mut [pg_sys::Datum],
     nulls: &mut [bool],
     old_values: &mut [pg_sys::Datum],
     old_nulls: &mut [bool],
-) {
+) -> pg_sys::ItemPointerData {
     // Our earlier writes (this statement's other groups included) must be visible and updatable.
     pg_sys::CommandCounterIncrement();
     let cid = pg_sys::GetCurrentCommandId(true);
     let fresh: Vec<pg_sys::Datum> = values.to_vec();
     let fresh_nulls: Vec<bool> = nulls.to_vec();
+    let layout_desc = (*rel).rd_att;
+    if let Some(tid) = hint {
+        if let Some(done) = update_at(layout, rel, indexes, probe, tid, cid, values, nulls, old_values, old_nulls) {
+            return done;
+        }
+        values.copy_from_slice(&fresh);
+        nulls.copy_from_slice(&fresh_nulls);
+    }
     let mut scankeys: Vec<pg_sys::ScanKeyData> = probe.keys.iter().map(|_| pg_sys::ScanKeyData::default()).collect();
     for (i, (attno, proc_, coll)) in probe.keys.iter().enumerate() {
         let a = *attno as usize - 1;
@@ -275,7 +353,6 @@ unsafe fn add_one(
             );
         }
     }
-    let layout_desc = (*rel).rd_att;
     loop {
         values.copy_from_slice(&fresh);
         nulls.copy_from_slice(&fresh_nulls);
@@ -288,7 +365,7 @@ unsafe fn add_one(
             let tup = pg_sys::heap_form_tuple(layout_desc, values.as_mut_ptr(), nulls.as_mut_ptr());
             pg_sys::heap_insert(rel, tup, cid, 0, std::ptr::null_mut());
             insert_index_entries(rel, indexes, tup, values, nulls, None);
-            return;
+            return (*tup).t_self;
         }
         let wait_for = if dirty.xmin != pg_sys::TransactionId::INVALID { dirty.xmin } else { dirty.xmax };
         if wait_for != pg_sys::TransactionId::INVALID {
@@ -313,13 +390,69 @@ unsafe fn add_one(
                 if indexes_to_update != IndexUpdate::None {
                     insert_index_entries(rel, indexes, newtup, values, nulls, Some(indexes_to_update));
                 }
-                return;
+                return (*newtup).t_self;
             }
             Updated::Retry => continue,
             Updated::Fail(code) => {
                 error!("llm_cost: could not update a row of the rollup stripes table {} (result {code})", name_of(rel))
             }
         }
+    }
+}
+
+/// Adds the sums to the row at `tid` if it is still the live row of exactly this key (the hint
+/// from this backend's last write of the group); None sends the caller to the index probe.
+#[allow(clippy::too_many_arguments)]
+unsafe fn update_at(
+    layout: &Layout,
+    rel: pg_sys::Relation,
+    indexes: &[Index],
+    probe: &Probe,
+    tid: pg_sys::ItemPointerData,
+    cid: pg_sys::CommandId,
+    values: &mut [pg_sys::Datum],
+    nulls: &mut [bool],
+    old_values: &mut [pg_sys::Datum],
+    old_nulls: &mut [bool],
+) -> Option<pg_sys::ItemPointerData> {
+    let desc = (*rel).rd_att;
+    let mut dirty = pg_sys::SnapshotData { snapshot_type: pg_sys::SnapshotType::SNAPSHOT_DIRTY, ..Default::default() };
+    let mut tuple = pg_sys::HeapTupleData { t_self: tid, ..Default::default() };
+    let mut buf: pg_sys::Buffer = 0;
+    if !pg_sys::heap_fetch(rel, &mut dirty, &mut tuple, &mut buf, false) {
+        return None;
+    }
+    // In progress elsewhere (a prepared transaction): let the probe path wait properly.
+    let busy = dirty.xmin != pg_sys::TransactionId::INVALID || dirty.xmax != pg_sys::TransactionId::INVALID;
+    pg_sys::heap_deform_tuple(&mut tuple, desc, old_values.as_mut_ptr(), old_nulls.as_mut_ptr());
+    let same_key = !busy
+        && probe.keys.iter().all(|(attno, _, _)| {
+            let i = *attno as usize - 1;
+            match (old_nulls[i], nulls[i]) {
+                (true, true) => true,
+                (false, false) => same_datum(old_values[i], values[i], &*(*desc).attrs.as_ptr().add(i)),
+                _ => false,
+            }
+        });
+    if !same_key {
+        pg_sys::ReleaseBuffer(buf);
+        return None;
+    }
+    merge(layout, values, nulls, old_values, old_nulls);
+    let newtup = pg_sys::heap_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    pg_sys::ReleaseBuffer(buf);
+    let mut otid = tid;
+    let mut tmfd = pg_sys::TM_FailureData::default();
+    let mut lockmode: pg_sys::LockTupleMode::Type = 0;
+    match update(rel, &mut otid, newtup, cid, &mut tmfd, &mut lockmode) {
+        Updated::Ok(which) => {
+            if which != IndexUpdate::None {
+                insert_index_entries(rel, indexes, newtup, values, nulls, Some(which));
+            }
+            Some((*newtup).t_self)
+        }
+        Updated::Retry => None,
+        Updated::Fail(code) => error!("llm_cost: could not update a row of the rollup stripes table {} (result {code})", name_of(rel)),
     }
 }
 
