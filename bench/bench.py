@@ -324,15 +324,14 @@ def bench_rollups(out):
         out.append(f"| {label} | {median(x['bare']):,.0f} | {median(x['llm_cost']):,.0f} | {median(x['plpgsql']):,.0f} | "
                    f"**{median(vs_bare):.0%}** | **{median(vs_pl):.1f}x** | {', '.join(f'{v:.0%}' for v in vs_bare)} |")
     out.append(f"\nRollups equal the raw rows after the runs: {exact}.\n")
-    out.append(f"100,000-row COPY (best of 5, interleaved, one session): bare {copy_t['bare']:.3f} s, with cost trigger and rollups "
-               f"{copy_t['llm_cost']:.3f} s: **{copy_t['bare'] / copy_t['llm_cost']:.0%}** of the bare table's rows/s (target ≥ 80%); "
-               f"the COPY left {stripe_rows} daily summary rows.")
+    copy_text = (f"100,000-row COPY (best of 5, interleaved, one session): bare {copy_t['bare']:.3f} s, with cost trigger and rollups "
+                 f"{copy_t['llm_cost']:.3f} s: **{copy_t['bare'] / copy_t['llm_cost']:.0%}** of the bare table's rows/s (target ≥ 80%); "
+                 f"the COPY left {stripe_rows} daily summary rows.")
     if "noop" in copy_t:
-        out.append(f" For scale, the bare table with only a no-op BEFORE ROW trigger written in C (`bench/noop_trigger.c`): "
-                   f"{copy_t['noop']:.3f} s = **{copy_t['bare'] / copy_t['noop']:.0%}** of bare. Any BEFORE ROW trigger makes COPY "
-                   "insert row by row instead of in batches, so that is the ceiling for a trigger that fills the cost.\n")
-    else:
-        out.append("\n")
+        copy_text += (f" For scale, the bare table with only a no-op BEFORE ROW trigger written in C (`bench/noop_trigger.c`): "
+                      f"{copy_t['noop']:.3f} s = **{copy_t['bare'] / copy_t['noop']:.0%}** of bare. Any BEFORE ROW trigger makes COPY "
+                      "insert row by row instead of in batches, so that is the ceiling for a trigger that fills the cost.")
+    out.append(copy_text + "\n")
     print(f"rollups: {res}, copy {copy_t}", file=sys.stderr)
 
 

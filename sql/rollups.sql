@@ -2,9 +2,9 @@
 --
 -- Design ("striped summaries"): each rollup is a table of partial sums keyed by
 -- (period_start, group columns, stripe), where stripe is the writing backend's slot number
--- (MyBackendId), unique among live backends. A statement trigger with a transition table
--- aggregates the statement's rows and upserts one row per group into the writer's own stripe,
--- so concurrent writers of the same group never touch the same row and never wait for each
+-- (MyBackendId), unique among live backends. A Rust row trigger sums the statement's rows per
+-- group in memory; at the end of the statement one row of sums per group is added into the
+-- writer's own stripe (src/stripes.rs, no SQL on that path), so concurrent writers of the same group never touch the same row and never wait for each
 -- other's commit. The readable relation is a view that sums the stripes. Everything happens in
 -- the writing transaction: a rollback takes its sums with it.
 
