@@ -380,23 +380,37 @@ unsafe fn add_one(
         pg_sys::heap_deform_tuple(old, layout_desc, old_values.as_mut_ptr(), old_nulls.as_mut_ptr());
         merge(layout, values, nulls, old_values, old_nulls);
         let newtup = pg_sys::heap_form_tuple(layout_desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        let mut otid = (*slot).tts_tid;
+        let otid = (*slot).tts_tid;
         pg_sys::index_endscan(scan);
         clear(slot);
-        let mut tmfd = pg_sys::TM_FailureData::default();
-        let mut lockmode: pg_sys::LockTupleMode::Type = 0;
-        match update(rel, &mut otid, newtup, cid, &mut tmfd, &mut lockmode) {
-            Updated::Ok(indexes_to_update) => {
-                if indexes_to_update != IndexUpdate::None {
-                    insert_index_entries(rel, indexes, newtup, values, nulls, Some(indexes_to_update));
-                }
-                return (*newtup).t_self;
-            }
-            Updated::Retry => continue,
-            Updated::Fail(code) => {
-                error!("llm_cost: could not update a row of the rollup stripes table {} (result {code})", name_of(rel))
-            }
+        if let Some(done) = replace_row(rel, indexes, otid, newtup, cid, values, nulls) {
+            return done;
         }
+    }
+}
+
+/// Replaces the row at `otid` by `newtup` and adds its index entries if it is not a HOT update;
+/// None when the row was updated or deleted meanwhile (the caller looks again).
+unsafe fn replace_row(
+    rel: pg_sys::Relation,
+    indexes: &[Index],
+    mut otid: pg_sys::ItemPointerData,
+    newtup: pg_sys::HeapTuple,
+    cid: pg_sys::CommandId,
+    values: &mut [pg_sys::Datum],
+    nulls: &mut [bool],
+) -> Option<pg_sys::ItemPointerData> {
+    let mut tmfd = pg_sys::TM_FailureData::default();
+    let mut lockmode: pg_sys::LockTupleMode::Type = 0;
+    match update(rel, &mut otid, newtup, cid, &mut tmfd, &mut lockmode) {
+        Updated::Ok(which) => {
+            if which != IndexUpdate::None {
+                insert_index_entries(rel, indexes, newtup, values, nulls, Some(which));
+            }
+            Some((*newtup).t_self)
+        }
+        Updated::Retry => None,
+        Updated::Fail(code) => error!("llm_cost: could not update a row of the rollup stripes table {} (result {code})", name_of(rel)),
     }
 }
 
@@ -441,19 +455,7 @@ unsafe fn update_at(
     merge(layout, values, nulls, old_values, old_nulls);
     let newtup = pg_sys::heap_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
     pg_sys::ReleaseBuffer(buf);
-    let mut otid = tid;
-    let mut tmfd = pg_sys::TM_FailureData::default();
-    let mut lockmode: pg_sys::LockTupleMode::Type = 0;
-    match update(rel, &mut otid, newtup, cid, &mut tmfd, &mut lockmode) {
-        Updated::Ok(which) => {
-            if which != IndexUpdate::None {
-                insert_index_entries(rel, indexes, newtup, values, nulls, Some(which));
-            }
-            Some((*newtup).t_self)
-        }
-        Updated::Retry => None,
-        Updated::Fail(code) => error!("llm_cost: could not update a row of the rollup stripes table {} (result {code})", name_of(rel)),
-    }
+    replace_row(rel, indexes, tid, newtup, cid, values, nulls)
 }
 
 unsafe fn clear(slot: *mut pg_sys::TupleTableSlot) {
