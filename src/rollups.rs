@@ -188,7 +188,7 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
             zone: persistent_text(&zone),
             step_us,
             groups,
-            layout: crate::stripes::Layout { stripes, groups: stripes_groups, fixed },
+            layout: crate::stripes::Layout { stripes, groups: stripes_groups, fixed, probe_keys: Default::default() },
             period: std::cell::Cell::new((i64::MAX, i64::MIN)),
         });
     }
@@ -620,6 +620,11 @@ mod tests {
         let err = error_of("INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1, 0, 9)");
         assert!(err.starts_with("0A000: llm_cost: index tier_stripes_expr on the rollup stripes table tier_daily_stripes has expressions"), "{err}");
         Spi::run("DROP INDEX tier_stripes_expr").unwrap();
+        // A sum past bigint is an error (22003), never a wrapped count.
+        Spi::run("UPDATE tier_daily_stripes SET input_tokens = input_tokens + 9223372036854774000 WHERE tier = 2").unwrap();
+        let err = error_of("INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1000, 0, 2)");
+        assert!(err.starts_with("22003: llm_cost: rollup sum out of range for bigint"), "{err}");
+        Spi::run("UPDATE tier_daily_stripes SET input_tokens = input_tokens - 9223372036854774000 WHERE tier = 2").unwrap();
         Spi::run("INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1, 0, 9)").unwrap();
         assert_eq!(mismatches("tier_daily", "t_tier", "created_at", "day", &["tier"], "cost_usd"), 0);
     }

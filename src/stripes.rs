@@ -29,7 +29,14 @@ pub struct Layout {
     /// period_start, stripe, requests, input/output/cache read/cache write tokens, cost_usd,
     /// unpriced_requests, error_requests, latency_ms_sum, latency_ms_max, first_seen, last_seen.
     pub fixed: [i16; 14],
+    /// The probe's unique index and its (heap attno, equality function, collation) per key
+    /// column, looked up once: the definitions are dropped on any change to the stripes table
+    /// (an index created, dropped or rebuilt included).
+    pub probe_keys: std::cell::RefCell<Option<(pg_sys::Oid, std::rc::Rc<Vec<ProbeKey>>)>>,
 }
+
+/// Heap attribute number, equality function and collation of one key column of the probe index.
+pub type ProbeKey = (i16, pg_sys::RegProcedure, pg_sys::Oid);
 
 const PERIOD: usize = 0;
 const STRIPE: usize = 1;
@@ -70,8 +77,7 @@ struct Index {
 /// The unique index probed for the (period, group, stripe) key, with its equality functions.
 struct Probe {
     rel: pg_sys::Relation,
-    /// Per key column: heap attribute number, equality function, collation.
-    keys: Vec<(i16, pg_sys::RegProcedure, pg_sys::Oid)>,
+    keys: std::rc::Rc<Vec<ProbeKey>>,
 }
 
 thread_local! {
@@ -150,9 +156,6 @@ pub fn add_all(layout: &Layout, sums: &[Sums]) {
             }
         };
         layout.fixed.iter().chain(layout.groups.iter()).for_each(|a| check(*a));
-        if layout.groups.len() != sums.first().map_or(layout.groups.len(), |s| s.group.len()) {
-            refuse(format!("llm_cost: the group columns of the stripes table {} changed", name_of(rel)));
-        }
         let (indexes, probe) = open_indexes(rel, layout);
         let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsBufferHeapTuple);
         let mut values = vec![pg_sys::Datum::from(0); natts];
@@ -216,16 +219,25 @@ unsafe fn open_indexes(rel: pg_sys::Relation, layout: &Layout) -> (Vec<Index>, P
             k.sort_unstable();
             k == key
         } {
-            let mut keys = Vec::with_capacity(nkeys);
-            for i in 0..nkeys {
-                let family = *(*irel).rd_opfamily.add(i);
-                let typ = *(*irel).rd_opcintype.add(i);
-                let op = pg_sys::get_opfamily_member(family, typ, typ, pg_sys::BTEqualStrategyNumber as i16);
-                if op == pg_sys::InvalidOid {
-                    refuse(format!("llm_cost: no equality operator for column {} of index {}", i + 1, name_of(irel)));
+            let cached = layout.probe_keys.borrow().as_ref().filter(|(o, _)| *o == oid).map(|(_, k)| k.clone());
+            let keys = match cached {
+                Some(k) => k,
+                None => {
+                    let mut keys = Vec::with_capacity(nkeys);
+                    for i in 0..nkeys {
+                        let family = *(*irel).rd_opfamily.add(i);
+                        let typ = *(*irel).rd_opcintype.add(i);
+                        let op = pg_sys::get_opfamily_member(family, typ, typ, pg_sys::BTEqualStrategyNumber as i16);
+                        if op == pg_sys::InvalidOid {
+                            refuse(format!("llm_cost: no equality operator for column {} of index {}", i + 1, name_of(irel)));
+                        }
+                        keys.push((attnos[i], pg_sys::get_opcode(op), *(*irel).rd_indcollation.add(i)));
+                    }
+                    let keys = std::rc::Rc::new(keys);
+                    *layout.probe_keys.borrow_mut() = Some((oid, keys.clone()));
+                    keys
                 }
-                keys.push((attnos[i], pg_sys::get_opcode(op), *(*irel).rd_indcollation.add(i)));
-            }
+            };
             probe = Some(Probe { rel: irel, keys });
         }
         indexes.push(Index { rel: irel, info: std::cell::Cell::new(std::ptr::null_mut()) });
@@ -400,9 +412,7 @@ unsafe fn replace_row(
     values: &mut [pg_sys::Datum],
     nulls: &mut [bool],
 ) -> Option<pg_sys::ItemPointerData> {
-    let mut tmfd = pg_sys::TM_FailureData::default();
-    let mut lockmode: pg_sys::LockTupleMode::Type = 0;
-    match update(rel, &mut otid, newtup, cid, &mut tmfd, &mut lockmode) {
+    match update(rel, &mut otid, newtup, cid) {
         Updated::Ok(which) => {
             if which != IndexUpdate::None {
                 insert_index_entries(rel, indexes, newtup, values, nulls, Some(which));
@@ -502,10 +512,9 @@ unsafe fn update(
     otid: &mut pg_sys::ItemPointerData,
     newtup: pg_sys::HeapTuple,
     cid: pg_sys::CommandId,
-    tmfd: &mut pg_sys::TM_FailureData,
-    lockmode: &mut pg_sys::LockTupleMode::Type,
 ) -> Updated {
-    let r = pg_sys::heap_update(rel, otid, newtup, cid, std::ptr::null_mut(), true, tmfd, lockmode);
+    let (mut tmfd, mut lockmode) = (pg_sys::TM_FailureData::default(), 0);
+    let r = pg_sys::heap_update(rel, otid, newtup, cid, std::ptr::null_mut(), true, &mut tmfd, &mut lockmode);
     let hot = pg_sys::HeapTupleHeaderIsHeapOnly((*newtup).t_data);
     classify(r, if hot { IndexUpdate::None } else { IndexUpdate::All })
 }
@@ -516,11 +525,10 @@ unsafe fn update(
     otid: &mut pg_sys::ItemPointerData,
     newtup: pg_sys::HeapTuple,
     cid: pg_sys::CommandId,
-    tmfd: &mut pg_sys::TM_FailureData,
-    lockmode: &mut pg_sys::LockTupleMode::Type,
 ) -> Updated {
+    let (mut tmfd, mut lockmode) = (pg_sys::TM_FailureData::default(), 0);
     let mut which: pg_sys::TU_UpdateIndexes::Type = pg_sys::TU_UpdateIndexes::TU_None;
-    let r = pg_sys::heap_update(rel, otid, newtup, cid, std::ptr::null_mut(), true, tmfd, lockmode, &mut which);
+    let r = pg_sys::heap_update(rel, otid, newtup, cid, std::ptr::null_mut(), true, &mut tmfd, &mut lockmode, &mut which);
     classify(
         r,
         match which {
