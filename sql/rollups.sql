@@ -130,15 +130,32 @@ BEGIN
         p_select, keys);
 END $$;
 
--- (Re)installs the rollup trigger of a source table: an AFTER ROW trigger (Rust) that adds each
--- row to per-statement sums in memory; the statement trigger llm_cost_unpriced then adds one
--- row of sums per group and rollup into the writing backend's stripe (src/stripes.rs).
+-- Adds one inserted row to the running statement's sums (src/rollups.rs), and answers false so
+-- that no trigger event is queued: called from the WHEN clause of the AFTER INSERT trigger
+-- below, which PostgreSQL evaluates right after each row is stored (and never for a row an ON
+-- CONFLICT clause or a BEFORE trigger skipped). Rows arrive as the source's row type, which for a
+-- partition is its root's. Called any other way it raises an error.
+CREATE FUNCTION llm_cost._rollup_insert_row(record) RETURNS boolean
+    LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'llm_cost_rollup_insert_row';
+COMMENT ON FUNCTION llm_cost._rollup_insert_row(record) IS
+'Internal: the WHEN clause of the llm_cost_rollup_insert trigger. Adds the inserted row to the statement''s rollup sums; always false.';
+
+-- (Re)installs the rollup triggers of a source table:
+--  * llm_cost_rollup_insert, AFTER INSERT ... FOR EACH ROW WHEN (llm_cost._rollup_insert_row(NEW)):
+--    the WHEN function adds each inserted row to per-statement sums in memory as it is stored and
+--    returns false, so no per-row after-trigger event is queued (a 100,000-row COPY queues none);
+--  * llm_cost_rollup, AFTER UPDATE ... FOR EACH ROW: moves an updated row's amounts (reprice).
+-- The statement trigger llm_cost_unpriced then adds one row of sums per group and rollup into
+-- the writing backend's stripe (src/stripes.rs).
 CREATE FUNCTION llm_cost._rollup_refresh_triggers(p_source regclass)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_rollup ON %s', p_source);
+    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_rollup_insert ON %s', p_source);
     IF EXISTS (SELECT 1 FROM llm_cost.rollups WHERE source = p_source) THEN
-        EXECUTE format('CREATE TRIGGER llm_cost_rollup AFTER INSERT OR UPDATE ON %s FOR EACH ROW '
+        EXECUTE format('CREATE TRIGGER llm_cost_rollup_insert AFTER INSERT ON %s FOR EACH ROW '
+                       'WHEN (llm_cost._rollup_insert_row(NEW)) EXECUTE FUNCTION llm_cost.rollup_row_trigger()', p_source);
+        EXECUTE format('CREATE TRIGGER llm_cost_rollup AFTER UPDATE ON %s FOR EACH ROW '
                        'EXECUTE FUNCTION llm_cost.rollup_row_trigger()', p_source);
     END IF;
 END $$;

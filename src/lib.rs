@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 
 pub mod cache;
 pub mod catalog;
+pub mod numeric;
 pub mod pricing;
 pub mod pricing_sql;
 pub mod retention;

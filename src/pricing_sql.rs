@@ -36,9 +36,21 @@ pub fn price_call(model: &str, u: &Usage, at: i64) -> Priced {
     }
 }
 
-/// A cost as a numeric Datum, via numeric_in from a stack buffer (no allocation on our side).
-/// `typmod` (-1 for none) rounds it to a column's declared scale in the same call.
+/// A cost as a numeric Datum (palloc'd in the current memory context). Without a typmod it is
+/// built directly in numeric's binary form (`numeric.rs`), exactly as `numeric_in` would build
+/// it from the cost's plain text; with one (-1 for none), via `numeric_in`, which rounds it to
+/// the column's declared scale.
 pub fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
+    if typmod < 0 {
+        let body = crate::numeric::encode_units(c.0);
+        unsafe {
+            let len = pg_sys::VARHDRSZ + body.len();
+            let p = pg_sys::palloc(len) as *mut u8;
+            std::ptr::copy_nonoverlapping(body.as_ptr(), p.add(pg_sys::VARHDRSZ), body.len());
+            pgrx::set_varsize_4b(p as *mut pg_sys::varlena, len as i32);
+            return pg_sys::Datum::from(p);
+        }
+    }
     let mut buf = [0u8; 64];
     let len = c.write_plain(&mut buf[..63]);
     buf[len] = 0;
@@ -53,6 +65,17 @@ pub fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
         )
     };
     d.unwrap_or_else(|| error!("llm_cost: cannot represent cost {c} as numeric"))
+}
+
+/// A numeric Datum (possibly packed or toasted) as a count of 10^-16 USD, when it has at most 16
+/// decimals and fits; None otherwise (NaN, infinities, more decimals).
+///
+/// # Safety
+/// `d` must be a numeric Datum.
+pub unsafe fn numeric_units(d: pg_sys::Datum) -> Option<i128> {
+    let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+    let body = std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v));
+    crate::numeric::decode_units(body)
 }
 
 pub fn cost_to_numeric(c: Cost) -> AnyNumeric {
@@ -206,5 +229,51 @@ fn price_row_json(row: &PriceRow) -> serde_json::Value {
     match full {
         Ok(Some(JsonB(v))) => v,
         _ => serde_json::json!({ "id": row.id, "min_input_tokens": row.min_input_tokens }),
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use crate::pricing::Cost;
+    use pgrx::prelude::*;
+
+    /// The binary numeric the cost trigger writes is byte for byte what numeric_in builds from
+    /// the cost's text, and reading numerics back gives the same units.
+    #[pg_test]
+    fn binary_numeric_matches_numeric_in() {
+        let values: Vec<i128> = vec![
+            0, 1, -1, 9_999, 10_000, 315_000_000_000_000, 180_000_000_000_000_000, 123_456_000_000_000_000_000,
+            100_000_000_000_000_000_000, -25_000_000_000_000_000, 3_750_000_000, 12_345_678_901_234_567, i128::MAX / 3,
+        ];
+        for v in values {
+            let ours = super::cost_datum(Cost(v), -1);
+            let mut buf = [0u8; 64];
+            let n = Cost(v).write_plain(&mut buf[..63]);
+            let text = std::str::from_utf8(&buf[..n]).unwrap().to_string();
+            let theirs = Spi::get_one_with_args::<pgrx::AnyNumeric>("SELECT $1::numeric", &[text.clone().into()]).unwrap().unwrap();
+            let theirs = pgrx::IntoDatum::into_datum(theirs).unwrap();
+            unsafe {
+                let a = pg_sys::pg_detoast_datum_packed(ours.cast_mut_ptr());
+                let b = pg_sys::pg_detoast_datum_packed(theirs.cast_mut_ptr());
+                let sa = std::slice::from_raw_parts(pgrx::varlena::vardata_any(a) as *const u8, pgrx::varlena::varsize_any_exhdr(a));
+                let sb = std::slice::from_raw_parts(pgrx::varlena::vardata_any(b) as *const u8, pgrx::varlena::varsize_any_exhdr(b));
+                assert_eq!(sa, sb, "{text}");
+                assert_eq!(super::numeric_units(theirs), Some(v), "{text}");
+            }
+        }
+        // Values numeric arithmetic produces, and ones that do not fit 16 decimals.
+        for (sql, want) in [
+            ("SELECT 0.1::numeric + 0.2", Some(3_000_000_000_000_000i128)),
+            ("SELECT 2.50000::numeric * 1", Some(25_000_000_000_000_000)),
+            ("SELECT -1e20::numeric", Some(-1_000_000_000_000_000_000_000_000_000_000_000_000)),
+            ("SELECT 1e-17::numeric", None),
+            ("SELECT 'NaN'::numeric", None),
+            ("SELECT 1e30::numeric", None),
+        ] {
+            let n = Spi::get_one::<pgrx::AnyNumeric>(sql).unwrap().unwrap();
+            let d = pgrx::IntoDatum::into_datum(n).unwrap();
+            assert_eq!(unsafe { super::numeric_units(d) }, want, "{sql}");
+        }
     }
 }

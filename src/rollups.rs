@@ -1,12 +1,18 @@
-//! Rollups: striped summary tables (SQL in `sql/rollups.sql`) kept by a Rust AFTER ROW trigger.
+//! Rollups: striped summary tables (SQL in `sql/rollups.sql`) kept from the source's triggers.
 //!
 //! Each row inserted into (or updated in) a source with rollups is added, in backend memory, to
-//! the sums of its (rollup, period, group) for the running statement. The source's statement
+//! the sums of its (rollup, period, group) for the running statement: an inserted row by
+//! `llm_cost._rollup_insert_row(NEW)`, the WHEN clause of an AFTER INSERT row trigger, which
+//! PostgreSQL evaluates as soon as the row is stored and which answers false, so no after-trigger
+//! event is queued per row; an updated row by the AFTER UPDATE row trigger. The source's statement
 //! trigger (`usage::usage_statement_end`) then adds one row of sums per group into the writing
 //! backend's own stripe (`stripes.rs`: an index probe and a HOT update, no SQL). A 10,000-row
 //! COPY of one group writes one summary row per rollup; two backends never write the same row,
-//! so writers of one group never wait for each other. Everything is in the writing transaction; an
-//! aborted statement or (sub)transaction drops its pending sums (callbacks in `usage.rs`).
+//! so writers of one group never wait for each other. Everything is in the writing transaction:
+//! pending sums belong to the subtransaction that saw the row; an aborted subtransaction drops its
+//! own, a committed one hands them to its parent, and whatever a statement trigger did not write
+//! (rows inserted straight into a partition, whose statement triggers are not the root's) is
+//! written before commit (callbacks in `usage.rs`).
 
 use pgrx::prelude::*;
 use pgrx::IntoDatum;
@@ -50,6 +56,8 @@ struct RollupDef {
 }
 
 struct SourceDefs {
+    /// For definitions read for a row type (the WHEN path): a copy of its tuple descriptor.
+    tupdesc: Option<OwnedTupleDesc>,
     rollups: Vec<RollupDef>,
     time: Option<Att>,
     cost: Option<Att>,
@@ -58,6 +66,15 @@ struct SourceDefs {
     tokens: [Option<Att>; 4],
     error: Option<Att>,
     latency: Option<Att>,
+}
+
+/// A tuple descriptor copied into TopMemoryContext, freed with the definitions.
+struct OwnedTupleDesc(pg_sys::TupleDesc);
+
+impl Drop for OwnedTupleDesc {
+    fn drop(&mut self) {
+        unsafe { pg_sys::FreeTupleDesc(self.0) }
+    }
 }
 
 /// Sums of one (rollup, period, group) for the running statement.
@@ -83,7 +100,12 @@ struct Acc {
 
 thread_local! {
     static DEFS: RefCell<HashMap<pg_sys::Oid, Rc<SourceDefs>>> = RefCell::new(HashMap::new());
-    static PENDING: RefCell<HashMap<Vec<u8>, Acc>> = RefCell::new(HashMap::new());
+    /// Pending sums by (subtransaction that saw the rows, group key).
+    static PENDING: RefCell<HashMap<(pg_sys::SubTransactionId, Vec<u8>), Acc>> = RefCell::new(HashMap::new());
+    /// Rows the cost trigger has seen and `_rollup_insert_row` has not (see `insert_row`).
+    static TICKETS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Row type -> its relation.
+    static ROWTYPES: RefCell<Vec<(pg_sys::Oid, pg_sys::Oid)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Drops cached rollup definitions (a source or a stripes table changed, or `llm_cost.rollups` did).
@@ -105,13 +127,47 @@ pub fn forget_all() {
     forget(pg_sys::InvalidOid);
 }
 
-/// Discards the pending sums of an aborted statement or transaction.
+/// Discards the pending sums of an aborted transaction.
 pub fn clear_pending() {
     let _ = PENDING.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
             p.clear();
         }
     });
+    let _ = TICKETS.try_with(|t| t.set(0));
+}
+
+/// A subtransaction aborted: its rows are gone, and so are their sums.
+pub fn abort_sub(sub: pg_sys::SubTransactionId) {
+    let _ = PENDING.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.retain(|(s, _), _| *s != sub);
+        }
+    });
+}
+
+/// A subtransaction committed: its pending sums now belong to its parent.
+pub fn commit_sub(sub: pg_sys::SubTransactionId, parent: pg_sys::SubTransactionId) {
+    let _ = PENDING.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            let moved: Vec<_> = p.extract_if(|(s, _), _| *s == sub).collect();
+            for ((_, key), acc) in moved {
+                match p.entry((parent, key)) {
+                    std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(acc),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(acc);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The cost trigger saw a row about to be inserted (a BEFORE trigger always runs before the
+/// row's `_rollup_insert_row`).
+#[inline]
+pub fn ticket() {
+    TICKETS.with(|t| t.set(t.get() + 1));
 }
 
 fn att_of(tupdesc: pg_sys::TupleDesc, attno: Option<i16>) -> Option<Att> {
@@ -135,6 +191,7 @@ fn persistent_text(s: &str) -> pg_sys::Datum {
 
 fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> SourceDefs {
     let mut out = SourceDefs {
+        tupdesc: None,
         rollups: vec![],
         time: None,
         cost: None,
@@ -205,14 +262,29 @@ fn defs_for(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Rc<SourceDefs> {
     d
 }
 
-unsafe fn getattr(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, a: Option<Att>) -> Option<pg_sys::Datum> {
-    let a = a?;
-    let mut isnull = false;
-    let d = pg_sys::heap_getattr(tuple, a.attno, tupdesc, &mut isnull);
-    if isnull {
-        None
-    } else {
-        Some(d)
+/// A row's columns, deformed once (reading them one by one with heap_getattr walks the tuple
+/// from its start for every column after the first variable-width or NULL one).
+struct Deformed {
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+}
+
+impl Deformed {
+    unsafe fn new(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> Self {
+        let n = (*tupdesc).natts as usize;
+        let mut values = vec![pg_sys::Datum::from(0); n];
+        let mut nulls = vec![true; n];
+        pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        Deformed { values, nulls }
+    }
+
+    fn get(&self, a: Option<Att>) -> Option<pg_sys::Datum> {
+        let i = (a?.attno - 1) as usize;
+        if i >= self.values.len() || self.nulls[i] {
+            None
+        } else {
+            Some(self.values[i])
+        }
     }
 }
 
@@ -261,28 +333,7 @@ impl RollupDef {
 
 /// A numeric as an integer count of 10^-16, when it has at most 16 decimals and fits.
 unsafe fn numeric_units(d: pg_sys::Datum) -> Option<i128> {
-    let text = pgrx::direct_function_call_as_datum(pg_sys::numeric_out, &[Some(d)])?;
-    let s = std::ffi::CStr::from_ptr(text.cast_mut_ptr::<std::ffi::c_char>()).to_str().ok()?;
-    parse_units(s)
-}
-
-/// Parses plain decimal text (`-12.5`, `0.0315`) into 10^-16 units; None if not exactly possible.
-pub fn parse_units(s: &str) -> Option<i128> {
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s),
-    };
-    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty() || frac.len() > 16 || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let mut v: i128 = int.parse().ok()?;
-    v = v.checked_mul(10i128.pow(16))?;
-    if !frac.is_empty() {
-        let f: i128 = frac.parse().ok()?;
-        v = v.checked_add(f * 10i128.pow(16 - frac.len() as u32))?;
-    }
-    Some(if neg { -v } else { v })
+    crate::pricing_sql::numeric_units(d)
 }
 
 /// Appends a datum's identity to a group key: byte-equal values land in one group (values that
@@ -337,17 +388,18 @@ unsafe fn copy_to_xact(d: pg_sys::Datum, a: Att) -> pg_sys::Datum {
 }
 
 unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, sign: i64) {
-    let ts = getattr(tuple, tupdesc, defs.time).map(|d| time_of(d, defs.time.unwrap())).unwrap_or_else(|| pg_sys::GetCurrentTransactionStartTimestamp());
-    let tokens = defs.tokens.map(|a| getattr(tuple, tupdesc, a).map(|d| int_of(d, a.unwrap())).unwrap_or(0));
-    let cost = getattr(tuple, tupdesc, defs.cost);
+    let row = Deformed::new(tuple, tupdesc);
+    let ts = row.get(defs.time).map(|d| time_of(d, defs.time.unwrap())).unwrap_or_else(|| pg_sys::GetCurrentTransactionStartTimestamp());
+    let tokens = defs.tokens.map(|a| row.get(a).map(|d| int_of(d, a.unwrap())).unwrap_or(0));
+    let cost = row.get(defs.cost);
     let unpriced = match defs.cost_source {
-        Some(a) => getattr(tuple, tupdesc, Some(a)).is_some_and(|d| {
+        Some(a) => row.get(Some(a)).is_some_and(|d| {
             let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
             std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v)) == b"unpriced"
         }),
         None => {
             cost.is_none()
-                || getattr(tuple, tupdesc, defs.model).is_none_or(|d| {
+                || row.get(defs.model).is_none_or(|d| {
                     let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
                     let b = std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v));
                     crate::cache::catalog().resolve(std::str::from_utf8(b).unwrap_or("")).is_none()
@@ -355,9 +407,10 @@ unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, tuple: pg_sys::Heap
         }
     };
     let cost_units = cost.and_then(|c| numeric_units(c));
-    let error = getattr(tuple, tupdesc, defs.error).is_some();
-    let latency = defs.latency.and_then(|a| getattr(tuple, tupdesc, Some(a)).map(|d| int_of(d, a)));
+    let error = row.get(defs.error).is_some();
+    let latency = defs.latency.and_then(|a| row.get(Some(a)).map(|d| int_of(d, a)));
 
+    let sub = pg_sys::GetCurrentSubTransactionId();
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
         for (ri, r) in defs.rollups.iter().enumerate() {
@@ -368,11 +421,11 @@ unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, tuple: pg_sys::Heap
             key.extend_from_slice(&period.to_le_bytes());
             let mut vals = Vec::with_capacity(r.groups.len());
             for g in &r.groups {
-                let d = getattr(tuple, tupdesc, Some(*g));
+                let d = row.get(Some(*g));
                 key_bytes(&mut key, d, *g);
                 vals.push(d);
             }
-            let acc = p.entry(key).or_insert_with(|| Acc {
+            let acc = p.entry((sub, key)).or_insert_with(|| Acc {
                 defs: defs.clone(),
                 rollup: ri,
                 period,
@@ -426,7 +479,8 @@ unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, tuple: pg_sys::Heap
     });
 }
 
-/// AFTER INSERT OR UPDATE ... FOR EACH ROW on a source with rollups.
+/// AFTER UPDATE ... FOR EACH ROW on a source with rollups (inserted rows come through
+/// `_rollup_insert_row`; the insert branch serves a trigger created without that WHEN clause).
 #[pg_trigger]
 fn rollup_row_trigger<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
@@ -451,10 +505,148 @@ fn rollup_row_trigger<'a>(
     Ok(None)
 }
 
-/// Writes the pending sums: one row of sums per (rollup, period, group), added into this
-/// backend's stripe. Called at the end of every statement on a tracked table.
+impl Acc {
+    /// Adds another pending sum of the same (rollup, period, group).
+    fn merge(&mut self, o: Acc) {
+        self.requests += o.requests;
+        for k in 0..4 {
+            self.tokens[k] += o.tokens[k];
+        }
+        self.cost += o.cost;
+        if let Some(extra) = o.cost_extra {
+            self.cost_extra = Some(match self.cost_extra {
+                None => extra,
+                Some(prev) => unsafe {
+                    pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| {
+                        pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(prev), Some(extra)]).unwrap_or(prev)
+                    })
+                },
+            });
+        }
+        self.unpriced += o.unpriced;
+        self.errors += o.errors;
+        self.latency_sum += o.latency_sum;
+        self.latency_max = match (self.latency_max, o.latency_max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+    }
+}
+
+/// The relation whose row type `typid` is (cached: a row type lives and dies with its relation).
+unsafe fn relation_of_rowtype(typid: pg_sys::Oid) -> pg_sys::Oid {
+    if let Some(r) = ROWTYPES.with(|m| m.borrow().iter().find(|(t, _)| *t == typid).map(|(_, r)| *r)) {
+        return r;
+    }
+    let relid = pg_sys::get_typ_typrelid(typid);
+    if relid != pg_sys::InvalidOid {
+        ROWTYPES.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.len() >= 64 {
+                m.clear();
+            }
+            m.push((typid, relid));
+        });
+    }
+    relid
+}
+
+/// Rollup definitions for rows of `relid` arriving as its row type (`tupdesc`).
+unsafe fn defs_for_rowtype(relid: pg_sys::Oid, typid: pg_sys::Oid) -> Rc<SourceDefs> {
+    if let Some(d) = DEFS.with(|d| d.borrow().get(&relid).cloned()) {
+        if d.tupdesc.is_some() {
+            return d;
+        }
+    }
+    let td = pg_sys::lookup_rowtype_tupdesc(typid, -1);
+    let copy = pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| pg_sys::CreateTupleDescCopy(td));
+    pg_sys::DecrTupleDescRefCount(td);
+    let mut defs = load_defs(relid, relid, copy);
+    defs.tupdesc = Some(OwnedTupleDesc(copy));
+    let d = Rc::new(defs);
+    DEFS.with(|m| m.borrow_mut().insert(relid, d.clone()));
+    d
+}
+
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_llm_cost_rollup_insert_row() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// `llm_cost._rollup_insert_row(record) RETURNS boolean`: the WHEN clause of the source's
+/// AFTER INSERT row trigger. PostgreSQL evaluates it once per stored row (after the row and its
+/// index entries are written; never for a row skipped by ON CONFLICT or a BEFORE trigger); it
+/// adds the row to the statement's sums and answers false, so no trigger event is queued.
+///
+/// Written against the fmgr ABI directly (no pgrx argument conversion): it runs for every row of
+/// every COPY. Refuses rows that no insert produced: each call must be preceded by the cost
+/// trigger's BEFORE INSERT call for a row (`ticket`), which a direct `SELECT
+/// llm_cost._rollup_insert_row(t) FROM t` is not.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn llm_cost_rollup_insert_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    let arg = *(*fcinfo).args.as_ptr();
+    if arg.isnull {
+        return pg_sys::Datum::from(false);
+    }
+    let have_ticket = TICKETS.with(|t| {
+        let n = t.get();
+        if n > 0 {
+            t.set(n - 1);
+        }
+        n > 0
+    });
+    if !have_ticket {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "llm_cost._rollup_insert_row is called only by the llm_cost_rollup_insert trigger, for rows the llm_cost_price trigger priced",
+            "If llm_cost_price is disabled on this table, enable it again (ALTER TABLE ... ENABLE TRIGGER llm_cost_price)."
+        );
+    }
+    let header = pg_sys::pg_detoast_datum(arg.value.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
+    let typid = (*header).t_choice.t_datum.datum_typeid;
+    let relid = relation_of_rowtype(typid);
+    if relid == pg_sys::InvalidOid {
+        error!("llm_cost._rollup_insert_row expects a table row");
+    }
+    crate::usage::register_callbacks();
+    let defs = defs_for_rowtype(relid, typid);
+    if !defs.rollups.is_empty() {
+        let mut tuple = pg_sys::HeapTupleData {
+            t_len: pgrx::varlena::varsize(header as *const pg_sys::varlena) as u32,
+            t_self: pg_sys::ItemPointerData::default(),
+            t_tableOid: relid,
+            t_data: header,
+        };
+        let tupdesc = defs.tupdesc.as_ref().map(|t| t.0).unwrap_or(std::ptr::null_mut());
+        add_row(relid, &defs, &mut tuple, tupdesc, 1);
+    }
+    pg_sys::Datum::from(false)
+}
+
+/// Writes the pending sums of the running (sub)transaction: one row of sums per (rollup,
+/// period, group), added into this backend's stripe. Called at the end of every statement on a
+/// tracked table.
 pub fn flush() {
-    let pending: Vec<(Vec<u8>, Acc)> = PENDING.with(|p| p.borrow_mut().drain().collect());
+    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let pending: Vec<(Vec<u8>, Acc)> =
+        PENDING.with(|p| p.borrow_mut().extract_if(|(s, _), _| *s == sub).map(|((_, k), a)| (k, a)).collect());
+    write(pending);
+}
+
+/// Writes every pending sum (before commit: the transaction's own subtransactions have all
+/// ended, so everything pending belongs to it).
+pub fn flush_all() {
+    let pending: Vec<(Vec<u8>, Acc)> = PENDING.with(|p| p.borrow_mut().drain().map(|((_, k), a)| (k, a)).collect());
+    write(pending);
+}
+
+fn write(pending: Vec<(Vec<u8>, Acc)>) {
     if pending.is_empty() {
         return;
     }
@@ -506,25 +698,10 @@ fn cost_of(acc: &Acc) -> pg_sys::Datum {
     }
 }
 
-#[cfg(test)]
-mod unit_tests {
-    use super::parse_units;
-
-    #[test]
-    fn cost_units() {
-        assert_eq!(parse_units("18"), Some(180_000_000_000_000_000));
-        assert_eq!(parse_units("0.0315"), Some(315_000_000_000_000));
-        assert_eq!(parse_units("-2.5"), Some(-25_000_000_000_000_000));
-        assert_eq!(parse_units("0.0000000000000001"), Some(1));
-        assert_eq!(parse_units("0.00000000000000001"), None);
-        assert_eq!(parse_units("NaN"), None);
-    }
-}
-
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {
-    use crate::test_support::{error_of};
+    use crate::test_support::{error_of, one};
     use pgrx::prelude::*;
 
     fn count(sql: &str) -> i64 {
@@ -586,6 +763,56 @@ mod tests {
         let after = Spi::get_one::<String>("SELECT sum(cost_usd)::text || '/' || sum(requests) FROM llm_cost.usage_daily").unwrap();
         assert_eq!(before, after);
     }
+
+    /// Inserted rows reach the rollups through the WHEN clause of the AFTER INSERT trigger: only
+    /// rows actually stored count (not those an ON CONFLICT clause or a later BEFORE trigger
+    /// skipped), partitions feed their root's rollups, a caught error in another trigger keeps
+    /// the statement's sums, and the WHEN function cannot be called to forge rows.
+    #[pg_test]
+    fn inserted_rows_reach_rollups_exactly_once() {
+        Spi::run("CREATE TABLE t_uq (id int PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT '2026-06-01', model text, input_tokens int, output_tokens int, cost_usd numeric)").unwrap();
+        Spi::run("SELECT llm_cost.track('t_uq')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('uq_daily', 't_uq', 'day', '{model}')").unwrap();
+        Spi::run("INSERT INTO t_uq (id, model, input_tokens, output_tokens) SELECT g, 'gpt-4o', 1000, 10 FROM generate_series(1, 10) g").unwrap();
+        // ON CONFLICT DO NOTHING: 5 of 10 rows are new.
+        Spi::run("INSERT INTO t_uq (id, model, input_tokens, output_tokens) SELECT g, 'gpt-4o', 1000, 10 FROM generate_series(6, 15) g ON CONFLICT DO NOTHING").unwrap();
+        // ON CONFLICT DO UPDATE: the conflicting rows are updates (amounts moved), not inserts.
+        Spi::run("INSERT INTO t_uq (id, model, input_tokens, output_tokens) SELECT g, 'gpt-4o', 2000, 10 FROM generate_series(14, 17) g ON CONFLICT (id) DO UPDATE SET input_tokens = excluded.input_tokens").unwrap();
+        assert_eq!(one("SELECT requests || ' ' || input_tokens FROM uq_daily").as_deref(), Some("17 21000"));
+        assert_eq!(mismatches("uq_daily", "t_uq", "created_at", "day", &["model"], "cost_usd"), 0);
+        // A BEFORE trigger that runs after llm_cost_price and skips rows.
+        Spi::run("CREATE FUNCTION skip_odd() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.id % 2 = 1 THEN RETURN NULL; END IF; RETURN NEW; END $$").unwrap();
+        Spi::run("CREATE TRIGGER zz_skip BEFORE INSERT ON t_uq FOR EACH ROW EXECUTE FUNCTION skip_odd()").unwrap();
+        Spi::run("INSERT INTO t_uq (id, model, input_tokens, output_tokens) SELECT g, 'gpt-4o', 1, 1 FROM generate_series(101, 110) g").unwrap();
+        assert_eq!(one("SELECT requests::text FROM uq_daily").as_deref(), Some("22"));
+        // Another AFTER trigger that catches an error (a subtransaction that aborts) for every row.
+        Spi::run("CREATE FUNCTION catch_all() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN BEGIN PERFORM 1 / 0; EXCEPTION WHEN division_by_zero THEN NULL; END; RETURN NULL; END $$").unwrap();
+        Spi::run("CREATE TRIGGER catch_all AFTER INSERT ON t_uq FOR EACH ROW EXECUTE FUNCTION catch_all()").unwrap();
+        Spi::run("INSERT INTO t_uq (id, model, input_tokens, output_tokens) SELECT g, 'gpt-4o', 1, 1 FROM generate_series(200, 219) g").unwrap();
+        assert_eq!(one("SELECT requests::text FROM uq_daily").as_deref(), Some("32"));
+        assert_eq!(mismatches("uq_daily", "t_uq", "created_at", "day", &["model"], "cost_usd"), 0);
+        // Called by hand, the WHEN function refuses (no row was priced for it).
+        assert!(
+            error_of("PERFORM llm_cost._rollup_insert_row(t) FROM t_uq t").starts_with("55000: llm_cost._rollup_insert_row is called only by the llm_cost_rollup_insert trigger"),
+        );
+        assert_eq!(one("SELECT requests::text FROM uq_daily").as_deref(), Some("32"));
+
+        // A partitioned source: rows through the root and straight into a partition.
+        Spi::run("CREATE TABLE t_part (created_at timestamptz NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric) PARTITION BY RANGE (created_at)").unwrap();
+        Spi::run("CREATE TABLE t_part_jun PARTITION OF t_part FOR VALUES FROM ('2026-06-01') TO ('2026-07-01')").unwrap();
+        Spi::run("SELECT llm_cost.track('t_part')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('part_daily', 't_part', 'day', '{model}')").unwrap();
+        // A partition created later, with its columns in another order (other attribute numbers).
+        Spi::run("CREATE TABLE t_part_jul (model text, cost_usd numeric, output_tokens int, input_tokens int, created_at timestamptz NOT NULL)").unwrap();
+        Spi::run("ALTER TABLE t_part ATTACH PARTITION t_part_jul FOR VALUES FROM ('2026-07-01') TO ('2026-08-01')").unwrap();
+        Spi::run("INSERT INTO t_part (created_at, model, input_tokens, output_tokens) SELECT '2026-06-20'::timestamptz + g * interval '1 day', CASE WHEN g % 2 = 0 THEN 'gpt-4o' ELSE 'claude-sonnet-4-5' END, 1000 * g, g FROM generate_series(1, 20) g").unwrap();
+        Spi::run("INSERT INTO t_part_jul (created_at, model, input_tokens, output_tokens) VALUES ('2026-07-30', 'gpt-4o', 7, 7)").unwrap();
+        // Rows written straight into a partition are written at the next statement on the table (or before commit).
+        Spi::run("INSERT INTO t_part (created_at, model, input_tokens, output_tokens) VALUES ('2026-06-02', 'o3', 5, 5)").unwrap();
+        assert_eq!(mismatches("part_daily", "t_part", "created_at", "day", &["model"], "cost_usd"), 0);
+        assert_eq!(count("SELECT sum(requests)::bigint FROM part_daily"), 22);
+    }
+
 
     /// The flush writes stripes tables directly (src/stripes.rs): groups equal in SQL but spelled
     /// differently meet in one row even within one statement, aborted subtransactions leave no

@@ -53,7 +53,6 @@ struct Col<K> {
 /// table's tuple descriptor once per backend.
 #[derive(Debug)]
 struct TableSpec {
-    natts: usize,
     model: Col<()>,
     input: Col<IntKind>,
     output: Col<IntKind>,
@@ -131,20 +130,32 @@ pub fn forget_table(relid: pg_sys::Oid) {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    if event == pg_sys::XactEvent::XACT_EVENT_ABORT || event == pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT {
-        clear_pending();
+    use pg_sys::XactEvent::*;
+    match event {
+        // Rollup sums no statement trigger wrote (rows inserted straight into a partition) are
+        // written now, still inside the transaction.
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => crate::rollups::flush_all(),
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE => clear_pending(),
+        _ => {}
     }
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn subxact_callback(
     event: pg_sys::SubXactEvent::Type,
-    _my: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
+    my: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
     _arg: *mut std::ffi::c_void,
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        clear_pending();
+        crate::rollups::abort_sub(my);
+        let _ = PENDING.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                p.clear();
+            }
+        });
+    } else if event == pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB {
+        crate::rollups::commit_sub(my, parent);
     }
 }
 
@@ -226,7 +237,6 @@ unsafe fn build_spec(trigger: &pgrx::PgTrigger) -> TableSpec {
         Col { attno, name: n, kind }
     });
     TableSpec {
-        natts: (*tupdesc).natts as usize,
         model: plain(&args[0]),
         input: int(&args[1]),
         output: int(&args[2]),
@@ -251,20 +261,29 @@ fn spec_for(trigger: &pgrx::PgTrigger) -> Rc<TableSpec> {
     spec
 }
 
-/// One tuple being read.
+/// One tuple being read, deformed once (heap_getattr would walk the tuple from its start for
+/// every column after the first variable-width or NULL one).
 struct Row {
     tuple: pg_sys::HeapTuple,
-    tupdesc: pg_sys::TupleDesc,
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
 }
 
 impl Row {
+    unsafe fn new(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> Row {
+        let n = (*tupdesc).natts as usize;
+        let mut values = vec![pg_sys::Datum::from(0); n];
+        let mut nulls = vec![true; n];
+        pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        Row { tuple, values, nulls }
+    }
+
     unsafe fn datum(&self, attno: i32) -> Option<pg_sys::Datum> {
-        let mut isnull = false;
-        let d = pg_sys::heap_getattr(self.tuple, attno, self.tupdesc, &mut isnull);
-        if isnull {
+        let i = (attno - 1) as usize;
+        if i >= self.values.len() || self.nulls[i] {
             None
         } else {
-            Some(d)
+            Some(self.values[i])
         }
     }
 
@@ -353,8 +372,8 @@ fn usage_cost_trigger<'a>(
     let spec = spec_for(trigger);
     let rel = td.tg_relation;
     let tupdesc = unsafe { (*rel).rd_att };
-    let new = Row { tuple: if is_insert { td.tg_trigtuple } else { td.tg_newtuple }, tupdesc };
-    let old = if is_update { Some(Row { tuple: td.tg_trigtuple, tupdesc }) } else { None };
+    let new = unsafe { Row::new(if is_insert { td.tg_trigtuple } else { td.tg_newtuple }, tupdesc) };
+    let old = if is_update { Some(unsafe { Row::new(td.tg_trigtuple, tupdesc) }) } else { None };
 
     let model = unsafe { new.text(spec.model.attno) };
     let Some(model) = model else {
@@ -510,20 +529,29 @@ fn usage_cost_trigger<'a>(
     let tuple = if repl.is_empty() {
         new.tuple
     } else {
-        let n = spec.natts;
-        let mut values = vec![pg_sys::Datum::from(0); n];
-        let mut nulls = vec![false; n];
-        let mut doit = vec![false; n];
+        // What heap_modify_tuple does, from the columns already deformed.
+        let Row { tuple: old_tuple, mut values, mut nulls } = new;
         for (attno, v) in repl {
             let i = (attno - 1) as usize;
-            doit[i] = true;
             match v {
-                Some(d) => values[i] = d,
+                Some(d) => {
+                    values[i] = d;
+                    nulls[i] = false;
+                }
                 None => nulls[i] = true,
             }
         }
-        unsafe { pg_sys::heap_modify_tuple(new.tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr(), doit.as_mut_ptr()) }
+        unsafe {
+            let t = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            (*(*t).t_data).t_ctid = (*(*old_tuple).t_data).t_ctid;
+            (*t).t_self = (*old_tuple).t_self;
+            (*t).t_tableOid = (*old_tuple).t_tableOid;
+            t
+        }
     };
+    if is_insert {
+        crate::rollups::ticket();
+    }
     let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(tupdesc) };
     Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(desc, tuple) }))
 }
