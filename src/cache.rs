@@ -12,7 +12,6 @@ use crate::pricing::{Price, PriceRow, TS_INFINITY, TS_NEG_INFINITY};
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 /// Names looked up per backend are memoised; past this many distinct names the memo restarts.
@@ -20,7 +19,7 @@ const MEMO_LIMIT: usize = 10_000;
 
 pub struct Loaded {
     pub catalog: Catalog,
-    memo: RefCell<HashMap<String, Option<usize>>>,
+    memo: RefCell<rustc_hash::FxHashMap<String, Option<usize>>>,
 }
 
 impl Loaded {
@@ -146,7 +145,7 @@ fn load() -> SpiResult<Loaded> {
                 provider: r.get::<String>(3)?,
             });
         }
-        Ok(Loaded { catalog: Catalog::new(rows, aliases), memo: RefCell::new(HashMap::new()) })
+        Ok(Loaded { catalog: Catalog::new(rows, aliases), memo: RefCell::new(Default::default()) })
     })
 }
 

@@ -56,8 +56,6 @@ struct RollupDef {
 }
 
 struct SourceDefs {
-    /// For definitions read for a row type (the WHEN path): a copy of its tuple descriptor.
-    tupdesc: Option<OwnedTupleDesc>,
     rollups: Vec<RollupDef>,
     time: Option<Att>,
     cost: Option<Att>,
@@ -66,15 +64,6 @@ struct SourceDefs {
     tokens: [Option<Att>; 4],
     error: Option<Att>,
     latency: Option<Att>,
-}
-
-/// A tuple descriptor copied into TopMemoryContext, freed with the definitions.
-struct OwnedTupleDesc(pg_sys::TupleDesc);
-
-impl Drop for OwnedTupleDesc {
-    fn drop(&mut self) {
-        unsafe { pg_sys::FreeTupleDesc(self.0) }
-    }
 }
 
 /// Sums of one (rollup, period, group) for the running statement.
@@ -99,13 +88,37 @@ struct Acc {
 }
 
 thread_local! {
-    static DEFS: RefCell<HashMap<pg_sys::Oid, Rc<SourceDefs>>> = RefCell::new(HashMap::new());
-    /// Pending sums by (subtransaction that saw the rows, group key).
-    static PENDING: RefCell<HashMap<(pg_sys::SubTransactionId, Vec<u8>), Acc>> = RefCell::new(HashMap::new());
+    static DEFS: RefCell<rustc_hash::FxHashMap<pg_sys::Oid, Rc<SourceDefs>>> = RefCell::new(Default::default());
+    static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
     /// Rows the cost trigger has seen and `_rollup_insert_row` has not (see `insert_row`).
     static TICKETS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-    /// Row type -> its relation.
-    static ROWTYPES: RefCell<Vec<(pg_sys::Oid, pg_sys::Oid)>> = const { RefCell::new(Vec::new()) };
+}
+
+type Sums = HashMap<Vec<u8>, Acc, rustc_hash::FxBuildHasher>;
+
+/// Pending sums per subtransaction that saw the rows (innermost last), by group key.
+#[derive(Default)]
+struct Pending {
+    subs: Vec<(pg_sys::SubTransactionId, Sums)>,
+}
+
+impl Pending {
+    /// The sums of subtransaction `sub`, created if needed.
+    fn of(&mut self, sub: pg_sys::SubTransactionId) -> &mut Sums {
+        let i = match self.subs.iter().rposition(|(s, _)| *s == sub) {
+            Some(i) => i,
+            None => {
+                self.subs.push((sub, Sums::default()));
+                self.subs.len() - 1
+            }
+        };
+        &mut self.subs[i].1
+    }
+
+    fn take(&mut self, sub: pg_sys::SubTransactionId) -> Option<Sums> {
+        let i = self.subs.iter().rposition(|(s, _)| *s == sub)?;
+        Some(self.subs.remove(i).1)
+    }
 }
 
 /// Drops cached rollup definitions (a source or a stripes table changed, or `llm_cost.rollups` did).
@@ -131,7 +144,7 @@ pub fn forget_all() {
 pub fn clear_pending() {
     let _ = PENDING.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
-            p.clear();
+            p.subs.clear();
         }
     });
     let _ = TICKETS.try_with(|t| t.set(0));
@@ -141,7 +154,7 @@ pub fn clear_pending() {
 pub fn abort_sub(sub: pg_sys::SubTransactionId) {
     let _ = PENDING.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
-            p.retain(|(s, _), _| *s != sub);
+            p.take(sub);
         }
     });
 }
@@ -150,9 +163,10 @@ pub fn abort_sub(sub: pg_sys::SubTransactionId) {
 pub fn commit_sub(sub: pg_sys::SubTransactionId, parent: pg_sys::SubTransactionId) {
     let _ = PENDING.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
-            let moved: Vec<_> = p.extract_if(|(s, _), _| *s == sub).collect();
-            for ((_, key), acc) in moved {
-                match p.entry((parent, key)) {
+            let Some(moved) = p.take(sub) else { return };
+            let into = p.of(parent);
+            for (key, acc) in moved {
+                match into.entry(key) {
                     std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(acc),
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(acc);
@@ -161,6 +175,16 @@ pub fn commit_sub(sub: pg_sys::SubTransactionId, parent: pg_sys::SubTransactionI
             }
         }
     });
+}
+
+/// End of a statement on a tracked table: at the top level (trigger depth 1, in the statement
+/// trigger), unused tickets (rows an ON CONFLICT clause or another BEFORE trigger skipped after
+/// the cost trigger saw them) are dropped, so they cannot vouch for anything later.
+pub fn statement_end() {
+    let depth = unsafe { pgrx::direct_function_call::<i32>(pg_sys::pg_trigger_depth, &[]) }.unwrap_or(0);
+    if depth <= 1 {
+        TICKETS.with(|t| t.set(0));
+    }
 }
 
 /// The cost trigger saw a row about to be inserted (a BEFORE trigger always runs before the
@@ -191,7 +215,6 @@ fn persistent_text(s: &str) -> pg_sys::Datum {
 
 fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> SourceDefs {
     let mut out = SourceDefs {
-        tupdesc: None,
         rollups: vec![],
         time: None,
         cost: None,
@@ -266,8 +289,13 @@ fn defs_for(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Rc<SourceDefs> {
 /// from its start for every column after the first variable-width or NULL one).
 struct Deformed {
     values: Vec<pg_sys::Datum>,
-    nulls: Vec<bool>,
+    /// Per column: NULL, a value, or (WHEN path) not passed by the trigger.
+    state: Vec<u8>,
 }
+
+const ABSENT: u8 = 0;
+const NULL: u8 = 1;
+const VALUE: u8 = 2;
 
 impl Deformed {
     unsafe fn new(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> Self {
@@ -275,15 +303,22 @@ impl Deformed {
         let mut values = vec![pg_sys::Datum::from(0); n];
         let mut nulls = vec![true; n];
         pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        Deformed { values, nulls }
+        Deformed { values, state: nulls.iter().map(|n| if *n { NULL } else { VALUE }).collect() }
     }
 
     fn get(&self, a: Option<Att>) -> Option<pg_sys::Datum> {
         let i = (a?.attno - 1) as usize;
-        if i >= self.values.len() || self.nulls[i] {
-            None
-        } else {
-            Some(self.values[i])
+        match self.state.get(i).copied().unwrap_or(ABSENT) {
+            VALUE => Some(self.values[i]),
+            NULL => None,
+            _ => {
+                ereport!(
+                    ERROR,
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("llm_cost: the llm_cost_rollup_insert trigger does not pass column {} that a rollup reads", i + 1),
+                    "Recreate the rollup triggers: SELECT llm_cost._rollup_refresh_triggers('<table>'), or call llm_cost.track() again."
+                );
+            }
         }
     }
 }
@@ -387,8 +422,7 @@ unsafe fn copy_to_xact(d: pg_sys::Datum, a: Att) -> pg_sys::Datum {
     pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| datum_copy(d, a.byval, a.len))
 }
 
-unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, sign: i64) {
-    let row = Deformed::new(tuple, tupdesc);
+unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, row: &Deformed, sign: i64) {
     let ts = row.get(defs.time).map(|d| time_of(d, defs.time.unwrap())).unwrap_or_else(|| pg_sys::GetCurrentTransactionStartTimestamp());
     let tokens = defs.tokens.map(|a| row.get(a).map(|d| int_of(d, a.unwrap())).unwrap_or(0));
     let cost = row.get(defs.cost);
@@ -411,25 +445,27 @@ unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, tuple: pg_sys::Heap
     let latency = defs.latency.and_then(|a| row.get(Some(a)).map(|d| int_of(d, a)));
 
     let sub = pg_sys::GetCurrentSubTransactionId();
+    let mut key = Vec::with_capacity(64);
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
+        let p = p.of(sub);
         for (ri, r) in defs.rollups.iter().enumerate() {
             let period = r.period_start(ts);
-            let mut key = Vec::with_capacity(64);
+            key.clear();
             key.extend_from_slice(&relid.to_u32().to_le_bytes());
             key.extend_from_slice(&(ri as u32).to_le_bytes());
             key.extend_from_slice(&period.to_le_bytes());
-            let mut vals = Vec::with_capacity(r.groups.len());
             for g in &r.groups {
-                let d = row.get(Some(*g));
-                key_bytes(&mut key, d, *g);
-                vals.push(d);
+                key_bytes(&mut key, row.get(Some(*g)), *g);
             }
-            let acc = p.entry((sub, key)).or_insert_with(|| Acc {
+            let mut fresh = None;
+            let acc = match p.get_mut(key.as_slice()) {
+                Some(acc) => acc,
+                None => fresh.insert(Acc {
                 defs: defs.clone(),
                 rollup: ri,
                 period,
-                group: vals.iter().zip(&r.groups).map(|(d, g)| d.map(|d| copy_to_xact(d, *g))).collect(),
+                group: r.groups.iter().map(|g| row.get(Some(*g)).map(|d| copy_to_xact(d, *g))).collect(),
                 requests: 0,
                 tokens: [0; 4],
                 cost: 0,
@@ -440,7 +476,8 @@ unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, tuple: pg_sys::Heap
                 latency_max: None,
                 first: ts,
                 last: ts,
-            });
+                }),
+            };
             acc.requests += sign;
             for k in 0..4 {
                 acc.tokens[k] += sign * tokens[k];
@@ -475,6 +512,9 @@ unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, tuple: pg_sys::Heap
                 acc.first = acc.first.min(ts);
                 acc.last = acc.last.max(ts);
             }
+            if let Some(acc) = fresh {
+                p.insert(key.clone(), acc);
+            }
         }
     });
 }
@@ -496,10 +536,10 @@ fn rollup_row_trigger<'a>(
     }
     unsafe {
         if pgrx::trigger_support::trigger_fired_by_insert(event) {
-            add_row(relid, &defs, td.tg_trigtuple, tupdesc, 1);
+            add_row(relid, &defs, &Deformed::new(td.tg_trigtuple, tupdesc), 1);
         } else if pgrx::trigger_support::trigger_fired_by_update(event) {
-            add_row(relid, &defs, td.tg_trigtuple, tupdesc, -1);
-            add_row(relid, &defs, td.tg_newtuple, tupdesc, 1);
+            add_row(relid, &defs, &Deformed::new(td.tg_trigtuple, tupdesc), -1);
+            add_row(relid, &defs, &Deformed::new(td.tg_newtuple, tupdesc), 1);
         }
     }
     Ok(None)
@@ -535,41 +575,6 @@ impl Acc {
     }
 }
 
-/// The relation whose row type `typid` is (cached: a row type lives and dies with its relation).
-unsafe fn relation_of_rowtype(typid: pg_sys::Oid) -> pg_sys::Oid {
-    if let Some(r) = ROWTYPES.with(|m| m.borrow().iter().find(|(t, _)| *t == typid).map(|(_, r)| *r)) {
-        return r;
-    }
-    let relid = pg_sys::get_typ_typrelid(typid);
-    if relid != pg_sys::InvalidOid {
-        ROWTYPES.with(|m| {
-            let mut m = m.borrow_mut();
-            if m.len() >= 64 {
-                m.clear();
-            }
-            m.push((typid, relid));
-        });
-    }
-    relid
-}
-
-/// Rollup definitions for rows of `relid` arriving as its row type (`tupdesc`).
-unsafe fn defs_for_rowtype(relid: pg_sys::Oid, typid: pg_sys::Oid) -> Rc<SourceDefs> {
-    if let Some(d) = DEFS.with(|d| d.borrow().get(&relid).cloned()) {
-        if d.tupdesc.is_some() {
-            return d;
-        }
-    }
-    let td = pg_sys::lookup_rowtype_tupdesc(typid, -1);
-    let copy = pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| pg_sys::CreateTupleDescCopy(td));
-    pg_sys::DecrTupleDescRefCount(td);
-    let mut defs = load_defs(relid, relid, copy);
-    defs.tupdesc = Some(OwnedTupleDesc(copy));
-    let d = Rc::new(defs);
-    DEFS.with(|m| m.borrow_mut().insert(relid, d.clone()));
-    d
-}
-
 #[unsafe(no_mangle)]
 #[doc(hidden)]
 pub extern "C" fn pg_finfo_llm_cost_rollup_insert_row() -> &'static pg_sys::Pg_finfo_record {
@@ -577,22 +582,22 @@ pub extern "C" fn pg_finfo_llm_cost_rollup_insert_row() -> &'static pg_sys::Pg_f
     &V1
 }
 
-/// `llm_cost._rollup_insert_row(record) RETURNS boolean`: the WHEN clause of the source's
-/// AFTER INSERT row trigger. PostgreSQL evaluates it once per stored row (after the row and its
-/// index entries are written; never for a row skipped by ON CONFLICT or a BEFORE trigger); it
-/// adds the row to the statement's sums and answers false, so no trigger event is queued.
+/// `llm_cost._rollup_insert_row(VARIADIC "any") RETURNS boolean`: the WHEN clause of the
+/// source's AFTER INSERT row trigger, called as `(NEW.tableoid, NEW.<col>, ...)`. PostgreSQL
+/// evaluates it once per stored row (after the row and its index entries are written; never for
+/// a row skipped by ON CONFLICT or a BEFORE trigger); it adds the row to the statement's sums
+/// and answers false, so no trigger event is queued.
 ///
-/// Written against the fmgr ABI directly (no pgrx argument conversion): it runs for every row of
-/// every COPY. Refuses rows that no insert produced: each call must be preceded by the cost
-/// trigger's BEFORE INSERT call for a row (`ticket`), which a direct `SELECT
-/// llm_cost._rollup_insert_row(t) FROM t` is not.
+/// Which column each argument is comes from the call expression itself (`fn_expr`: each
+/// argument after the first is a Var of NEW; for a partition PostgreSQL has mapped them to the
+/// partition's attribute numbers), read once per expression and kept in `fn_extra`. Written
+/// against the fmgr ABI directly (no pgrx argument conversion): it runs for every row of every
+/// COPY. Refuses calls no insert produced: each must be preceded by the cost trigger's BEFORE
+/// INSERT call for a row (`ticket`), which a hand-written `SELECT llm_cost._rollup_insert_row(...)`
+/// is not.
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn llm_cost_rollup_insert_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let arg = *(*fcinfo).args.as_ptr();
-    if arg.isnull {
-        return pg_sys::Datum::from(false);
-    }
     let have_ticket = TICKETS.with(|t| {
         let n = t.get();
         if n > 0 {
@@ -608,25 +613,68 @@ pub unsafe extern "C-unwind" fn llm_cost_rollup_insert_row(fcinfo: pg_sys::Funct
             "If llm_cost_price is disabled on this table, enable it again (ALTER TABLE ... ENABLE TRIGGER llm_cost_price)."
         );
     }
-    let header = pg_sys::pg_detoast_datum(arg.value.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
-    let typid = (*header).t_choice.t_datum.datum_typeid;
-    let relid = relation_of_rowtype(typid);
-    if relid == pg_sys::InvalidOid {
-        error!("llm_cost._rollup_insert_row expects a table row");
+    let nargs = (*fcinfo).nargs as usize;
+    let args = std::slice::from_raw_parts((*fcinfo).args.as_ptr(), nargs);
+    let attnos = arg_attnos(fcinfo);
+    if nargs == 0 || args[0].isnull || attnos.len() + 1 != nargs {
+        error!("llm_cost._rollup_insert_row expects (NEW.tableoid, NEW.<column>, ...)");
     }
+    let relid = pg_sys::Oid::from(args[0].value.value() as u32);
     crate::usage::register_callbacks();
-    let defs = defs_for_rowtype(relid, typid);
-    if !defs.rollups.is_empty() {
-        let mut tuple = pg_sys::HeapTupleData {
-            t_len: pgrx::varlena::varsize(header as *const pg_sys::varlena) as u32,
-            t_self: pg_sys::ItemPointerData::default(),
-            t_tableOid: relid,
-            t_data: header,
-        };
-        let tupdesc = defs.tupdesc.as_ref().map(|t| t.0).unwrap_or(std::ptr::null_mut());
-        add_row(relid, &defs, &mut tuple, tupdesc, 1);
+    let defs = match DEFS.with(|d| d.borrow().get(&relid).cloned()) {
+        Some(d) => d,
+        None => {
+            let rel = pg_sys::RelationIdGetRelation(relid);
+            if rel.is_null() {
+                error!("llm_cost._rollup_insert_row: no relation {}", relid.to_u32());
+            }
+            let d = defs_for(relid, rel);
+            pg_sys::RelationClose(rel);
+            d
+        }
+    };
+    if defs.rollups.is_empty() {
+        return pg_sys::Datum::from(false);
     }
+    let n = attnos.iter().copied().max().unwrap_or(0).max(0) as usize;
+    let mut row = Deformed { values: vec![pg_sys::Datum::from(0); n], state: vec![ABSENT; n] };
+    for (a, arg) in attnos.iter().zip(&args[1..]) {
+        if *a > 0 {
+            let i = (*a - 1) as usize;
+            row.values[i] = arg.value;
+            row.state[i] = if arg.isnull { NULL } else { VALUE };
+        }
+    }
+    add_row(relid, &defs, &row, 1);
     pg_sys::Datum::from(false)
+}
+
+/// The attribute numbers of the arguments after the first, from the call expression (cached in
+/// `fn_extra`, in the expression's memory context: [count, attnos...]).
+unsafe fn arg_attnos<'a>(fcinfo: pg_sys::FunctionCallInfo) -> &'a [i16] {
+    let flinfo = (*fcinfo).flinfo;
+    if (*flinfo).fn_extra.is_null() {
+        let expr = (*flinfo).fn_expr;
+        if expr.is_null() || (*expr).type_ != pg_sys::NodeTag::T_FuncExpr {
+            error!("llm_cost._rollup_insert_row expects (NEW.tableoid, NEW.<column>, ...)");
+        }
+        let list = (*(expr as *mut pg_sys::FuncExpr)).args;
+        let len = if list.is_null() { 0 } else { (*list).length as usize };
+        let mut attnos = Vec::with_capacity(len);
+        for i in 1..len {
+            let node = (*(*list).elements.add(i)).ptr_value as *mut pg_sys::Node;
+            if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_Var {
+                error!("llm_cost._rollup_insert_row expects (NEW.tableoid, NEW.<column>, ...)");
+            }
+            attnos.push((*(node as *mut pg_sys::Var)).varattno);
+        }
+        let buf = pg_sys::MemoryContextAlloc((*flinfo).fn_mcxt, (attnos.len() + 1) * 2) as *mut i16;
+        *buf = attnos.len() as i16;
+        std::ptr::copy_nonoverlapping(attnos.as_ptr(), buf.add(1), attnos.len());
+        (*flinfo).fn_extra = buf as *mut std::ffi::c_void;
+    }
+    let buf = (*flinfo).fn_extra as *const i16;
+    std::slice::from_raw_parts(buf.add(1), *buf as usize)
 }
 
 /// Writes the pending sums of the running (sub)transaction: one row of sums per (rollup,
@@ -634,15 +682,14 @@ pub unsafe extern "C-unwind" fn llm_cost_rollup_insert_row(fcinfo: pg_sys::Funct
 /// tracked table.
 pub fn flush() {
     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
-    let pending: Vec<(Vec<u8>, Acc)> =
-        PENDING.with(|p| p.borrow_mut().extract_if(|(s, _), _| *s == sub).map(|((_, k), a)| (k, a)).collect());
+    let pending: Vec<(Vec<u8>, Acc)> = PENDING.with(|p| p.borrow_mut().take(sub)).map(|m| m.into_iter().collect()).unwrap_or_default();
     write(pending);
 }
 
 /// Writes every pending sum (before commit: the transaction's own subtransactions have all
 /// ended, so everything pending belongs to it).
 pub fn flush_all() {
-    let pending: Vec<(Vec<u8>, Acc)> = PENDING.with(|p| p.borrow_mut().drain().map(|((_, k), a)| (k, a)).collect());
+    let pending: Vec<(Vec<u8>, Acc)> = PENDING.with(|p| p.borrow_mut().subs.drain(..).flat_map(|(_, m)| m).collect());
     write(pending);
 }
 
@@ -796,6 +843,12 @@ mod tests {
             error_of("PERFORM llm_cost._rollup_insert_row(t) FROM t_uq t").starts_with("55000: llm_cost._rollup_insert_row is called only by the llm_cost_rollup_insert trigger"),
         );
         assert_eq!(one("SELECT requests::text FROM uq_daily").as_deref(), Some("32"));
+        // The trigger names the columns the rollups read: dropping one is refused while a rollup reads it,
+        // and tracking the table again keeps the rollups fed.
+        assert!(error_of("ALTER TABLE t_uq DROP COLUMN model").starts_with("2BP01: cannot drop column model of table t_uq"));
+        Spi::run("SELECT llm_cost.track('t_uq')").unwrap();
+        Spi::run("INSERT INTO t_uq (id, model, input_tokens, output_tokens) VALUES (300, 'gpt-4o', 1, 1)").unwrap();
+        assert_eq!(one("SELECT requests::text FROM uq_daily").as_deref(), Some("33"));
 
         // A partitioned source: rows through the root and straight into a partition.
         Spi::run("CREATE TABLE t_part (created_at timestamptz NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric) PARTITION BY RANGE (created_at)").unwrap();

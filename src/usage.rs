@@ -69,14 +69,14 @@ struct TableSpec {
 }
 
 thread_local! {
-    static SPECS: RefCell<HashMap<(pg_sys::Oid, pg_sys::Oid), Rc<TableSpec>>> = RefCell::new(HashMap::new());
+    static SPECS: RefCell<rustc_hash::FxHashMap<(pg_sys::Oid, pg_sys::Oid), Rc<TableSpec>>> = RefCell::new(Default::default());
     /// Unknown models seen by the running statement(s): (table, model) -> (rows, first, last).
     static PENDING: RefCell<HashMap<(pg_sys::Oid, String), (i64, i64, i64)>> = RefCell::new(HashMap::new());
     static WARNED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
     static CALLBACKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Text datums the trigger writes over and over ('estimated', provider names), allocated once
     /// per backend in TopMemoryContext: heap_modify_tuple copies them into each new tuple.
-    static TEXTS: RefCell<HashMap<String, pg_sys::Datum>> = RefCell::new(HashMap::new());
+    static TEXTS: RefCell<rustc_hash::FxHashMap<String, pg_sys::Datum>> = RefCell::new(Default::default());
     /// Partition -> the partitioned table at the top of its tree (the tracked table).
     static ROOTS: RefCell<HashMap<pg_sys::Oid, pg_sys::Oid>> = RefCell::new(HashMap::new());
 }
@@ -590,6 +590,7 @@ fn usage_statement_end<'a>(
     _trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
     crate::rollups::flush();
+    crate::rollups::statement_end();
     let pending: Vec<_> = PENDING.with(|p| p.borrow_mut().drain().collect());
     for ((relid, model), (n, first, last)) in pending {
         let first = pgrx::datum::TimestampWithTimeZone::try_from(first).ok();
