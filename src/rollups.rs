@@ -20,6 +20,14 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+/// How many inserted rows this backend has added to rollups through the COPY fast path
+/// (`copy_rows`) and through the WHEN clause of the rollup trigger (`when_rows`), since it started.
+#[pg_extern(volatile, parallel_restricted, name = "_rollup_paths")]
+pub fn rollup_paths() -> TableIterator<'static, (name!(copy_rows, i64), name!(when_rows, i64))> {
+    let (a, b) = PATHS.with(|p| p.get());
+    TableIterator::once((a, b))
+}
+
 /// This backend's slot number (1..max_connections+workers), unique among running backends.
 #[pg_extern(volatile, parallel_restricted, name = "_stripe")]
 pub fn stripe() -> i32 {
@@ -42,6 +50,8 @@ struct Att {
     typid: pg_sys::Oid,
     len: i16,
     byval: bool,
+    /// A generated column (computed after BEFORE triggers run).
+    generated: bool,
 }
 
 struct RollupDef {
@@ -64,6 +74,15 @@ struct SourceDefs {
     tokens: [Option<Att>; 4],
     error: Option<Att>,
     latency: Option<Att>,
+}
+
+impl SourceDefs {
+    /// Whether a rollup reads a generated column (whose value a BEFORE trigger does not see).
+    fn reads_generated(&self) -> bool {
+        let fixed = [self.time, self.cost, self.model, self.cost_source, self.error, self.latency];
+        fixed.iter().chain(self.tokens.iter()).flatten().any(|a| a.generated)
+            || self.rollups.iter().any(|r| r.groups.iter().any(|g| g.generated))
+    }
 }
 
 /// Sums of one (rollup, period, group) for the running statement.
@@ -92,6 +111,8 @@ thread_local! {
     static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
     /// Rows the cost trigger has seen and `_rollup_insert_row` has not (see `insert_row`).
     static TICKETS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// Rows this backend added to rollups by the COPY fast path and by the WHEN clause.
+    static PATHS: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((0, 0)) };
 }
 
 type Sums = HashMap<Vec<u8>, Acc, rustc_hash::FxBuildHasher>;
@@ -205,7 +226,7 @@ fn att_of(tupdesc: pg_sys::TupleDesc, attno: Option<i16>) -> Option<Att> {
             return None;
         }
         let a = &*td.attrs.as_ptr().add((attno - 1) as usize);
-        Some(Att { attno, typid: a.atttypid, len: a.attlen, byval: a.attbyval })
+        Some(Att { attno, typid: a.atttypid, len: a.attlen, byval: a.attbyval, generated: a.attgenerated != 0 })
     }
 }
 
@@ -646,6 +667,7 @@ pub unsafe extern "C-unwind" fn llm_cost_rollup_insert_row(fcinfo: pg_sys::Funct
         }
     }
     add_row(relid, &defs, &row, 1);
+    PATHS.with(|p| p.set((p.get().0, p.get().1 + 1)));
     pg_sys::Datum::from(false)
 }
 
@@ -675,6 +697,94 @@ unsafe fn arg_attnos<'a>(fcinfo: pg_sys::FunctionCallInfo) -> &'a [i16] {
     }
     let buf = (*flinfo).fn_extra as *const i16;
     std::slice::from_raw_parts(buf.add(1), *buf as usize)
+}
+
+/// The address of PostgreSQL's `CopyFromErrorCallback`, as COPY stores it in its error context.
+/// Taking `pg_sys::CopyFromErrorCallback`'s address in this library gives a stub of ours, not
+/// that address, so ask the dynamic linker (once).
+fn copy_error_callback() -> Option<usize> {
+    extern "C" {
+        fn dlsym(handle: *mut std::ffi::c_void, symbol: *const std::ffi::c_char) -> *mut std::ffi::c_void;
+    }
+    #[cfg(target_os = "macos")]
+    const RTLD_DEFAULT: *mut std::ffi::c_void = -2isize as *mut std::ffi::c_void;
+    #[cfg(not(target_os = "macos"))]
+    const RTLD_DEFAULT: *mut std::ffi::c_void = std::ptr::null_mut();
+    static ADDR: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let p = unsafe { dlsym(RTLD_DEFAULT, c"CopyFromErrorCallback".as_ptr()) };
+        (!p.is_null()).then_some(p as usize)
+    })
+}
+
+/// COPY fast path, called by the cost trigger (BEFORE INSERT ... FOR EACH ROW) with the row it
+/// is about to return: if the row certainly gets stored exactly as it is now, adds it to the
+/// statement's sums here and returns true; the WHEN clause of `llm_cost_rollup_insert` (which
+/// costs as much as the rest of the rollup work together) is then switched off for the rest of
+/// the statement.
+///
+/// "Certainly stored as it is now" holds when all of these do:
+/// * the row comes from COPY FROM (the innermost error context is COPY's: no ON CONFLICT, no
+///   nested statement between COPY and this trigger; COPY's WHERE clause has already run);
+/// * this trigger is the last BEFORE INSERT row trigger of the table (triggers fire in name
+///   order; none after it can change or skip the row) and the table is a plain table (an FDW
+///   may decline a row);
+/// * no rollup reads a generated column (computed after BEFORE triggers).
+///
+/// Anything else that stops the row (a constraint, a unique index, a partition bound) is an
+/// error that aborts the statement, and the aborted (sub)transaction drops the sums with it.
+///
+/// The WHEN trigger is switched off in the statement's own copy of the trigger list (the
+/// `ResultRelInfo`'s, which `tg_trigger` points into; PostgreSQL copies the relation's trigger
+/// list into it in the same order), never in the relation cache: the next statement gets a
+/// fresh copy with the trigger on. The pointer arithmetic is checked against the trigger's OID
+/// before anything is written.
+pub unsafe fn copy_fast_path(td: &pg_sys::TriggerData, relid: pg_sys::Oid, values: &[pg_sys::Datum], nulls: &[bool]) -> bool {
+    let top = pg_sys::error_context_stack;
+    if top.is_null() || (*top).callback.map(|f| f as usize) != copy_error_callback() {
+        return false;
+    }
+    let rel = td.tg_relation;
+    if (*(*rel).rd_rel).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char {
+        return false;
+    }
+    let desc = (*rel).trigdesc;
+    if desc.is_null() || td.tg_trigger.is_null() {
+        return false;
+    }
+    let all = std::slice::from_raw_parts((*desc).triggers, (*desc).numtriggers as usize);
+    let me = (*td.tg_trigger).tgoid;
+    let Some(mine) = all.iter().position(|t| t.tgoid == me) else { return false };
+    let before_row_insert = (pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT) as i16;
+    if all[mine + 1..].iter().any(|t| t.tgtype & before_row_insert == before_row_insert) {
+        return false;
+    }
+    let Some(when) = all.iter().position(|t| std::ffi::CStr::from_ptr(t.tgname).to_bytes() == b"llm_cost_rollup_insert") else {
+        return false;
+    };
+    let origin = pg_sys::TRIGGER_FIRES_ON_ORIGIN as std::ffi::c_char;
+    let disabled = pg_sys::TRIGGER_DISABLED as std::ffi::c_char;
+    if all[when].tgenabled != origin || all[mine].tgenabled != origin {
+        return false; // disabled by the DBA, or set to fire in other replication roles: leave it alone
+    }
+    // The statement's copy of the rollup trigger.
+    let target = td.tg_trigger.offset(when as isize - mine as isize);
+    if (*target).tgoid != all[when].tgoid {
+        return false;
+    }
+    let defs = defs_for(relid, rel);
+    // Once switched off for this statement, every row is added here (the conditions hold for
+    // the whole COPY); before that, check the ones that depend on the rollups.
+    if (*target).tgenabled != disabled {
+        if defs.rollups.is_empty() || defs.reads_generated() {
+            return false;
+        }
+        (*target).tgenabled = disabled;
+    }
+    let row = Deformed { values: values.to_vec(), state: nulls.iter().map(|n| if *n { NULL } else { VALUE }).collect() };
+    add_row(relid, &defs, &row, 1);
+    PATHS.with(|p| p.set((p.get().0 + 1, p.get().1)));
+    true
 }
 
 /// Writes the pending sums of the running (sub)transaction: one row of sums per (rollup,
@@ -809,6 +919,52 @@ mod tests {
         Spi::run("DELETE FROM llm_cost.usage_events").unwrap();
         let after = Spi::get_one::<String>("SELECT sum(cost_usd)::text || '/' || sum(requests) FROM llm_cost.usage_daily").unwrap();
         assert_eq!(before, after);
+    }
+
+    /// COPY FROM adds rows to the rollups from the cost trigger when nothing can skip or change
+    /// a row after it, and through the WHEN clause otherwise; both are exact.
+    #[pg_test]
+    fn copy_rows_reach_rollups_exactly_once() {
+        let paths = || Spi::get_two::<i64, i64>("SELECT copy_rows, when_rows FROM llm_cost._rollup_paths()").unwrap();
+        let (c0, w0) = paths();
+        let (c0, w0) = (c0.unwrap(), w0.unwrap());
+        Spi::run("COPY (SELECT '2026-08-0' || (1 + g % 3), 't' || g % 4, 'u' || g % 7, 'chat', CASE WHEN g % 2 = 0 THEN 'gpt-4o' ELSE 'claude-sonnet-4-5' END, g, g % 13
+                        FROM generate_series(1, 3000) g) TO '/tmp/llm_cost_pg_test_copy.tsv'").unwrap();
+        let copy = |t: &str| format!("COPY {t} (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy.tsv'");
+        Spi::run(&copy("llm_cost.usage_events")).unwrap();
+        assert_eq!(paths(), (Some(c0 + 3000), Some(w0)));
+        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
+        assert_eq!(mismatches("llm_cost.usage_monthly", "llm_cost.usage_events", "occurred_at", "month", &["tenant_id", "user_id"], "cost_usd"), 0);
+        // The statement's copy of the trigger list was switched, not the table's: INSERT goes through WHEN.
+        Spi::run("INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, model, input_tokens) VALUES ('2026-08-01', 't1', 'gpt-4o', 5)").unwrap();
+        assert_eq!(paths(), (Some(c0 + 3000), Some(w0 + 1)));
+        assert_eq!(count("SELECT sum(requests)::bigint FROM llm_cost.usage_daily WHERE period_start >= '2026-08-01'"), 3001);
+        // A COPY that fails halfway leaves nothing, in a subtransaction too.
+        Spi::run("ALTER TABLE llm_cost.usage_events ADD CONSTRAINT small CHECK (input_tokens < 2500) NOT VALID").unwrap();
+        let err = error_of(&copy("llm_cost.usage_events"));
+        assert!(err.starts_with("23514"), "{err}");
+        Spi::run(&format!("DO $$ BEGIN {}; EXCEPTION WHEN check_violation THEN NULL; END $$", copy("llm_cost.usage_events"))).unwrap();
+        Spi::run("ALTER TABLE llm_cost.usage_events DROP CONSTRAINT small").unwrap();
+        let c1 = paths().0.unwrap(); // the counters are per backend, not transactional
+        assert_eq!(count("SELECT sum(requests)::bigint FROM llm_cost.usage_daily WHERE period_start >= '2026-08-01'"), 3001);
+        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
+        // A BEFORE trigger after the cost trigger could skip rows: the WHEN clause counts them instead.
+        Spi::run("CREATE FUNCTION skip_even() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.input_tokens % 2 = 0 THEN RETURN NULL; END IF; RETURN NEW; END $$").unwrap();
+        Spi::run("CREATE TRIGGER zz_skip BEFORE INSERT ON llm_cost.usage_events FOR EACH ROW EXECUTE FUNCTION skip_even()").unwrap();
+        Spi::run(&copy("llm_cost.usage_events")).unwrap();
+        assert_eq!(paths(), (Some(c1), Some(w0 + 1 + 1500)));
+        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
+        Spi::run("DROP TRIGGER zz_skip ON llm_cost.usage_events").unwrap();
+        // A partitioned table: the fast path runs on each partition.
+        Spi::run("CREATE TABLE t_pc (occurred_at timestamptz NOT NULL, tenant_id text, user_id text, feature text, model text, input_tokens int, output_tokens int, cost_usd numeric) PARTITION BY RANGE (occurred_at)").unwrap();
+        Spi::run("CREATE TABLE t_pc_a PARTITION OF t_pc FOR VALUES FROM ('2026-08-01') TO ('2026-08-03')").unwrap();
+        Spi::run("CREATE TABLE t_pc_b PARTITION OF t_pc FOR VALUES FROM ('2026-08-03') TO ('2026-09-01')").unwrap();
+        Spi::run("SELECT llm_cost.track('t_pc', time_column => 'occurred_at')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('pc_daily', 't_pc', 'day', '{tenant_id,model}')").unwrap();
+        Spi::run(&copy("t_pc")).unwrap();
+        assert_eq!(paths(), (Some(c1 + 3000), Some(w0 + 1 + 1500)));
+        assert_eq!(mismatches("pc_daily", "t_pc", "occurred_at", "day", &["tenant_id", "model"], "cost_usd"), 0);
+        assert_eq!(count("SELECT sum(requests)::bigint FROM pc_daily"), 3000);
     }
 
     /// Inserted rows reach the rollups through the WHEN clause of the AFTER INSERT trigger: only

@@ -526,21 +526,30 @@ fn usage_cost_trigger<'a>(
         }
     }
 
-    let tuple = if repl.is_empty() {
-        new.tuple
-    } else {
-        // What heap_modify_tuple does, from the columns already deformed.
-        let Row { tuple: old_tuple, mut values, mut nulls } = new;
-        for (attno, v) in repl {
-            let i = (attno - 1) as usize;
-            match v {
-                Some(d) => {
-                    values[i] = d;
-                    nulls[i] = false;
-                }
-                None => nulls[i] = true,
+    // What heap_modify_tuple does, from the columns already deformed.
+    let changed = !repl.is_empty();
+    let Row { tuple: old_tuple, mut values, mut nulls } = new;
+    for (attno, v) in repl {
+        let i = (attno - 1) as usize;
+        match v {
+            Some(d) => {
+                values[i] = d;
+                nulls[i] = false;
             }
+            None => nulls[i] = true,
         }
+    }
+    if is_insert {
+        // COPY: the rollups take the row from here when that is safe (see copy_fast_path);
+        // otherwise the rollup trigger's WHEN clause will, and it wants a ticket for the row.
+        let relid = trigger.relid().unwrap_or(pg_sys::InvalidOid);
+        if !unsafe { crate::rollups::copy_fast_path(td, relid, &values, &nulls) } {
+            crate::rollups::ticket();
+        }
+    }
+    let tuple = if !changed {
+        old_tuple
+    } else {
         unsafe {
             let t = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
             (*(*t).t_data).t_ctid = (*(*old_tuple).t_data).t_ctid;
@@ -549,9 +558,6 @@ fn usage_cost_trigger<'a>(
             t
         }
     };
-    if is_insert {
-        crate::rollups::ticket();
-    }
     let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(tupdesc) };
     Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(desc, tuple) }))
 }
