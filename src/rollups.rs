@@ -327,6 +327,30 @@ impl Deformed {
         Deformed { values, state: nulls.iter().map(|n| if *n { NULL } else { VALUE }).collect() }
     }
 
+}
+
+/// The columns of one row, by attribute number.
+trait Columns {
+    fn get(&self, a: Option<Att>) -> Option<pg_sys::Datum>;
+}
+
+/// A row's columns as the cost trigger holds them (values and nulls arrays, all columns).
+struct Borrowed<'a> {
+    values: &'a [pg_sys::Datum],
+    nulls: &'a [bool],
+}
+
+impl Columns for Borrowed<'_> {
+    fn get(&self, a: Option<Att>) -> Option<pg_sys::Datum> {
+        let i = (a?.attno - 1) as usize;
+        match self.nulls.get(i) {
+            Some(false) => Some(self.values[i]),
+            _ => None,
+        }
+    }
+}
+
+impl Columns for Deformed {
     fn get(&self, a: Option<Att>) -> Option<pg_sys::Datum> {
         let i = (a?.attno - 1) as usize;
         match self.state.get(i).copied().unwrap_or(ABSENT) {
@@ -443,7 +467,7 @@ unsafe fn copy_to_xact(d: pg_sys::Datum, a: Att) -> pg_sys::Datum {
     pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| datum_copy(d, a.byval, a.len))
 }
 
-unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, row: &Deformed, sign: i64) {
+unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, row: &impl Columns, sign: i64) {
     let ts = row.get(defs.time).map(|d| time_of(d, defs.time.unwrap())).unwrap_or_else(|| pg_sys::GetCurrentTransactionStartTimestamp());
     let tokens = defs.tokens.map(|a| row.get(a).map(|d| int_of(d, a.unwrap())).unwrap_or(0));
     let cost = row.get(defs.cost);
@@ -781,8 +805,7 @@ pub unsafe fn copy_fast_path(td: &pg_sys::TriggerData, relid: pg_sys::Oid, value
         }
         (*target).tgenabled = disabled;
     }
-    let row = Deformed { values: values.to_vec(), state: nulls.iter().map(|n| if *n { NULL } else { VALUE }).collect() };
-    add_row(relid, &defs, &row, 1);
+    add_row(relid, &defs, &Borrowed { values, nulls }, 1);
     PATHS.with(|p| p.set((p.get().0 + 1, p.get().1)));
     true
 }

@@ -399,6 +399,10 @@ fn usage_cost_trigger<'a>(
         .and_then(|c| unsafe { new.time(c) })
         .unwrap_or_else(|| unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
 
+    // The model, resolved once for the price and the provider.
+    let loaded = crate::cache::catalog();
+    let resolved = loaded.resolve(model);
+
     let cost_text = unsafe { new.numeric_text(spec.cost.attno) };
     if let Some(t) = &cost_text {
         if t.starts_with('-') {
@@ -452,9 +456,9 @@ fn usage_cost_trigger<'a>(
             Outcome::Keep
         }
     } else {
-        match price_call(model, &u, at) {
-            Priced::Cost(c) => Outcome::Estimated(c),
-            Priced::UnknownModel | Priced::NoPriceAt => Outcome::Unpriced,
+        match resolved.and_then(|i| loaded.catalog.price_row(i, at, &u)) {
+            Some(row) => Outcome::Estimated(row.cost(&u)),
+            None => Outcome::Unpriced,
         }
     };
 
@@ -515,8 +519,7 @@ fn usage_cost_trigger<'a>(
     if let Some(pc) = &spec.provider {
         let cur = unsafe { new.text(pc.attno) };
         if cur.is_none_or(|s| s.trim().is_empty()) {
-            let loaded = crate::cache::catalog();
-            let provider = match loaded.resolve(model) {
+            let provider = match resolved {
                 Some(i) => Some(text_datum(&loaded.catalog.model(i).provider)),
                 None => crate::catalog::guess_provider(model).map(text_datum),
             };
