@@ -150,3 +150,47 @@ def test_own_rollup_on_usage_events(connect):
     c.execute("SELECT llm_cost.drop_rollup('public.hourly_by_feature')")
     c.execute("INSERT INTO llm_cost.usage_events (feature, model, input_tokens) VALUES ('own', 'gpt-4o', 1000000)")
     assert one(c, "SELECT cost_usd FROM llm_cost.usage_daily WHERE feature = 'own'") == Decimal("5.0")
+
+
+def test_copy_and_rows_straight_into_a_partition(connect):
+    """COPY from a client takes the fast path (no WHEN clause per row) while another session
+    inserts into the same groups; rows inserted straight into a partition, whose statement
+    triggers are not the root's, are written before commit."""
+    c = connect()
+    c.execute("CREATE TABLE part_log (occurred_at timestamptz NOT NULL, tenant_id text, model text, "
+              "input_tokens int, output_tokens int, cost_usd numeric) PARTITION BY RANGE (occurred_at)")
+    c.execute("CREATE TABLE part_log_2026 PARTITION OF part_log FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+    c.execute("SELECT llm_cost.track('part_log', time_column => 'occurred_at')")
+    c.execute("SELECT llm_cost.create_rollup('part_daily', 'part_log', 'day', '{tenant_id,model}')")
+    other = connect()
+    stop = threading.Event()
+
+    def insert_meanwhile():
+        while not stop.is_set():
+            other.execute("INSERT INTO part_log (occurred_at, tenant_id, model, input_tokens, output_tokens) "
+                          "VALUES ('2026-03-01 12:00+00', 't1', 'gpt-4o', 7, 7)")
+    t = threading.Thread(target=insert_meanwhile)
+    t.start()
+    try:
+        rows = "".join(f"2026-03-0{1 + i % 3} 10:00+00\tt{i % 5}\t{['gpt-4o', 'claude-sonnet-4-5'][i % 2]}\t{i}\t{i % 9}\n"
+                       for i in range(20000))
+        with c.cursor() as cur:
+            with cur.copy("COPY part_log (occurred_at, tenant_id, model, input_tokens, output_tokens) FROM STDIN") as cp:
+                cp.write(rows)
+    finally:
+        stop.set()
+        t.join()
+    assert one(c, "SELECT copy_rows FROM llm_cost._rollup_paths()") == 20000
+    # Straight into the partition, in autocommit: no statement trigger of the root fires.
+    d = connect()
+    d.execute("INSERT INTO part_log_2026 (occurred_at, tenant_id, model, input_tokens, output_tokens) "
+              "VALUES ('2026-03-02 08:00+00', 'direct', 'gpt-4o', 1000000, 0)")
+    assert one(connect(), "SELECT cost_usd FROM part_daily WHERE tenant_id = 'direct'") == Decimal("2.5")
+    diff = one(c, """
+        WITH truth AS (SELECT date_trunc('day', occurred_at, 'UTC') AS p, tenant_id, model, count(*)::bigint AS n,
+                              sum(input_tokens)::bigint AS i, sum(output_tokens)::bigint AS o, sum(cost_usd) AS cost
+                         FROM part_log GROUP BY 1, 2, 3),
+             mine AS (SELECT period_start, tenant_id, model, requests, input_tokens, output_tokens, cost_usd FROM part_daily)
+        SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM mine) a)
+             + (SELECT count(*) FROM (SELECT * FROM mine EXCEPT SELECT * FROM truth) b)""")
+    assert diff == 0
