@@ -130,45 +130,18 @@ BEGIN
         p_select, keys);
 END $$;
 
--- Adds one inserted row to the running statement's sums (src/rollups.rs), and answers false so
--- that no trigger event is queued: called from the WHEN clause of the AFTER INSERT trigger
--- below, which PostgreSQL evaluates right after each row is stored (and never for a row an ON
--- CONFLICT clause or a BEFORE trigger skipped), as
--- _rollup_insert_row(NEW.tableoid, NEW.<each column the rollups read>): the function learns
--- which column each argument is from the WHEN expression itself (for a partition, PostgreSQL
--- maps the columns of the cloned trigger to the partition's). Called any other way it raises an
--- error.
-CREATE FUNCTION llm_cost._rollup_insert_row(VARIADIC "any") RETURNS boolean
-    LANGUAGE c VOLATILE PARALLEL UNSAFE AS 'MODULE_PATHNAME', 'llm_cost_rollup_insert_row';
-COMMENT ON FUNCTION llm_cost._rollup_insert_row(VARIADIC "any") IS
-'Internal: the WHEN clause of the llm_cost_rollup_insert trigger. Adds the inserted row to the statement''s rollup sums; always false.';
-
--- (Re)installs the rollup triggers of a source table:
---  * llm_cost_rollup_insert, AFTER INSERT ... FOR EACH ROW WHEN (llm_cost._rollup_insert_row(NEW.tableoid, NEW.<col>, ...)):
---    the WHEN function adds each inserted row to per-statement sums in memory as it is stored and
---    returns false, so no per-row after-trigger event is queued (a 100,000-row COPY queues none);
---  * llm_cost_rollup, AFTER UPDATE ... FOR EACH ROW: moves an updated row's amounts (reprice).
--- The statement trigger llm_cost_unpriced then adds one row of sums per group and rollup into
--- the writing backend's stripe (src/stripes.rs).
+-- (Re)installs the rollup trigger of a source table: an AFTER INSERT OR UPDATE row trigger (Rust)
+-- that adds each row to per-statement sums in memory (an UPDATE moves a row's amounts between
+-- groups); the statement trigger llm_cost_unpriced then adds one row of sums per group and
+-- rollup into the writing backend's stripe (src/stripes.rs). In COPY FROM, the cost trigger adds
+-- the rows itself where that is safe and switches this trigger off for the statement
+-- (src/rollups.rs, copy_fast_path).
 CREATE FUNCTION llm_cost._rollup_refresh_triggers(p_source regclass)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    cols text;
 BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_rollup ON %s', p_source);
-    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_rollup_insert ON %s', p_source);
     IF EXISTS (SELECT 1 FROM llm_cost.rollups WHERE source = p_source) THEN
-        -- Every column a rollup of the table reads, in column order.
-        SELECT string_agg(', NEW.' || quote_ident(a.attname), '' ORDER BY a.attnum) INTO cols
-          FROM pg_catalog.pg_attribute a
-         WHERE a.attrelid = p_source AND NOT a.attisdropped
-           AND a.attnum IN (SELECT unnest(d.group_attnums || ARRAY[d.time_att, d.cost_att, d.model_att, d.source_att,
-                                          d.in_att, d.out_att, d.cr_att, d.cw_att, d.error_att, d.latency_att])
-                              FROM llm_cost._rollup_defs(p_source, p_source) d);
-        EXECUTE format('CREATE TRIGGER llm_cost_rollup_insert AFTER INSERT ON %s FOR EACH ROW '
-                       'WHEN (llm_cost._rollup_insert_row(NEW.tableoid%s)) EXECUTE FUNCTION llm_cost.rollup_row_trigger()',
-                       p_source, coalesce(cols, ''));
-        EXECUTE format('CREATE TRIGGER llm_cost_rollup AFTER UPDATE ON %s FOR EACH ROW '
+        EXECUTE format('CREATE TRIGGER llm_cost_rollup AFTER INSERT OR UPDATE ON %s FOR EACH ROW '
                        'EXECUTE FUNCTION llm_cost.rollup_row_trigger()', p_source);
     END IF;
 END $$;

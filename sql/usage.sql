@@ -232,11 +232,6 @@ BEGIN
            time_column = excluded.time_column, provider_column = excluded.provider_column,
            tracked_at = now(), tracked_by = current_user
     RETURNING * INTO result;
-    -- The rollup trigger lists the columns the table's rollups read, which the mapping names
-    -- (the function does not exist yet while CREATE EXTENSION tracks llm_cost.usage_events).
-    IF pg_catalog.to_regprocedure('llm_cost._rollup_refresh_triggers(regclass)') IS NOT NULL THEN
-        PERFORM llm_cost._rollup_refresh_triggers(log_table);
-    END IF;
     RETURN result;
 END $$;
 

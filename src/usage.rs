@@ -544,11 +544,9 @@ fn usage_cost_trigger<'a>(
     }
     if is_insert {
         // COPY: the rollups take the row from here when that is safe (see copy_fast_path);
-        // otherwise the rollup trigger's WHEN clause will, and it wants a ticket for the row.
+        // otherwise the rollup row trigger will.
         let relid = trigger.relid().unwrap_or(pg_sys::InvalidOid);
-        if !unsafe { crate::rollups::copy_fast_path(td, relid, &values, &nulls) } {
-            crate::rollups::ticket();
-        }
+        unsafe { crate::rollups::copy_fast_path(td, relid, &values, &nulls) };
     }
     let tuple = if !changed {
         old_tuple
@@ -599,7 +597,6 @@ fn usage_statement_end<'a>(
     _trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
     crate::rollups::flush();
-    crate::rollups::statement_end();
     let pending: Vec<_> = PENDING.with(|p| p.borrow_mut().drain().collect());
     for ((relid, model), (n, first, last)) in pending {
         let first = pgrx::datum::TimestampWithTimeZone::try_from(first).ok();
