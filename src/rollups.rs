@@ -287,36 +287,15 @@ fn defs_for(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Rc<SourceDefs> {
     d
 }
 
-/// A row's columns, deformed once (reading them one by one with heap_getattr walks the tuple
-/// from its start for every column after the first variable-width or NULL one).
-struct Deformed {
-    values: Vec<pg_sys::Datum>,
-    nulls: Vec<bool>,
-}
-
-impl Deformed {
-    unsafe fn new(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> Self {
-        let n = (*tupdesc).natts as usize;
-        let mut values = vec![pg_sys::Datum::from(0); n];
-        let mut nulls = vec![true; n];
-        pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-        Deformed { values, nulls }
-    }
-
-}
-
-/// The columns of one row, by attribute number.
-trait Columns {
-    fn get(&self, a: Option<Att>) -> Option<pg_sys::Datum>;
-}
-
-/// A row's columns as the cost trigger holds them (values and nulls arrays, all columns).
+/// A row's columns, deformed once (values and nulls arrays, all columns; reading them one by one
+/// with heap_getattr walks the tuple from its start for every column after the first
+/// variable-width or NULL one).
 struct Borrowed<'a> {
     values: &'a [pg_sys::Datum],
     nulls: &'a [bool],
 }
 
-impl Columns for Borrowed<'_> {
+impl Borrowed<'_> {
     fn get(&self, a: Option<Att>) -> Option<pg_sys::Datum> {
         let i = (a?.attno - 1) as usize;
         match self.nulls.get(i) {
@@ -326,11 +305,6 @@ impl Columns for Borrowed<'_> {
     }
 }
 
-impl Columns for Deformed {
-    fn get(&self, a: Option<Att>) -> Option<pg_sys::Datum> {
-        Borrowed { values: &self.values, nulls: &self.nulls }.get(a)
-    }
-}
 
 fn int_of(d: pg_sys::Datum, a: Att) -> i64 {
     match a.typid {
@@ -431,7 +405,7 @@ unsafe fn copy_to_xact(d: pg_sys::Datum, a: Att) -> pg_sys::Datum {
     pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| datum_copy(d, a.byval, a.len))
 }
 
-unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, row: &impl Columns, sign: i64) {
+unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64) {
     let ts = row.get(defs.time).map(|d| time_of(d, defs.time.unwrap())).unwrap_or_else(|| pg_sys::GetCurrentTransactionStartTimestamp());
     let tokens = defs.tokens.map(|a| row.get(a).map(|d| int_of(d, a.unwrap())).unwrap_or(0));
     let cost = row.get(defs.cost);
@@ -543,12 +517,16 @@ fn rollup_row_trigger<'a>(
         return Ok(None);
     }
     unsafe {
+        let add = |tuple, sign| {
+            let (values, nulls) = crate::usage::deform(tuple, tupdesc);
+            add_row(relid, &defs, &Borrowed { values: &values, nulls: &nulls }, sign);
+        };
         if pgrx::trigger_support::trigger_fired_by_insert(event) {
-            add_row(relid, &defs, &Deformed::new(td.tg_trigtuple, tupdesc), 1);
+            add(td.tg_trigtuple, 1);
             PATHS.with(|p| p.set((p.get().0, p.get().1 + 1)));
         } else if pgrx::trigger_support::trigger_fired_by_update(event) {
-            add_row(relid, &defs, &Deformed::new(td.tg_trigtuple, tupdesc), -1);
-            add_row(relid, &defs, &Deformed::new(td.tg_newtuple, tupdesc), 1);
+            add(td.tg_trigtuple, -1);
+            add(td.tg_newtuple, 1);
         }
     }
     Ok(None)
@@ -891,6 +869,25 @@ mod tests {
         Spi::run("INSERT INTO t_part (created_at, model, input_tokens, output_tokens) VALUES ('2026-06-02', 'o3', 5, 5)").unwrap();
         assert_eq!(mismatches("part_daily", "t_part", "created_at", "day", &["model"], "cost_usd"), 0);
         assert_eq!(count("SELECT sum(requests)::bigint FROM part_daily"), 22);
+        // Pending sums across savepoints (rows straight into a partition wait for the next flush):
+        // a committed savepoint hands its sums to the parent, merged with the parent's for the same
+        // group (costs with more than 16 decimals included); a rolled-back one drops its own.
+        Spi::run(
+            "DO $$ BEGIN
+               INSERT INTO t_part_jun (created_at, model, input_tokens, output_tokens, cost_usd) VALUES ('2026-06-03', 'o3', 1, 1, 0.00000000000000001);
+               BEGIN
+                 INSERT INTO t_part_jun (created_at, model, input_tokens, output_tokens, cost_usd) VALUES ('2026-06-03', 'o3', 2, 2, 0.00000000000000002);
+               EXCEPTION WHEN others THEN NULL; END;
+               BEGIN
+                 INSERT INTO t_part_jun (created_at, model, input_tokens, output_tokens, cost_usd) VALUES ('2026-06-03', 'o3', 4, 4, 1);
+                 RAISE EXCEPTION 'undo';
+               EXCEPTION WHEN others THEN NULL; END;
+             END $$",
+        )
+        .unwrap();
+        Spi::run("INSERT INTO t_part (created_at, model, input_tokens, output_tokens) VALUES ('2026-06-04', 'o3', 5, 5)").unwrap();
+        assert_eq!(one("SELECT requests || ' ' || input_tokens || ' ' || cost_usd FROM part_daily WHERE period_start = '2026-06-03' AND model = 'o3'").as_deref(), Some("2 3 0.00000000000000003"));
+        assert_eq!(mismatches("part_daily", "t_part", "created_at", "day", &["model"], "cost_usd"), 0);
     }
 
 

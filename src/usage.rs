@@ -269,12 +269,18 @@ struct Row {
     nulls: Vec<bool>,
 }
 
+/// All columns of a tuple at once: (values, nulls), indexed by attribute number - 1.
+pub unsafe fn deform(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+    let n = (*tupdesc).natts as usize;
+    let mut values = vec![pg_sys::Datum::from(0); n];
+    let mut nulls = vec![true; n];
+    pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    (values, nulls)
+}
+
 impl Row {
     unsafe fn new(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> Row {
-        let n = (*tupdesc).natts as usize;
-        let mut values = vec![pg_sys::Datum::from(0); n];
-        let mut nulls = vec![true; n];
-        pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        let (values, nulls) = deform(tuple, tupdesc);
         Row { tuple, values, nulls }
     }
 
