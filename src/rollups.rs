@@ -349,11 +349,6 @@ impl RollupDef {
     }
 }
 
-/// A numeric as an integer count of 10^-16, when it has at most 16 decimals and fits.
-unsafe fn numeric_units(d: pg_sys::Datum) -> Option<i128> {
-    crate::pricing_sql::numeric_units(d)
-}
-
 /// Appends a datum's identity to a group key: byte-equal values land in one group (values that
 /// are equal but spelled differently meet again in the upsert).
 unsafe fn key_bytes(key: &mut Vec<u8>, d: Option<pg_sys::Datum>, a: Att) {
@@ -423,7 +418,7 @@ unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, row: &Borrowed, sig
                 })
         }
     };
-    let cost_units = cost.and_then(|c| numeric_units(c));
+    let cost_units = cost.and_then(|c| crate::pricing_sql::numeric_units(c));
     let error = row.get(defs.error).is_some();
     let latency = defs.latency.and_then(|a| row.get(Some(a)).map(|d| int_of(d, a)));
 
@@ -622,17 +617,17 @@ pub unsafe fn copy_fast_path(td: &pg_sys::TriggerData, relid: pg_sys::Oid, value
     if all[mine + 1..].iter().any(|t| t.tgtype & before_row_insert == before_row_insert) {
         return false;
     }
-    let Some(when) = all.iter().position(|t| std::ffi::CStr::from_ptr(t.tgname).to_bytes() == b"llm_cost_rollup") else {
+    let Some(rollup) = all.iter().position(|t| std::ffi::CStr::from_ptr(t.tgname).to_bytes() == b"llm_cost_rollup") else {
         return false;
     };
     let origin = pg_sys::TRIGGER_FIRES_ON_ORIGIN as std::ffi::c_char;
     let disabled = pg_sys::TRIGGER_DISABLED as std::ffi::c_char;
-    if all[when].tgenabled != origin || all[mine].tgenabled != origin {
+    if all[rollup].tgenabled != origin || all[mine].tgenabled != origin {
         return false; // disabled by the DBA, or set to fire in other replication roles: leave it alone
     }
     // The statement's copy of the rollup trigger.
-    let target = td.tg_trigger.offset(when as isize - mine as isize);
-    if (*target).tgoid != all[when].tgoid {
+    let target = td.tg_trigger.offset(rollup as isize - mine as isize);
+    if (*target).tgoid != all[rollup].tgoid {
         return false;
     }
     let defs = defs_for(relid, rel);

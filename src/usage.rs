@@ -500,7 +500,7 @@ fn usage_cost_trigger<'a>(
     match &outcome {
         Outcome::Keep => {}
         Outcome::Provided => {}
-        Outcome::Estimated(c) => repl.push((spec.cost.attno, Some(cost_datum(*c, spec.cost.kind)))),
+        Outcome::Estimated(c) => repl.push((spec.cost.attno, Some(crate::pricing_sql::cost_datum(*c, spec.cost.kind)))),
         Outcome::Unpriced => {
             if spec.cost_not_null {
                 match &spec.cost_default {
@@ -569,10 +569,6 @@ fn usage_cost_trigger<'a>(
     Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(desc, tuple) }))
 }
 
-/// The cost as the cost column stores it (rounded to its scale, if it has a typmod).
-fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
-    crate::pricing_sql::cost_datum(c, typmod)
-}
 
 fn numeric_datum(text: &str, typmod: i32) -> pg_sys::Datum {
     match AnyNumeric::try_from(text) {
@@ -592,7 +588,7 @@ fn apply_typmod(n: AnyNumeric, typmod: i32) -> pg_sys::Datum {
 }
 
 fn round_to_typmod_text(c: Cost, typmod: i32) -> String {
-    let d = cost_datum(c, typmod);
+    let d = crate::pricing_sql::cost_datum(c, typmod);
     unsafe { AnyNumeric::from_datum(d, false) }.map(|n| n.to_string()).unwrap_or_default()
 }
 
