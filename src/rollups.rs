@@ -59,6 +59,8 @@ struct RollupDef {
     zone: pg_sys::Datum,  // text, TopMemoryContext
     step_us: i64,         // more than one period, less than two
     groups: Vec<Att>,
+    /// Position of each of `groups` in `SourceDefs::union`.
+    in_union: Vec<usize>,
     /// Where the flush writes.
     layout: crate::stripes::Layout,
     /// Last period computed: [start, end).
@@ -66,7 +68,13 @@ struct RollupDef {
 }
 
 struct SourceDefs {
+    /// The source (a partition has its own definitions, with its own column numbers).
+    relid: pg_sys::Oid,
+    /// Distinct per load: sums made with other definitions never merge with these.
+    generation: u32,
     rollups: Vec<RollupDef>,
+    /// Every column some rollup groups by, once.
+    union: Vec<Att>,
     time: Option<Att>,
     cost: Option<Att>,
     model: Option<Att>,
@@ -85,13 +93,9 @@ impl SourceDefs {
     }
 }
 
-/// Sums of one (rollup, period, group) for the running statement.
-struct Acc {
-    defs: Rc<SourceDefs>,
-    rollup: usize,
-    period: i64,
-    /// Group values, copied into TopTransactionContext.
-    group: Vec<Option<pg_sys::Datum>>,
+/// Sums of a set of rows.
+#[derive(Clone)]
+struct Sum {
     requests: i64,
     tokens: [i64; 4],
     /// Cost sum in 10^-16 USD while every cost fits that scale (always, for estimated costs).
@@ -106,9 +110,24 @@ struct Acc {
     last: i64,
 }
 
+/// Pending sums, for the running statement, of the rows of one source that share every rollup's
+/// period and every column any of its rollups groups by. Each rollup's (period, group) is a
+/// projection of it, made when the sums are written: a row costs one hash lookup however many
+/// rollups its source has.
+struct Acc {
+    defs: Rc<SourceDefs>,
+    /// Period start per rollup (as `defs.rollups`).
+    periods: Vec<i64>,
+    /// Values of `defs.union`, copied into TopTransactionContext.
+    group: Vec<Option<pg_sys::Datum>>,
+    sum: Sum,
+}
+
 thread_local! {
     static DEFS: RefCell<rustc_hash::FxHashMap<pg_sys::Oid, Rc<SourceDefs>>> = RefCell::new(Default::default());
     static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
+    /// add_row's key buffer.
+    static KEY: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(128));
     /// Rows this backend added to rollups by the COPY fast path and by the row trigger.
     static PATHS: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((0, 0)) };
 }
@@ -185,7 +204,7 @@ pub fn commit_sub(sub: pg_sys::SubTransactionId, parent: pg_sys::SubTransactionI
             let into = p.of(parent);
             for (key, acc) in moved {
                 match into.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(acc),
+                    std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().sum.merge(&acc.sum),
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(acc);
                     }
@@ -216,8 +235,13 @@ fn persistent_text(s: &str) -> pg_sys::Datum {
 }
 
 fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> SourceDefs {
+    static GENERATION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut out = SourceDefs {
+        relid,
+        generation,
         rollups: vec![],
+        union: vec![],
         time: None,
         cost: None,
         model: None,
@@ -253,6 +277,16 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
         out.error = att_of(tupdesc, atts[8]);
         out.latency = att_of(tupdesc, atts[9]);
         let groups: Vec<Att> = groups.iter().filter_map(|a| att_of(tupdesc, Some(*a))).collect();
+        let in_union = groups
+            .iter()
+            .map(|g| match out.union.iter().position(|u| u.attno == g.attno) {
+                Some(i) => i,
+                None => {
+                    out.union.push(*g);
+                    out.union.len() - 1
+                }
+            })
+            .collect();
         let fixed: [i16; 14] = stripes_fixed.try_into().unwrap_or_else(|_| {
             error!("llm_cost: the stripes table of rollup {id} is missing columns; recreate the rollup")
         });
@@ -270,6 +304,7 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
             zone: persistent_text(&zone),
             step_us,
             groups,
+            in_union,
             layout: crate::stripes::Layout { stripes, groups: stripes_groups, fixed, probe_keys: Default::default() },
             period: std::cell::Cell::new((i64::MAX, i64::MIN)),
         });
@@ -400,7 +435,9 @@ unsafe fn copy_to_xact(d: pg_sys::Datum, a: Att) -> pg_sys::Datum {
     pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| datum_copy(d, a.byval, a.len))
 }
 
-unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64) {
+/// Adds a row (`sign` 1) or takes it away (-1). `units`: the row's cost in 10^-16 USD when the
+/// caller already knows it (the cost trigger, which has just computed it), else read from the row.
+unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Option<i128>) {
     let ts = row.get(defs.time).map(|d| time_of(d, defs.time.unwrap())).unwrap_or_else(|| pg_sys::GetCurrentTransactionStartTimestamp());
     let tokens = defs.tokens.map(|a| row.get(a).map(|d| int_of(d, a.unwrap())).unwrap_or(0));
     let cost = row.get(defs.cost);
@@ -418,50 +455,44 @@ unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, row: &Borrowed, sig
                 })
         }
     };
-    let cost_units = cost.and_then(|c| crate::pricing_sql::numeric_units(c));
+    let cost_units = match cost {
+        None => None,
+        Some(c) => units.or_else(|| crate::pricing_sql::numeric_units(c)),
+    };
     let error = row.get(defs.error).is_some();
     let latency = defs.latency.and_then(|a| row.get(Some(a)).map(|d| int_of(d, a)));
 
     let sub = pg_sys::GetCurrentSubTransactionId();
-    let mut key = Vec::with_capacity(64);
-    PENDING.with(|p| {
-        let mut p = p.borrow_mut();
-        let p = p.of(sub);
-        for (ri, r) in defs.rollups.iter().enumerate() {
-            let period = r.period_start(ts);
-            key.clear();
-            key.extend_from_slice(&relid.to_u32().to_le_bytes());
-            key.extend_from_slice(&(ri as u32).to_le_bytes());
-            key.extend_from_slice(&period.to_le_bytes());
-            for g in &r.groups {
-                key_bytes(&mut key, row.get(Some(*g)), *g);
-            }
+    KEY.with(|key| {
+        let mut key = key.borrow_mut();
+        key.clear();
+        key.extend_from_slice(&defs.generation.to_le_bytes());
+        for r in &defs.rollups {
+            key.extend_from_slice(&r.period_start(ts).to_le_bytes());
+        }
+        for g in &defs.union {
+            key_bytes(&mut key, row.get(Some(*g)), *g);
+        }
+        PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            let p = p.of(sub);
             let mut fresh = None;
             let acc = match p.get_mut(key.as_slice()) {
                 Some(acc) => acc,
                 None => fresh.insert(Acc {
-                defs: defs.clone(),
-                rollup: ri,
-                period,
-                group: r.groups.iter().map(|g| row.get(Some(*g)).map(|d| copy_to_xact(d, *g))).collect(),
-                requests: 0,
-                tokens: [0; 4],
-                cost: 0,
-                cost_extra: None,
-                unpriced: 0,
-                errors: 0,
-                latency_sum: 0,
-                latency_max: None,
-                first: ts,
-                last: ts,
+                    defs: defs.clone(),
+                    periods: defs.rollups.iter().map(|r| r.period_start(ts)).collect(),
+                    group: defs.union.iter().map(|g| row.get(Some(*g)).map(|d| copy_to_xact(d, *g))).collect(),
+                    sum: Sum::starting_at(ts),
                 }),
             };
-            acc.requests += sign;
+            let s = &mut acc.sum;
+            s.requests += sign;
             for k in 0..4 {
-                acc.tokens[k] += sign * tokens[k];
+                s.tokens[k] += sign * tokens[k];
             }
             if let Some(units) = cost_units {
-                acc.cost += sign as i128 * units;
+                s.cost += sign as i128 * units;
             } else if let Some(c) = cost {
                 // More than 16 decimals: add exactly as numeric (rare: a provided cost).
                 let c = if sign < 0 {
@@ -469,31 +500,28 @@ unsafe fn add_row(relid: pg_sys::Oid, defs: &Rc<SourceDefs>, row: &Borrowed, sig
                 } else {
                     c
                 };
-                acc.cost_extra = Some(pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| match acc.cost_extra {
-                    None => datum_copy(c, false, -1),
-                    Some(prev) => pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(prev), Some(c)]).unwrap_or(prev),
-                }));
+                s.add_extra(c);
             }
             if unpriced {
-                acc.unpriced += sign;
+                s.unpriced += sign;
             }
             if error {
-                acc.errors += sign;
+                s.errors += sign;
             }
             if let Some(l) = latency {
-                acc.latency_sum += sign * l;
+                s.latency_sum += sign * l;
                 if sign > 0 {
-                    acc.latency_max = Some(acc.latency_max.map_or(l, |m| m.max(l)));
+                    s.latency_max = Some(s.latency_max.map_or(l, |m| m.max(l)));
                 }
             }
             if sign > 0 {
-                acc.first = acc.first.min(ts);
-                acc.last = acc.last.max(ts);
+                s.first = s.first.min(ts);
+                s.last = s.last.max(ts);
             }
             if let Some(acc) = fresh {
                 p.insert(key.clone(), acc);
             }
-        }
+        })
     });
 }
 
@@ -514,7 +542,7 @@ fn rollup_row_trigger<'a>(
     unsafe {
         let add = |tuple, sign| {
             let (values, nulls) = crate::usage::deform(tuple, tupdesc);
-            add_row(relid, &defs, &Borrowed { values: &values, nulls: &nulls }, sign);
+            add_row(&defs, &Borrowed { values: &values, nulls: &nulls }, sign, None);
         };
         if pgrx::trigger_support::trigger_fired_by_insert(event) {
             add(td.tg_trigtuple, 1);
@@ -527,23 +555,47 @@ fn rollup_row_trigger<'a>(
     Ok(None)
 }
 
-impl Acc {
-    /// Adds another pending sum of the same (rollup, period, group).
-    fn merge(&mut self, o: Acc) {
+impl Sum {
+    fn starting_at(ts: i64) -> Sum {
+        Sum {
+            requests: 0,
+            tokens: [0; 4],
+            cost: 0,
+            cost_extra: None,
+            unpriced: 0,
+            errors: 0,
+            latency_sum: 0,
+            latency_max: None,
+            first: ts,
+            last: ts,
+        }
+    }
+
+    /// Nothing to add (an UPDATE that moved nothing).
+    fn is_zero(&self) -> bool {
+        self.requests == 0 && self.cost == 0 && self.cost_extra.is_none() && self.tokens == [0; 4]
+            && self.unpriced == 0 && self.errors == 0 && self.latency_sum == 0
+    }
+
+    /// Adds a numeric cost exactly (kept in TopTransactionContext).
+    fn add_extra(&mut self, c: pg_sys::Datum) {
+        self.cost_extra = Some(unsafe {
+            pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| match self.cost_extra {
+                None => datum_copy(c, false, -1),
+                Some(prev) => pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(prev), Some(c)]).unwrap_or(prev),
+            })
+        });
+    }
+
+    /// Adds the sums of other rows.
+    fn merge(&mut self, o: &Sum) {
         self.requests += o.requests;
         for k in 0..4 {
             self.tokens[k] += o.tokens[k];
         }
         self.cost += o.cost;
         if let Some(extra) = o.cost_extra {
-            self.cost_extra = Some(match self.cost_extra {
-                None => extra,
-                Some(prev) => unsafe {
-                    pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| {
-                        pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(prev), Some(extra)]).unwrap_or(prev)
-                    })
-                },
-            });
+            self.add_extra(extra);
         }
         self.unpriced += o.unpriced;
         self.errors += o.errors;
@@ -597,7 +649,13 @@ fn copy_error_callback() -> Option<usize> {
 /// list into it in the same order), never in the relation cache: the next statement gets a
 /// fresh copy with the trigger on. The pointer arithmetic is checked against the trigger's OID
 /// before anything is written.
-pub unsafe fn copy_fast_path(td: &pg_sys::TriggerData, relid: pg_sys::Oid, values: &[pg_sys::Datum], nulls: &[bool]) -> bool {
+pub unsafe fn copy_fast_path(
+    td: &pg_sys::TriggerData,
+    relid: pg_sys::Oid,
+    values: &[pg_sys::Datum],
+    nulls: &[bool],
+    units: Option<(i32, i128)>,
+) -> bool {
     let top = pg_sys::error_context_stack;
     if top.is_null() || (*top).callback.map(|f| f as usize) != copy_error_callback() {
         return false;
@@ -639,7 +697,8 @@ pub unsafe fn copy_fast_path(td: &pg_sys::TriggerData, relid: pg_sys::Oid, value
         }
         (*target).tgenabled = disabled;
     }
-    add_row(relid, &defs, &Borrowed { values, nulls }, 1);
+    let units = units.filter(|(attno, _)| defs.cost.is_some_and(|a| a.attno == *attno)).map(|(_, u)| u);
+    add_row(&defs, &Borrowed { values, nulls }, 1, units);
     PATHS.with(|p| p.set((p.get().0 + 1, p.get().1)));
     true
 }
@@ -665,38 +724,58 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
         return;
     }
     let stripe = backend_slot();
-    // Per rollup (same definitions and rollup index), the groups to add.
-    let mut by_rollup: Vec<(Rc<SourceDefs>, usize, Vec<(Vec<u8>, Acc)>)> = Vec::new();
-    for (key, acc) in pending {
-        if acc.requests == 0 && acc.cost == 0 && acc.cost_extra.is_none() && acc.tokens == [0; 4]
-            && acc.unpriced == 0 && acc.errors == 0 && acc.latency_sum == 0
-        {
-            continue; // an UPDATE that moved nothing
+    // Each rollup's (period, group) sums, projected from the pending ones.
+    type Groups = HashMap<Vec<u8>, (i64, Vec<Option<pg_sys::Datum>>, Sum), rustc_hash::FxBuildHasher>;
+    let mut by_rollup: Vec<(Rc<SourceDefs>, usize, Groups)> = Vec::new();
+    let mut key = Vec::with_capacity(128);
+    for (_, acc) in pending {
+        if acc.sum.is_zero() {
+            continue;
         }
-        match by_rollup.iter_mut().find(|(d, r, _)| Rc::ptr_eq(d, &acc.defs) && *r == acc.rollup) {
-            Some((_, _, v)) => v.push((key, acc)),
-            None => by_rollup.push((acc.defs.clone(), acc.rollup, vec![(key, acc)])),
+        for (ri, r) in acc.defs.rollups.iter().enumerate() {
+            let group: Vec<Option<pg_sys::Datum>> = r.in_union.iter().map(|&u| acc.group[u]).collect();
+            key.clear();
+            key.extend_from_slice(&acc.defs.relid.to_u32().to_le_bytes());
+            key.extend_from_slice(&(ri as u32).to_le_bytes());
+            key.extend_from_slice(&acc.periods[ri].to_le_bytes());
+            for (g, v) in r.groups.iter().zip(&group) {
+                unsafe { key_bytes(&mut key, *v, *g) };
+            }
+            let groups = match by_rollup.iter().position(|(d, i, _)| Rc::ptr_eq(d, &acc.defs) && *i == ri) {
+                Some(i) => &mut by_rollup[i].2,
+                None => {
+                    by_rollup.push((acc.defs.clone(), ri, Groups::default()));
+                    &mut by_rollup.last_mut().unwrap().2
+                }
+            };
+            match groups.get_mut(key.as_slice()) {
+                Some((_, _, s)) => s.merge(&acc.sum),
+                None => {
+                    groups.insert(key.clone(), (acc.periods[ri], group, acc.sum.clone()));
+                }
+            }
         }
     }
-    for (defs, ri, accs) in by_rollup {
-        let costs: Vec<pg_sys::Datum> = accs.iter().map(|(_, a)| cost_of(a)).collect();
-        let sums: Vec<crate::stripes::Sums> = accs
+    for (defs, ri, groups) in by_rollup {
+        let groups: Vec<(Vec<u8>, (i64, Vec<Option<pg_sys::Datum>>, Sum))> = groups.into_iter().collect();
+        let costs: Vec<pg_sys::Datum> = groups.iter().map(|(_, (_, _, s))| cost_of(s)).collect();
+        let sums: Vec<crate::stripes::Sums> = groups
             .iter()
             .zip(costs)
-            .map(|((key, a), cost)| crate::stripes::Sums {
+            .map(|((key, (period, group, s)), cost)| crate::stripes::Sums {
                 key,
-                period: a.period,
-                group: &a.group,
+                period: *period,
+                group,
                 stripe,
-                requests: a.requests,
-                tokens: a.tokens,
+                requests: s.requests,
+                tokens: s.tokens,
                 cost,
-                unpriced: a.unpriced,
-                errors: a.errors,
-                latency_sum: a.latency_sum,
-                latency_max: a.latency_max,
-                first: a.first,
-                last: a.last,
+                unpriced: s.unpriced,
+                errors: s.errors,
+                latency_sum: s.latency_sum,
+                latency_max: s.latency_max,
+                first: s.first,
+                last: s.last,
             })
             .collect();
         crate::stripes::add_all(&defs.rollups[ri].layout, &sums);
@@ -704,7 +783,7 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
 }
 
 /// The exact cost sum of a group as numeric.
-fn cost_of(acc: &Acc) -> pg_sys::Datum {
+fn cost_of(acc: &Sum) -> pg_sys::Datum {
     let cost = crate::pricing_sql::cost_datum(crate::pricing::Cost(acc.cost), -1);
     match acc.cost_extra {
         Some(extra) => unsafe { pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(cost), Some(extra)]) }.unwrap_or(cost),

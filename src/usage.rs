@@ -552,7 +552,12 @@ fn usage_cost_trigger<'a>(
         // COPY: the rollups take the row from here when that is safe (see copy_fast_path);
         // otherwise the rollup row trigger will.
         let relid = trigger.relid().unwrap_or(pg_sys::InvalidOid);
-        unsafe { crate::rollups::copy_fast_path(td, relid, &values, &nulls) };
+        // The cost as stored, in 10^-16 USD, when we just computed it (a typmod would round it).
+        let units = match &outcome {
+            Outcome::Estimated(c) if spec.cost.kind < 0 => Some((spec.cost.attno, c.0)),
+            _ => None,
+        };
+        unsafe { crate::rollups::copy_fast_path(td, relid, &values, &nulls, units) };
     }
     let tuple = if !changed {
         old_tuple
