@@ -724,7 +724,10 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
         return;
     }
     let stripe = backend_slot();
-    // Each rollup's (period, group) sums, projected from the pending ones.
+    // Each rollup's (period, group) sums, projected from the pending ones. Rollups are told apart
+    // by their stripes table, not by the definitions' identity: definitions reloaded in the
+    // middle of a statement (any invalidation of the source) describe the same rollups, and
+    // their sums must land in one summary row per group, not in two updates of it.
     type Groups = HashMap<Vec<u8>, (i64, Vec<Option<pg_sys::Datum>>, Sum), rustc_hash::FxBuildHasher>;
     let mut by_rollup: Vec<(Rc<SourceDefs>, usize, Groups)> = Vec::new();
     let mut key = Vec::with_capacity(128);
@@ -736,12 +739,12 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
             let group: Vec<Option<pg_sys::Datum>> = r.in_union.iter().map(|&u| acc.group[u]).collect();
             key.clear();
             key.extend_from_slice(&acc.defs.relid.to_u32().to_le_bytes());
-            key.extend_from_slice(&(ri as u32).to_le_bytes());
+            key.extend_from_slice(&r.layout.stripes.to_u32().to_le_bytes());
             key.extend_from_slice(&acc.periods[ri].to_le_bytes());
             for (g, v) in r.groups.iter().zip(&group) {
                 unsafe { key_bytes(&mut key, *v, *g) };
             }
-            let groups = match by_rollup.iter().position(|(d, i, _)| Rc::ptr_eq(d, &acc.defs) && *i == ri) {
+            let groups = match by_rollup.iter().position(|(d, i, _)| d.rollups[*i].layout.stripes == r.layout.stripes) {
                 Some(i) => &mut by_rollup[i].2,
                 None => {
                     by_rollup.push((acc.defs.clone(), ri, Groups::default()));
@@ -968,6 +971,43 @@ mod tests {
     /// The flush writes stripes tables directly (src/stripes.rs): groups equal in SQL but spelled
     /// differently meet in one row even within one statement, aborted subtransactions leave no
     /// trace, plain extra indexes on a stripes table are kept, expression indexes are refused.
+    /// Drops this backend's cached rollup definitions (what any invalidation of a source does).
+    #[pg_extern]
+    fn forget_rollup_definitions() {
+        crate::rollups::forget_all();
+    }
+
+    #[pg_test]
+    fn rollups_sharing_columns_and_definitions_reloaded_mid_statement() {
+        // Three rollups of one source at different grains, overlapping group columns: each row is
+        // one pending entry, projected onto each rollup when written.
+        Spi::run("CREATE TABLE t_multi (created_at timestamptz NOT NULL, team text, model text, input_tokens int, output_tokens int, cost_usd numeric)").unwrap();
+        Spi::run("SELECT llm_cost.track('t_multi')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('m_hourly', 't_multi', 'hour', '{model, team}')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('m_monthly', 't_multi', 'month', '{team}')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('m_total', 't_multi', 'week', '{}')").unwrap();
+        Spi::run(
+            "INSERT INTO t_multi SELECT '2026-06-29 22:00+00'::timestamptz + (g % 7) * interval '10 hours', 'team' || (g % 3),
+                    (ARRAY['gpt-4o', 'o3', 'claude-sonnet-4-5'])[1 + g % 2], 100 * g, g, CASE WHEN g % 5 = 0 THEN 0.00000000000000001 * g END
+               FROM generate_series(1, 200) g",
+        )
+        .unwrap();
+        assert_eq!(mismatches("m_hourly", "t_multi", "created_at", "hour", &["model", "team"], "cost_usd"), 0);
+        assert_eq!(mismatches("m_monthly", "t_multi", "created_at", "month", &["team"], "cost_usd"), 0);
+        assert_eq!(mismatches("m_total", "t_multi", "created_at", "week", &[], "cost_usd"), 0);
+        assert_eq!(count("SELECT count(*) FROM m_monthly"), 6); // June and July, three teams
+        // Definitions dropped between the rows of one statement (here by another AFTER trigger;
+        // in life by any invalidation of the source): rows summed with old and new definitions
+        // (pending entries that never merge) are written as one summary row per group.
+        Spi::run("CREATE FUNCTION forget_defs() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM tests.forget_rollup_definitions(); RETURN NULL; END $$").unwrap();
+        Spi::run("CREATE TRIGGER zz_forget AFTER INSERT ON t_multi FOR EACH ROW EXECUTE FUNCTION forget_defs()").unwrap();
+        Spi::run("INSERT INTO t_multi SELECT '2026-06-01 10:00+00', 'reload', 'o3', 10, 1 FROM generate_series(1, 4)").unwrap();
+        assert_eq!(one("SELECT requests || ' ' || input_tokens FROM m_hourly WHERE team = 'reload'").as_deref(), Some("4 40"));
+        assert_eq!(count("SELECT count(*) FROM m_monthly_stripes WHERE team = 'reload'"), 1);
+        assert_eq!(mismatches("m_monthly", "t_multi", "created_at", "month", &["team"], "cost_usd"), 0);
+        assert_eq!(mismatches("m_total", "t_multi", "created_at", "week", &[], "cost_usd"), 0);
+    }
+
     #[pg_test]
     fn direct_stripe_writes_edge_cases() {
         Spi::run("CREATE TABLE t_tier (created_at timestamptz NOT NULL DEFAULT '2026-06-01', model text, input_tokens int, output_tokens int, cost_usd numeric, tier numeric)").unwrap();
