@@ -8,6 +8,7 @@ use pgrx::prelude::*;
 pub mod cache;
 pub mod catalog;
 pub mod numeric;
+pub mod pending;
 pub mod pricing;
 pub mod pricing_sql;
 pub mod retention;

@@ -125,7 +125,8 @@ struct Acc {
 
 thread_local! {
     static DEFS: RefCell<rustc_hash::FxHashMap<pg_sys::Oid, Rc<SourceDefs>>> = RefCell::new(Default::default());
-    static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
+    /// Pending sums per subtransaction that saw the rows, by entry key.
+    static PENDING: RefCell<crate::pending::PerSub<Sums>> = RefCell::new(Default::default());
     /// add_row's key buffer.
     static KEY: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(128));
     /// Rows this backend added to rollups by the COPY fast path and by the row trigger.
@@ -134,28 +135,9 @@ thread_local! {
 
 type Sums = HashMap<Vec<u8>, Acc, rustc_hash::FxBuildHasher>;
 
-/// Pending sums per subtransaction that saw the rows (innermost last), by group key.
-#[derive(Default)]
-struct Pending {
-    subs: Vec<(pg_sys::SubTransactionId, Sums)>,
-}
-
-impl Pending {
-    /// The sums of subtransaction `sub`, created if needed.
-    fn of(&mut self, sub: pg_sys::SubTransactionId) -> &mut Sums {
-        let i = match self.subs.iter().rposition(|(s, _)| *s == sub) {
-            Some(i) => i,
-            None => {
-                self.subs.push((sub, Sums::default()));
-                self.subs.len() - 1
-            }
-        };
-        &mut self.subs[i].1
-    }
-
-    fn take(&mut self, sub: pg_sys::SubTransactionId) -> Option<Sums> {
-        let i = self.subs.iter().rposition(|(s, _)| *s == sub)?;
-        Some(self.subs.remove(i).1)
+impl crate::pending::Merge for Acc {
+    fn merge(&mut self, other: Acc) {
+        self.sum.merge(&other.sum);
     }
 }
 
@@ -182,7 +164,7 @@ pub fn forget_all() {
 pub fn clear_pending() {
     let _ = PENDING.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
-            p.subs.clear();
+            p.clear();
         }
     });
 }
@@ -200,16 +182,7 @@ pub fn abort_sub(sub: pg_sys::SubTransactionId) {
 pub fn commit_sub(sub: pg_sys::SubTransactionId, parent: pg_sys::SubTransactionId) {
     let _ = PENDING.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
-            let Some(moved) = p.take(sub) else { return };
-            let into = p.of(parent);
-            for (key, acc) in moved {
-                match into.entry(key) {
-                    std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().sum.merge(&acc.sum),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(acc);
-                    }
-                }
-            }
+            p.commit(sub, parent);
         }
     });
 }
@@ -715,7 +688,7 @@ pub fn flush() {
 /// Writes every pending sum (before commit: the transaction's own subtransactions have all
 /// ended, so everything pending belongs to it).
 pub fn flush_all() {
-    let pending: Vec<(Vec<u8>, Acc)> = PENDING.with(|p| p.borrow_mut().subs.drain(..).flat_map(|(_, m)| m).collect());
+    let pending: Vec<(Vec<u8>, Acc)> = PENDING.with(|p| p.borrow_mut().take_all().into_iter().flatten().collect());
     write(pending);
 }
 

@@ -68,10 +68,25 @@ struct TableSpec {
     cost_not_null: bool,
 }
 
+/// Rows stored unpriced for one (table, model), and the first and last event time among them.
+struct Unpriced {
+    rows: i64,
+    first: i64,
+    last: i64,
+}
+
+impl crate::pending::Merge for Unpriced {
+    fn merge(&mut self, o: Unpriced) {
+        self.rows += o.rows;
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+    }
+}
+
 thread_local! {
     static SPECS: RefCell<rustc_hash::FxHashMap<(pg_sys::Oid, pg_sys::Oid), Rc<TableSpec>>> = RefCell::new(Default::default());
-    /// Unknown models seen by the running statement(s): (table, model) -> (rows, first, last).
-    static PENDING: RefCell<HashMap<(pg_sys::Oid, String), (i64, i64, i64)>> = RefCell::new(HashMap::new());
+    /// Unknown models seen by rows not yet recorded, per subtransaction: (table, model) -> rows.
+    static PENDING: RefCell<crate::pending::PerSub<HashMap<(pg_sys::Oid, String), Unpriced>>> = RefCell::new(Default::default());
     static WARNED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
     static CALLBACKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Text datums the trigger writes over and over ('estimated', provider names), allocated once
@@ -134,7 +149,12 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
     match event {
         // Rollup sums no statement trigger wrote (rows inserted straight into a partition) are
         // written now, still inside the transaction.
-        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => crate::rollups::flush_all(),
+        // So are unknown models no statement trigger recorded.
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            crate::rollups::flush_all();
+            let left: Vec<_> = PENDING.with(|p| p.borrow_mut().take_all());
+            record_unpriced(left.into_iter().flatten());
+        }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE => clear_pending(),
         _ => {}
     }
@@ -151,11 +171,16 @@ unsafe extern "C-unwind" fn subxact_callback(
         crate::rollups::abort_sub(my);
         let _ = PENDING.try_with(|p| {
             if let Ok(mut p) = p.try_borrow_mut() {
-                p.clear();
+                p.take(my);
             }
         });
     } else if event == pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB {
         crate::rollups::commit_sub(my, parent);
+        let _ = PENDING.try_with(|p| {
+            if let Ok(mut p) = p.try_borrow_mut() {
+                p.commit(my, parent);
+            }
+        });
     }
 }
 
@@ -486,12 +511,13 @@ fn usage_cost_trigger<'a>(
             );
         }
         let relid = root_of(trigger.relid().unwrap_or(pg_sys::InvalidOid), td.tg_relation);
+        let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
         PENDING.with(|p| {
             let mut p = p.borrow_mut();
-            let e = p.entry((relid, model.to_string())).or_insert((0, at, at));
-            e.0 += 1;
-            e.1 = e.1.min(at);
-            e.2 = e.2.max(at);
+            let e = p.of(sub).entry((relid, model.to_string())).or_insert(Unpriced { rows: 0, first: at, last: at });
+            e.rows += 1;
+            e.first = e.first.min(at);
+            e.last = e.last.max(at);
         });
     }
 
@@ -597,6 +623,19 @@ fn round_to_typmod_text(c: Cost, typmod: i32) -> String {
     unsafe { AnyNumeric::from_datum(d, false) }.map(|n| n.to_string()).unwrap_or_default()
 }
 
+/// Adds rows stored unpriced to `llm_cost.unpriced_models`.
+fn record_unpriced(pending: impl Iterator<Item = ((pg_sys::Oid, String), Unpriced)>) {
+    for ((relid, model), u) in pending {
+        let first = pgrx::datum::TimestampWithTimeZone::try_from(u.first).ok();
+        let last = pgrx::datum::TimestampWithTimeZone::try_from(u.last).ok();
+        Spi::run_with_args(
+            "SELECT llm_cost._record_unpriced($1, $2, $3, $4, $5)",
+            &[relid.into(), model.into(), u.rows.into(), first.into(), last.into()],
+        )
+        .unwrap_or_else(|e| error!("llm_cost: could not record unpriced rows: {e}"));
+    }
+}
+
 /// Statement trigger: records the unknown models the statement's rows used, in the same
 /// transaction, one row per (table, model) instead of one per row.
 #[pg_trigger]
@@ -604,16 +643,9 @@ fn usage_statement_end<'a>(
     _trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
     crate::rollups::flush();
-    let pending: Vec<_> = PENDING.with(|p| p.borrow_mut().drain().collect());
-    for ((relid, model), (n, first, last)) in pending {
-        let first = pgrx::datum::TimestampWithTimeZone::try_from(first).ok();
-        let last = pgrx::datum::TimestampWithTimeZone::try_from(last).ok();
-        Spi::run_with_args(
-            "SELECT llm_cost._record_unpriced($1, $2, $3, $4, $5)",
-            &[relid.into(), model.into(), n.into(), first.into(), last.into()],
-        )
-        .unwrap_or_else(|e| error!("llm_cost: could not record unpriced rows: {e}"));
-    }
+    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let pending = PENDING.with(|p| p.borrow_mut().take(sub));
+    record_unpriced(pending.into_iter().flatten());
     Ok(None)
 }
 

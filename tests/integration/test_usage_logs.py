@@ -80,6 +80,38 @@ def test_rolled_back_unpriced_rows_are_not_counted(connect):
     assert one(c, "SELECT rows FROM llm_cost.unpriced_models WHERE model = 'ghost-model'") == 1
 
 
+def test_unpriced_rows_are_listed_whatever_path_they_took(connect):
+    """Rows of an unknown model are listed in unpriced_models even when a savepoint around other
+    work rolled back in the same statement, and when they went straight into a partition (whose
+    statement triggers are not the tracked table's: listed just before commit)."""
+    c = connect()
+    c.execute("CREATE TABLE up_log (created_at timestamptz NOT NULL, model text, input_tokens int, output_tokens int, "
+              "cost_usd numeric) PARTITION BY RANGE (created_at)")
+    c.execute("CREATE TABLE up_log_2026 PARTITION OF up_log FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+    c.execute("SELECT llm_cost.track('up_log')")
+    c.execute("INSERT INTO up_log_2026 VALUES ('2026-02-01', 'partition-only-model', 1, 1), ('2026-02-03', 'partition-only-model', 1, 1)")
+    assert one(connect(), "SELECT rows || ' ' || to_char(first_seen AT TIME ZONE 'UTC', 'MM-DD') || ' ' || "
+                          "to_char(last_seen AT TIME ZONE 'UTC', 'MM-DD') FROM llm_cost.unpriced_models "
+                          "WHERE model = 'partition-only-model' AND log_table = 'up_log'::regclass") == "2 02-01 02-03"
+    # Another AFTER trigger catches an error for every row (a subtransaction that aborts).
+    c.execute("CREATE FUNCTION up_catch() RETURNS trigger LANGUAGE plpgsql AS "
+              "$$ BEGIN BEGIN PERFORM 1 / 0; EXCEPTION WHEN division_by_zero THEN NULL; END; RETURN NULL; END $$")
+    c.execute("CREATE TRIGGER up_catch AFTER INSERT ON up_log_2026 FOR EACH ROW EXECUTE FUNCTION up_catch()")
+    c.execute("INSERT INTO up_log SELECT '2026-02-02', 'caught-model', 1, 1 FROM generate_series(1, 3)")
+    c.execute("INSERT INTO up_log_2026 SELECT '2026-02-02', 'caught-model', 1, 1 FROM generate_series(1, 2)")
+    assert one(connect(), "SELECT rows FROM llm_cost.unpriced_models WHERE model = 'caught-model'") == 5
+    # A rolled-back savepoint takes its own rows out, and only those.
+    t = connect(autocommit=False)
+    t.execute("INSERT INTO up_log VALUES ('2026-02-04', 'savepoint-model', 1, 1)")
+    t.execute("SAVEPOINT s")
+    t.execute("INSERT INTO up_log_2026 VALUES ('2026-02-04', 'savepoint-model', 1, 1)")
+    t.execute("ROLLBACK TO SAVEPOINT s")
+    t.execute("INSERT INTO up_log_2026 VALUES ('2026-02-05', 'savepoint-model', 1, 1)")
+    t.commit()
+    assert one(connect(), "SELECT rows FROM llm_cost.unpriced_models WHERE model = 'savepoint-model'") == 2
+    assert one(c, "SELECT count(*) FROM up_log WHERE cost_usd IS NULL") == 9
+
+
 def test_copy_with_a_bad_row_is_rejected_whole(connect):
     c = connect()
     before = one(c, "SELECT count(*) FROM llm_cost.usage_events")
