@@ -153,7 +153,12 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
             crate::rollups::flush_all();
             let left: Vec<_> = PENDING.with(|p| p.borrow_mut().take_all());
-            record_unpriced(left.into_iter().flatten());
+            if left.iter().any(|m| !m.is_empty()) {
+                // No statement is running: SQL needs a snapshot of its own.
+                pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+                record_unpriced(left.into_iter().flatten());
+                pg_sys::PopActiveSnapshot();
+            }
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE => clear_pending(),
         _ => {}
@@ -692,6 +697,24 @@ mod tests {
         Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('mystery-model', 1, 1), ('gpt-4o', 1, 1)").unwrap();
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events WHERE cost_usd IS NULL AND cost_source = 'unpriced'").unwrap(), Some(4));
         assert_eq!(one("SELECT rows::text FROM llm_cost.unpriced_models WHERE model = 'mystery-model' AND log_table = 'llm_cost.usage_events'::regclass").as_deref(), Some("4"));
+        // Another trigger's caught error (an aborted subtransaction) in the same statement does
+        // not take the statement's unknown models out of the list; a rolled-back savepoint takes
+        // out its own rows only.
+        Spi::run("CREATE FUNCTION catch_all() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN BEGIN PERFORM 1 / 0; EXCEPTION WHEN division_by_zero THEN NULL; END; RETURN NULL; END $$").unwrap();
+        Spi::run("CREATE TRIGGER catch_all AFTER INSERT ON llm_cost.usage_events FOR EACH ROW EXECUTE FUNCTION catch_all()").unwrap();
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) SELECT 'mystery-model', 1, 1 FROM generate_series(1, 5)").unwrap();
+        Spi::run(
+            "DO $$ BEGIN
+               BEGIN
+                 INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('mystery-model', 1, 1);
+                 RAISE EXCEPTION 'undo';
+               EXCEPTION WHEN others THEN NULL; END;
+               INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('mystery-model', 1, 1);
+             END $$",
+        )
+        .unwrap();
+        assert_eq!(one("SELECT rows::text FROM llm_cost.unpriced_models WHERE model = 'mystery-model'").as_deref(), Some("10"));
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events WHERE model = 'mystery-model'").unwrap(), Some(10));
     }
 
     #[pg_test]
