@@ -141,8 +141,14 @@ RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_rollup ON %s', p_source);
     IF EXISTS (SELECT 1 FROM llm_cost.rollups WHERE source = p_source) THEN
-        EXECUTE format('CREATE TRIGGER llm_cost_rollup AFTER INSERT OR UPDATE ON %s FOR EACH ROW '
-                       'EXECUTE FUNCTION llm_cost.rollup_row_trigger()', p_source);
+        -- On a partitioned source an UPDATE that changes the partition key is a DELETE in one
+        -- partition and an INSERT in another: the trigger sees the DELETE too (and ignores every
+        -- other one: rollups outlive raw rows).
+        EXECUTE format('CREATE TRIGGER llm_cost_rollup AFTER INSERT OR UPDATE%s ON %s FOR EACH ROW '
+                       'EXECUTE FUNCTION llm_cost.rollup_row_trigger()',
+                       CASE WHEN (SELECT relkind FROM pg_catalog.pg_class WHERE oid = p_source) = 'p'
+                            THEN ' OR DELETE' ELSE '' END,
+                       p_source);
     END IF;
 END $$;
 

@@ -498,7 +498,19 @@ unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Optio
     });
 }
 
-/// AFTER INSERT OR UPDATE ... FOR EACH ROW on a source with rollups.
+/// Whether a deleted row version was deleted by an UPDATE that moved the row to another partition
+/// (PostgreSQL marks its ctid so; the AFTER trigger reads the version from the page).
+unsafe fn moved_to_another_partition(t: pg_sys::HeapTuple) -> bool {
+    if t.is_null() || (*t).t_data.is_null() {
+        return false;
+    }
+    let ctid = (*(*t).t_data).t_ctid;
+    let block = ((ctid.ip_blkid.bi_hi as u32) << 16) | ctid.ip_blkid.bi_lo as u32;
+    ctid.ip_posid as u32 == pg_sys::MovedPartitionsOffsetNumber && block == u32::MAX // InvalidBlockNumber
+}
+
+/// AFTER INSERT OR UPDATE ... FOR EACH ROW on a source with rollups (and DELETE on a
+/// partitioned one, for rows an UPDATE moves between partitions).
 #[pg_trigger]
 fn rollup_row_trigger<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
@@ -523,6 +535,10 @@ fn rollup_row_trigger<'a>(
         } else if pgrx::trigger_support::trigger_fired_by_update(event) {
             add(td.tg_trigtuple, -1);
             add(td.tg_newtuple, 1);
+        } else if pgrx::trigger_support::trigger_fired_by_delete(event) && moved_to_another_partition(td.tg_trigtuple) {
+            // A DELETE never changes a rollup, except this one: the first half of an UPDATE that
+            // moved the row to another partition, whose second half is an INSERT there.
+            add(td.tg_trigtuple, -1);
         }
     }
     Ok(None)
@@ -979,6 +995,30 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM m_monthly_stripes WHERE team = 'reload'"), 1);
         assert_eq!(mismatches("m_monthly", "t_multi", "created_at", "month", &["team"], "cost_usd"), 0);
         assert_eq!(mismatches("m_total", "t_multi", "created_at", "week", &[], "cost_usd"), 0);
+    }
+
+    #[pg_test]
+    fn rows_an_update_moves_between_partitions_move_in_the_rollups() {
+        Spi::run("CREATE TABLE t_mv (occurred_at timestamptz NOT NULL, tenant_id text, model text, input_tokens bigint NOT NULL DEFAULT 0, output_tokens bigint NOT NULL DEFAULT 0, cost_usd numeric, cost_source text) PARTITION BY RANGE (occurred_at)").unwrap();
+        Spi::run("CREATE TABLE t_mv_jun PARTITION OF t_mv FOR VALUES FROM ('2026-06-01') TO ('2026-07-01')").unwrap();
+        Spi::run("CREATE TABLE t_mv_jul PARTITION OF t_mv FOR VALUES FROM ('2026-07-01') TO ('2026-08-01')").unwrap();
+        Spi::run("SELECT llm_cost.track('t_mv', time_column => 'occurred_at')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('mv_daily', 't_mv', 'day', '{tenant_id, model}')").unwrap();
+        Spi::run("INSERT INTO t_mv (occurred_at, tenant_id, model, input_tokens, output_tokens, cost_usd) SELECT '2026-06-28'::timestamptz + g * interval '7 hours', 't' || (g % 2), 'gpt-4o', 1000 * g, g, CASE WHEN g = 4 THEN 0.5 END FROM generate_series(1, 12) g").unwrap();
+        assert_eq!(count("SELECT count(*) FROM t_mv_jul"), 2);
+        // Corrections of the event time: some rows change partition (June <-> July), some stay.
+        Spi::run("UPDATE t_mv SET occurred_at = occurred_at + interval '2 days' WHERE input_tokens IN (3000, 4000, 5000)").unwrap();
+        Spi::run("UPDATE t_mv SET occurred_at = occurred_at - interval '3 days' WHERE input_tokens IN (11000, 12000)").unwrap();
+        Spi::run("UPDATE t_mv SET tenant_id = 'moved' || tenant_id, occurred_at = '2026-07-15' WHERE input_tokens = 1000").unwrap();
+        assert_eq!(one("SELECT string_agg(input_tokens::text, ',' ORDER BY input_tokens) FROM t_mv_jul").as_deref(), Some("1000,4000,5000"));
+        assert_eq!(mismatches("mv_daily", "t_mv", "occurred_at", "day", &["tenant_id", "model"], "cost_usd"), 0);
+        assert_eq!(count("SELECT sum(requests)::bigint FROM mv_daily"), 12);
+        // A moved row keeps what it was: estimated stays estimated, provided stays provided.
+        assert_eq!(one("SELECT string_agg(cost_source, ',' ORDER BY input_tokens) FROM t_mv WHERE input_tokens IN (1000, 3000, 4000)").as_deref(), Some("estimated,estimated,provided"));
+        assert_eq!(one("SELECT cost_usd::text FROM t_mv WHERE input_tokens = 4000").as_deref(), Some("0.5"));
+        // Deleting rows (straight, not moved) leaves the rollup as it was.
+        Spi::run("DELETE FROM t_mv WHERE input_tokens > 6000").unwrap();
+        assert_eq!(count("SELECT sum(requests)::bigint FROM mv_daily"), 12);
     }
 
     #[pg_test]

@@ -451,8 +451,13 @@ fn usage_cost_trigger<'a>(
     let provided = match (&old, &cost_text) {
         (_, None) => false,
         (None, Some(t)) => match &spec.source {
-            // usage_events-style table: any non-NULL cost is the application's.
-            Some(_) => true,
+            // usage_events-style table: any non-NULL cost is the application's, unless the row
+            // says it is an estimate and it is exactly ours (a row that an UPDATE moves to another
+            // partition arrives in the new partition as an INSERT).
+            Some(_) => {
+                !(new_source == Some("estimated")
+                    && matches!(price_call(model, &u, at), Priced::Cost(c) if same_numeric(&round_to_typmod_text(c, spec.cost.kind), t)))
+            }
             // Elsewhere: a non-NULL value other than the column default.
             None => !spec.cost_default.as_deref().is_some_and(|d| same_numeric(d, t)),
         },
@@ -675,6 +680,10 @@ mod tests {
         // An explicit provider is kept.
         Spi::run("INSERT INTO llm_cost.usage_events (model, provider, input_tokens, output_tokens) VALUES ('gpt-4o', 'azure', 1, 1)").unwrap();
         assert_eq!(one("SELECT provider FROM llm_cost.usage_events WHERE provider = 'azure'").as_deref(), Some("azure"));
+        // A row that says its cost is an estimate keeps that only if the cost is exactly ours
+        // (rows an UPDATE moves to another partition arrive so); any other cost is provided.
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd, cost_source, feature) VALUES ('claude-sonnet-4-5', 1000000, 1000000, 18.000, 'estimated', 'ours'), ('claude-sonnet-4-5', 1000000, 1000000, 17, 'estimated', 'theirs')").unwrap();
+        assert_eq!(one("SELECT string_agg(feature || ' ' || cost_usd || ' ' || cost_source, ', ' ORDER BY feature) FROM llm_cost.usage_events WHERE feature IN ('ours', 'theirs')").as_deref(), Some("ours 18 estimated, theirs 17 provided"));
     }
 
     #[pg_test]
