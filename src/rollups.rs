@@ -956,10 +956,6 @@ mod tests {
         assert_eq!(mismatches("part_daily", "t_part", "created_at", "day", &["model"], "cost_usd"), 0);
     }
 
-
-    /// The flush writes stripes tables directly (src/stripes.rs): groups equal in SQL but spelled
-    /// differently meet in one row even within one statement, aborted subtransactions leave no
-    /// trace, plain extra indexes on a stripes table are kept, expression indexes are refused.
     /// Drops this backend's cached rollup definitions (what any invalidation of a source does).
     #[pg_extern]
     fn forget_rollup_definitions() {
@@ -1021,6 +1017,9 @@ mod tests {
         assert_eq!(count("SELECT sum(requests)::bigint FROM mv_daily"), 12);
     }
 
+    /// The flush writes stripes tables directly (src/stripes.rs): groups equal in SQL but spelled
+    /// differently meet in one row even within one statement, aborted subtransactions leave no
+    /// trace, plain extra indexes on a stripes table are kept, expression indexes are refused.
     #[pg_test]
     fn direct_stripe_writes_edge_cases() {
         Spi::run("CREATE TABLE t_tier (created_at timestamptz NOT NULL DEFAULT '2026-06-01', model text, input_tokens int, output_tokens int, cost_usd numeric, tier numeric)").unwrap();

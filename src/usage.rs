@@ -69,14 +69,14 @@ struct TableSpec {
 }
 
 /// Rows stored unpriced for one (table, model), and the first and last event time among them.
-struct Unpriced {
+struct UnpricedRows {
     rows: i64,
     first: i64,
     last: i64,
 }
 
-impl crate::pending::Merge for Unpriced {
-    fn merge(&mut self, o: Unpriced) {
+impl crate::pending::Merge for UnpricedRows {
+    fn merge(&mut self, o: UnpricedRows) {
         self.rows += o.rows;
         self.first = self.first.min(o.first);
         self.last = self.last.max(o.last);
@@ -86,7 +86,7 @@ impl crate::pending::Merge for Unpriced {
 thread_local! {
     static SPECS: RefCell<rustc_hash::FxHashMap<(pg_sys::Oid, pg_sys::Oid), Rc<TableSpec>>> = RefCell::new(Default::default());
     /// Unknown models seen by rows not yet recorded, per subtransaction: (table, model) -> rows.
-    static PENDING: RefCell<crate::pending::PerSub<HashMap<(pg_sys::Oid, String), Unpriced>>> = RefCell::new(Default::default());
+    static PENDING: RefCell<crate::pending::PerSub<HashMap<(pg_sys::Oid, String), UnpricedRows>>> = RefCell::new(Default::default());
     static WARNED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
     static CALLBACKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Text datums the trigger writes over and over ('estimated', provider names), allocated once
@@ -524,7 +524,7 @@ fn usage_cost_trigger<'a>(
         let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
         PENDING.with(|p| {
             let mut p = p.borrow_mut();
-            let e = p.of(sub).entry((relid, model.to_string())).or_insert(Unpriced { rows: 0, first: at, last: at });
+            let e = p.of(sub).entry((relid, model.to_string())).or_insert(UnpricedRows { rows: 0, first: at, last: at });
             e.rows += 1;
             e.first = e.first.min(at);
             e.last = e.last.max(at);
@@ -634,7 +634,7 @@ fn round_to_typmod_text(c: Cost, typmod: i32) -> String {
 }
 
 /// Adds rows stored unpriced to `llm_cost.unpriced_models`.
-fn record_unpriced(pending: impl Iterator<Item = ((pg_sys::Oid, String), Unpriced)>) {
+fn record_unpriced(pending: impl Iterator<Item = ((pg_sys::Oid, String), UnpricedRows)>) {
     for ((relid, model), u) in pending {
         let first = pgrx::datum::TimestampWithTimeZone::try_from(u.first).ok();
         let last = pgrx::datum::TimestampWithTimeZone::try_from(u.last).ok();
