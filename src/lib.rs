@@ -7,6 +7,8 @@ use pgrx::prelude::*;
 
 pub mod cache;
 pub mod catalog;
+#[cfg(llm_cost_copy_shim)]
+pub mod copy;
 pub mod numeric;
 pub mod pending;
 pub mod pricing;
@@ -25,6 +27,8 @@ pub mod usage;
 pub extern "C-unwind" fn _PG_init() {
     usage::init_gucs();
     retention::init_gucs();
+    #[cfg(llm_cost_copy_shim)]
+    copy::install_hooks();
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         retention::register_launcher();
     }

@@ -20,12 +20,24 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-/// How many inserted rows this backend has added to rollups through the COPY fast path
-/// (`copy_rows`) and through the rollup row trigger (`trigger_rows`), since it started.
+/// How many inserted rows this backend has added to rollups through the COPY paths
+/// (`copy_rows`: the cost trigger's fast path or `copy.rs`) and through the rollup row trigger
+/// (`trigger_rows`), since it started;
+/// `copy_priced_rows`: rows COPY FROM priced without the cost trigger (`copy.rs`).
 #[pg_extern(volatile, parallel_restricted, name = "_rollup_paths")]
-pub fn rollup_paths() -> TableIterator<'static, (name!(copy_rows, i64), name!(trigger_rows, i64))> {
+pub fn rollup_paths() -> TableIterator<'static, (name!(copy_rows, i64), name!(trigger_rows, i64), name!(copy_priced_rows, i64))> {
     let (a, b) = PATHS.with(|p| p.get());
-    TableIterator::once((a, b))
+    TableIterator::once((a, b, copy_priced_rows()))
+}
+
+#[cfg(llm_cost_copy_shim)]
+fn copy_priced_rows() -> i64 {
+    crate::copy::rows_priced()
+}
+
+#[cfg(not(llm_cost_copy_shim))]
+fn copy_priced_rows() -> i64 {
+    0
 }
 
 /// This backend's slot number (1..max_connections+workers), unique among running backends.
@@ -67,7 +79,8 @@ struct RollupDef {
     period: std::cell::Cell<(i64, i64)>,
 }
 
-struct SourceDefs {
+/// The rollups of one source (`Defs` outside this module).
+pub struct SourceDefs {
     /// The source (a partition has its own definitions, with its own column numbers).
     relid: pg_sys::Oid,
     /// Distinct per load: sums made with other definitions never merge with these.
@@ -601,7 +614,7 @@ impl Sum {
 /// The address of PostgreSQL's `CopyFromErrorCallback`, as COPY stores it in its error context.
 /// Taking `pg_sys::CopyFromErrorCallback`'s address in this library gives a stub of ours, not
 /// that address, so ask the dynamic linker (once).
-fn copy_error_callback() -> Option<usize> {
+pub fn copy_error_callback() -> Option<usize> {
     extern "C" {
         fn dlsym(handle: *mut std::ffi::c_void, symbol: *const std::ffi::c_char) -> *mut std::ffi::c_void;
     }
@@ -690,6 +703,24 @@ pub unsafe fn copy_fast_path(
     add_row(&defs, &Borrowed { values, nulls }, 1, units);
     PATHS.with(|p| p.set((p.get().0 + 1, p.get().1)));
     true
+}
+
+/// The rollups of a source, as the COPY path (`copy.rs`) holds them for a statement.
+pub type Defs = Rc<SourceDefs>;
+
+/// The rollups a COPY into `rel` can feed from its rows as read (before generated columns are
+/// computed): None when it has none or one reads a generated column.
+pub fn copy_defs(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Defs> {
+    crate::usage::register_callbacks();
+    let defs = defs_for(relid, rel);
+    (!defs.rollups.is_empty() && !defs.reads_generated()).then_some(defs)
+}
+
+/// Adds a row COPY is about to store (`copy.rs`); `units` as for `copy_fast_path`.
+pub unsafe fn add_copied_row(defs: &Defs, values: &[pg_sys::Datum], nulls: &[bool], units: Option<(i32, i128)>) {
+    let units = units.filter(|(attno, _)| defs.cost.is_some_and(|a| a.attno == *attno)).map(|(_, u)| u);
+    add_row(defs, &Borrowed { values, nulls }, 1, units);
+    PATHS.with(|p| p.set((p.get().0 + 1, p.get().1)));
 }
 
 /// Writes the pending sums of the running (sub)transaction: one row of sums per (rollup,
@@ -893,6 +924,101 @@ mod tests {
         assert_eq!(paths(), (Some(c1 + 3000), Some(w0 + 1 + 1500)));
         assert_eq!(mismatches("pc_daily", "t_pc", "occurred_at", "day", &["tenant_id", "model"], "cost_usd"), 0);
         assert_eq!(count("SELECT sum(requests)::bigint FROM pc_daily"), 3000);
+    }
+
+    /// COPY FROM into a plain tracked table is priced without the row trigger (`copy.rs`): every
+    /// row priced exactly as the trigger would, rollups exact, the application's WHERE clause
+    /// respected, bad input rejecting the whole COPY, and the table's triggers intact afterwards.
+    #[cfg(llm_cost_copy_shim)]
+    #[pg_test]
+    fn copy_prices_rows_without_the_row_trigger() {
+        let paths = || {
+            let (c, t, p) = Spi::get_three::<i64, i64, i64>("SELECT copy_rows, trigger_rows, copy_priced_rows FROM llm_cost._rollup_paths()").unwrap();
+            (c.unwrap(), t.unwrap(), p.unwrap())
+        };
+        let wrong = "SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at >= '2026-09-01' AND (cost_usd IS DISTINCT FROM
+                       llm_cost.estimate_cost(model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, occurred_at)
+                       OR cost_source IS DISTINCT FROM CASE WHEN llm_cost.resolve_model(model) IS NULL THEN 'unpriced' ELSE 'estimated' END
+                       OR provider IS DISTINCT FROM llm_cost.provider_of(model))";
+        Spi::run("COPY (SELECT '2026-09-0' || (1 + g % 3), 't' || g % 4, 'u' || g % 7, 'chat',
+                               CASE g % 3 WHEN 0 THEN 'gpt-4o' WHEN 1 THEN 'anthropic/claude-sonnet-4-5' ELSE 'no-such-model-x' END, g, g % 13, g % 5
+                        FROM generate_series(1, 3000) g) TO '/tmp/llm_cost_pg_test_copy2.tsv'").unwrap();
+        let copy = |extra: &str| format!("COPY llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens, cache_read_tokens) FROM '/tmp/llm_cost_pg_test_copy2.tsv' {extra}");
+        let (c0, t0, p0) = paths();
+        Spi::run(&copy("")).unwrap();
+        assert_eq!(paths(), (c0 + 3000, t0, p0 + 3000));
+        assert_eq!(count("SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at >= '2026-09-01'"), 3000);
+        assert_eq!(count(wrong), 0);
+        assert_eq!(count("SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at >= '2026-09-01' AND cost_source = 'unpriced' AND cost_usd IS NULL"), 1000);
+        assert_eq!(count("SELECT rows FROM llm_cost.unpriced_models WHERE model = 'no-such-model-x'"), 1000);
+        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
+        assert_eq!(mismatches("llm_cost.usage_monthly", "llm_cost.usage_events", "occurred_at", "month", &["tenant_id", "user_id"], "cost_usd"), 0);
+        // The application's WHERE clause runs first: filtered rows are neither priced nor counted.
+        Spi::run(&copy("WHERE input_tokens <= 100")).unwrap();
+        assert_eq!(paths(), (c0 + 3100, t0, p0 + 3100));
+        assert_eq!(count("SELECT sum(requests)::bigint FROM llm_cost.usage_daily WHERE period_start >= '2026-09-01'"), 3100);
+        // Spelling _copy_row() out as well prices and counts each row once.
+        Spi::run(&copy("WHERE input_tokens <= 10 AND llm_cost._copy_row()")).unwrap();
+        assert_eq!(paths(), (c0 + 3110, t0, p0 + 3110));
+        assert_eq!(count(wrong), 0);
+        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
+        // The table's own trigger list is untouched: an INSERT goes through the triggers.
+        Spi::run("INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, model, input_tokens) VALUES ('2026-09-01', 't1', 'gpt-4o', 1000000)").unwrap();
+        assert_eq!(paths(), (c0 + 3110, t0 + 1, p0 + 3110));
+        assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE input_tokens = 1000000").as_deref(), Some("2.5 estimated"));
+        // Bad input rejects the whole COPY (in a subtransaction too), and leaves the triggers on.
+        Spi::run("COPY (SELECT '2026-09-02', 'bad', 'u', 'chat', 'gpt-4o', CASE WHEN g = 500 THEN -5 ELSE g END, 1, 0
+                        FROM generate_series(1, 1000) g) TO '/tmp/llm_cost_pg_test_copy3.tsv'").unwrap();
+        let bad = "COPY llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens, cache_read_tokens) FROM '/tmp/llm_cost_pg_test_copy3.tsv'";
+        let err = error_of(bad);
+        assert!(err.starts_with("22023: input_tokens must not be negative (got -5)"), "{err}");
+        assert_eq!(count("SELECT count(*) FROM llm_cost.usage_events WHERE tenant_id = 'bad'"), 0);
+        assert_eq!(count("SELECT coalesce(sum(requests), 0)::bigint FROM llm_cost.usage_daily WHERE tenant_id = 'bad'"), 0);
+        Spi::run("INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, model, input_tokens) VALUES ('2026-09-01', 't1', 'gpt-4o', 2000000)").unwrap();
+        assert_eq!(one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE input_tokens = 2000000").as_deref(), Some("5"));
+        assert_eq!(paths().1, t0 + 2);
+        // Provided costs are kept and marked.
+        Spi::run("COPY (SELECT '2026-09-03', 'prov', 'u', 'chat', 'gpt-4o', 10, 10, 0.125) TO '/tmp/llm_cost_pg_test_copy4.tsv'").unwrap();
+        Spi::run("COPY llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens, cost_usd) FROM '/tmp/llm_cost_pg_test_copy4.tsv'").unwrap();
+        assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source || ' ' || provider FROM llm_cost.usage_events WHERE tenant_id = 'prov'").as_deref(), Some("0.125 provided openai"));
+        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
+        // Not called from COPY: an error, not a silent no-op.
+        let err = error_of("PERFORM llm_cost._copy_row()");
+        assert!(err.starts_with("0A000"), "{err}");
+        // A table of the shape of the shared api_usage_log schema: NOT NULL DEFAULT 0 cost, no
+        // cost_source, generated total_tokens (its rollup reads no generated column).
+        Spi::run("CREATE TABLE t_nn (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT '2026-09-05', contributor text, model text NOT NULL,
+                  input_tokens int NOT NULL, output_tokens int NOT NULL, total_tokens int GENERATED ALWAYS AS (input_tokens + output_tokens) STORED,
+                  estimated_cost_usd numeric(12,8) NOT NULL DEFAULT 0)").unwrap();
+        Spi::run("SELECT llm_cost.track('t_nn', cost_column => 'estimated_cost_usd')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('nn_monthly', 't_nn', 'month', '{contributor}')").unwrap();
+        Spi::run("COPY (SELECT 'c' || g % 3, CASE WHEN g % 10 = 0 THEN 'mystery' ELSE 'gpt-4o-mini' END, 1000 + g, 77 FROM generate_series(1, 500) g) TO '/tmp/llm_cost_pg_test_copy5.tsv'").unwrap();
+        let p3 = paths().2;
+        Spi::run("COPY t_nn (contributor, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy5.tsv'").unwrap();
+        assert_eq!(paths().2, p3 + 500);
+        assert_eq!(count("SELECT count(*) FROM t_nn WHERE estimated_cost_usd IS DISTINCT FROM coalesce(round(llm_cost.estimate_cost(model, input_tokens, output_tokens, 0, 0, created_at), 8), 0)"), 0);
+        assert_eq!(count("SELECT count(*) FROM t_nn WHERE estimated_cost_usd = 0"), 50);
+        assert_eq!(count("SELECT unpriced_requests FROM nn_monthly WHERE contributor = 'c1'"), 17);
+        assert_eq!(mismatches("nn_monthly", "t_nn", "created_at", "month", &["contributor"], "estimated_cost_usd"), 0);
+        // Another BEFORE row trigger (after ours): COPY goes through the row triggers. (DDL on
+        // this test's own table: pg_tests run side by side, and usage_events is everyone's.)
+        Spi::run("CREATE FUNCTION keep_all() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$").unwrap();
+        Spi::run("CREATE TRIGGER zz_keep BEFORE INSERT ON t_nn FOR EACH ROW EXECUTE FUNCTION keep_all()").unwrap();
+        let (c2, t2, p2) = paths();
+        Spi::run("COPY t_nn (contributor, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy5.tsv'").unwrap();
+        assert_eq!(paths(), (c2, t2 + 500, p2));
+        assert_eq!(mismatches("nn_monthly", "t_nn", "created_at", "month", &["contributor"], "estimated_cost_usd"), 0);
+        Spi::run("DROP TRIGGER zz_keep ON t_nn").unwrap();
+        Spi::run("COPY t_nn (contributor, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy5.tsv'").unwrap();
+        assert_eq!(paths(), (c2 + 500, t2 + 500, p2 + 500));
+        assert_eq!(count("SELECT requests FROM nn_monthly WHERE contributor = 'c1'"), 3 * 167);
+        // Where the triggers would not fire (replica role, as when restoring), neither does this.
+        let p1 = paths().2;
+        Spi::run("SET LOCAL session_replication_role = replica").unwrap();
+        Spi::run(&copy("WHERE input_tokens <= 3")).unwrap();
+        Spi::run("SET LOCAL session_replication_role = origin").unwrap();
+        assert_eq!(paths().2, p1);
+        assert_eq!(count("SELECT count(*) FROM llm_cost.usage_events WHERE input_tokens <= 3 AND cost_source IS NULL"), 3);
     }
 
     /// Only rows actually stored count (not those an ON CONFLICT clause or a later BEFORE trigger

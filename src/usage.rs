@@ -52,7 +52,7 @@ struct Col<K> {
 /// How one tracked table maps onto a call: resolved from the trigger arguments and the
 /// table's tuple descriptor once per backend.
 #[derive(Debug)]
-struct TableSpec {
+pub struct TableSpec {
     model: Col<()>,
     input: Col<IntKind>,
     output: Col<IntKind>,
@@ -237,12 +237,9 @@ fn int_kind(t: pg_sys::Oid, rel: &str, name: &str) -> IntKind {
     }
 }
 
-unsafe fn build_spec(trigger: &pgrx::PgTrigger) -> TableSpec {
-    let td = trigger.trigger_data();
-    let rel = td.tg_relation;
+unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> TableSpec {
     let tupdesc = (*rel).rd_att;
-    let relname = trigger.table_name().unwrap_or_default();
-    let args = trigger.extra_args().unwrap_or_default();
+    let relname = relname.to_string();
     if args.len() < 10 {
         bad_mapping(format!("llm_cost: trigger on \"{relname}\" has {} arguments, expected 10; run llm_cost.track() again", args.len()));
     }
@@ -281,22 +278,23 @@ unsafe fn build_spec(trigger: &pgrx::PgTrigger) -> TableSpec {
     }
 }
 
-fn spec_for(trigger: &pgrx::PgTrigger) -> Rc<TableSpec> {
-    let key = (trigger.relid().unwrap_or(pg_sys::InvalidOid), trigger.trigger().tgoid);
+/// The mapping of a table's cost trigger (`tgoid`), resolved once per backend; `args` are the
+/// trigger's arguments (read only when not cached).
+pub fn spec_for(relid: pg_sys::Oid, tgoid: pg_sys::Oid, rel: pg_sys::Relation, relname: &str, args: impl FnOnce() -> Vec<String>) -> Rc<TableSpec> {
+    let key = (relid, tgoid);
     if let Some(s) = SPECS.with(|s| s.borrow().get(&key).cloned()) {
         return s;
     }
-    let spec = Rc::new(unsafe { build_spec(trigger) });
+    let spec = Rc::new(unsafe { build_spec(rel, relname, &args()) });
     SPECS.with(|s| s.borrow_mut().insert(key, spec.clone()));
     spec
 }
 
-/// One tuple being read, deformed once (heap_getattr would walk the tuple from its start for
-/// every column after the first variable-width or NULL one).
-struct Row {
-    tuple: pg_sys::HeapTuple,
-    values: Vec<pg_sys::Datum>,
-    nulls: Vec<bool>,
+/// A row's columns, deformed once (heap_getattr would walk the tuple from its start for every
+/// column after the first variable-width or NULL one): a trigger's tuple, or COPY's slot.
+struct Row<'a> {
+    values: &'a [pg_sys::Datum],
+    nulls: &'a [bool],
 }
 
 /// All columns of a tuple at once: (values, nulls), indexed by attribute number - 1.
@@ -308,12 +306,7 @@ pub unsafe fn deform(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> (V
     (values, nulls)
 }
 
-impl Row {
-    unsafe fn new(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> Row {
-        let (values, nulls) = deform(tuple, tupdesc);
-        Row { tuple, values, nulls }
-    }
-
+impl Row<'_> {
     unsafe fn datum(&self, attno: i32) -> Option<pg_sys::Datum> {
         let i = (attno - 1) as usize;
         if i >= self.values.len() || self.nulls[i] {
@@ -368,7 +361,7 @@ fn negative(col: &str, v: impl std::fmt::Display) -> ! {
     );
 }
 
-fn tokens(row: &Row, c: Option<&Col<IntKind>>) -> i64 {
+fn tokens(row: &Row<'_>, c: Option<&Col<IntKind>>) -> i64 {
     let Some(c) = c else { return 0 };
     match unsafe { row.int(c) } {
         None => 0,
@@ -405,12 +398,84 @@ fn usage_cost_trigger<'a>(
         error!("llm_cost.usage_cost_trigger must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger");
     }
     register_callbacks();
-    let spec = spec_for(trigger);
     let rel = td.tg_relation;
+    let relid = trigger.relid().unwrap_or(pg_sys::InvalidOid);
+    let spec = spec_for(relid, trigger.trigger().tgoid, rel, &trigger.table_name().unwrap_or_default(), || {
+        trigger.extra_args().unwrap_or_default()
+    });
     let tupdesc = unsafe { (*rel).rd_att };
-    let new = unsafe { Row::new(if is_insert { td.tg_trigtuple } else { td.tg_newtuple }, tupdesc) };
-    let old = if is_update { Some(unsafe { Row::new(td.tg_trigtuple, tupdesc) }) } else { None };
+    let new_tuple = if is_insert { td.tg_trigtuple } else { td.tg_newtuple };
+    let (mut values, mut nulls) = unsafe { deform(new_tuple, tupdesc) };
+    let old = if is_update { Some(unsafe { deform(td.tg_trigtuple, tupdesc) }) } else { None };
+    let (repl, units) = price(
+        &spec,
+        &|| trigger.table_name().unwrap_or_default(),
+        &|| root_of(relid, rel),
+        &Row { values: &values, nulls: &nulls },
+        old.as_ref().map(|(v, n)| Row { values: v, nulls: n }).as_ref(),
+    );
+    let changed = !repl.is_empty();
+    apply(repl, &mut values, &mut nulls);
+    if is_insert {
+        // COPY: the rollups take the row from here when that is safe (see copy_fast_path);
+        // otherwise the rollup row trigger will.
+        unsafe { crate::rollups::copy_fast_path(td, relid, &values, &nulls, units) };
+    }
+    let tuple = if !changed {
+        new_tuple
+    } else {
+        unsafe {
+            let t = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            (*(*t).t_data).t_ctid = (*(*new_tuple).t_data).t_ctid;
+            (*t).t_self = (*new_tuple).t_self;
+            (*t).t_tableOid = (*new_tuple).t_tableOid;
+            t
+        }
+    };
+    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(tupdesc) };
+    Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(desc, tuple) }))
+}
 
+/// Prices COPY's row in place (`copy.rs`), as the cost trigger would price it on INSERT.
+/// Returns the cost computed in 10^-16 USD when it is stored as is (see `price`).
+pub unsafe fn price_values(
+    spec: &TableSpec,
+    relname: &str,
+    relid: pg_sys::Oid,
+    rel: pg_sys::Relation,
+    values: &mut [pg_sys::Datum],
+    nulls: &mut [bool],
+) -> Option<(i32, i128)> {
+    let (repl, units) = price(spec, &|| relname.to_string(), &|| root_of(relid, rel), &Row { values, nulls }, None);
+    apply(repl, values, nulls);
+    units
+}
+
+/// Writes the replaced columns into a row's values (what heap_modify_tuple does).
+fn apply(repl: Vec<(i32, Option<pg_sys::Datum>)>, values: &mut [pg_sys::Datum], nulls: &mut [bool]) {
+    for (attno, v) in repl {
+        let i = (attno - 1) as usize;
+        match v {
+            Some(d) => {
+                values[i] = d;
+                nulls[i] = false;
+            }
+            None => nulls[i] = true,
+        }
+    }
+}
+
+/// Prices a new row (for an UPDATE, against the old one): the columns to replace, and the cost
+/// computed as `(cost attno, 10^-16 USD)` when the column stores it as is (no typmod to round
+/// to). `relname` (for messages) and `root` (the tracked table, for unknown models) are asked
+/// for only when needed. Raises the errors of bad input.
+fn price(
+    spec: &TableSpec,
+    relname: &dyn Fn() -> String,
+    root: &dyn Fn() -> pg_sys::Oid,
+    new: &Row<'_>,
+    old: Option<&Row<'_>>,
+) -> (Vec<(i32, Option<pg_sys::Datum>)>, Option<(i32, i128)>) {
     let model = unsafe { new.text(spec.model.attno) };
     let Some(model) = model else {
         ereport!(
@@ -419,7 +484,7 @@ fn usage_cost_trigger<'a>(
             format!(
                 "null value in column \"{}\" of relation \"{}\": llm_cost needs the model name to price a call",
                 spec.model.name,
-                trigger.table_name().unwrap_or_default()
+                relname()
             )
         );
     };
@@ -504,7 +569,7 @@ fn usage_cost_trigger<'a>(
     };
 
     if matches!(outcome, Outcome::Unpriced) {
-        let relname = trigger.table_name().unwrap_or_default();
+        let relname = relname();
         if STRICT.get() {
             ereport!(
                 ERROR,
@@ -520,7 +585,7 @@ fn usage_cost_trigger<'a>(
                 format!("llm_cost: no price for model \"{model}\"; rows are stored unpriced (cost {}) and listed in llm_cost.unpriced_models", if spec.cost_not_null { "= column default" } else { "NULL" })
             );
         }
-        let relid = root_of(trigger.relid().unwrap_or(pg_sys::InvalidOid), td.tg_relation);
+        let relid = root();
         let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
         PENDING.with(|p| {
             let mut p = p.borrow_mut();
@@ -571,45 +636,13 @@ fn usage_cost_trigger<'a>(
         }
     }
 
-    // What heap_modify_tuple does, from the columns already deformed.
-    let changed = !repl.is_empty();
-    let Row { tuple: old_tuple, mut values, mut nulls } = new;
-    for (attno, v) in repl {
-        let i = (attno - 1) as usize;
-        match v {
-            Some(d) => {
-                values[i] = d;
-                nulls[i] = false;
-            }
-            None => nulls[i] = true,
-        }
-    }
-    if is_insert {
-        // COPY: the rollups take the row from here when that is safe (see copy_fast_path);
-        // otherwise the rollup row trigger will.
-        let relid = trigger.relid().unwrap_or(pg_sys::InvalidOid);
-        // The cost as stored, in 10^-16 USD, when we just computed it (a typmod would round it).
-        let units = match &outcome {
-            Outcome::Estimated(c) if spec.cost.kind < 0 => Some((spec.cost.attno, c.0)),
-            _ => None,
-        };
-        unsafe { crate::rollups::copy_fast_path(td, relid, &values, &nulls, units) };
-    }
-    let tuple = if !changed {
-        old_tuple
-    } else {
-        unsafe {
-            let t = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            (*(*t).t_data).t_ctid = (*(*old_tuple).t_data).t_ctid;
-            (*t).t_self = (*old_tuple).t_self;
-            (*t).t_tableOid = (*old_tuple).t_tableOid;
-            t
-        }
+    // The cost as stored, in 10^-16 USD, when we just computed it (a typmod would round it).
+    let units = match &outcome {
+        Outcome::Estimated(c) if spec.cost.kind < 0 => Some((spec.cost.attno, c.0)),
+        _ => None,
     };
-    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(tupdesc) };
-    Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(desc, tuple) }))
+    (repl, units)
 }
-
 
 fn numeric_datum(text: &str, typmod: i32) -> pg_sys::Datum {
     match AnyNumeric::try_from(text) {

@@ -1,0 +1,443 @@
+//! COPY FROM into a tracked table, priced without a row trigger (PostgreSQL 14+).
+//!
+//! Any BEFORE ROW trigger makes PostgreSQL's COPY insert row by row instead of in batches of
+//! 1,000 (`copyfrom.c` decides that once per COPY from the trigger list). So for a COPY FROM
+//! into a plain tracked table whose only BEFORE INSERT row trigger is llm_cost's, the
+//! ProcessUtility hook here runs the COPY with:
+//!
+//! * `AND llm_cost._copy_row()` appended to its WHERE clause: COPY evaluates that clause on each
+//!   row as read (defaults filled in, before constraints and before the row is buffered), with
+//!   the row in its scan slot. `_copy_row` prices the row there, exactly as the cost trigger
+//!   would (`usage::price_values`, the same code), writes the cost, cost_source and provider into
+//!   the slot, adds the row to the statement's rollup sums, and returns true;
+//! * the cost trigger `llm_cost_price`, and `llm_cost_rollup` when `_copy_row` feeds the rollups
+//!   itself, switched off in the trigger list that COPY copies into its own `ResultRelInfo`. That
+//!   list is the relation cache's, so it is swapped in the cache entry just for the few calls in
+//!   which COPY copies it: it is swapped back as soon as COPY compiles its WHERE clause (the
+//!   object access hook sees `_copy_row` being prepared), at the latest at the first row, and
+//!   always when the statement ends or fails. Nothing but COPY's own set-up runs in that window.
+//!
+//! COPY then batches its inserts like on a table without triggers. The statement trigger
+//! `llm_cost_unpriced` still runs at the end and writes the rollup sums and unknown models.
+//! Everything the row trigger guarantees holds: the statement is accepted whole or rejected
+//! whole (a row that fails pricing, a constraint or an index aborts it, and the aborted
+//! (sub)transaction takes its sums along), unknown models are stored unpriced.
+//!
+//! Every step checks before it acts and otherwise leaves COPY to the row trigger: a relation
+//! cache rebuild between swap and copy (COPY then has the real trigger list, and `_copy_row`
+//! sees the cost trigger on in it and does nothing), other BEFORE row triggers, partitioned or
+//! foreign tables, triggers disabled or set to fire in another replication role. The COPY state
+//! is read through `csrc/copy_state.c` (compiled against the server's headers by build.rs).
+
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_void, CStr};
+use std::rc::Rc;
+
+extern "C" {
+    fn llm_cost_copy_qualexpr(cstate: *mut c_void) -> *mut pg_sys::ExprState;
+    fn llm_cost_copy_rel(cstate: *mut c_void) -> pg_sys::Relation;
+    fn llm_cost_copy_lineno(cstate: *mut c_void) -> u64;
+}
+
+static mut PREV_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+static mut PREV_OBJECT_ACCESS: pg_sys::object_access_hook_type = None;
+
+/// Installs the hooks (from `_PG_init`, once per process).
+pub fn install_hooks() {
+    unsafe {
+        PREV_UTILITY = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(process_utility);
+        PREV_OBJECT_ACCESS = pg_sys::object_access_hook;
+        pg_sys::object_access_hook = Some(object_access);
+    }
+}
+
+/// One COPY being run by the hook.
+struct Armed {
+    relid: pg_sys::Oid,
+    /// The relation cache entry (a reference held until the statement ends).
+    rel: pg_sys::Relation,
+    /// `llm_cost._copy_row()`.
+    func: pg_sys::Oid,
+    cost_tgoid: pg_sys::Oid,
+    /// The relation cache's trigger list, and the copy with our triggers off.
+    original: *mut pg_sys::TriggerDesc,
+    ours: *mut pg_sys::TriggerDesc,
+    restored: bool,
+    spec: Rc<crate::usage::TableSpec>,
+    relname: Rc<str>,
+    /// The rollups `_copy_row` feeds (None: no rollups, or the rollup row trigger stays on).
+    rollups: Option<crate::rollups::Defs>,
+    /// Set at the first row: whether COPY runs with our triggers off (else `_copy_row` does
+    /// nothing and the triggers do the work), COPY's state and per-row expression context.
+    started: bool,
+    active: bool,
+    cstate: *mut c_void,
+    econtext: *mut pg_sys::ExprContext,
+    /// The input line of the last row priced (a second `_copy_row()` in the same WHERE clause
+    /// must not price or count it again).
+    lineno: Option<u64>,
+}
+
+thread_local! {
+    static ARMED: RefCell<Vec<Armed>> = const { RefCell::new(Vec::new()) };
+    /// Rows priced by `_copy_row` in this backend since it started.
+    static ROWS: Cell<i64> = const { Cell::new(0) };
+}
+
+/// Rows this backend has priced in COPY FROM without the row trigger, since it started.
+pub fn rows_priced() -> i64 {
+    ROWS.with(|r| r.get())
+}
+
+unsafe fn next_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    match PREV_UTILITY {
+        Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+        None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+    }
+}
+
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query_string: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    let stmt = (*pstmt).utilityStmt;
+    let armed = if !stmt.is_null() && (*stmt).type_ == pg_sys::NodeTag::T_CopyStmt {
+        arm(pstmt, stmt as *mut pg_sys::CopyStmt)
+    } else {
+        None
+    };
+    let Some((armed, copied)) = armed else {
+        next_utility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);
+        return;
+    };
+    ARMED.with(|a| a.borrow_mut().push(armed));
+    pgrx::PgTryBuilder::new(|| next_utility(copied, query_string, false, context, params, query_env, dest, qc))
+        .finally(|| disarm())
+        .execute();
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn object_access(
+    access: pg_sys::ObjectAccessType::Type,
+    class_id: pg_sys::Oid,
+    object_id: pg_sys::Oid,
+    sub_id: std::ffi::c_int,
+    arg: *mut c_void,
+) {
+    if let Some(prev) = PREV_OBJECT_ACCESS {
+        prev(access, class_id, object_id, sub_id, arg);
+    }
+    if access == pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE && class_id == pg_sys::ProcedureRelationId {
+        // COPY is compiling its WHERE clause: it has copied the trigger list by now.
+        let _ = ARMED.try_with(|a| {
+            if let Ok(mut a) = a.try_borrow_mut() {
+                if let Some(top) = a.last_mut() {
+                    if top.func == object_id {
+                        restore(top);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Puts the relation cache's trigger list back (once).
+unsafe fn restore(a: &mut Armed) {
+    if a.restored {
+        return;
+    }
+    a.restored = true;
+    if (*a.rel).trigdesc == a.ours {
+        (*a.rel).trigdesc = a.original;
+        pg_sys::FreeTriggerDesc(a.ours);
+    } else {
+        // The entry was rebuilt meanwhile (it freed our copy and has a fresh list of its own).
+        pg_sys::FreeTriggerDesc(a.original);
+    }
+}
+
+fn disarm() {
+    let _ = ARMED.try_with(|a| {
+        if let Ok(mut a) = a.try_borrow_mut() {
+            if let Some(mut top) = a.pop() {
+                unsafe {
+                    restore(&mut top);
+                    pg_sys::RelationClose(top.rel);
+                }
+            }
+        }
+    });
+}
+
+const ROW_BEFORE_INSERT: i16 = (pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT) as i16;
+
+fn is_after_row_insert(t: &pg_sys::Trigger) -> bool {
+    let row_insert = (pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_INSERT) as i16;
+    let timing = (pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSTEAD) as i16;
+    t.tgtype & row_insert == row_insert && t.tgtype & timing == 0
+}
+
+/// Whether a trigger fires in this session (its enabled state and session_replication_role).
+fn fires(t: &pg_sys::Trigger) -> bool {
+    let replica = unsafe { pg_sys::SessionReplicationRole } == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32;
+    match t.tgenabled as u8 {
+        pg_sys::TRIGGER_FIRES_ON_ORIGIN => !replica,
+        pg_sys::TRIGGER_FIRES_ALWAYS => true,
+        pg_sys::TRIGGER_FIRES_ON_REPLICA => replica,
+        _ => false,
+    }
+}
+
+/// Whether `func` is `llm_cost.<name>`.
+unsafe fn is_ours(func: pg_sys::Oid, name: &str) -> bool {
+    let n = pg_sys::get_func_name(func);
+    if n.is_null() || CStr::from_ptr(n).to_bytes() != name.as_bytes() {
+        return false;
+    }
+    let ns = pg_sys::get_namespace_name(pg_sys::get_func_namespace(func));
+    !ns.is_null() && CStr::from_ptr(ns).to_bytes() == b"llm_cost"
+}
+
+unsafe fn pstr(s: &str) -> *mut std::ffi::c_char {
+    let c = std::ffi::CString::new(s).unwrap_or_default();
+    pg_sys::pstrdup(c.as_ptr())
+}
+
+unsafe fn trigger_args(t: &pg_sys::Trigger) -> Vec<String> {
+    (0..t.tgnargs as usize)
+        .map(|i| CStr::from_ptr(*t.tgargs.add(i)).to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Decides whether this COPY takes the path, and if so swaps the trigger list and returns the
+/// statement to run instead (the relation named by schema, the WHERE clause extended).
+unsafe fn arm(pstmt: *mut pg_sys::PlannedStmt, stmt: *mut pg_sys::CopyStmt) -> Option<(Armed, *mut pg_sys::PlannedStmt)> {
+    let s = &*stmt;
+    if !s.is_from || s.relation.is_null() || !s.query.is_null() || !pg_sys::IsTransactionState() {
+        return None;
+    }
+    // The lock COPY FROM takes anyway (DoCopy opens the relation with it before anything else).
+    let relid = pg_sys::RangeVarGetRelidExtended(
+        s.relation,
+        pg_sys::RowExclusiveLock as pg_sys::LOCKMODE,
+        pg_sys::RVROption::RVR_MISSING_OK,
+        None,
+        std::ptr::null_mut(),
+    );
+    if relid == pg_sys::InvalidOid {
+        return None;
+    }
+    let rel = pg_sys::RelationIdGetRelation(relid);
+    if rel.is_null() {
+        return None;
+    }
+    let armed = prepare(relid, rel);
+    let Some(armed) = armed else {
+        pg_sys::RelationClose(rel);
+        return None;
+    };
+    // The statement to run: a copy, naming the relation by schema (it is the one locked and
+    // prepared here whatever search_path does meanwhile), with `AND llm_cost._copy_row()`.
+    let copied = pg_sys::copyObjectImpl(pstmt as *const c_void) as *mut pg_sys::PlannedStmt;
+    let cs = (*copied).utilityStmt as *mut pg_sys::CopyStmt;
+    let rv = (*cs).relation;
+    (*rv).catalogname = std::ptr::null_mut();
+    (*rv).schemaname = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
+    (*rv).relname = pstr(&armed.relname);
+    let name = pg_sys::lappend(
+        pg_sys::lappend(std::ptr::null_mut(), pg_sys::makeString(pstr("llm_cost")) as *mut c_void),
+        pg_sys::makeString(pstr("_copy_row")) as *mut c_void,
+    );
+    let call = pg_sys::makeFuncCall(name, std::ptr::null_mut(), pg_sys::CoercionForm::COERCE_EXPLICIT_CALL, -1) as *mut pg_sys::Node;
+    (*cs).whereClause = if (*cs).whereClause.is_null() {
+        call
+    } else {
+        // The application's condition first: rows it filters out are never priced or counted.
+        let both = pg_sys::lappend(pg_sys::lappend(std::ptr::null_mut(), (*cs).whereClause as *mut c_void), call as *mut c_void);
+        pg_sys::makeBoolExpr(pg_sys::BoolExprType::AND_EXPR, both, -1) as *mut pg_sys::Node
+    };
+    Some((armed, copied))
+}
+
+/// The checks, and the swap.
+unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
+    if (*(*rel).rd_rel).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char {
+        return None; // partitioned (rows are routed to partitions with triggers of their own), foreign, view
+    }
+    let desc = (*rel).trigdesc;
+    if desc.is_null() {
+        return None;
+    }
+    let all = std::slice::from_raw_parts((*desc).triggers, (*desc).numtriggers as usize);
+    let named = |n: &[u8]| all.iter().position(|t| CStr::from_ptr(t.tgname).to_bytes() == n);
+    let cost_i = named(b"llm_cost_price")?;
+    let cost = &all[cost_i];
+    if cost.tgtype & ROW_BEFORE_INSERT != ROW_BEFORE_INSERT || !fires(cost) || !is_ours(cost.tgfoid, "usage_cost_trigger") {
+        return None;
+    }
+    // Another BEFORE row trigger could change or skip rows (and keeps COPY row by row anyway).
+    if all.iter().enumerate().any(|(i, t)| i != cost_i && t.tgtype & ROW_BEFORE_INSERT == ROW_BEFORE_INSERT) {
+        return None;
+    }
+    let name = pg_sys::lappend(
+        pg_sys::lappend(std::ptr::null_mut(), pg_sys::makeString(pstr("llm_cost")) as *mut c_void),
+        pg_sys::makeString(pstr("_copy_row")) as *mut c_void,
+    );
+    let func = pg_sys::LookupFuncName(name, 0, std::ptr::null(), true);
+    if func == pg_sys::InvalidOid {
+        return None; // an extension version without it
+    }
+    let relname: Rc<str> = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into();
+    let spec = crate::usage::spec_for(relid, cost.tgoid, rel, &relname, || trigger_args(cost));
+    // The rollups: fed here when the rollup row trigger would fire and nothing it reads is
+    // computed after this point (generated columns); else that trigger stays on and counts.
+    let rollup_i = named(b"llm_cost_rollup").filter(|&i| fires(&all[i]) && is_ours(all[i].tgfoid, "rollup_row_trigger"));
+    let rollups = rollup_i.and_then(|_| crate::rollups::copy_defs(relid, rel));
+    let rollup_off = if rollups.is_some() { rollup_i } else { None };
+
+    let ours = pgrx::PgMemoryContexts::CacheMemoryContext.switch_to(|_| pg_sys::CopyTriggerDesc(desc));
+    let mine = std::slice::from_raw_parts_mut((*ours).triggers, (*ours).numtriggers as usize);
+    let disabled = pg_sys::TRIGGER_DISABLED as std::ffi::c_char;
+    mine[cost_i].tgenabled = disabled;
+    if let Some(i) = rollup_off {
+        mine[i].tgenabled = disabled;
+    }
+    // The flags COPY reads: no BEFORE row trigger left; AFTER row ones only if others remain.
+    (*ours).trig_insert_before_row = false;
+    (*ours).trig_insert_after_row = mine.iter().enumerate().any(|(i, t)| Some(i) != rollup_off && is_after_row_insert(t));
+    (*rel).trigdesc = ours;
+    Some(Armed {
+        relid,
+        rel,
+        func,
+        cost_tgoid: cost.tgoid,
+        original: desc,
+        ours,
+        restored: false,
+        spec,
+        relname,
+        rollups,
+        started: false,
+        active: false,
+        cstate: std::ptr::null_mut(),
+        econtext: std::ptr::null_mut(),
+        lineno: None,
+    })
+}
+
+/// At the first row: whether COPY runs with our copy of the trigger list (the cost trigger off
+/// in its ResultRelInfo), and where its per-row expression context is.
+unsafe fn first_row(a: &mut Armed, cstate: *mut c_void) {
+    a.started = true;
+    a.cstate = cstate;
+    a.active = false;
+    if llm_cost_copy_rel(cstate) != a.rel {
+        return;
+    }
+    let qual = llm_cost_copy_qualexpr(cstate);
+    if qual.is_null() || (*qual).parent.is_null() || (*(*qual).parent).type_ != pg_sys::NodeTag::T_ModifyTableState {
+        return;
+    }
+    let mt = (*qual).parent as *mut pg_sys::ModifyTableState;
+    let rri = (*mt).resultRelInfo;
+    let estate = (*mt).ps.state;
+    if rri.is_null() || estate.is_null() || (*estate).es_per_tuple_exprcontext.is_null() {
+        return;
+    }
+    if (*rri).ri_RelationDesc != a.rel || (*rri).ri_TrigDesc.is_null() {
+        return;
+    }
+    let td = (*rri).ri_TrigDesc;
+    let trigs = std::slice::from_raw_parts((*td).triggers, (*td).numtriggers as usize);
+    let off = trigs.iter().any(|t| t.tgoid == a.cost_tgoid && t.tgenabled == pg_sys::TRIGGER_DISABLED as std::ffi::c_char);
+    if !off || (*td).trig_insert_before_row {
+        return;
+    }
+    a.econtext = (*estate).es_per_tuple_exprcontext;
+    a.active = true;
+}
+
+/// Part of llm_cost's COPY FROM path: prices the row COPY is reading (see the module comment).
+/// Always true. Not to be called directly.
+#[pg_extern(stable, parallel_unsafe, name = "_copy_row")]
+pub fn copy_row() -> bool {
+    unsafe { copy_row_impl() }
+}
+
+unsafe fn copy_row_impl() -> bool {
+    let top = pg_sys::error_context_stack;
+    let in_copy = !top.is_null() && (*top).callback.map(|f| f as usize) == crate::rollups::copy_error_callback();
+    let cstate = if in_copy { (*top).arg } else { std::ptr::null_mut() };
+    let work = ARMED.with(|a| {
+        let mut a = a.borrow_mut();
+        let a = a.last_mut()?;
+        if cstate.is_null() {
+            return None;
+        }
+        if !a.started {
+            first_row(a, cstate);
+            restore(a);
+        }
+        if !a.active || a.cstate != cstate {
+            return Some(None);
+        }
+        let line = llm_cost_copy_lineno(cstate);
+        if a.lineno == Some(line) {
+            return Some(None);
+        }
+        a.lineno = Some(line);
+        Some(Some((a.spec.clone(), a.relname.clone(), a.relid, a.rel, a.rollups.clone(), a.econtext)))
+    });
+    let Some(work) = work else {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "llm_cost._copy_row() is part of llm_cost's COPY FROM path and cannot be called directly"
+        );
+    };
+    let Some((spec, relname, relid, rel, rollups, econtext)) = work else {
+        return true;
+    };
+    let slot = (*econtext).ecxt_scantuple;
+    let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+    // COPY stored the row's values straight into the slot and has not formed a tuple yet
+    // (unless an earlier part of the WHERE clause needed the whole row): change them there.
+    let in_place = (*slot).tts_nvalid as usize == natts;
+    if !in_place {
+        pg_sys::slot_getsomeattrs_int(slot, natts as i32);
+    }
+    let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
+    let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
+    pgrx::PgMemoryContexts::For((*econtext).ecxt_per_tuple_memory).switch_to(|_| {
+        let units = crate::usage::price_values(&spec, &relname, relid, rel, values, nulls);
+        if let Some(defs) = &rollups {
+            crate::rollups::add_copied_row(defs, values, nulls, units);
+        }
+        if !in_place {
+            let t = pg_sys::heap_form_tuple((*slot).tts_tupleDescriptor, values.as_mut_ptr(), nulls.as_mut_ptr());
+            pg_sys::ExecForceStoreHeapTuple(t, slot, true);
+        }
+    });
+    ROWS.with(|r| r.set(r.get() + 1));
+    true
+}
