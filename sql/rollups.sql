@@ -133,9 +133,10 @@ END $$;
 -- (Re)installs the rollup trigger of a source table: an AFTER INSERT OR UPDATE row trigger (Rust)
 -- that adds each row to per-statement sums in memory (an UPDATE moves a row's amounts between
 -- groups); the statement trigger llm_cost_unpriced then adds one row of sums per group and
--- rollup into the writing backend's stripe (src/stripes.rs). In COPY FROM, the cost trigger adds
--- the rows itself where that is safe and switches this trigger off for the statement
--- (src/rollups.rs, copy_fast_path).
+-- rollup into the writing backend's stripe (src/stripes.rs). In COPY FROM the rows are added by
+-- llm_cost._copy_row() (src/copy.rs) or, where COPY goes through the cost trigger, by that trigger
+-- where it is safe (src/rollups.rs, copy_fast_path); either switches this trigger off for the
+-- statement.
 CREATE FUNCTION llm_cost._rollup_refresh_triggers(p_source regclass)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN

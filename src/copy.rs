@@ -233,7 +233,7 @@ unsafe fn trigger_args(t: &pg_sys::Trigger) -> Vec<String> {
 /// statement to run instead (the relation named by schema, the WHERE clause extended).
 unsafe fn arm(pstmt: *mut pg_sys::PlannedStmt, stmt: *mut pg_sys::CopyStmt) -> Option<(Armed, *mut pg_sys::PlannedStmt)> {
     let s = &*stmt;
-    if !s.is_from || s.relation.is_null() || !s.query.is_null() || !pg_sys::IsTransactionState() {
+    if !s.is_from || s.relation.is_null() || !s.query.is_null() || !crate::usage::BATCH_COPY.get() || !pg_sys::IsTransactionState() {
         return None;
     }
     // The lock COPY FROM takes anyway (DoCopy opens the relation with it before anything else).

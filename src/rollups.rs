@@ -2,11 +2,12 @@
 //!
 //! Each row inserted into (or updated in) a source with rollups is added, in backend memory, to
 //! the sums of its (rollup, period, group) for the running statement: by the AFTER INSERT OR
-//! UPDATE row trigger, or, in COPY FROM where nothing can skip or change a row after the cost
-//! trigger, by the cost trigger itself (`copy_fast_path`), which then switches the row trigger
-//! off for the statement so that no after-trigger event is queued per row. The source's statement
-//! trigger (`usage::usage_statement_end`) then adds one row of sums per group into the writing
-//! backend's own stripe (`stripes.rs`: an index probe and a HOT update, no SQL). A 10,000-row
+//! UPDATE row trigger; in COPY FROM into a plain table, by `llm_cost._copy_row()` as COPY reads
+//! the row (`copy.rs`, `add_copied_row`); in other COPYs where nothing can skip or change a row
+//! after the cost trigger, by the cost trigger itself (`copy_fast_path`). The COPY paths switch
+//! the row trigger off for the statement so that no after-trigger event is queued per row. The
+//! source's statement trigger (`usage::usage_statement_end`) then adds one row of sums per group
+//! into the writing backend's own stripe (`stripes.rs`: an index probe and a HOT update, no SQL). A 10,000-row
 //! COPY of one group writes one summary row per rollup; two backends never write the same row,
 //! so writers of one group never wait for each other. Everything is in the writing transaction:
 //! pending sums belong to the subtransaction that saw the row; an aborted subtransaction drops its
@@ -981,6 +982,14 @@ mod tests {
         Spi::run("COPY (SELECT '2026-09-03', 'prov', 'u', 'chat', 'gpt-4o', 10, 10, 0.125) TO '/tmp/llm_cost_pg_test_copy4.tsv'").unwrap();
         Spi::run("COPY llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens, cost_usd) FROM '/tmp/llm_cost_pg_test_copy4.tsv'").unwrap();
         assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source || ' ' || provider FROM llm_cost.usage_events WHERE tenant_id = 'prov'").as_deref(), Some("0.125 provided openai"));
+        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
+        // llm_cost.batch_copy = off: the same COPY through the row triggers, the same rows.
+        Spi::run("SET LOCAL llm_cost.batch_copy = off").unwrap();
+        let (c1, t1, p1) = paths();
+        Spi::run(&copy("WHERE input_tokens <= 50")).unwrap();
+        Spi::run("RESET llm_cost.batch_copy").unwrap();
+        assert_eq!(paths(), (c1 + 50, t1, p1));
+        assert_eq!(count(wrong), 1); // the provided row above
         assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
         // Not called from COPY: an error, not a silent no-op.
         let err = error_of("PERFORM llm_cost._copy_row()");

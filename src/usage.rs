@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 pub static STRICT: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static BATCH_COPY: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn init_gucs() {
     GucRegistry::define_bool_guc(
@@ -22,6 +23,14 @@ pub fn init_gucs() {
         c"Reject rows whose model has no price instead of storing them unpriced.",
         c"Off (default): a row of an unknown model is stored with cost NULL (or the cost column's default) and counted in llm_cost.unpriced_models. On: such a row is an error and the statement is rolled back.",
         &STRICT,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"llm_cost.batch_copy",
+        c"Let COPY FROM into plain tracked tables keep inserting in batches: price each row as COPY reads it instead of in the row trigger.",
+        c"On (default): llm_cost prices each row as COPY reads it (see src/copy.rs; PostgreSQL 14 and later). Off: COPY goes through the row triggers, like INSERT. The rows stored and the rollups are the same either way.",
+        &BATCH_COPY,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -194,3 +194,93 @@ def test_copy_and_rows_straight_into_a_partition(connect):
         SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM mine) a)
              + (SELECT count(*) FROM (SELECT * FROM mine EXCEPT SELECT * FROM truth) b)""")
     assert diff == 0
+
+
+COPY_MISMATCH = """
+WITH truth AS (SELECT date_trunc('day', created_at, 'UTC') AS p, contributor, model, count(*)::bigint AS n,
+                      sum(input_tokens)::bigint AS i, sum(output_tokens)::bigint AS o, coalesce(sum(cost_usd), 0) AS cost,
+                      count(*) FILTER (WHERE cost_source = 'unpriced')::bigint AS unpriced
+                 FROM copy_log GROUP BY 1, 2, 3),
+     mine AS (SELECT period_start, contributor, model, requests, input_tokens, output_tokens, cost_usd, unpriced_requests
+                FROM copy_daily)
+SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM mine) a)
+     + (SELECT count(*) FROM (SELECT * FROM mine EXCEPT SELECT * FROM truth) b)
+"""
+
+WRONG_COST = """
+SELECT count(*) FROM copy_log
+ WHERE cost_usd IS DISTINCT FROM llm_cost.estimate_cost(model, input_tokens, output_tokens, 0, 0, created_at)
+    OR cost_source IS DISTINCT FROM CASE WHEN llm_cost.resolve_model(model) IS NULL THEN 'unpriced' ELSE 'estimated' END
+"""
+
+
+def test_copy_from_a_client_is_priced_without_the_row_trigger(connect):
+    """COPY FROM STDIN into a plain tracked table takes the COPY path (no row trigger, so
+    PostgreSQL keeps its batched inserts): every row priced as the trigger would, rollups exact.
+    It stays exact while another session inserts into the same groups and keeps invalidating the
+    table's relation cache entry (ANALYZE), and after a COPY that fails or is rolled back the
+    session's triggers are intact."""
+    c = connect()
+    c.execute("CREATE TABLE copy_log (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now(), "
+              "contributor text, model text NOT NULL, input_tokens int NOT NULL, output_tokens int NOT NULL, "
+              "cost_usd numeric, cost_source text)")
+    c.execute("SELECT llm_cost.track('copy_log')")
+    c.execute("SELECT llm_cost.create_rollup('copy_daily', 'copy_log', 'day', '{contributor,model}')")
+    c.execute("SELECT llm_cost.create_rollup('copy_total', 'copy_log', 'month', '{}')")
+    models = ["gpt-4o", "claude-sonnet-4-5", "openrouter/google/gemini-2.5-flash", "not-a-model"]
+
+    def rows(n, start=0):
+        return "".join(f"2026-04-0{1 + i % 3} 10:00+00\tc{i % 7}\t{models[i % 4]}\t{i}\t{i % 97}\n" for i in range(start, start + n))
+
+    def copy(conn, data):
+        with conn.cursor() as cur:
+            with cur.copy("COPY copy_log (created_at, contributor, model, input_tokens, output_tokens) FROM STDIN") as cp:
+                cp.write(data)
+
+    copy(c, rows(30000))
+    assert one(c, "SELECT copy_priced_rows FROM llm_cost._rollup_paths()") == 30000
+    assert one(c, "SELECT trigger_rows FROM llm_cost._rollup_paths()") == 0
+    assert one(c, WRONG_COST) == 0
+    assert one(c, COPY_MISMATCH) == 0
+    assert one(c, "SELECT requests FROM copy_total") == 30000
+
+    # Meanwhile: another session inserts into the same groups and runs ANALYZE (each one
+    # invalidates the table's relation cache entry in every session, this COPY's too).
+    other = connect()
+    stop = threading.Event()
+
+    def meanwhile():
+        i = 0
+        while not stop.is_set():
+            other.execute("INSERT INTO copy_log (created_at, contributor, model, input_tokens, output_tokens) "
+                          "VALUES ('2026-04-01 11:00+00', 'c1', 'gpt-4o', 1000, 10)")
+            if i % 5 == 0:
+                other.execute("ANALYZE copy_log")
+            i += 1
+    t = threading.Thread(target=meanwhile)
+    t.start()
+    try:
+        for k in range(5):
+            copy(c, rows(20000, 30000 + k * 20000))
+    finally:
+        stop.set()
+        t.join()
+    assert one(c, WRONG_COST) == 0
+    assert one(c, COPY_MISMATCH) == 0
+    assert one(c, "SELECT requests FROM copy_total") == one(c, "SELECT count(*) FROM copy_log")
+
+    # A COPY that fails at row 15,000 stores nothing and counts nothing; one rolled back neither.
+    before = one(c, "SELECT requests FROM copy_total")
+    bad = rows(20000).replace("\t14999\t", "\t-1\t")
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="input_tokens must not be negative"):
+        copy(c, bad)
+    t2 = connect(autocommit=False)
+    copy(t2, rows(1000))
+    t2.rollback()
+    assert one(c, "SELECT requests FROM copy_total") == before == one(c, "SELECT count(*) FROM copy_log")
+    # The failed COPY's session still prices INSERTs through the trigger.
+    c.execute("INSERT INTO copy_log (created_at, contributor, model, input_tokens, output_tokens) "
+              "VALUES ('2026-04-02 09:00+00', 'after', 'gpt-4o', 1000000, 0)")
+    assert one(c, "SELECT cost_usd::text || ' ' || cost_source FROM copy_log WHERE contributor = 'after'") == "2.5 estimated"
+    assert one(c, "SELECT trigger_rows FROM llm_cost._rollup_paths()") == 1
+    assert one(c, COPY_MISMATCH) == 0
