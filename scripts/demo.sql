@@ -33,6 +33,15 @@ SELECT now() - (g % 72) * interval '1 hour',
        500 + (g * 37) % 4000, (g * 13) % 900, CASE WHEN g % 3 = 0 THEN 2000 ELSE 0 END,
        200 + (g * 7) % 3000, CASE WHEN g % 97 = 0 THEN 'rate_limited' END
   FROM generate_series(1, 2000) g;
+\echo 'And a batch with COPY FROM (priced as COPY reads each row, so COPY keeps its batched inserts):'
+COPY llm_cost.usage_events (tenant_id, user_id, feature, model, input_tokens, output_tokens, cache_read_tokens) FROM STDIN;
+acme	user-1	batch	claude-sonnet-4-5	12000	800	40000
+acme	user-2	batch	openai/gpt-4o-mini	3000	450	0
+globex	user-3	batch	models/gemini-2.5-flash	90000	2100	0
+globex	user-4	batch	my-fine-tuned-model	1000	1000	0
+\.
+SELECT model, provider, input_tokens AS "in", output_tokens AS "out", cache_read_tokens AS "cache read", cost_usd, cost_source
+  FROM llm_cost.usage_events WHERE feature = 'batch' ORDER BY id;
 \echo
 \echo 'Spend (llm_cost.spend_summary):'
 SELECT period, requests, total_tokens, cost_usd, llm_cost.format_cost(cost_usd) AS cost FROM llm_cost.spend_summary;

@@ -65,6 +65,7 @@ struct Armed {
     /// The relation cache's trigger list, and the copy with our triggers off.
     original: *mut pg_sys::TriggerDesc,
     ours: *mut pg_sys::TriggerDesc,
+    swapped: bool,
     restored: bool,
     spec: Rc<crate::usage::TableSpec>,
     relname: Rc<str>,
@@ -131,9 +132,18 @@ unsafe extern "C-unwind" fn process_utility(
         return;
     };
     ARMED.with(|a| a.borrow_mut().push(armed));
-    pgrx::PgTryBuilder::new(|| next_utility(copied, query_string, false, context, params, query_env, dest, qc))
-        .finally(|| disarm())
-        .execute();
+    pgrx::PgTryBuilder::new(|| {
+        // The swap, last: from here on, whatever happens, `disarm` puts the list back.
+        ARMED.with(|a| {
+            if let Some(top) = a.borrow_mut().last_mut() {
+                (*top.rel).trigdesc = top.ours;
+                top.swapped = true;
+            }
+        });
+        next_utility(copied, query_string, false, context, params, query_env, dest, qc)
+    })
+    .finally(|| disarm())
+    .execute();
 }
 
 #[pg_guard]
@@ -167,7 +177,9 @@ unsafe fn restore(a: &mut Armed) {
         return;
     }
     a.restored = true;
-    if (*a.rel).trigdesc == a.ours {
+    if !a.swapped {
+        pg_sys::FreeTriggerDesc(a.ours);
+    } else if (*a.rel).trigdesc == a.ours {
         (*a.rel).trigdesc = a.original;
         pg_sys::FreeTriggerDesc(a.ours);
     } else {
@@ -223,14 +235,20 @@ unsafe fn pstr(s: &str) -> *mut std::ffi::c_char {
     pg_sys::pstrdup(c.as_ptr())
 }
 
+/// `llm_cost._copy_row` as a qualified name list.
+unsafe fn copy_row_name() -> *mut pg_sys::List {
+    let part = |s: &str| pg_sys::makeString(pstr(s)) as *mut c_void;
+    pg_sys::lappend(pg_sys::lappend(std::ptr::null_mut(), part("llm_cost")), part("_copy_row"))
+}
+
 unsafe fn trigger_args(t: &pg_sys::Trigger) -> Vec<String> {
     (0..t.tgnargs as usize)
         .map(|i| CStr::from_ptr(*t.tgargs.add(i)).to_string_lossy().into_owned())
         .collect()
 }
 
-/// Decides whether this COPY takes the path, and if so swaps the trigger list and returns the
-/// statement to run instead (the relation named by schema, the WHERE clause extended).
+/// Decides whether this COPY takes the path, and if so returns what to swap and the statement to
+/// run instead (the relation named by schema, the WHERE clause extended).
 unsafe fn arm(pstmt: *mut pg_sys::PlannedStmt, stmt: *mut pg_sys::CopyStmt) -> Option<(Armed, *mut pg_sys::PlannedStmt)> {
     let s = &*stmt;
     if !s.is_from || s.relation.is_null() || !s.query.is_null() || !crate::usage::BATCH_COPY.get() || !pg_sys::IsTransactionState() {
@@ -264,11 +282,7 @@ unsafe fn arm(pstmt: *mut pg_sys::PlannedStmt, stmt: *mut pg_sys::CopyStmt) -> O
     (*rv).catalogname = std::ptr::null_mut();
     (*rv).schemaname = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
     (*rv).relname = pstr(&armed.relname);
-    let name = pg_sys::lappend(
-        pg_sys::lappend(std::ptr::null_mut(), pg_sys::makeString(pstr("llm_cost")) as *mut c_void),
-        pg_sys::makeString(pstr("_copy_row")) as *mut c_void,
-    );
-    let call = pg_sys::makeFuncCall(name, std::ptr::null_mut(), pg_sys::CoercionForm::COERCE_EXPLICIT_CALL, -1) as *mut pg_sys::Node;
+    let call = pg_sys::makeFuncCall(copy_row_name(), std::ptr::null_mut(), pg_sys::CoercionForm::COERCE_EXPLICIT_CALL, -1) as *mut pg_sys::Node;
     (*cs).whereClause = if (*cs).whereClause.is_null() {
         call
     } else {
@@ -279,7 +293,7 @@ unsafe fn arm(pstmt: *mut pg_sys::PlannedStmt, stmt: *mut pg_sys::CopyStmt) -> O
     Some((armed, copied))
 }
 
-/// The checks, and the swap.
+/// The checks, and the trigger list to swap in (swapped by `process_utility`).
 unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
     if (*(*rel).rd_rel).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char {
         return None; // partitioned (rows are routed to partitions with triggers of their own), foreign, view
@@ -299,16 +313,13 @@ unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
     if all.iter().enumerate().any(|(i, t)| i != cost_i && t.tgtype & ROW_BEFORE_INSERT == ROW_BEFORE_INSERT) {
         return None;
     }
-    let name = pg_sys::lappend(
-        pg_sys::lappend(std::ptr::null_mut(), pg_sys::makeString(pstr("llm_cost")) as *mut c_void),
-        pg_sys::makeString(pstr("_copy_row")) as *mut c_void,
-    );
-    let func = pg_sys::LookupFuncName(name, 0, std::ptr::null(), true);
+    let func = pg_sys::LookupFuncName(copy_row_name(), 0, std::ptr::null(), true);
     if func == pg_sys::InvalidOid {
         return None; // an extension version without it
     }
+    crate::usage::register_callbacks(); // pending sums and unknown models go with an abort
     let relname: Rc<str> = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into();
-    let spec = crate::usage::spec_for(relid, cost.tgoid, rel, &relname, || trigger_args(cost));
+    let spec = crate::usage::spec_for(relid, cost.tgoid, rel, || relname.to_string(), || trigger_args(cost));
     // The rollups: fed here when the rollup row trigger would fire and nothing it reads is
     // computed after this point (generated columns); else that trigger stays on and counts.
     let rollup_i = named(b"llm_cost_rollup").filter(|&i| fires(&all[i]) && is_ours(all[i].tgfoid, "rollup_row_trigger"));
@@ -325,7 +336,6 @@ unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
     // The flags COPY reads: no BEFORE row trigger left; AFTER row ones only if others remain.
     (*ours).trig_insert_before_row = false;
     (*ours).trig_insert_after_row = mine.iter().enumerate().any(|(i, t)| Some(i) != rollup_off && is_after_row_insert(t));
-    (*rel).trigdesc = ours;
     Some(Armed {
         relid,
         rel,
@@ -333,6 +343,7 @@ unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
         cost_tgoid: cost.tgoid,
         original: desc,
         ours,
+        swapped: false,
         restored: false,
         spec,
         relname,

@@ -1021,6 +1021,17 @@ mod tests {
         Spi::run("COPY t_nn (contributor, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy5.tsv'").unwrap();
         assert_eq!(paths(), (c2 + 500, t2 + 500, p2 + 500));
         assert_eq!(count("SELECT requests FROM nn_monthly WHERE contributor = 'c1'"), 3 * 167);
+        // A BEFORE STATEMENT trigger runs after COPY took its copy of the trigger list and the
+        // relation cache has the real one back: its INSERT into the same table is priced.
+        Spi::run("CREATE FUNCTION bs_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF pg_trigger_depth() = 1 THEN
+                  INSERT INTO t_nn (contributor, model, input_tokens, output_tokens) VALUES ('bs', 'gpt-4o', 1000000, 0); END IF; RETURN NULL; END $$").unwrap();
+        Spi::run("CREATE TRIGGER aa_bs BEFORE INSERT ON t_nn FOR EACH STATEMENT EXECUTE FUNCTION bs_insert()").unwrap();
+        let (c3, t3, p3) = paths();
+        Spi::run("COPY t_nn (contributor, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy5.tsv'").unwrap();
+        assert_eq!(paths(), (c3 + 500, t3 + 1, p3 + 500));
+        assert_eq!(one("SELECT estimated_cost_usd::text FROM t_nn WHERE contributor = 'bs'").as_deref(), Some("2.50000000"));
+        Spi::run("DROP TRIGGER aa_bs ON t_nn").unwrap();
+        assert_eq!(mismatches("nn_monthly", "t_nn", "created_at", "month", &["contributor"], "estimated_cost_usd"), 0);
         // Where the triggers would not fire (replica role, as when restoring), neither does this.
         let p1 = paths().2;
         Spi::run("SET LOCAL session_replication_role = replica").unwrap();

@@ -287,14 +287,20 @@ unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> T
     }
 }
 
-/// The mapping of a table's cost trigger (`tgoid`), resolved once per backend; `args` are the
-/// trigger's arguments (read only when not cached).
-pub fn spec_for(relid: pg_sys::Oid, tgoid: pg_sys::Oid, rel: pg_sys::Relation, relname: &str, args: impl FnOnce() -> Vec<String>) -> Rc<TableSpec> {
+/// The mapping of a table's cost trigger (`tgoid`), resolved once per backend; the table's name
+/// and the trigger's arguments are read only when it is not cached.
+pub fn spec_for(
+    relid: pg_sys::Oid,
+    tgoid: pg_sys::Oid,
+    rel: pg_sys::Relation,
+    relname: impl FnOnce() -> String,
+    args: impl FnOnce() -> Vec<String>,
+) -> Rc<TableSpec> {
     let key = (relid, tgoid);
     if let Some(s) = SPECS.with(|s| s.borrow().get(&key).cloned()) {
         return s;
     }
-    let spec = Rc::new(unsafe { build_spec(rel, relname, &args()) });
+    let spec = Rc::new(unsafe { build_spec(rel, &relname(), &args()) });
     SPECS.with(|s| s.borrow_mut().insert(key, spec.clone()));
     spec
 }
@@ -409,7 +415,7 @@ fn usage_cost_trigger<'a>(
     register_callbacks();
     let rel = td.tg_relation;
     let relid = trigger.relid().unwrap_or(pg_sys::InvalidOid);
-    let spec = spec_for(relid, trigger.trigger().tgoid, rel, &trigger.table_name().unwrap_or_default(), || {
+    let spec = spec_for(relid, trigger.trigger().tgoid, rel, || trigger.table_name().unwrap_or_default(), || {
         trigger.extra_args().unwrap_or_default()
     });
     let tupdesc = unsafe { (*rel).rd_att };
