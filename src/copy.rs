@@ -134,12 +134,19 @@ unsafe extern "C-unwind" fn process_utility(
     ARMED.with(|a| a.borrow_mut().push(armed));
     pgrx::PgTryBuilder::new(|| {
         // The swap, last: from here on, whatever happens, `disarm` puts the list back.
-        ARMED.with(|a| {
-            if let Some(top) = a.borrow_mut().last_mut() {
-                (*top.rel).trigdesc = top.ours;
-                top.swapped = true;
-            }
+        let relid = ARMED.with(|a| {
+            let mut a = a.borrow_mut();
+            let top = a.last_mut()?;
+            (*top.rel).trigdesc = top.ours;
+            top.swapped = true;
+            Some(top.relid)
         });
+        #[cfg(any(test, feature = "pg_test"))]
+        if let (Some(relid), true) = (relid, tests::REBUILD_AFTER_SWAP.with(|r| r.get())) {
+            // What an invalidation processed during COPY's set-up would do.
+            pg_sys::RelationCacheInvalidateEntry(relid);
+        }
+        let _ = relid;
         next_utility(copied, query_string, false, context, params, query_env, dest, qc)
     })
     .finally(|| disarm())
@@ -451,4 +458,54 @@ unsafe fn copy_row_impl() -> bool {
     });
     ROWS.with(|r| r.set(r.get() + 1));
     true
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    thread_local! {
+        /// Test hook: rebuild the relation cache entry right after the swap.
+        pub static REBUILD_AFTER_SWAP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[pg_extern]
+    fn copy_rebuild_after_swap(on: bool) {
+        REBUILD_AFTER_SWAP.with(|r| r.set(on));
+    }
+
+    /// The safety net: when the relation cache entry is rebuilt between the swap and COPY's copy
+    /// of the trigger list, COPY runs with the real list, the triggers price the rows, and
+    /// `_copy_row()` does nothing (no row priced or counted twice); the entry keeps its list.
+    #[pg_test]
+    fn copy_after_a_relcache_rebuild_goes_through_the_triggers() {
+        let paths = || {
+            let (c, t, p) = Spi::get_three::<i64, i64, i64>("SELECT copy_rows, trigger_rows, copy_priced_rows FROM llm_cost._rollup_paths()").unwrap();
+            (c.unwrap(), t.unwrap(), p.unwrap())
+        };
+        Spi::run("CREATE TABLE t_rb (created_at timestamptz NOT NULL DEFAULT '2026-10-01', model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text)").unwrap();
+        Spi::run("SELECT llm_cost.track('t_rb')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('rb_total', 't_rb', 'month', '{}')").unwrap();
+        Spi::run("COPY (SELECT 'gpt-4o', g * 1000, g FROM generate_series(1, 300) g) TO '/tmp/llm_cost_pg_test_rb.tsv'").unwrap();
+        let copy = "COPY t_rb (model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_rb.tsv'";
+        let (c0, t0, p0) = paths();
+        Spi::run("SELECT tests.copy_rebuild_after_swap(true)").unwrap();
+        Spi::run(copy).unwrap();
+        Spi::run("SELECT tests.copy_rebuild_after_swap(false)").unwrap();
+        // The cost trigger priced every row and fed the rollup itself (its own COPY fast path).
+        assert_eq!(paths(), (c0 + 300, t0, p0));
+        Spi::run(copy).unwrap();
+        assert_eq!(paths(), (c0 + 600, t0, p0 + 300));
+        let wrong = Spi::get_one::<i64>("SELECT count(*) FROM t_rb WHERE cost_usd IS DISTINCT FROM llm_cost.estimate_cost(model, input_tokens, output_tokens, 0, 0, created_at) OR cost_source <> 'estimated'");
+        assert_eq!(wrong, Ok(Some(0)));
+        let exact = Spi::get_one::<bool>(
+            "SELECT r.requests = 600 AND r.requests = t.n AND r.cost_usd = t.cost FROM rb_total r, (SELECT count(*) AS n, sum(cost_usd) AS cost FROM t_rb) t",
+        );
+        assert_eq!(exact, Ok(Some(true)));
+        // The table's triggers are all there for the next statement.
+        Spi::run("INSERT INTO t_rb (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 0)").unwrap();
+        assert_eq!(paths().1, t0 + 1);
+        assert_eq!(Spi::get_one::<String>("SELECT cost_usd::text FROM t_rb WHERE input_tokens = 1000000 AND output_tokens = 0").unwrap().as_deref(), Some("2.5"));
+    }
 }

@@ -5,6 +5,8 @@
 //! names to attribute numbers once per backend and table, and prices each row from the cached
 //! catalog: no query per row. Unknown models are stored unpriced; their counts are collected per
 //! statement and written by the statement trigger `usage_statement_end` in the same transaction.
+//! `COPY FROM` into a plain tracked table is priced by the same `price` function without the row
+//! trigger, as COPY reads each row (`copy.rs`, through `price_values`).
 
 use crate::pricing::{Cost, Usage};
 use crate::pricing_sql::{price_call, Priced};
