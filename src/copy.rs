@@ -261,6 +261,10 @@ unsafe fn arm(pstmt: *mut pg_sys::PlannedStmt, stmt: *mut pg_sys::CopyStmt) -> O
     if !s.is_from || s.relation.is_null() || !s.query.is_null() || !crate::usage::BATCH_COPY.get() || !pg_sys::IsTransactionState() {
         return None;
     }
+    // Where COPY FROM is refused anyway (a standby, a read-only transaction), let PostgreSQL say so.
+    if pg_sys::RecoveryInProgress() || pg_sys::XactReadOnly {
+        return None;
+    }
     // The lock COPY FROM takes anyway (DoCopy opens the relation with it before anything else).
     let relid = pg_sys::RangeVarGetRelidExtended(
         s.relation,

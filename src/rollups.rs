@@ -1021,6 +1021,9 @@ mod tests {
         Spi::run("COPY t_nn (contributor, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy5.tsv'").unwrap();
         assert_eq!(paths(), (c2 + 500, t2 + 500, p2 + 500));
         assert_eq!(count("SELECT requests FROM nn_monthly WHERE contributor = 'c1'"), 3 * 167);
+        // Where PostgreSQL refuses COPY FROM, its own error comes through.
+        let err = error_of("SET LOCAL transaction_read_only = on; COPY t_nn (contributor, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy5.tsv'");
+        assert!(err.starts_with("25006: cannot execute COPY FROM in a read-only transaction"), "{err}");
         // A BEFORE STATEMENT trigger runs after COPY took its copy of the trigger list and the
         // relation cache has the real one back: its INSERT into the same table is priced.
         Spi::run("CREATE FUNCTION bs_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF pg_trigger_depth() = 1 THEN
