@@ -442,8 +442,13 @@ unsafe fn copy_row_impl() -> bool {
     };
     let slot = (*econtext).ecxt_scantuple;
     let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
-    // COPY stored the row's values straight into the slot and has not formed a tuple yet
-    // (unless an earlier part of the WHERE clause needed the whole row): change them there.
+    #[cfg(any(test, feature = "pg_test"))]
+    if tests::MATERIALIZE_FIRST.with(|m| m.get()) {
+        pg_sys::ExecMaterializeSlot(slot);
+    }
+    // COPY stored the row's values straight into the slot and has not formed a tuple yet (in
+    // PostgreSQL 14-18 nothing before the WHERE clause does; should a later version, the tuple is
+    // formed again from the priced values): change them there.
     let in_place = (*slot).tts_nvalid as usize == natts;
     if !in_place {
         pg_sys::slot_getsomeattrs_int(slot, natts as i32);
@@ -472,6 +477,13 @@ mod tests {
     thread_local! {
         /// Test hook: rebuild the relation cache entry right after the swap.
         pub static REBUILD_AFTER_SWAP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// Test hook: have COPY's row formed as a tuple before `_copy_row` prices it.
+        pub static MATERIALIZE_FIRST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[pg_extern]
+    fn copy_materialize_first(on: bool) {
+        MATERIALIZE_FIRST.with(|m| m.set(on));
     }
 
     #[pg_extern]
@@ -484,10 +496,7 @@ mod tests {
     /// `_copy_row()` does nothing (no row priced or counted twice); the entry keeps its list.
     #[pg_test]
     fn copy_after_a_relcache_rebuild_goes_through_the_triggers() {
-        let paths = || {
-            let (c, t, p) = Spi::get_three::<i64, i64, i64>("SELECT copy_rows, trigger_rows, copy_priced_rows FROM llm_cost._rollup_paths()").unwrap();
-            (c.unwrap(), t.unwrap(), p.unwrap())
-        };
+        let paths = crate::test_support::paths;
         Spi::run("CREATE TABLE t_rb (created_at timestamptz NOT NULL DEFAULT '2026-10-01', model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text)").unwrap();
         Spi::run("SELECT llm_cost.track('t_rb')").unwrap();
         Spi::run("SELECT llm_cost.create_rollup('rb_total', 't_rb', 'month', '{}')").unwrap();
@@ -501,10 +510,17 @@ mod tests {
         assert_eq!(paths(), (c0 + 300, t0, p0));
         Spi::run(copy).unwrap();
         assert_eq!(paths(), (c0 + 600, t0, p0 + 300));
+        // The application's WHERE clause may read the whole row (before it is priced); and were
+        // the row formed as a tuple before _copy_row, the priced values are stored all the same.
+        Spi::run(&format!("{copy} WHERE row_to_json(t_rb) IS NOT NULL")).unwrap();
+        Spi::run("SELECT tests.copy_materialize_first(true)").unwrap();
+        Spi::run(copy).unwrap();
+        Spi::run("SELECT tests.copy_materialize_first(false)").unwrap();
+        assert_eq!(paths(), (c0 + 1200, t0, p0 + 900));
         let wrong = Spi::get_one::<i64>("SELECT count(*) FROM t_rb WHERE cost_usd IS DISTINCT FROM llm_cost.estimate_cost(model, input_tokens, output_tokens, 0, 0, created_at) OR cost_source <> 'estimated'");
         assert_eq!(wrong, Ok(Some(0)));
         let exact = Spi::get_one::<bool>(
-            "SELECT r.requests = 600 AND r.requests = t.n AND r.cost_usd = t.cost FROM rb_total r, (SELECT count(*) AS n, sum(cost_usd) AS cost FROM t_rb) t",
+            "SELECT r.requests = 1200 AND r.requests = t.n AND r.cost_usd = t.cost FROM rb_total r, (SELECT count(*) AS n, sum(cost_usd) AS cost FROM t_rb) t",
         );
         assert_eq!(exact, Ok(Some(true)));
         // The table's triggers are all there for the next statement.

@@ -700,9 +700,7 @@ pub unsafe fn copy_fast_path(
         }
         (*target).tgenabled = disabled;
     }
-    let units = units.filter(|(attno, _)| defs.cost.is_some_and(|a| a.attno == *attno)).map(|(_, u)| u);
-    add_row(&defs, &Borrowed { values, nulls }, 1, units);
-    PATHS.with(|p| p.set((p.get().0 + 1, p.get().1)));
+    add_copied_row(&defs, values, nulls, units);
     true
 }
 
@@ -712,12 +710,12 @@ pub type Defs = Rc<SourceDefs>;
 /// The rollups a COPY into `rel` can feed from its rows as read (before generated columns are
 /// computed): None when it has none or one reads a generated column.
 pub fn copy_defs(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Defs> {
-    crate::usage::register_callbacks();
     let defs = defs_for(relid, rel);
     (!defs.rollups.is_empty() && !defs.reads_generated()).then_some(defs)
 }
 
-/// Adds a row COPY is about to store (`copy.rs`); `units` as for `copy_fast_path`.
+/// Adds a row COPY is about to store (both COPY paths): `units` is the cost the caller just
+/// computed, as (cost attno, 10^-16 USD), used when it is the column the rollups read.
 pub unsafe fn add_copied_row(defs: &Defs, values: &[pg_sys::Datum], nulls: &[bool], units: Option<(i32, i128)>) {
     let units = units.filter(|(attno, _)| defs.cost.is_some_and(|a| a.attno == *attno)).map(|(_, u)| u);
     add_row(defs, &Borrowed { values, nulls }, 1, units);
@@ -933,10 +931,7 @@ mod tests {
     #[cfg(llm_cost_copy_shim)]
     #[pg_test]
     fn copy_prices_rows_without_the_row_trigger() {
-        let paths = || {
-            let (c, t, p) = Spi::get_three::<i64, i64, i64>("SELECT copy_rows, trigger_rows, copy_priced_rows FROM llm_cost._rollup_paths()").unwrap();
-            (c.unwrap(), t.unwrap(), p.unwrap())
-        };
+        let paths = crate::test_support::paths;
         let wrong = "SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at >= '2026-09-01' AND (cost_usd IS DISTINCT FROM
                        llm_cost.estimate_cost(model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, occurred_at)
                        OR cost_source IS DISTINCT FROM CASE WHEN llm_cost.resolve_model(model) IS NULL THEN 'unpriced' ELSE 'estimated' END
@@ -975,6 +970,12 @@ mod tests {
         assert!(err.starts_with("22023: input_tokens must not be negative (got -5)"), "{err}");
         assert_eq!(count("SELECT count(*) FROM llm_cost.usage_events WHERE tenant_id = 'bad'"), 0);
         assert_eq!(count("SELECT coalesce(sum(requests), 0)::bigint FROM llm_cost.usage_daily WHERE tenant_id = 'bad'"), 0);
+        // A NULL model: the COPY path's own 23502 (before the NOT NULL constraint), nothing stored.
+        Spi::run("COPY (SELECT '2026-09-02', 'nullm', 'u', 'chat', CASE WHEN g = 7 THEN NULL ELSE 'gpt-4o' END, g, 1, 0
+                        FROM generate_series(1, 10) g) TO '/tmp/llm_cost_pg_test_copy6.tsv'").unwrap();
+        let err = error_of("COPY llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens, cache_read_tokens) FROM '/tmp/llm_cost_pg_test_copy6.tsv'");
+        assert!(err.starts_with("23502") && err.contains("llm_cost needs the model name"), "{err}");
+        assert_eq!(count("SELECT count(*) FROM llm_cost.usage_events WHERE tenant_id = 'nullm'"), 0);
         Spi::run("INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, model, input_tokens) VALUES ('2026-09-01', 't1', 'gpt-4o', 2000000)").unwrap();
         assert_eq!(one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE input_tokens = 2000000").as_deref(), Some("5"));
         assert_eq!(paths().1, t0 + 2);
