@@ -11,12 +11,8 @@ CREATE TABLE llm_cost.retention_policies (
 COMMENT ON TABLE llm_cost.retention_policies IS 'Raw usage rows older than keep (by the table''s tracked time column) are purged by the llm_cost background worker or llm_cost.run_retention(). Rollups are never purged.';
 COMMENT ON COLUMN llm_cost.retention_policies.log_table IS 'A tracked usage-log table.';
 COMMENT ON COLUMN llm_cost.retention_policies.keep IS 'How long raw rows are kept, e.g. 90 days.';
-ALTER TABLE llm_cost.retention_policies ENABLE ROW LEVEL SECURITY;
-CREATE POLICY retention_policies_read ON llm_cost.retention_policies FOR SELECT USING (true);
-CREATE POLICY retention_policies_owner ON llm_cost.retention_policies FOR ALL
-    USING (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = log_table), 'USAGE'))
-    WITH CHECK (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = log_table), 'USAGE'));
-GRANT SELECT, INSERT, UPDATE, DELETE ON llm_cost.retention_policies TO PUBLIC;
+-- Everybody may read it; only set_retention() and drop_retention() write it (src/registry.rs).
+GRANT SELECT ON llm_cost.retention_policies TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.retention_policies', '');
 
 CREATE TABLE llm_cost.retention_runs (
@@ -29,7 +25,8 @@ CREATE TABLE llm_cost.retention_runs (
     rows_deleted       bigint      NOT NULL DEFAULT 0,
     partitions_dropped integer     NOT NULL DEFAULT 0,
     error              text,
-    run_by             text        NOT NULL
+    run_by             text        NOT NULL,
+    partitions_skipped integer     NOT NULL DEFAULT 0
 );
 CREATE INDEX retention_runs_table_idx ON llm_cost.retention_runs (table_oid, started_at DESC);
 CREATE INDEX retention_runs_started_idx ON llm_cost.retention_runs (started_at);
@@ -37,6 +34,9 @@ COMMENT ON TABLE llm_cost.retention_runs IS 'One row per purge of one table: whe
 COMMENT ON COLUMN llm_cost.retention_runs.cutoff IS 'Rows with an event time before this were purged.';
 COMMENT ON COLUMN llm_cost.retention_runs.error IS 'NULL when the run succeeded; the error message otherwise (the next run tries again).';
 COMMENT ON COLUMN llm_cost.retention_runs.run_by IS 'worker, or the role that called llm_cost.run_retention().';
+COMMENT ON COLUMN llm_cost.retention_runs.partitions_skipped IS 'Old partitions not dropped because their lock was not free within llm_cost.retention_lock_timeout (a reader held the table); the next run tries again.';
+ALTER TABLE llm_cost.retention_runs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY retention_runs_read ON llm_cost.retention_runs FOR SELECT USING (llm_cost._may_see_table(table_oid));
 GRANT SELECT ON llm_cost.retention_runs TO PUBLIC;
 
 CREATE VIEW llm_cost.retention_last_runs AS
@@ -45,7 +45,8 @@ SELECT DISTINCT ON (r.table_oid) r.table_name, r.table_oid, r.started_at, r.fini
   FROM llm_cost.retention_runs r
   LEFT JOIN llm_cost.retention_policies p ON p.log_table = r.table_oid
  ORDER BY r.table_oid, r.started_at DESC;
-COMMENT ON VIEW llm_cost.retention_last_runs IS 'The last purge of each table.';
+COMMENT ON VIEW llm_cost.retention_last_runs IS 'The last purge of each table (of the tables whose rows the reader may all read).';
+ALTER VIEW llm_cost.retention_last_runs SET (security_invoker = true);
 GRANT SELECT ON llm_cost.retention_last_runs TO PUBLIC;
 
 CREATE FUNCTION llm_cost.set_retention(log_table regclass, keep interval) RETURNS llm_cost.retention_policies
@@ -72,10 +73,9 @@ BEGIN
         RAISE EXCEPTION 'table % has no time column in its llm_cost tracking; retention needs one', log_table
               USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    INSERT INTO llm_cost.retention_policies AS p (log_table, keep) VALUES (log_table, keep)
-    ON CONFLICT ON CONSTRAINT retention_policies_pkey DO UPDATE SET keep = excluded.keep, created_at = now(), created_by = current_user
-    RETURNING * INTO result;
-    IF pg_catalog.current_setting('shared_preload_libraries') !~ 'llm_cost' THEN
+    result := pg_catalog.jsonb_populate_record(NULL::llm_cost.retention_policies, llm_cost._registry_put('retention_policies',
+        pg_catalog.jsonb_build_object('log_table', log_table::oid, 'keep', keep)));
+    IF NOT llm_cost._preloaded() THEN
         RAISE NOTICE 'llm_cost is not in shared_preload_libraries: nothing purges automatically; call llm_cost.run_retention() (e.g. from pg_cron)';
     END IF;
     RETURN result;
@@ -88,8 +88,7 @@ BEGIN
     IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = log_table), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to drop its retention', log_table USING ERRCODE = 'insufficient_privilege';
     END IF;
-    DELETE FROM llm_cost.retention_policies p WHERE p.log_table = drop_retention.log_table;
-    RETURN FOUND;
+    RETURN llm_cost._registry_delete('retention_policies', log_table::oid);
 END $$;
 COMMENT ON FUNCTION llm_cost.drop_retention(regclass) IS 'Stops purging a table. Returns false if it had no policy.';
 
@@ -102,18 +101,22 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- Drops the partitions of a range-partitioned table (partitioned by its time column) whose upper
--- bound is at or before the cutoff. Returns how many.
-CREATE FUNCTION llm_cost._drop_old_partitions(p_table regclass, p_time_col text, p_cutoff timestamptz) RETURNS integer
+-- bound is at or before the cutoff: how many were dropped, and how many were skipped because
+-- their lock (AccessExclusive on the parent too) was not free within lock_timeout. Called by
+-- llm_cost._retention_drop_partitions (Rust), as the table's owner with a short lock_timeout:
+-- inserts queue behind a waiting DROP, so it never waits long.
+CREATE FUNCTION llm_cost._drop_old_partitions(p_table regclass, p_time_col text, p_cutoff timestamptz,
+                                              OUT dropped integer, OUT skipped integer)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     part record;
     upper_bound timestamptz;
-    n integer := 0;
 BEGIN
+    dropped := 0; skipped := 0;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partitioned_table pt
                     WHERE pt.partrelid = p_table AND pt.partstrat = 'r' AND pt.partnatts = 1
                       AND pt.partattrs[0] = (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_table AND attname = p_time_col)) THEN
-        RETURN 0;
+        RETURN;
     END IF;
     FOR part IN SELECT c.oid::regclass AS rel, pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound
                   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
@@ -121,11 +124,14 @@ BEGIN
         CONTINUE WHEN part.bound = 'DEFAULT';
         upper_bound := substring(part.bound FROM 'TO \(''([^'']*)''\)')::timestamptz;
         IF upper_bound IS NOT NULL AND upper_bound <= p_cutoff THEN
-            EXECUTE format('DROP TABLE %s', part.rel);
-            n := n + 1;
+            BEGIN
+                EXECUTE format('DROP TABLE %s', part.rel);
+                dropped := dropped + 1;
+            EXCEPTION WHEN lock_not_available THEN
+                skipped := skipped + 1;
+            END;
         END IF;
     END LOOP;
-    RETURN n;
 END $$;
 
 -- Deletes at most p_batch rows older than the cutoff, oldest first along the time index.
@@ -145,28 +151,33 @@ BEGIN
     RETURN n;
 END $$;
 
-CREATE FUNCTION llm_cost._record_run(p_table oid, p_name text, p_started timestamptz, p_cutoff timestamptz,
-                                     p_rows bigint, p_parts integer, p_error text, p_by text) RETURNS void
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- Records one run. Executable only by the extension's owner: llm_cost._record_run (Rust) calls
+-- it after checking that its caller has the rights of the table's owner.
+CREATE FUNCTION llm_cost._record_run_as_owner(p_table oid, p_name text, p_started timestamptz, p_cutoff timestamptz,
+                                              p_rows bigint, p_parts integer, p_error text, p_by text, p_skipped integer)
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO llm_cost.retention_runs (table_oid, table_name, started_at, finished_at, cutoff, rows_deleted,
-                                         partitions_dropped, error, run_by)
-    SELECT p_table, p_name, p_started, clock_timestamp(), p_cutoff, p_rows, p_parts, p_error, p_by
+                                         partitions_dropped, error, run_by, partitions_skipped)
+    SELECT p_table, p_name, p_started, clock_timestamp(), p_cutoff, p_rows, p_parts, p_error, p_by, p_skipped
      WHERE EXISTS (SELECT 1 FROM llm_cost.retention_policies WHERE log_table = p_table);
     DELETE FROM llm_cost.retention_runs
      WHERE started_at < now() - make_interval(days => greatest(coalesce(nullif(pg_catalog.current_setting('llm_cost.retention_history_days', true), '')::int, 30), 1));
 $$;
--- Callable by anyone (run_retention runs as its caller), but only for tables that have a policy.
+REVOKE ALL ON FUNCTION llm_cost._record_run_as_owner(oid, text, timestamptz, timestamptz, bigint, integer, text, text, integer) FROM PUBLIC;
 
 -- The purge, now, in this transaction: for managed Postgres without the preloaded library and
 -- for pg_cron. Purges only the tables the caller owns (all of them for a superuser).
 CREATE FUNCTION llm_cost.run_retention()
-RETURNS TABLE (log_table regclass, cutoff timestamptz, rows_deleted bigint, partitions_dropped integer, error text)
+RETURNS TABLE (log_table regclass, cutoff timestamptz, rows_deleted bigint, partitions_dropped integer, error text,
+               partitions_skipped integer)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p record;
     target record;
     started timestamptz;
     n bigint;
+    parts integer[];
     batch integer := greatest(coalesce(nullif(pg_catalog.current_setting('llm_cost.retention_batch_size', true), '')::int, 10000), 1);
     caller name := current_user;
 BEGIN
@@ -175,23 +186,26 @@ BEGIN
               ORDER BY rp.log_table::text LOOP
         CONTINUE WHEN NOT pg_catalog.pg_has_role(caller, p.relowner, 'USAGE');
         started := clock_timestamp();
-        log_table := p.rel; rows_deleted := 0; partitions_dropped := 0; error := NULL;
+        log_table := p.rel; rows_deleted := 0; partitions_dropped := 0; partitions_skipped := 0; error := NULL;
         BEGIN
             SELECT * INTO target FROM llm_cost._retention_target(p.rel);
             cutoff := target.cutoff;
-            partitions_dropped := llm_cost._drop_old_partitions(p.rel, target.time_col, target.cutoff);
+            -- Both run as the table's owner under a security-restricted operation.
+            parts := llm_cost._retention_drop_partitions(p.rel, target.time_col, target.cutoff);
+            partitions_dropped := parts[1]; partitions_skipped := parts[2];
             LOOP
-                n := llm_cost._purge_batch(p.rel, target.time_col, target.cutoff, batch);
+                n := llm_cost._retention_purge_batch(p.rel, target.time_col, target.cutoff, batch);
                 rows_deleted := rows_deleted + n;
                 EXIT WHEN n < batch;
             END LOOP;
         EXCEPTION WHEN OTHERS THEN
             error := SQLERRM;
-            rows_deleted := 0; partitions_dropped := 0;
+            rows_deleted := 0; partitions_dropped := 0; partitions_skipped := 0;
         END;
-        PERFORM llm_cost._record_run(p.rel::oid, p.rel::text, started, cutoff, rows_deleted, partitions_dropped, error, caller);
+        PERFORM llm_cost._record_run(p.rel::oid, p.rel::text, started, cutoff, rows_deleted, partitions_dropped, error,
+                                     caller, partitions_skipped);
         RETURN NEXT;
     END LOOP;
 END $$;
 COMMENT ON FUNCTION llm_cost.run_retention() IS
-'Purges now, in the calling transaction, every table with a retention policy that the caller owns (all for a superuser); returns what it purged. The background worker does the same in short transactions.';
+'Purges now, in the calling transaction, every table with a retention policy that the caller owns (all for a superuser); returns what it purged. Each purge runs as the table''s owner under a security-restricted operation (as the background worker''s does). The background worker does the same in short transactions.';

@@ -27,12 +27,9 @@ COMMENT ON COLUMN llm_cost.rollups.grain IS 'hour, day, week (ISO, Monday) or mo
 COMMENT ON COLUMN llm_cost.rollups.group_by IS 'Source columns it groups by; {} is the platform-wide total.';
 COMMENT ON COLUMN llm_cost.rollups.time_zone IS 'Time zone in which periods start (UTC unless given to create_rollup).';
 
-ALTER TABLE llm_cost.rollups ENABLE ROW LEVEL SECURITY;
-CREATE POLICY rollups_read ON llm_cost.rollups FOR SELECT USING (true);
-CREATE POLICY rollups_owner ON llm_cost.rollups FOR ALL
-    USING (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = rollup), 'USAGE'))
-    WITH CHECK (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = rollup), 'USAGE'));
-GRANT SELECT, INSERT, UPDATE, DELETE ON llm_cost.rollups TO PUBLIC;
+-- Everybody may read it; only create_rollup() and drop_rollup() write it (src/registry.rs),
+-- for a view, stripes table and source their caller all owns.
+GRANT SELECT ON llm_cost.rollups TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.rollups', 'WHERE id > 1000');
 
 -- How a tracked table's columns feed a rollup.
@@ -60,9 +57,20 @@ BEGIN
     tok_out := t.output_tokens_column;
     tok_cr := t.cache_read_tokens_column;
     tok_cw := t.cache_write_tokens_column;
+    -- Without a cost_source column, the cost trigger stores NULL or the cost column's default for
+    -- a row it cannot price: a cost equal to the default is unpriced unless it is exactly the
+    -- row's estimate (src/rollups.rs add_row says the same).
     unpriced_expr := CASE WHEN t.cost_source_column IS NOT NULL
                           THEN format('t.%I = ''unpriced''', t.cost_source_column)
-                          ELSE format('(t.%I IS NULL OR llm_cost.resolve_model(t.%I) IS NULL)', t.cost_column, t.model_column) END;
+                          WHEN t.cost_default IS NULL
+                          THEN format('t.%I IS NULL', t.cost_column)
+                          ELSE format('(t.%1$I IS NULL OR (t.%1$I = %2$s AND llm_cost.estimate_cost(t.%3$I, coalesce(t.%4$I, 0), coalesce(t.%5$I, 0), %6$s, %7$s, coalesce(t.%8$I::timestamptz, now()))::%9$s IS DISTINCT FROM t.%1$I))',
+                                      t.cost_column, t.cost_default, t.model_column, t.input_tokens_column, t.output_tokens_column,
+                                      CASE WHEN t.cache_read_tokens_column IS NULL THEN '0' ELSE format('coalesce(t.%I, 0)', t.cache_read_tokens_column) END,
+                                      CASE WHEN t.cache_write_tokens_column IS NULL THEN '0' ELSE format('coalesce(t.%I, 0)', t.cache_write_tokens_column) END,
+                                      t.time_column,
+                                      (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+                                        WHERE a.attrelid = p_source AND a.attname = t.cost_column AND NOT a.attisdropped)) END;
     SELECT attname INTO error_col FROM pg_catalog.pg_attribute
      WHERE attrelid = p_source AND attname IN ('error', 'error_message') AND NOT attisdropped ORDER BY attname LIMIT 1;
     SELECT attname INTO latency_col FROM pg_catalog.pg_attribute
@@ -164,11 +172,12 @@ RETURNS TABLE (id bigint, grain text, time_zone text, group_attnums int2[],
                time_att int2, cost_att int2, model_att int2, source_att int2,
                in_att int2, out_att int2, cr_att int2, cw_att int2, error_att int2, latency_att int2,
                stripes oid, stripes_group_attnums int2[], stripes_attnums int2[])
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r llm_cost.rollups;
     c record;
     t llm_cost.tracked_tables;
+    bad text;
 BEGIN
     SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = p_source;
     IF NOT FOUND THEN
@@ -189,6 +198,19 @@ BEGIN
         cw_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_cw);
         error_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.error_col);
         latency_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.latency_col);
+        -- A group column whose type no longer matches the stripes table's (ALTER TABLE ... TYPE
+        -- past the event trigger): never write its values as the other type.
+        SELECT string_agg(format('%I (%s in %s, %s in %s)', g.name, format_type(sa.atttypid, sa.atttypmod), p_rel,
+                                 format_type(ta.atttypid, ta.atttypmod), r.stripes), ', ') INTO bad
+          FROM unnest(r.group_by) g(name)
+          JOIN pg_catalog.pg_attribute sa ON sa.attrelid = p_rel AND sa.attname = g.name AND NOT sa.attisdropped
+          JOIN pg_catalog.pg_attribute ta ON ta.attrelid = r.stripes AND ta.attname = g.name AND NOT ta.attisdropped
+         WHERE (sa.atttypid, sa.atttypmod) IS DISTINCT FROM (ta.atttypid, ta.atttypmod);
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'llm_cost: rollup % groups by columns whose type differs from its table of sums: %', r.rollup, bad
+                  USING ERRCODE = 'datatype_mismatch',
+                        HINT = 'Drop the rollup with llm_cost.drop_rollup() and create it again.';
+        END IF;
         stripes := r.stripes;
         stripes_group_attnums := ARRAY(SELECT a.attnum FROM unnest(r.group_by) WITH ORDINALITY g(name, ord)
                                          JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = g.name
@@ -202,6 +224,7 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 END $$;
+REVOKE ALL ON FUNCTION llm_cost._rollup_defs(regclass, regclass) FROM PUBLIC;
 
 CREATE FUNCTION llm_cost.create_rollup(name text, source regclass, grain text, group_by text[],
                                        time_zone text DEFAULT 'UTC')
@@ -303,9 +326,9 @@ BEGIN
         (SELECT coalesce(string_agg(format(', s.%I', x), ''), '') FROM unnest(group_by) x),
         stripes_ident,
         (SELECT coalesce(string_agg(format(', s.%I', x), ''), '') FROM unnest(group_by) x));
-    INSERT INTO llm_cost.rollups (rollup, stripes, source, grain, group_by, time_zone)
-    VALUES (view_ident::regclass, stripes_ident::regclass, source, grain, group_by, time_zone)
-    RETURNING * INTO r;
+    r := pg_catalog.jsonb_populate_record(NULL::llm_cost.rollups, llm_cost._registry_put('rollups',
+        pg_catalog.jsonb_build_object('rollup', view_ident::regclass::oid, 'stripes', stripes_ident::regclass::oid,
+                                      'source', source::oid, 'grain', grain, 'group_by', group_by, 'time_zone', time_zone)));
     PERFORM llm_cost._rollup_comment(r);
 
     -- Backfill from the rows already there (stripe 0), then start following new rows.
@@ -374,7 +397,7 @@ BEGIN
     IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = name), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of % to drop it', name USING ERRCODE = 'insufficient_privilege';
     END IF;
-    DELETE FROM llm_cost.rollups WHERE id = r.id;
+    PERFORM llm_cost._registry_delete('rollups', r.rollup::oid);
     IF r.source IS NOT NULL THEN
         PERFORM llm_cost._rollup_refresh_triggers(r.source);
     END IF;
@@ -412,6 +435,9 @@ BEGIN
                  WHEN date_trunc(r.grain, "to", r.time_zone) = "to" THEN "to"
                  ELSE (date_trunc(r.grain, "to", r.time_zone) AT TIME ZONE r.time_zone + ('1 ' || r.grain)::interval) AT TIME ZONE r.time_zone END;
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', r.source);
+    -- Sums this transaction's rows left pending (rows inserted straight into a partition are
+    -- written at commit) go in first: the DELETE and the recount below then cover them once.
+    PERFORM llm_cost._flush_pending_sums();
     EXECUTE format('DELETE FROM %s WHERE period_start >= %L AND period_start < %L', r.stripes, from_p, to_p);
     EXECUTE llm_cost._rollup_upsert(r, llm_cost._rollup_select(r,
         format('(SELECT * FROM %s WHERE %I >= %L AND %I < %L)', r.source, c.time_col, from_p, c.time_col, to_p), '1', '0'));
@@ -471,6 +497,56 @@ BEGIN
     END LOOP;
 END $$;
 REVOKE ALL ON FUNCTION llm_cost._rollups_on_drop(oid, text, text) FROM PUBLIC;
+
+-- A column type change that llm_cost cannot follow is refused: a rollup's group column (its
+-- table of sums keeps the old type, so values would be written as the wrong type) or a tracked
+-- column changed to a type the cost trigger cannot read.
+CREATE FUNCTION llm_cost._on_alter_table() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cmd record;
+    r llm_cost.rollups;
+    t llm_cost.tracked_tables;
+    bad text;
+    ints regtype[] := ARRAY['smallint', 'integer', 'bigint']::regtype[];
+    texts regtype[] := ARRAY['text', 'character varying', 'character']::regtype[];
+    col record;
+BEGIN
+    IF pg_catalog.to_regclass('llm_cost.rollups') IS NULL THEN
+        RETURN;   -- the extension is being dropped or created
+    END IF;
+    FOR cmd IN SELECT DISTINCT c.objid FROM pg_catalog.pg_event_trigger_ddl_commands() c
+                WHERE c.object_type IN ('table', 'table column') LOOP
+        FOR r IN SELECT * FROM llm_cost.rollups WHERE source = cmd.objid LOOP
+            SELECT string_agg(format('%I (%s, summed as %s)', g.name, format_type(sa.atttypid, sa.atttypmod),
+                                     format_type(ta.atttypid, ta.atttypmod)), ', ') INTO bad
+              FROM unnest(r.group_by) g(name)
+              JOIN pg_catalog.pg_attribute sa ON sa.attrelid = r.source AND sa.attname = g.name AND NOT sa.attisdropped
+              JOIN pg_catalog.pg_attribute ta ON ta.attrelid = r.stripes AND ta.attname = g.name AND NOT ta.attisdropped
+             WHERE (sa.atttypid, sa.atttypmod) IS DISTINCT FROM (ta.atttypid, ta.atttypmod);
+            IF bad IS NOT NULL THEN
+                RAISE EXCEPTION 'cannot change the type of a column of % that llm_cost rollup % groups by: %', r.source, r.rollup, bad
+                      USING ERRCODE = 'feature_not_supported',
+                            HINT = 'Drop the rollup with llm_cost.drop_rollup(), change the column, then create the rollup again (it backfills from the rows).';
+            END IF;
+        END LOOP;
+        SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = cmd.objid;
+        CONTINUE WHEN NOT FOUND;
+        FOR col IN SELECT v.name, v.role, v.types FROM (VALUES
+                (t.model_column, 'model', texts), (t.input_tokens_column, 'input tokens', ints),
+                (t.output_tokens_column, 'output tokens', ints), (t.cache_read_tokens_column, 'cache read tokens', ints),
+                (t.cache_write_tokens_column, 'cache write tokens', ints), (t.cost_column, 'cost', ARRAY['numeric']::regtype[]),
+                (t.time_column, 'time', ARRAY['timestamptz', 'timestamp', 'date']::regtype[]), (t.provider_column, 'provider', texts)) v(name, role, types)
+             WHERE v.name IS NOT NULL
+               AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.log_table AND a.attname = v.name
+                                                                   AND a.attnum > 0 AND NOT a.attisdropped) LOOP
+            PERFORM llm_cost._column(t.log_table, col.name, col.role, col.types, false);
+        END LOOP;
+    END LOOP;
+END $$;
+REVOKE ALL ON FUNCTION llm_cost._on_alter_table() FROM PUBLIC;
+CREATE EVENT TRIGGER llm_cost_alter_table ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION llm_cost._on_alter_table();
 
 -- The default rollups of llm_cost.usage_events (ids 1 and 2: their definitions ship with the
 -- extension; their sums are dumped with pg_dump).

@@ -58,12 +58,8 @@ CREATE TABLE llm_cost.row_security (
     enabled_at   timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE llm_cost.row_security IS 'Relations whose rows are visible only to their owner (owner_column = llm_cost.current_principal()) and to admins. For a rollup, target is its table of partial sums.';
-ALTER TABLE llm_cost.row_security ENABLE ROW LEVEL SECURITY;
-CREATE POLICY row_security_read ON llm_cost.row_security FOR SELECT USING (true);
-CREATE POLICY row_security_owner ON llm_cost.row_security FOR ALL
-    USING (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = target), 'USAGE'))
-    WITH CHECK (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = target), 'USAGE'));
-GRANT SELECT, INSERT, UPDATE, DELETE ON llm_cost.row_security TO PUBLIC;
+-- Everybody may read it; only enable_row_security() and disable_row_security() write it.
+GRANT SELECT ON llm_cost.row_security TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.row_security', 'WHERE rel NOT IN (''llm_cost.usage_events''::regclass, ''llm_cost.usage_daily''::regclass, ''llm_cost.usage_monthly''::regclass)');
 
 CREATE FUNCTION llm_cost.enable_row_security(rel regclass, owner_column text) RETURNS llm_cost.row_security
@@ -108,9 +104,8 @@ BEGIN
     IF target <> rel THEN
         EXECUTE format('ALTER VIEW %s SET (security_invoker = true)', rel);
     END IF;
-    INSERT INTO llm_cost.row_security AS s (rel, target, owner_column) VALUES (rel, target, owner_column)
-    ON CONFLICT ON CONSTRAINT row_security_pkey DO UPDATE SET owner_column = excluded.owner_column, enabled_at = now()
-    RETURNING * INTO result;
+    result := pg_catalog.jsonb_populate_record(NULL::llm_cost.row_security, llm_cost._registry_put('row_security',
+        pg_catalog.jsonb_build_object('rel', rel::oid, 'target', target::oid, 'owner_column', owner_column)));
     RETURN result;
 END $$;
 COMMENT ON FUNCTION llm_cost.enable_row_security(regclass, text) IS
@@ -132,7 +127,7 @@ BEGIN
     EXECUTE format('DROP POLICY IF EXISTS llm_cost_admin_all ON %s', s.target);
     EXECUTE format('DROP POLICY IF EXISTS llm_cost_insert ON %s', s.target);
     EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', s.target);
-    DELETE FROM llm_cost.row_security WHERE row_security.rel = disable_row_security.rel;
+    PERFORM llm_cost._registry_delete('row_security', rel::oid);
     RETURN true;
 END $$;
 COMMENT ON FUNCTION llm_cost.disable_row_security(regclass) IS 'Removes the llm_cost policies of a table or rollup. Returns false if there were none.';

@@ -33,17 +33,26 @@ COMMENT ON COLUMN llm_cost.tracked_tables.provider_column IS 'Provider column fi
 COMMENT ON COLUMN llm_cost.tracked_tables.tracked_at IS 'When track() was called.';
 COMMENT ON COLUMN llm_cost.tracked_tables.tracked_by IS 'Who called track().';
 
--- Table owners manage their own tables' rows; everybody may read the mapping.
-ALTER TABLE llm_cost.tracked_tables ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tracked_tables_read ON llm_cost.tracked_tables FOR SELECT USING (true);
-CREATE POLICY tracked_tables_owner ON llm_cost.tracked_tables FOR ALL
-    USING (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = log_table), 'USAGE'))
-    WITH CHECK (pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = log_table), 'USAGE'));
-GRANT SELECT, INSERT, UPDATE, DELETE ON llm_cost.tracked_tables TO PUBLIC;
+-- Everybody may read the mapping; only track() and untrack() write it (src/registry.rs), for
+-- tables their caller owns.
+GRANT SELECT ON llm_cost.tracked_tables TO PUBLIC;
 
 -------------------------------------------------------------------------------------------------
 -- Unpriced models
 -------------------------------------------------------------------------------------------------
+-- Whether the current role may see what llm_cost records about a table's rows (unknown models,
+-- retention runs): its owners, llm_cost_admin, superusers and BYPASSRLS roles, and roles that
+-- may read every row of it (SELECT on a table without row-level security).
+CREATE FUNCTION llm_cost._may_see_table(p_table oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE')
+                            OR (pg_catalog.has_table_privilege(current_user, c.oid, 'SELECT') AND NOT c.relrowsecurity)
+                       FROM pg_catalog.pg_class c WHERE c.oid = p_table), false)
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                    WHERE (r.rolname = 'llm_cost_admin' AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'))
+                       OR (r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls)))
+$$;
+
 CREATE TABLE llm_cost.unpriced_stats (
     log_table  regclass    NOT NULL,
     model      text        NOT NULL,
@@ -53,12 +62,17 @@ CREATE TABLE llm_cost.unpriced_stats (
     PRIMARY KEY (log_table, model)
 );
 COMMENT ON TABLE llm_cost.unpriced_stats IS 'Rows stored without a price, per table and model name; read it through llm_cost.unpriced_models.';
+-- Model and table names and counts describe rows: a role sees the lines of the tables whose
+-- rows it may all read (llm_cost._may_see_table).
+ALTER TABLE llm_cost.unpriced_stats ENABLE ROW LEVEL SECURITY;
+CREATE POLICY unpriced_stats_read ON llm_cost.unpriced_stats FOR SELECT USING (llm_cost._may_see_table(log_table));
 GRANT SELECT ON llm_cost.unpriced_stats TO PUBLIC;
 
--- Called by the statement trigger with one row per (table, model) of a statement, as whoever
--- inserted the rows (writers of a tracked table need not own it). Only tracked tables count.
+-- Called by the statement trigger with one row per (table, model) of a statement, as the
+-- extension's owner (src/usage.rs; writers of a tracked table need not own it, and nobody else
+-- may call it). Only tracked tables count.
 CREATE FUNCTION llm_cost._record_unpriced(p_table oid, p_model text, p_rows bigint, p_first timestamptz, p_last timestamptz)
-RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO llm_cost.unpriced_stats AS s (log_table, model, rows, first_seen, last_seen)
     SELECT t.log_table, p_model, p_rows, p_first, p_last
       FROM llm_cost.tracked_tables t WHERE t.log_table = p_table AND p_rows > 0
@@ -67,6 +81,7 @@ RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
            first_seen = least(s.first_seen, excluded.first_seen),
            last_seen = greatest(s.last_seen, excluded.last_seen);
 $$;
+REVOKE ALL ON FUNCTION llm_cost._record_unpriced(oid, text, bigint, timestamptz, timestamptz) FROM PUBLIC;
 
 CREATE VIEW llm_cost.unpriced_models AS
 SELECT s.model,
@@ -78,7 +93,8 @@ SELECT s.model,
        llm_cost.provider_of(s.model)   AS provider_guess
   FROM llm_cost.unpriced_stats s
  ORDER BY s.rows DESC, s.model;
-COMMENT ON VIEW llm_cost.unpriced_models IS 'Every model name that was logged without a price: how many rows, first and last event time. resolves_to_now is set once a price or alias exists; then run llm_cost.reprice() to price the stored rows.';
+COMMENT ON VIEW llm_cost.unpriced_models IS 'Every model name that was logged without a price: how many rows, first and last event time. resolves_to_now is set once a price or alias exists; then run llm_cost.reprice() to price the stored rows. Lists the tables whose rows the reader may all read (their owners, llm_cost_admin, tables readable without row-level security).';
+ALTER VIEW llm_cost.unpriced_models SET (security_invoker = true);
 GRANT SELECT ON llm_cost.unpriced_models TO PUBLIC;
 
 -------------------------------------------------------------------------------------------------
@@ -218,20 +234,12 @@ BEGIN
     EXECUTE format('CREATE TRIGGER llm_cost_unpriced AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT '
                    'EXECUTE FUNCTION llm_cost.usage_statement_end()', log_table);
 
-    INSERT INTO llm_cost.tracked_tables AS t
-           (log_table, model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
-            cache_write_tokens_column, cost_column, cost_source_column, cost_default, time_column, provider_column)
-    VALUES (log_table, model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
-            cache_write_tokens_column, cost_column, source_col, default_value, time_column, provider_column)
-    ON CONFLICT ON CONSTRAINT tracked_tables_pkey DO UPDATE
-       SET model_column = excluded.model_column, input_tokens_column = excluded.input_tokens_column,
-           output_tokens_column = excluded.output_tokens_column,
-           cache_read_tokens_column = excluded.cache_read_tokens_column,
-           cache_write_tokens_column = excluded.cache_write_tokens_column, cost_column = excluded.cost_column,
-           cost_source_column = excluded.cost_source_column, cost_default = excluded.cost_default,
-           time_column = excluded.time_column, provider_column = excluded.provider_column,
-           tracked_at = now(), tracked_by = current_user
-    RETURNING * INTO result;
+    result := pg_catalog.jsonb_populate_record(NULL::llm_cost.tracked_tables, llm_cost._registry_put('tracked_tables',
+        pg_catalog.jsonb_build_object('log_table', log_table::oid, 'model_column', model_column,
+            'input_tokens_column', input_tokens_column, 'output_tokens_column', output_tokens_column,
+            'cache_read_tokens_column', cache_read_tokens_column, 'cache_write_tokens_column', cache_write_tokens_column,
+            'cost_column', cost_column, 'cost_source_column', source_col, 'cost_default', default_value,
+            'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now())));
     RETURN result;
 END $$;
 
@@ -251,13 +259,14 @@ BEGIN
     PERFORM llm_cost.drop_rollup(r.rollup) FROM llm_cost.rollups r WHERE r.source = log_table;
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_price ON %s', log_table);
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_unpriced ON %s', log_table);
-    PERFORM llm_cost._forget_table(log_table::oid);
+    PERFORM llm_cost._registry_delete('tracked_tables', log_table::oid);
     RETURN true;
 END $$;
 COMMENT ON FUNCTION llm_cost.untrack(regclass) IS
 'Stops pricing a table: drops the llm_cost triggers, its rollups and everything llm_cost recorded about it. Columns added by track(add_cost_column => true) stay, with their data.';
 
--- Removes what llm_cost keeps about a table (untrack, or the table was dropped).
+-- Removes what llm_cost keeps about a table (untrack through llm_cost._registry_delete, or the
+-- table was dropped). Only the extension's owner may execute it.
 CREATE FUNCTION llm_cost._forget_table(p_table oid) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -266,7 +275,6 @@ BEGIN
     DELETE FROM llm_cost.tracked_tables WHERE log_table = p_table;
 END $$;
 REVOKE ALL ON FUNCTION llm_cost._forget_table(oid) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION llm_cost._forget_table(oid) TO PUBLIC; -- owner check is in untrack and the event trigger
 
 -- A dropped table leaves nothing behind.
 CREATE FUNCTION llm_cost._on_sql_drop() RETURNS event_trigger
@@ -284,6 +292,7 @@ BEGIN
         PERFORM llm_cost._forget_table(obj.objid);
     END LOOP;
 END $$;
+REVOKE ALL ON FUNCTION llm_cost._on_sql_drop() FROM PUBLIC;
 CREATE EVENT TRIGGER llm_cost_sql_drop ON sql_drop EXECUTE FUNCTION llm_cost._on_sql_drop();
 
 -------------------------------------------------------------------------------------------------

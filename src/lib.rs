@@ -13,6 +13,8 @@ pub mod numeric;
 pub mod pending;
 pub mod pricing;
 pub mod pricing_sql;
+pub mod privilege;
+pub mod registry;
 pub mod retention;
 pub mod rollups;
 pub mod security;
@@ -30,6 +32,7 @@ pub extern "C-unwind" fn _PG_init() {
     #[cfg(llm_cost_copy_shim)]
     copy::install_hooks();
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        retention::PRELOADED.store(true, std::sync::atomic::Ordering::Relaxed);
         retention::register_launcher();
     }
 }
@@ -57,7 +60,9 @@ extension_sql_file!(
         usage::usage_cost_trigger,
         usage::usage_statement_end,
         pricing_sql::resolve_model,
-        pricing_sql::provider_of
+        pricing_sql::provider_of,
+        registry::_registry_put,
+        registry::_registry_delete
     ]
 );
 extension_sql_file!("../sql/rollups.sql", name = "rollups", requires = ["usage", rollups::stripe, rollups::rollup_row_trigger]);
@@ -68,7 +73,7 @@ extension_sql!(
     r#"
 DO $$
 BEGIN
-    IF pg_catalog.current_setting('shared_preload_libraries') !~ 'llm_cost' THEN
+    IF NOT llm_cost._preloaded() THEN
         RAISE NOTICE 'llm_cost is not in shared_preload_libraries: everything works, but old usage rows are purged only when you call llm_cost.run_retention()'
               USING HINT = 'Add llm_cost to shared_preload_libraries and restart to have the background worker purge them.';
     END IF;

@@ -72,6 +72,11 @@ pub fn encode_units(units: i128) -> Vec<u8> {
 /// The value of a numeric body as units of 10^-16, when it is finite, has no non-zero digit
 /// beyond 16 decimals and fits in an i128; None otherwise (the caller falls back to numeric
 /// arithmetic).
+/// Whether a numeric's binary body is NaN, Infinity or -Infinity.
+pub fn is_special(body: &[u8]) -> bool {
+    body.len() >= 2 && u16::from_ne_bytes([body[0], body[1]]) & SIGN_MASK == SPECIAL
+}
+
 pub fn decode_units(body: &[u8]) -> Option<i128> {
     if body.len() < 2 {
         return None;

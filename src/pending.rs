@@ -68,6 +68,11 @@ impl<M: Default + Merge> PerSub<M> {
         }
     }
 
+    /// The subtransactions that hold entries.
+    pub fn holders(&self) -> Vec<SubTransactionId> {
+        self.subs.iter().map(|(s, _)| *s).collect()
+    }
+
     /// The transaction ended.
     pub fn clear(&mut self) {
         self.subs.clear();

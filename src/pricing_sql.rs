@@ -78,6 +78,13 @@ pub unsafe fn numeric_units(d: pg_sys::Datum) -> Option<i128> {
     crate::numeric::decode_units(body)
 }
 
+/// Whether a numeric Datum is NaN, Infinity or -Infinity.
+pub unsafe fn numeric_special(d: pg_sys::Datum) -> bool {
+    let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+    let body = std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v));
+    crate::numeric::is_special(body)
+}
+
 pub fn cost_to_numeric(c: Cost) -> AnyNumeric {
     unsafe { AnyNumeric::from_datum(cost_datum(c, -1), false) }.unwrap_or_else(|| error!("llm_cost: numeric conversion failed"))
 }

@@ -1,8 +1,8 @@
 //! Retention: the background launcher and the per-database purge workers (Postgres shell; the
 //! purge itself is SQL in `sql/retention.sql`).
 //!
-//! With `llm_cost` in `shared_preload_libraries`, a launcher (connected to the `postgres`
-//! database) wakes every `llm_cost.retention_naptime` seconds and starts one short-lived worker
+//! With `llm_cost` in `shared_preload_libraries`, a launcher (connected to no database: it
+//! reads the shared catalog pg_database) wakes every `llm_cost.retention_naptime` seconds and starts one short-lived worker
 //! per database that allows connections. The worker exits at once where the extension is not
 //! installed; elsewhere it purges each table with a policy in batches of
 //! `llm_cost.retention_batch_size` rows, one transaction each, records the run, and exits. Short
@@ -20,6 +20,7 @@ pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static HISTORY_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static BATCH_DELAY: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static LOCK_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(100);
 
 pub fn init_gucs() {
     GucRegistry::define_int_guc(
@@ -58,6 +59,16 @@ pub fn init_gucs() {
         0,
         60_000,
         GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"llm_cost.retention_lock_timeout",
+        c"Milliseconds the retention purge waits for the lock that drops an old partition.",
+        c"Dropping a partition locks its parent table; while it waits behind a reader, inserts queue behind it. Past this wait the partition is left for the next round (counted in llm_cost.retention_runs.partitions_skipped).",
+        &LOCK_TIMEOUT,
+        1,
+        60_000,
+        GucContext::Suset,
         GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
@@ -123,16 +134,57 @@ fn in_transaction<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R
     r
 }
 
+/// The databases a round serves, in the order it tries them: `dbs` (sorted by OID) rotated so
+/// that the first database the previous round could not serve (`first`) comes first. With too
+/// few free worker slots every database still gets its turn: a database skipped once is first
+/// in line the next round.
+pub fn round_order(dbs: &[u32], first: Option<u32>) -> Vec<u32> {
+    let start = first.and_then(|f| dbs.iter().position(|&d| d >= f)).unwrap_or(0);
+    dbs[start..].iter().chain(dbs[..start].iter()).copied().collect()
+}
+
+/// Databases that allow connections, read from the shared catalog pg_database (the launcher
+/// is connected to no database: it works on a cluster without a `postgres` database and never
+/// holds one open).
+fn database_list() -> Vec<(pg_sys::Oid, String)> {
+    let mut v = Vec::new();
+    unsafe {
+        let rel = pg_sys::table_open(pg_sys::DatabaseRelationId, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let scan = pg_sys::table_beginscan_catalog(rel, 0, std::ptr::null_mut());
+        loop {
+            let tup = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
+            if tup.is_null() {
+                break;
+            }
+            // GETSTRUCT
+            let form = ((*tup).t_data as *mut u8).add((*(*tup).t_data).t_hoff as usize) as *const pg_sys::FormData_pg_database;
+            if (*form).datallowconn && !(*form).datistemplate {
+                let name = std::ffi::CStr::from_ptr((*form).datname.data.as_ptr()).to_string_lossy().into_owned();
+                v.push(((*form).oid, name));
+            }
+        }
+        pg_sys::table_endscan(scan);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+    }
+    v.sort_by_key(|(o, _)| o.to_u32());
+    v
+}
+
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn llm_cost_retention_launcher(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    BackgroundWorker::connect_worker_to_spi(Some("postgres"), None);
+    BackgroundWorker::connect_worker_to_spi(None, None);
     log!("llm_cost retention launcher started");
     let mut workers: HashMap<u32, DynamicBackgroundWorker> = HashMap::new();
     let mut next_round = Instant::now();
+    // The first database the last round could not serve (no free worker slot).
+    let mut first_skipped: Option<u32> = None;
     loop {
         reload_config_if_asked();
+        if BackgroundWorker::sigterm_received() {
+            break;
+        }
         let nap = Duration::from_secs(NAPTIME.get().max(1) as u64);
         // The latch is also set when a worker starts or stops: only start a round on time.
         next_round = next_round.min(Instant::now() + nap);
@@ -144,25 +196,21 @@ pub extern "C-unwind" fn llm_cost_retention_launcher(_arg: pg_sys::Datum) {
         }
         next_round = Instant::now() + nap;
         if ENABLED.get() {
-            let dbs = in_transaction(|| {
-                Spi::connect(|c| {
-                    let mut v = Vec::new();
-                    for r in c.select(
-                        "SELECT oid, datname::text FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate ORDER BY oid",
-                        None,
-                        &[],
-                    )? {
-                        v.push((r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid), r.get::<String>(2)?.unwrap_or_default()));
-                    }
-                    Ok::<_, pgrx::spi::Error>(v)
-                })
-            });
-            match dbs {
-                Ok(Ok(dbs)) => {
+            match in_transaction(database_list) {
+                Ok(dbs) => {
                     // Forget workers that finished; start one for every database without one.
                     workers.retain(|_, w| matches!(w.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)));
-                    for (oid, name) in dbs {
-                        if workers.contains_key(&oid.to_u32()) {
+                    let names: HashMap<u32, String> = dbs.iter().map(|(o, n)| (o.to_u32(), n.clone())).collect();
+                    let oids: Vec<u32> = dbs.iter().map(|(o, _)| o.to_u32()).collect();
+                    let mut skipped = Vec::new();
+                    for oid in round_order(&oids, first_skipped) {
+                        if workers.contains_key(&oid) {
+                            continue;
+                        }
+                        let name = &names[&oid];
+                        if !skipped.is_empty() {
+                            // Once one start failed, the others would too this round.
+                            skipped.push(oid);
                             continue;
                         }
                         let started = BackgroundWorkerBuilder::new(&format!("llm_cost retention worker {name}"))
@@ -170,30 +218,35 @@ pub extern "C-unwind" fn llm_cost_retention_launcher(_arg: pg_sys::Datum) {
                             .set_function("llm_cost_retention_worker")
                             .set_library("llm_cost")
                             .enable_spi_access()
-                            .set_argument(Some(pg_sys::Datum::from(oid)))
+                            .set_argument(Some(pg_sys::Datum::from(pg_sys::Oid::from(oid))))
                             .set_notify_pid(unsafe { pg_sys::MyProcPid })
                             .set_restart_time(None)
                             .load_dynamic();
                         match started {
                             Ok(w) => {
-                                workers.insert(oid.to_u32(), w);
+                                workers.insert(oid, w);
                             }
-                            Err(_) => {
-                                // No free worker slot (max_worker_processes): next round.
-                                debug1!("llm_cost: could not start a retention worker for database {name}");
-                            }
+                            Err(_) => skipped.push(oid),
                         }
                     }
+                    first_skipped = skipped.first().copied();
+                    if !skipped.is_empty() {
+                        let list: Vec<&str> = skipped.iter().map(|o| names[o].as_str()).collect();
+                        log!(
+                            "llm_cost retention launcher: no free background worker slot (max_worker_processes) for database(s) {}; they go first next round",
+                            list.join(", ")
+                        );
+                    }
                 }
-                Ok(Err(e)) => log!("llm_cost retention launcher: {e}"),
                 Err(e) => log!("llm_cost retention launcher: {e}"),
             }
         }
-        if BackgroundWorker::sigterm_received() {
-            break;
-        }
     }
+    // Terminated while the server keeps running (pg_terminate_backend): exit code 1 makes the
+    // postmaster start the launcher again after its restart interval. At shutdown the
+    // postmaster restarts nothing.
     log!("llm_cost retention launcher stopped");
+    unsafe { pg_sys::proc_exit(1) };
 }
 
 struct Policy {
@@ -273,23 +326,24 @@ fn purge_table(p: &Policy) {
         )
         .unwrap_or((None, None));
         let (Some(time_col), Some(cutoff)) = (time_col, cutoff) else { return None };
-        let parts = Spi::get_one_with_args::<i32>(
-            "SELECT llm_cost._drop_old_partitions($1, $2, $3)",
+        let parts = Spi::get_one_with_args::<Vec<i32>>(
+            "SELECT llm_cost._retention_drop_partitions($1, $2, $3)",
             &[oid.into(), time_col.clone().into(), cutoff.into()],
         )
         .unwrap_or_else(|e| error!("{e}"))
-        .unwrap_or(0);
-        Some((time_col, cutoff, parts))
+        .unwrap_or_default();
+        Some((time_col, cutoff, parts.first().copied().unwrap_or(0), parts.get(1).copied().unwrap_or(0)))
     });
     let mut rows: i64 = 0;
     let mut error: Option<String> = None;
-    let (mut cutoff, mut parts) = (None, 0);
+    let (mut cutoff, mut parts, mut skipped) = (None, 0, 0);
     match target {
         Ok(None) => return, // policy or tracking gone meanwhile
         Err(e) => error = Some(e),
-        Ok(Some((time_col, c, n))) => {
+        Ok(Some((time_col, c, n, k))) => {
             cutoff = Some(c);
             parts = n;
+            skipped = k;
             loop {
                 if BackgroundWorker::sigterm_received() {
                     error = Some("interrupted by shutdown; the next run continues".into());
@@ -300,7 +354,7 @@ fn purge_table(p: &Policy) {
                 let tc = time_col.clone();
                 let r = in_transaction(move || {
                     Spi::get_one_with_args::<i64>(
-                        "SELECT llm_cost._purge_batch($1, $2, $3, $4)",
+                        "SELECT llm_cost._retention_purge_batch($1, $2, $3, $4)",
                         &[oid.into(), tc.into(), c.into(), batch.into()],
                     )
                     .unwrap_or_else(|e| error!("{e}"))
@@ -332,10 +386,110 @@ fn purge_table(p: &Policy) {
     let name = p.name.clone();
     let _ = in_transaction(move || {
         Spi::run_with_args(
-            "SELECT llm_cost._record_run($1, $2, $3, $4, $5, $6, $7, 'worker')",
-            &[oid.into(), name.into(), started.into(), cutoff.into(), rows.into(), parts.into(), error.into()],
+            "SELECT llm_cost._record_run($1, $2, $3, $4, $5, $6, $7, 'worker', $8)",
+            &[oid.into(), name.into(), started.into(), cutoff.into(), rows.into(), parts.into(), error.into(), skipped.into()],
         )
     });
+}
+
+/// Drops the partitions of `table` wholly past the cutoff, as the table's owner under a
+/// security-restricted operation, waiting at most `llm_cost.retention_lock_timeout` for each
+/// partition's lock (a partition it could not lock is left for the next round). Returns
+/// {dropped, skipped}. The caller must have the owner's rights (the worker runs as superuser).
+#[pg_extern(volatile, parallel_unsafe)]
+fn _retention_drop_partitions(table: pg_sys::Oid, time_col: &str, cutoff: pgrx::datum::TimestampWithTimeZone) -> Vec<i32> {
+    let time_col = time_col.to_string();
+    crate::privilege::as_table_owner(table, "purge it", move || {
+        crate::privilege::set_for_nest(c"lock_timeout", &format!("{}ms", LOCK_TIMEOUT.get().max(1)));
+        let (d, k) = Spi::get_two_with_args::<i32, i32>(
+            "SELECT dropped, skipped FROM llm_cost._drop_old_partitions($1, $2, $3)",
+            &[table.into(), time_col.into(), cutoff.into()],
+        )
+        .unwrap_or_else(|e| error!("{e}"));
+        vec![d.unwrap_or(0), k.unwrap_or(0)]
+    })
+}
+
+/// Deletes at most `batch` rows older than the cutoff, as the table's owner under a
+/// security-restricted operation (its triggers run with the owner's rights, never the
+/// purger's). Returns how many.
+#[pg_extern(volatile, parallel_unsafe)]
+fn _retention_purge_batch(table: pg_sys::Oid, time_col: &str, cutoff: pgrx::datum::TimestampWithTimeZone, batch: i32) -> i64 {
+    let time_col = time_col.to_string();
+    crate::privilege::as_table_owner(table, "purge it", move || {
+        Spi::get_one_with_args::<i64>(
+            "SELECT llm_cost._purge_batch($1, $2, $3, $4)",
+            &[table.into(), time_col.into(), cutoff.into(), batch.into()],
+        )
+        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or(0)
+    })
+}
+
+/// Records one purge in llm_cost.retention_runs (and prunes old records). Its caller must have
+/// the rights of the table's owner: nobody forges runs of somebody else's table.
+#[pg_extern(volatile, parallel_unsafe)]
+#[allow(clippy::too_many_arguments)]
+fn _record_run(
+    table: pg_sys::Oid,
+    name: &str,
+    started: Option<pgrx::datum::TimestampWithTimeZone>,
+    cutoff: Option<pgrx::datum::TimestampWithTimeZone>,
+    rows: i64,
+    parts: i32,
+    error: Option<&str>,
+    by: &str,
+    skipped: default!(i32, 0),
+) {
+    let Some(owner) = crate::privilege::owner_of(table) else { return };
+    if !crate::privilege::has_rights_of(owner) {
+        ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("must be owner of table {name} to record its retention runs")
+        );
+    }
+    let (name, error, by) = (name.to_string(), error.map(str::to_string), by.to_string());
+    crate::privilege::as_extension_owner(move || {
+        Spi::run_with_args(
+            "SELECT llm_cost._record_run_as_owner($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[table.into(), name.into(), started.into(), cutoff.into(), rows.into(), parts.into(), error.into(), by.into(), skipped.into()],
+        )
+        .unwrap_or_else(|e| pgrx::error!("llm_cost: could not record the retention run: {e}"))
+    })
+}
+
+/// Whether this server loaded llm_cost from shared_preload_libraries (the worker runs). Readable
+/// by every role, unlike the setting itself.
+#[pg_extern(stable, parallel_safe)]
+fn _preloaded() -> bool {
+    PRELOADED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub static PRELOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[cfg(test)]
+mod unit_tests {
+    use super::round_order;
+
+    #[test]
+    fn every_database_gets_its_turn_however_few_slots() {
+        // 16 databases, 6 free slots per round: the one skipped first leads the next round.
+        let dbs: Vec<u32> = (1..=16).map(|i| 16384 + i).collect();
+        let mut first = None;
+        let mut served = std::collections::HashSet::new();
+        for round in 0..3 {
+            let order = round_order(&dbs, first);
+            assert_eq!(order.len(), 16, "round {round}");
+            served.extend(order[..6].iter().copied());
+            first = Some(order[6]);
+        }
+        assert_eq!(served.len(), 16);
+        // A skipped database that disappeared: the next one in OID order leads.
+        assert_eq!(round_order(&[10, 20, 30], Some(25)), vec![30, 10, 20]);
+        assert_eq!(round_order(&[10, 20, 30], Some(99)), vec![10, 20, 30]);
+        assert_eq!(round_order(&[10, 20, 30], None), vec![10, 20, 30]);
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -410,5 +564,52 @@ mod tests {
         Spi::run("SELECT llm_cost.set_retention('public.rlog', '1 day')").unwrap();
         Spi::run("DROP TABLE public.rlog").unwrap();
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.retention_policies").unwrap(), Some(0));
+    }
+
+
+    /// Hardening item 2: the purge runs as the table's owner under a security-restricted
+    /// operation: a trigger of the owner's that would make itself superuser when run by one
+    /// gains nothing, and sees the owner as current_user.
+    #[pg_test]
+    fn purge_runs_as_the_table_owner_not_as_the_purger() {
+        Spi::run(
+            "CREATE ROLE t_evil NOLOGIN; CREATE SCHEMA t_evil_s AUTHORIZATION t_evil;
+             SET ROLE t_evil;
+             CREATE TABLE t_evil_s.calls (created_at timestamptz NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric);
+             CREATE TABLE t_evil_s.seen (who text, sec boolean);
+             CREATE FUNCTION t_evil_s.grab() RETURNS trigger LANGUAGE plpgsql AS $f$
+             BEGIN
+                 INSERT INTO t_evil_s.seen VALUES (current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user));
+                 IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                     EXECUTE 'ALTER ROLE t_evil SUPERUSER';
+                 END IF;
+                 RETURN OLD;
+             END $f$;
+             CREATE TRIGGER grab BEFORE DELETE ON t_evil_s.calls FOR EACH ROW EXECUTE FUNCTION t_evil_s.grab();
+             SELECT llm_cost.track('t_evil_s.calls');
+             INSERT INTO t_evil_s.calls VALUES (now() - interval '10 days', 'gpt-4o', 1, 1), (now(), 'gpt-4o', 1, 1);
+             RESET ROLE;
+             SELECT llm_cost.set_retention('t_evil_s.calls', '1 day');",
+        )
+        .unwrap();
+        // A superuser purges (as pg_cron or an admin would).
+        assert_eq!(
+            one("SELECT format('%s %s', rows_deleted, coalesce(error, 'ok')) FROM llm_cost.run_retention() WHERE log_table = 't_evil_s.calls'::regclass").as_deref(),
+            Some("1 ok")
+        );
+        assert_eq!(one("SELECT rolsuper::text FROM pg_roles WHERE rolname = 't_evil'").as_deref(), Some("false"));
+        assert_eq!(one("SELECT string_agg(who || ' ' || sec, ',') FROM t_evil_s.seen").as_deref(), Some("t_evil false"));
+        // Back to the purger's identity afterwards.
+        assert_eq!(one("SELECT current_user::text").as_deref(), Some("postgres"));
+        // A trigger that tries to change the session (SET ROLE) fails the purge of that table only.
+        Spi::run(
+            "CREATE OR REPLACE FUNCTION t_evil_s.grab() RETURNS trigger LANGUAGE plpgsql AS $f$
+             BEGIN EXECUTE 'SET ROLE postgres'; RETURN OLD; END $f$;
+             INSERT INTO t_evil_s.calls VALUES (now() - interval '10 days', 'gpt-4o', 1, 1);",
+        )
+        .unwrap();
+        let e = one("SELECT error FROM llm_cost.run_retention() WHERE log_table = 't_evil_s.calls'::regclass").unwrap_or_default();
+        assert!(e.starts_with("cannot set parameter \"role\" within security-"), "{e}");
+        assert_eq!(one("SELECT current_user::text").as_deref(), Some("postgres"));
     }
 }

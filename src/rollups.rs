@@ -61,6 +61,7 @@ fn backend_slot() -> i32 {
 struct Att {
     attno: i32,
     typid: pg_sys::Oid,
+    typmod: i32,
     len: i16,
     byval: bool,
     /// A generated column (computed after BEFORE triggers run).
@@ -96,6 +97,9 @@ pub struct SourceDefs {
     tokens: [Option<Att>; 4],
     error: Option<Att>,
     latency: Option<Att>,
+    /// Without a cost_source column: the cost column's default, which the cost trigger stores
+    /// for a row it could not price (NOT NULL cost columns).
+    cost_default: Option<i128>,
 }
 
 impl SourceDefs {
@@ -213,7 +217,7 @@ fn att_of(tupdesc: pg_sys::TupleDesc, attno: Option<i16>) -> Option<Att> {
             return None;
         }
         let a = &*td.attrs.as_ptr().add((attno - 1) as usize);
-        Some(Att { attno, typid: a.atttypid, len: a.attlen, byval: a.attbyval, generated: a.attgenerated != 0 })
+        Some(Att { attno, typid: a.atttypid, typmod: a.atttypmod, len: a.attlen, byval: a.attbyval, generated: a.attgenerated != 0 })
     }
 }
 
@@ -236,8 +240,11 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
         tokens: [None; 4],
         error: None,
         latency: None,
+        cost_default: None,
     };
-    let rows: Vec<_> = Spi::connect(|c| {
+    // Definitions are llm_cost's own bookkeeping: read as the extension's owner through a
+    // function PUBLIC may not execute.
+    let rows: Vec<_> = crate::privilege::as_extension_owner(|| Spi::connect(|c| {
         let t = c.select("SELECT * FROM llm_cost._rollup_defs($1, $2)", None, &[root.into(), relid.into()])?;
         let mut v = Vec::new();
         for r in t {
@@ -253,8 +260,21 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
             ));
         }
         Ok::<_, pgrx::spi::Error>(v)
-    })
+    }))
     .unwrap_or_else(|e| error!("llm_cost: could not read rollup definitions: {e}"));
+    if !rows.is_empty() {
+        out.cost_default = Spi::get_one_with_args::<String>(
+            "SELECT cost_default::text FROM llm_cost.tracked_tables WHERE log_table = $1",
+            &[root.into()],
+        )
+        .ok()
+        .flatten()
+        .and_then(|t| <rust_decimal::Decimal as std::str::FromStr>::from_str(t.trim()).ok())
+        .and_then(|d| {
+            let d = d.normalize();
+            (d.scale() <= 16).then(|| d.mantissa() * 10i128.pow(16 - d.scale()))
+        });
+    }
     for (id, grain, zone, groups, atts, stripes, stripes_groups, stripes_fixed) in rows {
         out.time = att_of(tupdesc, atts[0]);
         out.cost = att_of(tupdesc, atts[1]);
@@ -428,23 +448,38 @@ unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Optio
     let ts = row.get(defs.time).map(|d| time_of(d, defs.time.unwrap())).unwrap_or_else(|| pg_sys::GetCurrentTransactionStartTimestamp());
     let tokens = defs.tokens.map(|a| row.get(a).map(|d| int_of(d, a.unwrap())).unwrap_or(0));
     let cost = row.get(defs.cost);
+    let cost_units = match cost {
+        None => None,
+        Some(c) => units.or_else(|| crate::pricing_sql::numeric_units(c)),
+    };
+    if cost_units.is_none() {
+        if let Some(c) = cost {
+            if crate::pricing_sql::numeric_special(c) {
+                ereport!(
+                    ERROR,
+                    pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    "llm_cost: a cost must be a finite number; NaN and Infinity cannot be added to a rollup"
+                );
+            }
+        }
+    }
     let unpriced = match defs.cost_source {
         Some(a) => row.get(Some(a)).is_some_and(|d| {
             let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
             std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v)) == b"unpriced"
         }),
-        None => {
-            cost.is_none()
-                || row.get(defs.model).is_none_or(|d| {
-                    let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
-                    let b = std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v));
-                    crate::cache::catalog().resolve(std::str::from_utf8(b).unwrap_or("")).is_none()
-                })
-        }
-    };
-    let cost_units = match cost {
-        None => None,
-        Some(c) => units.or_else(|| crate::pricing_sql::numeric_units(c)),
+        // No cost_source column: the cost trigger stores NULL, or the column default (NOT NULL
+        // columns), for a row it cannot price. A cost equal to the default is unpriced unless it
+        // is exactly the row's estimate (a free call): the same answer before and after the
+        // model gets a price, so a reprice moves the row out of unpriced_requests.
+        None => match cost {
+            None => true,
+            Some(_) => {
+                defs.cost_default.is_some()
+                    && cost_units == defs.cost_default
+                    && !estimate_is(defs, row, ts, &tokens, cost_units)
+            }
+        },
     };
     let error = row.get(defs.error).is_some();
     let latency = defs.latency.and_then(|a| row.get(Some(a)).map(|d| int_of(d, a)));
@@ -474,12 +509,12 @@ unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Optio
                 }),
             };
             let s = &mut acc.sum;
-            s.requests += sign;
+            add_i64(&mut s.requests, sign);
             for k in 0..4 {
-                s.tokens[k] += sign * tokens[k];
+                add_i64(&mut s.tokens[k], sign * tokens[k]);
             }
             if let Some(units) = cost_units {
-                s.cost += sign as i128 * units;
+                s.cost = s.cost.checked_add(sign as i128 * units).unwrap_or_else(|| out_of_range());
             } else if let Some(c) = cost {
                 // More than 16 decimals: add exactly as numeric (rare: a provided cost).
                 let c = if sign < 0 {
@@ -490,13 +525,13 @@ unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Optio
                 s.add_extra(c);
             }
             if unpriced {
-                s.unpriced += sign;
+                add_i64(&mut s.unpriced, sign);
             }
             if error {
-                s.errors += sign;
+                add_i64(&mut s.errors, sign);
             }
             if let Some(l) = latency {
-                s.latency_sum += sign * l;
+                add_i64(&mut s.latency_sum, sign * l);
                 if sign > 0 {
                     s.latency_max = Some(s.latency_max.map_or(l, |m| m.max(l)));
                 }
@@ -510,6 +545,21 @@ unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Optio
             }
         })
     });
+}
+
+/// Whether the catalog's estimate for a row, rounded as its cost column stores it, is `units`.
+unsafe fn estimate_is(defs: &SourceDefs, row: &Borrowed, ts: i64, tokens: &[i64; 4], units: Option<i128>) -> bool {
+    let Some(model) = row.get(defs.model) else { return false };
+    let v = pg_sys::pg_detoast_datum_packed(model.cast_mut_ptr());
+    let b = std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v));
+    let u = crate::pricing::Usage { input: tokens[0], output: tokens[1], cache_read: tokens[2], cache_write: tokens[3] };
+    match crate::pricing_sql::price_call(std::str::from_utf8(b).unwrap_or(""), &u, ts) {
+        crate::pricing_sql::Priced::Cost(c) => {
+            let typmod = defs.cost.map_or(-1, |a| a.typmod);
+            crate::pricing_sql::numeric_units(crate::pricing_sql::cost_datum(c, typmod)) == units
+        }
+        _ => false,
+    }
 }
 
 /// Whether a deleted row version was deleted by an UPDATE that moved the row to another partition
@@ -558,6 +608,20 @@ fn rollup_row_trigger<'a>(
     Ok(None)
 }
 
+/// A sum the stripes table could not hold either (bigint): the statement fails, as the stripe
+/// write would (release builds do not check overflow: wrapping would store a wrong total).
+fn out_of_range() -> ! {
+    ereport!(
+        ERROR,
+        pgrx::PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+        "llm_cost: a rollup sum is out of range for bigint"
+    );
+}
+
+fn add_i64(a: &mut i64, b: i64) {
+    *a = a.checked_add(b).unwrap_or_else(|| out_of_range());
+}
+
 impl Sum {
     fn starting_at(ts: i64) -> Sum {
         Sum {
@@ -592,17 +656,17 @@ impl Sum {
 
     /// Adds the sums of other rows.
     fn merge(&mut self, o: &Sum) {
-        self.requests += o.requests;
+        add_i64(&mut self.requests, o.requests);
         for k in 0..4 {
-            self.tokens[k] += o.tokens[k];
+            add_i64(&mut self.tokens[k], o.tokens[k]);
         }
-        self.cost += o.cost;
+        self.cost = self.cost.checked_add(o.cost).unwrap_or_else(|| out_of_range());
         if let Some(extra) = o.cost_extra {
             self.add_extra(extra);
         }
-        self.unpriced += o.unpriced;
-        self.errors += o.errors;
-        self.latency_sum += o.latency_sum;
+        add_i64(&mut self.unpriced, o.unpriced);
+        add_i64(&mut self.errors, o.errors);
+        add_i64(&mut self.latency_sum, o.latency_sum);
         self.latency_max = match (self.latency_max, o.latency_max) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -729,6 +793,25 @@ pub fn flush() {
     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
     let pending: Vec<(Vec<u8>, Acc)> = PENDING.with(|p| p.borrow_mut().take(sub)).map(|m| m.into_iter().collect()).unwrap_or_default();
     write(pending);
+}
+
+/// Writes the sums still pending in this transaction before `rebuild_rollup` recomputes periods
+/// from the rows (which include the rows behind those sums: written after the rebuild, they would
+/// count twice). Sums pending in an enclosing subtransaction cannot be written from inside this
+/// one (a rollback of this one would lose them): that case is refused.
+#[pg_extern(volatile, parallel_unsafe)]
+fn _flush_pending_sums() {
+    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let outer = PENDING.with(|p| p.borrow().holders().into_iter().any(|s| s != sub));
+    if outer {
+        ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "llm_cost: rows inserted earlier in this transaction, outside the current savepoint or exception block, are not yet in the rollups",
+            "Run llm_cost.rebuild_rollup() outside the savepoint, or in a transaction of its own."
+        );
+    }
+    flush();
 }
 
 /// Writes every pending sum (before commit: the transaction's own subtransactions have all
@@ -1364,5 +1447,128 @@ mod tests {
         assert_eq!(Spi::get_one::<String>("SELECT cost_usd::text FROM llm_cost.spend_by_model WHERE model = 'gpt-4o'").unwrap().as_deref(), Some("5.0"));
         assert_eq!(Spi::get_one::<i64>("SELECT requests FROM llm_cost.daily_trend").unwrap(), Some(4));
         assert_eq!(Spi::get_one::<String>("SELECT cost_usd::text FROM llm_cost.spend_by_feature WHERE feature = 'search'").unwrap().as_deref(), Some("2.5"));
+    }
+
+
+    /// Hardening item 6: NaN and Infinity costs are refused (22023) on INSERT, UPDATE and COPY;
+    /// the totals stay numbers.
+    #[pg_test]
+    fn non_finite_costs_are_refused_everywhere() {
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd) VALUES ('gpt-4o', 1, 1, 0.5)").unwrap();
+        for v in ["'NaN'", "'Infinity'", "'-Infinity'"] {
+            let e = error_of(&format!("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd) VALUES ('gpt-4o', 1, 1, {v})"));
+            assert!(e.starts_with("22023: cost_usd must be a finite number"), "{v}: {e}");
+            let e = error_of(&format!("UPDATE llm_cost.usage_events SET cost_usd = {v}"));
+            assert!(e.starts_with("22023"), "{v}: {e}");
+        }
+        // A tracked table of the application's, and COPY (the batched path and the row trigger).
+        Spi::run("CREATE TABLE t_nan (created_at timestamptz NOT NULL DEFAULT '2026-10-01', model text, input_tokens int, output_tokens int, cost numeric NOT NULL DEFAULT 0)").unwrap();
+        Spi::run("SELECT llm_cost.track('t_nan', cost_column => 'cost')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('t_nan_total', 't_nan', 'month', '{}')").unwrap();
+        Spi::run("COPY (SELECT 'gpt-4o', 1, 1, 'NaN') TO '/tmp/llm_cost_pg_test_nan.tsv'").unwrap();
+        for batch in ["on", "off"] {
+            Spi::run(&format!("SET llm_cost.batch_copy = {batch}")).unwrap();
+            let e = error_of("COPY t_nan (model, input_tokens, output_tokens, cost) FROM '/tmp/llm_cost_pg_test_nan.tsv'");
+            assert!(e.starts_with("22023: cost must be a finite number"), "{batch}: {e}");
+        }
+        Spi::run("RESET llm_cost.batch_copy").unwrap();
+        assert_eq!(one("SELECT count(*)::text FROM t_nan").as_deref(), Some("0"));
+        Spi::run("DELETE FROM llm_cost.usage_events").unwrap();
+        assert_eq!(one("SELECT sum(cost_usd)::text FROM llm_cost.usage_daily").as_deref(), Some("0.5"));
+        assert_eq!(one("SELECT bool_and(cost_usd <> 'NaN')::text FROM llm_cost.spend_summary").as_deref(), Some("true"));
+    }
+
+    /// Hardening item 8: without cost_source, a NOT NULL DEFAULT 0 cost column; an unknown model
+    /// priced later and repriced leaves the rollup's unpriced_requests at 0, as a rebuild would.
+    #[pg_test]
+    fn reprice_without_cost_source_moves_the_row_out_of_unpriced() {
+        Spi::run("CREATE TABLE t_rp (created_at timestamptz NOT NULL DEFAULT '2026-10-01', team text, model text, input_tokens int, output_tokens int, cost numeric(14,8) NOT NULL DEFAULT 0)").unwrap();
+        Spi::run("SELECT llm_cost.track('t_rp', cost_column => 'cost')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('t_rp_daily', 't_rp', 'day', '{team}')").unwrap();
+        Spi::run("INSERT INTO t_rp (team, model, input_tokens, output_tokens) VALUES ('a', 'acme-later-1', 1000000, 0), ('a', 'gpt-4o', 0, 0), ('b', 'gpt-4o', 1000000, 0)").unwrap();
+        let state = || one("SELECT string_agg(team || ':' || requests || '/' || unpriced_requests || '/' || trim_scale(cost_usd), ' ' ORDER BY team) FROM t_rp_daily").unwrap();
+        // The zero-token call is priced (its estimate is 0), the unknown model is not.
+        assert_eq!(state(), "a:2/1/0 b:1/0/2.5");
+        Spi::run("INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok) VALUES ('acme', 'acme-later-1', 4, 8)").unwrap();
+        // A price alone does not change what was stored.
+        assert_eq!(state(), "a:2/1/0 b:1/0/2.5");
+        Spi::run("SELECT * FROM llm_cost.reprice('t_rp')").unwrap();
+        assert_eq!(state(), "a:2/0/4 b:1/0/2.5");
+        Spi::run("SELECT llm_cost.rebuild_rollup('t_rp_daily')").unwrap();
+        assert_eq!(state(), "a:2/0/4 b:1/0/2.5");
+    }
+
+    /// Hardening item 10: a type change of a grouped column is refused; so is a tracked column
+    /// changed to a type the cost trigger cannot read. Other changes go through.
+    #[pg_test]
+    fn column_type_changes_llm_cost_cannot_follow_are_refused() {
+        Spi::run("CREATE TABLE t_ty (created_at timestamptz NOT NULL DEFAULT now(), team int, note int, model text, input_tokens int, output_tokens int, cost_usd numeric, provider text)").unwrap();
+        Spi::run("SELECT llm_cost.track('t_ty', provider_column => 'provider')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('t_ty_daily', 't_ty', 'day', '{team}')").unwrap();
+        let e = error_of("ALTER TABLE t_ty ALTER team TYPE bigint");
+        assert!(e.starts_with("0A000: cannot change the type of a column of public.t_ty that llm_cost rollup public.t_ty_daily groups by: team (bigint, summed as integer)"), "{e}");
+        let e = error_of("ALTER TABLE t_ty ALTER team TYPE text");
+        assert!(e.starts_with("0A000"), "{e}");
+        // The provider column (the only mapped one PostgreSQL lets change type under the cost
+        // trigger's UPDATE OF list) to a type the trigger cannot fill.
+        let e = error_of("ALTER TABLE t_ty ALTER provider TYPE int USING 0");
+        assert!(e.starts_with("42804: column \"provider\" of table public.t_ty has type integer"), "{e}");
+        // Not grouped, or still a text type: fine.
+        assert_eq!(error_of("ALTER TABLE t_ty ALTER note TYPE bigint"), "ok");
+        assert_eq!(error_of("ALTER TABLE t_ty ALTER provider TYPE varchar(40)"), "ok");
+        Spi::run("INSERT INTO t_ty (team, note, model, input_tokens, output_tokens) VALUES (7, 5000000000, 'gpt-4o', 5000000, 0)").unwrap();
+        assert_eq!(one("SELECT team || ' ' || input_tokens || ' ' || cost_usd FROM t_ty_daily").as_deref(), Some("7 5000000 12.5"));
+        assert_eq!(one("SELECT provider FROM t_ty").as_deref(), Some("openai"));
+        // Past the event trigger (event triggers off): the rollup refuses to write the wrong type.
+        Spi::run("SET session_replication_role = replica; ALTER TABLE t_ty ALTER team TYPE bigint; RESET session_replication_role;").unwrap();
+        let e = error_of("INSERT INTO t_ty (team, model, input_tokens, output_tokens) VALUES (5000000000, 'gpt-4o', 1, 0)");
+        assert!(e.starts_with("42804: llm_cost: rollup public.t_ty_daily groups by columns whose type differs"), "{e}");
+    }
+
+    /// Hardening item 11: pending sums that overflow bigint fail with 22003, never wrap.
+    #[pg_test]
+    fn overflowing_sums_fail_instead_of_wrapping() {
+        Spi::run("CREATE TABLE t_ov (created_at timestamptz NOT NULL DEFAULT now(), model text, input_tokens bigint, output_tokens bigint, cost_usd numeric)").unwrap();
+        Spi::run("SELECT llm_cost.track('t_ov')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('t_ov_total', 't_ov', 'month', '{}')").unwrap();
+        let e = error_of("INSERT INTO t_ov (model, input_tokens, output_tokens) VALUES ('nope', 5000000000000000000, 0), ('nope', 5000000000000000000, 0)");
+        assert!(e.starts_with("22003"), "{e}");
+        assert_eq!(one("SELECT count(*)::text FROM t_ov_total").as_deref(), Some("0"));
+        Spi::run("INSERT INTO t_ov (model, input_tokens, output_tokens) VALUES ('nope', 5000000000000000000, 0)").unwrap();
+        let e = error_of("INSERT INTO t_ov (model, input_tokens, output_tokens) VALUES ('nope', 5000000000000000000, 0)");
+        assert!(e.starts_with("22003"), "{e}");
+        assert_eq!(one("SELECT input_tokens::text FROM t_ov_total").as_deref(), Some("5000000000000000000"));
+    }
+
+    /// Hardening item 15: the stripes table and its indexes stay locked until the transaction
+    /// that wrote uncommitted row versions there ends.
+    #[pg_test]
+    fn stripes_locks_are_held_to_the_end_of_the_transaction() {
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1, 1)").unwrap();
+        assert_eq!(
+            one("SELECT count(*)::text FROM pg_locks WHERE pid = pg_backend_pid() AND mode = 'RowExclusiveLock'
+                  AND relation IN (SELECT 'llm_cost.usage_daily_stripes'::regclass UNION ALL SELECT indexrelid FROM pg_index WHERE indrelid = 'llm_cost.usage_daily_stripes'::regclass)").as_deref(),
+            Some("2")
+        );
+    }
+
+    /// Hardening item 7 (in one session): rebuild_rollup writes the sums still pending first.
+    #[pg_test]
+    fn rebuild_after_rows_straight_into_a_partition_counts_them_once() {
+        Spi::run(
+            "CREATE TABLE t_pp (created_at timestamptz NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric) PARTITION BY RANGE (created_at);
+             CREATE TABLE t_pp_1 PARTITION OF t_pp FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+             SELECT llm_cost.track('t_pp');
+             SELECT llm_cost.create_rollup('t_pp_m', 't_pp', 'month', '{}');
+             INSERT INTO t_pp_1 (created_at, model, input_tokens, output_tokens) VALUES ('2026-03-01', 'gpt-4o', 1000000, 0);
+             SELECT llm_cost.rebuild_rollup('t_pp_m');
+             SELECT llm_cost._flush_pending_sums();",
+        )
+        .unwrap();
+        assert_eq!(one("SELECT requests || ' ' || cost_usd FROM t_pp_m").as_deref(), Some("1 2.5"));
+        // Rows left pending outside a savepoint: a rebuild inside it is refused, not wrong.
+        Spi::run("INSERT INTO t_pp_1 (created_at, model, input_tokens, output_tokens) VALUES ('2026-03-02', 'gpt-4o', 1000000, 0)").unwrap();
+        let e = error_of("PERFORM llm_cost.rebuild_rollup('t_pp_m')");
+        assert!(e.starts_with("55000"), "{e}");
     }
 }

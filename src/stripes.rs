@@ -171,10 +171,12 @@ pub fn add_all(layout: &Layout, sums: &[Sums]) {
             remember(file, s.key, tid);
         }
         pg_sys::ExecDropSingleTupleTableSlot(slot);
+        // Keep the locks until the transaction ends (NoLock): its row versions are uncommitted,
+        // and a rewrite or CREATE INDEX CONCURRENTLY must wait for them.
         for ix in &indexes {
-            pg_sys::index_close(ix.rel, lock);
+            pg_sys::index_close(ix.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         }
-        pg_sys::table_close(rel, lock);
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
     }
 }
 

@@ -523,6 +523,14 @@ fn price(
 
     let cost_text = unsafe { new.numeric_text(spec.cost.attno) };
     if let Some(t) = &cost_text {
+        if t == "NaN" || t.ends_with("Infinity") {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("{} must be a finite number (got {t})", spec.cost.name),
+                "llm_cost refuses NaN and Infinity costs: they would poison every total they are added to."
+            );
+        }
         if t.starts_with('-') {
             negative(&spec.cost.name, t);
         }
@@ -688,11 +696,15 @@ fn record_unpriced(pending: impl Iterator<Item = ((pg_sys::Oid, String), Unprice
     for ((relid, model), u) in pending {
         let first = pgrx::datum::TimestampWithTimeZone::try_from(u.first).ok();
         let last = pgrx::datum::TimestampWithTimeZone::try_from(u.last).ok();
-        Spi::run_with_args(
-            "SELECT llm_cost._record_unpriced($1, $2, $3, $4, $5)",
-            &[relid.into(), model.into(), u.rows.into(), first.into(), last.into()],
-        )
-        .unwrap_or_else(|e| error!("llm_cost: could not record unpriced rows: {e}"));
+        // Bookkeeping of llm_cost's own: as the extension's owner, through a function nobody
+        // else may execute (a writer of the table need not own it).
+        crate::privilege::as_extension_owner(|| {
+            Spi::run_with_args(
+                "SELECT llm_cost._record_unpriced($1, $2, $3, $4, $5)",
+                &[relid.into(), model.into(), u.rows.into(), first.into(), last.into()],
+            )
+            .unwrap_or_else(|e| error!("llm_cost: could not record unpriced rows: {e}"))
+        });
     }
 }
 

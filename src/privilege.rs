@@ -1,0 +1,126 @@
+//! Whose rights llm_cost acts with (Postgres plumbing, no SQL objects of its own).
+//!
+//! Two situations need another user id than the session's:
+//! - **on a table owner's behalf** (retention's purge, run by the worker or by
+//!   `run_retention()`): as that owner, under a security-restricted operation, like autovacuum
+//!   and REFRESH MATERIALIZED VIEW. Whatever the owner's triggers, defaults or index expressions
+//!   run, they run with the owner's rights, not the purger's, and cannot change the session
+//!   (SET ROLE, temporary objects, ...).
+//! - **llm_cost's own bookkeeping** from inside a writer's statement (unknown models, rollup
+//!   definitions): as the extension's owner, through internal functions that PUBLIC cannot
+//!   execute. A hostile role cannot call them; the trigger code can.
+//!
+//! GUC changes made inside either are undone when it ends (a nest level, as for a function's
+//! SET clause); an error undoes everything with the (sub)transaction.
+
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+use std::cell::Cell;
+
+thread_local! {
+    static EXT_OWNER: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+}
+
+/// The owner of the llm_cost extension in this database (cached per backend).
+pub fn extension_owner() -> pg_sys::Oid {
+    let cached = EXT_OWNER.with(|c| c.get());
+    if cached != pg_sys::InvalidOid {
+        return cached;
+    }
+    let owner = Spi::get_one::<pg_sys::Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'llm_cost'")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| error!("llm_cost: the extension is not installed in this database"));
+    EXT_OWNER.with(|c| c.set(owner));
+    owner
+}
+
+/// The owner of a relation, or None when it does not exist.
+pub fn owner_of(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    Spi::get_one_with_args::<pg_sys::Oid>("SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1", &[relid.into()])
+        .ok()
+        .flatten()
+}
+
+/// Whether the current user has the rights of `role` (is it, or a member that inherits it).
+pub fn has_rights_of(role: pg_sys::Oid) -> bool {
+    unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), role) }
+}
+
+/// Runs `f` as `role`. `restricted`: as a security-restricted operation (what the table owner's
+/// code may do is limited as in autovacuum). The session's user id and security context come
+/// back when `f` returns or raises; settings changed inside are undone.
+pub fn as_role<R>(role: pg_sys::Oid, restricted: bool, f: impl FnOnce() -> R) -> R {
+    let (mut user, mut sec) = (pg_sys::InvalidOid, 0i32);
+    unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut sec) };
+    let mut flags = sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
+    if restricted {
+        flags |= pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
+    }
+    unsafe { pg_sys::SetUserIdAndSecContext(role, flags) };
+    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    let r = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
+        .catch_others(|e| {
+            // The (sub)transaction's abort undoes the settings; the user id comes back now, so
+            // nothing after the catch runs with the borrowed rights.
+            unsafe { pg_sys::SetUserIdAndSecContext(user, sec) };
+            e.rethrow()
+        })
+        .execute();
+    unsafe {
+        pg_sys::AtEOXact_GUC(true, nest);
+        pg_sys::SetUserIdAndSecContext(user, sec);
+    }
+    r
+}
+
+/// Runs `f` as the owner of `relid` under a security-restricted operation, if the current user
+/// has that owner's rights (a superuser has everyone's); otherwise 42501.
+pub fn as_table_owner<R>(relid: pg_sys::Oid, what: &str, f: impl FnOnce() -> R) -> R {
+    let Some(owner) = owner_of(relid) else {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("llm_cost: relation with OID {} does not exist", relid.to_u32()));
+    };
+    if !has_rights_of(owner) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("must be owner of table {} to {what}", relname(relid))
+        );
+    }
+    as_role(owner, true, f)
+}
+
+/// Runs `f` (llm_cost's own bookkeeping SQL) as the extension's owner.
+pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
+    as_role(extension_owner(), true, f)
+}
+
+pub fn relname(relid: pg_sys::Oid) -> String {
+    Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[relid.into()])
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| relid.to_u32().to_string())
+}
+
+/// Sets a setting until the end of the innermost `as_role` (GUC_ACTION_SAVE: undone when that
+/// nest level ends, like a function's SET clause).
+pub fn set_for_nest(name: &std::ffi::CStr, value: &str) {
+    let v = std::ffi::CString::new(value).expect("setting value");
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            v.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
+/// Raises an ERROR with `code` (for expression positions, where `ereport!` cannot stand).
+pub fn fail(code: PgSqlErrorCode, msg: String) -> ! {
+    ereport!(ERROR, code, msg);
+}

@@ -1,0 +1,290 @@
+//! The registry tables (`tracked_tables`, `rollups`, `retention_policies`, `row_security`): what
+//! llm_cost records about users' tables. Nobody but the extension's owner may write them
+//! directly; the API functions (`track`, `create_rollup`, `set_retention`,
+//! `enable_row_security`, and their inverses) write them through `_registry_put` and
+//! `_registry_delete`, which check that the caller has the owner's rights over **every** table
+//! the row names (a rollup's view, stripes table and source), then write as the extension's
+//! owner. A role can thus change what llm_cost records only about its own tables.
+
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+struct Registry {
+    name: &'static str,
+    /// Columns holding relations (regclass, passed as OIDs), the key first.
+    relations: &'static [&'static str],
+    /// Column set to the caller's name.
+    by: Option<&'static str>,
+    put: &'static str,
+    delete: &'static str,
+}
+
+const REGISTRIES: &[Registry] = &[
+    Registry {
+        name: "tracked_tables",
+        relations: &["log_table"],
+        by: Some("tracked_by"),
+        put: "INSERT INTO llm_cost.tracked_tables AS t SELECT * FROM pg_catalog.jsonb_populate_record(NULL::llm_cost.tracked_tables, $1)
+              ON CONFLICT ON CONSTRAINT tracked_tables_pkey DO UPDATE
+                 SET model_column = excluded.model_column, input_tokens_column = excluded.input_tokens_column,
+                     output_tokens_column = excluded.output_tokens_column,
+                     cache_read_tokens_column = excluded.cache_read_tokens_column,
+                     cache_write_tokens_column = excluded.cache_write_tokens_column, cost_column = excluded.cost_column,
+                     cost_source_column = excluded.cost_source_column, cost_default = excluded.cost_default,
+                     time_column = excluded.time_column, provider_column = excluded.provider_column,
+                     tracked_at = pg_catalog.now(), tracked_by = excluded.tracked_by
+              RETURNING pg_catalog.to_jsonb(t.*)",
+        // Everything llm_cost keeps about the table goes with it.
+        delete: "SELECT llm_cost._forget_table($1)",
+    },
+    Registry {
+        name: "rollups",
+        relations: &["rollup", "stripes", "source"],
+        by: Some("created_by"),
+        put: "INSERT INTO llm_cost.rollups AS r (rollup, stripes, source, grain, group_by, time_zone, created_by)
+              SELECT n.rollup, n.stripes, n.source, n.grain, n.group_by, n.time_zone, n.created_by
+                FROM pg_catalog.jsonb_populate_record(NULL::llm_cost.rollups, $1) n
+               WHERE (pg_catalog.now() AT TIME ZONE n.time_zone) IS NOT NULL
+              RETURNING pg_catalog.to_jsonb(r.*)",
+        delete: "DELETE FROM llm_cost.rollups WHERE rollup = $1",
+    },
+    Registry {
+        name: "retention_policies",
+        relations: &["log_table"],
+        by: Some("created_by"),
+        put: "INSERT INTO llm_cost.retention_policies AS p (log_table, keep, created_by)
+              SELECT n.log_table, n.keep, n.created_by FROM pg_catalog.jsonb_populate_record(NULL::llm_cost.retention_policies, $1) n
+              ON CONFLICT ON CONSTRAINT retention_policies_pkey DO UPDATE
+                 SET keep = excluded.keep, created_at = pg_catalog.now(), created_by = excluded.created_by
+              RETURNING pg_catalog.to_jsonb(p.*)",
+        delete: "DELETE FROM llm_cost.retention_policies WHERE log_table = $1",
+    },
+    Registry {
+        name: "row_security",
+        relations: &["rel", "target"],
+        by: None,
+        put: "INSERT INTO llm_cost.row_security AS s (rel, target, owner_column)
+              SELECT n.rel, n.target, n.owner_column FROM pg_catalog.jsonb_populate_record(NULL::llm_cost.row_security, $1) n
+              ON CONFLICT ON CONSTRAINT row_security_pkey DO UPDATE SET owner_column = excluded.owner_column, enabled_at = pg_catalog.now()
+              RETURNING pg_catalog.to_jsonb(s.*)",
+        delete: "DELETE FROM llm_cost.row_security WHERE rel = $1",
+    },
+];
+
+fn registry(name: &str) -> &'static Registry {
+    REGISTRIES.iter().find(|r| r.name == name).unwrap_or_else(|| {
+        crate::privilege::fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("llm_cost: no registry \"{name}\""))
+    })
+}
+
+/// 42501 unless the caller has the rights of `relid`'s owner.
+fn check_owner(relid: pg_sys::Oid, what: &str) {
+    let owner = crate::privilege::owner_of(relid).unwrap_or_else(|| {
+        crate::privilege::fail(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("llm_cost: relation with OID {} does not exist", relid.to_u32()))
+    });
+    if !crate::privilege::has_rights_of(owner) {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("must be owner of {} to change {what}", crate::privilege::relname(relid))
+        );
+    }
+}
+
+fn oid_field(row: &serde_json::Value, col: &str) -> Option<pg_sys::Oid> {
+    match row.get(col) {
+        None | Some(serde_json::Value::Null) => None,
+        // jsonb_build_object writes an oid as a JSON string, a number as a number: take both.
+        Some(v) => match v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse::<u64>().ok())).filter(|n| *n > 0 && *n <= u32::MAX as u64) {
+            Some(n) => Some(pg_sys::Oid::from(n as u32)),
+            None => crate::privilege::fail(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("llm_cost: {col} must be given as a relation OID"),
+            ),
+        },
+    }
+}
+
+/// Inserts or replaces a registry row (JSON of the row; relations as OIDs), after checking that
+/// the caller owns every relation it names. Returns the row as stored.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn _registry_put(registry_name: &str, row: pgrx::JsonB) -> pgrx::JsonB {
+    let reg = registry(registry_name);
+    let mut row = row.0;
+    if !row.is_object() {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "llm_cost: a registry row is a JSON object");
+    }
+    let key = oid_field(&row, reg.relations[0]);
+    if key.is_none() {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("llm_cost: {} must not be NULL", reg.relations[0]));
+    }
+    for col in reg.relations {
+        if let Some(oid) = oid_field(&row, col) {
+            check_owner(oid, &format!("what llm_cost records about it ({}.{col})", reg.name));
+        }
+    }
+    if let Some(by) = reg.by {
+        let me = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) };
+        row[by] = serde_json::Value::String(me.to_string_lossy().into_owned());
+    }
+    let sql = reg.put;
+    crate::privilege::as_extension_owner(move || {
+        Spi::get_one_with_args::<pgrx::JsonB>(sql, &[pgrx::JsonB(row).into()])
+            .unwrap_or_else(|e| error!("llm_cost: could not write llm_cost.{}: {e}", reg.name))
+            .unwrap_or_else(|| error!("llm_cost: llm_cost.{} refused the row", reg.name))
+    })
+}
+
+/// Deletes the registry row of `key` (a dropped relation's row, or one of a relation the caller
+/// owns). Returns whether there was one.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn _registry_delete(registry_name: &str, key: pg_sys::Oid) -> bool {
+    let reg = registry(registry_name);
+    if crate::privilege::owner_of(key).is_some() {
+        check_owner(key, &format!("what llm_cost records about it ({})", reg.name));
+    }
+    let (sql, table, col) = (reg.delete, reg.name, reg.relations[0]);
+    crate::privilege::as_extension_owner(move || {
+        let had = Spi::get_one_with_args::<bool>(
+            &format!("SELECT EXISTS (SELECT 1 FROM llm_cost.{table} WHERE {col} = $1)"),
+            &[key.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+        Spi::run_with_args(sql, &[key.into()]).unwrap_or_else(|e| error!("llm_cost: could not write llm_cost.{table}: {e}"));
+        had
+    })
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use crate::test_support::{error_of, one};
+    use pgrx::prelude::*;
+
+    fn setup_roles() {
+        Spi::run(
+            "CREATE ROLE t_hostile NOLOGIN; CREATE SCHEMA t_hostile_s AUTHORIZATION t_hostile;
+             CREATE ROLE t_owner NOLOGIN; CREATE SCHEMA t_owner_s AUTHORIZATION t_owner;",
+        )
+        .unwrap();
+    }
+
+    /// Item 1: a role with no grants changes nothing llm_cost records about tables it does not own.
+    #[pg_test]
+    fn a_role_without_grants_cannot_switch_the_ledger_off() {
+        setup_roles();
+        Spi::run("SET ROLE t_hostile").unwrap();
+        let denied = [
+            "PERFORM llm_cost._forget_table('llm_cost.usage_events'::regclass::oid)",
+            "PERFORM llm_cost._registry_delete('tracked_tables', 'llm_cost.usage_events'::regclass::oid)",
+            "PERFORM llm_cost._registry_delete('rollups', 'llm_cost.usage_daily'::regclass::oid)",
+            "PERFORM llm_cost._record_unpriced('llm_cost.usage_events'::regclass::oid, 'x', 1, now(), now())",
+            "PERFORM llm_cost._record_run('llm_cost.usage_events'::regclass::oid, 'x', now(), now(), 0, 0, NULL, 'x')",
+            "PERFORM * FROM llm_cost._rollup_defs('llm_cost.usage_events', 'llm_cost.usage_events')",
+            "PERFORM llm_cost.untrack('llm_cost.usage_events')",
+            "PERFORM llm_cost.set_retention('llm_cost.usage_events', '1 day')",
+            "PERFORM llm_cost.drop_rollup('llm_cost.usage_daily')",
+            "PERFORM llm_cost.disable_row_security('llm_cost.usage_events')",
+            "DELETE FROM llm_cost.tracked_tables",
+            "UPDATE llm_cost.rollups SET time_zone = 'No/Where'",
+            "INSERT INTO llm_cost.retention_policies (log_table, keep) VALUES ('llm_cost.usage_events', '1 day')",
+            "DELETE FROM llm_cost.row_security",
+            "PERFORM llm_cost._retention_purge_batch('llm_cost.usage_events'::regclass::oid, 'occurred_at', now(), 10)",
+            "PERFORM llm_cost._retention_drop_partitions('llm_cost.usage_events'::regclass::oid, 'occurred_at', now())",
+        ];
+        for sql in denied {
+            let e = error_of(sql);
+            assert!(e.starts_with("42501"), "{sql}: {e}");
+        }
+        // Its own view and table as the stripes of someone else's source: refused by the API, and
+        // by the registry table itself.
+        Spi::run(
+            "CREATE TABLE t_hostile_s.sink (period_start timestamptz, stripe int);
+             CREATE VIEW t_hostile_s.v AS SELECT 1 AS x;",
+        )
+        .unwrap();
+        let e = error_of(
+            "PERFORM llm_cost._registry_put('rollups', jsonb_build_object('rollup', 't_hostile_s.v'::regclass::oid,
+               'stripes', 't_hostile_s.sink'::regclass::oid, 'source', 'llm_cost.usage_events'::regclass::oid,
+               'grain', 'day', 'group_by', '{}'::text[], 'time_zone', 'UTC'))",
+        );
+        assert_eq!(e, "42501: must be owner of llm_cost.usage_events to change what llm_cost records about it (rollups.source)");
+        let e = error_of(
+            "INSERT INTO llm_cost.rollups (rollup, stripes, source, grain, group_by) VALUES ('t_hostile_s.v', 't_hostile_s.sink', 'llm_cost.usage_events', 'day', '{}')",
+        );
+        assert!(e.starts_with("42501"), "{e}");
+        Spi::run("RESET ROLE").unwrap();
+        // Nothing changed: still tracked, still two rollups, rows still summed.
+        assert_eq!(one("SELECT count(*)::text FROM llm_cost.tracked_tables WHERE log_table = 'llm_cost.usage_events'::regclass").as_deref(), Some("1"));
+        assert_eq!(one("SELECT count(*)::text FROM llm_cost.rollups WHERE source = 'llm_cost.usage_events'::regclass").as_deref(), Some("2"));
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, user_id) VALUES ('gpt-4o', 1000000, 0, 'u')").unwrap();
+        assert_eq!(one("SELECT sum(cost_usd)::text FROM llm_cost.usage_daily").as_deref(), Some("2.5"));
+        // The superuser's API still works, and the registry rows carry who wrote them.
+        assert_eq!(error_of("PERFORM llm_cost.set_retention('llm_cost.usage_events', '400 days')"), "ok");
+        assert_eq!(one("SELECT created_by::text FROM llm_cost.retention_policies").as_deref(), Some("postgres"));
+        // A bad time zone never reaches the registry, even from an owner calling the internal function.
+        let e = error_of(
+            "PERFORM llm_cost._registry_put('rollups', jsonb_build_object('rollup', 'llm_cost.usage_daily'::regclass::oid,
+               'stripes', 'llm_cost.usage_daily_stripes'::regclass::oid, 'source', 'llm_cost.usage_events'::regclass::oid,
+               'grain', 'day', 'group_by', '{}'::text[], 'time_zone', 'No/Where'))",
+        );
+        assert!(e.starts_with("22023"), "{e}");
+    }
+
+    /// Item 3: an owner that is not a superuser tracks, rolls up, sets and drops retention.
+    #[pg_test]
+    fn a_plain_owner_manages_its_own_tables() {
+        setup_roles();
+        Spi::run("SET ROLE t_owner").unwrap();
+        Spi::run(
+            "CREATE TABLE t_owner_s.calls (created_at timestamptz NOT NULL DEFAULT now(), team text, model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text);
+             SELECT llm_cost.track('t_owner_s.calls');
+             SELECT llm_cost.create_rollup('t_owner_s.calls_daily', 't_owner_s.calls', 'day', '{team}');
+             INSERT INTO t_owner_s.calls (team, model, input_tokens, output_tokens) VALUES ('a', 'gpt-4o', 1000000, 0), ('a', 'nope-model', 1, 1);",
+        )
+        .unwrap();
+        assert_eq!(error_of("PERFORM llm_cost.set_retention('t_owner_s.calls', '30 days')"), "ok");
+        assert_eq!(one("SELECT keep::text || ' ' || created_by FROM llm_cost.retention_policies WHERE log_table = 't_owner_s.calls'::regclass").as_deref(), Some("30 days t_owner"));
+        assert_eq!(one("SELECT format('%s %s', rows_deleted, coalesce(error, 'ok')) FROM llm_cost.run_retention()").as_deref(), Some("0 ok"));
+        assert_eq!(one("SELECT llm_cost.drop_retention('t_owner_s.calls')::text").as_deref(), Some("true"));
+        assert_eq!(one("SELECT sum(cost_usd)::text || ' ' || sum(unpriced_requests) FROM t_owner_s.calls_daily").as_deref(), Some("2.5 1"));
+        // Its unknown model is listed to it.
+        assert_eq!(one("SELECT string_agg(model, ',') FROM llm_cost.unpriced_models").as_deref(), Some("nope-model"));
+        // A rollup of a table it does not own: refused.
+        let e = error_of("PERFORM llm_cost.create_rollup('t_owner_s.theirs', 'llm_cost.usage_events', 'day', '{}')");
+        assert!(e.starts_with("42501"), "{e}");
+        assert_eq!(error_of("PERFORM llm_cost.drop_rollup('t_owner_s.calls_daily')"), "ok");
+        assert_eq!(error_of("PERFORM llm_cost.untrack('t_owner_s.calls')"), "ok");
+        Spi::run("RESET ROLE").unwrap();
+        assert_eq!(one("SELECT count(*)::text FROM llm_cost.tracked_tables WHERE log_table::text LIKE 't_owner_s.%'").as_deref(), Some("0"));
+    }
+
+    /// Item 4: unknown models and retention runs are seen by who may see the rows they describe.
+    #[pg_test]
+    fn unpriced_models_and_retention_runs_follow_row_visibility() {
+        setup_roles();
+        Spi::run(
+            "CREATE ROLE t_reader NOLOGIN IN ROLE llm_cost_reader; CREATE ROLE t_admin NOLOGIN IN ROLE llm_cost_admin;
+             INSERT INTO llm_cost.usage_events (occurred_at, user_id, model, input_tokens, output_tokens)
+             VALUES (now() - interval '400 days', 'someone', 'secret-model-x', 10, 10);
+             SELECT llm_cost.set_retention('llm_cost.usage_events', '90 days');
+             SELECT * FROM llm_cost.run_retention();",
+        )
+        .unwrap();
+        let seen = |role: &str| {
+            Spi::run(&format!("SET ROLE {role}")).unwrap();
+            let r = one(
+                "SELECT (SELECT count(*) FROM llm_cost.unpriced_models) || ' ' || (SELECT count(*) FROM llm_cost.unpriced_stats)
+                   || ' ' || (SELECT count(*) FROM llm_cost.retention_runs) || ' ' || (SELECT count(*) FROM llm_cost.retention_last_runs)",
+            );
+            Spi::run("RESET ROLE").unwrap();
+            r.unwrap()
+        };
+        assert_eq!(seen("t_hostile"), "0 0 0 0");
+        assert_eq!(seen("t_reader"), "0 0 0 0"); // reads usage_events only under row-level security
+        assert_eq!(seen("t_admin"), "1 1 1 1");
+        assert_eq!(seen("postgres"), "1 1 1 1");
+    }
+}

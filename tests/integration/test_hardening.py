@@ -1,0 +1,284 @@
+"""Hardening (issue #13) checks that need several sessions, the worker, the launcher, the
+installed files or a real commit: the scratch cluster of scripts/test.sh (llm_cost preloaded)."""
+import difflib
+import os
+import pathlib
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from conftest import ROOT, dsn, one
+
+LAUNCHER = "llm_cost retention launcher"
+
+
+def admin(db="postgres"):
+    return psycopg.connect(dsn(db), autocommit=True)
+
+
+def wait_for(pred, timeout=30.0, step=0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return False
+
+
+@pytest.fixture
+def fast_worker():
+    with admin() as c:
+        c.execute("ALTER SYSTEM SET llm_cost.retention_naptime = 1")
+        c.execute("ALTER SYSTEM SET llm_cost.retention_batch_delay = 0")
+        c.execute("SELECT pg_reload_conf()")
+    time.sleep(1.5)
+    yield
+    with admin() as c:
+        c.execute("ALTER SYSTEM RESET llm_cost.retention_naptime")
+        c.execute("ALTER SYSTEM RESET llm_cost.retention_batch_delay")
+        c.execute("SELECT pg_reload_conf()")
+
+
+def test_worker_purges_as_the_table_owner(connect, fast_worker):
+    """Item 2, through the background worker (a superuser): the owner's BEFORE DELETE trigger
+    runs as the owner, so its ALTER ROLE ... SUPERUSER never runs with the worker's rights."""
+    c = connect()
+    role = "it_evil_" + uuid.uuid4().hex[:6]
+    c.execute(f"CREATE ROLE {role} NOLOGIN")
+    c.execute(f"CREATE SCHEMA {role} AUTHORIZATION {role}")
+    c.execute(f"SET ROLE {role}")
+    c.execute(f"""CREATE TABLE {role}.calls (created_at timestamptz NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric);
+                  CREATE TABLE {role}.seen (who text);
+                  CREATE FUNCTION {role}.grab() RETURNS trigger LANGUAGE plpgsql AS $f$
+                  BEGIN
+                      INSERT INTO {role}.seen VALUES (current_user);
+                      IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                          EXECUTE 'ALTER ROLE {role} SUPERUSER';
+                      END IF;
+                      RETURN OLD;
+                  END $f$;
+                  CREATE TRIGGER grab BEFORE DELETE ON {role}.calls FOR EACH ROW EXECUTE FUNCTION {role}.grab();
+                  SELECT llm_cost.track('{role}.calls');
+                  INSERT INTO {role}.calls SELECT now() - interval '10 days', 'gpt-4o', 1, 1 FROM generate_series(1, 3);
+                  INSERT INTO {role}.calls VALUES (now(), 'gpt-4o', 1, 1);""")
+    # The owner sets its own policy (item 3: no superuser needed).
+    c.execute(f"SELECT llm_cost.set_retention('{role}.calls', '1 day')")
+    c.execute("RESET ROLE")
+    assert wait_for(lambda: one(c, f"SELECT count(*) FROM {role}.calls") == 1)
+    assert one(c, f"SELECT string_agg(DISTINCT who, ',') FROM {role}.seen") == role
+    assert one(c, "SELECT rolsuper FROM pg_roles WHERE rolname = %s", role) is False
+    assert wait_for(lambda: one(c, f"SELECT rows_deleted FROM llm_cost.retention_last_runs WHERE table_name = '{role}.calls'") == 3)
+    c.execute(f"DROP SCHEMA {role} CASCADE")
+    c.execute(f"DROP ROLE {role}")
+
+
+def test_launcher_holds_no_database_open():
+    """Item 16: the launcher is connected to no database (DROP DATABASE postgres works, and a
+    cluster without that database keeps its launcher)."""
+    with admin() as c:
+        assert wait_for(lambda: one(c, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = %s", LAUNCHER) == 1)
+        assert one(c, "SELECT datid IS NULL FROM pg_stat_activity WHERE backend_type = %s", LAUNCHER) is True
+    # A database named postgres can go and come back while the launcher runs.
+    with admin("template1") as t:
+        t.execute("DROP DATABASE postgres WITH (FORCE)")
+        try:
+            time.sleep(1)
+            assert one(t, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = %s", LAUNCHER) == 1
+        finally:
+            t.execute("CREATE DATABASE postgres TEMPLATE template0")
+
+
+def test_terminated_launcher_comes_back(fast_worker):
+    """Item 18: pg_terminate_backend on the launcher: it returns after its restart interval."""
+    with admin() as c:
+        assert wait_for(lambda: one(c, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = %s", LAUNCHER) == 1)
+        pid = one(c, "SELECT pid FROM pg_stat_activity WHERE backend_type = %s", LAUNCHER)
+        c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert wait_for(lambda: one(c, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", pid) == 0, timeout=10)
+        assert wait_for(lambda: one(c, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = %s AND pid <> %s",
+                                    LAUNCHER, pid) == 1, timeout=30)
+
+
+def test_partition_drop_never_queues_inserts_behind_a_reader(connect):
+    """Item 14: a reader holds the table; retention's partition drop gives up within
+    llm_cost.retention_lock_timeout (recorded), inserts go on, and the next run drops it."""
+    c = connect()
+    c.execute("""CREATE TABLE plog (created_at timestamptz NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric)
+                   PARTITION BY RANGE (created_at);
+                 CREATE TABLE plog_2020 PARTITION OF plog FOR VALUES FROM ('2020-01-01') TO ('2021-01-01');
+                 CREATE TABLE plog_now PARTITION OF plog FOR VALUES FROM ('2021-01-01') TO ('2200-01-01');
+                 SELECT llm_cost.track('plog');
+                 INSERT INTO plog VALUES ('2020-06-01', 'gpt-4o', 1, 1), (now(), 'gpt-4o', 1, 1);
+                 SELECT llm_cost.set_retention('plog', '30 days');""")
+    reader = connect(autocommit=False)
+    reader.execute("SELECT count(*) FROM plog")  # holds AccessShareLock until it ends
+    stop = threading.Event()
+    waits = []
+
+    def insert_loop():
+        with psycopg.connect(c.info.dsn, autocommit=True) as w:
+            while not stop.is_set():
+                t = time.monotonic()
+                w.execute("INSERT INTO plog VALUES (now(), 'gpt-4o', 1, 1)")
+                waits.append(time.monotonic() - t)
+
+    th = threading.Thread(target=insert_loop)
+    th.start()
+    try:
+        time.sleep(0.3)
+        runner = connect()
+        runner.execute("SET statement_timeout = '20s'")
+        t = time.monotonic()
+        row = runner.execute("SELECT partitions_dropped, partitions_skipped, error FROM llm_cost.run_retention()").fetchone()
+        took = time.monotonic() - t
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        th.join()
+    assert row == (0, 1, None), row
+    assert took < 5, took
+    assert len(waits) > 10 and max(waits) < 2.0, (len(waits), max(waits))
+    assert one(c, "SELECT partitions_skipped FROM llm_cost.retention_last_runs WHERE table_name = 'plog'") == 1
+    assert one(c, "SELECT count(*) FROM pg_class WHERE relname = 'plog_2020'") == 1
+    reader.rollback()
+    assert c.execute("SELECT partitions_dropped, partitions_skipped FROM llm_cost.run_retention()").fetchone() == (1, 0)
+    assert one(c, "SELECT count(*) FROM pg_class WHERE relname = 'plog_2020'") == 0
+    c.execute("DROP TABLE plog")
+
+
+def test_rebuild_in_the_transaction_that_inserted_straight_into_a_partition(connect):
+    """Item 7: rows inserted straight into a partition, then rebuild_rollup, then COMMIT: each
+    row counted once."""
+    c = connect()
+    c.execute("""CREATE TABLE pp (created_at timestamptz NOT NULL, team text, model text, input_tokens int, output_tokens int, cost_usd numeric)
+                   PARTITION BY RANGE (created_at);
+                 CREATE TABLE pp_2026 PARTITION OF pp FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+                 SELECT llm_cost.track('pp');
+                 SELECT llm_cost.create_rollup('pp_daily', 'pp', 'day', '{team}');""")
+    t = connect(autocommit=False)
+    t.execute("INSERT INTO pp_2026 VALUES ('2026-03-01 10:00+00', 'a', 'gpt-4o', 1000000, 0), ('2026-03-02 10:00+00', 'b', 'gpt-4o', 0, 1000000)")
+    t.execute("SELECT llm_cost.rebuild_rollup('pp_daily')")
+    t.execute("INSERT INTO pp_2026 VALUES ('2026-03-01 11:00+00', 'a', 'gpt-4o', 1000000, 0)")
+    t.commit()
+    rows = c.execute("SELECT team, requests, cost_usd FROM pp_daily ORDER BY team").fetchall()
+    assert [(r[0], r[1], str(r[2])) for r in rows] == [("a", 2, "5.0"), ("b", 1, "10")], rows
+    truth = c.execute("SELECT team, count(*), sum(cost_usd) FROM pp GROUP BY team ORDER BY team").fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == truth
+
+
+def test_installing_never_rewrites_a_loaded_library_in_place(connect):
+    """Item 19: scripts give the installed library a new file (a copy renamed over it) before
+    cargo pgrx writes there, so running servers keep the file they mapped."""
+    c = connect()
+    libdir = subprocess.run(["/usr/bin/pg_config", "--pkglibdir"], capture_output=True, text=True, check=True).stdout.strip()
+    lib = pathlib.Path(libdir) / "llm_cost.so"
+    before = lib.stat()
+    data = lib.read_bytes()
+    subprocess.run(["bash", "-c", f"source '{ROOT}/scripts/common.sh' && detach_installed_library"], check=True)
+    after = lib.stat()
+    assert after.st_ino != before.st_ino
+    assert lib.read_bytes() == data
+    # The preloaded cluster is unharmed, old and new sessions alike.
+    assert str(one(c, "SELECT llm_cost.estimate_cost('gpt-4o', 1000000, 0)")) == "2.5"
+    with admin() as a:
+        assert str(one(a, "SELECT 1")) == "1"
+    # Every script that installs detaches first.
+    for script, install in (("scripts/test.sh", "cargo pgrx test"), ("scripts/common.sh", "cargo pgrx install")):
+        text = (ROOT / script).read_text()
+        assert text.index("detach_installed_library\n") < text.index(install), script
+
+
+# --- upgrade: ALTER EXTENSION llm_cost UPDATE from 0.1.0 equals a fresh install ---------------
+
+DESCRIBE = [
+    ("functions", """SELECT p.oid::regprocedure::text, pg_get_function_result(p.oid), p.prosecdef, p.provolatile, p.proparallel,
+                            p.proisstrict, p.proconfig::text, p.proacl::text, md5(p.prosrc), obj_description(p.oid, 'pg_proc')
+                       FROM pg_proc p WHERE p.pronamespace = 'llm_cost'::regnamespace ORDER BY 1"""),
+    ("relations", """SELECT c.relname, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relacl::text, c.reloptions::text,
+                            pg_get_userbyid(c.relowner), obj_description(c.oid, 'pg_class'), c.relreplident
+                       FROM pg_class c WHERE c.relnamespace = 'llm_cost'::regnamespace ORDER BY 1"""),
+    ("columns", """SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                          pg_get_expr(d.adbin, d.adrelid), col_description(c.oid, a.attnum), a.attacl::text, a.attgenerated, a.attidentity
+                     FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                     LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+                    WHERE c.relnamespace = 'llm_cost'::regnamespace ORDER BY 1, 2"""),
+    ("constraints", """SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
+                        WHERE connamespace = 'llm_cost'::regnamespace ORDER BY 1, 2"""),
+    ("indexes", "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'llm_cost' ORDER BY 1, 2"),
+    ("policies", """SELECT tablename, policyname, permissive, roles::text, cmd, qual, with_check FROM pg_policies
+                     WHERE schemaname = 'llm_cost' ORDER BY 1, 2"""),
+    ("views", """SELECT c.relname, pg_get_viewdef(c.oid) FROM pg_class c
+                  WHERE c.relnamespace = 'llm_cost'::regnamespace AND c.relkind = 'v' ORDER BY 1"""),
+    ("triggers", """SELECT t.tgrelid::regclass::text, t.tgname, pg_get_triggerdef(t.oid), t.tgenabled FROM pg_trigger t
+                     JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal AND c.relnamespace = 'llm_cost'::regnamespace ORDER BY 1, 2"""),
+    ("event triggers", "SELECT evtname, evtevent, evtfoid::regproc::text, evttags::text, evtenabled FROM pg_event_trigger ORDER BY 1"),
+    ("extension", """SELECT extversion, (SELECT array_agg(x::regclass::text ORDER BY x::regclass::text) FROM unnest(extconfig) x)::text,
+                            array_length(extcondition, 1) FROM pg_extension WHERE extname = 'llm_cost'"""),
+    ("members", """SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend
+                    WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+                      AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'llm_cost') ORDER BY 1"""),
+    ("data", """SELECT 'model_prices', count(*)::text, md5(string_agg(p::text, ',' ORDER BY p.id)) FROM llm_cost.model_prices p
+                UNION ALL SELECT 'model_aliases', count(*)::text, md5(string_agg(a::text, ',' ORDER BY a.alias)) FROM llm_cost.model_aliases a
+                UNION ALL SELECT 'tracked_tables', count(*)::text, string_agg(concat_ws(' ', log_table, model_column, cost_column, cost_source_column, time_column, provider_column, tracked_by), ',')
+                            FROM llm_cost.tracked_tables
+                UNION ALL SELECT 'rollups', count(*)::text, string_agg(concat_ws(' ', id, rollup, stripes, source, grain, group_by, time_zone, created_by), ',' ORDER BY id)
+                            FROM llm_cost.rollups
+                UNION ALL SELECT 'row_security', count(*)::text, string_agg(concat_ws(' ', rel, target, owner_column), ',' ORDER BY rel::text)
+                            FROM llm_cost.row_security"""),
+]
+
+
+def describe(db):
+    out = []
+    with admin(db) as c:
+        for name, sql in DESCRIBE:
+            for row in c.execute(sql).fetchall():
+                out.append(f"{name}: " + " | ".join("NULL" if v is None else str(v) for v in row))
+    return out
+
+
+def test_update_from_0_1_0_equals_a_fresh_install():
+    sharedir = subprocess.run(["/usr/bin/pg_config", "--sharedir"], capture_output=True, text=True, check=True).stdout.strip()
+    target = pathlib.Path(sharedir) / "extension" / "llm_cost--0.1.0.sql"
+    source = ROOT / "tests" / "upgrade" / "llm_cost--0.1.0.sql"
+    if not target.exists() or target.read_bytes() != source.read_bytes():
+        cmd = ["install", "-m", "0644", str(source), str(target)]
+        subprocess.run(cmd if os.geteuid() == 0 else ["sudo", *cmd], check=True)
+    up, fresh = "it_up_" + uuid.uuid4().hex[:8], "it_fresh_" + uuid.uuid4().hex[:8]
+    with admin() as a:
+        a.execute(f"CREATE DATABASE {up}")
+        a.execute(f"CREATE DATABASE {fresh}")
+    try:
+        with admin(up) as c:
+            c.execute("SET client_min_messages = warning")
+            c.execute("CREATE EXTENSION llm_cost VERSION '0.1.0'")
+            # Something in it already: a tracked table with a rollup, rows, a policy.
+            c.execute("""INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 0);
+                         CREATE TABLE public.app_log (created_at timestamptz NOT NULL DEFAULT now(), model text, input_tokens int, output_tokens int, cost_usd numeric);
+                         SELECT llm_cost.track('public.app_log');
+                         SELECT llm_cost.create_rollup('public.app_daily', 'public.app_log', 'day', '{}');
+                         SELECT llm_cost.set_retention('public.app_log', '90 days');""")
+            c.execute("ALTER EXTENSION llm_cost UPDATE")
+            assert one(c, "SELECT extversion FROM pg_extension WHERE extname = 'llm_cost'") != "0.1.0"
+            # The updated install works: rows priced, sums kept, retention runs as the owner.
+            c.execute("INSERT INTO public.app_log (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 0)")
+            assert str(one(c, "SELECT cost_usd FROM public.app_daily")) == "2.5"
+            assert one(c, "SELECT count(*) FROM llm_cost.run_retention() WHERE error IS NULL") == 1
+            assert str(one(c, "SELECT sum(cost_usd) FROM llm_cost.usage_daily")) == "2.5"
+            c.execute("""SELECT llm_cost.drop_retention('public.app_log'); SELECT llm_cost.untrack('public.app_log');
+                         DROP TABLE public.app_log; DELETE FROM llm_cost.usage_events; TRUNCATE llm_cost.retention_runs;""")
+        with admin(fresh) as c:
+            c.execute("SET client_min_messages = warning")
+            c.execute("CREATE EXTENSION llm_cost")
+        a_desc, b_desc = describe(up), describe(fresh)
+        diff = list(difflib.unified_diff(b_desc, a_desc, "fresh", "updated", lineterm="", n=0))
+        assert not diff, "\n".join(diff[:80])
+    finally:
+        with admin() as a:
+            a.execute(f"DROP DATABASE IF EXISTS {up} WITH (FORCE)")
+            a.execute(f"DROP DATABASE IF EXISTS {fresh} WITH (FORCE)")
