@@ -26,9 +26,22 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# Gives the installed llm_cost.so a new file: a copy renamed over it. cargo pgrx writes the
+# library in place; a server that has the old file mapped (a running demo or test cluster
+# preloads it) crashes when that file is rewritten under it. After this, the file it maps is no
+# longer the one at that path, and keeps its contents until the server lets it go.
+detach_installed_library() {
+    local lib
+    lib="$(/usr/bin/pg_config --pkglibdir)/llm_cost.so"
+    [ -f "$lib" ] || return 0
+    as_root cp -p "$lib" "$lib.new.$$"
+    as_root mv -f "$lib.new.$$" "$lib"
+}
+
 # Builds and installs the extension into the system PostgreSQL 15 (release build).
 install_extension() {
     log "building and installing llm_cost (release)"
+    detach_installed_library
     if [ "$(id -u)" -eq 0 ]; then
         (cd "$ROOT" && cargo pgrx install --release --pg-config /usr/bin/pg_config >/dev/null)
     else

@@ -11,6 +11,9 @@ log "unit tests (no server)"
 log "pg_tests: cargo pgrx test pg15"
 PGDATA_TEST="$ROOT/target/pgrx-test-data"
 postgres_dir "$PGDATA_TEST"
+# cargo pgrx test installs the debug build over the system's llm_cost.so: never in place under
+# a running cluster that has it loaded.
+detach_installed_library
 (cd "$ROOT" && cargo pgrx test pg15 --runas postgres --pgdata "$PGDATA_TEST")
 
 log "integration tests against a scratch cluster"

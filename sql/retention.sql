@@ -41,7 +41,7 @@ GRANT SELECT ON llm_cost.retention_runs TO PUBLIC;
 
 CREATE VIEW llm_cost.retention_last_runs AS
 SELECT DISTINCT ON (r.table_oid) r.table_name, r.table_oid, r.started_at, r.finished_at, r.cutoff, r.rows_deleted,
-       r.partitions_dropped, r.error, r.run_by, p.keep
+       r.partitions_dropped, r.error, r.run_by, p.keep, r.partitions_skipped
   FROM llm_cost.retention_runs r
   LEFT JOIN llm_cost.retention_policies p ON p.log_table = r.table_oid
  ORDER BY r.table_oid, r.started_at DESC;

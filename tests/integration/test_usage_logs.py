@@ -138,8 +138,11 @@ def test_track_requires_ownership(connect):
     assert one(owner, "SELECT sum(cost_usd) FROM owned_log") == Decimal("2.5")
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         other.execute("SELECT llm_cost.untrack('owned_log')")
-    # Row security: nobody but the owner can change a table's tracking row.
-    assert other.execute("DELETE FROM llm_cost.tracked_tables").rowcount == 0
+    # The registry is written only through the API: nobody writes it directly.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        other.execute("DELETE FROM llm_cost.tracked_tables")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        owner.execute("DELETE FROM llm_cost.tracked_tables")
     assert one(admin, "SELECT count(*) FROM llm_cost.tracked_tables WHERE log_table = 'owned_log'::regclass") == 1
     owner.execute("SELECT llm_cost.untrack('owned_log')")
     assert one(admin, "SELECT count(*) FROM llm_cost.tracked_tables WHERE log_table = 'owned_log'::regclass") == 0
