@@ -36,6 +36,8 @@ max_connections = 100
 max_worker_processes = 32
 shared_buffers = 512MB
 log_min_messages = warning
+wal_level = logical
+max_prepared_transactions = 10
 CONF
     grep -q "conf.d.llm_cost.conf" "$DATA/postgresql.conf" || \
         echo "include 'conf.d.llm_cost.conf'" | as_postgres tee -a "$DATA/postgresql.conf" >/dev/null

@@ -305,6 +305,9 @@ BEGIN
                    'unpriced_requests bigint NOT NULL, error_requests bigint NOT NULL, latency_ms_sum bigint NOT NULL, '
                    'latency_ms_max bigint, first_seen timestamptz, last_seen timestamptz, '
                    'UNIQUE NULLS NOT DISTINCT (%s, stripe)) WITH (fillfactor = 10)', stripes_ident, cols, keys);
+    -- No key of NOT NULL columns exists (group columns may be NULL): logical replication
+    -- identifies a row by all its columns. It only costs anything with wal_level = logical.
+    EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', stripes_ident);
     EXECUTE format('COMMENT ON TABLE %s IS %L', stripes_ident,
                    E'@omit\nPartial sums behind the llm_cost rollup ' || view_ident || E' (one row per period, group and writing backend). Read the rollup, not this table.');
 

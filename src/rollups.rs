@@ -41,10 +41,11 @@ fn copy_priced_rows() -> i64 {
     0
 }
 
-/// This backend's slot number (1..max_connections+workers), unique among running backends.
+/// The stripe this backend adds its sums into: its slot number (1..max_connections+workers,
+/// unique among running backends), moved past stripes held by prepared transactions.
 #[pg_extern(volatile, parallel_restricted, name = "_stripe")]
 pub fn stripe() -> i32 {
-    backend_slot()
+    crate::stripes::stripe_for(backend_slot())
 }
 
 #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
@@ -825,7 +826,7 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
     if pending.is_empty() {
         return;
     }
-    let stripe = backend_slot();
+    let stripe = crate::stripes::stripe_for(backend_slot());
     // Each rollup's (period, group) sums, projected from the pending ones. Rollups are told apart
     // by their stripes table, not by the definitions' identity: definitions reloaded in the
     // middle of a statement (any invalidation of the source) describe the same rollups, and

@@ -143,6 +143,42 @@ fn refuse(msg: String) -> ! {
     ereport!(ERROR, PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, msg);
 }
 
+/// Stripe numbers past the backend slots: slot + k * STRIDE is this backend's stripe once k
+/// stripes were found held by prepared transactions (MaxBackends is below 2^18).
+const STRIDE: i32 = 1 << 18;
+
+thread_local! {
+    /// How many strides this backend has moved on (see `move_on`).
+    static MOVED: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+    /// Whether the running transaction wrote into a stripes table.
+    static WROTE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The stripe this backend writes into: its slot, moved on past stripes that prepared
+/// transactions hold.
+pub fn stripe_for(slot: i32) -> i32 {
+    slot + MOVED.with(|m| m.get()) * STRIDE
+}
+
+/// The next stripe after `stripe` (held by a prepared transaction), which this backend keeps
+/// using from now on.
+fn move_on(stripe: i32) -> i32 {
+    let k = stripe / STRIDE + 1;
+    if k >= i32::MAX / STRIDE - 1 {
+        refuse("llm_cost: no free rollup stripe left for this backend slot; commit or roll back the prepared transactions (pg_prepared_xacts)".into());
+    }
+    MOVED.with(|m| m.set(m.get().max(k)));
+    stripe % STRIDE + k * STRIDE
+}
+
+/// The running transaction ends: PREPARE TRANSACTION leaves the rows it wrote in this backend's
+/// stripe held until COMMIT/ROLLBACK PREPARED, so this backend moves on at once.
+pub fn transaction_ended(prepared: bool) {
+    if WROTE.with(|w| w.replace(false)) && prepared {
+        MOVED.with(|m| m.set(m.get() + 1));
+    }
+}
+
 /// Adds every entry of `sums` to the stripes table of `layout`, in the running transaction.
 pub fn add_all(layout: &Layout, sums: &[Sums]) {
     unsafe {
@@ -164,11 +200,22 @@ pub fn add_all(layout: &Layout, sums: &[Sums]) {
         let mut old_nulls = vec![true; natts];
         let file = relfilenode(rel);
         let nblocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
+        WROTE.with(|w| w.set(true));
         for s in sums {
-            fill(layout, s, &mut values, &mut nulls);
-            let hint = remembered(file, s.key).filter(|t| block_of(t) < nblocks);
-            let tid = add_one(layout, rel, &indexes, &probe, slot, hint, &mut values, &mut nulls, &mut old_values, &mut old_nulls);
-            remember(file, s.key, tid);
+            let mut stripe = s.stripe;
+            loop {
+                fill(layout, s, stripe, &mut values, &mut nulls);
+                let hint = remembered(file, s.key).filter(|t| block_of(t) < nblocks);
+                match add_one(layout, rel, &indexes, &probe, slot, hint, &mut values, &mut nulls, &mut old_values, &mut old_nulls) {
+                    Some(tid) => {
+                        remember(file, s.key, tid);
+                        break;
+                    }
+                    // The row of this key is held by a prepared transaction (an earlier holder of
+                    // this backend slot): never wait for it, add into another stripe instead.
+                    None => stripe = move_on(stripe),
+                }
+            }
         }
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         // Keep the locks until the transaction ends (NoLock): its row versions are uncommitted,
@@ -254,7 +301,7 @@ unsafe fn open_indexes(rel: pg_sys::Relation, layout: &Layout) -> (Vec<Index>, P
 }
 
 /// The new row for `s`, as if no row of its key existed yet.
-unsafe fn fill(layout: &Layout, s: &Sums, values: &mut [pg_sys::Datum], nulls: &mut [bool]) {
+unsafe fn fill(layout: &Layout, s: &Sums, stripe: i32, values: &mut [pg_sys::Datum], nulls: &mut [bool]) {
     nulls.iter_mut().for_each(|n| *n = true);
     let mut set = |attno: i16, d: Option<pg_sys::Datum>| {
         let i = attno as usize - 1;
@@ -266,7 +313,7 @@ unsafe fn fill(layout: &Layout, s: &Sums, values: &mut [pg_sys::Datum], nulls: &
     for (a, d) in layout.groups.iter().zip(s.group) {
         set(*a, *d);
     }
-    set(f[STRIPE], Some(pg_sys::Datum::from(s.stripe)));
+    set(f[STRIPE], Some(pg_sys::Datum::from(stripe)));
     set(f[REQUESTS], Some(pg_sys::Datum::from(s.requests)));
     for k in 0..4 {
         set(f[REQUESTS + 1 + k], Some(pg_sys::Datum::from(s.tokens[k])));
@@ -326,7 +373,7 @@ unsafe fn add_one(
     nulls: &mut [bool],
     old_values: &mut [pg_sys::Datum],
     old_nulls: &mut [bool],
-) -> pg_sys::ItemPointerData {
+) -> Option<pg_sys::ItemPointerData> {
     // Our earlier writes (this statement's other groups included) must be visible and updatable.
     pg_sys::CommandCounterIncrement();
     let cid = pg_sys::GetCurrentCommandId(true);
@@ -335,7 +382,7 @@ unsafe fn add_one(
     let layout_desc = (*rel).rd_att;
     if let Some(tid) = hint {
         if let Some(done) = update_at(layout, rel, indexes, probe, tid, cid, values, nulls, old_values, old_nulls) {
-            return done;
+            return Some(done);
         }
         values.copy_from_slice(&fresh);
         nulls.copy_from_slice(&fresh_nulls);
@@ -379,16 +426,17 @@ unsafe fn add_one(
             let tup = pg_sys::heap_form_tuple(layout_desc, values.as_mut_ptr(), nulls.as_mut_ptr());
             pg_sys::heap_insert(rel, tup, cid, 0, std::ptr::null_mut());
             insert_index_entries(rel, indexes, tup, values, nulls, None);
-            return (*tup).t_self;
+            return Some((*tup).t_self);
         }
-        let wait_for = if dirty.xmin != pg_sys::TransactionId::INVALID { dirty.xmin } else { dirty.xmax };
-        if wait_for != pg_sys::TransactionId::INVALID {
-            // Only a prepared transaction of an earlier holder of this slot can get here.
-            let mut tid = (*slot).tts_tid;
+        let held_by = if dirty.xmin != pg_sys::TransactionId::INVALID { dirty.xmin } else { dirty.xmax };
+        if held_by != pg_sys::TransactionId::INVALID {
+            // Another transaction has this row: a prepared one of an earlier holder of this slot
+            // (no live backend shares it), or a rebuild_rollup in progress. Waiting would hang
+            // the writer for as long as that transaction stays prepared: the caller writes into
+            // another stripe (the rollup sums all stripes).
             pg_sys::index_endscan(scan);
             clear(slot);
-            pg_sys::XactLockTableWait(wait_for, rel, &mut tid, pg_sys::XLTW_Oper::XLTW_InsertIndex);
-            continue;
+            return None;
         }
         let old = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
         pg_sys::heap_deform_tuple(old, layout_desc, old_values.as_mut_ptr(), old_nulls.as_mut_ptr());
@@ -398,7 +446,7 @@ unsafe fn add_one(
         pg_sys::index_endscan(scan);
         clear(slot);
         if let Some(done) = replace_row(rel, indexes, otid, newtup, cid, values, nulls) {
-            return done;
+            return Some(done);
         }
     }
 }

@@ -171,7 +171,14 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
                 pg_sys::PopActiveSnapshot();
             }
         }
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT | XACT_EVENT_PREPARE => clear_pending(),
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT => {
+            crate::stripes::transaction_ended(false);
+            clear_pending()
+        }
+        XACT_EVENT_PREPARE => {
+            crate::stripes::transaction_ended(true);
+            clear_pending()
+        }
         _ => {}
     }
 }

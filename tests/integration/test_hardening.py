@@ -285,3 +285,104 @@ def test_update_from_0_1_0_equals_a_fresh_install():
         with admin() as a:
             a.execute(f"DROP DATABASE IF EXISTS {up} WITH (FORCE)")
             a.execute(f"DROP DATABASE IF EXISTS {fresh} WITH (FORCE)")
+
+
+def test_logical_replication_subscriber_ends_with_the_same_rollups():
+    """Item 13: CREATE PUBLICATION ... FOR ALL TABLES on a database with llm_cost; a subscriber
+    (another database of this cluster, slot made beforehand) ends with the same rollups after
+    inserts from several sessions, reprice, rebuild_rollup and retention on the publisher."""
+    tag = uuid.uuid4().hex[:8]
+    pub_db, sub_db, slot = f"it_pub_{tag}", f"it_sub_{tag}", f"it_slot_{tag}"
+    with admin() as a:
+        a.execute(f"CREATE DATABASE {pub_db}")
+        a.execute(f"CREATE DATABASE {sub_db}")
+    opened = []
+
+    def session(db):
+        c = admin(db)
+        opened.append(c)
+        c.execute("SET client_min_messages = warning")
+        return c
+
+    try:
+        pub, s = session(pub_db), session(sub_db)
+        assert one(pub, "SHOW wal_level") == "logical"
+        pub.execute("CREATE EXTENSION llm_cost")
+        s.execute("CREATE EXTENSION llm_cost")
+        pub.execute(f"CREATE PUBLICATION it_pub_{tag} FOR ALL TABLES")
+        pub.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+        s.execute(f"""CREATE SUBSCRIPTION it_sub_{tag} CONNECTION 'host=127.0.0.1 port={pub.info.port} dbname={pub_db} user=postgres'
+                      PUBLICATION it_pub_{tag} WITH (create_slot = false, slot_name = '{slot}', copy_data = false)""")
+        # Writers on the publisher: several sessions, the same groups.
+        for _ in range(3):
+            w = session(pub_db)
+            w.execute("""INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, model, input_tokens, output_tokens)
+                         SELECT now() - (g % 5) * interval '1 day', 't' || (g % 2), 'u' || (g % 3), 'gpt-4o', 1000 * g, 10 * g
+                           FROM generate_series(1, 200) g""")
+            w.execute("INSERT INTO llm_cost.usage_events (occurred_at, model, input_tokens, output_tokens) VALUES (now() - interval '400 days', 'it-later-model', 5, 5)")
+        # Reprice (UPDATEs through the triggers), rebuild (DELETE + INSERT), retention (DELETE).
+        pub.execute("INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok) VALUES ('acme', 'it-later-model', 1, 2)")
+        assert pub.execute("SELECT rows_changed FROM llm_cost.reprice('llm_cost.usage_events')").fetchone()[0] == 3
+        pub.execute("SELECT llm_cost.rebuild_rollup('llm_cost.usage_daily', now() - interval '2 days', now())")
+        pub.execute("SELECT llm_cost.set_retention('llm_cost.usage_events', '90 days')")
+        assert one(pub, "SELECT rows_deleted FROM llm_cost.run_retention()") == 3
+        want = pub.execute("SELECT * FROM llm_cost.usage_daily ORDER BY row_key").fetchall()
+        want_m = pub.execute("SELECT * FROM llm_cost.usage_monthly ORDER BY row_key").fetchall()
+        assert len(want) > 10
+        lsn = one(pub, "SELECT pg_current_wal_lsn()::text")
+        assert wait_for(lambda: one(pub, "SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s", lsn, slot)
+                        and s.execute("SELECT * FROM llm_cost.usage_daily ORDER BY row_key").fetchall() == want, timeout=60)
+        assert one(s, f"SELECT apply_error_count FROM pg_stat_subscription_stats WHERE subname = 'it_sub_{tag}'") == 0
+        assert s.execute("SELECT * FROM llm_cost.usage_monthly ORDER BY row_key").fetchall() == want_m
+        assert one(s, "SELECT count(*) FROM llm_cost.usage_events") == 600
+        s.execute(f"ALTER SUBSCRIPTION it_sub_{tag} DISABLE")
+        s.execute(f"ALTER SUBSCRIPTION it_sub_{tag} SET (slot_name = NONE)")
+        s.execute(f"DROP SUBSCRIPTION it_sub_{tag}")
+    finally:
+        for c in opened:
+            c.close()
+        with admin() as a:
+            a.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s AND NOT active", (slot,))
+            a.execute(f"DROP DATABASE IF EXISTS {sub_db} WITH (FORCE)")
+            a.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+            a.execute(f"DROP DATABASE IF EXISTS {pub_db} WITH (FORCE)")
+
+
+def test_prepared_transactions_never_make_writers_wait(connect):
+    """Item 12: after PREPARE TRANSACTION of an insert, the next inserts into the same group (by
+    the preparing session itself, and by a later session in the same backend slot) do not wait
+    for it; COMMIT PREPARED and ROLLBACK PREPARED leave exact totals."""
+    c = connect()
+    assert int(one(c, "SHOW max_prepared_transactions")) > 0
+    c.execute("CREATE TABLE xa_log (created_at timestamptz NOT NULL DEFAULT '2026-11-02 10:00+00', team text, model text, input_tokens int, output_tokens int, cost_usd numeric)")
+    c.execute("SELECT llm_cost.track('xa_log'); SELECT llm_cost.create_rollup('xa_daily', 'xa_log', 'day', '{team}')")
+    ins = "INSERT INTO xa_log (team, model, input_tokens, output_tokens) VALUES ('a', 'gpt-4o', 1000000, 0)"
+    for i, finish in enumerate(["COMMIT PREPARED", "ROLLBACK PREPARED"]):
+        gid = f"it_xa_{uuid.uuid4().hex[:8]}"
+        a = connect()
+        a.execute("SET statement_timeout = '5s'")
+        slot = one(a, "SELECT llm_cost._stripe()")
+        a.execute("BEGIN")
+        a.execute(ins)
+        a.execute(f"PREPARE TRANSACTION '{gid}'")
+        # The preparing session itself, at once.
+        a.execute(ins)
+        assert one(a, "SELECT llm_cost._stripe()") != slot
+        a.close()
+        # Whoever gets that backend slot next.
+        found = False
+        for _ in range(10):
+            b = connect()
+            b.execute("SET statement_timeout = '5s'")
+            if one(b, "SELECT llm_cost._stripe()") == slot:
+                b.execute(ins)
+                found = True
+                break
+        assert found, "no session got the slot back"
+        c.execute(f"{finish} '{gid}'")
+        # Committed: the prepared row and the two later ones; rolled back: only the later two.
+        assert one(c, "SELECT count(*) FROM xa_log") == [3, 5][i]
+        truth = c.execute("SELECT count(*), sum(cost_usd) FROM xa_log").fetchone()
+        assert c.execute("SELECT sum(requests), sum(cost_usd) FROM xa_daily").fetchone() == truth
+    assert one(c, "SELECT count(*) FROM xa_log") == 3 + 2
+    c.execute("DROP TABLE xa_log")
