@@ -97,6 +97,37 @@ REVOKE INSERT, UPDATE, DELETE ON llm_cost.row_security FROM PUBLIC;
 -------------------------------------------------------------------------------------------------
 -- Usage logs (sql/usage.sql)
 -------------------------------------------------------------------------------------------------
+ALTER TABLE llm_cost.tracked_tables ADD COLUMN time_zone text NOT NULL DEFAULT 'UTC';
+COMMENT ON COLUMN llm_cost.tracked_tables.time_zone IS 'Zone in which a timestamp (without time zone) or date time column is read, whatever the writing session''s TimeZone (UTC unless track() was told another).';
+CREATE FUNCTION llm_cost._event_time_sql(p_table regclass, p_alias text) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t llm_cost.tracked_tables;
+    typ oid;
+BEGIN
+    SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = p_table;
+    IF t.time_column IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT atttypid INTO typ FROM pg_catalog.pg_attribute WHERE attrelid = p_table AND attname = t.time_column AND NOT attisdropped;
+    IF typ = 'timestamptz'::regtype THEN
+        RETURN format('%s.%I', p_alias, t.time_column);
+    END IF;
+    RETURN format('(%s.%I::timestamp AT TIME ZONE %L)', p_alias, t.time_column, t.time_zone);
+END $$;
+CREATE FUNCTION llm_cost._event_time_literal(p_table regclass, p_at timestamptz) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t llm_cost.tracked_tables;
+    typ oid;
+BEGIN
+    SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = p_table;
+    SELECT atttypid INTO typ FROM pg_catalog.pg_attribute WHERE attrelid = p_table AND attname = t.time_column AND NOT attisdropped;
+    IF typ IS NULL OR typ = 'timestamptz'::regtype THEN
+        RETURN format('%L::timestamptz', p_at);
+    END IF;
+    RETURN format('%L::timestamp', p_at AT TIME ZONE t.time_zone);
+END $$;
 CREATE FUNCTION llm_cost._may_see_table(p_table oid) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce((SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE')
@@ -121,7 +152,8 @@ $$;
 REVOKE ALL ON FUNCTION llm_cost._record_unpriced(oid, text, bigint, timestamptz, timestamptz) FROM PUBLIC;
 COMMENT ON VIEW llm_cost.unpriced_models IS 'Every model name that was logged without a price: how many rows, first and last event time. resolves_to_now is set once a price or alias exists; then run llm_cost.reprice() to price the stored rows. Lists the tables whose rows the reader may all read (their owners, llm_cost_admin, tables readable without row-level security).';
 ALTER VIEW llm_cost.unpriced_models SET (security_invoker = true);
-CREATE OR REPLACE FUNCTION llm_cost.track(
+DROP FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean);
+CREATE FUNCTION llm_cost.track(
     log_table                 regclass,
     model_column              text    DEFAULT 'model',
     input_tokens_column       text    DEFAULT 'input_tokens',
@@ -131,7 +163,8 @@ CREATE OR REPLACE FUNCTION llm_cost.track(
     cost_column               text    DEFAULT 'cost_usd',
     time_column               text    DEFAULT 'created_at',
     provider_column           text    DEFAULT NULL,
-    add_cost_column           boolean DEFAULT false)
+    add_cost_column           boolean DEFAULT false,
+    time_zone                 text    DEFAULT 'UTC')
 RETURNS llm_cost.tracked_tables
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -161,6 +194,8 @@ BEGIN
         RAISE EXCEPTION 'llm_cost.track: model_column, input_tokens_column, output_tokens_column and cost_column are required'
               USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    time_zone := coalesce(time_zone, 'UTC');
+    PERFORM now() AT TIME ZONE time_zone;  -- rejects an unknown time zone (22023)
 
     PERFORM llm_cost._column(log_table, model_column, 'model', texts, false);
     PERFORM llm_cost._column(log_table, input_tokens_column, 'input tokens', ints, false);
@@ -218,12 +253,12 @@ BEGIN
     update_cols := array_remove(ARRAY[model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
                                       cache_write_tokens_column, cost_column, time_column], NULL);
     EXECUTE format('CREATE TRIGGER llm_cost_price BEFORE INSERT OR UPDATE OF %s ON %s FOR EACH ROW '
-                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
+                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(update_cols) c), log_table,
                    model_column, input_tokens_column, output_tokens_column,
                    coalesce(cache_read_tokens_column, ''), coalesce(cache_write_tokens_column, ''),
                    cost_column, coalesce(time_column, ''), coalesce(provider_column, ''),
-                   coalesce(source_col, ''), coalesce(default_value::text, ''));
+                   coalesce(source_col, ''), coalesce(default_value::text, ''), time_zone);
     EXECUTE format('CREATE TRIGGER llm_cost_unpriced AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT '
                    'EXECUTE FUNCTION llm_cost.usage_statement_end()', log_table);
 
@@ -232,9 +267,11 @@ BEGIN
             'input_tokens_column', input_tokens_column, 'output_tokens_column', output_tokens_column,
             'cache_read_tokens_column', cache_read_tokens_column, 'cache_write_tokens_column', cache_write_tokens_column,
             'cost_column', cost_column, 'cost_source_column', source_col, 'cost_default', default_value,
-            'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now())));
+            'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now(), 'time_zone', time_zone)));
     RETURN result;
 END $$;
+COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text) IS
+'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone.';
 CREATE OR REPLACE FUNCTION llm_cost.untrack(log_table regclass) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -288,11 +325,11 @@ BEGIN
                           THEN format('t.%I = ''unpriced''', t.cost_source_column)
                           WHEN t.cost_default IS NULL
                           THEN format('t.%I IS NULL', t.cost_column)
-                          ELSE format('(t.%1$I IS NULL OR (t.%1$I = %2$s AND llm_cost.estimate_cost(t.%3$I, coalesce(t.%4$I, 0), coalesce(t.%5$I, 0), %6$s, %7$s, coalesce(t.%8$I::timestamptz, now()))::%9$s IS DISTINCT FROM t.%1$I))',
+                          ELSE format('(t.%1$I IS NULL OR (t.%1$I = %2$s AND llm_cost.estimate_cost(t.%3$I, coalesce(t.%4$I, 0), coalesce(t.%5$I, 0), %6$s, %7$s, coalesce(%8$s, now()))::%9$s IS DISTINCT FROM t.%1$I))',
                                       t.cost_column, t.cost_default, t.model_column, t.input_tokens_column, t.output_tokens_column,
                                       CASE WHEN t.cache_read_tokens_column IS NULL THEN '0' ELSE format('coalesce(t.%I, 0)', t.cache_read_tokens_column) END,
                                       CASE WHEN t.cache_write_tokens_column IS NULL THEN '0' ELSE format('coalesce(t.%I, 0)', t.cache_write_tokens_column) END,
-                                      t.time_column,
+                                      llm_cost._event_time_sql(p_source, 't'),
                                       (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
                                         WHERE a.attrelid = p_source AND a.attname = t.cost_column AND NOT a.attisdropped)) END;
     SELECT attname INTO error_col FROM pg_catalog.pg_attribute
@@ -300,6 +337,40 @@ BEGIN
     SELECT attname INTO latency_col FROM pg_catalog.pg_attribute
      WHERE attrelid = p_source AND attname IN ('latency_ms', 'duration_ms') AND NOT attisdropped
        AND atttypid IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) ORDER BY attname DESC LIMIT 1;
+END $$;
+CREATE OR REPLACE FUNCTION llm_cost._rollup_select(r llm_cost.rollups, p_from text, p_sign text, p_stripe text)
+RETURNS text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c record;
+    period text;
+    gcols text := '';
+    n int := coalesce(array_length(r.group_by, 1), 0);
+    at text;
+BEGIN
+    SELECT * INTO c FROM llm_cost._rollup_source_columns(r.source);
+    at := llm_cost._event_time_sql(r.source, 't');
+    period := format('date_trunc(%L, %s, %L)', r.grain, at, r.time_zone);
+    FOR i IN 1 .. n LOOP
+        gcols := gcols || format(', t.%I', r.group_by[i]);
+    END LOOP;
+    RETURN format(
+        'SELECT %s AS period_start%s, %s AS stripe, %s AS requests, %s AS input_tokens, %s AS output_tokens, '
+        '%s AS cache_read_tokens, %s AS cache_write_tokens, %s AS cost_usd, %s AS unpriced_requests, '
+        '%s AS error_requests, %s AS latency_ms_sum, max(%s) AS latency_ms_max, '
+        'min(%s) AS first_seen, max(%s) AS last_seen FROM %s t GROUP BY 1%s',
+        period, gcols, p_stripe,
+        format('%s * count(*)', p_sign),
+        format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_in),
+        format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_out),
+        CASE WHEN c.tok_cr IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_cr) END,
+        CASE WHEN c.tok_cw IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_cw) END,
+        format('%s * coalesce(sum(t.%I), 0)', p_sign, c.cost_col),
+        format('%s * count(*) FILTER (WHERE %s)', p_sign, c.unpriced_expr),
+        CASE WHEN c.error_col IS NULL THEN '0' ELSE format('%s * count(t.%I)', p_sign, c.error_col) END,
+        CASE WHEN c.latency_col IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.latency_col) END,
+        CASE WHEN c.latency_col IS NULL THEN 'NULL::int' ELSE format('t.%I', c.latency_col) END,
+        at, at, p_from,
+        (SELECT string_agg(format(', %s', i + 1), '') FROM generate_series(1, n) i));
 END $$;
 CREATE OR REPLACE FUNCTION llm_cost._rollup_defs(p_source regclass, p_rel regclass)
 RETURNS TABLE (id bigint, grain text, time_zone text, group_attnums int2[],
@@ -522,9 +593,39 @@ BEGIN
     PERFORM llm_cost._flush_pending_sums();
     EXECUTE format('DELETE FROM %s WHERE period_start >= %L AND period_start < %L', r.stripes, from_p, to_p);
     EXECUTE llm_cost._rollup_upsert(r, llm_cost._rollup_select(r,
-        format('(SELECT * FROM %s WHERE %I >= %L AND %I < %L)', r.source, c.time_col, from_p, c.time_col, to_p), '1', '0'));
+        format('(SELECT * FROM %s WHERE %I >= %s AND %I < %s)', r.source, c.time_col, llm_cost._event_time_literal(r.source, from_p),
+               c.time_col, llm_cost._event_time_literal(r.source, to_p)), '1', '0'));
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
+END $$;
+CREATE OR REPLACE FUNCTION llm_cost.reprice(source regclass, "from" timestamptz DEFAULT '-infinity', "to" timestamptz DEFAULT 'infinity',
+                                 OUT rows_changed bigint, OUT cost_difference numeric)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t llm_cost.tracked_tables;
+    which text;
+BEGIN
+    SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = source;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % is not tracked by llm_cost', source USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF t.time_column IS NULL THEN
+        RAISE EXCEPTION 'table % has no time column in its llm_cost tracking', source USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF t.cost_source_column IS NOT NULL THEN
+        which := format('s.%I IN (''estimated'', ''unpriced'')', t.cost_source_column);
+    ELSE
+        -- Without a cost_source column, estimated and provided costs cannot be told apart after
+        -- a price change: only unpriced rows (cost NULL or the column default) are re-estimated.
+        which := format('(s.%I IS NULL OR s.%I = %s)', t.cost_column, t.cost_column, coalesce(t.cost_default::text, 'NULL'));
+        RAISE NOTICE 'table % has no cost_source column: only its unpriced rows are re-estimated', source;
+    END IF;
+    EXECUTE format(
+        'WITH old AS (SELECT s.tableoid AS t, s.ctid AS c, s.%1$I AS old_cost FROM %2$s s WHERE %3$s AND s.%4$I >= %5$s AND s.%4$I < %6$s FOR UPDATE), '
+        'upd AS (UPDATE %2$s s SET %1$I = NULL FROM old WHERE s.tableoid = old.t AND s.ctid = old.c RETURNING old.old_cost, s.%1$I AS new_cost) '
+        'SELECT count(*) FILTER (WHERE old_cost IS DISTINCT FROM new_cost), coalesce(sum(new_cost), 0) - coalesce(sum(old_cost), 0) FROM upd',
+        t.cost_column, source, which, t.time_column, llm_cost._event_time_literal(source, "from"), llm_cost._event_time_literal(source, "to"))
+    INTO rows_changed, cost_difference;
 END $$;
 REVOKE ALL ON FUNCTION llm_cost._rollup_defs(regclass, regclass) FROM PUBLIC;
 -- Stripes tables get a replica identity (logical replication, item 13).
@@ -598,6 +699,22 @@ SELECT DISTINCT ON (r.table_oid) r.table_name, r.table_oid, r.started_at, r.fini
  ORDER BY r.table_oid, r.started_at DESC;
 COMMENT ON VIEW llm_cost.retention_last_runs IS 'The last purge of each table (of the tables whose rows the reader may all read).';
 ALTER VIEW llm_cost.retention_last_runs SET (security_invoker = true);
+CREATE OR REPLACE FUNCTION llm_cost._purge_batch(p_table regclass, p_time_col text, p_cutoff timestamptz, p_batch integer) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+    cutoff text := llm_cost._event_time_literal(p_table, p_cutoff);  -- in the column's type and zone
+BEGIN
+    IF (SELECT relkind FROM pg_catalog.pg_class WHERE oid = p_table) = 'p' THEN
+        EXECUTE format('DELETE FROM %1$s WHERE (tableoid, ctid) IN (SELECT tableoid, ctid FROM %1$s WHERE %2$I < %3$s ORDER BY %2$I LIMIT $1)',
+                       p_table, p_time_col, cutoff) USING p_batch;
+    ELSE
+        EXECUTE format('DELETE FROM %1$s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %1$s WHERE %2$I < %3$s ORDER BY %2$I LIMIT $1))',
+                       p_table, p_time_col, cutoff) USING p_batch;
+    END IF;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
 CREATE OR REPLACE FUNCTION llm_cost.set_retention(log_table regclass, keep interval) RETURNS llm_cost.retention_policies
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -644,6 +761,8 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     part record;
     upper_bound timestamptz;
+    zone text := (SELECT t.time_zone FROM llm_cost.tracked_tables t WHERE t.log_table = p_table);
+    typ oid := (SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = p_table AND attname = p_time_col AND NOT attisdropped);
 BEGIN
     dropped := 0; skipped := 0;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partitioned_table pt
@@ -655,7 +774,9 @@ BEGIN
                   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
                  WHERE i.inhparent = p_table AND c.relkind = 'r' LOOP
         CONTINUE WHEN part.bound = 'DEFAULT';
-        upper_bound := substring(part.bound FROM 'TO \(''([^'']*)''\)')::timestamptz;
+        -- Bounds of a timestamp or date column are local times in the table's zone.
+        upper_bound := CASE WHEN typ = 'timestamptz'::regtype THEN substring(part.bound FROM 'TO \(''([^'']*)''\)')::timestamptz
+                            ELSE substring(part.bound FROM 'TO \(''([^'']*)''\)')::timestamp AT TIME ZONE coalesce(zone, 'UTC') END;
         IF upper_bound IS NOT NULL AND upper_bound <= p_cutoff THEN
             BEGIN
                 EXECUTE format('DROP TABLE %s', part.rel);
@@ -724,6 +845,25 @@ COMMENT ON FUNCTION llm_cost.run_retention() IS
 -------------------------------------------------------------------------------------------------
 -- Security (sql/security.sql)
 -------------------------------------------------------------------------------------------------
+-- Cost triggers get their time zone argument (timestamp and date time columns are read in UTC,
+-- as in a fresh install): track() again with the recorded mapping. A table whose mapping no
+-- longer fits keeps its trigger (read as UTC too) and is named in a warning.
+DO $$
+DECLARE
+    t llm_cost.tracked_tables;
+BEGIN
+    FOR t IN SELECT * FROM llm_cost.tracked_tables ORDER BY log_table::text LOOP
+        BEGIN
+            PERFORM llm_cost.track(t.log_table, t.model_column, t.input_tokens_column, t.output_tokens_column,
+                                   t.cache_read_tokens_column, t.cache_write_tokens_column, t.cost_column,
+                                   t.time_column, t.provider_column, false, 'UTC');
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'llm_cost: could not refresh the triggers of %: %', t.log_table, SQLERRM
+                  USING HINT = 'Call llm_cost.track() on it again.';
+        END;
+    END LOOP;
+END $$;
+
 CREATE OR REPLACE FUNCTION llm_cost.enable_row_security(rel regclass, owner_column text) RETURNS llm_cost.row_security
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

@@ -111,6 +111,8 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     part record;
     upper_bound timestamptz;
+    zone text := (SELECT t.time_zone FROM llm_cost.tracked_tables t WHERE t.log_table = p_table);
+    typ oid := (SELECT atttypid FROM pg_catalog.pg_attribute WHERE attrelid = p_table AND attname = p_time_col AND NOT attisdropped);
 BEGIN
     dropped := 0; skipped := 0;
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partitioned_table pt
@@ -122,7 +124,9 @@ BEGIN
                   FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
                  WHERE i.inhparent = p_table AND c.relkind = 'r' LOOP
         CONTINUE WHEN part.bound = 'DEFAULT';
-        upper_bound := substring(part.bound FROM 'TO \(''([^'']*)''\)')::timestamptz;
+        -- Bounds of a timestamp or date column are local times in the table's zone.
+        upper_bound := CASE WHEN typ = 'timestamptz'::regtype THEN substring(part.bound FROM 'TO \(''([^'']*)''\)')::timestamptz
+                            ELSE substring(part.bound FROM 'TO \(''([^'']*)''\)')::timestamp AT TIME ZONE coalesce(zone, 'UTC') END;
         IF upper_bound IS NOT NULL AND upper_bound <= p_cutoff THEN
             BEGIN
                 EXECUTE format('DROP TABLE %s', part.rel);
@@ -139,13 +143,14 @@ CREATE FUNCTION llm_cost._purge_batch(p_table regclass, p_time_col text, p_cutof
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n bigint;
+    cutoff text := llm_cost._event_time_literal(p_table, p_cutoff);  -- in the column's type and zone
 BEGIN
     IF (SELECT relkind FROM pg_catalog.pg_class WHERE oid = p_table) = 'p' THEN
-        EXECUTE format('DELETE FROM %1$s WHERE (tableoid, ctid) IN (SELECT tableoid, ctid FROM %1$s WHERE %2$I < $1 ORDER BY %2$I LIMIT $2)',
-                       p_table, p_time_col) USING p_cutoff, p_batch;
+        EXECUTE format('DELETE FROM %1$s WHERE (tableoid, ctid) IN (SELECT tableoid, ctid FROM %1$s WHERE %2$I < %3$s ORDER BY %2$I LIMIT $1)',
+                       p_table, p_time_col, cutoff) USING p_batch;
     ELSE
-        EXECUTE format('DELETE FROM %1$s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %1$s WHERE %2$I < $1 ORDER BY %2$I LIMIT $2))',
-                       p_table, p_time_col) USING p_cutoff, p_batch;
+        EXECUTE format('DELETE FROM %1$s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %1$s WHERE %2$I < %3$s ORDER BY %2$I LIMIT $1))',
+                       p_table, p_time_col, cutoff) USING p_batch;
     END IF;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

@@ -64,11 +64,11 @@ BEGIN
                           THEN format('t.%I = ''unpriced''', t.cost_source_column)
                           WHEN t.cost_default IS NULL
                           THEN format('t.%I IS NULL', t.cost_column)
-                          ELSE format('(t.%1$I IS NULL OR (t.%1$I = %2$s AND llm_cost.estimate_cost(t.%3$I, coalesce(t.%4$I, 0), coalesce(t.%5$I, 0), %6$s, %7$s, coalesce(t.%8$I::timestamptz, now()))::%9$s IS DISTINCT FROM t.%1$I))',
+                          ELSE format('(t.%1$I IS NULL OR (t.%1$I = %2$s AND llm_cost.estimate_cost(t.%3$I, coalesce(t.%4$I, 0), coalesce(t.%5$I, 0), %6$s, %7$s, coalesce(%8$s, now()))::%9$s IS DISTINCT FROM t.%1$I))',
                                       t.cost_column, t.cost_default, t.model_column, t.input_tokens_column, t.output_tokens_column,
                                       CASE WHEN t.cache_read_tokens_column IS NULL THEN '0' ELSE format('coalesce(t.%I, 0)', t.cache_read_tokens_column) END,
                                       CASE WHEN t.cache_write_tokens_column IS NULL THEN '0' ELSE format('coalesce(t.%I, 0)', t.cache_write_tokens_column) END,
-                                      t.time_column,
+                                      llm_cost._event_time_sql(p_source, 't'),
                                       (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
                                         WHERE a.attrelid = p_source AND a.attname = t.cost_column AND NOT a.attisdropped)) END;
     SELECT attname INTO error_col FROM pg_catalog.pg_attribute
@@ -87,9 +87,11 @@ DECLARE
     period text;
     gcols text := '';
     n int := coalesce(array_length(r.group_by, 1), 0);
+    at text;
 BEGIN
     SELECT * INTO c FROM llm_cost._rollup_source_columns(r.source);
-    period := format('date_trunc(%L, t.%I::timestamptz, %L)', r.grain, c.time_col, r.time_zone);
+    at := llm_cost._event_time_sql(r.source, 't');
+    period := format('date_trunc(%L, %s, %L)', r.grain, at, r.time_zone);
     FOR i IN 1 .. n LOOP
         gcols := gcols || format(', t.%I', r.group_by[i]);
     END LOOP;
@@ -97,7 +99,7 @@ BEGIN
         'SELECT %s AS period_start%s, %s AS stripe, %s AS requests, %s AS input_tokens, %s AS output_tokens, '
         '%s AS cache_read_tokens, %s AS cache_write_tokens, %s AS cost_usd, %s AS unpriced_requests, '
         '%s AS error_requests, %s AS latency_ms_sum, max(%s) AS latency_ms_max, '
-        'min(t.%I::timestamptz) AS first_seen, max(t.%I::timestamptz) AS last_seen FROM %s t GROUP BY 1%s',
+        'min(%s) AS first_seen, max(%s) AS last_seen FROM %s t GROUP BY 1%s',
         period, gcols, p_stripe,
         format('%s * count(*)', p_sign),
         format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_in),
@@ -109,7 +111,7 @@ BEGIN
         CASE WHEN c.error_col IS NULL THEN '0' ELSE format('%s * count(t.%I)', p_sign, c.error_col) END,
         CASE WHEN c.latency_col IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.latency_col) END,
         CASE WHEN c.latency_col IS NULL THEN 'NULL::int' ELSE format('t.%I', c.latency_col) END,
-        c.time_col, c.time_col, p_from,
+        at, at, p_from,
         (SELECT string_agg(format(', %s', i + 1), '') FROM generate_series(1, n) i));
 END $$;
 
@@ -443,7 +445,8 @@ BEGIN
     PERFORM llm_cost._flush_pending_sums();
     EXECUTE format('DELETE FROM %s WHERE period_start >= %L AND period_start < %L', r.stripes, from_p, to_p);
     EXECUTE llm_cost._rollup_upsert(r, llm_cost._rollup_select(r,
-        format('(SELECT * FROM %s WHERE %I >= %L AND %I < %L)', r.source, c.time_col, from_p, c.time_col, to_p), '1', '0'));
+        format('(SELECT * FROM %s WHERE %I >= %s AND %I < %s)', r.source, c.time_col, llm_cost._event_time_literal(r.source, from_p),
+               c.time_col, llm_cost._event_time_literal(r.source, to_p)), '1', '0'));
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;
@@ -475,10 +478,10 @@ BEGIN
         RAISE NOTICE 'table % has no cost_source column: only its unpriced rows are re-estimated', source;
     END IF;
     EXECUTE format(
-        'WITH old AS (SELECT s.tableoid AS t, s.ctid AS c, s.%1$I AS old_cost FROM %2$s s WHERE %3$s AND s.%4$I >= %5$L AND s.%4$I < %6$L FOR UPDATE), '
+        'WITH old AS (SELECT s.tableoid AS t, s.ctid AS c, s.%1$I AS old_cost FROM %2$s s WHERE %3$s AND s.%4$I >= %5$s AND s.%4$I < %6$s FOR UPDATE), '
         'upd AS (UPDATE %2$s s SET %1$I = NULL FROM old WHERE s.tableoid = old.t AND s.ctid = old.c RETURNING old.old_cost, s.%1$I AS new_cost) '
         'SELECT count(*) FILTER (WHERE old_cost IS DISTINCT FROM new_cost), coalesce(sum(new_cost), 0) - coalesce(sum(old_cost), 0) FROM upd',
-        t.cost_column, source, which, t.time_column, "from", "to")
+        t.cost_column, source, which, t.time_column, llm_cost._event_time_literal(source, "from"), llm_cost._event_time_literal(source, "to"))
     INTO rows_changed, cost_difference;
 END $$;
 COMMENT ON FUNCTION llm_cost.reprice(regclass, timestamptz, timestamptz) IS

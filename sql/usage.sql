@@ -16,7 +16,8 @@ CREATE TABLE llm_cost.tracked_tables (
     time_column               text,
     provider_column           text,
     tracked_at                timestamptz NOT NULL DEFAULT now(),
-    tracked_by                name        NOT NULL DEFAULT current_user
+    tracked_by                name        NOT NULL DEFAULT current_user,
+    time_zone                 text        NOT NULL DEFAULT 'UTC'
 );
 COMMENT ON TABLE llm_cost.tracked_tables IS 'Usage-log tables whose rows llm_cost prices, and how their columns map onto a call. Written by llm_cost.track() / llm_cost.untrack().';
 COMMENT ON COLUMN llm_cost.tracked_tables.log_table IS 'The tracked table.';
@@ -32,6 +33,43 @@ COMMENT ON COLUMN llm_cost.tracked_tables.time_column IS 'Event-time column that
 COMMENT ON COLUMN llm_cost.tracked_tables.provider_column IS 'Provider column filled from the model when empty, or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.tracked_at IS 'When track() was called.';
 COMMENT ON COLUMN llm_cost.tracked_tables.tracked_by IS 'Who called track().';
+COMMENT ON COLUMN llm_cost.tracked_tables.time_zone IS 'Zone in which a timestamp (without time zone) or date time column is read, whatever the writing session''s TimeZone (UTC unless track() was told another).';
+
+-- The tracked time column of p_table as timestamptz, as SQL over the alias p_alias: a timestamp
+-- (without time zone) or date column is read in the table's time_zone, never in the session's
+-- TimeZone (the cost trigger and the rollups in src/ read it the same way).
+CREATE FUNCTION llm_cost._event_time_sql(p_table regclass, p_alias text) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t llm_cost.tracked_tables;
+    typ oid;
+BEGIN
+    SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = p_table;
+    IF t.time_column IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT atttypid INTO typ FROM pg_catalog.pg_attribute WHERE attrelid = p_table AND attname = t.time_column AND NOT attisdropped;
+    IF typ = 'timestamptz'::regtype THEN
+        RETURN format('%s.%I', p_alias, t.time_column);
+    END IF;
+    RETURN format('(%s.%I::timestamp AT TIME ZONE %L)', p_alias, t.time_column, t.time_zone);
+END $$;
+
+-- A timestamptz as a literal of p_table's time column type, to compare the column itself with
+-- (its indexes stay usable): for timestamp and date columns, the local time in the table's zone.
+CREATE FUNCTION llm_cost._event_time_literal(p_table regclass, p_at timestamptz) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t llm_cost.tracked_tables;
+    typ oid;
+BEGIN
+    SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = p_table;
+    SELECT atttypid INTO typ FROM pg_catalog.pg_attribute WHERE attrelid = p_table AND attname = t.time_column AND NOT attisdropped;
+    IF typ IS NULL OR typ = 'timestamptz'::regtype THEN
+        RETURN format('%L::timestamptz', p_at);
+    END IF;
+    RETURN format('%L::timestamp', p_at AT TIME ZONE t.time_zone);
+END $$;
 
 -- Everybody may read the mapping; only track() and untrack() write it (src/registry.rs), for
 -- tables their caller owns.
@@ -138,7 +176,8 @@ CREATE FUNCTION llm_cost.track(
     cost_column               text    DEFAULT 'cost_usd',
     time_column               text    DEFAULT 'created_at',
     provider_column           text    DEFAULT NULL,
-    add_cost_column           boolean DEFAULT false)
+    add_cost_column           boolean DEFAULT false,
+    time_zone                 text    DEFAULT 'UTC')
 RETURNS llm_cost.tracked_tables
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -168,6 +207,8 @@ BEGIN
         RAISE EXCEPTION 'llm_cost.track: model_column, input_tokens_column, output_tokens_column and cost_column are required'
               USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    time_zone := coalesce(time_zone, 'UTC');
+    PERFORM now() AT TIME ZONE time_zone;  -- rejects an unknown time zone (22023)
 
     PERFORM llm_cost._column(log_table, model_column, 'model', texts, false);
     PERFORM llm_cost._column(log_table, input_tokens_column, 'input tokens', ints, false);
@@ -225,12 +266,12 @@ BEGIN
     update_cols := array_remove(ARRAY[model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
                                       cache_write_tokens_column, cost_column, time_column], NULL);
     EXECUTE format('CREATE TRIGGER llm_cost_price BEFORE INSERT OR UPDATE OF %s ON %s FOR EACH ROW '
-                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
+                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(update_cols) c), log_table,
                    model_column, input_tokens_column, output_tokens_column,
                    coalesce(cache_read_tokens_column, ''), coalesce(cache_write_tokens_column, ''),
                    cost_column, coalesce(time_column, ''), coalesce(provider_column, ''),
-                   coalesce(source_col, ''), coalesce(default_value::text, ''));
+                   coalesce(source_col, ''), coalesce(default_value::text, ''), time_zone);
     EXECUTE format('CREATE TRIGGER llm_cost_unpriced AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT '
                    'EXECUTE FUNCTION llm_cost.usage_statement_end()', log_table);
 
@@ -239,12 +280,12 @@ BEGIN
             'input_tokens_column', input_tokens_column, 'output_tokens_column', output_tokens_column,
             'cache_read_tokens_column', cache_read_tokens_column, 'cache_write_tokens_column', cache_write_tokens_column,
             'cost_column', cost_column, 'cost_source_column', source_col, 'cost_default', default_value,
-            'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now())));
+            'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now(), 'time_zone', time_zone)));
     RETURN result;
 END $$;
 
-COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean) IS
-'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping.';
+COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text) IS
+'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone.';
 
 CREATE FUNCTION llm_cost.untrack(log_table regclass) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

@@ -334,8 +334,36 @@ unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
     // The rollups: fed here when the rollup row trigger would fire and nothing it reads is
     // computed after this point (generated columns); else that trigger stays on and counts.
     let rollup_i = named(b"llm_cost_rollup").filter(|&i| fires(&all[i]) && is_ours(all[i].tgfoid, "rollup_row_trigger"));
-    let rollups = rollup_i.and_then(|_| crate::rollups::copy_defs(relid, rel));
-    let rollup_off = if rollups.is_some() { rollup_i } else { None };
+    let (cost_tgoid, cost_foid) = (cost.tgoid, cost.tgfoid);
+    let rollup_tg = rollup_i.map(|i| (all[i].tgoid, all[i].tgfoid));
+    let mut rollups = rollup_i.and_then(|_| crate::rollups::copy_defs(relid, rel));
+    #[cfg(any(test, feature = "pg_test"))]
+    if tests::REBUILD_IN_PREPARE.with(|r| r.get()) {
+        // What an invalidation processed by the look-ups above would do.
+        pg_sys::RelationCacheInvalidateEntry(relid);
+    }
+
+    // The catalog look-ups and queries above may have processed an invalidation of this relation:
+    // its cache entry was then rebuilt and the trigger list read at the top freed. Read the list
+    // again; from here to the swap nothing but memory reads and copies run.
+    let desc = (*rel).trigdesc;
+    if desc.is_null() {
+        return None;
+    }
+    let all = std::slice::from_raw_parts((*desc).triggers, (*desc).numtriggers as usize);
+    let cost_i = all.iter().position(|t| {
+        t.tgoid == cost_tgoid && t.tgfoid == cost_foid && t.tgtype & ROW_BEFORE_INSERT == ROW_BEFORE_INSERT && fires(t)
+    })?;
+    if all.iter().enumerate().any(|(i, t)| i != cost_i && t.tgtype & ROW_BEFORE_INSERT == ROW_BEFORE_INSERT) {
+        return None;
+    }
+    let rollup_off = match (&rollups, rollup_tg) {
+        (Some(_), Some((tgoid, foid))) => all.iter().position(|t| t.tgoid == tgoid && t.tgfoid == foid && fires(t)),
+        _ => None,
+    };
+    if rollup_off.is_none() {
+        rollups = None; // the rollup row trigger (if any) stays on and counts
+    }
 
     let ours = pgrx::PgMemoryContexts::CacheMemoryContext.switch_to(|_| pg_sys::CopyTriggerDesc(desc));
     let mine = std::slice::from_raw_parts_mut((*ours).triggers, (*ours).numtriggers as usize);
@@ -351,7 +379,7 @@ unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
         relid,
         rel,
         func,
-        cost_tgoid: cost.tgoid,
+        cost_tgoid,
         original: desc,
         ours,
         swapped: false,
@@ -477,6 +505,8 @@ mod tests {
     thread_local! {
         /// Test hook: rebuild the relation cache entry right after the swap.
         pub static REBUILD_AFTER_SWAP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// Test hook: rebuild the relation cache entry while the COPY path is being prepared.
+        pub static REBUILD_IN_PREPARE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         /// Test hook: have COPY's row formed as a tuple before `_copy_row` prices it.
         pub static MATERIALIZE_FIRST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
@@ -484,6 +514,42 @@ mod tests {
     #[pg_extern]
     fn copy_materialize_first(on: bool) {
         MATERIALIZE_FIRST.with(|m| m.set(on));
+    }
+
+    #[pg_extern]
+    fn copy_rebuild_in_prepare(on: bool) {
+        REBUILD_IN_PREPARE.with(|r| r.set(on));
+    }
+
+    /// A relation cache rebuild while the path is prepared (an invalidation processed by its
+    /// catalog look-ups and queries: another session's ANALYZE) frees the trigger list read
+    /// first: the path reads it again, prices every row, and the entry keeps a valid list.
+    /// (Before: a freed list was copied and later put back: rows stored unpriced and uncounted,
+    /// or a crash.)
+    #[pg_test]
+    fn copy_after_a_relcache_rebuild_while_preparing_prices_every_row() {
+        let paths = crate::test_support::paths;
+        Spi::run("CREATE TABLE t_rp2 (created_at timestamptz NOT NULL DEFAULT '2026-10-01', model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text)").unwrap();
+        Spi::run("SELECT llm_cost.track('t_rp2')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('rp2_total', 't_rp2', 'month', '{}')").unwrap();
+        Spi::run("COPY (SELECT 'gpt-4o', g * 1000, g FROM generate_series(1, 300) g) TO '/tmp/llm_cost_pg_test_rp2.tsv'").unwrap();
+        let copy = "COPY t_rp2 (model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_rp2.tsv'";
+        let (_, t0, p0) = paths();
+        Spi::run("SELECT tests.copy_rebuild_in_prepare(true)").unwrap();
+        for _ in 0..5 {
+            Spi::run(copy).unwrap();
+        }
+        Spi::run("SELECT tests.copy_rebuild_in_prepare(false)").unwrap();
+        assert_eq!(paths().2, p0 + 1500);
+        let wrong = Spi::get_one::<i64>("SELECT count(*) FROM t_rp2 WHERE cost_usd IS DISTINCT FROM llm_cost.estimate_cost(model, input_tokens, output_tokens, 0, 0, created_at) OR cost_source IS DISTINCT FROM 'estimated'");
+        assert_eq!(wrong, Ok(Some(0)));
+        let exact = Spi::get_one::<bool>(
+            "SELECT r.requests = 1500 AND r.requests = t.n AND r.cost_usd = t.cost FROM rp2_total r, (SELECT count(*) AS n, sum(cost_usd) AS cost FROM t_rp2) t",
+        );
+        assert_eq!(exact, Ok(Some(true)));
+        Spi::run("INSERT INTO t_rp2 (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 0)").unwrap();
+        assert_eq!(paths().1, t0 + 1);
+        assert_eq!(Spi::get_one::<String>("SELECT cost_usd::text FROM t_rp2 WHERE output_tokens = 0").unwrap().as_deref(), Some("2.5"));
     }
 
     #[pg_extern]

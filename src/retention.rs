@@ -274,6 +274,20 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
     if installed != Ok(true) {
         return; // not installed here: nothing to do until the next round
     }
+    // A schema older than this library (ALTER EXTENSION llm_cost UPDATE not run yet) would purge
+    // with the worker's rights: wait for the update.
+    let current = in_transaction(|| {
+        Spi::get_one::<bool>(
+            "SELECT pg_catalog.to_regprocedure('llm_cost._retention_purge_batch(oid, text, timestamptz, integer)') IS NOT NULL",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+    });
+    if current != Ok(true) {
+        log!("llm_cost retention: the llm_cost schema of this database is older than the library; nothing is purged until ALTER EXTENSION llm_cost UPDATE");
+        return;
+    }
     let policies = in_transaction(|| {
         Spi::connect(|c| {
             let mut v = Vec::new();

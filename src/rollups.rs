@@ -101,6 +101,8 @@ pub struct SourceDefs {
     /// Without a cost_source column: the cost column's default, which the cost trigger stores
     /// for a row it could not price (NOT NULL cost columns).
     cost_default: Option<i128>,
+    /// Zone of a timestamp or date time column (text, TopMemoryContext); None: UTC.
+    zone: Option<pg_sys::Datum>,
 }
 
 impl SourceDefs {
@@ -242,6 +244,7 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
         error: None,
         latency: None,
         cost_default: None,
+        zone: None,
     };
     // Definitions are llm_cost's own bookkeeping: read as the extension's owner through a
     // function PUBLIC may not execute.
@@ -264,12 +267,14 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
     }))
     .unwrap_or_else(|e| error!("llm_cost: could not read rollup definitions: {e}"));
     if !rows.is_empty() {
-        out.cost_default = Spi::get_one_with_args::<String>(
-            "SELECT cost_default::text FROM llm_cost.tracked_tables WHERE log_table = $1",
+        let (default, zone) = Spi::get_two_with_args::<String, String>(
+            // (a 0.1.0 schema, before ALTER EXTENSION UPDATE, has no time_zone column: UTC)
+            "SELECT t.cost_default::text, pg_catalog.to_jsonb(t) ->> 'time_zone' FROM llm_cost.tracked_tables t WHERE t.log_table = $1",
             &[root.into()],
         )
-        .ok()
-        .flatten()
+        .unwrap_or((None, None));
+        out.zone = zone.filter(|z| !z.eq_ignore_ascii_case("UTC")).map(|z| persistent_text(&z));
+        out.cost_default = default
         .and_then(|t| <rust_decimal::Decimal as std::str::FromStr>::from_str(t.trim()).ok())
         .and_then(|d| {
             let d = d.normalize();
@@ -357,16 +362,8 @@ fn int_of(d: pg_sys::Datum, a: Att) -> i64 {
     }
 }
 
-fn time_of(d: pg_sys::Datum, a: Att) -> i64 {
-    unsafe {
-        match a.typid {
-            pg_sys::TIMESTAMPOID => pgrx::direct_function_call_as_datum(pg_sys::timestamp_timestamptz, &[Some(d)]),
-            pg_sys::DATEOID => pgrx::direct_function_call_as_datum(pg_sys::date_timestamptz, &[Some(d)]),
-            _ => Some(d),
-        }
-        .map(|d| d.value() as i64)
-        .unwrap_or(0)
-    }
+fn time_of(d: pg_sys::Datum, a: Att, zone: Option<pg_sys::Datum>) -> i64 {
+    unsafe { crate::usage::event_time(d, a.typid, zone) }
 }
 
 impl RollupDef {
@@ -446,7 +443,7 @@ unsafe fn copy_to_xact(d: pg_sys::Datum, a: Att) -> pg_sys::Datum {
 /// Adds a row (`sign` 1) or takes it away (-1). `units`: the row's cost in 10^-16 USD when the
 /// caller already knows it (the cost trigger, which has just computed it), else read from the row.
 unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Option<i128>) {
-    let ts = row.get(defs.time).map(|d| time_of(d, defs.time.unwrap())).unwrap_or_else(|| pg_sys::GetCurrentTransactionStartTimestamp());
+    let ts = row.get(defs.time).map(|d| time_of(d, defs.time.unwrap(), defs.zone)).unwrap_or_else(|| pg_sys::GetCurrentTransactionStartTimestamp());
     let tokens = defs.tokens.map(|a| row.get(a).map(|d| int_of(d, a.unwrap())).unwrap_or(0));
     let cost = row.get(defs.cost);
     let cost_units = match cost {

@@ -77,6 +77,9 @@ pub struct TableSpec {
     /// cost_source column, a cost equal to it counts as "not provided".
     cost_default: Option<String>,
     cost_not_null: bool,
+    /// Zone a timestamp (without time zone) or date time column is read in (text datum in
+    /// TopMemoryContext); None: UTC.
+    zone: Option<pg_sys::Datum>,
 }
 
 /// Rows stored unpriced for one (table, model), and the first and last event time among them.
@@ -293,6 +296,29 @@ unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> T
         source: opt(&args[8]).map(|n| plain(&n)),
         cost_default: opt(&args[9]),
         cost_not_null,
+        // Triggers made before 0.2.0 have no zone argument: UTC.
+        zone: args.get(10).filter(|z| !z.is_empty() && !z.eq_ignore_ascii_case("UTC")).map(|z| text_datum(z)),
+    }
+}
+
+/// An event time as timestamptz microseconds: a timestamp (without time zone) or date is the
+/// local time in `zone` (None: UTC), never in the session's TimeZone, so every writer of a table
+/// reads the same instant (rollups and `_event_time_sql` in sql/usage.sql read it alike).
+pub unsafe fn event_time(d: pg_sys::Datum, typid: pg_sys::Oid, zone: Option<pg_sys::Datum>) -> i64 {
+    let ts = match typid {
+        pg_sys::TIMESTAMPOID => d,
+        pg_sys::DATEOID => match pgrx::direct_function_call_as_datum(pg_sys::date_timestamp, &[Some(d)]) {
+            Some(t) => t,
+            None => return 0,
+        },
+        _ => return d.value() as i64,
+    };
+    match zone {
+        // timestamp and timestamptz count microseconds from the same epoch: in UTC, the same.
+        None => ts.value() as i64,
+        Some(z) => pgrx::direct_function_call_as_datum(pg_sys::timestamp_zone, &[Some(z), Some(ts)])
+            .map(|d| d.value() as i64)
+            .unwrap_or(0),
     }
 }
 
@@ -360,15 +386,11 @@ impl Row<'_> {
         })
     }
 
-    unsafe fn time(&self, c: &Col<TimeKind>) -> Option<i64> {
+    unsafe fn time(&self, c: &Col<TimeKind>, zone: Option<pg_sys::Datum>) -> Option<i64> {
         self.datum(c.attno).map(|d| match c.kind {
             TimeKind::Tstz => d.value() as i64,
-            TimeKind::Ts => pgrx::direct_function_call_as_datum(pg_sys::timestamp_timestamptz, &[Some(d)])
-                .map(|d| d.value() as i64)
-                .unwrap_or(0),
-            TimeKind::Date => pgrx::direct_function_call_as_datum(pg_sys::date_timestamptz, &[Some(d)])
-                .map(|d| d.value() as i64)
-                .unwrap_or(0),
+            TimeKind::Ts => event_time(d, pg_sys::TIMESTAMPOID, zone),
+            TimeKind::Date => event_time(d, pg_sys::DATEOID, zone),
         })
     }
 
@@ -521,7 +543,7 @@ fn price(
     let at = spec
         .time
         .as_ref()
-        .and_then(|c| unsafe { new.time(c) })
+        .and_then(|c| unsafe { new.time(c, spec.zone) })
         .unwrap_or_else(|| unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
 
     // The model, resolved once for the price and the provider.
@@ -577,7 +599,7 @@ fn price(
                     cache_read: tokens(o, spec.cache_read.as_ref()),
                     cache_write: tokens(o, spec.cache_write.as_ref()),
                 };
-                let old_at = spec.time.as_ref().and_then(|c| unsafe { o.time(c) }).unwrap_or(at);
+                let old_at = spec.time.as_ref().and_then(|c| unsafe { o.time(c, spec.zone) }).unwrap_or(at);
                 let was_estimate = match price_call(old_model, &old_u, old_at) {
                     Priced::Cost(c) => same_numeric(&round_to_typmod_text(c, spec.cost.kind), t),
                     _ => false,
@@ -940,5 +962,60 @@ mod tests {
         Spi::run("DROP TABLE public.t_drop").unwrap();
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.tracked_tables WHERE log_table::text = 't_drop'").unwrap(), Some(0));
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.unpriced_stats WHERE model = 'nope-model'").unwrap(), Some(0));
+    }
+
+
+    /// Hardening item 9: a timestamp (without time zone) or date time column means one instant
+    /// for the table (UTC, or the zone given to track()), whatever each writer's TimeZone: the
+    /// same row lands in the same period at the same price, and rebuilds, reprice and retention
+    /// agree.
+    #[pg_test]
+    fn timestamp_columns_are_read_in_the_tables_zone_not_the_writers() {
+        Spi::run(
+            "INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, valid_from, valid_to)
+             VALUES ('acme', 'acme-tz', 10, 0, '-infinity', '2026-03-02 00:00+00'), ('acme', 'acme-tz', 1, 0, '2026-03-02 00:00+00', 'infinity');
+             CREATE TABLE t_ts (at timestamp NOT NULL, writer text, model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text);
+             CREATE TABLE t_paris (at timestamp NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text);
+             CREATE TABLE t_day (at date NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text);
+             SELECT llm_cost.track('t_ts', time_column => 'at');
+             SELECT llm_cost.track('t_paris', time_column => 'at', time_zone => 'Europe/Paris');
+             SELECT llm_cost.track('t_day', time_column => 'at');
+             SELECT llm_cost.create_rollup('t_ts_daily', 't_ts', 'day', '{}');
+             SELECT llm_cost.create_rollup('t_paris_daily', 't_paris', 'day', '{}');
+             SELECT llm_cost.create_rollup('t_day_daily', 't_day', 'day', '{}');",
+        )
+        .unwrap();
+        for zone in ["America/Los_Angeles", "Asia/Tokyo", "UTC"] {
+            Spi::run(&format!(
+                "SET TimeZone = '{zone}';
+                 INSERT INTO t_ts VALUES ('2026-03-01 23:30', '{zone}', 'acme-tz', 1000000, 0);
+                 INSERT INTO t_paris VALUES ('2026-03-02 00:30', 'acme-tz', 1000000, 0);
+                 INSERT INTO t_day VALUES ('2026-03-02', 'acme-tz', 1000000, 0);"
+            ))
+            .unwrap();
+        }
+        Spi::run("SET TimeZone = 'UTC'").unwrap();
+        // 23:30 UTC on 1 March: the old price (10) and one day for all three writers.
+        assert_eq!(one("SELECT string_agg(DISTINCT cost_usd::text, ',') FROM t_ts").as_deref(), Some("10"));
+        assert_eq!(one("SELECT string_agg(period_start || ' ' || requests || ' ' || cost_usd, ',') FROM t_ts_daily").as_deref(), Some("2026-03-01 00:00:00+00 3 30"));
+        // 00:30 in Paris is 23:30 UTC the day before.
+        assert_eq!(one("SELECT string_agg(period_start || ' ' || requests || ' ' || cost_usd, ',') FROM t_paris_daily").as_deref(), Some("2026-03-01 00:00:00+00 3 30"));
+        // A date is midnight UTC: the new price.
+        assert_eq!(one("SELECT string_agg(period_start || ' ' || requests || ' ' || cost_usd, ',') FROM t_day_daily").as_deref(), Some("2026-03-02 00:00:00+00 3 3"));
+        // Rebuilding and repricing from another TimeZone changes nothing.
+        Spi::run(
+            "SET TimeZone = 'Pacific/Auckland';
+             SELECT llm_cost.rebuild_rollup('t_ts_daily'); SELECT llm_cost.rebuild_rollup('t_paris_daily'); SELECT llm_cost.rebuild_rollup('t_day_daily');
+             SELECT llm_cost.reprice('t_ts', '2026-03-01 23:00+00', '2026-03-02 00:00+00');",
+        )
+        .unwrap();
+        Spi::run("SET TimeZone = 'UTC'").unwrap();
+        assert_eq!(one("SELECT string_agg(period_start || ' ' || requests || ' ' || cost_usd, ',') FROM t_ts_daily").as_deref(), Some("2026-03-01 00:00:00+00 3 30"));
+        assert_eq!(one("SELECT string_agg(period_start || ' ' || requests || ' ' || cost_usd, ',') FROM t_paris_daily").as_deref(), Some("2026-03-01 00:00:00+00 3 30"));
+        assert_eq!(one("SELECT string_agg(period_start || ' ' || requests || ' ' || cost_usd, ',') FROM t_day_daily").as_deref(), Some("2026-03-02 00:00:00+00 3 3"));
+        assert_eq!(one("SELECT string_agg(DISTINCT cost_usd::text, ',') FROM t_ts").as_deref(), Some("10"));
+        // A bad zone is refused when tracking.
+        let e = error_of("PERFORM llm_cost.track('t_day', time_column => 'at', time_zone => 'Mars/Olympus')");
+        assert!(e.starts_with("22023"), "{e}");
     }
 }
