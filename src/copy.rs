@@ -80,6 +80,11 @@ struct Armed {
     /// The input line of the last row priced (a second `_copy_row()` in the same WHERE clause
     /// must not price or count it again).
     lineno: Option<u64>,
+    /// A writer's COPY FROM STDIN into a table with row-level security (see `rls_owner`): COPY's
+    /// set-up runs as this table owner, and the session's user id and security context come
+    /// back with the trigger list, before any row, default or trigger is evaluated.
+    set_up_as: Option<pg_sys::Oid>,
+    saved_user: Option<(pg_sys::Oid, i32)>,
 }
 
 thread_local! {
@@ -139,6 +144,15 @@ unsafe extern "C-unwind" fn process_utility(
             let top = a.last_mut()?;
             (*top.rel).trigdesc = top.ours;
             top.swapped = true;
+            if let Some(owner) = top.set_up_as {
+                let (mut user, mut sec) = (pg_sys::InvalidOid, 0i32);
+                pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
+                top.saved_user = Some((user, sec));
+                pg_sys::SetUserIdAndSecContext(
+                    owner,
+                    sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+                );
+            }
             Some(top.relid)
         });
         #[cfg(any(test, feature = "pg_test"))]
@@ -178,8 +192,11 @@ unsafe extern "C-unwind" fn object_access(
     }
 }
 
-/// Puts the relation cache's trigger list back (once).
+/// Puts the relation cache's trigger list back (once), and the session's user.
 unsafe fn restore(a: &mut Armed) {
+    if let Some((user, sec)) = a.saved_user.take() {
+        pg_sys::SetUserIdAndSecContext(user, sec);
+    }
     if a.restored {
         return;
     }
@@ -276,11 +293,16 @@ unsafe fn arm(pstmt: *mut pg_sys::PlannedStmt, stmt: *mut pg_sys::CopyStmt) -> O
     if relid == pg_sys::InvalidOid {
         return None;
     }
+    // Before the trigger list is read (this may query the catalog).
+    let set_up_as = rls_owner(relid, s);
     let rel = pg_sys::RelationIdGetRelation(relid);
     if rel.is_null() {
         return None;
     }
-    let armed = prepare(relid, rel);
+    let armed = prepare(relid, rel).map(|mut a| {
+        a.set_up_as = set_up_as;
+        a
+    });
     let Some(armed) = armed else {
         pg_sys::RelationClose(rel);
         return None;
@@ -392,7 +414,46 @@ unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
         cstate: std::ptr::null_mut(),
         econtext: std::ptr::null_mut(),
         lineno: None,
+        set_up_as: None,
+        saved_user: None,
     })
+}
+
+/// PostgreSQL refuses COPY FROM into a table with row-level security to a role subject to it,
+/// whatever the policies: so llm_cost_writer could not bulk-load llm_cost.usage_events. Where a
+/// COPY FROM STDIN could not be told from the same rows INSERTed, it is let through: COPY's
+/// set-up (its permission and RLS checks) runs as the table owner, and everything that touches
+/// a row runs as the writer. Returns that owner when all of these hold:
+/// - the table has row-level security, not forced, and it applies to the caller;
+/// - the rows come from the client (STDIN), with no WHERE clause of the application's (COPY
+///   would evaluate both with the set-up's rights);
+/// - the caller may INSERT into the table;
+/// - no policy can refuse an inserted row: no restrictive INSERT/ALL policy applies to the
+///   caller, and a permissive one that does checks `true` (llm_cost's `llm_cost_insert`).
+unsafe fn rls_owner(relid: pg_sys::Oid, s: &pg_sys::CopyStmt) -> Option<pg_sys::Oid> {
+    if !s.filename.is_null() || s.is_program || !s.whereClause.is_null() {
+        return None;
+    }
+    if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true) != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
+        return None;
+    }
+    if pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_INSERT as pg_sys::AclMode) != pg_sys::AclResult::ACLCHECK_OK {
+        return None;
+    }
+    Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT c.relowner FROM pg_catalog.pg_class c
+          WHERE c.oid = $1 AND c.relrowsecurity AND NOT c.relforcerowsecurity
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+                             WHERE p.polrelid = c.oid AND p.polcmd IN ('a', '*') AND NOT p.polpermissive
+                               AND EXISTS (SELECT 1 FROM unnest(p.polroles) r WHERE CASE WHEN r = 0 THEN true ELSE pg_catalog.pg_has_role(r, 'USAGE') END))
+            AND EXISTS (SELECT 1 FROM pg_catalog.pg_policy p
+                         WHERE p.polrelid = c.oid AND p.polcmd IN ('a', '*') AND p.polpermissive
+                           AND EXISTS (SELECT 1 FROM unnest(p.polroles) r WHERE CASE WHEN r = 0 THEN true ELSE pg_catalog.pg_has_role(r, 'USAGE') END)
+                           AND pg_catalog.pg_get_expr(coalesce(p.polwithcheck, p.polqual), p.polrelid) = 'true')",
+        &[relid.into()],
+    )
+    .ok()
+    .flatten()
 }
 
 /// At the first row: whether COPY runs with our copy of the trigger list (the cost trigger off

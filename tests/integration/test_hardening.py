@@ -386,3 +386,64 @@ def test_prepared_transactions_never_make_writers_wait(connect):
         assert c.execute("SELECT sum(requests), sum(cost_usd) FROM xa_daily").fetchone() == truth
     assert one(c, "SELECT count(*) FROM xa_log") == 3 + 2
     c.execute("DROP TABLE xa_log")
+
+
+def test_writers_bulk_load_with_copy_without_reading_rows(connect):
+    """Item 5: llm_cost_writer COPYs into llm_cost.usage_events (row-level security on) from the
+    client; rows are priced and summed, and processed as the writer (not the owner); the writer
+    still reads nothing, and COPY stays refused where it could differ from INSERT."""
+    c = connect()
+    tag = uuid.uuid4().hex[:6]
+    w, nobody = f"it_w_{tag}", f"it_n_{tag}"
+    c.execute(f"CREATE ROLE {w} LOGIN IN ROLE llm_cost_writer; CREATE ROLE {nobody} LOGIN")
+    try:
+        c.execute("DELETE FROM llm_cost.usage_events")
+        before = one(c, "SELECT coalesce(sum(requests), 0) FROM llm_cost.usage_daily")
+        writer = connect(user=w)
+        data = "".join(f"t1\tu{i % 3}\tgpt-4o\t{1000 * i}\t{i}\n" for i in range(1, 501))
+        with writer.cursor() as cur:
+            with cur.copy("COPY llm_cost.usage_events (tenant_id, user_id, model, input_tokens, output_tokens) FROM STDIN") as cp:
+                cp.write(data)
+        assert one(c, "SELECT count(*) FROM llm_cost.usage_events WHERE cost_source = 'estimated' AND cost_usd = llm_cost.estimate_cost(model, input_tokens, output_tokens, 0, 0, occurred_at)") == 500
+        assert one(c, "SELECT sum(requests) FROM llm_cost.usage_daily") == before + 500
+        assert one(writer, "SELECT current_user") == w
+        # Still no reading.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            writer.execute("SELECT count(*) FROM llm_cost.usage_events")
+        # Where COPY could differ from INSERT it stays refused: a WHERE clause of the
+        # application's, a server-side file.
+        with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.FeatureNotSupported)):
+            with writer.cursor() as cur:
+                with cur.copy("COPY llm_cost.usage_events (model, input_tokens, output_tokens) FROM STDIN WHERE input_tokens > 0") as cp:
+                    cp.write("gpt-4o\t1\t1\n")
+        with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.FeatureNotSupported)):
+            writer.execute("COPY llm_cost.usage_events (model, input_tokens, output_tokens) FROM '/etc/hostname'")
+        # A role without INSERT: refused as before.
+        other = connect(user=nobody)
+        with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.FeatureNotSupported)):
+            with other.cursor() as cur:
+                with cur.copy("COPY llm_cost.usage_events (model, input_tokens, output_tokens) FROM STDIN") as cp:
+                    cp.write("gpt-4o\t1\t1\n")
+        # Rows are processed as the writer: a default of current_user records the writer.
+        c.execute(f"""CREATE TABLE rls_log (created_at timestamptz NOT NULL DEFAULT now(), by_whom name DEFAULT current_user,
+                                            model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text);
+                      SELECT llm_cost.track('rls_log');
+                      SELECT llm_cost.enable_row_security('rls_log', 'by_whom');
+                      GRANT INSERT ON rls_log TO {w};""")
+        with writer.cursor() as cur:
+            with cur.copy("COPY rls_log (model, input_tokens, output_tokens) FROM STDIN") as cp:
+                cp.write("gpt-4o\t1000000\t0\n")
+        assert c.execute("SELECT by_whom, cost_usd FROM rls_log").fetchone() == (w, 2.5) or \
+            [str(v) for v in c.execute("SELECT by_whom, cost_usd FROM rls_log").fetchone()] == [w, "2.5"]
+        # A restrictive INSERT policy: COPY could let rows through that INSERT refuses: refused.
+        c.execute("CREATE POLICY only_small ON rls_log AS RESTRICTIVE FOR INSERT WITH CHECK (input_tokens < 10)")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            with writer.cursor() as cur:
+                with cur.copy("COPY rls_log (model, input_tokens, output_tokens) FROM STDIN") as cp:
+                    cp.write("gpt-4o\t1000000\t0\n")
+        c.execute("DROP TABLE rls_log")
+    finally:
+        c.execute("DELETE FROM llm_cost.usage_events")
+        for conn_user in (w, nobody):
+            c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (conn_user,))
+        c.execute(f"DROP OWNED BY {w}; DROP ROLE {w}; DROP ROLE {nobody}")
