@@ -4,7 +4,8 @@
 #   scripts/cluster.sh start        initdb if needed, start, print the port
 #   scripts/cluster.sh stop         stop it
 #   scripts/cluster.sh psql ARGS    psql to it as postgres
-# The cluster lives in $LLM_COST_CLUSTER (default target/cluster).
+# The cluster lives in $LLM_COST_CLUSTER (default target/cluster); $LLM_COST_CLUSTER_CONF adds
+# settings (the tests' cluster: logical replication and prepared transactions).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 cmd="${1:-start}"
@@ -36,8 +37,7 @@ max_connections = 100
 max_worker_processes = 32
 shared_buffers = 512MB
 log_min_messages = warning
-wal_level = logical
-max_prepared_transactions = 10
+${LLM_COST_CLUSTER_CONF:-}
 CONF
     grep -q "conf.d.llm_cost.conf" "$DATA/postgresql.conf" || \
         echo "include 'conf.d.llm_cost.conf'" | as_postgres tee -a "$DATA/postgresql.conf" >/dev/null

@@ -23,6 +23,9 @@ if [ ! -x "$ROOT/tests/graphql/node_modules/.bin/postgraphile" ]; then
     (cd "$ROOT/tests/graphql" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 export LLM_COST_CLUSTER="$ROOT/target/it-cluster"
+# A subscription to a publication of this cluster (logical replication), prepared transactions.
+export LLM_COST_CLUSTER_CONF="wal_level = logical
+max_prepared_transactions = 10"
 trap '"$ROOT/scripts/cluster.sh" stop' EXIT
 "$ROOT/scripts/cluster.sh" stop
 # pg_tests installed the debug build of the extension; restart so the preloaded library is fresh.

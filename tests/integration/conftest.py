@@ -2,6 +2,7 @@
 (LLM_COST_CLUSTER, llm_cost preloaded). Each test module gets its own database."""
 import os
 import pathlib
+import time
 import uuid
 
 import psycopg
@@ -51,3 +52,27 @@ def connect(dbname):
 def one(conn, sql, *args):
     row = conn.execute(sql, args or None).fetchone()
     return None if row is None else row[0]
+
+
+def admin(db="postgres"):
+    """A superuser session (autocommit) to `db`."""
+    return psycopg.connect(dsn(db), autocommit=True)
+
+
+def wait_for(pred, timeout=30.0, step=0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return False
+
+
+def set_worker_fast(on: bool):
+    """The retention worker every second, batches without pauses (or back to the defaults)."""
+    with admin() as c:
+        for name, value in (("llm_cost.retention_naptime", "1"), ("llm_cost.retention_batch_delay", "0")):
+            c.execute(f"ALTER SYSTEM SET {name} = {value}" if on else f"ALTER SYSTEM RESET {name}")
+        c.execute("SELECT pg_reload_conf()")
+    if on:
+        time.sleep(1.5)

@@ -3,7 +3,6 @@ installed files or a real commit: the scratch cluster of scripts/test.sh (llm_co
 import difflib
 import os
 import pathlib
-import shutil
 import subprocess
 import threading
 import time
@@ -12,36 +11,16 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import ROOT, dsn, one
+from conftest import ROOT, admin, dsn, one, set_worker_fast, wait_for
 
 LAUNCHER = "llm_cost retention launcher"
 
 
-def admin(db="postgres"):
-    return psycopg.connect(dsn(db), autocommit=True)
-
-
-def wait_for(pred, timeout=30.0, step=0.2):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
-
-
 @pytest.fixture
 def fast_worker():
-    with admin() as c:
-        c.execute("ALTER SYSTEM SET llm_cost.retention_naptime = 1")
-        c.execute("ALTER SYSTEM SET llm_cost.retention_batch_delay = 0")
-        c.execute("SELECT pg_reload_conf()")
-    time.sleep(1.5)
+    set_worker_fast(True)
     yield
-    with admin() as c:
-        c.execute("ALTER SYSTEM RESET llm_cost.retention_naptime")
-        c.execute("ALTER SYSTEM RESET llm_cost.retention_batch_delay")
-        c.execute("SELECT pg_reload_conf()")
+    set_worker_fast(False)
 
 
 def test_worker_purges_as_the_table_owner(connect, fast_worker):

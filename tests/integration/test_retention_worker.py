@@ -5,36 +5,20 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import dsn, one
-
-
-def admin():
-    return psycopg.connect(dsn("postgres"), autocommit=True)
+from conftest import admin, dsn, one, set_worker_fast, wait_for
 
 
 @pytest.fixture(scope="module", autouse=True)
 def fast_worker():
+    set_worker_fast(True)
     with admin() as c:
-        c.execute("ALTER SYSTEM SET llm_cost.retention_naptime = 1")
         c.execute("ALTER SYSTEM SET llm_cost.retention_batch_size = 5000")
-        c.execute("ALTER SYSTEM SET llm_cost.retention_batch_delay = 0")
         c.execute("SELECT pg_reload_conf()")
-    time.sleep(1.5)
     yield
+    set_worker_fast(False)
     with admin() as c:
-        c.execute("ALTER SYSTEM RESET llm_cost.retention_naptime")
         c.execute("ALTER SYSTEM RESET llm_cost.retention_batch_size")
-        c.execute("ALTER SYSTEM RESET llm_cost.retention_batch_delay")
         c.execute("SELECT pg_reload_conf()")
-
-
-def wait_for(pred, timeout=30.0, step=0.2):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
 
 
 def fill(c, old, new, tenant="t"):
