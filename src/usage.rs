@@ -1014,6 +1014,16 @@ mod tests {
         assert_eq!(one("SELECT string_agg(period_start || ' ' || requests || ' ' || cost_usd, ',') FROM t_paris_daily").as_deref(), Some("2026-03-01 00:00:00+00 3 30"));
         assert_eq!(one("SELECT string_agg(period_start || ' ' || requests || ' ' || cost_usd, ',') FROM t_day_daily").as_deref(), Some("2026-03-02 00:00:00+00 3 3"));
         assert_eq!(one("SELECT string_agg(DISTINCT cost_usd::text, ',') FROM t_ts").as_deref(), Some("10"));
+        // Retention's cutoff too: 23:15 UTC keeps the 23:30 rows, whatever the purger's TimeZone
+        // (read in Tokyo, 23:30 would be 14:30 UTC and purged).
+        Spi::run(
+            "SELECT llm_cost.set_retention('t_ts', now() - timestamptz '2026-03-01 23:15+00');
+             SET TimeZone = 'Asia/Tokyo';",
+        )
+        .unwrap();
+        assert_eq!(one("SELECT rows_deleted::text FROM llm_cost.run_retention() WHERE log_table = 't_ts'::regclass").as_deref(), Some("0"));
+        Spi::run("SET TimeZone = 'UTC'; SELECT llm_cost.set_retention('t_ts', now() - timestamptz '2026-03-01 23:45+00')").unwrap();
+        assert_eq!(one("SELECT rows_deleted::text FROM llm_cost.run_retention() WHERE log_table = 't_ts'::regclass").as_deref(), Some("3"));
         // A bad zone is refused when tracking.
         let e = error_of("PERFORM llm_cost.track('t_day', time_column => 'at', time_zone => 'Mars/Olympus')");
         assert!(e.starts_with("22023"), "{e}");
