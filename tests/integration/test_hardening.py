@@ -3,6 +3,7 @@ installed files or a real commit: the scratch cluster of scripts/test.sh (llm_co
 import difflib
 import os
 import pathlib
+import shutil
 import subprocess
 import threading
 import time
@@ -426,3 +427,45 @@ def test_writers_bulk_load_with_copy_without_reading_rows(connect):
         for conn_user in (w, nobody):
             c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (conn_user,))
         c.execute(f"DROP OWNED BY {w}; DROP ROLE {w}; DROP ROLE {nobody}")
+
+
+def test_every_database_gets_its_turn_with_few_worker_slots():
+    """Item 17: a cluster of its own with max_worker_processes = 4 (the launcher takes one: three
+    workers per round) and 12 databases with policies: every database is purged within a few
+    rounds, and the databases left over in a round are logged."""
+    env = dict(os.environ, LLM_COST_CLUSTER=str(ROOT / "target" / "it-slots-cluster"),
+               LLM_COST_CLUSTER_CONF="max_worker_processes = 4\nllm_cost.retention_naptime = 1\n"
+                                     "llm_cost.retention_batch_delay = 0\nlog_min_messages = log")
+    script = str(ROOT / "scripts" / "cluster.sh")
+    port = int(subprocess.run([script, "start"], env=env, capture_output=True, text=True, check=True).stdout.strip())
+    log = ROOT / "target" / "it-slots-cluster" / "run" / "postgres.log"
+
+    def connect_to(db):
+        return psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname={db}", autocommit=True)
+
+    try:
+        names = [f"slots_{i:02d}" for i in range(12)]
+        with connect_to("postgres") as a:
+            for n in names:
+                a.execute(f"DROP DATABASE IF EXISTS {n} WITH (FORCE)")
+                a.execute(f"CREATE DATABASE {n}")
+        for n in names:
+            with connect_to(n) as c:
+                c.execute("SET client_min_messages = warning")
+                c.execute("CREATE EXTENSION llm_cost")
+                c.execute("""INSERT INTO llm_cost.usage_events (occurred_at, model, input_tokens, output_tokens)
+                             SELECT now() - interval '100 days', 'gpt-4o', 1, 1 FROM generate_series(1, 50)""")
+                c.execute("SELECT llm_cost.set_retention('llm_cost.usage_events', '30 days')")
+
+        def purged():
+            left = 0
+            for n in names:
+                with connect_to(n) as c:
+                    left += one(c, "SELECT count(*) FROM llm_cost.usage_events")
+            return left == 0
+
+        assert wait_for(purged, timeout=60, step=1.0)
+        assert "no free background worker slot (max_worker_processes) for database(s)" in log.read_text()
+    finally:
+        subprocess.run([script, "stop"], env=env, check=False)
+        shutil.rmtree(ROOT / "target" / "it-slots-cluster", ignore_errors=True)
