@@ -320,7 +320,7 @@ BEGIN
     tok_cw := t.cache_write_tokens_column;
     -- Without a cost_source column, the cost trigger stores NULL or the cost column's default for
     -- a row it cannot price: a cost equal to the default is unpriced unless it is exactly the
-    -- row's estimate (src/rollups.rs add_row says the same).
+    -- row's estimate (src/features/rollups.rs add_row says the same).
     unpriced_expr := CASE WHEN t.cost_source_column IS NOT NULL
                           THEN format('t.%I = ''unpriced''', t.cost_source_column)
                           WHEN t.cost_default IS NULL

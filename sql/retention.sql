@@ -1,5 +1,5 @@
 -- Retention: per-table policies, the purge (batches along the time index, whole partitions
--- dropped), run history. The background worker (src/retention.rs) and llm_cost.run_retention()
+-- dropped), run history. The background worker (src/features/retention.rs) and llm_cost.run_retention()
 -- both use the functions below.
 
 CREATE TABLE llm_cost.retention_policies (
@@ -11,7 +11,7 @@ CREATE TABLE llm_cost.retention_policies (
 COMMENT ON TABLE llm_cost.retention_policies IS 'Raw usage rows older than keep (by the table''s tracked time column) are purged by the llm_cost background worker or llm_cost.run_retention(). Rollups are never purged.';
 COMMENT ON COLUMN llm_cost.retention_policies.log_table IS 'A tracked usage-log table.';
 COMMENT ON COLUMN llm_cost.retention_policies.keep IS 'How long raw rows are kept, e.g. 90 days.';
--- Everybody may read it; only set_retention() and drop_retention() write it (src/registry.rs).
+-- Everybody may read it; only set_retention() and drop_retention() write it (src/features/registry.rs).
 GRANT SELECT ON llm_cost.retention_policies TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.retention_policies', '');
 

@@ -4,7 +4,7 @@
 -- (period_start, group columns, stripe), where stripe is the writing backend's slot number
 -- (MyBackendId), unique among live backends. A Rust row trigger sums the statement's rows per
 -- group in memory; at the end of the statement one row of sums per group is added into the
--- writer's own stripe (src/stripes.rs, no SQL on that path), so concurrent writers of the same group never touch the same row and never wait for each
+-- writer's own stripe (src/features/stripes.rs, no SQL on that path), so concurrent writers of the same group never touch the same row and never wait for each
 -- other's commit. The readable relation is a view that sums the stripes. Everything happens in
 -- the writing transaction: a rollback takes its sums with it.
 
@@ -27,7 +27,7 @@ COMMENT ON COLUMN llm_cost.rollups.grain IS 'hour, day, week (ISO, Monday) or mo
 COMMENT ON COLUMN llm_cost.rollups.group_by IS 'Source columns it groups by; {} is the platform-wide total.';
 COMMENT ON COLUMN llm_cost.rollups.time_zone IS 'Time zone in which periods start (UTC unless given to create_rollup).';
 
--- Everybody may read it; only create_rollup() and drop_rollup() write it (src/registry.rs),
+-- Everybody may read it; only create_rollup() and drop_rollup() write it (src/features/registry.rs),
 -- for a view, stripes table and source their caller all owns.
 GRANT SELECT ON llm_cost.rollups TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.rollups', 'WHERE id > 1000');
@@ -59,7 +59,7 @@ BEGIN
     tok_cw := t.cache_write_tokens_column;
     -- Without a cost_source column, the cost trigger stores NULL or the cost column's default for
     -- a row it cannot price: a cost equal to the default is unpriced unless it is exactly the
-    -- row's estimate (src/rollups.rs add_row says the same).
+    -- row's estimate (src/features/rollups.rs add_row says the same).
     unpriced_expr := CASE WHEN t.cost_source_column IS NOT NULL
                           THEN format('t.%I = ''unpriced''', t.cost_source_column)
                           WHEN t.cost_default IS NULL
@@ -143,9 +143,9 @@ END $$;
 -- (Re)installs the rollup trigger of a source table: an AFTER INSERT OR UPDATE row trigger (Rust)
 -- that adds each row to per-statement sums in memory (an UPDATE moves a row's amounts between
 -- groups); the statement trigger llm_cost_unpriced then adds one row of sums per group and
--- rollup into the writing backend's stripe (src/stripes.rs). In COPY FROM the rows are added by
--- llm_cost._copy_row() (src/copy.rs) or, where COPY goes through the cost trigger, by that trigger
--- where it is safe (src/rollups.rs, copy_fast_path); either switches this trigger off for the
+-- rollup into the writing backend's stripe (src/features/stripes.rs). In COPY FROM the rows are added by
+-- llm_cost._copy_row() (src/features/copy.rs) or, where COPY goes through the cost trigger, by that trigger
+-- where it is safe (src/features/rollups.rs, copy_fast_path); either switches this trigger off for the
 -- statement.
 CREATE FUNCTION llm_cost._rollup_refresh_triggers(p_source regclass)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -166,7 +166,7 @@ END $$;
 -- Everything the Rust row trigger and flush need about the rollups of one source, one row per
 -- rollup. Attribute numbers are those of p_rel (the source itself, or the partition the row
 -- landed in), except stripes_*: those are of the rollup's stripes table, which the flush writes
--- directly (see src/stripes.rs). stripes_attnums lists period_start, stripe, requests,
+-- directly (see src/features/stripes.rs). stripes_attnums lists period_start, stripe, requests,
 -- input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd,
 -- unpriced_requests, error_requests, latency_ms_sum, latency_ms_max, first_seen, last_seen.
 CREATE FUNCTION llm_cost._rollup_defs(p_source regclass, p_rel regclass)

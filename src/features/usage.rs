@@ -8,8 +8,8 @@
 //! `COPY FROM` into a plain tracked table is priced by the same `price` function without the row
 //! trigger, as COPY reads each row (`copy.rs`, through `price_values`).
 
-use crate::pricing::{Cost, Usage};
-use crate::pricing_sql::{price_call, Priced};
+use crate::core::pricing::{Cost, Usage};
+use crate::pg::money::{price_call, Priced};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, GucContext, GucFlags, GucRegistry, GucSetting, IntoDatum, PgSqlErrorCode};
 use std::cell::RefCell;
@@ -89,7 +89,7 @@ struct UnpricedRows {
     last: i64,
 }
 
-impl crate::pending::Merge for UnpricedRows {
+impl crate::pg::pending::Merge for UnpricedRows {
     fn merge(&mut self, o: UnpricedRows) {
         self.rows += o.rows;
         self.first = self.first.min(o.first);
@@ -100,31 +100,11 @@ impl crate::pending::Merge for UnpricedRows {
 thread_local! {
     static SPECS: RefCell<rustc_hash::FxHashMap<(pg_sys::Oid, pg_sys::Oid), Rc<TableSpec>>> = RefCell::new(Default::default());
     /// Unknown models seen by rows not yet recorded, per subtransaction: (table, model) -> rows.
-    static PENDING: RefCell<crate::pending::PerSub<HashMap<(pg_sys::Oid, String), UnpricedRows>>> = RefCell::new(Default::default());
+    static PENDING: RefCell<crate::pg::pending::PerSub<HashMap<(pg_sys::Oid, String), UnpricedRows>>> = RefCell::new(Default::default());
     static WARNED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
-    static CALLBACKS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Text datums the trigger writes over and over ('estimated', provider names), allocated once
     /// per backend in TopMemoryContext: heap_modify_tuple copies them into each new tuple.
     static TEXTS: RefCell<rustc_hash::FxHashMap<String, pg_sys::Datum>> = RefCell::new(Default::default());
-    /// Partition -> the partitioned table at the top of its tree (the tracked table).
-    static ROOTS: RefCell<HashMap<pg_sys::Oid, pg_sys::Oid>> = RefCell::new(HashMap::new());
-}
-
-/// The tracked table a row trigger's relation stands for: itself, or for a partition (where
-/// PostgreSQL fires the cloned trigger) the root of its partition tree.
-pub fn root_of(relid: pg_sys::Oid, rel: pg_sys::Relation) -> pg_sys::Oid {
-    if !unsafe { (*(*rel).rd_rel).relispartition } {
-        return relid;
-    }
-    if let Some(r) = ROOTS.with(|m| m.borrow().get(&relid).copied()) {
-        return r;
-    }
-    let root = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.pg_partition_root($1)::oid", &[relid.into()])
-        .ok()
-        .flatten()
-        .unwrap_or(relid);
-    ROOTS.with(|m| m.borrow_mut().insert(relid, root));
-    root
 }
 
 fn text_datum(s: &str) -> pg_sys::Datum {
@@ -140,12 +120,8 @@ fn text_datum(s: &str) -> pg_sys::Datum {
 
 /// Called by the catalog cache's relcache callback: a table changed shape, forget its mapping.
 pub fn forget_table(relid: pg_sys::Oid) {
-    crate::rollups::forget(relid);
-    let _ = ROOTS.try_with(|m| {
-        if let Ok(mut m) = m.try_borrow_mut() {
-            m.clear();
-        }
-    });
+    crate::features::rollups::forget(relid);
+    crate::pg::row::forget_roots();
     let _ = SPECS.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
             if relid == pg_sys::InvalidOid {
@@ -157,77 +133,44 @@ pub fn forget_table(relid: pg_sys::Oid) {
     });
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    use pg_sys::XactEvent::*;
-    match event {
-        // Rollup sums no statement trigger wrote (rows inserted straight into a partition) are
-        // written now, still inside the transaction.
-        // So are unknown models no statement trigger recorded.
-        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
-            crate::rollups::flush_all();
-            let left: Vec<_> = PENDING.with(|p| p.borrow_mut().take_all());
-            if left.iter().any(|m| !m.is_empty()) {
-                // No statement is running: SQL needs a snapshot of its own.
-                pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-                record_unpriced(left.into_iter().flatten());
-                pg_sys::PopActiveSnapshot();
-            }
-        }
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT => {
-            crate::stripes::transaction_ended(false);
-            clear_pending()
-        }
-        XACT_EVENT_PREPARE => {
-            crate::stripes::transaction_ended(true);
-            clear_pending()
-        }
-        _ => {}
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn subxact_callback(
-    event: pg_sys::SubXactEvent::Type,
-    my: pg_sys::SubTransactionId,
-    parent: pg_sys::SubTransactionId,
-    _arg: *mut std::ffi::c_void,
-) {
-    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        crate::rollups::abort_sub(my);
+/// What the cost trigger leaves pending (unknown models), in the transaction's lifecycle
+/// (`pg::lifecycle`): recorded before commit, dropped with an aborted (sub)transaction.
+pub static LIFECYCLE: crate::pg::lifecycle::Participant = crate::pg::lifecycle::Participant {
+    pre_commit: record_left_unpriced,
+    end: |_prepared| clear_pending(),
+    sub_abort: |my| {
         let _ = PENDING.try_with(|p| {
             if let Ok(mut p) = p.try_borrow_mut() {
                 p.take(my);
             }
         });
-    } else if event == pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB {
-        crate::rollups::commit_sub(my, parent);
+    },
+    sub_commit: |my, parent| {
         let _ = PENDING.try_with(|p| {
             if let Ok(mut p) = p.try_borrow_mut() {
                 p.commit(my, parent);
             }
         });
+    },
+};
+
+/// Unknown models no statement trigger recorded (rows straight into a partition), before commit.
+fn record_left_unpriced() {
+    let left: Vec<_> = PENDING.with(|p| p.borrow_mut().take_all());
+    if left.iter().any(|m| !m.is_empty()) {
+        // No statement is running: SQL needs a snapshot of its own.
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+        record_unpriced(left.into_iter().flatten());
+        unsafe { pg_sys::PopActiveSnapshot() };
     }
 }
 
 fn clear_pending() {
-    crate::rollups::clear_pending();
     let _ = PENDING.try_with(|p| {
         if let Ok(mut p) = p.try_borrow_mut() {
             p.clear();
         }
     });
-}
-
-pub fn register_callbacks() {
-    if !CALLBACKS.with(|c| c.get()) {
-        crate::cache::register_callback();
-        unsafe {
-            pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
-            pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
-        }
-        CALLBACKS.with(|c| c.set(true));
-    }
 }
 
 fn bad_mapping(msg: String) -> ! {
@@ -301,27 +244,6 @@ unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> T
     }
 }
 
-/// An event time as timestamptz microseconds: a timestamp (without time zone) or date is the
-/// local time in `zone` (None: UTC), never in the session's TimeZone, so every writer of a table
-/// reads the same instant (rollups and `_event_time_sql` in sql/usage.sql read it alike).
-pub unsafe fn event_time(d: pg_sys::Datum, typid: pg_sys::Oid, zone: Option<pg_sys::Datum>) -> i64 {
-    let ts = match typid {
-        pg_sys::TIMESTAMPOID => d,
-        pg_sys::DATEOID => match pgrx::direct_function_call_as_datum(pg_sys::date_timestamp, &[Some(d)]) {
-            Some(t) => t,
-            None => return 0,
-        },
-        _ => return d.value() as i64,
-    };
-    match zone {
-        // timestamp and timestamptz count microseconds from the same epoch: in UTC, the same.
-        None => ts.value() as i64,
-        Some(z) => pgrx::direct_function_call_as_datum(pg_sys::timestamp_zone, &[Some(z), Some(ts)])
-            .map(|d| d.value() as i64)
-            .unwrap_or(0),
-    }
-}
-
 /// The mapping of a table's cost trigger (`tgoid`), resolved once per backend; the table's name
 /// and the trigger's arguments are read only when it is not cached.
 pub fn spec_for(
@@ -345,15 +267,6 @@ pub fn spec_for(
 struct Row<'a> {
     values: &'a [pg_sys::Datum],
     nulls: &'a [bool],
-}
-
-/// All columns of a tuple at once: (values, nulls), indexed by attribute number - 1.
-pub unsafe fn deform(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> (Vec<pg_sys::Datum>, Vec<bool>) {
-    let n = (*tupdesc).natts as usize;
-    let mut values = vec![pg_sys::Datum::from(0); n];
-    let mut nulls = vec![true; n];
-    pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
-    (values, nulls)
 }
 
 impl Row<'_> {
@@ -389,8 +302,8 @@ impl Row<'_> {
     unsafe fn time(&self, c: &Col<TimeKind>, zone: Option<pg_sys::Datum>) -> Option<i64> {
         self.datum(c.attno).map(|d| match c.kind {
             TimeKind::Tstz => d.value() as i64,
-            TimeKind::Ts => event_time(d, pg_sys::TIMESTAMPOID, zone),
-            TimeKind::Date => event_time(d, pg_sys::DATEOID, zone),
+            TimeKind::Ts => crate::pg::row::event_time(d, pg_sys::TIMESTAMPOID, zone),
+            TimeKind::Date => crate::pg::row::event_time(d, pg_sys::DATEOID, zone),
         })
     }
 
@@ -443,7 +356,7 @@ fn usage_cost_trigger<'a>(
     if !(is_insert || is_update) || !pgrx::trigger_support::trigger_fired_for_row(event) || !pgrx::trigger_support::trigger_fired_before(event) {
         error!("llm_cost.usage_cost_trigger must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger");
     }
-    register_callbacks();
+    crate::pg::lifecycle::ensure_registered();
     let rel = td.tg_relation;
     let relid = trigger.relid().unwrap_or(pg_sys::InvalidOid);
     let spec = spec_for(relid, trigger.trigger().tgoid, rel, || trigger.table_name().unwrap_or_default(), || {
@@ -451,12 +364,12 @@ fn usage_cost_trigger<'a>(
     });
     let tupdesc = unsafe { (*rel).rd_att };
     let new_tuple = if is_insert { td.tg_trigtuple } else { td.tg_newtuple };
-    let (mut values, mut nulls) = unsafe { deform(new_tuple, tupdesc) };
-    let old = if is_update { Some(unsafe { deform(td.tg_trigtuple, tupdesc) }) } else { None };
+    let (mut values, mut nulls) = unsafe { crate::pg::row::deform(new_tuple, tupdesc) };
+    let old = if is_update { Some(unsafe { crate::pg::row::deform(td.tg_trigtuple, tupdesc) }) } else { None };
     let (repl, units) = price(
         &spec,
         &|| trigger.table_name().unwrap_or_default(),
-        &|| root_of(relid, rel),
+        &|| crate::pg::row::root_of(relid, rel),
         &Row { values: &values, nulls: &nulls },
         old.as_ref().map(|(v, n)| Row { values: v, nulls: n }).as_ref(),
     );
@@ -465,7 +378,7 @@ fn usage_cost_trigger<'a>(
     if is_insert {
         // COPY: the rollups take the row from here when that is safe (see copy_fast_path);
         // otherwise the rollup row trigger will.
-        unsafe { crate::rollups::copy_fast_path(td, relid, &values, &nulls, units) };
+        unsafe { crate::features::rollups::copy_fast_path(td, relid, &values, &nulls, units) };
     }
     let tuple = if !changed {
         new_tuple
@@ -492,7 +405,7 @@ pub unsafe fn price_values(
     values: &mut [pg_sys::Datum],
     nulls: &mut [bool],
 ) -> Option<(i32, i128)> {
-    let (repl, units) = price(spec, &|| relname.to_string(), &|| root_of(relid, rel), &Row { values, nulls }, None);
+    let (repl, units) = price(spec, &|| relname.to_string(), &|| crate::pg::row::root_of(relid, rel), &Row { values, nulls }, None);
     apply(repl, values, nulls);
     units
 }
@@ -507,6 +420,51 @@ fn apply(repl: Vec<(i32, Option<pg_sys::Datum>)>, values: &mut [pg_sys::Datum], 
                 nulls[i] = false;
             }
             None => nulls[i] = true,
+        }
+    }
+}
+
+/// Whether the row's non-NULL cost `t` was provided by the application (kept as is) rather than
+/// left for llm_cost to estimate. `old`: the row before an UPDATE.
+fn provided_cost(spec: &TableSpec, model: &str, u: &Usage, at: i64, new_source: Option<&str>, old: Option<&Row<'_>>, t: &str) -> bool {
+    match old {
+        None => match &spec.source {
+            // usage_events-style table: any non-NULL cost is the application's, unless the row
+            // says it is an estimate and it is exactly ours (a row that an UPDATE moves to another
+            // partition arrives in the new partition as an INSERT).
+            Some(_) => {
+                !(new_source == Some("estimated")
+                    && matches!(price_call(model, u, at), Priced::Cost(c) if same_numeric(&round_to_typmod_text(c, spec.cost.kind), t)))
+            }
+            // Elsewhere: a non-NULL value other than the column default.
+            None => !spec.cost_default.as_deref().is_some_and(|d| same_numeric(d, t)),
+        },
+        Some(o) => {
+            let old_cost = unsafe { o.numeric_text(spec.cost.attno) };
+            let changed = !old_cost.as_deref().is_some_and(|oc| same_numeric(oc, t));
+            if changed {
+                // The UPDATE set the cost itself.
+                true
+            } else if let Some(sc) = &spec.source {
+                (unsafe { o.text(sc.attno) }) == Some("provided")
+            } else {
+                // No cost_source column: the old cost was provided if it is neither the default
+                // nor what we would have estimated for the old row.
+                let is_default = spec.cost_default.as_deref().is_some_and(|d| same_numeric(d, t));
+                let old_model = unsafe { o.text(spec.model.attno) }.unwrap_or("");
+                let old_u = Usage {
+                    input: tokens(o, Some(&spec.input)),
+                    output: tokens(o, Some(&spec.output)),
+                    cache_read: tokens(o, spec.cache_read.as_ref()),
+                    cache_write: tokens(o, spec.cache_write.as_ref()),
+                };
+                let old_at = spec.time.as_ref().and_then(|c| unsafe { o.time(c, spec.zone) }).unwrap_or(at);
+                let was_estimate = match price_call(old_model, &old_u, old_at) {
+                    Priced::Cost(c) => same_numeric(&round_to_typmod_text(c, spec.cost.kind), t),
+                    _ => false,
+                };
+                !(is_default || was_estimate)
+            }
         }
     }
 }
@@ -547,7 +505,7 @@ fn price(
         .unwrap_or_else(|| unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
 
     // The model, resolved once for the price and the provider.
-    let loaded = crate::cache::catalog();
+    let loaded = crate::pg::cache::catalog();
     let resolved = loaded.resolve(model);
 
     let cost_text = unsafe { new.numeric_text(spec.cost.attno) };
@@ -566,48 +524,7 @@ fn price(
     }
     let new_source = spec.source.as_ref().and_then(|c| unsafe { new.text(c.attno) });
 
-    // Was a cost provided by the application?
-    let provided = match (&old, &cost_text) {
-        (_, None) => false,
-        (None, Some(t)) => match &spec.source {
-            // usage_events-style table: any non-NULL cost is the application's, unless the row
-            // says it is an estimate and it is exactly ours (a row that an UPDATE moves to another
-            // partition arrives in the new partition as an INSERT).
-            Some(_) => {
-                !(new_source == Some("estimated")
-                    && matches!(price_call(model, &u, at), Priced::Cost(c) if same_numeric(&round_to_typmod_text(c, spec.cost.kind), t)))
-            }
-            // Elsewhere: a non-NULL value other than the column default.
-            None => !spec.cost_default.as_deref().is_some_and(|d| same_numeric(d, t)),
-        },
-        (Some(o), Some(t)) => {
-            let old_cost = unsafe { o.numeric_text(spec.cost.attno) };
-            let changed = !old_cost.as_deref().is_some_and(|oc| same_numeric(oc, t));
-            if changed {
-                // The UPDATE set the cost itself.
-                true
-            } else if let Some(sc) = &spec.source {
-                (unsafe { o.text(sc.attno) }) == Some("provided")
-            } else {
-                // No cost_source column: the old cost was provided if it is neither the default
-                // nor what we would have estimated for the old row.
-                let is_default = spec.cost_default.as_deref().is_some_and(|d| same_numeric(d, t));
-                let old_model = unsafe { o.text(spec.model.attno) }.unwrap_or("");
-                let old_u = Usage {
-                    input: tokens(o, Some(&spec.input)),
-                    output: tokens(o, Some(&spec.output)),
-                    cache_read: tokens(o, spec.cache_read.as_ref()),
-                    cache_write: tokens(o, spec.cache_write.as_ref()),
-                };
-                let old_at = spec.time.as_ref().and_then(|c| unsafe { o.time(c, spec.zone) }).unwrap_or(at);
-                let was_estimate = match price_call(old_model, &old_u, old_at) {
-                    Priced::Cost(c) => same_numeric(&round_to_typmod_text(c, spec.cost.kind), t),
-                    _ => false,
-                };
-                !(is_default || was_estimate)
-            }
-        }
-    };
+    let provided = cost_text.as_deref().is_some_and(|t| provided_cost(spec, model, &u, at, new_source, old, t));
 
     let outcome = if provided {
         if spec.source.is_some() && new_source != Some("provided") {
@@ -655,7 +572,7 @@ fn price(
     match &outcome {
         Outcome::Keep => {}
         Outcome::Provided => {}
-        Outcome::Estimated(c) => repl.push((spec.cost.attno, Some(crate::pricing_sql::cost_datum(*c, spec.cost.kind)))),
+        Outcome::Estimated(c) => repl.push((spec.cost.attno, Some(crate::pg::money::cost_datum(*c, spec.cost.kind)))),
         Outcome::Unpriced => {
             if spec.cost_not_null {
                 match &spec.cost_default {
@@ -682,7 +599,7 @@ fn price(
         if cur.is_none_or(|s| s.trim().is_empty()) {
             let provider = match resolved {
                 Some(i) => Some(text_datum(&loaded.catalog.model(i).provider)),
-                None => crate::catalog::guess_provider(model).map(text_datum),
+                None => crate::core::catalog::guess_provider(model).map(text_datum),
             };
             if let Some(p) = provider {
                 repl.push((pc.attno, Some(p)));
@@ -716,7 +633,7 @@ fn apply_typmod(n: AnyNumeric, typmod: i32) -> pg_sys::Datum {
 }
 
 fn round_to_typmod_text(c: Cost, typmod: i32) -> String {
-    let d = crate::pricing_sql::cost_datum(c, typmod);
+    let d = crate::pg::money::cost_datum(c, typmod);
     unsafe { AnyNumeric::from_datum(d, false) }.map(|n| n.to_string()).unwrap_or_default()
 }
 
@@ -727,7 +644,7 @@ fn record_unpriced(pending: impl Iterator<Item = ((pg_sys::Oid, String), Unprice
         let last = pgrx::datum::TimestampWithTimeZone::try_from(u.last).ok();
         // Bookkeeping of llm_cost's own: as the extension's owner, through a function nobody
         // else may execute (a writer of the table need not own it).
-        crate::privilege::as_extension_owner(|| {
+        crate::pg::privilege::as_extension_owner(|| {
             Spi::run_with_args(
                 "SELECT llm_cost._record_unpriced($1, $2, $3, $4, $5)",
                 &[relid.into(), model.into(), u.rows.into(), first.into(), last.into()],
@@ -743,7 +660,7 @@ fn record_unpriced(pending: impl Iterator<Item = ((pg_sys::Oid, String), Unprice
 fn usage_statement_end<'a>(
     _trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
-    crate::rollups::flush();
+    crate::features::rollups::flush();
     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
     let pending = PENDING.with(|p| p.borrow_mut().take(sub));
     record_unpriced(pending.into_iter().flatten());
@@ -927,7 +844,7 @@ mod tests {
 
     #[pg_test]
     fn not_null_cost_column_with_default() {
-        Spi::run(include_str!("../tests/data/llm_cost_events.sql")).unwrap();
+        Spi::run(include_str!("../../tests/data/llm_cost_events.sql")).unwrap();
         Spi::run(
             "SELECT llm_cost.track('llm_cost_events', cache_read_tokens_column => 'cache_read_tokens',
                      cache_write_tokens_column => 'cache_write_tokens', cost_column => 'estimated_cost_usd', provider_column => 'provider')",

@@ -67,10 +67,10 @@ struct Armed {
     ours: *mut pg_sys::TriggerDesc,
     swapped: bool,
     restored: bool,
-    spec: Rc<crate::usage::TableSpec>,
+    spec: Rc<crate::features::usage::TableSpec>,
     relname: Rc<str>,
     /// The rollups `_copy_row` feeds (None: no rollups, or the rollup row trigger stays on).
-    rollups: Option<crate::rollups::Defs>,
+    rollups: Option<crate::features::rollups::Defs>,
     /// Set at the first row: whether COPY runs with our triggers off (else `_copy_row` does
     /// nothing and the triggers do the work), COPY's state and per-row expression context.
     started: bool,
@@ -275,7 +275,7 @@ unsafe fn trigger_args(t: &pg_sys::Trigger) -> Vec<String> {
 /// run instead (the relation named by schema, the WHERE clause extended).
 unsafe fn arm(pstmt: *mut pg_sys::PlannedStmt, stmt: *mut pg_sys::CopyStmt) -> Option<(Armed, *mut pg_sys::PlannedStmt)> {
     let s = &*stmt;
-    if !s.is_from || s.relation.is_null() || !s.query.is_null() || !crate::usage::BATCH_COPY.get() || !pg_sys::IsTransactionState() {
+    if !s.is_from || s.relation.is_null() || !s.query.is_null() || !crate::features::usage::BATCH_COPY.get() || !pg_sys::IsTransactionState() {
         return None;
     }
     // Where COPY FROM is refused anyway (a standby, a read-only transaction), let PostgreSQL say so.
@@ -350,15 +350,15 @@ unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
     if func == pg_sys::InvalidOid {
         return None; // an extension version without it
     }
-    crate::usage::register_callbacks(); // pending sums and unknown models go with an abort
+    crate::pg::lifecycle::ensure_registered(); // pending sums and unknown models go with an abort
     let relname: Rc<str> = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into();
-    let spec = crate::usage::spec_for(relid, cost.tgoid, rel, || relname.to_string(), || trigger_args(cost));
+    let spec = crate::features::usage::spec_for(relid, cost.tgoid, rel, || relname.to_string(), || trigger_args(cost));
     // The rollups: fed here when the rollup row trigger would fire and nothing it reads is
     // computed after this point (generated columns); else that trigger stays on and counts.
     let rollup_i = named(b"llm_cost_rollup").filter(|&i| fires(&all[i]) && is_ours(all[i].tgfoid, "rollup_row_trigger"));
     let (cost_tgoid, cost_foid) = (cost.tgoid, cost.tgfoid);
     let rollup_tg = rollup_i.map(|i| (all[i].tgoid, all[i].tgfoid));
-    let mut rollups = rollup_i.and_then(|_| crate::rollups::copy_defs(relid, rel));
+    let mut rollups = rollup_i.and_then(|_| crate::features::rollups::copy_defs(relid, rel));
     #[cfg(any(test, feature = "pg_test"))]
     if tests::REBUILD_IN_PREPARE.with(|r| r.get()) {
         // What an invalidation processed by the look-ups above would do.
@@ -497,7 +497,7 @@ pub fn copy_row() -> bool {
 
 unsafe fn copy_row_impl() -> bool {
     let top = pg_sys::error_context_stack;
-    let in_copy = !top.is_null() && (*top).callback.map(|f| f as usize) == crate::rollups::copy_error_callback();
+    let in_copy = !top.is_null() && (*top).callback.map(|f| f as usize) == crate::features::rollups::copy_error_callback();
     let cstate = if in_copy { (*top).arg } else { std::ptr::null_mut() };
     let work = ARMED.with(|a| {
         let mut a = a.borrow_mut();
@@ -545,9 +545,9 @@ unsafe fn copy_row_impl() -> bool {
     let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
     let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
     pgrx::PgMemoryContexts::For((*econtext).ecxt_per_tuple_memory).switch_to(|_| {
-        let units = crate::usage::price_values(&spec, &relname, relid, rel, values, nulls);
+        let units = crate::features::usage::price_values(&spec, &relname, relid, rel, values, nulls);
         if let Some(defs) = &rollups {
-            crate::rollups::add_copied_row(defs, values, nulls, units);
+            crate::features::rollups::add_copied_row(defs, values, nulls, units);
         }
         if !in_place {
             let t = pg_sys::heap_form_tuple((*slot).tts_tupleDescriptor, values.as_mut_ptr(), nulls.as_mut_ptr());
@@ -555,6 +555,7 @@ unsafe fn copy_row_impl() -> bool {
         }
     });
     ROWS.with(|r| r.set(r.get() + 1));
+    crate::features::rollups::count_copy_priced();
     true
 }
 

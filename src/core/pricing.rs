@@ -185,7 +185,7 @@ pub fn fixed_point_to_string(value: i128, scale: u32) -> String {
     out
 }
 
-/// Token counts of one call. See the README: `input` excludes cache reads and cache writes.
+/// Token counts of one call. See docs/catalog.md: `input` excludes cache reads and cache writes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     pub input: i64,

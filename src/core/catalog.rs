@@ -1,7 +1,7 @@
 //! The price catalog as plain Rust: model-name resolution and price look-up.
 //! Loaded from `llm_cost.model_prices` / `llm_cost.model_aliases` by `cache.rs`; no Postgres here.
 
-use crate::pricing::{select_row, PriceRow, Usage};
+use crate::core::pricing::{select_row, PriceRow, Usage};
 use std::collections::HashMap;
 
 /// One catalog model: a (provider, model) pair with all its price rows (tiers and history).
@@ -342,7 +342,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pricing::{Price, TS_INFINITY, TS_NEG_INFINITY};
+    use crate::core::pricing::{Price, TS_INFINITY, TS_NEG_INFINITY};
 
     fn row(id: i64, provider: &str, model: &str, input: &str, output: &str) -> PriceRow {
         PriceRow {

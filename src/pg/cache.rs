@@ -1,4 +1,5 @@
-//! Per-backend cache of the price catalog (Postgres shell around `catalog.rs`).
+//! Per-backend cache of the price catalog (plumbing around `core::catalog`), and the relation
+//! cache callback that tells features a relation changed.
 //!
 //! The catalog is read once per backend with SPI and kept until `llm_cost.model_prices` or
 //! `llm_cost.model_aliases` change. A statement trigger on both tables calls
@@ -7,8 +8,8 @@
 //! the cache. Inside the writing transaction the change is visible from its next command, and a
 //! rollback invalidates again, so nobody keeps prices that never committed.
 
-use crate::catalog::{Alias, Catalog};
-use crate::pricing::{Price, PriceRow, TS_INFINITY, TS_NEG_INFINITY};
+use crate::core::catalog::{Alias, Catalog};
+use crate::core::pricing::{Price, PriceRow, TS_INFINITY, TS_NEG_INFINITY};
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use std::cell::{Cell, RefCell};
@@ -45,9 +46,23 @@ thread_local! {
     static WATCHED: Cell<(pg_sys::Oid, pg_sys::Oid)> = const { Cell::new((pg_sys::InvalidOid, pg_sys::InvalidOid)) };
 }
 
+/// Called on every relation cache invalidation (InvalidOid: all relations), set up by
+/// `_PG_init`: the features that keep per-relation state forget it (plumbing calls no feature).
+static RELATION_LISTENERS: std::sync::Mutex<Vec<fn(pg_sys::Oid)>> = std::sync::Mutex::new(Vec::new());
+
+/// Adds a function called with the relation of every relation cache invalidation.
+pub fn on_relation_change(f: fn(pg_sys::Oid)) {
+    if let Ok(mut l) = RELATION_LISTENERS.lock() {
+        l.push(f);
+    }
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    crate::usage::forget_table(relid);
+    let listeners: Vec<fn(pg_sys::Oid)> = RELATION_LISTENERS.lock().map(|l| l.clone()).unwrap_or_default();
+    for f in listeners {
+        f(relid);
+    }
     let (a, b) = WATCHED.with(|w| w.get());
     if relid == pg_sys::InvalidOid || relid == a || relid == b {
         VALID.with(|v| v.set(false));

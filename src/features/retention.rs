@@ -413,8 +413,8 @@ fn purge_table(p: &Policy) {
 #[pg_extern(volatile, parallel_unsafe)]
 fn _retention_drop_partitions(table: pg_sys::Oid, time_col: &str, cutoff: pgrx::datum::TimestampWithTimeZone) -> Vec<i32> {
     let time_col = time_col.to_string();
-    crate::privilege::as_table_owner(table, "purge it", move || {
-        crate::privilege::set_for_nest(c"lock_timeout", &format!("{}ms", LOCK_TIMEOUT.get().max(1)));
+    crate::pg::privilege::as_table_owner(table, "purge it", move || {
+        crate::pg::privilege::set_for_nest(c"lock_timeout", &format!("{}ms", LOCK_TIMEOUT.get().max(1)));
         let (d, k) = Spi::get_two_with_args::<i32, i32>(
             "SELECT dropped, skipped FROM llm_cost._drop_old_partitions($1, $2, $3)",
             &[table.into(), time_col.into(), cutoff.into()],
@@ -430,7 +430,7 @@ fn _retention_drop_partitions(table: pg_sys::Oid, time_col: &str, cutoff: pgrx::
 #[pg_extern(volatile, parallel_unsafe)]
 fn _retention_purge_batch(table: pg_sys::Oid, time_col: &str, cutoff: pgrx::datum::TimestampWithTimeZone, batch: i32) -> i64 {
     let time_col = time_col.to_string();
-    crate::privilege::as_table_owner(table, "purge it", move || {
+    crate::pg::privilege::as_table_owner(table, "purge it", move || {
         Spi::get_one_with_args::<i64>(
             "SELECT llm_cost._purge_batch($1, $2, $3, $4)",
             &[table.into(), time_col.into(), cutoff.into(), batch.into()],
@@ -455,8 +455,8 @@ fn _record_run(
     by: &str,
     skipped: default!(i32, 0),
 ) {
-    let Some(owner) = crate::privilege::owner_of(table) else { return };
-    if !crate::privilege::has_rights_of(owner) {
+    let Some(owner) = crate::pg::privilege::owner_of(table) else { return };
+    if !crate::pg::privilege::has_rights_of(owner) {
         ereport!(
             ERROR,
             pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -464,7 +464,7 @@ fn _record_run(
         );
     }
     let (name, error, by) = (name.to_string(), error.map(str::to_string), by.to_string());
-    crate::privilege::as_extension_owner(move || {
+    crate::pg::privilege::as_extension_owner(move || {
         Spi::run_with_args(
             "SELECT llm_cost._record_run_as_owner($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[table.into(), name.into(), started.into(), cutoff.into(), rows.into(), parts.into(), error.into(), by.into(), skipped.into()],

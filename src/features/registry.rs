@@ -73,20 +73,20 @@ const REGISTRIES: &[Registry] = &[
 
 fn registry(name: &str) -> &'static Registry {
     REGISTRIES.iter().find(|r| r.name == name).unwrap_or_else(|| {
-        crate::privilege::fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("llm_cost: no registry \"{name}\""))
+        crate::pg::privilege::fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("llm_cost: no registry \"{name}\""))
     })
 }
 
 /// 42501 unless the caller has the rights of `relid`'s owner.
 fn check_owner(relid: pg_sys::Oid, what: &str) {
-    let owner = crate::privilege::owner_of(relid).unwrap_or_else(|| {
-        crate::privilege::fail(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("llm_cost: relation with OID {} does not exist", relid.to_u32()))
+    let owner = crate::pg::privilege::owner_of(relid).unwrap_or_else(|| {
+        crate::pg::privilege::fail(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("llm_cost: relation with OID {} does not exist", relid.to_u32()))
     });
-    if !crate::privilege::has_rights_of(owner) {
+    if !crate::pg::privilege::has_rights_of(owner) {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("must be owner of {} to change {what}", crate::privilege::relname(relid))
+            format!("must be owner of {} to change {what}", crate::pg::privilege::relname(relid))
         );
     }
 }
@@ -97,7 +97,7 @@ fn oid_field(row: &serde_json::Value, col: &str) -> Option<pg_sys::Oid> {
         // jsonb_build_object writes an oid as a JSON string, a number as a number: take both.
         Some(v) => match v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse::<u64>().ok())).filter(|n| *n > 0 && *n <= u32::MAX as u64) {
             Some(n) => Some(pg_sys::Oid::from(n as u32)),
-            None => crate::privilege::fail(
+            None => crate::pg::privilege::fail(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("llm_cost: {col} must be given as a relation OID"),
             ),
@@ -128,7 +128,7 @@ pub fn _registry_put(registry_name: &str, row: pgrx::JsonB) -> pgrx::JsonB {
         row[by] = serde_json::Value::String(me.to_string_lossy().into_owned());
     }
     let sql = reg.put;
-    crate::privilege::as_extension_owner(move || {
+    crate::pg::privilege::as_extension_owner(move || {
         Spi::get_one_with_args::<pgrx::JsonB>(sql, &[pgrx::JsonB(row).into()])
             .unwrap_or_else(|e| error!("llm_cost: could not write llm_cost.{}: {e}", reg.name))
             .unwrap_or_else(|| error!("llm_cost: llm_cost.{} refused the row", reg.name))
@@ -140,11 +140,11 @@ pub fn _registry_put(registry_name: &str, row: pgrx::JsonB) -> pgrx::JsonB {
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn _registry_delete(registry_name: &str, key: pg_sys::Oid) -> bool {
     let reg = registry(registry_name);
-    if crate::privilege::owner_of(key).is_some() {
+    if crate::pg::privilege::owner_of(key).is_some() {
         check_owner(key, &format!("what llm_cost records about it ({})", reg.name));
     }
     let (sql, table, col) = (reg.delete, reg.name, reg.relations[0]);
-    crate::privilege::as_extension_owner(move || {
+    crate::pg::privilege::as_extension_owner(move || {
         let had = Spi::get_one_with_args::<bool>(
             &format!("SELECT EXISTS (SELECT 1 FROM llm_cost.{table} WHERE {col} = $1)"),
             &[key.into()],

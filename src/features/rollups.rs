@@ -13,7 +13,7 @@
 //! pending sums belong to the subtransaction that saw the row; an aborted subtransaction drops its
 //! own, a committed one hands them to its parent, and whatever a statement trigger did not write
 //! (rows inserted straight into a partition, whose statement triggers are not the root's) is
-//! written before commit (callbacks in `usage.rs`).
+//! written before commit (`LIFECYCLE`, run by `pg::lifecycle`).
 
 use pgrx::prelude::*;
 use pgrx::IntoDatum;
@@ -31,21 +31,38 @@ pub fn rollup_paths() -> TableIterator<'static, (name!(copy_rows, i64), name!(tr
     TableIterator::once((a, b, copy_priced_rows()))
 }
 
-#[cfg(llm_cost_copy_shim)]
-fn copy_priced_rows() -> i64 {
-    crate::copy::rows_priced()
+thread_local! {
+    /// Rows COPY FROM priced without the cost trigger in this backend (`copy.rs` counts them).
+    static COPY_PRICED: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
 }
 
-#[cfg(not(llm_cost_copy_shim))]
 fn copy_priced_rows() -> i64 {
-    0
+    COPY_PRICED.with(|c| c.get())
 }
+
+/// One more row priced as COPY read it (for `_rollup_paths`).
+pub fn count_copy_priced() {
+    COPY_PRICED.with(|c| c.set(c.get() + 1));
+}
+
+/// Rollup sums in the transaction's lifecycle (`pg::lifecycle`): sums no statement trigger wrote
+/// (rows inserted straight into a partition) are written before commit; sums of an aborted
+/// (sub)transaction go with it; a backend whose transaction was prepared moves to another stripe.
+pub static LIFECYCLE: crate::pg::lifecycle::Participant = crate::pg::lifecycle::Participant {
+    pre_commit: flush_all,
+    end: |prepared| {
+        crate::features::stripes::transaction_ended(prepared);
+        clear_pending();
+    },
+    sub_abort: abort_sub,
+    sub_commit: commit_sub,
+};
 
 /// The stripe this backend adds its sums into: its slot number (1..max_connections+workers,
 /// unique among running backends), moved past stripes held by prepared transactions.
 #[pg_extern(volatile, parallel_restricted, name = "_stripe")]
 pub fn stripe() -> i32 {
-    crate::stripes::stripe_for(backend_slot())
+    crate::features::stripes::stripe_for(backend_slot())
 }
 
 #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
@@ -77,7 +94,7 @@ struct RollupDef {
     /// Position of each of `groups` in `SourceDefs::union`.
     in_union: Vec<usize>,
     /// Where the flush writes.
-    layout: crate::stripes::Layout,
+    layout: crate::features::stripes::Layout,
     /// Last period computed: [start, end).
     period: std::cell::Cell<(i64, i64)>,
 }
@@ -147,7 +164,7 @@ struct Acc {
 thread_local! {
     static DEFS: RefCell<rustc_hash::FxHashMap<pg_sys::Oid, Rc<SourceDefs>>> = RefCell::new(Default::default());
     /// Pending sums per subtransaction that saw the rows, by entry key.
-    static PENDING: RefCell<crate::pending::PerSub<Sums>> = RefCell::new(Default::default());
+    static PENDING: RefCell<crate::pg::pending::PerSub<Sums>> = RefCell::new(Default::default());
     /// add_row's key buffer.
     static KEY: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(128));
     /// Rows this backend added to rollups by the COPY fast path and by the row trigger.
@@ -156,7 +173,7 @@ thread_local! {
 
 type Sums = HashMap<Vec<u8>, Acc, rustc_hash::FxBuildHasher>;
 
-impl crate::pending::Merge for Acc {
+impl crate::pg::pending::Merge for Acc {
     fn merge(&mut self, other: Acc) {
         self.sum.merge(&other.sum);
     }
@@ -248,7 +265,7 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
     };
     // Definitions are llm_cost's own bookkeeping: read as the extension's owner through a
     // function PUBLIC may not execute.
-    let rows: Vec<_> = crate::privilege::as_extension_owner(|| Spi::connect(|c| {
+    let rows: Vec<_> = crate::pg::privilege::as_extension_owner(|| Spi::connect(|c| {
         let t = c.select("SELECT * FROM llm_cost._rollup_defs($1, $2)", None, &[root.into(), relid.into()])?;
         let mut v = Vec::new();
         for r in t {
@@ -318,7 +335,7 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
             step_us,
             groups,
             in_union,
-            layout: crate::stripes::Layout { stripes, groups: stripes_groups, fixed, probe_keys: Default::default() },
+            layout: crate::features::stripes::Layout { stripes, groups: stripes_groups, fixed, probe_keys: Default::default() },
             period: std::cell::Cell::new((i64::MAX, i64::MIN)),
         });
     }
@@ -329,7 +346,7 @@ fn defs_for(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Rc<SourceDefs> {
     if let Some(d) = DEFS.with(|d| d.borrow().get(&relid).cloned()) {
         return d;
     }
-    let root = crate::usage::root_of(relid, rel);
+    let root = crate::pg::row::root_of(relid, rel);
     let d = Rc::new(load_defs(relid, root, unsafe { (*rel).rd_att }));
     DEFS.with(|m| m.borrow_mut().insert(relid, d.clone()));
     d
@@ -363,7 +380,7 @@ fn int_of(d: pg_sys::Datum, a: Att) -> i64 {
 }
 
 fn time_of(d: pg_sys::Datum, a: Att, zone: Option<pg_sys::Datum>) -> i64 {
-    unsafe { crate::usage::event_time(d, a.typid, zone) }
+    unsafe { crate::pg::row::event_time(d, a.typid, zone) }
 }
 
 impl RollupDef {
@@ -448,11 +465,11 @@ unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Optio
     let cost = row.get(defs.cost);
     let cost_units = match cost {
         None => None,
-        Some(c) => units.or_else(|| crate::pricing_sql::numeric_units(c)),
+        Some(c) => units.or_else(|| crate::pg::money::numeric_units(c)),
     };
     if cost_units.is_none() {
         if let Some(c) = cost {
-            if crate::pricing_sql::numeric_special(c) {
+            if crate::pg::money::numeric_special(c) {
                 ereport!(
                     ERROR,
                     pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -550,11 +567,11 @@ unsafe fn estimate_is(defs: &SourceDefs, row: &Borrowed, ts: i64, tokens: &[i64;
     let Some(model) = row.get(defs.model) else { return false };
     let v = pg_sys::pg_detoast_datum_packed(model.cast_mut_ptr());
     let b = std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v));
-    let u = crate::pricing::Usage { input: tokens[0], output: tokens[1], cache_read: tokens[2], cache_write: tokens[3] };
-    match crate::pricing_sql::price_call(std::str::from_utf8(b).unwrap_or(""), &u, ts) {
-        crate::pricing_sql::Priced::Cost(c) => {
+    let u = crate::core::pricing::Usage { input: tokens[0], output: tokens[1], cache_read: tokens[2], cache_write: tokens[3] };
+    match crate::pg::money::price_call(std::str::from_utf8(b).unwrap_or(""), &u, ts) {
+        crate::pg::money::Priced::Cost(c) => {
             let typmod = defs.cost.map_or(-1, |a| a.typmod);
-            crate::pricing_sql::numeric_units(crate::pricing_sql::cost_datum(c, typmod)) == units
+            crate::pg::money::numeric_units(crate::pg::money::cost_datum(c, typmod)) == units
         }
         _ => false,
     }
@@ -581,14 +598,14 @@ fn rollup_row_trigger<'a>(
     let event = td.tg_event;
     let relid = trigger.relid()?;
     let tupdesc = unsafe { (*td.tg_relation).rd_att };
-    crate::usage::register_callbacks();
+    crate::pg::lifecycle::ensure_registered();
     let defs = defs_for(relid, td.tg_relation);
     if defs.rollups.is_empty() {
         return Ok(None);
     }
     unsafe {
         let add = |tuple, sign| {
-            let (values, nulls) = crate::usage::deform(tuple, tupdesc);
+            let (values, nulls) = crate::pg::row::deform(tuple, tupdesc);
             add_row(&defs, &Borrowed { values: &values, nulls: &nulls }, sign, None);
         };
         if pgrx::trigger_support::trigger_fired_by_insert(event) {
@@ -823,7 +840,7 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
     if pending.is_empty() {
         return;
     }
-    let stripe = crate::stripes::stripe_for(backend_slot());
+    let stripe = crate::features::stripes::stripe_for(backend_slot());
     // Each rollup's (period, group) sums, projected from the pending ones. Rollups are told apart
     // by their stripes table, not by the definitions' identity: definitions reloaded in the
     // middle of a statement (any invalidation of the source) describe the same rollups, and
@@ -862,10 +879,10 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
     for (defs, ri, groups) in by_rollup {
         let groups: Vec<(Vec<u8>, (i64, Vec<Option<pg_sys::Datum>>, Sum))> = groups.into_iter().collect();
         let costs: Vec<pg_sys::Datum> = groups.iter().map(|(_, (_, _, s))| cost_of(s)).collect();
-        let sums: Vec<crate::stripes::Sums> = groups
+        let sums: Vec<crate::features::stripes::Sums> = groups
             .iter()
             .zip(costs)
-            .map(|((key, (period, group, s)), cost)| crate::stripes::Sums {
+            .map(|((key, (period, group, s)), cost)| crate::features::stripes::Sums {
                 key,
                 period: *period,
                 group,
@@ -881,13 +898,13 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
                 last: s.last,
             })
             .collect();
-        crate::stripes::add_all(&defs.rollups[ri].layout, &sums);
+        crate::features::stripes::add_all(&defs.rollups[ri].layout, &sums);
     }
 }
 
 /// The exact cost sum of a group as numeric.
 fn cost_of(acc: &Sum) -> pg_sys::Datum {
-    let cost = crate::pricing_sql::cost_datum(crate::pricing::Cost(acc.cost), -1);
+    let cost = crate::pg::money::cost_datum(crate::core::pricing::Cost(acc.cost), -1);
     match acc.cost_extra {
         Some(extra) => unsafe { pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(cost), Some(extra)]) }.unwrap_or(cost),
         None => cost,
@@ -1190,7 +1207,7 @@ mod tests {
     /// Drops this backend's cached rollup definitions (what any invalidation of a source does).
     #[pg_extern]
     fn forget_rollup_definitions() {
-        crate::rollups::forget_all();
+        crate::features::rollups::forget_all();
     }
 
     #[pg_test]
@@ -1292,7 +1309,7 @@ mod tests {
 
     #[pg_test]
     fn shared_schema_monthly_and_platform_wide_with_backfill() {
-        Spi::run(include_str!("../tests/data/api_usage_log.sql")).unwrap();
+        Spi::run(include_str!("../../tests/data/api_usage_log.sql")).unwrap();
         Spi::run("SELECT llm_cost.track('public.api_usage_log', provider_column => 'provider', add_cost_column => true)").unwrap();
         Spi::run("INSERT INTO contributor (id, handle) VALUES ('00000000-0000-0000-0000-000000000001', 'a'), ('00000000-0000-0000-0000-000000000002', 'b')").unwrap();
         // Rows before the rollups exist are backfilled.

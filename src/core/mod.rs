@@ -1,0 +1,6 @@
+//! The core: exact cost arithmetic, price look-up and model-name resolution, numeric's binary
+//! form. Plain Rust: no pgrx, no PostgreSQL; unit-tested with `cargo test --lib`.
+
+pub mod catalog;
+pub mod numeric;
+pub mod pricing;

@@ -1,0 +1,420 @@
+//! SQL functions of the price catalog: a thin shell over `pricing.rs`, `catalog.rs` and `cache.rs`.
+
+use crate::core::pricing::{self, Cost, PriceRow, Usage};
+use crate::pg::cache;
+use crate::pg::money::{cost_to_numeric, price_call, Priced};
+use pgrx::datum::TimestampWithTimeZone;
+use pgrx::prelude::*;
+use pgrx::{AnyNumeric, JsonB, PgSqlErrorCode};
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+/// Raises SQLSTATE 22023 naming the first negative count.
+pub fn check_usage(u: &Usage) {
+    if let Err(e) = u.validate() {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string());
+    }
+}
+
+/// Cost in USD of one LLM call, from the price catalog at the call's time.
+///
+/// `input_tokens` are uncached input tokens (OpenAI: prompt_tokens - cached_tokens;
+/// Anthropic: input_tokens), `output_tokens` include reasoning tokens, `cache_read_tokens` are
+/// prompt tokens read from the cache (OpenAI: cached_tokens; Anthropic:
+/// cache_read_input_tokens), `cache_write_tokens` are tokens written to the cache (Anthropic:
+/// cache_creation_input_tokens). NULL when the model is unknown or has no price at `at`.
+#[pg_extern(stable, parallel_safe)]
+pub fn estimate_cost(
+    model: &str,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: default!(i64, 0),
+    cache_write_tokens: default!(i64, 0),
+    at: default!(TimestampWithTimeZone, "now()"),
+) -> Option<AnyNumeric> {
+    let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens };
+    check_usage(&u);
+    match price_call(model, &u, at.into()) {
+        Priced::Cost(c) => Some(cost_to_numeric(c)),
+        Priced::UnknownModel | Priced::NoPriceAt => None,
+    }
+}
+
+/// The catalog model an application's model name resolves to, or NULL.
+#[pg_extern(stable, parallel_safe)]
+pub fn resolve_model(model: &str) -> Option<String> {
+    let loaded = cache::catalog();
+    loaded.resolve(model).map(|i| loaded.catalog.model(i).model.clone())
+}
+
+/// The provider of a model name: the catalog's when it resolves, else a guess from its prefix
+/// or family (`claude-*` is anthropic). NULL when nothing is known.
+#[pg_extern(stable, parallel_safe)]
+pub fn provider_of(model: &str) -> Option<String> {
+    let loaded = cache::catalog();
+    match loaded.resolve(model) {
+        Some(i) => Some(loaded.catalog.model(i).provider.clone()),
+        None => crate::core::catalog::guess_provider(model).map(str::to_string),
+    }
+}
+
+/// `$0.00` for zero, two significant digits below a cent (`$0.0012`), cents above (`$1,234.57`).
+#[pg_extern(immutable, parallel_safe)]
+pub fn format_cost(cost: AnyNumeric) -> String {
+    let text = cost.to_string();
+    let d = match Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text)) {
+        Ok(d) => d,
+        Err(_) => {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                format!("format_cost: {text} is out of range (at most 28 significant digits)")
+            );
+        }
+    };
+    pricing::format_cost(d)
+}
+
+fn money_json(c: Cost) -> serde_json::Value {
+    serde_json::Value::Number(serde_json::Number::from_str(&c.to_plain_string()).unwrap_or_else(|_| 0.into()))
+}
+
+fn price_json(p: pricing::Price) -> serde_json::Value {
+    serde_json::Value::Number(serde_json::Number::from_str(&p.to_decimal().to_string()).unwrap_or_else(|_| 0.into()))
+}
+
+/// Why a cost is what it is: the resolved model, the price row used and each part of the cost.
+/// Same arguments as `estimate_cost`. Numbers are exact (jsonb numerics).
+#[pg_extern(stable, parallel_safe)]
+pub fn explain_cost(
+    model: &str,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: default!(i64, 0),
+    cache_write_tokens: default!(i64, 0),
+    at: default!(TimestampWithTimeZone, "now()"),
+) -> JsonB {
+    use serde_json::json;
+    let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens };
+    check_usage(&u);
+    let loaded = cache::catalog();
+    let usage = json!({
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_read_tokens": cache_read_tokens,
+        "cache_write_tokens": cache_write_tokens,
+        "prompt_tokens_for_tier": u.prompt_tokens(),
+    });
+    let at_i: i64 = at.into();
+    let Some(i) = loaded.resolve(model) else {
+        return JsonB(json!({
+            "model": model,
+            "resolved_model": null,
+            "provider": crate::core::catalog::guess_provider(model),
+            "usage": usage,
+            "cost_usd": null,
+            "reason": "unknown model: no catalog model or alias matches this name",
+        }));
+    };
+    let m = loaded.catalog.model(i);
+    let Some(row) = loaded.catalog.price_row(i, at_i, &u) else {
+        return JsonB(json!({
+            "model": model,
+            "resolved_model": m.model,
+            "provider": m.provider,
+            "usage": usage,
+            "cost_usd": null,
+            "reason": "no price row of this model is valid at this time for this prompt size",
+        }));
+    };
+    let b = row.breakdown(&u);
+    JsonB(json!({
+        "model": model,
+        "resolved_model": m.model,
+        "provider": m.provider,
+        "at": at.to_string(),
+        "usage": usage,
+        "price_row": price_row_json(row),
+        "prices_usd_per_mtok": {
+            "input": price_json(row.input),
+            "output": price_json(row.output),
+            "cache_read": price_json(b.cache_read_price),
+            "cache_read_is_input_price": row.cache_read.is_none(),
+            "cache_write": price_json(b.cache_write_price),
+            "cache_write_is_input_price": row.cache_write_5m.is_none(),
+        },
+        "parts_usd": {
+            "input": money_json(b.input),
+            "output": money_json(b.output),
+            "cache_read": money_json(b.cache_read),
+            "cache_write": money_json(b.cache_write),
+        },
+        "cost_usd": money_json(b.total),
+        "formula": "(input_tokens*input + output_tokens*output + cache_read_tokens*cache_read + cache_write_tokens*cache_write) / 1000000",
+    }))
+}
+
+fn price_row_json(row: &PriceRow) -> serde_json::Value {
+    // The full catalog row (source, validity as timestamps), read once: explain is not a hot path.
+    let full = Spi::get_one_with_args::<JsonB>(
+        "SELECT to_jsonb(p) FROM llm_cost.model_prices p WHERE id = $1",
+        &[row.id.into()],
+    );
+    match full {
+        Ok(Some(JsonB(v))) => v,
+        _ => serde_json::json!({ "id": row.id, "min_input_tokens": row.min_input_tokens }),
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use crate::core::pricing::Cost;
+    use pgrx::prelude::*;
+
+    /// The binary numeric the cost trigger writes is byte for byte what numeric_in builds from
+    /// the cost's text, and reading numerics back gives the same units.
+    #[pg_test]
+    fn binary_numeric_matches_numeric_in() {
+        let values: Vec<i128> = vec![
+            0, 1, -1, 9_999, 10_000, 315_000_000_000_000, 180_000_000_000_000_000, 123_456_000_000_000_000_000,
+            100_000_000_000_000_000_000, -25_000_000_000_000_000, 3_750_000_000, 12_345_678_901_234_567, i128::MAX / 3,
+        ];
+        for v in values {
+            let ours = crate::pg::money::cost_datum(Cost(v), -1);
+            let mut buf = [0u8; 64];
+            let n = Cost(v).write_plain(&mut buf[..63]);
+            let text = std::str::from_utf8(&buf[..n]).unwrap().to_string();
+            let theirs = Spi::get_one_with_args::<pgrx::AnyNumeric>("SELECT $1::numeric", &[text.clone().into()]).unwrap().unwrap();
+            let theirs = pgrx::IntoDatum::into_datum(theirs).unwrap();
+            unsafe {
+                let a = pg_sys::pg_detoast_datum_packed(ours.cast_mut_ptr());
+                let b = pg_sys::pg_detoast_datum_packed(theirs.cast_mut_ptr());
+                let sa = std::slice::from_raw_parts(pgrx::varlena::vardata_any(a) as *const u8, pgrx::varlena::varsize_any_exhdr(a));
+                let sb = std::slice::from_raw_parts(pgrx::varlena::vardata_any(b) as *const u8, pgrx::varlena::varsize_any_exhdr(b));
+                assert_eq!(sa, sb, "{text}");
+                assert_eq!(crate::pg::money::numeric_units(theirs), Some(v), "{text}");
+            }
+        }
+        // Values numeric arithmetic produces, and ones that do not fit 16 decimals.
+        for (sql, want) in [
+            ("SELECT 0.1::numeric + 0.2", Some(3_000_000_000_000_000i128)),
+            ("SELECT 2.50000::numeric * 1", Some(25_000_000_000_000_000)),
+            ("SELECT -1e20::numeric", Some(-1_000_000_000_000_000_000_000_000_000_000_000_000)),
+            ("SELECT 1e-17::numeric", None),
+            ("SELECT 'NaN'::numeric", None),
+            ("SELECT 1e30::numeric", None),
+        ] {
+            let n = Spi::get_one::<pgrx::AnyNumeric>(sql).unwrap().unwrap();
+            let d = pgrx::IntoDatum::into_datum(n).unwrap();
+            assert_eq!(unsafe { crate::pg::money::numeric_units(d) }, want, "{sql}");
+        }
+    }
+
+    // Moved from lib.rs (the SQL functions of the catalog).
+
+
+    fn num(sql: &str) -> Option<String> {
+        Spi::get_one::<String>(sql).expect("query failed")
+    }
+
+    #[pg_test]
+    fn sonnet_costs_18() {
+        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1000000, 1000000)::text").as_deref(), Some("18"));
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('anthropic/claude-sonnet-4-5-20250929', 1000000, 1000000)::text").as_deref(),
+            Some("18")
+        );
+        assert_eq!(Spi::get_one::<bool>("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1000000, 1000000) = 18").unwrap(), Some(true));
+    }
+
+    #[pg_test]
+    fn unknown_model_is_null_not_zero() {
+        assert_eq!(num("SELECT llm_cost.estimate_cost('no-such-model', 1, 1)::text"), None);
+        assert_eq!(num("SELECT llm_cost.resolve_model('no-such-model')"), None);
+    }
+
+    #[pg_test]
+    fn null_arguments_give_null() {
+        assert_eq!(num("SELECT llm_cost.estimate_cost(NULL, 1, 1)::text"), None);
+        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o', NULL, 1)::text"), None);
+    }
+
+    #[pg_test(error = "input_tokens must not be negative")]
+    fn negative_input_tokens() {
+        Spi::run("SELECT llm_cost.estimate_cost('gpt-4o', -1, 1)").unwrap();
+    }
+
+    #[pg_test(error = "cache_write_tokens must not be negative")]
+    fn negative_cache_write_tokens_in_explain() {
+        Spi::run("SELECT llm_cost.explain_cost('gpt-4o', 1, 1, 0, -3)").unwrap();
+    }
+
+    #[pg_test]
+    fn negative_tokens_sqlstate_is_22023() {
+        Spi::run(
+            "DO $$ BEGIN PERFORM llm_cost.estimate_cost('gpt-4o', 1, -1);
+               EXCEPTION WHEN OTHERS THEN PERFORM set_config('t.state', SQLSTATE || ':' || SQLERRM, true); END $$",
+        )
+        .unwrap();
+        assert_eq!(num("SELECT current_setting('t.state')").as_deref(), Some("22023:output_tokens must not be negative"));
+    }
+
+    #[pg_test]
+    fn bigint_max_does_not_overflow() {
+        let v = num("SELECT llm_cost.estimate_cost('claude-opus-4-1-20250805', 9223372036854775807, 9223372036854775807, 9223372036854775807, 9223372036854775807)::text").unwrap();
+        // (15 + 75 + 1.5 + 18.75) * (2^63-1) / 1e6
+        assert_eq!(v, "1016876767063239.03272175");
+        assert_eq!(
+            Spi::get_one::<bool>(&format!("SELECT {v}::numeric * 1000000 = 110.25 * 9223372036854775807::numeric")).unwrap(),
+            Some(true)
+        );
+    }
+
+    #[pg_test]
+    fn cache_tokens_and_fallback() {
+        // Anthropic: cache read 0.3, write 3.75 per 1M.
+        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1000, 500, 20000, 4000)::text").as_deref(), Some("0.0315"));
+        // claude-3-haiku publishes no cache prices: the input price (0.25) applies to both.
+        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-3-haiku-20240307', 0, 0, 1000000, 1000000)::text").as_deref(), Some("0.5"));
+    }
+
+    #[pg_test]
+    fn long_context_tier() {
+        // gpt-5.4: 2.5/15 below 272k prompt tokens, 5/22.5 from 272k.
+        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-5.4', 271999, 0)::text").as_deref(), Some("0.6799975"));
+        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-5.4', 272000, 1000000)::text").as_deref(), Some("23.86"));
+        // Cached prompt tokens count towards the tier.
+        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-5.4', 200000, 0, 72000)::text").as_deref(), Some("1.036"));
+    }
+
+    #[pg_test]
+    fn price_history_by_event_time() {
+        Spi::run(
+            "INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, valid_from, valid_to)
+             VALUES ('acme', 'acme-1', 10, 20, '-infinity', '2026-01-01'),
+                    ('acme', 'acme-1', 1, 2, '2026-01-01', 'infinity')",
+        )
+        .unwrap();
+        assert_eq!(num("SELECT llm_cost.estimate_cost('acme-1', 1000000, 0, 0, 0, '2025-12-31 23:59:59+00')::text").as_deref(), Some("10"));
+        assert_eq!(num("SELECT llm_cost.estimate_cost('acme-1', 1000000, 0, 0, 0, '2026-01-01 00:00:00+00')::text").as_deref(), Some("1"));
+    }
+
+    #[pg_test(error = "price rows of acme acme-2 (tier min_input_tokens 0) overlap in time")]
+    fn overlapping_prices_rejected() {
+        Spi::run(
+            "INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, valid_from, valid_to)
+             VALUES ('acme', 'acme-2', 10, 20, '-infinity', '2026-02-01'),
+                    ('acme', 'acme-2', 1, 2, '2026-01-01', 'infinity')",
+        )
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn own_rows_override_shipped_and_shipped_rows_are_read_only() {
+        Spi::run(
+            "INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, note)
+             VALUES ('anthropic', 'claude-sonnet-4-5-20250929', 2, 10, 'negotiated')",
+        )
+        .unwrap();
+        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1000000, 1000000)::text").as_deref(), Some("12"));
+        Spi::run(
+            "DO $$ BEGIN UPDATE llm_cost.model_prices SET input_usd_per_mtok = 0 WHERE id = 3;
+               EXCEPTION WHEN insufficient_privilege THEN PERFORM set_config('t.ro', 'refused', true); END $$",
+        )
+        .unwrap();
+        assert_eq!(num("SELECT current_setting('t.ro', true)").as_deref(), Some("refused"));
+    }
+
+    #[pg_test]
+    fn bad_prices_rejected() {
+        for bad in ["-1", "1000000", "0.00000000001"] {
+            let r = Spi::run(&format!(
+                "DO $$ BEGIN INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok) VALUES ('acme', 'bad', {bad});
+                   EXCEPTION WHEN check_violation THEN PERFORM set_config('t.bad', 'refused', true); END $$"
+            ));
+            assert!(r.is_ok());
+            assert_eq!(num("SELECT current_setting('t.bad', true)").as_deref(), Some("refused"), "{bad}");
+            Spi::run("SELECT set_config('t.bad', '', true)").unwrap();
+        }
+    }
+
+    #[pg_test]
+    fn aliases_resolve_and_invalidate_within_transaction() {
+        assert_eq!(num("SELECT llm_cost.resolve_model('house-llm')"), None);
+        Spi::run("INSERT INTO llm_cost.model_aliases (alias, model) VALUES ('house-llm', 'gpt-4o')").unwrap();
+        assert_eq!(num("SELECT llm_cost.resolve_model('House-LLM')").as_deref(), Some("gpt-4o"));
+        assert_eq!(num("SELECT llm_cost.estimate_cost('house-llm', 1000000, 0)::text").as_deref(), Some("2.5"));
+    }
+
+    #[pg_test]
+    fn resolution_spellings() {
+        let cases = [
+            ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929"),
+            ("CLAUDE-SONNET-4-5", "claude-sonnet-4-5-20250929"),
+            ("anthropic/claude-sonnet-4-5", "claude-sonnet-4-5-20250929"),
+            ("openrouter/anthropic/claude-sonnet-4.5", "claude-sonnet-4-5-20250929"),
+            ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5-20250929"),
+            ("claude-sonnet-4-5@20250929", "claude-sonnet-4-5-20250929"),
+            ("openai/gpt-4o-2024-08-06", "gpt-4o"),
+            ("google/gemini-2.5-flash", "gemini-2.5-flash"),
+            ("deepseek-chat", "deepseek-chat"),
+        ];
+        for (name, want) in cases {
+            assert_eq!(num(&format!("SELECT llm_cost.resolve_model('{name}')")).as_deref(), Some(want), "{name}");
+        }
+        assert_eq!(num("SELECT llm_cost.provider_of('us.anthropic.claude-sonnet-4-5-20250929-v1:0')").as_deref(), Some("anthropic"));
+        assert_eq!(num("SELECT llm_cost.provider_of('gemini-2.5-pro')").as_deref(), Some("google"));
+        assert_eq!(num("SELECT llm_cost.provider_of('zzz')"), None);
+    }
+
+    #[pg_test]
+    fn format_cost_sql() {
+        assert_eq!(num("SELECT llm_cost.format_cost(0)").as_deref(), Some("$0.00"));
+        assert_eq!(num("SELECT llm_cost.format_cost(0.0012345)").as_deref(), Some("$0.0012"));
+        assert_eq!(num("SELECT llm_cost.format_cost(0.45)").as_deref(), Some("$0.45"));
+        assert_eq!(num("SELECT llm_cost.format_cost(1234.567)").as_deref(), Some("$1,234.57"));
+        assert_eq!(num("SELECT llm_cost.format_cost(NULL)"), None);
+    }
+
+    #[pg_test]
+    fn explain_cost_parts() {
+        let j = Spi::get_one::<pgrx::JsonB>("SELECT llm_cost.explain_cost('anthropic/claude-sonnet-4-5', 1000, 500, 20000, 4000)")
+            .unwrap()
+            .unwrap()
+            .0;
+        assert_eq!(j["resolved_model"], "claude-sonnet-4-5-20250929");
+        assert_eq!(j["price_row"]["id"], 3);
+        assert_eq!(j["parts_usd"]["input"].to_string(), "0.003");
+        assert_eq!(j["parts_usd"]["cache_write"].to_string(), "0.015");
+        assert_eq!(j["cost_usd"].to_string(), "0.0315");
+        let u = Spi::get_one::<pgrx::JsonB>("SELECT llm_cost.explain_cost('nope', 1, 1)").unwrap().unwrap().0;
+        assert!(u["cost_usd"].is_null());
+    }
+
+    #[pg_test]
+    fn catalog_matches_reference_prices() {
+        // Every published reference price (tests/data/reference-prices.csv) is in the catalog.
+        let csv = include_str!("../../tests/data/reference-prices.csv");
+        let mut checked = 0;
+        for line in csv.lines().skip(1) {
+            let f: Vec<&str> = line.split(',').collect();
+            let (provider, model, input, output, min) = (f[0], f[1], f[3], f[4], f[8]);
+            let output = if output.is_empty() { "0" } else { output };
+            let cache = |v: &str| if v.is_empty() { "NULL".to_string() } else { v.to_string() };
+            let q = format!(
+                "SELECT count(*) FROM llm_cost.model_prices WHERE origin = 'llm_cost' AND provider = '{provider}' AND model = '{model}'
+                   AND min_input_tokens = {min} AND input_usd_per_mtok = {input} AND output_usd_per_mtok = {output}
+                   AND cache_read_usd_per_mtok IS NOT DISTINCT FROM {}::numeric
+                   AND cache_write_5m_usd_per_mtok IS NOT DISTINCT FROM {}::numeric
+                   AND cache_write_1h_usd_per_mtok IS NOT DISTINCT FROM {}::numeric AND source_url <> ''",
+                cache(f[5]), cache(f[6]), cache(f[7])
+            );
+            assert_eq!(Spi::get_one::<i64>(&q).unwrap(), Some(1), "{line}");
+            checked += 1;
+        }
+        assert_eq!(checked, 46);
+        let models = Spi::get_one::<i64>("SELECT count(DISTINCT (provider, model)) FROM llm_cost.model_prices").unwrap().unwrap();
+        assert!(models >= 45, "{models}");
+    }
+}

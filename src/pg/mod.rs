@@ -1,0 +1,16 @@
+//! Postgres plumbing: what every feature needs from the server, and nothing feature-specific.
+//! Imports `core` only (and each other); never a feature.
+//!
+//! - `row`: a tuple's columns, the tracked table a partition's row belongs to, event times;
+//! - `lifecycle` and `pending`: the transaction's callbacks and the state that waits in backend
+//!   memory per subtransaction until it is written;
+//! - `cache`: the per-backend price catalog and relation-change notifications;
+//! - `money`: exact costs as numeric Datums, one call priced from the cache;
+//! - `privilege`: whose rights (a table's owner, the extension's owner).
+
+pub mod cache;
+pub mod lifecycle;
+pub mod money;
+pub mod pending;
+pub mod privilege;
+pub mod row;

@@ -1,0 +1,83 @@
+//! Money between Rust and PostgreSQL (plumbing): exact costs as `numeric` Datums and back, and
+//! one call priced from the cached catalog. The arithmetic itself is `core::pricing`; the
+//! binary numeric form is `core::numeric`.
+
+use crate::core::pricing::{Cost, Usage};
+use crate::pg::cache;
+use pgrx::prelude::*;
+use pgrx::AnyNumeric;
+
+/// Outcome of pricing one call.
+pub enum Priced {
+    Cost(Cost),
+    /// The name resolves to nothing in the catalog.
+    UnknownModel,
+    /// The model is known but no price row is valid at the call's time.
+    NoPriceAt,
+}
+
+/// Prices one call from the cached catalog; no query unless the catalog changed.
+pub fn price_call(model: &str, u: &Usage, at: i64) -> Priced {
+    let loaded = cache::catalog();
+    match loaded.resolve(model) {
+        None => Priced::UnknownModel,
+        Some(i) => match loaded.catalog.price_row(i, at, u) {
+            Some(row) => Priced::Cost(row.cost(u)),
+            None => Priced::NoPriceAt,
+        },
+    }
+}
+
+/// A cost as a numeric Datum (palloc'd in the current memory context). Without a typmod it is
+/// built directly in numeric's binary form (`numeric.rs`), exactly as `numeric_in` would build
+/// it from the cost's plain text; with one (-1 for none), via `numeric_in`, which rounds it to
+/// the column's declared scale.
+pub fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
+    if typmod < 0 {
+        let body = crate::core::numeric::encode_units(c.0);
+        unsafe {
+            let len = pg_sys::VARHDRSZ + body.len();
+            let p = pg_sys::palloc(len) as *mut u8;
+            std::ptr::copy_nonoverlapping(body.as_ptr(), p.add(pg_sys::VARHDRSZ), body.len());
+            pgrx::set_varsize_4b(p as *mut pg_sys::varlena, len as i32);
+            return pg_sys::Datum::from(p);
+        }
+    }
+    let mut buf = [0u8; 64];
+    let len = c.write_plain(&mut buf[..63]);
+    buf[len] = 0;
+    let d = unsafe {
+        pgrx::direct_function_call_as_datum(
+            pg_sys::numeric_in,
+            &[
+                Some(pg_sys::Datum::from(buf.as_ptr())),
+                Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+                Some(pg_sys::Datum::from(typmod)),
+            ],
+        )
+    };
+    d.unwrap_or_else(|| error!("llm_cost: cannot represent cost {c} as numeric"))
+}
+
+/// A numeric Datum (possibly packed or toasted) as a count of 10^-16 USD, when it has at most 16
+/// decimals and fits; None otherwise (NaN, infinities, more decimals).
+///
+/// # Safety
+/// `d` must be a numeric Datum.
+pub unsafe fn numeric_units(d: pg_sys::Datum) -> Option<i128> {
+    let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+    let body = std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v));
+    crate::core::numeric::decode_units(body)
+}
+
+/// Whether a numeric Datum is NaN, Infinity or -Infinity.
+pub unsafe fn numeric_special(d: pg_sys::Datum) -> bool {
+    let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+    let body = std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v));
+    crate::core::numeric::is_special(body)
+}
+
+pub fn cost_to_numeric(c: Cost) -> AnyNumeric {
+    unsafe { AnyNumeric::from_datum(cost_datum(c, -1), false) }.unwrap_or_else(|| error!("llm_cost: numeric conversion failed"))
+}
+

@@ -1,0 +1,68 @@
+//! Row access (plumbing): a tuple's columns deformed once, the tracked table a partition's row
+//! belongs to, and a row's event time read the same way by every feature.
+
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+thread_local! {
+    /// Partition -> the partitioned table at the top of its tree (the tracked table).
+    static ROOTS: RefCell<HashMap<pg_sys::Oid, pg_sys::Oid>> = RefCell::new(HashMap::new());
+}
+
+/// The tracked table a row trigger's relation stands for: itself, or for a partition (where
+/// PostgreSQL fires the cloned trigger) the root of its partition tree.
+pub fn root_of(relid: pg_sys::Oid, rel: pg_sys::Relation) -> pg_sys::Oid {
+    if !unsafe { (*(*rel).rd_rel).relispartition } {
+        return relid;
+    }
+    if let Some(r) = ROOTS.with(|m| m.borrow().get(&relid).copied()) {
+        return r;
+    }
+    let root = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.pg_partition_root($1)::oid", &[relid.into()])
+        .ok()
+        .flatten()
+        .unwrap_or(relid);
+    ROOTS.with(|m| m.borrow_mut().insert(relid, root));
+    root
+}
+
+/// A relation changed: partition trees may have too.
+pub fn forget_roots() {
+    let _ = ROOTS.try_with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            m.clear();
+        }
+    });
+}
+
+/// All columns of a tuple at once: (values, nulls), indexed by attribute number - 1.
+pub unsafe fn deform(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+    let n = (*tupdesc).natts as usize;
+    let mut values = vec![pg_sys::Datum::from(0); n];
+    let mut nulls = vec![true; n];
+    pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    (values, nulls)
+}
+
+/// An event time as timestamptz microseconds: a timestamp (without time zone) or date is the
+/// local time in `zone` (None: UTC), never in the session's TimeZone, so every writer of a table
+/// reads the same instant (rollups and `_event_time_sql` in sql/usage.sql read it alike).
+pub unsafe fn event_time(d: pg_sys::Datum, typid: pg_sys::Oid, zone: Option<pg_sys::Datum>) -> i64 {
+    let ts = match typid {
+        pg_sys::TIMESTAMPOID => d,
+        pg_sys::DATEOID => match pgrx::direct_function_call_as_datum(pg_sys::date_timestamp, &[Some(d)]) {
+            Some(t) => t,
+            None => return 0,
+        },
+        _ => return d.value() as i64,
+    };
+    match zone {
+        // timestamp and timestamptz count microseconds from the same epoch: in UTC, the same.
+        None => ts.value() as i64,
+        Some(z) => pgrx::direct_function_call_as_datum(pg_sys::timestamp_zone, &[Some(z), Some(ts)])
+            .map(|d| d.value() as i64)
+            .unwrap_or(0),
+    }
+}
+
