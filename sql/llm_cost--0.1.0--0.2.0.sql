@@ -5,19 +5,29 @@
 -------------------------------------------------------------------------------------------------
 -- New functions of the Rust library
 -------------------------------------------------------------------------------------------------
--- llm_cost::rollups::_flush_pending_sums
+-- llm_cost::features::maintenance::_as_table_owner
+CREATE  FUNCTION "_as_table_owner"(
+	"action" TEXT, /* & str */
+	"table" oid, /* pg_sys :: Oid */
+	"args" jsonb /* pgrx :: JsonB */
+) RETURNS jsonb /* pgrx :: JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_as_table_owner_wrapper';
+
+-- llm_cost::features::rollups::_flush_pending_sums
 CREATE  FUNCTION "_flush_pending_sums"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_flush_pending_sums_wrapper';
 
--- llm_cost::retention::_preloaded
+-- llm_cost::features::retention::_preloaded
 CREATE  FUNCTION "_preloaded"() RETURNS bool /* bool */
 STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_preloaded_wrapper';
 
--- llm_cost::registry::_registry_delete
+-- llm_cost::features::registry::_registry_delete
 CREATE  FUNCTION "_registry_delete"(
 	"registry_name" TEXT, /* & str */
 	"key" oid /* pg_sys :: Oid */
@@ -26,7 +36,7 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_registry_delete_wrapper';
 
--- llm_cost::registry::_registry_put
+-- llm_cost::features::registry::_registry_put
 CREATE  FUNCTION "_registry_put"(
 	"registry_name" TEXT, /* & str */
 	"row" jsonb /* pgrx :: JsonB */
@@ -35,7 +45,7 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_registry_put_wrapper';
 
--- llm_cost::retention::_retention_drop_partitions
+-- llm_cost::features::retention::_retention_drop_partitions
 CREATE  FUNCTION "_retention_drop_partitions"(
 	"table" oid, /* pg_sys :: Oid */
 	"time_col" TEXT, /* & str */
@@ -45,7 +55,7 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_retention_drop_partitions_wrapper';
 
--- llm_cost::retention::_retention_purge_batch
+-- llm_cost::features::retention::_retention_purge_batch
 CREATE  FUNCTION "_retention_purge_batch"(
 	"table" oid, /* pg_sys :: Oid */
 	"time_col" TEXT, /* & str */
@@ -58,7 +68,7 @@ AS 'MODULE_PATHNAME', '_retention_purge_batch_wrapper';
 
 -- _record_run: a Rust function now (checks the caller's rights over the table).
 DROP FUNCTION llm_cost._record_run(oid, text, timestamptz, timestamptz, bigint, integer, text, text);
--- llm_cost::retention::_record_run
+-- llm_cost::features::retention::_record_run
 CREATE  FUNCTION "_record_run"(
 	"table" oid, /* pg_sys :: Oid */
 	"name" TEXT, /* & str */
@@ -294,6 +304,72 @@ REVOKE ALL ON FUNCTION llm_cost._on_sql_drop() FROM PUBLIC;
 -------------------------------------------------------------------------------------------------
 -- Rollups (sql/rollups.sql)
 -------------------------------------------------------------------------------------------------
+CREATE FUNCTION llm_cost._rebuild_rollup_impl(name regclass, "from" timestamptz, "to" timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups;
+    c record;
+    n bigint;
+    from_p timestamptz;
+    to_p timestamptz;
+BEGIN
+    SELECT * INTO r FROM llm_cost.rollups WHERE rollup = name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not an llm_cost rollup', name USING ERRCODE = 'undefined_object';
+    END IF;
+    IF r.source IS NULL THEN
+        RAISE EXCEPTION 'the source of rollup % was dropped; nothing to rebuild from', name USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = r.source), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of % to rebuild its rollups', r.source USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO c FROM llm_cost._rollup_source_columns(r.source);
+    -- Whole periods: from the start of the period containing "from" to the end of the one containing "to".
+    from_p := CASE WHEN isfinite("from") THEN date_trunc(r.grain, "from", r.time_zone) ELSE "from" END;
+    to_p := CASE WHEN NOT isfinite("to") THEN "to"
+                 WHEN date_trunc(r.grain, "to", r.time_zone) = "to" THEN "to"
+                 ELSE (date_trunc(r.grain, "to", r.time_zone) AT TIME ZONE r.time_zone + ('1 ' || r.grain)::interval) AT TIME ZONE r.time_zone END;
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', r.source);
+    -- Sums this transaction's rows left pending (rows inserted straight into a partition are
+    -- written at commit) go in first: the DELETE and the recount below then cover them once.
+    PERFORM llm_cost._flush_pending_sums();
+    EXECUTE format('DELETE FROM %s WHERE period_start >= %L AND period_start < %L', r.stripes, from_p, to_p);
+    EXECUTE llm_cost._rollup_upsert(r, llm_cost._rollup_select(r,
+        format('(SELECT * FROM %s WHERE %I >= %s AND %I < %s)', r.source, c.time_col, llm_cost._event_time_literal(r.source, from_p),
+               c.time_col, llm_cost._event_time_literal(r.source, to_p)), '1', '0'));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+CREATE FUNCTION llm_cost._reprice_impl(source regclass, "from" timestamptz, "to" timestamptz,
+                                       OUT rows_changed bigint, OUT cost_difference numeric)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t llm_cost.tracked_tables;
+    which text;
+BEGIN
+    SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = source;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % is not tracked by llm_cost', source USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF t.time_column IS NULL THEN
+        RAISE EXCEPTION 'table % has no time column in its llm_cost tracking', source USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF t.cost_source_column IS NOT NULL THEN
+        which := format('s.%I IN (''estimated'', ''unpriced'')', t.cost_source_column);
+    ELSE
+        -- Without a cost_source column, estimated and provided costs cannot be told apart after
+        -- a price change: only unpriced rows (cost NULL or the column default) are re-estimated.
+        which := format('(s.%I IS NULL OR s.%I = %s)', t.cost_column, t.cost_column, coalesce(t.cost_default::text, 'NULL'));
+        RAISE NOTICE 'table % has no cost_source column: only its unpriced rows are re-estimated', source;
+    END IF;
+    EXECUTE format(
+        'WITH old AS (SELECT s.tableoid AS t, s.ctid AS c, s.%1$I AS old_cost FROM %2$s s WHERE %3$s AND s.%4$I >= %5$s AND s.%4$I < %6$s FOR UPDATE), '
+        'upd AS (UPDATE %2$s s SET %1$I = NULL FROM old WHERE s.tableoid = old.t AND s.ctid = old.c RETURNING old.old_cost, s.%1$I AS new_cost) '
+        'SELECT count(*) FILTER (WHERE old_cost IS DISTINCT FROM new_cost), coalesce(sum(new_cost), 0) - coalesce(sum(old_cost), 0) FROM upd',
+        t.cost_column, source, which, t.time_column, llm_cost._event_time_literal(source, "from"), llm_cost._event_time_literal(source, "to"))
+    INTO rows_changed, cost_difference;
+END $$;
 CREATE OR REPLACE FUNCTION llm_cost._rollup_source_columns(p_source regclass,
     OUT time_col text, OUT cost_col text, OUT model_col text, OUT unpriced_expr text,
     OUT tok_in text, OUT tok_out text, OUT tok_cr text, OUT tok_cw text,
@@ -566,10 +642,6 @@ RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r llm_cost.rollups;
-    c record;
-    n bigint;
-    from_p timestamptz;
-    to_p timestamptz;
 BEGIN
     SELECT * INTO r FROM llm_cost.rollups WHERE rollup = name;
     IF NOT FOUND THEN
@@ -578,55 +650,26 @@ BEGIN
     IF r.source IS NULL THEN
         RAISE EXCEPTION 'the source of rollup % was dropped; nothing to rebuild from', name USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
-    IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = r.source), 'USAGE') THEN
-        RAISE EXCEPTION 'must be owner of % to rebuild its rollups', r.source USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    SELECT * INTO c FROM llm_cost._rollup_source_columns(r.source);
-    -- Whole periods: from the start of the period containing "from" to the end of the one containing "to".
-    from_p := CASE WHEN isfinite("from") THEN date_trunc(r.grain, "from", r.time_zone) ELSE "from" END;
-    to_p := CASE WHEN NOT isfinite("to") THEN "to"
-                 WHEN date_trunc(r.grain, "to", r.time_zone) = "to" THEN "to"
-                 ELSE (date_trunc(r.grain, "to", r.time_zone) AT TIME ZONE r.time_zone + ('1 ' || r.grain)::interval) AT TIME ZONE r.time_zone END;
-    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', r.source);
-    -- Sums this transaction's rows left pending (rows inserted straight into a partition are
-    -- written at commit) go in first: the DELETE and the recount below then cover them once.
-    PERFORM llm_cost._flush_pending_sums();
-    EXECUTE format('DELETE FROM %s WHERE period_start >= %L AND period_start < %L', r.stripes, from_p, to_p);
-    EXECUTE llm_cost._rollup_upsert(r, llm_cost._rollup_select(r,
-        format('(SELECT * FROM %s WHERE %I >= %s AND %I < %s)', r.source, c.time_col, llm_cost._event_time_literal(r.source, from_p),
-               c.time_col, llm_cost._event_time_literal(r.source, to_p)), '1', '0'));
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    RETURN (llm_cost._as_table_owner('rebuild_rollup', r.source::oid,
+                                     pg_catalog.jsonb_build_object('rollup', name::oid, 'from', "from", 'to', "to")) ->> 'n')::bigint;
 END $$;
 CREATE OR REPLACE FUNCTION llm_cost.reprice(source regclass, "from" timestamptz DEFAULT '-infinity', "to" timestamptz DEFAULT 'infinity',
                                  OUT rows_changed bigint, OUT cost_difference numeric)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    t llm_cost.tracked_tables;
-    which text;
+    j jsonb;
 BEGIN
-    SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = source;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'table % is not tracked by llm_cost', source USING ERRCODE = 'object_not_in_prerequisite_state';
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.reprice: source must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF t.time_column IS NULL THEN
-        RAISE EXCEPTION 'table % has no time column in its llm_cost tracking', source USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    IF t.cost_source_column IS NOT NULL THEN
-        which := format('s.%I IN (''estimated'', ''unpriced'')', t.cost_source_column);
-    ELSE
-        -- Without a cost_source column, estimated and provided costs cannot be told apart after
-        -- a price change: only unpriced rows (cost NULL or the column default) are re-estimated.
-        which := format('(s.%I IS NULL OR s.%I = %s)', t.cost_column, t.cost_column, coalesce(t.cost_default::text, 'NULL'));
-        RAISE NOTICE 'table % has no cost_source column: only its unpriced rows are re-estimated', source;
-    END IF;
-    EXECUTE format(
-        'WITH old AS (SELECT s.tableoid AS t, s.ctid AS c, s.%1$I AS old_cost FROM %2$s s WHERE %3$s AND s.%4$I >= %5$s AND s.%4$I < %6$s FOR UPDATE), '
-        'upd AS (UPDATE %2$s s SET %1$I = NULL FROM old WHERE s.tableoid = old.t AND s.ctid = old.c RETURNING old.old_cost, s.%1$I AS new_cost) '
-        'SELECT count(*) FILTER (WHERE old_cost IS DISTINCT FROM new_cost), coalesce(sum(new_cost), 0) - coalesce(sum(old_cost), 0) FROM upd',
-        t.cost_column, source, which, t.time_column, llm_cost._event_time_literal(source, "from"), llm_cost._event_time_literal(source, "to"))
-    INTO rows_changed, cost_difference;
+    j := llm_cost._as_table_owner('reprice', source::oid, pg_catalog.jsonb_build_object('from', "from", 'to', "to"));
+    rows_changed := (j ->> 'rows_changed')::bigint;
+    cost_difference := (j ->> 'cost_difference')::numeric;
 END $$;
+COMMENT ON FUNCTION llm_cost.rebuild_rollup(regclass, timestamptz, timestamptz) IS
+'Recomputes the periods of a rollup that start in [from, to) from the raw rows still present; returns the number of summary rows written. Periods whose raw rows were purged come back smaller: rollups are a ledger, rebuild only what you still have. Runs as the source table''s owner (the caller must have its rights).';
+COMMENT ON FUNCTION llm_cost.reprice(regclass, timestamptz, timestamptz) IS
+'Re-estimates the estimated and unpriced (never provided) costs of rows in [from, to) with the catalog as it is now, fixing every rollup in the same transaction. Returns how many rows changed and by how much the total cost changed (USD). Runs as the table''s owner, under a security-restricted operation (the caller must have its rights).';
 REVOKE ALL ON FUNCTION llm_cost._rollup_defs(regclass, regclass) FROM PUBLIC;
 -- Stripes tables get a replica identity (logical replication, item 13).
 DO $$

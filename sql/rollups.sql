@@ -413,7 +413,10 @@ COMMENT ON FUNCTION llm_cost.drop_rollup(regclass) IS 'Drops a rollup: its view,
 
 -- Recomputes [from, to) of a rollup from the raw rows still present (after a bulk fix, a
 -- restore, or to fold the per-backend stripes of old periods into one row).
-CREATE FUNCTION llm_cost.rebuild_rollup(name regclass, "from" timestamptz DEFAULT '-infinity', "to" timestamptz DEFAULT 'infinity')
+-- The work of rebuild_rollup, run as the source table's owner under a security-restricted
+-- operation (llm_cost._as_table_owner): whatever code of the table's owner the rebuild runs, it
+-- runs with the owner's rights, not the caller's.
+CREATE FUNCTION llm_cost._rebuild_rollup_impl(name regclass, "from" timestamptz, "to" timestamptz)
 RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -450,13 +453,31 @@ BEGIN
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;
+CREATE FUNCTION llm_cost.rebuild_rollup(name regclass, "from" timestamptz DEFAULT '-infinity', "to" timestamptz DEFAULT 'infinity')
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups;
+BEGIN
+    SELECT * INTO r FROM llm_cost.rollups WHERE rollup = name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not an llm_cost rollup', name USING ERRCODE = 'undefined_object';
+    END IF;
+    IF r.source IS NULL THEN
+        RAISE EXCEPTION 'the source of rollup % was dropped; nothing to rebuild from', name USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN (llm_cost._as_table_owner('rebuild_rollup', r.source::oid,
+                                     pg_catalog.jsonb_build_object('rollup', name::oid, 'from', "from", 'to', "to")) ->> 'n')::bigint;
+END $$;
 COMMENT ON FUNCTION llm_cost.rebuild_rollup(regclass, timestamptz, timestamptz) IS
-'Recomputes the periods of a rollup that start in [from, to) from the raw rows still present; returns the number of summary rows written. Periods whose raw rows were purged come back smaller: rollups are a ledger, rebuild only what you still have.';
+'Recomputes the periods of a rollup that start in [from, to) from the raw rows still present; returns the number of summary rows written. Periods whose raw rows were purged come back smaller: rollups are a ledger, rebuild only what you still have. Runs as the source table''s owner (the caller must have its rights).';
 
 -- Re-estimates estimated (never provided) costs of [from, to) with the catalog as it is now,
 -- and fixes every rollup of the table in the same transaction (through the update trigger).
-CREATE FUNCTION llm_cost.reprice(source regclass, "from" timestamptz DEFAULT '-infinity', "to" timestamptz DEFAULT 'infinity',
-                                 OUT rows_changed bigint, OUT cost_difference numeric)
+-- The work of reprice, run as the table's owner under a security-restricted operation (its
+-- UPDATE fires the owner's triggers: never with the caller's rights).
+CREATE FUNCTION llm_cost._reprice_impl(source regclass, "from" timestamptz, "to" timestamptz,
+                                       OUT rows_changed bigint, OUT cost_difference numeric)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t llm_cost.tracked_tables;
@@ -484,8 +505,21 @@ BEGIN
         t.cost_column, source, which, t.time_column, llm_cost._event_time_literal(source, "from"), llm_cost._event_time_literal(source, "to"))
     INTO rows_changed, cost_difference;
 END $$;
+CREATE FUNCTION llm_cost.reprice(source regclass, "from" timestamptz DEFAULT '-infinity', "to" timestamptz DEFAULT 'infinity',
+                                 OUT rows_changed bigint, OUT cost_difference numeric)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j jsonb;
+BEGIN
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.reprice: source must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    j := llm_cost._as_table_owner('reprice', source::oid, pg_catalog.jsonb_build_object('from', "from", 'to', "to"));
+    rows_changed := (j ->> 'rows_changed')::bigint;
+    cost_difference := (j ->> 'cost_difference')::numeric;
+END $$;
 COMMENT ON FUNCTION llm_cost.reprice(regclass, timestamptz, timestamptz) IS
-'Re-estimates the estimated and unpriced (never provided) costs of rows in [from, to) with the catalog as it is now, fixing every rollup in the same transaction. Returns how many rows changed and by how much the total cost changed (USD).';
+'Re-estimates the estimated and unpriced (never provided) costs of rows in [from, to) with the catalog as it is now, fixing every rollup in the same transaction. Returns how many rows changed and by how much the total cost changed (USD). Runs as the table''s owner, under a security-restricted operation (the caller must have its rights).';
 
 -- Keeps the registry honest when objects go away (called by the sql_drop event trigger).
 CREATE FUNCTION llm_cost._rollups_on_drop(p_oid oid, p_schema text, p_name text) RETURNS void

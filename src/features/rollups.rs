@@ -1586,4 +1586,48 @@ mod tests {
         let e = error_of("PERFORM llm_cost.rebuild_rollup('t_pp_m')");
         assert!(e.starts_with("55000"), "{e}");
     }
+
+
+    /// reprice and rebuild_rollup act on a table's behalf: as its owner, under a
+    /// security-restricted operation. A superuser repricing a table whose owner's trigger grants
+    /// the owner superuser when a superuser runs it grants nothing; others may not run them.
+    #[pg_test]
+    fn reprice_and_rebuild_run_as_the_table_owner() {
+        Spi::run(
+            "CREATE ROLE t_rp_evil NOLOGIN; CREATE SCHEMA t_rp_s AUTHORIZATION t_rp_evil; CREATE ROLE t_rp_other NOLOGIN;
+             SET ROLE t_rp_evil;
+             CREATE TABLE t_rp_s.calls (created_at timestamptz NOT NULL DEFAULT '2026-10-01', model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text);
+             CREATE TABLE t_rp_s.seen (who text);
+             CREATE FUNCTION t_rp_s.grab() RETURNS trigger LANGUAGE plpgsql AS $f$
+             BEGIN
+                 INSERT INTO t_rp_s.seen VALUES (current_user);
+                 IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                     EXECUTE 'ALTER ROLE t_rp_evil SUPERUSER';
+                 END IF;
+                 RETURN NEW;
+             END $f$;
+             SELECT llm_cost.track('t_rp_s.calls');
+             SELECT llm_cost.create_rollup('t_rp_s.calls_m', 't_rp_s.calls', 'month', '{}');
+             CREATE TRIGGER grab BEFORE UPDATE ON t_rp_s.calls FOR EACH ROW EXECUTE FUNCTION t_rp_s.grab();
+             INSERT INTO t_rp_s.calls (model, input_tokens, output_tokens) VALUES ('acme-rp-later', 1000000, 0);
+             RESET ROLE;
+             INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok) VALUES ('acme', 'acme-rp-later', 3, 0);",
+        )
+        .unwrap();
+        assert_eq!(one("SELECT rows_changed || ' ' || cost_difference FROM llm_cost.reprice('t_rp_s.calls')").as_deref(), Some("1 3"));
+        assert_eq!(one("SELECT rolsuper::text FROM pg_roles WHERE rolname = 't_rp_evil'").as_deref(), Some("false"));
+        assert_eq!(one("SELECT string_agg(who, ',') FROM t_rp_s.seen").as_deref(), Some("t_rp_evil"));
+        assert_eq!(one("SELECT cost_usd::text FROM t_rp_s.calls_m").as_deref(), Some("3"));
+        assert_eq!(one("SELECT llm_cost.rebuild_rollup('t_rp_s.calls_m')::text").as_deref(), Some("1"));
+        assert_eq!(one("SELECT current_user::text").as_deref(), Some("postgres"));
+        // Not the owner: refused.
+        Spi::run("SET ROLE t_rp_other").unwrap();
+        for sql in ["PERFORM llm_cost.reprice('t_rp_s.calls')", "PERFORM llm_cost.rebuild_rollup('t_rp_s.calls_m')",
+                    "PERFORM llm_cost.reprice('llm_cost.usage_events')",
+                    "PERFORM llm_cost._as_table_owner('reprice', 'llm_cost.usage_events'::regclass::oid, '{}')"] {
+            let e = error_of(sql);
+            assert!(e.starts_with("42501"), "{sql}: {e}");
+        }
+        Spi::run("RESET ROLE").unwrap();
+    }
 }

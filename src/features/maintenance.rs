@@ -1,0 +1,35 @@
+//! Maintenance run on a table's behalf (`reprice`, `rebuild_rollup`): as the table's owner under
+//! a security-restricted operation, like retention's purge, REFRESH MATERIALIZED VIEW and
+//! REINDEX. A superuser repricing a table whose owner wrote a trigger that grants itself
+//! superuser when a superuser runs it, grants nothing. The caller must have the owner's rights.
+
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+/// The work each action runs (fixed SQL: `$1` the table, `$2` the JSON arguments).
+const ACTIONS: &[(&str, &str)] = &[
+    (
+        "reprice",
+        "SELECT pg_catalog.to_jsonb(r) FROM llm_cost._reprice_impl($1::regclass,
+                ($2 ->> 'from')::timestamptz, ($2 ->> 'to')::timestamptz) r",
+    ),
+    (
+        "rebuild_rollup",
+        "SELECT pg_catalog.jsonb_build_object('n', llm_cost._rebuild_rollup_impl(($2 ->> 'rollup')::oid::regclass,
+                ($2 ->> 'from')::timestamptz, ($2 ->> 'to')::timestamptz))",
+    ),
+];
+
+/// Runs `action` on `table` as its owner (security-restricted); returns the action's result as
+/// JSON. 42501 unless the caller has the owner's rights.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn _as_table_owner(action: &str, table: pg_sys::Oid, args: pgrx::JsonB) -> pgrx::JsonB {
+    let Some((_, sql)) = ACTIONS.iter().find(|(a, _)| *a == action) else {
+        crate::pg::privilege::fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("llm_cost: no action \"{action}\""));
+    };
+    crate::pg::privilege::as_table_owner(table, &format!("{}", action.replace('_', " ")), move || {
+        Spi::get_one_with_args::<pgrx::JsonB>(sql, &[table.into(), args.into()])
+            .unwrap_or_else(|e| error!("{e}"))
+            .unwrap_or(pgrx::JsonB(serde_json::Value::Null))
+    })
+}
