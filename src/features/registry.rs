@@ -79,16 +79,7 @@ fn registry(name: &str) -> &'static Registry {
 
 /// 42501 unless the caller has the rights of `relid`'s owner.
 fn check_owner(relid: pg_sys::Oid, what: &str) {
-    let owner = crate::pg::privilege::owner_of(relid).unwrap_or_else(|| {
-        crate::pg::privilege::fail(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("llm_cost: relation with OID {} does not exist", relid.to_u32()))
-    });
-    if !crate::pg::privilege::has_rights_of(owner) {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("must be owner of {} to change {what}", crate::pg::privilege::relname(relid))
-        );
-    }
+    crate::pg::privilege::require_owner_rights(relid, &format!("change {what}"));
 }
 
 fn oid_field(row: &serde_json::Value, col: &str) -> Option<pg_sys::Oid> {
@@ -231,6 +222,21 @@ mod tests {
                'grain', 'day', 'group_by', '{}'::text[], 'time_zone', 'No/Where'))",
         );
         assert!(e.starts_with("22023"), "{e}");
+        // Bad input to the internal functions: a relation not given as an OID, an unknown registry
+        // or action, a row that is not an object, a missing key.
+        for (sql, code) in [
+            ("PERFORM llm_cost._registry_put('tracked_tables', '{\"log_table\": \"llm_cost.usage_events\"}')", "22023"),
+            ("PERFORM llm_cost._registry_put('tracked_tables', '{\"log_table\": 12.5}')", "22023"),
+            ("PERFORM llm_cost._registry_put('no_such_registry', '{}')", "22023"),
+            ("PERFORM llm_cost._registry_put('tracked_tables', '[1]')", "22023"),
+            ("PERFORM llm_cost._registry_put('tracked_tables', '{}')", "22004"),
+            ("PERFORM llm_cost._registry_delete('no_such_registry', 1)", "22023"),
+            ("PERFORM llm_cost._as_table_owner('drop_everything', 'llm_cost.usage_events'::regclass::oid, '{}')", "22023"),
+            ("PERFORM llm_cost._as_table_owner('reprice', 4294967295, '{}')", "42P01"),
+        ] {
+            let e = error_of(sql);
+            assert!(e.starts_with(code), "{sql}: {e}");
+        }
     }
 
     /// Item 3: an owner that is not a superuser tracks, rolls up, sets and drops retention.

@@ -455,14 +455,10 @@ fn _record_run(
     by: &str,
     skipped: default!(i32, 0),
 ) {
-    let Some(owner) = crate::pg::privilege::owner_of(table) else { return };
-    if !crate::pg::privilege::has_rights_of(owner) {
-        ereport!(
-            ERROR,
-            pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("must be owner of table {name} to record its retention runs")
-        );
+    if crate::pg::privilege::owner_of(table).is_none() {
+        return; // dropped meanwhile: its policy went with it
     }
+    crate::pg::privilege::require_owner_rights(table, "record its retention runs");
     let (name, error, by) = (name.to_string(), error.map(str::to_string), by.to_string());
     crate::pg::privilege::as_extension_owner(move || {
         Spi::run_with_args(

@@ -65,16 +65,18 @@ pub fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
 /// # Safety
 /// `d` must be a numeric Datum.
 pub unsafe fn numeric_units(d: pg_sys::Datum) -> Option<i128> {
-    let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
-    let body = std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v));
-    crate::core::numeric::decode_units(body)
+    crate::core::numeric::decode_units(numeric_body(d))
 }
 
 /// Whether a numeric Datum is NaN, Infinity or -Infinity.
 pub unsafe fn numeric_special(d: pg_sys::Datum) -> bool {
+    crate::core::numeric::is_special(numeric_body(d))
+}
+
+/// A numeric Datum's binary body (header and digits), valid for the current call.
+unsafe fn numeric_body<'a>(d: pg_sys::Datum) -> &'a [u8] {
     let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
-    let body = std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v));
-    crate::core::numeric::is_special(body)
+    std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v))
 }
 
 pub fn cost_to_numeric(c: Cost) -> AnyNumeric {

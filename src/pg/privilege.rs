@@ -15,24 +15,15 @@
 
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
-use std::cell::Cell;
 
-thread_local! {
-    static EXT_OWNER: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
-}
-
-/// The owner of the llm_cost extension in this database (cached per backend).
+/// The owner of the llm_cost extension in this database. Read each time (callers are rare:
+/// unknown models once per statement, rollup definitions once per load, registry writes): an
+/// extension dropped and created again by another role is never run as a stale owner.
 pub fn extension_owner() -> pg_sys::Oid {
-    let cached = EXT_OWNER.with(|c| c.get());
-    if cached != pg_sys::InvalidOid {
-        return cached;
-    }
-    let owner = Spi::get_one::<pg_sys::Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'llm_cost'")
+    Spi::get_one::<pg_sys::Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'llm_cost'")
         .ok()
         .flatten()
-        .unwrap_or_else(|| error!("llm_cost: the extension is not installed in this database"));
-    EXT_OWNER.with(|c| c.set(owner));
-    owner
+        .unwrap_or_else(|| error!("llm_cost: the extension is not installed in this database"))
 }
 
 /// The owner of a relation, or None when it does not exist.
@@ -77,17 +68,20 @@ pub fn as_role<R>(role: pg_sys::Oid, restricted: bool, f: impl FnOnce() -> R) ->
 /// Runs `f` as the owner of `relid` under a security-restricted operation, if the current user
 /// has that owner's rights (a superuser has everyone's); otherwise 42501.
 pub fn as_table_owner<R>(relid: pg_sys::Oid, what: &str, f: impl FnOnce() -> R) -> R {
+    let owner = require_owner_rights(relid, what);
+    as_role(owner, true, f)
+}
+
+/// The owner of `relid`, if the current user has that owner's rights (a superuser has
+/// everyone's): otherwise 42501 "must be owner of <relid> to <what>"; 42P01 if it does not exist.
+pub fn require_owner_rights(relid: pg_sys::Oid, what: &str) -> pg_sys::Oid {
     let Some(owner) = owner_of(relid) else {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("llm_cost: relation with OID {} does not exist", relid.to_u32()));
+        fail(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("llm_cost: relation with OID {} does not exist", relid.to_u32()));
     };
     if !has_rights_of(owner) {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("must be owner of table {} to {what}", relname(relid))
-        );
+        fail(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, format!("must be owner of {} to {what}", relname(relid)));
     }
-    as_role(owner, true, f)
+    owner
 }
 
 /// Runs `f` (llm_cost's own bookkeeping SQL) as the extension's owner.
