@@ -1,32 +1,277 @@
 #!/usr/bin/env python3
-"""Writes sql/prices.sql, the catalog rows llm_cost ships, from prices/shipped.csv.
+"""Writes sql/prices.sql, the price catalog llm_cost ships, from the genai-prices dataset.
 
-prices/shipped.csv starts as the reference list in ../shared/prices (published prices with their
-sources) plus older models still in use; edit it and rerun this script to change shipped prices.
+    scripts/gen_prices.py            # needs genai-prices==GENAI_PRICES_VERSION (scripts/setup.sh installs it)
+
+Source: genai-prices (https://github.com/pydantic/genai-prices, MIT licence, notice kept in
+prices/LICENSE-genai-prices). Every row records where it came from (`source_url`: the provider's
+pricing page; `data_from`: the dataset and its version).
+
+What is kept, per provider and model:
+- the dataset's match rule (`match_rule`, jsonb: equals / starts_with / ends_with / contains / regex /
+  or / and, as in the dataset's data.json); the provider's own rules go to llm_cost.providers;
+- token prices: input, output, cache read, cache write (5 minutes) and 1 hour; long-context tiers
+  become one row per tier (`min_input_tokens` = the tier's start + 1: the dataset charges the tier
+  when the prompt is *above* its start);
+- dated price changes become validity periods (`valid_from`/`valid_to`);
+- service-tier variants (batch, flex, priority, fast) become rows with that `service_tier`.
+What is left out (counted in the summary): prices that are not per token (audio hours, searches,
+images, pages), off-peak time-of-day discounts (the standard price is kept), models with no token
+input price, prices with more than 10 decimals.
 """
-import csv, pathlib
+import datetime
+import decimal
+import json
+import pathlib
+import sys
+from collections import Counter
 
+GENAI_PRICES_VERSION = "0.2.3"
 root = pathlib.Path(__file__).resolve().parent.parent
-rows = list(csv.DictReader(open(root / "prices" / "shipped.csv")))
+
+try:
+    import genai_prices
+    from genai_prices import types as T
+    from genai_prices.data import providers
+except ImportError:
+    sys.exit(f"gen_prices.py: pip install genai-prices=={GENAI_PRICES_VERSION} (scripts/setup.sh puts it in target/venv)")
+if genai_prices.__version__ != GENAI_PRICES_VERSION:
+    sys.exit(f"gen_prices.py: genai-prices {genai_prices.__version__} installed, the catalog is pinned to {GENAI_PRICES_VERSION}")
+
+DATA_FROM = f"genai-prices {GENAI_PRICES_VERSION} (MIT)"
+KEYS = {  # dataset price key -> our column
+    "input_mtok": "input",
+    "output_mtok": "output",
+    "cache_read_mtok": "cache_read",
+    "cache_write_mtok": "cache_write_5m",
+    "cache_write_5m_mtok": "cache_write_5m",
+    "cache_write_1h_mtok": "cache_write_1h",
+}
+TIERS = {  # variant condition -> our service_tier
+    ("processing", "batch"): "batch",
+    ("service_tier", "batch"): "batch",
+    ("service_tier", "flex"): "flex",
+    ("service_tier", "priority"): "priority",
+    ("service_tier", "fast"): "fast",
+    ("speed", "fast"): "fast",
+}
+skipped = Counter()
+
+
+def rule_json(m):
+    """A match clause as the dataset's data.json writes it."""
+    if m is None:
+        return None
+    if isinstance(m, T.ClauseEquals):
+        return {"equals": m.equals}
+    if isinstance(m, T.ClauseStartsWith):
+        return {"starts_with": m.starts_with}
+    if isinstance(m, T.ClauseEndsWith):
+        return {"ends_with": m.ends_with}
+    if isinstance(m, T.ClauseContains):
+        return {"contains": m.contains}
+    if isinstance(m, T.ClauseRegex):
+        return {"regex": m.regex}
+    if isinstance(m, T.ClauseOr):
+        return {"or": [rule_json(x) for x in m.or_]}
+    if isinstance(m, T.ClauseAnd):
+        return {"and": [rule_json(x) for x in m.and_]}
+    raise ValueError(f"unknown clause {m!r}")
+
+
+def dec(v):
+    d = decimal.Decimal(v).normalize()
+    if d == d.to_integral():
+        d = d.quantize(decimal.Decimal(1))
+    return d
+
+
+def price_at(v, prompt_above):
+    """The price of one key for prompts of more than `prompt_above` tokens."""
+    if isinstance(v, T.TieredPrices):
+        p = v.base
+        for t in v.tiers:
+            if prompt_above >= t.start:
+                p = t.price
+        return p
+    return v
+
+
+def rows_of(mp):
+    """One ModelPrice -> [(min_input_tokens, {column: Decimal})], or None if not per-token."""
+    d = {k: v for k, v in mp.__dict__.items() if v is not None and not k.startswith("_")}
+    if "input_mtok" not in d:
+        return None
+    for k in d:
+        if k not in KEYS:
+            skipped[f"non-token price key {k} (left out)"] += 1
+    starts = sorted({t.start for k, v in d.items() if k in KEYS and isinstance(v, T.TieredPrices) for t in v.tiers})
+    out = []
+    for lo in [0] + [s + 1 for s in starts]:
+        above = lo - 1 if lo else -1
+        cols = {}
+        for k, col in KEYS.items():
+            if k in d:
+                cols[col] = dec(price_at(d[k], above))
+        out.append((lo, cols))
+    return out
+
+
+def segments(model):
+    """[(valid_from, valid_to, ModelPrice)] from the model's dated prices (time-of-day prices left out)."""
+    if isinstance(model.prices, T.ModelPrice):
+        return [(None, None, model.prices)]
+    dated = []
+    for i, c in enumerate(model.prices):
+        if c.constraint is None:
+            if i == 0:
+                dated.append((None, c.prices))
+            else:
+                dated.append((None, c.prices))
+        elif isinstance(c.constraint, T.StartDateConstraint):
+            dated.append((c.constraint.start_date, c.prices))
+        else:
+            skipped["time-of-day price (standard price kept)"] += 1
+    # The first price applies before any start date; later ones from their date (the last active wins).
+    out = []
+    base = dated[0][1]
+    starts = sorted({d for d, _ in dated if d is not None})
+    bounds = [None] + starts
+    for i, b in enumerate(bounds):
+        active = base
+        for d, p in dated:
+            if d is None or (b is not None and d <= b):
+                active = p
+        end = bounds[i + 1] if i + 1 < len(bounds) else None
+        if out and out[-1][2] is active:
+            out[-1] = (out[-1][0], end, active)
+        else:
+            out.append((b, end, active))
+    return out
+
+
+def variant_prices(model, tier, start):
+    """Overrides for a service tier active from `start` (first matching variant wins per key)."""
+    over = {}
+    found = False
+    for v in model.price_variants or []:
+        items = list(v.when.items())
+        if len(items) != 1 or TIERS.get(items[0]) != tier:
+            continue
+        c = v.constraint
+        if c is not None:
+            if not isinstance(c, T.StartDateConstraint):
+                continue
+            if start is None or c.start_date > start:
+                continue
+        found = True
+        for k, p in v.prices.__dict__.items():
+            if p is not None and not k.startswith("_"):
+                over.setdefault(k, p)
+    return over if found else None
+
+
+def variant_starts(model, tier):
+    return sorted({v.constraint.start_date for v in model.price_variants or []
+                   if len(v.when) == 1 and TIERS.get(next(iter(v.when.items()))) == tier
+                   and isinstance(v.constraint, T.StartDateConstraint)})
+
 
 def q(v):
-    return "NULL" if v in ("", None) else "'" + v.replace("'", "''") + "'"
+    return "NULL" if v is None else "'" + str(v).replace("'", "''") + "'"
+
 
 def n(v):
-    return "NULL" if v in ("", None) else v
+    return "NULL" if v is None else str(v)
 
-out = ["-- Generated by scripts/gen_prices.py from prices/shipped.csv: do not edit by hand.",
-       "-- USD per 1M tokens. Empty cache prices are NULL: the input price applies.",
-       "INSERT INTO llm_cost.model_prices (id, provider, model, mode, min_input_tokens, input_usd_per_mtok,",
-       "    output_usd_per_mtok, cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,",
-       "    valid_from, source_url, checked_on, data_from, origin) OVERRIDING SYSTEM VALUE VALUES"]
-vals = []
-for i, r in enumerate(rows, start=1):
-    vals.append("  ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, '-infinity', {}, {}, {}, 'llm_cost')".format(
-        r["id"], q(r["provider"]), q(r["model"]), q(r["mode"]), r["min_input_tokens"] or 0,
-        r["input_per_mtok"], r["output_per_mtok"] or 0, n(r["cache_read_per_mtok"]),
-        n(r["cache_write_5m_per_mtok"]), n(r["cache_write_1h_per_mtok"]), q(r["source"]),
-        q(r["checked_on"]), q(r["data_from"])))
-out.append(",\n".join(vals) + ";")
+
+def ts(d):
+    return "'-infinity'" if d is None else f"'{d.isoformat()} 00:00:00+00'"
+
+
+def te(d):
+    return "'infinity'" if d is None else f"'{d.isoformat()} 00:00:00+00'"
+
+
+prov_lines, price_lines = [], []
+seen = set()
+next_id = 1
+providers_out = 0
+for p in providers:
+    url = (p.pricing_urls or [None])[0]
+    fallback = "NULL" if not p.fallback_model_providers else "ARRAY[" + ", ".join(q(x) for x in p.fallback_model_providers) + "]"
+    mm, pm = rule_json(p.model_match), rule_json(p.provider_match)
+    prov_lines.append("  ({}, {}, {}, {}, {}, {}, {}, 'llm_cost')".format(
+        q(p.id), q(p.name), q(url), q(json.dumps(mm)) + "::jsonb" if mm else "NULL",
+        q(json.dumps(pm)) + "::jsonb" if pm else "NULL", fallback, q(DATA_FROM)))
+    providers_out += 1
+    for m in p.models:
+        key = (p.id, m.id.lower())
+        if key in seen:
+            skipped["duplicate model id in a provider"] += 1
+            continue
+        seen.add(key)
+        rule = json.dumps(rule_json(m.match))
+        segs = segments(m)
+        emitted = []
+        for tier in ["standard", "batch", "flex", "priority", "fast"]:
+            cuts = sorted({s for s, _, _ in segs if s is not None} | set(variant_starts(m, tier)))
+            bounds = [None] + cuts
+            for i, start in enumerate(bounds):
+                end = bounds[i + 1] if i + 1 < len(bounds) else None
+                base = next(mp for s, e, mp in segs if (s is None or (start is not None and s <= start)) and (e is None or (start is None or start < e)))
+                if tier == "standard":
+                    mp = base
+                else:
+                    over = variant_prices(m, tier, start)
+                    if over is None:
+                        continue
+                    mp = T.ModelPrice(**{**{k: v for k, v in base.__dict__.items() if not k.startswith("_")}, **over})
+                rows = rows_of(mp)
+                if rows is None:
+                    continue
+                for lo, cols in rows:
+                    emitted.append((tier, lo, start, end, cols))
+        if not emitted:
+            skipped["model without a per-token input price"] += 1
+            continue
+        # Merge adjacent periods with equal prices.
+        merged = []
+        for e in emitted:
+            if merged and merged[-1][0] == e[0] and merged[-1][1] == e[1] and merged[-1][4] == e[4] and merged[-1][3] == e[2]:
+                merged[-1] = (e[0], e[1], merged[-1][2], e[3], e[4])
+            else:
+                merged.append(e)
+        ok = True
+        for *_, cols in merged:
+            for v in cols.values():
+                if v < 0 or v >= 1000000 or max(0, -v.as_tuple().exponent) > 10:
+                    ok = False
+        if not ok:
+            skipped["price outside 0..1e6 or with more than 10 decimals"] += 1
+            continue
+        for tier, lo, start, end, cols in merged:
+            mode = "chat" if "output" in cols else "embedding"
+            price_lines.append("  ({}, {}, {}, '{}', {}, '{}', {}, {}, {}, {}, {}, {}, {}, {}::jsonb, {}, {}, 'llm_cost')".format(
+                next_id, q(p.id), q(m.id), mode, lo, tier, n(cols.get("input")), n(cols.get("output", 0)),
+                n(cols.get("cache_read")), n(cols.get("cache_write_5m")), n(cols.get("cache_write_1h")),
+                ts(start), te(end), q(rule), q(url), q(DATA_FROM)))
+            next_id += 1
+
+models = len({(l.split(", ")[1], l.split(", ")[2]) for l in price_lines})
+out = [
+    f"-- Generated by scripts/gen_prices.py from genai-prices {GENAI_PRICES_VERSION} (MIT, see prices/LICENSE-genai-prices):",
+    "-- do not edit by hand. USD per 1M tokens; a NULL cache price means the input price applies.",
+    f"-- {providers_out} providers, {len(price_lines)} price rows.",
+    "INSERT INTO llm_cost.providers (provider, name, pricing_url, model_match, provider_match, fallback_providers, data_from, origin) VALUES",
+    ",\n".join(prov_lines) + ";",
+    "",
+    "INSERT INTO llm_cost.model_prices (id, provider, model, mode, min_input_tokens, service_tier, input_usd_per_mtok,",
+    "    output_usd_per_mtok, cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,",
+    "    valid_from, valid_to, match_rule, source_url, data_from, origin) OVERRIDING SYSTEM VALUE VALUES",
+    ",\n".join(price_lines) + ";",
+]
 (root / "sql" / "prices.sql").write_text("\n".join(out) + "\n")
-print(f"wrote {len(rows)} rows")
+print(f"wrote {len(price_lines)} price rows for {providers_out} providers")
+for k, v in sorted(skipped.items()):
+    print(f"  left out: {k}: {v}")

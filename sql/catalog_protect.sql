@@ -24,3 +24,22 @@ CREATE TRIGGER model_prices_protect_shipped
     BEFORE INSERT OR UPDATE OR DELETE ON llm_cost.model_prices
     FOR EACH ROW EXECUTE FUNCTION llm_cost._model_prices_protect_shipped();
 
+
+-- Shipped providers, likewise: add your own (origin 'user'), leave the shipped ones to upgrades.
+CREATE FUNCTION llm_cost._providers_protect_shipped() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.origin = 'llm_cost' THEN
+        RAISE EXCEPTION 'provider % ships with the extension and cannot be changed', OLD.provider
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'Add your own provider row, or your own price rows for the models you need.';
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.origin = 'llm_cost' THEN
+        RAISE EXCEPTION 'only the extension writes providers with origin ''llm_cost''' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN COALESCE(NEW, OLD);
+END $$;
+
+CREATE TRIGGER providers_protect_shipped
+    BEFORE INSERT OR UPDATE OR DELETE ON llm_cost.providers
+    FOR EACH ROW EXECUTE FUNCTION llm_cost._providers_protect_shipped();

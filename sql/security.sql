@@ -39,7 +39,7 @@ REVOKE SELECT ON llm_cost.spend_summary, llm_cost.spend_by_model, llm_cost.spend
                  llm_cost.daily_trend, llm_cost.user_stats, llm_cost.feature_stats FROM PUBLIC;
 GRANT SELECT ON llm_cost.spend_summary, llm_cost.spend_by_model, llm_cost.spend_by_feature, llm_cost.top_users,
                 llm_cost.daily_trend, llm_cost.user_stats, llm_cost.feature_stats TO llm_cost_reader;
-GRANT SELECT, INSERT, UPDATE, DELETE ON llm_cost.model_prices, llm_cost.model_aliases TO llm_cost_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON llm_cost.model_prices, llm_cost.model_aliases, llm_cost.providers TO llm_cost_admin;
 GRANT USAGE ON SEQUENCE llm_cost.model_prices_id_seq TO llm_cost_admin;
 
 -- Reports run with the reader's rights, so row-level security applies through them.

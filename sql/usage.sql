@@ -17,7 +17,8 @@ CREATE TABLE llm_cost.tracked_tables (
     provider_column           text,
     tracked_at                timestamptz NOT NULL DEFAULT now(),
     tracked_by                name        NOT NULL DEFAULT current_user,
-    time_zone                 text        NOT NULL DEFAULT 'UTC'
+    time_zone                 text        NOT NULL DEFAULT 'UTC',
+    service_tier_column       text
 );
 COMMENT ON TABLE llm_cost.tracked_tables IS 'Usage-log tables whose rows llm_cost prices, and how their columns map onto a call. Written by llm_cost.track() / llm_cost.untrack().';
 COMMENT ON COLUMN llm_cost.tracked_tables.log_table IS 'The tracked table.';
@@ -27,6 +28,7 @@ COMMENT ON COLUMN llm_cost.tracked_tables.output_tokens_column IS 'Column with o
 COMMENT ON COLUMN llm_cost.tracked_tables.cache_read_tokens_column IS 'Column with cache-read tokens, or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cache_write_tokens_column IS 'Column with cache-write tokens, or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cost_column IS 'numeric column the trigger fills with the cost in USD.';
+COMMENT ON COLUMN llm_cost.tracked_tables.service_tier_column IS 'Column with the call''s service tier (standard, batch, flex, priority, fast; NULL is standard), or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cost_source_column IS 'Column named cost_source, if the table has one: estimated, provided or unpriced.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cost_default IS 'The cost column''s default; without a cost_source column, a cost equal to it means "not provided".';
 COMMENT ON COLUMN llm_cost.tracked_tables.time_column IS 'Event-time column that picks the price; NULL: the transaction''s start time.';
@@ -177,7 +179,8 @@ CREATE FUNCTION llm_cost.track(
     time_column               text    DEFAULT 'created_at',
     provider_column           text    DEFAULT NULL,
     add_cost_column           boolean DEFAULT false,
-    time_zone                 text    DEFAULT 'UTC')
+    time_zone                 text    DEFAULT 'UTC',
+    service_tier_column       text    DEFAULT NULL)
 RETURNS llm_cost.tracked_tables
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -225,6 +228,9 @@ BEGIN
     IF provider_column IS NOT NULL THEN
         PERFORM llm_cost._column(log_table, provider_column, 'provider', texts, true);
     END IF;
+    IF service_tier_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, service_tier_column, 'service tier', texts, false);
+    END IF;
 
     IF add_cost_column AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
                                         WHERE attrelid = log_table AND attname = cost_column AND NOT attisdropped) THEN
@@ -264,14 +270,16 @@ BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_price ON %s', log_table);
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_unpriced ON %s', log_table);
     update_cols := array_remove(ARRAY[model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
-                                      cache_write_tokens_column, cost_column, time_column], NULL);
+                                      cache_write_tokens_column, cost_column, time_column, provider_column,
+                                      service_tier_column], NULL);
     EXECUTE format('CREATE TRIGGER llm_cost_price BEFORE INSERT OR UPDATE OF %s ON %s FOR EACH ROW '
-                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
+                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(update_cols) c), log_table,
                    model_column, input_tokens_column, output_tokens_column,
                    coalesce(cache_read_tokens_column, ''), coalesce(cache_write_tokens_column, ''),
                    cost_column, coalesce(time_column, ''), coalesce(provider_column, ''),
-                   coalesce(source_col, ''), coalesce(default_value::text, ''), time_zone);
+                   coalesce(source_col, ''), coalesce(default_value::text, ''), time_zone,
+                   coalesce(service_tier_column, ''));
     EXECUTE format('CREATE TRIGGER llm_cost_unpriced AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT '
                    'EXECUTE FUNCTION llm_cost.usage_statement_end()', log_table);
 
@@ -280,12 +288,13 @@ BEGIN
             'input_tokens_column', input_tokens_column, 'output_tokens_column', output_tokens_column,
             'cache_read_tokens_column', cache_read_tokens_column, 'cache_write_tokens_column', cache_write_tokens_column,
             'cost_column', cost_column, 'cost_source_column', source_col, 'cost_default', default_value,
-            'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now(), 'time_zone', time_zone)));
+            'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now(), 'time_zone', time_zone,
+            'service_tier_column', service_tier_column)));
     RETURN result;
 END $$;
 
-COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text) IS
-'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone.';
+COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text) IS
+'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider. service_tier_column: batch, flex, priority, fast or standard (NULL).';
 
 CREATE FUNCTION llm_cost.untrack(log_table regclass) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -356,7 +365,8 @@ CREATE TABLE llm_cost.usage_events (
     cost_source        text        CHECK (cost_source IN ('estimated', 'provided', 'unpriced')),
     latency_ms         integer     CHECK (latency_ms >= 0),
     error              text,
-    metadata           jsonb
+    metadata           jsonb,
+    service_tier       text
 );
 CREATE INDEX usage_events_occurred_at_idx ON llm_cost.usage_events (occurred_at);
 CREATE INDEX usage_events_tenant_idx ON llm_cost.usage_events (tenant_id, occurred_at);
@@ -370,7 +380,7 @@ COMMENT ON COLUMN llm_cost.usage_events.occurred_at IS 'When the call happened; 
 COMMENT ON COLUMN llm_cost.usage_events.tenant_id IS 'Customer, organisation or workspace the call is billed to.';
 COMMENT ON COLUMN llm_cost.usage_events.user_id IS 'End user who caused the call.';
 COMMENT ON COLUMN llm_cost.usage_events.feature IS 'Endpoint, task type or operation that made the call.';
-COMMENT ON COLUMN llm_cost.usage_events.provider IS 'Provider; filled from the model when left NULL or empty.';
+COMMENT ON COLUMN llm_cost.usage_events.provider IS 'Provider or host the call went to (openai, openrouter, bedrock, azure, groq, ...): when set, the call is priced at that host''s price; filled from the model when left NULL or empty.';
 COMMENT ON COLUMN llm_cost.usage_events.model IS 'Model name as the application sent it (any spelling llm_cost.resolve_model understands).';
 COMMENT ON COLUMN llm_cost.usage_events.input_tokens IS 'Uncached input tokens (OpenAI: prompt_tokens - cached_tokens; Anthropic: input_tokens).';
 COMMENT ON COLUMN llm_cost.usage_events.output_tokens IS 'Output tokens, reasoning tokens included.';
@@ -382,6 +392,7 @@ COMMENT ON COLUMN llm_cost.usage_events.cost_source IS 'estimated (from the cata
 COMMENT ON COLUMN llm_cost.usage_events.latency_ms IS 'Latency of the call in milliseconds.';
 COMMENT ON COLUMN llm_cost.usage_events.error IS 'Error of a failed call; NULL when the call succeeded.';
 COMMENT ON COLUMN llm_cost.usage_events.metadata IS 'Anything else, as JSON.';
+COMMENT ON COLUMN llm_cost.usage_events.service_tier IS 'Service tier of the call: batch, flex, priority, fast; NULL (or standard, default, auto) for the standard price.';
 
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.usage_events', '');
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.usage_events_id_seq', '');
@@ -392,4 +403,5 @@ SELECT llm_cost.track('llm_cost.usage_events',
                       cache_read_tokens_column  => 'cache_read_tokens',
                       cache_write_tokens_column => 'cache_write_tokens',
                       time_column               => 'occurred_at',
-                      provider_column           => 'provider');
+                      provider_column           => 'provider',
+                      service_tier_column       => 'service_tier');

@@ -6,6 +6,8 @@
 //! cost trigger, rollups and their stripes writer, the COPY path, retention, registry, security,
 //! SQL functions) ← this file, which only wires them: start-up and the order of the SQL.
 
+#![allow(long_running_const_eval)] // the shipped price list is a large SQL file embedded at compile time
+
 use pgrx::prelude::*;
 
 pub mod core;
@@ -46,6 +48,9 @@ CREATE TRIGGER model_prices_changed
     FOR EACH STATEMENT EXECUTE FUNCTION llm_cost.catalog_changed();
 CREATE TRIGGER model_aliases_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON llm_cost.model_aliases
+    FOR EACH STATEMENT EXECUTE FUNCTION llm_cost.catalog_changed();
+CREATE TRIGGER providers_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON llm_cost.providers
     FOR EACH STATEMENT EXECUTE FUNCTION llm_cost.catalog_changed();
 "#,
     name = "catalog_invalidation",

@@ -2,5 +2,6 @@
 //! form. Plain Rust: no pgrx, no PostgreSQL; unit-tested with `cargo test --lib`.
 
 pub mod catalog;
+pub mod matching;
 pub mod numeric;
 pub mod pricing;

@@ -248,9 +248,48 @@ pub struct PriceRow {
     pub valid_from: i64,
     /// Exclusive.
     pub valid_to: i64,
-    /// A DBA's own row (`origin = 'user'`). When any user row of a model is valid at the
-    /// event time, only user rows price it: negotiated prices override shipped list prices.
-    pub user_defined: bool,
+    /// Origin rank: 2 a DBA's own row (`origin = 'user'`), 1 imported (`import_prices`), 0
+    /// shipped. Among the rows of a model valid at the event time only those of the highest rank
+    /// price it: negotiated prices override imported ones, which override shipped list prices.
+    pub rank: u8,
+    /// The service tier this row prices (standard, batch, flex, ...).
+    pub service_tier: ServiceTier,
+}
+
+/// A service tier: `standard` unless the call says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ServiceTier {
+    #[default]
+    Standard,
+    Batch,
+    Flex,
+    Priority,
+    Fast,
+}
+
+impl ServiceTier {
+    /// A tier as applications and providers write it. `default` and `auto` (OpenAI's values for
+    /// the normal tier) and the empty string are `standard`. None: not a tier we know.
+    pub fn parse(s: &str) -> Option<ServiceTier> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "standard" | "default" | "auto" | "on_demand" | "on-demand" => Some(ServiceTier::Standard),
+            "batch" => Some(ServiceTier::Batch),
+            "flex" => Some(ServiceTier::Flex),
+            "priority" => Some(ServiceTier::Priority),
+            "fast" => Some(ServiceTier::Fast),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceTier::Standard => "standard",
+            ServiceTier::Batch => "batch",
+            ServiceTier::Flex => "flex",
+            ServiceTier::Priority => "priority",
+            ServiceTier::Fast => "fast",
+        }
+    }
 }
 
 /// The parts of one cost, for `explain_cost`.
@@ -310,20 +349,20 @@ impl PriceRow {
 
 /// Picks the row that prices a call at `at` with this usage, among the rows of one model:
 /// the valid row with the highest `min_input_tokens` not above the prompt size.
-pub fn select_row<'a, I>(rows: I, at: i64, u: &Usage) -> Option<&'a PriceRow>
+pub fn select_row<'a, I>(rows: I, at: i64, u: &Usage, tier: ServiceTier) -> Option<&'a PriceRow>
 where
     I: IntoIterator<Item = &'a PriceRow>,
 {
     let prompt = u.prompt_tokens();
     let mut best: Option<&PriceRow> = None;
     for r in rows {
-        if !r.valid_at(at) {
+        if r.service_tier != tier || !r.valid_at(at) {
             continue;
         }
         let better = match best {
             None => true,
-            // A user row beats any shipped row, whatever its tier.
-            Some(b) if r.user_defined != b.user_defined => r.user_defined,
+            // A user row beats imported and shipped rows, whatever their prompt-size tier.
+            Some(b) if r.rank != b.rank => r.rank > b.rank,
             Some(b) => {
                 // Same origin: the highest tier the prompt reaches.
                 let fits = r.min_input_tokens <= prompt;
@@ -410,7 +449,8 @@ mod tests {
             cache_write_1h: None,
             valid_from: TS_NEG_INFINITY,
             valid_to: TS_INFINITY,
-            user_defined: false,
+            rank: 0,
+            service_tier: ServiceTier::Standard,
         }
     }
 
@@ -504,18 +544,18 @@ mod tests {
         long.valid_from = 1000;
         let rows = vec![base.clone(), long.clone(), old.clone()];
         let small = Usage { input: 100, ..Default::default() };
-        assert_eq!(select_row(&rows, 2000, &small).unwrap().id, 1);
+        assert_eq!(select_row(&rows, 2000, &small, ServiceTier::Standard).unwrap().id, 1);
         // The tier counts cached prompt tokens too.
         let big = Usage { input: 100_000, cache_read: 172_000, ..Default::default() };
-        assert_eq!(select_row(&rows, 2000, &big).unwrap().id, 2);
+        assert_eq!(select_row(&rows, 2000, &big, ServiceTier::Standard).unwrap().id, 2);
         let just_below = Usage { input: 271_999, ..Default::default() };
-        assert_eq!(select_row(&rows, 2000, &just_below).unwrap().id, 1);
+        assert_eq!(select_row(&rows, 2000, &just_below, ServiceTier::Standard).unwrap().id, 1);
         // Before the change, the old price; valid_to is exclusive.
-        assert_eq!(select_row(&rows, 999, &big).unwrap().id, 3);
-        assert_eq!(select_row(&rows, 1000, &small).unwrap().id, 1);
+        assert_eq!(select_row(&rows, 999, &big, ServiceTier::Standard).unwrap().id, 3);
+        assert_eq!(select_row(&rows, 1000, &small, ServiceTier::Standard).unwrap().id, 1);
         // Nothing valid: no price.
         let only_old = vec![old];
-        assert!(select_row(&only_old, 5000, &small).is_none());
+        assert!(select_row(&only_old, 5000, &small, ServiceTier::Standard).is_none());
     }
 
     #[test]
@@ -525,13 +565,13 @@ mod tests {
         long.min_input_tokens = 200_000;
         let mut negotiated = row("2", "10");
         negotiated.id = 9;
-        negotiated.user_defined = true;
+        negotiated.rank = 2;
         negotiated.valid_from = 5000;
         let rows = vec![shipped, long, negotiated];
         let big = Usage { input: 300_000, ..Default::default() };
-        assert_eq!(select_row(&rows, 6000, &big).unwrap().id, 9);
+        assert_eq!(select_row(&rows, 6000, &big, ServiceTier::Standard).unwrap().id, 9);
         // Before the negotiated price starts, the list price and its tiers apply.
-        assert_eq!(select_row(&rows, 4000, &big).unwrap().min_input_tokens, 200_000);
+        assert_eq!(select_row(&rows, 4000, &big, ServiceTier::Standard).unwrap().min_input_tokens, 200_000);
     }
 
     #[test]

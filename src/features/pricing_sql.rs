@@ -1,6 +1,6 @@
 //! SQL functions of the price catalog: a thin shell over `pricing.rs`, `catalog.rs` and `cache.rs`.
 
-use crate::core::pricing::{self, Cost, PriceRow, Usage};
+use crate::core::pricing::{self, Cost, PriceRow, ServiceTier, Usage};
 use crate::pg::cache;
 use crate::pg::money::{cost_to_numeric, price_call, Priced};
 use pgrx::datum::TimestampWithTimeZone;
@@ -16,14 +16,32 @@ pub fn check_usage(u: &Usage) {
     }
 }
 
+/// The service tier of an argument: NULL is standard, an unknown value is 22023.
+pub fn tier_arg(v: Option<&str>) -> ServiceTier {
+    match v {
+        None => ServiceTier::Standard,
+        Some(t) => ServiceTier::parse(t).unwrap_or_else(|| {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("unknown service tier \"{t}\""),
+                "Service tiers are standard (also default, auto), batch, flex, priority and fast."
+            );
+        }),
+    }
+}
+
 /// Cost in USD of one LLM call, from the price catalog at the call's time.
 ///
 /// `input_tokens` are uncached input tokens (OpenAI: prompt_tokens - cached_tokens;
 /// Anthropic: input_tokens), `output_tokens` include reasoning tokens, `cache_read_tokens` are
 /// prompt tokens read from the cache (OpenAI: cached_tokens; Anthropic:
 /// cache_read_input_tokens), `cache_write_tokens` are tokens written to the cache (Anthropic:
-/// cache_creation_input_tokens). NULL when the model is unknown or has no price at `at`.
+/// cache_creation_input_tokens). `provider`: the host the call went to (openrouter, bedrock,
+/// azure, ...), when the name does not say; `service_tier`: batch, flex, priority (NULL:
+/// standard). NULL when the model is unknown or has no price at `at` for that tier.
 #[pg_extern(stable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
 pub fn estimate_cost(
     model: &str,
     input_tokens: i64,
@@ -31,10 +49,13 @@ pub fn estimate_cost(
     cache_read_tokens: default!(i64, 0),
     cache_write_tokens: default!(i64, 0),
     at: default!(TimestampWithTimeZone, "now()"),
+    provider: default!(Option<&str>, "NULL"),
+    service_tier: default!(Option<&str>, "NULL"),
 ) -> Option<AnyNumeric> {
     let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens };
     check_usage(&u);
-    match price_call(model, &u, at.into()) {
+    let tier = tier_arg(service_tier);
+    match price_call(model, provider, tier, &u, at.into()) {
         Priced::Cost(c) => Some(cost_to_numeric(c)),
         Priced::UnknownModel | Priced::NoPriceAt => None,
     }
@@ -44,7 +65,14 @@ pub fn estimate_cost(
 #[pg_extern(stable, parallel_safe)]
 pub fn resolve_model(model: &str) -> Option<String> {
     let loaded = cache::catalog();
-    loaded.resolve(model).map(|i| loaded.catalog.model(i).model.clone())
+    loaded.resolve_index(model, None).map(|i| loaded.catalog.model(i).model.clone())
+}
+
+/// The catalog model a name resolves to at a given provider (host), or NULL.
+#[pg_extern(stable, parallel_safe, name = "resolve_model")]
+pub fn resolve_model_at(model: &str, provider: Option<&str>) -> Option<String> {
+    let loaded = cache::catalog();
+    loaded.resolve_index(model, provider).map(|i| loaded.catalog.model(i).model.clone())
 }
 
 /// The provider of a model name: the catalog's when it resolves, else a guess from its prefix
@@ -52,7 +80,7 @@ pub fn resolve_model(model: &str) -> Option<String> {
 #[pg_extern(stable, parallel_safe)]
 pub fn provider_of(model: &str) -> Option<String> {
     let loaded = cache::catalog();
-    match loaded.resolve(model) {
+    match loaded.resolve_index(model, None) {
         Some(i) => Some(loaded.catalog.model(i).provider.clone()),
         None => crate::core::catalog::guess_provider(model).map(str::to_string),
     }
@@ -86,6 +114,7 @@ fn price_json(p: pricing::Price) -> serde_json::Value {
 /// Why a cost is what it is: the resolved model, the price row used and each part of the cost.
 /// Same arguments as `estimate_cost`. Numbers are exact (jsonb numerics).
 #[pg_extern(stable, parallel_safe)]
+#[allow(clippy::too_many_arguments)]
 pub fn explain_cost(
     model: &str,
     input_tokens: i64,
@@ -93,11 +122,15 @@ pub fn explain_cost(
     cache_read_tokens: default!(i64, 0),
     cache_write_tokens: default!(i64, 0),
     at: default!(TimestampWithTimeZone, "now()"),
+    provider: default!(Option<&str>, "NULL"),
+    service_tier: default!(Option<&str>, "NULL"),
 ) -> JsonB {
     use serde_json::json;
     let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens };
     check_usage(&u);
+    let tier = tier_arg(service_tier);
     let loaded = cache::catalog();
+    let provider_known = provider.filter(|p| !p.trim().is_empty()).map(|p| loaded.catalog.provider_named(p).is_some());
     let usage = json!({
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
@@ -106,32 +139,52 @@ pub fn explain_cost(
         "prompt_tokens_for_tier": u.prompt_tokens(),
     });
     let at_i: i64 = at.into();
-    let Some(i) = loaded.resolve(model) else {
+    let requested = json!({
+        "provider": provider,
+        "provider_known": provider_known,
+        "service_tier": tier.as_str(),
+    });
+    let Some(res) = loaded.resolve(model, provider) else {
         return JsonB(json!({
             "model": model,
+            "requested": requested,
             "resolved_model": null,
             "provider": crate::core::catalog::guess_provider(model),
             "usage": usage,
             "cost_usd": null,
-            "reason": "unknown model: no catalog model or alias matches this name",
+            "reason": if provider_known == Some(true) {
+                "unknown model at this provider: no model of the provider (or of the providers it resells) has this id or a match rule covering this name"
+            } else {
+                "unknown model: no catalog model id, match rule or alias covers this name"
+            },
         }));
     };
+    let i = res.model;
     let m = loaded.catalog.model(i);
-    let Some(row) = loaded.catalog.price_row(i, at_i, &u) else {
+    let matched = json!({
+        "by": res.how.as_str(),
+        "rule": m.rule_text.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
+    });
+    let Some(row) = loaded.catalog.price_row(i, at_i, &u, tier) else {
         return JsonB(json!({
             "model": model,
+            "requested": requested,
             "resolved_model": m.model,
             "provider": m.provider,
+            "matched": matched,
             "usage": usage,
             "cost_usd": null,
-            "reason": "no price row of this model is valid at this time for this prompt size",
+            "reason": format!("no {} price row of this model is valid at this time for this prompt size", tier.as_str()),
         }));
     };
     let b = row.breakdown(&u);
     JsonB(json!({
         "model": model,
+        "requested": requested,
         "resolved_model": m.model,
         "provider": m.provider,
+        "matched": matched,
+        "service_tier": tier.as_str(),
         "at": at.to_string(),
         "usage": usage,
         "price_row": price_row_json(row),

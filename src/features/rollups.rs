@@ -568,7 +568,9 @@ unsafe fn estimate_is(defs: &SourceDefs, row: &Borrowed, ts: i64, tokens: &[i64;
     let v = pg_sys::pg_detoast_datum_packed(model.cast_mut_ptr());
     let b = std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v));
     let u = crate::core::pricing::Usage { input: tokens[0], output: tokens[1], cache_read: tokens[2], cache_write: tokens[3] };
-    match crate::pg::money::price_call(std::str::from_utf8(b).unwrap_or(""), &u, ts) {
+    // By model name alone: in a table without a cost_source column whose rows also name a
+    // provider or service tier, an estimate at another host's price reads as provided here.
+    match crate::pg::money::price_call(std::str::from_utf8(b).unwrap_or(""), None, crate::core::pricing::ServiceTier::Standard, &u, ts) {
         crate::pg::money::Priced::Cost(c) => {
             let typmod = defs.cost.map_or(-1, |a| a.typmod);
             crate::pg::money::numeric_units(crate::pg::money::cost_datum(c, typmod)) == units

@@ -8,7 +8,7 @@
 //! `COPY FROM` into a plain tracked table is priced by the same `price` function without the row
 //! trigger, as COPY reads each row (`copy.rs`, through `price_values`).
 
-use crate::core::pricing::{Cost, Usage};
+use crate::core::pricing::{Cost, ServiceTier, Usage};
 use crate::pg::money::{price_call, Priced};
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, GucContext, GucFlags, GucRegistry, GucSetting, IntoDatum, PgSqlErrorCode};
@@ -71,7 +71,10 @@ pub struct TableSpec {
     cache_write: Option<Col<IntKind>>,
     cost: Col<i32>, // typmod
     time: Option<Col<TimeKind>>,
+    /// Read to pick the host's price, and filled with the resolved provider when empty.
     provider: Option<Col<()>>,
+    /// The call's service tier (batch, flex, priority, ...); standard when absent or NULL.
+    service_tier: Option<Col<()>>,
     source: Option<Col<()>>,
     /// The cost column's default as numeric text ("0"), when it has one: in a table without a
     /// cost_source column, a cost equal to it counts as "not provided".
@@ -241,6 +244,8 @@ unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> T
         cost_not_null,
         // Triggers made before 0.2.0 have no zone argument: UTC.
         zone: args.get(10).filter(|z| !z.is_empty() && !z.eq_ignore_ascii_case("UTC")).map(|z| text_datum(z)),
+        // Triggers made before 0.3.0 have no service tier column.
+        service_tier: args.get(11).and_then(|n| opt(n)).map(|n| plain(&n)),
     }
 }
 
@@ -426,7 +431,8 @@ fn apply(repl: Vec<(i32, Option<pg_sys::Datum>)>, values: &mut [pg_sys::Datum], 
 
 /// Whether the row's non-NULL cost `t` was provided by the application (kept as is) rather than
 /// left for llm_cost to estimate. `old`: the row before an UPDATE.
-fn provided_cost(spec: &TableSpec, model: &str, u: &Usage, at: i64, new_source: Option<&str>, old: Option<&Row<'_>>, t: &str) -> bool {
+#[allow(clippy::too_many_arguments)]
+fn provided_cost(spec: &TableSpec, model: &str, host: Option<&str>, tier: ServiceTier, u: &Usage, at: i64, new_source: Option<&str>, old: Option<&Row<'_>>, t: &str) -> bool {
     match old {
         None => match &spec.source {
             // usage_events-style table: any non-NULL cost is the application's, unless the row
@@ -434,7 +440,7 @@ fn provided_cost(spec: &TableSpec, model: &str, u: &Usage, at: i64, new_source: 
             // partition arrives in the new partition as an INSERT).
             Some(_) => {
                 !(new_source == Some("estimated")
-                    && matches!(price_call(model, u, at), Priced::Cost(c) if same_numeric(&round_to_typmod_text(c, spec.cost.kind), t)))
+                    && matches!(price_call(model, host, tier, u, at), Priced::Cost(c) if same_numeric(&round_to_typmod_text(c, spec.cost.kind), t)))
             }
             // Elsewhere: a non-NULL value other than the column default.
             None => !spec.cost_default.as_deref().is_some_and(|d| same_numeric(d, t)),
@@ -459,13 +465,32 @@ fn provided_cost(spec: &TableSpec, model: &str, u: &Usage, at: i64, new_source: 
                     cache_write: tokens(o, spec.cache_write.as_ref()),
                 };
                 let old_at = spec.time.as_ref().and_then(|c| unsafe { o.time(c, spec.zone) }).unwrap_or(at);
-                let was_estimate = match price_call(old_model, &old_u, old_at) {
+                let old_host = spec.provider.as_ref().and_then(|c| unsafe { o.text(c.attno) });
+                let old_tier = row_tier(spec, o);
+                let was_estimate = match price_call(old_model, old_host, old_tier, &old_u, old_at) {
                     Priced::Cost(c) => same_numeric(&round_to_typmod_text(c, spec.cost.kind), t),
                     _ => false,
                 };
                 !(is_default || was_estimate)
             }
         }
+    }
+}
+
+/// The row's service tier (standard when the table maps none or the value is NULL); an unknown
+/// value is 22023, naming the column and the value.
+fn row_tier(spec: &TableSpec, row: &Row<'_>) -> ServiceTier {
+    let Some(c) = &spec.service_tier else { return ServiceTier::Standard };
+    match unsafe { row.text(c.attno) } {
+        None => ServiceTier::Standard,
+        Some(v) => ServiceTier::parse(v).unwrap_or_else(|| {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("unknown service tier \"{v}\" in column \"{}\"", c.name),
+                "Service tiers are standard (also default, auto), batch, flex, priority and fast."
+            );
+        }),
     }
 }
 
@@ -504,9 +529,12 @@ fn price(
         .and_then(|c| unsafe { new.time(c, spec.zone) })
         .unwrap_or_else(|| unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
 
+    // The host the row names, if any, and the service tier.
+    let host = spec.provider.as_ref().and_then(|c| unsafe { new.text(c.attno) }).filter(|p| !p.trim().is_empty());
+    let tier = row_tier(spec, new);
     // The model, resolved once for the price and the provider.
     let loaded = crate::pg::cache::catalog();
-    let resolved = loaded.resolve(model);
+    let resolved = loaded.resolve_index(model, host);
 
     let cost_text = unsafe { new.numeric_text(spec.cost.attno) };
     if let Some(t) = &cost_text {
@@ -524,7 +552,7 @@ fn price(
     }
     let new_source = spec.source.as_ref().and_then(|c| unsafe { new.text(c.attno) });
 
-    let provided = cost_text.as_deref().is_some_and(|t| provided_cost(spec, model, &u, at, new_source, old, t));
+    let provided = cost_text.as_deref().is_some_and(|t| provided_cost(spec, model, host, tier, &u, at, new_source, old, t));
 
     let outcome = if provided {
         if spec.source.is_some() && new_source != Some("provided") {
@@ -533,7 +561,7 @@ fn price(
             Outcome::Keep
         }
     } else {
-        match resolved.and_then(|i| loaded.catalog.price_row(i, at, &u)) {
+        match resolved.and_then(|i| loaded.catalog.price_row(i, at, &u, tier)) {
             Some(row) => Outcome::Estimated(row.cost(&u)),
             None => Outcome::Unpriced,
         }

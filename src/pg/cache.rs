@@ -8,8 +8,8 @@
 //! the cache. Inside the writing transaction the change is visible from its next command, and a
 //! rollback invalidates again, so nobody keeps prices that never committed.
 
-use crate::core::catalog::{Alias, Catalog};
-use crate::core::pricing::{Price, PriceRow, TS_INFINITY, TS_NEG_INFINITY};
+use crate::core::catalog::{Alias, Catalog, ProviderDef, Resolved};
+use crate::core::pricing::{Price, PriceRow, ServiceTier, TS_INFINITY, TS_NEG_INFINITY};
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use std::cell::{Cell, RefCell};
@@ -20,22 +20,50 @@ const MEMO_LIMIT: usize = 10_000;
 
 pub struct Loaded {
     pub catalog: Catalog,
-    memo: RefCell<rustc_hash::FxHashMap<String, Option<usize>>>,
+    /// Names resolved without a provider, exactly as sent.
+    memo: RefCell<rustc_hash::FxHashMap<String, Option<Resolved>>>,
+    /// Names resolved with a provider value: provider -> name -> result.
+    memo_p: RefCell<rustc_hash::FxHashMap<String, rustc_hash::FxHashMap<String, Option<Resolved>>>>,
+    /// Microseconds the load took and the rows read, for `llm_cost._catalog_stats()`.
+    pub load_us: u64,
+    pub rows: usize,
 }
 
 impl Loaded {
-    /// `Catalog::resolve`, memoised on the name exactly as sent.
-    pub fn resolve(&self, name: &str) -> Option<usize> {
-        if let Some(hit) = self.memo.borrow().get(name) {
-            return *hit;
+    /// `Catalog::resolve`, memoised on the name (and provider value) exactly as sent. An empty
+    /// provider value is no provider.
+    pub fn resolve(&self, name: &str, provider: Option<&str>) -> Option<Resolved> {
+        match provider.filter(|p| !p.trim().is_empty()) {
+            None => {
+                if let Some(hit) = self.memo.borrow().get(name) {
+                    return *hit;
+                }
+                let r = self.catalog.resolve(name, None);
+                let mut memo = self.memo.borrow_mut();
+                if memo.len() >= MEMO_LIMIT {
+                    memo.clear();
+                }
+                memo.insert(name.to_string(), r);
+                r
+            }
+            Some(p) => {
+                if let Some(hit) = self.memo_p.borrow().get(p).and_then(|m| m.get(name)) {
+                    return *hit;
+                }
+                let r = self.catalog.resolve(name, Some(p));
+                let mut memo = self.memo_p.borrow_mut();
+                if memo.values().map(|m| m.len()).sum::<usize>() >= MEMO_LIMIT {
+                    memo.clear();
+                }
+                memo.entry(p.to_string()).or_default().insert(name.to_string(), r);
+                r
+            }
         }
-        let r = self.catalog.resolve(name);
-        let mut memo = self.memo.borrow_mut();
-        if memo.len() >= MEMO_LIMIT {
-            memo.clear();
-        }
-        memo.insert(name.to_string(), r);
-        r
+    }
+
+    /// The model index a name resolves to.
+    pub fn resolve_index(&self, name: &str, provider: Option<&str>) -> Option<usize> {
+        self.resolve(name, provider).map(|r| r.model)
     }
 }
 
@@ -43,7 +71,7 @@ thread_local! {
     static CACHE: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
     static VALID: Cell<bool> = const { Cell::new(false) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
-    static WATCHED: Cell<(pg_sys::Oid, pg_sys::Oid)> = const { Cell::new((pg_sys::InvalidOid, pg_sys::InvalidOid)) };
+    static WATCHED: Cell<(pg_sys::Oid, pg_sys::Oid, pg_sys::Oid)> = const { Cell::new((pg_sys::InvalidOid, pg_sys::InvalidOid, pg_sys::InvalidOid)) };
 }
 
 /// Called on every relation cache invalidation (InvalidOid: all relations), set up by
@@ -63,8 +91,8 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
     for f in listeners {
         f(relid);
     }
-    let (a, b) = WATCHED.with(|w| w.get());
-    if relid == pg_sys::InvalidOid || relid == a || relid == b {
+    let (a, b, c) = WATCHED.with(|w| w.get());
+    if relid == pg_sys::InvalidOid || relid == a || relid == b || relid == c {
         VALID.with(|v| v.set(false));
     }
 }
@@ -116,27 +144,34 @@ fn price(col: &str, v: Option<String>) -> Option<Price> {
 
 fn load() -> SpiResult<Loaded> {
     Spi::connect(|client| {
+        let started = std::time::Instant::now();
         let oids = client
             .select(
-                "SELECT 'llm_cost.model_prices'::regclass::oid, 'llm_cost.model_aliases'::regclass::oid",
+                "SELECT 'llm_cost.model_prices'::regclass::oid, 'llm_cost.model_aliases'::regclass::oid, 'llm_cost.providers'::regclass::oid",
                 Some(1),
                 &[],
             )?
             .first()
-            .get_two::<pg_sys::Oid, pg_sys::Oid>()?;
-        WATCHED.with(|w| w.set((oids.0.unwrap_or(pg_sys::InvalidOid), oids.1.unwrap_or(pg_sys::InvalidOid))));
+            .get_three::<pg_sys::Oid, pg_sys::Oid, pg_sys::Oid>()?;
+        let o = |x: Option<pg_sys::Oid>| x.unwrap_or(pg_sys::InvalidOid);
+        WATCHED.with(|w| w.set((o(oids.0), o(oids.1), o(oids.2))));
 
         let mut rows = Vec::new();
         let table = client.select(
             "SELECT id, provider, model, min_input_tokens,
                     input_usd_per_mtok::text, output_usd_per_mtok::text,
                     cache_read_usd_per_mtok::text, cache_write_5m_usd_per_mtok::text,
-                    cache_write_1h_usd_per_mtok::text, valid_from, valid_to, origin = 'user'
+                    cache_write_1h_usd_per_mtok::text, valid_from, valid_to,
+                    CASE origin WHEN 'user' THEN 2 WHEN 'import' THEN 1 ELSE 0 END::int4,
+                    service_tier, match_rule::text
                FROM llm_cost.model_prices ORDER BY id",
             None,
             &[],
         )?;
+        let mut rules = Vec::new();
         for r in table {
+            let tier = r.get::<String>(13)?.unwrap_or_default();
+            rules.push(r.get::<String>(14)?);
             rows.push(PriceRow {
                 id: r.get::<i64>(1)?.unwrap_or(0),
                 provider: r.get::<String>(2)?.unwrap_or_default(),
@@ -149,7 +184,8 @@ fn load() -> SpiResult<Loaded> {
                 cache_write_1h: price("cache_write_1h_usd_per_mtok", r.get::<String>(9)?),
                 valid_from: ts(r.get(10)?, TS_NEG_INFINITY),
                 valid_to: ts(r.get(11)?, TS_INFINITY),
-                user_defined: r.get::<bool>(12)?.unwrap_or(false),
+                rank: r.get::<i32>(12)?.unwrap_or(0) as u8,
+                service_tier: ServiceTier::parse(&tier).unwrap_or_else(|| error!("llm_cost.model_prices: unknown service tier {tier}")),
             });
         }
         let mut aliases = Vec::new();
@@ -160,7 +196,32 @@ fn load() -> SpiResult<Loaded> {
                 provider: r.get::<String>(3)?,
             });
         }
-        Ok(Loaded { catalog: Catalog::new(rows, aliases), memo: RefCell::new(Default::default()) })
+        let mut providers = Vec::new();
+        for r in client.select(
+            "SELECT provider, model_match::text, provider_match::text, coalesce(fallback_providers, '{}')
+               FROM llm_cost.providers ORDER BY CASE origin WHEN 'user' THEN 0 WHEN 'import' THEN 1 ELSE 2 END, provider",
+            None,
+            &[],
+        )? {
+            providers.push(ProviderDef {
+                id: r.get::<String>(1)?.unwrap_or_default(),
+                model_match: r.get::<String>(2)?,
+                provider_match: r.get::<String>(3)?,
+                fallback: r.get::<Vec<String>>(4)?.unwrap_or_default(),
+            });
+        }
+        let n = rows.len();
+        let (catalog, problems) = Catalog::new(rows, rules, providers, aliases);
+        for p in problems.iter().take(5) {
+            warning!("llm_cost: price catalog: {p}; the model is matched by its id only");
+        }
+        Ok(Loaded {
+            catalog,
+            memo: RefCell::new(Default::default()),
+            memo_p: RefCell::new(Default::default()),
+            load_us: started.elapsed().as_micros() as u64,
+            rows: n,
+        })
     })
 }
 

@@ -2,7 +2,7 @@
 //! one call priced from the cached catalog. The arithmetic itself is `core::pricing`; the
 //! binary numeric form is `core::numeric`.
 
-use crate::core::pricing::{Cost, Usage};
+use crate::core::pricing::{Cost, ServiceTier, Usage};
 use crate::pg::cache;
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
@@ -16,12 +16,13 @@ pub enum Priced {
     NoPriceAt,
 }
 
-/// Prices one call from the cached catalog; no query unless the catalog changed.
-pub fn price_call(model: &str, u: &Usage, at: i64) -> Priced {
+/// Prices one call from the cached catalog; no query unless the catalog changed. `provider`:
+/// the host the call went to, if known (a value the catalog does not know is ignored).
+pub fn price_call(model: &str, provider: Option<&str>, tier: ServiceTier, u: &Usage, at: i64) -> Priced {
     let loaded = cache::catalog();
-    match loaded.resolve(model) {
+    match loaded.resolve_index(model, provider) {
         None => Priced::UnknownModel,
-        Some(i) => match loaded.catalog.price_row(i, at, u) {
+        Some(i) => match loaded.catalog.price_row(i, at, u, tier) {
             Some(row) => Priced::Cost(row.cost(u)),
             None => Priced::NoPriceAt,
         },
