@@ -100,8 +100,13 @@ def price_at(v, prompt_above):
 def rows_of(mp):
     """One ModelPrice -> [(min_input_tokens, {column: Decimal})], or None if not per-token."""
     d = {k: v for k, v in mp.__dict__.items() if v is not None and not k.startswith("_")}
-    if "input_mtok" not in d:
+    if not d:
+        # No price at all: the dataset charges nothing (OpenRouter's `:free` models).
+        d = {"input_mtok": decimal.Decimal(0), "output_mtok": decimal.Decimal(0)}
+    if not any(k in KEYS for k in d):
         return None
+    if "input_mtok" not in d:
+        d["input_mtok"] = decimal.Decimal(0)
     for k in d:
         if k not in KEYS:
             skipped[f"non-token price key {k} (left out)"] += 1
@@ -233,7 +238,7 @@ for p in providers:
                 for lo, cols in rows:
                     emitted.append((tier, lo, start, end, cols))
         if not emitted:
-            skipped["model without a per-token input price"] += 1
+            skipped["model without a per-token price"] += 1
             continue
         # Merge adjacent periods with equal prices.
         merged = []
@@ -243,19 +248,29 @@ for p in providers:
             else:
                 merged.append(e)
         ok = True
+        notes = {}
         for *_, cols in merged:
-            for v in cols.values():
-                if v < 0 or v >= 1000000 or max(0, -v.as_tuple().exponent) > 10:
+            for k, v in list(cols.items()):
+                if v < 0 or v >= 1000000:
                     ok = False
+                elif max(0, -v.as_tuple().exponent) > 10:
+                    # A derived price such as 1/24 (0.0416666666666667): rounded to the catalog's
+                    # 10 decimals, which keeps the cost arithmetic exact; the row's note says so.
+                    r = dec(v.quantize(decimal.Decimal("1e-10"), rounding=decimal.ROUND_HALF_EVEN))
+                    notes[k] = f"{k} rounded to 10 decimals from {v}"
+                    cols[k] = r
         if not ok:
-            skipped["price outside 0..1e6 or with more than 10 decimals"] += 1
+            skipped["price outside 0..1e6"] += 1
             continue
+        if notes:
+            skipped["models with a price rounded to 10 decimals (noted in the row)"] += 1
+        note = "; ".join(sorted(set(notes.values()))) or None
         for tier, lo, start, end, cols in merged:
             mode = "chat" if "output" in cols else "embedding"
-            price_lines.append("  ({}, {}, {}, '{}', {}, '{}', {}, {}, {}, {}, {}, {}, {}, {}::jsonb, {}, {}, 'llm_cost')".format(
+            price_lines.append("  ({}, {}, {}, '{}', {}, '{}', {}, {}, {}, {}, {}, {}, {}, {}::jsonb, {}, {}, {}, 'llm_cost')".format(
                 next_id, q(p.id), q(m.id), mode, lo, tier, n(cols.get("input")), n(cols.get("output", 0)),
                 n(cols.get("cache_read")), n(cols.get("cache_write_5m")), n(cols.get("cache_write_1h")),
-                ts(start), te(end), q(rule), q(url), q(DATA_FROM)))
+                ts(start), te(end), q(rule), q(url), q(DATA_FROM), q(note)))
             next_id += 1
 
 models = len({(l.split(", ")[1], l.split(", ")[2]) for l in price_lines})
@@ -268,7 +283,7 @@ out = [
     "",
     "INSERT INTO llm_cost.model_prices (id, provider, model, mode, min_input_tokens, service_tier, input_usd_per_mtok,",
     "    output_usd_per_mtok, cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,",
-    "    valid_from, valid_to, match_rule, source_url, data_from, origin) OVERRIDING SYSTEM VALUE VALUES",
+    "    valid_from, valid_to, match_rule, source_url, data_from, note, origin) OVERRIDING SYSTEM VALUE VALUES",
     ",\n".join(price_lines) + ";",
 ]
 (root / "sql" / "prices.sql").write_text("\n".join(out) + "\n")

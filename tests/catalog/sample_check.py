@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Prices a sample of model names as applications and routers send them, with llm_cost and with
+genai-prices (the dataset the catalog is generated from), and reports how many agree.
+
+    target/venv/bin/python tests/catalog/sample_check.py "host=... port=... dbname=..." [N]
+
+Spellings per provider: OpenRouter ids as is and with `openrouter/`; other hosts with their
+LiteLLM prefix (`groq/`, `bedrock/`, `together_ai/`, ...) and, for model makers, bare.
+"""
+import random, sys
+import psycopg
+from genai_prices import calc_price, Usage
+from genai_prices.data import providers
+from genai_prices import types as T
+
+PREFIX = {"aws": "bedrock", "google": "vertex_ai", "azure": "azure", "groq": "groq", "together": "together_ai",
+          "fireworks": "fireworks_ai", "x-ai": "xai", "mistral": "mistral", "deepseek": "deepseek",
+          "anthropic": "anthropic", "openai": "openai", "cohere": "cohere", "perplexity": "perplexity",
+          "moonshotai": "moonshot", "zai": "zai", "cerebras": "cerebras"}
+
+def equals_of(m):
+    out = []
+    def walk(r):
+        if isinstance(r, T.ClauseEquals): out.append(r.equals)
+        if isinstance(r, T.ClauseOr): [walk(x) for x in r.or_]
+    walk(m.match)
+    return out
+
+def main():
+    dsn = sys.argv[1]; n = int(sys.argv[2]) if len(sys.argv) > 2 else 400
+    rnd = random.Random(15)
+    cases = []
+    for p in providers:
+        if p.id.startswith("huggingface"):
+            continue
+        for m in p.models:
+            names = equals_of(m)
+            if not names:
+                continue
+            name = rnd.choice(names)
+            if p.id == "openrouter":
+                cases.append((name, None, p.id)); cases.append(("openrouter/" + name, None, p.id))
+            elif p.id in PREFIX:
+                cases.append((PREFIX[p.id] + "/" + name, None, p.id))
+                if p.model_match is not None:
+                    cases.append((name, None, p.id))
+            cases.append((name, p.id, p.id))
+    rnd.shuffle(cases)
+    cases = cases[:n]
+    agree = differ = unpriced = skipped = 0
+    bad = []
+    with psycopg.connect(dsn) as conn:
+        for name, prov, host in cases:
+            try:
+                want = calc_price(Usage(input_tokens=1000, output_tokens=1000), name.split("/", 1)[1] if (prov is None and host != "openrouter" and "/" in name and name.split("/")[0] in PREFIX.values()) else (name[len("openrouter/"):] if name.startswith("openrouter/") else name), provider_id=host).total_price
+            except Exception:
+                skipped += 1
+                continue
+            got = conn.execute("SELECT llm_cost.estimate_cost(%s, 1000, 1000, provider => %s)", (name, prov)).fetchone()[0]
+            if got is None:
+                unpriced += 1; bad.append(("NULL", name, prov, want))
+            elif got == want:
+                agree += 1
+            else:
+                differ += 1; bad.append((str(got), name, prov, want))
+    total = agree + differ + unpriced
+    print(f"{total} names: {agree} priced as the host publishes ({100*agree/total:.1f}%), {differ} differently ({100*differ/total:.1f}%), {unpriced} unpriced; {skipped} the dataset itself cannot price")
+    for b in bad[:40]:
+        print("  ", *b)
+    return 0 if agree >= 0.95 * total and differ <= 0.01 * total else 1
+
+if __name__ == "__main__":
+    sys.exit(main())
