@@ -41,6 +41,7 @@ GRANT SELECT ON llm_cost.spend_summary, llm_cost.spend_by_model, llm_cost.spend_
                 llm_cost.daily_trend, llm_cost.user_stats, llm_cost.feature_stats TO llm_cost_reader;
 GRANT SELECT, INSERT, UPDATE, DELETE ON llm_cost.model_prices, llm_cost.model_aliases, llm_cost.providers TO llm_cost_admin;
 GRANT USAGE ON SEQUENCE llm_cost.model_prices_id_seq TO llm_cost_admin;
+GRANT EXECUTE ON FUNCTION llm_cost.import_prices(jsonb, text, timestamptz, boolean) TO llm_cost_admin;
 
 -- Reports run with the reader's rights, so row-level security applies through them.
 ALTER VIEW llm_cost.spend_summary SET (security_invoker = true);

@@ -57,10 +57,15 @@ CREATE TRIGGER providers_changed
     requires = ["catalog_protect", pg::cache::catalog_changed]
 );
 extension_sql_file!(
+    "../sql/import.sql",
+    name = "import",
+    requires = ["catalog_invalidation", pricing_sql::provider_id, pricing_sql::_price_document]
+);
+extension_sql_file!(
     "../sql/usage.sql",
     name = "usage",
     requires = [
-        "catalog_invalidation",
+        "import",
         usage::usage_cost_trigger,
         usage::usage_statement_end,
         pricing_sql::resolve_model,

@@ -329,6 +329,10 @@ impl Catalog {
         &self.models[i]
     }
 
+    pub fn provider_id(&self, i: usize) -> &str {
+        &self.providers[i].id
+    }
+
     pub fn provider_count(&self) -> usize {
         self.providers.len()
     }

@@ -2,6 +2,7 @@
 //! form. Plain Rust: no pgrx, no PostgreSQL; unit-tested with `cargo test --lib`.
 
 pub mod catalog;
+pub mod import;
 pub mod matching;
 pub mod numeric;
 pub mod pricing;

@@ -43,15 +43,21 @@ pub fn tier_arg(v: Option<&str>) -> ServiceTier {
 #[pg_extern(stable, parallel_safe)]
 #[allow(clippy::too_many_arguments)]
 pub fn estimate_cost(
-    model: &str,
-    input_tokens: i64,
-    output_tokens: i64,
-    cache_read_tokens: default!(i64, 0),
-    cache_write_tokens: default!(i64, 0),
-    at: default!(TimestampWithTimeZone, "now()"),
+    model: Option<&str>,
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    cache_read_tokens: default!(Option<i64>, 0),
+    cache_write_tokens: default!(Option<i64>, 0),
+    at: default!(Option<TimestampWithTimeZone>, "now()"),
     provider: default!(Option<&str>, "NULL"),
     service_tier: default!(Option<&str>, "NULL"),
 ) -> Option<AnyNumeric> {
+    // NULL in any of the call's own arguments: NULL, as a strict function would give.
+    let (Some(model), Some(input_tokens), Some(output_tokens), Some(cache_read_tokens), Some(cache_write_tokens), Some(at)) =
+        (model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, at)
+    else {
+        return None;
+    };
     let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens };
     check_usage(&u);
     let tier = tier_arg(service_tier);
@@ -86,6 +92,33 @@ pub fn provider_of(model: &str) -> Option<String> {
     }
 }
 
+/// The catalog provider a provider value means (`bedrock` is aws, `vertex_ai` google,
+/// `together_ai` together, `OpenAI` openai), or NULL when the catalog knows none.
+#[pg_extern(stable, parallel_safe)]
+pub fn provider_id(provider: &str) -> Option<String> {
+    let loaded = cache::catalog();
+    loaded.catalog.provider_named(provider).map(|i| loaded.catalog.provider_id(i).to_string())
+}
+
+/// A price document parsed for `llm_cost.import_prices` (internal): refused whole with the
+/// JSON path of its first problem (22023).
+#[pg_extern(immutable, parallel_safe)]
+pub fn _price_document(doc: JsonB, format: &str, at_date: &str) -> JsonB {
+    use crate::core::import;
+    let parsed = import::detect(&doc.0, format).and_then(|f| import::parse(&doc.0, f, at_date).map(|d| (d, f)));
+    match parsed {
+        Ok((d, f)) => JsonB(import::to_json(&d, f)),
+        Err(e) => {
+            ereport!(
+                ERROR,
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("llm_cost.import_prices: malformed price document at {}: {}", e.path, e.message),
+                "Nothing was imported."
+            );
+        }
+    }
+}
+
 /// `$0.00` for zero, two significant digits below a cent (`$0.0012`), cents above (`$1,234.57`).
 #[pg_extern(immutable, parallel_safe)]
 pub fn format_cost(cost: AnyNumeric) -> String {
@@ -116,15 +149,21 @@ fn price_json(p: pricing::Price) -> serde_json::Value {
 #[pg_extern(stable, parallel_safe)]
 #[allow(clippy::too_many_arguments)]
 pub fn explain_cost(
-    model: &str,
-    input_tokens: i64,
-    output_tokens: i64,
-    cache_read_tokens: default!(i64, 0),
-    cache_write_tokens: default!(i64, 0),
-    at: default!(TimestampWithTimeZone, "now()"),
+    model: Option<&str>,
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+    cache_read_tokens: default!(Option<i64>, 0),
+    cache_write_tokens: default!(Option<i64>, 0),
+    at: default!(Option<TimestampWithTimeZone>, "now()"),
     provider: default!(Option<&str>, "NULL"),
     service_tier: default!(Option<&str>, "NULL"),
-) -> JsonB {
+) -> Option<JsonB> {
+    // NULL in any of the call's own arguments: NULL, as a strict function would give.
+    let (Some(model), Some(input_tokens), Some(output_tokens), Some(cache_read_tokens), Some(cache_write_tokens), Some(at)) =
+        (model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, at)
+    else {
+        return None;
+    };
     use serde_json::json;
     let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens };
     check_usage(&u);
@@ -145,7 +184,7 @@ pub fn explain_cost(
         "service_tier": tier.as_str(),
     });
     let Some(res) = loaded.resolve(model, provider) else {
-        return JsonB(json!({
+        return Some(JsonB(json!({
             "model": model,
             "requested": requested,
             "resolved_model": null,
@@ -157,7 +196,7 @@ pub fn explain_cost(
             } else {
                 "unknown model: no catalog model id, match rule or alias covers this name"
             },
-        }));
+        })));
     };
     let i = res.model;
     let m = loaded.catalog.model(i);
@@ -166,7 +205,7 @@ pub fn explain_cost(
         "rule": m.rule_text.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
     });
     let Some(row) = loaded.catalog.price_row(i, at_i, &u, tier) else {
-        return JsonB(json!({
+        return Some(JsonB(json!({
             "model": model,
             "requested": requested,
             "resolved_model": m.model,
@@ -175,10 +214,10 @@ pub fn explain_cost(
             "usage": usage,
             "cost_usd": null,
             "reason": format!("no {} price row of this model is valid at this time for this prompt size", tier.as_str()),
-        }));
+        })));
     };
     let b = row.breakdown(&u);
-    JsonB(json!({
+    Some(JsonB(json!({
         "model": model,
         "requested": requested,
         "resolved_model": m.model,
@@ -204,7 +243,7 @@ pub fn explain_cost(
         },
         "cost_usd": money_json(b.total),
         "formula": "(input_tokens*input + output_tokens*output + cache_read_tokens*cache_read + cache_write_tokens*cache_write) / 1000000",
-    }))
+    })))
 }
 
 fn price_row_json(row: &PriceRow) -> serde_json::Value {
@@ -273,12 +312,63 @@ mod tests {
 
     #[pg_test]
     fn sonnet_costs_18() {
-        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1000000, 1000000)::text").as_deref(), Some("18"));
+        // 100k in, 1M out: below the 200k tier, 0.3 + 15.
+        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 100000, 1000000)::text").as_deref(), Some("15.3"));
         assert_eq!(
-            num("SELECT llm_cost.estimate_cost('anthropic/claude-sonnet-4-5-20250929', 1000000, 1000000)::text").as_deref(),
-            Some("18")
+            num("SELECT llm_cost.estimate_cost('anthropic/claude-sonnet-4-5-20250929', 100000, 1000000)::text").as_deref(),
+            Some("15.3")
         );
-        assert_eq!(Spi::get_one::<bool>("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1000000, 1000000) = 18").unwrap(), Some(true));
+        // A 1M-token prompt is above 200k: Anthropic charges 6 / 22.50 for the whole call.
+        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1000000, 1000000)::text").as_deref(), Some("28.5"));
+        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 200000, 0)::text").as_deref(), Some("0.6"));
+        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 200001, 0)::text").as_deref(), Some("1.200006"));
+    }
+
+    /// The names of issue #15, each at its host's published price (USD for 1M in + 1M out).
+    #[pg_test]
+    fn issue_15_names_price_at_their_hosts() {
+        let cases = [
+            ("anthropic/claude-3-sonnet", "18"),
+            ("google/gemini-pro", "2"),
+            ("google/gemini-pro-1.5", "6.25"),
+            ("meta-llama/llama-3.3-70b-instruct", "1.38"),
+            ("qwen/qwen3-235b-a22b", "0.73"),
+            ("x-ai/grok-4", "18"),
+            ("deepseek/deepseek-r1", "3.2"),
+            ("moonshotai/kimi-k2", "2.87"),
+            ("z-ai/glm-4.6", "2.8"),
+            ("openai/gpt-oss-120b", "0.6"),
+            ("gpt-4", "90"),
+            ("gemini-1.5-pro", "12.5"),
+            ("o3-pro", "100"),
+            ("claude-3-5-haiku-latest", "4.8"),
+            ("gpt-3.5-turbo-0125", "2"),
+            // The three mispricings: each at its own price.
+            ("gpt-4o-2024-05-13", "20"),
+            ("mistralai/mistral-large", "8"),
+            ("groq/llama-3.3-70b-versatile", "1.38"),
+        ];
+        for (name, want) in cases {
+            assert_eq!(num(&format!("SELECT llm_cost.estimate_cost('{name}', 1000000, 1000000)::text")).as_deref(), Some(want), "{name}");
+        }
+        assert_eq!(num("SELECT llm_cost.estimate_cost('mistral-large-latest', 1000000, 1000000)::text").as_deref(), Some("2"));
+        // A snapshot nothing covers stays unpriced rather than priced as its undated name.
+        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o-2099-01-01', 1, 1)::text"), None);
+        // Hosts from the provider argument; an unknown service tier is 22023.
+        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o', 1000000, 0, provider => 'azure')::text").as_deref(), Some("2.5"));
+        assert_eq!(num("SELECT llm_cost.estimate_cost('llama-3.3-70b-versatile', 1000000, 0, provider => 'openai')::text"), None);
+        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o', 1000000, 1000000, service_tier => 'batch')::text").as_deref(), Some("6.25"));
+        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o', 1000000, 1000000, service_tier => 'default')::text").as_deref(), Some("12.5"));
+        Spi::run(
+            "DO $$ BEGIN PERFORM llm_cost.estimate_cost('gpt-4o', 1, 1, service_tier => 'turbo');
+               EXCEPTION WHEN OTHERS THEN PERFORM set_config('t.tier', SQLSTATE || ':' || SQLERRM, true); END $$",
+        )
+        .unwrap();
+        assert_eq!(num("SELECT current_setting('t.tier')").as_deref(), Some("22023:unknown service tier \"turbo\""));
+        let j = Spi::get_one::<pgrx::JsonB>("SELECT llm_cost.explain_cost('mistralai/mistral-large', 1, 1)").unwrap().unwrap().0;
+        assert_eq!(j["provider"], "openrouter");
+        assert_eq!(j["matched"]["by"], "match rule");
+        assert_eq!(j["matched"]["rule"]["equals"], "mistralai/mistral-large");
     }
 
     #[pg_test]
@@ -328,17 +418,17 @@ mod tests {
     fn cache_tokens_and_fallback() {
         // Anthropic: cache read 0.3, write 3.75 per 1M.
         assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1000, 500, 20000, 4000)::text").as_deref(), Some("0.0315"));
-        // claude-3-haiku publishes no cache prices: the input price (0.25) applies to both.
-        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-3-haiku-20240307', 0, 0, 1000000, 1000000)::text").as_deref(), Some("0.5"));
+        // A model with no cache price: the input price (1.2) applies to both.
+        assert_eq!(num("SELECT llm_cost.estimate_cost('kimi-k2-0905-preview', 0, 0, 100000, 100000, provider => 'groq')::text").as_deref(), Some("0.2"));
     }
 
     #[pg_test]
     fn long_context_tier() {
-        // gpt-5.4: 2.5/15 below 272k prompt tokens, 5/22.5 from 272k.
-        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-5.4', 271999, 0)::text").as_deref(), Some("0.6799975"));
-        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-5.4', 272000, 1000000)::text").as_deref(), Some("23.86"));
+        // gpt-5.4: 2.5/15 up to 272k prompt tokens, 5/22.5 above.
+        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-5.4', 272000, 0)::text").as_deref(), Some("0.68"));
+        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-5.4', 272001, 1000000)::text").as_deref(), Some("23.860005"));
         // Cached prompt tokens count towards the tier.
-        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-5.4', 200000, 0, 72000)::text").as_deref(), Some("1.036"));
+        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-5.4', 200000, 0, 72001)::text").as_deref(), Some("1.0360005"));
     }
 
     #[pg_test]
@@ -353,7 +443,7 @@ mod tests {
         assert_eq!(num("SELECT llm_cost.estimate_cost('acme-1', 1000000, 0, 0, 0, '2026-01-01 00:00:00+00')::text").as_deref(), Some("1"));
     }
 
-    #[pg_test(error = "price rows of acme acme-2 (tier min_input_tokens 0) overlap in time")]
+    #[pg_test(error = "price rows of acme acme-2 (min_input_tokens 0, service tier standard) overlap in time")]
     fn overlapping_prices_rejected() {
         Spi::run(
             "INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, valid_from, valid_to)
@@ -367,10 +457,11 @@ mod tests {
     fn own_rows_override_shipped_and_shipped_rows_are_read_only() {
         Spi::run(
             "INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, note)
-             VALUES ('anthropic', 'claude-sonnet-4-5-20250929', 2, 10, 'negotiated')",
+             VALUES ('anthropic', 'claude-sonnet-4-5', 2, 10, 'negotiated')",
         )
         .unwrap();
-        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1000000, 1000000)::text").as_deref(), Some("12"));
+        // Your row wins over both shipped tiers.
+        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5-20250929', 1000000, 1000000)::text").as_deref(), Some("12"));
         Spi::run(
             "DO $$ BEGIN UPDATE llm_cost.model_prices SET input_usd_per_mtok = 0 WHERE id = 3;
                EXCEPTION WHEN insufficient_privilege THEN PERFORM set_config('t.ro', 'refused', true); END $$",
@@ -403,20 +494,23 @@ mod tests {
     #[pg_test]
     fn resolution_spellings() {
         let cases = [
-            ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929"),
-            ("CLAUDE-SONNET-4-5", "claude-sonnet-4-5-20250929"),
-            ("anthropic/claude-sonnet-4-5", "claude-sonnet-4-5-20250929"),
-            ("openrouter/anthropic/claude-sonnet-4.5", "claude-sonnet-4-5-20250929"),
-            ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "claude-sonnet-4-5-20250929"),
-            ("claude-sonnet-4-5@20250929", "claude-sonnet-4-5-20250929"),
-            ("openai/gpt-4o-2024-08-06", "gpt-4o"),
-            ("google/gemini-2.5-flash", "gemini-2.5-flash"),
+            ("claude-sonnet-4-5", "claude-sonnet-4-5"),
+            ("CLAUDE-SONNET-4-5-20250929", "claude-sonnet-4-5"),
+            ("anthropic/claude-sonnet-4-5", "claude-sonnet-4-5"),
+            ("openrouter/anthropic/claude-sonnet-4.5", "anthropic/claude-sonnet-4.5"),
+            ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "regional.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            ("claude-sonnet-4-5@20250929", "claude-sonnet-4-5"),
+            ("gpt-4o-2024-08-06", "gpt-4o"),
+            ("google/gemini-2.5-flash", "google/gemini-2.5-flash"),
             ("deepseek-chat", "deepseek-chat"),
         ];
         for (name, want) in cases {
             assert_eq!(num(&format!("SELECT llm_cost.resolve_model('{name}')")).as_deref(), Some(want), "{name}");
         }
-        assert_eq!(num("SELECT llm_cost.provider_of('us.anthropic.claude-sonnet-4-5-20250929-v1:0')").as_deref(), Some("anthropic"));
+        assert_eq!(num("SELECT llm_cost.provider_of('us.anthropic.claude-sonnet-4-5-20250929-v1:0')").as_deref(), Some("aws"));
+        assert_eq!(num("SELECT llm_cost.resolve_model('claude-sonnet-4-5', 'vertex_ai')").as_deref(), Some("claude-sonnet-4-5"));
+        assert_eq!(num("SELECT llm_cost.provider_id('bedrock')").as_deref(), Some("aws"));
+        assert_eq!(num("SELECT llm_cost.provider_id('Together_AI')").as_deref(), Some("together"));
         assert_eq!(num("SELECT llm_cost.provider_of('gemini-2.5-pro')").as_deref(), Some("google"));
         assert_eq!(num("SELECT llm_cost.provider_of('zzz')"), None);
     }
@@ -436,8 +530,8 @@ mod tests {
             .unwrap()
             .unwrap()
             .0;
-        assert_eq!(j["resolved_model"], "claude-sonnet-4-5-20250929");
-        assert_eq!(j["price_row"]["id"], 3);
+        assert_eq!(j["resolved_model"], "claude-sonnet-4-5");
+        assert_eq!(j["price_row"]["source_url"], "https://www.anthropic.com/pricing#api");
         assert_eq!(j["parts_usd"]["input"].to_string(), "0.003");
         assert_eq!(j["parts_usd"]["cache_write"].to_string(), "0.015");
         assert_eq!(j["cost_usd"].to_string(), "0.0315");
@@ -447,27 +541,31 @@ mod tests {
 
     #[pg_test]
     fn catalog_matches_reference_prices() {
-        // Every published reference price (tests/data/reference-prices.csv) is in the catalog.
+        // Every published reference price (tests/data/reference-prices.csv) is what the catalog
+        // charges for that name at that provider, at and above each long-context threshold.
         let csv = include_str!("../../tests/data/reference-prices.csv");
         let mut checked = 0;
         for line in csv.lines().skip(1) {
             let f: Vec<&str> = line.split(',').collect();
             let (provider, model, input, output, min) = (f[0], f[1], f[3], f[4], f[8]);
             let output = if output.is_empty() { "0" } else { output };
-            let cache = |v: &str| if v.is_empty() { "NULL".to_string() } else { v.to_string() };
+            let min: i64 = min.parse().unwrap();
+            let prompt = if min > 0 { min + 1 } else { 1000 };
             let q = format!(
-                "SELECT count(*) FROM llm_cost.model_prices WHERE origin = 'llm_cost' AND provider = '{provider}' AND model = '{model}'
-                   AND min_input_tokens = {min} AND input_usd_per_mtok = {input} AND output_usd_per_mtok = {output}
-                   AND cache_read_usd_per_mtok IS NOT DISTINCT FROM {}::numeric
-                   AND cache_write_5m_usd_per_mtok IS NOT DISTINCT FROM {}::numeric
-                   AND cache_write_1h_usd_per_mtok IS NOT DISTINCT FROM {}::numeric AND source_url <> ''",
-                cache(f[5]), cache(f[6]), cache(f[7])
+                "SELECT e->'prices_usd_per_mtok'->>'input' || '/' || (e->'prices_usd_per_mtok'->>'output') || '/' ||
+                        coalesce(e->'price_row'->>'cache_read_usd_per_mtok', '') || '/' || coalesce(e->'price_row'->>'cache_write_5m_usd_per_mtok', '')
+                   FROM llm_cost.explain_cost('{model}', {prompt}, 1000, provider => '{provider}') e"
             );
-            assert_eq!(Spi::get_one::<i64>(&q).unwrap(), Some(1), "{line}");
+            let want = format!("{}/{}/{}/{}", input, output, f[5], f[6]);
+            let got = Spi::get_one::<String>(&q).unwrap().unwrap_or_default();
+            let norm = |s: &str| s.split('/').map(|x| x.parse::<rust_decimal::Decimal>().map(|d| d.normalize().to_string()).unwrap_or_default()).collect::<Vec<_>>();
+            assert_eq!(norm(&got), norm(&want), "{line}");
             checked += 1;
         }
         assert_eq!(checked, 46);
         let models = Spi::get_one::<i64>("SELECT count(DISTINCT (provider, model)) FROM llm_cost.model_prices").unwrap().unwrap();
-        assert!(models >= 45, "{models}");
+        assert!(models >= 2000, "{models}");
+        let providers = Spi::get_one::<i64>("SELECT count(DISTINCT provider) FROM llm_cost.model_prices").unwrap().unwrap();
+        assert!(providers >= 30, "{providers}");
     }
 }

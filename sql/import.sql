@@ -1,0 +1,120 @@
+-- llm_cost.import_prices: load a price document (genai-prices data.json, LiteLLM's price map,
+-- OpenRouter's /api/v1/models) into the catalog as origin 'import' rows, with history.
+
+CREATE FUNCTION llm_cost.import_prices(
+    doc        jsonb,
+    format     text        DEFAULT 'auto',
+    valid_from timestamptz DEFAULT now(),
+    dry_run    boolean     DEFAULT false)
+RETURNS TABLE (provider text, model text, status text, detail text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    parsed   jsonb;
+    m        jsonb;
+    fmt      text;
+    src      text;
+    cur      text[];
+    want     text[];
+    cur_from text;
+    any_rows boolean;
+    start_at timestamptz;
+BEGIN
+    IF doc IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.import_prices: doc must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF valid_from IS NULL OR NOT isfinite(valid_from) THEN
+        RAISE EXCEPTION 'llm_cost.import_prices: valid_from must be a finite timestamp (got %)', coalesce(valid_from::text, 'NULL')
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    parsed := llm_cost._price_document(doc, coalesce(format, 'auto'), to_char(valid_from AT TIME ZONE 'UTC', 'YYYY-MM-DD'));
+    fmt := parsed ->> 'format';
+    src := CASE fmt WHEN 'genai-prices' THEN 'genai-prices data.json (MIT), imported'
+                    WHEN 'litellm' THEN 'LiteLLM model_prices_and_context_window.json (MIT), imported'
+                    ELSE 'OpenRouter /api/v1/models, imported' END;
+
+    -- New providers of a genai-prices document (existing ones are left as they are).
+    IF NOT dry_run THEN
+        INSERT INTO llm_cost.providers AS pr (provider, name, pricing_url, model_match, provider_match, fallback_providers, data_from, origin)
+        SELECT lower(p ->> 'provider'), p ->> 'name', p ->> 'pricing_url',
+               nullif(p -> 'model_match', 'null'), nullif(p -> 'provider_match', 'null'),
+               ARRAY(SELECT jsonb_array_elements_text(p -> 'fallback_providers')), src, 'import'
+          FROM jsonb_array_elements(parsed -> 'providers') p
+        ON CONFLICT ON CONSTRAINT providers_pkey DO NOTHING;
+    END IF;
+
+    FOR m IN SELECT value FROM jsonb_array_elements(parsed -> 'models') LOOP
+        provider := coalesce(llm_cost.provider_id(m ->> 'provider'), lower(m ->> 'provider'));
+        model := m ->> 'model';
+        IF m ->> 'skip' IS NOT NULL THEN
+            status := 'skipped';
+            detail := m ->> 'skip';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        -- The document's rows and the catalog's rows in effect at valid_from (imported ones if
+        -- any, else shipped ones; your own rows are not compared: they keep winning), as text.
+        SELECT array_agg(concat_ws('|', r ->> 'service_tier', r ->> 'min_input_tokens', trim_scale((r ->> 'input')::numeric),
+                                   trim_scale((r ->> 'output')::numeric), trim_scale((r ->> 'cache_read')::numeric),
+                                   trim_scale((r ->> 'cache_write_5m')::numeric), trim_scale((r ->> 'cache_write_1h')::numeric))
+                         ORDER BY 1)
+          INTO want FROM jsonb_array_elements(m -> 'rows') r;
+        SELECT array_agg(concat_ws('|', x.service_tier, x.min_input_tokens, trim_scale(x.input_usd_per_mtok), trim_scale(x.output_usd_per_mtok),
+                                   trim_scale(x.cache_read_usd_per_mtok), trim_scale(x.cache_write_5m_usd_per_mtok),
+                                   trim_scale(x.cache_write_1h_usd_per_mtok)) ORDER BY 1),
+               min(x.origin)
+          INTO cur, cur_from
+          FROM llm_cost.model_prices x
+         WHERE x.provider = import_prices.provider AND lower(x.model) = lower(import_prices.model)
+           AND x.valid_from <= import_prices.valid_from AND import_prices.valid_from < x.valid_to
+           AND x.origin = (SELECT CASE WHEN bool_or(y.origin = 'import') THEN 'import' ELSE 'llm_cost' END
+                             FROM llm_cost.model_prices y
+                            WHERE y.provider = import_prices.provider AND lower(y.model) = lower(import_prices.model)
+                              AND y.origin <> 'user'
+                              AND y.valid_from <= import_prices.valid_from AND import_prices.valid_from < y.valid_to);
+        IF cur IS NOT DISTINCT FROM want THEN
+            status := 'unchanged';
+            detail := format('same prices as the %s rows in effect', CASE cur_from WHEN 'import' THEN 'imported' ELSE 'shipped' END);
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        SELECT EXISTS (SELECT FROM llm_cost.model_prices y
+                        WHERE y.provider = import_prices.provider AND lower(y.model) = lower(import_prices.model) AND y.origin <> 'user')
+          INTO any_rows;
+        IF cur IS NULL AND NOT any_rows THEN
+            -- A model the catalog did not know: its price applies to earlier calls too.
+            status := 'added';
+            start_at := '-infinity';
+            detail := concat_ws('; ', format('%s row(s)', jsonb_array_length(m -> 'rows')), m ->> 'note');
+        ELSE
+            status := 'changed';
+            start_at := import_prices.valid_from;
+            detail := concat_ws('; ', format('from %s: %s (was %s)', import_prices.valid_from,
+                                              array_to_string(want, ', '), coalesce(array_to_string(cur, ', '), 'no price')),
+                                m ->> 'note');
+        END IF;
+        IF NOT dry_run THEN
+            -- History: imported rows still open at valid_from end there; later ones are replaced.
+            DELETE FROM llm_cost.model_prices x
+             WHERE x.origin = 'import' AND x.provider = import_prices.provider AND lower(x.model) = lower(import_prices.model)
+               AND x.valid_from >= start_at;
+            UPDATE llm_cost.model_prices x SET valid_to = start_at
+             WHERE x.origin = 'import' AND x.provider = import_prices.provider AND lower(x.model) = lower(import_prices.model)
+               AND x.valid_from < start_at AND x.valid_to > start_at;
+            INSERT INTO llm_cost.model_prices (provider, model, mode, min_input_tokens, service_tier, input_usd_per_mtok,
+                   output_usd_per_mtok, cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,
+                   valid_from, valid_to, match_rule, data_from, checked_on, note, origin)
+            SELECT import_prices.provider, import_prices.model, 'chat', (r ->> 'min_input_tokens')::bigint, r ->> 'service_tier',
+                   (r ->> 'input')::numeric, (r ->> 'output')::numeric, (r ->> 'cache_read')::numeric,
+                   (r ->> 'cache_write_5m')::numeric, (r ->> 'cache_write_1h')::numeric,
+                   start_at, 'infinity', nullif(m -> 'match_rule', 'null'), src, current_date, m ->> 'note', 'import'
+              FROM jsonb_array_elements(m -> 'rows') r;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+COMMENT ON FUNCTION llm_cost.import_prices(jsonb, text, timestamptz, boolean) IS
+'Loads a price document into the catalog: genai-prices data.json, LiteLLM''s model_prices_and_context_window.json or OpenRouter''s /api/v1/models response (format auto detects which). One row per model: added (a model the catalog did not know: priced from -infinity), changed (imported rows from valid_from; the rows before are kept as history and logged rows keep their cost until llm_cost.reprice), unchanged, or skipped with the reason. Imported rows have origin ''import'': they win over shipped rows, and your own rows (origin ''user'') win over them. Idempotent; dry_run reports without writing; a malformed document is refused whole (22023) with the JSON path of the problem.';
+
+REVOKE ALL ON FUNCTION llm_cost.import_prices(jsonb, text, timestamptz, boolean) FROM PUBLIC;
