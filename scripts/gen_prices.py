@@ -302,10 +302,20 @@ for p in providers:
                 ts(start), te(end), q(rule), q(url), q(DATA_FROM), q(note)))
             next_id += 1
 
-# Curated models the dataset does not have under that id: models of their own, matched by id.
+# Curated models the dataset does not have under that id: models of their own, matched by id,
+# unless a dataset model covering the name already charges the curated prices (its tiers stay).
+by_id = {p.id: p for p in providers}
 for (pid, mid), rs in curated.items():
     if (pid, mid) in curated_used:
         continue
+    dm = by_id[pid].find_model(mid) if pid in by_id else None
+    if dm is not None:
+        base = dm.prices if isinstance(dm.prices, T.ModelPrice) else dm.prices[-1].prices
+        base_rows = rows_of(base) or []
+        want = [c for _, _, _, _, c, _ in curated_rows([r for r in rs if not int(r["min_input_tokens"] or 0)])]
+        if base_rows and want and {k: v for k, v in base_rows[0][1].items() if k in want[0]} == want[0]:
+            skipped["curated prices the dataset already charges"] += 1
+            continue
     for tier, lo, start, end, cols, r in curated_rows(rs):
         price_lines.append("  ({}, {}, {}, {}, {}, '{}', {}, {}, {}, {}, {}, '-infinity', 'infinity', NULL, {}, {}, {}, 'llm_cost')".format(
             next_id, q(pid), q(r["model"]), q(r["mode"]), lo, tier, n(cols.get("input")), n(cols.get("output", 0)),

@@ -30,8 +30,6 @@ CREATE TABLE llm_cost.model_prices (
     mode                        text        NOT NULL DEFAULT 'chat'
                                             CHECK (mode IN ('chat', 'completion', 'embedding', 'rerank', 'audio', 'image')),
     min_input_tokens            bigint      NOT NULL DEFAULT 0 CHECK (min_input_tokens >= 0),
-    service_tier                text        NOT NULL DEFAULT 'standard'
-                                            CHECK (service_tier IN ('standard', 'batch', 'flex', 'priority', 'fast')),
     input_usd_per_mtok          numeric     NOT NULL,
     output_usd_per_mtok         numeric     NOT NULL DEFAULT 0,
     cache_read_usd_per_mtok     numeric,
@@ -44,6 +42,8 @@ CREATE TABLE llm_cost.model_prices (
     data_from                   text,
     origin                      text        NOT NULL DEFAULT 'user' CHECK (origin IN ('llm_cost', 'import', 'user')),
     note                        text,
+    service_tier                text        NOT NULL DEFAULT 'standard'
+                                            CHECK (service_tier IN ('standard', 'batch', 'flex', 'priority', 'fast')),
     match_rule                  jsonb       CHECK (match_rule IS NULL OR llm_cost._valid_match_rule(match_rule)),
     CONSTRAINT model_prices_validity CHECK (valid_from < valid_to),
     CONSTRAINT model_prices_price_range CHECK (

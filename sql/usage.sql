@@ -270,8 +270,7 @@ BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_price ON %s', log_table);
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_unpriced ON %s', log_table);
     update_cols := array_remove(ARRAY[model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
-                                      cache_write_tokens_column, cost_column, time_column, provider_column,
-                                      service_tier_column], NULL);
+                                      cache_write_tokens_column, cost_column, time_column], NULL);
     EXECUTE format('CREATE TRIGGER llm_cost_price BEFORE INSERT OR UPDATE OF %s ON %s FOR EACH ROW '
                    'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(update_cols) c), log_table,

@@ -1444,17 +1444,17 @@ mod tests {
     fn report_views() {
         Spi::run(
             "INSERT INTO llm_cost.usage_events (tenant_id, user_id, feature, model, input_tokens, output_tokens) VALUES
-               ('t', 'ann', 'chat', 'claude-sonnet-4-5', 1000000, 0), ('t', 'ann', 'chat', 'gpt-4o', 1000000, 0),
-               ('t', 'ann', 'search', 'gpt-4o', 1000000, 0), ('t', 'bob', 'chat', 'claude-sonnet-4-5', 2000000, 0)",
+               ('t', 'ann', 'chat', 'claude-sonnet-4-5', 100000, 0), ('t', 'ann', 'chat', 'gpt-4o', 1000000, 0),
+               ('t', 'ann', 'search', 'gpt-4o', 1000000, 0), ('t', 'bob', 'chat', 'claude-sonnet-4-5', 200000, 0)",
         )
         .unwrap();
         assert_eq!(
-            Spi::get_one::<String>("SELECT string_agg(period || '=' || (cost_usd = 14), ' ' ORDER BY period) FROM llm_cost.spend_summary").unwrap().as_deref(),
+            Spi::get_one::<String>("SELECT string_agg(period || '=' || (cost_usd = 5.9), ' ' ORDER BY period) FROM llm_cost.spend_summary").unwrap().as_deref(),
             Some("this month=true this week=true today=true")
         );
         assert_eq!(
             Spi::get_one::<String>("SELECT predominant_model || ' ' || requests || ' ' || avg_cost_per_request_usd FROM llm_cost.user_stats WHERE user_id = 'ann'").unwrap().as_deref(),
-            Some("gpt-4o 3 2.66666667")
+            Some("gpt-4o 3 1.76666667")
         );
         assert_eq!(
             Spi::get_one::<String>("SELECT predominant_model FROM llm_cost.feature_stats WHERE feature = 'chat'").unwrap().as_deref(),

@@ -529,8 +529,19 @@ fn price(
         .and_then(|c| unsafe { new.time(c, spec.zone) })
         .unwrap_or_else(|| unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
 
-    // The host the row names, if any, and the service tier.
-    let host = spec.provider.as_ref().and_then(|c| unsafe { new.text(c.attno) }).filter(|p| !p.trim().is_empty());
+    // The host the row names, if any, and the service tier. An UPDATE that changes the model and
+    // leaves the provider as it was does not carry the old model's provider over to the new one:
+    // the provider is resolved (and filled in) again.
+    let mut host = spec.provider.as_ref().and_then(|c| unsafe { new.text(c.attno) }).filter(|p| !p.trim().is_empty());
+    let stale_provider = match (old, &spec.provider) {
+        (Some(o), Some(pc)) => unsafe {
+            o.text(spec.model.attno) != Some(model) && o.text(pc.attno) == new.text(pc.attno)
+        },
+        _ => false,
+    };
+    if stale_provider {
+        host = None;
+    }
     let tier = row_tier(spec, new);
     // The model, resolved once for the price and the provider.
     let loaded = crate::pg::cache::catalog();
@@ -624,7 +635,7 @@ fn price(
     }
     if let Some(pc) = &spec.provider {
         let cur = unsafe { new.text(pc.attno) };
-        if cur.is_none_or(|s| s.trim().is_empty()) {
+        if stale_provider || cur.is_none_or(|s| s.trim().is_empty()) {
             let provider = match resolved {
                 Some(i) => Some(text_datum(&loaded.catalog.model(i).provider)),
                 None => crate::core::catalog::guess_provider(model).map(text_datum),
@@ -706,9 +717,9 @@ mod tests {
 
     #[pg_test]
     fn usage_events_estimated_and_provided() {
-        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('claude-sonnet-4-5', 1000000, 1000000)").unwrap();
-        assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source || ' ' || provider FROM llm_cost.usage_events").as_deref(), Some("18 estimated anthropic"));
-        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd) VALUES ('claude-sonnet-4-5', 1000000, 1000000, 0.5)").unwrap();
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('claude-sonnet-4-5', 100000, 1000000)").unwrap();
+        assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source || ' ' || provider FROM llm_cost.usage_events").as_deref(), Some("15.3 estimated anthropic"));
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd) VALUES ('claude-sonnet-4-5', 100000, 1000000, 0.5)").unwrap();
         assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE cost_usd = 0.5").as_deref(), Some("0.5 provided"));
         // A provided cost of 0 is still provided, not replaced.
         Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd, feature) VALUES ('gpt-4o', 10, 10, 0, 'free')").unwrap();
@@ -718,8 +729,12 @@ mod tests {
         assert_eq!(one("SELECT provider FROM llm_cost.usage_events WHERE provider = 'azure'").as_deref(), Some("azure"));
         // A row that says its cost is an estimate keeps that only if the cost is exactly ours
         // (rows an UPDATE moves to another partition arrive so); any other cost is provided.
-        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd, cost_source, feature) VALUES ('claude-sonnet-4-5', 1000000, 1000000, 18.000, 'estimated', 'ours'), ('claude-sonnet-4-5', 1000000, 1000000, 17, 'estimated', 'theirs')").unwrap();
-        assert_eq!(one("SELECT string_agg(feature || ' ' || cost_usd || ' ' || cost_source, ', ' ORDER BY feature) FROM llm_cost.usage_events WHERE feature IN ('ours', 'theirs')").as_deref(), Some("ours 18 estimated, theirs 17 provided"));
+        Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd, cost_source, feature) VALUES ('claude-sonnet-4-5', 100000, 1000000, 15.3000, 'estimated', 'ours'), ('claude-sonnet-4-5', 100000, 1000000, 17, 'estimated', 'theirs')").unwrap();
+        assert_eq!(one("SELECT string_agg(feature || ' ' || cost_usd || ' ' || cost_source, ', ' ORDER BY feature) FROM llm_cost.usage_events WHERE feature IN ('ours', 'theirs')").as_deref(), Some("ours 15.3 estimated, theirs 17 provided"));
+        // The row's provider picks the host's price; a service tier the batch price.
+        Spi::run("INSERT INTO llm_cost.usage_events (model, provider, service_tier, input_tokens, output_tokens, feature) VALUES ('gpt-4o', 'azure', NULL, 1000000, 0, 'az'), ('gpt-4o', NULL, 'batch', 1000000, 0, 'batch'), ('llama-3.3-70b-versatile', 'openai', NULL, 1, 1, 'wrong-host')").unwrap();
+        assert_eq!(one("SELECT string_agg(feature || ' ' || coalesce(cost_usd::text, '-') || ' ' || cost_source, ', ' ORDER BY feature) FROM llm_cost.usage_events WHERE feature IN ('az', 'batch', 'wrong-host')").as_deref(), Some("az 2.5 estimated, batch 1.25 estimated, wrong-host - unpriced"));
+        assert_eq!(crate::test_support::error_of("INSERT INTO llm_cost.usage_events (model, service_tier, input_tokens, output_tokens) VALUES ('gpt-4o', 'turbo', 1, 1)"), "22023: unknown service tier \"turbo\" in column \"service_tier\"");
     }
 
     #[pg_test]
@@ -791,7 +806,8 @@ mod tests {
         assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("5 estimated"));
         assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'prov'").as_deref(), Some("7 provided"));
         Spi::run("UPDATE llm_cost.usage_events SET model = 'claude-sonnet-4-5' WHERE feature = 'est'").unwrap();
-        assert_eq!(one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("6"));
+        // 2M prompt tokens: above Anthropic's 200k tier (6 per 1M).
+        assert_eq!(one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("12"));
         // Setting the cost by UPDATE makes it provided; setting it to NULL asks for an estimate again.
         Spi::run("UPDATE llm_cost.usage_events SET cost_usd = 1 WHERE feature = 'est'").unwrap();
         assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("1 provided"));
@@ -867,7 +883,7 @@ mod tests {
         .unwrap();
         Spi::run(r#"INSERT INTO "odd ""schema"""."log; DROP TABLE llm_cost.model_prices; --" VALUES ('gpt-4o', 1000000, 0)"#).unwrap();
         assert_eq!(one(r#"SELECT "cost $"::text FROM "odd ""schema"""."log; DROP TABLE llm_cost.model_prices; --""#).as_deref(), Some("2.5"));
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.model_prices WHERE origin = 'llm_cost'").unwrap(), Some(56));
+        assert_eq!(Spi::get_one::<bool>("SELECT count(*) > 2000 FROM llm_cost.model_prices WHERE origin = 'llm_cost'").unwrap(), Some(true));
     }
 
     #[pg_test]

@@ -3,6 +3,7 @@ installed files or a real commit: the scratch cluster of scripts/test.sh (llm_co
 import difflib
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import threading
@@ -12,7 +13,9 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import ROOT, admin, dsn, one, set_worker_fast, wait_for
+from conftest import ROOT, admin, dsn, one, port, set_worker_fast, wait_for
+
+CURRENT_VERSION = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
 
 LAUNCHER = "llm_cost retention launcher"
 
@@ -202,9 +205,15 @@ DESCRIBE = [
     ("members", """SELECT pg_describe_object(classid, objid, objsubid) FROM pg_depend
                     WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
                       AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'llm_cost') ORDER BY 1"""),
-    ("data", """SELECT 'model_prices', count(*)::text, md5(string_agg(p::text, ',' ORDER BY p.id)) FROM llm_cost.model_prices p
+    # Shipped prices in effect now (an updated install also keeps the older prices as history).
+    ("data", """SELECT 'model_prices', count(*)::text, md5(string_agg((p.provider, p.model, p.mode, p.min_input_tokens, p.service_tier,
+                       p.input_usd_per_mtok, p.output_usd_per_mtok, p.cache_read_usd_per_mtok, p.cache_write_5m_usd_per_mtok,
+                       p.cache_write_1h_usd_per_mtok, p.valid_to, p.source_url, p.data_from, p.origin, p.match_rule)::text, ','
+                       ORDER BY p.provider, p.model, p.service_tier, p.min_input_tokens, p.valid_from))
+                  FROM llm_cost.model_prices p WHERE p.valid_to > now()
+                UNION ALL SELECT 'providers', count(*)::text, md5(string_agg(v::text, ',' ORDER BY v.provider)) FROM llm_cost.providers v
                 UNION ALL SELECT 'model_aliases', count(*)::text, md5(string_agg(a::text, ',' ORDER BY a.alias)) FROM llm_cost.model_aliases a
-                UNION ALL SELECT 'tracked_tables', count(*)::text, string_agg(concat_ws(' ', log_table, model_column, cost_column, cost_source_column, time_column, provider_column, tracked_by), ',')
+                UNION ALL SELECT 'tracked_tables', count(*)::text, string_agg(concat_ws(' ', log_table, model_column, cost_column, cost_source_column, time_column, provider_column, tracked_by, service_tier_column), ',')
                             FROM llm_cost.tracked_tables
                 UNION ALL SELECT 'rollups', count(*)::text, string_agg(concat_ws(' ', id, rollup, stripes, source, grain, group_by, time_zone, created_by), ',' ORDER BY id)
                             FROM llm_cost.rollups
@@ -242,12 +251,22 @@ def test_update_from_0_1_0_equals_a_fresh_install():
             c.execute("CREATE EXTENSION llm_cost VERSION '0.1.0'")
             # Something in it already: a tracked table with a rollup, rows, a policy.
             c.execute("""INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 0);
+                         INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, note)
+                              VALUES ('acme', 'acme-house', 1, 2, 'negotiated');
+                         INSERT INTO llm_cost.model_aliases (alias, model) VALUES ('house-llm', 'acme-house');
                          CREATE TABLE public.app_log (created_at timestamptz NOT NULL DEFAULT now(), model text, input_tokens int, output_tokens int, cost_usd numeric);
                          SELECT llm_cost.track('public.app_log');
                          SELECT llm_cost.create_rollup('public.app_daily', 'public.app_log', 'day', '{}');
                          SELECT llm_cost.set_retention('public.app_log', '90 days');""")
             c.execute("ALTER EXTENSION llm_cost UPDATE")
-            assert one(c, "SELECT extversion FROM pg_extension WHERE extname = 'llm_cost'") != "0.1.0"
+            assert one(c, "SELECT extversion FROM pg_extension WHERE extname = 'llm_cost'") == CURRENT_VERSION
+            # Your prices and aliases are kept and still win; the logged row keeps its cost.
+            assert str(one(c, "SELECT llm_cost.estimate_cost('house-llm', 1000000, 1000000)")) == "3"
+            assert str(one(c, "SELECT cost_usd FROM llm_cost.usage_events WHERE model = 'gpt-4o'")) == "2.5"
+            # The shipped prices are the new catalog's; a changed one keeps its old price as history.
+            assert one(c, "SELECT count(*) FROM llm_cost.model_prices WHERE origin = 'llm_cost' AND valid_to = 'infinity'") > 2000
+            assert str(one(c, "SELECT llm_cost.estimate_cost('mistralai/mistral-large', 1000000, 1000000)")) == "8"
+            c.execute("""DELETE FROM llm_cost.model_aliases; DELETE FROM llm_cost.model_prices WHERE origin = 'user';""")
             # The updated install works: rows priced, sums kept, retention runs as the owner.
             c.execute("INSERT INTO public.app_log (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 0)")
             assert str(one(c, "SELECT cost_usd FROM public.app_daily")) == "2.5"
@@ -260,6 +279,14 @@ def test_update_from_0_1_0_equals_a_fresh_install():
             c.execute("CREATE EXTENSION llm_cost")
         a_desc, b_desc = describe(up), describe(fresh)
         diff = list(difflib.unified_diff(b_desc, a_desc, "fresh", "updated", lineterm="", n=0))
+        assert not diff, "\n".join(diff[:80])
+        # And what pg_dump --schema-only writes for each (the extension and its configuration).
+        dumps = []
+        for db in (fresh, up):
+            out = subprocess.run(["/usr/bin/pg_dump", "--schema-only", "-h", "127.0.0.1", "-p", str(port()), "-U", "postgres", db],
+                                 capture_output=True, text=True, check=True).stdout
+            dumps.append([l for l in out.splitlines() if not l.startswith("--") and l.strip()])
+        diff = list(difflib.unified_diff(dumps[0], dumps[1], "fresh", "updated", lineterm="", n=0))
         assert not diff, "\n".join(diff[:80])
     finally:
         with admin() as a:
