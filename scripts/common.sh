@@ -52,10 +52,10 @@ install_extension() {
 # A Python virtualenv under target/ with the test and benchmark client libraries.
 py_env() {
     local venv="$ROOT/target/venv"
-    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import psycopg, pytest' 2>/dev/null; then
-        log "creating $venv (psycopg, pytest)"
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import psycopg, pytest, genai_prices' 2>/dev/null; then
+        log "creating $venv (psycopg, pytest, genai-prices: the catalog's dataset, for the sample check and scripts/gen_prices.py)"
         python3 -m venv "$venv"
-        "$venv/bin/pip" install -q --disable-pip-version-check "psycopg[binary]==3.2.*" "pytest==8.*" >/dev/null
+        "$venv/bin/pip" install -q --disable-pip-version-check "psycopg[binary]==3.2.*" "pytest==8.*" "genai-prices==0.2.3" >/dev/null
     fi
     echo "$venv/bin/python"
 }

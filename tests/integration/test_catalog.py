@@ -1,0 +1,131 @@
+"""Issue #15: the catalog prices the names production apps send, at their host's price, and
+import_prices refreshes prices without a reinstall."""
+import json
+import sys
+import uuid
+
+import psycopg
+import pytest
+
+from conftest import ROOT, dsn, one
+
+sys.path.insert(0, str(ROOT / "tests" / "catalog"))
+import genai_doc  # noqa: E402
+import sample_check  # noqa: E402
+
+
+def test_a_sample_of_router_spellings_prices_as_the_hosts_publish(dbname):
+    """Names drawn from the dataset the way routers spell them (OpenRouter ids, LiteLLM prefixes,
+    bare first-party ids, provider values): >= 95% at the host's price, <= 1% at another."""
+    total, same, differ, unpriced, bad = sample_check.run(dsn(dbname), n=1500, seed=7)
+    assert total >= 1400
+    assert same >= 0.95 * total, (same, total, bad[:20])
+    assert differ <= 0.01 * total, (differ, total, [b for b in bad if b[0] != "NULL"][:20])
+
+
+@pytest.fixture
+def fresh_db():
+    name = "it_imp_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(dsn("postgres"), autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    with psycopg.connect(dsn(name), autocommit=True) as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute("CREATE EXTENSION llm_cost")
+    yield name
+    with psycopg.connect(dsn("postgres"), autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def statuses(c, doc, **kw):
+    args = ", ".join(f"{k} => %s" for k in kw)
+    sql = f"SELECT status, count(*) FROM llm_cost.import_prices(%s::jsonb{', ' + args if args else ''}) GROUP BY 1 ORDER BY 1"
+    return dict(c.execute(sql, (json.dumps(doc), *kw.values())).fetchall())
+
+
+def test_import_the_dataset_itself_then_again(fresh_db):
+    """The dataset the catalog ships from imports as unchanged (the curated prices aside), twice."""
+    doc = genai_doc.document()
+    with psycopg.connect(dsn(fresh_db), autocommit=True) as c:
+        first = statuses(c, doc)
+        assert first.get("added", 0) == 0
+        assert first["unchanged"] > 2200 and first.get("changed", 0) < 20, first
+        assert set(first) <= {"unchanged", "changed", "skipped"}
+        again = statuses(c, doc)
+        assert again.get("changed", 0) == 0 and again.get("added", 0) == 0, again
+        imported = one(c, "SELECT count(DISTINCT (provider, model)) FROM llm_cost.model_prices WHERE origin = 'import'")
+        assert imported == first.get("changed", 0)
+
+
+def test_litellm_and_openrouter_documents_keep_history(fresh_db):
+    litellm = {
+        "sample_spec": {"litellm_provider": "openai", "input_cost_per_token": 0},
+        "groq/llama-3.3-70b-versatile": {"litellm_provider": "groq", "input_cost_per_token": 6e-07, "output_cost_per_token": 8e-07},
+        "house-model-x": {"litellm_provider": "openai", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},
+        "dall-e-9": {"litellm_provider": "openai", "output_cost_per_image": 0.04},
+    }
+    with psycopg.connect(dsn(fresh_db), autocommit=True) as c:
+        # Logged before the change: keeps its cost.
+        c.execute("INSERT INTO llm_cost.usage_events (occurred_at, model, input_tokens, output_tokens) VALUES ('2026-11-20', 'groq/llama-3.3-70b-versatile', 1000000, 1000000)")
+        dry = c.execute("SELECT provider, model, status FROM llm_cost.import_prices(%s::jsonb, valid_from => '2026-12-01', dry_run => true) ORDER BY 2",
+                        (json.dumps(litellm),)).fetchall()
+        assert dry == [("openai", "dall-e-9", "skipped"), ("openai", "house-model-x", "added"), ("groq", "llama-3.3-70b-versatile", "changed")]
+        assert one(c, "SELECT count(*) FROM llm_cost.model_prices WHERE origin = 'import'") == 0
+        assert statuses(c, litellm, valid_from="2026-12-01") == {"added": 1, "changed": 1, "skipped": 1}
+        assert str(one(c, "SELECT llm_cost.estimate_cost('groq/llama-3.3-70b-versatile', 1000000, 1000000, at => '2026-11-30')")) == "1.38"
+        assert str(one(c, "SELECT llm_cost.estimate_cost('groq/llama-3.3-70b-versatile', 1000000, 1000000, at => '2026-12-01')")) == "1.4"
+        assert str(one(c, "SELECT llm_cost.estimate_cost('house-model-x', 1000000, 1000000, at => '2020-01-01')")) == "3"
+        assert str(one(c, "SELECT cost_usd FROM llm_cost.usage_events")) == "1.38"
+        # Idempotent; a second change closes the imported row and keeps it as history.
+        assert statuses(c, litellm, valid_from="2026-12-01") == {"unchanged": 2, "skipped": 1}
+        litellm["groq/llama-3.3-70b-versatile"]["input_cost_per_token"] = 7e-07
+        assert statuses(c, litellm, valid_from="2026-12-15") == {"changed": 1, "unchanged": 1, "skipped": 1}
+        rows = c.execute("""SELECT valid_from::date::text, valid_to::text, input_usd_per_mtok::text FROM llm_cost.model_prices
+                             WHERE origin = 'import' AND model = 'llama-3.3-70b-versatile' ORDER BY valid_from""").fetchall()
+        assert rows == [("2026-12-01", "2026-12-15 00:00:00+00", "0.6"), ("2026-12-15", "infinity", "0.7")]
+        # Your own row still wins over imported ones.
+        c.execute("INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok) VALUES ('groq', 'llama-3.3-70b-versatile', 0.1, 0.1)")
+        assert str(one(c, "SELECT llm_cost.estimate_cost('groq/llama-3.3-70b-versatile', 1000000, 1000000)")) == "0.2"
+
+        openrouter = {"data": [
+            {"id": "anthropic/claude-3.5-sonnet", "pricing": {"prompt": "0.000003", "completion": "0.000015", "request": "0"}},
+            {"id": "openrouter/auto", "pricing": {"prompt": "-1", "completion": "-1"}},
+            {"id": "acme/brand-new", "pricing": {"prompt": "0.0000001", "completion": "0.0000002", "input_cache_read": "0.00000001"}},
+        ]}
+        assert statuses(c, openrouter) == {"added": 1, "skipped": 1, "unchanged": 1}
+        assert str(one(c, "SELECT llm_cost.estimate_cost('acme/brand-new', 1000000, 1000000, 1000000)")) == "0.31"
+        assert str(one(c, "SELECT llm_cost.estimate_cost('openrouter/acme/brand-new', 1000000, 1000000)")) == "0.3"
+
+
+def test_a_malformed_document_is_refused_whole_with_its_json_path(fresh_db):
+    with psycopg.connect(dsn(fresh_db), autocommit=True) as c:
+        before = one(c, "SELECT count(*) FROM llm_cost.model_prices")
+        doc = {"data": [{"id": "acme/ok", "pricing": {"prompt": "0.000001", "completion": "0"}},
+                        {"id": "acme/bad", "pricing": {"prompt": "0.000001", "completion": "lots"}}]}
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+            c.execute("SELECT * FROM llm_cost.import_prices(%s::jsonb)", (json.dumps(doc),))
+        assert "$.data[1].pricing.completion" in str(e.value)
+        assert one(c, "SELECT count(*) FROM llm_cost.model_prices") == before
+        bad_rule = [{"id": "acme", "models": [{"id": "m", "match": {"or": [{"equals": "m"}, {"regex": "("}]}, "prices": {"input_mtok": 1}}]}]
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+            c.execute("SELECT * FROM llm_cost.import_prices(%s::jsonb)", (json.dumps(bad_rule),))
+        assert "$[0].models[0].match.or[1].regex" in str(e.value)
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            c.execute("SELECT * FROM llm_cost.import_prices('{\"x\": 1}'::jsonb)")
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            c.execute("SELECT * FROM llm_cost.import_prices('[]'::jsonb, 'csv')")
+
+
+def test_only_price_managers_import(fresh_db):
+    role = "it_writer_" + uuid.uuid4().hex[:6]
+    with psycopg.connect(dsn(fresh_db), autocommit=True) as c:
+        c.execute(f"CREATE ROLE {role} LOGIN")
+        c.execute(f"GRANT llm_cost_writer TO {role}")
+    try:
+        with psycopg.connect(dsn(fresh_db, role), autocommit=True) as w:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                w.execute("SELECT * FROM llm_cost.import_prices('{\"data\": []}'::jsonb)")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                w.execute("INSERT INTO llm_cost.providers (provider) VALUES ('evil')")
+    finally:
+        with psycopg.connect(dsn(fresh_db), autocommit=True) as c:
+            c.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
