@@ -164,6 +164,12 @@ IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_price_document_wrapper';
 
+-- llm_cost::features::pricing_sql::_catalog_stats
+CREATE  FUNCTION "_catalog_stats"() RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_catalog_stats_wrapper';
+
 -------------------------------------------------------------------------------------------------
 -- The shipped catalog, refreshed (sql/prices.sql of 0.3.0). Rows of 0.2.0 whose model the new
 -- catalog still lists under the same provider and id, at a price it no longer charges, are kept
@@ -3284,24 +3290,30 @@ BEGIN
         END IF;
         -- The document's rows and the catalog's rows in effect at valid_from (imported ones if
         -- any, else shipped ones; your own rows are not compared: they keep winning), as text.
-        SELECT array_agg(concat_ws('|', r ->> 'service_tier', r ->> 'min_input_tokens', trim_scale((r ->> 'input')::numeric),
-                                   trim_scale((r ->> 'output')::numeric), trim_scale((r ->> 'cache_read')::numeric),
-                                   trim_scale((r ->> 'cache_write_5m')::numeric), trim_scale((r ->> 'cache_write_1h')::numeric))
-                         ORDER BY 1)
-          INTO want FROM jsonb_array_elements(m -> 'rows') r;
-        SELECT array_agg(concat_ws('|', x.service_tier, x.min_input_tokens, trim_scale(x.input_usd_per_mtok), trim_scale(x.output_usd_per_mtok),
-                                   trim_scale(x.cache_read_usd_per_mtok), trim_scale(x.cache_write_5m_usd_per_mtok),
-                                   trim_scale(x.cache_write_1h_usd_per_mtok)) ORDER BY 1),
-               min(x.origin)
-          INTO cur, cur_from
-          FROM llm_cost.model_prices x
-         WHERE x.provider = import_prices.provider AND lower(x.model) = lower(import_prices.model)
-           AND x.valid_from <= import_prices.valid_from AND import_prices.valid_from < x.valid_to
-           AND x.origin = (SELECT CASE WHEN bool_or(y.origin = 'import') THEN 'import' ELSE 'llm_cost' END
-                             FROM llm_cost.model_prices y
-                            WHERE y.provider = import_prices.provider AND lower(y.model) = lower(import_prices.model)
-                              AND y.origin <> 'user'
-                              AND y.valid_from <= import_prices.valid_from AND import_prices.valid_from < y.valid_to);
+        SELECT array_agg(t ORDER BY t) INTO want
+          FROM (SELECT concat_ws('|', r ->> 'service_tier', r ->> 'min_input_tokens',
+                                 coalesce(trim_scale((r ->> 'input')::numeric)::text, '-'),
+                                 coalesce(trim_scale((r ->> 'output')::numeric)::text, '-'),
+                                 coalesce(trim_scale((r ->> 'cache_read')::numeric)::text, '-'),
+                                 coalesce(trim_scale((r ->> 'cache_write_5m')::numeric)::text, '-'),
+                                 coalesce(trim_scale((r ->> 'cache_write_1h')::numeric)::text, '-')) AS t
+                  FROM jsonb_array_elements(m -> 'rows') r) d;
+        SELECT array_agg(t ORDER BY t), min(o) INTO cur, cur_from
+          FROM (SELECT concat_ws('|', x.service_tier, x.min_input_tokens,
+                                 coalesce(trim_scale(x.input_usd_per_mtok)::text, '-'),
+                                 coalesce(trim_scale(x.output_usd_per_mtok)::text, '-'),
+                                 coalesce(trim_scale(x.cache_read_usd_per_mtok)::text, '-'),
+                                 coalesce(trim_scale(x.cache_write_5m_usd_per_mtok)::text, '-'),
+                                 coalesce(trim_scale(x.cache_write_1h_usd_per_mtok)::text, '-')) AS t,
+                       x.origin AS o
+                  FROM llm_cost.model_prices x
+                 WHERE x.provider = import_prices.provider AND lower(x.model) = lower(import_prices.model)
+                   AND x.valid_from <= import_prices.valid_from AND import_prices.valid_from < x.valid_to
+                   AND x.origin = (SELECT CASE WHEN bool_or(y.origin = 'import') THEN 'import' ELSE 'llm_cost' END
+                                     FROM llm_cost.model_prices y
+                                    WHERE y.provider = import_prices.provider AND lower(y.model) = lower(import_prices.model)
+                                      AND y.origin <> 'user'
+                                      AND y.valid_from <= import_prices.valid_from AND import_prices.valid_from < y.valid_to)) d;
         IF cur IS NOT DISTINCT FROM want THEN
             status := 'unchanged';
             detail := format('same prices as the %s rows in effect', CASE cur_from WHEN 'import' THEN 'imported' ELSE 'shipped' END);

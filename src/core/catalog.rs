@@ -428,16 +428,19 @@ impl Catalog {
         let s = s.strip_prefix("models/").unwrap_or(&s).to_string();
 
         if let Some(pi) = provider.and_then(|p| self.provider_named(p)) {
-            // The call's provider is known: that provider's price or none.
+            // The call's provider picks among the hosts that sell the model. One that lists no
+            // model for this name (the vendor written as provider of a Bedrock id, say) leaves
+            // the decision to the name.
             if let Some(r) = self.find_in(pi, &s) {
                 return Some(r);
             }
             if let Some((first, rest)) = s.split_once('/') {
                 if self.provider_named(first) == Some(pi) {
-                    return self.find_in(pi, rest.strip_prefix("models/").unwrap_or(rest));
+                    if let Some(r) = self.find_in(pi, rest.strip_prefix("models/").unwrap_or(rest)) {
+                        return Some(r);
+                    }
                 }
             }
-            return None;
         }
 
         if let Some((first, rest)) = s.split_once('/') {
@@ -650,8 +653,10 @@ mod tests {
         assert_eq!(res(&c, "anthropic/claude-3-sonnet", Some("openrouter")).as_deref(), Some("openrouter/anthropic/claude-3-sonnet"));
         assert_eq!(res(&c, "openai/gpt-4o", Some("OpenAI")).as_deref(), Some("openai/gpt-4o"));
         assert_eq!(res(&c, "llama-3.3-70b-versatile", Some("groq")).as_deref(), Some("groq/llama-3.3-70b-versatile"));
-        // The named provider does not sell it: no price rather than someone else's.
-        assert_eq!(res(&c, "llama-3.3-70b-versatile", Some("openai")), None);
+        // The named provider lists no such model: the name decides (a vendor written as the
+        // provider of a Bedrock id).
+        assert_eq!(res(&c, "llama-3.3-70b-versatile", Some("openai")).as_deref(), Some("groq/llama-3.3-70b-versatile"));
+        assert_eq!(res(&c, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", Some("anthropic")).as_deref(), Some("aws/regional.anthropic.claude-sonnet-4-5-20250929-v1:0"));
         // A provider value the catalog does not know: the name decides.
         assert_eq!(res(&c, "gpt-4o", Some("my-gateway")).as_deref(), Some("openai/gpt-4o"));
         assert_eq!(c.provider_named("bedrock").map(|i| c.providers[i].id.as_str()), Some("aws"));

@@ -732,8 +732,8 @@ mod tests {
         Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd, cost_source, feature) VALUES ('claude-sonnet-4-5', 100000, 1000000, 15.3000, 'estimated', 'ours'), ('claude-sonnet-4-5', 100000, 1000000, 17, 'estimated', 'theirs')").unwrap();
         assert_eq!(one("SELECT string_agg(feature || ' ' || cost_usd || ' ' || cost_source, ', ' ORDER BY feature) FROM llm_cost.usage_events WHERE feature IN ('ours', 'theirs')").as_deref(), Some("ours 15.3 estimated, theirs 17 provided"));
         // The row's provider picks the host's price; a service tier the batch price.
-        Spi::run("INSERT INTO llm_cost.usage_events (model, provider, service_tier, input_tokens, output_tokens, feature) VALUES ('gpt-4o', 'azure', NULL, 1000000, 0, 'az'), ('gpt-4o', NULL, 'batch', 1000000, 0, 'batch'), ('llama-3.3-70b-versatile', 'openai', NULL, 1, 1, 'wrong-host')").unwrap();
-        assert_eq!(one("SELECT string_agg(feature || ' ' || coalesce(cost_usd::text, '-') || ' ' || cost_source, ', ' ORDER BY feature) FROM llm_cost.usage_events WHERE feature IN ('az', 'batch', 'wrong-host')").as_deref(), Some("az 2.5 estimated, batch 1.25 estimated, wrong-host - unpriced"));
+        Spi::run("INSERT INTO llm_cost.usage_events (model, provider, service_tier, input_tokens, output_tokens, feature) VALUES ('gpt-4o', 'azure', NULL, 1000000, 0, 'az'), ('gpt-4o', NULL, 'batch', 1000000, 0, 'batch'), ('llama-3.3-70b-versatile', 'openai', NULL, 1000000, 1000000, 'vendor-as-host')").unwrap();
+        assert_eq!(one("SELECT string_agg(feature || ' ' || coalesce(cost_usd::text, '-') || ' ' || cost_source, ', ' ORDER BY feature) FROM llm_cost.usage_events WHERE feature IN ('az', 'batch', 'vendor-as-host')").as_deref(), Some("az 2.5 estimated, batch 1.25 estimated, vendor-as-host 1.38 estimated"));
         assert_eq!(crate::test_support::error_of("INSERT INTO llm_cost.usage_events (model, service_tier, input_tokens, output_tokens) VALUES ('gpt-4o', 'turbo', 1, 1)"), "22023: unknown service tier \"turbo\" in column \"service_tier\"");
     }
 

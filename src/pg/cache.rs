@@ -104,6 +104,12 @@ pub fn register_callback() {
     }
 }
 
+/// Frees this backend's catalog: the next use loads it again.
+pub fn drop_cached() {
+    VALID.with(|v| v.set(false));
+    CACHE.with(|c| *c.borrow_mut() = None);
+}
+
 /// Drops this backend's cache now (used by the invalidation trigger and tests).
 pub fn invalidate_local() {
     VALID.with(|v| v.set(false));

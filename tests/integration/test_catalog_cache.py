@@ -11,7 +11,7 @@ def cost(conn, model):
 def test_price_inserted_in_one_session_is_used_by_another(connect):
     reader, writer = connect(), connect()
     # Warm the reader's cache first, so a stale cache would show.
-    assert cost(reader, "claude-sonnet-4-5") == Decimal("3")
+    assert cost(reader, "gpt-4o") == Decimal("2.5")
     assert cost(reader, "acme-cache-1") is None
 
     writer.execute("INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok)"

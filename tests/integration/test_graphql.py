@@ -48,7 +48,7 @@ def graphql(dbname):
         c.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'it_graphql') THEN CREATE ROLE it_graphql LOGIN; END IF; END $$")
         c.execute("GRANT llm_cost_reader, llm_cost_admin TO it_graphql")
         c.execute("""INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens) VALUES
-                       ('2026-11-20 10:00+00', 'acme', 'user-a', 'chat', 'claude-sonnet-4-5', 1000000, 1000000),
+                       ('2026-11-20 10:00+00', 'acme', 'user-a', 'chat', 'claude-sonnet-4-5', 100000, 1000000),
                        ('2026-11-20 11:00+00', 'acme', 'user-a', 'chat', 'claude-sonnet-4-5', 1234, 567),
                        ('2026-11-20 12:00+00', 'acme', 'user-b', 'chat', 'gpt-4o', 1000000, 0),
                        ('2026-11-20 13:00+00', 'acme', NULL, 'batch', 'gpt-4o-mini', 1000000, 0)""")
@@ -96,7 +96,7 @@ def test_user_sees_only_own_rows(graphql):
     assert [(r["userId"], r["model"], int(r["requests"])) for r in rows] == [("user-a", "claude-sonnet-4-5", 2)]
     # Money is an exact decimal string, not a float.
     assert isinstance(rows[0]["costUsd"], str)
-    assert Decimal(rows[0]["costUsd"]) == Decimal("18") + Decimal("0.003702") + Decimal("0.008505")
+    assert Decimal(rows[0]["costUsd"]) == Decimal("15.3") + Decimal("0.003702") + Decimal("0.008505")
     rows = query(graphql, DAILY, jwt({"role": "llm_cost_reader", "user_id": "user-b"}))["allUsageDailies"]["nodes"]
     assert [(r["userId"], Decimal(r["costUsd"])) for r in rows] == [("user-b", Decimal("2.5"))]
 
@@ -104,7 +104,7 @@ def test_user_sees_only_own_rows(graphql):
 def test_admin_sees_all_rows_including_platform_ones(graphql):
     rows = query(graphql, DAILY, jwt({"role": "llm_cost_admin", "user_id": "boss"}))["allUsageDailies"]["nodes"]
     assert sorted((r["userId"] or "-") for r in rows) == ["-", "user-a", "user-b"]
-    assert sum(Decimal(r["costUsd"]) for r in rows) == Decimal("18.012207") + Decimal("2.5") + Decimal("0.15")
+    assert sum(Decimal(r["costUsd"]) for r in rows) == Decimal("15.312207") + Decimal("2.5") + Decimal("0.15")
 
 
 def test_unauthenticated_sees_nothing(graphql):
