@@ -18,6 +18,9 @@ SELECT c.model                                   AS "model as sent",
         ('google/gemini-2.5-flash',                          52000,    1200,     0,    0),
         ('mistral-large-latest',                              8000,    1000,     0,    0),
         ('deepseek-chat',                                    15000,    4000,  9000,    0),
+        ('mistralai/mistral-large',                           8000,    1000,     0,    0),
+        ('groq/llama-3.3-70b-versatile',                     20000,    3000,     0,    0),
+        ('meta-llama/llama-3.3-70b-instruct',                20000,    3000,     0,    0),
         ('text-embedding-3-small',                          250000,       0,     0,    0),
         ('my-fine-tuned-model',                               1000,    1000,     0,    0)
        ) AS c(model, input_tokens, output_tokens, cache_read, cache_write);

@@ -377,7 +377,7 @@ mod tests {
         assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o', 1000000, 0, provider => 'azure')::text").as_deref(), Some("2.5"));
         // A provider that lists no model of that name leaves the decision to the name.
         assert_eq!(num("SELECT llm_cost.estimate_cost('llama-3.3-70b-versatile', 1000000, 0, provider => 'openai')::text").as_deref(), Some("0.59"));
-        assert_eq!(num("SELECT llm_cost.estimate_cost('us.anthropic.claude-sonnet-4-5-20250929-v1:0', 1000000, 0, provider => 'anthropic')::text").as_deref(), Some("6.6"));
+        assert_eq!(num("SELECT llm_cost.estimate_cost('us.anthropic.claude-sonnet-4-5-20250929-v1:0', 1000000, 0, provider => 'anthropic')::text").as_deref(), Some("3.3"));
         assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o', 1000000, 1000000, service_tier => 'batch')::text").as_deref(), Some("6.25"));
         assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o', 1000000, 1000000, service_tier => 'default')::text").as_deref(), Some("12.5"));
         Spi::run(

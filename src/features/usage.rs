@@ -812,7 +812,7 @@ mod tests {
         Spi::run("UPDATE llm_cost.usage_events SET cost_usd = 1 WHERE feature = 'est'").unwrap();
         assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("1 provided"));
         Spi::run("UPDATE llm_cost.usage_events SET cost_usd = NULL WHERE feature = 'est'").unwrap();
-        assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("6 estimated"));
+        assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("12 estimated"));
         // Time decides the price.
         Spi::run(
             "INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, valid_from, valid_to)
