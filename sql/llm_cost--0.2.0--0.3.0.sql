@@ -3496,6 +3496,8 @@ COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text,
 
 ALTER TABLE llm_cost.usage_events ADD COLUMN service_tier text;
 COMMENT ON COLUMN llm_cost.usage_events.provider IS 'Provider or host the call went to (openai, openrouter, bedrock, azure, groq, ...): when set, the call is priced at that host''s price; filled from the model when left NULL or empty.';
+-- The default daily rollup shows the source column's comment.
+COMMENT ON COLUMN llm_cost.usage_daily.provider IS 'Provider or host the call went to (openai, openrouter, bedrock, azure, groq, ...): when set, the call is priced at that host''s price; filled from the model when left NULL or empty.';
 COMMENT ON COLUMN llm_cost.usage_events.service_tier IS 'Service tier of the call: batch, flex, priority, fast; NULL (or standard, default, auto) for the standard price.';
 -- The extension's own log table reads its service_tier column, as in a fresh install.
 SELECT llm_cost.track('llm_cost.usage_events',

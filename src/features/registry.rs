@@ -119,12 +119,39 @@ pub fn _registry_put(registry_name: &str, row: pgrx::JsonB) -> pgrx::JsonB {
         let me = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) };
         row[by] = serde_json::Value::String(me.to_string_lossy().into_owned());
     }
-    let sql = reg.put;
+    let mut sql = reg.put;
+    if reg.name == "tracked_tables" && !has_service_tier_column() {
+        // Mid-upgrade (an older update script calling track() with this library): the table
+        // has not got the 0.3.0 column yet.
+        sql = TRACKED_PUT_BEFORE_0_3;
+    }
     crate::pg::privilege::as_extension_owner(move || {
         Spi::get_one_with_args::<pgrx::JsonB>(sql, &[pgrx::JsonB(row).into()])
             .unwrap_or_else(|e| error!("llm_cost: could not write llm_cost.{}: {e}", reg.name))
             .unwrap_or_else(|| error!("llm_cost: llm_cost.{} refused the row", reg.name))
     })
+}
+
+const TRACKED_PUT_BEFORE_0_3: &str =
+    "INSERT INTO llm_cost.tracked_tables AS t SELECT * FROM pg_catalog.jsonb_populate_record(NULL::llm_cost.tracked_tables, $1)
+     ON CONFLICT ON CONSTRAINT tracked_tables_pkey DO UPDATE
+        SET model_column = excluded.model_column, input_tokens_column = excluded.input_tokens_column,
+            output_tokens_column = excluded.output_tokens_column,
+            cache_read_tokens_column = excluded.cache_read_tokens_column,
+            cache_write_tokens_column = excluded.cache_write_tokens_column, cost_column = excluded.cost_column,
+            cost_source_column = excluded.cost_source_column, cost_default = excluded.cost_default,
+            time_column = excluded.time_column, provider_column = excluded.provider_column,
+            tracked_at = pg_catalog.now(), tracked_by = excluded.tracked_by, time_zone = excluded.time_zone
+     RETURNING pg_catalog.to_jsonb(t.*)";
+
+fn has_service_tier_column() -> bool {
+    Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = 'llm_cost.tracked_tables'::pg_catalog.regclass
+                          AND attname = 'service_tier_column' AND NOT attisdropped)",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(true)
 }
 
 /// Deletes the registry row of `key` (a dropped relation's row, or one of a relation the caller

@@ -153,7 +153,8 @@ fn load() -> SpiResult<Loaded> {
         let started = std::time::Instant::now();
         let oids = client
             .select(
-                "SELECT 'llm_cost.model_prices'::regclass::oid, 'llm_cost.model_aliases'::regclass::oid, 'llm_cost.providers'::regclass::oid",
+                "SELECT 'llm_cost.model_prices'::regclass::oid, 'llm_cost.model_aliases'::regclass::oid,
+                        pg_catalog.to_regclass('llm_cost.providers')::oid",
                 Some(1),
                 &[],
             )?
@@ -161,16 +162,30 @@ fn load() -> SpiResult<Loaded> {
             .get_three::<pg_sys::Oid, pg_sys::Oid, pg_sys::Oid>()?;
         let o = |x: Option<pg_sys::Oid>| x.unwrap_or(pg_sys::InvalidOid);
         WATCHED.with(|w| w.set((o(oids.0), o(oids.1), o(oids.2))));
+        // A database still on an older version of the extension's SQL (a new library installed,
+        // ALTER EXTENSION UPDATE not run yet) has no providers, service tiers or match rules:
+        // its rows are standard-tier prices matched by their ids, as that version did.
+        let current = oids.2.is_some();
 
         let mut rows = Vec::new();
         let table = client.select(
-            "SELECT id, provider, model, min_input_tokens,
-                    input_usd_per_mtok::text, output_usd_per_mtok::text,
-                    cache_read_usd_per_mtok::text, cache_write_5m_usd_per_mtok::text,
-                    cache_write_1h_usd_per_mtok::text, valid_from, valid_to,
-                    CASE origin WHEN 'user' THEN 2 WHEN 'import' THEN 1 ELSE 0 END::int4,
-                    service_tier, match_rule::text
-               FROM llm_cost.model_prices ORDER BY id",
+            if current {
+                "SELECT id, provider, model, min_input_tokens,
+                        input_usd_per_mtok::text, output_usd_per_mtok::text,
+                        cache_read_usd_per_mtok::text, cache_write_5m_usd_per_mtok::text,
+                        cache_write_1h_usd_per_mtok::text, valid_from, valid_to,
+                        CASE origin WHEN 'user' THEN 2 WHEN 'import' THEN 1 ELSE 0 END::int4,
+                        service_tier, match_rule::text
+                   FROM llm_cost.model_prices ORDER BY id"
+            } else {
+                "SELECT id, provider, model, min_input_tokens,
+                        input_usd_per_mtok::text, output_usd_per_mtok::text,
+                        cache_read_usd_per_mtok::text, cache_write_5m_usd_per_mtok::text,
+                        cache_write_1h_usd_per_mtok::text, valid_from, valid_to,
+                        CASE origin WHEN 'user' THEN 2 ELSE 0 END::int4,
+                        'standard'::text, NULL::text
+                   FROM llm_cost.model_prices ORDER BY id"
+            },
             None,
             &[],
         )?;
@@ -204,8 +219,12 @@ fn load() -> SpiResult<Loaded> {
         }
         let mut providers = Vec::new();
         for r in client.select(
-            "SELECT provider, model_match::text, provider_match::text, coalesce(fallback_providers, '{}')
-               FROM llm_cost.providers ORDER BY CASE origin WHEN 'user' THEN 0 WHEN 'import' THEN 1 ELSE 2 END, provider",
+            if current {
+                "SELECT provider, model_match::text, provider_match::text, coalesce(fallback_providers, '{}')
+                   FROM llm_cost.providers ORDER BY CASE origin WHEN 'user' THEN 0 WHEN 'import' THEN 1 ELSE 2 END, provider"
+            } else {
+                "SELECT NULL::text, NULL::text, NULL::text, '{}'::text[] WHERE false"
+            },
             None,
             &[],
         )? {

@@ -249,6 +249,11 @@ def test_update_from_0_1_0_equals_a_fresh_install():
         with admin(up) as c:
             c.execute("SET client_min_messages = warning")
             c.execute("CREATE EXTENSION llm_cost VERSION '0.1.0'")
+            # A shipped price that the new catalog changes (gpt-4o at 9 instead of 2.5): the update
+            # keeps it as history until the release date.
+            c.execute("""ALTER TABLE llm_cost.model_prices DISABLE TRIGGER model_prices_protect_shipped;
+                         UPDATE llm_cost.model_prices SET input_usd_per_mtok = 9 WHERE origin = 'llm_cost' AND model = 'gpt-4o';
+                         ALTER TABLE llm_cost.model_prices ENABLE TRIGGER model_prices_protect_shipped;""")
             # Something in it already: a tracked table with a rollup, rows, a policy.
             c.execute("""INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 0);
                          INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, note)
@@ -262,16 +267,24 @@ def test_update_from_0_1_0_equals_a_fresh_install():
             assert one(c, "SELECT extversion FROM pg_extension WHERE extname = 'llm_cost'") == CURRENT_VERSION
             # Your prices and aliases are kept and still win; the logged row keeps its cost.
             assert str(one(c, "SELECT llm_cost.estimate_cost('house-llm', 1000000, 1000000)")) == "3"
-            assert str(one(c, "SELECT cost_usd FROM llm_cost.usage_events WHERE model = 'gpt-4o'")) == "2.5"
+            assert str(one(c, "SELECT cost_usd FROM llm_cost.usage_events WHERE model = 'gpt-4o'")) == "9"
             # The shipped prices are the new catalog's; a changed one keeps its old price as history.
             assert one(c, "SELECT count(*) FROM llm_cost.model_prices WHERE origin = 'llm_cost' AND valid_to = 'infinity'") > 2000
             assert str(one(c, "SELECT llm_cost.estimate_cost('mistralai/mistral-large', 1000000, 1000000)")) == "8"
+            assert str(one(c, "SELECT llm_cost.estimate_cost('gpt-4o', 1000000, 0, at => '2026-11-01')")) == "9"
+            assert str(one(c, "SELECT llm_cost.estimate_cost('gpt-4o', 1000000, 0, at => '2026-12-02')")) == "2.5"
+            assert one(c, """SELECT count(*) FROM llm_cost.model_prices WHERE origin = 'llm_cost' AND id > 900000
+                              AND valid_to = '2026-12-02 00:00:00+00' AND model = 'gpt-4o'""") == 1
+            # Every table tracked before keeps its trigger working and its mapping.
+            assert one(c, "SELECT count(*) FROM llm_cost.tracked_tables") == 2
+            # (the 0.1.0 -> 0.2.0 step re-made its trigger with the time zone argument, with this library)
+            assert one(c, "SELECT tgnargs FROM pg_trigger WHERE tgname = 'llm_cost_price' AND tgrelid = 'public.app_log'::regclass") == 11
             c.execute("""DELETE FROM llm_cost.model_aliases; DELETE FROM llm_cost.model_prices WHERE origin = 'user';""")
             # The updated install works: rows priced, sums kept, retention runs as the owner.
             c.execute("INSERT INTO public.app_log (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 0)")
             assert str(one(c, "SELECT cost_usd FROM public.app_daily")) == "2.5"
             assert one(c, "SELECT count(*) FROM llm_cost.run_retention() WHERE error IS NULL") == 1
-            assert str(one(c, "SELECT sum(cost_usd) FROM llm_cost.usage_daily")) == "2.5"
+            assert str(one(c, "SELECT sum(cost_usd) FROM llm_cost.usage_daily")) == "9"
             c.execute("""SELECT llm_cost.drop_retention('public.app_log'); SELECT llm_cost.untrack('public.app_log');
                          DROP TABLE public.app_log; DELETE FROM llm_cost.usage_events; TRUNCATE llm_cost.retention_runs;""")
         with admin(fresh) as c:
@@ -285,7 +298,8 @@ def test_update_from_0_1_0_equals_a_fresh_install():
         for db in (fresh, up):
             out = subprocess.run(["/usr/bin/pg_dump", "--schema-only", "-h", "127.0.0.1", "-p", str(port()), "-U", "postgres", db],
                                  capture_output=True, text=True, check=True).stdout
-            dumps.append([l for l in out.splitlines() if not l.startswith("--") and l.strip()])
+            # (\restrict lines carry a random key per dump)
+            dumps.append([l for l in out.splitlines() if not l.startswith(("--", "\\restrict", "\\unrestrict")) and l.strip()])
         diff = list(difflib.unified_diff(dumps[0], dumps[1], "fresh", "updated", lineterm="", n=0))
         assert not diff, "\n".join(diff[:80])
     finally:
