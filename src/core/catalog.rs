@@ -18,9 +18,24 @@ pub struct Model {
     pub provider: String,
     pub model: String,
     pub rows: Vec<PriceRow>,
-    /// None: the model id itself (any letter case).
-    pub rule: Option<Rule>,
+    /// The match rule as stored (JSON); None: the model id itself (any letter case).
     pub rule_text: Option<String>,
+    /// Parsed on first use: most rules are never needed in a backend (names are memoised).
+    rule: std::cell::OnceCell<Option<Rule>>,
+}
+
+impl Model {
+    /// The model's match rule; None when it has none, or one that cannot be used (then the
+    /// model is matched by its id, as one without a rule).
+    pub fn rule(&self) -> Option<&Rule> {
+        self.rule.get_or_init(|| self.rule_text.as_deref().and_then(|t| Rule::parse_text(t).ok())).as_ref()
+    }
+
+    /// The problem with the model's match rule, if it has one that cannot be used.
+    pub fn rule_problem(&self) -> Option<String> {
+        let t = self.rule_text.as_deref()?;
+        Rule::parse_text(t).err().map(|e| format!("model {} {}: match rule {e}", self.provider, self.model))
+    }
 }
 
 /// A DBA-defined alias: `alias` (any case) means `model`, optionally of `provider`.
@@ -222,8 +237,8 @@ pub fn guess_provider(raw: &str) -> Option<&'static str> {
 
 impl Catalog {
     /// Builds the catalog. `rules[i]` is the match rule (JSON text) stored with `rows[i]`.
-    /// Returns the catalog and the problems found (a rule that does not parse is left out: its
-    /// model is then reached by its id only).
+    /// Returns the catalog and the problems found in the providers' rules (a model's rule is
+    /// parsed when first used; `Model::rule_problem` says what is wrong with one).
     pub fn new(rows: Vec<PriceRow>, rules: Vec<Option<String>>, providers: Vec<ProviderDef>, aliases: Vec<Alias>) -> (Catalog, Vec<String>) {
         let mut c = Catalog::default();
         let mut problems = Vec::new();
@@ -282,7 +297,7 @@ impl Catalog {
                             c.providers.len() - 1
                         }
                     };
-                    c.models.push(Model { provider: key.0.clone(), model: r.model.clone(), rows: vec![], rule: None, rule_text: None });
+                    c.models.push(Model { provider: key.0.clone(), model: r.model.clone(), rows: vec![], rule_text: None, rule: Default::default() });
                     best_rule.push((-1, None));
                     let m = c.models.len() - 1;
                     c.providers[pi].models.push(m);
@@ -299,11 +314,7 @@ impl Catalog {
             c.models[m].rows.push(r);
         }
         for (m, (_, text)) in best_rule.into_iter().enumerate() {
-            let what = format!("model {} {}", c.models[m].provider, c.models[m].model);
-            c.models[m].rule = parse(&what, &text, &mut problems);
-            if c.models[m].rule.is_some() {
-                c.models[m].rule_text = text;
-            }
+            c.models[m].rule_text = text;
         }
         // Your own and imported models are tried before the shipped ones of the same provider.
         let top_rank: Vec<u8> = c.models.iter().map(|m| m.rows.iter().map(|r| r.rank).max().unwrap_or(0)).collect();
@@ -327,6 +338,22 @@ impl Catalog {
 
     pub fn model(&self, i: usize) -> &Model {
         &self.models[i]
+    }
+
+    /// Approximate heap bytes the catalog holds (strings, rows, indexes; rules not yet parsed).
+    pub fn approx_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let mut n = self.models.capacity() * size_of::<Model>();
+        for m in &self.models {
+            n += m.provider.capacity() + m.model.capacity() + m.rule_text.as_ref().map_or(0, |t| t.capacity());
+            n += m.rows.capacity() * size_of::<PriceRow>();
+            n += m.rows.iter().map(|r| r.provider.capacity() + r.model.capacity()).sum::<usize>();
+        }
+        for p in &self.providers {
+            n += size_of::<ProviderInfo>() + p.id.capacity() + p.models.capacity() * size_of::<usize>();
+            n += p.by_id.capacity() * (size_of::<String>() + size_of::<usize>() + 8) + p.by_id.keys().map(|k| k.capacity()).sum::<usize>();
+        }
+        n + self.aliases.capacity() * (size_of::<String>() + size_of::<Alias>() + 8)
     }
 
     pub fn provider_id(&self, i: usize) -> &str {
@@ -381,13 +408,13 @@ impl Catalog {
         // The id itself for a model without a rule (yours); a rule, where there is one, says
         // which names the model covers (the dataset's ids are not always names the API takes).
         if let Some(m) = prov.by_id.get(name) {
-            if self.models[*m].rule.is_none() {
+            if self.models[*m].rule().is_none() {
                 return Some(Resolved { model: *m, how: How::Id });
             }
         }
         prov.models
             .iter()
-            .find(|m| self.models[**m].rule.as_ref().is_some_and(|r| r.is_match(name)))
+            .find(|m| self.models[**m].rule().is_some_and(|r| r.is_match(name)))
             .map(|m| Resolved { model: *m, how: How::Rule })
     }
 
@@ -685,8 +712,11 @@ mod tests {
         );
         assert_eq!(res(&c, "gpt-4o-house-2", None).as_deref(), Some("openai/gpt-4o-house"));
         assert_eq!(res(&c, "gpt-4o-other", None).as_deref(), Some("openai/gpt-4o-catchall"));
-        assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("model openai broken") && problems[0].contains("$.regex"), "{problems:?}");
+        assert!(problems.is_empty(), "{problems:?}");
+        let broken = c.models().iter().find(|m| m.model == "broken").unwrap();
+        let problem = broken.rule_problem().unwrap();
+        assert!(problem.contains("model openai broken") && problem.contains("$.regex"), "{problem}");
+        assert!(broken.rule().is_none());
         assert_eq!(res(&c, "broken", None).as_deref(), Some("openai/broken"));
         assert_eq!(res(&c, "gpt-4o-catchall", None).as_deref(), Some("openai/gpt-4o-catchall"));
     }

@@ -4,6 +4,84 @@
 //! without regard to letter case; names are lower-cased before matching, as the dataset does.
 
 use serde_json::Value;
+use std::sync::OnceLock;
+
+/// A regular expression compiled when first needed: most rules are never evaluated in a backend
+/// (names are memoised), and compiled programs are the bulk of a catalog's memory and load time.
+/// The literal start of an anchored pattern (`^claude-opus-5` of `^claude-opus-5[-@]\d{8}$`) is
+/// checked first, without compiling anything.
+#[derive(Debug)]
+pub struct LazyRegex {
+    pattern: String,
+    prefix: String,
+    compiled: OnceLock<Option<fancy_regex::Regex>>,
+}
+
+impl LazyRegex {
+    fn new(pattern: &str) -> LazyRegex {
+        LazyRegex { pattern: pattern.to_string(), prefix: literal_prefix(pattern), compiled: OnceLock::new() }
+    }
+
+    fn is_match(&self, name: &str) -> bool {
+        if !name.starts_with(self.prefix.as_str()) {
+            return false;
+        }
+        match self.compiled.get_or_init(|| fancy_regex::Regex::new(&self.pattern).ok()) {
+            // A regex that fails at run time (backtracking limit) matches nothing.
+            Some(r) => r.is_match(name).unwrap_or(false),
+            None => false,
+        }
+    }
+}
+
+/// The literal text every match of an anchored pattern starts with ("" when there is none).
+fn literal_prefix(pattern: &str) -> String {
+    let Some(rest) = pattern.strip_prefix('^') else { return String::new() };
+    // An alternative at the top level (`^a|b`) may match anything: no prefix.
+    let (mut depth, mut class, mut escaped) = (0i32, false, false);
+    for c in pattern.chars() {
+        match (escaped, class, c) {
+            (true, _, _) => escaped = false,
+            (false, _, '\\') => escaped = true,
+            (false, true, ']') => class = false,
+            (false, true, _) => {}
+            (false, false, '[') => class = true,
+            (false, false, '(') => depth += 1,
+            (false, false, ')') => depth -= 1,
+            (false, false, '|') if depth == 0 => return String::new(),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.peek() {
+                Some(n) if n.is_ascii_punctuation() => {
+                    out.push(*n);
+                    chars.next();
+                }
+                _ => break,
+            },
+            '.' | '[' | '(' | ')' | '|' | '*' | '+' | '?' | '{' | '}' | '$' | '^' => {
+                // A quantifier applies to the last literal character: it is not certain.
+                if matches!(c, '*' | '?' | '{') {
+                    out.pop();
+                }
+                break;
+            }
+            c if c.is_alphanumeric() || c == '-' || c == '_' || c == '/' || c == ':' || c == '@' || c == ' ' => {
+                if c.is_uppercase() {
+                    break;
+                }
+                out.push(c)
+            }
+            _ => break,
+        }
+    }
+    // A `+` after the last character still requires one of it; `*`, `?`, `{` were handled.
+    out
+}
 
 #[derive(Debug)]
 pub enum Rule {
@@ -11,7 +89,7 @@ pub enum Rule {
     StartsWith(String),
     EndsWith(String),
     Contains(String),
-    Regex(Box<fancy_regex::Regex>),
+    Regex(Box<LazyRegex>),
     Or(Vec<Rule>),
     And(Vec<Rule>),
 }
@@ -69,8 +147,9 @@ impl Rule {
                     "starts_with" => Rule::StartsWith(s.to_lowercase()),
                     "ends_with" => Rule::EndsWith(s.to_lowercase()),
                     "contains" => Rule::Contains(s.to_lowercase()),
-                    _ => match fancy_regex::Regex::new(s) {
-                        Ok(r) => Rule::Regex(Box::new(r)),
+                    // Checked here (a parse, not a compiled program), compiled on first use.
+                    _ => match fancy_regex::Expr::parse_tree(s) {
+                        Ok(_) => Rule::Regex(Box::new(LazyRegex::new(s))),
                         Err(e) => return err(here, &format!("invalid regular expression: {e}")),
                     },
                 })
@@ -86,8 +165,7 @@ impl Rule {
             Rule::StartsWith(s) => name.starts_with(s.as_str()),
             Rule::EndsWith(s) => name.ends_with(s.as_str()),
             Rule::Contains(s) => name.contains(s.as_str()),
-            // A regex that fails at run time (backtracking limit) matches nothing.
-            Rule::Regex(r) => r.is_match(name).unwrap_or(false),
+            Rule::Regex(r) => r.is_match(name),
             Rule::Or(v) => v.iter().any(|r| r.is_match(name)),
             Rule::And(v) => v.iter().all(|r| r.is_match(name)),
         }
@@ -170,6 +248,22 @@ mod tests {
         assert_eq!(Rule::parse_text(r#"{"or": []}"#).unwrap_err().path, "$.or");
         assert_eq!(Rule::parse_text(r#"[1]"#).unwrap_err().path, "$");
         assert_eq!(Rule::parse_text(r#"{"equals": "a", "contains": "b"}"#).unwrap_err().path, "$");
+    }
+
+    #[test]
+    fn regex_literal_prefixes() {
+        assert_eq!(literal_prefix("^claude-opus-5[-@]\\d{8}$"), "claude-opus-5");
+        assert_eq!(literal_prefix("^gpt-5\\.4-\\d{4}"), "gpt-5.4-");
+        assert_eq!(literal_prefix("^(?![^/]+/)mistral"), "");
+        assert_eq!(literal_prefix("claude"), "");
+        assert_eq!(literal_prefix("^abc?d"), "ab");
+        assert_eq!(literal_prefix("^ab*"), "a");
+        assert_eq!(literal_prefix("^a|b"), "");
+        assert_eq!(literal_prefix("^a(x|y)"), "a");
+        assert_eq!(literal_prefix("^o[134]"), "o");
+        let r = r#"{"regex": "^o[134]"}"#;
+        assert!(Rule::parse_text(r).unwrap().is_match("o3-mini"));
+        assert!(!Rule::parse_text(r).unwrap().is_match("gpt-o3"));
     }
 
     #[test]

@@ -138,7 +138,9 @@ pub fn _catalog_stats() -> JsonB {
         "models": loaded.catalog.models().len(),
         "providers": loaded.catalog.provider_count(),
         "load_ms": loaded.load_us as f64 / 1000.0,
+        "read_ms": loaded.read_us as f64 / 1000.0,
         "rss_added_kb": after - before,
+        "catalog_kb": loaded.catalog.approx_bytes() / 1024,
     }))
 }
 

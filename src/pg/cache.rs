@@ -26,6 +26,8 @@ pub struct Loaded {
     memo_p: RefCell<rustc_hash::FxHashMap<String, rustc_hash::FxHashMap<String, Option<Resolved>>>>,
     /// Microseconds the load took and the rows read, for `llm_cost._catalog_stats()`.
     pub load_us: u64,
+    /// Of which reading the tables.
+    pub read_us: u64,
     pub rows: usize,
 }
 
@@ -136,16 +138,16 @@ pub fn catalog() -> Rc<Loaded> {
     loaded
 }
 
-fn ts(v: Option<pgrx::datum::TimestampWithTimeZone>, open: i64) -> i64 {
-    v.map(i64::from).unwrap_or(open)
-}
-
-fn price(col: &str, v: Option<String>) -> Option<Price> {
-    v.map(|s| match Price::parse(&s) {
-        Ok(p) => p,
+/// A price column read in binary: numeric's units of 10^-16 to the catalog's 10^-10.
+fn price(col: &str, v: Option<pgrx::AnyNumeric>) -> Option<Price> {
+    use pgrx::IntoDatum;
+    let n = v?;
+    let units = n.clone().into_datum().and_then(|d| unsafe { crate::pg::money::numeric_units(d) });
+    match units {
+        Some(u) if u >= 0 && u % 1_000_000 == 0 => Some(Price(u / 1_000_000)),
         // The table's CHECK constraints make this unreachable; say so clearly if it ever is.
-        Err(e) => error!("llm_cost.model_prices.{col}: {e}"),
-    })
+        _ => error!("llm_cost.model_prices.{col}: {n} is not a price (0 to 1000000, at most 10 decimals)"),
+    }
 }
 
 fn load() -> SpiResult<Loaded> {
@@ -167,47 +169,40 @@ fn load() -> SpiResult<Loaded> {
         // its rows are standard-tier prices matched by their ids, as that version did.
         let current = oids.2.is_some();
 
+        // Binary values (numeric read as exact integer units, timestamps as microseconds): no text
+        // conversions but the match rules'.
+        let query = if current {
+            "SELECT id, provider, model, min_input_tokens, input_usd_per_mtok, output_usd_per_mtok,
+                    cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,
+                    valid_from, valid_to, CASE origin WHEN 'user' THEN 2 WHEN 'import' THEN 1 ELSE 0 END::int4,
+                    service_tier, match_rule::text
+               FROM llm_cost.model_prices ORDER BY id"
+        } else {
+            "SELECT id, provider, model, min_input_tokens, input_usd_per_mtok, output_usd_per_mtok,
+                    cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,
+                    valid_from, valid_to, CASE origin WHEN 'user' THEN 2 ELSE 0 END::int4, 'standard'::text, NULL::text
+               FROM llm_cost.model_prices ORDER BY id"
+        };
         let mut rows = Vec::new();
-        let table = client.select(
-            if current {
-                "SELECT id, provider, model, min_input_tokens,
-                        input_usd_per_mtok::text, output_usd_per_mtok::text,
-                        cache_read_usd_per_mtok::text, cache_write_5m_usd_per_mtok::text,
-                        cache_write_1h_usd_per_mtok::text, valid_from, valid_to,
-                        CASE origin WHEN 'user' THEN 2 WHEN 'import' THEN 1 ELSE 0 END::int4,
-                        service_tier, match_rule::text
-                   FROM llm_cost.model_prices ORDER BY id"
-            } else {
-                "SELECT id, provider, model, min_input_tokens,
-                        input_usd_per_mtok::text, output_usd_per_mtok::text,
-                        cache_read_usd_per_mtok::text, cache_write_5m_usd_per_mtok::text,
-                        cache_write_1h_usd_per_mtok::text, valid_from, valid_to,
-                        CASE origin WHEN 'user' THEN 2 ELSE 0 END::int4,
-                        'standard'::text, NULL::text
-                   FROM llm_cost.model_prices ORDER BY id"
-            },
-            None,
-            &[],
-        )?;
         let mut rules = Vec::new();
-        for r in table {
-            let tier = r.get::<String>(13)?.unwrap_or_default();
-            rules.push(r.get::<String>(14)?);
+        for r in client.select(query, None, &[])? {
+            let tier = r.get::<&str>(13)?.unwrap_or_default();
             rows.push(PriceRow {
                 id: r.get::<i64>(1)?.unwrap_or(0),
                 provider: r.get::<String>(2)?.unwrap_or_default(),
                 model: r.get::<String>(3)?.unwrap_or_default(),
                 min_input_tokens: r.get::<i64>(4)?.unwrap_or(0),
-                input: price("input_usd_per_mtok", r.get::<String>(5)?).unwrap_or_default(),
-                output: price("output_usd_per_mtok", r.get::<String>(6)?).unwrap_or_default(),
-                cache_read: price("cache_read_usd_per_mtok", r.get::<String>(7)?),
-                cache_write_5m: price("cache_write_5m_usd_per_mtok", r.get::<String>(8)?),
-                cache_write_1h: price("cache_write_1h_usd_per_mtok", r.get::<String>(9)?),
-                valid_from: ts(r.get(10)?, TS_NEG_INFINITY),
-                valid_to: ts(r.get(11)?, TS_INFINITY),
+                input: price("input_usd_per_mtok", r.get_datum_by_ordinal(5)?.value::<pgrx::AnyNumeric>()?).unwrap_or_default(),
+                output: price("output_usd_per_mtok", r.get_datum_by_ordinal(6)?.value::<pgrx::AnyNumeric>()?).unwrap_or_default(),
+                cache_read: price("cache_read_usd_per_mtok", r.get_datum_by_ordinal(7)?.value::<pgrx::AnyNumeric>()?),
+                cache_write_5m: price("cache_write_5m_usd_per_mtok", r.get_datum_by_ordinal(8)?.value::<pgrx::AnyNumeric>()?),
+                cache_write_1h: price("cache_write_1h_usd_per_mtok", r.get_datum_by_ordinal(9)?.value::<pgrx::AnyNumeric>()?),
+                valid_from: r.get::<pgrx::datum::TimestampWithTimeZone>(10)?.map(i64::from).unwrap_or(TS_NEG_INFINITY),
+                valid_to: r.get::<pgrx::datum::TimestampWithTimeZone>(11)?.map(i64::from).unwrap_or(TS_INFINITY),
                 rank: r.get::<i32>(12)?.unwrap_or(0) as u8,
-                service_tier: ServiceTier::parse(&tier).unwrap_or_else(|| error!("llm_cost.model_prices: unknown service tier {tier}")),
+                service_tier: ServiceTier::parse(tier).unwrap_or_else(|| error!("llm_cost.model_prices: unknown service tier {tier}")),
             });
+            rules.push(r.get::<String>(14)?);
         }
         let mut aliases = Vec::new();
         for r in client.select("SELECT alias, model, provider FROM llm_cost.model_aliases", None, &[])? {
@@ -236,6 +231,7 @@ fn load() -> SpiResult<Loaded> {
             });
         }
         let n = rows.len();
+        let read_us = started.elapsed().as_micros() as u64;
         let (catalog, problems) = Catalog::new(rows, rules, providers, aliases);
         for p in problems.iter().take(5) {
             warning!("llm_cost: price catalog: {p}; the model is matched by its id only");
@@ -245,6 +241,7 @@ fn load() -> SpiResult<Loaded> {
             memo: RefCell::new(Default::default()),
             memo_p: RefCell::new(Default::default()),
             load_us: started.elapsed().as_micros() as u64,
+            read_us,
             rows: n,
         })
     })
