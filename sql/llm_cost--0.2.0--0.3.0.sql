@@ -117,7 +117,7 @@ CREATE  FUNCTION "estimate_cost"(
 	"at" timestamp with time zone DEFAULT now(), /* Option < TimestampWithTimeZone > */
 	"provider" TEXT DEFAULT NULL, /* Option < & str > */
 	"service_tier" TEXT DEFAULT NULL /* Option < & str > */
-) RETURNS NUMERIC /* Option < AnyNumeric > */
+) RETURNS numeric /* Option < NumericDatum > */
 STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'estimate_cost_wrapper';

@@ -2,7 +2,7 @@
 
 use crate::core::pricing::{self, Cost, PriceRow, ServiceTier, Usage};
 use crate::pg::cache;
-use crate::pg::money::{cost_to_numeric, price_call, Priced};
+use crate::pg::money::{cost_to_numeric_datum, price_call, NumericDatum, Priced};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, JsonB, PgSqlErrorCode};
@@ -51,7 +51,7 @@ pub fn estimate_cost(
     at: default!(Option<TimestampWithTimeZone>, "now()"),
     provider: default!(Option<&str>, "NULL"),
     service_tier: default!(Option<&str>, "NULL"),
-) -> Option<AnyNumeric> {
+) -> Option<NumericDatum> {
     // NULL in any of the call's own arguments: NULL, as a strict function would give.
     let (Some(model), Some(input_tokens), Some(output_tokens), Some(cache_read_tokens), Some(cache_write_tokens), Some(at)) =
         (model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, at)
@@ -62,7 +62,7 @@ pub fn estimate_cost(
     check_usage(&u);
     let tier = tier_arg(service_tier);
     match price_call(model, provider, tier, &u, at.into()) {
-        Priced::Cost(c) => Some(cost_to_numeric(c)),
+        Priced::Cost(c) => Some(cost_to_numeric_datum(c)),
         Priced::UnknownModel | Priced::NoPriceAt => None,
     }
 }
@@ -601,3 +601,4 @@ mod tests {
         assert!(providers >= 30, "{providers}");
     }
 }
+

@@ -80,6 +80,23 @@ unsafe fn numeric_body<'a>(d: pg_sys::Datum) -> &'a [u8] {
     std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v))
 }
 
+/// A numeric Datum built by `cost_datum` (palloc'd in the call's memory context), returned to
+/// Postgres as is: no round trip through `AnyNumeric`, which copies it twice.
+pub struct NumericDatum(pub pg_sys::Datum);
+
+pgrx::impl_sql_translatable!(NumericDatum, "numeric");
+
+unsafe impl pgrx::callconv::BoxRet for NumericDatum {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut pgrx::callconv::FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        unsafe { fcinfo.return_raw_datum(self.0) }
+    }
+}
+
+/// A cost as a numeric Datum returned by a SQL function.
+pub fn cost_to_numeric_datum(c: Cost) -> NumericDatum {
+    NumericDatum(cost_datum(c, -1))
+}
+
 pub fn cost_to_numeric(c: Cost) -> AnyNumeric {
     unsafe { AnyNumeric::from_datum(cost_datum(c, -1), false) }.unwrap_or_else(|| error!("llm_cost: numeric conversion failed"))
 }
