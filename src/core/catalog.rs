@@ -179,19 +179,28 @@ fn is_bedrock_id(s: &str) -> bool {
     }
 }
 
-/// The provider of a model id nobody has catalogued, guessed from its family name (for the
-/// provider column of an unpriced row; never used to price).
+/// The provider of a model id nobody has catalogued, guessed from its host route or family name
+/// (for the provider column of an unpriced row; never used to price).
 pub fn guess_provider(raw: &str) -> Option<&'static str> {
     let s = raw.trim().to_ascii_lowercase();
-    let (route, core) = match s.rsplit_once('/') {
-        Some((r, c)) => (r.split('/').next().unwrap_or(""), c.to_string()),
-        None => ("", s.clone()),
-    };
-    let word = |w: &str| -> Option<&'static str> {
+    if let Some((first, _)) = s.split_once('/') {
+        // A host route: the host (`fireworks_ai/…` is fireworks, `bedrock/…` aws).
+        if let Some((_, id)) = ROUTE_WORDS.iter().find(|(w, _)| *w == first) {
+            return Some(id);
+        }
+        if let Some(h) = HOST_ONLY.iter().find(|h| **h == first) {
+            return Some(h);
+        }
+    }
+    let core = s.rsplit('/').next().unwrap_or(&s);
+    if is_bedrock_id(core) {
+        return Some("aws");
+    }
+    let vendor = |w: &str| -> Option<&'static str> {
         match w {
             "anthropic" | "claude" => Some("anthropic"),
-            "openai" | "azure" => Some("openai"),
-            "google" | "gemini" | "vertex_ai" | "vertex" => Some("google"),
+            "openai" => Some("openai"),
+            "google" => Some("google"),
             "mistral" | "mistralai" => Some("mistral"),
             "deepseek" | "deepseek-ai" => Some("deepseek"),
             "cohere" => Some("cohere"),
@@ -200,19 +209,9 @@ pub fn guess_provider(raw: &str) -> Option<&'static str> {
             _ => None,
         }
     };
-    if let Some(p) = word(route) {
+    if let Some(p) = s.split_once('/').and_then(|(first, _)| vendor(first)) {
         return Some(p);
     }
-    let core = if is_bedrock_id(&core) {
-        let v: Vec<&str> = core.splitn(3, '.').collect();
-        let i = if BEDROCK_VENDORS.contains(&v[0]) { 0 } else { 1 };
-        if let Some(p) = word(v[i]) {
-            return Some(p);
-        }
-        v[i + 1..].join(".")
-    } else {
-        core
-    };
     let starts = |p: &str| core.starts_with(p);
     if starts("claude") {
         Some("anthropic")
@@ -727,7 +726,10 @@ mod tests {
         assert_eq!(guess_provider("gpt-7"), Some("openai"));
         assert_eq!(guess_provider("gemini-9"), Some("google"));
         assert_eq!(guess_provider("deepseek/whatever"), Some("deepseek"));
-        assert_eq!(guess_provider("us.anthropic.claude-x-v1:0"), Some("anthropic"));
+        assert_eq!(guess_provider("us.anthropic.claude-x-v1:0"), Some("aws"));
+        assert_eq!(guess_provider("fireworks_ai/accounts/fireworks/models/llama-v9"), Some("fireworks"));
+        assert_eq!(guess_provider("groq/some-new-model"), Some("groq"));
+        assert_eq!(guess_provider("meta-llama/llama-9"), Some("meta"));
         assert_eq!(guess_provider("mystery"), None);
         assert!(is_bedrock_id("us.anthropic.claude-sonnet-4-5-20250929-v1:0"));
         assert!(is_bedrock_id("anthropic.claude-3-haiku-20240307-v1:0"));
