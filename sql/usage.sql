@@ -18,7 +18,9 @@ CREATE TABLE llm_cost.tracked_tables (
     tracked_at                timestamptz NOT NULL DEFAULT now(),
     tracked_by                name        NOT NULL DEFAULT current_user,
     time_zone                 text        NOT NULL DEFAULT 'UTC',
-    service_tier_column       text
+    service_tier_column       text,
+    cache_write_1h_tokens_column text,
+    usage_column              text
 );
 COMMENT ON TABLE llm_cost.tracked_tables IS 'Usage-log tables whose rows llm_cost prices, and how their columns map onto a call. Written by llm_cost.track() / llm_cost.untrack().';
 COMMENT ON COLUMN llm_cost.tracked_tables.log_table IS 'The tracked table.';
@@ -28,6 +30,8 @@ COMMENT ON COLUMN llm_cost.tracked_tables.output_tokens_column IS 'Column with o
 COMMENT ON COLUMN llm_cost.tracked_tables.cache_read_tokens_column IS 'Column with cache-read tokens, or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cache_write_tokens_column IS 'Column with cache-write tokens, or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cost_column IS 'numeric column the trigger fills with the cost in USD.';
+COMMENT ON COLUMN llm_cost.tracked_tables.cache_write_1h_tokens_column IS 'Column with tokens written to the 1-hour prompt cache, or NULL.';
+COMMENT ON COLUMN llm_cost.tracked_tables.usage_column IS 'jsonb or json column with the provider''s usage object, or NULL: when a row has one, the counts (and a cost the provider reported) come from it.';
 COMMENT ON COLUMN llm_cost.tracked_tables.service_tier_column IS 'Column with the call''s service tier (standard, batch, flex, priority, fast; NULL is standard), or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cost_source_column IS 'Column named cost_source, if the table has one: estimated, provided or unpriced.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cost_default IS 'The cost column''s default; without a cost_source column, a cost equal to it means "not provided".';
@@ -180,7 +184,9 @@ CREATE FUNCTION llm_cost.track(
     provider_column           text    DEFAULT NULL,
     add_cost_column           boolean DEFAULT false,
     time_zone                 text    DEFAULT 'UTC',
-    service_tier_column       text    DEFAULT NULL)
+    service_tier_column       text    DEFAULT NULL,
+    cache_write_1h_tokens_column text DEFAULT NULL,
+    usage_column              text    DEFAULT NULL)
 RETURNS llm_cost.tracked_tables
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -231,6 +237,12 @@ BEGIN
     IF service_tier_column IS NOT NULL THEN
         PERFORM llm_cost._column(log_table, service_tier_column, 'service tier', texts, false);
     END IF;
+    IF cache_write_1h_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_write_1h_tokens_column, 'cache write (1 hour) tokens', ints, false);
+    END IF;
+    IF usage_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, usage_column, 'usage', ARRAY['jsonb', 'json']::regtype[], false);
+    END IF;
 
     IF add_cost_column AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
                                         WHERE attrelid = log_table AND attname = cost_column AND NOT attisdropped) THEN
@@ -270,15 +282,16 @@ BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_price ON %s', log_table);
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_unpriced ON %s', log_table);
     update_cols := array_remove(ARRAY[model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
-                                      cache_write_tokens_column, cost_column, time_column], NULL);
+                                      cache_write_tokens_column, cost_column, time_column, cache_write_1h_tokens_column,
+                                      usage_column], NULL);
     EXECUTE format('CREATE TRIGGER llm_cost_price BEFORE INSERT OR UPDATE OF %s ON %s FOR EACH ROW '
-                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
+                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(update_cols) c), log_table,
                    model_column, input_tokens_column, output_tokens_column,
                    coalesce(cache_read_tokens_column, ''), coalesce(cache_write_tokens_column, ''),
                    cost_column, coalesce(time_column, ''), coalesce(provider_column, ''),
                    coalesce(source_col, ''), coalesce(default_value::text, ''), time_zone,
-                   coalesce(service_tier_column, ''));
+                   coalesce(service_tier_column, ''), coalesce(cache_write_1h_tokens_column, ''), coalesce(usage_column, ''));
     EXECUTE format('CREATE TRIGGER llm_cost_unpriced AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT '
                    'EXECUTE FUNCTION llm_cost.usage_statement_end()', log_table);
 
@@ -288,12 +301,13 @@ BEGIN
             'cache_read_tokens_column', cache_read_tokens_column, 'cache_write_tokens_column', cache_write_tokens_column,
             'cost_column', cost_column, 'cost_source_column', source_col, 'cost_default', default_value,
             'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now(), 'time_zone', time_zone,
-            'service_tier_column', service_tier_column)));
+            'service_tier_column', service_tier_column, 'cache_write_1h_tokens_column', cache_write_1h_tokens_column,
+            'usage_column', usage_column)));
     RETURN result;
 END $$;
 
-COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text) IS
-'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider. service_tier_column: batch, flex, priority, fast or standard (NULL).';
+COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text, text, text) IS
+'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider. service_tier_column: batch, flex, priority, fast or standard (NULL). usage_column: a jsonb or json column with the provider''s usage object (OpenAI, Anthropic, Gemini, Bedrock, DeepSeek, OpenRouter, LiteLLM): the counts come from it and are written into the mapped token columns; a cost the provider reported (OpenRouter) is kept as provided.';
 
 CREATE FUNCTION llm_cost.untrack(log_table regclass) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -365,7 +379,9 @@ CREATE TABLE llm_cost.usage_events (
     latency_ms         integer     CHECK (latency_ms >= 0),
     error              text,
     metadata           jsonb,
-    service_tier       text
+    service_tier       text,
+    cache_write_1h_tokens bigint   NOT NULL DEFAULT 0 CHECK (cache_write_1h_tokens >= 0),
+    usage              jsonb
 );
 CREATE INDEX usage_events_occurred_at_idx ON llm_cost.usage_events (occurred_at);
 CREATE INDEX usage_events_tenant_idx ON llm_cost.usage_events (tenant_id, occurred_at);
@@ -385,12 +401,14 @@ COMMENT ON COLUMN llm_cost.usage_events.input_tokens IS 'Uncached input tokens (
 COMMENT ON COLUMN llm_cost.usage_events.output_tokens IS 'Output tokens, reasoning tokens included.';
 COMMENT ON COLUMN llm_cost.usage_events.cache_read_tokens IS 'Prompt tokens read from the cache (OpenAI: cached_tokens; Anthropic: cache_read_input_tokens).';
 COMMENT ON COLUMN llm_cost.usage_events.cache_write_tokens IS 'Prompt tokens written to the cache (Anthropic: cache_creation_input_tokens).';
-COMMENT ON COLUMN llm_cost.usage_events.total_tokens IS 'input + output + cache read + cache write tokens (generated).';
+COMMENT ON COLUMN llm_cost.usage_events.total_tokens IS 'input + output + cache read + cache write (5-minute) tokens (generated; 1-hour cache writes are in cache_write_1h_tokens).';
 COMMENT ON COLUMN llm_cost.usage_events.cost_usd IS 'Cost in USD, exact: estimated from the catalog, or as provided by the application; NULL when unpriced.';
 COMMENT ON COLUMN llm_cost.usage_events.cost_source IS 'estimated (from the catalog), provided (given by the application) or unpriced (unknown model).';
 COMMENT ON COLUMN llm_cost.usage_events.latency_ms IS 'Latency of the call in milliseconds.';
 COMMENT ON COLUMN llm_cost.usage_events.error IS 'Error of a failed call; NULL when the call succeeded.';
 COMMENT ON COLUMN llm_cost.usage_events.metadata IS 'Anything else, as JSON.';
+COMMENT ON COLUMN llm_cost.usage_events.cache_write_1h_tokens IS 'Prompt tokens written to the 1-hour cache (Anthropic: cache_creation.ephemeral_1h_input_tokens), priced at the 1-hour price. Not in total_tokens.';
+COMMENT ON COLUMN llm_cost.usage_events.usage IS 'The provider''s usage object as returned (OpenAI, Anthropic, Gemini, Bedrock, DeepSeek, OpenRouter, LiteLLM), if you have it: the token columns are then filled from it, and a cost it reports (OpenRouter) is kept as provided.';
 COMMENT ON COLUMN llm_cost.usage_events.service_tier IS 'Service tier of the call: batch, flex, priority, fast; NULL (or standard, default, auto) for the standard price.';
 
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.usage_events', '');
@@ -403,4 +421,6 @@ SELECT llm_cost.track('llm_cost.usage_events',
                       cache_write_tokens_column => 'cache_write_tokens',
                       time_column               => 'occurred_at',
                       provider_column           => 'provider',
-                      service_tier_column       => 'service_tier');
+                      service_tier_column       => 'service_tier',
+                      cache_write_1h_tokens_column => 'cache_write_1h_tokens',
+                      usage_column              => 'usage');

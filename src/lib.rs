@@ -61,11 +61,12 @@ extension_sql_file!(
     name = "import",
     requires = ["catalog_invalidation", pricing_sql::provider_id, pricing_sql::_price_document]
 );
+extension_sql_file!("../sql/usage_objects.sql", name = "usage_objects", requires = ["import", pricing_sql::_usage_tokens]);
 extension_sql_file!(
     "../sql/usage.sql",
     name = "usage",
     requires = [
-        "import",
+        "usage_objects",
         usage::usage_cost_trigger,
         usage::usage_statement_end,
         pricing_sql::resolve_model,

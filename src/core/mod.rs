@@ -6,3 +6,4 @@ pub mod import;
 pub mod matching;
 pub mod numeric;
 pub mod pricing;
+pub mod usage_json;

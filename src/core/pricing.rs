@@ -191,7 +191,10 @@ pub struct Usage {
     pub input: i64,
     pub output: i64,
     pub cache_read: i64,
+    /// Prompt tokens written to the cache with the default (5-minute) lifetime.
     pub cache_write: i64,
+    /// Prompt tokens written to the 1-hour cache (Anthropic: about 2x input, 5m writes 1.25x).
+    pub cache_write_1h: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +213,7 @@ impl Usage {
             ("output_tokens", self.output),
             ("cache_read_tokens", self.cache_read),
             ("cache_write_tokens", self.cache_write),
+            ("cache_write_1h_tokens", self.cache_write_1h),
         ] {
             if v < 0 {
                 return Err(NegativeTokens(name));
@@ -224,6 +228,7 @@ impl Usage {
         self.input
             .saturating_add(self.cache_read)
             .saturating_add(self.cache_write)
+            .saturating_add(self.cache_write_1h)
     }
 }
 
@@ -299,8 +304,10 @@ pub struct Breakdown {
     pub output: Cost,
     pub cache_read: Cost,
     pub cache_write: Cost,
+    pub cache_write_1h: Cost,
     pub cache_read_price: Price,
     pub cache_write_price: Price,
+    pub cache_write_1h_price: Price,
     pub total: Cost,
 }
 
@@ -319,6 +326,11 @@ impl PriceRow {
         self.cache_write_5m.unwrap_or(self.input)
     }
 
+    /// Effective 1-hour cache-write price: the catalog's, else the 5-minute one, else input.
+    pub fn cache_write_1h_price(&self) -> Price {
+        self.cache_write_1h.or(self.cache_write_5m).unwrap_or(self.input)
+    }
+
     pub fn breakdown(&self, u: &Usage) -> Breakdown {
         let input = self.input.times(u.input);
         let output = self.output.times(u.output);
@@ -326,8 +338,10 @@ impl PriceRow {
         let cwp = self.cache_write_price();
         let cache_read = crp.times(u.cache_read);
         let cache_write = cwp.times(u.cache_write);
+        let cw1p = self.cache_write_1h_price();
+        let cache_write_1h = cw1p.times(u.cache_write_1h);
         // Cannot overflow (see module docs); saturate rather than panic if it ever did.
-        let total = [output, cache_read, cache_write]
+        let total = [output, cache_read, cache_write, cache_write_1h]
             .iter()
             .try_fold(input, |acc, c| acc.checked_add(*c))
             .unwrap_or(Cost(i128::MAX));
@@ -336,8 +350,10 @@ impl PriceRow {
             output,
             cache_read,
             cache_write,
+            cache_write_1h,
             cache_read_price: crp,
             cache_write_price: cwp,
+            cache_write_1h_price: cw1p,
             total,
         }
     }
@@ -489,7 +505,7 @@ mod tests {
     #[test]
     fn missing_cache_prices_fall_back_to_input() {
         let mut r = row("2", "8");
-        let u = Usage { input: 0, output: 0, cache_read: 1_000_000, cache_write: 1_000_000 };
+        let u = Usage { input: 0, output: 0, cache_read: 1_000_000, cache_write: 1_000_000, cache_write_1h: 0 };
         assert_eq!(r.cost(&u).to_plain_string(), "4");
         r.cache_read = Some(p("0.5"));
         r.cache_write_5m = Some(p("0"));
@@ -501,7 +517,7 @@ mod tests {
         let mut r = row("3", "15");
         r.cache_read = Some(p("0.3"));
         r.cache_write_5m = Some(p("3.75"));
-        let u = Usage { input: 1000, output: 500, cache_read: 20_000, cache_write: 4_000 };
+        let u = Usage { input: 1000, output: 500, cache_read: 20_000, cache_write: 4_000, cache_write_1h: 0 };
         // 0.003 + 0.0075 + 0.006 + 0.015
         assert_eq!(r.cost(&u).to_plain_string(), "0.0315");
         let b = r.breakdown(&u);
@@ -512,7 +528,7 @@ mod tests {
     fn bigint_max_tokens_do_not_overflow() {
         let r = row("999999.9999999999", "999999.9999999999");
         let m = i64::MAX;
-        let u = Usage { input: m, output: m, cache_read: m, cache_write: m };
+        let u = Usage { input: m, output: m, cache_read: m, cache_write: m, cache_write_1h: 0 };
         let c = r.cost(&u);
         // 4 * (2^63-1) * 999999.9999999999 / 1e6
         let expected = 4i128 * (m as i128) * 9_999_999_999_999_999i128;
@@ -523,7 +539,7 @@ mod tests {
 
     #[test]
     fn negative_tokens_named() {
-        let u = Usage { input: 1, output: 1, cache_read: -1, cache_write: 0 };
+        let u = Usage { input: 1, output: 1, cache_read: -1, cache_write: 0, cache_write_1h: 0 };
         assert_eq!(u.validate(), Err(NegativeTokens("cache_read_tokens")));
         assert_eq!(u.validate().unwrap_err().to_string(), "cache_read_tokens must not be negative");
         let u = Usage { input: -5, ..Default::default() };

@@ -51,14 +51,15 @@ pub fn estimate_cost(
     at: default!(Option<TimestampWithTimeZone>, "now()"),
     provider: default!(Option<&str>, "NULL"),
     service_tier: default!(Option<&str>, "NULL"),
+    cache_write_1h_tokens: default!(Option<i64>, 0),
 ) -> Option<NumericDatum> {
     // NULL in any of the call's own arguments: NULL, as a strict function would give.
-    let (Some(model), Some(input_tokens), Some(output_tokens), Some(cache_read_tokens), Some(cache_write_tokens), Some(at)) =
-        (model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, at)
+    let (Some(model), Some(input_tokens), Some(output_tokens), Some(cache_read_tokens), Some(cache_write_tokens), Some(at), Some(cache_write_1h_tokens)) =
+        (model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, at, cache_write_1h_tokens)
     else {
         return None;
     };
-    let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens };
+    let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens, cache_write_1h: cache_write_1h_tokens };
     check_usage(&u);
     let tier = tier_arg(service_tier);
     match price_call(model, provider, tier, &u, at.into()) {
@@ -182,26 +183,35 @@ pub fn explain_cost(
     at: default!(Option<TimestampWithTimeZone>, "now()"),
     provider: default!(Option<&str>, "NULL"),
     service_tier: default!(Option<&str>, "NULL"),
+    cache_write_1h_tokens: default!(Option<i64>, 0),
 ) -> Option<JsonB> {
     // NULL in any of the call's own arguments: NULL, as a strict function would give.
-    let (Some(model), Some(input_tokens), Some(output_tokens), Some(cache_read_tokens), Some(cache_write_tokens), Some(at)) =
-        (model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, at)
+    let (Some(model), Some(input_tokens), Some(output_tokens), Some(cache_read_tokens), Some(cache_write_tokens), Some(at), Some(cache_write_1h_tokens)) =
+        (model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, at, cache_write_1h_tokens)
     else {
         return None;
     };
-    use serde_json::json;
-    let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens };
+    let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens, cache_write_1h: cache_write_1h_tokens };
     check_usage(&u);
-    let tier = tier_arg(service_tier);
+    Some(JsonB(explain(model, &u, at, provider, tier_arg(service_tier), None)))
+}
+
+/// `explain_cost` of both forms: the usage it priced, how the name resolved, the row, the parts.
+fn explain(model: &str, u: &Usage, at: TimestampWithTimeZone, provider: Option<&str>, tier: ServiceTier, usage_object: Option<serde_json::Value>) -> serde_json::Value {
+    use serde_json::json;
     let loaded = cache::catalog();
     let provider_known = provider.filter(|p| !p.trim().is_empty()).map(|p| loaded.catalog.provider_named(p).is_some());
-    let usage = json!({
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "cache_read_tokens": cache_read_tokens,
-        "cache_write_tokens": cache_write_tokens,
+    let mut usage = json!({
+        "input_tokens": u.input,
+        "output_tokens": u.output,
+        "cache_read_tokens": u.cache_read,
+        "cache_write_tokens": u.cache_write,
+        "cache_write_1h_tokens": u.cache_write_1h,
         "prompt_tokens_for_tier": u.prompt_tokens(),
     });
+    if let Some(o) = usage_object {
+        usage["from_usage_object"] = o;
+    }
     let at_i: i64 = at.into();
     let requested = json!({
         "provider": provider,
@@ -209,7 +219,7 @@ pub fn explain_cost(
         "service_tier": tier.as_str(),
     });
     let Some(res) = loaded.resolve(model, provider) else {
-        return Some(JsonB(json!({
+        return json!({
             "model": model,
             "requested": requested,
             "resolved_model": null,
@@ -217,7 +227,7 @@ pub fn explain_cost(
             "usage": usage,
             "cost_usd": null,
             "reason": "unknown model: no catalog model id, match rule or alias covers this name (at the provider, or at any host the name allows)",
-        })));
+        });
     };
     let i = res.model;
     let m = loaded.catalog.model(i);
@@ -225,8 +235,8 @@ pub fn explain_cost(
         "by": res.how.as_str(),
         "rule": m.rule_text.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
     });
-    let Some(row) = loaded.catalog.price_row(i, at_i, &u, tier) else {
-        return Some(JsonB(json!({
+    let Some(row) = loaded.catalog.price_row(i, at_i, u, tier) else {
+        return json!({
             "model": model,
             "requested": requested,
             "resolved_model": m.model,
@@ -235,10 +245,10 @@ pub fn explain_cost(
             "usage": usage,
             "cost_usd": null,
             "reason": format!("no {} price row of this model is valid at this time for this prompt size", tier.as_str()),
-        })));
+        });
     };
-    let b = row.breakdown(&u);
-    Some(JsonB(json!({
+    let b = row.breakdown(u);
+    json!({
         "model": model,
         "requested": requested,
         "resolved_model": m.model,
@@ -255,16 +265,97 @@ pub fn explain_cost(
             "cache_read_is_input_price": row.cache_read.is_none(),
             "cache_write": price_json(b.cache_write_price),
             "cache_write_is_input_price": row.cache_write_5m.is_none(),
+            "cache_write_1h": price_json(b.cache_write_1h_price),
+            "cache_write_1h_is_catalog_price": row.cache_write_1h.is_some(),
         },
         "parts_usd": {
             "input": money_json(b.input),
             "output": money_json(b.output),
             "cache_read": money_json(b.cache_read),
             "cache_write": money_json(b.cache_write),
+            "cache_write_1h": money_json(b.cache_write_1h),
         },
         "cost_usd": money_json(b.total),
-        "formula": "(input_tokens*input + output_tokens*output + cache_read_tokens*cache_read + cache_write_tokens*cache_write) / 1000000",
-    })))
+        "formula": "(input_tokens*input + output_tokens*output + cache_read_tokens*cache_read + cache_write_tokens*cache_write + cache_write_1h_tokens*cache_write_1h) / 1000000",
+    })
+}
+
+/// A usage object read into counts, or 22023 naming the JSON path.
+pub fn read_usage(usage: &serde_json::Value, provider: Option<&str>) -> crate::core::usage_json::Counts {
+    crate::core::usage_json::parse(usage, provider).unwrap_or_else(|e| {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("usage object: {e}"));
+    })
+}
+
+fn usage_of(c: &crate::core::usage_json::Counts) -> Usage {
+    Usage { input: c.input, output: c.output, cache_read: c.cache_read, cache_write: c.cache_write_5m, cache_write_1h: c.cache_write_1h }
+}
+
+fn counts_json(usage: &serde_json::Value, c: &crate::core::usage_json::Counts) -> serde_json::Value {
+    serde_json::json!({
+        "input_tokens": c.input,
+        "output_tokens": c.output,
+        "cache_read_tokens": c.cache_read,
+        "cache_write_5m_tokens": c.cache_write_5m,
+        "cache_write_1h_tokens": c.cache_write_1h,
+        "reasoning_tokens": c.reasoning,
+        "audio_input_tokens": c.audio_input,
+        "audio_output_tokens": c.audio_output,
+        "provided_cost_usd": c.provided_cost.map(|u| money_json(Cost(u))),
+        "format": c.format.map(|f| f.name()),
+        "ignored_keys": crate::core::usage_json::ignored_keys(usage, c),
+    })
+}
+
+/// The disjoint token counts llm_cost prices, from a provider's usage object (internal: the SQL
+/// function `llm_cost.usage_tokens` returns them as a row).
+#[pg_extern(immutable, parallel_safe)]
+pub fn _usage_tokens(usage: Option<JsonB>, provider: default!(Option<&str>, "NULL")) -> Option<JsonB> {
+    let usage = usage?;
+    let c = read_usage(&usage.0, provider);
+    Some(JsonB(counts_json(&usage.0, &c)))
+}
+
+/// Cost in USD of one call from the provider's usage object (OpenAI Chat Completions or
+/// Responses, Anthropic Messages, Gemini usageMetadata, Bedrock Converse, Mistral, DeepSeek,
+/// OpenRouter, LiteLLM): cached tokens are not counted twice, reasoning and thinking are output,
+/// 1-hour cache writes are priced at the 1-hour price.
+#[pg_extern(stable, parallel_safe, name = "estimate_cost")]
+pub fn estimate_cost_usage(
+    model: Option<&str>,
+    usage: Option<JsonB>,
+    at: default!(Option<TimestampWithTimeZone>, "now()"),
+    provider: default!(Option<&str>, "NULL"),
+    service_tier: default!(Option<&str>, "NULL"),
+) -> Option<NumericDatum> {
+    let (Some(model), Some(usage), Some(at)) = (model, usage, at) else {
+        return None;
+    };
+    let c = read_usage(&usage.0, provider);
+    let u = usage_of(&c);
+    let tier = tier_arg(service_tier);
+    match price_call(model, provider, tier, &u, at.into()) {
+        Priced::Cost(cost) => Some(cost_to_numeric_datum(cost)),
+        Priced::UnknownModel | Priced::NoPriceAt => None,
+    }
+}
+
+/// `explain_cost` from a usage object: also the counts read from it, the format recognised, the
+/// keys ignored and any cost the provider reported.
+#[pg_extern(stable, parallel_safe, name = "explain_cost")]
+pub fn explain_cost_usage(
+    model: Option<&str>,
+    usage: Option<JsonB>,
+    at: default!(Option<TimestampWithTimeZone>, "now()"),
+    provider: default!(Option<&str>, "NULL"),
+    service_tier: default!(Option<&str>, "NULL"),
+) -> Option<JsonB> {
+    let (Some(model), Some(usage), Some(at)) = (model, usage, at) else {
+        return None;
+    };
+    let c = read_usage(&usage.0, provider);
+    let u = usage_of(&c);
+    Some(JsonB(explain(model, &u, at, provider, tier_arg(service_tier), Some(counts_json(&usage.0, &c)))))
 }
 
 fn price_row_json(row: &PriceRow) -> serde_json::Value {
@@ -537,6 +628,75 @@ mod tests {
         assert_eq!(num("SELECT llm_cost.provider_id('Together_AI')").as_deref(), Some("together"));
         assert_eq!(num("SELECT llm_cost.provider_of('gemini-2.5-pro')").as_deref(), Some("google"));
         assert_eq!(num("SELECT llm_cost.provider_of('zzz')"), None);
+    }
+
+    /// Issue #16: each provider's documented usage object, priced by hand (USD per 1M tokens from
+    /// the catalog: gpt-4o 2.5 / 10 / cache 1.25, gpt-5 1.25 / 10 / 0.125, Sonnet 4.5 3 / 15 / 0.3 /
+    /// writes 3.75 (5m) and 6 (1h), Gemini 2.5 Flash 0.3 / 2.5 / 0.03, Bedrock Claude 3.7 Sonnet 3 /
+    /// 15 / 0.3 / 3.75, DeepSeek chat 0.28 / 0.42 / 0.028, Mistral Small 0.15 / 0.6, OpenRouter's
+    /// Claude 3.7 Sonnet 3 / 15 with no cache price).
+    #[pg_test]
+    fn usage_objects_priced_by_hand() {
+        let cases: &[(&str, &str, Option<&str>, &str)] = &[
+            // OpenAI Chat Completions: prompt_tokens includes the 1,920 cached ones (not counted twice):
+            // 86 * 2.5 + 1920 * 1.25 + 300 * 10 = 5615.
+            ("gpt-4o", r#"{"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306, "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}"#, None, "0.005615"),
+            // A whole response with its usage inside.
+            ("gpt-4o", r#"{"id": "chatcmpl-1", "object": "chat.completion", "choices": [], "usage": {"prompt_tokens": 2006, "completion_tokens": 300, "prompt_tokens_details": {"cached_tokens": 1920}}}"#, None, "0.005615"),
+            // OpenAI Responses: 26 * 1.25 + 10 * 0.125 + 87 * 10 (reasoning included) = 903.75.
+            ("gpt-5", r#"{"input_tokens": 36, "input_tokens_details": {"cached_tokens": 10}, "output_tokens": 87, "output_tokens_details": {"reasoning_tokens": 40}, "total_tokens": 123}"#, None, "0.00090375"),
+            // Anthropic: input excludes cache reads and writes; 1-hour writes at 6, not 3.75:
+            // 50 * 3 + 503 * 15 + 1800 * 0.3 + 48 * 3.75 + 2000 * 6 = 20415.
+            ("claude-sonnet-4-5", r#"{"input_tokens": 50, "cache_creation_input_tokens": 2048, "cache_read_input_tokens": 1800, "output_tokens": 503, "cache_creation": {"ephemeral_5m_input_tokens": 48, "ephemeral_1h_input_tokens": 2000}, "service_tier": "standard"}"#, None, "0.020415"),
+            // Gemini: thinking is output: 200 * 0.3 + 1000 * 0.03 + (300 + 700) * 2.5 = 2590.
+            ("gemini-2.5-flash", r#"{"usageMetadata": {"promptTokenCount": 1200, "candidatesTokenCount": 300, "thoughtsTokenCount": 700, "cachedContentTokenCount": 1000, "totalTokenCount": 2200}}"#, None, "0.00259"),
+            // Bedrock Converse: 30 * 3 + 628 * 15 + 100 * 0.3 + 20 * 3.75 = 9615.
+            ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", r#"{"inputTokens": 30, "outputTokens": 628, "totalTokens": 778, "cacheReadInputTokens": 100, "cacheWriteInputTokens": 20}"#, None, "0.009615"),
+            // DeepSeek: 200 * 0.28 + 800 * 0.028 + 10 * 0.42 = 82.6.
+            ("deepseek-chat", r#"{"prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010, "prompt_cache_hit_tokens": 800, "prompt_cache_miss_tokens": 200}"#, None, "0.0000826"),
+            // Mistral: 12 * 0.15 + 34 * 0.6 = 22.2.
+            ("mistral-small-latest", r#"{"prompt_tokens": 12, "completion_tokens": 34, "total_tokens": 46}"#, Some("mistral"), "0.0000222"),
+            // OpenRouter: its cost is a provided cost (kept by the trigger); the estimate:
+            // 94 * 3 + 100 * 3 (no cache price: input) + 2 * 15 = 612.
+            ("anthropic/claude-3.7-sonnet", r#"{"prompt_tokens": 194, "completion_tokens": 2, "total_tokens": 196, "cost": 0.95, "is_byok": false, "prompt_tokens_details": {"cached_tokens": 100}}"#, Some("openrouter"), "0.000612"),
+            // LiteLLM's standard logging payload: 500 * 3 + 2000 * 0.3 + 500 * 3.75 + 20 * 15 = 4275.
+            ("claude-sonnet-4-5", r#"{"id": "x", "call_type": "completion", "prompt_tokens": 3000, "completion_tokens": 20, "total_tokens": 3020, "response_cost": 0.0043, "metadata": {"usage_object": {"prompt_tokens": 3000, "completion_tokens": 20, "cache_creation_input_tokens": 500, "cache_read_input_tokens": 2000}}}"#, None, "0.004275"),
+        ];
+        for (model, usage, provider, want) in cases {
+            let p = provider.map_or("NULL".to_string(), |p| format!("'{p}'"));
+            let got = num(&format!("SELECT llm_cost.estimate_cost('{model}', '{usage}'::jsonb, provider => {p})::text"));
+            assert_eq!(got.as_deref(), Some(*want), "{model} {usage}");
+        }
+        // The same call with the counts given directly, the 1-hour writes as an argument.
+        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 50, 503, 1800, 48, cache_write_1h_tokens => 2000)::text").as_deref(), Some("0.020415"));
+        // usage_tokens: the counts, the reported cost, the keys llm_cost does not read.
+        assert_eq!(
+            num(r#"SELECT concat_ws(' ', input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, reasoning_tokens, provided_cost_usd, format, ignored_keys::text) FROM llm_cost.usage_tokens('{"prompt_tokens": 194, "completion_tokens": 2, "cost": 0.95, "prompt_tokens_details": {"cached_tokens": 100}, "completion_tokens_details": {"reasoning_tokens": 1}, "brand_new": 1}')"#).as_deref(),
+            Some("94 2 100 0 0 1 0.95 openrouter {brand_new}")
+        );
+        let j = Spi::get_one::<pgrx::JsonB>(r#"SELECT llm_cost.explain_cost('gpt-4o', '{"prompt_tokens": 10, "completion_tokens": 1, "surprise": {"a": 1}}')"#).unwrap().unwrap().0;
+        assert_eq!(j["usage"]["from_usage_object"]["ignored_keys"], serde_json::json!(["surprise"]));
+        assert_eq!(j["usage"]["input_tokens"], 10);
+    }
+
+    #[pg_test]
+    fn usage_objects_bad_input_is_22023_with_the_path() {
+        for (usage, provider, want) in [
+            (r#"{"prompt_tokens": 10, "prompt_tokens_details": {"cached_tokens": 1.5}}"#, "NULL", "22023: usage object: $.prompt_tokens_details.cached_tokens: must be a non-negative integer token count (got 1.5)"),
+            (r#"{"input_tokens": -3, "output_tokens": 1}"#, "NULL", "22023: usage object: $.input_tokens: must be a non-negative integer token count (got -3)"),
+            (r#"{"usageMetadata": {"promptTokenCount": "12"}}"#, "NULL", "22023: usage object: $.usageMetadata.promptTokenCount: must be a non-negative integer token count (got \"12\")"),
+            (r#"{"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 9}}"#, "NULL", "22023: usage object: $.prompt_tokens_details.cached_tokens: 9 is more than $.prompt_tokens (5) leaves"),
+        ] {
+            let e = crate::test_support::error_of(&format!("PERFORM llm_cost.estimate_cost('gpt-4o', '{usage}'::jsonb, provider => {provider})"));
+            assert_eq!(e, want, "{usage}");
+        }
+        let e = crate::test_support::error_of(r#"PERFORM llm_cost.usage_tokens('{"prompt_tokens": 10, "input_tokens": 10, "output_tokens": 2}')"#);
+        assert!(e.starts_with("22023: usage object: $: ambiguous usage object") && e.contains("name the provider"), "{e}");
+        assert_eq!(num(r#"SELECT (llm_cost.usage_tokens('{"prompt_tokens": 10, "input_tokens": 10, "output_tokens": 2}', 'anthropic')).input_tokens::text"#).as_deref(), Some("10"));
+        let e = crate::test_support::error_of(r#"PERFORM llm_cost.usage_tokens('{"tokens": 10}')"#);
+        assert!(e.starts_with("22023: usage object: $: not a usage object llm_cost knows"), "{e}");
+        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o', NULL::jsonb)::text"), None);
+        assert_eq!(num("SELECT (llm_cost.usage_tokens(NULL)).input_tokens::text"), None);
     }
 
     #[pg_test]

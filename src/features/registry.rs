@@ -33,7 +33,8 @@ const REGISTRIES: &[Registry] = &[
                      cost_source_column = excluded.cost_source_column, cost_default = excluded.cost_default,
                      time_column = excluded.time_column, provider_column = excluded.provider_column,
                      tracked_at = pg_catalog.now(), tracked_by = excluded.tracked_by, time_zone = excluded.time_zone,
-                     service_tier_column = excluded.service_tier_column
+                     service_tier_column = excluded.service_tier_column,
+                     cache_write_1h_tokens_column = excluded.cache_write_1h_tokens_column, usage_column = excluded.usage_column
               RETURNING pg_catalog.to_jsonb(t.*)",
         // Everything llm_cost keeps about the table goes with it.
         delete: "SELECT llm_cost._forget_table($1)",

@@ -567,7 +567,7 @@ unsafe fn estimate_is(defs: &SourceDefs, row: &Borrowed, ts: i64, tokens: &[i64;
     let Some(model) = row.get(defs.model) else { return false };
     let v = pg_sys::pg_detoast_datum_packed(model.cast_mut_ptr());
     let b = std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v));
-    let u = crate::core::pricing::Usage { input: tokens[0], output: tokens[1], cache_read: tokens[2], cache_write: tokens[3] };
+    let u = crate::core::pricing::Usage { input: tokens[0], output: tokens[1], cache_read: tokens[2], cache_write: tokens[3], cache_write_1h: 0 };
     // By model name alone: in a table without a cost_source column whose rows also name a
     // provider or service tier, an estimate at another host's price reads as provided here.
     match crate::pg::money::price_call(std::str::from_utf8(b).unwrap_or(""), None, crate::core::pricing::ServiceTier::Standard, &u, ts) {

@@ -45,6 +45,12 @@ enum IntKind {
     I8,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UsageKind {
+    Jsonb,
+    Json,
+}
+
 #[derive(Clone, Copy, Debug)]
 enum TimeKind {
     Tstz,
@@ -69,6 +75,10 @@ pub struct TableSpec {
     output: Col<IntKind>,
     cache_read: Option<Col<IntKind>>,
     cache_write: Option<Col<IntKind>>,
+    cache_write_1h: Option<Col<IntKind>>,
+    /// A jsonb or json column holding the provider's usage object: when set on a row, the counts
+    /// come from it (and are written into the mapped token columns).
+    usage: Option<Col<UsageKind>>,
     cost: Col<i32>, // typmod
     time: Option<Col<TimeKind>>,
     /// Read to pick the host's price, and filled with the resolved provider when empty.
@@ -244,8 +254,18 @@ unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> T
         cost_not_null,
         // Triggers made before 0.2.0 have no zone argument: UTC.
         zone: args.get(10).filter(|z| !z.is_empty() && !z.eq_ignore_ascii_case("UTC")).map(|z| text_datum(z)),
-        // Triggers made before 0.3.0 have no service tier column.
+        // Triggers made before 0.3.0 have no service tier, 1-hour cache write or usage column.
         service_tier: args.get(11).and_then(|n| opt(n)).map(|n| plain(&n)),
+        cache_write_1h: args.get(12).and_then(|n| opt(n)).map(|n| int(&n)),
+        usage: args.get(13).and_then(|n| opt(n)).map(|n| {
+            let (attno, t, _, _) = find_attr(tupdesc, &relname, &n);
+            let kind = match t {
+                pg_sys::JSONBOID => UsageKind::Jsonb,
+                pg_sys::JSONOID => UsageKind::Json,
+                _ => bad_mapping(format!("llm_cost: usage column \"{n}\" of \"{relname}\" must be jsonb or json")),
+            };
+            Col { attno, name: n, kind }
+        }),
     }
 }
 
@@ -346,6 +366,7 @@ fn same_numeric(a: &str, b: &str) -> bool {
 enum Outcome {
     Keep,     // a provided cost, kept as is
     Provided, // a provided cost, marked provided
+    Reported(Cost), // the cost the provider reported in the usage object: written, marked provided
     Estimated(Cost),
     Unpriced,
 }
@@ -463,6 +484,7 @@ fn provided_cost(spec: &TableSpec, model: &str, host: Option<&str>, tier: Servic
                     output: tokens(o, Some(&spec.output)),
                     cache_read: tokens(o, spec.cache_read.as_ref()),
                     cache_write: tokens(o, spec.cache_write.as_ref()),
+                    cache_write_1h: tokens(o, spec.cache_write_1h.as_ref()),
                 };
                 let old_at = spec.time.as_ref().and_then(|c| unsafe { o.time(c, spec.zone) }).unwrap_or(at);
                 let old_host = spec.provider.as_ref().and_then(|c| unsafe { o.text(c.attno) });
@@ -517,11 +539,21 @@ fn price(
             )
         );
     };
-    let u = Usage {
-        input: tokens(&new, Some(&spec.input)),
-        output: tokens(&new, Some(&spec.output)),
-        cache_read: tokens(&new, spec.cache_read.as_ref()),
-        cache_write: tokens(&new, spec.cache_write.as_ref()),
+    // The provider's usage object, when the table keeps one: it decides the counts.
+    let from_usage = spec.usage.as_ref().and_then(|c| {
+        let d = unsafe { new.datum(c.attno) }?;
+        let hint = spec.provider.as_ref().and_then(|p| unsafe { new.text(p.attno) });
+        Some(read_usage_column(c, d, hint))
+    });
+    let u = match &from_usage {
+        Some(c) => Usage { input: c.input, output: c.output, cache_read: c.cache_read, cache_write: c.cache_write_5m, cache_write_1h: c.cache_write_1h },
+        None => Usage {
+            input: tokens(&new, Some(&spec.input)),
+            output: tokens(&new, Some(&spec.output)),
+            cache_read: tokens(&new, spec.cache_read.as_ref()),
+            cache_write: tokens(&new, spec.cache_write.as_ref()),
+            cache_write_1h: tokens(&new, spec.cache_write_1h.as_ref()),
+        },
     };
     let at = spec
         .time
@@ -564,8 +596,12 @@ fn price(
     let new_source = spec.source.as_ref().and_then(|c| unsafe { new.text(c.attno) });
 
     let provided = cost_text.as_deref().is_some_and(|t| provided_cost(spec, model, host, tier, &u, at, new_source, old, t));
+    // A cost the provider reported in the usage object (OpenRouter's `cost`), where the row has none.
+    let reported = if cost_text.is_none() { from_usage.as_ref().and_then(|c| c.provided_cost) } else { None };
 
-    let outcome = if provided {
+    let outcome = if let Some(units) = reported {
+        Outcome::Reported(Cost(units))
+    } else if provided {
         if spec.source.is_some() && new_source != Some("provided") {
             Outcome::Provided
         } else {
@@ -611,6 +647,7 @@ fn price(
     match &outcome {
         Outcome::Keep => {}
         Outcome::Provided => {}
+        Outcome::Reported(c) => repl.push((spec.cost.attno, Some(crate::pg::money::cost_datum(*c, spec.cost.kind)))),
         Outcome::Estimated(c) => repl.push((spec.cost.attno, Some(crate::pg::money::cost_datum(*c, spec.cost.kind)))),
         Outcome::Unpriced => {
             if spec.cost_not_null {
@@ -625,7 +662,7 @@ fn price(
     }
     if let Some(sc) = &spec.source {
         let want = match &outcome {
-            Outcome::Keep | Outcome::Provided => "provided",
+            Outcome::Keep | Outcome::Provided | Outcome::Reported(_) => "provided",
             Outcome::Estimated(_) => "estimated",
             Outcome::Unpriced => "unpriced",
         };
@@ -648,10 +685,70 @@ fn price(
 
     // The cost as stored, in 10^-16 USD, when we just computed it (a typmod would round it).
     let units = match &outcome {
-        Outcome::Estimated(c) if spec.cost.kind < 0 => Some((spec.cost.attno, c.0)),
+        Outcome::Estimated(c) | Outcome::Reported(c) if spec.cost.kind < 0 => Some((spec.cost.attno, c.0)),
         _ => None,
     };
+    // The counts read from the usage object go into the token columns the table maps.
+    if let Some(c) = &from_usage {
+        for (col, v) in [
+            (Some(&spec.input), c.input),
+            (Some(&spec.output), c.output),
+            (spec.cache_read.as_ref(), c.cache_read),
+            (spec.cache_write.as_ref(), c.cache_write_5m),
+            (spec.cache_write_1h.as_ref(), c.cache_write_1h),
+        ] {
+            if let Some(col) = col {
+                if unsafe { new.int(col) } != Some(v) {
+                    repl.push((col.attno, Some(int_datum(col, v))));
+                }
+            }
+        }
+    }
     (repl, units)
+}
+
+/// A token count as a Datum of the column's integer type; 22003 when it does not fit.
+fn int_datum(c: &Col<IntKind>, v: i64) -> pg_sys::Datum {
+    let fits = match c.kind {
+        IntKind::I2 => i16::try_from(v).is_ok(),
+        IntKind::I4 => i32::try_from(v).is_ok(),
+        IntKind::I8 => true,
+    };
+    if !fits {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+            format!("{} from the usage object ({v}) does not fit column \"{}\"", c.name, c.name)
+        );
+    }
+    match c.kind {
+        IntKind::I2 => pg_sys::Datum::from(v as i16),
+        IntKind::I4 => pg_sys::Datum::from(v as i32),
+        IntKind::I8 => pg_sys::Datum::from(v),
+    }
+}
+
+/// A row's usage object read into counts; 22023 naming the column and the JSON path.
+fn read_usage_column(c: &Col<UsageKind>, d: pg_sys::Datum, provider: Option<&str>) -> crate::core::usage_json::Counts {
+    let r = match c.kind {
+        UsageKind::Jsonb => {
+            let doc = unsafe { crate::pg::jsonb::JsonbDoc::from_datum(d) };
+            crate::core::usage_json::parse(&doc, provider)
+        }
+        UsageKind::Json => {
+            let text = unsafe {
+                let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+                std::str::from_utf8(std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v))).unwrap_or("")
+            };
+            match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(v) => crate::core::usage_json::parse(&v, provider),
+                Err(e) => Err(crate::core::usage_json::UsageError { path: "$".into(), message: e.to_string() }),
+            }
+        }
+    };
+    r.unwrap_or_else(|e| {
+        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("column \"{}\": usage object: {e}", c.name));
+    })
 }
 
 fn numeric_datum(text: &str, typmod: i32) -> pg_sys::Datum {
@@ -735,6 +832,48 @@ mod tests {
         Spi::run("INSERT INTO llm_cost.usage_events (model, provider, service_tier, input_tokens, output_tokens, feature) VALUES ('gpt-4o', 'azure', NULL, 1000000, 0, 'az'), ('gpt-4o', NULL, 'batch', 1000000, 0, 'batch'), ('llama-3.3-70b-versatile', 'openai', NULL, 1000000, 1000000, 'vendor-as-host')").unwrap();
         assert_eq!(one("SELECT string_agg(feature || ' ' || coalesce(cost_usd::text, '-') || ' ' || cost_source, ', ' ORDER BY feature) FROM llm_cost.usage_events WHERE feature IN ('az', 'batch', 'vendor-as-host')").as_deref(), Some("az 2.5 estimated, batch 1.25 estimated, vendor-as-host 1.38 estimated"));
         assert_eq!(crate::test_support::error_of("INSERT INTO llm_cost.usage_events (model, service_tier, input_tokens, output_tokens) VALUES ('gpt-4o', 'turbo', 1, 1)"), "22023: unknown service tier \"turbo\" in column \"service_tier\"");
+    }
+
+    /// Issue #16: a table that keeps the raw usage object: the counts come from it, go into the
+    /// mapped token columns, a reported cost is kept as provided, bad objects reject the statement.
+    #[pg_test]
+    fn usage_column_prices_and_fills_token_columns() {
+        Spi::run(
+            "CREATE TABLE calls (created_at timestamptz NOT NULL DEFAULT now(), model text, provider text,
+                                 tin int, tout int, cr int, cw bigint, cw1h bigint, cost_usd numeric, cost_source text, usage jsonb, raw json)",
+        )
+        .unwrap();
+        Spi::run(
+            "SELECT llm_cost.track('calls', input_tokens_column => 'tin', output_tokens_column => 'tout', cache_read_tokens_column => 'cr',
+                                   cache_write_tokens_column => 'cw', cache_write_1h_tokens_column => 'cw1h', provider_column => 'provider',
+                                   usage_column => 'usage')",
+        )
+        .unwrap();
+        Spi::run(r#"INSERT INTO calls (model, usage) VALUES
+              ('claude-sonnet-4-5', '{"input_tokens": 50, "cache_creation_input_tokens": 2048, "cache_read_input_tokens": 1800, "output_tokens": 503, "cache_creation": {"ephemeral_5m_input_tokens": 48, "ephemeral_1h_input_tokens": 2000}}'),
+              ('gpt-4o', '{"prompt_tokens": 2006, "completion_tokens": 300, "prompt_tokens_details": {"cached_tokens": 1920}}')"#).unwrap();
+        Spi::run(r#"INSERT INTO calls (model, provider, usage) VALUES ('anthropic/claude-3.7-sonnet', 'openrouter', '{"prompt_tokens": 194, "completion_tokens": 2, "cost": 0.95, "prompt_tokens_details": {"cached_tokens": 100}}')"#).unwrap();
+        // Token columns given and no usage object: priced from the columns, as before.
+        Spi::run("INSERT INTO calls (model, tin, tout) VALUES ('gpt-4o', 1000000, 0)").unwrap();
+        assert_eq!(
+            one("SELECT string_agg(concat_ws(' ', model, tin, tout, cr, cw, cw1h, cost_usd, cost_source), ' | ' ORDER BY model, tin) FROM calls").as_deref(),
+            Some("anthropic/claude-3.7-sonnet 94 2 100 0 0 0.95 provided | claude-sonnet-4-5 50 503 1800 48 2000 0.020415 estimated | gpt-4o 86 300 1920 0 0 0.005615 estimated | gpt-4o 1000000 0 2.5 estimated")
+        );
+        // An UPDATE of the usage object prices the row again.
+        Spi::run(r#"UPDATE calls SET usage = '{"prompt_tokens": 1000000, "completion_tokens": 0}' WHERE model = 'gpt-4o' AND tin = 86"#).unwrap();
+        assert_eq!(one("SELECT concat_ws(' ', tin, cr, cost_usd) FROM calls WHERE model = 'gpt-4o' AND tin = 1000000 AND usage IS NOT NULL").as_deref(), Some("1000000 0 2.5"));
+        // Bad usage: the statement is rejected whole, naming the column and the path.
+        let e = error_of(r#"INSERT INTO calls (model, usage) VALUES ('gpt-4o', '{"prompt_tokens": 3}'), ('gpt-4o', '{"prompt_tokens": 3, "completion_tokens": -1}')"#);
+        assert_eq!(e, "22023: column \"usage\": usage object: $.completion_tokens: must be a non-negative integer token count (got -1)");
+        let e = error_of(r#"INSERT INTO calls (model, usage) VALUES ('gpt-4o', '{"prompt_tokens": 3000000000}')"#);
+        assert!(e.starts_with("22003: tin from the usage object (3000000000) does not fit"), "{e}");
+        assert_eq!(one("SELECT count(*)::text FROM calls").as_deref(), Some("4"));
+        // A json (not jsonb) column works too.
+        Spi::run("SELECT llm_cost.track('calls', input_tokens_column => 'tin', output_tokens_column => 'tout', usage_column => 'raw')").unwrap();
+        Spi::run(r#"INSERT INTO calls (model, raw) VALUES ('gemini-2.5-flash', '{"usageMetadata": {"promptTokenCount": 1200, "candidatesTokenCount": 300, "thoughtsTokenCount": 700, "cachedContentTokenCount": 1000}}')"#).unwrap();
+        assert_eq!(one("SELECT concat_ws(' ', tin, tout, cost_usd) FROM calls WHERE model = 'gemini-2.5-flash'").as_deref(), Some("200 1000 0.00259"));
+        let e = error_of("PERFORM llm_cost.track('calls', input_tokens_column => 'tin', output_tokens_column => 'tout', usage_column => 'model')");
+        assert!(e.starts_with("42804"), "{e}");
     }
 
     #[pg_test]

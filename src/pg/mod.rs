@@ -6,9 +6,11 @@
 //!   memory per subtransaction until it is written;
 //! - `cache`: the per-backend price catalog and relation-change notifications;
 //! - `money`: exact costs as numeric Datums, one call priced from the cache;
+//! - `jsonb`: a jsonb value read in place (a usage column);
 //! - `privilege`: whose rights (a table's owner, the extension's owner).
 
 pub mod cache;
+pub mod jsonb;
 pub mod lifecycle;
 pub mod money;
 pub mod pending;

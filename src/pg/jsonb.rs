@@ -1,0 +1,121 @@
+//! A jsonb value read in place, as a `core::usage_json::Doc`: keys are looked up in the binary
+//! container (`getKeyJsonValueFromContainer`, a binary search) and numbers decoded from numeric's
+//! binary form. No text, no serde: this is the cost trigger's path for a usage column.
+
+use crate::core::usage_json::{Doc, Field};
+use pgrx::prelude::*;
+
+/// A detoasted jsonb (valid for the current call).
+pub struct JsonbDoc {
+    root: *mut pg_sys::JsonbContainer,
+}
+
+impl JsonbDoc {
+    /// # Safety
+    /// `d` must be a jsonb Datum.
+    pub unsafe fn from_datum(d: pg_sys::Datum) -> JsonbDoc {
+        let j = pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *mut pg_sys::Jsonb;
+        JsonbDoc { root: std::ptr::addr_of_mut!((*j).root) }
+    }
+
+    fn is_obj(c: *mut pg_sys::JsonbContainer) -> bool {
+        unsafe { (*c).header & pg_sys::JB_FOBJECT != 0 }
+    }
+
+    /// The value at `path`, if every step is an object holding the key.
+    fn lookup(&self, path: &[&str]) -> Option<pg_sys::JsonbValue> {
+        let mut c = self.root;
+        let mut out: Option<pg_sys::JsonbValue> = None;
+        for (i, k) in path.iter().enumerate() {
+            if !Self::is_obj(c) {
+                return None;
+            }
+            let mut v = pg_sys::JsonbValue { type_: 0, val: pg_sys::JsonbValue__bindgen_ty_1 { boolean: false } };
+            let found = unsafe { pg_sys::getKeyJsonValueFromContainer(c, k.as_ptr() as *const std::ffi::c_char, k.len() as i32, &mut v) };
+            if found.is_null() {
+                return None;
+            }
+            if i + 1 < path.len() {
+                if v.type_ != pg_sys::jbvType::jbvBinary {
+                    return None;
+                }
+                c = unsafe { v.val.binary.data };
+            }
+            out = Some(v);
+        }
+        out
+    }
+
+    fn numeric_body<'a>(n: pg_sys::Numeric) -> &'a [u8] {
+        unsafe {
+            let v = n as *mut pg_sys::varlena;
+            std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v))
+        }
+    }
+
+    fn numeric_text(n: pg_sys::Numeric) -> String {
+        unsafe { pgrx::AnyNumeric::from_datum(pg_sys::Datum::from(n), false) }.map(|x| x.to_string()).unwrap_or_else(|| "a number".into())
+    }
+
+    fn describe(v: &pg_sys::JsonbValue) -> String {
+        match v.type_ {
+            pg_sys::jbvType::jbvString => unsafe {
+                let s = std::slice::from_raw_parts(v.val.string.val as *const u8, v.val.string.len as usize);
+                format!("\"{}\"", String::from_utf8_lossy(s))
+            },
+            pg_sys::jbvType::jbvBool => unsafe { v.val.boolean.to_string() },
+            pg_sys::jbvType::jbvBinary => {
+                if Self::is_obj(unsafe { v.val.binary.data }) {
+                    "an object".into()
+                } else {
+                    "an array".into()
+                }
+            }
+            _ => "a value that is not a number".into(),
+        }
+    }
+}
+
+const UNIT: i128 = 10_000_000_000_000_000; // 10^16: units of a cost per integer
+
+impl Doc for JsonbDoc {
+    fn field(&self, path: &[&str]) -> Field {
+        let Some(v) = self.lookup(path) else { return Field::Missing };
+        match v.type_ {
+            pg_sys::jbvType::jbvNull => Field::Null,
+            pg_sys::jbvType::jbvNumeric => {
+                let n = unsafe { v.val.numeric };
+                match crate::core::numeric::decode_units(Self::numeric_body(n)) {
+                    Some(u) if u >= 0 && u % UNIT == 0 && u / UNIT <= i64::MAX as i128 => Field::Count((u / UNIT) as i64),
+                    _ => Field::Bad(Self::numeric_text(n)),
+                }
+            }
+            _ => Field::Bad(Self::describe(&v)),
+        }
+    }
+
+    fn money(&self, path: &[&str]) -> Result<Option<i128>, String> {
+        let Some(v) = self.lookup(path) else { return Ok(None) };
+        match v.type_ {
+            pg_sys::jbvType::jbvNull => Ok(None),
+            pg_sys::jbvType::jbvNumeric => {
+                let n = unsafe { v.val.numeric };
+                match crate::core::numeric::decode_units(Self::numeric_body(n)) {
+                    Some(u) if u >= 0 => Ok(Some(u)),
+                    _ => Err(Self::numeric_text(n)),
+                }
+            }
+            _ => Err(Self::describe(&v)),
+        }
+    }
+
+    fn is_object(&self, path: &[&str]) -> bool {
+        if path.is_empty() {
+            return Self::is_obj(self.root);
+        }
+        match self.lookup(path) {
+            Some(v) if v.type_ == pg_sys::jbvType::jbvBinary => Self::is_obj(unsafe { v.val.binary.data }),
+            _ => false,
+        }
+    }
+}
