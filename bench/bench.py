@@ -199,6 +199,35 @@ def bench_insert(out):
                 c.execute(insert_scripts(table)[1].replace("generate_series(1, 1000)", f"generate_series(1, {n})"))
                 per[name] = min(per[name], time.perf_counter() - t0)
         per_row_us = (per[names_of(variants)[1]] - per[names_of(variants)[0]]) / n * 1e6
+        # Pricing from the provider's usage object (jsonb) vs from integer columns: the same rows,
+        # each carrying its usage object; one table reads the counts from the integer columns the
+        # application filled, the other from the usage object (and fills the columns itself).
+        c.execute(f"""CREATE TABLE bench.usage_src AS
+            SELECT {MODELS_SQL}[1 + g % 4] AS model, 1000 + g % 5000 AS tin, g % 700 AS tout, (g % 3) * 500 AS cr,
+                   CASE WHEN g % 2 = 0
+                        THEN jsonb_build_object('input_tokens', 1000 + g % 5000, 'output_tokens', g % 700, 'cache_read_input_tokens', (g % 3) * 500,
+                                                'cache_creation_input_tokens', 0, 'cache_creation', jsonb_build_object('ephemeral_5m_input_tokens', 0, 'ephemeral_1h_input_tokens', 0))
+                        ELSE jsonb_build_object('prompt_tokens', 1000 + g % 5000 + (g % 3) * 500, 'completion_tokens', g % 700, 'total_tokens', 1000 + g % 5000 + (g % 3) * 500 + g % 700,
+                                                'prompt_tokens_details', jsonb_build_object('cached_tokens', (g % 3) * 500, 'audio_tokens', 0),
+                                                'completion_tokens_details', jsonb_build_object('reasoning_tokens', 0, 'audio_tokens', 0))
+                   END AS usage
+              FROM generate_series(1, {n}) g""")
+        for t, extra in (("bench.cols_events", ""), ("bench.json_events", ", usage_column => 'usage'")):
+            c.execute(f"CREATE TABLE {t} (LIKE llm_cost.usage_events INCLUDING ALL)")
+            c.execute(f"""SELECT llm_cost.track('{t}', cache_read_tokens_column => 'cache_read_tokens', cache_write_tokens_column => 'cache_write_tokens',
+                          time_column => 'occurred_at', provider_column => 'provider'{extra})""")
+        uj = {"bench.cols_events": float("inf"), "bench.json_events": float("inf")}
+        for _ in range(5):
+            for t in uj:
+                c.execute(f"TRUNCATE {t}")
+                t0 = time.perf_counter()
+                cols = "input_tokens, output_tokens, cache_read_tokens," if t == "bench.cols_events" else ""
+                vals = "tin, tout, cr," if t == "bench.cols_events" else ""
+                c.execute(f"INSERT INTO {t} (model, {cols} usage) SELECT model, {vals} usage FROM bench.usage_src")
+                uj[t] = min(uj[t], time.perf_counter() - t0)
+        same_usage = one_value(c, """SELECT count(*) FROM (SELECT model, input_tokens, output_tokens, cache_read_tokens, cost_usd FROM bench.cols_events
+                                     EXCEPT ALL SELECT model, input_tokens, output_tokens, cache_read_tokens, cost_usd FROM bench.json_events) d""")
+        usage_extra_us = (uj["bench.json_events"] - uj["bench.cols_events"]) / n * 1e6
     names = list(variants)
     out.append("## INSERT with the cost trigger vs the same table without it\n")
     out.append("pgbench, 8 clients, 15 s per run, two interleaved runs per variant (mean), tables truncated before each run. "
@@ -214,6 +243,10 @@ def bench_insert(out):
     out.append(f"| 1000-row INSERT … SELECT | {b[0] * 1000:,.0f} | {t[0] * 1000:,.0f} | **{t[0] / b[0]:.0%}** |")
     out.append(f"\n**Trigger cost per row: {per_row_us:.2f} µs** (one session, 100,000-row INSERT … SELECT, interleaved, best of 5: "
                f"{per[names[1]]:.3f} s with the trigger vs {per[names[0]]:.3f} s bare). Rows left unpriced: {unpriced} (must be 0).\n")
+    out.append(f"**Pricing from the usage object: {usage_extra_us:+.2f} µs per row** against the same rows priced from integer "
+               f"columns (target ≤ 2 µs; 100,000 rows carrying their usage object, half Anthropic- and half OpenAI-shaped, "
+               f"interleaved, best of 5: {uj['bench.json_events']:.3f} s reading the jsonb vs {uj['bench.cols_events']:.3f} s reading the "
+               f"columns). Rows whose counts or cost differ between the two: {same_usage} (must be 0).\n")
     print(f"insert: single {single}, batch {batch}", file=sys.stderr)
 
 

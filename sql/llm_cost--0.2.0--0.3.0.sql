@@ -116,7 +116,8 @@ CREATE  FUNCTION "estimate_cost"(
 	"cache_write_tokens" bigint DEFAULT 0, /* Option < i64 > */
 	"at" timestamp with time zone DEFAULT now(), /* Option < TimestampWithTimeZone > */
 	"provider" TEXT DEFAULT NULL, /* Option < & str > */
-	"service_tier" TEXT DEFAULT NULL /* Option < & str > */
+	"service_tier" TEXT DEFAULT NULL, /* Option < & str > */
+	"cache_write_1h_tokens" bigint DEFAULT 0 /* Option < i64 > */
 ) RETURNS numeric /* Option < NumericDatum > */
 STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
@@ -131,7 +132,8 @@ CREATE  FUNCTION "explain_cost"(
 	"cache_write_tokens" bigint DEFAULT 0, /* Option < i64 > */
 	"at" timestamp with time zone DEFAULT now(), /* Option < TimestampWithTimeZone > */
 	"provider" TEXT DEFAULT NULL, /* Option < & str > */
-	"service_tier" TEXT DEFAULT NULL /* Option < & str > */
+	"service_tier" TEXT DEFAULT NULL, /* Option < & str > */
+	"cache_write_1h_tokens" bigint DEFAULT 0 /* Option < i64 > */
 ) RETURNS jsonb /* Option < JsonB > */
 STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
@@ -169,6 +171,39 @@ CREATE  FUNCTION "_catalog_stats"() RETURNS jsonb /* JsonB */
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_catalog_stats_wrapper';
+
+-- llm_cost::features::pricing_sql::_usage_tokens
+CREATE  FUNCTION "_usage_tokens"(
+	"usage" jsonb, /* Option < JsonB > */
+	"provider" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS jsonb /* Option < JsonB > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_usage_tokens_wrapper';
+
+-- llm_cost::features::pricing_sql::estimate_cost
+CREATE  FUNCTION "estimate_cost"(
+	"model" TEXT, /* Option < & str > */
+	"usage" jsonb, /* Option < JsonB > */
+	"at" timestamp with time zone DEFAULT now(), /* Option < TimestampWithTimeZone > */
+	"provider" TEXT DEFAULT NULL, /* Option < & str > */
+	"service_tier" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS numeric /* Option < NumericDatum > */
+STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'estimate_cost_usage_wrapper';
+
+-- llm_cost::features::pricing_sql::explain_cost
+CREATE  FUNCTION "explain_cost"(
+	"model" TEXT, /* Option < & str > */
+	"usage" jsonb, /* Option < JsonB > */
+	"at" timestamp with time zone DEFAULT now(), /* Option < TimestampWithTimeZone > */
+	"provider" TEXT DEFAULT NULL, /* Option < & str > */
+	"service_tier" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS jsonb /* Option < JsonB > */
+STABLE PARALLEL SAFE 
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'explain_cost_usage_wrapper';
 
 -------------------------------------------------------------------------------------------------
 -- The shipped catalog, refreshed (sql/prices.sql of 0.3.0). Rows of 0.2.0 whose model the new
@@ -3362,9 +3397,40 @@ COMMENT ON FUNCTION llm_cost.import_prices(jsonb, text, timestamptz, boolean) IS
 REVOKE ALL ON FUNCTION llm_cost.import_prices(jsonb, text, timestamptz, boolean) FROM PUBLIC;
 
 -------------------------------------------------------------------------------------------------
--- Usage logs (sql/usage.sql): service tiers, the provider column picks the host's price
+-- Usage objects (sql/usage_objects.sql)
+-------------------------------------------------------------------------------------------------
+CREATE TYPE llm_cost.usage_counts AS (
+    input_tokens          bigint,
+    output_tokens         bigint,
+    cache_read_tokens     bigint,
+    cache_write_5m_tokens bigint,
+    cache_write_1h_tokens bigint,
+    reasoning_tokens      bigint,
+    audio_input_tokens    bigint,
+    audio_output_tokens   bigint,
+    provided_cost_usd     numeric,
+    format                text,
+    ignored_keys          text[]
+);
+COMMENT ON TYPE llm_cost.usage_counts IS
+'Token counts read from a provider usage object, disjoint: input (uncached), cache read, cache write 5-minute and 1-hour add up to the prompt; output includes reasoning. reasoning and audio counts are parts of input/output, for information. provided_cost_usd: a cost the provider reported (OpenRouter''s cost). ignored_keys: keys llm_cost does not read.';
+
+CREATE FUNCTION llm_cost.usage_tokens(usage jsonb, provider text DEFAULT NULL) RETURNS llm_cost.usage_counts
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT (pg_catalog.jsonb_populate_record(NULL::llm_cost.usage_counts, llm_cost._usage_tokens(usage, provider))).* $$;
+
+COMMENT ON FUNCTION llm_cost.usage_tokens(jsonb, text) IS
+'The token counts llm_cost prices, from the usage object of OpenAI Chat Completions or Responses, Anthropic Messages, Gemini usageMetadata, Bedrock Converse, Mistral, DeepSeek, OpenRouter or LiteLLM (a whole response holding "usage" or "usageMetadata" also works). provider: the API it came from, needed only when the shape is ambiguous. A count that is negative, fractional or not a number is 22023 with its JSON path.';
+
+-------------------------------------------------------------------------------------------------
+-- Usage logs (sql/usage.sql): service tiers, the provider column picks the host's price,
+-- 1-hour cache writes, usage objects
 -------------------------------------------------------------------------------------------------
 ALTER TABLE llm_cost.tracked_tables ADD COLUMN service_tier_column text;
+ALTER TABLE llm_cost.tracked_tables ADD COLUMN cache_write_1h_tokens_column text;
+ALTER TABLE llm_cost.tracked_tables ADD COLUMN usage_column text;
+COMMENT ON COLUMN llm_cost.tracked_tables.cache_write_1h_tokens_column IS 'Column with tokens written to the 1-hour prompt cache, or NULL.';
+COMMENT ON COLUMN llm_cost.tracked_tables.usage_column IS 'jsonb or json column with the provider''s usage object, or NULL: when a row has one, the counts (and a cost the provider reported) come from it.';
 COMMENT ON COLUMN llm_cost.tracked_tables.service_tier_column IS 'Column with the call''s service tier (standard, batch, flex, priority, fast; NULL is standard), or NULL.';
 DROP FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text);
 CREATE FUNCTION llm_cost.track(
@@ -3379,7 +3445,9 @@ CREATE FUNCTION llm_cost.track(
     provider_column           text    DEFAULT NULL,
     add_cost_column           boolean DEFAULT false,
     time_zone                 text    DEFAULT 'UTC',
-    service_tier_column       text    DEFAULT NULL)
+    service_tier_column       text    DEFAULT NULL,
+    cache_write_1h_tokens_column text DEFAULT NULL,
+    usage_column              text    DEFAULT NULL)
 RETURNS llm_cost.tracked_tables
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -3430,6 +3498,12 @@ BEGIN
     IF service_tier_column IS NOT NULL THEN
         PERFORM llm_cost._column(log_table, service_tier_column, 'service tier', texts, false);
     END IF;
+    IF cache_write_1h_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_write_1h_tokens_column, 'cache write (1 hour) tokens', ints, false);
+    END IF;
+    IF usage_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, usage_column, 'usage', ARRAY['jsonb', 'json']::regtype[], false);
+    END IF;
 
     IF add_cost_column AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
                                         WHERE attrelid = log_table AND attname = cost_column AND NOT attisdropped) THEN
@@ -3469,15 +3543,16 @@ BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_price ON %s', log_table);
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_unpriced ON %s', log_table);
     update_cols := array_remove(ARRAY[model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
-                                      cache_write_tokens_column, cost_column, time_column], NULL);
+                                      cache_write_tokens_column, cost_column, time_column, cache_write_1h_tokens_column,
+                                      usage_column], NULL);
     EXECUTE format('CREATE TRIGGER llm_cost_price BEFORE INSERT OR UPDATE OF %s ON %s FOR EACH ROW '
-                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
+                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(update_cols) c), log_table,
                    model_column, input_tokens_column, output_tokens_column,
                    coalesce(cache_read_tokens_column, ''), coalesce(cache_write_tokens_column, ''),
                    cost_column, coalesce(time_column, ''), coalesce(provider_column, ''),
                    coalesce(source_col, ''), coalesce(default_value::text, ''), time_zone,
-                   coalesce(service_tier_column, ''));
+                   coalesce(service_tier_column, ''), coalesce(cache_write_1h_tokens_column, ''), coalesce(usage_column, ''));
     EXECUTE format('CREATE TRIGGER llm_cost_unpriced AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT '
                    'EXECUTE FUNCTION llm_cost.usage_statement_end()', log_table);
 
@@ -3487,14 +3562,20 @@ BEGIN
             'cache_read_tokens_column', cache_read_tokens_column, 'cache_write_tokens_column', cache_write_tokens_column,
             'cost_column', cost_column, 'cost_source_column', source_col, 'cost_default', default_value,
             'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now(), 'time_zone', time_zone,
-            'service_tier_column', service_tier_column)));
+            'service_tier_column', service_tier_column, 'cache_write_1h_tokens_column', cache_write_1h_tokens_column,
+            'usage_column', usage_column)));
     RETURN result;
 END $$;
 
-COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text) IS
-'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider. service_tier_column: batch, flex, priority, fast or standard (NULL).';
+COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text, text, text) IS
+'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider. service_tier_column: batch, flex, priority, fast or standard (NULL). usage_column: a jsonb or json column with the provider''s usage object (OpenAI, Anthropic, Gemini, Bedrock, DeepSeek, OpenRouter, LiteLLM): the counts come from it and are written into the mapped token columns; a cost the provider reported (OpenRouter) is kept as provided.';
 
 ALTER TABLE llm_cost.usage_events ADD COLUMN service_tier text;
+ALTER TABLE llm_cost.usage_events ADD COLUMN cache_write_1h_tokens bigint NOT NULL DEFAULT 0 CHECK (cache_write_1h_tokens >= 0);
+ALTER TABLE llm_cost.usage_events ADD COLUMN usage jsonb;
+COMMENT ON COLUMN llm_cost.usage_events.total_tokens IS 'input + output + cache read + cache write (5-minute) tokens (generated; 1-hour cache writes are in cache_write_1h_tokens).';
+COMMENT ON COLUMN llm_cost.usage_events.cache_write_1h_tokens IS 'Prompt tokens written to the 1-hour cache (Anthropic: cache_creation.ephemeral_1h_input_tokens), priced at the 1-hour price. Not in total_tokens.';
+COMMENT ON COLUMN llm_cost.usage_events.usage IS 'The provider''s usage object as returned (OpenAI, Anthropic, Gemini, Bedrock, DeepSeek, OpenRouter, LiteLLM), if you have it: the token columns are then filled from it, and a cost it reports (OpenRouter) is kept as provided.';
 COMMENT ON COLUMN llm_cost.usage_events.provider IS 'Provider or host the call went to (openai, openrouter, bedrock, azure, groq, ...): when set, the call is priced at that host''s price; filled from the model when left NULL or empty.';
 -- The default daily rollup shows the source column's comment.
 COMMENT ON COLUMN llm_cost.usage_daily.provider IS 'Provider or host the call went to (openai, openrouter, bedrock, azure, groq, ...): when set, the call is priced at that host''s price; filled from the model when left NULL or empty.';
@@ -3505,7 +3586,9 @@ SELECT llm_cost.track('llm_cost.usage_events',
                       cache_write_tokens_column => 'cache_write_tokens',
                       time_column               => 'occurred_at',
                       provider_column           => 'provider',
-                      service_tier_column       => 'service_tier');
+                      service_tier_column       => 'service_tier',
+                      cache_write_1h_tokens_column => 'cache_write_1h_tokens',
+                      usage_column              => 'usage');
 
 -------------------------------------------------------------------------------------------------
 -- Security (sql/security.sql)
