@@ -86,7 +86,9 @@ impl Format {
             Format::Gemini => &[
                 "promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount", "cachedContentTokenCount", "totalTokenCount",
                 "toolUsePromptTokenCount", "promptTokensDetails", "candidatesTokensDetails", "cacheTokensDetails",
-                "toolUsePromptTokensDetails", "trafficType",
+                "toolUsePromptTokensDetails", "trafficType", "prompt_token_count", "candidates_token_count", "thoughts_token_count",
+                "cached_content_token_count", "total_token_count", "tool_use_prompt_token_count", "prompt_tokens_details",
+                "candidates_tokens_details", "cache_tokens_details", "tool_use_prompt_tokens_details", "traffic_type",
             ],
             Format::BedrockConverse => &[
                 "inputTokens", "outputTokens", "totalTokens", "cacheReadInputTokens", "cacheWriteInputTokens",
@@ -243,6 +245,9 @@ pub fn parse<D: Doc + ?Sized>(doc: &D, provider: Option<&str>) -> Result<Counts,
     // The usage object itself, or a whole response holding it.
     let (root, rootname): (&[&str], Option<&'static str>) = if doc.is_object(&["usageMetadata"]) {
         (&["usageMetadata"], Some("usageMetadata"))
+    } else if doc.is_object(&["usage_metadata"]) {
+        // The Python SDK's field names.
+        (&["usage_metadata"], Some("usage_metadata"))
     } else if doc.is_object(&["usage"]) && !doc.has(&["prompt_tokens"]) && !doc.has(&["input_tokens"]) && !doc.has(&["inputTokens"]) {
         (&["usage"], Some("usage"))
     } else {
@@ -262,7 +267,7 @@ fn detect<D: Doc + ?Sized>(at: &At<'_, D>, hint: Option<ProviderHint>) -> Result
     let chat = has(&["prompt_tokens"]) || has(&["completion_tokens"]);
     let io = has(&["input_tokens"]) || has(&["output_tokens"]);
     let camel = has(&["inputTokens"]) || has(&["outputTokens"]);
-    let gemini = has(&["promptTokenCount"]) || has(&["candidatesTokenCount"]);
+    let gemini = has(&["promptTokenCount"]) || has(&["candidatesTokenCount"]) || has(&["prompt_token_count"]) || has(&["candidates_token_count"]);
     let anthropic_marks = has(&["cache_creation_input_tokens"]) || has(&["cache_read_input_tokens"]) || at.is_object(&["cache_creation"]);
     let responses_marks = has(&["input_tokens_details"]) || has(&["output_tokens_details"]);
     let litellm_marks = has(&["response_cost"]) || has(&["metadata", "usage_object"]);
@@ -409,13 +414,23 @@ fn extract<D: Doc + ?Sized>(at: &At<'_, D>, f: Format) -> Result<Counts, UsageEr
             }
         }
         Format::Gemini => {
-            // promptTokenCount includes the cached tokens; thinking is billed as output.
-            let p = at.count0(&["promptTokenCount"])?;
-            c.cache_read = at.count0(&["cachedContentTokenCount"])?;
-            let tool = at.count0(&["toolUsePromptTokenCount"])?;
-            c.input = at.minus(p, &["promptTokenCount"], &[(c.cache_read, &["cachedContentTokenCount"])])? + tool;
-            let thoughts = at.count(&["thoughtsTokenCount"])?;
-            c.output = at.count0(&["candidatesTokenCount"])? + thoughts.unwrap_or(0);
+            // promptTokenCount includes the cached tokens; thinking is billed as output. The REST
+            // API writes camelCase, the Python SDK snake_case.
+            let snake = at.has(&["prompt_token_count"]) || at.has(&["candidates_token_count"]);
+            let k = |camel: &'static str, snake_name: &'static str| -> &'static str { if snake { snake_name } else { camel } };
+            let (pk, ck, tk, thk, ok) = (
+                k("promptTokenCount", "prompt_token_count"),
+                k("cachedContentTokenCount", "cached_content_token_count"),
+                k("toolUsePromptTokenCount", "tool_use_prompt_token_count"),
+                k("thoughtsTokenCount", "thoughts_token_count"),
+                k("candidatesTokenCount", "candidates_token_count"),
+            );
+            let p = at.count0(&[pk])?;
+            c.cache_read = at.count0(&[ck])?;
+            let tool = at.count0(&[tk])?;
+            c.input = at.minus(p, &[pk], &[(c.cache_read, &[ck])])? + tool;
+            let thoughts = at.count(&[thk])?;
+            c.output = at.count0(&[ok])? + thoughts.unwrap_or(0);
             c.reasoning = thoughts;
         }
         Format::BedrockConverse => {
@@ -592,6 +607,11 @@ mod tests {
         assert_eq!(tuple(&c), (200, 1000, 1000, 0, 0));
         assert_eq!(c.reasoning, Some(700));
         assert_eq!(c.root, Some("usageMetadata"));
+        // The Python SDK's snake_case.
+        let c = counts(json!({"usage_metadata": {"prompt_token_count": 1200, "candidates_token_count": 300, "thoughts_token_count": 700,
+            "cached_content_token_count": 1000, "total_token_count": 2200}}), None);
+        assert_eq!(tuple(&c), (200, 1000, 1000, 0, 0));
+        assert_eq!(ignored_keys(&json!({"usage_metadata": {"prompt_token_count": 1, "new": 2}}), &counts(json!({"usage_metadata": {"prompt_token_count": 1, "new": 2}}), None)), vec!["new".to_string()]);
     }
 
     #[test]
