@@ -3290,6 +3290,9 @@ DECLARE
     cur_from text;
     any_rows boolean;
     start_at timestamptz;
+    hosts    jsonb;
+    dups     bigint[];
+    ord      bigint;
 BEGIN
     IF doc IS NULL THEN
         RAISE EXCEPTION 'llm_cost.import_prices: doc must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -3314,9 +3317,30 @@ BEGIN
         ON CONFLICT ON CONSTRAINT providers_pkey DO NOTHING;
     END IF;
 
-    FOR m IN SELECT value FROM jsonb_array_elements(parsed -> 'models') LOOP
-        provider := coalesce(llm_cost.provider_id(m ->> 'provider'), lower(m ->> 'provider'));
+    -- The catalog provider of each provider value, looked up once: every write below invalidates
+    -- the cached catalog, and looking it up again per model would reload it per model.
+    SELECT coalesce(jsonb_object_agg(v, coalesce(llm_cost.provider_id(v), lower(v))), '{}') INTO hosts
+      FROM (SELECT DISTINCT x ->> 'provider' AS v FROM jsonb_array_elements(parsed -> 'models') x
+             WHERE coalesce(x ->> 'provider', '') <> '') d;
+
+    -- Two entries of the document for one catalog model (LiteLLM's `gpt-4o` and `openai/gpt-4o`,
+    -- `bedrock/…` and `bedrock_converse/…`): the first one counts, so a second import changes nothing.
+    SELECT array_agg(d.n) INTO dups
+      FROM (SELECT e.n, row_number() OVER (PARTITION BY coalesce(hosts ->> (e.x ->> 'provider'), lower(e.x ->> 'provider')), lower(e.x ->> 'model')
+                                           ORDER BY e.n) AS rn
+              FROM jsonb_array_elements(parsed -> 'models') WITH ORDINALITY AS e(x, n)
+             WHERE e.x ->> 'skip' IS NULL) d
+     WHERE d.rn > 1;
+
+    FOR m, ord IN SELECT e.x, e.n FROM jsonb_array_elements(parsed -> 'models') WITH ORDINALITY AS e(x, n) LOOP
+        provider := coalesce(hosts ->> (m ->> 'provider'), lower(m ->> 'provider'));
         model := m ->> 'model';
+        IF ord = ANY (dups) THEN
+            status := 'skipped';
+            detail := 'the document prices this model in an earlier entry';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
         IF m ->> 'skip' IS NOT NULL THEN
             status := 'skipped';
             detail := m ->> 'skip';

@@ -390,8 +390,15 @@ fn litellm(doc: &Value) -> Result<Document, DocError> {
         let eo = obj(e, &path)?;
         let provider = match eo.get("litellm_provider") {
             Some(Value::String(s)) if !s.is_empty() => s.to_ascii_lowercase(),
+            Some(Value::Null) | None => match name.split_once('/') {
+                // No provider field: the key's route says it (`azure/gpt-…`).
+                Some((route, _)) if !route.is_empty() => route.to_ascii_lowercase(),
+                _ => {
+                    out.models.push(Model { provider: String::new(), model: name.clone(), skip: Some("no litellm_provider and no provider route in the name".into()), ..Default::default() });
+                    continue;
+                }
+            },
             Some(_) => return bad(format!("{path}.litellm_provider"), "must be a non-empty string"),
-            None => return bad(format!("{path}.litellm_provider"), "is missing"),
         };
         // `bedrock/us.anthropic…` under provider bedrock: the model id is what follows the route.
         let lower = name.to_ascii_lowercase();

@@ -62,23 +62,29 @@ def test_litellm_and_openrouter_documents_keep_history(fresh_db):
         "groq/llama-3.3-70b-versatile": {"litellm_provider": "groq", "input_cost_per_token": 6e-07, "output_cost_per_token": 8e-07},
         "house-model-x": {"litellm_provider": "openai", "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},
         "dall-e-9": {"litellm_provider": "openai", "output_cost_per_image": 0.04},
+        # The same model again under another key (LiteLLM has such pairs): the first entry counts.
+        "openai/house-model-x": {"litellm_provider": "openai", "input_cost_per_token": 5e-06, "output_cost_per_token": 5e-06},
+        # No litellm_provider: the key's route says it.
+        "azure/route-only-x": {"input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06},
     }
     with psycopg.connect(dsn(fresh_db), autocommit=True) as c:
         # Logged before the change: keeps its cost.
         c.execute("INSERT INTO llm_cost.usage_events (occurred_at, model, input_tokens, output_tokens) VALUES ('2026-11-20', 'groq/llama-3.3-70b-versatile', 1000000, 1000000)")
-        dry = c.execute("SELECT provider, model, status FROM llm_cost.import_prices(%s::jsonb, valid_from => '2026-12-01', dry_run => true) ORDER BY 2",
+        dry = c.execute("SELECT provider, model, status FROM llm_cost.import_prices(%s::jsonb, valid_from => '2026-12-01', dry_run => true) ORDER BY 2, 3",
                         (json.dumps(litellm),)).fetchall()
-        assert dry == [("openai", "dall-e-9", "skipped"), ("openai", "house-model-x", "added"), ("groq", "llama-3.3-70b-versatile", "changed")]
+        assert dry == [("openai", "dall-e-9", "skipped"), ("openai", "house-model-x", "added"), ("openai", "house-model-x", "skipped"),
+                       ("groq", "llama-3.3-70b-versatile", "changed"), ("azure", "route-only-x", "added")]
         assert one(c, "SELECT count(*) FROM llm_cost.model_prices WHERE origin = 'import'") == 0
-        assert statuses(c, litellm, valid_from="2026-12-01") == {"added": 1, "changed": 1, "skipped": 1}
+        assert statuses(c, litellm, valid_from="2026-12-01") == {"added": 2, "changed": 1, "skipped": 2}
         assert str(one(c, "SELECT llm_cost.estimate_cost('groq/llama-3.3-70b-versatile', 1000000, 1000000, at => '2026-11-30')")) == "1.38"
         assert str(one(c, "SELECT llm_cost.estimate_cost('groq/llama-3.3-70b-versatile', 1000000, 1000000, at => '2026-12-01')")) == "1.4"
         assert str(one(c, "SELECT llm_cost.estimate_cost('house-model-x', 1000000, 1000000, at => '2020-01-01')")) == "3"
         assert str(one(c, "SELECT cost_usd FROM llm_cost.usage_events")) == "1.38"
         # Idempotent; a second change closes the imported row and keeps it as history.
-        assert statuses(c, litellm, valid_from="2026-12-01") == {"unchanged": 2, "skipped": 1}
+        assert statuses(c, litellm, valid_from="2026-12-01") == {"unchanged": 3, "skipped": 2}
+        assert str(one(c, "SELECT llm_cost.estimate_cost('house-model-x', 1000000, 1000000)")) == "3"
         litellm["groq/llama-3.3-70b-versatile"]["input_cost_per_token"] = 7e-07
-        assert statuses(c, litellm, valid_from="2026-12-15") == {"changed": 1, "unchanged": 1, "skipped": 1}
+        assert statuses(c, litellm, valid_from="2026-12-15") == {"changed": 1, "unchanged": 2, "skipped": 2}
         rows = c.execute("""SELECT valid_from::date::text, valid_to::text, input_usd_per_mtok::text FROM llm_cost.model_prices
                              WHERE origin = 'import' AND model = 'llama-3.3-70b-versatile' ORDER BY valid_from""").fetchall()
         assert rows == [("2026-12-01", "2026-12-15 00:00:00+00", "0.6"), ("2026-12-15", "infinity", "0.7")]
