@@ -16,6 +16,21 @@ pub fn check_usage(u: &Usage) {
     }
 }
 
+/// The token counts and time of an `estimate_cost`/`explain_cost` call: None when any is NULL
+/// (as a strict function would give NULL); 22023 for a negative count.
+fn counts_args(
+    input: Option<i64>,
+    output: Option<i64>,
+    cache_read: Option<i64>,
+    cache_write: Option<i64>,
+    cache_write_1h: Option<i64>,
+    at: Option<TimestampWithTimeZone>,
+) -> Option<(Usage, TimestampWithTimeZone)> {
+    let u = Usage { input: input?, output: output?, cache_read: cache_read?, cache_write: cache_write?, cache_write_1h: cache_write_1h? };
+    check_usage(&u);
+    Some((u, at?))
+}
+
 /// The service tier of an argument: NULL is standard, an unknown value is 22023.
 pub fn tier_arg(v: Option<&str>) -> ServiceTier {
     match v {
@@ -53,14 +68,8 @@ pub fn estimate_cost(
     service_tier: default!(Option<&str>, "NULL"),
     cache_write_1h_tokens: default!(Option<i64>, 0),
 ) -> Option<NumericDatum> {
-    // NULL in any of the call's own arguments: NULL, as a strict function would give.
-    let (Some(model), Some(input_tokens), Some(output_tokens), Some(cache_read_tokens), Some(cache_write_tokens), Some(at), Some(cache_write_1h_tokens)) =
-        (model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, at, cache_write_1h_tokens)
-    else {
-        return None;
-    };
-    let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens, cache_write_1h: cache_write_1h_tokens };
-    check_usage(&u);
+    let model = model?;
+    let (u, at) = counts_args(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, at)?;
     let tier = tier_arg(service_tier);
     match price_call(model, provider, tier, &u, at.into()) {
         Priced::Cost(c) => Some(cost_to_numeric_datum(c)),
@@ -185,14 +194,8 @@ pub fn explain_cost(
     service_tier: default!(Option<&str>, "NULL"),
     cache_write_1h_tokens: default!(Option<i64>, 0),
 ) -> Option<JsonB> {
-    // NULL in any of the call's own arguments: NULL, as a strict function would give.
-    let (Some(model), Some(input_tokens), Some(output_tokens), Some(cache_read_tokens), Some(cache_write_tokens), Some(at), Some(cache_write_1h_tokens)) =
-        (model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, at, cache_write_1h_tokens)
-    else {
-        return None;
-    };
-    let u = Usage { input: input_tokens, output: output_tokens, cache_read: cache_read_tokens, cache_write: cache_write_tokens, cache_write_1h: cache_write_1h_tokens };
-    check_usage(&u);
+    let model = model?;
+    let (u, at) = counts_args(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, at)?;
     Some(JsonB(explain(model, &u, at, provider, tier_arg(service_tier), None)))
 }
 

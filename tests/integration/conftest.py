@@ -21,8 +21,7 @@ def dsn(dbname: str, user: str = "postgres") -> str:
     return f"host=127.0.0.1 port={port()} user={user} dbname={dbname}"
 
 
-@pytest.fixture(scope="module")
-def dbname():
+def _database_with_llm_cost():
     name = "it_" + uuid.uuid4().hex[:10]
     with psycopg.connect(dsn("postgres"), autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
@@ -32,6 +31,17 @@ def dbname():
     yield name
     with psycopg.connect(dsn("postgres"), autocommit=True) as c:
         c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="module")
+def dbname():
+    yield from _database_with_llm_cost()
+
+
+@pytest.fixture
+def fresh_db():
+    """A database of its own for one test (one that changes the catalog, say)."""
+    yield from _database_with_llm_cost()
 
 
 @pytest.fixture

@@ -23,19 +23,6 @@ def test_a_sample_of_router_spellings_prices_as_the_hosts_publish(dbname):
     assert differ <= 0.01 * total, (differ, total, [b for b in bad if b[0] != "NULL"][:20])
 
 
-@pytest.fixture
-def fresh_db():
-    name = "it_imp_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(dsn("postgres"), autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {name}")
-    with psycopg.connect(dsn(name), autocommit=True) as c:
-        c.execute("SET client_min_messages = warning")
-        c.execute("CREATE EXTENSION llm_cost")
-    yield name
-    with psycopg.connect(dsn("postgres"), autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 def statuses(c, doc, **kw):
     args = ", ".join(f"{k} => %s" for k in kw)
     sql = f"SELECT status, count(*) FROM llm_cost.import_prices(%s::jsonb{', ' + args if args else ''}) GROUP BY 1 ORDER BY 1"
