@@ -428,9 +428,9 @@ fn extract<D: Doc + ?Sized>(at: &At<'_, D>, f: Format) -> Result<Counts, UsageEr
             let p = at.count0(&[pk])?;
             c.cache_read = at.count0(&[ck])?;
             let tool = at.count0(&[tk])?;
-            c.input = at.minus(p, &[pk], &[(c.cache_read, &[ck])])? + tool;
+            c.input = sum(at, at.minus(p, &[pk], &[(c.cache_read, &[ck])])?, tool, &[tk])?;
             let thoughts = at.count(&[thk])?;
-            c.output = at.count0(&[ok])? + thoughts.unwrap_or(0);
+            c.output = sum(at, at.count0(&[ok])?, thoughts.unwrap_or(0), &[thk])?;
             c.reasoning = thoughts;
         }
         Format::BedrockConverse => {
@@ -441,6 +441,11 @@ fn extract<D: Doc + ?Sized>(at: &At<'_, D>, f: Format) -> Result<Counts, UsageEr
         }
     }
     Ok(c)
+}
+
+/// `a + b` of two counts, 22023 (not a wrapped, negative count) past bigint.
+fn sum<D: Doc + ?Sized>(at: &At<'_, D>, a: i64, b: i64, path: &[&str]) -> Result<i64, UsageError> {
+    a.checked_add(b).ok_or_else(|| UsageError { path: jpath(at.root, path), message: format!("{a} + {b} tokens is more than bigint holds") })
 }
 
 /// Key paths of `v` (below `root`) the format does not read: listed by `explain_cost`.
@@ -639,6 +644,12 @@ mod tests {
         assert_eq!(parse(&json!({"input_tokens": "12"}), None).unwrap_err().path, "$.input_tokens");
         assert_eq!(parse(&json!({"usage": {"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 9}}}), None).unwrap_err().path, "$.usage.prompt_tokens_details.cached_tokens");
         assert_eq!(counts(json!({"prompt_tokens": 12.0}), None).input, 12);
+        // Sums of counts never wrap into a negative count.
+        let e = parse(&json!({"usageMetadata": {"candidatesTokenCount": i64::MAX, "thoughtsTokenCount": 1}}), None).unwrap_err();
+        assert_eq!(e.path, "$.usageMetadata.thoughtsTokenCount");
+        let e = parse(&json!({"usageMetadata": {"promptTokenCount": i64::MAX, "toolUsePromptTokenCount": 5}}), None).unwrap_err();
+        assert_eq!(e.path, "$.usageMetadata.toolUsePromptTokenCount");
+        assert_eq!(parse(&json!({"prompt_tokens": 1e30}), None).unwrap_err().path, "$.prompt_tokens");
         assert!(parse(&json!({"foo": 1}), None).unwrap_err().message.starts_with("not a usage object"));
         assert!(parse(&json!({"openrouter": 1, "prompt_tokens": 1, "cost": "free"}), None).unwrap_err().path == "$.cost");
     }

@@ -699,6 +699,15 @@ mod tests {
         let e = crate::test_support::error_of(r#"PERFORM llm_cost.usage_tokens('{"tokens": 10}')"#);
         assert!(e.starts_with("22023: usage object: $: not a usage object llm_cost knows"), "{e}");
         assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o', NULL::jsonb)::text"), None);
+        // The 1-hour argument is checked like the others; NULL in it is NULL.
+        assert_eq!(
+            crate::test_support::error_of("PERFORM llm_cost.estimate_cost('claude-sonnet-4-5', 1, 1, cache_write_1h_tokens => -2)"),
+            "22023: cache_write_1h_tokens must not be negative"
+        );
+        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1, 1, cache_write_1h_tokens => NULL)::text"), None);
+        // import_prices: no document, a time that is not one.
+        assert!(crate::test_support::error_of("PERFORM * FROM llm_cost.import_prices(NULL)").starts_with("22004"));
+        assert!(crate::test_support::error_of(r#"PERFORM * FROM llm_cost.import_prices('{"data": []}', valid_from => 'infinity')"#).starts_with("22023"));
         assert_eq!(num("SELECT (llm_cost.usage_tokens(NULL)).input_tokens::text"), None);
     }
 

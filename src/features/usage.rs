@@ -596,8 +596,9 @@ fn price(
     let new_source = spec.source.as_ref().and_then(|c| unsafe { new.text(c.attno) });
 
     let provided = cost_text.as_deref().is_some_and(|t| provided_cost(spec, model, host, tier, &u, at, new_source, old, t));
-    // A cost the provider reported in the usage object (OpenRouter's `cost`), where the row has none.
-    let reported = if cost_text.is_none() { from_usage.as_ref().and_then(|c| c.provided_cost) } else { None };
+    // A cost the provider reported in the usage object (OpenRouter's `cost`), where the application
+    // gave none (NULL, or the column default in a table without cost_source).
+    let reported = if provided { None } else { from_usage.as_ref().and_then(|c| c.provided_cost) };
 
     let outcome = if let Some(units) = reported {
         Outcome::Reported(Cost(units))
@@ -868,6 +869,11 @@ mod tests {
         let e = error_of(r#"INSERT INTO calls (model, usage) VALUES ('gpt-4o', '{"prompt_tokens": 3000000000}')"#);
         assert!(e.starts_with("22003: tin from the usage object (3000000000) does not fit"), "{e}");
         assert_eq!(one("SELECT count(*)::text FROM calls").as_deref(), Some("4"));
+        // A cost column with a default (no cost_source column): the reported cost still counts.
+        Spi::run("CREATE TABLE calls_d (created_at timestamptz NOT NULL DEFAULT now(), model text, provider text, tin int, tout int, cost numeric NOT NULL DEFAULT 0, usage jsonb)").unwrap();
+        Spi::run("SELECT llm_cost.track('calls_d', input_tokens_column => 'tin', output_tokens_column => 'tout', cost_column => 'cost', provider_column => 'provider', usage_column => 'usage')").unwrap();
+        Spi::run(r#"INSERT INTO calls_d (model, provider, usage) VALUES ('anthropic/claude-3.7-sonnet', 'openrouter', '{"prompt_tokens": 194, "completion_tokens": 2, "cost": 0.95}')"#).unwrap();
+        assert_eq!(one("SELECT cost::text FROM calls_d").as_deref(), Some("0.95"));
         // A json (not jsonb) column works too.
         Spi::run("SELECT llm_cost.track('calls', input_tokens_column => 'tin', output_tokens_column => 'tout', usage_column => 'raw')").unwrap();
         Spi::run(r#"INSERT INTO calls (model, raw) VALUES ('gemini-2.5-flash', '{"usageMetadata": {"promptTokenCount": 1200, "candidatesTokenCount": 300, "thoughtsTokenCount": 700, "cachedContentTokenCount": 1000}}')"#).unwrap();
