@@ -11,14 +11,18 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/copy_state.c");
     println!("cargo:rerun-if-env-changed=PGRX_PG_CONFIG_PATH");
     println!("cargo:rerun-if-env-changed=PGRX_HOME");
-    let Some(major) = (14..=18).find(|v| std::env::var_os(format!("CARGO_FEATURE_PG{v}")).is_some()) else {
+    let Some(major) =
+        (14..=18).find(|v| std::env::var_os(format!("CARGO_FEATURE_PG{v}")).is_some())
+    else {
         return;
     };
     let pg_config = match std::env::var_os("PGRX_PG_CONFIG_PATH") {
         Some(p) => pgrx_pg_config::PgConfig::new_with_defaults(PathBuf::from(p)),
         None => pgrx_pg_config::Pgrx::from_config()
             .and_then(|c| c.get(&format!("pg{major}")))
-            .unwrap_or_else(|e| panic!("llm_cost: no pg_config for pg{major} (run `cargo pgrx init`): {e}")),
+            .unwrap_or_else(|e| {
+                panic!("llm_cost: no pg_config for pg{major} (run `cargo pgrx init`): {e}")
+            }),
     };
     let include = pg_config
         .includedir_server()

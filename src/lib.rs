@@ -17,7 +17,7 @@ pub mod pg;
 pub mod test_support;
 
 #[allow(unused_imports)] // named in the SQL ordering below
-use features::{pricing_sql, registry, retention, rollups, security, usage};
+use features::{budgets, pricing_sql, registry, retention, rollups, security, usage};
 
 ::pgrx::pg_module_magic!();
 
@@ -26,10 +26,14 @@ pub extern "C-unwind" fn _PG_init() {
     usage::init_gucs();
     retention::init_gucs();
     // The transaction's lifecycle: rollup sums are written before the unknown models are recorded.
+    // Budgets look at the groups whose sums were written, before the unknown models are recorded.
     pg::lifecycle::join(&rollups::LIFECYCLE);
+    pg::lifecycle::join(&budgets::LIFECYCLE);
     pg::lifecycle::join(&usage::LIFECYCLE);
+    rollups::watch_written(budgets::watches);
     // A relation changed: the cost trigger's mappings and the rollup definitions go stale.
     pg::cache::on_relation_change(usage::forget_table);
+    pg::cache::on_relation_change(budgets::forget);
     #[cfg(llm_cost_copy_shim)]
     features::copy::install_hooks();
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
@@ -39,8 +43,16 @@ pub extern "C-unwind" fn _PG_init() {
 }
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog_tables", bootstrap);
-extension_sql_file!("../sql/prices.sql", name = "shipped_prices", requires = ["catalog_tables"]);
-extension_sql_file!("../sql/catalog_protect.sql", name = "catalog_protect", requires = ["shipped_prices"]);
+extension_sql_file!(
+    "../sql/prices.sql",
+    name = "shipped_prices",
+    requires = ["catalog_tables"]
+);
+extension_sql_file!(
+    "../sql/catalog_protect.sql",
+    name = "catalog_protect",
+    requires = ["shipped_prices"]
+);
 extension_sql!(
     r#"
 CREATE TRIGGER model_prices_changed
@@ -59,9 +71,17 @@ CREATE TRIGGER providers_changed
 extension_sql_file!(
     "../sql/import.sql",
     name = "import",
-    requires = ["catalog_invalidation", pricing_sql::provider_id, pricing_sql::_price_document]
+    requires = [
+        "catalog_invalidation",
+        pricing_sql::provider_id,
+        pricing_sql::_price_document
+    ]
 );
-extension_sql_file!("../sql/usage_objects.sql", name = "usage_objects", requires = ["import", pricing_sql::_usage_tokens]);
+extension_sql_file!(
+    "../sql/usage_objects.sql",
+    name = "usage_objects",
+    requires = ["import", pricing_sql::_usage_tokens]
+);
 extension_sql_file!(
     "../sql/usage.sql",
     name = "usage",
@@ -75,10 +95,36 @@ extension_sql_file!(
         registry::_registry_delete
     ]
 );
-extension_sql_file!("../sql/rollups.sql", name = "rollups", requires = ["usage", rollups::stripe, rollups::rollup_row_trigger]);
-extension_sql_file!("../sql/reports.sql", name = "reports", requires = ["rollups"]);
-extension_sql_file!("../sql/retention.sql", name = "retention", requires = ["reports"]);
-extension_sql_file!("../sql/security.sql", name = "security", requires = ["retention", security::current_principal]);
+extension_sql_file!(
+    "../sql/rollups.sql",
+    name = "rollups",
+    requires = ["usage", rollups::stripe, rollups::rollup_row_trigger]
+);
+extension_sql_file!(
+    "../sql/reports.sql",
+    name = "reports",
+    requires = ["rollups"]
+);
+extension_sql_file!(
+    "../sql/retention.sql",
+    name = "retention",
+    requires = ["reports"]
+);
+extension_sql_file!(
+    "../sql/security.sql",
+    name = "security",
+    requires = ["retention", security::current_principal]
+);
+extension_sql_file!(
+    "../sql/budgets.sql",
+    name = "budgets",
+    requires = [
+        "security",
+        budgets::_budgets_changed,
+        budgets::_budget_write,
+        budgets::check_budget
+    ]
+);
 extension_sql!(
     r#"
 DO $$
@@ -90,7 +136,7 @@ BEGIN
 END $$;
 "#,
     name = "preload_notice",
-    requires = ["security"],
+    requires = ["budgets"],
     finalize
 );
 

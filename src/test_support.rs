@@ -21,7 +21,9 @@ pub fn error_of(sql: &str) -> String {
 /// This backend's row counters per path (`llm_cost._rollup_paths()`): rows added to rollups by
 /// a COPY path, by the rollup row trigger, and rows priced as COPY read them.
 pub fn paths() -> (i64, i64, i64) {
-    let (c, t, p) = Spi::get_three::<i64, i64, i64>("SELECT copy_rows, trigger_rows, copy_priced_rows FROM llm_cost._rollup_paths()")
-        .expect("query failed");
+    let (c, t, p) = Spi::get_three::<i64, i64, i64>(
+        "SELECT copy_rows, trigger_rows, copy_priced_rows FROM llm_cost._rollup_paths()",
+    )
+    .expect("query failed");
     (c.unwrap_or(-1), t.unwrap_or(-1), p.unwrap_or(-1))
 }

@@ -28,13 +28,21 @@ impl Model {
     /// The model's match rule; None when it has none, or one that cannot be used (then the
     /// model is matched by its id, as one without a rule).
     pub fn rule(&self) -> Option<&Rule> {
-        self.rule.get_or_init(|| self.rule_text.as_deref().and_then(|t| Rule::parse_text(t).ok())).as_ref()
+        self.rule
+            .get_or_init(|| {
+                self.rule_text
+                    .as_deref()
+                    .and_then(|t| Rule::parse_text(t).ok())
+            })
+            .as_ref()
     }
 
     /// The problem with the model's match rule, if it has one that cannot be used.
     pub fn rule_problem(&self) -> Option<String> {
         let t = self.rule_text.as_deref()?;
-        Rule::parse_text(t).err().map(|e| format!("model {} {}: match rule {e}", self.provider, self.model))
+        Rule::parse_text(t)
+            .err()
+            .map(|e| format!("model {} {}: match rule {e}", self.provider, self.model))
     }
 }
 
@@ -150,17 +158,66 @@ const ROUTE_WORDS: &[(&str, &str)] = &[
 /// `groq/llama-3.3-70b-versatile` is Groq's price, while `anthropic/claude-3.5-sonnet` is first
 /// looked up as an OpenRouter id.
 const HOST_ONLY: &[&str] = &[
-    "openrouter", "bedrock", "bedrock_converse", "aws", "amazon-bedrock", "vertex_ai", "vertex_ai_beta", "vertex",
-    "vertexai", "google-vertex", "google_vertex", "gemini", "google_ai_studio", "google-ai-studio", "azure", "azure_ai",
-    "azure-openai", "groq", "together_ai", "togetherai", "together", "fireworks_ai", "fireworks-ai", "fireworks",
-    "cerebras", "databricks", "cloudflare", "novita", "ovhcloud", "baseten", "avian", "modal", "github-copilot",
-    "text-completion-openai", "cohere_chat", "doubleword", "quicksilverpro",
+    "openrouter",
+    "bedrock",
+    "bedrock_converse",
+    "aws",
+    "amazon-bedrock",
+    "vertex_ai",
+    "vertex_ai_beta",
+    "vertex",
+    "vertexai",
+    "google-vertex",
+    "google_vertex",
+    "gemini",
+    "google_ai_studio",
+    "google-ai-studio",
+    "azure",
+    "azure_ai",
+    "azure-openai",
+    "groq",
+    "together_ai",
+    "togetherai",
+    "together",
+    "fireworks_ai",
+    "fireworks-ai",
+    "fireworks",
+    "cerebras",
+    "databricks",
+    "cloudflare",
+    "novita",
+    "ovhcloud",
+    "baseten",
+    "avian",
+    "modal",
+    "github-copilot",
+    "text-completion-openai",
+    "cohere_chat",
+    "doubleword",
+    "quicksilverpro",
 ];
 
 /// Vendors in Bedrock model ids: `[region.]vendor.model[-vN[:M]]`.
 const BEDROCK_VENDORS: &[&str] = &[
-    "anthropic", "meta", "amazon", "mistral", "cohere", "deepseek", "openai", "ai21", "writer", "qwen", "twelvelabs",
-    "stability", "luma", "minimax", "moonshot", "moonshotai", "google", "nvidia", "zai",
+    "anthropic",
+    "meta",
+    "amazon",
+    "mistral",
+    "cohere",
+    "deepseek",
+    "openai",
+    "ai21",
+    "writer",
+    "qwen",
+    "twelvelabs",
+    "stability",
+    "luma",
+    "minimax",
+    "moonshot",
+    "moonshotai",
+    "google",
+    "nvidia",
+    "zai",
 ];
 
 /// True for a Bedrock model id such as `us.anthropic.claude-sonnet-4-5-20250929-v1:0`.
@@ -173,7 +230,9 @@ fn is_bedrock_id(s: &str) -> bool {
             if BEDROCK_VENDORS.contains(&a) {
                 return !b.is_empty() && !a.contains('/');
             }
-            let region = !a.is_empty() && a.len() <= 7 && a.bytes().all(|c| c.is_ascii_lowercase() || c == b'-');
+            let region = !a.is_empty()
+                && a.len() <= 7
+                && a.bytes().all(|c| c.is_ascii_lowercase() || c == b'-');
             region && BEDROCK_VENDORS.contains(&b) && parts.next().is_some_and(|r| !r.is_empty())
         }
     }
@@ -215,11 +274,30 @@ pub fn guess_provider(raw: &str) -> Option<&'static str> {
     let starts = |p: &str| core.starts_with(p);
     if starts("claude") {
         Some("anthropic")
-    } else if starts("gpt-") || starts("o1") || starts("o3") || starts("o4") || starts("text-embedding") || starts("chatgpt") || starts("davinci") || starts("babbage") || starts("whisper") || starts("dall-e") || starts("tts-") {
+    } else if starts("gpt-")
+        || starts("o1")
+        || starts("o3")
+        || starts("o4")
+        || starts("text-embedding")
+        || starts("chatgpt")
+        || starts("davinci")
+        || starts("babbage")
+        || starts("whisper")
+        || starts("dall-e")
+        || starts("tts-")
+    {
         Some("openai")
     } else if starts("gemini") || starts("gemma") || starts("text-bison") || starts("chat-bison") {
         Some("google")
-    } else if starts("mistral") || starts("codestral") || starts("ministral") || starts("magistral") || starts("pixtral") || starts("devstral") || starts("open-mistral") || starts("open-mixtral") {
+    } else if starts("mistral")
+        || starts("codestral")
+        || starts("ministral")
+        || starts("magistral")
+        || starts("pixtral")
+        || starts("devstral")
+        || starts("open-mistral")
+        || starts("open-mixtral")
+    {
         Some("mistral")
     } else if starts("deepseek") {
         Some("deepseek")
@@ -238,7 +316,12 @@ impl Catalog {
     /// Builds the catalog. `rules[i]` is the match rule (JSON text) stored with `rows[i]`.
     /// Returns the catalog and the problems found in the providers' rules (a model's rule is
     /// parsed when first used; `Model::rule_problem` says what is wrong with one).
-    pub fn new(rows: Vec<PriceRow>, rules: Vec<Option<String>>, providers: Vec<ProviderDef>, aliases: Vec<Alias>) -> (Catalog, Vec<String>) {
+    pub fn new(
+        rows: Vec<PriceRow>,
+        rules: Vec<Option<String>>,
+        providers: Vec<ProviderDef>,
+        aliases: Vec<Alias>,
+    ) -> (Catalog, Vec<String>) {
         let mut c = Catalog::default();
         let mut problems = Vec::new();
         let parse = |what: &str, t: &Option<String>, problems: &mut Vec<String>| -> Option<Rule> {
@@ -258,8 +341,16 @@ impl Catalog {
             }
             let info = ProviderInfo {
                 id: id.clone(),
-                model_match: parse(&format!("provider {id} model_match"), &p.model_match, &mut problems),
-                provider_match: parse(&format!("provider {id} provider_match"), &p.provider_match, &mut problems),
+                model_match: parse(
+                    &format!("provider {id} model_match"),
+                    &p.model_match,
+                    &mut problems,
+                ),
+                provider_match: parse(
+                    &format!("provider {id} provider_match"),
+                    &p.provider_match,
+                    &mut problems,
+                ),
                 fallback: p.fallback.iter().map(|f| f.to_ascii_lowercase()).collect(),
                 models: vec![],
                 by_id: HashMap::new(),
@@ -276,7 +367,10 @@ impl Catalog {
         let mut best_rule: Vec<(i16, Option<String>)> = Vec::new();
         for i in order {
             let r = rows[i].take().expect("each row once");
-            let key = (r.provider.to_ascii_lowercase(), r.model.to_ascii_lowercase());
+            let key = (
+                r.provider.to_ascii_lowercase(),
+                r.model.to_ascii_lowercase(),
+            );
             let m = match index.get(&key) {
                 Some(m) => *m,
                 None => {
@@ -296,7 +390,13 @@ impl Catalog {
                             c.providers.len() - 1
                         }
                     };
-                    c.models.push(Model { provider: key.0.clone(), model: r.model.clone(), rows: vec![], rule_text: None, rule: Default::default() });
+                    c.models.push(Model {
+                        provider: key.0.clone(),
+                        model: r.model.clone(),
+                        rows: vec![],
+                        rule_text: None,
+                        rule: Default::default(),
+                    });
                     best_rule.push((-1, None));
                     let m = c.models.len() - 1;
                     c.providers[pi].models.push(m);
@@ -316,14 +416,26 @@ impl Catalog {
             c.models[m].rule_text = text;
         }
         // Your own and imported models are tried before the shipped ones of the same provider.
-        let top_rank: Vec<u8> = c.models.iter().map(|m| m.rows.iter().map(|r| r.rank).max().unwrap_or(0)).collect();
+        let top_rank: Vec<u8> = c
+            .models
+            .iter()
+            .map(|m| m.rows.iter().map(|r| r.rank).max().unwrap_or(0))
+            .collect();
         for p in &mut c.providers {
             p.models.sort_by_key(|m| std::cmp::Reverse(top_rank[*m]));
         }
         let last = |id: &str| id == "openrouter" || id.starts_with("huggingface");
-        let mut scan: Vec<usize> = (0..c.providers.len()).filter(|i| c.providers[*i].model_match.is_some()).collect();
-        scan.extend((0..c.providers.len()).filter(|i| c.providers[*i].model_match.is_none() && !last(&c.providers[*i].id)));
-        scan.extend((0..c.providers.len()).filter(|i| c.providers[*i].model_match.is_none() && last(&c.providers[*i].id)));
+        let mut scan: Vec<usize> = (0..c.providers.len())
+            .filter(|i| c.providers[*i].model_match.is_some())
+            .collect();
+        scan.extend(
+            (0..c.providers.len())
+                .filter(|i| c.providers[*i].model_match.is_none() && !last(&c.providers[*i].id)),
+        );
+        scan.extend(
+            (0..c.providers.len())
+                .filter(|i| c.providers[*i].model_match.is_none() && last(&c.providers[*i].id)),
+        );
         c.scan_order = scan;
         for a in aliases {
             c.aliases.insert(a.alias.trim().to_ascii_lowercase(), a);
@@ -344,13 +456,22 @@ impl Catalog {
         use std::mem::size_of;
         let mut n = self.models.capacity() * size_of::<Model>();
         for m in &self.models {
-            n += m.provider.capacity() + m.model.capacity() + m.rule_text.as_ref().map_or(0, |t| t.capacity());
+            n += m.provider.capacity()
+                + m.model.capacity()
+                + m.rule_text.as_ref().map_or(0, |t| t.capacity());
             n += m.rows.capacity() * size_of::<PriceRow>();
-            n += m.rows.iter().map(|r| r.provider.capacity() + r.model.capacity()).sum::<usize>();
+            n += m
+                .rows
+                .iter()
+                .map(|r| r.provider.capacity() + r.model.capacity())
+                .sum::<usize>();
         }
         for p in &self.providers {
-            n += size_of::<ProviderInfo>() + p.id.capacity() + p.models.capacity() * size_of::<usize>();
-            n += p.by_id.capacity() * (size_of::<String>() + size_of::<usize>() + 8) + p.by_id.keys().map(|k| k.capacity()).sum::<usize>();
+            n += size_of::<ProviderInfo>()
+                + p.id.capacity()
+                + p.models.capacity() * size_of::<usize>();
+            n += p.by_id.capacity() * (size_of::<String>() + size_of::<usize>() + 8)
+                + p.by_id.keys().map(|k| k.capacity()).sum::<usize>();
         }
         n + self.aliases.capacity() * (size_of::<String>() + size_of::<Alias>() + 8)
     }
@@ -378,7 +499,9 @@ impl Catalog {
                 return Some(*i);
             }
         }
-        self.providers.iter().position(|p| p.provider_match.as_ref().is_some_and(|r| r.is_match(&v)))
+        self.providers
+            .iter()
+            .position(|p| p.provider_match.as_ref().is_some_and(|r| r.is_match(&v)))
     }
 
     /// A model of provider `p` (or of its fallback providers) covering `name` (lower case): its
@@ -394,7 +517,10 @@ impl Catalog {
         }
         for f in &self.providers[p].fallback {
             if let Some(fp) = self.provider_index.get(f) {
-                if let Some(r) = self.find_own(*fp, name).or_else(|| dashed_date(name).and_then(|d| self.find_own(*fp, &d))) {
+                if let Some(r) = self
+                    .find_own(*fp, name)
+                    .or_else(|| dashed_date(name).and_then(|d| self.find_own(*fp, &d)))
+                {
                     return Some(r);
                 }
             }
@@ -408,13 +534,19 @@ impl Catalog {
         // which names the model covers (the dataset's ids are not always names the API takes).
         if let Some(m) = prov.by_id.get(name) {
             if self.models[*m].rule().is_none() {
-                return Some(Resolved { model: *m, how: How::Id });
+                return Some(Resolved {
+                    model: *m,
+                    how: How::Id,
+                });
             }
         }
         prov.models
             .iter()
             .find(|m| self.models[**m].rule().is_some_and(|r| r.is_match(name)))
-            .map(|m| Resolved { model: *m, how: How::Rule })
+            .map(|m| Resolved {
+                model: *m,
+                how: How::Rule,
+            })
     }
 
     /// Resolves an application's model name, optionally with the provider (host) the call went
@@ -436,17 +568,26 @@ impl Catalog {
                 let p = a.provider.as_deref().or(provider);
                 if let Some(pi) = p.and_then(|p| self.provider_named(p)) {
                     if let Some(m) = self.providers[pi].by_id.get(&target) {
-                        return Some(Resolved { model: *m, how: How::Alias });
+                        return Some(Resolved {
+                            model: *m,
+                            how: How::Alias,
+                        });
                     }
                 }
                 for pi in &self.scan_order {
                     if let Some(m) = self.providers[*pi].by_id.get(&target) {
-                        return Some(Resolved { model: *m, how: How::Alias });
+                        return Some(Resolved {
+                            model: *m,
+                            how: How::Alias,
+                        });
                     }
                 }
                 if depth < 4 && target != key {
                     if let Some(r) = self.resolve_depth(&target, p, depth + 1) {
-                        return Some(Resolved { model: r.model, how: How::Alias });
+                        return Some(Resolved {
+                            model: r.model,
+                            how: How::Alias,
+                        });
                     }
                 }
             }
@@ -462,7 +603,8 @@ impl Catalog {
             }
             if let Some((first, rest)) = s.split_once('/') {
                 if self.provider_named(first) == Some(pi) {
-                    if let Some(r) = self.find_in(pi, rest.strip_prefix("models/").unwrap_or(rest)) {
+                    if let Some(r) = self.find_in(pi, rest.strip_prefix("models/").unwrap_or(rest))
+                    {
                         return Some(r);
                     }
                 }
@@ -473,7 +615,8 @@ impl Catalog {
             let named = self.provider_named(first);
             if HOST_ONLY.contains(&first) {
                 // `groq/…`, `bedrock/…`, `openrouter/vendor/model`: that host's price or none.
-                return named.and_then(|pi| self.find_in(pi, rest.strip_prefix("models/").unwrap_or(rest)));
+                return named
+                    .and_then(|pi| self.find_in(pi, rest.strip_prefix("models/").unwrap_or(rest)));
             }
             // `vendor/model`: an OpenRouter id, else the vendor's own model.
             if let Some(or) = self.provider_index.get("openrouter") {
@@ -502,7 +645,11 @@ impl Catalog {
     /// A name with no host: the providers whose model_match covers it, then every provider.
     fn scan(&self, s: &str) -> Option<Resolved> {
         for pi in &self.scan_order {
-            if self.providers[*pi].model_match.as_ref().is_some_and(|r| r.is_match(s)) {
+            if self.providers[*pi]
+                .model_match
+                .as_ref()
+                .is_some_and(|r| r.is_match(s))
+            {
                 if let Some(r) = self.find_in(*pi, s) {
                     return Some(r);
                 }
@@ -555,7 +702,12 @@ mod tests {
         }
     }
 
-    fn prov(id: &str, model_match: Option<&str>, provider_match: Option<&str>, fallback: &[&str]) -> ProviderDef {
+    fn prov(
+        id: &str,
+        model_match: Option<&str>,
+        provider_match: Option<&str>,
+        fallback: &[&str],
+    ) -> ProviderDef {
         ProviderDef {
             id: id.into(),
             model_match: model_match.map(str::to_string),
@@ -566,42 +718,159 @@ mod tests {
 
     fn catalog() -> Catalog {
         let rows = vec![
-            (row(1, "anthropic", "claude-sonnet-4-5", "3", "15"), Some(r#"{"or": [{"starts_with": "claude-sonnet-4-5"}, {"starts_with": "claude-sonnet-4.5"}]}"#)),
-            (row(2, "anthropic", "claude-3-sonnet", "3", "15"), Some(r#"{"starts_with": "claude-3-sonnet"}"#)),
-            (row(3, "openai", "gpt-4o", "2.5", "10"), Some(r#"{"or": [{"equals": "gpt-4o"}, {"equals": "gpt-4o-2024-08-06"}]}"#)),
+            (
+                row(1, "anthropic", "claude-sonnet-4-5", "3", "15"),
+                Some(
+                    r#"{"or": [{"starts_with": "claude-sonnet-4-5"}, {"starts_with": "claude-sonnet-4.5"}]}"#,
+                ),
+            ),
+            (
+                row(2, "anthropic", "claude-3-sonnet", "3", "15"),
+                Some(r#"{"starts_with": "claude-3-sonnet"}"#),
+            ),
+            (
+                row(3, "openai", "gpt-4o", "2.5", "10"),
+                Some(r#"{"or": [{"equals": "gpt-4o"}, {"equals": "gpt-4o-2024-08-06"}]}"#),
+            ),
             (row(4, "openai", "gpt-4o-2024-05-13", "5", "15"), None),
-            (row(5, "openai", "gpt-5.2", "1.75", "14"), Some(r#"{"or": [{"equals": "gpt-5.2"}, {"equals": "gpt-5.2-2025-12-11"}]}"#)),
-            (row(6, "mistral", "mistral-large", "0.5", "1.5"), Some(r#"{"or": [{"equals": "mistral-large-latest"}, {"equals": "mistral-large-2512"}]}"#)),
-            (row(7, "openrouter", "mistralai/mistral-large", "2", "6"), Some(r#"{"equals": "mistralai/mistral-large"}"#)),
-            (row(8, "openrouter", "anthropic/claude-3-sonnet", "3", "15"), Some(r#"{"equals": "anthropic/claude-3-sonnet"}"#)),
-            (row(9, "openrouter", "meta-llama/llama-3.3-70b-instruct", "0.59", "0.79"), Some(r#"{"equals": "meta-llama/llama-3.3-70b-instruct"}"#)),
-            (row(10, "openrouter", "meta-llama/llama-3.3-70b-instruct:free", "0", "0"), Some(r#"{"equals": "meta-llama/llama-3.3-70b-instruct:free"}"#)),
-            (row(11, "groq", "llama-3.3-70b-versatile", "0.59", "0.79"), None),
-            (row(12, "aws", "regional.anthropic.claude-sonnet-4-5-20250929-v1:0", "3.3", "16.5"), Some(r#"{"regex": "^(us|eu|apac)\\.anthropic\\.claude-sonnet-4-5-20250929-v1:0$"}"#)),
+            (
+                row(5, "openai", "gpt-5.2", "1.75", "14"),
+                Some(r#"{"or": [{"equals": "gpt-5.2"}, {"equals": "gpt-5.2-2025-12-11"}]}"#),
+            ),
+            (
+                row(6, "mistral", "mistral-large", "0.5", "1.5"),
+                Some(
+                    r#"{"or": [{"equals": "mistral-large-latest"}, {"equals": "mistral-large-2512"}]}"#,
+                ),
+            ),
+            (
+                row(7, "openrouter", "mistralai/mistral-large", "2", "6"),
+                Some(r#"{"equals": "mistralai/mistral-large"}"#),
+            ),
+            (
+                row(8, "openrouter", "anthropic/claude-3-sonnet", "3", "15"),
+                Some(r#"{"equals": "anthropic/claude-3-sonnet"}"#),
+            ),
+            (
+                row(
+                    9,
+                    "openrouter",
+                    "meta-llama/llama-3.3-70b-instruct",
+                    "0.59",
+                    "0.79",
+                ),
+                Some(r#"{"equals": "meta-llama/llama-3.3-70b-instruct"}"#),
+            ),
+            (
+                row(
+                    10,
+                    "openrouter",
+                    "meta-llama/llama-3.3-70b-instruct:free",
+                    "0",
+                    "0",
+                ),
+                Some(r#"{"equals": "meta-llama/llama-3.3-70b-instruct:free"}"#),
+            ),
+            (
+                row(11, "groq", "llama-3.3-70b-versatile", "0.59", "0.79"),
+                None,
+            ),
+            (
+                row(
+                    12,
+                    "aws",
+                    "regional.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                    "3.3",
+                    "16.5",
+                ),
+                Some(
+                    r#"{"regex": "^(us|eu|apac)\\.anthropic\\.claude-sonnet-4-5-20250929-v1:0$"}"#,
+                ),
+            ),
             (row(13, "azure", "gpt-4o-azure-only", "9", "9"), None),
-            (row(14, "x-ai", "grok-4-0709", "3", "15"), Some(r#"{"or": [{"equals": "grok-4"}, {"equals": "grok-4-0709"}]}"#)),
-            (row(15, "together", "meta-llama/Llama-3.3-70B-Instruct-Turbo", "0.88", "0.88"), None),
-            (row(16, "google", "claude-sonnet-4-5", "3", "15"), Some(r#"{"contains": "claude-sonnet-4-5"}"#)),
-            (row(17, "google", "gemini-2.5-pro", "1.25", "10"), Some(r#"{"starts_with": "gemini-2.5-pro"}"#)),
+            (
+                row(14, "x-ai", "grok-4-0709", "3", "15"),
+                Some(r#"{"or": [{"equals": "grok-4"}, {"equals": "grok-4-0709"}]}"#),
+            ),
+            (
+                row(
+                    15,
+                    "together",
+                    "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+                    "0.88",
+                    "0.88",
+                ),
+                None,
+            ),
+            (
+                row(16, "google", "claude-sonnet-4-5", "3", "15"),
+                Some(r#"{"contains": "claude-sonnet-4-5"}"#),
+            ),
+            (
+                row(17, "google", "gemini-2.5-pro", "1.25", "10"),
+                Some(r#"{"starts_with": "gemini-2.5-pro"}"#),
+            ),
         ];
         let providers = vec![
-            prov("anthropic", Some(r#"{"contains": "claude"}"#), Some(r#"{"contains": "anthropic"}"#), &[]),
-            prov("aws", None, Some(r#"{"or": [{"contains": "bedrock"}, {"contains": "amazon"}]}"#), &[]),
+            prov(
+                "anthropic",
+                Some(r#"{"contains": "claude"}"#),
+                Some(r#"{"contains": "anthropic"}"#),
+                &[],
+            ),
+            prov(
+                "aws",
+                None,
+                Some(r#"{"or": [{"contains": "bedrock"}, {"contains": "amazon"}]}"#),
+                &[],
+            ),
             prov("azure", None, None, &["openai"]),
-            prov("google", Some(r#"{"contains": "gemini"}"#), Some(r#"{"or": [{"contains": "google"}, {"contains": "vertex"}]}"#), &["anthropic"]),
+            prov(
+                "google",
+                Some(r#"{"contains": "gemini"}"#),
+                Some(r#"{"or": [{"contains": "google"}, {"contains": "vertex"}]}"#),
+                &["anthropic"],
+            ),
             prov("groq", None, None, &[]),
-            prov("mistral", Some(r#"{"regex": "^(?![^/]+/)(?:mistral|mixtral)"}"#), Some(r#"{"starts_with": "mistral"}"#), &[]),
-            prov("openai", Some(r#"{"or": [{"starts_with": "gpt-"}, {"regex": "^o[134]"}]}"#), Some(r#"{"contains": "openai"}"#), &[]),
+            prov(
+                "mistral",
+                Some(r#"{"regex": "^(?![^/]+/)(?:mistral|mixtral)"}"#),
+                Some(r#"{"starts_with": "mistral"}"#),
+                &[],
+            ),
+            prov(
+                "openai",
+                Some(r#"{"or": [{"starts_with": "gpt-"}, {"regex": "^o[134]"}]}"#),
+                Some(r#"{"contains": "openai"}"#),
+                &[],
+            ),
             prov("openrouter", None, None, &[]),
-            prov("together", None, Some(r#"{"or": [{"equals": "together-ai"}, {"equals": "together_ai"}]}"#), &[]),
-            prov("x-ai", Some(r#"{"contains": "grok"}"#), Some(r#"{"equals": "xai"}"#), &[]),
+            prov(
+                "together",
+                None,
+                Some(r#"{"or": [{"equals": "together-ai"}, {"equals": "together_ai"}]}"#),
+                &[],
+            ),
+            prov(
+                "x-ai",
+                Some(r#"{"contains": "grok"}"#),
+                Some(r#"{"equals": "xai"}"#),
+                &[],
+            ),
         ];
-        let (rows, rules): (Vec<_>, Vec<_>) = rows.into_iter().map(|(r, t)| (r, t.map(str::to_string))).unzip();
+        let (rows, rules): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .map(|(r, t)| (r, t.map(str::to_string)))
+            .unzip();
         let (c, problems) = Catalog::new(
             rows,
             rules,
             providers,
-            vec![Alias { alias: "House-Model".into(), model: "gpt-4o".into(), provider: Some("openai".into()) }],
+            vec![Alias {
+                alias: "House-Model".into(),
+                model: "gpt-4o".into(),
+                provider: Some("openai".into()),
+            }],
         );
         assert!(problems.is_empty(), "{problems:?}");
         c
@@ -609,7 +878,8 @@ mod tests {
 
     /// "provider/model" of what a name (and optional provider) resolves to.
     fn res(c: &Catalog, name: &str, provider: Option<&str>) -> Option<String> {
-        c.resolve(name, provider).map(|r| format!("{}/{}", c.model(r.model).provider, c.model(r.model).model))
+        c.resolve(name, provider)
+            .map(|r| format!("{}/{}", c.model(r.model).provider, c.model(r.model).model))
     }
 
     #[test]
@@ -617,8 +887,14 @@ mod tests {
         let c = catalog();
         assert_eq!(res(&c, "gpt-4o", None).as_deref(), Some("openai/gpt-4o"));
         assert_eq!(res(&c, "GPT-4o ", None).as_deref(), Some("openai/gpt-4o"));
-        assert_eq!(res(&c, "claude-sonnet-4-5-20250929", None).as_deref(), Some("anthropic/claude-sonnet-4-5"));
-        assert_eq!(res(&c, "claude-sonnet-4.5", None).as_deref(), Some("anthropic/claude-sonnet-4-5"));
+        assert_eq!(
+            res(&c, "claude-sonnet-4-5-20250929", None).as_deref(),
+            Some("anthropic/claude-sonnet-4-5")
+        );
+        assert_eq!(
+            res(&c, "claude-sonnet-4.5", None).as_deref(),
+            Some("anthropic/claude-sonnet-4-5")
+        );
         assert_eq!(res(&c, "no-such-model", None), None);
         assert_eq!(res(&c, "", None), None);
         assert_eq!(c.resolve("gpt-4o-2024-05-13", None).unwrap().how, How::Id);
@@ -629,72 +905,200 @@ mod tests {
     fn never_guesses_a_price() {
         let c = catalog();
         // A dated snapshot priced separately upstream keeps its own price.
-        assert_eq!(res(&c, "gpt-4o-2024-05-13", None).as_deref(), Some("openai/gpt-4o-2024-05-13"));
+        assert_eq!(
+            res(&c, "gpt-4o-2024-05-13", None).as_deref(),
+            Some("openai/gpt-4o-2024-05-13")
+        );
         // A snapshot no rule covers stays unpriced (no stripping of the date).
         assert_eq!(res(&c, "gpt-4o-2099-01-01", None), None);
         // OpenRouter's Mistral Large is not mistral-large-latest.
-        assert_eq!(res(&c, "mistralai/mistral-large", None).as_deref(), Some("openrouter/mistralai/mistral-large"));
-        assert_eq!(res(&c, "mistral-large-latest", None).as_deref(), Some("mistral/mistral-large"));
+        assert_eq!(
+            res(&c, "mistralai/mistral-large", None).as_deref(),
+            Some("openrouter/mistralai/mistral-large")
+        );
+        assert_eq!(
+            res(&c, "mistral-large-latest", None).as_deref(),
+            Some("mistral/mistral-large")
+        );
         assert_eq!(res(&c, "mistral-large", None), None);
         // `:free` is its own (free) model, and an unknown variant is not its base model.
-        assert_eq!(res(&c, "meta-llama/llama-3.3-70b-instruct:free", None).as_deref(), Some("openrouter/meta-llama/llama-3.3-70b-instruct:free"));
-        assert_eq!(res(&c, "meta-llama/llama-3.3-70b-instruct:nitro", None), None);
+        assert_eq!(
+            res(&c, "meta-llama/llama-3.3-70b-instruct:free", None).as_deref(),
+            Some("openrouter/meta-llama/llama-3.3-70b-instruct:free")
+        );
+        assert_eq!(
+            res(&c, "meta-llama/llama-3.3-70b-instruct:nitro", None),
+            None
+        );
         // Compact dates are dashed, as the dataset does.
-        assert_eq!(res(&c, "gpt-5.2-20251211", None).as_deref(), Some("openai/gpt-5.2"));
+        assert_eq!(
+            res(&c, "gpt-5.2-20251211", None).as_deref(),
+            Some("openai/gpt-5.2")
+        );
     }
 
     #[test]
     fn hosts_from_the_name() {
         let c = catalog();
-        assert_eq!(res(&c, "anthropic/claude-3-sonnet", None).as_deref(), Some("openrouter/anthropic/claude-3-sonnet"));
-        assert_eq!(res(&c, "openrouter/anthropic/claude-3-sonnet", None).as_deref(), Some("openrouter/anthropic/claude-3-sonnet"));
-        assert_eq!(res(&c, "meta-llama/llama-3.3-70b-instruct", None).as_deref(), Some("openrouter/meta-llama/llama-3.3-70b-instruct"));
+        assert_eq!(
+            res(&c, "anthropic/claude-3-sonnet", None).as_deref(),
+            Some("openrouter/anthropic/claude-3-sonnet")
+        );
+        assert_eq!(
+            res(&c, "openrouter/anthropic/claude-3-sonnet", None).as_deref(),
+            Some("openrouter/anthropic/claude-3-sonnet")
+        );
+        assert_eq!(
+            res(&c, "meta-llama/llama-3.3-70b-instruct", None).as_deref(),
+            Some("openrouter/meta-llama/llama-3.3-70b-instruct")
+        );
         // Not an OpenRouter id: the vendor's own model.
-        assert_eq!(res(&c, "anthropic/claude-sonnet-4-5", None).as_deref(), Some("anthropic/claude-sonnet-4-5"));
-        assert_eq!(res(&c, "x-ai/grok-4", None).as_deref(), Some("x-ai/grok-4-0709"));
-        assert_eq!(res(&c, "xai/grok-4", None).as_deref(), Some("x-ai/grok-4-0709"));
-        assert_eq!(res(&c, "groq/llama-3.3-70b-versatile", None).as_deref(), Some("groq/llama-3.3-70b-versatile"));
-        assert_eq!(res(&c, "llama-3.3-70b-versatile", None).as_deref(), Some("groq/llama-3.3-70b-versatile"));
+        assert_eq!(
+            res(&c, "anthropic/claude-sonnet-4-5", None).as_deref(),
+            Some("anthropic/claude-sonnet-4-5")
+        );
+        assert_eq!(
+            res(&c, "x-ai/grok-4", None).as_deref(),
+            Some("x-ai/grok-4-0709")
+        );
+        assert_eq!(
+            res(&c, "xai/grok-4", None).as_deref(),
+            Some("x-ai/grok-4-0709")
+        );
+        assert_eq!(
+            res(&c, "groq/llama-3.3-70b-versatile", None).as_deref(),
+            Some("groq/llama-3.3-70b-versatile")
+        );
+        assert_eq!(
+            res(&c, "llama-3.3-70b-versatile", None).as_deref(),
+            Some("groq/llama-3.3-70b-versatile")
+        );
         // A host that does not list a model prices it only through its fallback providers.
-        assert_eq!(res(&c, "azure/gpt-4o", None).as_deref(), Some("openai/gpt-4o"));
+        assert_eq!(
+            res(&c, "azure/gpt-4o", None).as_deref(),
+            Some("openai/gpt-4o")
+        );
         assert_eq!(res(&c, "groq/gpt-4o", None), None);
         assert_eq!(res(&c, "openrouter/gpt-4o", None), None);
-        assert_eq!(res(&c, "vertex_ai/claude-sonnet-4-5@20250929", None).as_deref(), Some("google/claude-sonnet-4-5"));
-        assert_eq!(res(&c, "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo", None).as_deref(), Some("together/meta-llama/Llama-3.3-70B-Instruct-Turbo"));
-        assert_eq!(res(&c, "meta-llama/Llama-3.3-70B-Instruct-Turbo", None).as_deref(), Some("together/meta-llama/Llama-3.3-70B-Instruct-Turbo"));
-        assert_eq!(res(&c, "models/gemini-2.5-pro", None).as_deref(), Some("google/gemini-2.5-pro"));
+        assert_eq!(
+            res(&c, "vertex_ai/claude-sonnet-4-5@20250929", None).as_deref(),
+            Some("google/claude-sonnet-4-5")
+        );
+        assert_eq!(
+            res(
+                &c,
+                "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo",
+                None
+            )
+            .as_deref(),
+            Some("together/meta-llama/Llama-3.3-70B-Instruct-Turbo")
+        );
+        assert_eq!(
+            res(&c, "meta-llama/Llama-3.3-70B-Instruct-Turbo", None).as_deref(),
+            Some("together/meta-llama/Llama-3.3-70B-Instruct-Turbo")
+        );
+        assert_eq!(
+            res(&c, "models/gemini-2.5-pro", None).as_deref(),
+            Some("google/gemini-2.5-pro")
+        );
         // Bedrock ids go to Bedrock, not to another host whose rule merely contains the name.
-        assert_eq!(res(&c, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", None).as_deref(), Some("aws/regional.anthropic.claude-sonnet-4-5-20250929-v1:0"));
-        assert_eq!(res(&c, "bedrock/eu.anthropic.claude-sonnet-4-5-20250929-v1:0", None).as_deref(), Some("aws/regional.anthropic.claude-sonnet-4-5-20250929-v1:0"));
+        assert_eq!(
+            res(&c, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", None).as_deref(),
+            Some("aws/regional.anthropic.claude-sonnet-4-5-20250929-v1:0")
+        );
+        assert_eq!(
+            res(
+                &c,
+                "bedrock/eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                None
+            )
+            .as_deref(),
+            Some("aws/regional.anthropic.claude-sonnet-4-5-20250929-v1:0")
+        );
     }
 
     #[test]
     fn hosts_from_the_provider_value() {
         let c = catalog();
-        assert_eq!(res(&c, "gpt-4o", Some("azure")).as_deref(), Some("openai/gpt-4o"));
-        assert_eq!(res(&c, "gpt-4o-azure-only", Some("Azure")).as_deref(), Some("azure/gpt-4o-azure-only"));
-        assert_eq!(res(&c, "gpt-4o-azure-only", None).as_deref(), Some("azure/gpt-4o-azure-only"));
-        assert_eq!(res(&c, "claude-sonnet-4-5", Some("vertex_ai")).as_deref(), Some("google/claude-sonnet-4-5"));
-        assert_eq!(res(&c, "claude-sonnet-4-5", Some("google-vertex")).as_deref(), Some("google/claude-sonnet-4-5"));
-        assert_eq!(res(&c, "anthropic/claude-3-sonnet", Some("openrouter")).as_deref(), Some("openrouter/anthropic/claude-3-sonnet"));
-        assert_eq!(res(&c, "openai/gpt-4o", Some("OpenAI")).as_deref(), Some("openai/gpt-4o"));
-        assert_eq!(res(&c, "llama-3.3-70b-versatile", Some("groq")).as_deref(), Some("groq/llama-3.3-70b-versatile"));
+        assert_eq!(
+            res(&c, "gpt-4o", Some("azure")).as_deref(),
+            Some("openai/gpt-4o")
+        );
+        assert_eq!(
+            res(&c, "gpt-4o-azure-only", Some("Azure")).as_deref(),
+            Some("azure/gpt-4o-azure-only")
+        );
+        assert_eq!(
+            res(&c, "gpt-4o-azure-only", None).as_deref(),
+            Some("azure/gpt-4o-azure-only")
+        );
+        assert_eq!(
+            res(&c, "claude-sonnet-4-5", Some("vertex_ai")).as_deref(),
+            Some("google/claude-sonnet-4-5")
+        );
+        assert_eq!(
+            res(&c, "claude-sonnet-4-5", Some("google-vertex")).as_deref(),
+            Some("google/claude-sonnet-4-5")
+        );
+        assert_eq!(
+            res(&c, "anthropic/claude-3-sonnet", Some("openrouter")).as_deref(),
+            Some("openrouter/anthropic/claude-3-sonnet")
+        );
+        assert_eq!(
+            res(&c, "openai/gpt-4o", Some("OpenAI")).as_deref(),
+            Some("openai/gpt-4o")
+        );
+        assert_eq!(
+            res(&c, "llama-3.3-70b-versatile", Some("groq")).as_deref(),
+            Some("groq/llama-3.3-70b-versatile")
+        );
         // The named provider lists no such model: the name decides (a vendor written as the
         // provider of a Bedrock id).
-        assert_eq!(res(&c, "llama-3.3-70b-versatile", Some("openai")).as_deref(), Some("groq/llama-3.3-70b-versatile"));
-        assert_eq!(res(&c, "us.anthropic.claude-sonnet-4-5-20250929-v1:0", Some("anthropic")).as_deref(), Some("aws/regional.anthropic.claude-sonnet-4-5-20250929-v1:0"));
+        assert_eq!(
+            res(&c, "llama-3.3-70b-versatile", Some("openai")).as_deref(),
+            Some("groq/llama-3.3-70b-versatile")
+        );
+        assert_eq!(
+            res(
+                &c,
+                "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                Some("anthropic")
+            )
+            .as_deref(),
+            Some("aws/regional.anthropic.claude-sonnet-4-5-20250929-v1:0")
+        );
         // A provider value the catalog does not know: the name decides.
-        assert_eq!(res(&c, "gpt-4o", Some("my-gateway")).as_deref(), Some("openai/gpt-4o"));
-        assert_eq!(c.provider_named("bedrock").map(|i| c.providers[i].id.as_str()), Some("aws"));
-        assert_eq!(c.provider_named("together_ai").map(|i| c.providers[i].id.as_str()), Some("together"));
+        assert_eq!(
+            res(&c, "gpt-4o", Some("my-gateway")).as_deref(),
+            Some("openai/gpt-4o")
+        );
+        assert_eq!(
+            c.provider_named("bedrock")
+                .map(|i| c.providers[i].id.as_str()),
+            Some("aws")
+        );
+        assert_eq!(
+            c.provider_named("together_ai")
+                .map(|i| c.providers[i].id.as_str()),
+            Some("together")
+        );
     }
 
     #[test]
     fn aliases() {
         let c = catalog();
-        assert_eq!(res(&c, "house-model", None).as_deref(), Some("openai/gpt-4o"));
-        assert_eq!(res(&c, "HOUSE-MODEL", None).as_deref(), Some("openai/gpt-4o"));
-        assert_eq!(res(&c, "gateway/house-model", None).as_deref(), Some("openai/gpt-4o"));
+        assert_eq!(
+            res(&c, "house-model", None).as_deref(),
+            Some("openai/gpt-4o")
+        );
+        assert_eq!(
+            res(&c, "HOUSE-MODEL", None).as_deref(),
+            Some("openai/gpt-4o")
+        );
+        assert_eq!(
+            res(&c, "gateway/house-model", None).as_deref(),
+            Some("openai/gpt-4o")
+        );
         assert_eq!(c.resolve("house-model", None).unwrap().how, How::Alias);
     }
 
@@ -705,19 +1109,35 @@ mod tests {
         let shipped = row(1, "openai", "gpt-4o-catchall", "2", "2");
         let (c, problems) = Catalog::new(
             vec![shipped, mine, row(2, "openai", "broken", "1", "1")],
-            vec![Some(r#"{"starts_with": "gpt-4o"}"#.into()), Some(r#"{"starts_with": "gpt-4o-h"}"#.into()), Some(r#"{"regex": "("}"#.into())],
+            vec![
+                Some(r#"{"starts_with": "gpt-4o"}"#.into()),
+                Some(r#"{"starts_with": "gpt-4o-h"}"#.into()),
+                Some(r#"{"regex": "("}"#.into()),
+            ],
             vec![prov("openai", None, None, &[])],
             vec![],
         );
-        assert_eq!(res(&c, "gpt-4o-house-2", None).as_deref(), Some("openai/gpt-4o-house"));
-        assert_eq!(res(&c, "gpt-4o-other", None).as_deref(), Some("openai/gpt-4o-catchall"));
+        assert_eq!(
+            res(&c, "gpt-4o-house-2", None).as_deref(),
+            Some("openai/gpt-4o-house")
+        );
+        assert_eq!(
+            res(&c, "gpt-4o-other", None).as_deref(),
+            Some("openai/gpt-4o-catchall")
+        );
         assert!(problems.is_empty(), "{problems:?}");
         let broken = c.models().iter().find(|m| m.model == "broken").unwrap();
         let problem = broken.rule_problem().unwrap();
-        assert!(problem.contains("model openai broken") && problem.contains("$.regex"), "{problem}");
+        assert!(
+            problem.contains("model openai broken") && problem.contains("$.regex"),
+            "{problem}"
+        );
         assert!(broken.rule().is_none());
         assert_eq!(res(&c, "broken", None).as_deref(), Some("openai/broken"));
-        assert_eq!(res(&c, "gpt-4o-catchall", None).as_deref(), Some("openai/gpt-4o-catchall"));
+        assert_eq!(
+            res(&c, "gpt-4o-catchall", None).as_deref(),
+            Some("openai/gpt-4o-catchall")
+        );
     }
 
     #[test]
@@ -727,11 +1147,16 @@ mod tests {
         assert_eq!(guess_provider("gemini-9"), Some("google"));
         assert_eq!(guess_provider("deepseek/whatever"), Some("deepseek"));
         assert_eq!(guess_provider("us.anthropic.claude-x-v1:0"), Some("aws"));
-        assert_eq!(guess_provider("fireworks_ai/accounts/fireworks/models/llama-v9"), Some("fireworks"));
+        assert_eq!(
+            guess_provider("fireworks_ai/accounts/fireworks/models/llama-v9"),
+            Some("fireworks")
+        );
         assert_eq!(guess_provider("groq/some-new-model"), Some("groq"));
         assert_eq!(guess_provider("meta-llama/llama-9"), Some("meta"));
         assert_eq!(guess_provider("mystery"), None);
-        assert!(is_bedrock_id("us.anthropic.claude-sonnet-4-5-20250929-v1:0"));
+        assert!(is_bedrock_id(
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+        ));
         assert!(is_bedrock_id("anthropic.claude-3-haiku-20240307-v1:0"));
         assert!(!is_bedrock_id("gpt-4.1"));
         assert!(!is_bedrock_id("gemini-2.5-pro"));

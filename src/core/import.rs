@@ -42,7 +42,10 @@ impl std::fmt::Display for DocError {
 }
 
 fn bad<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, DocError> {
-    Err(DocError { path: path.into(), message: message.into() })
+    Err(DocError {
+        path: path.into(),
+        message: message.into(),
+    })
 }
 
 /// `format` as given (`auto` looks at the document).
@@ -52,19 +55,27 @@ pub fn detect(doc: &Value, format: &str) -> Result<Format, DocError> {
         "litellm" => Ok(Format::LiteLlm),
         "openrouter" => Ok(Format::OpenRouter),
         "auto" | "" => {
-            if doc.as_array().is_some_and(|a| a.iter().any(|p| p.get("models").is_some())) {
+            if doc
+                .as_array()
+                .is_some_and(|a| a.iter().any(|p| p.get("models").is_some()))
+            {
                 Ok(Format::GenaiPrices)
             } else if doc.get("data").is_some_and(|d| d.is_array()) {
                 Ok(Format::OpenRouter)
             } else if doc.as_object().is_some_and(|o| {
-                o.values().any(|v| v.get("litellm_provider").is_some() || v.get("input_cost_per_token").is_some())
+                o.values().any(|v| {
+                    v.get("litellm_provider").is_some() || v.get("input_cost_per_token").is_some()
+                })
             }) {
                 Ok(Format::LiteLlm)
             } else {
                 bad("$", "not a price document llm_cost knows: a genai-prices data.json array of providers, a LiteLLM price map or an OpenRouter /api/v1/models response")
             }
         }
-        other => bad("$", format!("unknown format \"{other}\" (auto, genai-prices, litellm, openrouter)")),
+        other => bad(
+            "$",
+            format!("unknown format \"{other}\" (auto, genai-prices, litellm, openrouter)"),
+        ),
     }
 }
 
@@ -78,13 +89,20 @@ fn price(v: &Value, path: &str, scale: i64, notes: &mut Vec<String>) -> Result<D
         _ => return bad(path, "must be a number"),
     };
     let d = Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text));
-    let Ok(d) = d else { return bad(path, format!("\"{text}\" is not a number")) };
-    let Some(d) = d.checked_mul(Decimal::from(scale)) else { return bad(path, "out of range") };
+    let Ok(d) = d else {
+        return bad(path, format!("\"{text}\" is not a number"));
+    };
+    let Some(d) = d.checked_mul(Decimal::from(scale)) else {
+        return bad(path, "out of range");
+    };
     if d.is_sign_negative() && !d.is_zero() {
         return bad(path, format!("{text} is negative"));
     }
     if d >= Decimal::from(1_000_000) {
-        return bad(path, format!("{text} is 1,000,000 USD per 1M tokens or more"));
+        return bad(
+            path,
+            format!("{text} is 1,000,000 USD per 1M tokens or more"),
+        );
     }
     let d = d.normalize();
     if d.scale() > 10 {
@@ -153,33 +171,62 @@ fn str_at<'a>(o: &'a Map<String, Value>, key: &str, path: &str) -> Result<&'a st
 }
 
 fn obj<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, DocError> {
-    v.as_object().map_or_else(|| bad(path, "must be an object"), Ok)
+    v.as_object()
+        .map_or_else(|| bad(path, "must be an object"), Ok)
 }
 
 fn check_rule(v: &Value, path: &str) -> Result<(), DocError> {
-    Rule::parse(v).map(|_| ()).map_err(|e| DocError { path: format!("{path}{}", e.path.trim_start_matches('$')), message: e.message })
+    Rule::parse(v).map(|_| ()).map_err(|e| DocError {
+        path: format!("{path}{}", e.path.trim_start_matches('$')),
+        message: e.message,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
 // genai-prices
 // ---------------------------------------------------------------------------------------------
 
-const GENAI_KEYS: &[(&str, u8)] =
-    &[("input_mtok", 0), ("output_mtok", 1), ("cache_read_mtok", 2), ("cache_write_mtok", 3), ("cache_write_5m_mtok", 3), ("cache_write_1h_mtok", 4)];
+const GENAI_KEYS: &[(&str, u8)] = &[
+    ("input_mtok", 0),
+    ("output_mtok", 1),
+    ("cache_read_mtok", 2),
+    ("cache_write_mtok", 3),
+    ("cache_write_5m_mtok", 3),
+    ("cache_write_1h_mtok", 4),
+];
 
 /// A genai-prices price: a number, or `{"base": n, "tiers": [{"start": n, "price": n}]}`.
 /// Returns (base, [(start, price)]).
-fn genai_price(v: &Value, path: &str, notes: &mut Vec<String>) -> Result<(Decimal, Vec<(i64, Decimal)>), DocError> {
+fn genai_price(
+    v: &Value,
+    path: &str,
+    notes: &mut Vec<String>,
+) -> Result<(Decimal, Vec<(i64, Decimal)>), DocError> {
     if let Some(o) = v.as_object() {
-        let base = price(o.get("base").unwrap_or(&Value::Null), &format!("{path}.base"), 1, notes)?;
+        let base = price(
+            o.get("base").unwrap_or(&Value::Null),
+            &format!("{path}.base"),
+            1,
+            notes,
+        )?;
         let mut tiers = Vec::new();
-        let Some(ts) = o.get("tiers").and_then(|t| t.as_array()) else { return bad(format!("{path}.tiers"), "must be an array") };
+        let Some(ts) = o.get("tiers").and_then(|t| t.as_array()) else {
+            return bad(format!("{path}.tiers"), "must be an array");
+        };
         for (i, t) in ts.iter().enumerate() {
             let tp = format!("{path}.tiers[{i}]");
             let Some(start) = t.get("start").and_then(|s| s.as_i64()).filter(|s| *s >= 0) else {
                 return bad(format!("{tp}.start"), "must be a non-negative integer");
             };
-            tiers.push((start, price(t.get("price").unwrap_or(&Value::Null), &format!("{tp}.price"), 1, notes)?));
+            tiers.push((
+                start,
+                price(
+                    t.get("price").unwrap_or(&Value::Null),
+                    &format!("{tp}.price"),
+                    1,
+                    notes,
+                )?,
+            ));
         }
         tiers.sort_by_key(|t| t.0);
         return Ok((base, tiers));
@@ -188,7 +235,12 @@ fn genai_price(v: &Value, path: &str, notes: &mut Vec<String>) -> Result<(Decima
 }
 
 /// Rows for one genai-prices price object (all prompt-size tiers), or None with the reason.
-fn genai_rows(prices: &Map<String, Value>, path: &str, tier: &'static str, notes: &mut Vec<String>) -> Result<Result<Vec<Row>, String>, DocError> {
+fn genai_rows(
+    prices: &Map<String, Value>,
+    path: &str,
+    tier: &'static str,
+    notes: &mut Vec<String>,
+) -> Result<Result<Vec<Row>, String>, DocError> {
     let mut parts: [Option<(Decimal, Vec<(i64, Decimal)>)>; 5] = Default::default();
     let mut other = Vec::new();
     for (k, v) in prices {
@@ -196,7 +248,9 @@ fn genai_rows(prices: &Map<String, Value>, path: &str, tier: &'static str, notes
             continue;
         }
         match GENAI_KEYS.iter().find(|(n, _)| n == k) {
-            Some((_, slot)) => parts[*slot as usize] = Some(genai_price(v, &format!("{path}.{k}"), notes)?),
+            Some((_, slot)) => {
+                parts[*slot as usize] = Some(genai_price(v, &format!("{path}.{k}"), notes)?)
+            }
             None => other.push(k.clone()),
         }
     }
@@ -205,17 +259,33 @@ fn genai_rows(prices: &Map<String, Value>, path: &str, tier: &'static str, notes
             // No price at all: free.
             parts[0] = Some((Decimal::ZERO, vec![]));
         } else {
-            return Ok(Err(format!("no per-token price (only {})", other.join(", "))));
+            return Ok(Err(format!(
+                "no per-token price (only {})",
+                other.join(", ")
+            )));
         }
     }
     if !other.is_empty() {
-        notes.push(format!("{path}: prices not per token left out: {}", other.join(", ")));
+        notes.push(format!(
+            "{path}: prices not per token left out: {}",
+            other.join(", ")
+        ));
     }
-    let mut starts: Vec<i64> = parts.iter().flatten().flat_map(|p| p.1.iter().map(|t| t.0)).collect();
+    let mut starts: Vec<i64> = parts
+        .iter()
+        .flatten()
+        .flat_map(|p| p.1.iter().map(|t| t.0))
+        .collect();
     starts.sort();
     starts.dedup();
     let at = |p: &Option<(Decimal, Vec<(i64, Decimal)>)>, above: i64| -> Option<Decimal> {
-        p.as_ref().map(|(base, tiers)| tiers.iter().rev().find(|t| above >= t.0).map_or(*base, |t| t.1))
+        p.as_ref().map(|(base, tiers)| {
+            tiers
+                .iter()
+                .rev()
+                .find(|t| above >= t.0)
+                .map_or(*base, |t| t.1)
+        })
     };
     let mut rows = Vec::new();
     for lo in std::iter::once(0).chain(starts.iter().map(|s| s + 1)) {
@@ -249,17 +319,30 @@ fn genai_tier(when: &Map<String, Value>) -> Option<&'static str> {
 
 /// A constraint's start date if it is a start-date constraint active at `at_date`;
 /// Err(()) for a constraint that does not apply (later start, time of day).
-fn active_from(c: Option<&Value>, at_date: &str, path: &str) -> Result<Result<String, ()>, DocError> {
+fn active_from(
+    c: Option<&Value>,
+    at_date: &str,
+    path: &str,
+) -> Result<Result<String, ()>, DocError> {
     match c {
         None | Some(Value::Null) => Ok(Ok(String::new())),
         Some(Value::Object(o)) => {
             if let Some(d) = o.get("start_date") {
-                let Some(d) = d.as_str().filter(|d| d.len() == 10) else { return bad(format!("{path}.start_date"), "must be a date (YYYY-MM-DD)") };
-                Ok(if d <= at_date { Ok(d.to_string()) } else { Err(()) })
+                let Some(d) = d.as_str().filter(|d| d.len() == 10) else {
+                    return bad(format!("{path}.start_date"), "must be a date (YYYY-MM-DD)");
+                };
+                Ok(if d <= at_date {
+                    Ok(d.to_string())
+                } else {
+                    Err(())
+                })
             } else if o.contains_key("start_time") {
                 Ok(Err(()))
             } else {
-                bad(path, "unknown constraint (start_date or start_time/end_time)")
+                bad(
+                    path,
+                    "unknown constraint (start_date or start_time/end_time)",
+                )
             }
         }
         Some(_) => bad(path, "must be an object"),
@@ -267,7 +350,9 @@ fn active_from(c: Option<&Value>, at_date: &str, path: &str) -> Result<Result<St
 }
 
 fn genai(doc: &Value, at_date: &str) -> Result<Document, DocError> {
-    let Some(providers) = doc.as_array() else { return bad("$", "a genai-prices document is an array of providers") };
+    let Some(providers) = doc.as_array() else {
+        return bad("$", "a genai-prices document is an array of providers");
+    };
     let mut out = Document::default();
     for (pi, p) in providers.iter().enumerate() {
         let pp = format!("$[{pi}]");
@@ -280,18 +365,32 @@ fn genai(doc: &Value, at_date: &str) -> Result<Document, DocError> {
         }
         let fallback = match po.get("fallback_model_providers") {
             None | Some(Value::Null) => vec![],
-            Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
-            Some(_) => return bad(format!("{pp}.fallback_model_providers"), "must be an array of provider ids"),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            Some(_) => {
+                return bad(
+                    format!("{pp}.fallback_model_providers"),
+                    "must be an array of provider ids",
+                )
+            }
         };
         out.providers.push(Provider {
             id: id.clone(),
             name: po.get("name").and_then(|n| n.as_str()).map(str::to_string),
-            pricing_url: po.get("pricing_urls").and_then(|u| u.get(0)).and_then(|u| u.as_str()).map(str::to_string),
+            pricing_url: po
+                .get("pricing_urls")
+                .and_then(|u| u.get(0))
+                .and_then(|u| u.as_str())
+                .map(str::to_string),
             model_match: po.get("model_match").filter(|r| !r.is_null()).cloned(),
             provider_match: po.get("provider_match").filter(|r| !r.is_null()).cloned(),
             fallback,
         });
-        let Some(models) = po.get("models").and_then(|m| m.as_array()) else { return bad(format!("{pp}.models"), "must be an array of models") };
+        let Some(models) = po.get("models").and_then(|m| m.as_array()) else {
+            return bad(format!("{pp}.models"), "must be an array of models");
+        };
         for (mi, m) in models.iter().enumerate() {
             let mp = format!("{pp}.models[{mi}]");
             let mo = obj(m, &mp)?;
@@ -303,7 +402,12 @@ fn genai(doc: &Value, at_date: &str) -> Result<Document, DocError> {
                 }
                 _ => None,
             };
-            let mut model = Model { provider: id.clone(), model: model_id.to_string(), match_rule: rule, ..Default::default() };
+            let mut model = Model {
+                provider: id.clone(),
+                model: model_id.to_string(),
+                match_rule: rule,
+                ..Default::default()
+            };
             // The standard price in effect at the import date (the last active one; the first if none).
             let base: &Map<String, Value> = match mo.get("prices") {
                 Some(Value::Object(o)) => o,
@@ -312,11 +416,16 @@ fn genai(doc: &Value, at_date: &str) -> Result<Document, DocError> {
                     for (ci, c) in list.iter().enumerate() {
                         let cp = format!("{mp}.prices[{ci}]");
                         let co = obj(c, &cp)?;
-                        let prices = co.get("prices").and_then(|x| x.as_object()).map_or_else(|| bad(format!("{cp}.prices"), "must be an object"), Ok)?;
+                        let prices = co
+                            .get("prices")
+                            .and_then(|x| x.as_object())
+                            .map_or_else(|| bad(format!("{cp}.prices"), "must be an object"), Ok)?;
                         if ci == 0 && chosen.is_none() {
                             chosen = Some(prices);
                         }
-                        if active_from(co.get("constraint"), at_date, &format!("{cp}.constraint"))?.is_ok() {
+                        if active_from(co.get("constraint"), at_date, &format!("{cp}.constraint"))?
+                            .is_ok()
+                        {
                             chosen = Some(prices);
                         }
                     }
@@ -326,7 +435,12 @@ fn genai(doc: &Value, at_date: &str) -> Result<Document, DocError> {
                     }
                 }
                 None => return bad(format!("{mp}.prices"), "is missing"),
-                Some(_) => return bad(format!("{mp}.prices"), "must be an object or an array of dated prices"),
+                Some(_) => {
+                    return bad(
+                        format!("{mp}.prices"),
+                        "must be an object or an array of dated prices",
+                    )
+                }
             };
             match genai_rows(base, &format!("{mp}.prices"), "standard", &mut model.notes)? {
                 Err(reason) => {
@@ -338,7 +452,9 @@ fn genai(doc: &Value, at_date: &str) -> Result<Document, DocError> {
             }
             // Service tiers: the standard price with the variant's prices over it.
             if let Some(vars) = mo.get("price_variants").filter(|v| !v.is_null()) {
-                let Some(vars) = vars.as_array() else { return bad(format!("{mp}.price_variants"), "must be an array") };
+                let Some(vars) = vars.as_array() else {
+                    return bad(format!("{mp}.price_variants"), "must be an array");
+                };
                 for tier in ["batch", "flex", "priority", "fast"] {
                     let mut merged = base.clone();
                     let mut any = false;
@@ -346,14 +462,22 @@ fn genai(doc: &Value, at_date: &str) -> Result<Document, DocError> {
                     for (vi, v) in vars.iter().enumerate() {
                         let vp = format!("{mp}.price_variants[{vi}]");
                         let vo = obj(v, &vp)?;
-                        let when = vo.get("when").and_then(|w| w.as_object()).map_or_else(|| bad(format!("{vp}.when"), "must be an object"), Ok)?;
+                        let when = vo
+                            .get("when")
+                            .and_then(|w| w.as_object())
+                            .map_or_else(|| bad(format!("{vp}.when"), "must be an object"), Ok)?;
                         if genai_tier(when) != Some(tier) {
                             continue;
                         }
-                        if active_from(vo.get("constraint"), at_date, &format!("{vp}.constraint"))?.is_err() {
+                        if active_from(vo.get("constraint"), at_date, &format!("{vp}.constraint"))?
+                            .is_err()
+                        {
                             continue;
                         }
-                        let prices = vo.get("prices").and_then(|x| x.as_object()).map_or_else(|| bad(format!("{vp}.prices"), "must be an object"), Ok)?;
+                        let prices = vo
+                            .get("prices")
+                            .and_then(|x| x.as_object())
+                            .map_or_else(|| bad(format!("{vp}.prices"), "must be an object"), Ok)?;
                         any = true;
                         for (k, p) in prices {
                             if !p.is_null() && !taken.contains(k) {
@@ -363,7 +487,12 @@ fn genai(doc: &Value, at_date: &str) -> Result<Document, DocError> {
                         }
                     }
                     if any {
-                        if let Ok(rows) = genai_rows(&merged, &format!("{mp}.price_variants"), tier, &mut model.notes)? {
+                        if let Ok(rows) = genai_rows(
+                            &merged,
+                            &format!("{mp}.price_variants"),
+                            tier,
+                            &mut model.notes,
+                        )? {
                             model.rows.extend(rows);
                         }
                     }
@@ -380,7 +509,9 @@ fn genai(doc: &Value, at_date: &str) -> Result<Document, DocError> {
 // ---------------------------------------------------------------------------------------------
 
 fn litellm(doc: &Value) -> Result<Document, DocError> {
-    let Some(entries) = doc.as_object() else { return bad("$", "a LiteLLM price map is an object of models") };
+    let Some(entries) = doc.as_object() else {
+        return bad("$", "a LiteLLM price map is an object of models");
+    };
     let mut out = Document::default();
     for (name, e) in entries {
         if name == "sample_spec" {
@@ -394,16 +525,33 @@ fn litellm(doc: &Value) -> Result<Document, DocError> {
                 // No provider field: the key's route says it (`azure/gpt-…`).
                 Some((route, _)) if !route.is_empty() => route.to_ascii_lowercase(),
                 _ => {
-                    out.models.push(Model { provider: String::new(), model: name.clone(), skip: Some("no litellm_provider and no provider route in the name".into()), ..Default::default() });
+                    out.models.push(Model {
+                        provider: String::new(),
+                        model: name.clone(),
+                        skip: Some("no litellm_provider and no provider route in the name".into()),
+                        ..Default::default()
+                    });
                     continue;
                 }
             },
-            Some(_) => return bad(format!("{path}.litellm_provider"), "must be a non-empty string"),
+            Some(_) => {
+                return bad(
+                    format!("{path}.litellm_provider"),
+                    "must be a non-empty string",
+                )
+            }
         };
         // `bedrock/us.anthropic…` under provider bedrock: the model id is what follows the route.
         let lower = name.to_ascii_lowercase();
-        let model_id = lower.strip_prefix(&format!("{provider}/")).map(|_| &name[provider.len() + 1..]).unwrap_or(name);
-        let mut model = Model { provider: provider.clone(), model: model_id.to_string(), ..Default::default() };
+        let model_id = lower
+            .strip_prefix(&format!("{provider}/"))
+            .map(|_| &name[provider.len() + 1..])
+            .unwrap_or(name);
+        let mut model = Model {
+            provider: provider.clone(),
+            model: model_id.to_string(),
+            ..Default::default()
+        };
         let get = |k: &str, notes: &mut Vec<String>| -> Result<Option<Decimal>, DocError> {
             match eo.get(k) {
                 None | Some(Value::Null) => Ok(None),
@@ -420,12 +568,24 @@ fn litellm(doc: &Value) -> Result<Document, DocError> {
         let cache_read = get("cache_read_input_token_cost", notes)?;
         let cache_write_5m = get("cache_creation_input_token_cost", notes)?;
         let cache_write_1h = get("cache_creation_input_token_cost_above_1hr", notes)?;
-        let std = Row { min_input_tokens: 0, service_tier: "standard", input, output, cache_read, cache_write_5m, cache_write_1h };
+        let std = Row {
+            min_input_tokens: 0,
+            service_tier: "standard",
+            input,
+            output,
+            cache_read,
+            cache_write_5m,
+            cache_write_1h,
+        };
         let mut rows = vec![std.clone()];
         // Long-context tiers: input_cost_per_token_above_200k_tokens, ...
         let mut ks: Vec<i64> = eo
             .keys()
-            .filter_map(|k| k.strip_prefix("input_cost_per_token_above_").and_then(|r| r.strip_suffix("k_tokens")).and_then(|n| n.parse::<i64>().ok()))
+            .filter_map(|k| {
+                k.strip_prefix("input_cost_per_token_above_")
+                    .and_then(|r| r.strip_suffix("k_tokens"))
+                    .and_then(|n| n.parse::<i64>().ok())
+            })
             .collect();
         ks.sort();
         for kt in ks {
@@ -435,13 +595,19 @@ fn litellm(doc: &Value) -> Result<Document, DocError> {
                 service_tier: "standard",
                 input: get(&format!("input_cost_per_token{suffix}"), notes)?.unwrap_or(input),
                 output: get(&format!("output_cost_per_token{suffix}"), notes)?.unwrap_or(output),
-                cache_read: get(&format!("cache_read_input_token_cost{suffix}"), notes)?.or(cache_read),
-                cache_write_5m: get(&format!("cache_creation_input_token_cost{suffix}"), notes)?.or(cache_write_5m),
+                cache_read: get(&format!("cache_read_input_token_cost{suffix}"), notes)?
+                    .or(cache_read),
+                cache_write_5m: get(&format!("cache_creation_input_token_cost{suffix}"), notes)?
+                    .or(cache_write_5m),
                 cache_write_1h,
             };
             rows.push(r);
         }
-        for (tier, suffix) in [("batch", "_batches"), ("flex", "_flex"), ("priority", "_priority")] {
+        for (tier, suffix) in [
+            ("batch", "_batches"),
+            ("flex", "_flex"),
+            ("priority", "_priority"),
+        ] {
             let i = get(&format!("input_cost_per_token{suffix}"), notes)?;
             let o = get(&format!("output_cost_per_token{suffix}"), notes)?;
             if i.is_some() || o.is_some() {
@@ -450,7 +616,8 @@ fn litellm(doc: &Value) -> Result<Document, DocError> {
                     service_tier: tier,
                     input: i.unwrap_or(input),
                     output: o.unwrap_or(output),
-                    cache_read: get(&format!("cache_read_input_token_cost{suffix}"), notes)?.or(cache_read),
+                    cache_read: get(&format!("cache_read_input_token_cost{suffix}"), notes)?
+                        .or(cache_read),
                     cache_write_5m,
                     cache_write_1h,
                 });
@@ -475,19 +642,35 @@ fn json_key(k: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 
 fn openrouter(doc: &Value) -> Result<Document, DocError> {
-    let Some(data) = doc.get("data").and_then(|d| d.as_array()) else { return bad("$.data", "must be an array of models") };
+    let Some(data) = doc.get("data").and_then(|d| d.as_array()) else {
+        return bad("$.data", "must be an array of models");
+    };
     let mut out = Document::default();
     for (i, m) in data.iter().enumerate() {
         let path = format!("$.data[{i}]");
         let mo = obj(m, &path)?;
         let id = str_at(mo, "id", &path)?;
-        let mut model = Model { provider: "openrouter".into(), model: id.to_string(), ..Default::default() };
+        let mut model = Model {
+            provider: "openrouter".into(),
+            model: id.to_string(),
+            ..Default::default()
+        };
         let pp = format!("{path}.pricing");
-        let Some(pr) = mo.get("pricing") else { return bad(pp, "is missing") };
+        let Some(pr) = mo.get("pricing") else {
+            return bad(pp, "is missing");
+        };
         let pr = obj(pr, &pp)?;
         let raw = |k: &str| pr.get(k).filter(|v| !v.is_null());
         // Router models (openrouter/auto) publish -1: the price depends on the model picked.
-        if ["prompt", "completion"].iter().any(|k| raw(k).and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_f64().map(|f| f.to_string()))).is_some_and(|s| s.starts_with('-'))) {
+        if ["prompt", "completion"].iter().any(|k| {
+            raw(k)
+                .and_then(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .or_else(|| v.as_f64().map(|f| f.to_string()))
+                })
+                .is_some_and(|s| s.starts_with('-'))
+        }) {
             model.skip = Some("variable price (the router picks the model)".into());
             out.models.push(model);
             continue;
@@ -499,19 +682,38 @@ fn openrouter(doc: &Value) -> Result<Document, DocError> {
                 Some(v) => price(v, &format!("{pp}.{k}"), 1_000_000, notes).map(Some),
             }
         };
-        let Some(input) = get("prompt", notes)? else { return bad(format!("{pp}.prompt"), "is missing") };
+        let Some(input) = get("prompt", notes)? else {
+            return bad(format!("{pp}.prompt"), "is missing");
+        };
         let output = get("completion", notes)?.unwrap_or(Decimal::ZERO);
         let cache_read = get("input_cache_read", notes)?;
         let cache_write_5m = get("input_cache_write", notes)?;
         let fees: Vec<&str> = ["request", "image", "web_search", "audio"]
             .into_iter()
-            .filter(|k| raw(k).is_some_and(|v| v.as_str().map_or(true, |s| Decimal::from_str(s).map_or(true, |d| !d.is_zero()))))
+            .filter(|k| {
+                raw(k).is_some_and(|v| {
+                    v.as_str().map_or(true, |s| {
+                        Decimal::from_str(s).map_or(true, |d| !d.is_zero())
+                    })
+                })
+            })
             .collect();
         if !fees.is_empty() {
-            notes.push(format!("{pp}: prices not per token left out: {}", fees.join(", ")));
+            notes.push(format!(
+                "{pp}: prices not per token left out: {}",
+                fees.join(", ")
+            ));
         }
         model.match_rule = Some(json!({ "equals": id }));
-        model.rows = vec![Row { min_input_tokens: 0, service_tier: "standard", input, output, cache_read, cache_write_5m, cache_write_1h: None }];
+        model.rows = vec![Row {
+            min_input_tokens: 0,
+            service_tier: "standard",
+            input,
+            output,
+            cache_read,
+            cache_write_5m,
+            cache_write_1h: None,
+        }];
         out.models.push(model);
     }
     Ok(out)
@@ -565,14 +767,38 @@ mod tests {
         assert_eq!(out.providers[0].id, "anthropic");
         let s = &out.models[0];
         assert_eq!(s.rows.len(), 3, "{:?}", s.rows);
-        assert_eq!((s.rows[0].min_input_tokens, s.rows[0].input, s.rows[0].output), (0, d("3"), d("15")));
-        assert_eq!((s.rows[1].min_input_tokens, s.rows[1].input, s.rows[1].cache_read), (200001, d("6"), Some(d("0.3"))));
-        assert_eq!((s.rows[2].service_tier, s.rows[2].input, s.rows[2].output), ("batch", d("1.5"), d("7.5")));
+        assert_eq!(
+            (
+                s.rows[0].min_input_tokens,
+                s.rows[0].input,
+                s.rows[0].output
+            ),
+            (0, d("3"), d("15"))
+        );
+        assert_eq!(
+            (
+                s.rows[1].min_input_tokens,
+                s.rows[1].input,
+                s.rows[1].cache_read
+            ),
+            (200001, d("6"), Some(d("0.3")))
+        );
+        assert_eq!(
+            (s.rows[2].service_tier, s.rows[2].input, s.rows[2].output),
+            ("batch", d("1.5"), d("7.5"))
+        );
         assert!(s.notes[0].contains("web_searches_kcount"));
         assert_eq!(out.models[1].rows[0].input, d("4"));
-        assert_eq!(parse(&doc, f, "2025-06-01").unwrap().models[1].rows[0].input, d("8"));
+        assert_eq!(
+            parse(&doc, f, "2025-06-01").unwrap().models[1].rows[0].input,
+            d("8")
+        );
         assert_eq!(out.models[2].rows[0].input, d("0"));
-        assert!(out.models[3].skip.as_deref().unwrap().contains("audio_hours"));
+        assert!(out.models[3]
+            .skip
+            .as_deref()
+            .unwrap()
+            .contains("audio_hours"));
     }
 
     #[test]
@@ -585,12 +811,34 @@ mod tests {
         let f = detect(&doc, "auto").unwrap();
         assert_eq!(f, Format::LiteLlm);
         let out = parse(&doc, f, "2026-01-01").unwrap();
-        let g = out.models.iter().find(|m| m.model == "gemini-2.5-pro").unwrap();
-        assert_eq!(g.rows.iter().map(|r| (r.min_input_tokens, r.service_tier, r.input, r.output)).collect::<Vec<_>>(),
-            vec![(0, "standard", d("1.25"), d("10")), (200001, "standard", d("2.5"), d("15")), (0, "batch", d("0.625"), d("10"))]);
+        let g = out
+            .models
+            .iter()
+            .find(|m| m.model == "gemini-2.5-pro")
+            .unwrap();
+        assert_eq!(
+            g.rows
+                .iter()
+                .map(|r| (r.min_input_tokens, r.service_tier, r.input, r.output))
+                .collect::<Vec<_>>(),
+            vec![
+                (0, "standard", d("1.25"), d("10")),
+                (200001, "standard", d("2.5"), d("15")),
+                (0, "batch", d("0.625"), d("10"))
+            ]
+        );
         let q = out.models.iter().find(|m| m.provider == "groq").unwrap();
-        assert_eq!((q.model.as_str(), q.rows[0].input, q.rows[0].output), ("llama-3.3-70b-versatile", d("0.59"), d("0.79")));
-        assert!(out.models.iter().find(|m| m.model == "dall-e-3").unwrap().skip.is_some());
+        assert_eq!(
+            (q.model.as_str(), q.rows[0].input, q.rows[0].output),
+            ("llama-3.3-70b-versatile", d("0.59"), d("0.79"))
+        );
+        assert!(out
+            .models
+            .iter()
+            .find(|m| m.model == "dall-e-3")
+            .unwrap()
+            .skip
+            .is_some());
     }
 
     #[test]
@@ -600,7 +848,14 @@ mod tests {
             {"id": "openrouter/auto", "pricing": {"prompt": "-1", "completion": "-1"}},
             {"id": "x/odd", "pricing": {"prompt": "0.0000000416666666666667", "completion": "0"}}]}"#).unwrap();
         let out = parse(&doc, detect(&doc, "auto").unwrap(), "2026-01-01").unwrap();
-        assert_eq!((out.models[0].rows[0].input, out.models[0].rows[0].output, out.models[0].rows[0].cache_read), (d("3"), d("15"), Some(d("0.3"))));
+        assert_eq!(
+            (
+                out.models[0].rows[0].input,
+                out.models[0].rows[0].output,
+                out.models[0].rows[0].cache_read
+            ),
+            (d("3"), d("15"), Some(d("0.3")))
+        );
         assert!(out.models[0].notes.is_empty());
         assert!(out.models[1].skip.is_some());
         assert_eq!(out.models[2].rows[0].input, d("0.0416666667"));
@@ -611,13 +866,50 @@ mod tests {
     fn malformed_documents_name_the_path() {
         let e = |s: &str, f: &str| {
             let v: Value = serde_json::from_str(s).unwrap();
-            detect(&v, f).and_then(|f| parse(&v, f, "2026-01-01")).unwrap_err()
+            detect(&v, f)
+                .and_then(|f| parse(&v, f, "2026-01-01"))
+                .unwrap_err()
         };
-        assert_eq!(e(r#"{"data": [{"id": "a", "pricing": {"prompt": "abc"}}]}"#, "auto").path, "$.data[0].pricing.prompt");
-        assert_eq!(e(r#"{"data": [{"id": "a", "pricing": {"prompt": "0.1", "completion": []}}]}"#, "auto").path, "$.data[0].pricing.completion");
-        assert_eq!(e(r#"[{"id": "p", "models": [{"id": "m", "match": {"regex": "("}, "prices": {}}]}]"#, "auto").path, "$[0].models[0].match.regex");
-        assert_eq!(e(r#"[{"id": "p", "models": [{"match": {"equals": "m"}, "prices": {}}]}]"#, "auto").path, "$[0].models[0].id");
-        assert_eq!(e(r#"{"m": {"litellm_provider": "openai", "input_cost_per_token": -1}}"#, "litellm").path, "$.m.input_cost_per_token");
+        assert_eq!(
+            e(
+                r#"{"data": [{"id": "a", "pricing": {"prompt": "abc"}}]}"#,
+                "auto"
+            )
+            .path,
+            "$.data[0].pricing.prompt"
+        );
+        assert_eq!(
+            e(
+                r#"{"data": [{"id": "a", "pricing": {"prompt": "0.1", "completion": []}}]}"#,
+                "auto"
+            )
+            .path,
+            "$.data[0].pricing.completion"
+        );
+        assert_eq!(
+            e(
+                r#"[{"id": "p", "models": [{"id": "m", "match": {"regex": "("}, "prices": {}}]}]"#,
+                "auto"
+            )
+            .path,
+            "$[0].models[0].match.regex"
+        );
+        assert_eq!(
+            e(
+                r#"[{"id": "p", "models": [{"match": {"equals": "m"}, "prices": {}}]}]"#,
+                "auto"
+            )
+            .path,
+            "$[0].models[0].id"
+        );
+        assert_eq!(
+            e(
+                r#"{"m": {"litellm_provider": "openai", "input_cost_per_token": -1}}"#,
+                "litellm"
+            )
+            .path,
+            "$.m.input_cost_per_token"
+        );
         assert_eq!(e(r#"{"a": 1}"#, "auto").path, "$");
         assert_eq!(e(r#"[]"#, "csv").path, "$");
     }

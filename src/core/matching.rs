@@ -19,14 +19,21 @@ pub struct LazyRegex {
 
 impl LazyRegex {
     fn new(pattern: &str) -> LazyRegex {
-        LazyRegex { pattern: pattern.to_string(), prefix: literal_prefix(pattern), compiled: OnceLock::new() }
+        LazyRegex {
+            pattern: pattern.to_string(),
+            prefix: literal_prefix(pattern),
+            compiled: OnceLock::new(),
+        }
     }
 
     fn is_match(&self, name: &str) -> bool {
         if !name.starts_with(self.prefix.as_str()) {
             return false;
         }
-        match self.compiled.get_or_init(|| fancy_regex::Regex::new(&self.pattern).ok()) {
+        match self
+            .compiled
+            .get_or_init(|| fancy_regex::Regex::new(&self.pattern).ok())
+        {
             // A regex that fails at run time (backtracking limit) matches nothing.
             Some(r) => r.is_match(name).unwrap_or(false),
             None => false,
@@ -36,7 +43,9 @@ impl LazyRegex {
 
 /// The literal text every match of an anchored pattern starts with ("" when there is none).
 fn literal_prefix(pattern: &str) -> String {
-    let Some(rest) = pattern.strip_prefix('^') else { return String::new() };
+    let Some(rest) = pattern.strip_prefix('^') else {
+        return String::new();
+    };
     // An alternative at the top level (`^a|b`) may match anything: no prefix.
     let (mut depth, mut class, mut escaped) = (0i32, false, false);
     for c in pattern.chars() {
@@ -70,7 +79,14 @@ fn literal_prefix(pattern: &str) -> String {
                 }
                 break;
             }
-            c if c.is_alphanumeric() || c == '-' || c == '_' || c == '/' || c == ':' || c == '@' || c == ' ' => {
+            c if c.is_alphanumeric()
+                || c == '-'
+                || c == '_'
+                || c == '/'
+                || c == ':'
+                || c == '@'
+                || c == ' ' =>
+            {
                 if c.is_uppercase() {
                     break;
                 }
@@ -113,12 +129,20 @@ impl Rule {
     }
 
     pub fn parse_text(s: &str) -> Result<Rule, RuleError> {
-        let v: Value = serde_json::from_str(s).map_err(|e| RuleError { path: "$".into(), message: e.to_string() })?;
+        let v: Value = serde_json::from_str(s).map_err(|e| RuleError {
+            path: "$".into(),
+            message: e.to_string(),
+        })?;
         Self::parse(&v)
     }
 
     fn parse_at(v: &Value, path: &str) -> Result<Rule, RuleError> {
-        let err = |p: String, m: &str| Err(RuleError { path: p, message: m.to_string() });
+        let err = |p: String, m: &str| {
+            Err(RuleError {
+                path: p,
+                message: m.to_string(),
+            })
+        };
         let Some(obj) = v.as_object() else {
             return err(path.to_string(), "a match rule must be an object");
         };
@@ -136,7 +160,11 @@ impl Rule {
                 for (i, it) in items.iter().enumerate() {
                     rules.push(Self::parse_at(it, &format!("{here}[{i}]"))?);
                 }
-                Ok(if k == "or" { Rule::Or(rules) } else { Rule::And(rules) })
+                Ok(if k == "or" {
+                    Rule::Or(rules)
+                } else {
+                    Rule::And(rules)
+                })
             }
             "equals" | "starts_with" | "ends_with" | "contains" | "regex" => {
                 let Some(s) = val.as_str().filter(|s| !s.is_empty()) else {
@@ -154,7 +182,10 @@ impl Rule {
                     },
                 })
             }
-            _ => err(here, "unknown match clause (equals, starts_with, ends_with, contains, regex, or, and)"),
+            _ => err(
+                here,
+                "unknown match clause (equals, starts_with, ends_with, contains, regex, or, and)",
+            ),
         }
     }
 
@@ -185,11 +216,17 @@ pub fn dashed_date(name: &str) -> Option<String> {
     let mut changed = false;
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'-' && i + 9 <= b.len() && b[i + 1..i + 9].iter().all(|c| c.is_ascii_digit()) && (i + 9 == b.len() || b[i + 9] == b'-' || b[i + 9] == b':') {
+        if b[i] == b'-'
+            && i + 9 <= b.len()
+            && b[i + 1..i + 9].iter().all(|c| c.is_ascii_digit())
+            && (i + 9 == b.len() || b[i + 9] == b'-' || b[i + 9] == b':')
+        {
             let d = &name[i + 1..i + 9];
             let (y, m, dd) = (&d[0..4], &d[4..6], &d[6..8]);
             let (mn, dn): (u32, u32) = (m.parse().unwrap_or(0), dd.parse().unwrap_or(0));
-            let ok = y.starts_with("20") && (1..=12).contains(&mn) && (1..=days_in(y.parse().unwrap_or(2000), mn)).contains(&dn);
+            let ok = y.starts_with("20")
+                && (1..=12).contains(&mn)
+                && (1..=days_in(y.parse().unwrap_or(2000), mn)).contains(&dn);
             if ok {
                 out.push('-');
                 out.push_str(&format!("{y}-{m}-{dd}"));
@@ -234,7 +271,8 @@ mod tests {
         let m = r(r#"{"regex": "^(?![^/]+/)(?:labs-)?(?:mistral|mixtral)"}"#);
         assert!(m.is_match("mistral-large-latest"));
         assert!(!m.is_match("mistralai/mistral-large"));
-        let or = r(r#"{"or": [{"equals": "a"}, {"and": [{"contains": "b"}, {"ends_with": "c"}]}]}"#);
+        let or =
+            r(r#"{"or": [{"equals": "a"}, {"and": [{"contains": "b"}, {"ends_with": "c"}]}]}"#);
         assert!(or.is_match("a") && or.is_match("xbyc") && !or.is_match("xby"));
         assert!(r(r#"{"equals": "gpt-4o"}"#).is_exactly("gpt-4o"));
     }
@@ -243,11 +281,22 @@ mod tests {
     fn bad_rules_name_the_path() {
         let e = Rule::parse_text(r#"{"or": [{"equals": "a"}, {"regex": "("}]}"#).unwrap_err();
         assert_eq!(e.path, "$.or[1].regex");
-        assert_eq!(Rule::parse_text(r#"{"like": "a"}"#).unwrap_err().path, "$.like");
-        assert_eq!(Rule::parse_text(r#"{"equals": ""}"#).unwrap_err().path, "$.equals");
+        assert_eq!(
+            Rule::parse_text(r#"{"like": "a"}"#).unwrap_err().path,
+            "$.like"
+        );
+        assert_eq!(
+            Rule::parse_text(r#"{"equals": ""}"#).unwrap_err().path,
+            "$.equals"
+        );
         assert_eq!(Rule::parse_text(r#"{"or": []}"#).unwrap_err().path, "$.or");
         assert_eq!(Rule::parse_text(r#"[1]"#).unwrap_err().path, "$");
-        assert_eq!(Rule::parse_text(r#"{"equals": "a", "contains": "b"}"#).unwrap_err().path, "$");
+        assert_eq!(
+            Rule::parse_text(r#"{"equals": "a", "contains": "b"}"#)
+                .unwrap_err()
+                .path,
+            "$"
+        );
     }
 
     #[test]
@@ -268,8 +317,14 @@ mod tests {
 
     #[test]
     fn compact_dates() {
-        assert_eq!(dashed_date("gpt-5.2-20251211").as_deref(), Some("gpt-5.2-2025-12-11"));
-        assert_eq!(dashed_date("gpt-4o-20240513:free").as_deref(), Some("gpt-4o-2024-05-13:free"));
+        assert_eq!(
+            dashed_date("gpt-5.2-20251211").as_deref(),
+            Some("gpt-5.2-2025-12-11")
+        );
+        assert_eq!(
+            dashed_date("gpt-4o-20240513:free").as_deref(),
+            Some("gpt-4o-2024-05-13:free")
+        );
         assert_eq!(dashed_date("gpt-4o-20241332"), None);
         assert_eq!(dashed_date("gpt-4o-20240230"), None);
         assert_eq!(dashed_date("gpt-4o"), None);

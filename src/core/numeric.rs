@@ -84,7 +84,11 @@ pub fn decode_units(body: &[u8]) -> Option<i128> {
     let header = u16::from_ne_bytes([body[0], body[1]]);
     let (neg, weight, digits) = if header & SIGN_MASK == SHORT {
         let w = (header & SHORT_WEIGHT_MASK) as i32;
-        let w = if header & SHORT_WEIGHT_SIGN != 0 { w - 64 } else { w };
+        let w = if header & SHORT_WEIGHT_SIGN != 0 {
+            w - 64
+        } else {
+            w
+        };
         (header & SHORT_SIGN != 0, w, &body[2..])
     } else if header & SIGN_MASK == SPECIAL {
         return None;
@@ -93,7 +97,11 @@ pub fn decode_units(body: &[u8]) -> Option<i128> {
             return None;
         }
         let _dscale = header & DSCALE_MASK;
-        (header & SIGN_MASK == NEG, i16::from_ne_bytes([body[2], body[3]]) as i32, &body[4..])
+        (
+            header & SIGN_MASK == NEG,
+            i16::from_ne_bytes([body[2], body[3]]) as i32,
+            &body[4..],
+        )
     };
     let mut v: i128 = 0;
     for (i, d) in digits.chunks_exact(2).enumerate() {
@@ -131,21 +139,44 @@ mod unit_tests {
     #[test]
     fn encodes_like_numeric_in() {
         // numeric_in('18'): one digit, weight 0, scale 0.
-        assert_eq!(encode_units(180_000_000_000_000_000), short(false, 0, 0, &[18]));
+        assert_eq!(
+            encode_units(180_000_000_000_000_000),
+            short(false, 0, 0, &[18])
+        );
         // numeric_in('0.0315'): 0315 at weight -1, scale 4.
-        assert_eq!(encode_units(315_000_000_000_000), short(false, 4, -1, &[315]));
+        assert_eq!(
+            encode_units(315_000_000_000_000),
+            short(false, 4, -1, &[315])
+        );
         // numeric_in('12345.6'): 1 2345 . 6000 -> digits [1, 2345, 6000], weight 1, scale 1.
-        assert_eq!(encode_units(123_456_000_000_000_000_000), short(false, 1, 1, &[1, 2345, 6000]));
+        assert_eq!(
+            encode_units(123_456_000_000_000_000_000),
+            short(false, 1, 1, &[1, 2345, 6000])
+        );
         // numeric_in('-0.0000000000000001'): 0001 at weight -4, scale 16.
         assert_eq!(encode_units(-1), short(true, 16, -4, &[1]));
         // numeric_in('10000'): digit 1 at weight 1 (trailing zero digit dropped), scale 0.
-        assert_eq!(encode_units(100_000_000_000_000_000_000), short(false, 0, 1, &[1]));
+        assert_eq!(
+            encode_units(100_000_000_000_000_000_000),
+            short(false, 0, 1, &[1])
+        );
         assert_eq!(encode_units(0), short(false, 0, 0, &[]));
     }
 
     #[test]
     fn round_trips() {
-        for v in [0i128, 1, -1, 9_999, 10_000, 123_456_789, 180_000_000_000_000_000, -25_000_000_000_000_000, i128::MAX, i128::MIN + 1] {
+        for v in [
+            0i128,
+            1,
+            -1,
+            9_999,
+            10_000,
+            123_456_789,
+            180_000_000_000_000_000,
+            -25_000_000_000_000_000,
+            i128::MAX,
+            i128::MIN + 1,
+        ] {
             assert_eq!(decode_units(&encode_units(v)), Some(v), "{v}");
         }
     }
@@ -161,7 +192,10 @@ mod unit_tests {
         // 17 decimals: a non-zero digit at weight -5.
         assert_eq!(decode_units(&short(false, 17, -5, &[1000])), None);
         // Trailing zero digits beyond the scale are fine.
-        assert_eq!(decode_units(&short(false, 1, 0, &[3, 0, 0, 0, 0, 0])), Some(30_000_000_000_000_000));
+        assert_eq!(
+            decode_units(&short(false, 1, 0, &[3, 0, 0, 0, 0, 0])),
+            Some(30_000_000_000_000_000)
+        );
         // NaN.
         assert_eq!(decode_units(&0xC000u16.to_ne_bytes()), None);
         // Too large for i128.

@@ -40,10 +40,16 @@ impl fmt::Display for PriceError {
             PriceError::NotANumber(s) => write!(f, "price \"{s}\" is not a number"),
             PriceError::Negative(s) => write!(f, "price \"{s}\" is negative"),
             PriceError::TooManyDecimals(s) => {
-                write!(f, "price \"{s}\" has more than {PRICE_SCALE} decimal places")
+                write!(
+                    f,
+                    "price \"{s}\" has more than {PRICE_SCALE} decimal places"
+                )
             }
             PriceError::TooLarge(s) => {
-                write!(f, "price \"{s}\" is not below {PRICE_MAX_USD} USD per 1M tokens")
+                write!(
+                    f,
+                    "price \"{s}\" is not below {PRICE_MAX_USD} USD per 1M tokens"
+                )
             }
         }
     }
@@ -277,7 +283,9 @@ impl ServiceTier {
     /// the normal tier) and the empty string are `standard`. None: not a tier we know.
     pub fn parse(s: &str) -> Option<ServiceTier> {
         match s.trim().to_ascii_lowercase().as_str() {
-            "" | "standard" | "default" | "auto" | "on_demand" | "on-demand" => Some(ServiceTier::Standard),
+            "" | "standard" | "default" | "auto" | "on_demand" | "on-demand" => {
+                Some(ServiceTier::Standard)
+            }
             "batch" => Some(ServiceTier::Batch),
             "flex" => Some(ServiceTier::Flex),
             "priority" => Some(ServiceTier::Priority),
@@ -328,7 +336,9 @@ impl PriceRow {
 
     /// Effective 1-hour cache-write price: the catalog's, else the 5-minute one, else input.
     pub fn cache_write_1h_price(&self) -> Price {
-        self.cache_write_1h.or(self.cache_write_5m).unwrap_or(self.input)
+        self.cache_write_1h
+            .or(self.cache_write_5m)
+            .unwrap_or(self.input)
     }
 
     pub fn breakdown(&self, u: &Usage) -> Breakdown {
@@ -416,7 +426,8 @@ pub fn format_cost(d: Decimal) -> String {
             e += 1;
         }
         // a has its first significant digit at decimal place e; keep e+1 places.
-        let r = a.round_dp_with_strategy(e + 1, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        let r =
+            a.round_dp_with_strategy(e + 1, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
         if r >= cent {
             "0.01".to_string()
         } else {
@@ -476,36 +487,73 @@ mod tests {
         assert_eq!(p("0.075").0, 750_000_000);
         assert_eq!(p("15.000").0, p("15").0);
         assert_eq!(p("0.0000000001").0, 1);
-        assert!(matches!(Price::parse("0.00000000001"), Err(PriceError::TooManyDecimals(_))));
+        assert!(matches!(
+            Price::parse("0.00000000001"),
+            Err(PriceError::TooManyDecimals(_))
+        ));
         assert!(matches!(Price::parse("-1"), Err(PriceError::Negative(_))));
-        assert!(matches!(Price::parse("1000000"), Err(PriceError::TooLarge(_))));
-        assert!(matches!(Price::parse("abc"), Err(PriceError::NotANumber(_))));
-        assert_eq!(p("999999.9999999999").to_decimal().to_string(), "999999.9999999999");
+        assert!(matches!(
+            Price::parse("1000000"),
+            Err(PriceError::TooLarge(_))
+        ));
+        assert!(matches!(
+            Price::parse("abc"),
+            Err(PriceError::NotANumber(_))
+        ));
+        assert_eq!(
+            p("999999.9999999999").to_decimal().to_string(),
+            "999999.9999999999"
+        );
     }
 
     #[test]
     fn sonnet_million_in_million_out_is_18() {
         let r = row("3", "15");
-        let u = Usage { input: 1_000_000, output: 1_000_000, ..Default::default() };
+        let u = Usage {
+            input: 1_000_000,
+            output: 1_000_000,
+            ..Default::default()
+        };
         assert_eq!(r.cost(&u).to_plain_string(), "18");
     }
 
     #[test]
     fn small_costs_are_exact() {
         let r = row("3", "15");
-        let u = Usage { input: 1, output: 0, ..Default::default() };
+        let u = Usage {
+            input: 1,
+            output: 0,
+            ..Default::default()
+        };
         assert_eq!(r.cost(&u).to_plain_string(), "0.000003");
         let r = row("0.075", "0.3");
-        let u = Usage { input: 1, output: 1, ..Default::default() };
+        let u = Usage {
+            input: 1,
+            output: 1,
+            ..Default::default()
+        };
         assert_eq!(r.cost(&u).to_plain_string(), "0.000000375");
         let r = row("0.0000000001", "0");
-        assert_eq!(r.cost(&Usage { input: 1, ..Default::default() }).to_plain_string(), "0.0000000000000001");
+        assert_eq!(
+            r.cost(&Usage {
+                input: 1,
+                ..Default::default()
+            })
+            .to_plain_string(),
+            "0.0000000000000001"
+        );
     }
 
     #[test]
     fn missing_cache_prices_fall_back_to_input() {
         let mut r = row("2", "8");
-        let u = Usage { input: 0, output: 0, cache_read: 1_000_000, cache_write: 1_000_000, cache_write_1h: 0 };
+        let u = Usage {
+            input: 0,
+            output: 0,
+            cache_read: 1_000_000,
+            cache_write: 1_000_000,
+            cache_write_1h: 0,
+        };
         assert_eq!(r.cost(&u).to_plain_string(), "4");
         r.cache_read = Some(p("0.5"));
         r.cache_write_5m = Some(p("0"));
@@ -517,7 +565,13 @@ mod tests {
         let mut r = row("3", "15");
         r.cache_read = Some(p("0.3"));
         r.cache_write_5m = Some(p("3.75"));
-        let u = Usage { input: 1000, output: 500, cache_read: 20_000, cache_write: 4_000, cache_write_1h: 0 };
+        let u = Usage {
+            input: 1000,
+            output: 500,
+            cache_read: 20_000,
+            cache_write: 4_000,
+            cache_write_1h: 0,
+        };
         // 0.003 + 0.0075 + 0.006 + 0.015
         assert_eq!(r.cost(&u).to_plain_string(), "0.0315");
         let b = r.breakdown(&u);
@@ -528,7 +582,13 @@ mod tests {
     fn bigint_max_tokens_do_not_overflow() {
         let r = row("999999.9999999999", "999999.9999999999");
         let m = i64::MAX;
-        let u = Usage { input: m, output: m, cache_read: m, cache_write: m, cache_write_1h: 0 };
+        let u = Usage {
+            input: m,
+            output: m,
+            cache_read: m,
+            cache_write: m,
+            cache_write_1h: 0,
+        };
         let c = r.cost(&u);
         // 4 * (2^63-1) * 999999.9999999999 / 1e6
         let expected = 4i128 * (m as i128) * 9_999_999_999_999_999i128;
@@ -539,10 +599,22 @@ mod tests {
 
     #[test]
     fn negative_tokens_named() {
-        let u = Usage { input: 1, output: 1, cache_read: -1, cache_write: 0, cache_write_1h: 0 };
+        let u = Usage {
+            input: 1,
+            output: 1,
+            cache_read: -1,
+            cache_write: 0,
+            cache_write_1h: 0,
+        };
         assert_eq!(u.validate(), Err(NegativeTokens("cache_read_tokens")));
-        assert_eq!(u.validate().unwrap_err().to_string(), "cache_read_tokens must not be negative");
-        let u = Usage { input: -5, ..Default::default() };
+        assert_eq!(
+            u.validate().unwrap_err().to_string(),
+            "cache_read_tokens must not be negative"
+        );
+        let u = Usage {
+            input: -5,
+            ..Default::default()
+        };
         assert_eq!(u.validate(), Err(NegativeTokens("input_tokens")));
     }
 
@@ -559,16 +631,51 @@ mod tests {
         base.valid_from = 1000;
         long.valid_from = 1000;
         let rows = vec![base.clone(), long.clone(), old.clone()];
-        let small = Usage { input: 100, ..Default::default() };
-        assert_eq!(select_row(&rows, 2000, &small, ServiceTier::Standard).unwrap().id, 1);
+        let small = Usage {
+            input: 100,
+            ..Default::default()
+        };
+        assert_eq!(
+            select_row(&rows, 2000, &small, ServiceTier::Standard)
+                .unwrap()
+                .id,
+            1
+        );
         // The tier counts cached prompt tokens too.
-        let big = Usage { input: 100_000, cache_read: 172_000, ..Default::default() };
-        assert_eq!(select_row(&rows, 2000, &big, ServiceTier::Standard).unwrap().id, 2);
-        let just_below = Usage { input: 271_999, ..Default::default() };
-        assert_eq!(select_row(&rows, 2000, &just_below, ServiceTier::Standard).unwrap().id, 1);
+        let big = Usage {
+            input: 100_000,
+            cache_read: 172_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            select_row(&rows, 2000, &big, ServiceTier::Standard)
+                .unwrap()
+                .id,
+            2
+        );
+        let just_below = Usage {
+            input: 271_999,
+            ..Default::default()
+        };
+        assert_eq!(
+            select_row(&rows, 2000, &just_below, ServiceTier::Standard)
+                .unwrap()
+                .id,
+            1
+        );
         // Before the change, the old price; valid_to is exclusive.
-        assert_eq!(select_row(&rows, 999, &big, ServiceTier::Standard).unwrap().id, 3);
-        assert_eq!(select_row(&rows, 1000, &small, ServiceTier::Standard).unwrap().id, 1);
+        assert_eq!(
+            select_row(&rows, 999, &big, ServiceTier::Standard)
+                .unwrap()
+                .id,
+            3
+        );
+        assert_eq!(
+            select_row(&rows, 1000, &small, ServiceTier::Standard)
+                .unwrap()
+                .id,
+            1
+        );
         // Nothing valid: no price.
         let only_old = vec![old];
         assert!(select_row(&only_old, 5000, &small, ServiceTier::Standard).is_none());
@@ -584,18 +691,44 @@ mod tests {
         negotiated.rank = 2;
         negotiated.valid_from = 5000;
         let rows = vec![shipped, long, negotiated];
-        let big = Usage { input: 300_000, ..Default::default() };
-        assert_eq!(select_row(&rows, 6000, &big, ServiceTier::Standard).unwrap().id, 9);
+        let big = Usage {
+            input: 300_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            select_row(&rows, 6000, &big, ServiceTier::Standard)
+                .unwrap()
+                .id,
+            9
+        );
         // Before the negotiated price starts, the list price and its tiers apply.
-        assert_eq!(select_row(&rows, 4000, &big, ServiceTier::Standard).unwrap().min_input_tokens, 200_000);
+        assert_eq!(
+            select_row(&rows, 4000, &big, ServiceTier::Standard)
+                .unwrap()
+                .min_input_tokens,
+            200_000
+        );
     }
 
     #[test]
     fn write_plain_matches_to_plain_string() {
-        for v in [0i128, 1, -1, 180_000_000_000_000_000, 12_345_678_901_234_567, -25, i128::MAX / 2, 10_000_000_000_000_000] {
+        for v in [
+            0i128,
+            1,
+            -1,
+            180_000_000_000_000_000,
+            12_345_678_901_234_567,
+            -25,
+            i128::MAX / 2,
+            10_000_000_000_000_000,
+        ] {
             let mut buf = [0u8; 64];
             let n = Cost(v).write_plain(&mut buf);
-            assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), Cost(v).to_plain_string(), "{v}");
+            assert_eq!(
+                std::str::from_utf8(&buf[..n]).unwrap(),
+                Cost(v).to_plain_string(),
+                "{v}"
+            );
         }
     }
 

@@ -109,8 +109,26 @@ unsafe fn next_utility(
     qc: *mut pg_sys::QueryCompletion,
 ) {
     match PREV_UTILITY {
-        Some(prev) => prev(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
-        None => pg_sys::standard_ProcessUtility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc),
+        Some(prev) => prev(
+            pstmt,
+            query_string,
+            read_only_tree,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        ),
+        None => pg_sys::standard_ProcessUtility(
+            pstmt,
+            query_string,
+            read_only_tree,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        ),
     }
 }
 
@@ -133,7 +151,16 @@ unsafe extern "C-unwind" fn process_utility(
         None
     };
     let Some((armed, copied)) = armed else {
-        next_utility(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc);
+        next_utility(
+            pstmt,
+            query_string,
+            read_only_tree,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        );
         return;
     };
     ARMED.with(|a| a.borrow_mut().push(armed));
@@ -150,7 +177,8 @@ unsafe extern "C-unwind" fn process_utility(
                 top.saved_user = Some((user, sec));
                 pg_sys::SetUserIdAndSecContext(
                     owner,
-                    sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+                    sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                        | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
                 );
             }
             Some(top.relid)
@@ -161,7 +189,16 @@ unsafe extern "C-unwind" fn process_utility(
             pg_sys::RelationCacheInvalidateEntry(relid);
         }
         let _ = relid;
-        next_utility(copied, query_string, false, context, params, query_env, dest, qc)
+        next_utility(
+            copied,
+            query_string,
+            false,
+            context,
+            params,
+            query_env,
+            dest,
+            qc,
+        )
     })
     .finally(|| disarm())
     .execute();
@@ -178,7 +215,9 @@ unsafe extern "C-unwind" fn object_access(
     if let Some(prev) = PREV_OBJECT_ACCESS {
         prev(access, class_id, object_id, sub_id, arg);
     }
-    if access == pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE && class_id == pg_sys::ProcedureRelationId {
+    if access == pg_sys::ObjectAccessType::OAT_FUNCTION_EXECUTE
+        && class_id == pg_sys::ProcedureRelationId
+    {
         // COPY is compiling its WHERE clause: it has copied the trigger list by now.
         let _ = ARMED.try_with(|a| {
             if let Ok(mut a) = a.try_borrow_mut() {
@@ -225,7 +264,8 @@ fn disarm() {
     });
 }
 
-const ROW_BEFORE_INSERT: i16 = (pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT) as i16;
+const ROW_BEFORE_INSERT: i16 =
+    (pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT) as i16;
 
 fn is_after_row_insert(t: &pg_sys::Trigger) -> bool {
     let row_insert = (pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_INSERT) as i16;
@@ -235,7 +275,8 @@ fn is_after_row_insert(t: &pg_sys::Trigger) -> bool {
 
 /// Whether a trigger fires in this session (its enabled state and session_replication_role).
 fn fires(t: &pg_sys::Trigger) -> bool {
-    let replica = unsafe { pg_sys::SessionReplicationRole } == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32;
+    let replica = unsafe { pg_sys::SessionReplicationRole }
+        == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32;
     match t.tgenabled as u8 {
         pg_sys::TRIGGER_FIRES_ON_ORIGIN => !replica,
         pg_sys::TRIGGER_FIRES_ALWAYS => true,
@@ -262,20 +303,35 @@ unsafe fn pstr(s: &str) -> *mut std::ffi::c_char {
 /// `llm_cost._copy_row` as a qualified name list.
 unsafe fn copy_row_name() -> *mut pg_sys::List {
     let part = |s: &str| pg_sys::makeString(pstr(s)) as *mut c_void;
-    pg_sys::lappend(pg_sys::lappend(std::ptr::null_mut(), part("llm_cost")), part("_copy_row"))
+    pg_sys::lappend(
+        pg_sys::lappend(std::ptr::null_mut(), part("llm_cost")),
+        part("_copy_row"),
+    )
 }
 
 unsafe fn trigger_args(t: &pg_sys::Trigger) -> Vec<String> {
     (0..t.tgnargs as usize)
-        .map(|i| CStr::from_ptr(*t.tgargs.add(i)).to_string_lossy().into_owned())
+        .map(|i| {
+            CStr::from_ptr(*t.tgargs.add(i))
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect()
 }
 
 /// Decides whether this COPY takes the path, and if so returns what to swap and the statement to
 /// run instead (the relation named by schema, the WHERE clause extended).
-unsafe fn arm(pstmt: *mut pg_sys::PlannedStmt, stmt: *mut pg_sys::CopyStmt) -> Option<(Armed, *mut pg_sys::PlannedStmt)> {
+unsafe fn arm(
+    pstmt: *mut pg_sys::PlannedStmt,
+    stmt: *mut pg_sys::CopyStmt,
+) -> Option<(Armed, *mut pg_sys::PlannedStmt)> {
     let s = &*stmt;
-    if !s.is_from || s.relation.is_null() || !s.query.is_null() || !crate::features::usage::BATCH_COPY.get() || !pg_sys::IsTransactionState() {
+    if !s.is_from
+        || s.relation.is_null()
+        || !s.query.is_null()
+        || !crate::features::usage::BATCH_COPY.get()
+        || !pg_sys::IsTransactionState()
+    {
         return None;
     }
     // Where COPY FROM is refused anyway (a standby, a read-only transaction), let PostgreSQL say so.
@@ -315,12 +371,20 @@ unsafe fn arm(pstmt: *mut pg_sys::PlannedStmt, stmt: *mut pg_sys::CopyStmt) -> O
     (*rv).catalogname = std::ptr::null_mut();
     (*rv).schemaname = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
     (*rv).relname = pstr(&armed.relname);
-    let call = pg_sys::makeFuncCall(copy_row_name(), std::ptr::null_mut(), pg_sys::CoercionForm::COERCE_EXPLICIT_CALL, -1) as *mut pg_sys::Node;
+    let call = pg_sys::makeFuncCall(
+        copy_row_name(),
+        std::ptr::null_mut(),
+        pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+        -1,
+    ) as *mut pg_sys::Node;
     (*cs).whereClause = if (*cs).whereClause.is_null() {
         call
     } else {
         // The application's condition first: rows it filters out are never priced or counted.
-        let both = pg_sys::lappend(pg_sys::lappend(std::ptr::null_mut(), (*cs).whereClause as *mut c_void), call as *mut c_void);
+        let both = pg_sys::lappend(
+            pg_sys::lappend(std::ptr::null_mut(), (*cs).whereClause as *mut c_void),
+            call as *mut c_void,
+        );
         pg_sys::makeBoolExpr(pg_sys::BoolExprType::AND_EXPR, both, -1) as *mut pg_sys::Node
     };
     Some((armed, copied))
@@ -336,14 +400,24 @@ unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
         return None;
     }
     let all = std::slice::from_raw_parts((*desc).triggers, (*desc).numtriggers as usize);
-    let named = |n: &[u8]| all.iter().position(|t| CStr::from_ptr(t.tgname).to_bytes() == n);
+    let named = |n: &[u8]| {
+        all.iter()
+            .position(|t| CStr::from_ptr(t.tgname).to_bytes() == n)
+    };
     let cost_i = named(b"llm_cost_price")?;
     let cost = &all[cost_i];
-    if cost.tgtype & ROW_BEFORE_INSERT != ROW_BEFORE_INSERT || !fires(cost) || !is_ours(cost.tgfoid, "usage_cost_trigger") {
+    if cost.tgtype & ROW_BEFORE_INSERT != ROW_BEFORE_INSERT
+        || !fires(cost)
+        || !is_ours(cost.tgfoid, "usage_cost_trigger")
+    {
         return None;
     }
     // Another BEFORE row trigger could change or skip rows (and keeps COPY row by row anyway).
-    if all.iter().enumerate().any(|(i, t)| i != cost_i && t.tgtype & ROW_BEFORE_INSERT == ROW_BEFORE_INSERT) {
+    if all
+        .iter()
+        .enumerate()
+        .any(|(i, t)| i != cost_i && t.tgtype & ROW_BEFORE_INSERT == ROW_BEFORE_INSERT)
+    {
         return None;
     }
     let func = pg_sys::LookupFuncName(copy_row_name(), 0, std::ptr::null(), true);
@@ -351,11 +425,20 @@ unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
         return None; // an extension version without it
     }
     crate::pg::lifecycle::ensure_registered(); // pending sums and unknown models go with an abort
-    let relname: Rc<str> = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into();
-    let spec = crate::features::usage::spec_for(relid, cost.tgoid, rel, || relname.to_string(), || trigger_args(cost));
+    let relname: Rc<str> = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
+        .to_string_lossy()
+        .into();
+    let spec = crate::features::usage::spec_for(
+        relid,
+        cost.tgoid,
+        rel,
+        || relname.to_string(),
+        || trigger_args(cost),
+    );
     // The rollups: fed here when the rollup row trigger would fire and nothing it reads is
     // computed after this point (generated columns); else that trigger stays on and counts.
-    let rollup_i = named(b"llm_cost_rollup").filter(|&i| fires(&all[i]) && is_ours(all[i].tgfoid, "rollup_row_trigger"));
+    let rollup_i = named(b"llm_cost_rollup")
+        .filter(|&i| fires(&all[i]) && is_ours(all[i].tgfoid, "rollup_row_trigger"));
     let (cost_tgoid, cost_foid) = (cost.tgoid, cost.tgfoid);
     let rollup_tg = rollup_i.map(|i| (all[i].tgoid, all[i].tgfoid));
     let mut rollups = rollup_i.and_then(|_| crate::features::rollups::copy_defs(relid, rel));
@@ -374,20 +457,30 @@ unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
     }
     let all = std::slice::from_raw_parts((*desc).triggers, (*desc).numtriggers as usize);
     let cost_i = all.iter().position(|t| {
-        t.tgoid == cost_tgoid && t.tgfoid == cost_foid && t.tgtype & ROW_BEFORE_INSERT == ROW_BEFORE_INSERT && fires(t)
+        t.tgoid == cost_tgoid
+            && t.tgfoid == cost_foid
+            && t.tgtype & ROW_BEFORE_INSERT == ROW_BEFORE_INSERT
+            && fires(t)
     })?;
-    if all.iter().enumerate().any(|(i, t)| i != cost_i && t.tgtype & ROW_BEFORE_INSERT == ROW_BEFORE_INSERT) {
+    if all
+        .iter()
+        .enumerate()
+        .any(|(i, t)| i != cost_i && t.tgtype & ROW_BEFORE_INSERT == ROW_BEFORE_INSERT)
+    {
         return None;
     }
     let rollup_off = match (&rollups, rollup_tg) {
-        (Some(_), Some((tgoid, foid))) => all.iter().position(|t| t.tgoid == tgoid && t.tgfoid == foid && fires(t)),
+        (Some(_), Some((tgoid, foid))) => all
+            .iter()
+            .position(|t| t.tgoid == tgoid && t.tgfoid == foid && fires(t)),
         _ => None,
     };
     if rollup_off.is_none() {
         rollups = None; // the rollup row trigger (if any) stays on and counts
     }
 
-    let ours = pgrx::PgMemoryContexts::CacheMemoryContext.switch_to(|_| pg_sys::CopyTriggerDesc(desc));
+    let ours =
+        pgrx::PgMemoryContexts::CacheMemoryContext.switch_to(|_| pg_sys::CopyTriggerDesc(desc));
     let mine = std::slice::from_raw_parts_mut((*ours).triggers, (*ours).numtriggers as usize);
     let disabled = pg_sys::TRIGGER_DISABLED as std::ffi::c_char;
     mine[cost_i].tgenabled = disabled;
@@ -396,7 +489,10 @@ unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
     }
     // The flags COPY reads: no BEFORE row trigger left; AFTER row ones only if others remain.
     (*ours).trig_insert_before_row = false;
-    (*ours).trig_insert_after_row = mine.iter().enumerate().any(|(i, t)| Some(i) != rollup_off && is_after_row_insert(t));
+    (*ours).trig_insert_after_row = mine
+        .iter()
+        .enumerate()
+        .any(|(i, t)| Some(i) != rollup_off && is_after_row_insert(t));
     Some(Armed {
         relid,
         rel,
@@ -434,10 +530,17 @@ unsafe fn rls_owner(relid: pg_sys::Oid, s: &pg_sys::CopyStmt) -> Option<pg_sys::
     if !s.filename.is_null() || s.is_program || !s.whereClause.is_null() {
         return None;
     }
-    if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true) != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32 {
+    if pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, true)
+        != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+    {
         return None;
     }
-    if pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_INSERT as pg_sys::AclMode) != pg_sys::AclResult::ACLCHECK_OK {
+    if pg_sys::pg_class_aclcheck(
+        relid,
+        pg_sys::GetUserId(),
+        pg_sys::ACL_INSERT as pg_sys::AclMode,
+    ) != pg_sys::AclResult::ACLCHECK_OK
+    {
         return None;
     }
     Spi::get_one_with_args::<pg_sys::Oid>(
@@ -466,7 +569,10 @@ unsafe fn first_row(a: &mut Armed, cstate: *mut c_void) {
         return;
     }
     let qual = llm_cost_copy_qualexpr(cstate);
-    if qual.is_null() || (*qual).parent.is_null() || (*(*qual).parent).type_ != pg_sys::NodeTag::T_ModifyTableState {
+    if qual.is_null()
+        || (*qual).parent.is_null()
+        || (*(*qual).parent).type_ != pg_sys::NodeTag::T_ModifyTableState
+    {
         return;
     }
     let mt = (*qual).parent as *mut pg_sys::ModifyTableState;
@@ -480,7 +586,9 @@ unsafe fn first_row(a: &mut Armed, cstate: *mut c_void) {
     }
     let td = (*rri).ri_TrigDesc;
     let trigs = std::slice::from_raw_parts((*td).triggers, (*td).numtriggers as usize);
-    let off = trigs.iter().any(|t| t.tgoid == a.cost_tgoid && t.tgenabled == pg_sys::TRIGGER_DISABLED as std::ffi::c_char);
+    let off = trigs.iter().any(|t| {
+        t.tgoid == a.cost_tgoid && t.tgenabled == pg_sys::TRIGGER_DISABLED as std::ffi::c_char
+    });
     if !off || (*td).trig_insert_before_row {
         return;
     }
@@ -497,8 +605,13 @@ pub fn copy_row() -> bool {
 
 unsafe fn copy_row_impl() -> bool {
     let top = pg_sys::error_context_stack;
-    let in_copy = !top.is_null() && (*top).callback.map(|f| f as usize) == crate::features::rollups::copy_error_callback();
-    let cstate = if in_copy { (*top).arg } else { std::ptr::null_mut() };
+    let in_copy = !top.is_null()
+        && (*top).callback.map(|f| f as usize) == crate::features::rollups::copy_error_callback();
+    let cstate = if in_copy {
+        (*top).arg
+    } else {
+        std::ptr::null_mut()
+    };
     let work = ARMED.with(|a| {
         let mut a = a.borrow_mut();
         let a = a.last_mut()?;
@@ -517,7 +630,14 @@ unsafe fn copy_row_impl() -> bool {
             return Some(None);
         }
         a.lineno = Some(line);
-        Some(Some((a.spec.clone(), a.relname.clone(), a.relid, a.rel, a.rollups.clone(), a.econtext)))
+        Some(Some((
+            a.spec.clone(),
+            a.relname.clone(),
+            a.relid,
+            a.rel,
+            a.rollups.clone(),
+            a.econtext,
+        )))
     });
     let Some(work) = work else {
         ereport!(
@@ -545,12 +665,17 @@ unsafe fn copy_row_impl() -> bool {
     let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
     let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
     pgrx::PgMemoryContexts::For((*econtext).ecxt_per_tuple_memory).switch_to(|_| {
-        let units = crate::features::usage::price_values(&spec, &relname, relid, rel, values, nulls);
+        let units =
+            crate::features::usage::price_values(&spec, &relname, relid, rel, values, nulls);
         if let Some(defs) = &rollups {
             crate::features::rollups::add_copied_row(defs, values, nulls, units);
         }
         if !in_place {
-            let t = pg_sys::heap_form_tuple((*slot).tts_tupleDescriptor, values.as_mut_ptr(), nulls.as_mut_ptr());
+            let t = pg_sys::heap_form_tuple(
+                (*slot).tts_tupleDescriptor,
+                values.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+            );
             pg_sys::ExecForceStoreHeapTuple(t, slot, true);
         }
     });
@@ -595,7 +720,8 @@ mod tests {
         Spi::run("SELECT llm_cost.track('t_rp2')").unwrap();
         Spi::run("SELECT llm_cost.create_rollup('rp2_total', 't_rp2', 'month', '{}')").unwrap();
         Spi::run("COPY (SELECT 'gpt-4o', g * 1000, g FROM generate_series(1, 300) g) TO '/tmp/llm_cost_pg_test_rp2.tsv'").unwrap();
-        let copy = "COPY t_rp2 (model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_rp2.tsv'";
+        let copy =
+            "COPY t_rp2 (model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_rp2.tsv'";
         let (_, t0, p0) = paths();
         Spi::run("SELECT tests.copy_rebuild_in_prepare(true)").unwrap();
         for _ in 0..5 {
@@ -609,9 +735,17 @@ mod tests {
             "SELECT r.requests = 1500 AND r.requests = t.n AND r.cost_usd = t.cost FROM rp2_total r, (SELECT count(*) AS n, sum(cost_usd) AS cost FROM t_rp2) t",
         );
         assert_eq!(exact, Ok(Some(true)));
-        Spi::run("INSERT INTO t_rp2 (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 0)").unwrap();
+        Spi::run(
+            "INSERT INTO t_rp2 (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 0)",
+        )
+        .unwrap();
         assert_eq!(paths().1, t0 + 1);
-        assert_eq!(Spi::get_one::<String>("SELECT cost_usd::text FROM t_rp2 WHERE output_tokens = 0").unwrap().as_deref(), Some("2.5"));
+        assert_eq!(
+            Spi::get_one::<String>("SELECT cost_usd::text FROM t_rp2 WHERE output_tokens = 0")
+                .unwrap()
+                .as_deref(),
+            Some("2.5")
+        );
     }
 
     #[pg_extern]
@@ -629,7 +763,8 @@ mod tests {
         Spi::run("SELECT llm_cost.track('t_rb')").unwrap();
         Spi::run("SELECT llm_cost.create_rollup('rb_total', 't_rb', 'month', '{}')").unwrap();
         Spi::run("COPY (SELECT 'gpt-4o', g * 1000, g FROM generate_series(1, 300) g) TO '/tmp/llm_cost_pg_test_rb.tsv'").unwrap();
-        let copy = "COPY t_rb (model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_rb.tsv'";
+        let copy =
+            "COPY t_rb (model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_rb.tsv'";
         let (c0, t0, p0) = paths();
         Spi::run("SELECT tests.copy_rebuild_after_swap(true)").unwrap();
         Spi::run(copy).unwrap();
@@ -652,7 +787,10 @@ mod tests {
         );
         assert_eq!(exact, Ok(Some(true)));
         // The table's triggers are all there for the next statement.
-        Spi::run("INSERT INTO t_rb (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 0)").unwrap();
+        Spi::run(
+            "INSERT INTO t_rb (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 0)",
+        )
+        .unwrap();
         assert_eq!(paths().1, t0 + 1);
         assert_eq!(Spi::get_one::<String>("SELECT cost_usd::text FROM t_rb WHERE input_tokens = 1000000 AND output_tokens = 0").unwrap().as_deref(), Some("2.5"));
     }

@@ -25,11 +25,18 @@ const ACTIONS: &[(&str, &str)] = &[
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn _as_table_owner(action: &str, table: pg_sys::Oid, args: pgrx::JsonB) -> pgrx::JsonB {
     let Some((_, sql)) = ACTIONS.iter().find(|(a, _)| *a == action) else {
-        crate::pg::privilege::fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("llm_cost: no action \"{action}\""));
+        crate::pg::privilege::fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("llm_cost: no action \"{action}\""),
+        );
     };
-    crate::pg::privilege::as_table_owner(table, &format!("{}", action.replace('_', " ")), move || {
-        Spi::get_one_with_args::<pgrx::JsonB>(sql, &[table.into(), args.into()])
-            .unwrap_or_else(|e| error!("{e}"))
-            .unwrap_or(pgrx::JsonB(serde_json::Value::Null))
-    })
+    crate::pg::privilege::as_table_owner(
+        table,
+        &format!("{}", action.replace('_', " ")),
+        move || {
+            Spi::get_one_with_args::<pgrx::JsonB>(sql, &[table.into(), args.into()])
+                .unwrap_or_else(|e| error!("{e}"))
+                .unwrap_or(pgrx::JsonB(serde_json::Value::Null))
+        },
+    )
 }

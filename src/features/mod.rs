@@ -1,8 +1,13 @@
 //! Features: the SQL objects llm_cost offers, built on `pg` (plumbing) and `core`. Imports point
 //! down this list, never up: `copy` (COPY FROM path) uses `usage` (the cost trigger), which uses
-//! `rollups` (which writes through `stripes`); `maintenance` (reprice and rebuild as the table's
+//! `rollups` (which writes through `stripes`); `budgets` reads rollups' stripes and uses
+//! `security` (rollups learn which groups to report through a function `lib.rs` hands them, so
+//! they never import budgets); `maintenance` (reprice and rebuild as the table's
 //! owner), `retention`, `registry`, `security` and `pricing_sql` stand alone.
 
+pub mod budgets;
+#[cfg(llm_cost_copy_shim)]
+pub mod copy;
 pub mod maintenance;
 pub mod pricing_sql;
 pub mod registry;
@@ -11,5 +16,3 @@ pub mod rollups;
 pub mod security;
 pub mod stripes;
 pub mod usage;
-#[cfg(llm_cost_copy_shim)]
-pub mod copy;

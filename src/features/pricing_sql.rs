@@ -12,7 +12,11 @@ use std::str::FromStr;
 /// Raises SQLSTATE 22023 naming the first negative count.
 pub fn check_usage(u: &Usage) {
     if let Err(e) = u.validate() {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string());
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            e.to_string()
+        );
     }
 }
 
@@ -26,7 +30,13 @@ fn counts_args(
     cache_write_1h: Option<i64>,
     at: Option<TimestampWithTimeZone>,
 ) -> Option<(Usage, TimestampWithTimeZone)> {
-    let u = Usage { input: input?, output: output?, cache_read: cache_read?, cache_write: cache_write?, cache_write_1h: cache_write_1h? };
+    let u = Usage {
+        input: input?,
+        output: output?,
+        cache_read: cache_read?,
+        cache_write: cache_write?,
+        cache_write_1h: cache_write_1h?,
+    };
     check_usage(&u);
     Some((u, at?))
 }
@@ -69,7 +79,14 @@ pub fn estimate_cost(
     cache_write_1h_tokens: default!(Option<i64>, 0),
 ) -> Option<NumericDatum> {
     let model = model?;
-    let (u, at) = counts_args(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, at)?;
+    let (u, at) = counts_args(
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+        cache_write_1h_tokens,
+        at,
+    )?;
     let tier = tier_arg(service_tier);
     match price_call(model, provider, tier, &u, at.into()) {
         Priced::Cost(c) => Some(cost_to_numeric_datum(c)),
@@ -81,14 +98,18 @@ pub fn estimate_cost(
 #[pg_extern(stable, parallel_safe)]
 pub fn resolve_model(model: &str) -> Option<String> {
     let loaded = cache::catalog();
-    loaded.resolve_index(model, None).map(|i| loaded.catalog.model(i).model.clone())
+    loaded
+        .resolve_index(model, None)
+        .map(|i| loaded.catalog.model(i).model.clone())
 }
 
 /// The catalog model a name resolves to at a given provider (host), or NULL.
 #[pg_extern(stable, parallel_safe, name = "resolve_model")]
 pub fn resolve_model_at(model: Option<&str>, provider: Option<&str>) -> Option<String> {
     let loaded = cache::catalog();
-    loaded.resolve_index(model?, provider).map(|i| loaded.catalog.model(i).model.clone())
+    loaded
+        .resolve_index(model?, provider)
+        .map(|i| loaded.catalog.model(i).model.clone())
 }
 
 /// The provider of a model name: the catalog's when it resolves, else a guess from its prefix
@@ -107,7 +128,10 @@ pub fn provider_of(model: &str) -> Option<String> {
 #[pg_extern(stable, parallel_safe)]
 pub fn provider_id(provider: &str) -> Option<String> {
     let loaded = cache::catalog();
-    loaded.catalog.provider_named(provider).map(|i| loaded.catalog.provider_id(i).to_string())
+    loaded
+        .catalog
+        .provider_named(provider)
+        .map(|i| loaded.catalog.provider_id(i).to_string())
 }
 
 /// A price document parsed for `llm_cost.import_prices` (internal): refused whole with the
@@ -115,14 +139,18 @@ pub fn provider_id(provider: &str) -> Option<String> {
 #[pg_extern(immutable, parallel_safe)]
 pub fn _price_document(doc: JsonB, format: &str, at_date: &str) -> JsonB {
     use crate::core::import;
-    let parsed = import::detect(&doc.0, format).and_then(|f| import::parse(&doc.0, f, at_date).map(|d| (d, f)));
+    let parsed = import::detect(&doc.0, format)
+        .and_then(|f| import::parse(&doc.0, f, at_date).map(|d| (d, f)));
     match parsed {
         Ok((d, f)) => JsonB(import::to_json(&d, f)),
         Err(e) => {
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("llm_cost.import_prices: malformed price document at {}: {}", e.path, e.message),
+                format!(
+                    "llm_cost.import_prices: malformed price document at {}: {}",
+                    e.path, e.message
+                ),
                 "Nothing was imported."
             );
         }
@@ -136,7 +164,11 @@ pub fn _catalog_stats() -> JsonB {
     fn rss_kb() -> i64 {
         std::fs::read_to_string("/proc/self/status")
             .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
             .unwrap_or(-1)
     }
     cache::drop_cached();
@@ -172,11 +204,15 @@ pub fn format_cost(cost: AnyNumeric) -> String {
 }
 
 fn money_json(c: Cost) -> serde_json::Value {
-    serde_json::Value::Number(serde_json::Number::from_str(&c.to_plain_string()).unwrap_or_else(|_| 0.into()))
+    serde_json::Value::Number(
+        serde_json::Number::from_str(&c.to_plain_string()).unwrap_or_else(|_| 0.into()),
+    )
 }
 
 fn price_json(p: pricing::Price) -> serde_json::Value {
-    serde_json::Value::Number(serde_json::Number::from_str(&p.to_decimal().to_string()).unwrap_or_else(|_| 0.into()))
+    serde_json::Value::Number(
+        serde_json::Number::from_str(&p.to_decimal().to_string()).unwrap_or_else(|_| 0.into()),
+    )
 }
 
 /// Why a cost is what it is: the resolved model, the price row used and each part of the cost.
@@ -195,15 +231,38 @@ pub fn explain_cost(
     cache_write_1h_tokens: default!(Option<i64>, 0),
 ) -> Option<JsonB> {
     let model = model?;
-    let (u, at) = counts_args(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, at)?;
-    Some(JsonB(explain(model, &u, at, provider, tier_arg(service_tier), None)))
+    let (u, at) = counts_args(
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+        cache_write_1h_tokens,
+        at,
+    )?;
+    Some(JsonB(explain(
+        model,
+        &u,
+        at,
+        provider,
+        tier_arg(service_tier),
+        None,
+    )))
 }
 
 /// `explain_cost` of both forms: the usage it priced, how the name resolved, the row, the parts.
-fn explain(model: &str, u: &Usage, at: TimestampWithTimeZone, provider: Option<&str>, tier: ServiceTier, usage_object: Option<serde_json::Value>) -> serde_json::Value {
+fn explain(
+    model: &str,
+    u: &Usage,
+    at: TimestampWithTimeZone,
+    provider: Option<&str>,
+    tier: ServiceTier,
+    usage_object: Option<serde_json::Value>,
+) -> serde_json::Value {
     use serde_json::json;
     let loaded = cache::catalog();
-    let provider_known = provider.filter(|p| !p.trim().is_empty()).map(|p| loaded.catalog.provider_named(p).is_some());
+    let provider_known = provider
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| loaded.catalog.provider_named(p).is_some());
     let mut usage = json!({
         "input_tokens": u.input,
         "output_tokens": u.output,
@@ -284,17 +343,33 @@ fn explain(model: &str, u: &Usage, at: TimestampWithTimeZone, provider: Option<&
 }
 
 /// A usage object read into counts, or 22023 naming the JSON path.
-pub fn read_usage(usage: &serde_json::Value, provider: Option<&str>) -> crate::core::usage_json::Counts {
+pub fn read_usage(
+    usage: &serde_json::Value,
+    provider: Option<&str>,
+) -> crate::core::usage_json::Counts {
     crate::core::usage_json::parse(usage, provider).unwrap_or_else(|e| {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("usage object: {e}"));
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("usage object: {e}")
+        );
     })
 }
 
 fn usage_of(c: &crate::core::usage_json::Counts) -> Usage {
-    Usage { input: c.input, output: c.output, cache_read: c.cache_read, cache_write: c.cache_write_5m, cache_write_1h: c.cache_write_1h }
+    Usage {
+        input: c.input,
+        output: c.output,
+        cache_read: c.cache_read,
+        cache_write: c.cache_write_5m,
+        cache_write_1h: c.cache_write_1h,
+    }
 }
 
-fn counts_json(usage: &serde_json::Value, c: &crate::core::usage_json::Counts) -> serde_json::Value {
+fn counts_json(
+    usage: &serde_json::Value,
+    c: &crate::core::usage_json::Counts,
+) -> serde_json::Value {
     serde_json::json!({
         "input_tokens": c.input,
         "output_tokens": c.output,
@@ -313,7 +388,10 @@ fn counts_json(usage: &serde_json::Value, c: &crate::core::usage_json::Counts) -
 /// The disjoint token counts llm_cost prices, from a provider's usage object (internal: the SQL
 /// function `llm_cost.usage_tokens` returns them as a row).
 #[pg_extern(immutable, parallel_safe)]
-pub fn _usage_tokens(usage: Option<JsonB>, provider: default!(Option<&str>, "NULL")) -> Option<JsonB> {
+pub fn _usage_tokens(
+    usage: Option<JsonB>,
+    provider: default!(Option<&str>, "NULL"),
+) -> Option<JsonB> {
     let usage = usage?;
     let c = read_usage(&usage.0, provider);
     Some(JsonB(counts_json(&usage.0, &c)))
@@ -358,7 +436,14 @@ pub fn explain_cost_usage(
     };
     let c = read_usage(&usage.0, provider);
     let u = usage_of(&c);
-    Some(JsonB(explain(model, &u, at, provider, tier_arg(service_tier), Some(counts_json(&usage.0, &c)))))
+    Some(JsonB(explain(
+        model,
+        &u,
+        at,
+        provider,
+        tier_arg(service_tier),
+        Some(counts_json(&usage.0, &c)),
+    )))
 }
 
 fn price_row_json(row: &PriceRow) -> serde_json::Value {
@@ -384,21 +469,43 @@ mod tests {
     #[pg_test]
     fn binary_numeric_matches_numeric_in() {
         let values: Vec<i128> = vec![
-            0, 1, -1, 9_999, 10_000, 315_000_000_000_000, 180_000_000_000_000_000, 123_456_000_000_000_000_000,
-            100_000_000_000_000_000_000, -25_000_000_000_000_000, 3_750_000_000, 12_345_678_901_234_567, i128::MAX / 3,
+            0,
+            1,
+            -1,
+            9_999,
+            10_000,
+            315_000_000_000_000,
+            180_000_000_000_000_000,
+            123_456_000_000_000_000_000,
+            100_000_000_000_000_000_000,
+            -25_000_000_000_000_000,
+            3_750_000_000,
+            12_345_678_901_234_567,
+            i128::MAX / 3,
         ];
         for v in values {
             let ours = crate::pg::money::cost_datum(Cost(v), -1);
             let mut buf = [0u8; 64];
             let n = Cost(v).write_plain(&mut buf[..63]);
             let text = std::str::from_utf8(&buf[..n]).unwrap().to_string();
-            let theirs = Spi::get_one_with_args::<pgrx::AnyNumeric>("SELECT $1::numeric", &[text.clone().into()]).unwrap().unwrap();
+            let theirs = Spi::get_one_with_args::<pgrx::AnyNumeric>(
+                "SELECT $1::numeric",
+                &[text.clone().into()],
+            )
+            .unwrap()
+            .unwrap();
             let theirs = pgrx::IntoDatum::into_datum(theirs).unwrap();
             unsafe {
                 let a = pg_sys::pg_detoast_datum_packed(ours.cast_mut_ptr());
                 let b = pg_sys::pg_detoast_datum_packed(theirs.cast_mut_ptr());
-                let sa = std::slice::from_raw_parts(pgrx::varlena::vardata_any(a) as *const u8, pgrx::varlena::varsize_any_exhdr(a));
-                let sb = std::slice::from_raw_parts(pgrx::varlena::vardata_any(b) as *const u8, pgrx::varlena::varsize_any_exhdr(b));
+                let sa = std::slice::from_raw_parts(
+                    pgrx::varlena::vardata_any(a) as *const u8,
+                    pgrx::varlena::varsize_any_exhdr(a),
+                );
+                let sb = std::slice::from_raw_parts(
+                    pgrx::varlena::vardata_any(b) as *const u8,
+                    pgrx::varlena::varsize_any_exhdr(b),
+                );
                 assert_eq!(sa, sb, "{text}");
                 assert_eq!(crate::pg::money::numeric_units(theirs), Some(v), "{text}");
             }
@@ -407,7 +514,10 @@ mod tests {
         for (sql, want) in [
             ("SELECT 0.1::numeric + 0.2", Some(3_000_000_000_000_000i128)),
             ("SELECT 2.50000::numeric * 1", Some(25_000_000_000_000_000)),
-            ("SELECT -1e20::numeric", Some(-1_000_000_000_000_000_000_000_000_000_000_000_000)),
+            (
+                "SELECT -1e20::numeric",
+                Some(-1_000_000_000_000_000_000_000_000_000_000_000_000),
+            ),
             ("SELECT 1e-17::numeric", None),
             ("SELECT 'NaN'::numeric", None),
             ("SELECT 1e30::numeric", None),
@@ -420,7 +530,6 @@ mod tests {
 
     // Moved from lib.rs (the SQL functions of the catalog).
 
-
     fn num(sql: &str) -> Option<String> {
         Spi::get_one::<String>(sql).expect("query failed")
     }
@@ -428,15 +537,29 @@ mod tests {
     #[pg_test]
     fn sonnet_costs_18() {
         // 100k in, 1M out: below the 200k tier, 0.3 + 15.
-        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 100000, 1000000)::text").as_deref(), Some("15.3"));
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 100000, 1000000)::text")
+                .as_deref(),
+            Some("15.3")
+        );
         assert_eq!(
             num("SELECT llm_cost.estimate_cost('anthropic/claude-sonnet-4-5-20250929', 100000, 1000000)::text").as_deref(),
             Some("15.3")
         );
         // A 1M-token prompt is above 200k: Anthropic charges 6 / 22.50 for the whole call.
-        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1000000, 1000000)::text").as_deref(), Some("28.5"));
-        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 200000, 0)::text").as_deref(), Some("0.6"));
-        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 200001, 0)::text").as_deref(), Some("1.200006"));
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1000000, 1000000)::text")
+                .as_deref(),
+            Some("28.5")
+        );
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 200000, 0)::text").as_deref(),
+            Some("0.6")
+        );
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 200001, 0)::text").as_deref(),
+            Some("1.200006")
+        );
     }
 
     /// The names of issue #15, each at its host's published price (USD for 1M in + 1M out).
@@ -464,13 +587,31 @@ mod tests {
             ("groq/llama-3.3-70b-versatile", "1.38"),
         ];
         for (name, want) in cases {
-            assert_eq!(num(&format!("SELECT llm_cost.estimate_cost('{name}', 1000000, 1000000)::text")).as_deref(), Some(want), "{name}");
+            assert_eq!(
+                num(&format!(
+                    "SELECT llm_cost.estimate_cost('{name}', 1000000, 1000000)::text"
+                ))
+                .as_deref(),
+                Some(want),
+                "{name}"
+            );
         }
-        assert_eq!(num("SELECT llm_cost.estimate_cost('mistral-large-latest', 1000000, 1000000)::text").as_deref(), Some("2"));
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('mistral-large-latest', 1000000, 1000000)::text")
+                .as_deref(),
+            Some("2")
+        );
         // A snapshot nothing covers stays unpriced rather than priced as its undated name.
-        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o-2099-01-01', 1, 1)::text"), None);
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('gpt-4o-2099-01-01', 1, 1)::text"),
+            None
+        );
         // Hosts from the provider argument; an unknown service tier is 22023.
-        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o', 1000000, 0, provider => 'azure')::text").as_deref(), Some("2.5"));
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('gpt-4o', 1000000, 0, provider => 'azure')::text")
+                .as_deref(),
+            Some("2.5")
+        );
         // A provider that lists no model of that name leaves the decision to the name.
         assert_eq!(num("SELECT llm_cost.estimate_cost('llama-3.3-70b-versatile', 1000000, 0, provider => 'openai')::text").as_deref(), Some("0.59"));
         assert_eq!(num("SELECT llm_cost.estimate_cost('us.anthropic.claude-sonnet-4-5-20250929-v1:0', 1000000, 0, provider => 'anthropic')::text").as_deref(), Some("3.3"));
@@ -481,23 +622,40 @@ mod tests {
                EXCEPTION WHEN OTHERS THEN PERFORM set_config('t.tier', SQLSTATE || ':' || SQLERRM, true); END $$",
         )
         .unwrap();
-        assert_eq!(num("SELECT current_setting('t.tier')").as_deref(), Some("22023:unknown service tier \"turbo\""));
-        let j = Spi::get_one::<pgrx::JsonB>("SELECT llm_cost.explain_cost('mistralai/mistral-large', 1, 1)").unwrap().unwrap().0;
+        assert_eq!(
+            num("SELECT current_setting('t.tier')").as_deref(),
+            Some("22023:unknown service tier \"turbo\"")
+        );
+        let j = Spi::get_one::<pgrx::JsonB>(
+            "SELECT llm_cost.explain_cost('mistralai/mistral-large', 1, 1)",
+        )
+        .unwrap()
+        .unwrap()
+        .0;
         assert_eq!(j["provider"], "openrouter");
         assert_eq!(j["matched"]["by"], "match rule");
-        assert_eq!(j["matched"]["rule"]["or"][0]["equals"], "mistralai/mistral-large");
+        assert_eq!(
+            j["matched"]["rule"]["or"][0]["equals"],
+            "mistralai/mistral-large"
+        );
     }
 
     #[pg_test]
     fn unknown_model_is_null_not_zero() {
-        assert_eq!(num("SELECT llm_cost.estimate_cost('no-such-model', 1, 1)::text"), None);
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('no-such-model', 1, 1)::text"),
+            None
+        );
         assert_eq!(num("SELECT llm_cost.resolve_model('no-such-model')"), None);
     }
 
     #[pg_test]
     fn null_arguments_give_null() {
         assert_eq!(num("SELECT llm_cost.estimate_cost(NULL, 1, 1)::text"), None);
-        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o', NULL, 1)::text"), None);
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('gpt-4o', NULL, 1)::text"),
+            None
+        );
     }
 
     #[pg_test(error = "input_tokens must not be negative")]
@@ -517,7 +675,10 @@ mod tests {
                EXCEPTION WHEN OTHERS THEN PERFORM set_config('t.state', SQLSTATE || ':' || SQLERRM, true); END $$",
         )
         .unwrap();
-        assert_eq!(num("SELECT current_setting('t.state')").as_deref(), Some("22023:output_tokens must not be negative"));
+        assert_eq!(
+            num("SELECT current_setting('t.state')").as_deref(),
+            Some("22023:output_tokens must not be negative")
+        );
     }
 
     #[pg_test]
@@ -526,7 +687,10 @@ mod tests {
         // (15 + 75 + 1.5 + 18.75) * (2^63-1) / 1e6
         assert_eq!(v, "1016876767063239.03272175");
         assert_eq!(
-            Spi::get_one::<bool>(&format!("SELECT {v}::numeric * 1000000 = 110.25 * 9223372036854775807::numeric")).unwrap(),
+            Spi::get_one::<bool>(&format!(
+                "SELECT {v}::numeric * 1000000 = 110.25 * 9223372036854775807::numeric"
+            ))
+            .unwrap(),
             Some(true)
         );
     }
@@ -534,19 +698,36 @@ mod tests {
     #[pg_test]
     fn cache_tokens_and_fallback() {
         // Anthropic: cache read 0.3, write 3.75 per 1M.
-        assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1000, 500, 20000, 4000)::text").as_deref(), Some("0.0315"));
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1000, 500, 20000, 4000)::text")
+                .as_deref(),
+            Some("0.0315")
+        );
         // A model with no cache price: the input price (1) applies to both.
         Spi::run("INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok) VALUES ('acme', 'acme-nocache', 1, 2)").unwrap();
-        assert_eq!(num("SELECT llm_cost.estimate_cost('acme-nocache', 0, 0, 100000, 100000)::text").as_deref(), Some("0.2"));
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('acme-nocache', 0, 0, 100000, 100000)::text")
+                .as_deref(),
+            Some("0.2")
+        );
     }
 
     #[pg_test]
     fn long_context_tier() {
         // gpt-5.4: 2.5/15 up to 272k prompt tokens, 5/22.5 above.
-        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-5.4', 272000, 0)::text").as_deref(), Some("0.68"));
-        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-5.4', 272001, 1000000)::text").as_deref(), Some("23.860005"));
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('gpt-5.4', 272000, 0)::text").as_deref(),
+            Some("0.68")
+        );
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('gpt-5.4', 272001, 1000000)::text").as_deref(),
+            Some("23.860005")
+        );
         // Cached prompt tokens count towards the tier.
-        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-5.4', 200000, 0, 72001)::text").as_deref(), Some("1.0360005"));
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('gpt-5.4', 200000, 0, 72001)::text").as_deref(),
+            Some("1.0360005")
+        );
     }
 
     #[pg_test]
@@ -561,7 +742,9 @@ mod tests {
         assert_eq!(num("SELECT llm_cost.estimate_cost('acme-1', 1000000, 0, 0, 0, '2026-01-01 00:00:00+00')::text").as_deref(), Some("1"));
     }
 
-    #[pg_test(error = "price rows of acme acme-2 (min_input_tokens 0, service tier standard) overlap in time")]
+    #[pg_test(
+        error = "price rows of acme acme-2 (min_input_tokens 0, service tier standard) overlap in time"
+    )]
     fn overlapping_prices_rejected() {
         Spi::run(
             "INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, valid_from, valid_to)
@@ -585,7 +768,10 @@ mod tests {
                EXCEPTION WHEN insufficient_privilege THEN PERFORM set_config('t.ro', 'refused', true); END $$",
         )
         .unwrap();
-        assert_eq!(num("SELECT current_setting('t.ro', true)").as_deref(), Some("refused"));
+        assert_eq!(
+            num("SELECT current_setting('t.ro', true)").as_deref(),
+            Some("refused")
+        );
     }
 
     #[pg_test]
@@ -596,7 +782,11 @@ mod tests {
                    EXCEPTION WHEN check_violation THEN PERFORM set_config('t.bad', 'refused', true); END $$"
             ));
             assert!(r.is_ok());
-            assert_eq!(num("SELECT current_setting('t.bad', true)").as_deref(), Some("refused"), "{bad}");
+            assert_eq!(
+                num("SELECT current_setting('t.bad', true)").as_deref(),
+                Some("refused"),
+                "{bad}"
+            );
             Spi::run("SELECT set_config('t.bad', '', true)").unwrap();
         }
     }
@@ -604,9 +794,18 @@ mod tests {
     #[pg_test]
     fn aliases_resolve_and_invalidate_within_transaction() {
         assert_eq!(num("SELECT llm_cost.resolve_model('house-llm')"), None);
-        Spi::run("INSERT INTO llm_cost.model_aliases (alias, model) VALUES ('house-llm', 'gpt-4o')").unwrap();
-        assert_eq!(num("SELECT llm_cost.resolve_model('House-LLM')").as_deref(), Some("gpt-4o"));
-        assert_eq!(num("SELECT llm_cost.estimate_cost('house-llm', 1000000, 0)::text").as_deref(), Some("2.5"));
+        Spi::run(
+            "INSERT INTO llm_cost.model_aliases (alias, model) VALUES ('house-llm', 'gpt-4o')",
+        )
+        .unwrap();
+        assert_eq!(
+            num("SELECT llm_cost.resolve_model('House-LLM')").as_deref(),
+            Some("gpt-4o")
+        );
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('house-llm', 1000000, 0)::text").as_deref(),
+            Some("2.5")
+        );
     }
 
     #[pg_test]
@@ -615,21 +814,47 @@ mod tests {
             ("claude-sonnet-4-5", "claude-sonnet-4-5"),
             ("CLAUDE-SONNET-4-5-20250929", "claude-sonnet-4-5"),
             ("anthropic/claude-sonnet-4-5", "claude-sonnet-4-5"),
-            ("openrouter/anthropic/claude-sonnet-4.5", "anthropic/claude-sonnet-4.5"),
-            ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "regional.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+            (
+                "openrouter/anthropic/claude-sonnet-4.5",
+                "anthropic/claude-sonnet-4.5",
+            ),
+            (
+                "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+                "regional.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            ),
             ("claude-sonnet-4-5@20250929", "claude-sonnet-4-5"),
             ("gpt-4o-2024-08-06", "gpt-4o"),
             ("google/gemini-2.5-flash", "google/gemini-2.5-flash"),
             ("deepseek-chat", "deepseek-chat"),
         ];
         for (name, want) in cases {
-            assert_eq!(num(&format!("SELECT llm_cost.resolve_model('{name}')")).as_deref(), Some(want), "{name}");
+            assert_eq!(
+                num(&format!("SELECT llm_cost.resolve_model('{name}')")).as_deref(),
+                Some(want),
+                "{name}"
+            );
         }
-        assert_eq!(num("SELECT llm_cost.provider_of('us.anthropic.claude-sonnet-4-5-20250929-v1:0')").as_deref(), Some("aws"));
-        assert_eq!(num("SELECT llm_cost.resolve_model('claude-sonnet-4-5', 'vertex_ai')").as_deref(), Some("claude-sonnet-4-5"));
-        assert_eq!(num("SELECT llm_cost.provider_id('bedrock')").as_deref(), Some("aws"));
-        assert_eq!(num("SELECT llm_cost.provider_id('Together_AI')").as_deref(), Some("together"));
-        assert_eq!(num("SELECT llm_cost.provider_of('gemini-2.5-pro')").as_deref(), Some("google"));
+        assert_eq!(
+            num("SELECT llm_cost.provider_of('us.anthropic.claude-sonnet-4-5-20250929-v1:0')")
+                .as_deref(),
+            Some("aws")
+        );
+        assert_eq!(
+            num("SELECT llm_cost.resolve_model('claude-sonnet-4-5', 'vertex_ai')").as_deref(),
+            Some("claude-sonnet-4-5")
+        );
+        assert_eq!(
+            num("SELECT llm_cost.provider_id('bedrock')").as_deref(),
+            Some("aws")
+        );
+        assert_eq!(
+            num("SELECT llm_cost.provider_id('Together_AI')").as_deref(),
+            Some("together")
+        );
+        assert_eq!(
+            num("SELECT llm_cost.provider_of('gemini-2.5-pro')").as_deref(),
+            Some("google")
+        );
         assert_eq!(num("SELECT llm_cost.provider_of('zzz')"), None);
     }
 
@@ -643,31 +868,83 @@ mod tests {
         let cases: &[(&str, &str, Option<&str>, &str)] = &[
             // OpenAI Chat Completions: prompt_tokens includes the 1,920 cached ones (not counted twice):
             // 86 * 2.5 + 1920 * 1.25 + 300 * 10 = 5615.
-            ("gpt-4o", r#"{"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306, "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}"#, None, "0.005615"),
+            (
+                "gpt-4o",
+                r#"{"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306, "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}"#,
+                None,
+                "0.005615",
+            ),
             // A whole response with its usage inside.
-            ("gpt-4o", r#"{"id": "chatcmpl-1", "object": "chat.completion", "choices": [], "usage": {"prompt_tokens": 2006, "completion_tokens": 300, "prompt_tokens_details": {"cached_tokens": 1920}}}"#, None, "0.005615"),
+            (
+                "gpt-4o",
+                r#"{"id": "chatcmpl-1", "object": "chat.completion", "choices": [], "usage": {"prompt_tokens": 2006, "completion_tokens": 300, "prompt_tokens_details": {"cached_tokens": 1920}}}"#,
+                None,
+                "0.005615",
+            ),
             // OpenAI Responses: 26 * 1.25 + 10 * 0.125 + 87 * 10 (reasoning included) = 903.75.
-            ("gpt-5", r#"{"input_tokens": 36, "input_tokens_details": {"cached_tokens": 10}, "output_tokens": 87, "output_tokens_details": {"reasoning_tokens": 40}, "total_tokens": 123}"#, None, "0.00090375"),
+            (
+                "gpt-5",
+                r#"{"input_tokens": 36, "input_tokens_details": {"cached_tokens": 10}, "output_tokens": 87, "output_tokens_details": {"reasoning_tokens": 40}, "total_tokens": 123}"#,
+                None,
+                "0.00090375",
+            ),
             // Anthropic: input excludes cache reads and writes; 1-hour writes at 6, not 3.75:
             // 50 * 3 + 503 * 15 + 1800 * 0.3 + 48 * 3.75 + 2000 * 6 = 20415.
-            ("claude-sonnet-4-5", r#"{"input_tokens": 50, "cache_creation_input_tokens": 2048, "cache_read_input_tokens": 1800, "output_tokens": 503, "cache_creation": {"ephemeral_5m_input_tokens": 48, "ephemeral_1h_input_tokens": 2000}, "service_tier": "standard"}"#, None, "0.020415"),
+            (
+                "claude-sonnet-4-5",
+                r#"{"input_tokens": 50, "cache_creation_input_tokens": 2048, "cache_read_input_tokens": 1800, "output_tokens": 503, "cache_creation": {"ephemeral_5m_input_tokens": 48, "ephemeral_1h_input_tokens": 2000}, "service_tier": "standard"}"#,
+                None,
+                "0.020415",
+            ),
             // Gemini: thinking is output: 200 * 0.3 + 1000 * 0.03 + (300 + 700) * 2.5 = 2590.
-            ("gemini-2.5-flash", r#"{"usageMetadata": {"promptTokenCount": 1200, "candidatesTokenCount": 300, "thoughtsTokenCount": 700, "cachedContentTokenCount": 1000, "totalTokenCount": 2200}}"#, None, "0.00259"),
+            (
+                "gemini-2.5-flash",
+                r#"{"usageMetadata": {"promptTokenCount": 1200, "candidatesTokenCount": 300, "thoughtsTokenCount": 700, "cachedContentTokenCount": 1000, "totalTokenCount": 2200}}"#,
+                None,
+                "0.00259",
+            ),
             // Bedrock Converse: 30 * 3 + 628 * 15 + 100 * 0.3 + 20 * 3.75 = 9615.
-            ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", r#"{"inputTokens": 30, "outputTokens": 628, "totalTokens": 778, "cacheReadInputTokens": 100, "cacheWriteInputTokens": 20}"#, None, "0.009615"),
+            (
+                "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+                r#"{"inputTokens": 30, "outputTokens": 628, "totalTokens": 778, "cacheReadInputTokens": 100, "cacheWriteInputTokens": 20}"#,
+                None,
+                "0.009615",
+            ),
             // DeepSeek: 200 * 0.28 + 800 * 0.028 + 10 * 0.42 = 82.6.
-            ("deepseek-chat", r#"{"prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010, "prompt_cache_hit_tokens": 800, "prompt_cache_miss_tokens": 200}"#, None, "0.0000826"),
+            (
+                "deepseek-chat",
+                r#"{"prompt_tokens": 1000, "completion_tokens": 10, "total_tokens": 1010, "prompt_cache_hit_tokens": 800, "prompt_cache_miss_tokens": 200}"#,
+                None,
+                "0.0000826",
+            ),
             // Mistral: 12 * 0.15 + 34 * 0.6 = 22.2.
-            ("mistral-small-latest", r#"{"prompt_tokens": 12, "completion_tokens": 34, "total_tokens": 46}"#, Some("mistral"), "0.0000222"),
+            (
+                "mistral-small-latest",
+                r#"{"prompt_tokens": 12, "completion_tokens": 34, "total_tokens": 46}"#,
+                Some("mistral"),
+                "0.0000222",
+            ),
             // OpenRouter: its cost is a provided cost (kept by the trigger); the estimate:
             // 94 * 3 + 100 * 3 (no cache price: input) + 2 * 15 = 612.
-            ("anthropic/claude-3.7-sonnet", r#"{"prompt_tokens": 194, "completion_tokens": 2, "total_tokens": 196, "cost": 0.95, "is_byok": false, "prompt_tokens_details": {"cached_tokens": 100}}"#, Some("openrouter"), "0.000612"),
+            (
+                "anthropic/claude-3.7-sonnet",
+                r#"{"prompt_tokens": 194, "completion_tokens": 2, "total_tokens": 196, "cost": 0.95, "is_byok": false, "prompt_tokens_details": {"cached_tokens": 100}}"#,
+                Some("openrouter"),
+                "0.000612",
+            ),
             // LiteLLM's standard logging payload: 500 * 3 + 2000 * 0.3 + 500 * 3.75 + 20 * 15 = 4275.
-            ("claude-sonnet-4-5", r#"{"id": "x", "call_type": "completion", "prompt_tokens": 3000, "completion_tokens": 20, "total_tokens": 3020, "response_cost": 0.0043, "metadata": {"usage_object": {"prompt_tokens": 3000, "completion_tokens": 20, "cache_creation_input_tokens": 500, "cache_read_input_tokens": 2000}}}"#, None, "0.004275"),
+            (
+                "claude-sonnet-4-5",
+                r#"{"id": "x", "call_type": "completion", "prompt_tokens": 3000, "completion_tokens": 20, "total_tokens": 3020, "response_cost": 0.0043, "metadata": {"usage_object": {"prompt_tokens": 3000, "completion_tokens": 20, "cache_creation_input_tokens": 500, "cache_read_input_tokens": 2000}}}"#,
+                None,
+                "0.004275",
+            ),
         ];
         for (model, usage, provider, want) in cases {
             let p = provider.map_or("NULL".to_string(), |p| format!("'{p}'"));
-            let got = num(&format!("SELECT llm_cost.estimate_cost('{model}', '{usage}'::jsonb, provider => {p})::text"));
+            let got = num(&format!(
+                "SELECT llm_cost.estimate_cost('{model}', '{usage}'::jsonb, provider => {p})::text"
+            ));
             assert_eq!(got.as_deref(), Some(*want), "{model} {usage}");
         }
         // The same call with the counts given directly, the 1-hour writes as an argument.
@@ -678,7 +955,10 @@ mod tests {
             Some("94 2 100 0 0 1 0.95 openrouter {brand_new}")
         );
         let j = Spi::get_one::<pgrx::JsonB>(r#"SELECT llm_cost.explain_cost('gpt-4o', '{"prompt_tokens": 10, "completion_tokens": 1, "surprise": {"a": 1}}')"#).unwrap().unwrap().0;
-        assert_eq!(j["usage"]["from_usage_object"]["ignored_keys"], serde_json::json!(["surprise"]));
+        assert_eq!(
+            j["usage"]["from_usage_object"]["ignored_keys"],
+            serde_json::json!(["surprise"])
+        );
         assert_eq!(j["usage"]["input_tokens"], 10);
     }
 
@@ -693,12 +973,24 @@ mod tests {
             let e = crate::test_support::error_of(&format!("PERFORM llm_cost.estimate_cost('gpt-4o', '{usage}'::jsonb, provider => {provider})"));
             assert_eq!(e, want, "{usage}");
         }
-        let e = crate::test_support::error_of(r#"PERFORM llm_cost.usage_tokens('{"prompt_tokens": 10, "input_tokens": 10, "output_tokens": 2}')"#);
-        assert!(e.starts_with("22023: usage object: $: ambiguous usage object") && e.contains("name the provider"), "{e}");
+        let e = crate::test_support::error_of(
+            r#"PERFORM llm_cost.usage_tokens('{"prompt_tokens": 10, "input_tokens": 10, "output_tokens": 2}')"#,
+        );
+        assert!(
+            e.starts_with("22023: usage object: $: ambiguous usage object")
+                && e.contains("name the provider"),
+            "{e}"
+        );
         assert_eq!(num(r#"SELECT (llm_cost.usage_tokens('{"prompt_tokens": 10, "input_tokens": 10, "output_tokens": 2}', 'anthropic')).input_tokens::text"#).as_deref(), Some("10"));
         let e = crate::test_support::error_of(r#"PERFORM llm_cost.usage_tokens('{"tokens": 10}')"#);
-        assert!(e.starts_with("22023: usage object: $: not a usage object llm_cost knows"), "{e}");
-        assert_eq!(num("SELECT llm_cost.estimate_cost('gpt-4o', NULL::jsonb)::text"), None);
+        assert!(
+            e.starts_with("22023: usage object: $: not a usage object llm_cost knows"),
+            "{e}"
+        );
+        assert_eq!(
+            num("SELECT llm_cost.estimate_cost('gpt-4o', NULL::jsonb)::text"),
+            None
+        );
         // The 1-hour argument is checked like the others; NULL in it is NULL.
         assert_eq!(
             crate::test_support::error_of("PERFORM llm_cost.estimate_cost('claude-sonnet-4-5', 1, 1, cache_write_1h_tokens => -2)"),
@@ -706,32 +998,61 @@ mod tests {
         );
         assert_eq!(num("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 1, 1, cache_write_1h_tokens => NULL)::text"), None);
         // import_prices: no document, a time that is not one.
-        assert!(crate::test_support::error_of("PERFORM * FROM llm_cost.import_prices(NULL)").starts_with("22004"));
-        assert!(crate::test_support::error_of(r#"PERFORM * FROM llm_cost.import_prices('{"data": []}', valid_from => 'infinity')"#).starts_with("22023"));
-        assert_eq!(num("SELECT (llm_cost.usage_tokens(NULL)).input_tokens::text"), None);
+        assert!(
+            crate::test_support::error_of("PERFORM * FROM llm_cost.import_prices(NULL)")
+                .starts_with("22004")
+        );
+        assert!(crate::test_support::error_of(
+            r#"PERFORM * FROM llm_cost.import_prices('{"data": []}', valid_from => 'infinity')"#
+        )
+        .starts_with("22023"));
+        assert_eq!(
+            num("SELECT (llm_cost.usage_tokens(NULL)).input_tokens::text"),
+            None
+        );
     }
 
     #[pg_test]
     fn format_cost_sql() {
-        assert_eq!(num("SELECT llm_cost.format_cost(0)").as_deref(), Some("$0.00"));
-        assert_eq!(num("SELECT llm_cost.format_cost(0.0012345)").as_deref(), Some("$0.0012"));
-        assert_eq!(num("SELECT llm_cost.format_cost(0.45)").as_deref(), Some("$0.45"));
-        assert_eq!(num("SELECT llm_cost.format_cost(1234.567)").as_deref(), Some("$1,234.57"));
+        assert_eq!(
+            num("SELECT llm_cost.format_cost(0)").as_deref(),
+            Some("$0.00")
+        );
+        assert_eq!(
+            num("SELECT llm_cost.format_cost(0.0012345)").as_deref(),
+            Some("$0.0012")
+        );
+        assert_eq!(
+            num("SELECT llm_cost.format_cost(0.45)").as_deref(),
+            Some("$0.45")
+        );
+        assert_eq!(
+            num("SELECT llm_cost.format_cost(1234.567)").as_deref(),
+            Some("$1,234.57")
+        );
         assert_eq!(num("SELECT llm_cost.format_cost(NULL)"), None);
     }
 
     #[pg_test]
     fn explain_cost_parts() {
-        let j = Spi::get_one::<pgrx::JsonB>("SELECT llm_cost.explain_cost('anthropic/claude-sonnet-4-5', 1000, 500, 20000, 4000)")
-            .unwrap()
-            .unwrap()
-            .0;
+        let j = Spi::get_one::<pgrx::JsonB>(
+            "SELECT llm_cost.explain_cost('anthropic/claude-sonnet-4-5', 1000, 500, 20000, 4000)",
+        )
+        .unwrap()
+        .unwrap()
+        .0;
         assert_eq!(j["resolved_model"], "claude-sonnet-4-5");
-        assert_eq!(j["price_row"]["source_url"], "https://www.anthropic.com/pricing#api");
+        assert_eq!(
+            j["price_row"]["source_url"],
+            "https://www.anthropic.com/pricing#api"
+        );
         assert_eq!(j["parts_usd"]["input"].to_string(), "0.003");
         assert_eq!(j["parts_usd"]["cache_write"].to_string(), "0.015");
         assert_eq!(j["cost_usd"].to_string(), "0.0315");
-        let u = Spi::get_one::<pgrx::JsonB>("SELECT llm_cost.explain_cost('nope', 1, 1)").unwrap().unwrap().0;
+        let u = Spi::get_one::<pgrx::JsonB>("SELECT llm_cost.explain_cost('nope', 1, 1)")
+            .unwrap()
+            .unwrap()
+            .0;
         assert!(u["cost_usd"].is_null());
     }
 
@@ -754,7 +1075,15 @@ mod tests {
             );
             let want = format!("{}/{}/{}/{}", input, output, f[5], f[6]);
             let got = Spi::get_one::<String>(&q).unwrap().unwrap_or_default();
-            let norm = |s: &str| s.split('/').map(|x| x.parse::<rust_decimal::Decimal>().map(|d| d.normalize().to_string()).unwrap_or_default()).collect::<Vec<_>>();
+            let norm = |s: &str| {
+                s.split('/')
+                    .map(|x| {
+                        x.parse::<rust_decimal::Decimal>()
+                            .map(|d| d.normalize().to_string())
+                            .unwrap_or_default()
+                    })
+                    .collect::<Vec<_>>()
+            };
             // An empty cache price in the reference list means the list has none, not that the
             // provider charges none: compare the cache prices the list has.
             let (mut g, w) = (norm(&got), norm(&want));
@@ -767,10 +1096,16 @@ mod tests {
             checked += 1;
         }
         assert_eq!(checked, 46);
-        let models = Spi::get_one::<i64>("SELECT count(DISTINCT (provider, model)) FROM llm_cost.model_prices").unwrap().unwrap();
+        let models = Spi::get_one::<i64>(
+            "SELECT count(DISTINCT (provider, model)) FROM llm_cost.model_prices",
+        )
+        .unwrap()
+        .unwrap();
         assert!(models >= 2000, "{models}");
-        let providers = Spi::get_one::<i64>("SELECT count(DISTINCT provider) FROM llm_cost.model_prices").unwrap().unwrap();
+        let providers =
+            Spi::get_one::<i64>("SELECT count(DISTINCT provider) FROM llm_cost.model_prices")
+                .unwrap()
+                .unwrap();
         assert!(providers >= 30, "{providers}");
     }
 }
-

@@ -74,9 +74,15 @@ const REGISTRIES: &[Registry] = &[
 ];
 
 fn registry(name: &str) -> &'static Registry {
-    REGISTRIES.iter().find(|r| r.name == name).unwrap_or_else(|| {
-        crate::pg::privilege::fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("llm_cost: no registry \"{name}\""))
-    })
+    REGISTRIES
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| {
+            crate::pg::privilege::fail(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("llm_cost: no registry \"{name}\""),
+            )
+        })
 }
 
 /// 42501 unless the caller has the rights of `relid`'s owner.
@@ -88,7 +94,11 @@ fn oid_field(row: &serde_json::Value, col: &str) -> Option<pg_sys::Oid> {
     match row.get(col) {
         None | Some(serde_json::Value::Null) => None,
         // jsonb_build_object writes an oid as a JSON string, a number as a number: take both.
-        Some(v) => match v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse::<u64>().ok())).filter(|n| *n > 0 && *n <= u32::MAX as u64) {
+        Some(v) => match v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse::<u64>().ok()))
+            .filter(|n| *n > 0 && *n <= u32::MAX as u64)
+        {
             Some(n) => Some(pg_sys::Oid::from(n as u32)),
             None => crate::pg::privilege::fail(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -105,19 +115,32 @@ pub fn _registry_put(registry_name: &str, row: pgrx::JsonB) -> pgrx::JsonB {
     let reg = registry(registry_name);
     let mut row = row.0;
     if !row.is_object() {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "llm_cost: a registry row is a JSON object");
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "llm_cost: a registry row is a JSON object"
+        );
     }
     let key = oid_field(&row, reg.relations[0]);
     if key.is_none() {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("llm_cost: {} must not be NULL", reg.relations[0]));
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("llm_cost: {} must not be NULL", reg.relations[0])
+        );
     }
     for col in reg.relations {
         if let Some(oid) = oid_field(&row, col) {
-            check_owner(oid, &format!("what llm_cost records about it ({}.{col})", reg.name));
+            check_owner(
+                oid,
+                &format!("what llm_cost records about it ({}.{col})", reg.name),
+            );
         }
     }
     if let Some(by) = reg.by {
-        let me = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) };
+        let me = unsafe {
+            std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false))
+        };
         row[by] = serde_json::Value::String(me.to_string_lossy().into_owned());
     }
     let mut sql = reg.put;
@@ -161,7 +184,10 @@ fn has_service_tier_column() -> bool {
 pub fn _registry_delete(registry_name: &str, key: pg_sys::Oid) -> bool {
     let reg = registry(registry_name);
     if crate::pg::privilege::owner_of(key).is_some() {
-        check_owner(key, &format!("what llm_cost records about it ({})", reg.name));
+        check_owner(
+            key,
+            &format!("what llm_cost records about it ({})", reg.name),
+        );
     }
     let (sql, table, col) = (reg.delete, reg.name, reg.relations[0]);
     crate::pg::privilege::as_extension_owner(move || {
@@ -172,7 +198,8 @@ pub fn _registry_delete(registry_name: &str, key: pg_sys::Oid) -> bool {
         .ok()
         .flatten()
         .unwrap_or(false);
-        Spi::run_with_args(sql, &[key.into()]).unwrap_or_else(|e| error!("llm_cost: could not write llm_cost.{table}: {e}"));
+        Spi::run_with_args(sql, &[key.into()])
+            .unwrap_or_else(|e| error!("llm_cost: could not write llm_cost.{table}: {e}"));
         had
     })
 }
@@ -240,10 +267,19 @@ mod tests {
         assert_eq!(one("SELECT count(*)::text FROM llm_cost.tracked_tables WHERE log_table = 'llm_cost.usage_events'::regclass").as_deref(), Some("1"));
         assert_eq!(one("SELECT count(*)::text FROM llm_cost.rollups WHERE source = 'llm_cost.usage_events'::regclass").as_deref(), Some("2"));
         Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, user_id) VALUES ('gpt-4o', 1000000, 0, 'u')").unwrap();
-        assert_eq!(one("SELECT sum(cost_usd)::text FROM llm_cost.usage_daily").as_deref(), Some("2.5"));
+        assert_eq!(
+            one("SELECT sum(cost_usd)::text FROM llm_cost.usage_daily").as_deref(),
+            Some("2.5")
+        );
         // The superuser's API still works, and the registry rows carry who wrote them.
-        assert_eq!(error_of("PERFORM llm_cost.set_retention('llm_cost.usage_events', '400 days')"), "ok");
-        assert_eq!(one("SELECT created_by::text FROM llm_cost.retention_policies").as_deref(), Some("postgres"));
+        assert_eq!(
+            error_of("PERFORM llm_cost.set_retention('llm_cost.usage_events', '400 days')"),
+            "ok"
+        );
+        assert_eq!(
+            one("SELECT created_by::text FROM llm_cost.retention_policies").as_deref(),
+            Some("postgres")
+        );
         // A bad time zone never reaches the registry, even from an owner calling the internal function.
         let e = error_of(
             "PERFORM llm_cost._registry_put('rollups', jsonb_build_object('rollup', 'llm_cost.usage_daily'::regclass::oid,
@@ -280,18 +316,33 @@ mod tests {
              INSERT INTO t_owner_s.calls (team, model, input_tokens, output_tokens) VALUES ('a', 'gpt-4o', 1000000, 0), ('a', 'nope-model', 1, 1);",
         )
         .unwrap();
-        assert_eq!(error_of("PERFORM llm_cost.set_retention('t_owner_s.calls', '30 days')"), "ok");
+        assert_eq!(
+            error_of("PERFORM llm_cost.set_retention('t_owner_s.calls', '30 days')"),
+            "ok"
+        );
         assert_eq!(one("SELECT keep::text || ' ' || created_by FROM llm_cost.retention_policies WHERE log_table = 't_owner_s.calls'::regclass").as_deref(), Some("30 days t_owner"));
         assert_eq!(one("SELECT format('%s %s', rows_deleted, coalesce(error, 'ok')) FROM llm_cost.run_retention()").as_deref(), Some("0 ok"));
-        assert_eq!(one("SELECT llm_cost.drop_retention('t_owner_s.calls')::text").as_deref(), Some("true"));
+        assert_eq!(
+            one("SELECT llm_cost.drop_retention('t_owner_s.calls')::text").as_deref(),
+            Some("true")
+        );
         assert_eq!(one("SELECT sum(cost_usd)::text || ' ' || sum(unpriced_requests) FROM t_owner_s.calls_daily").as_deref(), Some("2.5 1"));
         // Its unknown model is listed to it.
-        assert_eq!(one("SELECT string_agg(model, ',') FROM llm_cost.unpriced_models").as_deref(), Some("nope-model"));
+        assert_eq!(
+            one("SELECT string_agg(model, ',') FROM llm_cost.unpriced_models").as_deref(),
+            Some("nope-model")
+        );
         // A rollup of a table it does not own: refused.
         let e = error_of("PERFORM llm_cost.create_rollup('t_owner_s.theirs', 'llm_cost.usage_events', 'day', '{}')");
         assert!(e.starts_with("42501"), "{e}");
-        assert_eq!(error_of("PERFORM llm_cost.drop_rollup('t_owner_s.calls_daily')"), "ok");
-        assert_eq!(error_of("PERFORM llm_cost.untrack('t_owner_s.calls')"), "ok");
+        assert_eq!(
+            error_of("PERFORM llm_cost.drop_rollup('t_owner_s.calls_daily')"),
+            "ok"
+        );
+        assert_eq!(
+            error_of("PERFORM llm_cost.untrack('t_owner_s.calls')"),
+            "ok"
+        );
         Spi::run("RESET ROLE").unwrap();
         assert_eq!(one("SELECT count(*)::text FROM llm_cost.tracked_tables WHERE log_table::text LIKE 't_owner_s.%'").as_deref(), Some("0"));
     }

@@ -9,7 +9,10 @@
 //! runs keep databases free for DROP DATABASE between runs; a database that creates the
 //! extension is served by the next round, one that drops it is left alone.
 
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker, SignalWakeFlags};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
+    SignalWakeFlags,
+};
 use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PgTryBuilder};
 use std::collections::HashMap;
@@ -114,7 +117,9 @@ fn in_transaction<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R
             let msg = match &e {
                 pg_sys::panic::CaughtError::PostgresError(r)
                 | pg_sys::panic::CaughtError::ErrorReport(r)
-                | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
+                | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => {
+                    r.message().to_string()
+                }
             };
             Err(msg)
         })
@@ -139,8 +144,14 @@ fn in_transaction<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R
 /// few free worker slots every database still gets its turn: a database skipped once is first
 /// in line the next round.
 pub fn round_order(dbs: &[u32], first: Option<u32>) -> Vec<u32> {
-    let start = first.and_then(|f| dbs.iter().position(|&d| d >= f)).unwrap_or(0);
-    dbs[start..].iter().chain(dbs[..start].iter()).copied().collect()
+    let start = first
+        .and_then(|f| dbs.iter().position(|&d| d >= f))
+        .unwrap_or(0);
+    dbs[start..]
+        .iter()
+        .chain(dbs[..start].iter())
+        .copied()
+        .collect()
 }
 
 /// Databases that allow connections, read from the shared catalog pg_database (the launcher
@@ -149,7 +160,10 @@ pub fn round_order(dbs: &[u32], first: Option<u32>) -> Vec<u32> {
 fn database_list() -> Vec<(pg_sys::Oid, String)> {
     let mut v = Vec::new();
     unsafe {
-        let rel = pg_sys::table_open(pg_sys::DatabaseRelationId, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let rel = pg_sys::table_open(
+            pg_sys::DatabaseRelationId,
+            pg_sys::AccessShareLock as pg_sys::LOCKMODE,
+        );
         let scan = pg_sys::table_beginscan_catalog(rel, 0, std::ptr::null_mut());
         loop {
             let tup = pg_sys::heap_getnext(scan, pg_sys::ScanDirection::ForwardScanDirection);
@@ -157,9 +171,12 @@ fn database_list() -> Vec<(pg_sys::Oid, String)> {
                 break;
             }
             // GETSTRUCT
-            let form = ((*tup).t_data as *mut u8).add((*(*tup).t_data).t_hoff as usize) as *const pg_sys::FormData_pg_database;
+            let form = ((*tup).t_data as *mut u8).add((*(*tup).t_data).t_hoff as usize)
+                as *const pg_sys::FormData_pg_database;
             if (*form).datallowconn && !(*form).datistemplate {
-                let name = std::ffi::CStr::from_ptr((*form).datname.data.as_ptr()).to_string_lossy().into_owned();
+                let name = std::ffi::CStr::from_ptr((*form).datname.data.as_ptr())
+                    .to_string_lossy()
+                    .into_owned();
                 v.push(((*form).oid, name));
             }
         }
@@ -199,8 +216,11 @@ pub extern "C-unwind" fn llm_cost_retention_launcher(_arg: pg_sys::Datum) {
             match in_transaction(database_list) {
                 Ok(dbs) => {
                     // Forget workers that finished; start one for every database without one.
-                    workers.retain(|_, w| matches!(w.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted)));
-                    let names: HashMap<u32, String> = dbs.iter().map(|(o, n)| (o.to_u32(), n.clone())).collect();
+                    workers.retain(|_, w| {
+                        matches!(w.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted))
+                    });
+                    let names: HashMap<u32, String> =
+                        dbs.iter().map(|(o, n)| (o.to_u32(), n.clone())).collect();
                     let oids: Vec<u32> = dbs.iter().map(|(o, _)| o.to_u32()).collect();
                     let mut skipped = Vec::new();
                     for oid in round_order(&oids, first_skipped) {
@@ -213,15 +233,17 @@ pub extern "C-unwind" fn llm_cost_retention_launcher(_arg: pg_sys::Datum) {
                             skipped.push(oid);
                             continue;
                         }
-                        let started = BackgroundWorkerBuilder::new(&format!("llm_cost retention worker {name}"))
-                            .set_type("llm_cost retention worker")
-                            .set_function("llm_cost_retention_worker")
-                            .set_library("llm_cost")
-                            .enable_spi_access()
-                            .set_argument(Some(pg_sys::Datum::from(pg_sys::Oid::from(oid))))
-                            .set_notify_pid(unsafe { pg_sys::MyProcPid })
-                            .set_restart_time(None)
-                            .load_dynamic();
+                        let started = BackgroundWorkerBuilder::new(&format!(
+                            "llm_cost retention worker {name}"
+                        ))
+                        .set_type("llm_cost retention worker")
+                        .set_function("llm_cost_retention_worker")
+                        .set_library("llm_cost")
+                        .enable_spi_access()
+                        .set_argument(Some(pg_sys::Datum::from(pg_sys::Oid::from(oid))))
+                        .set_notify_pid(unsafe { pg_sys::MyProcPid })
+                        .set_restart_time(None)
+                        .load_dynamic();
                         match started {
                             Ok(w) => {
                                 workers.insert(oid, w);
@@ -267,9 +289,9 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'llm_cost')
                 AND pg_catalog.to_regclass('llm_cost.retention_policies') IS NOT NULL",
         )
-            .ok()
-            .flatten()
-            .unwrap_or(false)
+        .ok()
+        .flatten()
+        .unwrap_or(false)
     });
     if installed != Ok(true) {
         return; // not installed here: nothing to do until the next round
@@ -297,7 +319,10 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
                 None,
                 &[],
             )? {
-                v.push(Policy { oid: r.get(1)?.unwrap_or(pg_sys::InvalidOid), name: r.get(2)?.unwrap_or_default() });
+                v.push(Policy {
+                    oid: r.get(1)?.unwrap_or(pg_sys::InvalidOid),
+                    name: r.get(2)?.unwrap_or_default(),
+                });
             }
             Ok::<_, pgrx::spi::Error>(v)
         })
@@ -328,25 +353,37 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
 }
 
 fn purge_table(p: &Policy) {
-    let started = in_transaction(|| Spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT clock_timestamp()").ok().flatten())
-        .ok()
-        .flatten();
+    let started = in_transaction(|| {
+        Spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT clock_timestamp()")
+            .ok()
+            .flatten()
+    })
+    .ok()
+    .flatten();
     let oid = p.oid;
     // Target and whole partitions first, in one short transaction.
     let target = in_transaction(move || {
-        let (time_col, cutoff) = Spi::get_two_with_args::<String, pgrx::datum::TimestampWithTimeZone>(
-            "SELECT time_col, cutoff FROM llm_cost._retention_target($1)",
-            &[oid.into()],
-        )
-        .unwrap_or((None, None));
-        let (Some(time_col), Some(cutoff)) = (time_col, cutoff) else { return None };
+        let (time_col, cutoff) =
+            Spi::get_two_with_args::<String, pgrx::datum::TimestampWithTimeZone>(
+                "SELECT time_col, cutoff FROM llm_cost._retention_target($1)",
+                &[oid.into()],
+            )
+            .unwrap_or((None, None));
+        let (Some(time_col), Some(cutoff)) = (time_col, cutoff) else {
+            return None;
+        };
         let parts = Spi::get_one_with_args::<Vec<i32>>(
             "SELECT llm_cost._retention_drop_partitions($1, $2, $3)",
             &[oid.into(), time_col.clone().into(), cutoff.into()],
         )
         .unwrap_or_else(|e| error!("{e}"))
         .unwrap_or_default();
-        Some((time_col, cutoff, parts.first().copied().unwrap_or(0), parts.get(1).copied().unwrap_or(0)))
+        Some((
+            time_col,
+            cutoff,
+            parts.first().copied().unwrap_or(0),
+            parts.get(1).copied().unwrap_or(0),
+        ))
     });
     let mut rows: i64 = 0;
     let mut error: Option<String> = None;
@@ -381,7 +418,11 @@ fn purge_table(p: &Policy) {
                             break;
                         }
                         let delay = BATCH_DELAY.get();
-                        if delay > 0 && !BackgroundWorker::wait_latch(Some(Duration::from_millis(delay as u64))) {
+                        if delay > 0
+                            && !BackgroundWorker::wait_latch(Some(Duration::from_millis(
+                                delay as u64,
+                            )))
+                        {
                             error = Some("interrupted by shutdown; the next run continues".into());
                             break;
                         }
@@ -401,7 +442,16 @@ fn purge_table(p: &Policy) {
     let _ = in_transaction(move || {
         Spi::run_with_args(
             "SELECT llm_cost._record_run($1, $2, $3, $4, $5, $6, $7, 'worker', $8)",
-            &[oid.into(), name.into(), started.into(), cutoff.into(), rows.into(), parts.into(), error.into(), skipped.into()],
+            &[
+                oid.into(),
+                name.into(),
+                started.into(),
+                cutoff.into(),
+                rows.into(),
+                parts.into(),
+                error.into(),
+                skipped.into(),
+            ],
         )
     });
 }
@@ -411,10 +461,17 @@ fn purge_table(p: &Policy) {
 /// partition's lock (a partition it could not lock is left for the next round). Returns
 /// {dropped, skipped}. The caller must have the owner's rights (the worker runs as superuser).
 #[pg_extern(volatile, parallel_unsafe)]
-fn _retention_drop_partitions(table: pg_sys::Oid, time_col: &str, cutoff: pgrx::datum::TimestampWithTimeZone) -> Vec<i32> {
+fn _retention_drop_partitions(
+    table: pg_sys::Oid,
+    time_col: &str,
+    cutoff: pgrx::datum::TimestampWithTimeZone,
+) -> Vec<i32> {
     let time_col = time_col.to_string();
     crate::pg::privilege::as_table_owner(table, "purge it", move || {
-        crate::pg::privilege::set_for_nest(c"lock_timeout", &format!("{}ms", LOCK_TIMEOUT.get().max(1)));
+        crate::pg::privilege::set_for_nest(
+            c"lock_timeout",
+            &format!("{}ms", LOCK_TIMEOUT.get().max(1)),
+        );
         let (d, k) = Spi::get_two_with_args::<i32, i32>(
             "SELECT dropped, skipped FROM llm_cost._drop_old_partitions($1, $2, $3)",
             &[table.into(), time_col.into(), cutoff.into()],
@@ -428,7 +485,12 @@ fn _retention_drop_partitions(table: pg_sys::Oid, time_col: &str, cutoff: pgrx::
 /// security-restricted operation (its triggers run with the owner's rights, never the
 /// purger's). Returns how many.
 #[pg_extern(volatile, parallel_unsafe)]
-fn _retention_purge_batch(table: pg_sys::Oid, time_col: &str, cutoff: pgrx::datum::TimestampWithTimeZone, batch: i32) -> i64 {
+fn _retention_purge_batch(
+    table: pg_sys::Oid,
+    time_col: &str,
+    cutoff: pgrx::datum::TimestampWithTimeZone,
+    batch: i32,
+) -> i64 {
     let time_col = time_col.to_string();
     crate::pg::privilege::as_table_owner(table, "purge it", move || {
         Spi::get_one_with_args::<i64>(
@@ -463,7 +525,17 @@ fn _record_run(
     crate::pg::privilege::as_extension_owner(move || {
         Spi::run_with_args(
             "SELECT llm_cost._record_run_as_owner($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[table.into(), name.into(), started.into(), cutoff.into(), rows.into(), parts.into(), error.into(), by.into(), skipped.into()],
+            &[
+                table.into(),
+                name.into(),
+                started.into(),
+                cutoff.into(),
+                rows.into(),
+                parts.into(),
+                error.into(),
+                by.into(),
+                skipped.into(),
+            ],
         )
         .unwrap_or_else(|e| pgrx::error!("llm_cost: could not record the retention run: {e}"))
     })
@@ -508,7 +580,6 @@ mod tests {
     use crate::test_support::{error_of, one};
     use pgrx::prelude::*;
 
-
     #[pg_test]
     fn run_retention_purges_old_rows_and_keeps_rollups() {
         Spi::run(
@@ -516,22 +587,49 @@ mod tests {
              SELECT now() - g * interval '1 day', 't', 'gpt-4o', 1000, 100 FROM generate_series(0, 199) g",
         )
         .unwrap();
-        let before = one("SELECT sum(cost_usd)::text || '/' || sum(requests) FROM llm_cost.usage_daily").unwrap();
+        let before =
+            one("SELECT sum(cost_usd)::text || '/' || sum(requests) FROM llm_cost.usage_daily")
+                .unwrap();
         Spi::run("SELECT llm_cost.set_retention('llm_cost.usage_events', '90 days')").unwrap();
         assert_eq!(
             one("SELECT format('%s %s %s', log_table, rows_deleted, coalesce(error, 'ok')) FROM llm_cost.run_retention()").as_deref(),
             Some("llm_cost.usage_events 109 ok")
         );
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events").unwrap(), Some(91));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events").unwrap(),
+            Some(91)
+        );
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at < now() - interval '90 days'").unwrap(), Some(0));
         // Rollups are a ledger: unchanged.
-        assert_eq!(one("SELECT sum(cost_usd)::text || '/' || sum(requests) FROM llm_cost.usage_daily").unwrap(), before);
-        assert_eq!(one("SELECT rows_deleted::text || ' ' || run_by FROM llm_cost.retention_last_runs").as_deref(), Some("109 postgres"));
+        assert_eq!(
+            one("SELECT sum(cost_usd)::text || '/' || sum(requests) FROM llm_cost.usage_daily")
+                .unwrap(),
+            before
+        );
+        assert_eq!(
+            one("SELECT rows_deleted::text || ' ' || run_by FROM llm_cost.retention_last_runs")
+                .as_deref(),
+            Some("109 postgres")
+        );
         // A second run finds nothing.
-        assert_eq!(one("SELECT rows_deleted::text FROM llm_cost.run_retention()").as_deref(), Some("0"));
-        assert!(Spi::get_one::<bool>("SELECT llm_cost.drop_retention('llm_cost.usage_events')").unwrap().unwrap());
-        assert!(!Spi::get_one::<bool>("SELECT llm_cost.drop_retention('llm_cost.usage_events')").unwrap().unwrap());
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.run_retention()").unwrap(), Some(0));
+        assert_eq!(
+            one("SELECT rows_deleted::text FROM llm_cost.run_retention()").as_deref(),
+            Some("0")
+        );
+        assert!(
+            Spi::get_one::<bool>("SELECT llm_cost.drop_retention('llm_cost.usage_events')")
+                .unwrap()
+                .unwrap()
+        );
+        assert!(
+            !Spi::get_one::<bool>("SELECT llm_cost.drop_retention('llm_cost.usage_events')")
+                .unwrap()
+                .unwrap()
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.run_retention()").unwrap(),
+            Some(0)
+        );
     }
 
     #[pg_test]
@@ -546,7 +644,10 @@ mod tests {
         )
         .unwrap();
         Spi::run("SELECT llm_cost.track('public.plog')").unwrap();
-        Spi::run("SELECT llm_cost.create_rollup('public.plog_monthly', 'public.plog', 'month', '{}')").unwrap();
+        Spi::run(
+            "SELECT llm_cost.create_rollup('public.plog_monthly', 'public.plog', 'month', '{}')",
+        )
+        .unwrap();
         Spi::run(
             "INSERT INTO public.plog SELECT timestamptz '2020-01-01' + g * interval '1 hour', 'gpt-4o', 10, 10 FROM generate_series(0, 24 * 70) g;
              INSERT INTO public.plog SELECT now() - g * interval '1 hour', 'gpt-4o', 10, 10 FROM generate_series(0, 10) g;",
@@ -554,28 +655,51 @@ mod tests {
         .unwrap();
         let before = one("SELECT sum(requests)::text FROM public.plog_monthly").unwrap();
         // Cutoff falls in the middle of the third partition: two dropped, the rest deleted by rows.
-        Spi::run("SELECT llm_cost.set_retention('public.plog', now() - timestamptz '2020-03-05')").unwrap();
+        Spi::run("SELECT llm_cost.set_retention('public.plog', now() - timestamptz '2020-03-05')")
+            .unwrap();
         assert_eq!(
             one("SELECT format('%s %s', partitions_dropped, coalesce(error, 'ok')) FROM llm_cost.run_retention()").as_deref(),
             Some("2 ok")
         );
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM pg_class WHERE relname IN ('plog_old1', 'plog_old2')").unwrap(), Some(0));
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM public.plog WHERE created_at < '2020-03-04 23:00+00'").unwrap(), Some(0));
-        assert_eq!(one("SELECT sum(requests)::text FROM public.plog_monthly").unwrap(), before);
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM pg_class WHERE relname IN ('plog_old1', 'plog_old2')"
+            )
+            .unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM public.plog WHERE created_at < '2020-03-04 23:00+00'"
+            )
+            .unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            one("SELECT sum(requests)::text FROM public.plog_monthly").unwrap(),
+            before
+        );
     }
-
 
     #[pg_test]
     fn policy_errors_and_cleanup() {
         Spi::run("CREATE TABLE public.rlog (created_at timestamptz, model text, input_tokens int, output_tokens int, cost_usd numeric)").unwrap();
-        assert_eq!(error_of("PERFORM llm_cost.set_retention('public.rlog', '1 day')"), "55000: table public.rlog is not tracked by llm_cost");
+        assert_eq!(
+            error_of("PERFORM llm_cost.set_retention('public.rlog', '1 day')"),
+            "55000: table public.rlog is not tracked by llm_cost"
+        );
         Spi::run("SELECT llm_cost.track('public.rlog')").unwrap();
-        assert_eq!(error_of("PERFORM llm_cost.set_retention('public.rlog', '-1 day')"), "22023: keep must be a positive interval, not -1 days");
+        assert_eq!(
+            error_of("PERFORM llm_cost.set_retention('public.rlog', '-1 day')"),
+            "22023: keep must be a positive interval, not -1 days"
+        );
         Spi::run("SELECT llm_cost.set_retention('public.rlog', '1 day')").unwrap();
         Spi::run("DROP TABLE public.rlog").unwrap();
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.retention_policies").unwrap(), Some(0));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.retention_policies").unwrap(),
+            Some(0)
+        );
     }
-
 
     /// Hardening item 2: the purge runs as the table's owner under a security-restricted
     /// operation: a trigger of the owner's that would make itself superuser when run by one
@@ -607,10 +731,19 @@ mod tests {
             one("SELECT format('%s %s', rows_deleted, coalesce(error, 'ok')) FROM llm_cost.run_retention() WHERE log_table = 't_evil_s.calls'::regclass").as_deref(),
             Some("1 ok")
         );
-        assert_eq!(one("SELECT rolsuper::text FROM pg_roles WHERE rolname = 't_evil'").as_deref(), Some("false"));
-        assert_eq!(one("SELECT string_agg(who || ' ' || sec, ',') FROM t_evil_s.seen").as_deref(), Some("t_evil false"));
+        assert_eq!(
+            one("SELECT rolsuper::text FROM pg_roles WHERE rolname = 't_evil'").as_deref(),
+            Some("false")
+        );
+        assert_eq!(
+            one("SELECT string_agg(who || ' ' || sec, ',') FROM t_evil_s.seen").as_deref(),
+            Some("t_evil false")
+        );
         // Back to the purger's identity afterwards.
-        assert_eq!(one("SELECT current_user::text").as_deref(), Some("postgres"));
+        assert_eq!(
+            one("SELECT current_user::text").as_deref(),
+            Some("postgres")
+        );
         // A trigger that tries to change the session (SET ROLE) fails the purge of that table only.
         Spi::run(
             "CREATE OR REPLACE FUNCTION t_evil_s.grab() RETURNS trigger LANGUAGE plpgsql AS $f$
@@ -619,7 +752,13 @@ mod tests {
         )
         .unwrap();
         let e = one("SELECT error FROM llm_cost.run_retention() WHERE log_table = 't_evil_s.calls'::regclass").unwrap_or_default();
-        assert!(e.starts_with("cannot set parameter \"role\" within security-"), "{e}");
-        assert_eq!(one("SELECT current_user::text").as_deref(), Some("postgres"));
+        assert!(
+            e.starts_with("cannot set parameter \"role\" within security-"),
+            "{e}"
+        );
+        assert_eq!(
+            one("SELECT current_user::text").as_deref(),
+            Some("postgres")
+        );
     }
 }

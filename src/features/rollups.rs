@@ -26,7 +26,14 @@ use std::rc::Rc;
 /// (`trigger_rows`), since it started;
 /// `copy_priced_rows`: rows COPY FROM priced without the cost trigger (`copy.rs`).
 #[pg_extern(volatile, parallel_restricted, name = "_rollup_paths")]
-pub fn rollup_paths() -> TableIterator<'static, (name!(copy_rows, i64), name!(trigger_rows, i64), name!(copy_priced_rows, i64))> {
+pub fn rollup_paths() -> TableIterator<
+    'static,
+    (
+        name!(copy_rows, i64),
+        name!(trigger_rows, i64),
+        name!(copy_priced_rows, i64),
+    ),
+> {
     let (a, b) = PATHS.with(|p| p.get());
     TableIterator::once((a, b, copy_priced_rows()))
 }
@@ -53,6 +60,7 @@ pub static LIFECYCLE: crate::pg::lifecycle::Participant = crate::pg::lifecycle::
     end: |prepared| {
         crate::features::stripes::transaction_ended(prepared);
         clear_pending();
+        forget_written();
     },
     sub_abort: abort_sub,
     sub_commit: commit_sub,
@@ -125,9 +133,23 @@ pub struct SourceDefs {
 impl SourceDefs {
     /// Whether a rollup reads a generated column (whose value a BEFORE trigger does not see).
     fn reads_generated(&self) -> bool {
-        let fixed = [self.time, self.cost, self.model, self.cost_source, self.error, self.latency];
-        fixed.iter().chain(self.tokens.iter()).flatten().any(|a| a.generated)
-            || self.rollups.iter().any(|r| r.groups.iter().any(|g| g.generated))
+        let fixed = [
+            self.time,
+            self.cost,
+            self.model,
+            self.cost_source,
+            self.error,
+            self.latency,
+        ];
+        fixed
+            .iter()
+            .chain(self.tokens.iter())
+            .flatten()
+            .any(|a| a.generated)
+            || self
+                .rollups
+                .iter()
+                .any(|r| r.groups.iter().any(|g| g.generated))
     }
 }
 
@@ -169,6 +191,42 @@ thread_local! {
     static KEY: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(128));
     /// Rows this backend added to rollups by the COPY fast path and by the row trigger.
     static PATHS: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((0, 0)) };
+    /// The (rollup, period, group)s this transaction wrote into watched stripes tables.
+    static WRITTEN: RefCell<HashMap<Vec<u8>, Written, rustc_hash::FxBuildHasher>> = RefCell::new(Default::default());
+}
+
+/// A (period, group) of a rollup this transaction added sums to: what a feature watching that
+/// rollup (budgets) needs to look at it again before commit.
+pub struct Written {
+    pub stripes: pg_sys::Oid,
+    pub period: i64,
+    /// Group values in group_by order (TopTransactionContext: valid until the transaction ends).
+    pub group: Vec<Option<pg_sys::Datum>>,
+    /// Their types.
+    pub types: Vec<pg_sys::Oid>,
+}
+
+/// Which stripes tables to report in `take_written` (set once from `_PG_init`).
+static WATCH: std::sync::OnceLock<fn(pg_sys::Oid) -> bool> = std::sync::OnceLock::new();
+
+/// Has the groups written into stripes tables for which `watched` says yes remembered until
+/// `take_written` (budgets: wired in lib.rs, so that rollups need not know them).
+pub fn watch_written(watched: fn(pg_sys::Oid) -> bool) {
+    let _ = WATCH.set(watched);
+}
+
+/// The watched groups written in this transaction (each once), forgetting them.
+pub fn take_written() -> Vec<Written> {
+    WRITTEN.with(|w| w.borrow_mut().drain().map(|(_, v)| v).collect())
+}
+
+/// The transaction ended: nothing written is left to look at.
+fn forget_written() {
+    let _ = WRITTEN.try_with(|w| {
+        if let Ok(mut w) = w.try_borrow_mut() {
+            w.clear();
+        }
+    });
 }
 
 type Sums = HashMap<Vec<u8>, Acc, rustc_hash::FxBuildHasher>;
@@ -225,7 +283,6 @@ pub fn commit_sub(sub: pg_sys::SubTransactionId, parent: pg_sys::SubTransactionI
     });
 }
 
-
 fn att_of(tupdesc: pg_sys::TupleDesc, attno: Option<i16>) -> Option<Att> {
     let attno = attno? as i32;
     if attno <= 0 {
@@ -237,7 +294,14 @@ fn att_of(tupdesc: pg_sys::TupleDesc, attno: Option<i16>) -> Option<Att> {
             return None;
         }
         let a = &*td.attrs.as_ptr().add((attno - 1) as usize);
-        Some(Att { attno, typid: a.atttypid, typmod: a.atttypmod, len: a.attlen, byval: a.attbyval, generated: a.attgenerated != 0 })
+        Some(Att {
+            attno,
+            typid: a.atttypid,
+            typmod: a.atttypmod,
+            len: a.attlen,
+            byval: a.attbyval,
+            generated: a.attgenerated != 0,
+        })
     }
 }
 
@@ -265,23 +329,29 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
     };
     // Definitions are llm_cost's own bookkeeping: read as the extension's owner through a
     // function PUBLIC may not execute.
-    let rows: Vec<_> = crate::pg::privilege::as_extension_owner(|| Spi::connect(|c| {
-        let t = c.select("SELECT * FROM llm_cost._rollup_defs($1, $2)", None, &[root.into(), relid.into()])?;
-        let mut v = Vec::new();
-        for r in t {
-            v.push((
-                r.get::<i64>(1)?.unwrap_or(0),
-                r.get::<String>(2)?.unwrap_or_default(),
-                r.get::<String>(3)?.unwrap_or_default(),
-                r.get::<Vec<i16>>(4)?.unwrap_or_default(),
-                [5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map(|i| r.get::<i16>(i).ok().flatten()),
-                r.get::<pg_sys::Oid>(15)?.unwrap_or(pg_sys::InvalidOid),
-                r.get::<Vec<i16>>(16)?.unwrap_or_default(),
-                r.get::<Vec<i16>>(17)?.unwrap_or_default(),
-            ));
-        }
-        Ok::<_, pgrx::spi::Error>(v)
-    }))
+    let rows: Vec<_> = crate::pg::privilege::as_extension_owner(|| {
+        Spi::connect(|c| {
+            let t = c.select(
+                "SELECT * FROM llm_cost._rollup_defs($1, $2)",
+                None,
+                &[root.into(), relid.into()],
+            )?;
+            let mut v = Vec::new();
+            for r in t {
+                v.push((
+                    r.get::<i64>(1)?.unwrap_or(0),
+                    r.get::<String>(2)?.unwrap_or_default(),
+                    r.get::<String>(3)?.unwrap_or_default(),
+                    r.get::<Vec<i16>>(4)?.unwrap_or_default(),
+                    [5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map(|i| r.get::<i16>(i).ok().flatten()),
+                    r.get::<pg_sys::Oid>(15)?.unwrap_or(pg_sys::InvalidOid),
+                    r.get::<Vec<i16>>(16)?.unwrap_or_default(),
+                    r.get::<Vec<i16>>(17)?.unwrap_or_default(),
+                ));
+            }
+            Ok::<_, pgrx::spi::Error>(v)
+        })
+    })
     .unwrap_or_else(|e| error!("llm_cost: could not read rollup definitions: {e}"));
     if !rows.is_empty() {
         let (default, zone) = Spi::get_two_with_args::<String, String>(
@@ -290,32 +360,44 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
             &[root.into()],
         )
         .unwrap_or((None, None));
-        out.zone = zone.filter(|z| !z.eq_ignore_ascii_case("UTC")).map(|z| persistent_text(&z));
+        out.zone = zone
+            .filter(|z| !z.eq_ignore_ascii_case("UTC"))
+            .map(|z| persistent_text(&z));
         out.cost_default = default
-        .and_then(|t| <rust_decimal::Decimal as std::str::FromStr>::from_str(t.trim()).ok())
-        .and_then(|d| {
-            let d = d.normalize();
-            (d.scale() <= 16).then(|| d.mantissa() * 10i128.pow(16 - d.scale()))
-        });
+            .and_then(|t| <rust_decimal::Decimal as std::str::FromStr>::from_str(t.trim()).ok())
+            .and_then(|d| {
+                let d = d.normalize();
+                (d.scale() <= 16).then(|| d.mantissa() * 10i128.pow(16 - d.scale()))
+            });
     }
     for (id, grain, zone, groups, atts, stripes, stripes_groups, stripes_fixed) in rows {
         out.time = att_of(tupdesc, atts[0]);
         out.cost = att_of(tupdesc, atts[1]);
         out.model = att_of(tupdesc, atts[2]);
         out.cost_source = att_of(tupdesc, atts[3]);
-        out.tokens = [att_of(tupdesc, atts[4]), att_of(tupdesc, atts[5]), att_of(tupdesc, atts[6]), att_of(tupdesc, atts[7])];
+        out.tokens = [
+            att_of(tupdesc, atts[4]),
+            att_of(tupdesc, atts[5]),
+            att_of(tupdesc, atts[6]),
+            att_of(tupdesc, atts[7]),
+        ];
         out.error = att_of(tupdesc, atts[8]);
         out.latency = att_of(tupdesc, atts[9]);
-        let groups: Vec<Att> = groups.iter().filter_map(|a| att_of(tupdesc, Some(*a))).collect();
+        let groups: Vec<Att> = groups
+            .iter()
+            .filter_map(|a| att_of(tupdesc, Some(*a)))
+            .collect();
         let in_union = groups
             .iter()
-            .map(|g| match out.union.iter().position(|u| u.attno == g.attno) {
-                Some(i) => i,
-                None => {
-                    out.union.push(*g);
-                    out.union.len() - 1
-                }
-            })
+            .map(
+                |g| match out.union.iter().position(|u| u.attno == g.attno) {
+                    Some(i) => i,
+                    None => {
+                        out.union.push(*g);
+                        out.union.len() - 1
+                    }
+                },
+            )
             .collect();
         let fixed: [i16; 14] = stripes_fixed.try_into().unwrap_or_else(|_| {
             error!("llm_cost: the stripes table of rollup {id} is missing columns; recreate the rollup")
@@ -335,7 +417,12 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
             step_us,
             groups,
             in_union,
-            layout: crate::features::stripes::Layout { stripes, groups: stripes_groups, fixed, probe_keys: Default::default() },
+            layout: crate::features::stripes::Layout {
+                stripes,
+                groups: stripes_groups,
+                fixed,
+                probe_keys: Default::default(),
+            },
             period: std::cell::Cell::new((i64::MAX, i64::MIN)),
         });
     }
@@ -370,7 +457,6 @@ impl Borrowed<'_> {
     }
 }
 
-
 fn int_of(d: pg_sys::Datum, a: Att) -> i64 {
     match a.typid {
         pg_sys::INT2OID => d.value() as i16 as i64,
@@ -392,7 +478,11 @@ impl RollupDef {
         let trunc = |t: i64| unsafe {
             pgrx::direct_function_call_as_datum(
                 pg_sys::timestamptz_trunc_zone,
-                &[Some(self.grain), Some(pg_sys::Datum::from(t)), Some(self.zone)],
+                &[
+                    Some(self.grain),
+                    Some(pg_sys::Datum::from(t)),
+                    Some(self.zone),
+                ],
             )
             .map(|d| d.value() as i64)
             .unwrap_or(t)
@@ -417,14 +507,20 @@ unsafe fn key_bytes(key: &mut Vec<u8>, d: Option<pg_sys::Datum>, a: Att) {
         }
         Some(d) if a.len > 0 => {
             key.push(2);
-            key.extend_from_slice(std::slice::from_raw_parts(d.cast_mut_ptr::<u8>(), a.len as usize));
+            key.extend_from_slice(std::slice::from_raw_parts(
+                d.cast_mut_ptr::<u8>(),
+                a.len as usize,
+            ));
         }
         Some(d) if a.len == -1 => {
             let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
             let n = pgrx::varlena::varsize_any_exhdr(v);
             key.push(3);
             key.extend_from_slice(&(n as u32).to_le_bytes());
-            key.extend_from_slice(std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, n));
+            key.extend_from_slice(std::slice::from_raw_parts(
+                pgrx::varlena::vardata_any(v) as *const u8,
+                n,
+            ));
         }
         Some(d) => {
             let c = std::ffi::CStr::from_ptr(d.cast_mut_ptr::<std::ffi::c_char>());
@@ -460,8 +556,13 @@ unsafe fn copy_to_xact(d: pg_sys::Datum, a: Att) -> pg_sys::Datum {
 /// Adds a row (`sign` 1) or takes it away (-1). `units`: the row's cost in 10^-16 USD when the
 /// caller already knows it (the cost trigger, which has just computed it), else read from the row.
 unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Option<i128>) {
-    let ts = row.get(defs.time).map(|d| time_of(d, defs.time.unwrap(), defs.zone)).unwrap_or_else(|| pg_sys::GetCurrentTransactionStartTimestamp());
-    let tokens = defs.tokens.map(|a| row.get(a).map(|d| int_of(d, a.unwrap())).unwrap_or(0));
+    let ts = row
+        .get(defs.time)
+        .map(|d| time_of(d, defs.time.unwrap(), defs.zone))
+        .unwrap_or_else(|| pg_sys::GetCurrentTransactionStartTimestamp());
+    let tokens = defs
+        .tokens
+        .map(|a| row.get(a).map(|d| int_of(d, a.unwrap())).unwrap_or(0));
     let cost = row.get(defs.cost);
     let cost_units = match cost {
         None => None,
@@ -481,7 +582,10 @@ unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Optio
     let unpriced = match defs.cost_source {
         Some(a) => row.get(Some(a)).is_some_and(|d| {
             let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
-            std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v)) == b"unpriced"
+            std::slice::from_raw_parts(
+                pgrx::varlena::vardata_any(v) as *const u8,
+                pgrx::varlena::varsize_any_exhdr(v),
+            ) == b"unpriced"
         }),
         // No cost_source column: the cost trigger stores NULL, or the column default (NOT NULL
         // columns), for a row it cannot price. A cost equal to the default is unpriced unless it
@@ -497,7 +601,9 @@ unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Optio
         },
     };
     let error = row.get(defs.error).is_some();
-    let latency = defs.latency.and_then(|a| row.get(Some(a)).map(|d| int_of(d, a)));
+    let latency = defs
+        .latency
+        .and_then(|a| row.get(Some(a)).map(|d| int_of(d, a)));
 
     let sub = pg_sys::GetCurrentSubTransactionId();
     KEY.with(|key| {
@@ -519,7 +625,11 @@ unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Optio
                 None => fresh.insert(Acc {
                     defs: defs.clone(),
                     periods: defs.rollups.iter().map(|r| r.period_start(ts)).collect(),
-                    group: defs.union.iter().map(|g| row.get(Some(*g)).map(|d| copy_to_xact(d, *g))).collect(),
+                    group: defs
+                        .union
+                        .iter()
+                        .map(|g| row.get(Some(*g)).map(|d| copy_to_xact(d, *g)))
+                        .collect(),
                     sum: Sum::starting_at(ts),
                 }),
             };
@@ -529,11 +639,15 @@ unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Optio
                 add_i64(&mut s.tokens[k], sign * tokens[k]);
             }
             if let Some(units) = cost_units {
-                s.cost = s.cost.checked_add(sign as i128 * units).unwrap_or_else(|| out_of_range());
+                s.cost = s
+                    .cost
+                    .checked_add(sign as i128 * units)
+                    .unwrap_or_else(|| out_of_range());
             } else if let Some(c) = cost {
                 // More than 16 decimals: add exactly as numeric (rare: a provided cost).
                 let c = if sign < 0 {
-                    pgrx::direct_function_call_as_datum(pg_sys::numeric_uminus, &[Some(c)]).unwrap_or(c)
+                    pgrx::direct_function_call_as_datum(pg_sys::numeric_uminus, &[Some(c)])
+                        .unwrap_or(c)
                 } else {
                     c
                 };
@@ -563,14 +677,37 @@ unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Optio
 }
 
 /// Whether the catalog's estimate for a row, rounded as its cost column stores it, is `units`.
-unsafe fn estimate_is(defs: &SourceDefs, row: &Borrowed, ts: i64, tokens: &[i64; 4], units: Option<i128>) -> bool {
-    let Some(model) = row.get(defs.model) else { return false };
+unsafe fn estimate_is(
+    defs: &SourceDefs,
+    row: &Borrowed,
+    ts: i64,
+    tokens: &[i64; 4],
+    units: Option<i128>,
+) -> bool {
+    let Some(model) = row.get(defs.model) else {
+        return false;
+    };
     let v = pg_sys::pg_detoast_datum_packed(model.cast_mut_ptr());
-    let b = std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v));
-    let u = crate::core::pricing::Usage { input: tokens[0], output: tokens[1], cache_read: tokens[2], cache_write: tokens[3], cache_write_1h: 0 };
+    let b = std::slice::from_raw_parts(
+        pgrx::varlena::vardata_any(v) as *const u8,
+        pgrx::varlena::varsize_any_exhdr(v),
+    );
+    let u = crate::core::pricing::Usage {
+        input: tokens[0],
+        output: tokens[1],
+        cache_read: tokens[2],
+        cache_write: tokens[3],
+        cache_write_1h: 0,
+    };
     // By model name alone: in a table without a cost_source column whose rows also name a
     // provider or service tier, an estimate at another host's price reads as provided here.
-    match crate::pg::money::price_call(std::str::from_utf8(b).unwrap_or(""), None, crate::core::pricing::ServiceTier::Standard, &u, ts) {
+    match crate::pg::money::price_call(
+        std::str::from_utf8(b).unwrap_or(""),
+        None,
+        crate::core::pricing::ServiceTier::Standard,
+        &u,
+        ts,
+    ) {
         crate::pg::money::Priced::Cost(c) => {
             let typmod = defs.cost.map_or(-1, |a| a.typmod);
             crate::pg::money::numeric_units(crate::pg::money::cost_datum(c, typmod)) == units
@@ -587,7 +724,8 @@ unsafe fn moved_to_another_partition(t: pg_sys::HeapTuple) -> bool {
     }
     let ctid = (*(*t).t_data).t_ctid;
     let block = ((ctid.ip_blkid.bi_hi as u32) << 16) | ctid.ip_blkid.bi_lo as u32;
-    ctid.ip_posid as u32 == pg_sys::MovedPartitionsOffsetNumber && block == u32::MAX // InvalidBlockNumber
+    ctid.ip_posid as u32 == pg_sys::MovedPartitionsOffsetNumber && block == u32::MAX
+    // InvalidBlockNumber
 }
 
 /// AFTER INSERT OR UPDATE ... FOR EACH ROW on a source with rollups (and DELETE on a
@@ -608,7 +746,15 @@ fn rollup_row_trigger<'a>(
     unsafe {
         let add = |tuple, sign| {
             let (values, nulls) = crate::pg::row::deform(tuple, tupdesc);
-            add_row(&defs, &Borrowed { values: &values, nulls: &nulls }, sign, None);
+            add_row(
+                &defs,
+                &Borrowed {
+                    values: &values,
+                    nulls: &nulls,
+                },
+                sign,
+                None,
+            );
         };
         if pgrx::trigger_support::trigger_fired_by_insert(event) {
             add(td.tg_trigtuple, 1);
@@ -616,7 +762,9 @@ fn rollup_row_trigger<'a>(
         } else if pgrx::trigger_support::trigger_fired_by_update(event) {
             add(td.tg_trigtuple, -1);
             add(td.tg_newtuple, 1);
-        } else if pgrx::trigger_support::trigger_fired_by_delete(event) && moved_to_another_partition(td.tg_trigtuple) {
+        } else if pgrx::trigger_support::trigger_fired_by_delete(event)
+            && moved_to_another_partition(td.tg_trigtuple)
+        {
             // A DELETE never changes a rollup, except this one: the first half of an UPDATE that
             // moved the row to another partition, whose second half is an INSERT there.
             add(td.tg_trigtuple, -1);
@@ -657,8 +805,13 @@ impl Sum {
 
     /// Nothing to add (an UPDATE that moved nothing).
     fn is_zero(&self) -> bool {
-        self.requests == 0 && self.cost == 0 && self.cost_extra.is_none() && self.tokens == [0; 4]
-            && self.unpriced == 0 && self.errors == 0 && self.latency_sum == 0
+        self.requests == 0
+            && self.cost == 0
+            && self.cost_extra.is_none()
+            && self.tokens == [0; 4]
+            && self.unpriced == 0
+            && self.errors == 0
+            && self.latency_sum == 0
     }
 
     /// Adds a numeric cost exactly (kept in TopTransactionContext).
@@ -666,7 +819,10 @@ impl Sum {
         self.cost_extra = Some(unsafe {
             pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| match self.cost_extra {
                 None => datum_copy(c, false, -1),
-                Some(prev) => pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(prev), Some(c)]).unwrap_or(prev),
+                Some(prev) => {
+                    pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(prev), Some(c)])
+                        .unwrap_or(prev)
+                }
             })
         });
     }
@@ -677,7 +833,10 @@ impl Sum {
         for k in 0..4 {
             add_i64(&mut self.tokens[k], o.tokens[k]);
         }
-        self.cost = self.cost.checked_add(o.cost).unwrap_or_else(|| out_of_range());
+        self.cost = self
+            .cost
+            .checked_add(o.cost)
+            .unwrap_or_else(|| out_of_range());
         if let Some(extra) = o.cost_extra {
             self.add_extra(extra);
         }
@@ -698,7 +857,10 @@ impl Sum {
 /// that address, so ask the dynamic linker (once).
 pub fn copy_error_callback() -> Option<usize> {
     extern "C" {
-        fn dlsym(handle: *mut std::ffi::c_void, symbol: *const std::ffi::c_char) -> *mut std::ffi::c_void;
+        fn dlsym(
+            handle: *mut std::ffi::c_void,
+            symbol: *const std::ffi::c_char,
+        ) -> *mut std::ffi::c_void;
     }
     #[cfg(target_os = "macos")]
     const RTLD_DEFAULT: *mut std::ffi::c_void = -2isize as *mut std::ffi::c_void;
@@ -754,12 +916,22 @@ pub unsafe fn copy_fast_path(
     }
     let all = std::slice::from_raw_parts((*desc).triggers, (*desc).numtriggers as usize);
     let me = (*td.tg_trigger).tgoid;
-    let Some(mine) = all.iter().position(|t| t.tgoid == me) else { return false };
-    let before_row_insert = (pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT) as i16;
-    if all[mine + 1..].iter().any(|t| t.tgtype & before_row_insert == before_row_insert) {
+    let Some(mine) = all.iter().position(|t| t.tgoid == me) else {
+        return false;
+    };
+    let before_row_insert = (pg_sys::TRIGGER_TYPE_ROW
+        | pg_sys::TRIGGER_TYPE_BEFORE
+        | pg_sys::TRIGGER_TYPE_INSERT) as i16;
+    if all[mine + 1..]
+        .iter()
+        .any(|t| t.tgtype & before_row_insert == before_row_insert)
+    {
         return false;
     }
-    let Some(rollup) = all.iter().position(|t| std::ffi::CStr::from_ptr(t.tgname).to_bytes() == b"llm_cost_rollup") else {
+    let Some(rollup) = all
+        .iter()
+        .position(|t| std::ffi::CStr::from_ptr(t.tgname).to_bytes() == b"llm_cost_rollup")
+    else {
         return false;
     };
     let origin = pg_sys::TRIGGER_FIRES_ON_ORIGIN as std::ffi::c_char;
@@ -797,8 +969,15 @@ pub fn copy_defs(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Defs> {
 
 /// Adds a row COPY is about to store (both COPY paths): `units` is the cost the caller just
 /// computed, as (cost attno, 10^-16 USD), used when it is the column the rollups read.
-pub unsafe fn add_copied_row(defs: &Defs, values: &[pg_sys::Datum], nulls: &[bool], units: Option<(i32, i128)>) {
-    let units = units.filter(|(attno, _)| defs.cost.is_some_and(|a| a.attno == *attno)).map(|(_, u)| u);
+pub unsafe fn add_copied_row(
+    defs: &Defs,
+    values: &[pg_sys::Datum],
+    nulls: &[bool],
+    units: Option<(i32, i128)>,
+) {
+    let units = units
+        .filter(|(attno, _)| defs.cost.is_some_and(|a| a.attno == *attno))
+        .map(|(_, u)| u);
     add_row(defs, &Borrowed { values, nulls }, 1, units);
     PATHS.with(|p| p.set((p.get().0 + 1, p.get().1)));
 }
@@ -808,7 +987,10 @@ pub unsafe fn add_copied_row(defs: &Defs, values: &[pg_sys::Datum], nulls: &[boo
 /// tracked table.
 pub fn flush() {
     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
-    let pending: Vec<(Vec<u8>, Acc)> = PENDING.with(|p| p.borrow_mut().take(sub)).map(|m| m.into_iter().collect()).unwrap_or_default();
+    let pending: Vec<(Vec<u8>, Acc)> = PENDING
+        .with(|p| p.borrow_mut().take(sub))
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default();
     write(pending);
 }
 
@@ -834,7 +1016,8 @@ fn _flush_pending_sums() {
 /// Writes every pending sum (before commit: the transaction's own subtransactions have all
 /// ended, so everything pending belongs to it).
 pub fn flush_all() {
-    let pending: Vec<(Vec<u8>, Acc)> = PENDING.with(|p| p.borrow_mut().take_all().into_iter().flatten().collect());
+    let pending: Vec<(Vec<u8>, Acc)> =
+        PENDING.with(|p| p.borrow_mut().take_all().into_iter().flatten().collect());
     write(pending);
 }
 
@@ -847,7 +1030,8 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
     // by their stripes table, not by the definitions' identity: definitions reloaded in the
     // middle of a statement (any invalidation of the source) describe the same rollups, and
     // their sums must land in one summary row per group, not in two updates of it.
-    type Groups = HashMap<Vec<u8>, (i64, Vec<Option<pg_sys::Datum>>, Sum), rustc_hash::FxBuildHasher>;
+    type Groups =
+        HashMap<Vec<u8>, (i64, Vec<Option<pg_sys::Datum>>, Sum), rustc_hash::FxBuildHasher>;
     let mut by_rollup: Vec<(Rc<SourceDefs>, usize, Groups)> = Vec::new();
     let mut key = Vec::with_capacity(128);
     for (_, acc) in pending {
@@ -855,7 +1039,8 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
             continue;
         }
         for (ri, r) in acc.defs.rollups.iter().enumerate() {
-            let group: Vec<Option<pg_sys::Datum>> = r.in_union.iter().map(|&u| acc.group[u]).collect();
+            let group: Vec<Option<pg_sys::Datum>> =
+                r.in_union.iter().map(|&u| acc.group[u]).collect();
             key.clear();
             key.extend_from_slice(&acc.defs.relid.to_u32().to_le_bytes());
             key.extend_from_slice(&r.layout.stripes.to_u32().to_le_bytes());
@@ -863,7 +1048,10 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
             for (g, v) in r.groups.iter().zip(&group) {
                 unsafe { key_bytes(&mut key, *v, *g) };
             }
-            let groups = match by_rollup.iter().position(|(d, i, _)| d.rollups[*i].layout.stripes == r.layout.stripes) {
+            let groups = match by_rollup
+                .iter()
+                .position(|(d, i, _)| d.rollups[*i].layout.stripes == r.layout.stripes)
+            {
                 Some(i) => &mut by_rollup[i].2,
                 None => {
                     by_rollup.push((acc.defs.clone(), ri, Groups::default()));
@@ -879,28 +1067,45 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
         }
     }
     for (defs, ri, groups) in by_rollup {
-        let groups: Vec<(Vec<u8>, (i64, Vec<Option<pg_sys::Datum>>, Sum))> = groups.into_iter().collect();
+        let groups: Vec<(Vec<u8>, (i64, Vec<Option<pg_sys::Datum>>, Sum))> =
+            groups.into_iter().collect();
         let costs: Vec<pg_sys::Datum> = groups.iter().map(|(_, (_, _, s))| cost_of(s)).collect();
         let sums: Vec<crate::features::stripes::Sums> = groups
             .iter()
             .zip(costs)
-            .map(|((key, (period, group, s)), cost)| crate::features::stripes::Sums {
-                key,
-                period: *period,
-                group,
-                stripe,
-                requests: s.requests,
-                tokens: s.tokens,
-                cost,
-                unpriced: s.unpriced,
-                errors: s.errors,
-                latency_sum: s.latency_sum,
-                latency_max: s.latency_max,
-                first: s.first,
-                last: s.last,
-            })
+            .map(
+                |((key, (period, group, s)), cost)| crate::features::stripes::Sums {
+                    key,
+                    period: *period,
+                    group,
+                    stripe,
+                    requests: s.requests,
+                    tokens: s.tokens,
+                    cost,
+                    unpriced: s.unpriced,
+                    errors: s.errors,
+                    latency_sum: s.latency_sum,
+                    latency_max: s.latency_max,
+                    first: s.first,
+                    last: s.last,
+                },
+            )
             .collect();
         crate::features::stripes::add_all(&defs.rollups[ri].layout, &sums);
+        let r = &defs.rollups[ri];
+        if WATCH.get().is_some_and(|w| w(r.layout.stripes)) {
+            WRITTEN.with(|w| {
+                let mut w = w.borrow_mut();
+                for (key, (period, group, _)) in &groups {
+                    w.entry(key.clone()).or_insert_with(|| Written {
+                        stripes: r.layout.stripes,
+                        period: *period,
+                        group: group.clone(),
+                        types: r.groups.iter().map(|a| a.typid).collect(),
+                    });
+                }
+            });
+        }
     }
 }
 
@@ -908,7 +1113,10 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
 fn cost_of(acc: &Sum) -> pg_sys::Datum {
     let cost = crate::pg::money::cost_datum(crate::core::pricing::Cost(acc.cost), -1);
     match acc.cost_extra {
-        Some(extra) => unsafe { pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(cost), Some(extra)]) }.unwrap_or(cost),
+        Some(extra) => unsafe {
+            pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(cost), Some(extra)])
+        }
+        .unwrap_or(cost),
         None => cost,
     }
 }
@@ -920,12 +1128,20 @@ mod tests {
     use pgrx::prelude::*;
 
     fn count(sql: &str) -> i64 {
-        Spi::get_one::<i64>(sql).expect("query failed").unwrap_or(-1)
+        Spi::get_one::<i64>(sql)
+            .expect("query failed")
+            .unwrap_or(-1)
     }
 
-
     /// Rows in which the rollup and a GROUP BY over the source differ (0 when exact).
-    fn mismatches(rollup: &str, source: &str, time_col: &str, grain: &str, group_cols: &[&str], cost_col: &str) -> i64 {
+    fn mismatches(
+        rollup: &str,
+        source: &str,
+        time_col: &str,
+        grain: &str,
+        group_cols: &[&str],
+        cost_col: &str,
+    ) -> i64 {
         let g: String = group_cols.iter().map(|c| format!(", {c}")).collect();
         let q = format!(
             "WITH truth AS (
@@ -956,26 +1172,81 @@ mod tests {
         // Provided costs with more decimals than estimates ever have are summed exactly too.
         Spi::run("INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, model, input_tokens, output_tokens, cost_usd) VALUES
                     ('2026-03-02 13:00+00', 'acme', 'u3', 'gpt-4o', 1, 1, 0.123456789012345678901), ('2026-03-02 13:00+00', 'acme', 'u3', 'gpt-4o', 1, 1, 1.5)").unwrap();
-        assert_eq!(Spi::get_one::<String>("SELECT cost_usd::text FROM llm_cost.usage_daily WHERE user_id = 'u3'").unwrap().as_deref(), Some("1.623456789012345678901"));
-        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
-        assert_eq!(mismatches("llm_cost.usage_monthly", "llm_cost.usage_events", "occurred_at", "month", &["tenant_id", "user_id"], "cost_usd"), 0);
+        assert_eq!(
+            Spi::get_one::<String>(
+                "SELECT cost_usd::text FROM llm_cost.usage_daily WHERE user_id = 'u3'"
+            )
+            .unwrap()
+            .as_deref(),
+            Some("1.623456789012345678901")
+        );
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_daily",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "day",
+                DAILY,
+                "cost_usd"
+            ),
+            0
+        );
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_monthly",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "month",
+                &["tenant_id", "user_id"],
+                "cost_usd"
+            ),
+            0
+        );
         // A 10,000-row statement wrote one summary row per group, not 10,000.
-        assert_eq!(count("SELECT count(*) FROM llm_cost.usage_daily_stripes WHERE user_id = 'u2'"), 1);
-        assert_eq!(count("SELECT requests FROM llm_cost.usage_daily WHERE user_id = 'u2'"), 10000);
+        assert_eq!(
+            count("SELECT count(*) FROM llm_cost.usage_daily_stripes WHERE user_id = 'u2'"),
+            1
+        );
+        assert_eq!(
+            count("SELECT requests FROM llm_cost.usage_daily WHERE user_id = 'u2'"),
+            10000
+        );
         // Errors, unpriced calls and latency.
         assert_eq!(
             Spi::get_one::<String>("SELECT format('%s %s %s %s', requests, error_requests, latency_ms_sum, latency_ms_max) FROM llm_cost.usage_daily WHERE user_id = 'u1'").unwrap().as_deref(),
             Some("2 1 2400 1500")
         );
-        assert_eq!(count("SELECT unpriced_requests FROM llm_cost.usage_daily WHERE model = 'mystery'"), 1);
+        assert_eq!(
+            count("SELECT unpriced_requests FROM llm_cost.usage_daily WHERE model = 'mystery'"),
+            1
+        );
         // UPDATE moves rows between groups and periods.
         Spi::run("UPDATE llm_cost.usage_events SET model = 'gpt-4o', occurred_at = occurred_at + interval '1 day' WHERE user_id = 'u1'").unwrap();
-        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
-        assert_eq!(count("SELECT count(*) FROM llm_cost.usage_daily WHERE model = 'claude-sonnet-4-5'"), 0);
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_daily",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "day",
+                DAILY,
+                "cost_usd"
+            ),
+            0
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM llm_cost.usage_daily WHERE model = 'claude-sonnet-4-5'"),
+            0
+        );
         // DELETE does not change a rollup: it is a ledger of what happened.
-        let before = Spi::get_one::<String>("SELECT sum(cost_usd)::text || '/' || sum(requests) FROM llm_cost.usage_daily").unwrap();
+        let before = Spi::get_one::<String>(
+            "SELECT sum(cost_usd)::text || '/' || sum(requests) FROM llm_cost.usage_daily",
+        )
+        .unwrap();
         Spi::run("DELETE FROM llm_cost.usage_events").unwrap();
-        let after = Spi::get_one::<String>("SELECT sum(cost_usd)::text || '/' || sum(requests) FROM llm_cost.usage_daily").unwrap();
+        let after = Spi::get_one::<String>(
+            "SELECT sum(cost_usd)::text || '/' || sum(requests) FROM llm_cost.usage_daily",
+        )
+        .unwrap();
         assert_eq!(before, after);
     }
 
@@ -983,16 +1254,41 @@ mod tests {
     /// a row after it, and through the rollup row trigger otherwise; both are exact.
     #[pg_test]
     fn copy_rows_reach_rollups_exactly_once() {
-        let paths = || Spi::get_two::<i64, i64>("SELECT copy_rows, trigger_rows FROM llm_cost._rollup_paths()").unwrap();
+        let paths = || {
+            Spi::get_two::<i64, i64>("SELECT copy_rows, trigger_rows FROM llm_cost._rollup_paths()")
+                .unwrap()
+        };
         let (c0, w0) = paths();
         let (c0, w0) = (c0.unwrap(), w0.unwrap());
         Spi::run("COPY (SELECT '2026-08-0' || (1 + g % 3), 't' || g % 4, 'u' || g % 7, 'chat', CASE WHEN g % 2 = 0 THEN 'gpt-4o' ELSE 'claude-sonnet-4-5' END, g, g % 13
                         FROM generate_series(1, 3000) g) TO '/tmp/llm_cost_pg_test_copy.tsv'").unwrap();
-        let copy = |t: &str| format!("COPY {t} (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy.tsv'");
+        let copy = |t: &str| {
+            format!("COPY {t} (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy.tsv'")
+        };
         Spi::run(&copy("llm_cost.usage_events")).unwrap();
         assert_eq!(paths(), (Some(c0 + 3000), Some(w0)));
-        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
-        assert_eq!(mismatches("llm_cost.usage_monthly", "llm_cost.usage_events", "occurred_at", "month", &["tenant_id", "user_id"], "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_daily",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "day",
+                DAILY,
+                "cost_usd"
+            ),
+            0
+        );
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_monthly",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "month",
+                &["tenant_id", "user_id"],
+                "cost_usd"
+            ),
+            0
+        );
         // The statement's copy of the trigger list was switched, not the table's: INSERT goes through the trigger.
         Spi::run("INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, model, input_tokens) VALUES ('2026-08-01', 't1', 'gpt-4o', 5)").unwrap();
         assert_eq!(paths(), (Some(c0 + 3000), Some(w0 + 1)));
@@ -1001,27 +1297,62 @@ mod tests {
         Spi::run("ALTER TABLE llm_cost.usage_events ADD CONSTRAINT small CHECK (input_tokens < 2500) NOT VALID").unwrap();
         let err = error_of(&copy("llm_cost.usage_events"));
         assert!(err.starts_with("23514"), "{err}");
-        Spi::run(&format!("DO $$ BEGIN {}; EXCEPTION WHEN check_violation THEN NULL; END $$", copy("llm_cost.usage_events"))).unwrap();
+        Spi::run(&format!(
+            "DO $$ BEGIN {}; EXCEPTION WHEN check_violation THEN NULL; END $$",
+            copy("llm_cost.usage_events")
+        ))
+        .unwrap();
         Spi::run("ALTER TABLE llm_cost.usage_events DROP CONSTRAINT small").unwrap();
         let c1 = paths().0.unwrap(); // the counters are per backend, not transactional
         assert_eq!(count("SELECT sum(requests)::bigint FROM llm_cost.usage_daily WHERE period_start >= '2026-08-01'"), 3001);
-        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_daily",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "day",
+                DAILY,
+                "cost_usd"
+            ),
+            0
+        );
         // A BEFORE trigger after the cost trigger could skip rows: the row trigger counts them instead.
         Spi::run("CREATE FUNCTION skip_even() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.input_tokens % 2 = 0 THEN RETURN NULL; END IF; RETURN NEW; END $$").unwrap();
         Spi::run("CREATE TRIGGER zz_skip BEFORE INSERT ON llm_cost.usage_events FOR EACH ROW EXECUTE FUNCTION skip_even()").unwrap();
         Spi::run(&copy("llm_cost.usage_events")).unwrap();
         assert_eq!(paths(), (Some(c1), Some(w0 + 1 + 1500)));
-        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_daily",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "day",
+                DAILY,
+                "cost_usd"
+            ),
+            0
+        );
         Spi::run("DROP TRIGGER zz_skip ON llm_cost.usage_events").unwrap();
         // A partitioned table: the fast path runs on each partition.
         Spi::run("CREATE TABLE t_pc (occurred_at timestamptz NOT NULL, tenant_id text, user_id text, feature text, model text, input_tokens int, output_tokens int, cost_usd numeric) PARTITION BY RANGE (occurred_at)").unwrap();
         Spi::run("CREATE TABLE t_pc_a PARTITION OF t_pc FOR VALUES FROM ('2026-08-01') TO ('2026-08-03')").unwrap();
         Spi::run("CREATE TABLE t_pc_b PARTITION OF t_pc FOR VALUES FROM ('2026-08-03') TO ('2026-09-01')").unwrap();
         Spi::run("SELECT llm_cost.track('t_pc', time_column => 'occurred_at')").unwrap();
-        Spi::run("SELECT llm_cost.create_rollup('pc_daily', 't_pc', 'day', '{tenant_id,model}')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('pc_daily', 't_pc', 'day', '{tenant_id,model}')")
+            .unwrap();
         Spi::run(&copy("t_pc")).unwrap();
         assert_eq!(paths(), (Some(c1 + 3000), Some(w0 + 1 + 1500)));
-        assert_eq!(mismatches("pc_daily", "t_pc", "occurred_at", "day", &["tenant_id", "model"], "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "pc_daily",
+                "t_pc",
+                "occurred_at",
+                "day",
+                &["tenant_id", "model"],
+                "cost_usd"
+            ),
+            0
+        );
         assert_eq!(count("SELECT sum(requests)::bigint FROM pc_daily"), 3000);
     }
 
@@ -1039,16 +1370,44 @@ mod tests {
         Spi::run("COPY (SELECT '2026-09-0' || (1 + g % 3), 't' || g % 4, 'u' || g % 7, 'chat',
                                CASE g % 3 WHEN 0 THEN 'gpt-4o' WHEN 1 THEN 'anthropic/claude-sonnet-4-5' ELSE 'no-such-model-x' END, g, g % 13, g % 5
                         FROM generate_series(1, 3000) g) TO '/tmp/llm_cost_pg_test_copy2.tsv'").unwrap();
-        let copy = |extra: &str| format!("COPY llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens, cache_read_tokens) FROM '/tmp/llm_cost_pg_test_copy2.tsv' {extra}");
+        let copy = |extra: &str| {
+            format!("COPY llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens, cache_read_tokens) FROM '/tmp/llm_cost_pg_test_copy2.tsv' {extra}")
+        };
         let (c0, t0, p0) = paths();
         Spi::run(&copy("")).unwrap();
         assert_eq!(paths(), (c0 + 3000, t0, p0 + 3000));
-        assert_eq!(count("SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at >= '2026-09-01'"), 3000);
+        assert_eq!(
+            count("SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at >= '2026-09-01'"),
+            3000
+        );
         assert_eq!(count(wrong), 0);
         assert_eq!(count("SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at >= '2026-09-01' AND cost_source = 'unpriced' AND cost_usd IS NULL"), 1000);
-        assert_eq!(count("SELECT rows FROM llm_cost.unpriced_models WHERE model = 'no-such-model-x'"), 1000);
-        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
-        assert_eq!(mismatches("llm_cost.usage_monthly", "llm_cost.usage_events", "occurred_at", "month", &["tenant_id", "user_id"], "cost_usd"), 0);
+        assert_eq!(
+            count("SELECT rows FROM llm_cost.unpriced_models WHERE model = 'no-such-model-x'"),
+            1000
+        );
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_daily",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "day",
+                DAILY,
+                "cost_usd"
+            ),
+            0
+        );
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_monthly",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "month",
+                &["tenant_id", "user_id"],
+                "cost_usd"
+            ),
+            0
+        );
         // The application's WHERE clause runs first: filtered rows are neither priced nor counted.
         Spi::run(&copy("WHERE input_tokens <= 100")).unwrap();
         assert_eq!(paths(), (c0 + 3100, t0, p0 + 3100));
@@ -1057,7 +1416,17 @@ mod tests {
         Spi::run(&copy("WHERE input_tokens <= 10 AND llm_cost._copy_row()")).unwrap();
         assert_eq!(paths(), (c0 + 3110, t0, p0 + 3110));
         assert_eq!(count(wrong), 0);
-        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_daily",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "day",
+                DAILY,
+                "cost_usd"
+            ),
+            0
+        );
         // The table's own trigger list is untouched: an INSERT goes through the triggers.
         Spi::run("INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, model, input_tokens) VALUES ('2026-09-01', 't1', 'gpt-4o', 1000000)").unwrap();
         assert_eq!(paths(), (c0 + 3110, t0 + 1, p0 + 3110));
@@ -1067,23 +1436,49 @@ mod tests {
                         FROM generate_series(1, 1000) g) TO '/tmp/llm_cost_pg_test_copy3.tsv'").unwrap();
         let bad = "COPY llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens, cache_read_tokens) FROM '/tmp/llm_cost_pg_test_copy3.tsv'";
         let err = error_of(bad);
-        assert!(err.starts_with("22023: input_tokens must not be negative (got -5)"), "{err}");
-        assert_eq!(count("SELECT count(*) FROM llm_cost.usage_events WHERE tenant_id = 'bad'"), 0);
+        assert!(
+            err.starts_with("22023: input_tokens must not be negative (got -5)"),
+            "{err}"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM llm_cost.usage_events WHERE tenant_id = 'bad'"),
+            0
+        );
         assert_eq!(count("SELECT coalesce(sum(requests), 0)::bigint FROM llm_cost.usage_daily WHERE tenant_id = 'bad'"), 0);
         // A NULL model: the COPY path's own 23502 (before the NOT NULL constraint), nothing stored.
         Spi::run("COPY (SELECT '2026-09-02', 'nullm', 'u', 'chat', CASE WHEN g = 7 THEN NULL ELSE 'gpt-4o' END, g, 1, 0
                         FROM generate_series(1, 10) g) TO '/tmp/llm_cost_pg_test_copy6.tsv'").unwrap();
         let err = error_of("COPY llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens, cache_read_tokens) FROM '/tmp/llm_cost_pg_test_copy6.tsv'");
-        assert!(err.starts_with("23502") && err.contains("llm_cost needs the model name"), "{err}");
-        assert_eq!(count("SELECT count(*) FROM llm_cost.usage_events WHERE tenant_id = 'nullm'"), 0);
+        assert!(
+            err.starts_with("23502") && err.contains("llm_cost needs the model name"),
+            "{err}"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM llm_cost.usage_events WHERE tenant_id = 'nullm'"),
+            0
+        );
         Spi::run("INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, model, input_tokens) VALUES ('2026-09-01', 't1', 'gpt-4o', 2000000)").unwrap();
-        assert_eq!(one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE input_tokens = 2000000").as_deref(), Some("5"));
+        assert_eq!(
+            one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE input_tokens = 2000000")
+                .as_deref(),
+            Some("5")
+        );
         assert_eq!(paths().1, t0 + 2);
         // Provided costs are kept and marked.
         Spi::run("COPY (SELECT '2026-09-03', 'prov', 'u', 'chat', 'gpt-4o', 10, 10, 0.125) TO '/tmp/llm_cost_pg_test_copy4.tsv'").unwrap();
         Spi::run("COPY llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens, cost_usd) FROM '/tmp/llm_cost_pg_test_copy4.tsv'").unwrap();
         assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source || ' ' || provider FROM llm_cost.usage_events WHERE tenant_id = 'prov'").as_deref(), Some("0.125 provided openai"));
-        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_daily",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "day",
+                DAILY,
+                "cost_usd"
+            ),
+            0
+        );
         // llm_cost.batch_copy = off: the same COPY through the row triggers, the same rows.
         Spi::run("SET LOCAL llm_cost.batch_copy = off").unwrap();
         let (c1, t1, p1) = paths();
@@ -1091,7 +1486,17 @@ mod tests {
         Spi::run("RESET llm_cost.batch_copy").unwrap();
         assert_eq!(paths(), (c1 + 50, t1, p1));
         assert_eq!(count(wrong), 1); // the provided row above
-        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_daily",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "day",
+                DAILY,
+                "cost_usd"
+            ),
+            0
+        );
         // Not called from COPY: an error, not a silent no-op.
         let err = error_of("PERFORM llm_cost._copy_row()");
         assert!(err.starts_with("0A000"), "{err}");
@@ -1101,30 +1506,66 @@ mod tests {
                   input_tokens int NOT NULL, output_tokens int NOT NULL, total_tokens int GENERATED ALWAYS AS (input_tokens + output_tokens) STORED,
                   estimated_cost_usd numeric(12,8) NOT NULL DEFAULT 0)").unwrap();
         Spi::run("SELECT llm_cost.track('t_nn', cost_column => 'estimated_cost_usd')").unwrap();
-        Spi::run("SELECT llm_cost.create_rollup('nn_monthly', 't_nn', 'month', '{contributor}')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('nn_monthly', 't_nn', 'month', '{contributor}')")
+            .unwrap();
         Spi::run("COPY (SELECT 'c' || g % 3, CASE WHEN g % 10 = 0 THEN 'mystery' ELSE 'gpt-4o-mini' END, 1000 + g, 77 FROM generate_series(1, 500) g) TO '/tmp/llm_cost_pg_test_copy5.tsv'").unwrap();
         let p3 = paths().2;
         Spi::run("COPY t_nn (contributor, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy5.tsv'").unwrap();
         assert_eq!(paths().2, p3 + 500);
         assert_eq!(count("SELECT count(*) FROM t_nn WHERE estimated_cost_usd IS DISTINCT FROM coalesce(round(llm_cost.estimate_cost(model, input_tokens, output_tokens, 0, 0, created_at), 8), 0)"), 0);
-        assert_eq!(count("SELECT count(*) FROM t_nn WHERE estimated_cost_usd = 0"), 50);
-        assert_eq!(count("SELECT unpriced_requests FROM nn_monthly WHERE contributor = 'c1'"), 17);
-        assert_eq!(mismatches("nn_monthly", "t_nn", "created_at", "month", &["contributor"], "estimated_cost_usd"), 0);
+        assert_eq!(
+            count("SELECT count(*) FROM t_nn WHERE estimated_cost_usd = 0"),
+            50
+        );
+        assert_eq!(
+            count("SELECT unpriced_requests FROM nn_monthly WHERE contributor = 'c1'"),
+            17
+        );
+        assert_eq!(
+            mismatches(
+                "nn_monthly",
+                "t_nn",
+                "created_at",
+                "month",
+                &["contributor"],
+                "estimated_cost_usd"
+            ),
+            0
+        );
         // Another BEFORE row trigger (after ours): COPY goes through the row triggers. (DDL on
         // this test's own table: pg_tests run side by side, and usage_events is everyone's.)
         Spi::run("CREATE FUNCTION keep_all() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$").unwrap();
-        Spi::run("CREATE TRIGGER zz_keep BEFORE INSERT ON t_nn FOR EACH ROW EXECUTE FUNCTION keep_all()").unwrap();
+        Spi::run(
+            "CREATE TRIGGER zz_keep BEFORE INSERT ON t_nn FOR EACH ROW EXECUTE FUNCTION keep_all()",
+        )
+        .unwrap();
         let (c2, t2, p2) = paths();
         Spi::run("COPY t_nn (contributor, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy5.tsv'").unwrap();
         assert_eq!(paths(), (c2, t2 + 500, p2));
-        assert_eq!(mismatches("nn_monthly", "t_nn", "created_at", "month", &["contributor"], "estimated_cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "nn_monthly",
+                "t_nn",
+                "created_at",
+                "month",
+                &["contributor"],
+                "estimated_cost_usd"
+            ),
+            0
+        );
         Spi::run("DROP TRIGGER zz_keep ON t_nn").unwrap();
         Spi::run("COPY t_nn (contributor, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy5.tsv'").unwrap();
         assert_eq!(paths(), (c2 + 500, t2 + 500, p2 + 500));
-        assert_eq!(count("SELECT requests FROM nn_monthly WHERE contributor = 'c1'"), 3 * 167);
+        assert_eq!(
+            count("SELECT requests FROM nn_monthly WHERE contributor = 'c1'"),
+            3 * 167
+        );
         // Where PostgreSQL refuses COPY FROM, its own error comes through.
         let err = error_of("SET LOCAL transaction_read_only = on; COPY t_nn (contributor, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy5.tsv'");
-        assert!(err.starts_with("25006: cannot execute COPY FROM in a read-only transaction"), "{err}");
+        assert!(
+            err.starts_with("25006: cannot execute COPY FROM in a read-only transaction"),
+            "{err}"
+        );
         // A BEFORE STATEMENT trigger runs after COPY took its copy of the trigger list and the
         // relation cache has the real one back: its INSERT into the same table is priced.
         Spi::run("CREATE FUNCTION bs_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF pg_trigger_depth() = 1 THEN
@@ -1133,9 +1574,22 @@ mod tests {
         let (c3, t3, p3) = paths();
         Spi::run("COPY t_nn (contributor, model, input_tokens, output_tokens) FROM '/tmp/llm_cost_pg_test_copy5.tsv'").unwrap();
         assert_eq!(paths(), (c3 + 500, t3 + 1, p3 + 500));
-        assert_eq!(one("SELECT estimated_cost_usd::text FROM t_nn WHERE contributor = 'bs'").as_deref(), Some("2.50000000"));
+        assert_eq!(
+            one("SELECT estimated_cost_usd::text FROM t_nn WHERE contributor = 'bs'").as_deref(),
+            Some("2.50000000")
+        );
         Spi::run("DROP TRIGGER aa_bs ON t_nn").unwrap();
-        assert_eq!(mismatches("nn_monthly", "t_nn", "created_at", "month", &["contributor"], "estimated_cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "nn_monthly",
+                "t_nn",
+                "created_at",
+                "month",
+                &["contributor"],
+                "estimated_cost_usd"
+            ),
+            0
+        );
         // Where the triggers would not fire (replica role, as when restoring), neither does this.
         let p1 = paths().2;
         Spi::run("SET LOCAL session_replication_role = replica").unwrap();
@@ -1158,24 +1612,57 @@ mod tests {
         Spi::run("INSERT INTO t_uq (id, model, input_tokens, output_tokens) SELECT g, 'gpt-4o', 1000, 10 FROM generate_series(6, 15) g ON CONFLICT DO NOTHING").unwrap();
         // ON CONFLICT DO UPDATE: the conflicting rows are updates (amounts moved), not inserts.
         Spi::run("INSERT INTO t_uq (id, model, input_tokens, output_tokens) SELECT g, 'gpt-4o', 2000, 10 FROM generate_series(14, 17) g ON CONFLICT (id) DO UPDATE SET input_tokens = excluded.input_tokens").unwrap();
-        assert_eq!(one("SELECT requests || ' ' || input_tokens FROM uq_daily").as_deref(), Some("17 21000"));
-        assert_eq!(mismatches("uq_daily", "t_uq", "created_at", "day", &["model"], "cost_usd"), 0);
+        assert_eq!(
+            one("SELECT requests || ' ' || input_tokens FROM uq_daily").as_deref(),
+            Some("17 21000")
+        );
+        assert_eq!(
+            mismatches(
+                "uq_daily",
+                "t_uq",
+                "created_at",
+                "day",
+                &["model"],
+                "cost_usd"
+            ),
+            0
+        );
         // A BEFORE trigger that runs after llm_cost_price and skips rows.
         Spi::run("CREATE FUNCTION skip_odd() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.id % 2 = 1 THEN RETURN NULL; END IF; RETURN NEW; END $$").unwrap();
-        Spi::run("CREATE TRIGGER zz_skip BEFORE INSERT ON t_uq FOR EACH ROW EXECUTE FUNCTION skip_odd()").unwrap();
+        Spi::run(
+            "CREATE TRIGGER zz_skip BEFORE INSERT ON t_uq FOR EACH ROW EXECUTE FUNCTION skip_odd()",
+        )
+        .unwrap();
         Spi::run("INSERT INTO t_uq (id, model, input_tokens, output_tokens) SELECT g, 'gpt-4o', 1, 1 FROM generate_series(101, 110) g").unwrap();
-        assert_eq!(one("SELECT requests::text FROM uq_daily").as_deref(), Some("22"));
+        assert_eq!(
+            one("SELECT requests::text FROM uq_daily").as_deref(),
+            Some("22")
+        );
         // Another AFTER trigger that catches an error (a subtransaction that aborts) for every row.
         Spi::run("CREATE FUNCTION catch_all() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN BEGIN PERFORM 1 / 0; EXCEPTION WHEN division_by_zero THEN NULL; END; RETURN NULL; END $$").unwrap();
         Spi::run("CREATE TRIGGER catch_all AFTER INSERT ON t_uq FOR EACH ROW EXECUTE FUNCTION catch_all()").unwrap();
         Spi::run("INSERT INTO t_uq (id, model, input_tokens, output_tokens) SELECT g, 'gpt-4o', 1, 1 FROM generate_series(200, 219) g").unwrap();
-        assert_eq!(one("SELECT requests::text FROM uq_daily").as_deref(), Some("32"));
-        assert_eq!(mismatches("uq_daily", "t_uq", "created_at", "day", &["model"], "cost_usd"), 0);
+        assert_eq!(
+            one("SELECT requests::text FROM uq_daily").as_deref(),
+            Some("32")
+        );
+        assert_eq!(
+            mismatches(
+                "uq_daily",
+                "t_uq",
+                "created_at",
+                "day",
+                &["model"],
+                "cost_usd"
+            ),
+            0
+        );
         // A partitioned source: rows through the root and straight into a partition.
         Spi::run("CREATE TABLE t_part (created_at timestamptz NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric) PARTITION BY RANGE (created_at)").unwrap();
         Spi::run("CREATE TABLE t_part_jun PARTITION OF t_part FOR VALUES FROM ('2026-06-01') TO ('2026-07-01')").unwrap();
         Spi::run("SELECT llm_cost.track('t_part')").unwrap();
-        Spi::run("SELECT llm_cost.create_rollup('part_daily', 't_part', 'day', '{model}')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('part_daily', 't_part', 'day', '{model}')")
+            .unwrap();
         // A partition created later, with its columns in another order (other attribute numbers).
         Spi::run("CREATE TABLE t_part_jul (model text, cost_usd numeric, output_tokens int, input_tokens int, created_at timestamptz NOT NULL)").unwrap();
         Spi::run("ALTER TABLE t_part ATTACH PARTITION t_part_jul FOR VALUES FROM ('2026-07-01') TO ('2026-08-01')").unwrap();
@@ -1183,7 +1670,17 @@ mod tests {
         Spi::run("INSERT INTO t_part_jul (created_at, model, input_tokens, output_tokens) VALUES ('2026-07-30', 'gpt-4o', 7, 7)").unwrap();
         // Rows written straight into a partition are written at the next statement on the table (or before commit).
         Spi::run("INSERT INTO t_part (created_at, model, input_tokens, output_tokens) VALUES ('2026-06-02', 'o3', 5, 5)").unwrap();
-        assert_eq!(mismatches("part_daily", "t_part", "created_at", "day", &["model"], "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "part_daily",
+                "t_part",
+                "created_at",
+                "day",
+                &["model"],
+                "cost_usd"
+            ),
+            0
+        );
         assert_eq!(count("SELECT sum(requests)::bigint FROM part_daily"), 22);
         // Pending sums across savepoints (rows straight into a partition wait for the next flush):
         // a committed savepoint hands its sums to the parent, merged with the parent's for the same
@@ -1203,7 +1700,17 @@ mod tests {
         .unwrap();
         Spi::run("INSERT INTO t_part (created_at, model, input_tokens, output_tokens) VALUES ('2026-06-04', 'o3', 5, 5)").unwrap();
         assert_eq!(one("SELECT requests || ' ' || input_tokens || ' ' || cost_usd FROM part_daily WHERE period_start = '2026-06-03' AND model = 'o3'").as_deref(), Some("2 3 0.00000000000000003"));
-        assert_eq!(mismatches("part_daily", "t_part", "created_at", "day", &["model"], "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "part_daily",
+                "t_part",
+                "created_at",
+                "day",
+                &["model"],
+                "cost_usd"
+            ),
+            0
+        );
     }
 
     /// Drops this backend's cached rollup definitions (what any invalidation of a source does).
@@ -1218,8 +1725,10 @@ mod tests {
         // one pending entry, projected onto each rollup when written.
         Spi::run("CREATE TABLE t_multi (created_at timestamptz NOT NULL, team text, model text, input_tokens int, output_tokens int, cost_usd numeric)").unwrap();
         Spi::run("SELECT llm_cost.track('t_multi')").unwrap();
-        Spi::run("SELECT llm_cost.create_rollup('m_hourly', 't_multi', 'hour', '{model, team}')").unwrap();
-        Spi::run("SELECT llm_cost.create_rollup('m_monthly', 't_multi', 'month', '{team}')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('m_hourly', 't_multi', 'hour', '{model, team}')")
+            .unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('m_monthly', 't_multi', 'month', '{team}')")
+            .unwrap();
         Spi::run("SELECT llm_cost.create_rollup('m_total', 't_multi', 'week', '{}')").unwrap();
         Spi::run(
             "INSERT INTO t_multi SELECT '2026-06-29 22:00+00'::timestamptz + (g % 7) * interval '10 hours', 'team' || (g % 3),
@@ -1227,20 +1736,63 @@ mod tests {
                FROM generate_series(1, 200) g",
         )
         .unwrap();
-        assert_eq!(mismatches("m_hourly", "t_multi", "created_at", "hour", &["model", "team"], "cost_usd"), 0);
-        assert_eq!(mismatches("m_monthly", "t_multi", "created_at", "month", &["team"], "cost_usd"), 0);
-        assert_eq!(mismatches("m_total", "t_multi", "created_at", "week", &[], "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "m_hourly",
+                "t_multi",
+                "created_at",
+                "hour",
+                &["model", "team"],
+                "cost_usd"
+            ),
+            0
+        );
+        assert_eq!(
+            mismatches(
+                "m_monthly",
+                "t_multi",
+                "created_at",
+                "month",
+                &["team"],
+                "cost_usd"
+            ),
+            0
+        );
+        assert_eq!(
+            mismatches("m_total", "t_multi", "created_at", "week", &[], "cost_usd"),
+            0
+        );
         assert_eq!(count("SELECT count(*) FROM m_monthly"), 6); // June and July, three teams
-        // Definitions dropped between the rows of one statement (here by another AFTER trigger;
-        // in life by any invalidation of the source): rows summed with old and new definitions
-        // (pending entries that never merge) are written as one summary row per group.
+                                                                // Definitions dropped between the rows of one statement (here by another AFTER trigger;
+                                                                // in life by any invalidation of the source): rows summed with old and new definitions
+                                                                // (pending entries that never merge) are written as one summary row per group.
         Spi::run("CREATE FUNCTION forget_defs() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM tests.forget_rollup_definitions(); RETURN NULL; END $$").unwrap();
         Spi::run("CREATE TRIGGER zz_forget AFTER INSERT ON t_multi FOR EACH ROW EXECUTE FUNCTION forget_defs()").unwrap();
         Spi::run("INSERT INTO t_multi SELECT '2026-06-01 10:00+00', 'reload', 'o3', 10, 1 FROM generate_series(1, 4)").unwrap();
-        assert_eq!(one("SELECT requests || ' ' || input_tokens FROM m_hourly WHERE team = 'reload'").as_deref(), Some("4 40"));
-        assert_eq!(count("SELECT count(*) FROM m_monthly_stripes WHERE team = 'reload'"), 1);
-        assert_eq!(mismatches("m_monthly", "t_multi", "created_at", "month", &["team"], "cost_usd"), 0);
-        assert_eq!(mismatches("m_total", "t_multi", "created_at", "week", &[], "cost_usd"), 0);
+        assert_eq!(
+            one("SELECT requests || ' ' || input_tokens FROM m_hourly WHERE team = 'reload'")
+                .as_deref(),
+            Some("4 40")
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM m_monthly_stripes WHERE team = 'reload'"),
+            1
+        );
+        assert_eq!(
+            mismatches(
+                "m_monthly",
+                "t_multi",
+                "created_at",
+                "month",
+                &["team"],
+                "cost_usd"
+            ),
+            0
+        );
+        assert_eq!(
+            mismatches("m_total", "t_multi", "created_at", "week", &[], "cost_usd"),
+            0
+        );
     }
 
     #[pg_test]
@@ -1249,19 +1801,37 @@ mod tests {
         Spi::run("CREATE TABLE t_mv_jun PARTITION OF t_mv FOR VALUES FROM ('2026-06-01') TO ('2026-07-01')").unwrap();
         Spi::run("CREATE TABLE t_mv_jul PARTITION OF t_mv FOR VALUES FROM ('2026-07-01') TO ('2026-08-01')").unwrap();
         Spi::run("SELECT llm_cost.track('t_mv', time_column => 'occurred_at')").unwrap();
-        Spi::run("SELECT llm_cost.create_rollup('mv_daily', 't_mv', 'day', '{tenant_id, model}')").unwrap();
+        Spi::run("SELECT llm_cost.create_rollup('mv_daily', 't_mv', 'day', '{tenant_id, model}')")
+            .unwrap();
         Spi::run("INSERT INTO t_mv (occurred_at, tenant_id, model, input_tokens, output_tokens, cost_usd) SELECT '2026-06-28'::timestamptz + g * interval '7 hours', 't' || (g % 2), 'gpt-4o', 1000 * g, g, CASE WHEN g = 4 THEN 0.5 END FROM generate_series(1, 12) g").unwrap();
         assert_eq!(count("SELECT count(*) FROM t_mv_jul"), 2);
         // Corrections of the event time: some rows change partition (June <-> July), some stay.
         Spi::run("UPDATE t_mv SET occurred_at = occurred_at + interval '2 days' WHERE input_tokens IN (3000, 4000, 5000)").unwrap();
         Spi::run("UPDATE t_mv SET occurred_at = occurred_at - interval '3 days' WHERE input_tokens IN (11000, 12000)").unwrap();
         Spi::run("UPDATE t_mv SET tenant_id = 'moved' || tenant_id, occurred_at = '2026-07-15' WHERE input_tokens = 1000").unwrap();
-        assert_eq!(one("SELECT string_agg(input_tokens::text, ',' ORDER BY input_tokens) FROM t_mv_jul").as_deref(), Some("1000,4000,5000"));
-        assert_eq!(mismatches("mv_daily", "t_mv", "occurred_at", "day", &["tenant_id", "model"], "cost_usd"), 0);
+        assert_eq!(
+            one("SELECT string_agg(input_tokens::text, ',' ORDER BY input_tokens) FROM t_mv_jul")
+                .as_deref(),
+            Some("1000,4000,5000")
+        );
+        assert_eq!(
+            mismatches(
+                "mv_daily",
+                "t_mv",
+                "occurred_at",
+                "day",
+                &["tenant_id", "model"],
+                "cost_usd"
+            ),
+            0
+        );
         assert_eq!(count("SELECT sum(requests)::bigint FROM mv_daily"), 12);
         // A moved row keeps what it was: estimated stays estimated, provided stays provided.
         assert_eq!(one("SELECT string_agg(cost_source, ',' ORDER BY input_tokens) FROM t_mv WHERE input_tokens IN (1000, 3000, 4000)").as_deref(), Some("estimated,estimated,provided"));
-        assert_eq!(one("SELECT cost_usd::text FROM t_mv WHERE input_tokens = 4000").as_deref(), Some("0.5"));
+        assert_eq!(
+            one("SELECT cost_usd::text FROM t_mv WHERE input_tokens = 4000").as_deref(),
+            Some("0.5")
+        );
         // Deleting rows (straight, not moved) leaves the rollup as it was.
         Spi::run("DELETE FROM t_mv WHERE input_tokens > 6000").unwrap();
         assert_eq!(count("SELECT sum(requests)::bigint FROM mv_daily"), 12);
@@ -1283,18 +1853,51 @@ mod tests {
         let err = error_of("INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1000, 0, 1); RAISE EXCEPTION 'boom'");
         assert!(err.contains("boom"), "{err}");
         Spi::run("DO $$ BEGIN BEGIN INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1000, 0, 1); RAISE EXCEPTION 'boom'; EXCEPTION WHEN others THEN NULL; END; INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1000, 0, 2); END $$").unwrap();
-        assert_eq!(Spi::get_one::<String>("SELECT string_agg(requests::text, ' ' ORDER BY tier NULLS LAST) FROM tier_daily").unwrap().as_deref(), Some("2 1 1"));
-        assert_eq!(mismatches("tier_daily", "t_tier", "created_at", "day", &["tier"], "cost_usd"), 0);
+        assert_eq!(
+            Spi::get_one::<String>(
+                "SELECT string_agg(requests::text, ' ' ORDER BY tier NULLS LAST) FROM tier_daily"
+            )
+            .unwrap()
+            .as_deref(),
+            Some("2 1 1")
+        );
+        assert_eq!(
+            mismatches(
+                "tier_daily",
+                "t_tier",
+                "created_at",
+                "day",
+                &["tier"],
+                "cost_usd"
+            ),
+            0
+        );
         // A plain index a DBA adds on the stripes table is maintained (new rows and updates).
         Spi::run("CREATE INDEX tier_stripes_tier ON tier_daily_stripes (tier, requests)").unwrap();
         Spi::run("INSERT INTO t_tier (model, input_tokens, output_tokens, tier) SELECT 'gpt-4o', 10, 0, g % 5 FROM generate_series(1, 50) g").unwrap();
         Spi::run("SET LOCAL enable_seqscan = off").unwrap();
         Spi::run("SET LOCAL enable_bitmapscan = off").unwrap();
-        assert_eq!(count("SELECT count(*) FROM tier_daily_stripes WHERE tier = 1 AND requests = 12"), 1);
-        assert_eq!(count("SELECT count(*) FROM tier_daily_stripes WHERE tier = 4 AND requests = 10"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM tier_daily_stripes WHERE tier = 1 AND requests = 12"),
+            1
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM tier_daily_stripes WHERE tier = 4 AND requests = 10"),
+            1
+        );
         Spi::run("RESET enable_seqscan").unwrap();
         Spi::run("RESET enable_bitmapscan").unwrap();
-        assert_eq!(mismatches("tier_daily", "t_tier", "created_at", "day", &["tier"], "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "tier_daily",
+                "t_tier",
+                "created_at",
+                "day",
+                &["tier"],
+                "cost_usd"
+            ),
+            0
+        );
         // An expression index cannot be maintained without the executor: a clear error, nothing stored.
         Spi::run("CREATE INDEX tier_stripes_expr ON tier_daily_stripes ((tier * 2))").unwrap();
         let err = error_of("INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1, 0, 9)");
@@ -1303,10 +1906,23 @@ mod tests {
         // A sum past bigint is an error (22003), never a wrapped count.
         Spi::run("UPDATE tier_daily_stripes SET input_tokens = input_tokens + 9223372036854774000 WHERE tier = 2").unwrap();
         let err = error_of("INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1000, 0, 2)");
-        assert!(err.starts_with("22003: llm_cost: rollup sum out of range for bigint"), "{err}");
+        assert!(
+            err.starts_with("22003: llm_cost: rollup sum out of range for bigint"),
+            "{err}"
+        );
         Spi::run("UPDATE tier_daily_stripes SET input_tokens = input_tokens - 9223372036854774000 WHERE tier = 2").unwrap();
         Spi::run("INSERT INTO t_tier (model, input_tokens, output_tokens, tier) VALUES ('gpt-4o', 1, 0, 9)").unwrap();
-        assert_eq!(mismatches("tier_daily", "t_tier", "created_at", "day", &["tier"], "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "tier_daily",
+                "t_tier",
+                "created_at",
+                "day",
+                &["tier"],
+                "cost_usd"
+            ),
+            0
+        );
     }
 
     #[pg_test]
@@ -1332,27 +1948,73 @@ mod tests {
                FROM generate_series(1, 2000) g",
         )
         .unwrap();
-        assert_eq!(mismatches("usage_by_contributor", "api_usage_log", "created_at", "month", &["contributor_id", "provider"], "cost_usd"), 0);
-        assert_eq!(mismatches("usage_platform", "api_usage_log", "created_at", "month", &[], "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "usage_by_contributor",
+                "api_usage_log",
+                "created_at",
+                "month",
+                &["contributor_id", "provider"],
+                "cost_usd"
+            ),
+            0
+        );
+        assert_eq!(
+            mismatches(
+                "usage_platform",
+                "api_usage_log",
+                "created_at",
+                "month",
+                &[],
+                "cost_usd"
+            ),
+            0
+        );
         // The group column keeps its source type.
         assert_eq!(
             Spi::get_one::<String>("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'usage_by_contributor'::regclass AND attname = 'contributor_id'").unwrap().as_deref(),
             Some("uuid")
         );
-        assert_eq!(count("SELECT count(*) FROM llm_cost.rollups WHERE source = 'api_usage_log'::regclass"), 2);
+        assert_eq!(
+            count("SELECT count(*) FROM llm_cost.rollups WHERE source = 'api_usage_log'::regclass"),
+            2
+        );
         // Comments for GraphQL layers.
-        let c = Spi::get_one::<String>("SELECT obj_description('usage_by_contributor'::regclass, 'pg_class')").unwrap().unwrap();
-        assert!(c.starts_with("@primaryKey row_key\nLLM usage and cost per contributor_id, provider per month"), "{c}");
+        let c = Spi::get_one::<String>(
+            "SELECT obj_description('usage_by_contributor'::regclass, 'pg_class')",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            c.starts_with(
+                "@primaryKey row_key\nLLM usage and cost per contributor_id, provider per month"
+            ),
+            "{c}"
+        );
         assert_eq!(
             Spi::get_one::<String>("SELECT row_key FROM usage_by_contributor WHERE contributor_id IS NULL AND provider = 'openai' ORDER BY period_start LIMIT 1").unwrap().as_deref(),
             Some(r#"["2026-01-01T00:00:00+00:00", null, "openai"]"#)
         );
-        assert!(Spi::get_one::<String>("SELECT col_description('usage_platform'::regclass, 3)").unwrap().is_some());
+        assert!(
+            Spi::get_one::<String>("SELECT col_description('usage_platform'::regclass, 3)")
+                .unwrap()
+                .is_some()
+        );
         // Dropping one rollup keeps the other fed.
         Spi::run("SELECT llm_cost.drop_rollup('usage_by_contributor')").unwrap();
         assert_eq!(count("SELECT count(*) FROM pg_class WHERE relname IN ('usage_by_contributor', 'usage_by_contributor_stripes')"), 0);
         Spi::run("INSERT INTO api_usage_log (contributor_id, model, endpoint, input_tokens, output_tokens, created_at) VALUES (NULL, 'gpt-4o', '/c', 5, 5, '2026-02-01')").unwrap();
-        assert_eq!(mismatches("usage_platform", "api_usage_log", "created_at", "month", &[], "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "usage_platform",
+                "api_usage_log",
+                "created_at",
+                "month",
+                &[],
+                "cost_usd"
+            ),
+            0
+        );
         Spi::run("SELECT llm_cost.drop_rollup('usage_platform')").unwrap();
         assert_eq!(count("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'api_usage_log'::regclass AND tgname LIKE 'llm_cost_rollup%'"), 0);
     }
@@ -1366,9 +2028,22 @@ mod tests {
                ('2026-05-03', 't', 'acme-r', 1000000, 0, 0.5), ('2026-07-01', 't', 'acme-r', 1000000, 0, NULL)",
         )
         .unwrap();
-        assert_eq!(Spi::get_one::<String>("SELECT sum(cost_usd)::text FROM llm_cost.usage_daily WHERE tenant_id = 't'").unwrap().as_deref(), Some("4.5"));
-        Spi::run("UPDATE llm_cost.model_prices SET input_usd_per_mtok = 1.5 WHERE model = 'acme-r'").unwrap();
-        let (n, diff) = Spi::get_two::<i64, pgrx::AnyNumeric>("SELECT * FROM llm_cost.reprice('llm_cost.usage_events', '2026-05-01', '2026-06-01')").unwrap();
+        assert_eq!(
+            Spi::get_one::<String>(
+                "SELECT sum(cost_usd)::text FROM llm_cost.usage_daily WHERE tenant_id = 't'"
+            )
+            .unwrap()
+            .as_deref(),
+            Some("4.5")
+        );
+        Spi::run(
+            "UPDATE llm_cost.model_prices SET input_usd_per_mtok = 1.5 WHERE model = 'acme-r'",
+        )
+        .unwrap();
+        let (n, diff) = Spi::get_two::<i64, pgrx::AnyNumeric>(
+            "SELECT * FROM llm_cost.reprice('llm_cost.usage_events', '2026-05-01', '2026-06-01')",
+        )
+        .unwrap();
         assert_eq!(n, Some(2));
         assert_eq!(diff.map(|d| d.to_string()).as_deref(), Some("1.5"));
         // Provided cost untouched, July outside the range untouched.
@@ -1376,12 +2051,35 @@ mod tests {
             Spi::get_one::<String>("SELECT string_agg(cost_usd::text || ':' || cost_source, ' ' ORDER BY occurred_at) FROM llm_cost.usage_events WHERE tenant_id = 't'").unwrap().as_deref(),
             Some("1.5:estimated 3:estimated 0.5:provided 1:estimated")
         );
-        assert_eq!(mismatches("llm_cost.usage_daily", "llm_cost.usage_events", "occurred_at", "day", DAILY, "cost_usd"), 0);
-        assert_eq!(mismatches("llm_cost.usage_monthly", "llm_cost.usage_events", "occurred_at", "month", &["tenant_id", "user_id"], "cost_usd"), 0);
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_daily",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "day",
+                DAILY,
+                "cost_usd"
+            ),
+            0
+        );
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_monthly",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "month",
+                &["tenant_id", "user_id"],
+                "cost_usd"
+            ),
+            0
+        );
         // Unpriced rows whose model got a price are priced by reprice too.
         Spi::run("INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, model, input_tokens) VALUES ('2026-05-05', 'u', 'late-model', 1000000)").unwrap();
         Spi::run("INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok) VALUES ('acme', 'late-model', 4)").unwrap();
-        let (n, diff) = Spi::get_two::<i64, pgrx::AnyNumeric>("SELECT * FROM llm_cost.reprice('llm_cost.usage_events')").unwrap();
+        let (n, diff) = Spi::get_two::<i64, pgrx::AnyNumeric>(
+            "SELECT * FROM llm_cost.reprice('llm_cost.usage_events')",
+        )
+        .unwrap();
         // The late model's row, and July's acme-r row (outside the first range) at the new price.
         assert_eq!(n, Some(2));
         assert_eq!(diff.map(|d| d.to_string()).as_deref(), Some("4.5"));
@@ -1418,19 +2116,32 @@ mod tests {
             "42703: group_by column \"nope\" does not exist in table public.untracked"
         );
         assert_eq!(
-            error_of("PERFORM llm_cost.create_rollup('x', 'public.untracked', 'day', '{requests}')"),
+            error_of(
+                "PERFORM llm_cost.create_rollup('x', 'public.untracked', 'day', '{requests}')"
+            ),
             "42701: cannot group by \"requests\": a rollup has a column of that name"
         );
         assert_eq!(
             error_of("PERFORM llm_cost.create_rollup('x', 'public.untracked', 'day', '{model}', 'Mars/Olympus')"),
             "22023: time zone \"Mars/Olympus\" not recognized"
         );
-        assert_eq!(error_of("PERFORM llm_cost.drop_rollup('public.untracked')"), "42704: public.untracked is not an llm_cost rollup");
+        assert_eq!(
+            error_of("PERFORM llm_cost.drop_rollup('public.untracked')"),
+            "42704: public.untracked is not an llm_cost rollup"
+        );
         // Hourly and weekly grains, other time zones.
-        Spi::run("SELECT llm_cost.create_rollup('public.hourly', 'public.untracked', 'hour', '{model}')").unwrap();
+        Spi::run(
+            "SELECT llm_cost.create_rollup('public.hourly', 'public.untracked', 'hour', '{model}')",
+        )
+        .unwrap();
         Spi::run("SELECT llm_cost.create_rollup('public.weekly_paris', 'public.untracked', 'week', '{}', 'Europe/Paris')").unwrap();
         Spi::run("INSERT INTO public.untracked (model, input_tokens, output_tokens, created_at) VALUES ('gpt-4o', 1, 1, '2026-06-03 23:30+00')").unwrap();
-        assert_eq!(Spi::get_one::<String>("SELECT period_start::text FROM public.hourly").unwrap().as_deref(), Some("2026-06-03 23:00:00+00"));
+        assert_eq!(
+            Spi::get_one::<String>("SELECT period_start::text FROM public.hourly")
+                .unwrap()
+                .as_deref(),
+            Some("2026-06-03 23:00:00+00")
+        );
         assert_eq!(
             Spi::get_one::<String>("SELECT period_start AT TIME ZONE 'Europe/Paris' || ' ' || (period_end AT TIME ZONE 'Europe/Paris') FROM public.weekly_paris").unwrap().as_deref(),
             Some("2026-06-01 00:00:00 2026-06-08 00:00:00")
@@ -1457,15 +2168,40 @@ mod tests {
             Some("gpt-4o 3 1.76666667")
         );
         assert_eq!(
-            Spi::get_one::<String>("SELECT predominant_model FROM llm_cost.feature_stats WHERE feature = 'chat'").unwrap().as_deref(),
+            Spi::get_one::<String>(
+                "SELECT predominant_model FROM llm_cost.feature_stats WHERE feature = 'chat'"
+            )
+            .unwrap()
+            .as_deref(),
             Some("claude-sonnet-4-5")
         );
-        assert_eq!(Spi::get_one::<String>("SELECT user_id FROM llm_cost.top_users WHERE spend_rank = 1").unwrap().as_deref(), Some("ann"));
-        assert_eq!(Spi::get_one::<String>("SELECT cost_usd::text FROM llm_cost.spend_by_model WHERE model = 'gpt-4o'").unwrap().as_deref(), Some("5.0"));
-        assert_eq!(Spi::get_one::<i64>("SELECT requests FROM llm_cost.daily_trend").unwrap(), Some(4));
-        assert_eq!(Spi::get_one::<String>("SELECT cost_usd::text FROM llm_cost.spend_by_feature WHERE feature = 'search'").unwrap().as_deref(), Some("2.5"));
+        assert_eq!(
+            Spi::get_one::<String>("SELECT user_id FROM llm_cost.top_users WHERE spend_rank = 1")
+                .unwrap()
+                .as_deref(),
+            Some("ann")
+        );
+        assert_eq!(
+            Spi::get_one::<String>(
+                "SELECT cost_usd::text FROM llm_cost.spend_by_model WHERE model = 'gpt-4o'"
+            )
+            .unwrap()
+            .as_deref(),
+            Some("5.0")
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT requests FROM llm_cost.daily_trend").unwrap(),
+            Some(4)
+        );
+        assert_eq!(
+            Spi::get_one::<String>(
+                "SELECT cost_usd::text FROM llm_cost.spend_by_feature WHERE feature = 'search'"
+            )
+            .unwrap()
+            .as_deref(),
+            Some("2.5")
+        );
     }
-
 
     /// Hardening item 6: NaN and Infinity costs are refused (22023) on INSERT, UPDATE and COPY;
     /// the totals stay numbers.
@@ -1474,7 +2210,10 @@ mod tests {
         Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd) VALUES ('gpt-4o', 1, 1, 0.5)").unwrap();
         for v in ["'NaN'", "'Infinity'", "'-Infinity'"] {
             let e = error_of(&format!("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd) VALUES ('gpt-4o', 1, 1, {v})"));
-            assert!(e.starts_with("22023: cost_usd must be a finite number"), "{v}: {e}");
+            assert!(
+                e.starts_with("22023: cost_usd must be a finite number"),
+                "{v}: {e}"
+            );
             let e = error_of(&format!("UPDATE llm_cost.usage_events SET cost_usd = {v}"));
             assert!(e.starts_with("22023"), "{v}: {e}");
         }
@@ -1486,13 +2225,25 @@ mod tests {
         for batch in ["on", "off"] {
             Spi::run(&format!("SET llm_cost.batch_copy = {batch}")).unwrap();
             let e = error_of("COPY t_nan (model, input_tokens, output_tokens, cost) FROM '/tmp/llm_cost_pg_test_nan.tsv'");
-            assert!(e.starts_with("22023: cost must be a finite number"), "{batch}: {e}");
+            assert!(
+                e.starts_with("22023: cost must be a finite number"),
+                "{batch}: {e}"
+            );
         }
         Spi::run("RESET llm_cost.batch_copy").unwrap();
-        assert_eq!(one("SELECT count(*)::text FROM t_nan").as_deref(), Some("0"));
+        assert_eq!(
+            one("SELECT count(*)::text FROM t_nan").as_deref(),
+            Some("0")
+        );
         Spi::run("DELETE FROM llm_cost.usage_events").unwrap();
-        assert_eq!(one("SELECT sum(cost_usd)::text FROM llm_cost.usage_daily").as_deref(), Some("0.5"));
-        assert_eq!(one("SELECT bool_and(cost_usd <> 'NaN')::text FROM llm_cost.spend_summary").as_deref(), Some("true"));
+        assert_eq!(
+            one("SELECT sum(cost_usd)::text FROM llm_cost.usage_daily").as_deref(),
+            Some("0.5")
+        );
+        assert_eq!(
+            one("SELECT bool_and(cost_usd <> 'NaN')::text FROM llm_cost.spend_summary").as_deref(),
+            Some("true")
+        );
     }
 
     /// Hardening item 8: without cost_source, a NOT NULL DEFAULT 0 cost column; an unknown model
@@ -1503,7 +2254,9 @@ mod tests {
         Spi::run("SELECT llm_cost.track('t_rp', cost_column => 'cost')").unwrap();
         Spi::run("SELECT llm_cost.create_rollup('t_rp_daily', 't_rp', 'day', '{team}')").unwrap();
         Spi::run("INSERT INTO t_rp (team, model, input_tokens, output_tokens) VALUES ('a', 'acme-later-1', 1000000, 0), ('a', 'gpt-4o', 0, 0), ('b', 'gpt-4o', 1000000, 0)").unwrap();
-        let state = || one("SELECT string_agg(team || ':' || requests || '/' || unpriced_requests || '/' || trim_scale(cost_usd), ' ' ORDER BY team) FROM t_rp_daily").unwrap();
+        let state = || {
+            one("SELECT string_agg(team || ':' || requests || '/' || unpriced_requests || '/' || trim_scale(cost_usd), ' ' ORDER BY team) FROM t_rp_daily").unwrap()
+        };
         // The zero-token call is priced (its estimate is 0), the unknown model is not.
         assert_eq!(state(), "a:2/1/0 b:1/0/2.5");
         Spi::run("INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok) VALUES ('acme', 'acme-later-1', 4, 8)").unwrap();
@@ -1529,17 +2282,31 @@ mod tests {
         // The provider column (the only mapped one PostgreSQL lets change type under the cost
         // trigger's UPDATE OF list) to a type the trigger cannot fill.
         let e = error_of("ALTER TABLE t_ty ALTER provider TYPE int USING 0");
-        assert!(e.starts_with("42804: column \"provider\" of table public.t_ty has type integer"), "{e}");
+        assert!(
+            e.starts_with("42804: column \"provider\" of table public.t_ty has type integer"),
+            "{e}"
+        );
         // Not grouped, or still a text type: fine.
         assert_eq!(error_of("ALTER TABLE t_ty ALTER note TYPE bigint"), "ok");
-        assert_eq!(error_of("ALTER TABLE t_ty ALTER provider TYPE varchar(40)"), "ok");
+        assert_eq!(
+            error_of("ALTER TABLE t_ty ALTER provider TYPE varchar(40)"),
+            "ok"
+        );
         Spi::run("INSERT INTO t_ty (team, note, model, input_tokens, output_tokens) VALUES (7, 5000000000, 'gpt-4o', 5000000, 0)").unwrap();
-        assert_eq!(one("SELECT team || ' ' || input_tokens || ' ' || cost_usd FROM t_ty_daily").as_deref(), Some("7 5000000 12.5"));
+        assert_eq!(
+            one("SELECT team || ' ' || input_tokens || ' ' || cost_usd FROM t_ty_daily").as_deref(),
+            Some("7 5000000 12.5")
+        );
         assert_eq!(one("SELECT provider FROM t_ty").as_deref(), Some("openai"));
         // Past the event trigger (event triggers off): the rollup refuses to write the wrong type.
         Spi::run("SET session_replication_role = replica; ALTER TABLE t_ty ALTER team TYPE bigint; RESET session_replication_role;").unwrap();
         let e = error_of("INSERT INTO t_ty (team, model, input_tokens, output_tokens) VALUES (5000000000, 'gpt-4o', 1, 0)");
-        assert!(e.starts_with("42804: llm_cost: rollup public.t_ty_daily groups by columns whose type differs"), "{e}");
+        assert!(
+            e.starts_with(
+                "42804: llm_cost: rollup public.t_ty_daily groups by columns whose type differs"
+            ),
+            "{e}"
+        );
     }
 
     /// Hardening item 11: pending sums that overflow bigint fail with 22003, never wrap.
@@ -1550,11 +2317,17 @@ mod tests {
         Spi::run("SELECT llm_cost.create_rollup('t_ov_total', 't_ov', 'month', '{}')").unwrap();
         let e = error_of("INSERT INTO t_ov (model, input_tokens, output_tokens) VALUES ('nope', 5000000000000000000, 0), ('nope', 5000000000000000000, 0)");
         assert!(e.starts_with("22003"), "{e}");
-        assert_eq!(one("SELECT count(*)::text FROM t_ov_total").as_deref(), Some("0"));
+        assert_eq!(
+            one("SELECT count(*)::text FROM t_ov_total").as_deref(),
+            Some("0")
+        );
         Spi::run("INSERT INTO t_ov (model, input_tokens, output_tokens) VALUES ('nope', 5000000000000000000, 0)").unwrap();
         let e = error_of("INSERT INTO t_ov (model, input_tokens, output_tokens) VALUES ('nope', 5000000000000000000, 0)");
         assert!(e.starts_with("22003"), "{e}");
-        assert_eq!(one("SELECT input_tokens::text FROM t_ov_total").as_deref(), Some("5000000000000000000"));
+        assert_eq!(
+            one("SELECT input_tokens::text FROM t_ov_total").as_deref(),
+            Some("5000000000000000000")
+        );
     }
 
     /// Hardening item 15: the stripes table and its indexes stay locked until the transaction
@@ -1582,13 +2355,15 @@ mod tests {
              SELECT llm_cost._flush_pending_sums();",
         )
         .unwrap();
-        assert_eq!(one("SELECT requests || ' ' || cost_usd FROM t_pp_m").as_deref(), Some("1 2.5"));
+        assert_eq!(
+            one("SELECT requests || ' ' || cost_usd FROM t_pp_m").as_deref(),
+            Some("1 2.5")
+        );
         // Rows left pending outside a savepoint: a rebuild inside it is refused, not wrong.
         Spi::run("INSERT INTO t_pp_1 (created_at, model, input_tokens, output_tokens) VALUES ('2026-03-02', 'gpt-4o', 1000000, 0)").unwrap();
         let e = error_of("PERFORM llm_cost.rebuild_rollup('t_pp_m')");
         assert!(e.starts_with("55000"), "{e}");
     }
-
 
     /// reprice and rebuild_rollup act on a table's behalf: as its owner, under a
     /// security-restricted operation. A superuser repricing a table whose owner's trigger grants
@@ -1617,11 +2392,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(one("SELECT rows_changed || ' ' || cost_difference FROM llm_cost.reprice('t_rp_s.calls')").as_deref(), Some("1 3"));
-        assert_eq!(one("SELECT rolsuper::text FROM pg_roles WHERE rolname = 't_rp_evil'").as_deref(), Some("false"));
-        assert_eq!(one("SELECT string_agg(who, ',') FROM t_rp_s.seen").as_deref(), Some("t_rp_evil"));
-        assert_eq!(one("SELECT cost_usd::text FROM t_rp_s.calls_m").as_deref(), Some("3"));
-        assert_eq!(one("SELECT llm_cost.rebuild_rollup('t_rp_s.calls_m')::text").as_deref(), Some("1"));
-        assert_eq!(one("SELECT current_user::text").as_deref(), Some("postgres"));
+        assert_eq!(
+            one("SELECT rolsuper::text FROM pg_roles WHERE rolname = 't_rp_evil'").as_deref(),
+            Some("false")
+        );
+        assert_eq!(
+            one("SELECT string_agg(who, ',') FROM t_rp_s.seen").as_deref(),
+            Some("t_rp_evil")
+        );
+        assert_eq!(
+            one("SELECT cost_usd::text FROM t_rp_s.calls_m").as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            one("SELECT llm_cost.rebuild_rollup('t_rp_s.calls_m')::text").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            one("SELECT current_user::text").as_deref(),
+            Some("postgres")
+        );
         // Not the owner: refused.
         Spi::run("SET ROLE t_rp_other").unwrap();
         for sql in ["PERFORM llm_cost.reprice('t_rp_s.calls')", "PERFORM llm_cost.rebuild_rollup('t_rp_s.calls_m')",

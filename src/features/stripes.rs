@@ -119,14 +119,21 @@ fn block_of(tid: &pg_sys::ItemPointerData) -> u32 {
 
 /// Binary equality of two non-null datums of one attribute (what the unique key compares for
 /// the types llm_cost groups by; a value equal but spelled differently just misses the cache).
-unsafe fn same_datum(a: pg_sys::Datum, b: pg_sys::Datum, att: &pg_sys::FormData_pg_attribute) -> bool {
+unsafe fn same_datum(
+    a: pg_sys::Datum,
+    b: pg_sys::Datum,
+    att: &pg_sys::FormData_pg_attribute,
+) -> bool {
     if att.attbyval {
         return a.value() == b.value();
     }
     let bytes = |d: pg_sys::Datum| -> (*const u8, usize) {
         if att.attlen == -1 {
             let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
-            (pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v))
+            (
+                pgrx::varlena::vardata_any(v) as *const u8,
+                pgrx::varlena::varsize_any_exhdr(v),
+            )
         } else if att.attlen > 0 {
             (d.cast_mut_ptr::<u8>() as *const u8, att.attlen as usize)
         } else {
@@ -188,25 +195,44 @@ pub fn add_all(layout: &Layout, sums: &[Sums]) {
         let natts = (*desc).natts as usize;
         let check = |attno: i16| {
             if attno <= 0 || attno as usize > natts {
-                refuse(format!("llm_cost: the stripes table {} no longer has the columns llm_cost wrote there", name_of(rel)));
+                refuse(format!(
+                    "llm_cost: the stripes table {} no longer has the columns llm_cost wrote there",
+                    name_of(rel)
+                ));
             }
         };
-        layout.fixed.iter().chain(layout.groups.iter()).for_each(|a| check(*a));
-        let (indexes, probe) = open_indexes(rel, layout);
+        layout
+            .fixed
+            .iter()
+            .chain(layout.groups.iter())
+            .for_each(|a| check(*a));
+        let (indexes, probe) = open_indexes(rel, layout, lock);
         let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsBufferHeapTuple);
         let mut values = vec![pg_sys::Datum::from(0); natts];
         let mut nulls = vec![true; natts];
         let mut old_values = vec![pg_sys::Datum::from(0); natts];
         let mut old_nulls = vec![true; natts];
         let file = relfilenode(rel);
-        let nblocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
+        let nblocks =
+            pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
         WROTE.with(|w| w.set(true));
         for s in sums {
             let mut stripe = s.stripe;
             loop {
                 fill(layout, s, stripe, &mut values, &mut nulls);
                 let hint = remembered(file, s.key).filter(|t| block_of(t) < nblocks);
-                match add_one(layout, rel, &indexes, &probe, slot, hint, &mut values, &mut nulls, &mut old_values, &mut old_nulls) {
+                match add_one(
+                    layout,
+                    rel,
+                    &indexes,
+                    &probe,
+                    slot,
+                    hint,
+                    &mut values,
+                    &mut nulls,
+                    &mut old_values,
+                    &mut old_nulls,
+                ) {
                     Some(tid) => {
                         remember(file, s.key, tid);
                         break;
@@ -227,13 +253,124 @@ pub fn add_all(layout: &Layout, sums: &[Sums]) {
     }
 }
 
+/// The cost of one (period, group) summed over every stripe, as `snapshot` sees it: a numeric
+/// Datum in the current memory context, 0 when there is no row. Reads the unique index on
+/// (period, groups, stripe) with the period and group as its key (budgets: a fresh snapshot at
+/// commit, or the statement's for a pre-flight check).
+pub fn group_cost(
+    layout: &Layout,
+    period: i64,
+    group: &[Option<pg_sys::Datum>],
+    snapshot: pg_sys::Snapshot,
+) -> pg_sys::Datum {
+    unsafe {
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        let rel = pg_sys::table_open(layout.stripes, lock);
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        if layout
+            .fixed
+            .iter()
+            .chain(layout.groups.iter())
+            .any(|a| *a <= 0 || *a as usize > natts)
+            || group.len() != layout.groups.len()
+        {
+            refuse(format!(
+                "llm_cost: the stripes table {} no longer has the columns llm_cost reads there",
+                name_of(rel)
+            ));
+        }
+        let (indexes, probe) = open_indexes(rel, layout, lock);
+        let mut scankeys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(probe.keys.len());
+        for (i, (attno, proc_, coll)) in probe.keys.iter().enumerate() {
+            let value = if *attno == layout.fixed[PERIOD] {
+                Some(pg_sys::Datum::from(period))
+            } else if let Some(j) = layout.groups.iter().position(|g| g == attno) {
+                group[j]
+            } else {
+                continue; // the stripe: every stripe counts
+            };
+            let mut k = pg_sys::ScanKeyData::default();
+            match value {
+                None => pg_sys::ScanKeyEntryInitialize(
+                    &mut k,
+                    (pg_sys::SK_ISNULL | pg_sys::SK_SEARCHNULL) as i32,
+                    (i + 1) as i16,
+                    0,
+                    pg_sys::InvalidOid,
+                    pg_sys::InvalidOid,
+                    pg_sys::InvalidOid,
+                    pg_sys::Datum::from(0),
+                ),
+                Some(v) => pg_sys::ScanKeyEntryInitialize(
+                    &mut k,
+                    0,
+                    (i + 1) as i16,
+                    pg_sys::BTEqualStrategyNumber as u16,
+                    pg_sys::InvalidOid,
+                    *coll,
+                    *proc_,
+                    v,
+                ),
+            }
+            scankeys.push(k);
+        }
+        let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsBufferHeapTuple);
+        let scan = begin_scan(rel, probe.rel, snapshot, scankeys.len() as i32);
+        pg_sys::index_rescan(
+            scan,
+            scankeys.as_mut_ptr(),
+            scankeys.len() as i32,
+            std::ptr::null_mut(),
+            0,
+        );
+        let mut total: Option<pg_sys::Datum> = None;
+        while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
+            let mut isnull = false;
+            let c = pg_sys::slot_getattr(slot, layout.fixed[COST] as i32, &mut isnull);
+            if !isnull {
+                total = Some(match total {
+                    None => pgrx::direct_function_call_as_datum(
+                        pg_sys::numeric_add,
+                        &[
+                            Some(c),
+                            Some(crate::pg::money::cost_datum(
+                                crate::core::pricing::Cost(0),
+                                -1,
+                            )),
+                        ],
+                    )
+                    .unwrap_or(c),
+                    Some(t) => pgrx::direct_function_call_as_datum(
+                        pg_sys::numeric_add,
+                        &[Some(t), Some(c)],
+                    )
+                    .unwrap_or(t),
+                });
+            }
+        }
+        pg_sys::index_endscan(scan);
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        for ix in &indexes {
+            pg_sys::index_close(ix.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        }
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        total.unwrap_or_else(|| crate::pg::money::cost_datum(crate::core::pricing::Cost(0), -1))
+    }
+}
+
 unsafe fn name_of(rel: pg_sys::Relation) -> String {
-    std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned()
+    std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Opens every index of the stripes table; finds the unique one on (period, groups, stripe).
-unsafe fn open_indexes(rel: pg_sys::Relation, layout: &Layout) -> (Vec<Index>, Probe) {
-    let lock = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
+unsafe fn open_indexes(
+    rel: pg_sys::Relation,
+    layout: &Layout,
+    lock: pg_sys::LOCKMODE,
+) -> (Vec<Index>, Probe) {
     let mut key: Vec<i16> = vec![layout.fixed[PERIOD]];
     key.extend(&layout.groups);
     key.push(layout.fixed[STRIPE]);
@@ -242,7 +379,9 @@ unsafe fn open_indexes(rel: pg_sys::Relation, layout: &Layout) -> (Vec<Index>, P
     let oids: Vec<pg_sys::Oid> = if list.is_null() {
         vec![]
     } else {
-        (0..(*list).length).map(|i| (*(*list).elements.add(i as usize)).oid_value).collect()
+        (0..(*list).length)
+            .map(|i| (*(*list).elements.add(i as usize)).oid_value)
+            .collect()
     };
     let mut indexes = Vec::with_capacity(oids.len());
     let mut probe = None;
@@ -255,8 +394,14 @@ unsafe fn open_indexes(rel: pg_sys::Relation, layout: &Layout) -> (Vec<Index>, P
         }
         let nkeys = form.indnkeyatts as usize;
         let nall = form.indnatts as usize;
-        let attnos: Vec<i16> = (0..nall).map(|i| *form.indkey.values.as_ptr().add(i)).collect();
-        let has_pred = !pg_sys::heap_attisnull((*irel).rd_indextuple, pg_sys::Anum_pg_index_indpred as i32, std::ptr::null_mut());
+        let attnos: Vec<i16> = (0..nall)
+            .map(|i| *form.indkey.values.as_ptr().add(i))
+            .collect();
+        let has_pred = !pg_sys::heap_attisnull(
+            (*irel).rd_indextuple,
+            pg_sys::Anum_pg_index_indpred as i32,
+            std::ptr::null_mut(),
+        );
         if attnos.contains(&0) || has_pred {
             refuse(format!(
                 "llm_cost: index {} on the rollup stripes table {} has expressions or a predicate; llm_cost writes stripes tables directly and maintains only plain column indexes there",
@@ -268,7 +413,12 @@ unsafe fn open_indexes(rel: pg_sys::Relation, layout: &Layout) -> (Vec<Index>, P
             k.sort_unstable();
             k == key
         } {
-            let cached = layout.probe_keys.borrow().as_ref().filter(|(o, _)| *o == oid).map(|(_, k)| k.clone());
+            let cached = layout
+                .probe_keys
+                .borrow()
+                .as_ref()
+                .filter(|(o, _)| *o == oid)
+                .map(|(_, k)| k.clone());
             let keys = match cached {
                 Some(k) => k,
                 None => {
@@ -276,11 +426,24 @@ unsafe fn open_indexes(rel: pg_sys::Relation, layout: &Layout) -> (Vec<Index>, P
                     for i in 0..nkeys {
                         let family = *(*irel).rd_opfamily.add(i);
                         let typ = *(*irel).rd_opcintype.add(i);
-                        let op = pg_sys::get_opfamily_member(family, typ, typ, pg_sys::BTEqualStrategyNumber as i16);
+                        let op = pg_sys::get_opfamily_member(
+                            family,
+                            typ,
+                            typ,
+                            pg_sys::BTEqualStrategyNumber as i16,
+                        );
                         if op == pg_sys::InvalidOid {
-                            refuse(format!("llm_cost: no equality operator for column {} of index {}", i + 1, name_of(irel)));
+                            refuse(format!(
+                                "llm_cost: no equality operator for column {} of index {}",
+                                i + 1,
+                                name_of(irel)
+                            ));
                         }
-                        keys.push((attnos[i], pg_sys::get_opcode(op), *(*irel).rd_indcollation.add(i)));
+                        keys.push((
+                            attnos[i],
+                            pg_sys::get_opcode(op),
+                            *(*irel).rd_indcollation.add(i),
+                        ));
                     }
                     let keys = std::rc::Rc::new(keys);
                     *layout.probe_keys.borrow_mut() = Some((oid, keys.clone()));
@@ -289,7 +452,10 @@ unsafe fn open_indexes(rel: pg_sys::Relation, layout: &Layout) -> (Vec<Index>, P
             };
             probe = Some(Probe { rel: irel, keys });
         }
-        indexes.push(Index { rel: irel, info: std::cell::Cell::new(std::ptr::null_mut()) });
+        indexes.push(Index {
+            rel: irel,
+            info: std::cell::Cell::new(std::ptr::null_mut()),
+        });
     }
     match probe {
         Some(p) => (indexes, p),
@@ -301,7 +467,13 @@ unsafe fn open_indexes(rel: pg_sys::Relation, layout: &Layout) -> (Vec<Index>, P
 }
 
 /// The new row for `s`, as if no row of its key existed yet.
-unsafe fn fill(layout: &Layout, s: &Sums, stripe: i32, values: &mut [pg_sys::Datum], nulls: &mut [bool]) {
+unsafe fn fill(
+    layout: &Layout,
+    s: &Sums,
+    stripe: i32,
+    values: &mut [pg_sys::Datum],
+    nulls: &mut [bool],
+) {
     nulls.iter_mut().for_each(|n| *n = true);
     let mut set = |attno: i16, d: Option<pg_sys::Datum>| {
         let i = attno as usize - 1;
@@ -329,16 +501,35 @@ unsafe fn fill(layout: &Layout, s: &Sums, stripe: i32, values: &mut [pg_sys::Dat
 
 fn sum_i64(a: i64, b: i64) -> i64 {
     a.checked_add(b).unwrap_or_else(|| {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "llm_cost: rollup sum out of range for bigint");
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+            "llm_cost: rollup sum out of range for bigint"
+        );
     })
 }
 
 /// Folds the existing row (old_*) into the new sums (values/nulls) for the columns that add up.
-unsafe fn merge(layout: &Layout, values: &mut [pg_sys::Datum], nulls: &mut [bool], old: &[pg_sys::Datum], old_nulls: &[bool]) {
+unsafe fn merge(
+    layout: &Layout,
+    values: &mut [pg_sys::Datum],
+    nulls: &mut [bool],
+    old: &[pg_sys::Datum],
+    old_nulls: &[bool],
+) {
     let f = &layout.fixed;
     let at = |k: usize| f[k] as usize - 1;
     let int = |d: pg_sys::Datum| d.value() as i64;
-    for k in [REQUESTS, REQUESTS + 1, REQUESTS + 2, REQUESTS + 3, REQUESTS + 4, UNPRICED, ERRORS, LAT_SUM] {
+    for k in [
+        REQUESTS,
+        REQUESTS + 1,
+        REQUESTS + 2,
+        REQUESTS + 3,
+        REQUESTS + 4,
+        UNPRICED,
+        ERRORS,
+        LAT_SUM,
+    ] {
         let i = at(k);
         if !old_nulls[i] {
             values[i] = pg_sys::Datum::from(sum_i64(int(values[i]), int(old[i])));
@@ -346,7 +537,11 @@ unsafe fn merge(layout: &Layout, values: &mut [pg_sys::Datum], nulls: &mut [bool
     }
     let i = at(COST);
     if !old_nulls[i] {
-        values[i] = pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(old[i]), Some(values[i])]).unwrap_or(values[i]);
+        values[i] = pgrx::direct_function_call_as_datum(
+            pg_sys::numeric_add,
+            &[Some(old[i]), Some(values[i])],
+        )
+        .unwrap_or(values[i]);
     }
     // latency max: greatest; first_seen: least; last_seen: greatest (NULLs ignored).
     for (k, keep_max) in [(LAT_MAX, true), (FIRST, false), (LAST, true)] {
@@ -354,7 +549,10 @@ unsafe fn merge(layout: &Layout, values: &mut [pg_sys::Datum], nulls: &mut [bool
         if old_nulls[i] {
             continue;
         }
-        if nulls[i] || (keep_max && int(old[i]) > int(values[i])) || (!keep_max && int(old[i]) < int(values[i])) {
+        if nulls[i]
+            || (keep_max && int(old[i]) > int(values[i]))
+            || (!keep_max && int(old[i]) < int(values[i]))
+        {
             values[i] = old[i];
             nulls[i] = false;
         }
@@ -381,13 +579,19 @@ unsafe fn add_one(
     let fresh_nulls: Vec<bool> = nulls.to_vec();
     let layout_desc = (*rel).rd_att;
     if let Some(tid) = hint {
-        if let Some(done) = update_at(layout, rel, indexes, probe, tid, cid, values, nulls, old_values, old_nulls) {
+        if let Some(done) = update_at(
+            layout, rel, indexes, probe, tid, cid, values, nulls, old_values, old_nulls,
+        ) {
             return Some(done);
         }
         values.copy_from_slice(&fresh);
         nulls.copy_from_slice(&fresh_nulls);
     }
-    let mut scankeys: Vec<pg_sys::ScanKeyData> = probe.keys.iter().map(|_| pg_sys::ScanKeyData::default()).collect();
+    let mut scankeys: Vec<pg_sys::ScanKeyData> = probe
+        .keys
+        .iter()
+        .map(|_| pg_sys::ScanKeyData::default())
+        .collect();
     for (i, (attno, proc_, coll)) in probe.keys.iter().enumerate() {
         let a = *attno as usize - 1;
         if nulls[a] {
@@ -395,7 +599,7 @@ unsafe fn add_one(
                 &mut scankeys[i],
                 (pg_sys::SK_ISNULL | pg_sys::SK_SEARCHNULL) as i32,
                 (i + 1) as i16,
-                0 /* InvalidStrategy */,
+                0, /* InvalidStrategy */
                 pg_sys::InvalidOid,
                 pg_sys::InvalidOid,
                 pg_sys::InvalidOid,
@@ -417,10 +621,20 @@ unsafe fn add_one(
     loop {
         values.copy_from_slice(&fresh);
         nulls.copy_from_slice(&fresh_nulls);
-        let mut dirty = pg_sys::SnapshotData { snapshot_type: pg_sys::SnapshotType::SNAPSHOT_DIRTY, ..Default::default() };
+        let mut dirty = pg_sys::SnapshotData {
+            snapshot_type: pg_sys::SnapshotType::SNAPSHOT_DIRTY,
+            ..Default::default()
+        };
         let scan = begin_scan(rel, probe.rel, &mut dirty, scankeys.len() as i32);
-        pg_sys::index_rescan(scan, scankeys.as_mut_ptr(), scankeys.len() as i32, std::ptr::null_mut(), 0);
-        let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
+        pg_sys::index_rescan(
+            scan,
+            scankeys.as_mut_ptr(),
+            scankeys.len() as i32,
+            std::ptr::null_mut(),
+            0,
+        );
+        let found =
+            pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
         if !found {
             pg_sys::index_endscan(scan);
             let tup = pg_sys::heap_form_tuple(layout_desc, values.as_mut_ptr(), nulls.as_mut_ptr());
@@ -428,7 +642,11 @@ unsafe fn add_one(
             insert_index_entries(rel, indexes, tup, values, nulls, None);
             return Some((*tup).t_self);
         }
-        let held_by = if dirty.xmin != pg_sys::TransactionId::INVALID { dirty.xmin } else { dirty.xmax };
+        let held_by = if dirty.xmin != pg_sys::TransactionId::INVALID {
+            dirty.xmin
+        } else {
+            dirty.xmax
+        };
         if held_by != pg_sys::TransactionId::INVALID {
             // Another transaction has this row: a prepared one of an earlier holder of this slot
             // (no live backend shares it), or a rebuild_rollup in progress. Waiting would hang
@@ -439,7 +657,12 @@ unsafe fn add_one(
             return None;
         }
         let old = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
-        pg_sys::heap_deform_tuple(old, layout_desc, old_values.as_mut_ptr(), old_nulls.as_mut_ptr());
+        pg_sys::heap_deform_tuple(
+            old,
+            layout_desc,
+            old_values.as_mut_ptr(),
+            old_nulls.as_mut_ptr(),
+        );
         merge(layout, values, nulls, old_values, old_nulls);
         let newtup = pg_sys::heap_form_tuple(layout_desc, values.as_mut_ptr(), nulls.as_mut_ptr());
         let otid = (*slot).tts_tid;
@@ -470,7 +693,10 @@ unsafe fn replace_row(
             Some((*newtup).t_self)
         }
         Updated::Retry => None,
-        Updated::Fail(code) => error!("llm_cost: could not update a row of the rollup stripes table {} (result {code})", name_of(rel)),
+        Updated::Fail(code) => error!(
+            "llm_cost: could not update a row of the rollup stripes table {} (result {code})",
+            name_of(rel)
+        ),
     }
 }
 
@@ -490,21 +716,35 @@ unsafe fn update_at(
     old_nulls: &mut [bool],
 ) -> Option<pg_sys::ItemPointerData> {
     let desc = (*rel).rd_att;
-    let mut dirty = pg_sys::SnapshotData { snapshot_type: pg_sys::SnapshotType::SNAPSHOT_DIRTY, ..Default::default() };
-    let mut tuple = pg_sys::HeapTupleData { t_self: tid, ..Default::default() };
+    let mut dirty = pg_sys::SnapshotData {
+        snapshot_type: pg_sys::SnapshotType::SNAPSHOT_DIRTY,
+        ..Default::default()
+    };
+    let mut tuple = pg_sys::HeapTupleData {
+        t_self: tid,
+        ..Default::default()
+    };
     let mut buf: pg_sys::Buffer = 0;
     if !pg_sys::heap_fetch(rel, &mut dirty, &mut tuple, &mut buf, false) {
         return None;
     }
     // In progress elsewhere (a prepared transaction): let the probe path wait properly.
-    let busy = dirty.xmin != pg_sys::TransactionId::INVALID || dirty.xmax != pg_sys::TransactionId::INVALID;
-    pg_sys::heap_deform_tuple(&mut tuple, desc, old_values.as_mut_ptr(), old_nulls.as_mut_ptr());
+    let busy = dirty.xmin != pg_sys::TransactionId::INVALID
+        || dirty.xmax != pg_sys::TransactionId::INVALID;
+    pg_sys::heap_deform_tuple(
+        &mut tuple,
+        desc,
+        old_values.as_mut_ptr(),
+        old_nulls.as_mut_ptr(),
+    );
     let same_key = !busy
         && probe.keys.iter().all(|(attno, _, _)| {
             let i = *attno as usize - 1;
             match (old_nulls[i], nulls[i]) {
                 (true, true) => true,
-                (false, false) => same_datum(old_values[i], values[i], &*(*desc).attrs.as_ptr().add(i)),
+                (false, false) => {
+                    same_datum(old_values[i], values[i], &*(*desc).attrs.as_ptr().add(i))
+                }
                 _ => false,
             }
         });
@@ -525,12 +765,22 @@ unsafe fn clear(slot: *mut pg_sys::TupleTableSlot) {
 }
 
 #[cfg(not(feature = "pg18"))]
-unsafe fn begin_scan(rel: pg_sys::Relation, index: pg_sys::Relation, snap: *mut pg_sys::SnapshotData, nkeys: i32) -> pg_sys::IndexScanDesc {
+unsafe fn begin_scan(
+    rel: pg_sys::Relation,
+    index: pg_sys::Relation,
+    snap: *mut pg_sys::SnapshotData,
+    nkeys: i32,
+) -> pg_sys::IndexScanDesc {
     pg_sys::index_beginscan(rel, index, snap, nkeys, 0)
 }
 
 #[cfg(feature = "pg18")]
-unsafe fn begin_scan(rel: pg_sys::Relation, index: pg_sys::Relation, snap: *mut pg_sys::SnapshotData, nkeys: i32) -> pg_sys::IndexScanDesc {
+unsafe fn begin_scan(
+    rel: pg_sys::Relation,
+    index: pg_sys::Relation,
+    snap: *mut pg_sys::SnapshotData,
+    nkeys: i32,
+) -> pg_sys::IndexScanDesc {
     pg_sys::index_beginscan(rel, index, snap, std::ptr::null_mut(), nkeys, 0)
 }
 
@@ -564,9 +814,25 @@ unsafe fn update(
     cid: pg_sys::CommandId,
 ) -> Updated {
     let (mut tmfd, mut lockmode) = (pg_sys::TM_FailureData::default(), 0);
-    let r = pg_sys::heap_update(rel, otid, newtup, cid, std::ptr::null_mut(), true, &mut tmfd, &mut lockmode);
+    let r = pg_sys::heap_update(
+        rel,
+        otid,
+        newtup,
+        cid,
+        std::ptr::null_mut(),
+        true,
+        &mut tmfd,
+        &mut lockmode,
+    );
     let hot = pg_sys::HeapTupleHeaderIsHeapOnly((*newtup).t_data);
-    classify(r, if hot { IndexUpdate::None } else { IndexUpdate::All })
+    classify(
+        r,
+        if hot {
+            IndexUpdate::None
+        } else {
+            IndexUpdate::All
+        },
+    )
 }
 
 #[cfg(any(feature = "pg16", feature = "pg17", feature = "pg18"))]
@@ -578,7 +844,17 @@ unsafe fn update(
 ) -> Updated {
     let (mut tmfd, mut lockmode) = (pg_sys::TM_FailureData::default(), 0);
     let mut which: pg_sys::TU_UpdateIndexes::Type = pg_sys::TU_UpdateIndexes::TU_None;
-    let r = pg_sys::heap_update(rel, otid, newtup, cid, std::ptr::null_mut(), true, &mut tmfd, &mut lockmode, &mut which);
+    let r = pg_sys::heap_update(
+        rel,
+        otid,
+        newtup,
+        cid,
+        std::ptr::null_mut(),
+        true,
+        &mut tmfd,
+        &mut lockmode,
+        &mut which,
+    );
     classify(
         r,
         match which {
@@ -615,8 +891,21 @@ unsafe fn insert_index_entries(
             iv.push(values[a]);
             inull.push(nulls[a]);
         }
-        let unique = if (*info).ii_Unique { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES } else { pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO };
-        index_insert(ix.rel, iv.as_mut_ptr(), inull.as_mut_ptr(), &mut (*tup).t_self, rel, unique, which.is_some(), info);
+        let unique = if (*info).ii_Unique {
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_YES
+        } else {
+            pg_sys::IndexUniqueCheck::UNIQUE_CHECK_NO
+        };
+        index_insert(
+            ix.rel,
+            iv.as_mut_ptr(),
+            inull.as_mut_ptr(),
+            &mut (*tup).t_self,
+            rel,
+            unique,
+            which.is_some(),
+            info,
+        );
     }
 }
 

@@ -190,7 +190,11 @@ fn bad_mapping(msg: String) -> ! {
     ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, msg);
 }
 
-unsafe fn find_attr(tupdesc: pg_sys::TupleDesc, rel: &str, name: &str) -> (i32, pg_sys::Oid, i32, bool) {
+unsafe fn find_attr(
+    tupdesc: pg_sys::TupleDesc,
+    rel: &str,
+    name: &str,
+) -> (i32, pg_sys::Oid, i32, bool) {
     let td = &*tupdesc;
     for i in 0..td.natts as usize {
         let att = &*td.attrs.as_ptr().add(i);
@@ -199,10 +203,17 @@ unsafe fn find_attr(tupdesc: pg_sys::TupleDesc, rel: &str, name: &str) -> (i32, 
         }
         let an = std::ffi::CStr::from_ptr(att.attname.data.as_ptr()).to_string_lossy();
         if an == name {
-            return (att.attnum as i32, att.atttypid, att.atttypmod, att.attnotnull);
+            return (
+                att.attnum as i32,
+                att.atttypid,
+                att.atttypmod,
+                att.attnotnull,
+            );
         }
     }
-    bad_mapping(format!("llm_cost: column \"{name}\" of \"{rel}\" no longer exists; run llm_cost.track() again"))
+    bad_mapping(format!(
+        "llm_cost: column \"{name}\" of \"{rel}\" no longer exists; run llm_cost.track() again"
+    ))
 }
 
 fn int_kind(t: pg_sys::Oid, rel: &str, name: &str) -> IntKind {
@@ -210,7 +221,9 @@ fn int_kind(t: pg_sys::Oid, rel: &str, name: &str) -> IntKind {
         pg_sys::INT2OID => IntKind::I2,
         pg_sys::INT4OID => IntKind::I4,
         pg_sys::INT8OID => IntKind::I8,
-        _ => bad_mapping(format!("llm_cost: token column \"{name}\" of \"{rel}\" must be smallint, integer or bigint")),
+        _ => bad_mapping(format!(
+            "llm_cost: token column \"{name}\" of \"{rel}\" must be smallint, integer or bigint"
+        )),
     }
 }
 
@@ -223,11 +236,19 @@ unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> T
     let opt = |s: &String| if s.is_empty() { None } else { Some(s.clone()) };
     let plain = |name: &str| {
         let (attno, _, _, _) = find_attr(tupdesc, &relname, name);
-        Col { attno, name: name.to_string(), kind: () }
+        Col {
+            attno,
+            name: name.to_string(),
+            kind: (),
+        }
     };
     let int = |name: &str| {
         let (attno, t, _, _) = find_attr(tupdesc, &relname, name);
-        Col { attno, name: name.to_string(), kind: int_kind(t, &relname, name) }
+        Col {
+            attno,
+            name: name.to_string(),
+            kind: int_kind(t, &relname, name),
+        }
     };
     let (cost_attno, _, cost_typmod, cost_not_null) = find_attr(tupdesc, &relname, &args[5]);
     let time = opt(&args[6]).map(|n| {
@@ -246,14 +267,21 @@ unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> T
         output: int(&args[2]),
         cache_read: opt(&args[3]).map(|n| int(&n)),
         cache_write: opt(&args[4]).map(|n| int(&n)),
-        cost: Col { attno: cost_attno, name: args[5].clone(), kind: cost_typmod },
+        cost: Col {
+            attno: cost_attno,
+            name: args[5].clone(),
+            kind: cost_typmod,
+        },
         time,
         provider: opt(&args[7]).map(|n| plain(&n)),
         source: opt(&args[8]).map(|n| plain(&n)),
         cost_default: opt(&args[9]),
         cost_not_null,
         // Triggers made before 0.2.0 have no zone argument: UTC.
-        zone: args.get(10).filter(|z| !z.is_empty() && !z.eq_ignore_ascii_case("UTC")).map(|z| text_datum(z)),
+        zone: args
+            .get(10)
+            .filter(|z| !z.is_empty() && !z.eq_ignore_ascii_case("UTC"))
+            .map(|z| text_datum(z)),
         // Triggers made before 0.3.0 have no service tier, 1-hour cache write or usage column.
         service_tier: args.get(11).and_then(|n| opt(n)).map(|n| plain(&n)),
         cache_write_1h: args.get(12).and_then(|n| opt(n)).map(|n| int(&n)),
@@ -262,9 +290,15 @@ unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> T
             let kind = match t {
                 pg_sys::JSONBOID => UsageKind::Jsonb,
                 pg_sys::JSONOID => UsageKind::Json,
-                _ => bad_mapping(format!("llm_cost: usage column \"{n}\" of \"{relname}\" must be jsonb or json")),
+                _ => bad_mapping(format!(
+                    "llm_cost: usage column \"{n}\" of \"{relname}\" must be jsonb or json"
+                )),
             };
-            Col { attno, name: n, kind }
+            Col {
+                attno,
+                name: n,
+                kind,
+            }
         }),
     }
 }
@@ -333,7 +367,9 @@ impl Row<'_> {
     }
 
     unsafe fn numeric_text(&self, attno: i32) -> Option<String> {
-        self.datum(attno).and_then(|d| AnyNumeric::from_datum(d, false)).map(|n| n.to_string())
+        self.datum(attno)
+            .and_then(|d| AnyNumeric::from_datum(d, false))
+            .map(|n| n.to_string())
     }
 }
 
@@ -356,7 +392,10 @@ fn tokens(row: &Row<'_>, c: Option<&Col<IntKind>>) -> i64 {
 
 fn same_numeric(a: &str, b: &str) -> bool {
     use std::str::FromStr;
-    match (rust_decimal::Decimal::from_str(a), rust_decimal::Decimal::from_str(b)) {
+    match (
+        rust_decimal::Decimal::from_str(a),
+        rust_decimal::Decimal::from_str(b),
+    ) {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
     }
@@ -364,8 +403,8 @@ fn same_numeric(a: &str, b: &str) -> bool {
 
 /// What a row's cost is, before it is written.
 enum Outcome {
-    Keep,     // a provided cost, kept as is
-    Provided, // a provided cost, marked provided
+    Keep,           // a provided cost, kept as is
+    Provided,       // a provided cost, marked provided
     Reported(Cost), // the cost the provider reported in the usage object: written, marked provided
     Estimated(Cost),
     Unpriced,
@@ -379,25 +418,48 @@ fn usage_cost_trigger<'a>(
     let event = td.tg_event;
     let is_insert = pgrx::trigger_support::trigger_fired_by_insert(event);
     let is_update = pgrx::trigger_support::trigger_fired_by_update(event);
-    if !(is_insert || is_update) || !pgrx::trigger_support::trigger_fired_for_row(event) || !pgrx::trigger_support::trigger_fired_before(event) {
+    if !(is_insert || is_update)
+        || !pgrx::trigger_support::trigger_fired_for_row(event)
+        || !pgrx::trigger_support::trigger_fired_before(event)
+    {
         error!("llm_cost.usage_cost_trigger must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger");
     }
     crate::pg::lifecycle::ensure_registered();
     let rel = td.tg_relation;
     let relid = trigger.relid().unwrap_or(pg_sys::InvalidOid);
-    let spec = spec_for(relid, trigger.trigger().tgoid, rel, || trigger.table_name().unwrap_or_default(), || {
-        trigger.extra_args().unwrap_or_default()
-    });
+    let spec = spec_for(
+        relid,
+        trigger.trigger().tgoid,
+        rel,
+        || trigger.table_name().unwrap_or_default(),
+        || trigger.extra_args().unwrap_or_default(),
+    );
     let tupdesc = unsafe { (*rel).rd_att };
-    let new_tuple = if is_insert { td.tg_trigtuple } else { td.tg_newtuple };
+    let new_tuple = if is_insert {
+        td.tg_trigtuple
+    } else {
+        td.tg_newtuple
+    };
     let (mut values, mut nulls) = unsafe { crate::pg::row::deform(new_tuple, tupdesc) };
-    let old = if is_update { Some(unsafe { crate::pg::row::deform(td.tg_trigtuple, tupdesc) }) } else { None };
+    let old = if is_update {
+        Some(unsafe { crate::pg::row::deform(td.tg_trigtuple, tupdesc) })
+    } else {
+        None
+    };
     let (repl, units) = price(
         &spec,
         &|| trigger.table_name().unwrap_or_default(),
         &|| crate::pg::row::root_of(relid, rel),
-        &Row { values: &values, nulls: &nulls },
-        old.as_ref().map(|(v, n)| Row { values: v, nulls: n }).as_ref(),
+        &Row {
+            values: &values,
+            nulls: &nulls,
+        },
+        old.as_ref()
+            .map(|(v, n)| Row {
+                values: v,
+                nulls: n,
+            })
+            .as_ref(),
     );
     let changed = !repl.is_empty();
     apply(repl, &mut values, &mut nulls);
@@ -431,13 +493,23 @@ pub unsafe fn price_values(
     values: &mut [pg_sys::Datum],
     nulls: &mut [bool],
 ) -> Option<(i32, i128)> {
-    let (repl, units) = price(spec, &|| relname.to_string(), &|| crate::pg::row::root_of(relid, rel), &Row { values, nulls }, None);
+    let (repl, units) = price(
+        spec,
+        &|| relname.to_string(),
+        &|| crate::pg::row::root_of(relid, rel),
+        &Row { values, nulls },
+        None,
+    );
     apply(repl, values, nulls);
     units
 }
 
 /// Writes the replaced columns into a row's values (what heap_modify_tuple does).
-fn apply(repl: Vec<(i32, Option<pg_sys::Datum>)>, values: &mut [pg_sys::Datum], nulls: &mut [bool]) {
+fn apply(
+    repl: Vec<(i32, Option<pg_sys::Datum>)>,
+    values: &mut [pg_sys::Datum],
+    nulls: &mut [bool],
+) {
     for (attno, v) in repl {
         let i = (attno - 1) as usize;
         match v {
@@ -453,7 +525,17 @@ fn apply(repl: Vec<(i32, Option<pg_sys::Datum>)>, values: &mut [pg_sys::Datum], 
 /// Whether the row's non-NULL cost `t` was provided by the application (kept as is) rather than
 /// left for llm_cost to estimate. `old`: the row before an UPDATE.
 #[allow(clippy::too_many_arguments)]
-fn provided_cost(spec: &TableSpec, model: &str, host: Option<&str>, tier: ServiceTier, u: &Usage, at: i64, new_source: Option<&str>, old: Option<&Row<'_>>, t: &str) -> bool {
+fn provided_cost(
+    spec: &TableSpec,
+    model: &str,
+    host: Option<&str>,
+    tier: ServiceTier,
+    u: &Usage,
+    at: i64,
+    new_source: Option<&str>,
+    old: Option<&Row<'_>>,
+    t: &str,
+) -> bool {
     match old {
         None => match &spec.source {
             // usage_events-style table: any non-NULL cost is the application's, unless the row
@@ -464,7 +546,10 @@ fn provided_cost(spec: &TableSpec, model: &str, host: Option<&str>, tier: Servic
                     && matches!(price_call(model, host, tier, u, at), Priced::Cost(c) if same_numeric(&round_to_typmod_text(c, spec.cost.kind), t)))
             }
             // Elsewhere: a non-NULL value other than the column default.
-            None => !spec.cost_default.as_deref().is_some_and(|d| same_numeric(d, t)),
+            None => !spec
+                .cost_default
+                .as_deref()
+                .is_some_and(|d| same_numeric(d, t)),
         },
         Some(o) => {
             let old_cost = unsafe { o.numeric_text(spec.cost.attno) };
@@ -477,7 +562,10 @@ fn provided_cost(spec: &TableSpec, model: &str, host: Option<&str>, tier: Servic
             } else {
                 // No cost_source column: the old cost was provided if it is neither the default
                 // nor what we would have estimated for the old row.
-                let is_default = spec.cost_default.as_deref().is_some_and(|d| same_numeric(d, t));
+                let is_default = spec
+                    .cost_default
+                    .as_deref()
+                    .is_some_and(|d| same_numeric(d, t));
                 let old_model = unsafe { o.text(spec.model.attno) }.unwrap_or("");
                 let old_u = Usage {
                     input: tokens(o, Some(&spec.input)),
@@ -486,8 +574,15 @@ fn provided_cost(spec: &TableSpec, model: &str, host: Option<&str>, tier: Servic
                     cache_write: tokens(o, spec.cache_write.as_ref()),
                     cache_write_1h: tokens(o, spec.cache_write_1h.as_ref()),
                 };
-                let old_at = spec.time.as_ref().and_then(|c| unsafe { o.time(c, spec.zone) }).unwrap_or(at);
-                let old_host = spec.provider.as_ref().and_then(|c| unsafe { o.text(c.attno) });
+                let old_at = spec
+                    .time
+                    .as_ref()
+                    .and_then(|c| unsafe { o.time(c, spec.zone) })
+                    .unwrap_or(at);
+                let old_host = spec
+                    .provider
+                    .as_ref()
+                    .and_then(|c| unsafe { o.text(c.attno) });
                 let old_tier = row_tier(spec, o);
                 let was_estimate = match price_call(old_model, old_host, old_tier, &old_u, old_at) {
                     Priced::Cost(c) => same_numeric(&round_to_typmod_text(c, spec.cost.kind), t),
@@ -502,7 +597,9 @@ fn provided_cost(spec: &TableSpec, model: &str, host: Option<&str>, tier: Servic
 /// The row's service tier (standard when the table maps none or the value is NULL); an unknown
 /// value is 22023, naming the column and the value.
 fn row_tier(spec: &TableSpec, row: &Row<'_>) -> ServiceTier {
-    let Some(c) = &spec.service_tier else { return ServiceTier::Standard };
+    let Some(c) = &spec.service_tier else {
+        return ServiceTier::Standard;
+    };
     match unsafe { row.text(c.attno) } {
         None => ServiceTier::Standard,
         Some(v) => ServiceTier::parse(v).unwrap_or_else(|| {
@@ -542,11 +639,20 @@ fn price(
     // The provider's usage object, when the table keeps one: it decides the counts.
     let from_usage = spec.usage.as_ref().and_then(|c| {
         let d = unsafe { new.datum(c.attno) }?;
-        let hint = spec.provider.as_ref().and_then(|p| unsafe { new.text(p.attno) });
+        let hint = spec
+            .provider
+            .as_ref()
+            .and_then(|p| unsafe { new.text(p.attno) });
         Some(read_usage_column(c, d, hint))
     });
     let u = match &from_usage {
-        Some(c) => Usage { input: c.input, output: c.output, cache_read: c.cache_read, cache_write: c.cache_write_5m, cache_write_1h: c.cache_write_1h },
+        Some(c) => Usage {
+            input: c.input,
+            output: c.output,
+            cache_read: c.cache_read,
+            cache_write: c.cache_write_5m,
+            cache_write_1h: c.cache_write_1h,
+        },
         None => Usage {
             input: tokens(&new, Some(&spec.input)),
             output: tokens(&new, Some(&spec.output)),
@@ -564,7 +670,11 @@ fn price(
     // The host the row names, if any, and the service tier. An UPDATE that changes the model and
     // leaves the provider as it was does not carry the old model's provider over to the new one:
     // the provider is resolved (and filled in) again.
-    let mut host = spec.provider.as_ref().and_then(|c| unsafe { new.text(c.attno) }).filter(|p| !p.trim().is_empty());
+    let mut host = spec
+        .provider
+        .as_ref()
+        .and_then(|c| unsafe { new.text(c.attno) })
+        .filter(|p| !p.trim().is_empty());
     let stale_provider = match (old, &spec.provider) {
         (Some(o), Some(pc)) => unsafe {
             o.text(spec.model.attno) != Some(model) && o.text(pc.attno) == new.text(pc.attno)
@@ -593,12 +703,21 @@ fn price(
             negative(&spec.cost.name, t);
         }
     }
-    let new_source = spec.source.as_ref().and_then(|c| unsafe { new.text(c.attno) });
+    let new_source = spec
+        .source
+        .as_ref()
+        .and_then(|c| unsafe { new.text(c.attno) });
 
-    let provided = cost_text.as_deref().is_some_and(|t| provided_cost(spec, model, host, tier, &u, at, new_source, old, t));
+    let provided = cost_text
+        .as_deref()
+        .is_some_and(|t| provided_cost(spec, model, host, tier, &u, at, new_source, old, t));
     // A cost the provider reported in the usage object (OpenRouter's `cost`), where the application
     // gave none (NULL, or the column default in a table without cost_source).
-    let reported = if provided { None } else { from_usage.as_ref().and_then(|c| c.provided_cost) };
+    let reported = if provided {
+        None
+    } else {
+        from_usage.as_ref().and_then(|c| c.provided_cost)
+    };
 
     let outcome = if let Some(units) = reported {
         Outcome::Reported(Cost(units))
@@ -636,7 +755,14 @@ fn price(
         let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
         PENDING.with(|p| {
             let mut p = p.borrow_mut();
-            let e = p.of(sub).entry((relid, model.to_string())).or_insert(UnpricedRows { rows: 0, first: at, last: at });
+            let e = p
+                .of(sub)
+                .entry((relid, model.to_string()))
+                .or_insert(UnpricedRows {
+                    rows: 0,
+                    first: at,
+                    last: at,
+                });
             e.rows += 1;
             e.first = e.first.min(at);
             e.last = e.last.max(at);
@@ -648,8 +774,14 @@ fn price(
     match &outcome {
         Outcome::Keep => {}
         Outcome::Provided => {}
-        Outcome::Reported(c) => repl.push((spec.cost.attno, Some(crate::pg::money::cost_datum(*c, spec.cost.kind)))),
-        Outcome::Estimated(c) => repl.push((spec.cost.attno, Some(crate::pg::money::cost_datum(*c, spec.cost.kind)))),
+        Outcome::Reported(c) => repl.push((
+            spec.cost.attno,
+            Some(crate::pg::money::cost_datum(*c, spec.cost.kind)),
+        )),
+        Outcome::Estimated(c) => repl.push((
+            spec.cost.attno,
+            Some(crate::pg::money::cost_datum(*c, spec.cost.kind)),
+        )),
         Outcome::Unpriced => {
             if spec.cost_not_null {
                 match &spec.cost_default {
@@ -686,7 +818,9 @@ fn price(
 
     // The cost as stored, in 10^-16 USD, when we just computed it (a typmod would round it).
     let units = match &outcome {
-        Outcome::Estimated(c) | Outcome::Reported(c) if spec.cost.kind < 0 => Some((spec.cost.attno, c.0)),
+        Outcome::Estimated(c) | Outcome::Reported(c) if spec.cost.kind < 0 => {
+            Some((spec.cost.attno, c.0))
+        }
         _ => None,
     };
     // The counts read from the usage object go into the token columns the table maps.
@@ -719,7 +853,10 @@ fn int_datum(c: &Col<IntKind>, v: i64) -> pg_sys::Datum {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-            format!("{} from the usage object ({v}) does not fit column \"{}\"", c.name, c.name)
+            format!(
+                "{} from the usage object ({v}) does not fit column \"{}\"",
+                c.name, c.name
+            )
         );
     }
     match c.kind {
@@ -730,7 +867,11 @@ fn int_datum(c: &Col<IntKind>, v: i64) -> pg_sys::Datum {
 }
 
 /// A row's usage object read into counts; 22023 naming the column and the JSON path.
-fn read_usage_column(c: &Col<UsageKind>, d: pg_sys::Datum, provider: Option<&str>) -> crate::core::usage_json::Counts {
+fn read_usage_column(
+    c: &Col<UsageKind>,
+    d: pg_sys::Datum,
+    provider: Option<&str>,
+) -> crate::core::usage_json::Counts {
     let r = match c.kind {
         UsageKind::Jsonb => {
             let doc = unsafe { crate::pg::jsonb::JsonbDoc::from_datum(d) };
@@ -739,16 +880,27 @@ fn read_usage_column(c: &Col<UsageKind>, d: pg_sys::Datum, provider: Option<&str
         UsageKind::Json => {
             let text = unsafe {
                 let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
-                std::str::from_utf8(std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v))).unwrap_or("")
+                std::str::from_utf8(std::slice::from_raw_parts(
+                    pgrx::varlena::vardata_any(v) as *const u8,
+                    pgrx::varlena::varsize_any_exhdr(v),
+                ))
+                .unwrap_or("")
             };
             match serde_json::from_str::<serde_json::Value>(text) {
                 Ok(v) => crate::core::usage_json::parse(&v, provider),
-                Err(e) => Err(crate::core::usage_json::UsageError { path: "$".into(), message: e.to_string() }),
+                Err(e) => Err(crate::core::usage_json::UsageError {
+                    path: "$".into(),
+                    message: e.to_string(),
+                }),
             }
         }
     };
     r.unwrap_or_else(|e| {
-        ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("column \"{}\": usage object: {e}", c.name));
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("column \"{}\": usage object: {e}", c.name)
+        );
     })
 }
 
@@ -764,14 +916,21 @@ fn apply_typmod(n: AnyNumeric, typmod: i32) -> pg_sys::Datum {
     if typmod < 0 {
         d
     } else {
-        unsafe { pgrx::direct_function_call_as_datum(pg_sys::numeric, &[Some(d), Some(pg_sys::Datum::from(typmod))]) }
-            .unwrap_or(d)
+        unsafe {
+            pgrx::direct_function_call_as_datum(
+                pg_sys::numeric,
+                &[Some(d), Some(pg_sys::Datum::from(typmod))],
+            )
+        }
+        .unwrap_or(d)
     }
 }
 
 fn round_to_typmod_text(c: Cost, typmod: i32) -> String {
     let d = crate::pg::money::cost_datum(c, typmod);
-    unsafe { AnyNumeric::from_datum(d, false) }.map(|n| n.to_string()).unwrap_or_default()
+    unsafe { AnyNumeric::from_datum(d, false) }
+        .map(|n| n.to_string())
+        .unwrap_or_default()
 }
 
 /// Adds rows stored unpriced to `llm_cost.unpriced_models`.
@@ -784,7 +943,13 @@ fn record_unpriced(pending: impl Iterator<Item = ((pg_sys::Oid, String), Unprice
         crate::pg::privilege::as_extension_owner(|| {
             Spi::run_with_args(
                 "SELECT llm_cost._record_unpriced($1, $2, $3, $4, $5)",
-                &[relid.into(), model.into(), u.rows.into(), first.into(), last.into()],
+                &[
+                    relid.into(),
+                    model.into(),
+                    u.rows.into(),
+                    first.into(),
+                    last.into(),
+                ],
             )
             .unwrap_or_else(|e| error!("llm_cost: could not record unpriced rows: {e}"))
         });
@@ -810,7 +975,6 @@ mod tests {
     use crate::test_support::{error_of, one};
     use pgrx::prelude::*;
 
-
     /// Runs `sql` and returns "SQLSTATE: message" of the error it raises ("ok" if none).
 
     #[pg_test]
@@ -824,7 +988,10 @@ mod tests {
         assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'free'").as_deref(), Some("0 provided"));
         // An explicit provider is kept.
         Spi::run("INSERT INTO llm_cost.usage_events (model, provider, input_tokens, output_tokens) VALUES ('gpt-4o', 'azure', 1, 1)").unwrap();
-        assert_eq!(one("SELECT provider FROM llm_cost.usage_events WHERE provider = 'azure'").as_deref(), Some("azure"));
+        assert_eq!(
+            one("SELECT provider FROM llm_cost.usage_events WHERE provider = 'azure'").as_deref(),
+            Some("azure")
+        );
         // A row that says its cost is an estimate keeps that only if the cost is exactly ours
         // (rows an UPDATE moves to another partition arrive so); any other cost is provided.
         Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cost_usd, cost_source, feature) VALUES ('claude-sonnet-4-5', 100000, 1000000, 15.3000, 'estimated', 'ours'), ('claude-sonnet-4-5', 100000, 1000000, 17, 'estimated', 'theirs')").unwrap();
@@ -864,16 +1031,29 @@ mod tests {
         Spi::run(r#"UPDATE calls SET usage = '{"prompt_tokens": 1000000, "completion_tokens": 0}' WHERE model = 'gpt-4o' AND tin = 86"#).unwrap();
         assert_eq!(one("SELECT concat_ws(' ', tin, cr, cost_usd) FROM calls WHERE model = 'gpt-4o' AND tin = 1000000 AND usage IS NOT NULL").as_deref(), Some("1000000 0 2.5"));
         // Bad usage: the statement is rejected whole, naming the column and the path.
-        let e = error_of(r#"INSERT INTO calls (model, usage) VALUES ('gpt-4o', '{"prompt_tokens": 3}'), ('gpt-4o', '{"prompt_tokens": 3, "completion_tokens": -1}')"#);
+        let e = error_of(
+            r#"INSERT INTO calls (model, usage) VALUES ('gpt-4o', '{"prompt_tokens": 3}'), ('gpt-4o', '{"prompt_tokens": 3, "completion_tokens": -1}')"#,
+        );
         assert_eq!(e, "22023: column \"usage\": usage object: $.completion_tokens: must be a non-negative integer token count (got -1)");
-        let e = error_of(r#"INSERT INTO calls (model, usage) VALUES ('gpt-4o', '{"prompt_tokens": 3000000000}')"#);
-        assert!(e.starts_with("22003: tin from the usage object (3000000000) does not fit"), "{e}");
-        assert_eq!(one("SELECT count(*)::text FROM calls").as_deref(), Some("4"));
+        let e = error_of(
+            r#"INSERT INTO calls (model, usage) VALUES ('gpt-4o', '{"prompt_tokens": 3000000000}')"#,
+        );
+        assert!(
+            e.starts_with("22003: tin from the usage object (3000000000) does not fit"),
+            "{e}"
+        );
+        assert_eq!(
+            one("SELECT count(*)::text FROM calls").as_deref(),
+            Some("4")
+        );
         // A cost column with a default (no cost_source column): the reported cost still counts.
         Spi::run("CREATE TABLE calls_d (created_at timestamptz NOT NULL DEFAULT now(), model text, provider text, tin int, tout int, cost numeric NOT NULL DEFAULT 0, usage jsonb)").unwrap();
         Spi::run("SELECT llm_cost.track('calls_d', input_tokens_column => 'tin', output_tokens_column => 'tout', cost_column => 'cost', provider_column => 'provider', usage_column => 'usage')").unwrap();
         Spi::run(r#"INSERT INTO calls_d (model, provider, usage) VALUES ('anthropic/claude-3.7-sonnet', 'openrouter', '{"prompt_tokens": 194, "completion_tokens": 2, "cost": 0.95}')"#).unwrap();
-        assert_eq!(one("SELECT cost::text FROM calls_d").as_deref(), Some("0.95"));
+        assert_eq!(
+            one("SELECT cost::text FROM calls_d").as_deref(),
+            Some("0.95")
+        );
         // A json (not jsonb) column works too.
         Spi::run("SELECT llm_cost.track('calls', input_tokens_column => 'tin', output_tokens_column => 'tout', usage_column => 'raw')").unwrap();
         Spi::run(r#"INSERT INTO calls (model, raw) VALUES ('gemini-2.5-flash', '{"usageMetadata": {"promptTokenCount": 1200, "candidatesTokenCount": 300, "thoughtsTokenCount": 700, "cachedContentTokenCount": 1000}}')"#).unwrap();
@@ -893,7 +1073,13 @@ mod tests {
         assert_eq!(one("SELECT sum(cost_usd)::text FROM llm_cost.usage_events WHERE model <> 'gpt-4o-mini'").as_deref(), Some("3.2815"));
         // sum(i) = 500500 tokens each at 0.15 and 0.6 per 1M
         assert_eq!(Spi::get_one::<bool>("SELECT sum(cost_usd) = 0.375375 FROM llm_cost.usage_events WHERE model = 'gpt-4o-mini'").unwrap(), Some(true));
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events WHERE cost_source = 'estimated'").unwrap(), Some(1003));
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM llm_cost.usage_events WHERE cost_source = 'estimated'"
+            )
+            .unwrap(),
+            Some(1003)
+        );
     }
 
     #[pg_test]
@@ -918,8 +1104,18 @@ mod tests {
              END $$",
         )
         .unwrap();
-        assert_eq!(one("SELECT rows::text FROM llm_cost.unpriced_models WHERE model = 'mystery-model'").as_deref(), Some("10"));
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events WHERE model = 'mystery-model'").unwrap(), Some(10));
+        assert_eq!(
+            one("SELECT rows::text FROM llm_cost.unpriced_models WHERE model = 'mystery-model'")
+                .as_deref(),
+            Some("10")
+        );
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM llm_cost.usage_events WHERE model = 'mystery-model'"
+            )
+            .unwrap(),
+            Some(10)
+        );
     }
 
     #[pg_test]
@@ -927,7 +1123,10 @@ mod tests {
         Spi::run("SET LOCAL llm_cost.strict = on").unwrap();
         let e = error_of("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1, 1), ('mystery', 1, 1)");
         assert_eq!(e, "22023: llm_cost.strict is on and model \"mystery\" has no price (table \"usage_events\")");
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events").unwrap(), Some(0));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events").unwrap(),
+            Some(0)
+        );
     }
 
     #[pg_test]
@@ -940,7 +1139,10 @@ mod tests {
         assert_eq!(e, "22023: cost_usd must not be negative (got -0.01)");
         let e = error_of("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cache_write_tokens) SELECT 'gpt-4o', 1, 1, 1 - i FROM generate_series(1, 3) i");
         assert_eq!(e, "22023: cache_write_tokens must not be negative (got -1)");
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events").unwrap(), Some(0));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.usage_events").unwrap(),
+            Some(0)
+        );
     }
 
     #[pg_test]
@@ -950,9 +1152,16 @@ mod tests {
         Spi::run("UPDATE llm_cost.usage_events SET input_tokens = 2000000").unwrap();
         assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("5 estimated"));
         assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'prov'").as_deref(), Some("7 provided"));
-        Spi::run("UPDATE llm_cost.usage_events SET model = 'claude-sonnet-4-5' WHERE feature = 'est'").unwrap();
+        Spi::run(
+            "UPDATE llm_cost.usage_events SET model = 'claude-sonnet-4-5' WHERE feature = 'est'",
+        )
+        .unwrap();
         // 2M prompt tokens: above Anthropic's 200k tier (6 per 1M).
-        assert_eq!(one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("12"));
+        assert_eq!(
+            one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE feature = 'est'")
+                .as_deref(),
+            Some("12")
+        );
         // Setting the cost by UPDATE makes it provided; setting it to NULL asks for an estimate again.
         Spi::run("UPDATE llm_cost.usage_events SET cost_usd = 1 WHERE feature = 'est'").unwrap();
         assert_eq!(one("SELECT cost_usd::text || ' ' || cost_source FROM llm_cost.usage_events WHERE feature = 'est'").as_deref(), Some("1 provided"));
@@ -965,9 +1174,20 @@ mod tests {
         )
         .unwrap();
         Spi::run("INSERT INTO llm_cost.usage_events (model, input_tokens, occurred_at, feature) VALUES ('acme-h', 1000000, '2025-06-01', 'hist')").unwrap();
-        assert_eq!(one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE feature = 'hist'").as_deref(), Some("10"));
-        Spi::run("UPDATE llm_cost.usage_events SET occurred_at = '2026-06-01' WHERE feature = 'hist'").unwrap();
-        assert_eq!(one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE feature = 'hist'").as_deref(), Some("1"));
+        assert_eq!(
+            one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE feature = 'hist'")
+                .as_deref(),
+            Some("10")
+        );
+        Spi::run(
+            "UPDATE llm_cost.usage_events SET occurred_at = '2026-06-01' WHERE feature = 'hist'",
+        )
+        .unwrap();
+        assert_eq!(
+            one("SELECT cost_usd::text FROM llm_cost.usage_events WHERE feature = 'hist'")
+                .as_deref(),
+            Some("1")
+        );
     }
 
     #[pg_test]
@@ -1005,11 +1225,31 @@ mod tests {
         // And a good mapping works.
         Spi::run("SELECT llm_cost.track('public.t_bad')").unwrap();
         Spi::run("INSERT INTO public.t_bad (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1000000, 100000)").unwrap();
-        assert_eq!(one("SELECT cost_usd::text FROM public.t_bad").as_deref(), Some("3.5"));
-        assert!(Spi::get_one::<bool>("SELECT llm_cost.untrack('public.t_bad')").unwrap().unwrap());
-        Spi::run("INSERT INTO public.t_bad (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1, 1)").unwrap();
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM public.t_bad WHERE cost_usd IS NULL").unwrap(), Some(1));
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.t_bad'::regclass").unwrap(), Some(0));
+        assert_eq!(
+            one("SELECT cost_usd::text FROM public.t_bad").as_deref(),
+            Some("3.5")
+        );
+        assert!(
+            Spi::get_one::<bool>("SELECT llm_cost.untrack('public.t_bad')")
+                .unwrap()
+                .unwrap()
+        );
+        Spi::run(
+            "INSERT INTO public.t_bad (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1, 1)",
+        )
+        .unwrap();
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM public.t_bad WHERE cost_usd IS NULL")
+                .unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.t_bad'::regclass"
+            )
+            .unwrap(),
+            Some(0)
+        );
     }
 
     #[pg_test]
@@ -1028,7 +1268,13 @@ mod tests {
         .unwrap();
         Spi::run(r#"INSERT INTO "odd ""schema"""."log; DROP TABLE llm_cost.model_prices; --" VALUES ('gpt-4o', 1000000, 0)"#).unwrap();
         assert_eq!(one(r#"SELECT "cost $"::text FROM "odd ""schema"""."log; DROP TABLE llm_cost.model_prices; --""#).as_deref(), Some("2.5"));
-        assert_eq!(Spi::get_one::<bool>("SELECT count(*) > 2000 FROM llm_cost.model_prices WHERE origin = 'llm_cost'").unwrap(), Some(true));
+        assert_eq!(
+            Spi::get_one::<bool>(
+                "SELECT count(*) > 2000 FROM llm_cost.model_prices WHERE origin = 'llm_cost'"
+            )
+            .unwrap(),
+            Some(true)
+        );
     }
 
     #[pg_test]
@@ -1051,11 +1297,18 @@ mod tests {
             Some("0.03150000/anthropic 0.12345678/anthropic 0.00000000/x")
         );
         // The unknown model is counted even though its cost column cannot be NULL.
-        assert_eq!(one("SELECT rows::text FROM llm_cost.unpriced_models WHERE model = 'mystery'").as_deref(), Some("1"));
+        assert_eq!(
+            one("SELECT rows::text FROM llm_cost.unpriced_models WHERE model = 'mystery'")
+                .as_deref(),
+            Some("1")
+        );
         // UPDATE re-estimates the estimate, keeps the agent's own cost.
         Spi::run("UPDATE llm_cost_events SET output_tokens = 1500").unwrap();
         assert_eq!(
-            one("SELECT string_agg(estimated_cost_usd::text, ' ' ORDER BY id) FROM llm_cost_events").as_deref(),
+            one(
+                "SELECT string_agg(estimated_cost_usd::text, ' ' ORDER BY id) FROM llm_cost_events"
+            )
+            .as_deref(),
             Some("0.04650000 0.12345678 0.00000000")
         );
     }
@@ -1066,10 +1319,21 @@ mod tests {
         Spi::run("SELECT llm_cost.track('public.t_drop')").unwrap();
         Spi::run("INSERT INTO public.t_drop VALUES ('nope-model', 1, 1)").unwrap();
         Spi::run("DROP TABLE public.t_drop").unwrap();
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.tracked_tables WHERE log_table::text = 't_drop'").unwrap(), Some(0));
-        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM llm_cost.unpriced_stats WHERE model = 'nope-model'").unwrap(), Some(0));
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM llm_cost.tracked_tables WHERE log_table::text = 't_drop'"
+            )
+            .unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM llm_cost.unpriced_stats WHERE model = 'nope-model'"
+            )
+            .unwrap(),
+            Some(0)
+        );
     }
-
 
     /// Hardening item 9: a timestamp (without time zone) or date time column means one instant
     /// for the table (UTC, or the zone given to track()), whatever each writer's TimeZone: the
@@ -1102,7 +1366,10 @@ mod tests {
         }
         Spi::run("SET TimeZone = 'UTC'").unwrap();
         // 23:30 UTC on 1 March: the old price (10) and one day for all three writers.
-        assert_eq!(one("SELECT string_agg(DISTINCT cost_usd::text, ',') FROM t_ts").as_deref(), Some("10"));
+        assert_eq!(
+            one("SELECT string_agg(DISTINCT cost_usd::text, ',') FROM t_ts").as_deref(),
+            Some("10")
+        );
         assert_eq!(one("SELECT string_agg(period_start || ' ' || requests || ' ' || cost_usd, ',') FROM t_ts_daily").as_deref(), Some("2026-03-01 00:00:00+00 3 30"));
         // 00:30 in Paris is 23:30 UTC the day before.
         assert_eq!(one("SELECT string_agg(period_start || ' ' || requests || ' ' || cost_usd, ',') FROM t_paris_daily").as_deref(), Some("2026-03-01 00:00:00+00 3 30"));
@@ -1119,7 +1386,10 @@ mod tests {
         assert_eq!(one("SELECT string_agg(period_start || ' ' || requests || ' ' || cost_usd, ',') FROM t_ts_daily").as_deref(), Some("2026-03-01 00:00:00+00 3 30"));
         assert_eq!(one("SELECT string_agg(period_start || ' ' || requests || ' ' || cost_usd, ',') FROM t_paris_daily").as_deref(), Some("2026-03-01 00:00:00+00 3 30"));
         assert_eq!(one("SELECT string_agg(period_start || ' ' || requests || ' ' || cost_usd, ',') FROM t_day_daily").as_deref(), Some("2026-03-02 00:00:00+00 3 3"));
-        assert_eq!(one("SELECT string_agg(DISTINCT cost_usd::text, ',') FROM t_ts").as_deref(), Some("10"));
+        assert_eq!(
+            one("SELECT string_agg(DISTINCT cost_usd::text, ',') FROM t_ts").as_deref(),
+            Some("10")
+        );
         // Retention's cutoff too: 23:15 UTC keeps the 23:30 rows, whatever the purger's TimeZone
         // (read in Tokyo, 23:30 would be 14:30 UTC and purged).
         Spi::run(
@@ -1131,7 +1401,9 @@ mod tests {
         Spi::run("SET TimeZone = 'UTC'; SELECT llm_cost.set_retention('t_ts', now() - timestamptz '2026-03-01 23:45+00')").unwrap();
         assert_eq!(one("SELECT rows_deleted::text FROM llm_cost.run_retention() WHERE log_table = 't_ts'::regclass").as_deref(), Some("3"));
         // A bad zone is refused when tracking.
-        let e = error_of("PERFORM llm_cost.track('t_day', time_column => 'at', time_zone => 'Mars/Olympus')");
+        let e = error_of(
+            "PERFORM llm_cost.track('t_day', time_column => 'at', time_zone => 'Mars/Olympus')",
+        );
         assert!(e.starts_with("22023"), "{e}");
     }
 }

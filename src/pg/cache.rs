@@ -57,7 +57,9 @@ impl Loaded {
                 if memo.values().map(|m| m.len()).sum::<usize>() >= MEMO_LIMIT {
                     memo.clear();
                 }
-                memo.entry(p.to_string()).or_default().insert(name.to_string(), r);
+                memo.entry(p.to_string())
+                    .or_default()
+                    .insert(name.to_string(), r);
                 r
             }
         }
@@ -78,7 +80,8 @@ thread_local! {
 
 /// Called on every relation cache invalidation (InvalidOid: all relations), set up by
 /// `_PG_init`: the features that keep per-relation state forget it (plumbing calls no feature).
-static RELATION_LISTENERS: std::sync::Mutex<Vec<fn(pg_sys::Oid)>> = std::sync::Mutex::new(Vec::new());
+static RELATION_LISTENERS: std::sync::Mutex<Vec<fn(pg_sys::Oid)>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// Adds a function called with the relation of every relation cache invalidation.
 pub fn on_relation_change(f: fn(pg_sys::Oid)) {
@@ -89,7 +92,10 @@ pub fn on_relation_change(f: fn(pg_sys::Oid)) {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let listeners: Vec<fn(pg_sys::Oid)> = RELATION_LISTENERS.lock().map(|l| l.clone()).unwrap_or_default();
+    let listeners: Vec<fn(pg_sys::Oid)> = RELATION_LISTENERS
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
     for f in listeners {
         f(relid);
     }
@@ -101,7 +107,9 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
 
 pub fn register_callback() {
     if !CALLBACK_REGISTERED.with(|c| c.get()) {
-        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0)) };
+        unsafe {
+            pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0))
+        };
         CALLBACK_REGISTERED.with(|c| c.set(true));
     }
 }
@@ -142,11 +150,16 @@ pub fn catalog() -> Rc<Loaded> {
 fn price(col: &str, v: Option<pgrx::AnyNumeric>) -> Option<Price> {
     use pgrx::IntoDatum;
     let n = v?;
-    let units = n.clone().into_datum().and_then(|d| unsafe { crate::pg::money::numeric_units(d) });
+    let units = n
+        .clone()
+        .into_datum()
+        .and_then(|d| unsafe { crate::pg::money::numeric_units(d) });
     match units {
         Some(u) if u >= 0 && u % 1_000_000 == 0 => Some(Price(u / 1_000_000)),
         // The table's CHECK constraints make this unreachable; say so clearly if it ever is.
-        _ => error!("llm_cost.model_prices.{col}: {n} is not a price (0 to 1000000, at most 10 decimals)"),
+        _ => error!(
+            "llm_cost.model_prices.{col}: {n} is not a price (0 to 1000000, at most 10 decimals)"
+        ),
     }
 }
 
@@ -192,20 +205,49 @@ fn load() -> SpiResult<Loaded> {
                 provider: r.get::<String>(2)?.unwrap_or_default(),
                 model: r.get::<String>(3)?.unwrap_or_default(),
                 min_input_tokens: r.get::<i64>(4)?.unwrap_or(0),
-                input: price("input_usd_per_mtok", r.get_datum_by_ordinal(5)?.value::<pgrx::AnyNumeric>()?).unwrap_or_default(),
-                output: price("output_usd_per_mtok", r.get_datum_by_ordinal(6)?.value::<pgrx::AnyNumeric>()?).unwrap_or_default(),
-                cache_read: price("cache_read_usd_per_mtok", r.get_datum_by_ordinal(7)?.value::<pgrx::AnyNumeric>()?),
-                cache_write_5m: price("cache_write_5m_usd_per_mtok", r.get_datum_by_ordinal(8)?.value::<pgrx::AnyNumeric>()?),
-                cache_write_1h: price("cache_write_1h_usd_per_mtok", r.get_datum_by_ordinal(9)?.value::<pgrx::AnyNumeric>()?),
-                valid_from: r.get::<pgrx::datum::TimestampWithTimeZone>(10)?.map(i64::from).unwrap_or(TS_NEG_INFINITY),
-                valid_to: r.get::<pgrx::datum::TimestampWithTimeZone>(11)?.map(i64::from).unwrap_or(TS_INFINITY),
+                input: price(
+                    "input_usd_per_mtok",
+                    r.get_datum_by_ordinal(5)?.value::<pgrx::AnyNumeric>()?,
+                )
+                .unwrap_or_default(),
+                output: price(
+                    "output_usd_per_mtok",
+                    r.get_datum_by_ordinal(6)?.value::<pgrx::AnyNumeric>()?,
+                )
+                .unwrap_or_default(),
+                cache_read: price(
+                    "cache_read_usd_per_mtok",
+                    r.get_datum_by_ordinal(7)?.value::<pgrx::AnyNumeric>()?,
+                ),
+                cache_write_5m: price(
+                    "cache_write_5m_usd_per_mtok",
+                    r.get_datum_by_ordinal(8)?.value::<pgrx::AnyNumeric>()?,
+                ),
+                cache_write_1h: price(
+                    "cache_write_1h_usd_per_mtok",
+                    r.get_datum_by_ordinal(9)?.value::<pgrx::AnyNumeric>()?,
+                ),
+                valid_from: r
+                    .get::<pgrx::datum::TimestampWithTimeZone>(10)?
+                    .map(i64::from)
+                    .unwrap_or(TS_NEG_INFINITY),
+                valid_to: r
+                    .get::<pgrx::datum::TimestampWithTimeZone>(11)?
+                    .map(i64::from)
+                    .unwrap_or(TS_INFINITY),
                 rank: r.get::<i32>(12)?.unwrap_or(0) as u8,
-                service_tier: ServiceTier::parse(tier).unwrap_or_else(|| error!("llm_cost.model_prices: unknown service tier {tier}")),
+                service_tier: ServiceTier::parse(tier).unwrap_or_else(|| {
+                    error!("llm_cost.model_prices: unknown service tier {tier}")
+                }),
             });
             rules.push(r.get::<String>(14)?);
         }
         let mut aliases = Vec::new();
-        for r in client.select("SELECT alias, model, provider FROM llm_cost.model_aliases", None, &[])? {
+        for r in client.select(
+            "SELECT alias, model, provider FROM llm_cost.model_aliases",
+            None,
+            &[],
+        )? {
             aliases.push(Alias {
                 alias: r.get::<String>(1)?.unwrap_or_default(),
                 model: r.get::<String>(2)?.unwrap_or_default(),

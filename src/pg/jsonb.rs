@@ -15,7 +15,9 @@ impl JsonbDoc {
     /// `d` must be a jsonb Datum.
     pub unsafe fn from_datum(d: pg_sys::Datum) -> JsonbDoc {
         let j = pg_sys::pg_detoast_datum(d.cast_mut_ptr()) as *mut pg_sys::Jsonb;
-        JsonbDoc { root: std::ptr::addr_of_mut!((*j).root) }
+        JsonbDoc {
+            root: std::ptr::addr_of_mut!((*j).root),
+        }
     }
 
     fn is_obj(c: *mut pg_sys::JsonbContainer) -> bool {
@@ -30,8 +32,18 @@ impl JsonbDoc {
             if !Self::is_obj(c) {
                 return None;
             }
-            let mut v = pg_sys::JsonbValue { type_: 0, val: pg_sys::JsonbValue__bindgen_ty_1 { boolean: false } };
-            let found = unsafe { pg_sys::getKeyJsonValueFromContainer(c, k.as_ptr() as *const std::ffi::c_char, k.len() as i32, &mut v) };
+            let mut v = pg_sys::JsonbValue {
+                type_: 0,
+                val: pg_sys::JsonbValue__bindgen_ty_1 { boolean: false },
+            };
+            let found = unsafe {
+                pg_sys::getKeyJsonValueFromContainer(
+                    c,
+                    k.as_ptr() as *const std::ffi::c_char,
+                    k.len() as i32,
+                    &mut v,
+                )
+            };
             if found.is_null() {
                 return None;
             }
@@ -49,18 +61,26 @@ impl JsonbDoc {
     fn numeric_body<'a>(n: pg_sys::Numeric) -> &'a [u8] {
         unsafe {
             let v = n as *mut pg_sys::varlena;
-            std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v))
+            std::slice::from_raw_parts(
+                pgrx::varlena::vardata_any(v) as *const u8,
+                pgrx::varlena::varsize_any_exhdr(v),
+            )
         }
     }
 
     fn numeric_text(n: pg_sys::Numeric) -> String {
-        unsafe { pgrx::AnyNumeric::from_datum(pg_sys::Datum::from(n), false) }.map(|x| x.to_string()).unwrap_or_else(|| "a number".into())
+        unsafe { pgrx::AnyNumeric::from_datum(pg_sys::Datum::from(n), false) }
+            .map(|x| x.to_string())
+            .unwrap_or_else(|| "a number".into())
     }
 
     fn describe(v: &pg_sys::JsonbValue) -> String {
         match v.type_ {
             pg_sys::jbvType::jbvString => unsafe {
-                let s = std::slice::from_raw_parts(v.val.string.val as *const u8, v.val.string.len as usize);
+                let s = std::slice::from_raw_parts(
+                    v.val.string.val as *const u8,
+                    v.val.string.len as usize,
+                );
                 format!("\"{}\"", String::from_utf8_lossy(s))
             },
             pg_sys::jbvType::jbvBool => unsafe { v.val.boolean.to_string() },
@@ -80,13 +100,17 @@ const UNIT: i128 = 10_000_000_000_000_000; // 10^16: units of a cost per integer
 
 impl Doc for JsonbDoc {
     fn field(&self, path: &[&str]) -> Field {
-        let Some(v) = self.lookup(path) else { return Field::Missing };
+        let Some(v) = self.lookup(path) else {
+            return Field::Missing;
+        };
         match v.type_ {
             pg_sys::jbvType::jbvNull => Field::Null,
             pg_sys::jbvType::jbvNumeric => {
                 let n = unsafe { v.val.numeric };
                 match crate::core::numeric::decode_units(Self::numeric_body(n)) {
-                    Some(u) if u >= 0 && u % UNIT == 0 && u / UNIT <= i64::MAX as i128 => Field::Count((u / UNIT) as i64),
+                    Some(u) if u >= 0 && u % UNIT == 0 && u / UNIT <= i64::MAX as i128 => {
+                        Field::Count((u / UNIT) as i64)
+                    }
                     _ => Field::Bad(Self::numeric_text(n)),
                 }
             }
@@ -95,7 +119,9 @@ impl Doc for JsonbDoc {
     }
 
     fn money(&self, path: &[&str]) -> Result<Option<i128>, String> {
-        let Some(v) = self.lookup(path) else { return Ok(None) };
+        let Some(v) = self.lookup(path) else {
+            return Ok(None);
+        };
         match v.type_ {
             pg_sys::jbvType::jbvNull => Ok(None),
             pg_sys::jbvType::jbvNumeric => {
@@ -114,7 +140,9 @@ impl Doc for JsonbDoc {
             return Self::is_obj(self.root);
         }
         match self.lookup(path) {
-            Some(v) if v.type_ == pg_sys::jbvType::jbvBinary => Self::is_obj(unsafe { v.val.binary.data }),
+            Some(v) if v.type_ == pg_sys::jbvType::jbvBinary => {
+                Self::is_obj(unsafe { v.val.binary.data })
+            }
             _ => false,
         }
     }

@@ -20,10 +20,17 @@ pub struct Participant {
     pub sub_commit: fn(pg_sys::SubTransactionId, pg_sys::SubTransactionId),
 }
 
-static PARTICIPANTS: std::sync::Mutex<Vec<&'static Participant>> = std::sync::Mutex::new(Vec::new());
+static PARTICIPANTS: std::sync::Mutex<Vec<&'static Participant>> =
+    std::sync::Mutex::new(Vec::new());
 
 thread_local! {
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
+    static PREPARING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the pre-commit work running now is that of PREPARE TRANSACTION (which may not NOTIFY).
+pub fn preparing() -> bool {
+    PREPARING.with(|p| p.get())
 }
 
 /// Adds a participant (from `_PG_init`); they run in the order they joined.
@@ -38,11 +45,21 @@ fn participants() -> Vec<&'static Participant> {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+unsafe extern "C-unwind" fn xact_callback(
+    event: pg_sys::XactEvent::Type,
+    _arg: *mut std::ffi::c_void,
+) {
     use pg_sys::XactEvent::*;
     match event {
-        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => participants().iter().for_each(|p| (p.pre_commit)()),
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT => participants().iter().for_each(|p| (p.end)(false)),
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
+            PREPARING.with(|p| p.set(event == XACT_EVENT_PRE_PREPARE));
+            participants().iter().for_each(|p| (p.pre_commit)());
+            PREPARING.with(|p| p.set(false));
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT => {
+            PREPARING.with(|p| p.set(false));
+            participants().iter().for_each(|p| (p.end)(false))
+        }
         XACT_EVENT_PREPARE => participants().iter().for_each(|p| (p.end)(true)),
         _ => {}
     }
@@ -58,7 +75,9 @@ unsafe extern "C-unwind" fn subxact_callback(
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
         participants().iter().for_each(|p| (p.sub_abort)(my));
     } else if event == pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB {
-        participants().iter().for_each(|p| (p.sub_commit)(my, parent));
+        participants()
+            .iter()
+            .for_each(|p| (p.sub_commit)(my, parent));
     }
 }
 

@@ -18,7 +18,13 @@ pub enum Priced {
 
 /// Prices one call from the cached catalog; no query unless the catalog changed. `provider`:
 /// the host the call went to, if known (a value the catalog does not know is ignored).
-pub fn price_call(model: &str, provider: Option<&str>, tier: ServiceTier, u: &Usage, at: i64) -> Priced {
+pub fn price_call(
+    model: &str,
+    provider: Option<&str>,
+    tier: ServiceTier,
+    u: &Usage,
+    at: i64,
+) -> Priced {
     let loaded = cache::catalog();
     match loaded.resolve_index(model, provider) {
         None => Priced::UnknownModel,
@@ -77,7 +83,10 @@ pub unsafe fn numeric_special(d: pg_sys::Datum) -> bool {
 /// A numeric Datum's binary body (header and digits), valid for the current call.
 unsafe fn numeric_body<'a>(d: pg_sys::Datum) -> &'a [u8] {
     let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
-    std::slice::from_raw_parts(pgrx::varlena::vardata_any(v) as *const u8, pgrx::varlena::varsize_any_exhdr(v))
+    std::slice::from_raw_parts(
+        pgrx::varlena::vardata_any(v) as *const u8,
+        pgrx::varlena::varsize_any_exhdr(v),
+    )
 }
 
 /// A numeric Datum built by `cost_datum` (palloc'd in the call's memory context), returned to
@@ -87,7 +96,10 @@ pub struct NumericDatum(pub pg_sys::Datum);
 pgrx::impl_sql_translatable!(NumericDatum, "numeric");
 
 unsafe impl pgrx::callconv::BoxRet for NumericDatum {
-    unsafe fn box_into<'fcx>(self, fcinfo: &mut pgrx::callconv::FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+    unsafe fn box_into<'fcx>(
+        self,
+        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
+    ) -> pgrx::datum::Datum<'fcx> {
         unsafe { fcinfo.return_raw_datum(self.0) }
     }
 }
@@ -98,6 +110,6 @@ pub fn cost_to_numeric_datum(c: Cost) -> NumericDatum {
 }
 
 pub fn cost_to_numeric(c: Cost) -> AnyNumeric {
-    unsafe { AnyNumeric::from_datum(cost_datum(c, -1), false) }.unwrap_or_else(|| error!("llm_cost: numeric conversion failed"))
+    unsafe { AnyNumeric::from_datum(cost_datum(c, -1), false) }
+        .unwrap_or_else(|| error!("llm_cost: numeric conversion failed"))
 }
-

@@ -91,7 +91,12 @@ mod unit {
         }
     }
 
-    fn add(p: &mut PerSub<HashMap<&'static str, N>>, sub: SubTransactionId, k: &'static str, n: i64) {
+    fn add(
+        p: &mut PerSub<HashMap<&'static str, N>>,
+        sub: SubTransactionId,
+        k: &'static str,
+        n: i64,
+    ) {
         p.of(sub).entry(k).or_default().0 += n;
     }
 

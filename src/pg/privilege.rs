@@ -20,17 +20,22 @@ use pgrx::PgSqlErrorCode;
 /// unknown models once per statement, rollup definitions once per load, registry writes): an
 /// extension dropped and created again by another role is never run as a stale owner.
 pub fn extension_owner() -> pg_sys::Oid {
-    Spi::get_one::<pg_sys::Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'llm_cost'")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| error!("llm_cost: the extension is not installed in this database"))
+    Spi::get_one::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'llm_cost'",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| error!("llm_cost: the extension is not installed in this database"))
 }
 
 /// The owner of a relation, or None when it does not exist.
 pub fn owner_of(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
-    Spi::get_one_with_args::<pg_sys::Oid>("SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1", &[relid.into()])
-        .ok()
-        .flatten()
+    Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
+        &[relid.into()],
+    )
+    .ok()
+    .flatten()
 }
 
 /// Whether the current user has the rights of `role` (is it, or a member that inherits it).
@@ -76,10 +81,19 @@ pub fn as_table_owner<R>(relid: pg_sys::Oid, what: &str, f: impl FnOnce() -> R) 
 /// everyone's): otherwise 42501 "must be owner of <relid> to <what>"; 42P01 if it does not exist.
 pub fn require_owner_rights(relid: pg_sys::Oid, what: &str) -> pg_sys::Oid {
     let Some(owner) = owner_of(relid) else {
-        fail(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, format!("llm_cost: relation with OID {} does not exist", relid.to_u32()));
+        fail(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!(
+                "llm_cost: relation with OID {} does not exist",
+                relid.to_u32()
+            ),
+        );
     };
     if !has_rights_of(owner) {
-        fail(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, format!("must be owner of {} to {what}", relname(relid)));
+        fail(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("must be owner of {} to {what}", relname(relid)),
+        );
     }
     owner
 }

@@ -19,10 +19,13 @@ pub fn root_of(relid: pg_sys::Oid, rel: pg_sys::Relation) -> pg_sys::Oid {
     if let Some(r) = ROOTS.with(|m| m.borrow().get(&relid).copied()) {
         return r;
     }
-    let root = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.pg_partition_root($1)::oid", &[relid.into()])
-        .ok()
-        .flatten()
-        .unwrap_or(relid);
+    let root = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT pg_catalog.pg_partition_root($1)::oid",
+        &[relid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(relid);
     ROOTS.with(|m| m.borrow_mut().insert(relid, root));
     root
 }
@@ -37,7 +40,10 @@ pub fn forget_roots() {
 }
 
 /// All columns of a tuple at once: (values, nulls), indexed by attribute number - 1.
-pub unsafe fn deform(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+pub unsafe fn deform(
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+) -> (Vec<pg_sys::Datum>, Vec<bool>) {
     let n = (*tupdesc).natts as usize;
     let mut values = vec![pg_sys::Datum::from(0); n];
     let mut nulls = vec![true; n];
@@ -51,18 +57,21 @@ pub unsafe fn deform(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc) -> (V
 pub unsafe fn event_time(d: pg_sys::Datum, typid: pg_sys::Oid, zone: Option<pg_sys::Datum>) -> i64 {
     let ts = match typid {
         pg_sys::TIMESTAMPOID => d,
-        pg_sys::DATEOID => match pgrx::direct_function_call_as_datum(pg_sys::date_timestamp, &[Some(d)]) {
-            Some(t) => t,
-            None => return 0,
-        },
+        pg_sys::DATEOID => {
+            match pgrx::direct_function_call_as_datum(pg_sys::date_timestamp, &[Some(d)]) {
+                Some(t) => t,
+                None => return 0,
+            }
+        }
         _ => return d.value() as i64,
     };
     match zone {
         // timestamp and timestamptz count microseconds from the same epoch: in UTC, the same.
         None => ts.value() as i64,
-        Some(z) => pgrx::direct_function_call_as_datum(pg_sys::timestamp_zone, &[Some(z), Some(ts)])
-            .map(|d| d.value() as i64)
-            .unwrap_or(0),
+        Some(z) => {
+            pgrx::direct_function_call_as_datum(pg_sys::timestamp_zone, &[Some(z), Some(ts)])
+                .map(|d| d.value() as i64)
+                .unwrap_or(0)
+        }
     }
 }
-

@@ -1,0 +1,856 @@
+//! Budgets (feature, on top of rollups): spend limits per rollup group and period, alerts
+//! exactly once when spend crosses a threshold, and the pre-flight `check_budget`.
+//!
+//! Spend is the rollup's exact cost (its stripes). The rollup writer remembers which budgeted
+//! (period, group)s a transaction added to (`rollups::take_written`); just before the
+//! transaction commits (`LIFECYCLE`, after the rollup sums are written), for each of them:
+//! 1. an exclusive lock on (stripes table, period, group) — an advisory-type lock of llm_cost's
+//!    own (field4 = `LOCK_SPACE`), taken in key order so two committers never deadlock;
+//! 2. its spend read with a *fresh* snapshot: every transaction that passed step 1 before us has
+//!    committed (locks are released after the commit is visible), so we see its spend and ours
+//!    whatever the isolation level;
+//! 3. every threshold reached and not yet alerted goes into `llm_cost.budget_alerts` (unique per
+//!    budget, group, period and threshold; the insert runs with the same fresh snapshot, so a
+//!    row another transaction committed is seen and skipped) and NOTIFY `llm_cost_budget`,
+//!    delivered when we commit; a rollback takes both away.
+//!
+//! Thresholds already alerted in this backend are remembered, so a group past all its
+//! thresholds costs no lock and no read. Definitions are cached per backend and dropped when
+//! `llm_cost.budgets`, `budget_limits`, `rollups` or a budgeted stripes table changes.
+
+use crate::features::stripes::Layout;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+/// `locktag_field4` of llm_cost's budget locks (pg_advisory_* use 1 and 2).
+const LOCK_SPACE: u16 = 0x4c43;
+
+/// One threshold of one group's limit.
+#[derive(Clone)]
+struct Amount {
+    /// The threshold, as numeric text.
+    threshold: String,
+    /// threshold * limit in 10^-16 USD, rounded up (spend in whole units reaches it exactly when
+    /// it is at least this).
+    units: Option<i128>,
+    /// threshold * limit, exact numeric text.
+    exact: String,
+}
+
+#[derive(Clone)]
+struct Limit {
+    limit: String,
+    amounts: Vec<Amount>,
+}
+
+struct Budget {
+    id: i64,
+    name: String,
+    rollup: pg_sys::Oid,
+    source: Option<pg_sys::Oid>,
+    hard: bool,
+    grain: String,
+    zone: String,
+    group_cols: Vec<String>,
+    /// Type input function, its parameter and the typmod of each group column (check_budget).
+    group_input: Vec<(pg_sys::Oid, pg_sys::Oid, i32)>,
+    /// Group column index and the value (as text) it must have.
+    filter: Vec<(usize, Option<String>)>,
+    default: Limit,
+    overrides: HashMap<Vec<Option<String>>, Limit>,
+    layout: Rc<Layout>,
+    /// The group column that row security on the rollup compares with the reader.
+    owner_column: Option<usize>,
+    /// The current period [start, end) as last computed.
+    period: Cell<(i64, i64)>,
+}
+
+impl Budget {
+    fn covers(&self, group: &[Option<String>]) -> bool {
+        self.filter
+            .iter()
+            .all(|(i, v)| group.get(*i).is_some_and(|g| g == v))
+    }
+
+    fn limit_of(&self, group: &[Option<String>]) -> &Limit {
+        self.overrides.get(group).unwrap_or(&self.default)
+    }
+}
+
+#[derive(Default)]
+struct Defs {
+    /// Loaded before the budget tables existed (a database on older SQL): any change reloads.
+    incomplete: bool,
+    by_stripes: HashMap<pg_sys::Oid, Vec<Rc<Budget>>>,
+    by_name: HashMap<String, Rc<Budget>>,
+    /// Relations whose change makes these definitions stale.
+    watched: HashSet<pg_sys::Oid>,
+}
+
+thread_local! {
+    static DEFS: RefCell<Option<Rc<Defs>>> = const { RefCell::new(None) };
+    /// (budget, period, group, threshold index) alerted (or found alerted) by this backend.
+    static ALERTED: RefCell<HashSet<(i64, i64, Vec<Option<String>>, usize)>> = RefCell::new(HashSet::new());
+}
+
+const ALERTED_MAX: usize = 100_000;
+
+/// A relation changed (relcache invalidation): drop the definitions if they depend on it.
+pub fn forget(relid: pg_sys::Oid) {
+    let _ = DEFS.try_with(|d| {
+        if let Ok(mut d) = d.try_borrow_mut() {
+            if relid == pg_sys::InvalidOid
+                || d.as_ref()
+                    .is_some_and(|defs| defs.incomplete || defs.watched.contains(&relid))
+            {
+                *d = None;
+                let _ = ALERTED.try_with(|a| a.try_borrow_mut().map(|mut a| a.clear()));
+            }
+        }
+    });
+}
+
+/// Whether a rollup (by its stripes table) has budgets: the rollup writer remembers the groups
+/// it writes there for the check at commit.
+pub fn watches(stripes: pg_sys::Oid) -> bool {
+    with_snapshot(defs).by_stripes.contains_key(&stripes)
+}
+
+/// Runs `f` with an active snapshot (before commit no statement is running; SQL needs one).
+fn with_snapshot<R>(f: impl FnOnce() -> R) -> R {
+    unsafe {
+        if pg_sys::ActiveSnapshotSet() {
+            return f();
+        }
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        let r = f();
+        pg_sys::PopActiveSnapshot();
+        r
+    }
+}
+
+fn defs() -> Rc<Defs> {
+    if let Some(d) = DEFS.with(|d| d.borrow().clone()) {
+        return d;
+    }
+    crate::pg::cache::register_callback();
+    let loaded = Rc::new(load());
+    DEFS.with(|d| *d.borrow_mut() = Some(loaded.clone()));
+    loaded
+}
+
+fn parse_units(s: Option<String>) -> Option<i128> {
+    s.and_then(|s| s.parse::<i128>().ok())
+}
+
+fn limit_of(
+    limit: String,
+    thresholds: &[Option<String>],
+    units: Vec<Option<String>>,
+    exact: Vec<Option<String>>,
+) -> Limit {
+    Limit {
+        limit,
+        amounts: thresholds
+            .iter()
+            .zip(units)
+            .zip(exact)
+            .map(|((t, u), e)| Amount {
+                threshold: t.clone().unwrap_or_default(),
+                units: parse_units(u),
+                exact: e.unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+const LOAD_BUDGETS: &str = "
+SELECT b.id, b.name, b.rollup::oid::int8, r.stripes::oid::int8, r.source::oid::int8, b.hard, r.grain, r.time_zone, r.group_by,
+       b.limit_usd::text, NULL::text,
+       ARRAY(SELECT x::text FROM unnest(b.thresholds) x ORDER BY x),
+       ARRAY(SELECT ceil(x * b.limit_usd * 1e16)::text FROM unnest(b.thresholds) x ORDER BY x),
+       ARRAY(SELECT (x * b.limit_usd)::text FROM unnest(b.thresholds) x ORDER BY x),
+       ARRAY(SELECT b.filter ? g FROM unnest(r.group_by) g),
+       ARRAY(SELECT b.filter ->> g FROM unnest(r.group_by) g),
+       ARRAY(SELECT coalesce(a.attnum, 0)::int8 FROM unnest(ARRAY['period_start', 'stripe', 'requests', 'input_tokens', 'output_tokens',
+                   'cache_read_tokens', 'cache_write_tokens', 'cost_usd', 'unpriced_requests', 'error_requests', 'latency_ms_sum',
+                   'latency_ms_max', 'first_seen', 'last_seen']) WITH ORDINALITY n(name, ord)
+                   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord),
+       ARRAY(SELECT coalesce(a.attnum, 0)::int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
+                   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord),
+       ARRAY(SELECT coalesce(t.typinput, 0)::oid::int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
+                   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped
+                   LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid ORDER BY n.ord),
+       ARRAY(SELECT coalesce(CASE WHEN t.typelem <> 0 THEN t.typelem ELSE t.oid END, 0)::oid::int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
+                   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped
+                   LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid ORDER BY n.ord),
+       ARRAY(SELECT coalesce(a.atttypmod, -1)::int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
+                   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord),
+       (SELECT array_position(r.group_by, s.owner_column)::int8 FROM llm_cost.row_security s WHERE s.rel = b.rollup)
+  FROM llm_cost.budgets b JOIN llm_cost.rollups r ON r.rollup = b.rollup";
+
+const LOAD_LIMITS: &str = "
+SELECT l.budget_id, ARRAY(SELECT l.\"group\" ->> g FROM unnest(r.group_by) g), l.limit_usd::text, ceil(l.limit_usd * 1e16)::text,
+       ARRAY(SELECT x::text FROM unnest(b.thresholds) x ORDER BY x),
+       ARRAY(SELECT ceil(x * l.limit_usd * 1e16)::text FROM unnest(b.thresholds) x ORDER BY x),
+       ARRAY(SELECT (x * l.limit_usd)::text FROM unnest(b.thresholds) x ORDER BY x)
+  FROM llm_cost.budget_limits l JOIN llm_cost.budgets b ON b.id = l.budget_id JOIN llm_cost.rollups r ON r.rollup = b.rollup";
+
+fn load() -> Defs {
+    let exists =
+        Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('llm_cost.budgets') IS NOT NULL")
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+    if !exists {
+        // A database still on the SQL of an older version (before ALTER EXTENSION UPDATE).
+        return Defs {
+            incomplete: true,
+            ..Defs::default()
+        };
+    }
+    crate::pg::privilege::as_extension_owner(|| {
+        Spi::connect(|client| -> Result<Defs, pgrx::spi::Error> {
+            let mut defs = Defs::default();
+            let mut budgets: HashMap<i64, Budget> = HashMap::new();
+            for row in client.select(LOAD_BUDGETS, None, &[])? {
+                let oid = |i: usize| -> Result<pg_sys::Oid, pgrx::spi::Error> {
+                    Ok(pg_sys::Oid::from(row.get::<i64>(i)?.unwrap_or(0) as u32))
+                };
+                let ints = |i: usize| -> Result<Vec<i64>, pgrx::spi::Error> {
+                    Ok(row.get::<Vec<Option<i64>>>(i)?.unwrap_or_default().into_iter().map(|x| x.unwrap_or(0)).collect())
+                };
+                let texts = |i: usize| -> Result<Vec<Option<String>>, pgrx::spi::Error> { Ok(row.get::<Vec<Option<String>>>(i)?.unwrap_or_default()) };
+                let id = row.get::<i64>(1)?.unwrap_or(0);
+                let stripes = oid(4)?;
+                let group_cols: Vec<String> = texts(9)?.into_iter().map(|x| x.unwrap_or_default()).collect();
+                let thresholds = texts(12)?;
+                let has: Vec<Option<bool>> = row.get::<Vec<Option<bool>>>(15)?.unwrap_or_default();
+                let vals = texts(16)?;
+                let filter = has.iter().enumerate().filter(|(_, h)| **h == Some(true)).map(|(i, _)| (i, vals.get(i).cloned().flatten())).collect();
+                let fixed_v = ints(17)?;
+                let mut fixed = [0i16; 14];
+                for (i, v) in fixed_v.iter().take(14).enumerate() {
+                    fixed[i] = *v as i16;
+                }
+                let groups: Vec<i16> = ints(18)?.into_iter().map(|x| x as i16).collect();
+                let inputs = ints(19)?;
+                let ioparams = ints(20)?;
+                let typmods = ints(21)?;
+                let group_input = (0..group_cols.len())
+                    .map(|i| {
+                        (
+                            pg_sys::Oid::from(*inputs.get(i).unwrap_or(&0) as u32),
+                            pg_sys::Oid::from(*ioparams.get(i).unwrap_or(&0) as u32),
+                            *typmods.get(i).unwrap_or(&-1) as i32,
+                        )
+                    })
+                    .collect();
+                let b = Budget {
+                    id,
+                    name: row.get::<String>(2)?.unwrap_or_default(),
+                    rollup: oid(3)?,
+                    source: row.get::<i64>(5)?.map(|x| pg_sys::Oid::from(x as u32)),
+                    hard: row.get::<bool>(6)?.unwrap_or(false),
+                    grain: row.get::<String>(7)?.unwrap_or_default(),
+                    zone: row.get::<String>(8)?.unwrap_or_default(),
+                    group_cols,
+                    group_input,
+                    filter,
+                    default: limit_of(row.get::<String>(10)?.unwrap_or_default(), &thresholds, texts(13)?, texts(14)?),
+                    overrides: HashMap::new(),
+                    layout: Rc::new(Layout { stripes, groups, fixed, probe_keys: Default::default() }),
+                    owner_column: row.get::<i64>(22)?.map(|x| (x - 1) as usize),
+                    period: Cell::new((i64::MAX, i64::MIN)),
+                };
+                defs.watched.insert(stripes);
+                defs.watched.insert(b.rollup);
+                budgets.insert(id, b);
+            }
+            for row in client.select(LOAD_LIMITS, None, &[])? {
+                let id = row.get::<i64>(1)?.unwrap_or(0);
+                let group = row.get::<Vec<Option<String>>>(2)?.unwrap_or_default();
+                let thresholds = row.get::<Vec<Option<String>>>(5)?.unwrap_or_default();
+                let l = limit_of(
+                    row.get::<String>(3)?.unwrap_or_default(),
+                    &thresholds,
+                    row.get::<Vec<Option<String>>>(6)?.unwrap_or_default(),
+                    row.get::<Vec<Option<String>>>(7)?.unwrap_or_default(),
+                );
+                if let Some(b) = budgets.get_mut(&id) {
+                    b.overrides.insert(group, l);
+                }
+            }
+            for oid in client
+                .select(
+                    "SELECT c.oid::int8 FROM pg_catalog.pg_class c
+                      WHERE c.oid IN (pg_catalog.to_regclass('llm_cost.budgets'), pg_catalog.to_regclass('llm_cost.budget_limits'),
+                                      pg_catalog.to_regclass('llm_cost.rollups'), pg_catalog.to_regclass('llm_cost.row_security'))",
+                    None,
+                    &[],
+                )?
+            {
+                defs.watched.insert(pg_sys::Oid::from(oid.get::<i64>(1)?.unwrap_or(0) as u32));
+            }
+            for (_, b) in budgets {
+                let b = Rc::new(b);
+                defs.by_stripes.entry(b.layout.stripes).or_default().push(b.clone());
+                defs.by_name.insert(b.name.clone(), b);
+            }
+            Ok(defs)
+        })
+        .unwrap_or_else(|e| error!("llm_cost: could not read the budgets: {e}"))
+    })
+}
+
+/// A group value as text, as `value::text` writes it (the budget tables' representation).
+unsafe fn text_of(d: Option<pg_sys::Datum>, typid: pg_sys::Oid) -> Option<String> {
+    let d = d?;
+    if typid == pg_sys::BOOLOID {
+        return Some(if d.value() != 0 { "true" } else { "false" }.to_string());
+    }
+    let mut out = pg_sys::InvalidOid;
+    let mut varlena = false;
+    pg_sys::getTypeOutputInfo(typid, &mut out, &mut varlena);
+    let c = pg_sys::OidOutputFunctionCall(out, d);
+    let s = std::ffi::CStr::from_ptr(c).to_string_lossy().into_owned();
+    pg_sys::pfree(c.cast());
+    Some(s)
+}
+
+fn group_json(b: &Budget, group: &[Option<String>]) -> String {
+    let mut m = serde_json::Map::new();
+    for (c, v) in b.group_cols.iter().zip(group) {
+        m.insert(
+            c.clone(),
+            v.clone()
+                .map(serde_json::Value::String)
+                .unwrap_or(serde_json::Value::Null),
+        );
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+fn lock_key(stripes: pg_sys::Oid, period: i64, group: &[Option<String>]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    stripes.to_u32().hash(&mut h);
+    period.hash(&mut h);
+    group.hash(&mut h);
+    h.finish()
+}
+
+unsafe fn lock(key: u64) {
+    let tag = pg_sys::LOCKTAG {
+        locktag_field1: pg_sys::MyDatabaseId.to_u32(),
+        locktag_field2: (key >> 32) as u32,
+        locktag_field3: key as u32,
+        locktag_field4: LOCK_SPACE,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: 2, // USER_LOCKMETHOD
+    };
+    pg_sys::LockAcquire(
+        &tag,
+        pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
+        false,
+        false,
+    );
+}
+
+/// Whether `spent` (numeric Datum) reached `a`.
+unsafe fn reached(spent: pg_sys::Datum, spent_units: Option<i128>, a: &Amount) -> bool {
+    match (spent_units, a.units) {
+        (Some(s), Some(u)) => s >= u,
+        _ => numeric_cmp(spent, &a.exact) >= 0,
+    }
+}
+
+unsafe fn numeric_of(text: &str) -> pg_sys::Datum {
+    let c = std::ffi::CString::new(text).unwrap_or_default();
+    pgrx::direct_function_call_as_datum(
+        pg_sys::numeric_in,
+        &[
+            Some(pg_sys::Datum::from(c.as_ptr())),
+            Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+            Some(pg_sys::Datum::from(-1i32)),
+        ],
+    )
+    .unwrap_or_else(|| error!("llm_cost: not a number: {text}"))
+}
+
+unsafe fn numeric_cmp(a: pg_sys::Datum, b: &str) -> i32 {
+    let b = numeric_of(b);
+    pgrx::direct_function_call_as_datum(pg_sys::numeric_cmp, &[Some(a), Some(b)])
+        .map(|d| d.value() as i32)
+        .unwrap_or(0)
+}
+
+struct Check {
+    key: u64,
+    budget: Rc<Budget>,
+    period: i64,
+    group: Vec<Option<String>>,
+    datums: Vec<Option<pg_sys::Datum>>,
+}
+
+fn alerted(b: i64, period: i64, group: &[Option<String>], i: usize) -> bool {
+    ALERTED.with(|a| a.borrow().contains(&(b, period, group.to_vec(), i)))
+}
+
+fn mark_alerted(b: i64, period: i64, group: &[Option<String>], i: usize) {
+    ALERTED.with(|a| {
+        let mut a = a.borrow_mut();
+        if a.len() >= ALERTED_MAX {
+            a.clear();
+        }
+        a.insert((b, period, group.to_vec(), i));
+    });
+}
+
+/// Before commit (after the rollup sums are written): the budget crossings of the groups this
+/// transaction added spend to.
+pub fn check_at_commit() {
+    let written = crate::features::rollups::take_written();
+    if written.is_empty() {
+        return;
+    }
+    with_snapshot(|| check(written));
+}
+
+fn check(written: Vec<crate::features::rollups::Written>) {
+    let defs = defs();
+    let mut checks: Vec<Check> = Vec::new();
+    for w in written {
+        let Some(budgets) = defs.by_stripes.get(&w.stripes) else {
+            continue;
+        };
+        let group: Vec<Option<String>> = w
+            .group
+            .iter()
+            .zip(&w.types)
+            .map(|(d, t)| unsafe { text_of(*d, *t) })
+            .collect();
+        for b in budgets {
+            if !b.covers(&group) {
+                continue;
+            }
+            let limit = b.limit_of(&group);
+            if (0..limit.amounts.len()).all(|i| alerted(b.id, w.period, &group, i)) {
+                continue;
+            }
+            checks.push(Check {
+                key: lock_key(w.stripes, w.period, &group),
+                budget: b.clone(),
+                period: w.period,
+                group: group.clone(),
+                datums: w.group.clone(),
+            });
+        }
+    }
+    if checks.is_empty() {
+        return;
+    }
+    checks.sort_by_key(|c| c.key);
+    unsafe {
+        let mut last = None;
+        for c in &checks {
+            if last != Some(c.key) {
+                lock(c.key);
+                last = Some(c.key);
+            }
+        }
+        // Our own rollup writes must be visible to the snapshot taken now, which also sees every
+        // transaction that held these locks before us.
+        pg_sys::CommandCounterIncrement();
+        let snap = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+        let mut spent_of: HashMap<(u32, u64), pg_sys::Datum> = HashMap::new();
+        for c in &checks {
+            let spent = *spent_of
+                .entry((c.budget.layout.stripes.to_u32(), c.key))
+                .or_insert_with(|| {
+                    crate::features::stripes::group_cost(
+                        &c.budget.layout,
+                        c.period,
+                        &c.datums,
+                        snap,
+                    )
+                });
+            let units = crate::pg::money::numeric_units(spent);
+            let limit = c.budget.limit_of(&c.group);
+            for (i, a) in limit.amounts.iter().enumerate() {
+                if alerted(c.budget.id, c.period, &c.group, i) || !reached(spent, units, a) {
+                    continue;
+                }
+                alert(&c.budget, &c.group, c.period, a, spent, &limit.limit, snap);
+                mark_alerted(c.budget.id, c.period, &c.group, i);
+            }
+        }
+        pg_sys::UnregisterSnapshot(snap);
+    }
+}
+
+const ALERT_SQL: &str = "WITH a AS (
+    INSERT INTO llm_cost.budget_alerts AS a (budget_id, budget, \"group\", period_start, threshold, spent_usd, limit_usd)
+    VALUES ($1, $2, $3::jsonb, $4, $5::numeric, $6, $7::numeric)
+    ON CONFLICT (budget_id, \"group\", period_start, threshold) DO NOTHING
+    RETURNING a.*)
+SELECT pg_catalog.pg_notify('llm_cost_budget', pg_catalog.json_build_object(
+           'id', a.id, 'budget', a.budget, 'group', a.\"group\", 'period_start', a.period_start, 'threshold', a.threshold,
+           'spent_usd', a.spent_usd, 'limit_usd', a.limit_usd, 'crossed_at', a.crossed_at,
+           'state', CASE WHEN a.threshold >= 1 THEN 'exceeded' ELSE 'warning' END)::text)
+  FROM a";
+
+/// PREPARE TRANSACTION may not NOTIFY: the alert is recorded, not sent.
+const ALERT_SQL_PREPARED: &str = "INSERT INTO llm_cost.budget_alerts (budget_id, budget, \"group\", period_start, threshold, spent_usd, limit_usd)
+    VALUES ($1, $2, $3::jsonb, $4, $5::numeric, $6, $7::numeric)
+    ON CONFLICT (budget_id, \"group\", period_start, threshold) DO NOTHING";
+
+/// Records (and notifies) one crossing, as the extension's owner, with the snapshot of the check.
+unsafe fn alert(
+    b: &Budget,
+    group: &[Option<String>],
+    period: i64,
+    a: &Amount,
+    spent: pg_sys::Datum,
+    limit: &str,
+    snap: pg_sys::Snapshot,
+) {
+    let sql = if crate::pg::lifecycle::preparing() {
+        ALERT_SQL_PREPARED
+    } else {
+        ALERT_SQL
+    };
+    let gj = group_json(b, group);
+    crate::pg::privilege::as_extension_owner(|| {
+        let text = |s: &str| -> pg_sys::Datum {
+            let c = std::ffi::CString::new(s).unwrap_or_default();
+            pg_sys::Datum::from(pg_sys::cstring_to_text(c.as_ptr()))
+        };
+        let sqlc = std::ffi::CString::new(sql).unwrap_or_default();
+        if pg_sys::SPI_connect() < 0 {
+            error!("llm_cost: SPI_connect failed");
+        }
+        let mut types = [
+            pg_sys::INT8OID,
+            pg_sys::TEXTOID,
+            pg_sys::TEXTOID,
+            pg_sys::TIMESTAMPTZOID,
+            pg_sys::TEXTOID,
+            pg_sys::NUMERICOID,
+            pg_sys::TEXTOID,
+        ];
+        let plan = pg_sys::SPI_prepare(sqlc.as_ptr(), types.len() as i32, types.as_mut_ptr());
+        if plan.is_null() {
+            error!("llm_cost: could not prepare the budget alert");
+        }
+        let mut values = [
+            pg_sys::Datum::from(b.id),
+            text(&b.name),
+            text(&gj),
+            pg_sys::Datum::from(period),
+            text(&a.threshold),
+            spent,
+            text(limit),
+        ];
+        let nulls = [b' ' as std::ffi::c_char; 7];
+        let rc = pg_sys::SPI_execute_snapshot(
+            plan,
+            values.as_mut_ptr(),
+            nulls.as_ptr(),
+            snap,
+            std::ptr::null_mut(),
+            false,
+            true,
+            0,
+        );
+        pg_sys::SPI_finish();
+        if rc < 0 {
+            error!("llm_cost: could not record a budget alert (SPI code {rc})");
+        }
+    });
+}
+
+/// Budget definitions stale after a write to the budget tables (statement trigger: every backend
+/// drops its cached definitions at its next command; this one at once).
+#[pg_trigger]
+fn _budgets_changed<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    let relid = trigger.relid()?;
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    forget(pg_sys::InvalidOid);
+    Ok(None)
+}
+
+/// Writes the budget tables for create_budget / set_budget_limit / drop_budget, which validate
+/// the arguments; this checks that the caller has the owner's rights over the budget's rollup
+/// (its view and stripes table) and writes as the extension's owner.
+#[pg_extern(volatile, parallel_unsafe)]
+fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
+    let a = args.0;
+    let rollup: Option<pg_sys::Oid> = match op {
+        "create" => a
+            .get("rollup")
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
+            .map(|n| pg_sys::Oid::from(n as u32)),
+        "limit" | "drop" => {
+            let id = a.get("budget_id").and_then(|v| v.as_i64()).unwrap_or(0);
+            Spi::get_one_with_args::<i64>(
+                "SELECT rollup::oid::int8 FROM llm_cost.budgets WHERE id = $1",
+                &[id.into()],
+            )
+            .ok()
+            .flatten()
+            .map(|n| pg_sys::Oid::from(n as u32))
+        }
+        _ => fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("llm_cost: no budget operation \"{op}\""),
+        ),
+    };
+    let Some(rollup) = rollup else {
+        fail(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            "llm_cost: no such budget or rollup".into(),
+        );
+    };
+    let stripes = Spi::get_one_with_args::<i64>(
+        "SELECT stripes::oid::int8 FROM llm_cost.rollups WHERE rollup = $1",
+        &[rollup.into()],
+    )
+    .ok()
+    .flatten()
+    .map(|n| pg_sys::Oid::from(n as u32))
+    .unwrap_or_else(|| {
+        fail(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            "llm_cost: not an llm_cost rollup".into(),
+        )
+    });
+    crate::pg::privilege::require_owner_rights(rollup, "manage its budgets");
+    crate::pg::privilege::require_owner_rights(stripes, "manage its budgets");
+    let me =
+        unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) }
+            .to_string_lossy()
+            .into_owned();
+    let sql = match op {
+        "create" => {
+            "INSERT INTO llm_cost.budgets AS b (name, rollup, limit_usd, thresholds, filter, hard, created_by)
+             SELECT $1->>'name', ($1->>'rollup')::oid::regclass, ($1->>'limit_usd')::numeric,
+                    ARRAY(SELECT x::numeric FROM jsonb_array_elements_text($1->'thresholds') x), $1->'filter', ($1->>'hard')::boolean, $2
+             RETURNING pg_catalog.to_jsonb(b.*)"
+        }
+        "limit" if a.get("limit_usd").is_none_or(|v| v.is_null()) => {
+            "WITH d AS (DELETE FROM llm_cost.budget_limits WHERE budget_id = ($1->>'budget_id')::bigint AND \"group\" = $1->'group' RETURNING 1)
+             SELECT NULL::jsonb WHERE $2 IS NOT NULL"
+        }
+        "limit" => {
+            "INSERT INTO llm_cost.budget_limits AS l (budget_id, \"group\", limit_usd)
+             VALUES (($1->>'budget_id')::bigint, $1->'group', ($1->>'limit_usd')::numeric)
+             ON CONFLICT (budget_id, \"group\") DO UPDATE SET limit_usd = excluded.limit_usd
+             RETURNING pg_catalog.to_jsonb(l.*)"
+        }
+        _ => "WITH d AS (DELETE FROM llm_cost.budgets WHERE id = ($1->>'budget_id')::bigint RETURNING 1) SELECT NULL::jsonb WHERE $2 IS NOT NULL",
+    };
+    let a = pgrx::JsonB(a);
+    crate::pg::privilege::as_extension_owner(move || {
+        Spi::connect_mut(|client| {
+            let rows = client.update(sql, None, &[a.into(), me.into()])?;
+            rows.first().get_one::<pgrx::JsonB>()
+        })
+        .unwrap_or_else(|e| error!("llm_cost: could not write the budget: {e}"))
+    })
+}
+
+fn fail(code: PgSqlErrorCode, msg: String) -> ! {
+    ereport!(ERROR, code, msg);
+}
+
+/// The current period [start, end) of a budget's rollup (recomputed when now() leaves it).
+fn current_period(b: &Budget) -> (i64, i64) {
+    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    let (s, e) = b.period.get();
+    if s <= now && now < e {
+        return (s, e);
+    }
+    let p = Spi::connect(|client| {
+        let row = client
+            .select(
+                "SELECT p, (p AT TIME ZONE $2 + ('1 ' || $1)::interval) AT TIME ZONE $2
+                   FROM (SELECT pg_catalog.date_trunc($1, pg_catalog.now(), $2) AS p) x",
+                Some(1),
+                &[b.grain.as_str().into(), b.zone.as_str().into()],
+            )?
+            .first()
+            .get_two::<pgrx::datum::TimestampWithTimeZone, pgrx::datum::TimestampWithTimeZone>()?;
+        Ok::<_, pgrx::spi::Error>(row)
+    })
+    .unwrap_or_else(|e| error!("llm_cost: could not compute the budget period: {e}"));
+    let to_i64 = |t: Option<pgrx::datum::TimestampWithTimeZone>| -> i64 {
+        use pgrx::IntoDatum;
+        t.and_then(|t| t.into_datum())
+            .map(|d| d.value() as i64)
+            .unwrap_or(0)
+    };
+    let p = (to_i64(p.0), to_i64(p.1));
+    b.period.set(p);
+    p
+}
+
+unsafe fn role_oid(name: &std::ffi::CStr) -> pg_sys::Oid {
+    pg_sys::get_role_oid(name.as_ptr(), true)
+}
+
+/// May the current user see the budget of this group (check_budget)?
+fn may_check(b: &Budget, group: &[Option<String>]) -> bool {
+    unsafe {
+        let me = pg_sys::GetUserId();
+        let admin = role_oid(c"llm_cost_admin");
+        if admin != pg_sys::InvalidOid && pg_sys::has_privs_of_role(me, admin) {
+            return true;
+        }
+        if crate::pg::privilege::owner_of(b.layout.stripes)
+            .is_some_and(crate::pg::privilege::has_rights_of)
+        {
+            return true;
+        }
+        // Whoever logs the calls (INSERT on the source) checks budgets for any group.
+        if let Some(src) = b.source {
+            if pg_sys::pg_class_aclcheck(src, me, pg_sys::ACL_INSERT as pg_sys::AclMode)
+                == pg_sys::AclResult::ACLCHECK_OK
+            {
+                return true;
+            }
+        }
+        if pg_sys::pg_class_aclcheck(b.rollup, me, pg_sys::ACL_SELECT as pg_sys::AclMode)
+            != pg_sys::AclResult::ACLCHECK_OK
+        {
+            return false;
+        }
+        match b.owner_column {
+            None => true,
+            Some(i) => {
+                let p = crate::features::security::current_principal();
+                p.is_some() && group.get(i).cloned().flatten() == p
+            }
+        }
+    }
+}
+
+/// Pre-flight check before an LLM call (see the SQL comment in sql/budgets.sql).
+#[pg_extern(stable, parallel_safe)]
+#[allow(clippy::type_complexity)]
+fn check_budget(
+    name: &str,
+    group: default!(pgrx::JsonB, "'{}'"),
+    estimated_cost: default!(Option<pgrx::AnyNumeric>, 0),
+) -> TableIterator<
+    'static,
+    (
+        name!(allowed, bool),
+        name!(spent_usd, pgrx::AnyNumeric),
+        name!(limit_usd, Option<pgrx::AnyNumeric>),
+        name!(remaining_usd, Option<pgrx::AnyNumeric>),
+        name!(period_end, pgrx::datum::TimestampWithTimeZone),
+    ),
+> {
+    let defs = defs();
+    let Some(b) = defs.by_name.get(name).cloned() else {
+        fail(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("budget \"{name}\" does not exist"),
+        );
+    };
+    let estimate = estimated_cost.unwrap_or_else(|| pgrx::AnyNumeric::from(0));
+    let special = {
+        use pgrx::IntoDatum;
+        estimate
+            .clone()
+            .into_datum()
+            .is_some_and(|d| unsafe { crate::pg::money::numeric_special(d) })
+    };
+    if special || estimate < pgrx::AnyNumeric::from(0) {
+        fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("llm_cost.check_budget: estimated_cost must be a finite amount of at least 0, got {estimate}"));
+    }
+    let serde_json::Value::Object(obj) = group.0 else {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "llm_cost.check_budget: group must be a JSON object of group columns and values".into(),
+        );
+    };
+    for k in obj.keys() {
+        if !b.group_cols.contains(k) {
+            fail(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!("llm_cost.check_budget: \"{k}\" is not a group column of budget \"{}\" (its group columns: {})", b.name,
+                        if b.group_cols.is_empty() { "none".to_string() } else { b.group_cols.join(", ") }),
+            );
+        }
+    }
+    let mut texts: Vec<Option<String>> = Vec::with_capacity(b.group_cols.len());
+    for c in &b.group_cols {
+        match obj.get(c) {
+            None => fail(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("llm_cost.check_budget: the group must give every group column of budget \"{}\"; \"{c}\" is missing", b.name),
+            ),
+            Some(serde_json::Value::Null) => texts.push(None),
+            Some(serde_json::Value::String(s)) => texts.push(Some(s.clone())),
+            Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => texts.push(Some(v.to_string())),
+            Some(_) => fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("llm_cost.check_budget: the value of \"{c}\" must be a string, number, boolean or null")),
+        }
+    }
+    if !may_check(&b, &texts) {
+        fail(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied for budget \"{}\" of this group", b.name),
+        );
+    }
+    let (start, end) = current_period(&b);
+    let datums: Vec<Option<pg_sys::Datum>> = texts
+        .iter()
+        .zip(&b.group_input)
+        .map(|(t, (input, ioparam, typmod))| {
+            t.as_ref().map(|s| unsafe {
+                let c = std::ffi::CString::new(s.as_str()).unwrap_or_default();
+                pg_sys::OidInputFunctionCall(*input, c.as_ptr() as *mut _, *ioparam, *typmod)
+            })
+        })
+        .collect();
+    let spent_d = crate::features::stripes::group_cost(&b.layout, start, &datums, unsafe {
+        pg_sys::GetActiveSnapshot()
+    });
+    let spent = unsafe { pgrx::AnyNumeric::from_datum(spent_d, false) }
+        .unwrap_or_else(|| pgrx::AnyNumeric::from(0));
+    let period_end =
+        unsafe { pgrx::datum::TimestampWithTimeZone::from_datum(pg_sys::Datum::from(end), false) }
+            .unwrap_or_else(|| error!("llm_cost: bad period end"));
+    if !b.covers(&texts) {
+        return TableIterator::once((true, spent, None, None, period_end));
+    }
+    let limit = b.limit_of(&texts);
+    let limit_n: pgrx::AnyNumeric = limit
+        .limit
+        .parse()
+        .unwrap_or_else(|_| error!("llm_cost: bad limit {}", limit.limit));
+    let after = spent.clone() + estimate;
+    let allowed = !b.hard || after <= limit_n;
+    let zero = pgrx::AnyNumeric::from(0);
+    let remaining = limit_n.clone() - spent.clone();
+    let remaining = if remaining < zero { zero } else { remaining };
+    TableIterator::once((allowed, spent, Some(limit_n), Some(remaining), period_end))
+}
+
+/// Budget checks in the transaction's lifecycle: after the rollup sums are written.
+pub static LIFECYCLE: crate::pg::lifecycle::Participant = crate::pg::lifecycle::Participant {
+    pre_commit: check_at_commit,
+    end: |_| {},
+    sub_abort: |_| {},
+    sub_commit: |_, _| {},
+};
