@@ -31,7 +31,7 @@ CREATE TABLE llm_cost.budgets (
     created_at  timestamptz NOT NULL DEFAULT now(),
     created_by  name        NOT NULL DEFAULT current_user
 );
-COMMENT ON TABLE llm_cost.budgets IS 'Spend limits: each budget gives every group of its rollup (those its filter selects) limit_usd per period of the rollup. Change them with create_budget(), set_budget_limit() and drop_budget().';
+COMMENT ON TABLE llm_cost.budgets IS E'@omit create,update,delete\nSpend limits: each budget gives every group of its rollup (those its filter selects) limit_usd per period of the rollup. Change them with create_budget(), set_budget_limit() and drop_budget().';
 COMMENT ON COLUMN llm_cost.budgets.name IS 'The budget''s name (check_budget, set_budget_limit and drop_budget take it).';
 COMMENT ON COLUMN llm_cost.budgets.rollup IS 'The rollup whose groups and periods the budget follows.';
 COMMENT ON COLUMN llm_cost.budgets.limit_usd IS 'Limit per group and period, in USD, unless set_budget_limit() gave the group its own.';
@@ -47,7 +47,7 @@ CREATE TABLE llm_cost.budget_limits (
     limit_usd   numeric  NOT NULL CHECK (limit_usd > 0 AND limit_usd < 1e15),
     PRIMARY KEY (budget_id, "group")
 );
-COMMENT ON TABLE llm_cost.budget_limits IS 'Limits of single groups that differ from their budget''s (set_budget_limit). "group" holds every group column, its value as text.';
+COMMENT ON TABLE llm_cost.budget_limits IS E'@omit create,update,delete\nLimits of single groups that differ from their budget''s (set_budget_limit). "group" holds every group column, its value as text.';
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.budget_limits', '');
 
 CREATE TABLE llm_cost.budget_alerts (
@@ -62,7 +62,7 @@ CREATE TABLE llm_cost.budget_alerts (
     crossed_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     UNIQUE (budget_id, "group", period_start, threshold)
 );
-COMMENT ON TABLE llm_cost.budget_alerts IS 'One row each time a group''s spend in a period reached a threshold of its budget: written in the transaction whose spend completed the crossing, which also sends NOTIFY llm_cost_budget with this row as JSON when it commits.';
+COMMENT ON TABLE llm_cost.budget_alerts IS E'@omit create,update,delete\nOne row each time a group''s spend in a period reached a threshold of its budget: written in the transaction whose spend completed the crossing, which also sends NOTIFY llm_cost_budget with this row as JSON when it commits.';
 COMMENT ON COLUMN llm_cost.budget_alerts.budget IS 'The budget''s name.';
 COMMENT ON COLUMN llm_cost.budget_alerts."group" IS 'The group: its rollup''s group columns and their values as text ({} for a platform-wide budget).';
 COMMENT ON COLUMN llm_cost.budget_alerts.period_start IS 'Start of the period whose spend crossed the threshold.';

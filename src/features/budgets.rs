@@ -854,3 +854,121 @@ pub static LIFECYCLE: crate::pg::lifecycle::Participant = crate::pg::lifecycle::
     sub_abort: |_| {},
     sub_commit: |_, _| {},
 };
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use crate::test_support::{error_of, one};
+    use pgrx::prelude::*;
+
+    fn setup() {
+        Spi::run(
+            "CREATE TABLE public.b_calls (at timestamptz NOT NULL DEFAULT now(), team text, seat int, model text, input_tokens int, output_tokens int, cost_usd numeric);
+             SELECT llm_cost.track('public.b_calls', time_column => 'at');
+             SELECT llm_cost.create_rollup('public.b_team_month', 'public.b_calls', 'month', '{team,seat}');
+             SELECT llm_cost.create_rollup('public.b_all_day', 'public.b_calls', 'day', '{}');
+             INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok) VALUES ('t', 'b-model', 1);",
+        )
+        .unwrap();
+    }
+
+    #[pg_test]
+    fn bad_arguments_are_refused_with_their_sqlstate() {
+        setup();
+        Spi::run("SELECT llm_cost.create_budget('cap', 'public.b_team_month', 10)").unwrap();
+        let cases = [
+            ("PERFORM llm_cost.create_budget('x', 'public.b_calls', 1)", "42704"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', 0)", "22023"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', -5)", "22023"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', 'NaN')", "22023"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', NULL)", "22023"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', 1, '{0,1}')", "22023"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', 1, '{0.5,10.5}')", "22023"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', 1, '{}')", "22023"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', 1, '{NaN}')", "22023"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', 1, filter => '{\"tenant_id\": \"a\"}')", "42703"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', 1, filter => '[1]')", "22023"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', 1, filter => '{\"team\": {\"a\": 1}}')", "22023"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_all_day', 1, filter => '{\"team\": \"a\"}')", "42703"),
+            ("PERFORM llm_cost.create_budget('cap', 'public.b_team_month', 1)", "42710"),
+            ("PERFORM llm_cost.create_budget('', 'public.b_team_month', 1)", "22023"),
+            ("PERFORM llm_cost.set_budget_limit('nope', '{}', 1)", "42704"),
+            ("PERFORM llm_cost.set_budget_limit('cap', '{\"team\": \"a\"}', 1)", "22023"),
+            ("PERFORM llm_cost.set_budget_limit('cap', '{\"team\": \"a\", \"seat\": 1, \"x\": 2}', 1)", "42703"),
+            ("PERFORM llm_cost.set_budget_limit('cap', '{\"team\": \"a\", \"seat\": 1}', 0)", "22023"),
+            ("PERFORM llm_cost.drop_budget('nope')", "42704"),
+            ("PERFORM * FROM llm_cost.check_budget('nope', '{}')", "42704"),
+            ("PERFORM * FROM llm_cost.check_budget('cap', '{\"team\": \"a\"}')", "22023"),
+            ("PERFORM * FROM llm_cost.check_budget('cap', '{\"team\": \"a\", \"seat\": 1, \"x\": 1}')", "42703"),
+            ("PERFORM * FROM llm_cost.check_budget('cap', '{\"team\": \"a\", \"seat\": \"one\"}')", "22P02"),
+            ("PERFORM * FROM llm_cost.check_budget('cap', '{\"team\": \"a\", \"seat\": 1}', -1)", "22023"),
+            ("PERFORM * FROM llm_cost.check_budget('cap', '{\"team\": \"a\", \"seat\": 1}', 'NaN')", "22023"),
+            ("PERFORM * FROM llm_cost.check_budget('cap', '[]')", "22023"),
+            ("INSERT INTO llm_cost.budgets (name, rollup, limit_usd, thresholds) VALUES ('y', 'public.b_team_month', 1, '{1,0.5}')", "23514"),
+        ];
+        for (sql, code) in cases {
+            let got = error_of(sql);
+            assert!(got.starts_with(code), "{sql}: expected {code}, got {got}");
+        }
+        assert_eq!(
+            one("SELECT count(*)::text FROM llm_cost.budgets"),
+            Some("1".into())
+        );
+        // Thresholds are kept sorted and distinct.
+        Spi::run(
+            "SELECT llm_cost.create_budget('t', 'public.b_team_month', 1, '{1, 0.8, 0.8, 0.25}')",
+        )
+        .unwrap();
+        assert_eq!(
+            one("SELECT thresholds::text FROM llm_cost.budgets WHERE name = 't'"),
+            Some("{0.25,0.8,1}".into())
+        );
+    }
+
+    #[pg_test]
+    fn check_budget_status_and_group_limits() {
+        setup();
+        Spi::run(
+            "SELECT llm_cost.create_budget('cap', 'public.b_team_month', 2, '{0.5,1}', hard => true);
+             SELECT llm_cost.create_budget('soft', 'public.b_team_month', 1, filter => '{\"team\": \"red\"}');
+             SELECT llm_cost.create_budget('daily', 'public.b_all_day', 3);
+             INSERT INTO public.b_calls (team, seat, model, input_tokens, output_tokens)
+             VALUES ('red', 1, 'b-model', 1500000, 0), ('red', 2, 'b-model', 100000, 0), ('blue', 1, 'b-model', 250000, 0);",
+        )
+        .unwrap();
+        let q = |sql: &str| one(sql).unwrap_or_else(|| "NULL".into());
+        // The statement's own rows count (the transaction's snapshot).
+        assert_eq!(
+            q("SELECT format('%s %s %s %s', allowed, spent_usd, limit_usd, remaining_usd) FROM llm_cost.check_budget('cap', '{\"team\": \"red\", \"seat\": 1}', 0.5)"),
+            "t 1.5 2 0.5"
+        );
+        assert_eq!(q("SELECT allowed::text FROM llm_cost.check_budget('cap', '{\"team\": \"red\", \"seat\": 1}', 0.51)"), "false");
+        // A number given as a string, or as a number: the same group.
+        assert_eq!(q("SELECT spent_usd::text FROM llm_cost.check_budget('cap', '{\"team\": \"red\", \"seat\": \"1\"}')"), "1.5");
+        // A group without spend; NULL group values.
+        assert_eq!(q("SELECT format('%s %s', spent_usd, remaining_usd) FROM llm_cost.check_budget('cap', '{\"team\": \"green\", \"seat\": null}')"), "0 2");
+        // Not covered by the filter: allowed, no limit.
+        assert_eq!(q("SELECT format('%s %s', allowed, limit_usd IS NULL) FROM llm_cost.check_budget('soft', '{\"team\": \"blue\", \"seat\": 1}', 100)"), "t t");
+        // Soft budgets allow past the limit.
+        assert_eq!(q("SELECT allowed::text FROM llm_cost.check_budget('soft', '{\"team\": \"red\", \"seat\": 1}', 100)"), "true");
+        // Platform-wide.
+        assert_eq!(q("SELECT format('%s %s', spent_usd, period_end = date_trunc('day', now(), 'UTC') + interval '1 day') FROM llm_cost.check_budget('daily', '{}')"), "1.85 t");
+        // A group's own limit.
+        Spi::run(
+            "SELECT llm_cost.set_budget_limit('cap', '{\"team\": \"red\", \"seat\": 1}', 1.25)",
+        )
+        .unwrap();
+        assert_eq!(q("SELECT format('%s %s', allowed, remaining_usd) FROM llm_cost.check_budget('cap', '{\"team\": \"red\", \"seat\": 1}')"), "f 0");
+        assert_eq!(
+            q("SELECT string_agg(format('%s %s %s %s %s', budget, \"group\"->>'team', spent_usd, limit_usd, state), '; ' ORDER BY budget, \"group\"::text) FROM llm_cost.budget_status"),
+            "cap blue 0.25 2 ok; cap red 1.5 1.25 exceeded; cap red 0.1 2 ok; daily  1.85 3 warning; soft red 1.5 1 exceeded; soft red 0.1 1 ok"
+        );
+        // Back to the budget's limit.
+        Spi::run(
+            "SELECT llm_cost.set_budget_limit('cap', '{\"team\": \"red\", \"seat\": 1}', NULL)",
+        )
+        .unwrap();
+        assert_eq!(q("SELECT limit_usd::text FROM llm_cost.check_budget('cap', '{\"team\": \"red\", \"seat\": 1}')"), "2");
+        assert_eq!(q("SELECT count(*)::text FROM llm_cost.budget_limits"), "0");
+    }
+}

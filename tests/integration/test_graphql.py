@@ -52,6 +52,16 @@ def graphql(dbname):
                        ('2026-11-20 11:00+00', 'acme', 'user-a', 'chat', 'claude-sonnet-4-5', 1234, 567),
                        ('2026-11-20 12:00+00', 'acme', 'user-b', 'chat', 'gpt-4o', 1000000, 0),
                        ('2026-11-20 13:00+00', 'acme', NULL, 'batch', 'gpt-4o-mini', 1000000, 0)""")
+        # A per-user monthly budget on an application's own table (current period: now).
+        c.execute("""CREATE TABLE public.gql_calls (created_at timestamptz NOT NULL DEFAULT now(), user_id text, model text,
+                                                    input_tokens int, output_tokens int, cost_usd numeric);
+                     SELECT llm_cost.track('public.gql_calls');
+                     SELECT llm_cost.create_rollup('public.gql_user_monthly', 'public.gql_calls', 'month', '{user_id}');
+                     SELECT llm_cost.enable_row_security('public.gql_user_monthly', 'user_id');
+                     GRANT SELECT ON public.gql_user_monthly, public.gql_user_monthly_stripes TO llm_cost_reader;
+                     SELECT llm_cost.create_budget('user_monthly_cap', 'public.gql_user_monthly', 2, '{0.5,1}')""")
+        c.execute("""INSERT INTO public.gql_calls (user_id, model, input_tokens, output_tokens)
+                     VALUES ('user-a', 'gpt-4o', 1000000, 0), ('user-b', 'gpt-4o', 500000, 0)""")
     http_port = free_port()
     log = open(ROOT / "target" / "postgraphile.log", "w")
     proc = subprocess.Popen(
@@ -137,3 +147,31 @@ def test_generated_schema_reads_well(graphql):
     key = query(graphql, '{ allUsageDailies(condition: {feature: "batch"}) { nodes { rowKey } } }', admin)["allUsageDailies"]["nodes"][0]["rowKey"]
     row = query(graphql, '{ usageDailyByRowKey(rowKey: %s) { userId model costUsd } }' % json.dumps(key), admin)["usageDailyByRowKey"]
     assert row == {"userId": None, "model": "gpt-4o-mini", "costUsd": "0.15"}
+
+
+BUDGETS = """{ allBudgetStatuses(orderBy: [GROUP_ASC]) { nodes { budget group spentUsd limitUsd remainingUsd usedPct state } }
+               allBudgetAlerts(orderBy: [GROUP_ASC, THRESHOLD_ASC]) { nodes { budget group threshold spentUsd limitUsd } } }"""
+
+
+def test_budgets_are_readable_and_each_user_sees_only_their_own(graphql):
+    mine = query(graphql, BUDGETS, jwt({"role": "llm_cost_reader", "user_id": "user-a"}))
+    assert [(n["budget"], json.loads(n["group"]) if isinstance(n["group"], str) else n["group"], n["spentUsd"], n["limitUsd"], n["state"])
+            for n in mine["allBudgetStatuses"]["nodes"]] == [("user_monthly_cap", {"user_id": "user-a"}, "2.5", "2", "exceeded")]
+    assert [(n["threshold"], n["spentUsd"]) for n in mine["allBudgetAlerts"]["nodes"]] == [("0.5", "2.5"), ("1", "2.5")]
+    other = query(graphql, BUDGETS, jwt({"role": "llm_cost_reader", "user_id": "user-b"}))
+    assert [(n["spentUsd"], n["usedPct"], n["state"]) for n in other["allBudgetStatuses"]["nodes"]] == [("1.25", "62.50", "warning")]
+    assert [n["threshold"] for n in other["allBudgetAlerts"]["nodes"]] == ["0.5"]
+    nobody = query(graphql, BUDGETS, jwt({"role": "llm_cost_reader", "user_id": "user-z"}))
+    assert nobody["allBudgetStatuses"]["nodes"] == [] and nobody["allBudgetAlerts"]["nodes"] == []
+    everything = query(graphql, BUDGETS, jwt({"role": "llm_cost_admin", "user_id": "boss"}))
+    assert len(everything["allBudgetStatuses"]["nodes"]) == 2 and len(everything["allBudgetAlerts"]["nodes"]) == 3
+    # Described in the schema; the management functions stay out of it.
+    t = query(graphql, '{ __type(name: "BudgetStatus") { description fields { name description } } }')["__type"]
+    assert t["description"].startswith("Every budget for each group you may see")
+    fields = {f["name"]: f["description"] for f in t["fields"]}
+    assert fields["remainingUsd"].startswith("Limit minus spend") and fields["state"].startswith("ok, warning")
+    t = query(graphql, '{ __type(name: "BudgetAlert") { description } }')["__type"]
+    assert "NOTIFY llm_cost_budget" in t["description"]
+    mutations = query(graphql, '{ __schema { mutationType { fields { name } } } }')["__schema"]["mutationType"]
+    names = {f["name"] for f in (mutations or {}).get("fields", [])}
+    assert not any("budget" in n.lower() for n in names), names

@@ -285,6 +285,12 @@ def test_update_from_0_1_0_equals_a_fresh_install():
             assert str(one(c, "SELECT cost_usd FROM public.app_daily")) == "2.5"
             assert one(c, "SELECT count(*) FROM llm_cost.run_retention() WHERE error IS NULL") == 1
             assert str(one(c, "SELECT sum(cost_usd) FROM llm_cost.usage_daily")) == "9"
+            # Budgets (0.4.0) work on a rollup made before the update.
+            c.execute("SELECT llm_cost.create_budget('up_cap', 'public.app_daily', 2, '{1}')")
+            c.execute("INSERT INTO public.app_log (model, input_tokens, output_tokens) VALUES ('gpt-4o', 1, 0)")
+            assert one(c, "SELECT count(*) FROM llm_cost.budget_alerts WHERE budget = 'up_cap'") == 1
+            assert one(c, "SELECT state FROM llm_cost.budget_status WHERE budget = 'up_cap'") == "exceeded"
+            c.execute("SELECT llm_cost.drop_budget('up_cap')")
             c.execute("""SELECT llm_cost.drop_retention('public.app_log'); SELECT llm_cost.untrack('public.app_log');
                          DROP TABLE public.app_log; DELETE FROM llm_cost.usage_events; TRUNCATE llm_cost.retention_runs;""")
         with admin(fresh) as c:
