@@ -565,7 +565,65 @@ def bench_retention(out):
     print(f"retention: purge {purge_s:.1f}s, base {base_tps:.0f} tps, during {during_tps:.0f} tps, max {during_max:.1f} ms, part {part_s:.3f}s", file=sys.stderr)
 
 
-SECTIONS = {"estimate": bench_estimate, "insert": bench_insert, "rollups": bench_rollups, "retention": bench_retention}
+def bench_budgets(out):
+    """Single-row INSERTs into usage_events with one per-user monthly budget vs the same run
+    without budgets (both with the same rollups), and the pre-flight check_budget per call."""
+    clients, seconds, rounds = 8, 15, 3
+    with psycopg.connect(dsn(), autocommit=True) as c:
+        c.execute("SELECT llm_cost.create_rollup('bench.user_monthly', 'llm_cost.usage_events', 'month', '{user_id}')")
+        res = {}
+        for spread in (True, False):
+            r = {"without budgets": [], "with a per-user budget": []}
+            for _ in range(rounds):
+                for name in r:
+                    c.execute("SELECT llm_cost.drop_budget(name) FROM llm_cost.budgets")
+                    if name != "without budgets":
+                        # Never reached: every commit takes the group's lock and reads its spend.
+                        c.execute("SELECT llm_cost.create_budget('bench_user_cap', 'bench.user_monthly', 1000000, '{0.5,0.8,1.0}')")
+                    c.execute("TRUNCATE llm_cost.usage_events, llm_cost.usage_daily_stripes, llm_cost.usage_monthly_stripes, bench.user_monthly_stripes")
+                    c.execute("CHECKPOINT")
+                    quiesce(c)
+                    r[name].append(pgbench(rollup_script("llm_cost.usage_events", spread), clients, seconds)[0])
+            res[spread] = r
+        alerts = one_value(c, "SELECT count(*) FROM llm_cost.budget_alerts")
+        # Pre-flight: check_budget over 500 users with spend, in one statement, against the same
+        # statement building the same arguments without the call.
+        c.execute("SELECT llm_cost.drop_budget(name) FROM llm_cost.budgets")
+        c.execute("SELECT llm_cost.create_budget('bench_user_cap', 'bench.user_monthly', 5, '{0.8,1.0}', hard => true)")
+        c.execute(f"""INSERT INTO llm_cost.usage_events (user_id, model, input_tokens, output_tokens)
+                      SELECT 'u' || (g % 500), {MODELS_SQL}[1 + g % 4], 1000, 100 FROM generate_series(1, 5000) g""")
+        n = 20_000
+        base = timed(c, f"SELECT count(*) FROM generate_series(1, {n}) g, LATERAL (SELECT jsonb_build_object('user_id', 'u' || (g % 500)) AS j, 0.01::numeric AS e OFFSET 0) x", 5)
+        chk = timed(c, f"SELECT count(*) FROM generate_series(1, {n}) g, LATERAL llm_cost.check_budget('bench_user_cap', jsonb_build_object('user_id', 'u' || (g % 500)), 0.01) x", 5)
+        per_call = (chk - base) / n * 1e6
+        allowed = one_value(c, "SELECT count(*) FILTER (WHERE allowed) || '/' || count(*) FROM generate_series(0, 499) g, LATERAL llm_cost.check_budget('bench_user_cap', jsonb_build_object('user_id', 'u' || g), 0.01)")
+        # As an application sees it: one round trip per call (pgbench, one client).
+        app_tps, app_lat = pgbench("\\set i random(0, 499)\nSELECT allowed FROM llm_cost.check_budget('bench_user_cap', jsonb_build_object('user_id', 'u' || :i), 0.01);\n", 1, 10, extra=("-M", "prepared"))
+        one_tps, one_lat = pgbench("\\set i random(0, 499)\nSELECT 'u' || :i;\n", 1, 10, extra=("-M", "prepared"))
+        c.execute("SELECT llm_cost.drop_budget(name) FROM llm_cost.budgets")
+    out.append("## Budgets: INSERT with a per-user budget, and the pre-flight check\n")
+    out.append(f"pgbench, {clients} clients, single-row INSERTs into `llm_cost.usage_events` (cost trigger, both default rollups and "
+               f"a monthly rollup per user, `bench.user_monthly`), {seconds} s per run, {rounds} interleaved rounds; the variant "
+               "with a budget has `create_budget('bench_user_cap', 'bench.user_monthly', ...)` with a limit never reached, so every "
+               "commit takes its group's lock and reads the group's spend (the check before commit; a group past all its "
+               "thresholds skips both). Medians over the rounds. (a) 5,000 users; (b) every row to one user: all writers "
+               "queue on one group's lock at commit.\n")
+    out.append("| scenario | without budgets tps | with a per-user budget tps | ratio (target: within 5 points) | per-round ratios |")
+    out.append("|---|---:|---:|---:|---|")
+    for spread, label in ((True, "(a) 5,000 users"), (False, "(b) one user")):
+        x = res[spread]
+        ratios = [b / a for a, b in zip(x["without budgets"], x["with a per-user budget"])]
+        out.append(f"| {label} | {median(x['without budgets']):,.0f} | {median(x['with a per-user budget']):,.0f} | "
+                   f"**{median(ratios):.1%}** | {', '.join(f'{v:.0%}' for v in ratios)} |")
+    out.append(f"\nAlerts written during the runs: {alerts} (must be 0: the limit is never reached).\n")
+    out.append(f"**`check_budget` per call: {per_call:.1f} µs** (target ≤ 50 µs; {n:,} calls over 500 users in one statement, best "
+               f"of 5: {chk * 1000:.0f} ms vs {base * 1000:.0f} ms for the same statement building the arguments without the call). "
+               f"Allowed for {allowed} users (hard limit $5). From an application, one round trip per call (pgbench, one client, "
+               f"prepared): {app_lat * 1000:.0f} µs per call vs {one_lat * 1000:.0f} µs for a trivial SELECT.\n")
+    print(f"budgets: {res}, per call {per_call:.1f} us, app {app_lat} vs {one_lat} ms", file=sys.stderr)
+
+
+SECTIONS = {"estimate": bench_estimate, "insert": bench_insert, "rollups": bench_rollups, "budgets": bench_budgets, "retention": bench_retention}
 
 
 def main():

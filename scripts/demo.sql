@@ -43,14 +43,15 @@ acme	user-2	batch	openai/gpt-4o-mini	3000	450	0
 globex	user-3	batch	models/gemini-2.5-flash	90000	2100	0
 globex	user-4	batch	my-fine-tuned-model	1000	1000	0
 \.
-SELECT model, provider, input_tokens AS "in", output_tokens AS "out", cache_read_tokens AS "cache read", cost_usd, cost_source
+SELECT model, priced_model, provider, input_tokens AS "in", output_tokens AS "out", cache_read_tokens AS "cache read", cost_usd, cost_source
   FROM llm_cost.usage_events WHERE feature = 'batch' ORDER BY id;
 \echo
 \echo 'Spend (llm_cost.spend_summary):'
 SELECT period, requests, total_tokens, cost_usd, llm_cost.format_cost(cost_usd) AS cost FROM llm_cost.spend_summary;
 \echo 'By model this month (llm_cost.spend_by_model):'
-SELECT provider, model, requests, cost_usd, llm_cost.format_cost(avg_cost_per_request_usd) AS avg_per_request
-  FROM llm_cost.spend_by_model WHERE month = date_trunc('month', now(), 'UTC') ORDER BY cost_usd DESC;
+SELECT provider, model, requests, llm_cost.format_cost(cost_usd) AS cost, unpriced_requests AS unpriced,
+       llm_cost.format_cost(avg_cost_per_request_usd) AS avg_per_request
+  FROM llm_cost.spend_by_model WHERE month = date_trunc('month', now(), 'UTC') ORDER BY cost_usd DESC NULLS LAST;
 \echo 'Top users this month (llm_cost.top_users):'
 SELECT spend_rank, tenant_id, user_id, requests, llm_cost.format_cost(cost_usd) AS cost
   FROM llm_cost.top_users WHERE month = date_trunc('month', now(), 'UTC') AND spend_rank <= 5 ORDER BY spend_rank;

@@ -311,3 +311,6 @@ GRANT SELECT ON llm_cost.budget_status TO PUBLIC;
 
 COMMENT ON FUNCTION llm_cost.check_budget(text, jsonb, numeric) IS 'Pre-flight check before an LLM call: whether a group may spend estimated_cost more in budget name (allowed is false only for a hard budget once spend plus the estimate exceeds the limit), its spend, limit and what remains in the current period, and when the period ends. group names every group column of the budget''s rollup ({} for a platform-wide budget). For whoever may read the rollup (under its row security) or insert into its source table.';
 COMMENT ON FUNCTION llm_cost._budget_write(text, jsonb) IS '@omit';
+REVOKE ALL ON FUNCTION llm_cost._budget_sweep() FROM PUBLIC;
+COMMENT ON FUNCTION llm_cost._budget_sweep() IS '@omit
+The background worker''s pass: records the crossings no committing writer saw.';

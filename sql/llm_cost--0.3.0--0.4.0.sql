@@ -1,6 +1,10 @@
--- llm_cost 0.3.0 -> 0.4.0: budgets and alerts.
--- The same objects as a fresh install: the library's new functions, then sql/budgets.sql.
+-- llm_cost 0.3.0 -> 0.4.0: budgets and alerts; the priced model; reports that never show
+-- unpriced calls as $0.00. Leaves the database as a fresh 0.4.0 install (checked by
+-- tests/integration/test_hardening.py), with its data.
 \echo Use "ALTER EXTENSION llm_cost UPDATE TO '0.4.0'" to load this file. \quit
+
+
+-- The library's new and changed functions.
 
 -- llm_cost::features::budgets::_budgets_changed
 CREATE FUNCTION llm_cost."_budgets_changed"()
@@ -33,6 +37,504 @@ STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'check_budget_wrapper';
 
+-- llm_cost::features::budgets::_budget_sweep
+CREATE FUNCTION llm_cost."_budget_sweep"() RETURNS bigint /* i64 */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_budget_sweep_wrapper';
+
+-- llm_cost::features::pricing_sql::priced_model
+CREATE FUNCTION llm_cost."priced_model"(
+	"model" TEXT, /* & str */
+	"provider" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TEXT /* String */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'priced_model_wrapper';
+
+-- llm_cost::features::pricing_sql::format_cost
+CREATE OR REPLACE FUNCTION llm_cost."format_cost"(
+	"cost" NUMERIC /* Option < AnyNumeric > */
+) RETURNS TEXT /* String */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'format_cost_wrapper';
+
+
+-------------------------------------------------------------------------------------------------
+-- The priced model: a column the cost trigger fills, that rollups group by where they group by
+-- the model column.
+-------------------------------------------------------------------------------------------------
+ALTER TABLE llm_cost.tracked_tables ADD COLUMN priced_model_column text;
+COMMENT ON COLUMN llm_cost.tracked_tables.priced_model_column IS 'text column the trigger fills with the catalog model the row was priced as (the name as sent when none matches), or NULL: rollups group by it where they group by the model column.';
+
+ALTER TABLE llm_cost.usage_events ADD COLUMN priced_model text;
+COMMENT ON COLUMN llm_cost.usage_events.priced_model IS 'Filled by llm_cost: the catalog model the call was priced as (gpt-4o-mini for openai/gpt-4o-mini), or the name as sent when no model matches. Rollups and reports group by it; model keeps what the application sent.';
+
+DROP FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text, text, text);
+CREATE FUNCTION llm_cost.track(
+    log_table                 regclass,
+    model_column              text    DEFAULT 'model',
+    input_tokens_column       text    DEFAULT 'input_tokens',
+    output_tokens_column      text    DEFAULT 'output_tokens',
+    cache_read_tokens_column  text    DEFAULT NULL,
+    cache_write_tokens_column text    DEFAULT NULL,
+    cost_column               text    DEFAULT 'cost_usd',
+    time_column               text    DEFAULT 'created_at',
+    provider_column           text    DEFAULT NULL,
+    add_cost_column           boolean DEFAULT false,
+    time_zone                 text    DEFAULT 'UTC',
+    service_tier_column       text    DEFAULT NULL,
+    cache_write_1h_tokens_column text DEFAULT NULL,
+    usage_column              text    DEFAULT NULL,
+    priced_model_column       text    DEFAULT NULL)
+RETURNS llm_cost.tracked_tables
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    rel            pg_catalog.pg_class;
+    ints           regtype[] := ARRAY['smallint', 'integer', 'bigint']::regtype[];
+    texts          regtype[] := ARRAY['text', 'character varying', 'character']::regtype[];
+    cost_att       pg_catalog.pg_attribute;
+    source_col     text;
+    default_expr   text;
+    default_value  numeric;
+    prec           int;
+    scale          int;
+    update_cols    text[];
+    result         llm_cost.tracked_tables;
+BEGIN
+    IF log_table IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.track: log_table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO rel FROM pg_catalog.pg_class WHERE oid = log_table;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', log_table USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, rel.relowner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to track it', log_table USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF model_column IS NULL OR input_tokens_column IS NULL OR output_tokens_column IS NULL OR cost_column IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.track: model_column, input_tokens_column, output_tokens_column and cost_column are required'
+              USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    time_zone := coalesce(time_zone, 'UTC');
+    PERFORM now() AT TIME ZONE time_zone;  -- rejects an unknown time zone (22023)
+
+    PERFORM llm_cost._column(log_table, model_column, 'model', texts, false);
+    PERFORM llm_cost._column(log_table, input_tokens_column, 'input tokens', ints, false);
+    PERFORM llm_cost._column(log_table, output_tokens_column, 'output tokens', ints, false);
+    IF cache_read_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_read_tokens_column, 'cache read tokens', ints, false);
+    END IF;
+    IF cache_write_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_write_tokens_column, 'cache write tokens', ints, false);
+    END IF;
+    IF time_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, time_column, 'time', ARRAY['timestamptz', 'timestamp', 'date']::regtype[], false);
+    END IF;
+    IF provider_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, provider_column, 'provider', texts, true);
+    END IF;
+    IF service_tier_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, service_tier_column, 'service tier', texts, false);
+    END IF;
+    IF cache_write_1h_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_write_1h_tokens_column, 'cache write (1 hour) tokens', ints, false);
+    END IF;
+    IF usage_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, usage_column, 'usage', ARRAY['jsonb', 'json']::regtype[], false);
+    END IF;
+    IF priced_model_column IS NOT NULL THEN
+        IF priced_model_column = model_column THEN
+            RAISE EXCEPTION 'llm_cost.track: priced_model_column must not be the model column: the name as sent stays in the row'
+                  USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM llm_cost._column(log_table, priced_model_column, 'priced model', ARRAY['text']::regtype[], true);
+    END IF;
+
+    IF add_cost_column AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                                        WHERE attrelid = log_table AND attname = cost_column AND NOT attisdropped) THEN
+        EXECUTE format('ALTER TABLE %s ADD COLUMN %I numeric CHECK (%I >= 0)', log_table, cost_column, cost_column);
+        EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', log_table, cost_column, 'Cost of the call in USD, filled by llm_cost.');
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                        WHERE attrelid = log_table AND attname = 'cost_source' AND NOT attisdropped) THEN
+            EXECUTE format('ALTER TABLE %s ADD COLUMN cost_source text CHECK (cost_source IN (''estimated'', ''provided'', ''unpriced''))', log_table);
+            EXECUTE format('COMMENT ON COLUMN %s.cost_source IS %L', log_table,
+                           'estimated (from the llm_cost catalog), provided (by the application) or unpriced (unknown model).');
+        END IF;
+    END IF;
+    cost_att := llm_cost._column(log_table, cost_column, 'cost', ARRAY['numeric']::regtype[], true);
+    IF cost_att.atttypmod >= 4 THEN
+        prec := ((cost_att.atttypmod - 4) >> 16) & 65535;
+        scale := (cost_att.atttypmod - 4) & 65535;
+        IF scale < 6 OR prec - scale < 3 THEN
+            RAISE EXCEPTION 'cost column "%" of table % is %, which cannot hold LLM call costs', cost_column, log_table,
+                  format_type(cost_att.atttypid, cost_att.atttypmod)
+                  USING ERRCODE = 'datatype_mismatch',
+                        DETAIL = 'A cost column needs at least 6 decimal places (calls cost fractions of a cent) and 3 integer digits.',
+                        HINT = format('ALTER TABLE %s ALTER COLUMN %I TYPE numeric', log_table, cost_column);
+        END IF;
+    END IF;
+
+    SELECT attname INTO source_col FROM pg_catalog.pg_attribute
+     WHERE attrelid = log_table AND attname = 'cost_source' AND NOT attisdropped
+       AND atttypid IN ('text'::regtype, 'varchar'::regtype) AND attgenerated = '';
+
+    SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) INTO default_expr
+      FROM pg_catalog.pg_attrdef d WHERE d.adrelid = log_table AND d.adnum = cost_att.attnum;
+    IF default_expr IS NOT NULL THEN
+        EXECUTE format('SELECT (%s)::numeric', default_expr) INTO default_value;
+    END IF;
+
+    -- (Re)create the triggers.
+    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_price ON %s', log_table);
+    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_unpriced ON %s', log_table);
+    update_cols := array_remove(ARRAY[model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
+                                      cache_write_tokens_column, cost_column, time_column, cache_write_1h_tokens_column,
+                                      usage_column], NULL);
+    EXECUTE format('CREATE TRIGGER llm_cost_price BEFORE INSERT OR UPDATE OF %s ON %s FOR EACH ROW '
+                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(update_cols) c), log_table,
+                   model_column, input_tokens_column, output_tokens_column,
+                   coalesce(cache_read_tokens_column, ''), coalesce(cache_write_tokens_column, ''),
+                   cost_column, coalesce(time_column, ''), coalesce(provider_column, ''),
+                   coalesce(source_col, ''), coalesce(default_value::text, ''), time_zone,
+                   coalesce(service_tier_column, ''), coalesce(cache_write_1h_tokens_column, ''), coalesce(usage_column, ''),
+                   coalesce(priced_model_column, ''));
+    EXECUTE format('CREATE TRIGGER llm_cost_unpriced AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT '
+                   'EXECUTE FUNCTION llm_cost.usage_statement_end()', log_table);
+
+    result := pg_catalog.jsonb_populate_record(NULL::llm_cost.tracked_tables, llm_cost._registry_put('tracked_tables',
+        pg_catalog.jsonb_build_object('log_table', log_table::oid, 'model_column', model_column,
+            'input_tokens_column', input_tokens_column, 'output_tokens_column', output_tokens_column,
+            'cache_read_tokens_column', cache_read_tokens_column, 'cache_write_tokens_column', cache_write_tokens_column,
+            'cost_column', cost_column, 'cost_source_column', source_col, 'cost_default', default_value,
+            'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now(), 'time_zone', time_zone,
+            'service_tier_column', service_tier_column, 'cache_write_1h_tokens_column', cache_write_1h_tokens_column,
+            'usage_column', usage_column, 'priced_model_column', priced_model_column)));
+    RETURN result;
+END $$;
+
+COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text, text, text, text) IS
+'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider. service_tier_column: batch, flex, priority, fast or standard (NULL). usage_column: a jsonb or json column with the provider''s usage object (OpenAI, Anthropic, Gemini, Bedrock, DeepSeek, OpenRouter, LiteLLM): the counts come from it and are written into the mapped token columns; a cost the provider reported (OpenRouter) is kept as provided. priced_model_column: a text column filled with the catalog model the row was priced as (openai/gpt-4o-mini and gpt-4o-mini both give gpt-4o-mini; an unknown name stays as sent): rollups that group by the model column group by it.';
+
+
+-- The source column a rollup group column is read from: the model column of a table that maps a
+-- priced model column is read from that one (the catalog model the row was priced as), so that
+-- the spellings of one model count as one group.
+CREATE FUNCTION llm_cost._rollup_group_column(p_source regclass, p_col text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT t.priced_model_column FROM llm_cost.tracked_tables t
+                      WHERE t.log_table = p_source AND t.model_column = p_col AND t.priced_model_column IS NOT NULL), p_col)
+$$;
+
+
+CREATE OR REPLACE FUNCTION llm_cost._rollup_select(r llm_cost.rollups, p_from text, p_sign text, p_stripe text)
+RETURNS text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c record;
+    period text;
+    gcols text := '';
+    n int := coalesce(array_length(r.group_by, 1), 0);
+    at text;
+BEGIN
+    SELECT * INTO c FROM llm_cost._rollup_source_columns(r.source);
+    at := llm_cost._event_time_sql(r.source, 't');
+    period := format('date_trunc(%L, %s, %L)', r.grain, at, r.time_zone);
+    FOR i IN 1 .. n LOOP
+        gcols := gcols || format(', t.%I', llm_cost._rollup_group_column(r.source, r.group_by[i]));
+    END LOOP;
+    RETURN format(
+        'SELECT %s AS period_start%s, %s AS stripe, %s AS requests, %s AS input_tokens, %s AS output_tokens, '
+        '%s AS cache_read_tokens, %s AS cache_write_tokens, %s AS cost_usd, %s AS unpriced_requests, '
+        '%s AS error_requests, %s AS latency_ms_sum, max(%s) AS latency_ms_max, '
+        'min(%s) AS first_seen, max(%s) AS last_seen FROM %s t GROUP BY 1%s',
+        period, gcols, p_stripe,
+        format('%s * count(*)', p_sign),
+        format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_in),
+        format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_out),
+        CASE WHEN c.tok_cr IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_cr) END,
+        CASE WHEN c.tok_cw IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_cw) END,
+        format('%s * coalesce(sum(t.%I), 0)', p_sign, c.cost_col),
+        format('%s * count(*) FILTER (WHERE %s)', p_sign, c.unpriced_expr),
+        CASE WHEN c.error_col IS NULL THEN '0' ELSE format('%s * count(t.%I)', p_sign, c.error_col) END,
+        CASE WHEN c.latency_col IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.latency_col) END,
+        CASE WHEN c.latency_col IS NULL THEN 'NULL::int' ELSE format('t.%I', c.latency_col) END,
+        at, at, p_from,
+        (SELECT string_agg(format(', %s', i + 1), '') FROM generate_series(1, n) i));
+END $$;
+
+
+CREATE OR REPLACE FUNCTION llm_cost._rollup_defs(p_source regclass, p_rel regclass)
+RETURNS TABLE (id bigint, grain text, time_zone text, group_attnums int2[],
+               time_att int2, cost_att int2, model_att int2, source_att int2,
+               in_att int2, out_att int2, cr_att int2, cw_att int2, error_att int2, latency_att int2,
+               stripes oid, stripes_group_attnums int2[], stripes_attnums int2[])
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups;
+    c record;
+    t llm_cost.tracked_tables;
+    bad text;
+BEGIN
+    SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = p_source;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT * INTO c FROM llm_cost._rollup_source_columns(p_source);
+    FOR r IN SELECT * FROM llm_cost.rollups WHERE rollups.source = p_source ORDER BY rollups.id LOOP
+        id := r.id; grain := r.grain; time_zone := r.time_zone;
+        group_attnums := ARRAY(SELECT a.attnum FROM unnest(r.group_by) WITH ORDINALITY g(name, ord)
+                                 JOIN pg_catalog.pg_attribute a ON a.attrelid = p_rel
+                                  AND a.attname = llm_cost._rollup_group_column(p_source, g.name) ORDER BY g.ord);
+        time_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.time_col);
+        cost_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.cost_col);
+        model_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.model_col);
+        source_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = t.cost_source_column);
+        in_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_in);
+        out_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_out);
+        cr_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_cr);
+        cw_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_cw);
+        error_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.error_col);
+        latency_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.latency_col);
+        -- A group column whose type no longer matches the stripes table's (ALTER TABLE ... TYPE
+        -- past the event trigger): never write its values as the other type.
+        SELECT string_agg(format('%I (%s in %s, %s in %s)', g.name, format_type(sa.atttypid, sa.atttypmod), p_rel,
+                                 format_type(ta.atttypid, ta.atttypmod), r.stripes), ', ') INTO bad
+          FROM unnest(r.group_by) g(name)
+          JOIN pg_catalog.pg_attribute sa ON sa.attrelid = p_rel AND sa.attname = g.name AND NOT sa.attisdropped
+          JOIN pg_catalog.pg_attribute ta ON ta.attrelid = r.stripes AND ta.attname = g.name AND NOT ta.attisdropped
+         WHERE (sa.atttypid, sa.atttypmod) IS DISTINCT FROM (ta.atttypid, ta.atttypmod);
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION 'llm_cost: rollup % groups by columns whose type differs from its table of sums: %', r.rollup, bad
+                  USING ERRCODE = 'datatype_mismatch',
+                        HINT = 'Drop the rollup with llm_cost.drop_rollup() and create it again.';
+        END IF;
+        stripes := r.stripes;
+        stripes_group_attnums := ARRAY(SELECT a.attnum FROM unnest(r.group_by) WITH ORDINALITY g(name, ord)
+                                         JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = g.name
+                                         AND NOT a.attisdropped ORDER BY g.ord);
+        stripes_attnums := ARRAY(SELECT a.attnum FROM unnest(ARRAY['period_start', 'stripe', 'requests', 'input_tokens',
+                                         'output_tokens', 'cache_read_tokens', 'cache_write_tokens', 'cost_usd',
+                                         'unpriced_requests', 'error_requests', 'latency_ms_sum', 'latency_ms_max',
+                                         'first_seen', 'last_seen']) WITH ORDINALITY g(name, ord)
+                                   JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = g.name
+                                   AND NOT a.attisdropped ORDER BY g.ord);
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+
+-- The rollup view over its stripes (CREATE OR REPLACE, keeping the options of an existing
+-- view such as security_invoker). period_end is derived from period_start. cost_usd is the sum
+-- of the rows' costs as SUM over the raw rows gives it: NULL when no row of the group is priced.
+CREATE FUNCTION llm_cost._rollup_view_sql(p_view text, p_stripes text, p_grain text, p_zone text, p_group_by text[],
+                                          p_errors boolean, p_latency boolean)
+RETURNS text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    opts text[];
+    vcols text := (SELECT coalesce(string_agg(format('s.%I, ', x), ''), '') FROM unnest(p_group_by) x);
+    gcols text := (SELECT coalesce(string_agg(format(', s.%I', x), ''), '') FROM unnest(p_group_by) x);
+BEGIN
+    SELECT c.reloptions INTO opts FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass(p_view);
+    RETURN format(
+        'CREATE OR REPLACE VIEW %s%s AS SELECT s.period_start, '
+        '(s.period_start AT TIME ZONE %L + interval %L) AT TIME ZONE %L AS period_end, %s'
+        'sum(s.requests)::bigint AS requests, sum(s.input_tokens)::bigint AS input_tokens, '
+        'sum(s.output_tokens)::bigint AS output_tokens, sum(s.cache_read_tokens)::bigint AS cache_read_tokens, '
+        'sum(s.cache_write_tokens)::bigint AS cache_write_tokens, '
+        '(sum(s.input_tokens) + sum(s.output_tokens) + sum(s.cache_read_tokens) + sum(s.cache_write_tokens))::bigint AS total_tokens, '
+        'CASE WHEN sum(s.requests) > sum(s.unpriced_requests) THEN sum(s.cost_usd) END AS cost_usd, '
+        'sum(s.unpriced_requests)::bigint AS unpriced_requests, '
+        '%s %s min(s.first_seen) AS first_seen, max(s.last_seen) AS last_seen, '
+        'jsonb_build_array(s.period_start%s)::text AS row_key '
+        'FROM %s s GROUP BY s.period_start%s HAVING sum(s.requests) <> 0',
+        p_view, CASE WHEN opts IS NULL THEN '' ELSE ' WITH (' || array_to_string(opts, ', ') || ')' END,
+        p_zone, '1 ' || p_grain, p_zone, vcols,
+        CASE WHEN p_errors THEN 'sum(s.error_requests)::bigint AS error_requests, ' ELSE '' END,
+        CASE WHEN p_latency THEN 'sum(s.latency_ms_sum)::bigint AS latency_ms_sum, max(s.latency_ms_max) AS latency_ms_max, ' ELSE '' END,
+        gcols, p_stripes, gcols);
+END $$;
+
+
+CREATE OR REPLACE FUNCTION llm_cost.create_rollup(name text, source regclass, grain text, group_by text[],
+                                       time_zone text DEFAULT 'UTC')
+RETURNS regclass
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    src_owner  oid;
+    src_nsp    text;
+    parts      text[];
+    v_schema   text;
+    v_name     text;
+    view_ident text;
+    stripes_ident text;
+    g          text;
+    att        record;
+    cols       text := '';
+    keys       text := 'period_start';
+    vcols      text := '';
+    src        record;
+    r          llm_cost.rollups;
+    reserved   text[] := ARRAY['period_start', 'period_end', 'stripe', 'requests', 'input_tokens', 'output_tokens',
+                               'cache_read_tokens', 'cache_write_tokens', 'total_tokens', 'cost_usd', 'unpriced_requests',
+                               'error_requests', 'latency_ms_sum', 'latency_ms_max', 'first_seen', 'last_seen'];
+BEGIN
+    IF name IS NULL OR source IS NULL OR grain IS NULL OR group_by IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.create_rollup: name, source, grain and group_by must not be NULL'
+              USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF current_setting('server_version_num')::int < 150000 THEN
+        RAISE EXCEPTION 'llm_cost rollups need PostgreSQL 15 or later' USING ERRCODE = 'feature_not_supported';
+    END IF;
+    IF grain NOT IN ('hour', 'day', 'week', 'month') THEN
+        RAISE EXCEPTION 'grain must be hour, day, week or month, not "%"', grain USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM now() AT TIME ZONE time_zone;  -- rejects an unknown time zone
+    SELECT c.relowner, n.nspname INTO src_owner, src_nsp
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
+    IF NOT pg_catalog.pg_has_role(current_user, src_owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to create a rollup on it', source USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO src FROM llm_cost._rollup_source_columns(source);
+
+    parts := parse_ident(name);
+    IF array_length(parts, 1) = 1 THEN
+        v_schema := src_nsp; v_name := parts[1];
+    ELSIF array_length(parts, 1) = 2 THEN
+        v_schema := parts[1]; v_name := parts[2];
+    ELSE
+        RAISE EXCEPTION 'invalid rollup name "%"', name USING ERRCODE = 'invalid_name';
+    END IF;
+    view_ident := format('%I.%I', v_schema, v_name);
+    stripes_ident := format('%I.%I', v_schema, left(v_name || '_stripes', 63));
+
+    IF array_length(group_by, 1) IS NOT NULL AND
+       (SELECT count(DISTINCT x) FROM unnest(group_by) x) <> array_length(group_by, 1) THEN
+        RAISE EXCEPTION 'group_by lists a column twice: %', group_by USING ERRCODE = 'duplicate_column';
+    END IF;
+    FOREACH g IN ARRAY group_by LOOP
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS typ INTO att
+          FROM pg_catalog.pg_attribute a WHERE a.attrelid = source AND a.attname = g AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'group_by column "%" does not exist in table %', g, source USING ERRCODE = 'undefined_column';
+        END IF;
+        IF g = ANY (reserved) THEN
+            RAISE EXCEPTION 'cannot group by "%": a rollup has a column of that name', g USING ERRCODE = 'duplicate_column';
+        END IF;
+        cols := cols || format('%I %s, ', g, att.typ);
+        keys := keys || format(', %I', g);
+        vcols := vcols || format('s.%I, ', g);
+    END LOOP;
+
+    -- No writer may slip in between the backfill and the triggers.
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
+
+    EXECUTE format('CREATE TABLE %s (period_start timestamptz NOT NULL, %s'
+                   'stripe int NOT NULL, requests bigint NOT NULL, input_tokens bigint NOT NULL, output_tokens bigint NOT NULL, '
+                   'cache_read_tokens bigint NOT NULL, cache_write_tokens bigint NOT NULL, cost_usd numeric NOT NULL, '
+                   'unpriced_requests bigint NOT NULL, error_requests bigint NOT NULL, latency_ms_sum bigint NOT NULL, '
+                   'latency_ms_max bigint, first_seen timestamptz, last_seen timestamptz, '
+                   'UNIQUE NULLS NOT DISTINCT (%s, stripe)) WITH (fillfactor = 10)', stripes_ident, cols, keys);
+    -- No key of NOT NULL columns exists (group columns may be NULL): logical replication
+    -- identifies a row by all its columns. It only costs anything with wal_level = logical.
+    EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', stripes_ident);
+    EXECUTE format('COMMENT ON TABLE %s IS %L', stripes_ident,
+                   E'@omit\nPartial sums behind the llm_cost rollup ' || view_ident || E' (one row per period, group and writing backend). Read the rollup, not this table.');
+
+    EXECUTE llm_cost._rollup_view_sql(view_ident, stripes_ident, grain, time_zone, group_by,
+                                      src.error_col IS NOT NULL, src.latency_col IS NOT NULL);
+    r := pg_catalog.jsonb_populate_record(NULL::llm_cost.rollups, llm_cost._registry_put('rollups',
+        pg_catalog.jsonb_build_object('rollup', view_ident::regclass::oid, 'stripes', stripes_ident::regclass::oid,
+                                      'source', source::oid, 'grain', grain, 'group_by', group_by, 'time_zone', time_zone)));
+    PERFORM llm_cost._rollup_comment(r);
+
+    -- Backfill from the rows already there (stripe 0), then start following new rows.
+    EXECUTE llm_cost._rollup_upsert(r, llm_cost._rollup_select(r, source::text, '1', '0'));
+    PERFORM llm_cost._rollup_refresh_triggers(source);
+    RETURN r.rollup;
+END $$;
+
+
+
+-- Rows logged before: their priced model (without moving rollup sums: the mapping is not on yet).
+ALTER TABLE llm_cost.usage_events DISABLE TRIGGER llm_cost_rollup;
+UPDATE llm_cost.usage_events SET priced_model = llm_cost.priced_model(model, provider);
+ALTER TABLE llm_cost.usage_events ENABLE TRIGGER llm_cost_rollup;
+SELECT llm_cost.track('llm_cost.usage_events',
+                      cache_read_tokens_column  => 'cache_read_tokens',
+                      cache_write_tokens_column => 'cache_write_tokens',
+                      time_column               => 'occurred_at',
+                      provider_column           => 'provider',
+                      service_tier_column       => 'service_tier',
+                      cache_write_1h_tokens_column => 'cache_write_1h_tokens',
+                      priced_model_column       => 'priced_model',
+                      usage_column              => 'usage');
+
+-- Every rollup view: cost_usd NULL when no row of the group is priced (its options kept).
+DO $$
+DECLARE
+    r llm_cost.rollups;
+    member boolean;
+BEGIN
+    FOR r IN SELECT * FROM llm_cost.rollups ORDER BY id LOOP
+        -- A script may replace only its extension's objects: a rollup of yours joins it meanwhile.
+        member := EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = r.rollup
+                             AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e');
+        IF NOT member THEN
+            EXECUTE format('ALTER EXTENSION llm_cost ADD VIEW %s', r.rollup);
+        END IF;
+        EXECUTE llm_cost._rollup_view_sql(
+            (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = r.rollup),
+            (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = r.stripes),
+            r.grain, r.time_zone, r.group_by,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = r.rollup AND attname = 'error_requests' AND NOT attisdropped),
+            EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = r.rollup AND attname = 'latency_ms_sum' AND NOT attisdropped));
+        IF NOT member THEN
+            EXECUTE format('ALTER EXTENSION llm_cost DROP VIEW %s', r.rollup);
+        END IF;
+    END LOOP;
+END $$;
+
+-- Reports: unpriced calls are counted, never $0.00.
+CREATE OR REPLACE VIEW llm_cost.spend_summary AS
+SELECT 'today'::text AS period, date_trunc('day', now(), 'UTC') AS since,
+       coalesce(sum(requests), 0)::bigint AS requests, coalesce(sum(total_tokens), 0)::bigint AS total_tokens,
+       CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost_usd) END AS cost_usd, coalesce(sum(unpriced_requests), 0)::bigint AS unpriced_requests
+  FROM llm_cost.usage_daily WHERE period_start >= date_trunc('day', now(), 'UTC')
+UNION ALL
+SELECT 'this week', date_trunc('week', now(), 'UTC'),
+       coalesce(sum(requests), 0)::bigint, coalesce(sum(total_tokens), 0)::bigint, CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost_usd) END,
+       coalesce(sum(unpriced_requests), 0)::bigint
+  FROM llm_cost.usage_daily WHERE period_start >= date_trunc('week', now(), 'UTC')
+UNION ALL
+SELECT 'this month', date_trunc('month', now(), 'UTC'),
+       coalesce(sum(requests), 0)::bigint, coalesce(sum(total_tokens), 0)::bigint, CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost_usd) END,
+       coalesce(sum(unpriced_requests), 0)::bigint
+  FROM llm_cost.usage_monthly WHERE period_start >= date_trunc('month', now(), 'UTC');
+COMMENT ON VIEW llm_cost.spend_summary IS '@primaryKey period
+Spend today, this week (from Monday) and this month, in UTC.';
+COMMENT ON COLUMN llm_cost.spend_summary.period IS 'today, this week or this month.';
+COMMENT ON COLUMN llm_cost.spend_summary.since IS 'Start of the period.';
+COMMENT ON COLUMN llm_cost.spend_summary.cost_usd IS 'Cost in USD of the priced calls, exact (0 without calls, NULL when every call was unpriced).';
+CREATE OR REPLACE VIEW llm_cost.spend_by_model AS
+SELECT date_trunc('month', period_start, 'UTC') AS month, provider, model,
+       sum(requests)::bigint AS requests, sum(total_tokens)::bigint AS total_tokens, sum(cost_usd) AS cost_usd,
+       round(sum(cost_usd) / nullif(sum(requests) - sum(unpriced_requests), 0), 8) AS avg_cost_per_request_usd,
+       sum(unpriced_requests)::bigint AS unpriced_requests
+  FROM llm_cost.usage_daily GROUP BY 1, 2, 3;
+COMMENT ON VIEW llm_cost.spend_by_model IS 'Spend per month (UTC), provider and model: the catalog model calls were priced as (openai/gpt-4o-mini and gpt-4o-mini are one model), or the name as sent for a model without a price (cost_usd NULL, counted in unpriced_requests).';
+COMMENT ON COLUMN llm_cost.spend_by_model.cost_usd IS 'Cost in USD of the priced calls, exact; NULL when none of them was priced.';
+COMMENT ON COLUMN llm_cost.spend_by_model.avg_cost_per_request_usd IS 'Average cost of a priced call.';
+COMMENT ON COLUMN llm_cost.spend_by_model.unpriced_requests IS 'Calls stored without a price (unknown model): not in cost_usd.';
+ALTER VIEW llm_cost.spend_summary SET (security_invoker = true);
+ALTER VIEW llm_cost.spend_by_model SET (security_invoker = true);
+
+
+
+-------------------------------------------------------------------------------------------------
+-- Budgets (sql/budgets.sql)
+-------------------------------------------------------------------------------------------------
 -- Budgets: spend limits on a rollup's groups, alerts when spend crosses a threshold, and a
 -- pre-flight check (src/features/budgets.rs).
 --
@@ -346,3 +848,26 @@ GRANT SELECT ON llm_cost.budget_status TO PUBLIC;
 
 COMMENT ON FUNCTION llm_cost.check_budget(text, jsonb, numeric) IS 'Pre-flight check before an LLM call: whether a group may spend estimated_cost more in budget name (allowed is false only for a hard budget once spend plus the estimate exceeds the limit), its spend, limit and what remains in the current period, and when the period ends. group names every group column of the budget''s rollup ({} for a platform-wide budget). For whoever may read the rollup (under its row security) or insert into its source table.';
 COMMENT ON FUNCTION llm_cost._budget_write(text, jsonb) IS '@omit';
+REVOKE ALL ON FUNCTION llm_cost._budget_sweep() FROM PUBLIC;
+COMMENT ON FUNCTION llm_cost._budget_sweep() IS '@omit
+The background worker''s pass: records the crossings no committing writer saw.';
+
+
+-- GraphQL layers: internal helpers and management functions stay out of the generated API
+-- (PostGraphile's @omit smart tag; they remain plain SQL functions).
+DO $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure AS fn, pg_catalog.obj_description(p.oid, 'pg_proc') AS d
+               FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'llm_cost'::regnamespace AND p.prokind = 'f'
+                AND p.prorettype <> 'trigger'::regtype AND p.prorettype <> 'event_trigger'::regtype
+                AND (p.proname LIKE '\_%' OR p.proname IN ('track', 'untrack', 'create_rollup', 'drop_rollup', 'rebuild_rollup',
+                     'reprice', 'set_retention', 'drop_retention', 'run_retention', 'enable_row_security', 'disable_row_security',
+                     'import_prices'))
+                AND coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '') NOT LIKE '@omit%'
+    LOOP
+        EXECUTE format('COMMENT ON FUNCTION %s IS %L', f.fn, E'@omit\n' || coalesce(f.d, ''));
+    END LOOP;
+END $$;

@@ -4,30 +4,34 @@
 CREATE VIEW llm_cost.spend_summary AS
 SELECT 'today'::text AS period, date_trunc('day', now(), 'UTC') AS since,
        coalesce(sum(requests), 0)::bigint AS requests, coalesce(sum(total_tokens), 0)::bigint AS total_tokens,
-       coalesce(sum(cost_usd), 0) AS cost_usd, coalesce(sum(unpriced_requests), 0)::bigint AS unpriced_requests
+       CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost_usd) END AS cost_usd, coalesce(sum(unpriced_requests), 0)::bigint AS unpriced_requests
   FROM llm_cost.usage_daily WHERE period_start >= date_trunc('day', now(), 'UTC')
 UNION ALL
 SELECT 'this week', date_trunc('week', now(), 'UTC'),
-       coalesce(sum(requests), 0)::bigint, coalesce(sum(total_tokens), 0)::bigint, coalesce(sum(cost_usd), 0),
+       coalesce(sum(requests), 0)::bigint, coalesce(sum(total_tokens), 0)::bigint, CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost_usd) END,
        coalesce(sum(unpriced_requests), 0)::bigint
   FROM llm_cost.usage_daily WHERE period_start >= date_trunc('week', now(), 'UTC')
 UNION ALL
 SELECT 'this month', date_trunc('month', now(), 'UTC'),
-       coalesce(sum(requests), 0)::bigint, coalesce(sum(total_tokens), 0)::bigint, coalesce(sum(cost_usd), 0),
+       coalesce(sum(requests), 0)::bigint, coalesce(sum(total_tokens), 0)::bigint, CASE WHEN count(*) = 0 THEN 0 ELSE sum(cost_usd) END,
        coalesce(sum(unpriced_requests), 0)::bigint
   FROM llm_cost.usage_monthly WHERE period_start >= date_trunc('month', now(), 'UTC');
 COMMENT ON VIEW llm_cost.spend_summary IS '@primaryKey period
 Spend today, this week (from Monday) and this month, in UTC.';
 COMMENT ON COLUMN llm_cost.spend_summary.period IS 'today, this week or this month.';
 COMMENT ON COLUMN llm_cost.spend_summary.since IS 'Start of the period.';
-COMMENT ON COLUMN llm_cost.spend_summary.cost_usd IS 'Cost in USD, exact.';
+COMMENT ON COLUMN llm_cost.spend_summary.cost_usd IS 'Cost in USD of the priced calls, exact (0 without calls, NULL when every call was unpriced).';
 
 CREATE VIEW llm_cost.spend_by_model AS
 SELECT date_trunc('month', period_start, 'UTC') AS month, provider, model,
        sum(requests)::bigint AS requests, sum(total_tokens)::bigint AS total_tokens, sum(cost_usd) AS cost_usd,
-       round(sum(cost_usd) / nullif(sum(requests), 0), 8) AS avg_cost_per_request_usd
+       round(sum(cost_usd) / nullif(sum(requests) - sum(unpriced_requests), 0), 8) AS avg_cost_per_request_usd,
+       sum(unpriced_requests)::bigint AS unpriced_requests
   FROM llm_cost.usage_daily GROUP BY 1, 2, 3;
-COMMENT ON VIEW llm_cost.spend_by_model IS 'Spend per month (UTC), provider and model.';
+COMMENT ON VIEW llm_cost.spend_by_model IS 'Spend per month (UTC), provider and model: the catalog model calls were priced as (openai/gpt-4o-mini and gpt-4o-mini are one model), or the name as sent for a model without a price (cost_usd NULL, counted in unpriced_requests).';
+COMMENT ON COLUMN llm_cost.spend_by_model.cost_usd IS 'Cost in USD of the priced calls, exact; NULL when none of them was priced.';
+COMMENT ON COLUMN llm_cost.spend_by_model.avg_cost_per_request_usd IS 'Average cost of a priced call.';
+COMMENT ON COLUMN llm_cost.spend_by_model.unpriced_requests IS 'Calls stored without a price (unknown model): not in cost_usd.';
 
 CREATE VIEW llm_cost.spend_by_feature AS
 SELECT date_trunc('month', period_start, 'UTC') AS month, tenant_id, feature,

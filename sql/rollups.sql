@@ -78,6 +78,15 @@ BEGIN
        AND atttypid IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) ORDER BY attname DESC LIMIT 1;
 END $$;
 
+-- The source column a rollup group column is read from: the model column of a table that maps a
+-- priced model column is read from that one (the catalog model the row was priced as), so that
+-- the spellings of one model count as one group.
+CREATE FUNCTION llm_cost._rollup_group_column(p_source regclass, p_col text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT t.priced_model_column FROM llm_cost.tracked_tables t
+                      WHERE t.log_table = p_source AND t.model_column = p_col AND t.priced_model_column IS NOT NULL), p_col)
+$$;
+
 -- The SELECT that aggregates rows of `p_from` (alias t) into one rollup's stripe rows.
 -- p_sign is '1' for inserted rows and '-1' for the old side of an update.
 CREATE FUNCTION llm_cost._rollup_select(r llm_cost.rollups, p_from text, p_sign text, p_stripe text)
@@ -93,7 +102,7 @@ BEGIN
     at := llm_cost._event_time_sql(r.source, 't');
     period := format('date_trunc(%L, %s, %L)', r.grain, at, r.time_zone);
     FOR i IN 1 .. n LOOP
-        gcols := gcols || format(', t.%I', r.group_by[i]);
+        gcols := gcols || format(', t.%I', llm_cost._rollup_group_column(r.source, r.group_by[i]));
     END LOOP;
     RETURN format(
         'SELECT %s AS period_start%s, %s AS stripe, %s AS requests, %s AS input_tokens, %s AS output_tokens, '
@@ -189,7 +198,8 @@ BEGIN
     FOR r IN SELECT * FROM llm_cost.rollups WHERE rollups.source = p_source ORDER BY rollups.id LOOP
         id := r.id; grain := r.grain; time_zone := r.time_zone;
         group_attnums := ARRAY(SELECT a.attnum FROM unnest(r.group_by) WITH ORDINALITY g(name, ord)
-                                 JOIN pg_catalog.pg_attribute a ON a.attrelid = p_rel AND a.attname = g.name ORDER BY g.ord);
+                                 JOIN pg_catalog.pg_attribute a ON a.attrelid = p_rel
+                                  AND a.attname = llm_cost._rollup_group_column(p_source, g.name) ORDER BY g.ord);
         time_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.time_col);
         cost_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.cost_col);
         model_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.model_col);
@@ -227,6 +237,37 @@ BEGIN
     END LOOP;
 END $$;
 REVOKE ALL ON FUNCTION llm_cost._rollup_defs(regclass, regclass) FROM PUBLIC;
+
+-- The rollup view over its stripes (CREATE OR REPLACE, keeping the options of an existing
+-- view such as security_invoker). period_end is derived from period_start. cost_usd is the sum
+-- of the rows' costs as SUM over the raw rows gives it: NULL when no row of the group is priced.
+CREATE FUNCTION llm_cost._rollup_view_sql(p_view text, p_stripes text, p_grain text, p_zone text, p_group_by text[],
+                                          p_errors boolean, p_latency boolean)
+RETURNS text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    opts text[];
+    vcols text := (SELECT coalesce(string_agg(format('s.%I, ', x), ''), '') FROM unnest(p_group_by) x);
+    gcols text := (SELECT coalesce(string_agg(format(', s.%I', x), ''), '') FROM unnest(p_group_by) x);
+BEGIN
+    SELECT c.reloptions INTO opts FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass(p_view);
+    RETURN format(
+        'CREATE OR REPLACE VIEW %s%s AS SELECT s.period_start, '
+        '(s.period_start AT TIME ZONE %L + interval %L) AT TIME ZONE %L AS period_end, %s'
+        'sum(s.requests)::bigint AS requests, sum(s.input_tokens)::bigint AS input_tokens, '
+        'sum(s.output_tokens)::bigint AS output_tokens, sum(s.cache_read_tokens)::bigint AS cache_read_tokens, '
+        'sum(s.cache_write_tokens)::bigint AS cache_write_tokens, '
+        '(sum(s.input_tokens) + sum(s.output_tokens) + sum(s.cache_read_tokens) + sum(s.cache_write_tokens))::bigint AS total_tokens, '
+        'CASE WHEN sum(s.requests) > sum(s.unpriced_requests) THEN sum(s.cost_usd) END AS cost_usd, '
+        'sum(s.unpriced_requests)::bigint AS unpriced_requests, '
+        '%s %s min(s.first_seen) AS first_seen, max(s.last_seen) AS last_seen, '
+        'jsonb_build_array(s.period_start%s)::text AS row_key '
+        'FROM %s s GROUP BY s.period_start%s HAVING sum(s.requests) <> 0',
+        p_view, CASE WHEN opts IS NULL THEN '' ELSE ' WITH (' || array_to_string(opts, ', ') || ')' END,
+        p_zone, '1 ' || p_grain, p_zone, vcols,
+        CASE WHEN p_errors THEN 'sum(s.error_requests)::bigint AS error_requests, ' ELSE '' END,
+        CASE WHEN p_latency THEN 'sum(s.latency_ms_sum)::bigint AS latency_ms_sum, max(s.latency_ms_max) AS latency_ms_max, ' ELSE '' END,
+        gcols, p_stripes, gcols);
+END $$;
 
 CREATE FUNCTION llm_cost.create_rollup(name text, source regclass, grain text, group_by text[],
                                        time_zone text DEFAULT 'UTC')
@@ -313,24 +354,8 @@ BEGIN
     EXECUTE format('COMMENT ON TABLE %s IS %L', stripes_ident,
                    E'@omit\nPartial sums behind the llm_cost rollup ' || view_ident || E' (one row per period, group and writing backend). Read the rollup, not this table.');
 
-    -- period_end is derived from period_start in the view.
-    EXECUTE format(
-        'CREATE VIEW %s AS SELECT s.period_start, '
-        '(s.period_start AT TIME ZONE %L + interval %L) AT TIME ZONE %L AS period_end, %s'
-        'sum(s.requests)::bigint AS requests, sum(s.input_tokens)::bigint AS input_tokens, '
-        'sum(s.output_tokens)::bigint AS output_tokens, sum(s.cache_read_tokens)::bigint AS cache_read_tokens, '
-        'sum(s.cache_write_tokens)::bigint AS cache_write_tokens, '
-        '(sum(s.input_tokens) + sum(s.output_tokens) + sum(s.cache_read_tokens) + sum(s.cache_write_tokens))::bigint AS total_tokens, '
-        'sum(s.cost_usd) AS cost_usd, sum(s.unpriced_requests)::bigint AS unpriced_requests, '
-        '%s %s min(s.first_seen) AS first_seen, max(s.last_seen) AS last_seen, '
-        'jsonb_build_array(s.period_start%s)::text AS row_key '
-        'FROM %s s GROUP BY s.period_start%s HAVING sum(s.requests) <> 0',
-        view_ident, time_zone, '1 ' || grain, time_zone, vcols,
-        CASE WHEN src.error_col IS NULL THEN '' ELSE 'sum(s.error_requests)::bigint AS error_requests, ' END,
-        CASE WHEN src.latency_col IS NULL THEN '' ELSE 'sum(s.latency_ms_sum)::bigint AS latency_ms_sum, max(s.latency_ms_max) AS latency_ms_max, ' END,
-        (SELECT coalesce(string_agg(format(', s.%I', x), ''), '') FROM unnest(group_by) x),
-        stripes_ident,
-        (SELECT coalesce(string_agg(format(', s.%I', x), ''), '') FROM unnest(group_by) x));
+    EXECUTE llm_cost._rollup_view_sql(view_ident, stripes_ident, grain, time_zone, group_by,
+                                      src.error_col IS NOT NULL, src.latency_col IS NOT NULL);
     r := pg_catalog.jsonb_populate_record(NULL::llm_cost.rollups, llm_cost._registry_put('rollups',
         pg_catalog.jsonb_build_object('rollup', view_ident::regclass::oid, 'stripes', stripes_ident::regclass::oid,
                                       'source', source::oid, 'grain', grain, 'group_by', group_by, 'time_zone', time_zone)));

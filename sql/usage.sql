@@ -20,7 +20,8 @@ CREATE TABLE llm_cost.tracked_tables (
     time_zone                 text        NOT NULL DEFAULT 'UTC',
     service_tier_column       text,
     cache_write_1h_tokens_column text,
-    usage_column              text
+    usage_column              text,
+    priced_model_column       text
 );
 COMMENT ON TABLE llm_cost.tracked_tables IS 'Usage-log tables whose rows llm_cost prices, and how their columns map onto a call. Written by llm_cost.track() / llm_cost.untrack().';
 COMMENT ON COLUMN llm_cost.tracked_tables.log_table IS 'The tracked table.';
@@ -32,6 +33,7 @@ COMMENT ON COLUMN llm_cost.tracked_tables.cache_write_tokens_column IS 'Column w
 COMMENT ON COLUMN llm_cost.tracked_tables.cost_column IS 'numeric column the trigger fills with the cost in USD.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cache_write_1h_tokens_column IS 'Column with tokens written to the 1-hour prompt cache, or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.usage_column IS 'jsonb or json column with the provider''s usage object, or NULL: when a row has one, the counts (and a cost the provider reported) come from it.';
+COMMENT ON COLUMN llm_cost.tracked_tables.priced_model_column IS 'text column the trigger fills with the catalog model the row was priced as (the name as sent when none matches), or NULL: rollups group by it where they group by the model column.';
 COMMENT ON COLUMN llm_cost.tracked_tables.service_tier_column IS 'Column with the call''s service tier (standard, batch, flex, priority, fast; NULL is standard), or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cost_source_column IS 'Column named cost_source, if the table has one: estimated, provided or unpriced.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cost_default IS 'The cost column''s default; without a cost_source column, a cost equal to it means "not provided".';
@@ -186,7 +188,8 @@ CREATE FUNCTION llm_cost.track(
     time_zone                 text    DEFAULT 'UTC',
     service_tier_column       text    DEFAULT NULL,
     cache_write_1h_tokens_column text DEFAULT NULL,
-    usage_column              text    DEFAULT NULL)
+    usage_column              text    DEFAULT NULL,
+    priced_model_column       text    DEFAULT NULL)
 RETURNS llm_cost.tracked_tables
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -243,6 +246,13 @@ BEGIN
     IF usage_column IS NOT NULL THEN
         PERFORM llm_cost._column(log_table, usage_column, 'usage', ARRAY['jsonb', 'json']::regtype[], false);
     END IF;
+    IF priced_model_column IS NOT NULL THEN
+        IF priced_model_column = model_column THEN
+            RAISE EXCEPTION 'llm_cost.track: priced_model_column must not be the model column: the name as sent stays in the row'
+                  USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM llm_cost._column(log_table, priced_model_column, 'priced model', ARRAY['text']::regtype[], true);
+    END IF;
 
     IF add_cost_column AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
                                         WHERE attrelid = log_table AND attname = cost_column AND NOT attisdropped) THEN
@@ -285,13 +295,14 @@ BEGIN
                                       cache_write_tokens_column, cost_column, time_column, cache_write_1h_tokens_column,
                                       usage_column], NULL);
     EXECUTE format('CREATE TRIGGER llm_cost_price BEFORE INSERT OR UPDATE OF %s ON %s FOR EACH ROW '
-                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
+                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(update_cols) c), log_table,
                    model_column, input_tokens_column, output_tokens_column,
                    coalesce(cache_read_tokens_column, ''), coalesce(cache_write_tokens_column, ''),
                    cost_column, coalesce(time_column, ''), coalesce(provider_column, ''),
                    coalesce(source_col, ''), coalesce(default_value::text, ''), time_zone,
-                   coalesce(service_tier_column, ''), coalesce(cache_write_1h_tokens_column, ''), coalesce(usage_column, ''));
+                   coalesce(service_tier_column, ''), coalesce(cache_write_1h_tokens_column, ''), coalesce(usage_column, ''),
+                   coalesce(priced_model_column, ''));
     EXECUTE format('CREATE TRIGGER llm_cost_unpriced AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT '
                    'EXECUTE FUNCTION llm_cost.usage_statement_end()', log_table);
 
@@ -302,12 +313,12 @@ BEGIN
             'cost_column', cost_column, 'cost_source_column', source_col, 'cost_default', default_value,
             'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now(), 'time_zone', time_zone,
             'service_tier_column', service_tier_column, 'cache_write_1h_tokens_column', cache_write_1h_tokens_column,
-            'usage_column', usage_column)));
+            'usage_column', usage_column, 'priced_model_column', priced_model_column)));
     RETURN result;
 END $$;
 
-COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text, text, text) IS
-'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider. service_tier_column: batch, flex, priority, fast or standard (NULL). usage_column: a jsonb or json column with the provider''s usage object (OpenAI, Anthropic, Gemini, Bedrock, DeepSeek, OpenRouter, LiteLLM): the counts come from it and are written into the mapped token columns; a cost the provider reported (OpenRouter) is kept as provided.';
+COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text, text, text, text) IS
+'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider. service_tier_column: batch, flex, priority, fast or standard (NULL). usage_column: a jsonb or json column with the provider''s usage object (OpenAI, Anthropic, Gemini, Bedrock, DeepSeek, OpenRouter, LiteLLM): the counts come from it and are written into the mapped token columns; a cost the provider reported (OpenRouter) is kept as provided. priced_model_column: a text column filled with the catalog model the row was priced as (openai/gpt-4o-mini and gpt-4o-mini both give gpt-4o-mini; an unknown name stays as sent): rollups that group by the model column group by it.';
 
 CREATE FUNCTION llm_cost.untrack(log_table regclass) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -381,7 +392,8 @@ CREATE TABLE llm_cost.usage_events (
     metadata           jsonb,
     service_tier       text,
     cache_write_1h_tokens bigint   NOT NULL DEFAULT 0 CHECK (cache_write_1h_tokens >= 0),
-    usage              jsonb
+    usage              jsonb,
+    priced_model       text
 );
 CREATE INDEX usage_events_occurred_at_idx ON llm_cost.usage_events (occurred_at);
 CREATE INDEX usage_events_tenant_idx ON llm_cost.usage_events (tenant_id, occurred_at);
@@ -409,6 +421,7 @@ COMMENT ON COLUMN llm_cost.usage_events.error IS 'Error of a failed call; NULL w
 COMMENT ON COLUMN llm_cost.usage_events.metadata IS 'Anything else, as JSON.';
 COMMENT ON COLUMN llm_cost.usage_events.cache_write_1h_tokens IS 'Prompt tokens written to the 1-hour cache (Anthropic: cache_creation.ephemeral_1h_input_tokens), priced at the 1-hour price. Not in total_tokens.';
 COMMENT ON COLUMN llm_cost.usage_events.usage IS 'The provider''s usage object as returned (OpenAI, Anthropic, Gemini, Bedrock, DeepSeek, OpenRouter, LiteLLM), if you have it: the token columns are then filled from it, and a cost it reports (OpenRouter) is kept as provided.';
+COMMENT ON COLUMN llm_cost.usage_events.priced_model IS 'Filled by llm_cost: the catalog model the call was priced as (gpt-4o-mini for openai/gpt-4o-mini), or the name as sent when no model matches. Rollups and reports group by it; model keeps what the application sent.';
 COMMENT ON COLUMN llm_cost.usage_events.service_tier IS 'Service tier of the call: batch, flex, priority, fast; NULL (or standard, default, auto) for the standard price.';
 
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.usage_events', '');
@@ -423,4 +436,5 @@ SELECT llm_cost.track('llm_cost.usage_events',
                       provider_column           => 'provider',
                       service_tier_column       => 'service_tier',
                       cache_write_1h_tokens_column => 'cache_write_1h_tokens',
+                      priced_model_column       => 'priced_model',
                       usage_column              => 'usage');

@@ -451,6 +451,28 @@ impl Catalog {
         &self.models[i]
     }
 
+    /// The model a call priced as model `i` is reported under: a router's `vendor/model` id
+    /// (OpenRouter's `openai/gpt-4o-mini`) is the vendor's own model when the vendor lists one of
+    /// that name (`gpt-4o-mini`), so that the spellings of one model count together in reports;
+    /// any other model is itself.
+    pub fn reported_model(&self, i: usize) -> usize {
+        let m = &self.models[i];
+        let Some((vendor, rest)) = m.model.split_once('/') else {
+            return i;
+        };
+        let Some(p) = self.provider_named(vendor) else {
+            return i;
+        };
+        let vendor_id = &self.providers[p].id;
+        if *vendor_id == m.provider {
+            return i;
+        }
+        match self.find_in(p, &rest.trim().to_ascii_lowercase()) {
+            Some(r) if self.models[r.model].provider == *vendor_id => r.model,
+            _ => i,
+        }
+    }
+
     /// Approximate heap bytes the catalog holds (strings, rows, indexes; rules not yet parsed).
     pub fn approx_bytes(&self) -> usize {
         use std::mem::size_of;

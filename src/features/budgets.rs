@@ -98,6 +98,11 @@ thread_local! {
 
 const ALERTED_MAX: usize = 100_000;
 
+thread_local! {
+    /// Alerts this backend wrote (the sweep reports how many).
+    static ALERTS_WRITTEN: Cell<i64> = const { Cell::new(0) };
+}
+
 /// A relation changed (relcache invalidation): drop the definitions if they depend on it.
 pub fn forget(relid: pg_sys::Oid) {
     let _ = DEFS.try_with(|d| {
@@ -453,43 +458,209 @@ fn check(written: Vec<crate::features::rollups::Written>) {
     if checks.is_empty() {
         return;
     }
-    checks.sort_by_key(|c| c.key);
     unsafe {
-        let mut last = None;
-        for c in &checks {
-            if last != Some(c.key) {
-                lock(c.key);
-                last = Some(c.key);
-            }
-        }
-        // Our own rollup writes must be visible to the snapshot taken now, which also sees every
-        // transaction that held these locks before us.
+        // Our own rollup writes must be visible to a snapshot taken now, which also sees every
+        // transaction committed before.
         pg_sys::CommandCounterIncrement();
         let snap = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
-        let mut spent_of: HashMap<(u32, u64), pg_sys::Datum> = HashMap::new();
+        let mut crossed: Vec<&Check> = Vec::new();
         for c in &checks {
-            let spent = *spent_of
-                .entry((c.budget.layout.stripes.to_u32(), c.key))
-                .or_insert_with(|| {
-                    crate::features::stripes::group_cost(
-                        &c.budget.layout,
-                        c.period,
-                        &c.datums,
-                        snap,
-                    )
-                });
-            let units = crate::pg::money::numeric_units(spent);
-            let limit = c.budget.limit_of(&c.group);
-            for (i, a) in limit.amounts.iter().enumerate() {
-                if alerted(c.budget.id, c.period, &c.group, i) || !reached(spent, units, a) {
-                    continue;
-                }
-                alert(&c.budget, &c.group, c.period, a, spent, &limit.limit, snap);
-                mark_alerted(c.budget.id, c.period, &c.group, i);
+            let spent =
+                crate::features::stripes::group_cost(&c.budget.layout, c.period, &c.datums, snap);
+            if !new_crossings(c, spent).is_empty() {
+                crossed.push(c);
             }
         }
         pg_sys::UnregisterSnapshot(snap);
+        record_crossings(&crossed);
     }
+}
+
+/// The thresholds (index, amount) of a check that `spent` reached and this backend has not
+/// seen alerted.
+unsafe fn new_crossings(c: &Check, spent: pg_sys::Datum) -> Vec<(usize, Amount)> {
+    let units = crate::pg::money::numeric_units(spent);
+    let limit = c.budget.limit_of(&c.group);
+    limit
+        .amounts
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !alerted(c.budget.id, c.period, &c.group, *i) && reached(spent, units, a))
+        .map(|(i, a)| (i, a.clone()))
+        .collect()
+}
+
+/// Records the crossings of these groups: under each group's lock (taken in key order, so
+/// two writers never deadlock; held to the end of the transaction), with a snapshot taken after
+/// the locks, which sees the alerts of every transaction that held them before: each alert is
+/// written once, and never fails on one another transaction wrote (REPEATABLE READ included).
+unsafe fn record_crossings(crossed: &[&Check]) {
+    if crossed.is_empty() {
+        return;
+    }
+    let mut keys: Vec<u64> = crossed.iter().map(|c| c.key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for k in keys {
+        lock(k);
+    }
+    let snap = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+    for c in crossed {
+        let spent =
+            crate::features::stripes::group_cost(&c.budget.layout, c.period, &c.datums, snap);
+        let limit = c.budget.limit_of(&c.group).limit.clone();
+        for (i, a) in new_crossings(c, spent) {
+            alert(&c.budget, &c.group, c.period, &a, spent, &limit, snap);
+            mark_alerted(c.budget.id, c.period, &c.group, i);
+        }
+    }
+    pg_sys::UnregisterSnapshot(snap);
+}
+
+/// The background worker's pass (each naptime, in every database with budgets): crossings no
+/// committing writer saw. A writer sees its own spend and what committed before its check;
+/// writers of one group that commit together each miss the others' spend, and if only their sum
+/// crosses a threshold, this pass records it (or the group's next writer does).
+#[pg_extern(volatile, parallel_unsafe)]
+fn _budget_sweep() -> i64 {
+    if !crate::pg::privilege::has_rights_of(crate::pg::privilege::extension_owner()) {
+        fail(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "llm_cost._budget_sweep: only the extension's owner (the background worker) runs it"
+                .into(),
+        );
+    }
+    let defs = defs();
+    let mut found: Vec<Check> = Vec::new();
+    let mut budgets: Vec<&Rc<Budget>> = defs.by_name.values().collect();
+    budgets.sort_by_key(|b| b.id);
+    for b in budgets {
+        // Groups of the current and the previous period whose spend reaches the lowest amount
+        // alerted, read as the rollup's owner (the stripes table is theirs).
+        let Some(owner) = crate::pg::privilege::owner_of(b.layout.stripes) else {
+            continue;
+        };
+        let lowest = std::iter::once(&b.default)
+            .chain(b.overrides.values())
+            .filter_map(|l| l.amounts.first().map(|a| a.exact.clone()))
+            .min_by(|x, y| unsafe { numeric_cmp(numeric_of(x), y) }.cmp(&0))
+            .unwrap_or_else(|| "0".into());
+        let stripes = crate::pg::privilege::relname(b.layout.stripes);
+        let cols: Vec<String> = b
+            .group_cols
+            .iter()
+            .map(|c| format!("s.{}", quote_ident(c)))
+            .collect();
+        let sql = format!(
+            "SELECT s.period_start, ARRAY[{texts}]::text[] FROM {stripes} s
+              WHERE s.period_start >= pg_catalog.date_trunc($1, pg_catalog.now() - ('1 ' || $1)::interval, $2)
+              GROUP BY s.period_start{groups} HAVING sum(s.cost_usd) >= $3::numeric",
+            texts = cols.iter().map(|c| format!("{c}::text")).collect::<Vec<_>>().join(", "),
+            groups = cols.iter().map(|c| format!(", {c}")).collect::<String>(),
+        );
+        let rows: Vec<(i64, Vec<Option<String>>)> =
+            crate::pg::privilege::as_role(owner, true, || {
+                Spi::connect(|client| {
+                    let mut v = Vec::new();
+                    for r in client.select(
+                        &sql,
+                        None,
+                        &[
+                            b.grain.as_str().into(),
+                            b.zone.as_str().into(),
+                            lowest.as_str().into(),
+                        ],
+                    )? {
+                        let p = r.get::<pgrx::datum::TimestampWithTimeZone>(1)?;
+                        let g = r.get::<Vec<Option<String>>>(2)?.unwrap_or_default();
+                        if let Some(p) = p {
+                            use pgrx::IntoDatum;
+                            v.push((p.into_datum().map(|d| d.value() as i64).unwrap_or(0), g));
+                        }
+                    }
+                    Ok::<_, pgrx::spi::Error>(v)
+                })
+                .unwrap_or_else(|e| {
+                    error!(
+                        "llm_cost: could not read the spend of budget \"{}\": {e}",
+                        b.name
+                    )
+                })
+            });
+        // What is alerted already (the worker starts with an empty memory of it).
+        let known: Vec<(i64, Vec<Option<String>>, String)> =
+            crate::pg::privilege::as_extension_owner(|| {
+                Spi::connect(|client| {
+                let mut v = Vec::new();
+                for r in client.select(
+                    "SELECT a.period_start, ARRAY(SELECT a.\"group\" ->> g FROM unnest($2::text[]) g), a.threshold::text
+                       FROM llm_cost.budget_alerts a
+                      WHERE a.budget_id = $1 AND a.period_start >= pg_catalog.date_trunc($3, pg_catalog.now() - ('1 ' || $3)::interval, $4)",
+                    None,
+                    &[b.id.into(), b.group_cols.clone().into(), b.grain.as_str().into(), b.zone.as_str().into()],
+                )? {
+                    let p = r.get::<pgrx::datum::TimestampWithTimeZone>(1)?;
+                    if let Some(p) = p {
+                        use pgrx::IntoDatum;
+                        v.push((
+                            p.into_datum().map(|d| d.value() as i64).unwrap_or(0),
+                            r.get::<Vec<Option<String>>>(2)?.unwrap_or_default(),
+                            r.get::<String>(3)?.unwrap_or_default(),
+                        ));
+                    }
+                }
+                Ok::<_, pgrx::spi::Error>(v)
+            })
+            .unwrap_or_else(|e| error!("llm_cost: could not read the alerts of budget \"{}\": {e}", b.name))
+            });
+        for (period, group, threshold) in known {
+            if let Some(i) = b
+                .default
+                .amounts
+                .iter()
+                .position(|a| a.threshold == threshold)
+            {
+                mark_alerted(b.id, period, &group, i);
+            }
+        }
+        for (period, group) in rows {
+            if !b.covers(&group) {
+                continue;
+            }
+            let datums = group
+                .iter()
+                .zip(&b.group_input)
+                .map(|(t, (input, ioparam, typmod))| {
+                    t.as_ref().map(|s| unsafe {
+                        let c = std::ffi::CString::new(s.as_str()).unwrap_or_default();
+                        pg_sys::OidInputFunctionCall(
+                            *input,
+                            c.as_ptr() as *mut _,
+                            *ioparam,
+                            *typmod,
+                        )
+                    })
+                })
+                .collect();
+            found.push(Check {
+                key: lock_key(b.layout.stripes, period, &group),
+                budget: b.clone(),
+                period,
+                group,
+                datums,
+            });
+        }
+    }
+    let before = ALERTS_WRITTEN.with(|n| n.get());
+    unsafe {
+        let refs: Vec<&Check> = found.iter().collect();
+        record_crossings(&refs);
+    }
+    ALERTS_WRITTEN.with(|n| n.get()) - before
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 const ALERT_SQL: &str = "WITH a AS (

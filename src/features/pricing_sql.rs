@@ -123,6 +123,19 @@ pub fn provider_of(model: &str) -> Option<String> {
     }
 }
 
+/// The model a call of this name (and provider value) is reported under: what the cost trigger
+/// writes into a priced model column (`track(priced_model_column => ...)`): the catalog model
+/// it is priced as, a router's id as the vendor's own model (`openai/gpt-4o-mini` is
+/// `gpt-4o-mini`), the name as sent when no model matches.
+#[pg_extern(stable, parallel_safe)]
+pub fn priced_model(model: &str, provider: default!(Option<&str>, "NULL")) -> String {
+    let loaded = cache::catalog();
+    match loaded.resolve_index(model, provider) {
+        Some(i) => loaded.catalog.model(loaded.reported_model(i)).model.clone(),
+        None => model.to_string(),
+    }
+}
+
 /// The catalog provider a provider value means (`bedrock` is aws, `vertex_ai` google,
 /// `together_ai` together, `OpenAI` openai), or NULL when the catalog knows none.
 #[pg_extern(stable, parallel_safe)]
@@ -186,9 +199,13 @@ pub fn _catalog_stats() -> JsonB {
     }))
 }
 
-/// `$0.00` for zero, two significant digits below a cent (`$0.0012`), cents above (`$1,234.57`).
+/// `$0.00` for zero, two significant digits below a cent (`$0.0012`), cents above (`$1,234.57`);
+/// `unpriced` for NULL (a cost llm_cost could not compute is never shown as $0.00).
 #[pg_extern(immutable, parallel_safe)]
-pub fn format_cost(cost: AnyNumeric) -> String {
+pub fn format_cost(cost: Option<AnyNumeric>) -> String {
+    let Some(cost) = cost else {
+        return "unpriced".to_string();
+    };
     let text = cost.to_string();
     let d = match Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text)) {
         Ok(d) => d,

@@ -34,7 +34,8 @@ const REGISTRIES: &[Registry] = &[
                      time_column = excluded.time_column, provider_column = excluded.provider_column,
                      tracked_at = pg_catalog.now(), tracked_by = excluded.tracked_by, time_zone = excluded.time_zone,
                      service_tier_column = excluded.service_tier_column,
-                     cache_write_1h_tokens_column = excluded.cache_write_1h_tokens_column, usage_column = excluded.usage_column
+                     cache_write_1h_tokens_column = excluded.cache_write_1h_tokens_column, usage_column = excluded.usage_column,
+                     priced_model_column = excluded.priced_model_column
               RETURNING pg_catalog.to_jsonb(t.*)",
         // Everything llm_cost keeps about the table goes with it.
         delete: "SELECT llm_cost._forget_table($1)",
@@ -144,10 +145,14 @@ pub fn _registry_put(registry_name: &str, row: pgrx::JsonB) -> pgrx::JsonB {
         row[by] = serde_json::Value::String(me.to_string_lossy().into_owned());
     }
     let mut sql = reg.put;
-    if reg.name == "tracked_tables" && !has_service_tier_column() {
+    if reg.name == "tracked_tables" {
         // Mid-upgrade (an older update script calling track() with this library): the table
-        // has not got the 0.3.0 column yet.
-        sql = TRACKED_PUT_BEFORE_0_3;
+        // has not got the columns of 0.3.0 or 0.4.0 yet.
+        if !has_tracked_column("service_tier_column") {
+            sql = TRACKED_PUT_BEFORE_0_3;
+        } else if !has_tracked_column("priced_model_column") {
+            sql = TRACKED_PUT_BEFORE_0_4;
+        }
     }
     crate::pg::privilege::as_extension_owner(move || {
         Spi::get_one_with_args::<pgrx::JsonB>(sql, &[pgrx::JsonB(row).into()])
@@ -168,10 +173,25 @@ const TRACKED_PUT_BEFORE_0_3: &str =
             tracked_at = pg_catalog.now(), tracked_by = excluded.tracked_by, time_zone = excluded.time_zone
      RETURNING pg_catalog.to_jsonb(t.*)";
 
-fn has_service_tier_column() -> bool {
-    Spi::get_one::<bool>(
+const TRACKED_PUT_BEFORE_0_4: &str =
+    "INSERT INTO llm_cost.tracked_tables AS t SELECT * FROM pg_catalog.jsonb_populate_record(NULL::llm_cost.tracked_tables, $1)
+     ON CONFLICT ON CONSTRAINT tracked_tables_pkey DO UPDATE
+        SET model_column = excluded.model_column, input_tokens_column = excluded.input_tokens_column,
+            output_tokens_column = excluded.output_tokens_column,
+            cache_read_tokens_column = excluded.cache_read_tokens_column,
+            cache_write_tokens_column = excluded.cache_write_tokens_column, cost_column = excluded.cost_column,
+            cost_source_column = excluded.cost_source_column, cost_default = excluded.cost_default,
+            time_column = excluded.time_column, provider_column = excluded.provider_column,
+            tracked_at = pg_catalog.now(), tracked_by = excluded.tracked_by, time_zone = excluded.time_zone,
+            service_tier_column = excluded.service_tier_column,
+            cache_write_1h_tokens_column = excluded.cache_write_1h_tokens_column, usage_column = excluded.usage_column
+     RETURNING pg_catalog.to_jsonb(t.*)";
+
+fn has_tracked_column(name: &str) -> bool {
+    Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = 'llm_cost.tracked_tables'::pg_catalog.regclass
-                          AND attname = 'service_tier_column' AND NOT attisdropped)",
+                          AND attname = $1 AND NOT attisdropped)",
+        &[name.into()],
     )
     .ok()
     .flatten()

@@ -49,7 +49,7 @@ pub fn init_gucs() {
     GucRegistry::define_bool_guc(
         c"llm_cost.retention_enabled",
         c"Whether the llm_cost background worker purges old usage rows.",
-        c"Off: no worker is started (llm_cost.run_retention() still works).",
+        c"Off: the worker purges nothing (llm_cost.run_retention() still works); it still records the budget crossings no writer saw.",
         &ENABLED,
         GucContext::Sighup,
         GucFlags::default(),
@@ -212,7 +212,7 @@ pub extern "C-unwind" fn llm_cost_retention_launcher(_arg: pg_sys::Datum) {
             continue;
         }
         next_round = Instant::now() + nap;
-        if ENABLED.get() {
+        {
             match in_transaction(database_list) {
                 Ok(dbs) => {
                     // Forget workers that finished; start one for every database without one.
@@ -308,6 +308,31 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
     });
     if current != Ok(true) {
         log!("llm_cost retention: the llm_cost schema of this database is older than the library; nothing is purged until ALTER EXTENSION llm_cost UPDATE");
+        return;
+    }
+    // Budget crossings no committing writer saw (writers of one group that committed together).
+    let swept = in_transaction(|| {
+        let here = Spi::get_one::<bool>(
+            "SELECT pg_catalog.to_regprocedure('llm_cost._budget_sweep()') IS NOT NULL",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+        if here {
+            Spi::get_one::<i64>("SELECT llm_cost._budget_sweep()")
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        } else {
+            0
+        }
+    });
+    match swept {
+        Ok(n) if n > 0 => log!("llm_cost: {n} budget alert(s) recorded by the background worker"),
+        Ok(_) => {}
+        Err(e) => log!("llm_cost: budget check failed: {e}"),
+    }
+    if !ENABLED.get() {
         return;
     }
     let policies = in_transaction(|| {

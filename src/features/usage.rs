@@ -85,6 +85,8 @@ pub struct TableSpec {
     provider: Option<Col<()>>,
     /// The call's service tier (batch, flex, priority, ...); standard when absent or NULL.
     service_tier: Option<Col<()>>,
+    /// Filled with the catalog model the row was priced as (the name as sent when none matches).
+    priced_model: Option<Col<()>>,
     source: Option<Col<()>>,
     /// The cost column's default as numeric text ("0"), when it has one: in a table without a
     /// cost_source column, a cost equal to it counts as "not provided".
@@ -285,6 +287,8 @@ unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> T
         // Triggers made before 0.3.0 have no service tier, 1-hour cache write or usage column.
         service_tier: args.get(11).and_then(|n| opt(n)).map(|n| plain(&n)),
         cache_write_1h: args.get(12).and_then(|n| opt(n)).map(|n| int(&n)),
+        // Triggers made before 0.4.0 have no priced model column.
+        priced_model: args.get(14).and_then(|n| opt(n)).map(|n| plain(&n)),
         usage: args.get(13).and_then(|n| opt(n)).map(|n| {
             let (attno, t, _, _) = find_attr(tupdesc, &relname, &n);
             let kind = match t {
@@ -812,6 +816,24 @@ fn price(
             };
             if let Some(p) = provider {
                 repl.push((pc.attno, Some(p)));
+            }
+        }
+    }
+
+    if let Some(pm) = &spec.priced_model {
+        // The catalog model (bounded: kept as a datum per backend); an unknown name as sent.
+        let cur = unsafe { new.text(pm.attno) };
+        match resolved {
+            Some(i) => {
+                let m = &loaded.catalog.model(loaded.reported_model(i)).model;
+                if cur != Some(m.as_str()) {
+                    repl.push((pm.attno, Some(text_datum(m))));
+                }
+            }
+            None => {
+                if cur != Some(model) {
+                    repl.push((pm.attno, model.into_datum()));
+                }
             }
         }
     }

@@ -24,6 +24,8 @@ pub struct Loaded {
     memo: RefCell<rustc_hash::FxHashMap<String, Option<Resolved>>>,
     /// Names resolved with a provider value: provider -> name -> result.
     memo_p: RefCell<rustc_hash::FxHashMap<String, rustc_hash::FxHashMap<String, Option<Resolved>>>>,
+    /// Model index -> the model rows are reported under (`Catalog::reported_model`).
+    reported: RefCell<rustc_hash::FxHashMap<usize, usize>>,
     /// Microseconds the load took and the rows read, for `llm_cost._catalog_stats()`.
     pub load_us: u64,
     /// Of which reading the tables.
@@ -63,6 +65,16 @@ impl Loaded {
                 r
             }
         }
+    }
+
+    /// `Catalog::reported_model`, memoised.
+    pub fn reported_model(&self, i: usize) -> usize {
+        if let Some(r) = self.reported.borrow().get(&i) {
+            return *r;
+        }
+        let r = self.catalog.reported_model(i);
+        self.reported.borrow_mut().insert(i, r);
+        r
     }
 
     /// The model index a name resolves to.
@@ -282,6 +294,7 @@ fn load() -> SpiResult<Loaded> {
             catalog,
             memo: RefCell::new(Default::default()),
             memo_p: RefCell::new(Default::default()),
+            reported: RefCell::new(Default::default()),
             load_us: started.elapsed().as_micros() as u64,
             read_us,
             rows: n,

@@ -291,6 +291,11 @@ def test_update_from_0_1_0_equals_a_fresh_install():
             assert one(c, "SELECT count(*) FROM llm_cost.budget_alerts WHERE budget = 'up_cap'") == 1
             assert one(c, "SELECT state FROM llm_cost.budget_status WHERE budget = 'up_cap'") == "exceeded"
             c.execute("SELECT llm_cost.drop_budget('up_cap')")
+            # 0.4.0: rows logged before have their priced model; your rollup views (not members of
+            # the extension) were given the NULL-when-unpriced cost and stay yours.
+            assert one(c, "SELECT string_agg(DISTINCT priced_model, ',') FROM llm_cost.usage_events") == "gpt-4o"
+            assert "unpriced_requests" in one(c, "SELECT pg_get_viewdef('public.app_daily')").split("CASE")[1]
+            assert one(c, "SELECT count(*) FROM pg_depend WHERE objid = 'public.app_daily'::regclass AND deptype = 'e'") == 0
             c.execute("""SELECT llm_cost.drop_retention('public.app_log'); SELECT llm_cost.untrack('public.app_log');
                          DROP TABLE public.app_log; DELETE FROM llm_cost.usage_events; TRUNCATE llm_cost.retention_runs;""")
         with admin(fresh) as c:
