@@ -540,13 +540,12 @@ ALTER VIEW llm_cost.spend_by_model SET (security_invoker = true);
 --
 -- A budget sits on a rollup: every group of the rollup gets the limit in each period of the
 -- rollup's grain and time zone (a new period starts at zero by construction: no reset job).
--- Spend is the rollup's exact cost, kept in the inserting transaction. Before a transaction
--- that added spend to a budgeted group commits, llm_cost takes a lock on that (rollup, period,
--- group), reads its spend with a fresh snapshot (what every committed transaction and this one
--- added) and records each threshold now reached in budget_alerts, once per (budget, group,
--- period, threshold); the NOTIFY is delivered when the transaction commits. Concurrent writers
--- of one group pass that point one at a time, each seeing the others' committed spend: the one
--- that completes a crossing sees it, however the spend was split among them.
+-- Spend is the rollup's exact cost, kept in the inserting transaction. Before a transaction that
+-- added spend to a budgeted group commits, llm_cost reads the group's spend with a fresh snapshot
+-- (every committed transaction and this one) and records each threshold reached in
+-- budget_alerts, once per (budget, group, period, threshold), under the group's lock; the NOTIFY
+-- is delivered when the transaction commits. A crossing only the sum of writers that committed
+-- together makes is recorded by the background worker within one naptime (docs/budgets.md).
 
 CREATE FUNCTION llm_cost._valid_thresholds(t numeric[]) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$

@@ -3,20 +3,23 @@
 //!
 //! Spend is the rollup's exact cost (its stripes). The rollup writer remembers which budgeted
 //! (period, group)s a transaction added to (`rollups::take_written`); just before the
-//! transaction commits (`LIFECYCLE`, after the rollup sums are written), for each of them:
-//! 1. an exclusive lock on (stripes table, period, group) — an advisory-type lock of llm_cost's
-//!    own (field4 = `LOCK_SPACE`), taken in key order so two committers never deadlock;
-//! 2. its spend read with a *fresh* snapshot: every transaction that passed step 1 before us has
-//!    committed (locks are released after the commit is visible), so we see its spend and ours
-//!    whatever the isolation level;
-//! 3. every threshold reached and not yet alerted goes into `llm_cost.budget_alerts` (unique per
-//!    budget, group, period and threshold; the insert runs with the same fresh snapshot, so a
-//!    row another transaction committed is seen and skipped) and NOTIFY `llm_cost_budget`,
-//!    delivered when we commit; a rollback takes both away.
+//! transaction commits (`LIFECYCLE`, after the rollup sums are written), each group's spend is
+//! read with a *fresh* snapshot (every committed transaction and ours), without a lock. A
+//! threshold reached and not yet alerted is recorded under the group's lock (an advisory-type
+//! lock of llm_cost's own, field4 = `LOCK_SPACE`, taken in key order, held to the end of the
+//! transaction): with it the spend is read again with a new snapshot, which sees the alerts of
+//! every transaction that held the lock before, and the alert goes into
+//! `llm_cost.budget_alerts` (unique per budget, group, period and threshold) with NOTIFY
+//! `llm_cost_budget`, delivered when we commit; a rollback takes both away.
+//!
+//! Writers of one group that commit together each see only their own spend and the committed
+//! spend; a crossing only their sum makes is recorded by the background worker's pass
+//! (`_budget_sweep`, every naptime) or by the group's next writer.
 //!
 //! Thresholds already alerted in this backend are remembered, so a group past all its
-//! thresholds costs no lock and no read. Definitions are cached per backend and dropped when
-//! `llm_cost.budgets`, `budget_limits`, `rollups` or a budgeted stripes table changes.
+//! thresholds costs no read. Definitions are cached per backend and dropped when
+//! `llm_cost.budgets`, `budget_limits`, `rollups`, `row_security` or a budgeted stripes table
+//! changes.
 
 use crate::features::stripes::Layout;
 use pgrx::prelude::*;

@@ -1047,7 +1047,11 @@ mod tests {
             num("SELECT llm_cost.format_cost(1234.567)").as_deref(),
             Some("$1,234.57")
         );
-        assert_eq!(num("SELECT llm_cost.format_cost(NULL)"), None);
+        // A cost llm_cost could not compute is never shown as $0.00.
+        assert_eq!(
+            num("SELECT llm_cost.format_cost(NULL)").as_deref(),
+            Some("unpriced")
+        );
     }
 
     #[pg_test]

@@ -1143,12 +1143,27 @@ mod tests {
         cost_col: &str,
     ) -> i64 {
         let g: String = group_cols.iter().map(|c| format!(", {c}")).collect();
+        // The shipped log groups by the model each row was priced as (priced_model); a rollup's
+        // cost is SUM over the raw rows, NULL when none of its rows is priced.
+        let sel: String = group_cols
+            .iter()
+            .map(|c| {
+                if *c == "model" && source == "llm_cost.usage_events" {
+                    ", priced_model AS model".to_string()
+                } else {
+                    format!(", {c}")
+                }
+            })
+            .collect();
+        let by: String = (0..group_cols.len())
+            .map(|i| format!(", {}", i + 2))
+            .collect();
         let q = format!(
             "WITH truth AS (
-                SELECT date_trunc('{grain}', {time_col}::timestamptz, 'UTC') AS period_start{g}, count(*)::bigint AS requests,
+                SELECT date_trunc('{grain}', {time_col}::timestamptz, 'UTC') AS period_start{sel}, count(*)::bigint AS requests,
                        sum(input_tokens)::bigint AS input_tokens, sum(output_tokens)::bigint AS output_tokens,
-                       coalesce(sum({cost_col}), 0) AS cost_usd
-                  FROM {source} GROUP BY 1{g}),
+                       sum({cost_col}) AS cost_usd
+                  FROM {source} GROUP BY 1{by}),
              mine AS (SELECT period_start{g}, requests, input_tokens, output_tokens, cost_usd FROM {rollup})
              SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM mine) a)
                   + (SELECT count(*) FROM (SELECT * FROM mine EXCEPT SELECT * FROM truth) b)"
@@ -1157,6 +1172,120 @@ mod tests {
     }
 
     const DAILY: &[&str] = &["tenant_id", "user_id", "feature", "provider", "model"];
+
+    /// Issue 18: reports group by the model a call was priced as, and an unpriced call is never $0.00.
+    #[pg_test]
+    fn reports_merge_spellings_and_never_show_unpriced_as_zero() {
+        Spi::run(
+            "INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, provider, input_tokens, output_tokens) VALUES
+               ('2026-05-03 10:00+00', 'acme', 'u1', 'chat', 'openai/gpt-4o-mini', 'openai', 1000000, 0),
+               ('2026-05-03 11:00+00', 'acme', 'u1', 'chat', 'gpt-4o-mini', NULL, 1000000, 0),
+               ('2026-05-03 12:00+00', 'acme', 'u1', 'chat', 'models/gemini-2.5-flash', NULL, 1000000, 0),
+               ('2026-05-03 13:00+00', 'acme', 'u1', 'chat', 'Gemini-2.5-Flash', NULL, 1000000, 0),
+               ('2026-05-03 14:00+00', 'acme', 'u1', 'chat', 'my-fine-tuned-model', NULL, 1000, 1000),
+               ('2026-05-03 15:00+00', 'acme', 'u1', 'chat', 'my-fine-tuned-model', NULL, 1000, 1000)",
+        )
+        .unwrap();
+        assert_eq!(
+            one("SELECT string_agg(model || '>' || priced_model, ', ' ORDER BY id) FROM llm_cost.usage_events").as_deref(),
+            Some("openai/gpt-4o-mini>gpt-4o-mini, gpt-4o-mini>gpt-4o-mini, models/gemini-2.5-flash>gemini-2.5-flash, Gemini-2.5-Flash>gemini-2.5-flash, my-fine-tuned-model>my-fine-tuned-model, my-fine-tuned-model>my-fine-tuned-model")
+        );
+        assert_eq!(
+            one("SELECT llm_cost.priced_model('openai/gpt-4o-mini')").as_deref(),
+            Some("gpt-4o-mini")
+        );
+        assert_eq!(
+            one("SELECT llm_cost.priced_model('no-such-model')").as_deref(),
+            Some("no-such-model")
+        );
+        // One rollup group per model as priced; the sent spellings stay in the rows.
+        assert_eq!(
+            one("SELECT string_agg(model || ' ' || requests || ' ' || coalesce(cost_usd::text, 'NULL') || ' ' || unpriced_requests, '; ' ORDER BY model)
+                   FROM llm_cost.usage_daily WHERE period_start = '2026-05-03'").as_deref(),
+            Some("gemini-2.5-flash 2 0.6 0; gpt-4o-mini 2 0.3 0; my-fine-tuned-model 2 NULL 2")
+        );
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_daily",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "day",
+                DAILY,
+                "cost_usd"
+            ),
+            0
+        );
+        // Reports: the unpriced model is counted and shown as unpriced, never $0.00.
+        assert_eq!(
+            one("SELECT string_agg(model || ' ' || requests || ' ' || llm_cost.format_cost(cost_usd) || ' ' || unpriced_requests, '; ' ORDER BY model)
+                   FROM llm_cost.spend_by_model WHERE month = '2026-05-01'").as_deref(),
+            Some("gemini-2.5-flash 2 $0.60 0; gpt-4o-mini 2 $0.30 0; my-fine-tuned-model 2 unpriced 2")
+        );
+        assert_eq!(
+            one("SELECT llm_cost.format_cost(sum(cost_usd)) FROM llm_cost.usage_monthly")
+                .as_deref(),
+            Some("$0.90")
+        );
+        // A reprice once the model has a price moves its rows to their priced group.
+        Spi::run("INSERT INTO llm_cost.model_aliases (alias, model) VALUES ('my-fine-tuned-model', 'gpt-4o')").unwrap();
+        Spi::run("SELECT llm_cost.reprice('llm_cost.usage_events')").unwrap();
+        assert_eq!(
+            one("SELECT string_agg(model || ' ' || requests || ' ' || coalesce(cost_usd::text, 'NULL'), '; ' ORDER BY model)
+                   FROM llm_cost.usage_daily WHERE period_start = '2026-05-03'").as_deref(),
+            Some("gemini-2.5-flash 2 0.6; gpt-4o 2 0.025; gpt-4o-mini 2 0.3")
+        );
+        assert_eq!(
+            mismatches(
+                "llm_cost.usage_daily",
+                "llm_cost.usage_events",
+                "occurred_at",
+                "day",
+                DAILY,
+                "cost_usd"
+            ),
+            0
+        );
+    }
+
+    #[pg_test]
+    fn track_maps_a_priced_model_column_of_your_table() {
+        Spi::run(
+            "CREATE TABLE public.pm_calls (created_at timestamptz NOT NULL DEFAULT now(), llm text, as_priced text, vc varchar(10),
+                                          input_tokens int, output_tokens int, cost_usd numeric)",
+        )
+        .unwrap();
+        for (sql, code) in [
+            ("PERFORM llm_cost.track('public.pm_calls', model_column => 'llm', priced_model_column => 'nope')", "42703"),
+            ("PERFORM llm_cost.track('public.pm_calls', model_column => 'llm', priced_model_column => 'vc')", "42804"),
+            ("PERFORM llm_cost.track('public.pm_calls', model_column => 'llm', priced_model_column => 'llm')", "22023"),
+        ] {
+            let got = error_of(sql);
+            assert!(got.starts_with(code), "{sql}: {got}");
+        }
+        Spi::run("SELECT llm_cost.track('public.pm_calls', model_column => 'llm', priced_model_column => 'as_priced')").unwrap();
+        Spi::run(
+            "SELECT llm_cost.create_rollup('public.pm_daily', 'public.pm_calls', 'day', '{llm}')",
+        )
+        .unwrap();
+        Spi::run("INSERT INTO public.pm_calls (llm, input_tokens, output_tokens) VALUES ('openai/gpt-4o-mini', 1000000, 0), ('GPT-4o-mini', 1000000, 0), ('mystery', 1, 1)").unwrap();
+        assert_eq!(
+            one("SELECT string_agg(llm || ' ' || requests || ' ' || coalesce(cost_usd::text, 'NULL'), '; ' ORDER BY llm) FROM public.pm_daily").as_deref(),
+            Some("gpt-4o-mini 2 0.3; mystery 1 NULL")
+        );
+        // An UPDATE of the model follows it.
+        Spi::run("UPDATE public.pm_calls SET llm = 'gpt-4o' WHERE llm = 'mystery'").unwrap();
+        assert_eq!(
+            one("SELECT string_agg(DISTINCT as_priced, ',') FROM public.pm_calls").as_deref(),
+            Some("gpt-4o,gpt-4o-mini")
+        );
+        assert_eq!(
+            one(
+                "SELECT string_agg(llm || ' ' || requests, '; ' ORDER BY llm) FROM public.pm_daily"
+            )
+            .as_deref(),
+            Some("gpt-4o 1; gpt-4o-mini 2")
+        );
+    }
 
     #[pg_test]
     fn default_rollups_follow_inserts_updates_not_deletes() {
@@ -1382,6 +1511,8 @@ mod tests {
         );
         assert_eq!(count(wrong), 0);
         assert_eq!(count("SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at >= '2026-09-01' AND cost_source = 'unpriced' AND cost_usd IS NULL"), 1000);
+        // COPY fills the priced model like INSERT does.
+        assert_eq!(count("SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at >= '2026-09-01' AND priced_model IS NULL"), 0);
         assert_eq!(
             count("SELECT rows FROM llm_cost.unpriced_models WHERE model = 'no-such-model-x'"),
             1000
