@@ -45,6 +45,11 @@ CONF
     port_of
     ;;
 stop)
+    # The demo's dashboard runs next to the cluster and stops with it.
+    if [ -f "$DIR/dashboard.pid" ]; then
+        kill "$(cat "$DIR/dashboard.pid")" 2>/dev/null || true
+        rm -f "$DIR/dashboard.pid"
+    fi
     if as_postgres test -f "$DATA/postmaster.pid"; then as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null || true; fi
     ;;
 psql)

@@ -57,3 +57,17 @@ SELECT spend_rank, tenant_id, user_id, requests, llm_cost.format_cost(cost_usd) 
   FROM llm_cost.top_users WHERE month = date_trunc('month', now(), 'UTC') AND spend_rank <= 5 ORDER BY spend_rank;
 \echo 'Per feature (llm_cost.feature_stats):'
 SELECT tenant_id, feature, requests, llm_cost.format_cost(cost_usd) AS cost, predominant_model FROM llm_cost.feature_stats ORDER BY 1, 2;
+\echo
+\echo 'A monthly budget of $5 per tenant and user, alerted at 50%, 80% and 100% (llm_cost.budget_status):'
+SELECT name FROM llm_cost.create_budget('user_monthly_cap', 'llm_cost.usage_monthly', 5.00);
+INSERT INTO llm_cost.usage_events (tenant_id, user_id, feature, model, input_tokens, output_tokens)
+VALUES ('acme', 'user-1', 'chat', 'claude-sonnet-4-5', 200000, 40000);
+SELECT "group"->>'tenant_id' AS tenant, "group"->>'user_id' AS "user", llm_cost.format_cost(spent_usd) AS spent,
+       llm_cost.format_cost(limit_usd) AS "limit", used_pct, state
+  FROM llm_cost.budget_status ORDER BY used_pct DESC LIMIT 5;
+SELECT * FROM llm_cost.check_budget('user_monthly_cap', '{"tenant_id": "acme", "user_id": "user-1"}', 0.10);
+
+-- The dashboard connects as this role (a login with the reader's and admin's rights; the token
+-- decides which it uses), never as a superuser, so row-level security applies.
+DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llm_cost_dashboard') THEN CREATE ROLE llm_cost_dashboard LOGIN; END IF; END $$;
+GRANT llm_cost_reader, llm_cost_admin TO llm_cost_dashboard;

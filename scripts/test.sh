@@ -22,6 +22,16 @@ if [ ! -x "$ROOT/tests/graphql/node_modules/.bin/postgraphile" ]; then
     log "npm ci (PostGraphile for the GraphQL end-to-end test)"
     (cd "$ROOT/tests/graphql" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
+if [ ! -d "$ROOT/dashboard/node_modules/puppeteer-core" ] || [ ! -d "$ROOT/dashboard/node_modules/chart.js" ]; then
+    log "npm ci (the dashboard and puppeteer-core for its browser test)"
+    (cd "$ROOT/dashboard" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+    log "apt-get install chromium (the dashboard's browser test)"
+    if [ "$(id -u)" -eq 0 ]; then APT=(env DEBIAN_FRONTEND=noninteractive); else APT=(sudo env DEBIAN_FRONTEND=noninteractive); fi
+    "${APT[@]}" apt-get update -qq
+    "${APT[@]}" apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
+fi
 export LLM_COST_CLUSTER="$ROOT/target/it-cluster"
 # A subscription to a publication of this cluster (logical replication), prepared transactions.
 export LLM_COST_CLUSTER_CONF="wal_level = logical

@@ -15,9 +15,9 @@ SECONDS = float(os.environ.get("LLM_COST_CONCURRENCY_SECONDS", "60"))
 
 MISMATCH = """
 WITH truth AS (
-    SELECT date_trunc('day', occurred_at, 'UTC') AS period_start, tenant_id, user_id, feature, provider, model,
+    SELECT date_trunc('day', occurred_at, 'UTC') AS period_start, tenant_id, user_id, feature, provider, priced_model AS model,
            count(*)::bigint AS requests, sum(input_tokens)::bigint AS i, sum(output_tokens)::bigint AS o,
-           sum(cache_read_tokens)::bigint AS cr, coalesce(sum(cost_usd), 0) AS cost,
+           sum(cache_read_tokens)::bigint AS cr, sum(cost_usd) AS cost,
            count(*) FILTER (WHERE cost_source = 'unpriced')::bigint AS unpriced, count(error)::bigint AS errors,
            coalesce(sum(latency_ms), 0)::bigint AS lat, max(latency_ms)::bigint AS latmax
       FROM llm_cost.usage_events GROUP BY 1, 2, 3, 4, 5, 6),
@@ -31,7 +31,7 @@ SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM mine) a)
 
 MISMATCH_MONTHLY = """
 WITH truth AS (SELECT date_trunc('month', occurred_at, 'UTC') AS p, tenant_id, user_id, count(*)::bigint AS n,
-                      coalesce(sum(cost_usd), 0) AS cost FROM llm_cost.usage_events GROUP BY 1, 2, 3),
+                      sum(cost_usd) AS cost FROM llm_cost.usage_events GROUP BY 1, 2, 3),
      mine AS (SELECT period_start, tenant_id, user_id, requests, cost_usd FROM llm_cost.usage_monthly)
 SELECT (SELECT count(*) FROM (SELECT * FROM truth EXCEPT SELECT * FROM mine) a)
      + (SELECT count(*) FROM (SELECT * FROM mine EXCEPT SELECT * FROM truth) b)
@@ -198,7 +198,7 @@ def test_copy_and_rows_straight_into_a_partition(connect):
 
 COPY_MISMATCH = """
 WITH truth AS (SELECT date_trunc('day', created_at, 'UTC') AS p, contributor, model, count(*)::bigint AS n,
-                      sum(input_tokens)::bigint AS i, sum(output_tokens)::bigint AS o, coalesce(sum(cost_usd), 0) AS cost,
+                      sum(input_tokens)::bigint AS i, sum(output_tokens)::bigint AS o, sum(cost_usd) AS cost,
                       count(*) FILTER (WHERE cost_source = 'unpriced')::bigint AS unpriced
                  FROM copy_log GROUP BY 1, 2, 3),
      mine AS (SELECT period_start, contributor, model, requests, input_tokens, output_tokens, cost_usd, unpriced_requests

@@ -1,0 +1,37 @@
+// Loads the dashboard in a real browser (Chromium, headless) and prints every figure on the page
+// (elements with data-k) as JSON; saves a full-page screenshot.
+//   node test/check.js <url with #token=...> <screenshot.png> [chromium path]
+'use strict';
+const puppeteer = require('puppeteer-core');
+
+(async () => {
+  const [url, shot, chromium = '/usr/bin/chromium'] = process.argv.slice(2);
+  const browser = await puppeteer.launch({
+    executablePath: chromium,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--font-render-hinting=none'],
+  });
+  try {
+    const page = await browser.newPage();
+    const problems = [];
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+    page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
+    page.on('request', (r) => { if (!r.url().startsWith('http://127.0.0.1')) problems.push(`off-host request: ${r.url()}`); });
+    await page.setViewport({ width: 1400, height: 900, deviceScaleFactor: 1 });
+    await page.goto(url, { waitUntil: 'networkidle0', timeout: 60000 });
+    await page.waitForFunction(() => document.body.dataset.ready, { timeout: 60000 });
+    const state = await page.evaluate(() => ({ ready: document.body.dataset.ready, error: document.body.dataset.error || null }));
+    const figures = await page.evaluate(() => Object.fromEntries([...document.querySelectorAll('[data-k]')].map((e) => [e.dataset.k, e.textContent])));
+    const charts = await page.evaluate(() => [...document.querySelectorAll('canvas')].map((c) => ({ id: c.id, width: c.width, height: c.height, drawn: !!Chart.getChart(c) })));
+    const formats = await page.evaluate(() => Object.fromEntries(['0', '0.004999', '0.00125', '0.0099996', '0.01', '1234567.005', '0.1', '12.5', '-3.14159', '0.00000012345']
+      .map((v) => [v, window.llmCostFormatCost(v)])));
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(JSON.stringify({ state, figures, charts, formats, problems }));
+  } finally {
+    await browser.close();
+  }
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

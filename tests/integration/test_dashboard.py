@@ -1,0 +1,185 @@
+"""The dashboard (dashboard/) in a real browser: Chromium, headless, driven by puppeteer-core.
+The page reads GraphQL only; every figure on it must equal the SQL views read with the same
+rights (an admin token sees everything, a user token its own rows). The admin page's screenshot
+is the one the README shows (docs/dashboard.png)."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+
+import psycopg
+import pytest
+
+from conftest import ROOT, dsn, port
+
+DASH = ROOT / "dashboard"
+SECRET = "llm-cost-dashboard-test-secret"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def token(role, user=None):
+    out = subprocess.run(["node", str(DASH / "token.js"), SECRET, role, *([user] if user else [])],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+SEED = """
+SELECT llm_cost.create_budget('user_monthly_cap', 'llm_cost.usage_monthly', 0.05, '{0.5,0.8,1.0}');
+INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens, cache_read_tokens)
+SELECT greatest(date_trunc('month', now(), 'UTC'), now() - (g % 4) * interval '1 day' - (g % 7) * interval '1 minute'),
+       (ARRAY['acme', 'globex'])[1 + g % 2], 'user-' || (g % 4),
+       (ARRAY['chat', 'search', 'summarize'])[1 + g % 3],
+       (ARRAY['claude-sonnet-4-5', 'gpt-4o-mini', 'openai/gpt-4o-mini', 'models/gemini-2.5-flash', 'gemini-2.5-flash', 'my-fine-tuned-model'])[1 + g % 6],
+       1000 + (g * 37) % 4000, (g * 13) % 900, CASE WHEN g % 3 = 0 THEN 2000 ELSE 0 END
+  FROM generate_series(1, 120) g;
+INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens)
+VALUES (now() - interval '20 days', 'acme', 'user-1', 'chat', 'gpt-4o', 1000000, 10000);
+"""
+
+
+@pytest.fixture(scope="module")
+def dashboard(dbname):
+    if not (DASH / "node_modules" / "puppeteer-core").exists() or not os.path.exists(CHROMIUM):
+        pytest.fail("the dashboard test needs dashboard/node_modules (npm ci) and chromium: run scripts/test.sh, which installs both")
+    with psycopg.connect(dsn(dbname), autocommit=True) as c:
+        c.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'it_dashboard') THEN CREATE ROLE it_dashboard LOGIN; END IF; END $$")
+        c.execute("GRANT llm_cost_reader, llm_cost_admin TO it_dashboard")
+        c.execute(SEED)
+    http_port = free_port()
+    log = open(ROOT / "target" / "dashboard.log", "w")
+    env = {**os.environ, "DATABASE_URL": f"postgres://it_dashboard@127.0.0.1:{port()}/{dbname}", "JWT_SECRET": SECRET,
+           "PORT": str(http_port)}
+    proc = subprocess.Popen(["node", str(DASH / "server.js")], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=DASH)
+    url = f"http://127.0.0.1:{http_port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2).read()
+                break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    raise RuntimeError("the dashboard did not start:\n" + (ROOT / "target" / "dashboard.log").read_text())
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def browse(url, tok, shot):
+    out = subprocess.run(["node", str(DASH / "test" / "check.js"), f"{url}#token={tok}", str(shot), CHROMIUM],
+                         capture_output=True, text=True, timeout=180, cwd=DASH)
+    assert out.returncode == 0, out.stderr + out.stdout
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def n(v):
+    return f"{int(v):,}"
+
+
+def expected(dbname, role, user=None):
+    """What the page must show, from the SQL views, with the token's rights."""
+    with psycopg.connect(dsn(dbname)) as c:
+        c.execute(f"SET ROLE {role}")
+        c.execute("SELECT set_config('jwt.claims.user_id', %s, false)", (user or "",))
+        q = lambda sql: c.execute(sql).fetchall()  # noqa: E731
+        fc = "llm_cost.format_cost"
+        e = {}
+        for period, cost, req, avg, unp in q(f"""SELECT period, {fc}(cost_usd), requests,
+                                                    CASE WHEN requests > unpriced_requests THEN {fc}(cost_usd / (requests - unpriced_requests)) ELSE '–' END,
+                                                    unpriced_requests FROM llm_cost.spend_summary"""):
+            e.update({f"card:{period}:cost": cost, f"card:{period}:requests": n(req), f"card:{period}:avg": avg,
+                      f"card:{period}:unpriced": n(unp)})
+        for prov, model, req, cost, avg, unp in q(f"""SELECT provider, model, requests, {fc}(cost_usd),
+                                                          CASE WHEN avg_cost_per_request_usd IS NULL THEN '–' ELSE {fc}(avg_cost_per_request_usd) END,
+                                                          unpriced_requests
+                                                     FROM llm_cost.spend_by_model WHERE month = date_trunc('month', now(), 'UTC')"""):
+            k = f"model:{prov or ''}/{model}"
+            e.update({f"{k}:requests": n(req), f"{k}:cost": cost, f"{k}:avg": avg, f"{k}:unpriced": n(unp)})
+        for tenant, feature, req, cost in q(f"""SELECT tenant_id, feature, requests, {fc}(cost_usd) FROM llm_cost.spend_by_feature
+                                                 WHERE month = date_trunc('month', now(), 'UTC')"""):
+            e.update({f"feature:{tenant or ''}/{feature or ''}:requests": n(req), f"feature:{tenant or ''}/{feature or ''}:cost": cost})
+        for tenant, uid, req, cost in q(f"""SELECT tenant_id, user_id, requests, {fc}(cost_usd) FROM llm_cost.top_users
+                                             WHERE month = date_trunc('month', now(), 'UTC') ORDER BY spend_rank, user_id LIMIT 10"""):
+            e.update({f"user:{tenant or ''}/{uid}:requests": n(req), f"user:{tenant or ''}/{uid}:cost": cost})
+        for day, req, cost, unp in q(f"""SELECT to_char(day AT TIME ZONE 'UTC', 'YYYY-MM-DD'), requests, {fc}(cost_usd), unpriced_requests
+                                           FROM llm_cost.daily_trend ORDER BY day DESC LIMIT 30"""):
+            e.update({f"trend:{day}:requests": n(req), f"trend:{day}:cost": cost, f"trend:{day}:unpriced": n(unp)})
+        for rid, model, priced, tokens, cost in q(f"""SELECT id, model, coalesce(priced_model, ''), total_tokens, {fc}(cost_usd)
+                                                        FROM llm_cost.usage_events ORDER BY id DESC LIMIT 10"""):
+            e.update({f"last:{rid}:model": model, f"last:{rid}:priced": priced, f"last:{rid}:tokens": n(tokens), f"last:{rid}:cost": cost})
+        for model, rows in q("SELECT model, rows FROM llm_cost.unpriced_models"):
+            e[f"unpriced:{model}:rows"] = n(rows)
+        for budget, group, spent, limit, used, state in q(f"""SELECT budget, "group"::text, {fc}(spent_usd), {fc}(limit_usd), used_pct, state
+                                                               FROM llm_cost.budget_status"""):
+            k = f"budget:{budget}/{json.dumps(json.loads(group), separators=(',', ':'))}"
+            e.update({f"{k}:spent": spent, f"{k}:limit": limit, f"{k}:used": f"{used}%", f"{k}:state": state})
+        for aid, threshold, spent in q(f"SELECT id, threshold, {fc}(spent_usd) FROM llm_cost.budget_alerts ORDER BY id DESC LIMIT 10"):
+            e.update({f"alert:{aid}:threshold": f"{round(float(threshold) * 100)}%", f"alert:{aid}:spent": spent})
+        c.rollback()
+    return e
+
+
+def check(page, want):
+    assert page["state"] == {"ready": "1", "error": None}, page["state"]
+    assert page["problems"] == []
+    got = page["figures"]
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    wrong = {k: (got[k], want[k]) for k in want if k in got and got[k] != want[k]}
+    assert not missing and not extra and not wrong, f"missing {missing[:10]}, extra {extra[:10]}, wrong {dict(list(wrong.items())[:10])}"
+    assert all(ch["drawn"] and ch["width"] > 0 for ch in page["charts"]), page["charts"]
+
+
+def test_admin_sees_every_figure_as_the_sql_views_say(dashboard, dbname):
+    page = browse(dashboard, token("llm_cost_admin", "boss"), ROOT / "docs" / "dashboard.png")
+    want = expected(dbname, "llm_cost_admin")
+    check(page, want)
+    # The page shows what matters: spellings merged, the unpriced model as unpriced, budgets.
+    figures = page["figures"]
+    assert "model:openai/gpt-4o-mini:cost" in figures and "model:openrouter/gpt-4o-mini:cost" in figures
+    assert not any(k.startswith("model:") and "/openai/gpt-4o-mini:" in k for k in figures)
+    assert figures["model:/my-fine-tuned-model:cost"] == "unpriced"
+    assert figures["unpriced:my-fine-tuned-model:rows"] == "20"
+    assert any(k.startswith("budget:user_monthly_cap/") for k in figures)
+    assert any(k.startswith("alert:") for k in figures)
+    assert len([k for k in figures if k.startswith("last:") and k.endswith(":cost")]) == 10
+    assert (ROOT / "docs" / "dashboard.png").stat().st_size > 20_000
+
+
+def test_a_user_token_sees_only_its_own_spend(dashboard, dbname):
+    page = browse(dashboard, token("llm_cost_reader", "user-1"), ROOT / "target" / "dashboard-user-1.png")
+    want = expected(dbname, "llm_cost_reader", "user-1")
+    check(page, want)
+    admin_page = expected(dbname, "llm_cost_admin")
+    assert page["figures"]["card:this month:requests"] != admin_page["card:this month:requests"]
+    # Every budget row and every user row on the page is user-1's.
+    assert all('"user_id":"user-1"' in k for k in page["figures"] if k.startswith("budget:"))
+    assert all(k.split(":")[1].endswith("/user-1") for k in page["figures"] if k.startswith("user:"))
+
+
+def test_money_is_formatted_exactly_like_format_cost(dashboard, dbname):
+    page = browse(dashboard, token("llm_cost_admin"), ROOT / "target" / "dashboard-format.png")
+    with psycopg.connect(dsn(dbname)) as c:
+        for value, shown in page["formats"].items():
+            assert shown == c.execute("SELECT llm_cost.format_cost(%s::numeric)", (value,)).fetchone()[0], value
+
+
+def test_without_a_token_the_page_says_so(dashboard):
+    page = browse(dashboard.rstrip("/") + "/", "", ROOT / "target" / "dashboard-none.png")
+    assert page["state"]["ready"] == "error" and "token" in page["state"]["error"]
+    assert not any(k.startswith(("card:", "model:")) for k in page["figures"])
