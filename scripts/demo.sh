@@ -22,8 +22,10 @@ fi
 RUN="${LLM_COST_CLUSTER:-$ROOT/target/cluster}"
 secret=$(node -e "console.log(require('crypto').randomBytes(24).toString('hex'))")
 dport=$(node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
-(cd "$DASH" && DATABASE_URL="postgres://llm_cost_dashboard@127.0.0.1:$port/$DB" JWT_SECRET="$secret" PORT="$dport" \
-    nohup node server.js >"$RUN/dashboard.log" 2>&1 & echo $! >"$RUN/dashboard.pid")
+(cd "$DASH" || exit 1
+ DATABASE_URL="postgres://llm_cost_dashboard@127.0.0.1:$port/$DB" JWT_SECRET="$secret" PORT="$dport" \
+     nohup node server.js >"$RUN/dashboard.log" 2>&1 &
+ echo $! >"$RUN/dashboard.pid")
 for _ in $(seq 1 60); do
     node -e "require('http').get('http://127.0.0.1:$dport/', () => process.exit(0)).on('error', () => process.exit(1))" && break
     sleep 0.5
