@@ -23,6 +23,9 @@ STATE = [
     ("rollups", "SELECT string_agg(rollup::text, ',' ORDER BY rollup::text) FROM llm_cost.rollups"),
     ("retention", "SELECT string_agg(log_table::text || '=' || keep, ',') FROM llm_cost.retention_policies"),
     ("unpriced", "SELECT string_agg(model || '=' || rows, ',') FROM llm_cost.unpriced_models"),
+    ("budgets", "SELECT string_agg(name || '=' || limit_usd || '/' || thresholds::text || '/' || rollup::text, ',') FROM llm_cost.budgets"),
+    ("budget limits", "SELECT string_agg(\"group\"::text || '=' || limit_usd, ',') FROM llm_cost.budget_limits"),
+    ("budget alerts", "SELECT string_agg(budget || ' ' || \"group\"::text || ' ' || threshold, ',' ORDER BY id) FROM llm_cost.budget_alerts"),
 ]
 
 
@@ -37,6 +40,8 @@ def test_dump_and_restore(connect, dbname):
     c.execute((DATA / "api_usage_log.sql").read_text())
     c.execute("SELECT llm_cost.track('api_usage_log', provider_column => 'provider', add_cost_column => true)")
     c.execute("SELECT llm_cost.create_rollup('app_monthly', 'api_usage_log', 'month', '{provider}')")
+    c.execute("SELECT llm_cost.create_budget('app_cap', 'app_monthly', 1, '{0.5,1}')")
+    c.execute("SELECT llm_cost.set_budget_limit('app_cap', '{\"provider\": \"openai\"}', 100)")
     c.execute("INSERT INTO api_usage_log (model, endpoint, input_tokens, output_tokens) VALUES ('house', '/x', 1000000, 1000000), ('gpt-4o', '/y', 1000, 10)")
     c.execute("""INSERT INTO llm_cost.usage_events (tenant_id, user_id, model, input_tokens, output_tokens, cost_usd) VALUES
                    ('t', 'u', 'claude-sonnet-4-5', 1000, 100, NULL), ('t', 'u', 'gpt-4o', 1000, 100, 0.42), ('t', 'u', 'mystery', 1, 1, NULL)""")
@@ -46,6 +51,7 @@ def test_dump_and_restore(connect, dbname):
     before = state(c)
     assert before["user prices"] == "acme/acme-private=0.7"
     assert before["app rollup"] == "claude=2/2.8026"
+    assert before["budget alerts"] == 'app_cap {"provider": "claude"} 0.5,app_cap {"provider": "claude"} 1'
 
     target = "it_restored_" + uuid.uuid4().hex[:8]
     dump = subprocess.run([f"{PG_BIN}/pg_dump", "-h", "127.0.0.1", "-p", str(port()), "-U", "postgres", "-d", dbname],
