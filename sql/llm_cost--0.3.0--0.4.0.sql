@@ -714,6 +714,7 @@ DECLARE
     r llm_cost.rollups;
     t numeric[];
     f jsonb;
+    result llm_cost.budgets;
 BEGIN
     IF name IS NULL OR rollup IS NULL OR hard IS NULL THEN
         RAISE EXCEPTION 'llm_cost.create_budget: name, rollup and hard must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -737,9 +738,11 @@ BEGIN
         RAISE EXCEPTION 'budget "%" already exists', name USING ERRCODE = 'duplicate_object',
               HINT = 'Drop it with llm_cost.drop_budget() first, or choose another name.';
     END IF;
-    RETURN pg_catalog.jsonb_populate_record(NULL::llm_cost.budgets, llm_cost._budget_write('create',
+    result := pg_catalog.jsonb_populate_record(NULL::llm_cost.budgets, llm_cost._budget_write('create',
         pg_catalog.jsonb_build_object('name', name, 'rollup', rollup::oid, 'limit_usd', limit_usd, 'thresholds', t,
                                       'filter', f, 'hard', hard)));
+    PERFORM llm_cost._budget_view(rollup);
+    RETURN result;
 END $$;
 COMMENT ON FUNCTION llm_cost.create_budget(text, regclass, numeric, numeric[], jsonb, boolean) IS '@omit
 A spend limit of limit_usd for every group of the rollup (those the filter selects, e.g. {"tenant_id": "acme"}) in each of its periods. Each threshold (a fraction of the limit) crossed by a group in a period is alerted once: a row in llm_cost.budget_alerts and NOTIFY llm_cost_budget when the crossing transaction commits. hard: check_budget() answers allowed = false once spend plus the estimate exceeds the limit. Only the rollup''s owner may.';
@@ -844,6 +847,69 @@ COMMENT ON COLUMN llm_cost.budget_status.state IS 'ok, warning (the lowest thres
 COMMENT ON COLUMN llm_cost.budget_status.hard IS 'Whether check_budget() refuses calls past the limit.';
 COMMENT ON COLUMN llm_cost.budget_status.thresholds IS 'The fractions of the limit that are alerted.';
 GRANT SELECT ON llm_cost.budget_status TO PUBLIC;
+
+-- Each rollup with budgets also gets a view of its own, next to it: <rollup>_budget_status, its
+-- budgets with the rollup's group columns as columns of their types (budget_status has them in
+-- "group"). Made by create_budget as the caller (the rollup's owner: the view is theirs), dropped
+-- when the rollup's last budget goes.
+CREATE FUNCTION llm_cost._budget_view_name(p_rollup regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('%I.%I', n.nspname, left(c.relname, 63 - length('_budget_status')) || '_budget_status')
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_rollup
+$$;
+COMMENT ON FUNCTION llm_cost._budget_view_name(regclass) IS '@omit';
+
+CREATE FUNCTION llm_cost._budget_view(p_rollup regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups;
+    v text := llm_cost._budget_view_name(p_rollup);
+    existing regclass;
+    cols text;
+BEGIN
+    IF v IS NULL THEN
+        RETURN;
+    END IF;
+    existing := pg_catalog.to_regclass(v);
+    -- Only a view llm_cost made (it reads budget_status) is replaced or dropped.
+    IF existing IS NOT NULL AND NOT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite w ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = w.oid
+            WHERE w.ev_class = existing AND d.refobjid = 'llm_cost.budget_status'::regclass) THEN
+        RAISE NOTICE '% exists and is not an llm_cost budget view: left as it is', v;
+        RETURN;
+    END IF;
+    SELECT * INTO r FROM llm_cost.rollups WHERE rollup = p_rollup;
+    IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM llm_cost.budgets b WHERE b.rollup = p_rollup) THEN
+        IF existing IS NOT NULL THEN
+            EXECUTE format('DROP VIEW %s', existing);
+        END IF;
+        RETURN;
+    END IF;
+    SELECT string_agg(format('(s."group" ->> %L)::%s AS %I, ', x.g, format_type(a.atttypid, a.atttypmod), x.g), '' ORDER BY x.o) INTO cols
+      FROM unnest(r.group_by) WITH ORDINALITY x(g, o)
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = x.g AND NOT a.attisdropped;
+    EXECUTE format('CREATE OR REPLACE VIEW %s WITH (security_invoker = true) AS SELECT s.budget, %s'
+                   's.period_start, s.period_end, s.spent_usd, s.limit_usd, s.remaining_usd, s.used_pct, s.state, s.hard, '
+                   's.thresholds, s."group" FROM llm_cost.budget_status s WHERE s.rollup::oid = %s',
+                   v, coalesce(cols, ''), p_rollup::oid);
+    EXECUTE format('COMMENT ON VIEW %s IS %L', v,
+                   format('The budgets of llm_cost rollup %s in its current period, with its group columns: llm_cost.budget_status for this rollup. Made by create_budget, dropped with the last budget.', p_rollup));
+END $$;
+COMMENT ON FUNCTION llm_cost._budget_view(regclass) IS '@omit';
+
+CREATE FUNCTION llm_cost._budgets_deleted() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r regclass;
+BEGIN
+    FOR r IN SELECT DISTINCT g.rollup FROM gone g WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = g.rollup) LOOP
+        PERFORM llm_cost._budget_view(r);
+    END LOOP;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION llm_cost._budgets_deleted() IS '@omit';
+CREATE TRIGGER budgets_deleted AFTER DELETE ON llm_cost.budgets REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION llm_cost._budgets_deleted();
 
 COMMENT ON FUNCTION llm_cost.check_budget(text, jsonb, numeric) IS 'Pre-flight check before an LLM call: whether a group may spend estimated_cost more in budget name (allowed is false only for a hard budget once spend plus the estimate exceeds the limit), its spend, limit and what remains in the current period, and when the period ends. group names every group column of the budget''s rollup ({} for a platform-wide budget). For whoever may read the rollup (under its row security) or insert into its source table.';
 COMMENT ON FUNCTION llm_cost._budget_write(text, jsonb) IS '@omit';

@@ -1137,6 +1137,15 @@ mod tests {
             q("SELECT string_agg(format('%s %s %s %s %s', budget, \"group\"->>'team', spent_usd, limit_usd, state), '; ' ORDER BY budget, \"group\"::text) FROM llm_cost.budget_status"),
             "cap blue 0.25 2 ok; cap red 1.5 1.25 exceeded; cap red 0.1 2 ok; daily  1.85 3 warning; soft red 1.5 1 exceeded; soft red 0.1 1 ok"
         );
+        // The rollup's own budget view: its group columns with their types.
+        assert_eq!(
+            q("SELECT string_agg(format('%s %s %s %s', budget, team, seat + 0, spent_usd), '; ' ORDER BY budget, team, seat) FROM public.b_team_month_budget_status"),
+            "cap blue 1 0.25; cap red 1 1.5; cap red 2 0.1; soft red 1 1.5; soft red 2 0.1"
+        );
+        assert_eq!(
+            q("SELECT format('%s %s', budget, spent_usd) FROM public.b_all_day_budget_status"),
+            "daily 1.85"
+        );
         // Back to the budget's limit.
         Spi::run(
             "SELECT llm_cost.set_budget_limit('cap', '{\"team\": \"red\", \"seat\": 1}', NULL)",
@@ -1144,5 +1153,22 @@ mod tests {
         .unwrap();
         assert_eq!(q("SELECT limit_usd::text FROM llm_cost.check_budget('cap', '{\"team\": \"red\", \"seat\": 1}')"), "2");
         assert_eq!(q("SELECT count(*)::text FROM llm_cost.budget_limits"), "0");
+        // The view goes with the rollup's last budget, or with the rollup.
+        Spi::run("SELECT llm_cost.drop_budget('cap')").unwrap();
+        assert_eq!(
+            q("SELECT (to_regclass('public.b_team_month_budget_status') IS NOT NULL)::text"),
+            "true"
+        );
+        Spi::run("SELECT llm_cost.drop_budget('soft')").unwrap();
+        assert_eq!(
+            q("SELECT (to_regclass('public.b_team_month_budget_status') IS NULL)::text"),
+            "true"
+        );
+        Spi::run("SELECT llm_cost.drop_rollup('public.b_all_day')").unwrap();
+        assert_eq!(q("SELECT (to_regclass('public.b_all_day_budget_status') IS NULL)::text || ' ' || count(*) FROM llm_cost.budgets"), "true 0");
+        // A view of that name that llm_cost did not make is left alone.
+        Spi::run("CREATE VIEW public.b_team_month_budget_status AS SELECT 1 AS mine").unwrap();
+        Spi::run("SELECT llm_cost.create_budget('again', 'public.b_team_month', 3)").unwrap();
+        assert_eq!(q("SELECT string_agg(attname, ',') FROM pg_attribute WHERE attrelid = 'public.b_team_month_budget_status'::regclass"), "mine");
     }
 }

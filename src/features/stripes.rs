@@ -290,29 +290,7 @@ pub fn group_cost(
             } else {
                 continue; // the stripe: every stripe counts
             };
-            let mut k = pg_sys::ScanKeyData::default();
-            match value {
-                None => pg_sys::ScanKeyEntryInitialize(
-                    &mut k,
-                    (pg_sys::SK_ISNULL | pg_sys::SK_SEARCHNULL) as i32,
-                    (i + 1) as i16,
-                    0,
-                    pg_sys::InvalidOid,
-                    pg_sys::InvalidOid,
-                    pg_sys::InvalidOid,
-                    pg_sys::Datum::from(0),
-                ),
-                Some(v) => pg_sys::ScanKeyEntryInitialize(
-                    &mut k,
-                    0,
-                    (i + 1) as i16,
-                    pg_sys::BTEqualStrategyNumber as u16,
-                    pg_sys::InvalidOid,
-                    *coll,
-                    *proc_,
-                    v,
-                ),
-            }
+            let k = scan_key(i + 1, value, *proc_, *coll);
             scankeys.push(k);
         }
         let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsBufferHeapTuple);
@@ -560,6 +538,39 @@ unsafe fn merge(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The scan key of index column `col` (1-based) equal to `value` (None: IS NULL).
+unsafe fn scan_key(
+    col: usize,
+    value: Option<pg_sys::Datum>,
+    proc_: pg_sys::RegProcedure,
+    coll: pg_sys::Oid,
+) -> pg_sys::ScanKeyData {
+    let mut k = pg_sys::ScanKeyData::default();
+    match value {
+        None => pg_sys::ScanKeyEntryInitialize(
+            &mut k,
+            (pg_sys::SK_ISNULL | pg_sys::SK_SEARCHNULL) as i32,
+            col as i16,
+            0, /* InvalidStrategy */
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            pg_sys::Datum::from(0),
+        ),
+        Some(v) => pg_sys::ScanKeyEntryInitialize(
+            &mut k,
+            0,
+            col as i16,
+            pg_sys::BTEqualStrategyNumber as u16,
+            pg_sys::InvalidOid,
+            coll,
+            proc_,
+            v,
+        ),
+    }
+    k
+}
+
 unsafe fn add_one(
     layout: &Layout,
     rel: pg_sys::Relation,
@@ -590,34 +601,17 @@ unsafe fn add_one(
     let mut scankeys: Vec<pg_sys::ScanKeyData> = probe
         .keys
         .iter()
-        .map(|_| pg_sys::ScanKeyData::default())
-        .collect();
-    for (i, (attno, proc_, coll)) in probe.keys.iter().enumerate() {
-        let a = *attno as usize - 1;
-        if nulls[a] {
-            pg_sys::ScanKeyEntryInitialize(
-                &mut scankeys[i],
-                (pg_sys::SK_ISNULL | pg_sys::SK_SEARCHNULL) as i32,
-                (i + 1) as i16,
-                0, /* InvalidStrategy */
-                pg_sys::InvalidOid,
-                pg_sys::InvalidOid,
-                pg_sys::InvalidOid,
-                pg_sys::Datum::from(0),
-            );
-        } else {
-            pg_sys::ScanKeyEntryInitialize(
-                &mut scankeys[i],
-                0,
-                (i + 1) as i16,
-                pg_sys::BTEqualStrategyNumber as u16,
-                pg_sys::InvalidOid,
-                *coll,
+        .enumerate()
+        .map(|(i, (attno, proc_, coll))| {
+            let a = *attno as usize - 1;
+            scan_key(
+                i + 1,
+                if nulls[a] { None } else { Some(values[a]) },
                 *proc_,
-                values[a],
-            );
-        }
-    }
+                *coll,
+            )
+        })
+        .collect();
     loop {
         values.copy_from_slice(&fresh);
         nulls.copy_from_slice(&fresh_nulls);

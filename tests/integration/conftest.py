@@ -1,7 +1,9 @@
 """Integration tests run against the scratch cluster started by scripts/test.sh
 (LLM_COST_CLUSTER, llm_cost preloaded). Each test module gets its own database."""
+import contextlib
 import os
 import pathlib
+import subprocess
 import time
 import uuid
 
@@ -67,6 +69,30 @@ def one(conn, sql, *args):
 def admin(db="postgres"):
     """A superuser session (autocommit) to `db`."""
     return psycopg.connect(dsn(db), autocommit=True)
+
+
+@contextlib.contextmanager
+def server(cmd, ready, log_name, **popen):
+    """Runs a server process (PostGraphile, the dashboard) for the duration of a `with`: waits
+    until `ready()` stops raising (60 s at most), and stops it after."""
+    log_path = ROOT / "target" / log_name
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **popen)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    ready()
+                    break
+                except Exception:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log.flush()
+                        raise RuntimeError(f"{cmd[0]} did not start:\n" + log_path.read_text())
+                    time.sleep(0.3)
+            yield proc
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def wait_for(pred, timeout=30.0, step=0.2):

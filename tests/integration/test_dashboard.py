@@ -7,13 +7,12 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import urllib.request
 
 import psycopg
 import pytest
 
-from conftest import ROOT, dsn, port
+from conftest import ROOT, dsn, port, server
 
 DASH = ROOT / "dashboard"
 SECRET = "llm-cost-dashboard-test-secret"
@@ -57,27 +56,12 @@ def dashboard(dbname):
         c.execute("GRANT llm_cost_reader, llm_cost_admin TO it_dashboard")
         c.execute(SEED)
     http_port = free_port()
-    log = open(ROOT / "target" / "dashboard.log", "w")
     env = {**os.environ, "DATABASE_URL": f"postgres://it_dashboard@127.0.0.1:{port()}/{dbname}", "JWT_SECRET": SECRET,
            "PORT": str(http_port)}
-    proc = subprocess.Popen(["node", str(DASH / "server.js")], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=DASH)
     url = f"http://127.0.0.1:{http_port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2).read()
-                break
-            except Exception:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    raise RuntimeError("the dashboard did not start:\n" + (ROOT / "target" / "dashboard.log").read_text())
-                time.sleep(0.3)
+    with server(["node", str(DASH / "server.js")], lambda: urllib.request.urlopen(url, timeout=2).read(), "dashboard.log",
+                env=env, cwd=DASH):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def browse(url, tok, shot):

@@ -4,10 +4,7 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import pathlib
 import socket
-import subprocess
 import time
 import urllib.request
 from decimal import Decimal
@@ -15,7 +12,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from conftest import ROOT, dsn, one, port
+from conftest import ROOT, dsn, port, server
 
 POSTGRAPHILE = ROOT / "tests" / "graphql" / "node_modules" / ".bin" / "postgraphile"
 SECRET = "llm-cost-test-secret"
@@ -63,29 +60,12 @@ def graphql(dbname):
         c.execute("""INSERT INTO public.gql_calls (user_id, model, input_tokens, output_tokens)
                      VALUES ('user-a', 'gpt-4o', 1000000, 0), ('user-b', 'gpt-4o', 500000, 0)""")
     http_port = free_port()
-    log = open(ROOT / "target" / "postgraphile.log", "w")
-    proc = subprocess.Popen(
-        [str(POSTGRAPHILE), "-c", f"postgres://it_graphql@127.0.0.1:{port()}/{dbname}", "-s", "llm_cost", "--include-extension-resources",
-         "-n", "127.0.0.1", "-p", str(http_port), "--jwt-secret", SECRET, "--default-role", "llm_cost_reader",
-         "--disable-query-log", "--extended-errors", "hint,detail,errcode"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT / "tests" / "graphql")
     url = f"http://127.0.0.1:{http_port}/graphql"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                query(url, "{ __typename }")
-                break
-            except Exception:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    raise RuntimeError("PostGraphile did not start:\n" + (ROOT / "target" / "postgraphile.log").read_text())
-                time.sleep(0.3)
+    with server([str(POSTGRAPHILE), "-c", f"postgres://it_graphql@127.0.0.1:{port()}/{dbname}", "-s", "llm_cost", "--include-extension-resources",
+                 "-n", "127.0.0.1", "-p", str(http_port), "--jwt-secret", SECRET, "--default-role", "llm_cost_reader",
+                 "--disable-query-log", "--extended-errors", "hint,detail,errcode"],
+                lambda: query(url, "{ __typename }"), "postgraphile.log", cwd=ROOT / "tests" / "graphql"):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 def query(url, q, token=None):
