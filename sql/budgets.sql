@@ -351,12 +351,17 @@ BEGIN
     SELECT string_agg(format('(s."group" ->> %L)::%s AS %I, ', x.g, format_type(a.atttypid, a.atttypmod), x.g), '' ORDER BY x.o) INTO cols
       FROM unnest(r.group_by) WITH ORDINALITY x(g, o)
       JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = x.g AND NOT a.attisdropped;
-    EXECUTE format('CREATE OR REPLACE VIEW %s WITH (security_invoker = true) AS SELECT s.budget, %s'
-                   's.period_start, s.period_end, s.spent_usd, s.limit_usd, s.remaining_usd, s.used_pct, s.state, s.hard, '
-                   's.thresholds, s."group" FROM llm_cost.budget_status s WHERE s.rollup::oid = %s',
-                   v, coalesce(cols, ''), p_rollup::oid);
-    EXECUTE format('COMMENT ON VIEW %s IS %L', v,
-                   format('The budgets of llm_cost rollup %s in its current period, with its group columns: llm_cost.budget_status for this rollup. Made by create_budget, dropped with the last budget.', p_rollup));
+    BEGIN
+        EXECUTE format('CREATE OR REPLACE VIEW %s WITH (security_invoker = true) AS SELECT s.budget, %s'
+                       's.period_start, s.period_end, s.spent_usd, s.limit_usd, s.remaining_usd, s.used_pct, s.state, s.hard, '
+                       's.thresholds, s."group" FROM llm_cost.budget_status s WHERE s.rollup::oid = %s',
+                       v, coalesce(cols, ''), p_rollup::oid);
+        EXECUTE format('COMMENT ON VIEW %s IS %L', v,
+                       format('The budgets of llm_cost rollup %s in its current period, with its group columns: llm_cost.budget_status for this rollup. Made by create_budget, dropped with the last budget.', p_rollup));
+    EXCEPTION WHEN insufficient_privilege THEN
+        -- No CREATE on the rollup's schema: the budget works without its view.
+        RAISE NOTICE 'no view % (%): read llm_cost.budget_status', v, SQLERRM;
+    END;
 END $$;
 COMMENT ON FUNCTION llm_cost._budget_view(regclass) IS '@omit';
 
