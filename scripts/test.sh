@@ -41,4 +41,6 @@ trap '"$ROOT/scripts/cluster.sh" stop' EXIT
 # pg_tests installed the debug build of the extension; restart so the preloaded library is fresh.
 "$ROOT/scripts/cluster.sh" start >/dev/null
 (cd "$ROOT" && "$PY" -m pytest -q tests/integration "$@")
+log "Citus tests (skipped, saying why, where Citus is not installed)"
+(cd "$ROOT" && "$PY" -m pytest -q -rs tests/citus)
 log "all tests passed"

@@ -4,6 +4,11 @@
 CREATE FUNCTION llm_cost._model_prices_protect_shipped() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    -- A copy of the table (a shard of the catalog made a Citus reference table) takes what the
+    -- table itself accepted.
+    IF TG_TABLE_NAME <> 'model_prices' THEN
+        RETURN COALESCE(NEW, OLD);
+    END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.origin = 'llm_cost' THEN
         RAISE EXCEPTION 'row % of llm_cost.model_prices ships with the extension and cannot be changed', OLD.id
               USING ERRCODE = 'insufficient_privilege',
@@ -29,6 +34,9 @@ CREATE TRIGGER model_prices_protect_shipped
 CREATE FUNCTION llm_cost._providers_protect_shipped() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF TG_TABLE_NAME <> 'providers' THEN
+        RETURN COALESCE(NEW, OLD);
+    END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.origin = 'llm_cost' THEN
         RAISE EXCEPTION 'provider % ships with the extension and cannot be changed', OLD.provider
               USING ERRCODE = 'insufficient_privilege',

@@ -219,6 +219,51 @@ COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text,
 'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider. service_tier_column: batch, flex, priority, fast or standard (NULL). usage_column: a jsonb or json column with the provider''s usage object (OpenAI, Anthropic, Gemini, Bedrock, DeepSeek, OpenRouter, LiteLLM): the counts come from it and are written into the mapped token columns; a cost the provider reported (OpenRouter) is kept as provided. priced_model_column: a text column filled with the catalog model the row was priced as (openai/gpt-4o-mini and gpt-4o-mini both give gpt-4o-mini; an unknown name stays as sent): rollups that group by the model column group by it.';
 
 
+-- Shards of the catalog (Citus reference tables) take what the table itself accepted.
+
+CREATE OR REPLACE FUNCTION llm_cost._model_prices_protect_shipped() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- A copy of the table (a shard of the catalog made a Citus reference table) takes what the
+    -- table itself accepted.
+    IF TG_TABLE_NAME <> 'model_prices' THEN
+        RETURN COALESCE(NEW, OLD);
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.origin = 'llm_cost' THEN
+        RAISE EXCEPTION 'row % of llm_cost.model_prices ships with the extension and cannot be changed', OLD.id
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'Insert your own row for this model instead (origin ''user''): it overrides the shipped price wherever it is valid.';
+    END IF;
+    IF TG_OP = 'INSERT' AND NEW.origin = 'llm_cost' THEN
+        RAISE EXCEPTION 'only the extension inserts rows with origin ''llm_cost'''
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'Leave origin at its default, ''user''.';
+    END IF;
+    IF TG_OP = 'UPDATE' AND NEW.origin = 'llm_cost' THEN
+        RAISE EXCEPTION 'a row cannot be turned into a shipped row' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN COALESCE(NEW, OLD);
+END $$;
+
+
+CREATE OR REPLACE FUNCTION llm_cost._providers_protect_shipped() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_TABLE_NAME <> 'providers' THEN
+        RETURN COALESCE(NEW, OLD);
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.origin = 'llm_cost' THEN
+        RAISE EXCEPTION 'provider % ships with the extension and cannot be changed', OLD.provider
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'Add your own provider row, or your own price rows for the models you need.';
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.origin = 'llm_cost' THEN
+        RAISE EXCEPTION 'only the extension writes providers with origin ''llm_cost''' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN COALESCE(NEW, OLD);
+END $$;
+
+
 -- The source column a rollup group column is read from: the model column of a table that maps a
 -- priced model column is read from that one (the catalog model the row was priced as), so that
 -- the spellings of one model count as one group.

@@ -349,6 +349,11 @@ unsafe fn arm(
     if relid == pg_sys::InvalidOid {
         return None;
     }
+    // A Citus table: Citus routes COPY's rows to its shards, where the cost trigger prices them,
+    // and refuses COPY FROM with a WHERE clause.
+    if is_citus_table(relid) {
+        return None;
+    }
     // Before the trigger list is read (this may query the catalog).
     let set_up_as = rls_owner(relid, s);
     let rel = pg_sys::RelationIdGetRelation(relid);
@@ -388,6 +393,21 @@ unsafe fn arm(
         pg_sys::makeBoolExpr(pg_sys::BoolExprType::AND_EXPR, both, -1) as *mut pg_sys::Node
     };
     Some((armed, copied))
+}
+
+/// Whether `relid` is a table Citus distributes (or replicates): its metadata table exists in
+/// this database only where the citus extension is installed.
+unsafe fn is_citus_table(relid: pg_sys::Oid) -> bool {
+    if pg_sys::get_relname_relid(c"pg_dist_partition".as_ptr(), pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE)) == pg_sys::InvalidOid {
+        return false;
+    }
+    Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)",
+        &[relid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
 }
 
 /// The checks, and the trigger list to swap in (swapped by `process_utility`).

@@ -309,7 +309,20 @@ fn catalog_changed<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
     let relid = trigger.relid()?;
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    unsafe {
+        pg_sys::CacheInvalidateRelcacheByRelid(relid);
+        // Fired on a copy of a catalog table (a shard of it on a Citus worker: the catalog made a
+        // reference table): every backend of this node reads the catalog through the table itself.
+        let nsp = pg_sys::get_namespace_oid(c"llm_cost".as_ptr(), true);
+        if nsp != pg_sys::InvalidOid {
+            for name in [c"model_prices", c"model_aliases", c"providers"] {
+                let table = pg_sys::get_relname_relid(name.as_ptr(), nsp);
+                if table != pg_sys::InvalidOid && table != relid {
+                    pg_sys::CacheInvalidateRelcacheByRelid(table);
+                }
+            }
+        }
+    }
     invalidate_local();
     Ok(None)
 }
