@@ -90,6 +90,21 @@ def test_terminated_launcher_comes_back(fast_worker):
 def test_partition_drop_never_queues_inserts_behind_a_reader(connect):
     """Item 14: a reader holds the table; retention's partition drop gives up within
     llm_cost.retention_lock_timeout (recorded), inserts go on, and the next run drops it."""
+    # The background worker must not purge this table meanwhile (its round could drop the
+    # partition between the reader's end and the second run_retention below).
+    with admin() as a:
+        a.execute("ALTER SYSTEM SET llm_cost.retention_enabled = off")
+        a.execute("SELECT pg_reload_conf()")
+    time.sleep(1.5)  # a worker round already under way ends
+    try:
+        _partition_drop_never_queues_inserts_behind_a_reader(connect)
+    finally:
+        with admin() as a:
+            a.execute("ALTER SYSTEM RESET llm_cost.retention_enabled")
+            a.execute("SELECT pg_reload_conf()")
+
+
+def _partition_drop_never_queues_inserts_behind_a_reader(connect):
     c = connect()
     c.execute("""CREATE TABLE plog (created_at timestamptz NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric)
                    PARTITION BY RANGE (created_at);
