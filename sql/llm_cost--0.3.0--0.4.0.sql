@@ -23,8 +23,8 @@ AS 'MODULE_PATHNAME', '_budget_write_wrapper';
 
 -- llm_cost::features::budgets::check_budget
 CREATE FUNCTION llm_cost."check_budget"(
-	"name" TEXT, /* & str */
-	"group" jsonb DEFAULT '{}', /* pgrx :: JsonB */
+	"name" TEXT, /* Option < & str > */
+	"group" jsonb DEFAULT '{}', /* Option < pgrx :: JsonB > */
 	"estimated_cost" NUMERIC DEFAULT 0 /* Option < pgrx :: AnyNumeric > */
 ) RETURNS TABLE (
 	"allowed" bool,  /* bool */
@@ -915,12 +915,18 @@ BEGIN
     IF v IS NULL THEN
         RETURN;
     END IF;
+    -- Only for whoever has the rollup owner's rights (create_budget's caller, or llm_cost when
+    -- budgets are deleted).
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = p_rollup), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of rollup % to change its budget view', p_rollup USING ERRCODE = 'insufficient_privilege';
+    END IF;
     existing := pg_catalog.to_regclass(v);
-    -- Only a view llm_cost made (it reads budget_status) is replaced or dropped.
-    IF existing IS NOT NULL AND NOT EXISTS (
+    -- Only a view llm_cost made (it reads budget_status) for the rollup's owner is replaced or dropped.
+    IF existing IS NOT NULL AND (NOT EXISTS (
            SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite w ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = w.oid
-            WHERE w.ev_class = existing AND d.refobjid = 'llm_cost.budget_status'::regclass) THEN
-        RAISE NOTICE '% exists and is not an llm_cost budget view: left as it is', v;
+            WHERE w.ev_class = existing AND d.refobjid = 'llm_cost.budget_status'::regclass)
+        OR (SELECT relowner FROM pg_catalog.pg_class WHERE oid = existing) <> (SELECT relowner FROM pg_catalog.pg_class WHERE oid = p_rollup)) THEN
+        RAISE NOTICE '% exists and is not the llm_cost budget view of %: left as it is', v, p_rollup;
         RETURN;
     END IF;
     SELECT * INTO r FROM llm_cost.rollups WHERE rollup = p_rollup;

@@ -124,20 +124,9 @@ pub fn forget(relid: pg_sys::Oid) {
 /// Whether a rollup (by its stripes table) has budgets: the rollup writer remembers the groups
 /// it writes there for the check at commit.
 pub fn watches(stripes: pg_sys::Oid) -> bool {
-    with_snapshot(defs).by_stripes.contains_key(&stripes)
-}
-
-/// Runs `f` with an active snapshot (before commit no statement is running; SQL needs one).
-fn with_snapshot<R>(f: impl FnOnce() -> R) -> R {
-    unsafe {
-        if pg_sys::ActiveSnapshotSet() {
-            return f();
-        }
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-        let r = f();
-        pg_sys::PopActiveSnapshot();
-        r
-    }
+    crate::pg::lifecycle::with_snapshot(defs)
+        .by_stripes
+        .contains_key(&stripes)
 }
 
 fn defs() -> Rc<Defs> {
@@ -425,7 +414,7 @@ pub fn check_at_commit() {
     if written.is_empty() {
         return;
     }
-    with_snapshot(|| check(written));
+    crate::pg::lifecycle::with_snapshot(|| check(written));
 }
 
 fn check(written: Vec<crate::features::rollups::Written>) {
@@ -842,9 +831,7 @@ fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
     })
 }
 
-fn fail(code: PgSqlErrorCode, msg: String) -> ! {
-    ereport!(ERROR, code, msg);
-}
+use crate::pg::privilege::fail;
 
 /// The current period [start, end) of a budget's rollup (recomputed when now() leaves it).
 fn current_period(b: &Budget) -> (i64, i64) {
@@ -921,8 +908,8 @@ fn may_check(b: &Budget, group: &[Option<String>]) -> bool {
 #[pg_extern(stable, parallel_safe)]
 #[allow(clippy::type_complexity)]
 fn check_budget(
-    name: &str,
-    group: default!(pgrx::JsonB, "'{}'"),
+    name: Option<&str>,
+    group: default!(Option<pgrx::JsonB>, "'{}'"),
     estimated_cost: default!(Option<pgrx::AnyNumeric>, 0),
 ) -> TableIterator<
     'static,
@@ -934,6 +921,13 @@ fn check_budget(
         name!(period_end, pgrx::datum::TimestampWithTimeZone),
     ),
 > {
+    // NULL arguments are an error, not an empty answer an application could read as "no budget".
+    let (Some(name), Some(group)) = (name, group) else {
+        fail(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "llm_cost.check_budget: name and group must not be NULL".into(),
+        );
+    };
     let defs = defs();
     let Some(b) = defs.by_name.get(name).cloned() else {
         fail(
@@ -1078,6 +1072,17 @@ mod tests {
             ("PERFORM * FROM llm_cost.check_budget('cap', '{\"team\": \"a\", \"seat\": 1}', -1)", "22023"),
             ("PERFORM * FROM llm_cost.check_budget('cap', '{\"team\": \"a\", \"seat\": 1}', 'NaN')", "22023"),
             ("PERFORM * FROM llm_cost.check_budget('cap', '[]')", "22023"),
+            ("PERFORM * FROM llm_cost.check_budget(NULL, '{}')", "22004"),
+            ("PERFORM * FROM llm_cost.check_budget('cap', NULL)", "22004"),
+            ("PERFORM * FROM llm_cost.check_budget('cap', '{\"team\": \"a\", \"seat\": 1}', 'Infinity')", "22023"),
+            ("PERFORM llm_cost.create_budget(NULL, 'public.b_team_month', 1)", "22004"),
+            ("PERFORM llm_cost.create_budget('x', NULL, 1)", "22004"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', 'Infinity')", "22023"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', 1e15)", "22023"),
+            ("PERFORM llm_cost.create_budget('x', 'public.b_team_month', 1, NULL)", "22023"),
+            ("PERFORM llm_cost.set_budget_limit('cap', NULL, 1)", "22023"),
+            ("PERFORM llm_cost.set_budget_limit('cap', '{\"team\": \"a\", \"seat\": 1}', 'Infinity')", "22023"),
+            ("PERFORM llm_cost._budget_sweep()", "ok"),
             ("INSERT INTO llm_cost.budgets (name, rollup, limit_usd, thresholds) VALUES ('y', 'public.b_team_month', 1, '{1,0.5}')", "23514"),
         ];
         for (sql, code) in cases {
@@ -1096,6 +1101,26 @@ mod tests {
         assert_eq!(
             one("SELECT thresholds::text FROM llm_cost.budgets WHERE name = 't'"),
             Some("{0.25,0.8,1}".into())
+        );
+        // A role without the rollup owner's rights reaches none of it.
+        Spi::run("CREATE ROLE b_hostile NOLOGIN; SET ROLE b_hostile").unwrap();
+        for (sql, code) in [
+            ("PERFORM llm_cost._budget_view('public.b_team_month')", "42501"),
+            ("PERFORM llm_cost._budget_sweep()", "42501"),
+            ("PERFORM llm_cost.create_budget('h', 'public.b_team_month', 1)", "42501"),
+            ("PERFORM llm_cost.set_budget_limit('cap', '{\"team\": \"a\", \"seat\": 1}', 1)", "42501"),
+            ("PERFORM llm_cost.drop_budget('cap')", "42501"),
+            ("PERFORM llm_cost._budget_write('drop', jsonb_build_object('budget_id', (SELECT id FROM llm_cost.budgets WHERE name = 'cap')))", "42501"),
+            ("PERFORM * FROM llm_cost.check_budget('cap', '{\"team\": \"a\", \"seat\": 1}')", "42501"),
+            ("DELETE FROM llm_cost.budgets", "42501"),
+        ] {
+            let got = error_of(sql);
+            assert!(got.starts_with(code), "{sql}: expected {code}, got {got}");
+        }
+        Spi::run("RESET ROLE").unwrap();
+        assert_eq!(
+            one("SELECT count(*)::text FROM llm_cost.budgets"),
+            Some("2".into())
         );
     }
 

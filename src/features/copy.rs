@@ -398,7 +398,11 @@ unsafe fn arm(
 /// Whether `relid` is a table Citus distributes (or replicates): its metadata table exists in
 /// this database only where the citus extension is installed.
 unsafe fn is_citus_table(relid: pg_sys::Oid) -> bool {
-    if pg_sys::get_relname_relid(c"pg_dist_partition".as_ptr(), pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE)) == pg_sys::InvalidOid {
+    if pg_sys::get_relname_relid(
+        c"pg_dist_partition".as_ptr(),
+        pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE),
+    ) == pg_sys::InvalidOid
+    {
         return false;
     }
     Spi::get_one_with_args::<bool>(

@@ -173,10 +173,7 @@ pub static LIFECYCLE: crate::pg::lifecycle::Participant = crate::pg::lifecycle::
 fn record_left_unpriced() {
     let left: Vec<_> = PENDING.with(|p| p.borrow_mut().take_all());
     if left.iter().any(|m| !m.is_empty()) {
-        // No statement is running: SQL needs a snapshot of its own.
-        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
-        record_unpriced(left.into_iter().flatten());
-        unsafe { pg_sys::PopActiveSnapshot() };
+        crate::pg::lifecycle::with_snapshot(|| record_unpriced(left.into_iter().flatten()));
     }
 }
 

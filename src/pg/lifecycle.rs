@@ -81,6 +81,19 @@ unsafe extern "C-unwind" fn subxact_callback(
     }
 }
 
+/// Runs `f` with an active snapshot: before commit no statement is running, and SQL needs one.
+pub fn with_snapshot<R>(f: impl FnOnce() -> R) -> R {
+    unsafe {
+        if pg_sys::ActiveSnapshotSet() {
+            return f();
+        }
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        let r = f();
+        pg_sys::PopActiveSnapshot();
+        r
+    }
+}
+
 /// Registers the callbacks in this backend (once): called by every trigger and hook that may
 /// leave something pending, before it does.
 pub fn ensure_registered() {
