@@ -139,12 +139,17 @@ BEGIN
 END $$;
 
 -- Deletes at most p_batch rows older than the cutoff, oldest first along the time index.
+-- A Citus table (whose rows are on the workers) is purged by DELETEs on the time column only,
+-- which Citus runs on every shard: see llm_cost._purge_batch_citus.
 CREATE FUNCTION llm_cost._purge_batch(p_table regclass, p_time_col text, p_cutoff timestamptz, p_batch integer) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n bigint;
     cutoff text := llm_cost._event_time_literal(p_table, p_cutoff);  -- in the column's type and zone
 BEGIN
+    IF (SELECT d.method FROM llm_cost._citus_distribution(p_table) d) IS NOT NULL THEN
+        RETURN llm_cost._purge_batch_citus(p_table, p_time_col, cutoff, p_batch);
+    END IF;
     IF (SELECT relkind FROM pg_catalog.pg_class WHERE oid = p_table) = 'p' THEN
         EXECUTE format('DELETE FROM %1$s WHERE (tableoid, ctid) IN (SELECT tableoid, ctid FROM %1$s WHERE %2$I < %3$s ORDER BY %2$I LIMIT $1)',
                        p_table, p_time_col, cutoff) USING p_batch;
@@ -154,6 +159,39 @@ BEGIN
     END IF;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
+END $$;
+
+-- A batch of a Citus table: the oldest rows up to the time of the (p_batch + 1)-th oldest one,
+-- found by a multi-shard ORDER BY ... LIMIT (each shard reads its time index), then one DELETE by
+-- time, which Citus routes to every shard. Ties at that time make a step smaller: steps repeat
+-- until p_batch rows are gone or none older than the cutoff is left (fewer than p_batch
+-- returned means done, as for a plain table).
+CREATE FUNCTION llm_cost._purge_batch_citus(p_table regclass, p_time_col text, p_cutoff text, p_batch integer) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n bigint;
+    total bigint := 0;
+    upto text;
+BEGIN
+    LOOP
+        EXECUTE format('SELECT %2$I::text FROM %1$s WHERE %2$I < %3$s ORDER BY %2$I OFFSET $1 LIMIT 1', p_table, p_time_col, p_cutoff)
+           INTO upto USING p_batch - total;
+        IF upto IS NULL THEN
+            EXECUTE format('DELETE FROM %1$s WHERE %2$I < %3$s', p_table, p_time_col, p_cutoff);
+            GET DIAGNOSTICS n = ROW_COUNT;
+            RETURN total + n;
+        END IF;
+        EXECUTE format('DELETE FROM %1$s WHERE %2$I < %3$s', p_table, p_time_col, pg_catalog.quote_literal(upto));
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n = 0 THEN
+            -- More than the rest of the batch share the oldest time: take them all.
+            EXECUTE format('DELETE FROM %1$s WHERE %2$I <= %3$s', p_table, p_time_col, pg_catalog.quote_literal(upto));
+            GET DIAGNOSTICS n = ROW_COUNT;
+        END IF;
+        total := total + n;
+        EXIT WHEN total >= p_batch;
+    END LOOP;
+    RETURN total;
 END $$;
 
 -- Records one run. Executable only by the extension's owner: llm_cost._record_run (Rust) calls

@@ -87,6 +87,16 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                       WHERE t.log_table = p_source AND t.model_column = p_col AND t.priced_model_column IS NOT NULL), p_col)
 $$;
 
+-- The key columns of a rollup's table of sums besides period and stripe: its group columns, and
+-- on Citus the distribution column of the sums (that of the source) when the rollup does not
+-- group by it: each shard of sums then holds the sums of the source shard next to it, and the
+-- rollup view adds them up across shards at read time.
+CREATE FUNCTION llm_cost._rollup_keys(r llm_cost.rollups) RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT r.group_by || coalesce((SELECT ARRAY[d.dist_col] FROM llm_cost._citus_distribution(r.stripes) d
+                                    WHERE d.dist_col IS NOT NULL AND NOT d.dist_col = ANY (r.group_by)), '{}')
+$$;
+
 -- The SELECT that aggregates rows of `p_from` (alias t) into one rollup's stripe rows.
 -- p_sign is '1' for inserted rows and '-1' for the old side of an update.
 CREATE FUNCTION llm_cost._rollup_select(r llm_cost.rollups, p_from text, p_sign text, p_stripe text)
@@ -95,14 +105,15 @@ DECLARE
     c record;
     period text;
     gcols text := '';
-    n int := coalesce(array_length(r.group_by, 1), 0);
+    keys text[] := llm_cost._rollup_keys(r);
+    n int := coalesce(array_length(keys, 1), 0);
     at text;
 BEGIN
     SELECT * INTO c FROM llm_cost._rollup_source_columns(r.source);
     at := llm_cost._event_time_sql(r.source, 't');
     period := format('date_trunc(%L, %s, %L)', r.grain, at, r.time_zone);
     FOR i IN 1 .. n LOOP
-        gcols := gcols || format(', t.%I', llm_cost._rollup_group_column(r.source, r.group_by[i]));
+        gcols := gcols || format(', t.%I', llm_cost._rollup_group_column(r.source, keys[i]));
     END LOOP;
     RETURN format(
         'SELECT %s AS period_start%s, %s AS stripe, %s AS requests, %s AS input_tokens, %s AS output_tokens, '
@@ -129,9 +140,10 @@ CREATE FUNCTION llm_cost._rollup_upsert(r llm_cost.rollups, p_select text)
 RETURNS text LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     keys text := 'period_start';
+    cols text[] := llm_cost._rollup_keys(r);
 BEGIN
-    FOR i IN 1 .. coalesce(array_length(r.group_by, 1), 0) LOOP
-        keys := keys || format(', %I', r.group_by[i]);
+    FOR i IN 1 .. coalesce(array_length(cols, 1), 0) LOOP
+        keys := keys || format(', %I', cols[i]);
     END LOOP;
     RETURN format(
         'INSERT INTO %s AS s (period_start, %s stripe, requests, input_tokens, output_tokens, cache_read_tokens, '
@@ -145,7 +157,7 @@ BEGIN
         'latency_ms_max = greatest(s.latency_ms_max, excluded.latency_ms_max), '
         'first_seen = least(s.first_seen, excluded.first_seen), last_seen = greatest(s.last_seen, excluded.last_seen)',
         r.stripes,
-        (SELECT coalesce(string_agg(format('%I, ', g), ''), '') FROM unnest(r.group_by) g),
+        (SELECT coalesce(string_agg(format('%I, ', g), ''), '') FROM unnest(cols) g),
         p_select, keys);
 END $$;
 
@@ -164,13 +176,118 @@ BEGIN
         -- On a partitioned source an UPDATE that changes the partition key is a DELETE in one
         -- partition and an INSERT in another: the trigger sees the DELETE too (and ignores every
         -- other one: rollups outlive raw rows).
+        -- On a Citus distributed source the trigger fires on the shards, whose node has no
+        -- registry: it gets the definitions as its argument.
         EXECUTE format('CREATE TRIGGER llm_cost_rollup AFTER INSERT OR UPDATE%s ON %s FOR EACH ROW '
-                       'EXECUTE FUNCTION llm_cost.rollup_row_trigger()',
+                       'EXECUTE FUNCTION llm_cost.rollup_row_trigger(%s)',
                        CASE WHEN (SELECT relkind FROM pg_catalog.pg_class WHERE oid = p_source) = 'p'
                             THEN ' OR DELETE' ELSE '' END,
-                       p_source);
+                       p_source,
+                       CASE WHEN (SELECT d.method FROM llm_cost._citus_distribution(p_source) d) = 'h'
+                            THEN pg_catalog.quote_literal(llm_cost._rollup_shard_args(p_source)::text) ELSE '' END);
     END IF;
 END $$;
+
+-- The rollup trigger's argument on a Citus distributed source: what llm_cost._rollup_defs reads
+-- from the registry, by column name (a shard's attribute numbers may differ from its table's).
+CREATE FUNCTION llm_cost._rollup_shard_args(p_source regclass) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t llm_cost.tracked_tables;
+    c record;
+    r llm_cost.rollups;
+    keys text[];
+    defs jsonb := '[]';
+BEGIN
+    SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = p_source;
+    SELECT * INTO c FROM llm_cost._rollup_source_columns(p_source);
+    FOR r IN SELECT * FROM llm_cost.rollups WHERE source = p_source ORDER BY id LOOP
+        IF (SELECT d.method FROM llm_cost._citus_distribution(r.stripes) d) IS DISTINCT FROM 'h' THEN
+            RAISE EXCEPTION 'llm_cost: rollup % of the distributed table % has a table of sums Citus does not distribute (it was created before the table was distributed)', r.rollup, p_source
+                  USING ERRCODE = 'object_not_in_prerequisite_state',
+                        HINT = 'Drop the rollup with llm_cost.drop_rollup() and create it again: it is then distributed with its source.';
+        END IF;
+        keys := llm_cost._rollup_keys(r);
+        defs := defs || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
+            'id', r.id, 'grain', r.grain, 'time_zone', r.time_zone,
+            'groups', (SELECT pg_catalog.jsonb_agg(llm_cost._rollup_group_column(p_source, k.k) ORDER BY k.o)
+                         FROM unnest(keys) WITH ORDINALITY k(k, o)),
+            'stripes', (SELECT format('%I.%I', n.nspname, x.relname) FROM pg_catalog.pg_class x
+                          JOIN pg_catalog.pg_namespace n ON n.oid = x.relnamespace WHERE x.oid = r.stripes),
+            'stripes_groups', pg_catalog.to_jsonb(keys)));
+    END LOOP;
+    RETURN pg_catalog.jsonb_build_object(
+        'time', c.time_col, 'cost', c.cost_col, 'model', c.model_col, 'cost_source', t.cost_source_column,
+        'input', c.tok_in, 'output', c.tok_out, 'cache_read', c.tok_cr, 'cache_write', c.tok_cw,
+        'error', c.error_col, 'latency', c.latency_col, 'cost_default', t.cost_default::text,
+        'zone', pg_catalog.to_jsonb(t) ->> 'time_zone', 'rollups', defs);
+END $$;
+REVOKE ALL ON FUNCTION llm_cost._rollup_shard_args(regclass) FROM PUBLIC;
+
+-- llm_cost._rollup_defs for a shard of a Citus distributed source (p_rel: where the row landed,
+-- p_root: the source's shard, the root of p_rel's partition tree), from the trigger's argument:
+-- the sums go to the shard of each rollup's table of sums co-located with p_root (same hash
+-- range, same node).
+CREATE FUNCTION llm_cost._rollup_defs_shard(p_rel regclass, p_root regclass, p_defs jsonb)
+RETURNS TABLE (id bigint, grain text, time_zone text, group_attnums int2[],
+               time_att int2, cost_att int2, model_att int2, source_att int2,
+               in_att int2, out_att int2, cr_att int2, cw_att int2, error_att int2, latency_att int2,
+               stripes oid, stripes_group_attnums int2[], stripes_attnums int2[])
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me record;
+    d jsonb;
+    shell regclass;
+    sid bigint;
+BEGIN
+    SELECT * INTO me FROM llm_cost._citus_shard_logical(p_root);
+    IF me.logical IS NULL THEN
+        RAISE EXCEPTION 'llm_cost: % is not a shard of a Citus distributed table, but its rollup trigger is one for shards', p_root
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    HINT = 'Call llm_cost.create_rollup() again, or drop the trigger llm_cost_rollup of this table.';
+    END IF;
+    FOR d IN SELECT x FROM pg_catalog.jsonb_array_elements(p_defs -> 'rollups') x LOOP
+        id := (d ->> 'id')::bigint; grain := d ->> 'grain'; time_zone := d ->> 'time_zone';
+        group_attnums := ARRAY(SELECT a.attnum FROM pg_catalog.jsonb_array_elements_text(d -> 'groups') WITH ORDINALITY g(name, ord)
+                                 JOIN pg_catalog.pg_attribute a ON a.attrelid = p_rel AND a.attname = g.name AND NOT a.attisdropped
+                                ORDER BY g.ord);
+        SELECT max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'time'),
+               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'cost'),
+               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'model'),
+               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'cost_source'),
+               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'input'),
+               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'output'),
+               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'cache_read'),
+               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'cache_write'),
+               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'error'),
+               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'latency')
+          INTO time_att, cost_att, model_att, source_att, in_att, out_att, cr_att, cw_att, error_att, latency_att
+          FROM pg_catalog.pg_attribute a WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped;
+        shell := pg_catalog.to_regclass(d ->> 'stripes');
+        sid := NULL;
+        IF shell IS NOT NULL THEN
+            EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1 AND s.shardminvalue = $2'
+               INTO sid USING shell, me.min_value;
+        END IF;
+        stripes := CASE WHEN sid IS NOT NULL THEN llm_cost._citus_shard_rel(shell, sid) END;
+        IF stripes IS NULL THEN
+            RAISE EXCEPTION 'llm_cost: rollup % has no shard of its table of sums % next to shard % on this node', id, d ->> 'stripes', p_root
+                  USING ERRCODE = 'object_not_in_prerequisite_state',
+                        HINT = 'Its table of sums must stay co-located with the source (Citus colocate_with); recreate the rollup.';
+        END IF;
+        stripes_group_attnums := ARRAY(SELECT a.attnum FROM pg_catalog.jsonb_array_elements_text(d -> 'stripes_groups') WITH ORDINALITY g(name, ord)
+                                         JOIN pg_catalog.pg_attribute a ON a.attrelid = stripes AND a.attname = g.name
+                                          AND NOT a.attisdropped ORDER BY g.ord);
+        stripes_attnums := ARRAY(SELECT a.attnum FROM unnest(ARRAY['period_start', 'stripe', 'requests', 'input_tokens',
+                                         'output_tokens', 'cache_read_tokens', 'cache_write_tokens', 'cost_usd',
+                                         'unpriced_requests', 'error_requests', 'latency_ms_sum', 'latency_ms_max',
+                                         'first_seen', 'last_seen']) WITH ORDINALITY g(name, ord)
+                                   JOIN pg_catalog.pg_attribute a ON a.attrelid = stripes AND a.attname = g.name
+                                   AND NOT a.attisdropped ORDER BY g.ord);
+        RETURN NEXT;
+    END LOOP;
+END $$;
+REVOKE ALL ON FUNCTION llm_cost._rollup_defs_shard(regclass, regclass, jsonb) FROM PUBLIC;
 
 -- Everything the Rust row trigger and flush need about the rollups of one source, one row per
 -- rollup. Attribute numbers are those of p_rel (the source itself, or the partition the row
@@ -288,6 +405,8 @@ DECLARE
     vcols      text := '';
     src        record;
     r          llm_cost.rollups;
+    citus      record;
+    dist_typ   text;
     reserved   text[] := ARRAY['period_start', 'period_end', 'stripe', 'requests', 'input_tokens', 'output_tokens',
                                'cache_read_tokens', 'cache_write_tokens', 'total_tokens', 'cost_usd', 'unpriced_requests',
                                'error_requests', 'latency_ms_sum', 'latency_ms_max', 'first_seen', 'last_seen'];
@@ -339,6 +458,26 @@ BEGIN
         vcols := vcols || format('s.%I, ', g);
     END LOOP;
 
+    -- Citus: the sums of a distributed source are distributed on the same column, co-located
+    -- with it (a shard's trigger writes the shard of sums on its own node). A rollup that does
+    -- not group by that column keeps it as a key of its sums; the view adds them up.
+    SELECT * INTO citus FROM llm_cost._citus_distribution(source);
+    IF citus.method IS NOT NULL AND citus.method <> 'h' THEN
+        RAISE EXCEPTION 'llm_cost: rollups of a Citus % table are not supported (its triggers fire on every copy of it)', citus.kind
+              USING ERRCODE = 'feature_not_supported',
+                    HINT = 'Roll up a distributed table (create_distributed_table) or a plain one.';
+    END IF;
+    IF citus.dist_col IS NOT NULL AND NOT citus.dist_col = ANY (group_by) THEN
+        IF citus.dist_col = ANY (reserved) THEN
+            RAISE EXCEPTION 'cannot roll up % without grouping by its distribution column "%": a rollup has a column of that name', source, citus.dist_col
+                  USING ERRCODE = 'duplicate_column', HINT = 'Add it to group_by.';
+        END IF;
+        SELECT format_type(a.atttypid, a.atttypmod) INTO dist_typ
+          FROM pg_catalog.pg_attribute a WHERE a.attrelid = source AND a.attname = citus.dist_col AND NOT a.attisdropped;
+        cols := cols || format('%I %s, ', citus.dist_col, dist_typ);
+        keys := keys || format(', %I', citus.dist_col);
+    END IF;
+
     -- No writer may slip in between the backfill and the triggers.
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
 
@@ -353,6 +492,10 @@ BEGIN
     EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', stripes_ident);
     EXECUTE format('COMMENT ON TABLE %s IS %L', stripes_ident,
                    E'@omit\nPartial sums behind the llm_cost rollup ' || view_ident || E' (one row per period, group and writing backend). Read the rollup, not this table.');
+    IF citus.dist_col IS NOT NULL THEN
+        EXECUTE format('SELECT pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
+                       stripes_ident, citus.dist_col, source::text);
+    END IF;
 
     EXECUTE llm_cost._rollup_view_sql(view_ident, stripes_ident, grain, time_zone, group_by,
                                       src.error_col IS NOT NULL, src.latency_col IS NOT NULL);

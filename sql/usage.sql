@@ -122,12 +122,51 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO llm_cost.unpriced_stats AS s (log_table, model, rows, first_seen, last_seen)
     SELECT t.log_table, p_model, p_rows, p_first, p_last
       FROM llm_cost.tracked_tables t WHERE t.log_table = p_table AND p_rows > 0
+    UNION ALL
+    -- A shard of a Citus distributed table (on a worker, whose registry is empty): counted
+    -- under the distributed table, which llm_cost.unpriced_models on the coordinator gathers.
+    SELECT sh.logical, p_model, p_rows, p_first, p_last
+      FROM llm_cost._citus_shard_logical(p_table) sh
+     WHERE sh.logical IS NOT NULL AND p_rows > 0
+       AND NOT EXISTS (SELECT 1 FROM llm_cost.tracked_tables t WHERE t.log_table = p_table)
     ON CONFLICT (log_table, model) DO UPDATE
        SET rows = s.rows + excluded.rows,
            first_seen = least(s.first_seen, excluded.first_seen),
            last_seen = greatest(s.last_seen, excluded.last_seen);
 $$;
 REVOKE ALL ON FUNCTION llm_cost._record_unpriced(oid, text, bigint, timestamptz, timestamptz) FROM PUBLIC;
+
+-- The unpriced counts of this node and, on a Citus coordinator, those the workers recorded for
+-- the shards of distributed tables (asked with the reader's rights: each node's row security).
+CREATE FUNCTION llm_cost._unpriced_stats_all()
+RETURNS TABLE (log_table regclass, model text, rows bigint, first_seen timestamptz, last_seen timestamptz)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    w record;
+    remote jsonb := '[]';
+BEGIN
+    IF llm_cost._citus_coordinator() THEN
+        FOR w IN SELECT * FROM pg_catalog.run_command_on_workers(
+                   $c$SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object('t', pg_catalog.format('%I.%I', n.nspname, c.relname),
+                        'm', s.model, 'n', s.rows, 'f', s.first_seen, 'l', s.last_seen)), '[]')
+                        FROM llm_cost.unpriced_stats s JOIN pg_catalog.pg_class c ON c.oid = s.log_table
+                        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace$c$) LOOP
+            IF w.success THEN
+                remote := remote || w.result::jsonb;
+            ELSE
+                RAISE WARNING 'llm_cost.unpriced_models: worker %:% did not answer: %', w.nodename, w.nodeport, w.result;
+            END IF;
+        END LOOP;
+    END IF;
+    RETURN QUERY
+    SELECT x.log_table, x.model, sum(x.rows)::bigint, min(x.first_seen), max(x.last_seen)
+      FROM (SELECT s.log_table, s.model, s.rows, s.first_seen, s.last_seen FROM llm_cost.unpriced_stats s
+            UNION ALL
+            SELECT pg_catalog.to_regclass(e ->> 't'), e ->> 'm', (e ->> 'n')::bigint, (e ->> 'f')::timestamptz, (e ->> 'l')::timestamptz
+              FROM pg_catalog.jsonb_array_elements(remote) e) x
+     WHERE x.log_table IS NOT NULL
+     GROUP BY x.log_table, x.model;
+END $$;
 
 CREATE VIEW llm_cost.unpriced_models AS
 SELECT s.model,
@@ -137,7 +176,7 @@ SELECT s.model,
        s.last_seen,
        llm_cost.resolve_model(s.model) AS resolves_to_now,
        llm_cost.provider_of(s.model)   AS provider_guess
-  FROM llm_cost.unpriced_stats s
+  FROM llm_cost._unpriced_stats_all() s
  ORDER BY s.rows DESC, s.model;
 COMMENT ON VIEW llm_cost.unpriced_models IS 'Every model name that was logged without a price: how many rows, first and last event time. resolves_to_now is set once a price or alias exists; then run llm_cost.reprice() to price the stored rows. Lists the tables whose rows the reader may all read (their owners, llm_cost_admin, tables readable without row-level security).';
 ALTER VIEW llm_cost.unpriced_models SET (security_invoker = true);
@@ -314,6 +353,12 @@ BEGIN
             'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now(), 'time_zone', time_zone,
             'service_tier_column', service_tier_column, 'cache_write_1h_tokens_column', cache_write_1h_tokens_column,
             'usage_column', usage_column, 'priced_model_column', priced_model_column)));
+    -- The rollup trigger of a Citus distributed table carries the column mapping.
+    IF pg_catalog.to_regclass('llm_cost.rollups') IS NOT NULL THEN
+        IF EXISTS (SELECT 1 FROM llm_cost.rollups r WHERE r.source = log_table) THEN
+            PERFORM llm_cost._rollup_refresh_triggers(log_table);
+        END IF;
+    END IF;
     RETURN result;
 END $$;
 

@@ -83,10 +83,15 @@ extension_sql_file!(
     requires = ["import", pricing_sql::_usage_tokens]
 );
 extension_sql_file!(
+    "../sql/citus.sql",
+    name = "citus",
+    requires = ["usage_objects"]
+);
+extension_sql_file!(
     "../sql/usage.sql",
     name = "usage",
     requires = [
-        "usage_objects",
+        "citus",
         usage::usage_cost_trigger,
         usage::usage_statement_end,
         pricing_sql::resolve_model,

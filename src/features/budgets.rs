@@ -69,6 +69,42 @@ struct Budget {
     owner_column: Option<usize>,
     /// The current period [start, end) as last computed.
     period: Cell<(i64, i64)>,
+    /// Its sums are a Citus distributed table (their shards are on the workers).
+    distributed: bool,
+    /// SQL type of each group column (reading a distributed rollup's sums).
+    group_types: Vec<String>,
+}
+
+/// The spend of one group in one period (the sum over its stripes). The sums of a rollup of a
+/// Citus distributed table are on the workers: those are asked through Citus, as the rollup's
+/// owner, with the statement's own snapshot on each node.
+unsafe fn spent_of(
+    b: &Budget,
+    period: i64,
+    datums: &[Option<pg_sys::Datum>],
+    group: &[Option<String>],
+    snapshot: pg_sys::Snapshot,
+) -> pg_sys::Datum {
+    if !b.distributed {
+        return crate::features::stripes::group_cost(&b.layout, period, datums, snapshot);
+    }
+    let stripes = crate::pg::privilege::relname(b.layout.stripes);
+    let conds: String = b
+        .group_cols
+        .iter()
+        .zip(&b.group_types)
+        .enumerate()
+        .map(|(i, (c, t))| format!(" AND s.{} IS NOT DISTINCT FROM CAST(${} AS {t})", quote_ident(c), i + 2))
+        .collect();
+    let sql = format!("SELECT coalesce(sum(s.cost_usd), 0)::text FROM {stripes} s WHERE s.period_start = $1{conds}");
+    let at = pgrx::datum::TimestampWithTimeZone::from_datum(pg_sys::Datum::from(period), false);
+    let mut args: Vec<pgrx::datum::DatumWithOid> = vec![at.into()];
+    args.extend(group.iter().map(|g| g.clone().into()));
+    let owner = crate::pg::privilege::owner_of(b.layout.stripes).unwrap_or_else(crate::pg::privilege::extension_owner);
+    let text = crate::pg::privilege::as_role(owner, true, || Spi::get_one_with_args::<String>(&sql, &args))
+        .unwrap_or_else(|e| error!("llm_cost: could not read the spend of budget \"{}\": {e}", b.name))
+        .unwrap_or_else(|| "0".into());
+    numeric_of(&text)
 }
 
 impl Budget {
@@ -186,7 +222,10 @@ SELECT b.id, b.name, b.rollup::oid::int8, r.stripes::oid::int8, r.source::oid::i
                    LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid ORDER BY n.ord),
        ARRAY(SELECT coalesce(a.atttypmod, -1)::int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord),
-       (SELECT array_position(r.group_by, s.owner_column)::int8 FROM llm_cost.row_security s WHERE s.rel = b.rollup)
+       (SELECT array_position(r.group_by, s.owner_column)::int8 FROM llm_cost.row_security s WHERE s.rel = b.rollup),
+       coalesce((SELECT d.method = 'h' FROM llm_cost._citus_distribution(r.stripes) d), false),
+       ARRAY(SELECT coalesce(pg_catalog.format_type(a.atttypid, a.atttypmod), 'text') FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
+                   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord)
   FROM llm_cost.budgets b JOIN llm_cost.rollups r ON r.rollup = b.rollup";
 
 const LOAD_LIMITS: &str = "
@@ -261,6 +300,8 @@ fn load() -> Defs {
                     overrides: HashMap::new(),
                     layout: Rc::new(Layout { stripes, groups, fixed, probe_keys: Default::default() }),
                     owner_column: row.get::<i64>(22)?.map(|x| (x - 1) as usize),
+                    distributed: row.get::<bool>(23)?.unwrap_or(false),
+                    group_types: texts(24)?.into_iter().map(|x| x.unwrap_or_else(|| "text".into())).collect(),
                     period: Cell::new((i64::MAX, i64::MIN)),
                 };
                 defs.watched.insert(stripes);
@@ -457,8 +498,7 @@ fn check(written: Vec<crate::features::rollups::Written>) {
         let snap = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
         let mut crossed: Vec<&Check> = Vec::new();
         for c in &checks {
-            let spent =
-                crate::features::stripes::group_cost(&c.budget.layout, c.period, &c.datums, snap);
+            let spent = spent_of(&c.budget, c.period, &c.datums, &c.group, snap);
             if !new_crossings(c, spent).is_empty() {
                 crossed.push(c);
             }
@@ -498,8 +538,7 @@ unsafe fn record_crossings(crossed: &[&Check]) {
     }
     let snap = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
     for c in crossed {
-        let spent =
-            crate::features::stripes::group_cost(&c.budget.layout, c.period, &c.datums, snap);
+        let spent = spent_of(&c.budget, c.period, &c.datums, &c.group, snap);
         let limit = c.budget.limit_of(&c.group).limit.clone();
         for (i, a) in new_crossings(c, spent) {
             alert(&c.budget, &c.group, c.period, &a, spent, &limit, snap);
@@ -991,9 +1030,7 @@ fn check_budget(
             })
         })
         .collect();
-    let spent_d = crate::features::stripes::group_cost(&b.layout, start, &datums, unsafe {
-        pg_sys::GetActiveSnapshot()
-    });
+    let spent_d = unsafe { spent_of(&b, start, &datums, &texts, pg_sys::GetActiveSnapshot()) };
     let spent = unsafe { pgrx::AnyNumeric::from_datum(spent_d, false) }
         .unwrap_or_else(|| pgrx::AnyNumeric::from(0));
     let period_end =

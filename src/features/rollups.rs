@@ -309,7 +309,42 @@ fn persistent_text(s: &str) -> pg_sys::Datum {
     unsafe { pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| s.into_datum().expect("text")) }
 }
 
-fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> SourceDefs {
+/// `llm_cost_rollup`, or its copy on a Citus shard (`llm_cost_rollup_<shard id>`).
+fn is_rollup_trigger(name: &[u8]) -> bool {
+    name == b"llm_cost_rollup"
+        || name.strip_prefix(b"llm_cost_rollup_").is_some_and(|id| {
+            !id.is_empty() && id.iter().all(|c| c.is_ascii_digit())
+        })
+}
+
+/// The argument of the relation's `llm_cost_rollup` trigger: None without that trigger,
+/// Some("") for the trigger of a plain table (definitions in the registry), Some(json) on a shard
+/// of a Citus distributed table (definitions by column name: see `_rollup_shard_args`).
+unsafe fn rollup_trigger_arg(rel: pg_sys::Relation) -> Option<String> {
+    let desc = (*rel).trigdesc;
+    if desc.is_null() {
+        return None;
+    }
+    let all = std::slice::from_raw_parts((*desc).triggers, (*desc).numtriggers as usize);
+    let t = all
+        .iter()
+        .find(|t| is_rollup_trigger(std::ffi::CStr::from_ptr(t.tgname).to_bytes()))?;
+    if t.tgnargs < 1 || t.tgargs.is_null() {
+        return Some(String::new());
+    }
+    Some(
+        std::ffi::CStr::from_ptr(*t.tgargs)
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+fn load_defs(
+    relid: pg_sys::Oid,
+    root: pg_sys::Oid,
+    tupdesc: pg_sys::TupleDesc,
+    shard_args: Option<&str>,
+) -> SourceDefs {
     static GENERATION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut out = SourceDefs {
@@ -331,11 +366,18 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
     // function PUBLIC may not execute.
     let rows: Vec<_> = crate::pg::privilege::as_extension_owner(|| {
         Spi::connect(|c| {
-            let t = c.select(
-                "SELECT * FROM llm_cost._rollup_defs($1, $2)",
-                None,
-                &[root.into(), relid.into()],
-            )?;
+            let t = match shard_args {
+                Some(args) => c.select(
+                    "SELECT * FROM llm_cost._rollup_defs_shard($1, $2, $3::jsonb)",
+                    None,
+                    &[relid.into(), root.into(), args.into()],
+                )?,
+                None => c.select(
+                    "SELECT * FROM llm_cost._rollup_defs($1, $2)",
+                    None,
+                    &[root.into(), relid.into()],
+                )?,
+            };
             let mut v = Vec::new();
             for r in t {
                 v.push((
@@ -354,11 +396,17 @@ fn load_defs(relid: pg_sys::Oid, root: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) 
     })
     .unwrap_or_else(|e| error!("llm_cost: could not read rollup definitions: {e}"));
     if !rows.is_empty() {
-        let (default, zone) = Spi::get_two_with_args::<String, String>(
-            // (a 0.1.0 schema, before ALTER EXTENSION UPDATE, has no time_zone column: UTC)
-            "SELECT t.cost_default::text, pg_catalog.to_jsonb(t) ->> 'time_zone' FROM llm_cost.tracked_tables t WHERE t.log_table = $1",
-            &[root.into()],
-        )
+        let (default, zone) = match shard_args {
+            Some(args) => Spi::get_two_with_args::<String, String>(
+                "SELECT $1::jsonb ->> 'cost_default', $1::jsonb ->> 'zone'",
+                &[args.into()],
+            ),
+            None => Spi::get_two_with_args::<String, String>(
+                // (a 0.1.0 schema, before ALTER EXTENSION UPDATE, has no time_zone column: UTC)
+                "SELECT t.cost_default::text, pg_catalog.to_jsonb(t) ->> 'time_zone' FROM llm_cost.tracked_tables t WHERE t.log_table = $1",
+                &[root.into()],
+            ),
+        }
         .unwrap_or((None, None));
         out.zone = zone
             .filter(|z| !z.eq_ignore_ascii_case("UTC"))
@@ -434,9 +482,36 @@ fn defs_for(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Rc<SourceDefs> {
         return d;
     }
     let root = crate::pg::row::root_of(relid, rel);
-    let d = Rc::new(load_defs(relid, root, unsafe { (*rel).rd_att }));
+    let arg = unsafe { rollup_trigger_arg(rel) };
+    let shard_args = arg.as_deref().filter(|a| !a.is_empty());
+    let d = Rc::new(load_defs(relid, root, unsafe { (*rel).rd_att }, shard_args));
+    if d.rollups.is_empty() && arg.as_deref() == Some("") {
+        refuse_unfed_shard(root);
+    }
     DEFS.with(|m| m.borrow_mut().insert(relid, d.clone()));
     d
+}
+
+/// A rollup trigger without definitions on a shard of a Citus distributed table: its rollups
+/// were made before the table was distributed, and their sums stayed behind on the
+/// coordinator. The statement fails rather than leave the rollups short of its rows.
+fn refuse_unfed_shard(root: pg_sys::Oid) {
+    let logical = crate::pg::privilege::as_extension_owner(|| {
+        Spi::get_one_with_args::<String>(
+            "SELECT logical::text FROM llm_cost._citus_shard_logical($1)",
+            &[root.into()],
+        )
+    })
+    .ok()
+    .flatten();
+    if let Some(table) = logical {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("llm_cost: the rollups of {table} were created before Citus distributed it: their sums cannot follow its shards"),
+            "Drop them with llm_cost.drop_rollup() and create them again: a rollup of a distributed table is distributed with it."
+        );
+    }
 }
 
 /// A row's columns, deformed once (values and nulls arrays, all columns; reading them one by one
@@ -930,7 +1005,7 @@ pub unsafe fn copy_fast_path(
     }
     let Some(rollup) = all
         .iter()
-        .position(|t| std::ffi::CStr::from_ptr(t.tgname).to_bytes() == b"llm_cost_rollup")
+        .position(|t| is_rollup_trigger(std::ffi::CStr::from_ptr(t.tgname).to_bytes()))
     else {
         return false;
     };

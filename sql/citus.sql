@@ -1,0 +1,77 @@
+-- Citus (README "Scaling out with Citus"). llm_cost does not depend on Citus: these helpers read
+-- its metadata only where the citus extension is installed, and answer NULL everywhere else.
+--
+-- On Citus the triggers of a distributed table fire on its shards, on the workers, where
+-- llm_cost's registry (tracked_tables, rollups) is empty: the cost trigger carries its mapping in
+-- its arguments, and so does the rollup trigger of a distributed source (see
+-- llm_cost._rollup_shard_args in sql/rollups.sql): every rollup's table of sums is distributed
+-- on the source's distribution column and co-located with it, and a shard's trigger writes the
+-- shard of sums next to it (llm_cost._rollup_defs_shard).
+
+-- How Citus holds a table: method 'h' and its distribution column for a hash-distributed table,
+-- 'n' for a reference table or a Citus local table (kind says which), NULL columns otherwise.
+CREATE FUNCTION llm_cost._citus_distribution(p_rel regclass, OUT method text, OUT dist_col text, OUT kind text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_rel IS NULL OR pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE 'SELECT p.partmethod::text,
+                    CASE WHEN p.partmethod = ''h'' THEN pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) END,
+                    CASE WHEN p.partmethod = ''h'' THEN ''distributed'' WHEN p.repmodel = ''t'' THEN ''reference'' ELSE ''local'' END
+               FROM pg_catalog.pg_dist_partition p WHERE p.logicalrelid = $1'
+       INTO method, dist_col, kind USING p_rel;
+END $$;
+
+-- The distributed table whose shard p_rel is (a shard's name ends in _<shard id>), or NULL.
+CREATE FUNCTION llm_cost._citus_shard_logical(p_rel regclass, OUT logical regclass, OUT shard bigint, OUT min_value text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    id text;
+BEGIN
+    IF p_rel IS NULL OR pg_catalog.to_regclass('pg_catalog.pg_dist_shard') IS NULL THEN
+        RETURN;
+    END IF;
+    id := substring((SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = p_rel) FROM '_([0-9]{1,18})$');
+    IF id IS NULL THEN
+        RETURN;
+    END IF;
+    EXECUTE 'SELECT s.logicalrelid, s.shardid, s.shardminvalue FROM pg_catalog.pg_dist_shard s WHERE s.shardid = $1'
+       INTO logical, shard, min_value USING id::bigint;
+    IF logical IS NOT NULL AND llm_cost._citus_shard_rel(logical, shard) IS DISTINCT FROM p_rel THEN
+        logical := NULL; shard := NULL; min_value := NULL;
+    END IF;
+END $$;
+
+-- The relation of shard p_shard of p_logical on this node, or NULL.
+CREATE FUNCTION llm_cost._citus_shard_rel(p_logical regclass, p_shard bigint) RETURNS regclass
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n text;
+    nsp text := (SELECT quote_ident(x.nspname) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace x ON x.oid = c.relnamespace
+                  WHERE c.oid = p_logical);
+BEGIN
+    -- shard_name() qualifies the name only outside the public schema (quoted as identifiers).
+    EXECUTE 'SELECT pg_catalog.shard_name($1, $2)' INTO n USING p_logical, p_shard;
+    IF n IS NULL OR nsp IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF left(n, length(nsp) + 1) <> nsp || '.' THEN
+        n := nsp || '.' || n;
+    END IF;
+    RETURN pg_catalog.to_regclass(n);
+END $$;
+
+-- Whether this node is a Citus coordinator (with workers to ask).
+CREATE FUNCTION llm_cost._citus_coordinator() RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    yes boolean;
+BEGIN
+    IF pg_catalog.to_regprocedure('pg_catalog.citus_is_coordinator()') IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT pg_catalog.citus_is_coordinator() AND EXISTS (SELECT 1 FROM pg_catalog.pg_dist_node WHERE groupid <> 0 AND isactive AND noderole = ''primary'')'
+       INTO yes;
+    RETURN coalesce(yes, false);
+END $$;
