@@ -190,6 +190,7 @@ END $$;
 
 -- The rollup trigger's argument on a Citus distributed source: what llm_cost._rollup_defs reads
 -- from the registry, by column name (a shard's attribute numbers may differ from its table's).
+-- Anyone may call it: it tells what the registry (readable by PUBLIC) says.
 CREATE FUNCTION llm_cost._rollup_shard_args(p_source regclass) RETURNS jsonb
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -222,7 +223,6 @@ BEGIN
         'error', c.error_col, 'latency', c.latency_col, 'cost_default', t.cost_default::text,
         'zone', pg_catalog.to_jsonb(t) ->> 'time_zone', 'rollups', defs);
 END $$;
-REVOKE ALL ON FUNCTION llm_cost._rollup_shard_args(regclass) FROM PUBLIC;
 
 -- llm_cost._rollup_defs for a shard of a Citus distributed source (p_rel: where the row landed,
 -- p_root: the source's shard, the root of p_rel's partition tree), from the trigger's argument:
@@ -571,11 +571,13 @@ BEGIN
         RAISE EXCEPTION 'must be owner of % to drop it', name USING ERRCODE = 'insufficient_privilege';
     END IF;
     PERFORM llm_cost._registry_delete('rollups', r.rollup::oid);
+    -- (The view first: Citus drops a view of a distributed table only before any parallel
+    -- command of the transaction, such as the trigger's propagation.)
+    EXECUTE format('DROP VIEW %s', r.rollup);
+    EXECUTE format('DROP TABLE %s', r.stripes);
     IF r.source IS NOT NULL THEN
         PERFORM llm_cost._rollup_refresh_triggers(r.source);
     END IF;
-    EXECUTE format('DROP VIEW %s', r.rollup);
-    EXECUTE format('DROP TABLE %s', r.stripes);
 END $$;
 COMMENT ON FUNCTION llm_cost.drop_rollup(regclass) IS 'Drops a rollup: its view, its partial sums and its share of the source''s triggers.';
 
@@ -665,6 +667,22 @@ BEGIN
         -- a price change: only unpriced rows (cost NULL or the column default) are re-estimated.
         which := format('(s.%I IS NULL OR s.%I = %s)', t.cost_column, t.cost_column, coalesce(t.cost_default::text, 'NULL'));
         RAISE NOTICE 'table % has no cost_source column: only its unpriced rows are re-estimated', source;
+    END IF;
+    IF (SELECT d.method FROM llm_cost._citus_distribution(source) d) IS NOT NULL THEN
+        -- Citus runs one UPDATE on every shard (no row locks or ctid joins across them): the
+        -- table is locked against writers, the old sum read, the rows re-estimated. rows_changed
+        -- counts the rows re-estimated.
+        EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
+        EXECUTE format('SELECT coalesce(sum(s.%1$I), 0) FROM %2$s s WHERE %3$s AND s.%4$I >= %5$s AND s.%4$I < %6$s',
+                       t.cost_column, source, which, t.time_column, llm_cost._event_time_literal(source, "from"),
+                       llm_cost._event_time_literal(source, "to"))
+           INTO cost_difference;
+        EXECUTE format('WITH upd AS (UPDATE %2$s s SET %1$I = NULL WHERE %3$s AND s.%4$I >= %5$s AND s.%4$I < %6$s RETURNING s.%1$I AS new_cost) '
+                       'SELECT count(*), coalesce(sum(new_cost), 0) - $1 FROM upd',
+                       t.cost_column, source, which, t.time_column, llm_cost._event_time_literal(source, "from"),
+                       llm_cost._event_time_literal(source, "to"))
+           INTO rows_changed, cost_difference USING cost_difference;
+        RETURN;
     END IF;
     EXECUTE format(
         'WITH old AS (SELECT s.tableoid AS t, s.ctid AS c, s.%1$I AS old_cost FROM %2$s s WHERE %3$s AND s.%4$I >= %5$s AND s.%4$I < %6$s FOR UPDATE), '

@@ -505,12 +505,14 @@ fn refuse_unfed_shard(root: pg_sys::Oid) {
     .ok()
     .flatten();
     if let Some(table) = logical {
-        ereport!(
-            ERROR,
+        pgrx::pg_sys::panic::ErrorReport::new(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("llm_cost: the rollups of {table} were created before Citus distributed it: their sums cannot follow its shards"),
-            "Drop them with llm_cost.drop_rollup() and create them again: a rollup of a distributed table is distributed with it."
-        );
+            "llm_cost.rollup_row_trigger",
+        )
+        .set_hint("Drop them with llm_cost.drop_rollup() and create them again: a rollup of a distributed table is distributed with it.")
+        .report(PgLogLevel::ERROR);
+        unreachable!();
     }
 }
 

@@ -106,3 +106,212 @@ def test_copy_into_a_distributed_tracked_table_prices_every_row(citus):
         got = c.execute("""SELECT count(*), sum(cost_usd), string_agg(DISTINCT cost_source, ',') FROM app_calls
                             WHERE tenant_id LIKE 'copy%'""").fetchone()
         assert got == (40, 100, "estimated")
+
+
+def raw_vs_rollup(c, table, rollup, keys, time_col, grain):
+    """Rows of the rollup view and of the same aggregate over the raw rows, both sorted."""
+    k = "".join(f", {g}" for g in keys)
+    view = c.execute(f"""SELECT period_start{k}, requests, input_tokens, output_tokens, cost_usd, unpriced_requests
+                           FROM {rollup} ORDER BY 1{''.join(f', {i + 2}' for i in range(len(keys)))}""").fetchall()
+    raw = c.execute(f"""SELECT date_trunc('{grain}', {time_col}, 'UTC'){k}, count(*), sum(input_tokens), sum(output_tokens),
+                               sum(cost_usd), count(*) FILTER (WHERE cost_source = 'unpriced')
+                          FROM {table} GROUP BY 1{''.join(f', {i + 2}' for i in range(len(keys)))}
+                          ORDER BY 1{''.join(f', {i + 2}' for i in range(len(keys)))}""").fetchall()
+    return view, raw
+
+
+def test_rollups_of_a_distributed_table_are_co_located_and_exact_under_concurrent_writers(citus):
+    import random
+    import threading
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute("""CREATE TABLE ledger (id bigserial, logged_at timestamptz NOT NULL DEFAULT now(), org_id int NOT NULL,
+                                          feature text, model text, input_tokens int, output_tokens int, cost_usd numeric,
+                                          cost_source text, PRIMARY KEY (org_id, id))""")
+        c.execute("SELECT llm_cost.track('ledger', time_column => 'logged_at')")
+        c.execute("SELECT create_distributed_table('ledger', 'org_id')")
+        # Rows before the rollups: the backfill takes them.
+        c.execute("""INSERT INTO ledger (org_id, feature, model, input_tokens, output_tokens)
+                     SELECT i % 13, 'f' || (i % 4), 'gpt-4o-mini', 1000 * i, 10 * i FROM generate_series(1, 200) i""")
+        c.execute("SELECT llm_cost.create_rollup('ledger_by_org', 'ledger', 'day', '{org_id}')")
+        c.execute("SELECT llm_cost.create_rollup('ledger_by_feature', 'ledger', 'hour', '{feature, model}')")
+        c.execute("SELECT llm_cost.create_rollup('ledger_total', 'ledger', 'month', '{}')")
+        # Each table of sums is distributed by org_id, co-located with the source.
+        got = c.execute("""SELECT logicalrelid::text, column_to_column_name(logicalrelid, partkey),
+                                  colocationid = (SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'ledger'::regclass)
+                             FROM pg_dist_partition WHERE logicalrelid::text LIKE 'ledger\\_%%stripes' ORDER BY 1""").fetchall()
+        assert got == [("ledger_by_feature_stripes", "org_id", True), ("ledger_by_org_stripes", "org_id", True),
+                       ("ledger_total_stripes", "org_id", True)]
+    errors = []
+
+    def writer(seed):
+        rnd = random.Random(seed)
+        try:
+            with connect(citus["coord"], citus["db"]) as w:
+                w.execute("SET client_min_messages = error")
+                for i in range(25):
+                    with w.transaction() as tx:
+                        rows = ", ".join(f"({rnd.randrange(40)}, 'f{rnd.randrange(4)}', '{rnd.choice(['gpt-4o', 'gpt-4o-mini', 'no-such-model-x'])}', "
+                                         f"{rnd.randrange(1, 100000)}, {rnd.randrange(1, 5000)})" for _ in range(rnd.randrange(1, 12)))
+                        w.execute(f"INSERT INTO ledger (org_id, feature, model, input_tokens, output_tokens) VALUES {rows}")
+                        if rnd.random() < 0.3:
+                            raise psycopg.Rollback(tx)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = error")
+        # COPY and UPDATE (the old values leave the group, the new ones enter it) reach them too.
+        with c.cursor() as cur:
+            with cur.copy("COPY ledger (org_id, feature, model, input_tokens, output_tokens) FROM STDIN") as cp:
+                cp.write("".join(f"{i}\tcopy\tgpt-4o\t1000\t100\n" for i in range(30)))
+        c.execute("UPDATE ledger SET input_tokens = input_tokens + 7, feature = 'moved' WHERE org_id IN (3, 17) AND feature = 'f1'")
+        total = c.execute("SELECT count(*) FROM ledger").fetchone()[0]
+        assert total > 230
+        for rollup, keys, grain in (("ledger_by_org", ["org_id"], "day"), ("ledger_by_feature", ["feature", "model"], "hour"),
+                                    ("ledger_total", [], "month")):
+            view, raw = raw_vs_rollup(c, "ledger", rollup, keys, "logged_at", grain)
+            assert view == raw, rollup
+        # Rows landed on both workers' shards of sums.
+        nodes = c.execute("""SELECT count(DISTINCT p.nodeport) FROM pg_dist_shard s JOIN pg_dist_placement pl USING (shardid)
+                               JOIN pg_dist_node p ON p.groupid = pl.groupid
+                              WHERE s.logicalrelid = 'ledger_total_stripes'::regclass""").fetchone()[0]
+        assert nodes == 2
+        # rebuild_rollup recounts from the raw rows through Citus, to the same sums.
+        before = c.execute("SELECT * FROM ledger_by_feature ORDER BY row_key").fetchall()
+        c.execute("SELECT llm_cost.rebuild_rollup('ledger_by_feature')")
+        assert c.execute("SELECT * FROM ledger_by_feature ORDER BY row_key").fetchall() == before
+        # A price added for the unknown model: reprice fixes the rows and the sums on every shard.
+        c.execute("INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok) VALUES ('acme', 'no-such-model-x', 1, 2)")
+        changed, diff = c.execute("SELECT rows_changed, cost_difference FROM llm_cost.reprice('ledger')").fetchone()
+        assert changed > 0 and diff > 0
+        assert c.execute("SELECT count(*) FROM ledger WHERE cost_source = 'unpriced'").fetchone()[0] == 0
+        for rollup, keys, grain in (("ledger_by_org", ["org_id"], "day"), ("ledger_total", [], "month")):
+            view, raw = raw_vs_rollup(c, "ledger", rollup, keys, "logged_at", grain)
+            assert view == raw, rollup
+        # Dropping a rollup leaves the others fed.
+        c.execute("SELECT llm_cost.drop_rollup('ledger_by_org')")
+        c.execute("INSERT INTO ledger (org_id, feature, model, input_tokens, output_tokens) VALUES (5, 'late', 'gpt-4o', 1, 1)")
+        view, raw = raw_vs_rollup(c, "ledger", "ledger_total", [], "logged_at", "month")
+        assert view == raw
+
+
+def test_rollups_citus_cannot_follow_are_refused_with_what_to_do(citus):
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = error")
+        # A rollup made before the table was distributed: writes fail (never a silent short sum).
+        c.execute("""CREATE TABLE early_log (id bigserial, at timestamptz NOT NULL DEFAULT now(), team text NOT NULL, model text,
+                                             input_tokens int, output_tokens int, cost_usd numeric, cost_source text)""")
+        c.execute("SELECT llm_cost.track('early_log', time_column => 'at')")
+        c.execute("SELECT llm_cost.create_rollup('early_daily', 'early_log', 'day', '{team}')")
+        c.execute("SELECT create_distributed_table('early_log', 'team')")
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as e:
+            c.execute("INSERT INTO early_log (team, model, input_tokens, output_tokens) VALUES ('a', 'gpt-4o', 1, 1)")
+        assert "created before Citus distributed it" in str(e.value)
+        assert "drop_rollup" in e.value.diag.message_hint
+        # Dropped and made again, it follows the shards.
+        c.execute("SELECT llm_cost.drop_rollup('early_daily')")
+        c.execute("SELECT llm_cost.create_rollup('early_daily', 'early_log', 'day', '{team}')")
+        c.execute("INSERT INTO early_log (team, model, input_tokens, output_tokens) VALUES ('a', 'gpt-4o', 1000000, 0), ('b', 'gpt-4o', 1000000, 0)")
+        assert c.execute("SELECT team, requests, cost_usd FROM early_daily ORDER BY 1").fetchall() == [("a", 1, 2.5), ("b", 1, 2.5)]
+        # A reference table's triggers fire on every copy of it: no rollup of one.
+        c.execute("""CREATE TABLE shared_log (id bigserial, at timestamptz NOT NULL DEFAULT now(), team text, model text,
+                                              input_tokens int, output_tokens int, cost_usd numeric)""")
+        c.execute("SELECT llm_cost.track('shared_log', time_column => 'at')")
+        c.execute("SELECT create_reference_table('shared_log')")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            c.execute("SELECT llm_cost.create_rollup('shared_daily', 'shared_log', 'day', '{team}')")
+
+
+def test_retention_purges_distributed_and_partitioned_tables_from_the_coordinator(citus):
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = error")
+        c.execute("""CREATE TABLE calls_kept (id bigserial, ts timestamptz NOT NULL, account text NOT NULL, model text,
+                                              input_tokens int, output_tokens int, cost_usd numeric, cost_source text)""")
+        c.execute("SELECT llm_cost.track('calls_kept', time_column => 'ts')")
+        c.execute("SELECT create_distributed_table('calls_kept', 'account')")
+        c.execute("SELECT llm_cost.create_rollup('calls_kept_monthly', 'calls_kept', 'month', '{}')")
+        # 700 old rows, 300 of them at one instant (ties across a batch boundary), and 50 recent ones.
+        c.execute("""INSERT INTO calls_kept (ts, account, model, input_tokens, output_tokens)
+                     SELECT now() - interval '400 days' - (i % 400) * interval '1 minute', 'acct' || (i % 11), 'gpt-4o', 1, 1
+                       FROM generate_series(1, 400) i""")
+        c.execute("""INSERT INTO calls_kept (ts, account, model, input_tokens, output_tokens)
+                     SELECT timestamptz '2025-01-01 00:00:00+00', 'acct' || (i % 11), 'gpt-4o', 1, 1 FROM generate_series(1, 300) i""")
+        c.execute("""INSERT INTO calls_kept (ts, account, model, input_tokens, output_tokens)
+                     SELECT now() - i * interval '1 minute', 'acct' || (i % 11), 'gpt-4o', 1, 1 FROM generate_series(1, 50) i""")
+        # A partitioned distributed table: whole old partitions are dropped on every shard.
+        c.execute("""CREATE TABLE calls_parts (id bigserial, ts timestamptz NOT NULL, account text NOT NULL, model text,
+                                               input_tokens int, output_tokens int, cost_usd numeric, cost_source text)
+                     PARTITION BY RANGE (ts)""")
+        c.execute("CREATE TABLE calls_parts_2024 PARTITION OF calls_parts FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')")
+        c.execute("CREATE TABLE calls_parts_now PARTITION OF calls_parts FOR VALUES FROM ('2025-01-01') TO ('2100-01-01')")
+        c.execute("SELECT llm_cost.track('calls_parts', time_column => 'ts')")
+        c.execute("SELECT create_distributed_table('calls_parts', 'account')")
+        c.execute("""INSERT INTO calls_parts (ts, account, model, input_tokens, output_tokens)
+                     SELECT CASE WHEN i % 2 = 0 THEN timestamptz '2024-06-01' ELSE now() END, 'a' || (i % 9), 'gpt-4o', 1, 1
+                       FROM generate_series(1, 60) i""")
+        for t in ("calls_kept", "calls_parts"):
+            c.execute(f"SELECT llm_cost.set_retention('{t}', '90 days')")
+        c.execute("ALTER SYSTEM SET llm_cost.retention_batch_size = 100")
+        c.execute("SELECT pg_reload_conf()")
+    try:
+        import time
+        time.sleep(1)
+        with connect(citus["coord"], citus["db"]) as c:
+            c.execute("SET client_min_messages = error")
+            assert c.execute("SHOW llm_cost.retention_batch_size").fetchone()[0] == "100"
+            runs = {r[0]: r[1:] for r in c.execute("""SELECT log_table::text, rows_deleted, partitions_dropped, error FROM llm_cost.run_retention()
+                                                       WHERE log_table::text IN ('calls_kept', 'calls_parts')""").fetchall()}
+            assert runs["calls_kept"] == (700, 0, None)
+            assert runs["calls_parts"] == (0, 1, None)
+            assert c.execute("SELECT count(*), min(ts) > now() - interval '90 days' FROM calls_kept").fetchone() == (50, True)
+            assert c.execute("SELECT count(*) FROM calls_parts").fetchone()[0] == 30
+            assert c.execute("SELECT to_regclass('calls_parts_2024')").fetchone()[0] is None
+            # The rollup keeps what the purge deleted.
+            assert c.execute("SELECT sum(requests) FROM calls_kept_monthly").fetchone()[0] == 750
+    finally:
+        with connect(citus["coord"], citus["db"]) as c:
+            c.execute("ALTER SYSTEM RESET llm_cost.retention_batch_size")
+            c.execute("SELECT pg_reload_conf()")
+
+
+def test_unpriced_models_and_budgets_see_the_whole_cluster_from_the_coordinator(citus):
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = error")
+        c.execute("""CREATE TABLE spend_log (id bigserial, at timestamptz NOT NULL DEFAULT now(), customer text NOT NULL, model text,
+                                             input_tokens int, output_tokens int, cost_usd numeric, cost_source text)""")
+        c.execute("SELECT llm_cost.track('spend_log', time_column => 'at')")
+        c.execute("SELECT create_distributed_table('spend_log', 'customer')")
+        c.execute("SELECT llm_cost.create_rollup('spend_daily', 'spend_log', 'day', '{customer}')")
+        c.execute("SELECT llm_cost.create_rollup('spend_all', 'spend_log', 'month', '{}')")
+        customers = [f"cust{i}" for i in range(10)]  # on both workers
+        rows = ", ".join(f"('{x}', 'mystery-model-{n}', 10, 10)" for x in customers for n in (1, 2))
+        c.execute(f"INSERT INTO spend_log (customer, model, input_tokens, output_tokens) VALUES {rows}")
+        got = c.execute("""SELECT model, rows FROM llm_cost.unpriced_models WHERE log_table = 'spend_log'::regclass ORDER BY 1""").fetchall()
+        assert got == [("mystery-model-1", 10), ("mystery-model-2", 10)]
+        # Budgets: a cap per customer and a platform-wide one, read across the workers.
+        c.execute("SELECT llm_cost.create_budget('cust_cap', 'spend_daily', 5, '{0.5,1}')")
+        c.execute("SELECT llm_cost.create_budget('all_cap', 'spend_all', 20, '{0.5,1}')")
+        rows = ", ".join(f"('{x}', 'gpt-4o', {1000000 * (i + 1)}, 0)" for i, x in enumerate(customers))  # 2.5 USD x (i+1)
+        c.execute(f"INSERT INTO spend_log (customer, model, input_tokens, output_tokens) VALUES {rows}")
+        for i, x in enumerate(customers):
+            allowed, spent, limit = c.execute("SELECT allowed, spent_usd, limit_usd FROM llm_cost.check_budget('cust_cap', %s)",
+                                              (f'{{"customer": "{x}"}}',)).fetchone()
+            assert (spent, limit) == (2.5 * (i + 1), 5)
+        assert c.execute("SELECT spent_usd FROM llm_cost.check_budget('all_cap', '{}')").fetchone()[0] == 137.5
+        status = dict(c.execute("""SELECT "group" ->> 'customer', state FROM llm_cost.budget_status WHERE budget = 'cust_cap'""").fetchall())
+        assert status["cust0"] == "warning" and status["cust1"] == "exceeded" and status["cust9"] == "exceeded"
+        # Alerts: the coordinator's pass over the distributed sums records each crossing once.
+        c.execute("SELECT llm_cost._budget_sweep()")
+        c.execute("SELECT llm_cost._budget_sweep()")
+        alerts = c.execute("""SELECT "group" ->> 'customer', threshold::text, count(*) FROM llm_cost.budget_alerts
+                               WHERE budget = 'cust_cap' GROUP BY 1, 2 ORDER BY 1, 2""").fetchall()
+        expected = sorted([("cust0", "0.5", 1)] + [(x, t, 1) for x in customers[1:] for t in ("0.5", "1")])
+        assert alerts == expected
+        assert c.execute("SELECT count(*) FROM llm_cost.budget_alerts WHERE budget = 'all_cap'").fetchone()[0] == 2

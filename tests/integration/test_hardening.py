@@ -311,6 +311,9 @@ def test_update_from_0_1_0_equals_a_fresh_install():
             assert one(c, "SELECT string_agg(DISTINCT priced_model, ',') FROM llm_cost.usage_events") == "gpt-4o"
             assert "unpriced_requests" in one(c, "SELECT pg_get_viewdef('public.app_daily')").split("CASE")[1]
             assert one(c, "SELECT count(*) FROM pg_depend WHERE objid = 'public.app_daily'::regclass AND deptype = 'e'") == 0
+            # 0.5.0: unpriced_models reads every node's counts (one here) and still lists this one's.
+            c.execute("INSERT INTO public.app_log (model, input_tokens, output_tokens) VALUES ('up-unknown-model', 1, 1)")
+            assert one(c, "SELECT rows FROM llm_cost.unpriced_models WHERE model = 'up-unknown-model'") == 1
             c.execute("""SELECT llm_cost.drop_retention('public.app_log'); SELECT llm_cost.untrack('public.app_log');
                          DROP TABLE public.app_log; DELETE FROM llm_cost.usage_events; TRUNCATE llm_cost.retention_runs;""")
         with admin(fresh) as c:
