@@ -1,6 +1,6 @@
 -- llm_cost 0.4.0 -> 0.5.0: Citus. Rollups of a distributed table are distributed and
 -- co-located with it; unpriced_models gathers the workers' counts; retention and reprice of
--- Citus tables; budgets read distributed sums through Citus. No table changes.
+-- Citus tables; budgets read distributed sums through Citus. unpriced_stats gains a stripe column.
 \echo Use "ALTER EXTENSION llm_cost UPDATE TO '0.5.0'" to load this file. \quit
 
 -- Citus (README "Scaling out with Citus"). llm_cost does not depend on Citus: these helpers read
@@ -81,19 +81,27 @@ BEGIN
     RETURN coalesce(yes, false);
 END $$;
 
+-- Unpriced counts: a line per writing backend on Citus workers (see the column comment).
+ALTER TABLE llm_cost.unpriced_stats ADD COLUMN stripe integer NOT NULL DEFAULT 0;
+ALTER TABLE llm_cost.unpriced_stats DROP CONSTRAINT unpriced_stats_pkey, ADD PRIMARY KEY (log_table, model, stripe);
+COMMENT ON COLUMN llm_cost.unpriced_stats.stripe IS '0, or on a Citus worker the writing backend''s rollup stripe: writers of several workers never wait for each other''s line (a distributed deadlock).';
+
 CREATE OR REPLACE FUNCTION llm_cost._record_unpriced(p_table oid, p_model text, p_rows bigint, p_first timestamptz, p_last timestamptz)
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO llm_cost.unpriced_stats AS s (log_table, model, rows, first_seen, last_seen)
-    SELECT t.log_table, p_model, p_rows, p_first, p_last
+    INSERT INTO llm_cost.unpriced_stats AS s (log_table, model, rows, first_seen, last_seen, stripe)
+    SELECT t.log_table, p_model, p_rows, p_first, p_last, 0
       FROM llm_cost.tracked_tables t WHERE t.log_table = p_table AND p_rows > 0
     UNION ALL
     -- A shard of a Citus distributed table (on a worker, whose registry is empty): counted
     -- under the distributed table, which llm_cost.unpriced_models on the coordinator gathers.
-    SELECT sh.logical, p_model, p_rows, p_first, p_last
+    -- Each writing backend has a line of its own there: one distributed transaction holds the
+    -- lines it wrote on several workers until its commit, so a shared line would make writers
+    -- wait for each other across workers, in any order.
+    SELECT sh.logical, p_model, p_rows, p_first, p_last, llm_cost._stripe()
       FROM llm_cost._citus_shard_logical(p_table) sh
      WHERE sh.logical IS NOT NULL AND p_rows > 0
        AND NOT EXISTS (SELECT 1 FROM llm_cost.tracked_tables t WHERE t.log_table = p_table)
-    ON CONFLICT (log_table, model) DO UPDATE
+    ON CONFLICT (log_table, model, stripe) DO UPDATE
        SET rows = s.rows + excluded.rows,
            first_seen = least(s.first_seen, excluded.first_seen),
            last_seen = greatest(s.last_seen, excluded.last_seen);

@@ -92,6 +92,7 @@ extension_sql_file!(
     name = "usage",
     requires = [
         "citus",
+        rollups::stripe,
         usage::usage_cost_trigger,
         usage::usage_statement_end,
         pricing_sql::resolve_model,
