@@ -45,12 +45,12 @@ def timed(conn, sql, repeat=3):
     return best
 
 
-def pgbench(script: str, clients: int, seconds: int, db=DB, extra=()):
+def pgbench(script: str, clients: int, seconds: int, db=DB, extra=(), port=None):
     """Runs pgbench with a custom script; returns (tps, latency_ms)."""
     path = CLUSTER / "pgbench.sql"
     path.write_text(script)
     out = subprocess.run(
-        [f"{PG_BIN}/pgbench", "-n", "-h", "127.0.0.1", "-p", str(PORT), "-U", "postgres",
+        [f"{PG_BIN}/pgbench", "-n", "-h", "127.0.0.1", "-p", str(port or PORT), "-U", "postgres",
          "-c", str(clients), "-j", str(min(clients, 4)), "-T", str(seconds), "-f", str(path), *extra, db],
         capture_output=True, text=True)
     if out.returncode != 0:
@@ -623,7 +623,105 @@ def bench_budgets(out):
     print(f"budgets: {res}, per call {per_call:.1f} us, app {app_lat} vs {one_lat} ms", file=sys.stderr)
 
 
-SECTIONS = {"estimate": bench_estimate, "insert": bench_insert, "rollups": bench_rollups, "budgets": bench_budgets, "retention": bench_retention}
+CITUS_CONF = """shared_preload_libraries = 'citus,llm_cost'
+max_prepared_transactions = 100
+citus.enable_unsafe_triggers = on
+"""
+
+
+def citus_cluster(cmd, name):
+    env = dict(os.environ, LLM_COST_CLUSTER=str(ROOT / "target" / f"bench-citus-{name}"), LLM_COST_CLUSTER_CONF=CITUS_CONF)
+    return subprocess.run([str(ROOT / "scripts" / "cluster.sh"), cmd], env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def bench_citus(out):
+    """Single-row and 1,000-row INSERTs through a Citus coordinator into a distributed table
+    (by tenant_id, two workers, all on this machine): bare, tracked (cost trigger on the shards),
+    tracked with three co-located rollups. Skipped where Citus is not installed."""
+    pkglib = subprocess.run(["/usr/bin/pg_config", "--pkglibdir"], capture_output=True, text=True).stdout.strip()
+    if not os.path.exists(os.path.join(pkglib, "citus.so")):
+        print("citus: skipped (Citus is not installed: citus.so missing)", file=sys.stderr)
+        return False
+    nodes = ["coord", "w1", "w2"]
+    for n in nodes:
+        citus_cluster("stop", n)
+    ports = {n: int(citus_cluster("start", n)) for n in nodes}
+    try:
+        for n in nodes:
+            with psycopg.connect(f"host=127.0.0.1 port={ports[n]} user=postgres dbname=postgres", autocommit=True) as c:
+                c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+                c.execute(f"CREATE DATABASE {DB}")
+            with psycopg.connect(f"host=127.0.0.1 port={ports[n]} user=postgres dbname={DB}", autocommit=True) as c:
+                c.execute("SET client_min_messages = warning")
+                c.execute("CREATE EXTENSION citus")
+        cols = ("id bigserial, created_at timestamptz NOT NULL DEFAULT now(), tenant_id text NOT NULL, user_id text, feature text, "
+                "model text, input_tokens int, output_tokens int, latency_ms int, cost_usd numeric, cost_source text, "
+                "PRIMARY KEY (tenant_id, id)")
+        variants = {"bare": "bench_bare", "tracked": "bench_tracked", "tracked + 3 rollups": "bench_rolled"}
+        with psycopg.connect(f"host=127.0.0.1 port={ports['coord']} user=postgres dbname={DB}", autocommit=True) as c:
+            c.execute("SET client_min_messages = warning")
+            c.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", (ports["coord"],))
+            for n in ("w1", "w2"):
+                c.execute("SELECT citus_add_node('127.0.0.1', %s)", (ports[n],))
+            c.execute("CREATE EXTENSION llm_cost")
+            for t in ("providers", "model_prices", "model_aliases"):
+                c.execute(f"SELECT create_reference_table('llm_cost.{t}')")
+            for name, t in variants.items():
+                c.execute(f"CREATE TABLE {t} ({cols})")
+                if name != "bare":
+                    c.execute(f"SELECT llm_cost.track('{t}')")
+                c.execute(f"SELECT create_distributed_table('{t}', 'tenant_id')")
+            c.execute("SELECT llm_cost.create_rollup('bench_rolled_tenant', 'bench_rolled', 'day', '{tenant_id, model}')")
+            c.execute("SELECT llm_cost.create_rollup('bench_rolled_model', 'bench_rolled', 'day', '{model}')")
+            c.execute("SELECT llm_cost.create_rollup('bench_rolled_total', 'bench_rolled', 'month', '{}')")
+            single = lambda t: ("\\set i random(1, 1000000)\n"  # noqa: E731
+                                f"INSERT INTO {t} (tenant_id, user_id, feature, model, input_tokens, output_tokens, latency_ms) "
+                                f"VALUES ('t' || (:i % 200), 'u' || (:i % 5000), 'chat', {MODELS_SQL}[1 + :i % 4], 1000 + :i % 5000, :i % 700, 800);\n")
+            batch = lambda t: (f"INSERT INTO {t} (tenant_id, user_id, feature, model, input_tokens, output_tokens, latency_ms) "  # noqa: E731
+                               f"SELECT 't' || ((g + :client_id * 7) % 200), 'u' || (g % 5000), 'chat', {MODELS_SQL}[1 + g % 4], 1000 + g, g % 700, 800 "
+                               "FROM generate_series(1, 1000) g;\n")
+            res = {}
+            for label, script, clients, seconds, rounds in (("single-row INSERT", single, 8, 15, 4), ("1,000-row INSERT ... SELECT", batch, 2, 10, 2)):
+                r = {name: [] for name in variants}
+                for i in range(rounds):
+                    order = list(variants) if i % 2 == 0 else list(reversed(list(variants)))
+                    for name in order:
+                        c.execute(f"TRUNCATE {variants[name]}")
+                        if name == "tracked + 3 rollups":
+                            c.execute("TRUNCATE bench_rolled_tenant_stripes, bench_rolled_model_stripes, bench_rolled_total_stripes")
+                        c.execute("CHECKPOINT")
+                        r[name].append(pgbench(script(variants[name]), clients, seconds, port=ports["coord"])[0])
+                res[label] = r
+            # The last run's rollups equal their raw rows.
+            exact = c.execute("""SELECT (SELECT (sum(requests), sum(cost_usd)) FROM bench_rolled_total)
+                                        = (SELECT (count(*), sum(cost_usd)) FROM bench_rolled)
+                                    AND (SELECT sum(requests) FROM bench_rolled_tenant) = (SELECT count(*) FROM bench_rolled)""").fetchone()[0]
+            rows = c.execute("SELECT count(*) FROM bench_rolled").fetchone()[0]
+    finally:
+        for n in nodes:
+            citus_cluster("stop", n)
+    out.append("## Citus: INSERT into a distributed tracked table with rollups vs the same table bare\n")
+    out.append("Citus 12.1.9 (built from source), a coordinator and two workers on this machine (one scratch cluster each, "
+               "`shared_preload_libraries = 'citus,llm_cost'`), 32 shards per table distributed by `tenant_id` (200 tenants). "
+               "pgbench connects to the coordinator. Variants: `bare` (no llm_cost), `tracked` (`llm_cost.track()`: the cost "
+               "trigger prices each row on its shard), `tracked + 3 rollups` (daily per tenant and model, daily per model, "
+               "monthly platform-wide: tables of sums co-located with the source, written on the workers in the same "
+               f"transaction). Interleaved rounds (ABBA), means of the rounds; ratios against `bare` of the same rounds.\n")
+    out.append("| workload | bare | tracked | tracked + 3 rollups | tracked / bare | with rollups / bare |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for label, r in res.items():
+        m = {k: sum(v) / len(v) for k, v in r.items()}
+        unit = "rows/s" if "1,000" in label else "tps"
+        mult = 1000 if "1,000" in label else 1
+        out.append(f"| {label} ({unit}) | {m['bare'] * mult:,.0f} | {m['tracked'] * mult:,.0f} | {m['tracked + 3 rollups'] * mult:,.0f} | "
+                   f"{m['tracked'] / m['bare']:.1%} | **{m['tracked + 3 rollups'] / m['bare']:.1%}** |")
+    out.append(f"\nAfter the last run the rollups equal the raw rows ({rows:,} rows): {exact}.\n")
+    print(f"citus: {res}", file=sys.stderr)
+    return True
+
+
+SECTIONS = {"estimate": bench_estimate, "insert": bench_insert, "rollups": bench_rollups, "budgets": bench_budgets, "retention": bench_retention,
+            "citus": bench_citus}
 
 
 def main():
@@ -637,7 +735,8 @@ def main():
              f"{platform.platform()}, PostgreSQL 15, release build")
     for name in wanted:
         out = []
-        SECTIONS[name](out)
+        if SECTIONS[name](out) is False:
+            continue  # skipped here: the last figures stay
         out.append(f"_Measured {stamp}._\n")
         (sections_dir / f"{name}.md").write_text("\n".join(out) + "\n")
     doc = ["# llm_cost benchmark results", "",

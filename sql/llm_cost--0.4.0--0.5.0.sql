@@ -725,3 +725,21 @@ BEGIN
     RETURN total;
 END $$;
 
+-- GraphQL layers: internal helpers and management functions stay out of the generated API
+-- (PostGraphile's @omit smart tag; they remain plain SQL functions).
+DO $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure AS fn, pg_catalog.obj_description(p.oid, 'pg_proc') AS d
+               FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace = 'llm_cost'::regnamespace AND p.prokind = 'f'
+                AND p.prorettype <> 'trigger'::regtype AND p.prorettype <> 'event_trigger'::regtype
+                AND (p.proname LIKE '\_%' OR p.proname IN ('track', 'untrack', 'create_rollup', 'drop_rollup', 'rebuild_rollup',
+                     'reprice', 'set_retention', 'drop_retention', 'run_retention', 'enable_row_security', 'disable_row_security',
+                     'import_prices'))
+                AND coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '') NOT LIKE '@omit%'
+    LOOP
+        EXECUTE format('COMMENT ON FUNCTION %s IS %L', f.fn, E'@omit\n' || coalesce(f.d, ''));
+    END LOOP;
+END $$;
