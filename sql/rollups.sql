@@ -265,6 +265,13 @@ BEGIN
           FROM pg_catalog.pg_attribute a WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped;
         shell := pg_catalog.to_regclass(d ->> 'stripes');
         sid := NULL;
+        -- The argument is the trigger's, which whoever owns the source could write: it may only
+        -- name tables of sums of the source's owner (as create_rollup checks on the coordinator).
+        IF shell IS NOT NULL AND NOT pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = me.logical),
+                                                            (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = shell), 'USAGE') THEN
+            RAISE EXCEPTION 'llm_cost: the rollup trigger of % names %, which its owner does not own', me.logical, shell
+                  USING ERRCODE = 'insufficient_privilege';
+        END IF;
         IF shell IS NOT NULL THEN
             EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1 AND s.shardminvalue = $2'
                INTO sid USING shell, me.min_value;

@@ -9,6 +9,7 @@ import uuid
 
 import psycopg
 import pytest
+from psycopg import sql
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PKGLIBDIR = subprocess.run(["/usr/bin/pg_config", "--pkglibdir"], capture_output=True, text=True).stdout.strip()
@@ -256,8 +257,8 @@ def test_retention_purges_distributed_and_partitioned_tables_from_the_coordinato
         c.execute("""INSERT INTO calls_parts (ts, account, model, input_tokens, output_tokens)
                      SELECT CASE WHEN i % 2 = 0 THEN timestamptz '2024-06-01' ELSE now() END, 'a' || (i % 9), 'gpt-4o', 1, 1
                        FROM generate_series(1, 60) i""")
-        for t in ("calls_kept", "calls_parts"):
-            c.execute(f"SELECT llm_cost.set_retention('{t}', '90 days')")
+        # (the background worker's purge off meanwhile: its round could take the rows first)
+        c.execute("ALTER SYSTEM SET llm_cost.retention_enabled = off")
         c.execute("ALTER SYSTEM SET llm_cost.retention_batch_size = 100")
         c.execute("SELECT pg_reload_conf()")
     try:
@@ -266,6 +267,8 @@ def test_retention_purges_distributed_and_partitioned_tables_from_the_coordinato
         with connect(citus["coord"], citus["db"]) as c:
             c.execute("SET client_min_messages = error")
             assert c.execute("SHOW llm_cost.retention_batch_size").fetchone()[0] == "100"
+            for t in ("calls_kept", "calls_parts"):
+                c.execute(f"SELECT llm_cost.set_retention('{t}', '90 days')")
             runs = {r[0]: r[1:] for r in c.execute("""SELECT log_table::text, rows_deleted, partitions_dropped, error FROM llm_cost.run_retention()
                                                        WHERE log_table::text IN ('calls_kept', 'calls_parts')""").fetchall()}
             assert runs["calls_kept"] == (700, 0, None)
@@ -278,6 +281,7 @@ def test_retention_purges_distributed_and_partitioned_tables_from_the_coordinato
     finally:
         with connect(citus["coord"], citus["db"]) as c:
             c.execute("ALTER SYSTEM RESET llm_cost.retention_batch_size")
+            c.execute("ALTER SYSTEM RESET llm_cost.retention_enabled")
             c.execute("SELECT pg_reload_conf()")
 
 
@@ -315,3 +319,31 @@ def test_unpriced_models_and_budgets_see_the_whole_cluster_from_the_coordinator(
         expected = sorted([("cust0", "0.5", 1)] + [(x, t, 1) for x in customers[1:] for t in ("0.5", "1")])
         assert alerts == expected
         assert c.execute("SELECT count(*) FROM llm_cost.budget_alerts WHERE budget = 'all_cap'").fetchone()[0] == 2
+
+
+def test_a_shard_trigger_cannot_write_into_the_rollup_of_another_owner(citus):
+    """The rollup trigger's argument names the tables of sums its shards write: a table owner
+    who writes one naming another owner's rollup (co-located with their own table) gets an error,
+    and that rollup keeps its sums."""
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = error")
+        c.execute("CREATE ROLE mallory LOGIN")
+        c.execute("CREATE SCHEMA mal AUTHORIZATION mallory")
+        cols = "id bigserial, at timestamptz NOT NULL DEFAULT now(), team text NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric"
+        c.execute(f"CREATE TABLE victim_log ({cols})")
+        c.execute("SELECT llm_cost.track('victim_log', time_column => 'at')")
+        c.execute("SELECT create_distributed_table('victim_log', 'team')")
+        c.execute("SELECT llm_cost.create_rollup('victim_daily', 'victim_log', 'day', '{team}')")
+        c.execute("INSERT INTO victim_log (team, model, input_tokens, output_tokens) VALUES ('blue', 'gpt-4o', 1000000, 0)")
+        args = c.execute("SELECT llm_cost._rollup_shard_args('victim_log')::text").fetchone()[0]
+        before = c.execute("SELECT team, requests, cost_usd FROM victim_daily").fetchall()
+        assert before == [("blue", 1, 2.5)]
+        c.execute("SET ROLE mallory")
+        c.execute(f"CREATE TABLE mal.fake ({cols})")
+        c.execute("SELECT create_distributed_table('mal.fake', 'team', colocate_with => 'victim_log')")
+        c.execute("CREATE TRIGGER llm_cost_rollup AFTER INSERT ON mal.fake FOR EACH ROW EXECUTE FUNCTION llm_cost.rollup_row_trigger(%s)"
+                  % sql.Literal(args).as_string(c))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("INSERT INTO mal.fake (team, model, input_tokens, output_tokens) VALUES ('blue', 'gpt-4o', 1000000000, 0)")
+        c.execute("RESET ROLE")
+        assert c.execute("SELECT team, requests, cost_usd FROM victim_daily").fetchall() == before
