@@ -325,10 +325,11 @@ def test_a_shard_trigger_cannot_write_into_the_rollup_of_another_owner(citus):
     """The rollup trigger's argument names the tables of sums its shards write: a table owner
     who writes one naming another owner's rollup (co-located with their own table) gets an error,
     and that rollup keeps its sums."""
+    mallory = "mallory_" + uuid.uuid4().hex[:8]  # (roles outlive the test's database)
     with connect(citus["coord"], citus["db"]) as c:
         c.execute("SET client_min_messages = error")
-        c.execute("CREATE ROLE mallory LOGIN")
-        c.execute("CREATE SCHEMA mal AUTHORIZATION mallory")
+        c.execute(f"CREATE ROLE {mallory} LOGIN")
+        c.execute(f"CREATE SCHEMA mal AUTHORIZATION {mallory}")
         cols = "id bigserial, at timestamptz NOT NULL DEFAULT now(), team text NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric"
         c.execute(f"CREATE TABLE victim_log ({cols})")
         c.execute("SELECT llm_cost.track('victim_log', time_column => 'at')")
@@ -338,7 +339,7 @@ def test_a_shard_trigger_cannot_write_into_the_rollup_of_another_owner(citus):
         args = c.execute("SELECT llm_cost._rollup_shard_args('victim_log')::text").fetchone()[0]
         before = c.execute("SELECT team, requests, cost_usd FROM victim_daily").fetchall()
         assert before == [("blue", 1, 2.5)]
-        c.execute("SET ROLE mallory")
+        c.execute(f"SET ROLE {mallory}")
         c.execute(f"CREATE TABLE mal.fake ({cols})")
         c.execute("SELECT create_distributed_table('mal.fake', 'team', colocate_with => 'victim_log')")
         c.execute("CREATE TRIGGER llm_cost_rollup AFTER INSERT ON mal.fake FOR EACH ROW EXECUTE FUNCTION llm_cost.rollup_row_trigger(%s)"
