@@ -94,16 +94,30 @@ unsafe fn spent_of(
         .iter()
         .zip(&b.group_types)
         .enumerate()
-        .map(|(i, (c, t))| format!(" AND s.{} IS NOT DISTINCT FROM CAST(${} AS {t})", quote_ident(c), i + 2))
+        .map(|(i, (c, t))| {
+            format!(
+                " AND s.{} IS NOT DISTINCT FROM CAST(${} AS {t})",
+                quote_ident(c),
+                i + 2
+            )
+        })
         .collect();
     let sql = format!("SELECT coalesce(sum(s.cost_usd), 0)::text FROM {stripes} s WHERE s.period_start = $1{conds}");
     let at = pgrx::datum::TimestampWithTimeZone::from_datum(pg_sys::Datum::from(period), false);
     let mut args: Vec<pgrx::datum::DatumWithOid> = vec![at.into()];
     args.extend(group.iter().map(|g| g.clone().into()));
-    let owner = crate::pg::privilege::owner_of(b.layout.stripes).unwrap_or_else(crate::pg::privilege::extension_owner);
-    let text = crate::pg::privilege::as_role(owner, true, || Spi::get_one_with_args::<String>(&sql, &args))
-        .unwrap_or_else(|e| error!("llm_cost: could not read the spend of budget \"{}\": {e}", b.name))
-        .unwrap_or_else(|| "0".into());
+    let owner = crate::pg::privilege::owner_of(b.layout.stripes)
+        .unwrap_or_else(crate::pg::privilege::extension_owner);
+    let text = crate::pg::privilege::as_role(owner, true, || {
+        Spi::get_one_with_args::<String>(&sql, &args)
+    })
+    .unwrap_or_else(|e| {
+        error!(
+            "llm_cost: could not read the spend of budget \"{}\": {e}",
+            b.name
+        )
+    })
+    .unwrap_or_else(|| "0".into());
     numeric_of(&text)
 }
 

@@ -312,9 +312,22 @@ fn persistent_text(s: &str) -> pg_sys::Datum {
 /// `llm_cost_rollup`, or its copy on a Citus shard (`llm_cost_rollup_<shard id>`).
 fn is_rollup_trigger(name: &[u8]) -> bool {
     name == b"llm_cost_rollup"
-        || name.strip_prefix(b"llm_cost_rollup_").is_some_and(|id| {
-            !id.is_empty() && id.iter().all(|c| c.is_ascii_digit())
-        })
+        || name
+            .strip_prefix(b"llm_cost_rollup_")
+            .is_some_and(|id| !id.is_empty() && id.iter().all(|c| c.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod name_tests {
+    #[test]
+    fn rollup_trigger_names_on_tables_and_citus_shards() {
+        assert!(super::is_rollup_trigger(b"llm_cost_rollup"));
+        assert!(super::is_rollup_trigger(b"llm_cost_rollup_102008"));
+        assert!(!super::is_rollup_trigger(b"llm_cost_rollup_"));
+        assert!(!super::is_rollup_trigger(b"llm_cost_rollup_x1"));
+        assert!(!super::is_rollup_trigger(b"llm_cost_rollups"));
+        assert!(!super::is_rollup_trigger(b"llm_cost_price_102008"));
+    }
 }
 
 /// The argument of the relation's `llm_cost_rollup` trigger: None without that trigger,
@@ -2304,6 +2317,53 @@ mod tests {
         assert_eq!(
             Spi::get_one::<String>("SELECT string_agg(requests::text, ' ' ORDER BY period_start) FROM llm_cost.usage_daily WHERE tenant_id = 'r'").unwrap().as_deref(),
             Some("124 24 24")
+        );
+    }
+
+    #[pg_test]
+    fn without_citus_the_citus_paths_stay_shut() {
+        // No Citus here: no table is distributed, none is a shard, this is no coordinator.
+        Spi::run("CREATE TABLE public.t_plain_42 (at timestamptz NOT NULL DEFAULT now(), team text, model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text)").unwrap();
+        Spi::run("SELECT llm_cost.track('public.t_plain_42', time_column => 'at')").unwrap();
+        assert_eq!(
+            one("SELECT row(d.*)::text FROM llm_cost._citus_distribution('public.t_plain_42') d"),
+            Some("(,,)".into())
+        );
+        assert_eq!(
+            one("SELECT row(d.*)::text FROM llm_cost._citus_shard_logical('public.t_plain_42') d"),
+            Some("(,,)".into())
+        );
+        assert_eq!(
+            one("SELECT llm_cost._citus_coordinator()::text"),
+            Some("false".into())
+        );
+        // A rollup's keys are its group columns, its trigger has no argument.
+        Spi::run("SELECT llm_cost.create_rollup('public.t_plain_42_daily', 'public.t_plain_42', 'day', '{team}')").unwrap();
+        assert_eq!(
+            one("SELECT llm_cost._rollup_keys(r)::text FROM llm_cost.rollups r WHERE r.rollup = 'public.t_plain_42_daily'::regclass"),
+            Some("{team}".into())
+        );
+        assert_eq!(
+            one("SELECT tgnargs::text FROM pg_trigger WHERE tgrelid = 'public.t_plain_42'::regclass AND tgname = 'llm_cost_rollup'"),
+            Some("0".into())
+        );
+        // A hand-made shard trigger (what a shard's carries: the mapping by column name) on a
+        // plain table never writes anywhere: its rows are refused.
+        Spi::run(
+            r#"CREATE TRIGGER llm_cost_rollup_7 AFTER INSERT ON public.t_plain_42 FOR EACH ROW EXECUTE FUNCTION llm_cost.rollup_row_trigger(
+               '{"time": "at", "cost": "cost_usd", "model": "model", "input": "input_tokens", "output": "output_tokens", "zone": "UTC",
+                 "rollups": [{"id": 1, "grain": "day", "time_zone": "UTC", "groups": ["team"], "stripes": "public.t_plain_42_daily_stripes",
+                              "stripes_groups": ["team"]}]}')"#,
+        )
+        .unwrap();
+        Spi::run("DROP TRIGGER llm_cost_rollup ON public.t_plain_42").unwrap();
+        assert_eq!(
+            error_of("INSERT INTO public.t_plain_42 (team, model, input_tokens, output_tokens) VALUES ('a', 'gpt-4o', 1, 1)"),
+            "55000: llm_cost: public.t_plain_42 is not a shard of a Citus distributed table, but its rollup trigger is one for shards"
+        );
+        assert_eq!(
+            one("SELECT count(*)::text FROM public.t_plain_42_daily"),
+            Some("0".into())
         );
     }
 
