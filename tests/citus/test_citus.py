@@ -348,3 +348,39 @@ def test_a_shard_trigger_cannot_write_into_the_rollup_of_another_owner(citus):
             c.execute("INSERT INTO mal.fake (team, model, input_tokens, output_tokens) VALUES ('blue', 'gpt-4o', 1000000000, 0)")
         c.execute("RESET ROLE")
         assert c.execute("SELECT team, requests, cost_usd FROM victim_daily").fetchall() == before
+
+
+def test_quoted_names_another_schema_an_integer_key_and_local_times(citus):
+    """The same with names that need quoting, a table outside public, an integer distribution
+    column and a timestamp (without time zone) column read in the table's time zone."""
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = error")
+        c.execute('CREATE SCHEMA "Billing"')
+        c.execute('''CREATE TABLE "Billing"."Usage Log" (id bigserial, "When" timestamp NOT NULL, "Org Id" int NOT NULL, "Feature" text,
+                                                        "Model Name" text, "In" int, "Out" int, "Cost" numeric(20, 10), cost_source text)''')
+        c.execute('''SELECT llm_cost.track('"Billing"."Usage Log"', model_column => 'Model Name', input_tokens_column => 'In',
+                                          output_tokens_column => 'Out', cost_column => 'Cost', time_column => 'When',
+                                          time_zone => 'America/New_York')''')
+        c.execute('''SELECT create_distributed_table('"Billing"."Usage Log"', 'Org Id', shard_count => 8)''')
+        c.execute('''SELECT llm_cost.create_rollup('"Billing"."Org Feature Daily"', '"Billing"."Usage Log"', 'day', '{"Org Id", "Feature"}',
+                                                   'America/New_York')''')
+        c.execute('''SELECT llm_cost.create_rollup('"Billing"."Models Monthly"', '"Billing"."Usage Log"', 'month', '{"Model Name"}')''')
+        # 23:30 local on Nov 30 (04:30 UTC Dec 1): the New York day is Nov 30.
+        c.execute('''INSERT INTO "Billing"."Usage Log" ("When", "Org Id", "Feature", "Model Name", "In", "Out")
+                     SELECT timestamp '2026-11-30 23:30' + (i % 3) * interval '1 hour', i % 17, 'f' || (i % 2),
+                            (ARRAY['gpt-4o', 'openai/gpt-4o', 'claude-sonnet-4-5', 'unknown-q'])[1 + i % 4], 1000 * i, 10 * i
+                       FROM generate_series(1, 120) i''')
+        got = c.execute('''SELECT period_start AT TIME ZONE 'America/New_York', sum(requests), sum(cost_usd)
+                             FROM "Billing"."Org Feature Daily" GROUP BY 1 ORDER BY 1''').fetchall()
+        raw = c.execute('''SELECT date_trunc('day', "When"), count(*), sum("Cost") FROM "Billing"."Usage Log" GROUP BY 1 ORDER BY 1''').fetchall()
+        assert got == raw and len(got) == 2
+        # (no priced_model_column: grouped by the name as sent)
+        models = dict(c.execute('''SELECT "Model Name", requests FROM "Billing"."Models Monthly"''').fetchall())
+        assert models == {"gpt-4o": 30, "openai/gpt-4o": 30, "claude-sonnet-4-5": 30, "unknown-q": 30}
+        assert c.execute('''SELECT sum(requests) FROM "Billing"."Models Monthly"''').fetchone()[0] == 120
+        assert c.execute('''SELECT rows FROM llm_cost.unpriced_models WHERE log_table = '"Billing"."Usage Log"'::regclass''').fetchone()[0] == 30
+        # Per-org and per-feature groups equal the raw rows.
+        view = c.execute('''SELECT "Org Id", "Feature", requests, cost_usd FROM "Billing"."Org Feature Daily" ORDER BY 1, 2, period_start''').fetchall()
+        raw = c.execute('''SELECT "Org Id", "Feature", count(*), sum("Cost") FROM "Billing"."Usage Log"
+                            GROUP BY 1, 2, date_trunc('day', "When") ORDER BY 1, 2, date_trunc('day', "When")''').fetchall()
+        assert view == raw
