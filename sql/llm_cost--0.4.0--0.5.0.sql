@@ -370,21 +370,30 @@ END $$;
 
 CREATE OR REPLACE FUNCTION llm_cost._rollup_refresh_triggers(p_source regclass)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    arg text := '';
 BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_rollup ON %s', p_source);
     IF EXISTS (SELECT 1 FROM llm_cost.rollups WHERE source = p_source) THEN
+        -- On a Citus distributed source the trigger fires on the shards, whose node has no
+        -- registry: it gets the definitions as its argument, once every table of sums is
+        -- distributed with it. Until then (rollups made before the table was distributed) it
+        -- has none, and the shards refuse rows rather than leave the rollups short of them
+        -- (llm_cost.distribute_rollups).
+        IF (SELECT d.method FROM llm_cost._citus_distribution(p_source) d) = 'h'
+           AND NOT EXISTS (SELECT 1 FROM llm_cost.rollups x
+                            WHERE x.source = p_source
+                              AND (SELECT s.method FROM llm_cost._citus_distribution(x.stripes) s) IS DISTINCT FROM 'h') THEN
+            arg := pg_catalog.quote_literal(llm_cost._rollup_shard_args(p_source)::text);
+        END IF;
         -- On a partitioned source an UPDATE that changes the partition key is a DELETE in one
         -- partition and an INSERT in another: the trigger sees the DELETE too (and ignores every
         -- other one: rollups outlive raw rows).
-        -- On a Citus distributed source the trigger fires on the shards, whose node has no
-        -- registry: it gets the definitions as its argument.
         EXECUTE format('CREATE TRIGGER llm_cost_rollup AFTER INSERT OR UPDATE%s ON %s FOR EACH ROW '
                        'EXECUTE FUNCTION llm_cost.rollup_row_trigger(%s)',
                        CASE WHEN (SELECT relkind FROM pg_catalog.pg_class WHERE oid = p_source) = 'p'
                             THEN ' OR DELETE' ELSE '' END,
-                       p_source,
-                       CASE WHEN (SELECT d.method FROM llm_cost._citus_distribution(p_source) d) = 'h'
-                            THEN pg_catalog.quote_literal(llm_cost._rollup_shard_args(p_source)::text) ELSE '' END);
+                       p_source, arg);
     END IF;
 END $$;
 
@@ -403,7 +412,7 @@ BEGIN
         IF (SELECT d.method FROM llm_cost._citus_distribution(r.stripes) d) IS DISTINCT FROM 'h' THEN
             RAISE EXCEPTION 'llm_cost: rollup % of the distributed table % has a table of sums Citus does not distribute (it was created before the table was distributed)', r.rollup, p_source
                   USING ERRCODE = 'object_not_in_prerequisite_state',
-                        HINT = 'Drop the rollup with llm_cost.drop_rollup() and create it again: it is then distributed with its source.';
+                        HINT = 'Call llm_cost.distribute_rollups() on the table (or drop the rollup and create it again).';
         END IF;
         keys := llm_cost._rollup_keys(r);
         defs := defs || pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
@@ -684,6 +693,44 @@ BEGIN
     INTO rows_changed, cost_difference;
 END $$;
 
+CREATE OR REPLACE FUNCTION llm_cost.distribute_rollups(source regclass) RETURNS integer
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    d record;
+    r llm_cost.rollups;
+    n integer := 0;
+BEGIN
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.distribute_rollups: source must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = source), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to distribute its rollups', source USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO d FROM llm_cost._citus_distribution(source);
+    IF d.method IS DISTINCT FROM 'h' THEN
+        RAISE EXCEPTION '% is not a Citus distributed table', source
+              USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Distribute it with create_distributed_table() first.';
+    END IF;
+    FOR r IN SELECT * FROM llm_cost.rollups x WHERE x.source = distribute_rollups.source ORDER BY x.id LOOP
+        CONTINUE WHEN (SELECT s.method FROM llm_cost._citus_distribution(r.stripes) s) IS NOT DISTINCT FROM 'h';
+        IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = r.stripes), 'USAGE') THEN
+            RAISE EXCEPTION 'must be owner of % to distribute it', r.stripes USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF NOT d.dist_col = ANY (r.group_by) THEN
+            RAISE EXCEPTION 'rollup % does not group by "%", the distribution column of %: its sums cannot follow the shards', r.rollup, d.dist_col, source
+                  USING ERRCODE = 'feature_not_supported',
+                        HINT = 'Drop it with llm_cost.drop_rollup() and create it again: a rollup made on a distributed table keeps that column as a key of its sums.';
+        END IF;
+        EXECUTE format('SELECT pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)', r.stripes, d.dist_col, source::text);
+        EXECUTE format('SELECT pg_catalog.truncate_local_data_after_distributing_table(%L)', r.stripes);
+        n := n + 1;
+    END LOOP;
+    PERFORM llm_cost._rollup_refresh_triggers(source);
+    RETURN n;
+END $$;
+COMMENT ON FUNCTION llm_cost.distribute_rollups(regclass) IS
+'Citus: distributes the rollups of a table that was distributed after they were made (their sums move into shards co-located with it) and feeds them from its shards. Each must group by the distribution column. Returns how many it distributed.';
+
 CREATE OR REPLACE FUNCTION llm_cost._purge_batch(p_table regclass, p_time_col text, p_cutoff timestamptz, p_batch integer) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -744,7 +791,7 @@ BEGIN
                 AND p.prorettype <> 'trigger'::regtype AND p.prorettype <> 'event_trigger'::regtype
                 AND (p.proname LIKE '\_%' OR p.proname IN ('track', 'untrack', 'create_rollup', 'drop_rollup', 'rebuild_rollup',
                      'reprice', 'set_retention', 'drop_retention', 'run_retention', 'enable_row_security', 'disable_row_security',
-                     'import_prices'))
+                     'import_prices', 'distribute_rollups'))
                 AND coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '') NOT LIKE '@omit%'
     LOOP
         EXECUTE format('COMMENT ON FUNCTION %s IS %L', f.fn, E'@omit\n' || coalesce(f.d, ''));

@@ -150,7 +150,7 @@ BEGIN
                 AND p.prorettype <> 'trigger'::regtype AND p.prorettype <> 'event_trigger'::regtype
                 AND (p.proname LIKE '\_%' OR p.proname IN ('track', 'untrack', 'create_rollup', 'drop_rollup', 'rebuild_rollup',
                      'reprice', 'set_retention', 'drop_retention', 'run_retention', 'enable_row_security', 'disable_row_security',
-                     'import_prices'))
+                     'import_prices', 'distribute_rollups'))
                 AND coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '') NOT LIKE '@omit%'
     LOOP
         EXECUTE format('COMMENT ON FUNCTION %s IS %L', f.fn, E'@omit\n' || coalesce(f.d, ''));

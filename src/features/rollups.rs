@@ -523,7 +523,7 @@ fn refuse_unfed_shard(root: pg_sys::Oid) {
             format!("llm_cost: the rollups of {table} were created before Citus distributed it: their sums cannot follow its shards"),
             "llm_cost.rollup_row_trigger",
         )
-        .set_hint("Drop them with llm_cost.drop_rollup() and create them again: a rollup of a distributed table is distributed with it.")
+        .set_hint(format!("Call SELECT llm_cost.distribute_rollups('{table}') on the coordinator: their sums then move into shards next to the table's."))
         .report(PgLogLevel::ERROR);
         unreachable!();
     }

@@ -206,21 +206,32 @@ def test_rollups_of_a_distributed_table_are_co_located_and_exact_under_concurren
 def test_rollups_citus_cannot_follow_are_refused_with_what_to_do(citus):
     with connect(citus["coord"], citus["db"]) as c:
         c.execute("SET client_min_messages = error")
-        # A rollup made before the table was distributed: writes fail (never a silent short sum).
+        # Rollups made before the table was distributed: writes fail (never a silent short sum).
         c.execute("""CREATE TABLE early_log (id bigserial, at timestamptz NOT NULL DEFAULT now(), team text NOT NULL, model text,
                                              input_tokens int, output_tokens int, cost_usd numeric, cost_source text)""")
         c.execute("SELECT llm_cost.track('early_log', time_column => 'at')")
         c.execute("SELECT llm_cost.create_rollup('early_daily', 'early_log', 'day', '{team}')")
+        c.execute("SELECT llm_cost.create_rollup('early_models', 'early_log', 'day', '{model}')")
+        c.execute("INSERT INTO early_log (team, model, input_tokens, output_tokens) VALUES ('a', 'gpt-4o', 1000000, 0)")
         c.execute("SELECT create_distributed_table('early_log', 'team')")
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as e:
             c.execute("INSERT INTO early_log (team, model, input_tokens, output_tokens) VALUES ('a', 'gpt-4o', 1, 1)")
         assert "created before Citus distributed it" in str(e.value)
+        assert "llm_cost.distribute_rollups('early_log')" in e.value.diag.message_hint
+        # distribute_rollups moves their sums next to the shards; one that does not group by the
+        # distribution column cannot follow and says what to do instead.
+        with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+            c.execute("SELECT llm_cost.distribute_rollups('early_log')")
         assert "drop_rollup" in e.value.diag.message_hint
-        # Dropped and made again, it follows the shards.
-        c.execute("SELECT llm_cost.drop_rollup('early_daily')")
-        c.execute("SELECT llm_cost.create_rollup('early_daily', 'early_log', 'day', '{team}')")
+        c.execute("SELECT llm_cost.drop_rollup('early_models')")
+        assert c.execute("SELECT llm_cost.distribute_rollups('early_log')").fetchone()[0] == 1
+        assert c.execute("SELECT llm_cost.distribute_rollups('early_log')").fetchone()[0] == 0
         c.execute("INSERT INTO early_log (team, model, input_tokens, output_tokens) VALUES ('a', 'gpt-4o', 1000000, 0), ('b', 'gpt-4o', 1000000, 0)")
-        assert c.execute("SELECT team, requests, cost_usd FROM early_daily ORDER BY 1").fetchall() == [("a", 1, 2.5), ("b", 1, 2.5)]
+        assert c.execute("SELECT team, requests, cost_usd FROM early_daily ORDER BY 1").fetchall() == [("a", 2, 5), ("b", 1, 2.5)]
+        # Made again on the distributed table, the other one keeps team as a key of its sums.
+        c.execute("SELECT llm_cost.create_rollup('early_models', 'early_log', 'day', '{model}')")
+        c.execute("INSERT INTO early_log (team, model, input_tokens, output_tokens) VALUES ('c', 'gpt-4o', 1000000, 0)")
+        assert c.execute("SELECT model, requests, cost_usd FROM early_models").fetchall() == [("gpt-4o", 4, 10)]
         # A reference table's triggers fire on every copy of it: no rollup of one.
         c.execute("""CREATE TABLE shared_log (id bigserial, at timestamptz NOT NULL DEFAULT now(), team text, model text,
                                               input_tokens int, output_tokens int, cost_usd numeric)""")
