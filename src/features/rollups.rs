@@ -2337,6 +2337,14 @@ mod tests {
             one("SELECT llm_cost._citus_coordinator()::text"),
             Some("false".into())
         );
+        assert_eq!(
+            error_of("PERFORM llm_cost.distribute_rollups('public.t_plain_42')"),
+            "55000: public.t_plain_42 is not a Citus distributed table"
+        );
+        assert_eq!(
+            error_of("PERFORM llm_cost.distribute_rollups(NULL)"),
+            "22004: llm_cost.distribute_rollups: source must not be NULL"
+        );
         // A rollup's keys are its group columns, its trigger has no argument.
         Spi::run("SELECT llm_cost.create_rollup('public.t_plain_42_daily', 'public.t_plain_42', 'day', '{team}')").unwrap();
         assert_eq!(
