@@ -683,7 +683,7 @@ def bench_citus(out):
             res = {}
             cached = "-c citus.max_cached_conns_per_worker=32"
             for label, script, clients, seconds, rounds, options in (
-                    ("single-row INSERT", single, 8, 15, 4, None),
+                    ("single-row INSERT", single, 8, 15, 6, None),
                     ("1,000-row INSERT ... SELECT", batch, 2, 10, 2, None),
                     ("1,000-row INSERT ... SELECT, `citus.max_cached_conns_per_worker = 32`", batch, 2, 10, 2, cached)):
                 r = {name: [] for name in variants}

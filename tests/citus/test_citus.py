@@ -395,3 +395,33 @@ def test_quoted_names_another_schema_an_integer_key_and_local_times(citus):
         raw = c.execute('''SELECT "Org Id", "Feature", count(*), sum("Cost") FROM "Billing"."Usage Log"
                             GROUP BY 1, 2, date_trunc('day', "When") ORDER BY 1, 2, date_trunc('day', "When")''').fetchall()
         assert view == raw
+
+
+def test_row_security_on_a_distributed_rollup_needs_the_principal_on_the_workers(citus):
+    """Policies of a distributed rollup run on the workers: with SET LOCAL and
+    citus.propagate_set_commands = 'local' a reader sees its own rows; without the principal on the
+    workers it sees none (never someone else's)."""
+    reader = "reader_" + uuid.uuid4().hex[:8]
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = error")
+        c.execute("""CREATE TABLE seat_log (id bigserial, at timestamptz NOT NULL DEFAULT now(), account text NOT NULL, model text,
+                                            input_tokens int, output_tokens int, cost_usd numeric, cost_source text)""")
+        c.execute("SELECT llm_cost.track('seat_log', time_column => 'at')")
+        c.execute("SELECT create_distributed_table('seat_log', 'account')")
+        c.execute("SELECT llm_cost.create_rollup('seat_daily', 'seat_log', 'day', '{account}')")
+        rows = ", ".join(f"('acct{i}', 'gpt-4o', 1000000, 0)" for i in range(8))
+        c.execute(f"INSERT INTO seat_log (account, model, input_tokens, output_tokens) VALUES {rows}")
+        c.execute("SELECT llm_cost.enable_row_security('seat_daily', 'account')")
+        c.execute(f"CREATE ROLE {reader} LOGIN")
+        c.execute(f"GRANT SELECT ON seat_daily, seat_daily_stripes TO {reader}")
+        c.execute(f"SET ROLE {reader}")
+        c.execute("SET citus.propagate_set_commands = 'local'")
+        with c.transaction():
+            c.execute("SET LOCAL llm_cost.principal = 'acct3'")
+            assert c.execute("SELECT account, requests, cost_usd FROM seat_daily").fetchall() == [("acct3", 1, 2.5)]
+        # set_config() is not a SET command: Citus does not send it, the workers see no principal.
+        with c.transaction():
+            c.execute("SELECT set_config('llm_cost.principal', 'acct5', true)")
+            assert c.execute("SELECT count(*) FROM seat_daily").fetchone()[0] == 0
+        c.execute("RESET ROLE")
+        assert c.execute("SELECT count(*) FROM seat_daily").fetchone()[0] == 8
