@@ -16,6 +16,7 @@ PKGLIBDIR = subprocess.run(["/usr/bin/pg_config", "--pkglibdir"], capture_output
 CONF = """shared_preload_libraries = 'citus,llm_cost'
 max_prepared_transactions = 100
 citus.enable_unsafe_triggers = on
+llm_cost.retention_naptime = 2
 """
 
 pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(PKGLIBDIR, "citus.so")),
@@ -425,3 +426,35 @@ def test_row_security_on_a_distributed_rollup_needs_the_principal_on_the_workers
             assert c.execute("SELECT count(*) FROM seat_daily").fetchone()[0] == 0
         c.execute("RESET ROLE")
         assert c.execute("SELECT count(*) FROM seat_daily").fetchone()[0] == 8
+
+
+def test_the_coordinators_background_worker_purges_and_alerts(citus):
+    """No call from anyone: the coordinator's background worker purges the distributed table and
+    records the budget crossings of its distributed rollup (NOTIFY to a listener)."""
+    import time
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = error")
+        c.execute("""CREATE TABLE bg_log (id bigserial, at timestamptz NOT NULL DEFAULT now(), acct text NOT NULL, model text,
+                                          input_tokens int, output_tokens int, cost_usd numeric, cost_source text)""")
+        c.execute("SELECT llm_cost.track('bg_log', time_column => 'at')")
+        c.execute("SELECT create_distributed_table('bg_log', 'acct')")
+        c.execute("SELECT llm_cost.create_rollup('bg_daily', 'bg_log', 'day', '{acct}')")
+        c.execute("SELECT llm_cost.create_budget('bg_cap', 'bg_daily', 1, '{0.5,1}')")
+        c.execute("LISTEN llm_cost_budget")
+        c.execute("""INSERT INTO bg_log (at, acct, model, input_tokens, output_tokens)
+                     SELECT now() - interval '200 days', 'acct' || (i % 6), 'gpt-4o', 1, 1 FROM generate_series(1, 900) i""")
+        c.execute("""INSERT INTO bg_log (acct, model, input_tokens, output_tokens)
+                     SELECT 'acct' || i, 'gpt-4o', 1000000, 0 FROM generate_series(0, 5) i""")  # 2.5 USD each: past both thresholds
+        c.execute("SELECT llm_cost.set_retention('bg_log', '30 days')")
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            old = c.execute("SELECT count(*) FROM bg_log WHERE at < now() - interval '30 days'").fetchone()[0]
+            alerts = c.execute("SELECT count(*) FROM llm_cost.budget_alerts WHERE budget = 'bg_cap'").fetchone()[0]
+            if old == 0 and alerts == 12:
+                break
+            time.sleep(0.5)
+        assert (old, alerts) == (0, 12)
+        assert c.execute("""SELECT sum(rows_deleted) FROM llm_cost.retention_runs WHERE table_name = 'bg_log' AND run_by = 'worker'""").fetchone()[0] == 900
+        notes = [n.payload for n in c.notifies(timeout=5, stop_after=12)]
+        assert len(notes) == 12 and all('"budget" : "bg_cap"' in n for n in notes)
+        assert c.execute("SELECT count(*) FROM bg_log").fetchone()[0] == 6
