@@ -257,21 +257,17 @@ BEGIN
     END IF;
     FOR d IN SELECT x FROM pg_catalog.jsonb_array_elements(p_defs -> 'rollups') x LOOP
         id := (d ->> 'id')::bigint; grain := d ->> 'grain'; time_zone := d ->> 'time_zone';
-        group_attnums := ARRAY(SELECT a.attnum FROM pg_catalog.jsonb_array_elements_text(d -> 'groups') WITH ORDINALITY g(name, ord)
-                                 JOIN pg_catalog.pg_attribute a ON a.attrelid = p_rel AND a.attname = g.name AND NOT a.attisdropped
-                                ORDER BY g.ord);
-        SELECT max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'time'),
-               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'cost'),
-               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'model'),
-               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'cost_source'),
-               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'input'),
-               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'output'),
-               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'cache_read'),
-               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'cache_write'),
-               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'error'),
-               max(a.attnum) FILTER (WHERE a.attname = p_defs ->> 'latency')
-          INTO time_att, cost_att, model_att, source_att, in_att, out_att, cr_att, cw_att, error_att, latency_att
-          FROM pg_catalog.pg_attribute a WHERE a.attrelid = p_rel AND a.attnum > 0 AND NOT a.attisdropped;
+        group_attnums := llm_cost._attnums(p_rel, ARRAY(SELECT x.g FROM pg_catalog.jsonb_array_elements_text(d -> 'groups') WITH ORDINALITY x(g, o) ORDER BY x.o));
+        time_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'time']))[1];
+        cost_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'cost']))[1];
+        model_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'model']))[1];
+        source_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'cost_source']))[1];
+        in_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'input']))[1];
+        out_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'output']))[1];
+        cr_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'cache_read']))[1];
+        cw_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'cache_write']))[1];
+        error_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'error']))[1];
+        latency_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'latency']))[1];
         shell := pg_catalog.to_regclass(d ->> 'stripes');
         sid := NULL;
         -- The argument is the trigger's, which whoever owns the source could write: it may only
@@ -291,19 +287,30 @@ BEGIN
                   USING ERRCODE = 'object_not_in_prerequisite_state',
                         HINT = 'Its table of sums must stay co-located with the source (Citus colocate_with); recreate the rollup.';
         END IF;
-        stripes_group_attnums := ARRAY(SELECT a.attnum FROM pg_catalog.jsonb_array_elements_text(d -> 'stripes_groups') WITH ORDINALITY g(name, ord)
-                                         JOIN pg_catalog.pg_attribute a ON a.attrelid = stripes AND a.attname = g.name
-                                          AND NOT a.attisdropped ORDER BY g.ord);
-        stripes_attnums := ARRAY(SELECT a.attnum FROM unnest(ARRAY['period_start', 'stripe', 'requests', 'input_tokens',
-                                         'output_tokens', 'cache_read_tokens', 'cache_write_tokens', 'cost_usd',
-                                         'unpriced_requests', 'error_requests', 'latency_ms_sum', 'latency_ms_max',
-                                         'first_seen', 'last_seen']) WITH ORDINALITY g(name, ord)
-                                   JOIN pg_catalog.pg_attribute a ON a.attrelid = stripes AND a.attname = g.name
-                                   AND NOT a.attisdropped ORDER BY g.ord);
+        stripes_group_attnums := llm_cost._attnums(stripes, ARRAY(SELECT x.g FROM pg_catalog.jsonb_array_elements_text(d -> 'stripes_groups') WITH ORDINALITY x(g, o) ORDER BY x.o));
+        stripes_attnums := llm_cost._attnums(stripes, llm_cost._stripes_columns());
         RETURN NEXT;
     END LOOP;
 END $$;
 REVOKE ALL ON FUNCTION llm_cost._rollup_defs_shard(regclass, regclass, jsonb) FROM PUBLIC;
+
+-- Attribute numbers of the named columns of p_rel, in the order named (a name it lacks, or NULL,
+-- is left out). Read by _rollup_defs and _rollup_defs_shard.
+CREATE FUNCTION llm_cost._attnums(p_rel regclass, p_names text[]) RETURNS int2[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT ARRAY(SELECT a.attnum FROM unnest(p_names) WITH ORDINALITY n(name, ord)
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = p_rel AND a.attname = n.name AND a.attnum > 0 AND NOT a.attisdropped
+                  ORDER BY n.ord)
+$$;
+
+-- The columns of a table of sums the flush writes besides the group columns, in the order
+-- src/features/stripes.rs reads their attribute numbers.
+CREATE FUNCTION llm_cost._stripes_columns() RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY['period_start', 'stripe', 'requests', 'input_tokens', 'output_tokens', 'cache_read_tokens',
+                 'cache_write_tokens', 'cost_usd', 'unpriced_requests', 'error_requests', 'latency_ms_sum',
+                 'latency_ms_max', 'first_seen', 'last_seen']
+$$;
 
 -- Everything the Rust row trigger and flush need about the rollups of one source, one row per
 -- rollup. Attribute numbers are those of p_rel (the source itself, or the partition the row
@@ -330,19 +337,18 @@ BEGIN
     SELECT * INTO c FROM llm_cost._rollup_source_columns(p_source);
     FOR r IN SELECT * FROM llm_cost.rollups WHERE rollups.source = p_source ORDER BY rollups.id LOOP
         id := r.id; grain := r.grain; time_zone := r.time_zone;
-        group_attnums := ARRAY(SELECT a.attnum FROM unnest(r.group_by) WITH ORDINALITY g(name, ord)
-                                 JOIN pg_catalog.pg_attribute a ON a.attrelid = p_rel
-                                  AND a.attname = llm_cost._rollup_group_column(p_source, g.name) ORDER BY g.ord);
-        time_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.time_col);
-        cost_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.cost_col);
-        model_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.model_col);
-        source_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = t.cost_source_column);
-        in_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_in);
-        out_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_out);
-        cr_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_cr);
-        cw_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.tok_cw);
-        error_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.error_col);
-        latency_att := (SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = p_rel AND attname = c.latency_col);
+        group_attnums := llm_cost._attnums(p_rel, ARRAY(SELECT llm_cost._rollup_group_column(p_source, g.name)
+                                                          FROM unnest(r.group_by) WITH ORDINALITY g(name, ord) ORDER BY g.ord));
+        time_att := (llm_cost._attnums(p_rel, ARRAY[c.time_col]))[1];
+        cost_att := (llm_cost._attnums(p_rel, ARRAY[c.cost_col]))[1];
+        model_att := (llm_cost._attnums(p_rel, ARRAY[c.model_col]))[1];
+        source_att := (llm_cost._attnums(p_rel, ARRAY[t.cost_source_column]))[1];
+        in_att := (llm_cost._attnums(p_rel, ARRAY[c.tok_in]))[1];
+        out_att := (llm_cost._attnums(p_rel, ARRAY[c.tok_out]))[1];
+        cr_att := (llm_cost._attnums(p_rel, ARRAY[c.tok_cr]))[1];
+        cw_att := (llm_cost._attnums(p_rel, ARRAY[c.tok_cw]))[1];
+        error_att := (llm_cost._attnums(p_rel, ARRAY[c.error_col]))[1];
+        latency_att := (llm_cost._attnums(p_rel, ARRAY[c.latency_col]))[1];
         -- A group column whose type no longer matches the stripes table's (ALTER TABLE ... TYPE
         -- past the event trigger): never write its values as the other type.
         SELECT string_agg(format('%I (%s in %s, %s in %s)', g.name, format_type(sa.atttypid, sa.atttypmod), p_rel,
@@ -357,15 +363,8 @@ BEGIN
                         HINT = 'Drop the rollup with llm_cost.drop_rollup() and create it again.';
         END IF;
         stripes := r.stripes;
-        stripes_group_attnums := ARRAY(SELECT a.attnum FROM unnest(r.group_by) WITH ORDINALITY g(name, ord)
-                                         JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = g.name
-                                         AND NOT a.attisdropped ORDER BY g.ord);
-        stripes_attnums := ARRAY(SELECT a.attnum FROM unnest(ARRAY['period_start', 'stripe', 'requests', 'input_tokens',
-                                         'output_tokens', 'cache_read_tokens', 'cache_write_tokens', 'cost_usd',
-                                         'unpriced_requests', 'error_requests', 'latency_ms_sum', 'latency_ms_max',
-                                         'first_seen', 'last_seen']) WITH ORDINALITY g(name, ord)
-                                   JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = g.name
-                                   AND NOT a.attisdropped ORDER BY g.ord);
+        stripes_group_attnums := llm_cost._attnums(r.stripes, r.group_by);
+        stripes_attnums := llm_cost._attnums(r.stripes, llm_cost._stripes_columns());
         RETURN NEXT;
     END LOOP;
 END $$;
@@ -711,6 +710,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t llm_cost.tracked_tables;
     which text;
+    cond text;
 BEGIN
     SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = source;
     IF NOT FOUND THEN
@@ -727,27 +727,25 @@ BEGIN
         which := format('(s.%I IS NULL OR s.%I = %s)', t.cost_column, t.cost_column, coalesce(t.cost_default::text, 'NULL'));
         RAISE NOTICE 'table % has no cost_source column: only its unpriced rows are re-estimated', source;
     END IF;
+    -- The rows to re-estimate (alias s).
+    cond := format('%s AND s.%I >= %s AND s.%I < %s', which, t.time_column, llm_cost._event_time_literal(source, "from"),
+                   t.time_column, llm_cost._event_time_literal(source, "to"));
     IF (SELECT d.method FROM llm_cost._citus_distribution(source) d) IS NOT NULL THEN
         -- Citus runs one UPDATE on every shard (no row locks or ctid joins across them): the
         -- table is locked against writers, the old sum read, the rows re-estimated. rows_changed
         -- counts the rows re-estimated.
         EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
-        EXECUTE format('SELECT coalesce(sum(s.%1$I), 0) FROM %2$s s WHERE %3$s AND s.%4$I >= %5$s AND s.%4$I < %6$s',
-                       t.cost_column, source, which, t.time_column, llm_cost._event_time_literal(source, "from"),
-                       llm_cost._event_time_literal(source, "to"))
-           INTO cost_difference;
-        EXECUTE format('WITH upd AS (UPDATE %2$s s SET %1$I = NULL WHERE %3$s AND s.%4$I >= %5$s AND s.%4$I < %6$s RETURNING s.%1$I AS new_cost) '
-                       'SELECT count(*), coalesce(sum(new_cost), 0) - $1 FROM upd',
-                       t.cost_column, source, which, t.time_column, llm_cost._event_time_literal(source, "from"),
-                       llm_cost._event_time_literal(source, "to"))
+        EXECUTE format('SELECT coalesce(sum(s.%I), 0) FROM %s s WHERE %s', t.cost_column, source, cond) INTO cost_difference;
+        EXECUTE format('WITH upd AS (UPDATE %2$s s SET %1$I = NULL WHERE %3$s RETURNING s.%1$I AS new_cost) '
+                       'SELECT count(*), coalesce(sum(new_cost), 0) - $1 FROM upd', t.cost_column, source, cond)
            INTO rows_changed, cost_difference USING cost_difference;
         RETURN;
     END IF;
     EXECUTE format(
-        'WITH old AS (SELECT s.tableoid AS t, s.ctid AS c, s.%1$I AS old_cost FROM %2$s s WHERE %3$s AND s.%4$I >= %5$s AND s.%4$I < %6$s FOR UPDATE), '
+        'WITH old AS (SELECT s.tableoid AS t, s.ctid AS c, s.%1$I AS old_cost FROM %2$s s WHERE %3$s FOR UPDATE), '
         'upd AS (UPDATE %2$s s SET %1$I = NULL FROM old WHERE s.tableoid = old.t AND s.ctid = old.c RETURNING old.old_cost, s.%1$I AS new_cost) '
         'SELECT count(*) FILTER (WHERE old_cost IS DISTINCT FROM new_cost), coalesce(sum(new_cost), 0) - coalesce(sum(old_cost), 0) FROM upd',
-        t.cost_column, source, which, t.time_column, llm_cost._event_time_literal(source, "from"), llm_cost._event_time_literal(source, "to"))
+        t.cost_column, source, cond)
     INTO rows_changed, cost_difference;
 END $$;
 CREATE FUNCTION llm_cost.reprice(source regclass, "from" timestamptz DEFAULT '-infinity', "to" timestamptz DEFAULT 'infinity',

@@ -122,18 +122,20 @@ GRANT SELECT ON llm_cost.unpriced_stats TO PUBLIC;
 CREATE FUNCTION llm_cost._record_unpriced(p_table oid, p_model text, p_rows bigint, p_first timestamptz, p_last timestamptz)
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO llm_cost.unpriced_stats AS s (log_table, model, rows, first_seen, last_seen, stripe)
-    SELECT t.log_table, p_model, p_rows, p_first, p_last, 0
-      FROM llm_cost.tracked_tables t WHERE t.log_table = p_table AND p_rows > 0
-    UNION ALL
-    -- A shard of a Citus distributed table (on a worker, whose registry is empty): counted
-    -- under the distributed table, which llm_cost.unpriced_models on the coordinator gathers.
-    -- Each writing backend has a line of its own there: one distributed transaction holds the
-    -- lines it wrote on several workers until its commit, so a shared line would make writers
-    -- wait for each other across workers, in any order.
-    SELECT sh.logical, p_model, p_rows, p_first, p_last, llm_cost._stripe()
-      FROM llm_cost._citus_shard_logical(p_table) sh
-     WHERE sh.logical IS NOT NULL AND p_rows > 0
-       AND NOT EXISTS (SELECT 1 FROM llm_cost.tracked_tables t WHERE t.log_table = p_table)
+    SELECT x.t, p_model, p_rows, p_first, p_last, x.stripe
+      FROM (SELECT CASE WHEN tracked THEN p_table::regclass
+                        -- A shard of a Citus distributed table (on a worker, whose registry is
+                        -- empty): counted under the distributed table, which
+                        -- llm_cost.unpriced_models on the coordinator gathers (only looked up
+                        -- for a table the registry does not know).
+                        ELSE (SELECT sh.logical FROM llm_cost._citus_shard_logical(p_table) sh) END AS t,
+                   -- On a worker each writing backend has a line of its own: one distributed
+                   -- transaction holds the lines it wrote on several workers until its commit,
+                   -- so a shared line would make writers wait for each other across workers, in
+                   -- any order.
+                   CASE WHEN tracked THEN 0 ELSE llm_cost._stripe() END AS stripe
+              FROM (SELECT EXISTS (SELECT 1 FROM llm_cost.tracked_tables t WHERE t.log_table = p_table) AS tracked) k) x
+     WHERE x.t IS NOT NULL AND p_rows > 0
     ON CONFLICT (log_table, model, stripe) DO UPDATE
        SET rows = s.rows + excluded.rows,
            first_seen = least(s.first_seen, excluded.first_seen),

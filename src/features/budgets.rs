@@ -237,7 +237,6 @@ SELECT b.id, b.name, b.rollup::oid::int8, r.stripes::oid::int8, r.source::oid::i
        ARRAY(SELECT coalesce(a.atttypmod, -1)::int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord),
        (SELECT array_position(r.group_by, s.owner_column)::int8 FROM llm_cost.row_security s WHERE s.rel = b.rollup),
-       coalesce((SELECT d.method = 'h' FROM llm_cost._citus_distribution(r.stripes) d), false),
        ARRAY(SELECT coalesce(pg_catalog.format_type(a.atttypid, a.atttypmod), 'text') FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord)
   FROM llm_cost.budgets b JOIN llm_cost.rollups r ON r.rollup = b.rollup";
@@ -314,8 +313,8 @@ fn load() -> Defs {
                     overrides: HashMap::new(),
                     layout: Rc::new(Layout { stripes, groups, fixed, probe_keys: Default::default() }),
                     owner_column: row.get::<i64>(22)?.map(|x| (x - 1) as usize),
-                    distributed: row.get::<bool>(23)?.unwrap_or(false),
-                    group_types: texts(24)?.into_iter().map(|x| x.unwrap_or_else(|| "text".into())).collect(),
+                    distributed: false, // below
+                    group_types: texts(23)?.into_iter().map(|x| x.unwrap_or_else(|| "text".into())).collect(),
                     period: Cell::new((i64::MAX, i64::MIN)),
                 };
                 defs.watched.insert(stripes);
@@ -347,7 +346,10 @@ fn load() -> Defs {
             {
                 defs.watched.insert(pg_sys::Oid::from(oid.get::<i64>(1)?.unwrap_or(0) as u32));
             }
-            for (_, b) in budgets {
+            for (_, mut b) in budgets {
+                // (here, not in LOAD_BUDGETS: that query also runs on the SQL of 0.4.0, before
+                // ALTER EXTENSION UPDATE, which has no Citus helpers)
+                b.distributed = crate::pg::citus::is_citus_table(b.layout.stripes);
                 let b = Rc::new(b);
                 defs.by_stripes.entry(b.layout.stripes).or_default().push(b.clone());
                 defs.by_name.insert(b.name.clone(), b);

@@ -351,7 +351,7 @@ unsafe fn arm(
     }
     // A Citus table: Citus routes COPY's rows to its shards, where the cost trigger prices them,
     // and refuses COPY FROM with a WHERE clause.
-    if is_citus_table(relid) {
+    if crate::pg::citus::is_citus_table(relid) {
         return None;
     }
     // Before the trigger list is read (this may query the catalog).
@@ -393,25 +393,6 @@ unsafe fn arm(
         pg_sys::makeBoolExpr(pg_sys::BoolExprType::AND_EXPR, both, -1) as *mut pg_sys::Node
     };
     Some((armed, copied))
-}
-
-/// Whether `relid` is a table Citus distributes (or replicates): its metadata table exists in
-/// this database only where the citus extension is installed.
-unsafe fn is_citus_table(relid: pg_sys::Oid) -> bool {
-    if pg_sys::get_relname_relid(
-        c"pg_dist_partition".as_ptr(),
-        pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE),
-    ) == pg_sys::InvalidOid
-    {
-        return false;
-    }
-    Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)",
-        &[relid.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
 }
 
 /// The checks, and the trigger list to swap in (swapped by `process_utility`).

@@ -2345,6 +2345,12 @@ mod tests {
             error_of("PERFORM llm_cost.distribute_rollups(NULL)"),
             "22004: llm_cost.distribute_rollups: source must not be NULL"
         );
+        Spi::run("CREATE ROLE r_not_owner NOLOGIN; SET ROLE r_not_owner").unwrap();
+        assert_eq!(
+            error_of("PERFORM llm_cost.distribute_rollups('public.t_plain_42')"),
+            "42501: must be owner of table public.t_plain_42 to distribute its rollups"
+        );
+        Spi::run("RESET ROLE").unwrap();
         // A rollup's keys are its group columns, its trigger has no argument.
         Spi::run("SELECT llm_cost.create_rollup('public.t_plain_42_daily', 'public.t_plain_42', 'day', '{team}')").unwrap();
         assert_eq!(

@@ -7,9 +7,11 @@
 //! - `cache`: the per-backend price catalog and relation-change notifications;
 //! - `money`: exact costs as numeric Datums, one call priced from the cache;
 //! - `jsonb`: a jsonb value read in place (a usage column);
-//! - `privilege`: whose rights (a table's owner, the extension's owner).
+//! - `privilege`: whose rights (a table's owner, the extension's owner);
+//! - `citus`: whether Citus distributes a table.
 
 pub mod cache;
+pub mod citus;
 pub mod jsonb;
 pub mod lifecycle;
 pub mod money;

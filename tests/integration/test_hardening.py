@@ -249,13 +249,57 @@ def describe(db):
     return out
 
 
-def test_update_from_0_1_0_equals_a_fresh_install():
+def install_base_script():
+    """The 0.1.0 install script (releases since ship only update scripts from it)."""
     sharedir = subprocess.run(["/usr/bin/pg_config", "--sharedir"], capture_output=True, text=True, check=True).stdout.strip()
     target = pathlib.Path(sharedir) / "extension" / "llm_cost--0.1.0.sql"
     source = ROOT / "tests" / "upgrade" / "llm_cost--0.1.0.sql"
     if not target.exists() or target.read_bytes() != source.read_bytes():
         cmd = ["install", "-m", "0644", str(source), str(target)]
         subprocess.run(cmd if os.geteuid() == 0 else ["sudo", *cmd], check=True)
+    # A full install script of an older version left by an older build on this machine (pgrx
+    # writes one per build) would be used instead of 0.1.0 plus the shipped updates.
+    for old in target.parent.glob("llm_cost--*.sql"):
+        version = old.name[len("llm_cost--"):-len(".sql")]
+        if "--" not in version and version not in ("0.1.0", CURRENT_VERSION):
+            cmd = ["rm", "-f", str(old)]
+            subprocess.run(cmd if os.geteuid() == 0 else ["sudo", *cmd], check=True)
+
+
+def test_a_0_4_0_database_with_budgets_works_under_the_new_library_before_its_update():
+    """Between installing this library and ALTER EXTENSION UPDATE, a database keeps the SQL of
+    0.4.0: budgeted writes, their alerts, check_budget and unpriced_models keep working (the
+    library must not call SQL that only 0.5.0 has), and then the update."""
+    install_base_script()
+    db = "it_04_" + uuid.uuid4().hex[:8]
+    with admin() as a:
+        a.execute(f"CREATE DATABASE {db}")
+    try:
+        with admin(db) as c:
+            c.execute("SET client_min_messages = warning")
+            c.execute("CREATE EXTENSION llm_cost VERSION '0.4.0'")
+            c.execute("""CREATE TABLE public.b_log (at timestamptz NOT NULL DEFAULT now(), team text, model text,
+                                                    input_tokens int, output_tokens int, cost_usd numeric, cost_source text);
+                         SELECT llm_cost.track('public.b_log', time_column => 'at');
+                         SELECT llm_cost.create_rollup('public.b_daily', 'public.b_log', 'day', '{team}');
+                         SELECT llm_cost.create_budget('b_cap', 'public.b_daily', 2, '{1}');""")
+            c.execute("INSERT INTO public.b_log (team, model, input_tokens, output_tokens) VALUES ('x', 'gpt-4o', 1000000, 0), ('x', 'b-unknown', 1, 1)")
+            assert one(c, "SELECT count(*) FROM llm_cost.budget_alerts WHERE budget = 'b_cap'") == 1
+            assert str(one(c, """SELECT spent_usd FROM llm_cost.check_budget('b_cap', '{"team": "x"}')""")) == "2.5"
+            assert one(c, "SELECT rows FROM llm_cost.unpriced_models WHERE model = 'b-unknown'") == 1
+            c.execute("ALTER EXTENSION llm_cost UPDATE")
+            assert one(c, "SELECT extversion FROM pg_extension WHERE extname = 'llm_cost'") == CURRENT_VERSION
+            c.execute("INSERT INTO public.b_log (team, model, input_tokens, output_tokens) VALUES ('x', 'gpt-4o', 1000000, 0), ('x', 'b-unknown', 1, 1)")
+            assert str(one(c, """SELECT spent_usd FROM llm_cost.check_budget('b_cap', '{"team": "x"}')""")) == "5.0"
+            assert one(c, "SELECT count(*) FROM llm_cost.budget_alerts WHERE budget = 'b_cap'") == 1
+            assert one(c, "SELECT rows FROM llm_cost.unpriced_models WHERE model = 'b-unknown'") == 2
+    finally:
+        with admin() as a:
+            a.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def test_update_from_0_1_0_equals_a_fresh_install():
+    install_base_script()
     up, fresh = "it_up_" + uuid.uuid4().hex[:8], "it_fresh_" + uuid.uuid4().hex[:8]
     with admin() as a:
         a.execute(f"CREATE DATABASE {up}")
