@@ -67,7 +67,14 @@ SELECT "group"->>'tenant_id' AS tenant, "group"->>'user_id' AS "user", llm_cost.
   FROM llm_cost.budget_status ORDER BY used_pct DESC LIMIT 5;
 SELECT * FROM llm_cost.check_budget('user_monthly_cap', '{"tenant_id": "acme", "user_id": "user-1"}', 0.10);
 
--- The dashboard connects as this role (a login with the reader's and admin's rights; the token
--- decides which it uses), never as a superuser, so row-level security applies.
-DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llm_cost_dashboard') THEN CREATE ROLE llm_cost_dashboard LOGIN; END IF; END $$;
-GRANT llm_cost_reader, llm_cost_admin TO llm_cost_dashboard;
+-- The dashboard connects as this login: NOINHERIT, a member of llm_cost_anonymous (no rights:
+-- what a request without a token would get; the server refuses those anyway), llm_cost_reader
+-- (a user's token) and llm_cost_auditor (sees every row, writes nothing), never of
+-- llm_cost_admin or a superuser, so row-level security applies and nothing can be changed.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llm_cost_dashboard') THEN CREATE ROLE llm_cost_dashboard LOGIN NOINHERIT; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llm_cost_anonymous') THEN CREATE ROLE llm_cost_anonymous NOLOGIN; END IF;
+END $$;
+ALTER ROLE llm_cost_dashboard NOINHERIT;
+REVOKE llm_cost_admin FROM llm_cost_dashboard;
+GRANT llm_cost_anonymous, llm_cost_reader, llm_cost_auditor TO llm_cost_dashboard;

@@ -4,8 +4,8 @@
 -- A price: non-negative, below 1,000,000 USD per 1M tokens, at most 10 decimal places.
 -- These bounds make the cost arithmetic exact in 128-bit integers for any bigint token count.
 CREATE FUNCTION llm_cost._valid_price(p numeric) RETURNS boolean
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-AS $$ SELECT p >= 0 AND p < 1000000 AND scale(p) <= 10 $$;
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT p >= 0::pg_catalog.numeric AND p < 1000000::pg_catalog.numeric AND pg_catalog.scale(p) <= 10 $$;
 
 -- A match rule as genai-prices writes it: {"equals"|"starts_with"|"ends_with"|"contains"|"regex": text}
 -- or {"or"|"and": [rules]}. (Regular expressions are checked when the catalog is loaded.)

@@ -49,17 +49,27 @@ COMMENT ON VIEW llm_cost.retention_last_runs IS 'The last purge of each table (o
 ALTER VIEW llm_cost.retention_last_runs SET (security_invoker = true);
 GRANT SELECT ON llm_cost.retention_last_runs TO PUBLIC;
 
-CREATE FUNCTION llm_cost.set_retention(log_table regclass, keep interval) RETURNS llm_cost.retention_policies
+CREATE FUNCTION llm_cost.set_retention(log_table regclass, keep interval, allow_short boolean DEFAULT false)
+RETURNS llm_cost.retention_policies
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t llm_cost.tracked_tables;
     result llm_cost.retention_policies;
 BEGIN
-    IF log_table IS NULL OR keep IS NULL THEN
-        RAISE EXCEPTION 'llm_cost.set_retention: log_table and keep must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    IF log_table IS NULL OR keep IS NULL OR allow_short IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.set_retention: log_table, keep and allow_short must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF keep <= interval '0' THEN
-        RAISE EXCEPTION 'keep must be a positive interval, not %', keep USING ERRCODE = 'invalid_parameter_value';
+        RAISE EXCEPTION 'keep must be a positive interval, not %', keep USING ERRCODE = 'invalid_parameter_value',
+              HINT = pg_catalog.format('Rows older than keep are deleted: did you mean %L?',
+                                       pg_catalog.ltrim(pg_catalog.replace(keep::text, '-', ''), '@ '));
+    END IF;
+    IF keep < interval '1 hour' AND NOT allow_short THEN
+        RAISE EXCEPTION 'keep of % would delete every row older than that; retention periods under one hour are refused', keep
+              USING ERRCODE = 'invalid_parameter_value',
+                    HINT = pg_catalog.format('Write the unit, e.g. %L. For a test, pass allow_short => true.',
+                        CASE WHEN keep < interval '1 minute' AND pg_catalog.date_part('epoch', keep) >= 1
+                             THEN pg_catalog.floor(pg_catalog.date_part('epoch', keep))::pg_catalog.int8 || ' days' ELSE '1 hour' END);
     END IF;
     IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = log_table), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to set its retention', log_table USING ERRCODE = 'insufficient_privilege';
@@ -80,7 +90,26 @@ BEGIN
     END IF;
     RETURN result;
 END $$;
-COMMENT ON FUNCTION llm_cost.set_retention(regclass, interval) IS 'Keeps raw rows of a tracked table for `keep`; older ones are purged (rollups are kept).';
+COMMENT ON FUNCTION llm_cost.set_retention(regclass, interval, boolean) IS 'Keeps raw rows of a tracked table for `keep`; older ones are purged (rollups are kept). Periods under one hour need allow_short => true.';
+
+-- The spelling most callers use, set_retention('t', '90 days'): a bare number ('30', which
+-- PostgreSQL reads as 30 seconds) is refused with the unit that was probably meant.
+CREATE FUNCTION llm_cost.set_retention(log_table regclass, keep text, allow_short boolean DEFAULT false)
+RETURNS llm_cost.retention_policies
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF keep IS NULL THEN
+        RETURN llm_cost.set_retention(log_table, NULL::pg_catalog.interval, allow_short);
+    END IF;
+    IF pg_catalog.btrim(keep) ~ '^[+-]?[0-9]+([.][0-9]*)?$' THEN
+        RAISE EXCEPTION 'keep % has no unit (PostgreSQL would read it as % seconds)', pg_catalog.quote_literal(keep), pg_catalog.btrim(keep)
+              USING ERRCODE = 'invalid_parameter_value',
+                    HINT = pg_catalog.format('Write the unit: %L, %L or %L.', pg_catalog.btrim(keep) || ' days',
+                                             pg_catalog.btrim(keep) || ' months', pg_catalog.btrim(keep) || ' hours');
+    END IF;
+    RETURN llm_cost.set_retention(log_table, keep::pg_catalog.interval, allow_short);
+END $$;
+COMMENT ON FUNCTION llm_cost.set_retention(regclass, text, boolean) IS 'Keeps raw rows of a tracked table for `keep` (an interval with its unit, e.g. ''90 days''); older ones are purged (rollups are kept). Periods under one hour need allow_short => true.';
 
 CREATE FUNCTION llm_cost.drop_retention(log_table regclass) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

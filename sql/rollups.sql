@@ -306,7 +306,7 @@ $$;
 -- The columns of a table of sums the flush writes besides the group columns, in the order
 -- src/features/stripes.rs reads their attribute numbers.
 CREATE FUNCTION llm_cost._stripes_columns() RETURNS text[]
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT ARRAY['period_start', 'stripe', 'requests', 'input_tokens', 'output_tokens', 'cache_read_tokens',
                  'cache_write_tokens', 'cost_usd', 'unpriced_requests', 'error_requests', 'latency_ms_sum',
                  'latency_ms_max', 'first_seen', 'last_seen']

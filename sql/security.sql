@@ -3,7 +3,9 @@
 -- Roles (cluster-wide, created if missing, kept by DROP EXTENSION):
 --   llm_cost_writer  may INSERT usage rows and nothing else (cannot read them, cannot change prices);
 --   llm_cost_reader  may read usage rows, rollups and reports, under row-level security;
---   llm_cost_admin   sees everything, manages prices, rollups and retention (owns the usage log).
+--   llm_cost_admin   sees everything, manages prices, rollups and retention (owns the usage log);
+--   llm_cost_auditor sees every row a reader may read, and writes nothing (the dashboard's
+--                    "everything" view: its server never holds llm_cost_admin).
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llm_cost_writer') THEN
@@ -15,14 +17,19 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llm_cost_admin') THEN
         CREATE ROLE llm_cost_admin NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llm_cost_auditor') THEN
+        CREATE ROLE llm_cost_auditor NOLOGIN;
+    END IF;
 END $$;
 GRANT llm_cost_reader TO llm_cost_admin;
+GRANT llm_cost_reader TO llm_cost_auditor;
 
 CREATE FUNCTION llm_cost.is_admin() RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.pg_has_role(current_user, 'llm_cost_admin', 'MEMBER')
+        OR pg_catalog.pg_has_role(current_user, 'llm_cost_auditor', 'MEMBER')
 $$;
-COMMENT ON FUNCTION llm_cost.is_admin() IS 'True when the current role is a member of llm_cost_admin (sees all rows).';
+COMMENT ON FUNCTION llm_cost.is_admin() IS 'True when the current role is a member of llm_cost_admin or llm_cost_auditor (sees all rows; what it may change is up to its grants: an auditor has a reader''s).';
 
 -- The usage log and its default rollups belong to llm_cost_admin, so admins manage them.
 ALTER TABLE llm_cost.usage_events OWNER TO llm_cost_admin;

@@ -6,4 +6,5 @@ pub mod import;
 pub mod matching;
 pub mod numeric;
 pub mod pricing;
+pub mod text;
 pub mod usage_json;

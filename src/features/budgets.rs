@@ -23,6 +23,7 @@
 
 use crate::features::stripes::Layout;
 use pgrx::prelude::*;
+use crate::pg::spi;
 use pgrx::PgSqlErrorCode;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -109,7 +110,7 @@ unsafe fn spent_of(
     let owner = crate::pg::privilege::owner_of(b.layout.stripes)
         .unwrap_or_else(crate::pg::privilege::extension_owner);
     let text = crate::pg::privilege::as_role(owner, true, || {
-        Spi::get_one_with_args::<String>(&sql, &args)
+        spi::get_one_with_args::<String>(&sql, &args)
     })
     .unwrap_or_else(|e| {
         error!(
@@ -250,7 +251,7 @@ SELECT l.budget_id, ARRAY(SELECT l.\"group\" ->> g FROM unnest(r.group_by) g), l
 
 fn load() -> Defs {
     let exists =
-        Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('llm_cost.budgets') IS NOT NULL")
+        spi::get_one::<bool>("SELECT pg_catalog.to_regclass('llm_cost.budgets') IS NOT NULL")
             .ok()
             .flatten()
             .unwrap_or(false);
@@ -262,7 +263,7 @@ fn load() -> Defs {
         };
     }
     crate::pg::privilege::as_extension_owner(|| {
-        Spi::connect(|client| -> Result<Defs, pgrx::spi::Error> {
+        spi::connect(|client| -> Result<Defs, pgrx::spi::Error> {
             let mut defs = Defs::default();
             let mut budgets: HashMap<i64, Budget> = HashMap::new();
             for row in client.select(LOAD_BUDGETS, None, &[])? {
@@ -607,7 +608,7 @@ fn _budget_sweep() -> i64 {
         );
         let rows: Vec<(i64, Vec<Option<String>>)> =
             crate::pg::privilege::as_role(owner, true, || {
-                Spi::connect(|client| {
+                spi::connect(|client| {
                     let mut v = Vec::new();
                     for r in client.select(
                         &sql,
@@ -637,7 +638,7 @@ fn _budget_sweep() -> i64 {
         // What is alerted already (the worker starts with an empty memory of it).
         let known: Vec<(i64, Vec<Option<String>>, String)> =
             crate::pg::privilege::as_extension_owner(|| {
-                Spi::connect(|client| {
+                spi::connect(|client| {
                 let mut v = Vec::new();
                 for r in client.select(
                     "SELECT a.period_start, ARRAY(SELECT a.\"group\" ->> g FROM unnest($2::text[]) g), a.threshold::text
@@ -712,18 +713,15 @@ fn quote_ident(s: &str) -> String {
 
 const ALERT_SQL: &str = "WITH a AS (
     INSERT INTO llm_cost.budget_alerts AS a (budget_id, budget, \"group\", period_start, threshold, spent_usd, limit_usd)
-    VALUES ($1, $2, $3::jsonb, $4, $5::numeric, $6, $7::numeric)
+    VALUES ($1, $2, $3::pg_catalog.jsonb, $4, $5::pg_catalog.numeric, $6, $7::pg_catalog.numeric)
     ON CONFLICT (budget_id, \"group\", period_start, threshold) DO NOTHING
     RETURNING a.*)
-SELECT pg_catalog.pg_notify('llm_cost_budget', pg_catalog.json_build_object(
-           'id', a.id, 'budget', a.budget, 'group', a.\"group\", 'period_start', a.period_start, 'threshold', a.threshold,
-           'spent_usd', a.spent_usd, 'limit_usd', a.limit_usd, 'crossed_at', a.crossed_at,
-           'state', CASE WHEN a.threshold >= 1 THEN 'exceeded' ELSE 'warning' END)::text)
+SELECT pg_catalog.pg_notify('llm_cost_budget', pg_catalog.json_build_object('id', a.id)::pg_catalog.text)
   FROM a";
 
 /// PREPARE TRANSACTION may not NOTIFY: the alert is recorded, not sent.
 const ALERT_SQL_PREPARED: &str = "INSERT INTO llm_cost.budget_alerts (budget_id, budget, \"group\", period_start, threshold, spent_usd, limit_usd)
-    VALUES ($1, $2, $3::jsonb, $4, $5::numeric, $6, $7::numeric)
+    VALUES ($1, $2, $3::pg_catalog.jsonb, $4, $5::pg_catalog.numeric, $6, $7::pg_catalog.numeric)
     ON CONFLICT (budget_id, \"group\", period_start, threshold) DO NOTHING";
 
 /// Records (and notifies) one crossing, as the extension's owner, with the snapshot of the check.
@@ -747,10 +745,6 @@ unsafe fn alert(
             let c = std::ffi::CString::new(s).unwrap_or_default();
             pg_sys::Datum::from(pg_sys::cstring_to_text(c.as_ptr()))
         };
-        let sqlc = std::ffi::CString::new(sql).unwrap_or_default();
-        if pg_sys::SPI_connect() < 0 {
-            error!("llm_cost: SPI_connect failed");
-        }
         let mut types = [
             pg_sys::INT8OID,
             pg_sys::TEXTOID,
@@ -760,10 +754,6 @@ unsafe fn alert(
             pg_sys::NUMERICOID,
             pg_sys::TEXTOID,
         ];
-        let plan = pg_sys::SPI_prepare(sqlc.as_ptr(), types.len() as i32, types.as_mut_ptr());
-        if plan.is_null() {
-            error!("llm_cost: could not prepare the budget alert");
-        }
         let mut values = [
             pg_sys::Datum::from(b.id),
             text(&b.name),
@@ -773,18 +763,7 @@ unsafe fn alert(
             spent,
             text(limit),
         ];
-        let nulls = [b' ' as std::ffi::c_char; 7];
-        let rc = pg_sys::SPI_execute_snapshot(
-            plan,
-            values.as_mut_ptr(),
-            nulls.as_ptr(),
-            snap,
-            std::ptr::null_mut(),
-            false,
-            true,
-            0,
-        );
-        pg_sys::SPI_finish();
+        let rc = crate::pg::spi::execute_with_snapshot(sql, &mut types, &mut values, snap);
         if rc < 0 {
             error!("llm_cost: could not record a budget alert (SPI code {rc})");
         }
@@ -819,7 +798,7 @@ fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
             .map(|n| pg_sys::Oid::from(n as u32)),
         "limit" | "drop" => {
             let id = a.get("budget_id").and_then(|v| v.as_i64()).unwrap_or(0);
-            Spi::get_one_with_args::<i64>(
+            spi::get_one_with_args::<i64>(
                 "SELECT rollup::oid::int8 FROM llm_cost.budgets WHERE id = $1",
                 &[id.into()],
             )
@@ -838,7 +817,7 @@ fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
             "llm_cost: no such budget or rollup".into(),
         );
     };
-    let stripes = Spi::get_one_with_args::<i64>(
+    let stripes = spi::get_one_with_args::<i64>(
         "SELECT stripes::oid::int8 FROM llm_cost.rollups WHERE rollup = $1",
         &[rollup.into()],
     )
@@ -878,7 +857,7 @@ fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
     };
     let a = pgrx::JsonB(a);
     crate::pg::privilege::as_extension_owner(move || {
-        Spi::connect_mut(|client| {
+        spi::connect_mut(|client| {
             let rows = client.update(sql, None, &[a.into(), me.into()])?;
             rows.first().get_one::<pgrx::JsonB>()
         })
@@ -895,7 +874,7 @@ fn current_period(b: &Budget) -> (i64, i64) {
     if s <= now && now < e {
         return (s, e);
     }
-    let p = Spi::connect(|client| {
+    let p = spi::connect(|client| {
         let row = client
             .select(
                 "SELECT p, (p AT TIME ZONE $2 + ('1 ' || $1)::interval) AT TIME ZONE $2

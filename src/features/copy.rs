@@ -30,6 +30,7 @@
 //! is read through `csrc/copy_state.c` (compiled against the server's headers by build.rs).
 
 use pgrx::prelude::*;
+use crate::pg::spi;
 use pgrx::PgSqlErrorCode;
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_void, CStr};
@@ -397,6 +398,9 @@ unsafe fn arm(
 
 /// The checks, and the trigger list to swap in (swapped by `process_utility`).
 unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
+    if crate::pg::privilege::loading_dump(relid) {
+        return None; // a restore: the row triggers keep the rows as dumped
+    }
     if (*(*rel).rd_rel).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char {
         return None; // partitioned (rows are routed to partitions with triggers of their own), foreign, view
     }
@@ -548,7 +552,7 @@ unsafe fn rls_owner(relid: pg_sys::Oid, s: &pg_sys::CopyStmt) -> Option<pg_sys::
     {
         return None;
     }
-    Spi::get_one_with_args::<pg_sys::Oid>(
+    spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT c.relowner FROM pg_catalog.pg_class c
           WHERE c.oid = $1 AND c.relrowsecurity AND NOT c.relforcerowsecurity
             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy p

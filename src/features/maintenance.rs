@@ -4,6 +4,7 @@
 //! superuser when a superuser runs it, grants nothing. The caller must have the owner's rights.
 
 use pgrx::prelude::*;
+use crate::pg::spi;
 use pgrx::PgSqlErrorCode;
 
 /// The work each action runs (fixed SQL: `$1` the table, `$2` the JSON arguments).
@@ -34,7 +35,7 @@ pub fn _as_table_owner(action: &str, table: pg_sys::Oid, args: pgrx::JsonB) -> p
         table,
         &format!("{}", action.replace('_', " ")),
         move || {
-            Spi::get_one_with_args::<pgrx::JsonB>(sql, &[table.into(), args.into()])
+            spi::get_one_with_args::<pgrx::JsonB>(sql, &[table.into(), args.into()])
                 .unwrap_or_else(|e| error!("{e}"))
                 .unwrap_or(pgrx::JsonB(serde_json::Value::Null))
         },

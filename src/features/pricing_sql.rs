@@ -5,6 +5,7 @@ use crate::pg::cache;
 use crate::pg::money::{cost_to_numeric_datum, price_call, NumericDatum, Priced};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
+use crate::pg::spi;
 use pgrx::{AnyNumeric, JsonB, PgSqlErrorCode};
 use rust_decimal::Decimal;
 use std::str::FromStr;
@@ -465,7 +466,7 @@ pub fn explain_cost_usage(
 
 fn price_row_json(row: &PriceRow) -> serde_json::Value {
     // The full catalog row (source, validity as timestamps), read once: explain is not a hot path.
-    let full = Spi::get_one_with_args::<JsonB>(
+    let full = spi::get_one_with_args::<JsonB>(
         "SELECT to_jsonb(p) FROM llm_cost.model_prices p WHERE id = $1",
         &[row.id.into()],
     );

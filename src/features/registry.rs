@@ -7,6 +7,7 @@
 //! owner. A role can thus change what llm_cost records only about its own tables.
 
 use pgrx::prelude::*;
+use crate::pg::spi;
 use pgrx::PgSqlErrorCode;
 
 struct Registry {
@@ -155,7 +156,7 @@ pub fn _registry_put(registry_name: &str, row: pgrx::JsonB) -> pgrx::JsonB {
         }
     }
     crate::pg::privilege::as_extension_owner(move || {
-        Spi::get_one_with_args::<pgrx::JsonB>(sql, &[pgrx::JsonB(row).into()])
+        spi::get_one_with_args::<pgrx::JsonB>(sql, &[pgrx::JsonB(row).into()])
             .unwrap_or_else(|e| error!("llm_cost: could not write llm_cost.{}: {e}", reg.name))
             .unwrap_or_else(|| error!("llm_cost: llm_cost.{} refused the row", reg.name))
     })
@@ -188,7 +189,7 @@ const TRACKED_PUT_BEFORE_0_4: &str =
      RETURNING pg_catalog.to_jsonb(t.*)";
 
 fn has_tracked_column(name: &str) -> bool {
-    Spi::get_one_with_args::<bool>(
+    spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = 'llm_cost.tracked_tables'::pg_catalog.regclass
                           AND attname = $1 AND NOT attisdropped)",
         &[name.into()],
@@ -211,14 +212,14 @@ pub fn _registry_delete(registry_name: &str, key: pg_sys::Oid) -> bool {
     }
     let (sql, table, col) = (reg.delete, reg.name, reg.relations[0]);
     crate::pg::privilege::as_extension_owner(move || {
-        let had = Spi::get_one_with_args::<bool>(
+        let had = spi::get_one_with_args::<bool>(
             &format!("SELECT EXISTS (SELECT 1 FROM llm_cost.{table} WHERE {col} = $1)"),
             &[key.into()],
         )
         .ok()
         .flatten()
         .unwrap_or(false);
-        Spi::run_with_args(sql, &[key.into()])
+        spi::run_with_args(sql, &[key.into()])
             .unwrap_or_else(|e| error!("llm_cost: could not write llm_cost.{table}: {e}"));
         had
     })

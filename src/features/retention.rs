@@ -14,6 +14,7 @@ use pgrx::bgworkers::{
     SignalWakeFlags,
 };
 use pgrx::prelude::*;
+use crate::pg::spi;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PgTryBuilder};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -192,6 +193,7 @@ fn database_list() -> Vec<(pg_sys::Oid, String)> {
 pub extern "C-unwind" fn llm_cost_retention_launcher(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(None, None);
+    spi::pin_for_process();
     log!("llm_cost retention launcher started");
     let mut workers: HashMap<u32, DynamicBackgroundWorker> = HashMap::new();
     let mut next_round = Instant::now();
@@ -282,10 +284,12 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let dboid = pg_sys::Oid::from(arg.value() as u32);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(dboid), None);
+    // Runs as the bootstrap superuser: nothing a database owner creates in public may resolve.
+    spi::pin_for_process();
 
     // Installed, and at a version with retention (an older one has nothing to purge).
     let installed = in_transaction(|| {
-        Spi::get_one::<bool>(
+        spi::get_one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'llm_cost')
                 AND pg_catalog.to_regclass('llm_cost.retention_policies') IS NOT NULL",
         )
@@ -299,7 +303,7 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
     // A schema older than this library (ALTER EXTENSION llm_cost UPDATE not run yet) would purge
     // with the worker's rights: wait for the update.
     let current = in_transaction(|| {
-        Spi::get_one::<bool>(
+        spi::get_one::<bool>(
             "SELECT pg_catalog.to_regprocedure('llm_cost._retention_purge_batch(oid, text, timestamptz, integer)') IS NOT NULL",
         )
         .ok()
@@ -312,14 +316,14 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
     }
     // Budget crossings no committing writer saw (writers of one group that committed together).
     let swept = in_transaction(|| {
-        let here = Spi::get_one::<bool>(
+        let here = spi::get_one::<bool>(
             "SELECT pg_catalog.to_regprocedure('llm_cost._budget_sweep()') IS NOT NULL",
         )
         .ok()
         .flatten()
         .unwrap_or(false);
         if here {
-            Spi::get_one::<i64>("SELECT llm_cost._budget_sweep()")
+            spi::get_one::<i64>("SELECT llm_cost._budget_sweep()")
                 .ok()
                 .flatten()
                 .unwrap_or(0)
@@ -336,7 +340,7 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
         return;
     }
     let policies = in_transaction(|| {
-        Spi::connect(|c| {
+        spi::connect(|c| {
             let mut v = Vec::new();
             for r in c.select(
                 "SELECT p.log_table::oid, p.log_table::text FROM llm_cost.retention_policies p
@@ -365,7 +369,7 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
     };
     // Policies whose table is gone (dropped while event triggers were off) are cleaned up.
     let _ = in_transaction(|| {
-        Spi::run(
+        spi::run(
             "DELETE FROM llm_cost.retention_policies p WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = p.log_table)",
         )
     });
@@ -379,7 +383,7 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
 
 fn purge_table(p: &Policy) {
     let started = in_transaction(|| {
-        Spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT clock_timestamp()")
+        spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT clock_timestamp()")
             .ok()
             .flatten()
     })
@@ -389,7 +393,7 @@ fn purge_table(p: &Policy) {
     // Target and whole partitions first, in one short transaction.
     let target = in_transaction(move || {
         let (time_col, cutoff) =
-            Spi::get_two_with_args::<String, pgrx::datum::TimestampWithTimeZone>(
+            spi::get_two_with_args::<String, pgrx::datum::TimestampWithTimeZone>(
                 "SELECT time_col, cutoff FROM llm_cost._retention_target($1)",
                 &[oid.into()],
             )
@@ -397,7 +401,7 @@ fn purge_table(p: &Policy) {
         let (Some(time_col), Some(cutoff)) = (time_col, cutoff) else {
             return None;
         };
-        let parts = Spi::get_one_with_args::<Vec<i32>>(
+        let parts = spi::get_one_with_args::<Vec<i32>>(
             "SELECT llm_cost._retention_drop_partitions($1, $2, $3)",
             &[oid.into(), time_col.clone().into(), cutoff.into()],
         )
@@ -429,7 +433,7 @@ fn purge_table(p: &Policy) {
                 let batch = BATCH_SIZE.get().max(1);
                 let tc = time_col.clone();
                 let r = in_transaction(move || {
-                    Spi::get_one_with_args::<i64>(
+                    spi::get_one_with_args::<i64>(
                         "SELECT llm_cost._retention_purge_batch($1, $2, $3, $4)",
                         &[oid.into(), tc.into(), c.into(), batch.into()],
                     )
@@ -465,7 +469,7 @@ fn purge_table(p: &Policy) {
     }
     let name = p.name.clone();
     let _ = in_transaction(move || {
-        Spi::run_with_args(
+        spi::run_with_args(
             "SELECT llm_cost._record_run($1, $2, $3, $4, $5, $6, $7, 'worker', $8)",
             &[
                 oid.into(),
@@ -497,7 +501,7 @@ fn _retention_drop_partitions(
             c"lock_timeout",
             &format!("{}ms", LOCK_TIMEOUT.get().max(1)),
         );
-        let (d, k) = Spi::get_two_with_args::<i32, i32>(
+        let (d, k) = spi::get_two_with_args::<i32, i32>(
             "SELECT dropped, skipped FROM llm_cost._drop_old_partitions($1, $2, $3)",
             &[table.into(), time_col.into(), cutoff.into()],
         )
@@ -518,7 +522,7 @@ fn _retention_purge_batch(
 ) -> i64 {
     let time_col = time_col.to_string();
     crate::pg::privilege::as_table_owner(table, "purge it", move || {
-        Spi::get_one_with_args::<i64>(
+        spi::get_one_with_args::<i64>(
             "SELECT llm_cost._purge_batch($1, $2, $3, $4)",
             &[table.into(), time_col.into(), cutoff.into(), batch.into()],
         )
@@ -548,7 +552,7 @@ fn _record_run(
     crate::pg::privilege::require_owner_rights(table, "record its retention runs");
     let (name, error, by) = (name.to_string(), error.map(str::to_string), by.to_string());
     crate::pg::privilege::as_extension_owner(move || {
-        Spi::run_with_args(
+        spi::run_with_args(
             "SELECT llm_cost._record_run_as_owner($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 table.into(),

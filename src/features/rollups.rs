@@ -16,6 +16,7 @@
 //! written before commit (`LIFECYCLE`, run by `pg::lifecycle`).
 
 use pgrx::prelude::*;
+use crate::pg::spi;
 use pgrx::IntoDatum;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -378,7 +379,7 @@ fn load_defs(
     // Definitions are llm_cost's own bookkeeping: read as the extension's owner through a
     // function PUBLIC may not execute.
     let rows: Vec<_> = crate::pg::privilege::as_extension_owner(|| {
-        Spi::connect(|c| {
+        spi::connect(|c| {
             let t = match shard_args {
                 Some(args) => c.select(
                     "SELECT * FROM llm_cost._rollup_defs_shard($1, $2, $3::jsonb)",
@@ -410,11 +411,11 @@ fn load_defs(
     .unwrap_or_else(|e| error!("llm_cost: could not read rollup definitions: {e}"));
     if !rows.is_empty() {
         let (default, zone) = match shard_args {
-            Some(args) => Spi::get_two_with_args::<String, String>(
+            Some(args) => spi::get_two_with_args::<String, String>(
                 "SELECT $1::jsonb ->> 'cost_default', $1::jsonb ->> 'zone'",
                 &[args.into()],
             ),
-            None => Spi::get_two_with_args::<String, String>(
+            None => spi::get_two_with_args::<String, String>(
                 // (a 0.1.0 schema, before ALTER EXTENSION UPDATE, has no time_zone column: UTC)
                 "SELECT t.cost_default::text, pg_catalog.to_jsonb(t) ->> 'time_zone' FROM llm_cost.tracked_tables t WHERE t.log_table = $1",
                 &[root.into()],
@@ -510,7 +511,7 @@ fn defs_for(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Rc<SourceDefs> {
 /// coordinator. The statement fails rather than leave the rollups short of its rows.
 fn refuse_unfed_shard(root: pg_sys::Oid) {
     let logical = crate::pg::privilege::as_extension_owner(|| {
-        Spi::get_one_with_args::<String>(
+        spi::get_one_with_args::<String>(
             "SELECT logical::text FROM llm_cost._citus_shard_logical($1)",
             &[root.into()],
         )
@@ -827,6 +828,9 @@ fn rollup_row_trigger<'a>(
     let td = trigger.trigger_data();
     let event = td.tg_event;
     let relid = trigger.relid()?;
+    if crate::pg::privilege::loading_dump(relid) {
+        return Ok(None); // a restore: the dump carries the sums
+    }
     let tupdesc = unsafe { (*td.tg_relation).rd_att };
     crate::pg::lifecycle::ensure_registered();
     let defs = defs_for(relid, td.tg_relation);

@@ -11,6 +11,7 @@
 use crate::core::pricing::{Cost, ServiceTier, Usage};
 use crate::pg::money::{price_call, Priced};
 use pgrx::prelude::*;
+use crate::pg::spi;
 use pgrx::{AnyNumeric, GucContext, GucFlags, GucRegistry, GucSetting, IntoDatum, PgSqlErrorCode};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -425,9 +426,15 @@ fn usage_cost_trigger<'a>(
     {
         error!("llm_cost.usage_cost_trigger must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger");
     }
-    crate::pg::lifecycle::ensure_registered();
     let rel = td.tg_relation;
     let relid = trigger.relid().unwrap_or(pg_sys::InvalidOid);
+    if crate::pg::privilege::loading_dump(relid) {
+        // A restore: the row keeps the cost, source and model it was dumped with.
+        let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
+        let t = if is_insert { td.tg_trigtuple } else { td.tg_newtuple };
+        return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(desc, t) }));
+    }
+    crate::pg::lifecycle::ensure_registered();
     let spec = spec_for(
         relid,
         trigger.trigger().tgoid,
@@ -741,7 +748,7 @@ fn price(
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("llm_cost.strict is on and model \"{model}\" has no price (table \"{relname}\")")
+                format!("llm_cost.strict is on and model \"{}\" has no price (table \"{relname}\")", crate::core::text::ellipsize(model, crate::core::text::SHOWN))
             );
         }
         let first = WARNED.with(|w| w.borrow_mut().insert(model.to_string()));
@@ -749,7 +756,7 @@ fn price(
             ereport!(
                 WARNING,
                 PgSqlErrorCode::ERRCODE_WARNING,
-                format!("llm_cost: no price for model \"{model}\"; rows are stored unpriced (cost {}) and listed in llm_cost.unpriced_models", if spec.cost_not_null { "= column default" } else { "NULL" })
+                format!("llm_cost: no price for model \"{}\"; rows are stored unpriced (cost {}) and listed in llm_cost.unpriced_models", crate::core::text::ellipsize(model, crate::core::text::SHOWN), if spec.cost_not_null { "= column default" } else { "NULL" })
             );
         }
         let relid = root();
@@ -960,7 +967,7 @@ fn record_unpriced(pending: impl Iterator<Item = ((pg_sys::Oid, String), Unprice
         // Bookkeeping of llm_cost's own: as the extension's owner, through a function nobody
         // else may execute (a writer of the table need not own it).
         crate::pg::privilege::as_extension_owner(|| {
-            Spi::run_with_args(
+            spi::run_with_args(
                 "SELECT llm_cost._record_unpriced($1, $2, $3, $4, $5)",
                 &[
                     relid.into(),

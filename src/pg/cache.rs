@@ -11,6 +11,7 @@
 use crate::core::catalog::{Alias, Catalog, ProviderDef, Resolved};
 use crate::core::pricing::{Price, PriceRow, ServiceTier, TS_INFINITY, TS_NEG_INFINITY};
 use pgrx::prelude::*;
+use super::spi;
 use pgrx::spi::SpiResult;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -176,7 +177,7 @@ fn price(col: &str, v: Option<pgrx::AnyNumeric>) -> Option<Price> {
 }
 
 fn load() -> SpiResult<Loaded> {
-    Spi::connect(|client| {
+    spi::connect(|client| {
         let started = std::time::Instant::now();
         let oids = client
             .select(

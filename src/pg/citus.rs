@@ -2,6 +2,7 @@
 //! it). The SQL side has the same questions in sql/citus.sql.
 
 use pgrx::prelude::*;
+use super::spi;
 
 /// Whether `relid` is a table Citus distributes (or replicates): its metadata table exists in
 /// this database only where the citus extension is installed (checked without a query first).
@@ -15,7 +16,7 @@ pub fn is_citus_table(relid: pg_sys::Oid) -> bool {
     if metadata == pg_sys::InvalidOid {
         return false;
     }
-    Spi::get_one_with_args::<bool>(
+    spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)",
         &[relid.into()],
     )

@@ -8,7 +8,8 @@
 //! - `money`: exact costs as numeric Datums, one call priced from the cache;
 //! - `jsonb`: a jsonb value read in place (a usage column);
 //! - `privilege`: whose rights (a table's owner, the extension's owner);
-//! - `citus`: whether Citus distributes a table.
+//! - `citus`: whether Citus distributes a table;
+//! - `spi`: the one way llm_cost runs SQL of its own (search_path pinned).
 
 pub mod cache;
 pub mod citus;
@@ -18,3 +19,4 @@ pub mod money;
 pub mod pending;
 pub mod privilege;
 pub mod row;
+pub mod spi;

@@ -14,13 +14,14 @@
 //! SET clause); an error undoes everything with the (sub)transaction.
 
 use pgrx::prelude::*;
+use super::spi;
 use pgrx::PgSqlErrorCode;
 
 /// The owner of the llm_cost extension in this database. Read each time (callers are rare:
 /// unknown models once per statement, rollup definitions once per load, registry writes): an
 /// extension dropped and created again by another role is never run as a stale owner.
 pub fn extension_owner() -> pg_sys::Oid {
-    Spi::get_one::<pg_sys::Oid>(
+    spi::get_one::<pg_sys::Oid>(
         "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'llm_cost'",
     )
     .ok()
@@ -30,7 +31,7 @@ pub fn extension_owner() -> pg_sys::Oid {
 
 /// The owner of a relation, or None when it does not exist.
 pub fn owner_of(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
-    Spi::get_one_with_args::<pg_sys::Oid>(
+    spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
         &[relid.into()],
     )
@@ -104,7 +105,7 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
 }
 
 pub fn relname(relid: pg_sys::Oid) -> String {
-    Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[relid.into()])
+    spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[relid.into()])
         .ok()
         .flatten()
         .unwrap_or_else(|| relid.to_u32().to_string())
@@ -125,6 +126,22 @@ pub fn set_for_nest(name: &std::ffi::CStr, value: &str) {
             0,
             false,
         );
+    }
+}
+
+/// Whether rows written into `relid` now are a dump being restored: the session has the
+/// settings pg_dump's output and pg_restore set (`row_security = off` and
+/// `check_function_bodies = off`; applications never turn both off) and the current user has the
+/// rights of the table's owner (a restore runs as the owner or a superuser; anyone else's rows are
+/// priced and rolled up as always). Such rows are stored as they are: their costs as dumped (never
+/// re-priced at today's prices), no rollup sums added (the dump carries the sums), no unpriced
+/// count, no budget alert: the dump carries all of them (docs/operations.md, "Backup and restore").
+pub fn loading_dump(relid: pg_sys::Oid) -> bool {
+    // SAFETY: plain reads of two GUC variables; the owner check is a syscache look-up.
+    unsafe {
+        !pg_sys::row_security
+            && !pg_sys::check_function_bodies
+            && pg_sys::pg_class_ownercheck(relid, pg_sys::GetUserId())
     }
 }
 

@@ -2,6 +2,7 @@
 //! belongs to, and a row's event time read the same way by every feature.
 
 use pgrx::prelude::*;
+use super::spi;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -19,7 +20,7 @@ pub fn root_of(relid: pg_sys::Oid, rel: pg_sys::Relation) -> pg_sys::Oid {
     if let Some(r) = ROOTS.with(|m| m.borrow().get(&relid).copied()) {
         return r;
     }
-    let root = Spi::get_one_with_args::<pg_sys::Oid>(
+    let root = spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT pg_catalog.pg_partition_root($1)::oid",
         &[relid.into()],
     )

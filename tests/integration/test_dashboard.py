@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, dsn, port, server
 
 DASH = ROOT / "dashboard"
-SECRET = "llm-cost-dashboard-test-secret"
+SECRET = "llm-cost-dashboard-test-secret-0123456789abcdef"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -52,8 +52,12 @@ def dashboard(dbname):
     if not (DASH / "node_modules" / "puppeteer-core").exists() or not os.path.exists(CHROMIUM):
         pytest.fail("the dashboard test needs dashboard/node_modules (npm ci) and chromium: run scripts/test.sh, which installs both")
     with psycopg.connect(dsn(dbname), autocommit=True) as c:
-        c.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'it_dashboard') THEN CREATE ROLE it_dashboard LOGIN; END IF; END $$")
-        c.execute("GRANT llm_cost_reader, llm_cost_admin TO it_dashboard")
+        # As scripts/demo.sql makes llm_cost_dashboard: NOINHERIT, never a member of llm_cost_admin.
+        c.execute("""DO $$ BEGIN
+                       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'it_dashboard') THEN CREATE ROLE it_dashboard LOGIN NOINHERIT; END IF;
+                       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'llm_cost_anonymous') THEN CREATE ROLE llm_cost_anonymous NOLOGIN; END IF;
+                     END $$""")
+        c.execute("GRANT llm_cost_anonymous, llm_cost_reader, llm_cost_auditor TO it_dashboard")
         c.execute(SEED)
     http_port = free_port()
     env = {**os.environ, "DATABASE_URL": f"postgres://it_dashboard@127.0.0.1:{port()}/{dbname}", "JWT_SECRET": SECRET,
@@ -130,8 +134,8 @@ def check(page, want):
 
 
 def test_admin_sees_every_figure_as_the_sql_views_say(dashboard, dbname):
-    page = browse(dashboard, token("llm_cost_admin", "boss"), ROOT / "docs" / "dashboard.png")
-    want = expected(dbname, "llm_cost_admin")
+    page = browse(dashboard, token("llm_cost_auditor"), ROOT / "docs" / "dashboard.png")
+    want = expected(dbname, "llm_cost_auditor")
     check(page, want)
     # The page shows what matters: spellings merged, the unpriced model as unpriced, budgets.
     figures = page["figures"]
@@ -149,7 +153,7 @@ def test_a_user_token_sees_only_its_own_spend(dashboard, dbname):
     page = browse(dashboard, token("llm_cost_reader", "user-1"), ROOT / "target" / "dashboard-user-1.png")
     want = expected(dbname, "llm_cost_reader", "user-1")
     check(page, want)
-    admin_page = expected(dbname, "llm_cost_admin")
+    admin_page = expected(dbname, "llm_cost_auditor")
     assert page["figures"]["card:this month:requests"] != admin_page["card:this month:requests"]
     # Every budget row and every user row on the page is user-1's.
     assert all('"user_id":"user-1"' in k for k in page["figures"] if k.startswith("budget:"))
@@ -157,7 +161,7 @@ def test_a_user_token_sees_only_its_own_spend(dashboard, dbname):
 
 
 def test_money_is_formatted_exactly_like_format_cost(dashboard, dbname):
-    page = browse(dashboard, token("llm_cost_admin"), ROOT / "target" / "dashboard-format.png")
+    page = browse(dashboard, token("llm_cost_auditor"), ROOT / "target" / "dashboard-format.png")
     with psycopg.connect(dsn(dbname)) as c:
         for value, shown in page["formats"].items():
             assert shown == c.execute("SELECT llm_cost.format_cost(%s::numeric)", (value,)).fetchone()[0], value
@@ -167,3 +171,81 @@ def test_without_a_token_the_page_says_so(dashboard):
     page = browse(dashboard.rstrip("/") + "/", "", ROOT / "target" / "dashboard-none.png")
     assert page["state"]["ready"] == "error" and "token" in page["state"]["error"]
     assert not any(k.startswith(("card:", "model:")) for k in page["figures"])
+
+
+def forged(claims, secret=SECRET):
+    import base64, hashlib, hmac, time
+    b64 = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=").decode()  # noqa: E731
+    claims = {"aud": "postgraphile", "exp": int(time.time()) + 3600, **claims}
+    body = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64(claims)}"
+    sig = base64.urlsafe_b64encode(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+    return f"{body}.{sig}"
+
+
+def gql(url, query, tok=None):
+    req = urllib.request.Request(url.rstrip("/") + "/graphql", data=json.dumps({"query": query}).encode(),
+                                 headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {tok}"} if tok is not None else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+COUNT = "{ allUsageEvents { totalCount } }"
+
+
+def test_the_api_answers_nothing_without_a_valid_token(dashboard, dbname):
+    import time
+    status, body = gql(dashboard, COUNT, tok=None)
+    assert status == 401 and "token" in body["errors"][0]["message"]
+    for bad in [
+        forged({"role": "llm_cost_auditor"}, secret="another-secret-of-the-same-length-0123456789"),  # forged
+        forged({"role": "llm_cost_auditor", "exp": int(time.time()) - 5}),                          # expired
+        forged({"role": "llm_cost_admin"}),                  # a role the dashboard may not take
+        forged({"role": "postgres"}),
+        forged({"role": "llm_cost_auditor", "aud": "someone-else"}),
+        "not.a.token", "",
+    ]:
+        status, body = gql(dashboard, COUNT, tok=bad)
+        assert status == 401, (bad, status, body)
+    # A valid token works, and sees what its role may see.
+    status, body = gql(dashboard, COUNT, tok=token("llm_cost_auditor"))
+    assert status == 200, body
+    with psycopg.connect(dsn(dbname)) as c:
+        assert body["data"]["allUsageEvents"]["totalCount"] == c.execute("SELECT count(*) FROM llm_cost.usage_events").fetchone()[0]
+
+
+def test_a_token_for_another_user_sees_only_that_users_rows(dashboard, dbname):
+    for user in ("user-1", "user-2"):
+        status, body = gql(dashboard, "{ allUsageEvents { nodes { userId } } }", tok=token("llm_cost_reader", user))
+        assert status == 200, body
+        users = {n["userId"] for n in body["data"]["allUsageEvents"]["nodes"]}
+        assert users == {user}
+
+
+def test_the_api_has_no_mutations_and_limits_depth(dashboard, dbname):
+    tok = token("llm_cost_auditor")
+    status, body = gql(dashboard, "{ __schema { mutationType { name } } }", tok=tok)
+    assert status == 200 and body["data"]["__schema"]["mutationType"] is None, body
+    with psycopg.connect(dsn(dbname)) as c:
+        prices = c.execute("SELECT count(*) FROM llm_cost.model_prices").fetchone()[0]
+        events = c.execute("SELECT count(*) FROM llm_cost.usage_events").fetchone()[0]
+    for m in ['mutation { createModelPrice(input: {modelPrice: {provider: "x", model: "free", inputUsdPerMtok: "0", outputUsdPerMtok: "0"}}) { clientMutationId } }',
+              'mutation { deleteUsageEventById(input: {id: "1"}) { clientMutationId } }']:
+        status, body = gql(dashboard, m, tok=tok)
+        assert body.get("errors"), body
+    with psycopg.connect(dsn(dbname)) as c:
+        assert c.execute("SELECT count(*) FROM llm_cost.model_prices").fetchone()[0] == prices
+        assert c.execute("SELECT count(*) FROM llm_cost.usage_events").fetchone()[0] == events
+    deep = "{ a: allUsageEvents { nodes { " * 1 + "id } } }"
+    assert gql(dashboard, deep, tok=tok)[0] == 200
+    deep = "{ " + "a: query { " * 9 + "nodeId" + " }" * 9 + " }"
+    status, body = gql(dashboard, deep, tok=tok)
+    assert status == 400 and "depth" in body["errors"][0]["message"], body
+
+
+def test_the_server_login_holds_no_admin_rights(dbname):
+    with psycopg.connect(dsn(dbname)) as c:
+        assert c.execute("SELECT pg_has_role('it_dashboard', 'llm_cost_admin', 'MEMBER')").fetchone()[0] is False
+        assert c.execute("SELECT rolinherit FROM pg_roles WHERE rolname = 'it_dashboard'").fetchone()[0] is False

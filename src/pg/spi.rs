@@ -1,0 +1,194 @@
+//! The one way llm_cost runs SQL of its own (Postgres plumbing).
+//!
+//! Every statement llm_cost runs itself, in a function, a trigger, a transaction callback or a
+//! background worker, under a borrowed user id or not, goes through this module. For the
+//! statement's duration `search_path` is pinned to `pg_catalog, pg_temp`:
+//!
+//! - types, functions and operators written without a schema resolve in `pg_catalog` first, and
+//!   never in a schema a caller can create objects in (`public`, `"$user"`);
+//! - `pg_temp` is listed last, so a session's temporary objects cannot stand in for a type or
+//!   relation (a domain `pg_temp.oid` is not found before `pg_catalog.oid`); PostgreSQL never
+//!   looks for functions or operators in `pg_temp` unless they are qualified.
+//!
+//! The pin is a GUC nest level, like a function's `SET search_path` clause: undone when the call
+//! returns, and by the (sub)transaction's abort when it raises. SQL text still names llm_cost's
+//! own objects with their schema (`llm_cost.x`) and user relations by quoted, qualified names or
+//! OIDs. `cargo test` (`tests::no_raw_spi`) fails if code outside this file calls `Spi::` directly.
+//!
+//! SQL-language and PL/pgSQL functions in `sql/` carry `SET search_path = pg_catalog, pg_temp`
+//! themselves (checked by the hostile-namespace integration test).
+
+use pgrx::datum::{DatumWithOid, FromDatum, IntoDatum};
+use pgrx::prelude::*;
+use pgrx::spi::{Result, SpiClient};
+
+/// The search path every internal statement runs under.
+pub const PINNED_PATH: &str = "pg_catalog, pg_temp";
+
+/// Runs `f` with `search_path` pinned to [`PINNED_PATH`]; the caller's path comes back when `f`
+/// returns or raises.
+pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
+    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    set_path_for_nest();
+    let r = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
+        .catch_others(|e| {
+            // Restore now (an abort would too): nothing after a caught error runs pinned.
+            unsafe { pg_sys::AtEOXact_GUC(false, nest) };
+            e.rethrow()
+        })
+        .execute();
+    unsafe { pg_sys::AtEOXact_GUC(true, nest) };
+    r
+}
+
+fn set_path_for_nest() {
+    // SAFETY: both strings are NUL-terminated literals; GUC_ACTION_SAVE ties the value to the
+    // nest level opened by the caller.
+    unsafe {
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+}
+
+/// For a background worker, once after it connects: the whole process runs pinned (its default
+/// would be `"$user", public`, writable by a database owner).
+pub fn pin_for_process() {
+    // SAFETY: NUL-terminated literals; PGC_S_OVERRIDE wins over any database or role setting.
+    unsafe {
+        pg_sys::SetConfigOption(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_OVERRIDE,
+        );
+    }
+}
+
+pub fn get_one<A: FromDatum + IntoDatum>(query: &str) -> Result<Option<A>> {
+    pinned(|| Spi::get_one::<A>(query))
+}
+
+pub fn get_one_with_args<A: FromDatum + IntoDatum>(
+    query: &str,
+    args: &[DatumWithOid<'_>],
+) -> Result<Option<A>> {
+    pinned(|| Spi::get_one_with_args::<A>(query, args))
+}
+
+pub fn get_two<A: FromDatum + IntoDatum, B: FromDatum + IntoDatum>(
+    query: &str,
+) -> Result<(Option<A>, Option<B>)> {
+    pinned(|| Spi::get_two::<A, B>(query))
+}
+
+pub fn get_two_with_args<A: FromDatum + IntoDatum, B: FromDatum + IntoDatum>(
+    query: &str,
+    args: &[DatumWithOid<'_>],
+) -> Result<(Option<A>, Option<B>)> {
+    pinned(|| Spi::get_two_with_args::<A, B>(query, args))
+}
+
+pub fn run(query: &str) -> Result<()> {
+    pinned(|| Spi::run(query))
+}
+
+pub fn run_with_args(query: &str, args: &[DatumWithOid<'_>]) -> Result<()> {
+    pinned(|| Spi::run_with_args(query, args))
+}
+
+/// An SPI connection whose every statement runs pinned (the pin covers the whole closure).
+pub fn connect<R>(f: impl FnOnce(&SpiClient<'_>) -> R) -> R {
+    pinned(|| Spi::connect(f))
+}
+
+pub fn connect_mut<R>(f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
+    pinned(|| Spi::connect_mut(f))
+}
+
+
+/// Runs `sql` (no NULL arguments) with the given snapshot (a check's own view of the data, as
+/// budget alerts need), pinned; returns SPI's result code.
+///
+/// # Safety
+/// `values` must be valid Datums of `types`; `snap` a registered snapshot or null.
+pub unsafe fn execute_with_snapshot(
+    sql: &str,
+    types: &mut [pg_sys::Oid],
+    values: &mut [pg_sys::Datum],
+    snap: pg_sys::Snapshot,
+) -> i32 {
+    assert_eq!(types.len(), values.len());
+    let sqlc = std::ffi::CString::new(sql).unwrap_or_default();
+    pinned(|| {
+        if pg_sys::SPI_connect() < 0 {
+            error!("llm_cost: SPI_connect failed");
+        }
+        let plan = pg_sys::SPI_prepare(sqlc.as_ptr(), types.len() as i32, types.as_mut_ptr());
+        if plan.is_null() {
+            error!("llm_cost: could not prepare an internal statement");
+        }
+        let nulls = vec![b' ' as std::ffi::c_char; values.len()];
+        let rc = pg_sys::SPI_execute_snapshot(
+            plan,
+            values.as_mut_ptr(),
+            nulls.as_ptr(),
+            snap,
+            std::ptr::null_mut(),
+            false,
+            true,
+            0,
+        );
+        pg_sys::SPI_finish();
+        rc
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Code outside this file reaches SPI only through it (tests inside `mod tests` may use
+    /// `Spi::` directly: they run as the test's superuser, never on a user's behalf).
+    #[test]
+    fn no_raw_spi() {
+        let mut bad = Vec::new();
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut stack = vec![std::path::PathBuf::from(root)];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                if p.extension().and_then(|s| s.to_str()) != Some("rs")
+                    || p.ends_with("pg/spi.rs")
+                    || p.ends_with("test_support.rs")
+                {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    if line.starts_with("mod tests") || line.starts_with("pub mod tests") {
+                        break;
+                    }
+                    let code = line.split("//").next().unwrap_or("");
+                    if code.contains("Spi::") || code.contains("pg_sys::SPI_") {
+                        bad.push(format!("{}:{}: {}", p.display(), i + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "SQL run outside pg::spi (search_path not pinned):\n{}",
+            bad.join("\n")
+        );
+    }
+}
