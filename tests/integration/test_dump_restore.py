@@ -53,24 +53,60 @@ def test_dump_and_restore(connect, dbname):
     assert before["app rollup"] == "claude=2/2.8026"
     assert before["budget alerts"] == 'app_cap {"provider": "claude"} 0.5,app_cap {"provider": "claude"} 1'
 
-    target = "it_restored_" + uuid.uuid4().hex[:8]
-    dump = subprocess.run([f"{PG_BIN}/pg_dump", "-h", "127.0.0.1", "-p", str(port()), "-U", "postgres", "-d", dbname],
-                          capture_output=True, text=True, check=True).stdout
-    with psycopg.connect(dsn("postgres"), autocommit=True) as a:
-        a.execute(f"CREATE DATABASE {target}")
-    try:
-        # Data goes back with triggers off (pg_restore --disable-triggers does the same), so costs,
-        # their sources and the rollups' sums are restored exactly as dumped.
-        env = dict(os.environ, PGOPTIONS="-c session_replication_role=replica")
-        r = subprocess.run([f"{PG_BIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port()),
-                            "-U", "postgres", "-d", target], input=dump, capture_output=True, text=True, env=env)
-        assert r.returncode == 0, r.stderr[-3000:]
-        with psycopg.connect(dsn(target), autocommit=True) as d:
-            assert state(d) == before
-            # And it keeps working: new rows are priced with the restored private price and rolled up.
-            d.execute("INSERT INTO api_usage_log (model, endpoint, input_tokens, output_tokens) VALUES ('house', '/z', 1000000, 0)")
-            assert one(d, "SELECT cost_usd FROM api_usage_log WHERE endpoint = '/z'") == Decimal("0.7")
-            assert one(d, "SELECT requests FROM app_monthly WHERE provider = 'claude'") == 3
-    finally:
+    # A user rollup of the extension's own log, as well (its table of sums is the user's).
+    c.execute("SELECT llm_cost.create_rollup('public.tenant_monthly', 'llm_cost.usage_events', 'month', '{tenant_id}')")
+    c.execute("""INSERT INTO llm_cost.usage_events (tenant_id, user_id, model, input_tokens, output_tokens)
+                 VALUES ('t2', 'u', 'gpt-4o', 2000, 10), ('t2', 'u', 'mystery', 5, 5)""")
+    # A price changes after the rows were logged: a restore must keep the logged costs.
+    c.execute("UPDATE llm_cost.model_prices SET input_usd_per_mtok = 99 WHERE origin = 'user' AND model = 'acme-private'")
+    before = state(c)
+    before["tenant rollup"] = one(c, "SELECT string_agg(tenant_id || '=' || requests || '/' || cost_usd || '/' || unpriced_requests, ',' ORDER BY tenant_id) FROM public.tenant_monthly")
+    assert before["tenant rollup"] == "t=3/0.4245/1,t2=2/0.0051/1"
+    assert before["unpriced"] == "mystery=2"
+
+    base = ["-h", "127.0.0.1", "-p", str(port()), "-U", "postgres"]
+    plain = subprocess.run([f"{PG_BIN}/pg_dump", *base, "-d", dbname], capture_output=True, text=True, check=True).stdout
+    custom = subprocess.run([f"{PG_BIN}/pg_dump", *base, "-Fc", "-d", dbname], capture_output=True, check=True).stdout
+    schema = subprocess.run([f"{PG_BIN}/pg_dump", *base, "--schema-only", "-d", dbname], capture_output=True, text=True, check=True).stdout
+    data = subprocess.run([f"{PG_BIN}/pg_dump", *base, "--data-only", "-d", dbname], capture_output=True, text=True, check=True).stdout
+
+    def restored(how):
+        target = "it_restored_" + uuid.uuid4().hex[:8]
         with psycopg.connect(dsn("postgres"), autocommit=True) as a:
-            a.execute(f"DROP DATABASE IF EXISTS {target} WITH (FORCE)")
+            a.execute(f"CREATE DATABASE {target}")
+        # No session_replication_role, no --disable-triggers: a plain restore as DBAs run it.
+        if how == "plain":
+            r = subprocess.run([f"{PG_BIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *base, "-d", target],
+                               input=plain, capture_output=True, text=True)
+        elif how == "custom":
+            r = subprocess.run([f"{PG_BIN}/pg_restore", "--exit-on-error", *base, "-d", target], input=custom, capture_output=True)
+        else:  # schema first, then --data-only into that existing database
+            r = subprocess.run([f"{PG_BIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *base, "-d", target],
+                               input=schema, capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr[-3000:]
+            r = subprocess.run([f"{PG_BIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *base, "-d", target],
+                               input=data, capture_output=True, text=True)
+        err = r.stderr if isinstance(r.stderr, str) else r.stderr.decode()
+        assert r.returncode == 0, f"{how}: {err[-3000:]}"
+        return target
+
+    for how in ("plain", "custom", "data-only"):
+        target = restored(how)
+        try:
+            with psycopg.connect(dsn(target), autocommit=True) as d:
+                after = state(d)
+                after["tenant rollup"] = one(d, "SELECT string_agg(tenant_id || '=' || requests || '/' || cost_usd || '/' || unpriced_requests, ',' ORDER BY tenant_id) FROM public.tenant_monthly")
+                assert after == before, how
+                # Row security policies come back too.
+                assert one(d, "SELECT count(*) FROM pg_policies WHERE schemaname = 'llm_cost' AND tablename = 'usage_events'") == \
+                    one(c, "SELECT count(*) FROM pg_policies WHERE schemaname = 'llm_cost' AND tablename = 'usage_events'")
+                # And it keeps working: new rows are priced with the restored private price and rolled up.
+                d.execute("INSERT INTO api_usage_log (model, endpoint, input_tokens, output_tokens) VALUES ('house', '/z', 1000000, 0)")
+                assert one(d, "SELECT cost_usd FROM api_usage_log WHERE endpoint = '/z'") == Decimal("99")
+                assert one(d, "SELECT requests FROM app_monthly WHERE provider = 'claude'") == 3
+                d.execute("INSERT INTO llm_cost.usage_events (tenant_id, user_id, model, input_tokens, output_tokens) VALUES ('t2', 'u', 'mystery', 1, 1)")
+                assert one(d, "SELECT requests FROM public.tenant_monthly WHERE tenant_id = 't2'") == 3
+                assert one(d, "SELECT rows FROM llm_cost.unpriced_models WHERE model = 'mystery'") == 3
+        finally:
+            with psycopg.connect(dsn("postgres"), autocommit=True) as a:
+                a.execute(f"DROP DATABASE IF EXISTS {target} WITH (FORCE)")
