@@ -42,8 +42,21 @@ def listener(db):
     return c
 
 
+ALERT_JSON = """SELECT json_build_object('id', id, 'budget', budget, 'group', "group", 'period_start', period_start,
+                                         'threshold', threshold, 'spent_usd', spent_usd, 'limit_usd', limit_usd,
+                                         'crossed_at', crossed_at, 'state', CASE WHEN threshold >= 1 THEN 'exceeded' ELSE 'warning' END)::text
+                  FROM llm_cost.budget_alerts WHERE id = %s"""
+
+
 def received(conn, timeout=1.0):
-    return [json.loads(n.payload) for n in conn.notifies(timeout=timeout)]
+    """The alerts notified: the payload carries the alert's id only; the listener reads the row
+    from llm_cost.budget_alerts with its own rights (row security), as docs/budgets.md shows."""
+    ids = []
+    for n in conn.notifies(timeout=timeout):
+        payload = json.loads(n.payload)
+        assert set(payload) == {"id"}, payload
+        ids.append(payload["id"])
+    return [json.loads(conn.execute(ALERT_JSON, (i,)).fetchone()[0]) for i in ids]
 
 
 def alerts(conn, budget="org_cap"):

@@ -1,0 +1,113 @@
+"""Trust (issue #25): what a listener without rights learns from NOTIFY, retention periods that
+say their unit, rows with names of any length. (The hostile-namespace fixture, the dashboard's
+tokens and dump/restore have files of their own.)"""
+import json
+import uuid
+
+import psycopg
+import pytest
+
+from conftest import admin, dsn, one
+
+
+@pytest.fixture
+def db(fresh_db):
+    with admin(fresh_db) as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute("""CREATE TABLE public.calls (at timestamptz NOT NULL DEFAULT now(), team text, model text,
+                                                input_tokens int, output_tokens int, cost_usd numeric)""")
+        c.execute("SELECT llm_cost.track('public.calls', time_column => 'at')")
+    return fresh_db
+
+
+def test_a_listener_without_rights_learns_only_an_alert_id(db):
+    role = "it_listener_" + uuid.uuid4().hex[:6]
+    with admin(db) as c:
+        c.execute(f"CREATE ROLE {role} LOGIN")
+        c.execute("SELECT llm_cost.create_rollup('public.calls_daily', 'public.calls', 'day', '{team}')")
+        c.execute("SELECT llm_cost.create_budget('team_cap', 'public.calls_daily', 1, '{0.5,1}')")
+    try:
+        lis = psycopg.connect(dsn(db, role), autocommit=True)
+        lis.execute("LISTEN llm_cost_budget")
+        with admin(db) as w:
+            w.execute("INSERT INTO public.calls (team, model, input_tokens, output_tokens) VALUES ('globex-secret-team', 'gpt-4o', 400000, 0)")
+        payloads = [n.payload for n in lis.notifies(timeout=2.0)]
+        assert len(payloads) == 2
+        for p in payloads:
+            assert set(json.loads(p)) == {"id"}, p
+            assert "globex" not in p and "spent" not in p and "0.9" not in p and "team_cap" not in p
+        # Reading the alert needs the rights to see its group: none here.
+        assert one(lis, "SELECT count(*) FROM llm_cost.budget_alerts") == 0
+        lis.close()
+        with admin(db) as c:
+            ids = sorted(json.loads(p)["id"] for p in payloads)
+            assert [r[0] for r in c.execute("SELECT id FROM llm_cost.budget_alerts ORDER BY id")] == ids
+    finally:
+        with admin(db) as c:
+            c.execute(f"DROP OWNED BY {role}")
+        with admin() as a:
+            a.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+@pytest.mark.parametrize("keep, hint", [
+    ("30", "'30 days'"), (" 7 ", "'7 days'"), ("1.5", "'1.5 days'"), ("+12", "'+12 days'"),
+])
+def test_a_retention_period_without_a_unit_is_refused_with_the_spelling_meant(db, keep, hint):
+    with admin(db) as c:
+        with pytest.raises(psycopg.Error) as e:
+            c.execute("SELECT llm_cost.set_retention('public.calls', %s)", (keep,))
+        assert e.value.sqlstate == "22023"
+        assert "no unit" in e.value.diag.message_primary
+        assert hint in e.value.diag.message_hint
+        assert one(c, "SELECT count(*) FROM llm_cost.retention_policies") == 0
+
+
+@pytest.mark.parametrize("keep", ["0 days", "-5 days", "59 minutes", "30 seconds", "1 day -25 hours"])
+def test_zero_negative_and_sub_hour_periods_are_refused(db, keep):
+    with admin(db) as c:
+        with pytest.raises(psycopg.Error) as e:
+            c.execute("SELECT llm_cost.set_retention('public.calls', %s)", (keep,))
+        assert e.value.sqlstate == "22023", e.value
+        assert e.value.diag.message_hint
+        # The same through an interval value.
+        with pytest.raises(psycopg.Error) as e:
+            c.execute("SELECT llm_cost.set_retention('public.calls', %s::interval)", (keep,))
+        assert e.value.sqlstate == "22023"
+        assert one(c, "SELECT count(*) FROM llm_cost.retention_policies") == 0
+
+
+def test_short_periods_need_allow_short_and_units_are_kept(db):
+    with admin(db) as c:
+        c.execute("SELECT llm_cost.set_retention('public.calls', '30 seconds', allow_short => true)")
+        assert one(c, "SELECT keep::text FROM llm_cost.retention_policies") == "00:00:30"
+        c.execute("SELECT llm_cost.set_retention('public.calls', '90 days')")
+        assert one(c, "SELECT keep::text FROM llm_cost.retention_policies") == "90 days"
+        c.execute("SELECT llm_cost.set_retention('public.calls', interval '2 hours')")
+        assert one(c, "SELECT keep::text FROM llm_cost.retention_policies") == "02:00:00"
+        with pytest.raises(psycopg.Error) as e:
+            c.execute("SELECT llm_cost.set_retention('public.calls', 'thirty days')")
+        assert e.value.sqlstate == "22007"
+
+
+@pytest.mark.parametrize("length", [3200, 100_000])
+def test_a_long_unknown_model_name_is_stored_and_counted(db, length):
+    import base64, os
+    tail = base64.b64encode(os.urandom(length)).decode()[: length - 165]   # incompressible
+    name = "m" * 160 + tail + "-long"
+    other = "m" * 160 + tail + "-lonG"   # same start, another name: its own line
+    with admin(db) as c:
+        c.execute("SELECT llm_cost.create_rollup('public.calls_by_team', 'public.calls', 'day', '{team}')")
+        notices = []
+        c.add_notice_handler(lambda d: notices.append(d.message_primary))
+        c.execute("INSERT INTO public.calls (team, model, input_tokens, output_tokens) VALUES ('a', %s, 1, 1), ('a', %s, 1, 1), ('a', %s, 1, 1)",
+                  (name, name, other))
+        assert one(c, "SELECT count(*) FROM public.calls WHERE model = %s", name) == 2
+        assert one(c, "SELECT count(*) FROM public.calls WHERE cost_usd IS NULL") == 3
+        assert one(c, "SELECT unpriced_requests FROM public.calls_by_team") == 3
+        rows = c.execute("SELECT model, rows FROM llm_cost.unpriced_models ORDER BY rows DESC").fetchall()
+        assert [r[1] for r in rows] == [2, 1]
+        assert all(len(m) < 250 and m.startswith("m" * 160 + "…") for m, _ in rows)
+        # The WARNING names the model by its start, never the whole name.
+        warned = [m for m in notices if "no price for model" in m]
+        assert warned and all(len(m) < 400 for m in warned), [len(m) for m in warned]
+        assert f"({len(name)} characters)" in warned[0]
