@@ -61,7 +61,7 @@ CREATE TABLE llm_cost.budget_alerts (
     crossed_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
     UNIQUE (budget_id, "group", period_start, threshold)
 );
-COMMENT ON TABLE llm_cost.budget_alerts IS E'@omit create,update,delete\nOne row each time a group''s spend in a period reached a threshold of its budget: written in the transaction whose spend completed the crossing, which also sends NOTIFY llm_cost_budget with this row as JSON when it commits.';
+COMMENT ON TABLE llm_cost.budget_alerts IS E'@omit create,update,delete\nOne row each time a group''s spend in a period reached a threshold of its budget: written in the transaction whose spend completed the crossing, which also sends NOTIFY llm_cost_budget with {"id": <this row''s id>} when it commits.';
 COMMENT ON COLUMN llm_cost.budget_alerts.budget IS 'The budget''s name.';
 COMMENT ON COLUMN llm_cost.budget_alerts."group" IS 'The group: its rollup''s group columns and their values as text ({} for a platform-wide budget).';
 COMMENT ON COLUMN llm_cost.budget_alerts.period_start IS 'Start of the period whose spend crossed the threshold.';

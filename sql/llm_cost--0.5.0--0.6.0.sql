@@ -109,6 +109,25 @@ END $$;
 COMMENT ON FUNCTION llm_cost.set_retention(regclass, text, boolean) IS 'Keeps raw rows of a tracked table for `keep` (an interval with its unit, e.g. ''90 days''); older ones are purged (rollups are kept). Periods under one hour need allow_short => true.';
 END $$;
 
+-- llm_cost_auditor: sees every row (is_admin), writes nothing: the dashboard's "everything" role.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llm_cost_auditor') THEN
+        CREATE ROLE llm_cost_auditor NOLOGIN;
+    END IF;
+END $$;
+GRANT llm_cost_reader TO llm_cost_auditor;
+
+CREATE OR REPLACE FUNCTION llm_cost.is_admin() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.pg_has_role(current_user, 'llm_cost_admin', 'MEMBER')
+        OR pg_catalog.pg_has_role(current_user, 'llm_cost_auditor', 'MEMBER')
+$$;
+COMMENT ON FUNCTION llm_cost.is_admin() IS 'True when the current role is a member of llm_cost_admin or llm_cost_auditor (sees all rows; what it may change is up to its grants: an auditor has a reader''s).';
+
+-- NOTIFY llm_cost_budget carries the alert's id only (the library sends it).
+COMMENT ON TABLE llm_cost.budget_alerts IS E'@omit create,update,delete\nOne row each time a group''s spend in a period reached a threshold of its budget: written in the transaction whose spend completed the crossing, which also sends NOTIFY llm_cost_budget with {"id": <this row''s id>} when it commits.';
+
 -- GraphQL layers: internal helpers and management functions stay out of the generated API
 -- (PostGraphile's @omit smart tag; they remain plain SQL functions).
 DO $$

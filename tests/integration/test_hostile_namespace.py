@@ -202,6 +202,17 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
         s.execute("SET client_min_messages = warning")
         assert shadow_temp(s, types) >= len(types) * 0.8, k
 
+    # The shadows are live: the statements of the attacks, run the unpinned way (the
+    # caller's path), do run them. (Then the log is emptied: from here on nothing may run them.)
+    n = sessions["nobody"]
+    n.execute("SELECT '1'::oid, '{}'::jsonb, 1::int8")
+    n.execute("SELECT c.oid = 'pg_catalog.pg_class'::pg_catalog.regclass FROM pg_catalog.pg_class c LIMIT 1")
+    with admin(db) as su:
+        su.execute("SET search_path = pg_catalog, pg_temp")
+        control = {r[0] for r in su.execute("SELECT what FROM public.hostile_log")}
+        assert {"domain pg_temp.oid", "domain pg_temp.jsonb", "domain pg_temp.int8", "operator =(oid, regclass)"} <= control, control
+        su.execute("TRUNCATE public.hostile_log")
+
     def call(role, sql, ok_errors=False):
         return try_run(sessions[role], sql, ok_errors)
 
