@@ -107,7 +107,6 @@ BEGIN
     RETURN llm_cost.set_retention(log_table, keep::pg_catalog.interval, allow_short);
 END $$;
 COMMENT ON FUNCTION llm_cost.set_retention(regclass, text, boolean) IS 'Keeps raw rows of a tracked table for `keep` (an interval with its unit, e.g. ''90 days''); older ones are purged (rollups are kept). Periods under one hour need allow_short => true.';
-END $$;
 
 -- llm_cost_auditor: sees every row (is_admin), writes nothing: the dashboard's "everything" role.
 DO $$
@@ -124,6 +123,17 @@ LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
         OR pg_catalog.pg_has_role(current_user, 'llm_cost_auditor', 'MEMBER')
 $$;
 COMMENT ON FUNCTION llm_cost.is_admin() IS 'True when the current role is a member of llm_cost_admin or llm_cost_auditor (sees all rows; what it may change is up to its grants: an auditor has a reader''s).';
+
+-- An auditor sees every table's unknown models and retention runs, as an admin does.
+CREATE OR REPLACE FUNCTION llm_cost._may_see_table(p_table oid) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE')
+                            OR (pg_catalog.has_table_privilege(current_user, c.oid, 'SELECT') AND NOT c.relrowsecurity)
+                       FROM pg_catalog.pg_class c WHERE c.oid = p_table), false)
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                    WHERE (r.rolname IN ('llm_cost_admin', 'llm_cost_auditor') AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'))
+                       OR (r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls)))
+$$;
 
 -- NOTIFY llm_cost_budget carries the alert's id only (the library sends it).
 COMMENT ON TABLE llm_cost.budget_alerts IS E'@omit create,update,delete\nOne row each time a group''s spend in a period reached a threshold of its budget: written in the transaction whose spend completed the crossing, which also sends NOTIFY llm_cost_budget with {"id": <this row''s id>} when it commits.';

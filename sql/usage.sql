@@ -95,7 +95,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                             OR (pg_catalog.has_table_privilege(current_user, c.oid, 'SELECT') AND NOT c.relrowsecurity)
                        FROM pg_catalog.pg_class c WHERE c.oid = p_table), false)
         OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
-                    WHERE (r.rolname = 'llm_cost_admin' AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'))
+                    WHERE (r.rolname IN ('llm_cost_admin', 'llm_cost_auditor') AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'))
                        OR (r.rolname = current_user AND (r.rolsuper OR r.rolbypassrls)))
 $$;
 

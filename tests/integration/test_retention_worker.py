@@ -116,8 +116,8 @@ def test_failing_and_dropped_tables_do_not_break_the_worker(connect):
     c.execute("""CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'not today'; END $$;
                  CREATE TRIGGER refuse BEFORE DELETE ON stubborn FOR EACH ROW EXECUTE FUNCTION refuse()""")
     c.execute("SELECT llm_cost.set_retention('stubborn', '1 day')")
-    assert wait_for(lambda: one(c, "SELECT count(*) FROM llm_cost.retention_runs WHERE table_name = 'stubborn' AND error LIKE '%not today%'") >= 1)
+    assert wait_for(lambda: one(c, "SELECT count(*) FROM llm_cost.retention_runs WHERE table_name = 'public.stubborn' AND error LIKE '%not today%'") >= 1)
     c.execute("DROP TRIGGER refuse ON stubborn")
     assert wait_for(lambda: one(c, "SELECT count(*) FROM stubborn") == 0)
-    assert one(c, "SELECT error IS NULL FROM llm_cost.retention_last_runs WHERE table_name = 'stubborn'") is True
+    assert one(c, "SELECT error IS NULL FROM llm_cost.retention_last_runs WHERE table_name = 'public.stubborn'") is True
     c.execute("DROP TABLE stubborn")
