@@ -108,12 +108,24 @@ DECLARE
     keys text[] := llm_cost._rollup_keys(r);
     n int := coalesce(array_length(keys, 1), 0);
     at text;
+    col text;
 BEGIN
     SELECT * INTO c FROM llm_cost._rollup_source_columns(r.source);
     at := llm_cost._event_time_sql(r.source, 't');
     period := format('date_trunc(%L, %s, %L)', r.grain, at, r.time_zone);
     FOR i IN 1 .. n LOOP
-        gcols := gcols || format(', t.%I', llm_cost._rollup_group_column(r.source, keys[i]));
+        col := llm_cost._rollup_group_column(r.source, keys[i]);
+        -- A text value longer than 200 bytes is keyed as its first 160 characters, '…' and the
+        -- md5 of the whole (the btree key of the sums has a size limit), exactly as the row
+        -- trigger keys it (src/features/rollups.rs, group_value).
+        IF (SELECT a.atttypid FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = r.source AND a.attname = col AND NOT a.attisdropped)
+           IN ('pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype) THEN
+            gcols := gcols || format(', CASE WHEN pg_catalog.octet_length(t.%1$I) > 200 THEN pg_catalog.left(t.%1$I, 160) '
+                                     'OPERATOR(pg_catalog.||) ''…'' OPERATOR(pg_catalog.||) pg_catalog.md5(t.%1$I) ELSE t.%1$I END', col);
+        ELSE
+            gcols := gcols || format(', t.%I', col);
+        END IF;
     END LOOP;
     RETURN format(
         'SELECT %s AS period_start%s, %s AS stripe, %s AS requests, %s AS input_tokens, %s AS output_tokens, '

@@ -587,6 +587,34 @@ impl RollupDef {
     }
 }
 
+/// Text group values longer than this many bytes are keyed bounded (see `group_value`).
+pub const GROUP_KEY_MAX_BYTES: usize = 200;
+
+/// A group value as a rollup keys it. A text (or varchar) value longer than
+/// [`GROUP_KEY_MAX_BYTES`] becomes its first 160 characters, "…" and the md5 of the whole value:
+/// the table of sums has a btree key, which PostgreSQL limits to about 2.7 kB, and a row must never
+/// be refused for a long name (the raw row keeps the full value). The same PostgreSQL functions
+/// (`left`, `md5`, `||`) compute it here and in `llm_cost._rollup_select` (backfill, rebuild,
+/// reprice), so both paths land in the same group.
+unsafe fn group_value(row: &Borrowed, g: Att) -> Option<pg_sys::Datum> {
+    let d = row.get(Some(g))?;
+    if g.len != -1 || !(g.typid == pg_sys::TEXTOID || g.typid == pg_sys::VARCHAROID) {
+        return Some(d);
+    }
+    let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+    if pgrx::varlena::varsize_any_exhdr(v) <= GROUP_KEY_MAX_BYTES {
+        return Some(d);
+    }
+    let call = |f: unsafe fn(pg_sys::FunctionCallInfo) -> pg_sys::Datum, args: &[Option<pg_sys::Datum>]| {
+        pgrx::direct_function_call_as_datum(f, args)
+    };
+    let ellipsis = pg_sys::Datum::from(pg_sys::cstring_to_text(c"…".as_ptr()));
+    let left = call(pg_sys::text_left, &[Some(d), Some(pg_sys::Datum::from(160i32))])?;
+    let md5 = call(pg_sys::md5_text, &[Some(d)])?;
+    let head = call(pg_sys::textcat, &[Some(left), Some(ellipsis)])?;
+    call(pg_sys::textcat, &[Some(head), Some(md5)])
+}
+
 /// Appends a datum's identity to a group key: byte-equal values land in one group (values that
 /// are equal but spelled differently meet again in the upsert).
 unsafe fn key_bytes(key: &mut Vec<u8>, d: Option<pg_sys::Datum>, a: Att) {
@@ -705,7 +733,7 @@ unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Optio
             key.extend_from_slice(&r.period_start(ts).to_le_bytes());
         }
         for g in &defs.union {
-            key_bytes(&mut key, row.get(Some(*g)), *g);
+            key_bytes(&mut key, group_value(row, *g), *g);
         }
         PENDING.with(|p| {
             let mut p = p.borrow_mut();
@@ -719,7 +747,7 @@ unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Optio
                     group: defs
                         .union
                         .iter()
-                        .map(|g| row.get(Some(*g)).map(|d| copy_to_xact(d, *g)))
+                        .map(|g| group_value(row, *g).map(|d| copy_to_xact(d, *g)))
                         .collect(),
                     sum: Sum::starting_at(ts),
                 }),

@@ -111,3 +111,54 @@ def test_a_long_unknown_model_name_is_stored_and_counted(db, length):
         warned = [m for m in notices if "no price for model" in m]
         assert warned and all(len(m) < 400 for m in warned), [len(m) for m in warned]
         assert f"({len(name)} characters)" in warned[0]
+
+
+def incompressible(n):
+    import base64, os
+    return base64.b64encode(os.urandom(n)).decode()[:n]
+
+
+def test_long_values_in_usage_events_keep_the_row(fresh_db):
+    model, tenant, user = incompressible(4000), incompressible(3000), incompressible(5000)
+    with admin(fresh_db) as c:
+        c.execute("SET client_min_messages = error")
+        c.execute("INSERT INTO llm_cost.usage_events (tenant_id, user_id, model, input_tokens, output_tokens) VALUES (%s, %s, %s, 1, 1), (%s, %s, 'gpt-4o', 1000, 0)",
+                  (tenant, user, model, tenant, user))
+        with c.cursor().copy("COPY llm_cost.usage_events (tenant_id, user_id, model, input_tokens, output_tokens) FROM STDIN") as cp:
+            cp.write_row((tenant, user, model, 1, 1))
+        assert one(c, "SELECT count(*) FROM llm_cost.usage_events WHERE model = %s AND tenant_id = %s AND user_id = %s", model, tenant, user) == 2
+        assert one(c, "SELECT sum(requests) FROM llm_cost.usage_daily") == 3
+        assert one(c, "SELECT sum(unpriced_requests) FROM llm_cost.usage_daily") == 2
+        # The rollup keys the tenant by its start and the md5 of the whole value.
+        assert one(c, "SELECT DISTINCT tenant_id FROM llm_cost.usage_daily") == tenant[:160] + "…" + one(c, "SELECT md5(%s)", tenant)
+        assert one(c, "SELECT sum(rows) FROM llm_cost.unpriced_models") == 2
+        # An index look-up by the full value still finds the rows.
+        c.execute("SET enable_seqscan = off")
+        assert one(c, "SELECT count(*) FROM llm_cost.usage_events WHERE tenant_id = %s", tenant) == 3
+
+
+def test_long_group_values_roll_up_the_same_by_trigger_copy_and_rebuild(db):
+    base = incompressible(3000)
+    a, b = base + "-a", base + "-b"          # the same start: two groups all the same
+    short = "s" * 200                        # at the limit: kept as it is
+    with admin(db) as c:
+        c.execute("SET client_min_messages = error")
+        c.execute("SELECT llm_cost.create_rollup('public.calls_team', 'public.calls', 'day', '{team,model}')")
+        c.execute("SELECT llm_cost.create_budget('long_cap', 'public.calls_team', 1, '{1}')")
+        c.execute("INSERT INTO public.calls (team, model, input_tokens, output_tokens) VALUES (%s, 'gpt-4o', 1000000, 0), (%s, 'gpt-4o', 1, 0), (%s, 'gpt-4o', 2, 0)",
+                  (a, b, short))
+        with c.cursor().copy("COPY public.calls (team, model, input_tokens, output_tokens) FROM STDIN") as cp:
+            cp.write_row((a, "gpt-4o", 5, 0))
+            cp.write_row((b, incompressible(2500), 5, 0))
+        q = "SELECT string_agg(length(team) || ':' || right(team, 33) || ':' || requests || ':' || input_tokens, ',' ORDER BY team, requests) FROM public.calls_team"
+        by_trigger = one(c, q)
+        assert one(c, "SELECT count(*) FROM public.calls_team") == 4
+        assert one(c, "SELECT sum(requests) FROM public.calls_team") == 5
+        assert one(c, "SELECT requests FROM public.calls_team WHERE team = %s", short) == 1
+        assert one(c, "SELECT max(length(team)) FROM public.calls_team") == 200
+        assert one(c, "SELECT max(octet_length(model)) FROM public.calls_team") < 400
+        # The budget's alert (its group as jsonb in a unique key) is recorded for the long group.
+        assert one(c, "SELECT count(*) FROM llm_cost.budget_alerts WHERE budget = 'long_cap'") == 1
+        # The SQL path (rebuild from the raw rows) keys them the same way.
+        c.execute("SELECT llm_cost.rebuild_rollup('public.calls_team')")
+        assert one(c, q) == by_trigger
