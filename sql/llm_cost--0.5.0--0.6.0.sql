@@ -193,6 +193,31 @@ CREATE INDEX usage_events_tenant_idx ON llm_cost.usage_events USING hash (tenant
 CREATE INDEX usage_events_user_idx ON llm_cost.usage_events USING hash (user_id);
 CREATE INDEX usage_events_model_idx ON llm_cost.usage_events USING hash (model);
 
+-- set_retention('t', 30): a number is no period. Refused with the spelling meant (without this
+-- overload the call would fail as "function does not exist").
+CREATE FUNCTION llm_cost.set_retention(log_table regclass, keep numeric, allow_short boolean DEFAULT false)
+RETURNS llm_cost.retention_policies
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'keep % has no unit (a number is not a period)', keep
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = pg_catalog.format('Write the unit: %L, %L or %L.', keep || ' days', keep || ' months', keep || ' hours');
+END $$;
+COMMENT ON FUNCTION llm_cost.set_retention(regclass, numeric, boolean) IS 'Refuses a number: write the period with its unit, e.g. ''90 days''.';
+
+-- Policies made before 0.6.0 with a period under one hour (e.g. set_retention('t', '30'), read
+-- as 30 seconds) are kept, but named here: nothing is changed behind the DBA's back.
+DO $$
+DECLARE
+    p record;
+BEGIN
+    FOR p IN SELECT log_table, keep FROM llm_cost.retention_policies WHERE keep < interval '1 hour' LOOP
+        RAISE WARNING 'llm_cost: the retention policy of % keeps rows for only %', p.log_table, p.keep
+              USING HINT = pg_catalog.format('If that was meant as days: SELECT llm_cost.set_retention(%L, %L);',
+                                             p.log_table::text, pg_catalog.floor(pg_catalog.date_part('epoch', p.keep))::pg_catalog.int8 || ' days');
+    END LOOP;
+END $$;
+
 -- GraphQL layers: internal helpers and management functions stay out of the generated API
 -- (PostGraphile's @omit smart tag; they remain plain SQL functions).
 DO $$

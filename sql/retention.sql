@@ -111,6 +111,18 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION llm_cost.set_retention(regclass, text, boolean) IS 'Keeps raw rows of a tracked table for `keep` (an interval with its unit, e.g. ''90 days''); older ones are purged (rollups are kept). Periods under one hour need allow_short => true.';
 
+-- set_retention('t', 30): a number is no period. Refused with the spelling meant (without this
+-- overload the call would fail as "function does not exist").
+CREATE FUNCTION llm_cost.set_retention(log_table regclass, keep numeric, allow_short boolean DEFAULT false)
+RETURNS llm_cost.retention_policies
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'keep % has no unit (a number is not a period)', keep
+          USING ERRCODE = 'invalid_parameter_value',
+                HINT = pg_catalog.format('Write the unit: %L, %L or %L.', keep || ' days', keep || ' months', keep || ' hours');
+END $$;
+COMMENT ON FUNCTION llm_cost.set_retention(regclass, numeric, boolean) IS 'Refuses a number: write the period with its unit, e.g. ''90 days''.';
+
 CREATE FUNCTION llm_cost.drop_retention(log_table regclass) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN

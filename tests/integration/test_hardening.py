@@ -321,8 +321,14 @@ def test_update_from_0_1_0_equals_a_fresh_install():
                          CREATE TABLE public.app_log (created_at timestamptz NOT NULL DEFAULT now(), model text, input_tokens int, output_tokens int, cost_usd numeric);
                          SELECT llm_cost.track('public.app_log');
                          SELECT llm_cost.create_rollup('public.app_daily', 'public.app_log', 'day', '{}');
-                         SELECT llm_cost.set_retention('public.app_log', '90 days');""")
+                         SELECT llm_cost.set_retention('public.app_log', '30');""")
+            # ('30' was 30 seconds before 0.6.0: the update names such a policy in a WARNING.)
+            warnings = []
+            c.add_notice_handler(lambda d: warnings.append((d.severity_nonlocalized, d.message_primary, d.message_hint)))
             c.execute("ALTER EXTENSION llm_cost UPDATE")
+            assert any(w[0] == "WARNING" and "public.app_log" in w[1] and "00:00:30" in w[1] and "'30 days'" in (w[2] or "")
+                       for w in warnings), warnings
+            c.execute("SELECT llm_cost.set_retention('public.app_log', '90 days')")
             assert one(c, "SELECT extversion FROM pg_extension WHERE extname = 'llm_cost'") == CURRENT_VERSION
             # Your prices and aliases are kept and still win; the logged row keeps its cost.
             assert str(one(c, "SELECT llm_cost.estimate_cost('house-llm', 1000000, 1000000)")) == "3"

@@ -51,11 +51,13 @@ def test_a_listener_without_rights_learns_only_an_alert_id(db):
 
 @pytest.mark.parametrize("keep, hint", [
     ("30", "'30 days'"), (" 7 ", "'7 days'"), ("1.5", "'1.5 days'"), ("+12", "'+12 days'"),
+    (30, "'30 days'"), (2.5, "'2.5 days'"),   # numbers, not strings
 ])
 def test_a_retention_period_without_a_unit_is_refused_with_the_spelling_meant(db, keep, hint):
     with admin(db) as c:
         with pytest.raises(psycopg.Error) as e:
-            c.execute("SELECT llm_cost.set_retention('public.calls', %s)", (keep,))
+            c.execute("SELECT llm_cost.set_retention('public.calls', %s)" if isinstance(keep, str)
+                      else f"SELECT llm_cost.set_retention('public.calls', {keep})", (keep,) if isinstance(keep, str) else None)
         assert e.value.sqlstate == "22023"
         assert "no unit" in e.value.diag.message_primary
         assert hint in e.value.diag.message_hint
