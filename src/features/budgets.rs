@@ -1014,6 +1014,16 @@ fn check_budget(
             format!("permission denied for budget \"{}\" of this group", b.name),
         );
     }
+    // Long text values are keyed bounded in the sums (pg::row::bounded_text): ask for the same.
+    let texts: Vec<Option<String>> = texts
+        .into_iter()
+        .zip(&b.group_input)
+        .map(|(t, (input, _, _))| {
+            let textlike = *input == pg_sys::Oid::from(pg_sys::F_TEXTIN)
+                || *input == pg_sys::Oid::from(pg_sys::F_VARCHARIN);
+            t.map(|s| if textlike { crate::pg::row::bounded_str(&s) } else { s })
+        })
+        .collect();
     let (start, end) = current_period(&b);
     let datums: Vec<Option<pg_sys::Datum>> = texts
         .iter()

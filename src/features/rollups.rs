@@ -587,32 +587,14 @@ impl RollupDef {
     }
 }
 
-/// Text group values longer than this many bytes are keyed bounded (see `group_value`).
-pub const GROUP_KEY_MAX_BYTES: usize = 200;
-
-/// A group value as a rollup keys it. A text (or varchar) value longer than
-/// [`GROUP_KEY_MAX_BYTES`] becomes its first 160 characters, "…" and the md5 of the whole value:
-/// the table of sums has a btree key, which PostgreSQL limits to about 2.7 kB, and a row must never
-/// be refused for a long name (the raw row keeps the full value). The same PostgreSQL functions
-/// (`left`, `md5`, `||`) compute it here and in `llm_cost._rollup_select` (backfill, rebuild,
-/// reprice), so both paths land in the same group.
+/// A group value as a rollup keys it: text and varchar values bounded as
+/// `pg::row::bounded_text` says (the same rule as `llm_cost._rollup_select`).
 unsafe fn group_value(row: &Borrowed, g: Att) -> Option<pg_sys::Datum> {
     let d = row.get(Some(g))?;
     if g.len != -1 || !(g.typid == pg_sys::TEXTOID || g.typid == pg_sys::VARCHAROID) {
         return Some(d);
     }
-    let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
-    if pgrx::varlena::varsize_any_exhdr(v) <= GROUP_KEY_MAX_BYTES {
-        return Some(d);
-    }
-    let call = |f: unsafe fn(pg_sys::FunctionCallInfo) -> pg_sys::Datum, args: &[Option<pg_sys::Datum>]| {
-        pgrx::direct_function_call_as_datum(f, args)
-    };
-    let ellipsis = pg_sys::Datum::from(pg_sys::cstring_to_text(c"…".as_ptr()));
-    let left = call(pg_sys::text_left, &[Some(d), Some(pg_sys::Datum::from(160i32))])?;
-    let md5 = call(pg_sys::md5_text, &[Some(d)])?;
-    let head = call(pg_sys::textcat, &[Some(left), Some(ellipsis)])?;
-    call(pg_sys::textcat, &[Some(head), Some(md5)])
+    Some(crate::pg::row::bounded_text(d))
 }
 
 /// Appends a datum's identity to a group key: byte-equal values land in one group (values that

@@ -76,3 +76,45 @@ pub unsafe fn event_time(d: pg_sys::Datum, typid: pg_sys::Oid, zone: Option<pg_s
         }
     }
 }
+
+/// Text group values longer than this many bytes are keyed bounded (see [`bounded_text`]).
+pub const GROUP_KEY_MAX_BYTES: usize = 200;
+
+/// A text (or varchar) value as llm_cost keys it in a table of sums: unchanged up to
+/// [`GROUP_KEY_MAX_BYTES`], else its first 160 characters, "…" and the md5 of the whole value. A
+/// btree key is limited to about 2.7 kB and a row must never be refused for a long name (the raw
+/// row keeps the full value). The same PostgreSQL functions (`left`, `md5`, `||`) compute it here
+/// and in `llm_cost._rollup_select` (backfill, rebuild, reprice), so both land in one group.
+///
+/// # Safety
+/// `d` must be a valid text or varchar Datum.
+pub unsafe fn bounded_text(d: pg_sys::Datum) -> pg_sys::Datum {
+    let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+    if pgrx::varlena::varsize_any_exhdr(v) <= GROUP_KEY_MAX_BYTES {
+        return d;
+    }
+    let call = |f: unsafe fn(pg_sys::FunctionCallInfo) -> pg_sys::Datum,
+                args: &[Option<pg_sys::Datum>]| {
+        pgrx::direct_function_call_as_datum(f, args).unwrap_or(d)
+    };
+    let ellipsis = pg_sys::Datum::from(pg_sys::cstring_to_text(c"…".as_ptr()));
+    let left = call(pg_sys::text_left, &[Some(d), Some(pg_sys::Datum::from(160i32))]);
+    let md5 = call(pg_sys::md5_text, &[Some(d)]);
+    let head = call(pg_sys::textcat, &[Some(left), Some(ellipsis)]);
+    call(pg_sys::textcat, &[Some(head), Some(md5)])
+}
+
+/// [`bounded_text`] of a Rust string (a group value given as text, e.g. to check_budget).
+pub fn bounded_str(s: &str) -> String {
+    if s.len() <= GROUP_KEY_MAX_BYTES {
+        return s.to_string();
+    }
+    let c = std::ffi::CString::new(s).unwrap_or_default();
+    // SAFETY: a fresh text Datum from a NUL-terminated string, read back as a C string.
+    unsafe {
+        let t = bounded_text(pg_sys::Datum::from(pg_sys::cstring_to_text(c.as_ptr())));
+        std::ffi::CStr::from_ptr(pg_sys::text_to_cstring(t.cast_mut_ptr()))
+            .to_string_lossy()
+            .into_owned()
+    }
+}

@@ -161,6 +161,10 @@ def test_long_group_values_roll_up_the_same_by_trigger_copy_and_rebuild(db):
         assert one(c, "SELECT max(octet_length(model)) FROM public.calls_team") < 400
         # The budget's alert (its group as jsonb in a unique key) is recorded for the long group.
         assert one(c, "SELECT count(*) FROM llm_cost.budget_alerts WHERE budget = 'long_cap'") == 1
+        # check_budget with the full value finds the group's spend (the same bounded key).
+        spent = one(c, "SELECT spent_usd FROM llm_cost.check_budget('long_cap', jsonb_build_object('team', %s::text, 'model', 'gpt-4o'))", a)
+        assert spent == one(c, "SELECT cost_usd FROM public.calls_team WHERE team = left(%s, 160) || '…' || md5(%s) AND model = 'gpt-4o'", a, a)
+        assert spent > 2
         # The SQL path (rebuild from the raw rows) keys them the same way.
         c.execute("SELECT llm_cost.rebuild_rollup('public.calls_team')")
         assert one(c, q) == by_trigger
