@@ -103,7 +103,7 @@ unsafe fn spent_of(
             )
         })
         .collect();
-    let sql = format!("SELECT coalesce(sum(s.cost_usd), 0)::text FROM {stripes} s WHERE s.period_start = $1{conds}");
+    let sql = format!("SELECT coalesce(sum(s.cost_usd), 0)::pg_catalog.text FROM {stripes} s WHERE s.period_start = $1{conds}");
     let at = pgrx::datum::TimestampWithTimeZone::from_datum(pg_sys::Datum::from(period), false);
     let mut args: Vec<pgrx::datum::DatumWithOid> = vec![at.into()];
     args.extend(group.iter().map(|g| g.clone().into()));
@@ -216,37 +216,37 @@ fn limit_of(
 }
 
 const LOAD_BUDGETS: &str = "
-SELECT b.id, b.name, b.rollup::oid::int8, r.stripes::oid::int8, r.source::oid::int8, b.hard, r.grain, r.time_zone, r.group_by,
-       b.limit_usd::text, NULL::text,
-       ARRAY(SELECT x::text FROM unnest(b.thresholds) x ORDER BY x),
-       ARRAY(SELECT ceil(x * b.limit_usd * 1e16)::text FROM unnest(b.thresholds) x ORDER BY x),
-       ARRAY(SELECT (x * b.limit_usd)::text FROM unnest(b.thresholds) x ORDER BY x),
+SELECT b.id, b.name, b.rollup::pg_catalog.oid::pg_catalog.int8, r.stripes::pg_catalog.oid::pg_catalog.int8, r.source::pg_catalog.oid::pg_catalog.int8, b.hard, r.grain, r.time_zone, r.group_by,
+       b.limit_usd::pg_catalog.text, NULL::pg_catalog.text,
+       ARRAY(SELECT x::pg_catalog.text FROM unnest(b.thresholds) x ORDER BY x),
+       ARRAY(SELECT ceil(x * b.limit_usd * 1e16)::pg_catalog.text FROM unnest(b.thresholds) x ORDER BY x),
+       ARRAY(SELECT (x * b.limit_usd)::pg_catalog.text FROM unnest(b.thresholds) x ORDER BY x),
        ARRAY(SELECT b.filter ? g FROM unnest(r.group_by) g),
        ARRAY(SELECT b.filter ->> g FROM unnest(r.group_by) g),
-       ARRAY(SELECT coalesce(a.attnum, 0)::int8 FROM unnest(ARRAY['period_start', 'stripe', 'requests', 'input_tokens', 'output_tokens',
+       ARRAY(SELECT coalesce(a.attnum, 0)::pg_catalog.int8 FROM unnest(ARRAY['period_start', 'stripe', 'requests', 'input_tokens', 'output_tokens',
                    'cache_read_tokens', 'cache_write_tokens', 'cost_usd', 'unpriced_requests', 'error_requests', 'latency_ms_sum',
                    'latency_ms_max', 'first_seen', 'last_seen']) WITH ORDINALITY n(name, ord)
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord),
-       ARRAY(SELECT coalesce(a.attnum, 0)::int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
+       ARRAY(SELECT coalesce(a.attnum, 0)::pg_catalog.int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord),
-       ARRAY(SELECT coalesce(t.typinput, 0)::oid::int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
+       ARRAY(SELECT coalesce(t.typinput, 0)::pg_catalog.oid::pg_catalog.int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped
                    LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid ORDER BY n.ord),
-       ARRAY(SELECT coalesce(CASE WHEN t.typelem <> 0 THEN t.typelem ELSE t.oid END, 0)::oid::int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
+       ARRAY(SELECT coalesce(CASE WHEN t.typelem <> 0 THEN t.typelem ELSE t.oid END, 0)::pg_catalog.oid::pg_catalog.int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped
                    LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid ORDER BY n.ord),
-       ARRAY(SELECT coalesce(a.atttypmod, -1)::int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
+       ARRAY(SELECT coalesce(a.atttypmod, -1)::pg_catalog.int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord),
-       (SELECT array_position(r.group_by, s.owner_column)::int8 FROM llm_cost.row_security s WHERE s.rel = b.rollup),
+       (SELECT array_position(r.group_by, s.owner_column)::pg_catalog.int8 FROM llm_cost.row_security s WHERE s.rel = b.rollup),
        ARRAY(SELECT coalesce(pg_catalog.format_type(a.atttypid, a.atttypmod), 'text') FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord)
   FROM llm_cost.budgets b JOIN llm_cost.rollups r ON r.rollup = b.rollup";
 
 const LOAD_LIMITS: &str = "
-SELECT l.budget_id, ARRAY(SELECT l.\"group\" ->> g FROM unnest(r.group_by) g), l.limit_usd::text, ceil(l.limit_usd * 1e16)::text,
-       ARRAY(SELECT x::text FROM unnest(b.thresholds) x ORDER BY x),
-       ARRAY(SELECT ceil(x * l.limit_usd * 1e16)::text FROM unnest(b.thresholds) x ORDER BY x),
-       ARRAY(SELECT (x * l.limit_usd)::text FROM unnest(b.thresholds) x ORDER BY x)
+SELECT l.budget_id, ARRAY(SELECT l.\"group\" ->> g FROM unnest(r.group_by) g), l.limit_usd::pg_catalog.text, ceil(l.limit_usd * 1e16)::pg_catalog.text,
+       ARRAY(SELECT x::pg_catalog.text FROM unnest(b.thresholds) x ORDER BY x),
+       ARRAY(SELECT ceil(x * l.limit_usd * 1e16)::pg_catalog.text FROM unnest(b.thresholds) x ORDER BY x),
+       ARRAY(SELECT (x * l.limit_usd)::pg_catalog.text FROM unnest(b.thresholds) x ORDER BY x)
   FROM llm_cost.budget_limits l JOIN llm_cost.budgets b ON b.id = l.budget_id JOIN llm_cost.rollups r ON r.rollup = b.rollup";
 
 fn load() -> Defs {
@@ -338,7 +338,7 @@ fn load() -> Defs {
             }
             for oid in client
                 .select(
-                    "SELECT c.oid::int8 FROM pg_catalog.pg_class c
+                    "SELECT c.oid::pg_catalog.int8 FROM pg_catalog.pg_class c
                       WHERE c.oid IN (pg_catalog.to_regclass('llm_cost.budgets'), pg_catalog.to_regclass('llm_cost.budget_limits'),
                                       pg_catalog.to_regclass('llm_cost.rollups'), pg_catalog.to_regclass('llm_cost.row_security'))",
                     None,
@@ -600,10 +600,10 @@ fn _budget_sweep() -> i64 {
             .map(|c| format!("s.{}", quote_ident(c)))
             .collect();
         let sql = format!(
-            "SELECT s.period_start, ARRAY[{texts}]::text[] FROM {stripes} s
-              WHERE s.period_start >= pg_catalog.date_trunc($1, pg_catalog.now() - ('1 ' || $1)::interval, $2)
-              GROUP BY s.period_start{groups} HAVING sum(s.cost_usd) >= $3::numeric",
-            texts = cols.iter().map(|c| format!("{c}::text")).collect::<Vec<_>>().join(", "),
+            "SELECT s.period_start, ARRAY[{texts}]::pg_catalog.text[] FROM {stripes} s
+              WHERE s.period_start >= pg_catalog.date_trunc($1, pg_catalog.now() - ('1 ' || $1)::pg_catalog.interval, $2)
+              GROUP BY s.period_start{groups} HAVING sum(s.cost_usd) >= $3::pg_catalog.numeric",
+            texts = cols.iter().map(|c| format!("{c}::pg_catalog.text")).collect::<Vec<_>>().join(", "),
             groups = cols.iter().map(|c| format!(", {c}")).collect::<String>(),
         );
         let rows: Vec<(i64, Vec<Option<String>>)> =
@@ -641,9 +641,9 @@ fn _budget_sweep() -> i64 {
                 spi::connect(|client| {
                 let mut v = Vec::new();
                 for r in client.select(
-                    "SELECT a.period_start, ARRAY(SELECT a.\"group\" ->> g FROM unnest($2::text[]) g), a.threshold::text
+                    "SELECT a.period_start, ARRAY(SELECT a.\"group\" ->> g FROM unnest($2::pg_catalog.text[]) g), a.threshold::pg_catalog.text
                        FROM llm_cost.budget_alerts a
-                      WHERE a.budget_id = $1 AND a.period_start >= pg_catalog.date_trunc($3, pg_catalog.now() - ('1 ' || $3)::interval, $4)",
+                      WHERE a.budget_id = $1 AND a.period_start >= pg_catalog.date_trunc($3, pg_catalog.now() - ('1 ' || $3)::pg_catalog.interval, $4)",
                     None,
                     &[b.id.into(), b.group_cols.clone().into(), b.grain.as_str().into(), b.zone.as_str().into()],
                 )? {
@@ -799,7 +799,7 @@ fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
         "limit" | "drop" => {
             let id = a.get("budget_id").and_then(|v| v.as_i64()).unwrap_or(0);
             spi::get_one_with_args::<i64>(
-                "SELECT rollup::oid::int8 FROM llm_cost.budgets WHERE id = $1",
+                "SELECT rollup::pg_catalog.oid::pg_catalog.int8 FROM llm_cost.budgets WHERE id = $1",
                 &[id.into()],
             )
             .ok()
@@ -818,7 +818,7 @@ fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
         );
     };
     let stripes = spi::get_one_with_args::<i64>(
-        "SELECT stripes::oid::int8 FROM llm_cost.rollups WHERE rollup = $1",
+        "SELECT stripes::pg_catalog.oid::pg_catalog.int8 FROM llm_cost.rollups WHERE rollup = $1",
         &[rollup.into()],
     )
     .ok()
@@ -839,21 +839,21 @@ fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
     let sql = match op {
         "create" => {
             "INSERT INTO llm_cost.budgets AS b (name, rollup, limit_usd, thresholds, filter, hard, created_by)
-             SELECT $1->>'name', ($1->>'rollup')::oid::regclass, ($1->>'limit_usd')::numeric,
-                    ARRAY(SELECT x::numeric FROM jsonb_array_elements_text($1->'thresholds') x), $1->'filter', ($1->>'hard')::boolean, $2
+             SELECT $1->>'name', ($1->>'rollup')::pg_catalog.oid::pg_catalog.regclass, ($1->>'limit_usd')::pg_catalog.numeric,
+                    ARRAY(SELECT x::pg_catalog.numeric FROM jsonb_array_elements_text($1->'thresholds') x), $1->'filter', ($1->>'hard')::pg_catalog.bool, $2
              RETURNING pg_catalog.to_jsonb(b.*)"
         }
         "limit" if a.get("limit_usd").is_none_or(|v| v.is_null()) => {
-            "WITH d AS (DELETE FROM llm_cost.budget_limits WHERE budget_id = ($1->>'budget_id')::bigint AND \"group\" = $1->'group' RETURNING 1)
-             SELECT NULL::jsonb WHERE $2 IS NOT NULL"
+            "WITH d AS (DELETE FROM llm_cost.budget_limits WHERE budget_id = ($1->>'budget_id')::pg_catalog.int8 AND \"group\" = $1->'group' RETURNING 1)
+             SELECT NULL::pg_catalog.jsonb WHERE $2 IS NOT NULL"
         }
         "limit" => {
             "INSERT INTO llm_cost.budget_limits AS l (budget_id, \"group\", limit_usd)
-             VALUES (($1->>'budget_id')::bigint, $1->'group', ($1->>'limit_usd')::numeric)
+             VALUES (($1->>'budget_id')::pg_catalog.int8, $1->'group', ($1->>'limit_usd')::pg_catalog.numeric)
              ON CONFLICT (budget_id, \"group\") DO UPDATE SET limit_usd = excluded.limit_usd
              RETURNING pg_catalog.to_jsonb(l.*)"
         }
-        _ => "WITH d AS (DELETE FROM llm_cost.budgets WHERE id = ($1->>'budget_id')::bigint RETURNING 1) SELECT NULL::jsonb WHERE $2 IS NOT NULL",
+        _ => "WITH d AS (DELETE FROM llm_cost.budgets WHERE id = ($1->>'budget_id')::pg_catalog.int8 RETURNING 1) SELECT NULL::pg_catalog.jsonb WHERE $2 IS NOT NULL",
     };
     let a = pgrx::JsonB(a);
     crate::pg::privilege::as_extension_owner(move || {
@@ -877,7 +877,7 @@ fn current_period(b: &Budget) -> (i64, i64) {
     let p = spi::connect(|client| {
         let row = client
             .select(
-                "SELECT p, (p AT TIME ZONE $2 + ('1 ' || $1)::interval) AT TIME ZONE $2
+                "SELECT p, (p AT TIME ZONE $2 + ('1 ' || $1)::pg_catalog.interval) AT TIME ZONE $2
                    FROM (SELECT pg_catalog.date_trunc($1, pg_catalog.now(), $2) AS p) x",
                 Some(1),
                 &[b.grain.as_str().into(), b.zone.as_str().into()],

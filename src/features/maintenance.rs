@@ -11,13 +11,13 @@ use pgrx::PgSqlErrorCode;
 const ACTIONS: &[(&str, &str)] = &[
     (
         "reprice",
-        "SELECT pg_catalog.to_jsonb(r) FROM llm_cost._reprice_impl($1::regclass,
-                ($2 ->> 'from')::timestamptz, ($2 ->> 'to')::timestamptz) r",
+        "SELECT pg_catalog.to_jsonb(r) FROM llm_cost._reprice_impl($1::pg_catalog.regclass,
+                ($2 ->> 'from')::pg_catalog.timestamptz, ($2 ->> 'to')::pg_catalog.timestamptz) r",
     ),
     (
         "rebuild_rollup",
-        "SELECT pg_catalog.jsonb_build_object('n', llm_cost._rebuild_rollup_impl(($2 ->> 'rollup')::oid::regclass,
-                ($2 ->> 'from')::timestamptz, ($2 ->> 'to')::timestamptz))",
+        "SELECT pg_catalog.jsonb_build_object('n', llm_cost._rebuild_rollup_impl(($2 ->> 'rollup')::pg_catalog.oid::pg_catalog.regclass,
+                ($2 ->> 'from')::pg_catalog.timestamptz, ($2 ->> 'to')::pg_catalog.timestamptz))",
     ),
 ];
 

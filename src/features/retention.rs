@@ -343,7 +343,7 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
         spi::connect(|c| {
             let mut v = Vec::new();
             for r in c.select(
-                "SELECT p.log_table::oid, p.log_table::text FROM llm_cost.retention_policies p
+                "SELECT p.log_table::pg_catalog.oid, p.log_table::pg_catalog.text FROM llm_cost.retention_policies p
                    JOIN pg_catalog.pg_class c ON c.oid = p.log_table ORDER BY 2",
                 None,
                 &[],

@@ -382,7 +382,7 @@ fn load_defs(
         spi::connect(|c| {
             let t = match shard_args {
                 Some(args) => c.select(
-                    "SELECT * FROM llm_cost._rollup_defs_shard($1, $2, $3::jsonb)",
+                    "SELECT * FROM llm_cost._rollup_defs_shard($1, $2, $3::pg_catalog.jsonb)",
                     None,
                     &[relid.into(), root.into(), args.into()],
                 )?,
@@ -412,12 +412,12 @@ fn load_defs(
     if !rows.is_empty() {
         let (default, zone) = match shard_args {
             Some(args) => spi::get_two_with_args::<String, String>(
-                "SELECT $1::jsonb ->> 'cost_default', $1::jsonb ->> 'zone'",
+                "SELECT $1::pg_catalog.jsonb ->> 'cost_default', $1::pg_catalog.jsonb ->> 'zone'",
                 &[args.into()],
             ),
             None => spi::get_two_with_args::<String, String>(
                 // (a 0.1.0 schema, before ALTER EXTENSION UPDATE, has no time_zone column: UTC)
-                "SELECT t.cost_default::text, pg_catalog.to_jsonb(t) ->> 'time_zone' FROM llm_cost.tracked_tables t WHERE t.log_table = $1",
+                "SELECT t.cost_default::pg_catalog.text, pg_catalog.to_jsonb(t) ->> 'time_zone' FROM llm_cost.tracked_tables t WHERE t.log_table = $1",
                 &[root.into()],
             ),
         }
@@ -512,7 +512,7 @@ fn defs_for(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Rc<SourceDefs> {
 fn refuse_unfed_shard(root: pg_sys::Oid) {
     let logical = crate::pg::privilege::as_extension_owner(|| {
         spi::get_one_with_args::<String>(
-            "SELECT logical::text FROM llm_cost._citus_shard_logical($1)",
+            "SELECT logical::pg_catalog.text FROM llm_cost._citus_shard_logical($1)",
             &[root.into()],
         )
     })

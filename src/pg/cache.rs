@@ -181,8 +181,8 @@ fn load() -> SpiResult<Loaded> {
         let started = std::time::Instant::now();
         let oids = client
             .select(
-                "SELECT 'llm_cost.model_prices'::regclass::oid, 'llm_cost.model_aliases'::regclass::oid,
-                        pg_catalog.to_regclass('llm_cost.providers')::oid",
+                "SELECT 'llm_cost.model_prices'::pg_catalog.regclass::pg_catalog.oid, 'llm_cost.model_aliases'::pg_catalog.regclass::pg_catalog.oid,
+                        pg_catalog.to_regclass('llm_cost.providers')::pg_catalog.oid",
                 Some(1),
                 &[],
             )?
@@ -200,13 +200,13 @@ fn load() -> SpiResult<Loaded> {
         let query = if current {
             "SELECT id, provider, model, min_input_tokens, input_usd_per_mtok, output_usd_per_mtok,
                     cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,
-                    valid_from, valid_to, CASE origin WHEN 'user' THEN 2 WHEN 'import' THEN 1 ELSE 0 END::int4,
-                    service_tier, match_rule::text
+                    valid_from, valid_to, CASE origin WHEN 'user' THEN 2 WHEN 'import' THEN 1 ELSE 0 END::pg_catalog.int4,
+                    service_tier, match_rule::pg_catalog.text
                FROM llm_cost.model_prices ORDER BY id"
         } else {
             "SELECT id, provider, model, min_input_tokens, input_usd_per_mtok, output_usd_per_mtok,
                     cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,
-                    valid_from, valid_to, CASE origin WHEN 'user' THEN 2 ELSE 0 END::int4, 'standard'::text, NULL::text
+                    valid_from, valid_to, CASE origin WHEN 'user' THEN 2 ELSE 0 END::pg_catalog.int4, 'standard'::pg_catalog.text, NULL::pg_catalog.text
                FROM llm_cost.model_prices ORDER BY id"
         };
         let mut rows = Vec::new();
@@ -270,10 +270,10 @@ fn load() -> SpiResult<Loaded> {
         let mut providers = Vec::new();
         for r in client.select(
             if current {
-                "SELECT provider, model_match::text, provider_match::text, coalesce(fallback_providers, '{}')
+                "SELECT provider, model_match::pg_catalog.text, provider_match::pg_catalog.text, coalesce(fallback_providers, '{}')
                    FROM llm_cost.providers ORDER BY CASE origin WHEN 'user' THEN 0 WHEN 'import' THEN 1 ELSE 2 END, provider"
             } else {
-                "SELECT NULL::text, NULL::text, NULL::text, '{}'::text[] WHERE false"
+                "SELECT NULL::pg_catalog.text, NULL::pg_catalog.text, NULL::pg_catalog.text, '{}'::pg_catalog.text[] WHERE false"
             },
             None,
             &[],

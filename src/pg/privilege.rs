@@ -105,7 +105,7 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
 }
 
 pub fn relname(relid: pg_sys::Oid) -> String {
-    spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[relid.into()])
+    spi::get_one_with_args::<String>("SELECT $1::pg_catalog.regclass::pg_catalog.text", &[relid.into()])
         .ok()
         .flatten()
         .unwrap_or_else(|| relid.to_u32().to_string())

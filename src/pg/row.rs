@@ -21,7 +21,7 @@ pub fn root_of(relid: pg_sys::Oid, rel: pg_sys::Relation) -> pg_sys::Oid {
         return r;
     }
     let root = spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT pg_catalog.pg_partition_root($1)::oid",
+        "SELECT pg_catalog.pg_partition_root($1)::pg_catalog.oid",
         &[relid.into()],
     )
     .ok()
