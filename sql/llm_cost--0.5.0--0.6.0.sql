@@ -187,11 +187,9 @@ BEGIN
         (SELECT string_agg(format(', %s', i + 1), '') FROM generate_series(1, n) i));
 END $$;
 
--- usage_events: hash indexes for tenant, user and model (values of any length).
-DROP INDEX llm_cost.usage_events_tenant_idx, llm_cost.usage_events_user_idx, llm_cost.usage_events_model_idx;
-CREATE INDEX usage_events_tenant_idx ON llm_cost.usage_events USING hash (tenant_id);
-CREATE INDEX usage_events_user_idx ON llm_cost.usage_events USING hash (user_id);
-CREATE INDEX usage_events_model_idx ON llm_cost.usage_events USING hash (model);
+-- usage_events: the model index keys the first 200 characters (model names of any length).
+DROP INDEX llm_cost.usage_events_model_idx;
+CREATE INDEX usage_events_model_idx ON llm_cost.usage_events (pg_catalog.left(model, 200), occurred_at);
 
 -- set_retention('t', 30): a number is no period. Refused with the spelling meant (without this
 -- overload the call would fail as "function does not exist").

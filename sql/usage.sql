@@ -452,11 +452,12 @@ CREATE TABLE llm_cost.usage_events (
     priced_model       text
 );
 CREATE INDEX usage_events_occurred_at_idx ON llm_cost.usage_events (occurred_at);
--- Hash indexes: equality look-ups by tenant, user or model, for values of any length (a btree
--- refuses a key over about 2.7 kB, which would refuse the row).
-CREATE INDEX usage_events_tenant_idx ON llm_cost.usage_events USING hash (tenant_id);
-CREATE INDEX usage_events_user_idx ON llm_cost.usage_events USING hash (user_id);
-CREATE INDEX usage_events_model_idx ON llm_cost.usage_events USING hash (model);
+CREATE INDEX usage_events_tenant_idx ON llm_cost.usage_events (tenant_id, occurred_at);
+CREATE INDEX usage_events_user_idx ON llm_cost.usage_events (user_id, occurred_at);
+-- Model names come from callers and have no length limit: the index keys their first 200
+-- characters (a btree refuses a key over about 2.7 kB, which would refuse the row). Query it
+-- with WHERE left(model, 200) = left('gpt-4o', 200) (AND model = 'gpt-4o' for long names).
+CREATE INDEX usage_events_model_idx ON llm_cost.usage_events (pg_catalog.left(model, 200), occurred_at);
 CREATE INDEX usage_events_unpriced_idx ON llm_cost.usage_events (occurred_at) WHERE cost_source = 'unpriced';
 
 COMMENT ON TABLE llm_cost.usage_events IS 'One row per LLM call. INSERT or COPY rows with plain SQL; llm_cost fills cost_usd and cost_source from the price catalog at occurred_at, in the same transaction.';
