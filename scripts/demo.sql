@@ -76,5 +76,7 @@ DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'llm_cost_anonymous') THEN CREATE ROLE llm_cost_anonymous NOLOGIN; END IF;
 END $$;
 ALTER ROLE llm_cost_dashboard NOINHERIT;
-REVOKE llm_cost_admin FROM llm_cost_dashboard;
+DO $$ BEGIN
+    IF pg_catalog.pg_has_role('llm_cost_dashboard', 'llm_cost_admin', 'MEMBER') THEN REVOKE llm_cost_admin FROM llm_cost_dashboard; END IF;
+END $$;
 GRANT llm_cost_anonymous, llm_cost_reader, llm_cost_auditor TO llm_cost_dashboard;
