@@ -12,6 +12,7 @@ const crypto = require('crypto');
 const { postgraphile } = require('postgraphile');
 const { MutationPlugin } = require('graphile-build');
 const { parse } = require('graphql');
+const { Client } = require('pg');
 
 const database = process.env.DATABASE_URL;
 const secret = process.env.JWT_SECRET;
@@ -109,6 +110,32 @@ const files = {
   '/vendor/chart.umd.min.js': [path.join(__dirname, 'node_modules', 'chart.js', 'dist', 'chart.umd.min.js'), 'text/javascript; charset=utf-8'],
 };
 
+// The login must not be able to do more than read through row security: refuse to serve when it
+// is a superuser, bypasses row security, or holds llm_cost_admin's rights (directly or by SET ROLE).
+async function checkLogin() {
+  const c = new Client({ connectionString: database });
+  await c.connect();
+  try {
+    const { rows } = await c.query(`SELECT r.rolsuper, r.rolbypassrls,
+             pg_catalog.pg_has_role(current_user, 'llm_cost_admin', 'MEMBER') AS admin
+        FROM pg_catalog.pg_roles r WHERE r.rolname = current_user`);
+    const r = rows[0];
+    const bad = [r.rolsuper && 'is a superuser', r.rolbypassrls && 'bypasses row security', r.admin && 'is a member of llm_cost_admin'].filter(Boolean);
+    if (bad.length) {
+      console.error(`refusing to serve: the database login ${bad.join(', ')}; connect as a login that is a member of llm_cost_anonymous, llm_cost_reader and llm_cost_auditor only (scripts/demo.sql makes llm_cost_dashboard so)`);
+      process.exit(2);
+    }
+  } finally {
+    await c.end();
+  }
+}
+
+checkLogin().then(serve, (e) => {
+  console.error(`cannot check the database login: ${e.message}`);
+  process.exit(2);
+});
+
+function serve() {
 http
   .createServer((req, res) => {
     const url = (req.url || '/').split('?')[0];
@@ -176,3 +203,4 @@ http
     });
   })
   .listen(port, '127.0.0.1', () => console.log(`llm_cost dashboard on http://127.0.0.1:${port}/`));
+}

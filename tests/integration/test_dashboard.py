@@ -249,3 +249,17 @@ def test_the_server_login_holds_no_admin_rights(dbname):
     with psycopg.connect(dsn(dbname)) as c:
         assert c.execute("SELECT pg_has_role('it_dashboard', 'llm_cost_admin', 'MEMBER')").fetchone()[0] is False
         assert c.execute("SELECT rolinherit FROM pg_roles WHERE rolname = 'it_dashboard'").fetchone()[0] is False
+
+
+@pytest.mark.parametrize("login", ["postgres", "it_dashboard_admin"])
+def test_the_server_refuses_a_login_with_more_than_read_rights(dbname, login):
+    with psycopg.connect(dsn(dbname), autocommit=True) as c:
+        c.execute("""DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'it_dashboard_admin') THEN
+                       CREATE ROLE it_dashboard_admin LOGIN NOINHERIT; END IF; END $$""")
+        c.execute("GRANT llm_cost_reader, llm_cost_admin TO it_dashboard_admin")
+    env = {**os.environ, "DATABASE_URL": f"postgres://{login}@127.0.0.1:{port()}/{dbname}", "JWT_SECRET": SECRET,
+           "PORT": str(free_port())}
+    out = subprocess.run(["node", str(DASH / "server.js")], env=env, cwd=DASH, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "refusing to serve" in out.stderr
+    assert ("superuser" if login == "postgres" else "llm_cost_admin") in out.stderr
