@@ -1,6 +1,6 @@
 -- llm_cost 0.5.0 -> 0.6.0: trust. Internal SQL runs with search_path pinned (the library);
 -- NOTIFY llm_cost_budget carries the alert's id only; set_retention refuses periods without a
--- unit or under one hour; long model names are counted under a bounded key; the two SQL
+-- unit or under one hour; long names are keyed bounded (the library, and _rollup_select); the two SQL
 -- functions without SET search_path get it. A restore (pg_dump's session settings, run by the
 -- table's owner) stores rows as dumped: that is in the library.
 \echo Use "ALTER EXTENSION llm_cost UPDATE TO '0.6.0'" to load this file. \quit
@@ -15,33 +15,6 @@ LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT ARRAY['period_start', 'stripe', 'requests', 'input_tokens', 'output_tokens', 'cache_read_tokens',
                  'cache_write_tokens', 'cost_usd', 'unpriced_requests', 'error_requests', 'latency_ms_sum',
                  'latency_ms_max', 'first_seen', 'last_seen']
-$$;
-
-CREATE OR REPLACE FUNCTION llm_cost._record_unpriced(p_table oid, p_model text, p_rows bigint, p_first timestamptz, p_last timestamptz)
-RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO llm_cost.unpriced_stats AS s (log_table, model, rows, first_seen, last_seen, stripe)
-    -- A model name longer than 200 characters is counted under its first 160, an ellipsis and
-    -- the md5 of the whole name (a btree key has a size limit; the row keeps the full name).
-    SELECT x.t, CASE WHEN pg_catalog.char_length(p_model) > 200
-                     THEN pg_catalog.left(p_model, 160) || '…' || pg_catalog.md5(p_model) ELSE p_model END,
-           p_rows, p_first, p_last, x.stripe
-      FROM (SELECT CASE WHEN tracked THEN p_table::regclass
-                        -- A shard of a Citus distributed table (on a worker, whose registry is
-                        -- empty): counted under the distributed table, which
-                        -- llm_cost.unpriced_models on the coordinator gathers (only looked up
-                        -- for a table the registry does not know).
-                        ELSE (SELECT sh.logical FROM llm_cost._citus_shard_logical(p_table) sh) END AS t,
-                   -- On a worker each writing backend has a line of its own: one distributed
-                   -- transaction holds the lines it wrote on several workers until its commit,
-                   -- so a shared line would make writers wait for each other across workers, in
-                   -- any order.
-                   CASE WHEN tracked THEN 0 ELSE llm_cost._stripe() END AS stripe
-              FROM (SELECT EXISTS (SELECT 1 FROM llm_cost.tracked_tables t WHERE t.log_table = p_table) AS tracked) k) x
-     WHERE x.t IS NOT NULL AND p_rows > 0
-    ON CONFLICT (log_table, model, stripe) DO UPDATE
-       SET rows = s.rows + excluded.rows,
-           first_seen = least(s.first_seen, excluded.first_seen),
-           last_seen = greatest(s.last_seen, excluded.last_seen);
 $$;
 
 DROP FUNCTION llm_cost.set_retention(regclass, interval);
@@ -158,9 +131,10 @@ BEGIN
         -- A text value longer than 200 bytes is keyed as its first 160 characters, '…' and the
         -- md5 of the whole (the btree key of the sums has a size limit), exactly as the row
         -- trigger keys it (src/features/rollups.rs, group_value).
-        IF (SELECT a.atttypid FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid = r.source AND a.attname = col AND NOT a.attisdropped)
-           IN ('pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype) THEN
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = r.source AND a.attname = col AND NOT a.attisdropped
+                      AND (a.atttypid = 'pg_catalog.text'::pg_catalog.regtype
+                           OR (a.atttypid = 'pg_catalog.varchar'::pg_catalog.regtype AND a.atttypmod < 0))) THEN
             gcols := gcols || format(', CASE WHEN pg_catalog.octet_length(t.%1$I) > 200 THEN pg_catalog.left(t.%1$I, 160) '
                                      'OPERATOR(pg_catalog.||) ''…'' OPERATOR(pg_catalog.||) pg_catalog.md5(t.%1$I) ELSE t.%1$I END', col);
         ELSE
@@ -197,6 +171,9 @@ CREATE FUNCTION llm_cost.set_retention(log_table regclass, keep numeric, allow_s
 RETURNS llm_cost.retention_policies
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF keep IS NULL THEN
+        RETURN llm_cost.set_retention(log_table, NULL::pg_catalog.interval, allow_short);
+    END IF;
     RAISE EXCEPTION 'keep % has no unit (a number is not a period)', keep
           USING ERRCODE = 'invalid_parameter_value',
                 HINT = pg_catalog.format('Write the unit: %L, %L or %L.', keep || ' days', keep || ' months', keep || ' hours');

@@ -117,6 +117,9 @@ CREATE FUNCTION llm_cost.set_retention(log_table regclass, keep numeric, allow_s
 RETURNS llm_cost.retention_policies
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF keep IS NULL THEN
+        RETURN llm_cost.set_retention(log_table, NULL::pg_catalog.interval, allow_short);
+    END IF;
     RAISE EXCEPTION 'keep % has no unit (a number is not a period)', keep
           USING ERRCODE = 'invalid_parameter_value',
                 HINT = pg_catalog.format('Write the unit: %L, %L or %L.', keep || ' days', keep || ' months', keep || ' hours');

@@ -118,9 +118,10 @@ BEGIN
         -- A text value longer than 200 bytes is keyed as its first 160 characters, '…' and the
         -- md5 of the whole (the btree key of the sums has a size limit), exactly as the row
         -- trigger keys it (src/features/rollups.rs, group_value).
-        IF (SELECT a.atttypid FROM pg_catalog.pg_attribute a
-             WHERE a.attrelid = r.source AND a.attname = col AND NOT a.attisdropped)
-           IN ('pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype) THEN
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = r.source AND a.attname = col AND NOT a.attisdropped
+                      AND (a.atttypid = 'pg_catalog.text'::pg_catalog.regtype
+                           OR (a.atttypid = 'pg_catalog.varchar'::pg_catalog.regtype AND a.atttypmod < 0))) THEN
             gcols := gcols || format(', CASE WHEN pg_catalog.octet_length(t.%1$I) > 200 THEN pg_catalog.left(t.%1$I, 160) '
                                      'OPERATOR(pg_catalog.||) ''…'' OPERATOR(pg_catalog.||) pg_catalog.md5(t.%1$I) ELSE t.%1$I END', col);
         ELSE

@@ -122,11 +122,7 @@ GRANT SELECT ON llm_cost.unpriced_stats TO PUBLIC;
 CREATE FUNCTION llm_cost._record_unpriced(p_table oid, p_model text, p_rows bigint, p_first timestamptz, p_last timestamptz)
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
     INSERT INTO llm_cost.unpriced_stats AS s (log_table, model, rows, first_seen, last_seen, stripe)
-    -- A model name longer than 200 characters is counted under its first 160, an ellipsis and
-    -- the md5 of the whole name (a btree key has a size limit; the row keeps the full name).
-    SELECT x.t, CASE WHEN pg_catalog.char_length(p_model) > 200
-                     THEN pg_catalog.left(p_model, 160) || '…' || pg_catalog.md5(p_model) ELSE p_model END,
-           p_rows, p_first, p_last, x.stripe
+    SELECT x.t, p_model, p_rows, p_first, p_last, x.stripe
       FROM (SELECT CASE WHEN tracked THEN p_table::regclass
                         -- A shard of a Citus distributed table (on a worker, whose registry is
                         -- empty): counted under the distributed table, which

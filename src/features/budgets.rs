@@ -1018,9 +1018,10 @@ fn check_budget(
     let texts: Vec<Option<String>> = texts
         .into_iter()
         .zip(&b.group_input)
-        .map(|(t, (input, _, _))| {
+        .map(|(t, (input, _, typmod))| {
+            // As rollups::group_value: text, and varchar without a length.
             let textlike = *input == pg_sys::Oid::from(pg_sys::F_TEXTIN)
-                || *input == pg_sys::Oid::from(pg_sys::F_VARCHARIN);
+                || (*input == pg_sys::Oid::from(pg_sys::F_VARCHARIN) && *typmod < 0);
             t.map(|s| if textlike { crate::pg::row::bounded_str(&s) } else { s })
         })
         .collect();

@@ -587,11 +587,12 @@ impl RollupDef {
     }
 }
 
-/// A group value as a rollup keys it: text and varchar values bounded as
+/// A group value as a rollup keys it: text and unbounded varchar values bounded as
 /// `pg::row::bounded_text` says (the same rule as `llm_cost._rollup_select`).
 unsafe fn group_value(row: &Borrowed, g: Att) -> Option<pg_sys::Datum> {
     let d = row.get(Some(g))?;
-    if g.len != -1 || !(g.typid == pg_sys::TEXTOID || g.typid == pg_sys::VARCHAROID) {
+    // text, or varchar without a length (a varchar(n) value is short by declaration).
+    if g.len != -1 || !(g.typid == pg_sys::TEXTOID || (g.typid == pg_sys::VARCHAROID && g.typmod < 0)) {
         return Some(d);
     }
     Some(crate::pg::row::bounded_text(d))

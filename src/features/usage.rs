@@ -971,7 +971,9 @@ fn record_unpriced(pending: impl Iterator<Item = ((pg_sys::Oid, String), Unprice
                 "SELECT llm_cost._record_unpriced($1, $2, $3, $4, $5)",
                 &[
                     relid.into(),
-                    model.into(),
+                    // Counted under the bounded key rollups use for long names (a btree key
+                    // has a size limit; the rows keep the full name).
+                    crate::pg::row::bounded_str(&model).into(),
                     u.rows.into(),
                     first.into(),
                     last.into(),

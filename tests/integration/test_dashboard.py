@@ -245,12 +245,6 @@ def test_the_api_has_no_mutations_and_limits_depth(dashboard, dbname):
     assert status == 400 and "depth" in body["errors"][0]["message"], body
 
 
-def test_the_server_login_holds_no_admin_rights(dbname):
-    with psycopg.connect(dsn(dbname)) as c:
-        assert c.execute("SELECT pg_has_role('it_dashboard', 'llm_cost_admin', 'MEMBER')").fetchone()[0] is False
-        assert c.execute("SELECT rolinherit FROM pg_roles WHERE rolname = 'it_dashboard'").fetchone()[0] is False
-
-
 @pytest.mark.parametrize("login", ["postgres", "it_dashboard_admin"])
 def test_the_server_refuses_a_login_with_more_than_read_rights(dbname, login):
     with psycopg.connect(dsn(dbname), autocommit=True) as c:

@@ -170,3 +170,22 @@ def test_long_group_values_roll_up_the_same_by_trigger_copy_and_rebuild(db):
         # The SQL path (rebuild from the raw rows) keys them the same way.
         c.execute("SELECT llm_cost.rebuild_rollup('public.calls_team')")
         assert one(c, q) == by_trigger
+
+
+def test_a_varchar_with_a_length_is_grouped_as_it_is(db):
+    label = "\U0001F600" * 80                 # 80 characters, 320 bytes: fits varchar(80), never bounded
+    with admin(db) as c:
+        c.execute("ALTER TABLE public.calls ADD COLUMN label varchar(80)")
+        c.execute("SELECT llm_cost.create_rollup('public.calls_label', 'public.calls', 'day', '{label}')")
+        c.execute("INSERT INTO public.calls (label, model, input_tokens, output_tokens) VALUES (%s, 'gpt-4o', 1, 0), (%s, 'gpt-4o', 2, 0)", (label, label))
+        assert c.execute("SELECT label, requests, input_tokens FROM public.calls_label").fetchall() == [(label, 2, 3)]
+        c.execute("SELECT llm_cost.rebuild_rollup('public.calls_label')")
+        assert c.execute("SELECT label, requests, input_tokens FROM public.calls_label").fetchall() == [(label, 2, 3)]
+
+
+def test_a_null_retention_period_is_refused_whatever_its_type(db):
+    with admin(db) as c:
+        for arg in ("NULL", "NULL::numeric", "NULL::interval", "NULL::text"):
+            with pytest.raises(psycopg.Error) as e:
+                c.execute(f"SELECT llm_cost.set_retention('public.calls', {arg})")
+            assert e.value.sqlstate == "22004", arg
