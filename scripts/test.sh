@@ -5,8 +5,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 "$ROOT/scripts/setup.sh"
 
-log "unit tests (no server)"
-(cd "$ROOT" && cargo test --lib --quiet -- --skip ::pg_)
+log "layers: no upward import, no circle (scripts/check_layers.py)"
+python3 "$ROOT/scripts/check_layers.py"
+
+log "unit tests (no server): the core crate, then the extension's plain-Rust tests"
+(cd "$ROOT" && cargo test -p llm_cost_core --quiet)
+(cd "$ROOT" && cargo test -p llm_cost --lib --quiet -- --skip ::pg_)
 
 log "pg_tests: cargo pgrx test pg15"
 PGDATA_TEST="$ROOT/target/pgrx-test-data"

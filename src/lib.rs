@@ -1,7 +1,8 @@
 //! llm_cost: an exact, self-maintaining ledger of what LLM calls cost, inside PostgreSQL.
 //!
-//! Three layers, imports pointing down only (docs/design.md):
-//! `core` (plain Rust: pricing, model resolution, numeric) ← `pg` (Postgres plumbing: row access,
+//! Three layers, imports pointing down only (docs/design.md; `scripts/check_layers.py` fails on
+//! an upward import or a circle): the crate `llm_cost_core` (plain Rust, no pgrx: pricing, model
+//! resolution, usage objects, numeric) ← `pg` (Postgres plumbing: row access,
 //! transaction lifecycle and pending state, catalog cache, money, privileges) ← `features` (the
 //! cost trigger, rollups and their stripes writer, the COPY path, retention, registry, security,
 //! SQL functions) ← this file, which only wires them: start-up and the order of the SQL.
@@ -10,7 +11,6 @@
 
 use pgrx::prelude::*;
 
-pub mod core;
 pub mod features;
 pub mod pg;
 #[cfg(any(test, feature = "pg_test"))]
@@ -31,9 +31,11 @@ pub extern "C-unwind" fn _PG_init() {
     pg::lifecycle::join(&budgets::LIFECYCLE);
     pg::lifecycle::join(&usage::LIFECYCLE);
     rollups::watch_written(budgets::watches);
-    // A relation changed: the cost trigger's mappings and the rollup definitions go stale.
-    pg::cache::on_relation_change(usage::forget_table);
-    pg::cache::on_relation_change(budgets::forget);
+    // A relation changed: the price catalog, the cost trigger's mappings and the rollup
+    // definitions go stale.
+    pg::relcache::on_relation_change(features::catalog::relation_changed);
+    pg::relcache::on_relation_change(usage::forget_table);
+    pg::relcache::on_relation_change(budgets::forget);
     #[cfg(llm_cost_copy_shim)]
     features::copy::install_hooks();
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
@@ -66,7 +68,7 @@ CREATE TRIGGER providers_changed
     FOR EACH STATEMENT EXECUTE FUNCTION llm_cost.catalog_changed();
 "#,
     name = "catalog_invalidation",
-    requires = ["catalog_protect", pg::cache::catalog_changed]
+    requires = ["catalog_protect", features::catalog::catalog_changed]
 );
 extension_sql_file!(
     "../sql/import.sql",

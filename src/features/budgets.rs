@@ -184,7 +184,7 @@ fn defs() -> Rc<Defs> {
     if let Some(d) = DEFS.with(|d| d.borrow().clone()) {
         return d;
     }
-    crate::pg::cache::register_callback();
+    crate::pg::relcache::register_callback();
     let loaded = Rc::new(load());
     DEFS.with(|d| *d.borrow_mut() = Some(loaded.clone()));
     loaded

@@ -6,6 +6,7 @@
 //! owner), `retention`, `registry`, `security` and `pricing_sql` stand alone.
 
 pub mod budgets;
+pub mod catalog;
 #[cfg(llm_cost_copy_shim)]
 pub mod copy;
 pub mod maintenance;

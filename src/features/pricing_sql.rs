@@ -1,8 +1,9 @@
 //! SQL functions of the price catalog: a thin shell over `pricing.rs`, `catalog.rs` and `cache.rs`.
 
-use crate::core::pricing::{self, Cost, PriceRow, ServiceTier, Usage};
-use crate::pg::cache;
-use crate::pg::money::{cost_to_numeric_datum, price_call, NumericDatum, Priced};
+use llm_cost_core::pricing::{self, Cost, PriceRow, ServiceTier, Usage};
+use crate::features::catalog as cache;
+use crate::features::catalog::{price_call, Priced};
+use crate::pg::money::{cost_to_numeric_datum, NumericDatum};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use crate::pg::spi;
@@ -120,7 +121,7 @@ pub fn provider_of(model: &str) -> Option<String> {
     let loaded = cache::catalog();
     match loaded.resolve_index(model, None) {
         Some(i) => Some(loaded.catalog.model(i).provider.clone()),
-        None => crate::core::catalog::guess_provider(model).map(str::to_string),
+        None => llm_cost_core::catalog::guess_provider(model).map(str::to_string),
     }
 }
 
@@ -152,7 +153,7 @@ pub fn provider_id(provider: &str) -> Option<String> {
 /// JSON path of its first problem (22023).
 #[pg_extern(immutable, parallel_safe)]
 pub fn _price_document(doc: JsonB, format: &str, at_date: &str) -> JsonB {
-    use crate::core::import;
+    use llm_cost_core::import;
     let parsed = import::detect(&doc.0, format)
         .and_then(|f| import::parse(&doc.0, f, at_date).map(|d| (d, f)));
     match parsed {
@@ -303,7 +304,7 @@ fn explain(
             "model": model,
             "requested": requested,
             "resolved_model": null,
-            "provider": crate::core::catalog::guess_provider(model),
+            "provider": llm_cost_core::catalog::guess_provider(model),
             "usage": usage,
             "cost_usd": null,
             "reason": "unknown model: no catalog model id, match rule or alias covers this name (at the provider, or at any host the name allows)",
@@ -364,8 +365,8 @@ fn explain(
 pub fn read_usage(
     usage: &serde_json::Value,
     provider: Option<&str>,
-) -> crate::core::usage_json::Counts {
-    crate::core::usage_json::parse(usage, provider).unwrap_or_else(|e| {
+) -> llm_cost_core::usage_json::Counts {
+    llm_cost_core::usage_json::parse(usage, provider).unwrap_or_else(|e| {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -374,7 +375,7 @@ pub fn read_usage(
     })
 }
 
-fn usage_of(c: &crate::core::usage_json::Counts) -> Usage {
+fn usage_of(c: &llm_cost_core::usage_json::Counts) -> Usage {
     Usage {
         input: c.input,
         output: c.output,
@@ -386,7 +387,7 @@ fn usage_of(c: &crate::core::usage_json::Counts) -> Usage {
 
 fn counts_json(
     usage: &serde_json::Value,
-    c: &crate::core::usage_json::Counts,
+    c: &llm_cost_core::usage_json::Counts,
 ) -> serde_json::Value {
     serde_json::json!({
         "input_tokens": c.input,
@@ -399,7 +400,7 @@ fn counts_json(
         "audio_output_tokens": c.audio_output,
         "provided_cost_usd": c.provided_cost.map(|u| money_json(Cost(u))),
         "format": c.format.map(|f| f.name()),
-        "ignored_keys": crate::core::usage_json::ignored_keys(usage, c),
+        "ignored_keys": llm_cost_core::usage_json::ignored_keys(usage, c),
     })
 }
 
@@ -479,7 +480,7 @@ fn price_row_json(row: &PriceRow) -> serde_json::Value {
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
 mod tests {
-    use crate::core::pricing::Cost;
+    use llm_cost_core::pricing::Cost;
     use pgrx::prelude::*;
 
     /// The binary numeric the cost trigger writes is byte for byte what numeric_in builds from

@@ -794,7 +794,7 @@ unsafe fn estimate_is(
         pgrx::varlena::vardata_any(v) as *const u8,
         pgrx::varlena::varsize_any_exhdr(v),
     );
-    let u = crate::core::pricing::Usage {
+    let u = llm_cost_core::pricing::Usage {
         input: tokens[0],
         output: tokens[1],
         cache_read: tokens[2],
@@ -803,14 +803,14 @@ unsafe fn estimate_is(
     };
     // By model name alone: in a table without a cost_source column whose rows also name a
     // provider or service tier, an estimate at another host's price reads as provided here.
-    match crate::pg::money::price_call(
+    match crate::features::catalog::price_call(
         std::str::from_utf8(b).unwrap_or(""),
         None,
-        crate::core::pricing::ServiceTier::Standard,
+        llm_cost_core::pricing::ServiceTier::Standard,
         &u,
         ts,
     ) {
-        crate::pg::money::Priced::Cost(c) => {
+        crate::features::catalog::Priced::Cost(c) => {
             let typmod = defs.cost.map_or(-1, |a| a.typmod);
             crate::pg::money::numeric_units(crate::pg::money::cost_datum(c, typmod)) == units
         }
@@ -1216,7 +1216,7 @@ fn write(pending: Vec<(Vec<u8>, Acc)>) {
 
 /// The exact cost sum of a group as numeric.
 fn cost_of(acc: &Sum) -> pg_sys::Datum {
-    let cost = crate::pg::money::cost_datum(crate::core::pricing::Cost(acc.cost), -1);
+    let cost = crate::pg::money::cost_datum(llm_cost_core::pricing::Cost(acc.cost), -1);
     match acc.cost_extra {
         Some(extra) => unsafe {
             pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(cost), Some(extra)])

@@ -313,7 +313,7 @@ pub fn group_cost(
                         &[
                             Some(c),
                             Some(crate::pg::money::cost_datum(
-                                crate::core::pricing::Cost(0),
+                                llm_cost_core::pricing::Cost(0),
                                 -1,
                             )),
                         ],
@@ -333,7 +333,7 @@ pub fn group_cost(
             pg_sys::index_close(ix.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         }
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        total.unwrap_or_else(|| crate::pg::money::cost_datum(crate::core::pricing::Cost(0), -1))
+        total.unwrap_or_else(|| crate::pg::money::cost_datum(llm_cost_core::pricing::Cost(0), -1))
     }
 }
 

@@ -8,8 +8,8 @@
 //! `COPY FROM` into a plain tracked table is priced by the same `price` function without the row
 //! trigger, as COPY reads each row (`copy.rs`, through `price_values`).
 
-use crate::core::pricing::{Cost, ServiceTier, Usage};
-use crate::pg::money::{price_call, Priced};
+use llm_cost_core::pricing::{Cost, ServiceTier, Usage};
+use crate::features::catalog::{price_call, Priced};
 use pgrx::prelude::*;
 use crate::pg::spi;
 use pgrx::{AnyNumeric, GucContext, GucFlags, GucRegistry, GucSetting, IntoDatum, PgSqlErrorCode};
@@ -694,7 +694,7 @@ fn price(
     }
     let tier = row_tier(spec, new);
     // The model, resolved once for the price and the provider.
-    let loaded = crate::pg::cache::catalog();
+    let loaded = crate::features::catalog::catalog();
     let resolved = loaded.resolve_index(model, host);
 
     let cost_text = unsafe { new.numeric_text(spec.cost.attno) };
@@ -748,7 +748,7 @@ fn price(
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("llm_cost.strict is on and model \"{}\" has no price (table \"{relname}\")", crate::core::text::ellipsize(model, crate::core::text::SHOWN))
+                format!("llm_cost.strict is on and model \"{}\" has no price (table \"{relname}\")", llm_cost_core::text::ellipsize(model, llm_cost_core::text::SHOWN))
             );
         }
         let first = WARNED.with(|w| w.borrow_mut().insert(model.to_string()));
@@ -756,7 +756,7 @@ fn price(
             ereport!(
                 WARNING,
                 PgSqlErrorCode::ERRCODE_WARNING,
-                format!("llm_cost: no price for model \"{}\"; rows are stored unpriced (cost {}) and listed in llm_cost.unpriced_models", crate::core::text::ellipsize(model, crate::core::text::SHOWN), if spec.cost_not_null { "= column default" } else { "NULL" })
+                format!("llm_cost: no price for model \"{}\"; rows are stored unpriced (cost {}) and listed in llm_cost.unpriced_models", llm_cost_core::text::ellipsize(model, llm_cost_core::text::SHOWN), if spec.cost_not_null { "= column default" } else { "NULL" })
             );
         }
         let relid = root();
@@ -816,7 +816,7 @@ fn price(
         if stale_provider || cur.is_none_or(|s| s.trim().is_empty()) {
             let provider = match resolved {
                 Some(i) => Some(text_datum(&loaded.catalog.model(i).provider)),
-                None => crate::core::catalog::guess_provider(model).map(text_datum),
+                None => llm_cost_core::catalog::guess_provider(model).map(text_datum),
             };
             if let Some(p) = provider {
                 repl.push((pc.attno, Some(p)));
@@ -897,11 +897,11 @@ fn read_usage_column(
     c: &Col<UsageKind>,
     d: pg_sys::Datum,
     provider: Option<&str>,
-) -> crate::core::usage_json::Counts {
+) -> llm_cost_core::usage_json::Counts {
     let r = match c.kind {
         UsageKind::Jsonb => {
             let doc = unsafe { crate::pg::jsonb::JsonbDoc::from_datum(d) };
-            crate::core::usage_json::parse(&doc, provider)
+            llm_cost_core::usage_json::parse(&doc, provider)
         }
         UsageKind::Json => {
             let text = unsafe {
@@ -913,8 +913,8 @@ fn read_usage_column(
                 .unwrap_or("")
             };
             match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(v) => crate::core::usage_json::parse(&v, provider),
-                Err(e) => Err(crate::core::usage_json::UsageError {
+                Ok(v) => llm_cost_core::usage_json::parse(&v, provider),
+                Err(e) => Err(llm_cost_core::usage_json::UsageError {
                     path: "$".into(),
                     message: e.to_string(),
                 }),

@@ -2,7 +2,7 @@
 //! container (`getKeyJsonValueFromContainer`, a binary search) and numbers decoded from numeric's
 //! binary form. No text, no serde: this is the cost trigger's path for a usage column.
 
-use crate::core::usage_json::{Doc, Field};
+use llm_cost_core::usage_json::{Doc, Field};
 use pgrx::prelude::*;
 
 /// A detoasted jsonb (valid for the current call).
@@ -107,7 +107,7 @@ impl Doc for JsonbDoc {
             pg_sys::jbvType::jbvNull => Field::Null,
             pg_sys::jbvType::jbvNumeric => {
                 let n = unsafe { v.val.numeric };
-                match crate::core::numeric::decode_units(Self::numeric_body(n)) {
+                match llm_cost_core::numeric::decode_units(Self::numeric_body(n)) {
                     Some(u) if u >= 0 && u % UNIT == 0 && u / UNIT <= i64::MAX as i128 => {
                         Field::Count((u / UNIT) as i64)
                     }
@@ -126,7 +126,7 @@ impl Doc for JsonbDoc {
             pg_sys::jbvType::jbvNull => Ok(None),
             pg_sys::jbvType::jbvNumeric => {
                 let n = unsafe { v.val.numeric };
-                match crate::core::numeric::decode_units(Self::numeric_body(n)) {
+                match llm_cost_core::numeric::decode_units(Self::numeric_body(n)) {
                     Some(u) if u >= 0 => Ok(Some(u)),
                     _ => Err(Self::numeric_text(n)),
                 }

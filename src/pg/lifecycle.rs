@@ -98,7 +98,7 @@ pub fn with_snapshot<R>(f: impl FnOnce() -> R) -> R {
 /// leave something pending, before it does.
 pub fn ensure_registered() {
     if !REGISTERED.with(|c| c.get()) {
-        crate::pg::cache::register_callback();
+        crate::pg::relcache::register_callback();
         unsafe {
             pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
             pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());

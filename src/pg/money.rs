@@ -1,39 +1,9 @@
-//! Money between Rust and PostgreSQL (plumbing): exact costs as `numeric` Datums and back, and
-//! one call priced from the cached catalog. The arithmetic itself is `core::pricing`; the
+//! Money between Rust and PostgreSQL (plumbing): exact costs as `numeric` Datums and back. The arithmetic itself is `core::pricing`; the
 //! binary numeric form is `core::numeric`.
 
-use crate::core::pricing::{Cost, ServiceTier, Usage};
-use crate::pg::cache;
+use llm_cost_core::pricing::Cost;
 use pgrx::prelude::*;
 use pgrx::AnyNumeric;
-
-/// Outcome of pricing one call.
-pub enum Priced {
-    Cost(Cost),
-    /// The name resolves to nothing in the catalog.
-    UnknownModel,
-    /// The model is known but no price row is valid at the call's time.
-    NoPriceAt,
-}
-
-/// Prices one call from the cached catalog; no query unless the catalog changed. `provider`:
-/// the host the call went to, if known (a value the catalog does not know is ignored).
-pub fn price_call(
-    model: &str,
-    provider: Option<&str>,
-    tier: ServiceTier,
-    u: &Usage,
-    at: i64,
-) -> Priced {
-    let loaded = cache::catalog();
-    match loaded.resolve_index(model, provider) {
-        None => Priced::UnknownModel,
-        Some(i) => match loaded.catalog.price_row(i, at, u, tier) {
-            Some(row) => Priced::Cost(row.cost(u)),
-            None => Priced::NoPriceAt,
-        },
-    }
-}
 
 /// A cost as a numeric Datum (palloc'd in the current memory context). Without a typmod it is
 /// built directly in numeric's binary form (`numeric.rs`), exactly as `numeric_in` would build
@@ -41,7 +11,7 @@ pub fn price_call(
 /// the column's declared scale.
 pub fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
     if typmod < 0 {
-        let body = crate::core::numeric::encode_units(c.0);
+        let body = llm_cost_core::numeric::encode_units(c.0);
         unsafe {
             let len = pg_sys::VARHDRSZ + body.len();
             let p = pg_sys::palloc(len) as *mut u8;
@@ -72,12 +42,12 @@ pub fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
 /// # Safety
 /// `d` must be a numeric Datum.
 pub unsafe fn numeric_units(d: pg_sys::Datum) -> Option<i128> {
-    crate::core::numeric::decode_units(numeric_body(d))
+    llm_cost_core::numeric::decode_units(numeric_body(d))
 }
 
 /// Whether a numeric Datum is NaN, Infinity or -Infinity.
 pub unsafe fn numeric_special(d: pg_sys::Datum) -> bool {
-    crate::core::numeric::is_special(numeric_body(d))
+    llm_cost_core::numeric::is_special(numeric_body(d))
 }
 
 /// A numeric Datum's binary body (header and digits), valid for the current call.

@@ -1,17 +1,18 @@
-//! Per-backend cache of the price catalog (plumbing around `core::catalog`), and the relation
-//! cache callback that tells features a relation changed.
+//! The price catalog in a backend: loaded from `llm_cost.model_prices`, `model_aliases` and
+//! `providers` into `llm_cost_core::catalog`, kept per backend, and one call priced from it
+//! (`price_call`).
 //!
 //! The catalog is read once per backend with SPI and kept until `llm_cost.model_prices` or
 //! `llm_cost.model_aliases` change. A statement trigger on both tables calls
 //! `CacheInvalidateRelcacheByRelid`, a transactional invalidation: when the writing transaction
-//! commits, every backend processes it before its next statement and our relcache callback drops
-//! the cache. Inside the writing transaction the change is visible from its next command, and a
+//! commits, every backend processes it before its next statement and `relation_changed` (a
+//! listener of `pg::relcache`) drops the cache. Inside the writing transaction the change is visible from its next command, and a
 //! rollback invalidates again, so nobody keeps prices that never committed.
 
-use crate::core::catalog::{Alias, Catalog, ProviderDef, Resolved};
-use crate::core::pricing::{Price, PriceRow, ServiceTier, TS_INFINITY, TS_NEG_INFINITY};
+use llm_cost_core::catalog::{Alias, Catalog, ProviderDef, Resolved};
+use llm_cost_core::pricing::{Cost, Price, PriceRow, ServiceTier, Usage, TS_INFINITY, TS_NEG_INFINITY};
 use pgrx::prelude::*;
-use super::spi;
+use crate::pg::spi;
 use pgrx::spi::SpiResult;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -84,46 +85,46 @@ impl Loaded {
     }
 }
 
+/// Outcome of pricing one call.
+pub enum Priced {
+    Cost(Cost),
+    /// The name resolves to nothing in the catalog.
+    UnknownModel,
+    /// The model is known but no price row is valid at the call's time.
+    NoPriceAt,
+}
+
+/// Prices one call from the cached catalog; no query unless the catalog changed. `provider`:
+/// the host the call went to, if known (a value the catalog does not know is ignored).
+pub fn price_call(
+    model: &str,
+    provider: Option<&str>,
+    tier: ServiceTier,
+    u: &Usage,
+    at: i64,
+) -> Priced {
+    let loaded = catalog();
+    match loaded.resolve_index(model, provider) {
+        None => Priced::UnknownModel,
+        Some(i) => match loaded.catalog.price_row(i, at, u, tier) {
+            Some(row) => Priced::Cost(row.cost(u)),
+            None => Priced::NoPriceAt,
+        },
+    }
+}
+
 thread_local! {
     static CACHE: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
     static VALID: Cell<bool> = const { Cell::new(false) };
-    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
     static WATCHED: Cell<(pg_sys::Oid, pg_sys::Oid, pg_sys::Oid)> = const { Cell::new((pg_sys::InvalidOid, pg_sys::InvalidOid, pg_sys::InvalidOid)) };
 }
 
-/// Called on every relation cache invalidation (InvalidOid: all relations), set up by
-/// `_PG_init`: the features that keep per-relation state forget it (plumbing calls no feature).
-static RELATION_LISTENERS: std::sync::Mutex<Vec<fn(pg_sys::Oid)>> =
-    std::sync::Mutex::new(Vec::new());
-
-/// Adds a function called with the relation of every relation cache invalidation.
-pub fn on_relation_change(f: fn(pg_sys::Oid)) {
-    if let Ok(mut l) = RELATION_LISTENERS.lock() {
-        l.push(f);
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let listeners: Vec<fn(pg_sys::Oid)> = RELATION_LISTENERS
-        .lock()
-        .map(|l| l.clone())
-        .unwrap_or_default();
-    for f in listeners {
-        f(relid);
-    }
+/// A relation changed (`pg::relcache` listener, set up by `_PG_init`): a catalog table (or all
+/// relations) makes the cached catalog stale.
+pub fn relation_changed(relid: pg_sys::Oid) {
     let (a, b, c) = WATCHED.with(|w| w.get());
     if relid == pg_sys::InvalidOid || relid == a || relid == b || relid == c {
         VALID.with(|v| v.set(false));
-    }
-}
-
-pub fn register_callback() {
-    if !CALLBACK_REGISTERED.with(|c| c.get()) {
-        unsafe {
-            pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0))
-        };
-        CALLBACK_REGISTERED.with(|c| c.set(true));
     }
 }
 
@@ -145,7 +146,7 @@ pub fn catalog() -> Rc<Loaded> {
             return c;
         }
     }
-    register_callback();
+    crate::pg::relcache::register_callback();
     // Mark valid before reading: an invalidation that arrives while we read clears it again.
     VALID.with(|v| v.set(true));
     let loaded = match load() {

@@ -7,8 +7,8 @@
 //! pick the provider: LiteLLM-style routes (`bedrock/…`, `groq/…`, `openrouter/…`), OpenRouter's
 //! `vendor/model` ids, Bedrock's `region.vendor.model-v1:0` ids, or an explicit provider value.
 
-use crate::core::matching::{dashed_date, Rule};
-use crate::core::pricing::{select_row, PriceRow, ServiceTier, Usage};
+use crate::matching::{dashed_date, Rule};
+use crate::pricing::{select_row, PriceRow, ServiceTier, Usage};
 use std::collections::HashMap;
 
 /// One catalog model: a (provider, model) pair with all its price rows (tiers, service tiers,
@@ -704,7 +704,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::pricing::{Price, TS_INFINITY, TS_NEG_INFINITY};
+    use crate::pricing::{Price, TS_INFINITY, TS_NEG_INFINITY};
 
     fn row(id: i64, provider: &str, model: &str, input: &str, output: &str) -> PriceRow {
         PriceRow {

@@ -6,7 +6,7 @@
 //! problem. Entries that are well formed but cannot be priced per token (audio, images, variable
 //! router prices) are returned as skipped, with the reason.
 
-use crate::core::matching::Rule;
+use crate::matching::Rule;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use std::str::FromStr;
