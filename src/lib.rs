@@ -36,8 +36,10 @@ pub extern "C-unwind" fn _PG_init() {
     pg::relcache::on_relation_change(features::catalog::relation_changed);
     pg::relcache::on_relation_change(usage::forget_table);
     pg::relcache::on_relation_change(budgets::forget);
+    // The cost trigger hands each row it priced on INSERT to the COPY fast path.
+    usage::after_insert_priced(features::copy::fast_path);
     #[cfg(llm_cost_copy_shim)]
-    features::copy::install_hooks();
+    features::copy::batched::install_hooks();
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         retention::PRELOADED.store(true, std::sync::atomic::Ordering::Relaxed);
         retention::register_launcher();

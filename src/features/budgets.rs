@@ -21,7 +21,7 @@
 //! `llm_cost.budgets`, `budget_limits`, `rollups`, `row_security` or a budgeted stripes table
 //! changes.
 
-use crate::features::stripes::Layout;
+use crate::features::rollups::stripes::Layout;
 use pgrx::prelude::*;
 use crate::pg::spi;
 use pgrx::PgSqlErrorCode;
@@ -87,7 +87,7 @@ unsafe fn spent_of(
     snapshot: pg_sys::Snapshot,
 ) -> pg_sys::Datum {
     if !b.distributed {
-        return crate::features::stripes::group_cost(&b.layout, period, datums, snapshot);
+        return crate::features::rollups::stripes::group_cost(&b.layout, period, datums, snapshot);
     }
     let stripes = crate::pg::privilege::relname(b.layout.stripes);
     let conds: String = b

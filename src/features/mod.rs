@@ -7,7 +7,6 @@
 
 pub mod budgets;
 pub mod catalog;
-#[cfg(llm_cost_copy_shim)]
 pub mod copy;
 pub mod maintenance;
 pub mod pricing_sql;
@@ -15,5 +14,4 @@ pub mod registry;
 pub mod retention;
 pub mod rollups;
 pub mod security;
-pub mod stripes;
 pub mod usage;

@@ -412,6 +412,25 @@ enum Outcome {
     Unpriced,
 }
 
+/// What the cost trigger calls with each row it priced on INSERT, before returning it: the row's
+/// values and nulls as they will be stored, and the cost it computed as (cost attno, 10^-16 USD).
+/// Returns whether it took the row (the COPY fast path: `features::copy::fast_path`).
+pub type AfterInsertPriced = unsafe fn(
+    &pg_sys::TriggerData,
+    pg_sys::Oid,
+    &[pg_sys::Datum],
+    &[bool],
+    Option<(i32, i128)>,
+) -> bool;
+
+static AFTER_INSERT_PRICED: std::sync::OnceLock<AfterInsertPriced> = std::sync::OnceLock::new();
+
+/// Sets the function the cost trigger hands each row it priced on INSERT to (once, from
+/// `_PG_init`): the COPY feature registers itself, so that the trigger does not import it.
+pub fn after_insert_priced(f: AfterInsertPriced) {
+    let _ = AFTER_INSERT_PRICED.set(f);
+}
+
 #[pg_trigger]
 fn usage_cost_trigger<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
@@ -472,9 +491,11 @@ fn usage_cost_trigger<'a>(
     let changed = !repl.is_empty();
     apply(repl, &mut values, &mut nulls);
     if is_insert {
-        // COPY: the rollups take the row from here when that is safe (see copy_fast_path);
-        // otherwise the rollup row trigger will.
-        unsafe { crate::features::rollups::copy_fast_path(td, relid, &values, &nulls, units) };
+        // COPY: the rollups take the row from here when that is safe (`features::copy`,
+        // registered by lib.rs); otherwise the rollup row trigger will.
+        if let Some(hook) = AFTER_INSERT_PRICED.get() {
+            unsafe { hook(td, relid, &values, &nulls, units) };
+        }
     }
     let tuple = if !changed {
         new_tuple

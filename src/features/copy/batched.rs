@@ -615,7 +615,7 @@ pub fn copy_row() -> bool {
 unsafe fn copy_row_impl() -> bool {
     let top = pg_sys::error_context_stack;
     let in_copy = !top.is_null()
-        && (*top).callback.map(|f| f as usize) == crate::features::rollups::copy_error_callback();
+        && (*top).callback.map(|f| f as usize) == super::copy_error_callback();
     let cstate = if in_copy {
         (*top).arg
     } else {
@@ -689,7 +689,7 @@ unsafe fn copy_row_impl() -> bool {
         }
     });
     ROWS.with(|r| r.set(r.get() + 1));
-    crate::features::rollups::count_copy_priced();
+    super::count_copy_priced();
     true
 }
 

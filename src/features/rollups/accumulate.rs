@@ -1,0 +1,464 @@
+//! Pending sums: each row added to (or taken from) the sums of its periods and group, in backend
+//! memory, per subtransaction (`pg::pending::PerSub`), until `flush` writes them.
+
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use super::defs::{defs_for, Att, SourceDefs};
+
+thread_local! {
+    /// Pending sums per subtransaction that saw the rows, by entry key.
+    pub(super) static PENDING: RefCell<crate::pg::pending::PerSub<Sums>> = RefCell::new(Default::default());
+    /// add_row's key buffer.
+    static KEY: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(128));
+    /// Rows this backend added to rollups by the COPY paths and by the row trigger.
+    static PATHS: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Rows this backend added to rollups: (through the COPY paths, through the row trigger).
+pub fn paths() -> (i64, i64) {
+    PATHS.with(|p| p.get())
+}
+
+/// One more row added by the row trigger.
+pub(super) fn count_trigger_row() {
+    PATHS.with(|p| p.set((p.get().0, p.get().1 + 1)));
+}
+
+/// Sums of a set of rows.
+#[derive(Clone)]
+pub(super) struct Sum {
+    pub(super) requests: i64,
+    pub(super) tokens: [i64; 4],
+    /// Cost sum in 10^-16 USD while every cost fits that scale (always, for estimated costs).
+    pub(super) cost: i128,
+    /// Exact numeric sum (TopTransactionContext) of costs with more decimals than that, if any.
+    pub(super) cost_extra: Option<pg_sys::Datum>,
+    pub(super) unpriced: i64,
+    pub(super) errors: i64,
+    pub(super) latency_sum: i64,
+    pub(super) latency_max: Option<i64>,
+    pub(super) first: i64,
+    pub(super) last: i64,
+}
+
+/// Pending sums, for the running statement, of the rows of one source that share every rollup's
+/// period and every column any of its rollups groups by. Each rollup's (period, group) is a
+/// projection of it, made when the sums are written: a row costs one hash lookup however many
+/// rollups its source has.
+pub(super) struct Acc {
+    pub(super) defs: Rc<SourceDefs>,
+    /// Period start per rollup (as `defs.rollups`).
+    pub(super) periods: Vec<i64>,
+    /// Values of `defs.union`, copied into TopTransactionContext.
+    pub(super) group: Vec<Option<pg_sys::Datum>>,
+    pub(super) sum: Sum,
+}
+
+pub(super) type Sums = HashMap<Vec<u8>, Acc, rustc_hash::FxBuildHasher>;
+
+impl crate::pg::pending::Merge for Acc {
+    fn merge(&mut self, other: Acc) {
+        self.sum.merge(&other.sum);
+    }
+}
+
+/// Discards the pending sums of an aborted transaction.
+pub fn clear_pending() {
+    let _ = PENDING.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.clear();
+        }
+    });
+}
+
+/// A subtransaction aborted: its rows are gone, and so are their sums.
+pub fn abort_sub(sub: pg_sys::SubTransactionId) {
+    let _ = PENDING.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.take(sub);
+        }
+    });
+}
+
+/// A subtransaction committed: its pending sums now belong to its parent.
+pub fn commit_sub(sub: pg_sys::SubTransactionId, parent: pg_sys::SubTransactionId) {
+    let _ = PENDING.try_with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.commit(sub, parent);
+        }
+    });
+}
+
+/// A row's columns, deformed once (values and nulls arrays, all columns; reading them one by one
+/// with heap_getattr walks the tuple from its start for every column after the first
+/// variable-width or NULL one).
+pub(super) struct Borrowed<'a> {
+    pub(super) values: &'a [pg_sys::Datum],
+    pub(super) nulls: &'a [bool],
+}
+
+impl Borrowed<'_> {
+    fn get(&self, a: Option<Att>) -> Option<pg_sys::Datum> {
+        let i = (a?.attno - 1) as usize;
+        match self.nulls.get(i) {
+            Some(false) => Some(self.values[i]),
+            _ => None,
+        }
+    }
+}
+
+pub(super) fn int_of(d: pg_sys::Datum, a: Att) -> i64 {
+    match a.typid {
+        pg_sys::INT2OID => d.value() as i16 as i64,
+        pg_sys::INT4OID => d.value() as i32 as i64,
+        _ => d.value() as i64,
+    }
+}
+
+pub(super) fn time_of(d: pg_sys::Datum, a: Att, zone: Option<pg_sys::Datum>) -> i64 {
+    unsafe { crate::pg::row::event_time(d, a.typid, zone) }
+}
+
+
+/// A group value as a rollup keys it: text and unbounded varchar values bounded as
+/// `pg::row::bounded_text` says (the same rule as `llm_cost._rollup_select`).
+pub(super) unsafe fn group_value(row: &Borrowed, g: Att) -> Option<pg_sys::Datum> {
+    let d = row.get(Some(g))?;
+    // text, or varchar without a length (a varchar(n) value is short by declaration).
+    if g.len != -1 || !(g.typid == pg_sys::TEXTOID || (g.typid == pg_sys::VARCHAROID && g.typmod < 0)) {
+        return Some(d);
+    }
+    Some(crate::pg::row::bounded_text(d))
+}
+
+/// Appends a datum's identity to a group key: byte-equal values land in one group (values that
+/// are equal but spelled differently meet again in the upsert).
+pub(super) unsafe fn key_bytes(key: &mut Vec<u8>, d: Option<pg_sys::Datum>, a: Att) {
+    match d {
+        None => key.push(0),
+        Some(d) if a.byval => {
+            key.push(1);
+            key.extend_from_slice(&(d.value() as u64).to_le_bytes());
+        }
+        Some(d) if a.len > 0 => {
+            key.push(2);
+            key.extend_from_slice(std::slice::from_raw_parts(
+                d.cast_mut_ptr::<u8>(),
+                a.len as usize,
+            ));
+        }
+        Some(d) if a.len == -1 => {
+            let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+            let n = pgrx::varlena::varsize_any_exhdr(v);
+            key.push(3);
+            key.extend_from_slice(&(n as u32).to_le_bytes());
+            key.extend_from_slice(std::slice::from_raw_parts(
+                pgrx::varlena::vardata_any(v) as *const u8,
+                n,
+            ));
+        }
+        Some(d) => {
+            let c = std::ffi::CStr::from_ptr(d.cast_mut_ptr::<std::ffi::c_char>());
+            key.push(4);
+            key.extend_from_slice(c.to_bytes_with_nul());
+        }
+    }
+}
+
+/// datumCopy into the current memory context (varlena values detoasted first).
+pub(super) unsafe fn datum_copy(d: pg_sys::Datum, byval: bool, len: i16) -> pg_sys::Datum {
+    if byval {
+        return d;
+    }
+    let (ptr, size) = if len == -1 {
+        let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+        (v as *const u8, pgrx::varlena::varsize_any(v))
+    } else if len > 0 {
+        (d.cast_mut_ptr::<u8>() as *const u8, len as usize)
+    } else {
+        let c = std::ffi::CStr::from_ptr(d.cast_mut_ptr::<std::ffi::c_char>());
+        (c.as_ptr() as *const u8, c.to_bytes_with_nul().len())
+    };
+    let dst = pg_sys::palloc(size) as *mut u8;
+    std::ptr::copy_nonoverlapping(ptr, dst, size);
+    pg_sys::Datum::from(dst)
+}
+
+pub(super) unsafe fn copy_to_xact(d: pg_sys::Datum, a: Att) -> pg_sys::Datum {
+    pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| datum_copy(d, a.byval, a.len))
+}
+
+/// Adds a row (`sign` 1) or takes it away (-1). `units`: the row's cost in 10^-16 USD when the
+/// caller already knows it (the cost trigger, which has just computed it), else read from the row.
+pub(super) unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Option<i128>) {
+    let ts = row
+        .get(defs.time)
+        .map(|d| time_of(d, defs.time.unwrap(), defs.zone))
+        .unwrap_or_else(|| pg_sys::GetCurrentTransactionStartTimestamp());
+    let tokens = defs
+        .tokens
+        .map(|a| row.get(a).map(|d| int_of(d, a.unwrap())).unwrap_or(0));
+    let cost = row.get(defs.cost);
+    let cost_units = match cost {
+        None => None,
+        Some(c) => units.or_else(|| crate::pg::money::numeric_units(c)),
+    };
+    if cost_units.is_none() {
+        if let Some(c) = cost {
+            if crate::pg::money::numeric_special(c) {
+                ereport!(
+                    ERROR,
+                    pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    "llm_cost: a cost must be a finite number; NaN and Infinity cannot be added to a rollup"
+                );
+            }
+        }
+    }
+    let unpriced = match defs.cost_source {
+        Some(a) => row.get(Some(a)).is_some_and(|d| {
+            let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+            std::slice::from_raw_parts(
+                pgrx::varlena::vardata_any(v) as *const u8,
+                pgrx::varlena::varsize_any_exhdr(v),
+            ) == b"unpriced"
+        }),
+        // No cost_source column: the cost trigger stores NULL, or the column default (NOT NULL
+        // columns), for a row it cannot price. A cost equal to the default is unpriced unless it
+        // is exactly the row's estimate (a free call): the same answer before and after the
+        // model gets a price, so a reprice moves the row out of unpriced_requests.
+        None => match cost {
+            None => true,
+            Some(_) => {
+                defs.cost_default.is_some()
+                    && cost_units == defs.cost_default
+                    && !estimate_is(defs, row, ts, &tokens, cost_units)
+            }
+        },
+    };
+    let error = row.get(defs.error).is_some();
+    let latency = defs
+        .latency
+        .and_then(|a| row.get(Some(a)).map(|d| int_of(d, a)));
+
+    let sub = pg_sys::GetCurrentSubTransactionId();
+    KEY.with(|key| {
+        let mut key = key.borrow_mut();
+        key.clear();
+        key.extend_from_slice(&defs.generation.to_le_bytes());
+        for r in &defs.rollups {
+            key.extend_from_slice(&r.period_start(ts).to_le_bytes());
+        }
+        for g in &defs.union {
+            key_bytes(&mut key, group_value(row, *g), *g);
+        }
+        PENDING.with(|p| {
+            let mut p = p.borrow_mut();
+            let p = p.of(sub);
+            let mut fresh = None;
+            let acc = match p.get_mut(key.as_slice()) {
+                Some(acc) => acc,
+                None => fresh.insert(Acc {
+                    defs: defs.clone(),
+                    periods: defs.rollups.iter().map(|r| r.period_start(ts)).collect(),
+                    group: defs
+                        .union
+                        .iter()
+                        .map(|g| group_value(row, *g).map(|d| copy_to_xact(d, *g)))
+                        .collect(),
+                    sum: Sum::starting_at(ts),
+                }),
+            };
+            let s = &mut acc.sum;
+            add_i64(&mut s.requests, sign);
+            for k in 0..4 {
+                add_i64(&mut s.tokens[k], sign * tokens[k]);
+            }
+            if let Some(units) = cost_units {
+                s.cost = s
+                    .cost
+                    .checked_add(sign as i128 * units)
+                    .unwrap_or_else(|| out_of_range());
+            } else if let Some(c) = cost {
+                // More than 16 decimals: add exactly as numeric (rare: a provided cost).
+                let c = if sign < 0 {
+                    pgrx::direct_function_call_as_datum(pg_sys::numeric_uminus, &[Some(c)])
+                        .unwrap_or(c)
+                } else {
+                    c
+                };
+                s.add_extra(c);
+            }
+            if unpriced {
+                add_i64(&mut s.unpriced, sign);
+            }
+            if error {
+                add_i64(&mut s.errors, sign);
+            }
+            if let Some(l) = latency {
+                add_i64(&mut s.latency_sum, sign * l);
+                if sign > 0 {
+                    s.latency_max = Some(s.latency_max.map_or(l, |m| m.max(l)));
+                }
+            }
+            if sign > 0 {
+                s.first = s.first.min(ts);
+                s.last = s.last.max(ts);
+            }
+            if let Some(acc) = fresh {
+                p.insert(key.clone(), acc);
+            }
+        })
+    });
+}
+
+/// Whether the catalog's estimate for a row, rounded as its cost column stores it, is `units`.
+pub(super) unsafe fn estimate_is(
+    defs: &SourceDefs,
+    row: &Borrowed,
+    ts: i64,
+    tokens: &[i64; 4],
+    units: Option<i128>,
+) -> bool {
+    let Some(model) = row.get(defs.model) else {
+        return false;
+    };
+    let v = pg_sys::pg_detoast_datum_packed(model.cast_mut_ptr());
+    let b = std::slice::from_raw_parts(
+        pgrx::varlena::vardata_any(v) as *const u8,
+        pgrx::varlena::varsize_any_exhdr(v),
+    );
+    let u = llm_cost_core::pricing::Usage {
+        input: tokens[0],
+        output: tokens[1],
+        cache_read: tokens[2],
+        cache_write: tokens[3],
+        cache_write_1h: 0,
+    };
+    // By model name alone: in a table without a cost_source column whose rows also name a
+    // provider or service tier, an estimate at another host's price reads as provided here.
+    match crate::features::catalog::price_call(
+        std::str::from_utf8(b).unwrap_or(""),
+        None,
+        llm_cost_core::pricing::ServiceTier::Standard,
+        &u,
+        ts,
+    ) {
+        crate::features::catalog::Priced::Cost(c) => {
+            let typmod = defs.cost.map_or(-1, |a| a.typmod);
+            crate::pg::money::numeric_units(crate::pg::money::cost_datum(c, typmod)) == units
+        }
+        _ => false,
+    }
+}
+
+/// A sum the stripes table could not hold either (bigint): the statement fails, as the stripe
+/// write would (release builds do not check overflow: wrapping would store a wrong total).
+pub(super) fn out_of_range() -> ! {
+    ereport!(
+        ERROR,
+        pgrx::PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+        "llm_cost: a rollup sum is out of range for bigint"
+    );
+}
+
+pub(super) fn add_i64(a: &mut i64, b: i64) {
+    *a = a.checked_add(b).unwrap_or_else(|| out_of_range());
+}
+
+impl Sum {
+    fn starting_at(ts: i64) -> Sum {
+        Sum {
+            requests: 0,
+            tokens: [0; 4],
+            cost: 0,
+            cost_extra: None,
+            unpriced: 0,
+            errors: 0,
+            latency_sum: 0,
+            latency_max: None,
+            first: ts,
+            last: ts,
+        }
+    }
+
+    /// Nothing to add (an UPDATE that moved nothing).
+    pub(super) fn is_zero(&self) -> bool {
+        self.requests == 0
+            && self.cost == 0
+            && self.cost_extra.is_none()
+            && self.tokens == [0; 4]
+            && self.unpriced == 0
+            && self.errors == 0
+            && self.latency_sum == 0
+    }
+
+    /// Adds a numeric cost exactly (kept in TopTransactionContext).
+    fn add_extra(&mut self, c: pg_sys::Datum) {
+        self.cost_extra = Some(unsafe {
+            pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| match self.cost_extra {
+                None => datum_copy(c, false, -1),
+                Some(prev) => {
+                    pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(prev), Some(c)])
+                        .unwrap_or(prev)
+                }
+            })
+        });
+    }
+
+    /// Adds the sums of other rows.
+    pub(super) fn merge(&mut self, o: &Sum) {
+        add_i64(&mut self.requests, o.requests);
+        for k in 0..4 {
+            add_i64(&mut self.tokens[k], o.tokens[k]);
+        }
+        self.cost = self
+            .cost
+            .checked_add(o.cost)
+            .unwrap_or_else(|| out_of_range());
+        if let Some(extra) = o.cost_extra {
+            self.add_extra(extra);
+        }
+        add_i64(&mut self.unpriced, o.unpriced);
+        add_i64(&mut self.errors, o.errors);
+        add_i64(&mut self.latency_sum, o.latency_sum);
+        self.latency_max = match (self.latency_max, o.latency_max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+    }
+}
+
+/// The rollups of a source, as the COPY path (`copy.rs`) holds them for a statement.
+pub type Defs = Rc<SourceDefs>;
+
+/// The rollups a COPY into `rel` can feed from its rows as read (before generated columns are
+/// computed): None when it has none or one reads a generated column.
+pub fn copy_defs(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Defs> {
+    let defs = defs_for(relid, rel);
+    (!defs.is_empty() && !defs.reads_generated()).then_some(defs)
+}
+
+/// The rollups of a source (or of the partition `rel`), as cached in this backend.
+pub fn defs_of(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Defs {
+    super::defs::defs_for(relid, rel)
+}
+
+/// Adds a row COPY is about to store (both COPY paths): `units` is the cost the caller just
+/// computed, as (cost attno, 10^-16 USD), used when it is the column the rollups read.
+pub unsafe fn add_copied_row(
+    defs: &Defs,
+    values: &[pg_sys::Datum],
+    nulls: &[bool],
+    units: Option<(i32, i128)>,
+) {
+    let units = units
+        .filter(|(attno, _)| defs.cost.is_some_and(|a| a.attno == *attno))
+        .map(|(_, u)| u);
+    add_row(defs, &Borrowed { values, nulls }, 1, units);
+    PATHS.with(|p| p.set((p.get().0 + 1, p.get().1)));
+}
+

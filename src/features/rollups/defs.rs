@@ -1,0 +1,384 @@
+//! A source's rollups as the row path needs them: column positions in the source (or the
+//! partition a row landed in) and in each table of sums, read once per backend from
+//! `llm_cost._rollup_defs` (whose columns `sql/rollups.sql` lists) and kept until a relation
+//! they name changes.
+
+use pgrx::prelude::*;
+use pgrx::IntoDatum;
+use std::cell::RefCell;
+use std::rc::Rc;
+use crate::pg::spi;
+use super::stripes::Layout;
+
+thread_local! {
+    static DEFS: RefCell<rustc_hash::FxHashMap<pg_sys::Oid, Rc<SourceDefs>>> = RefCell::new(Default::default());
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct Att {
+    pub(super) attno: i32,
+    pub(super) typid: pg_sys::Oid,
+    pub(super) typmod: i32,
+    pub(super) len: i16,
+    pub(super) byval: bool,
+    /// A generated column (computed after BEFORE triggers run).
+    pub(super) generated: bool,
+}
+
+pub(super) struct RollupDef {
+    pub(super) grain: pg_sys::Datum, // text, TopMemoryContext
+    pub(super) zone: pg_sys::Datum,  // text, TopMemoryContext
+    pub(super) step_us: i64,         // more than one period, less than two
+    pub(super) groups: Vec<Att>,
+    /// Position of each of `groups` in `SourceDefs::union`.
+    pub(super) in_union: Vec<usize>,
+    /// Where the flush writes.
+    pub(super) layout: Layout,
+    /// Last period computed: [start, end).
+    pub(super) period: std::cell::Cell<(i64, i64)>,
+}
+
+/// The rollups of one source (`Defs` outside this module).
+pub struct SourceDefs {
+    /// The source (a partition has its own definitions, with its own column numbers).
+    pub(super) relid: pg_sys::Oid,
+    /// Distinct per load: sums made with other definitions never merge with these.
+    pub(super) generation: u32,
+    pub(super) rollups: Vec<RollupDef>,
+    /// Every column some rollup groups by, once.
+    pub(super) union: Vec<Att>,
+    pub(super) time: Option<Att>,
+    pub(super) cost: Option<Att>,
+    pub(super) model: Option<Att>,
+    pub(super) cost_source: Option<Att>,
+    pub(super) tokens: [Option<Att>; 4],
+    pub(super) error: Option<Att>,
+    pub(super) latency: Option<Att>,
+    /// Without a cost_source column: the cost column's default, which the cost trigger stores
+    /// for a row it could not price (NOT NULL cost columns).
+    pub(super) cost_default: Option<i128>,
+    /// Zone of a timestamp or date time column (text, TopMemoryContext); None: UTC.
+    pub(super) zone: Option<pg_sys::Datum>,
+}
+
+impl SourceDefs {
+    /// Whether the source has no rollups.
+    pub fn is_empty(&self) -> bool {
+        self.rollups.is_empty()
+    }
+
+    /// Whether a rollup reads a generated column (whose value a BEFORE trigger does not see).
+    pub fn reads_generated(&self) -> bool {
+        let fixed = [
+            self.time,
+            self.cost,
+            self.model,
+            self.cost_source,
+            self.error,
+            self.latency,
+        ];
+        fixed
+            .iter()
+            .chain(self.tokens.iter())
+            .flatten()
+            .any(|a| a.generated)
+            || self
+                .rollups
+                .iter()
+                .any(|r| r.groups.iter().any(|g| g.generated))
+    }
+}
+
+impl RollupDef {
+    pub(super) fn period_start(&self, ts: i64) -> i64 {
+        let (s, e) = self.period.get();
+        if ts >= s && ts < e {
+            return s;
+        }
+        let trunc = |t: i64| unsafe {
+            pgrx::direct_function_call_as_datum(
+                pg_sys::timestamptz_trunc_zone,
+                &[
+                    Some(self.grain),
+                    Some(pg_sys::Datum::from(t)),
+                    Some(self.zone),
+                ],
+            )
+            .map(|d| d.value() as i64)
+            .unwrap_or(t)
+        };
+        let start = trunc(ts);
+        let end = trunc(start.saturating_add(self.step_us));
+        if end > start {
+            self.period.set((start, end));
+        }
+        start
+    }
+}
+
+/// Drops cached rollup definitions (a source or a stripes table changed, or `llm_cost.rollups` did).
+pub fn forget(relid: pg_sys::Oid) {
+    let _ = DEFS.try_with(|d| {
+        if let Ok(mut d) = d.try_borrow_mut() {
+            if relid == pg_sys::InvalidOid {
+                d.clear();
+            } else {
+                d.remove(&relid);
+                d.retain(|_, defs| defs.rollups.iter().all(|r| r.layout.stripes != relid));
+            }
+        }
+    });
+}
+
+/// Forget every definition (llm_cost.rollups or tracked_tables changed).
+pub fn forget_all() {
+    forget(pg_sys::InvalidOid);
+}
+
+pub(super) fn att_of(tupdesc: pg_sys::TupleDesc, attno: Option<i16>) -> Option<Att> {
+    let attno = attno? as i32;
+    if attno <= 0 {
+        return None;
+    }
+    unsafe {
+        let td = &*tupdesc;
+        if attno > td.natts {
+            return None;
+        }
+        let a = &*td.attrs.as_ptr().add((attno - 1) as usize);
+        Some(Att {
+            attno,
+            typid: a.atttypid,
+            typmod: a.atttypmod,
+            len: a.attlen,
+            byval: a.attbyval,
+            generated: a.attgenerated != 0,
+        })
+    }
+}
+
+pub(super) fn persistent_text(s: &str) -> pg_sys::Datum {
+    unsafe { pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| s.into_datum().expect("text")) }
+}
+
+/// `llm_cost_rollup`, or its copy on a Citus shard (`llm_cost_rollup_<shard id>`).
+pub fn is_rollup_trigger(name: &[u8]) -> bool {
+    name == b"llm_cost_rollup"
+        || name
+            .strip_prefix(b"llm_cost_rollup_")
+            .is_some_and(|id| !id.is_empty() && id.iter().all(|c| c.is_ascii_digit()))
+}
+
+
+/// The argument of the relation's `llm_cost_rollup` trigger: None without that trigger,
+/// Some("") for the trigger of a plain table (definitions in the registry), Some(json) on a shard
+/// of a Citus distributed table (definitions by column name: see `_rollup_shard_args`).
+pub(super) unsafe fn rollup_trigger_arg(rel: pg_sys::Relation) -> Option<String> {
+    let desc = (*rel).trigdesc;
+    if desc.is_null() {
+        return None;
+    }
+    let all = std::slice::from_raw_parts((*desc).triggers, (*desc).numtriggers as usize);
+    let t = all
+        .iter()
+        .find(|t| is_rollup_trigger(std::ffi::CStr::from_ptr(t.tgname).to_bytes()))?;
+    if t.tgnargs < 1 || t.tgargs.is_null() {
+        return Some(String::new());
+    }
+    Some(
+        std::ffi::CStr::from_ptr(*t.tgargs)
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+pub(super) fn load_defs(
+    relid: pg_sys::Oid,
+    root: pg_sys::Oid,
+    tupdesc: pg_sys::TupleDesc,
+    shard_args: Option<&str>,
+) -> SourceDefs {
+    static GENERATION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut out = SourceDefs {
+        relid,
+        generation,
+        rollups: vec![],
+        union: vec![],
+        time: None,
+        cost: None,
+        model: None,
+        cost_source: None,
+        tokens: [None; 4],
+        error: None,
+        latency: None,
+        cost_default: None,
+        zone: None,
+    };
+    // Definitions are llm_cost's own bookkeeping: read as the extension's owner through a
+    // function PUBLIC may not execute.
+    let rows: Vec<_> = crate::pg::privilege::as_extension_owner(|| {
+        spi::connect(|c| {
+            let t = match shard_args {
+                Some(args) => c.select(
+                    "SELECT * FROM llm_cost._rollup_defs_shard($1, $2, $3::pg_catalog.jsonb)",
+                    None,
+                    &[relid.into(), root.into(), args.into()],
+                )?,
+                None => c.select(
+                    "SELECT * FROM llm_cost._rollup_defs($1, $2)",
+                    None,
+                    &[root.into(), relid.into()],
+                )?,
+            };
+            let mut v = Vec::new();
+            for r in t {
+                v.push((
+                    r.get::<i64>(1)?.unwrap_or(0),
+                    r.get::<String>(2)?.unwrap_or_default(),
+                    r.get::<String>(3)?.unwrap_or_default(),
+                    r.get::<Vec<i16>>(4)?.unwrap_or_default(),
+                    [5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map(|i| r.get::<i16>(i).ok().flatten()),
+                    r.get::<pg_sys::Oid>(15)?.unwrap_or(pg_sys::InvalidOid),
+                    r.get::<Vec<i16>>(16)?.unwrap_or_default(),
+                    r.get::<Vec<i16>>(17)?.unwrap_or_default(),
+                ));
+            }
+            Ok::<_, pgrx::spi::Error>(v)
+        })
+    })
+    .unwrap_or_else(|e| error!("llm_cost: could not read rollup definitions: {e}"));
+    if !rows.is_empty() {
+        let (default, zone) = match shard_args {
+            Some(args) => spi::get_two_with_args::<String, String>(
+                "SELECT $1::pg_catalog.jsonb ->> 'cost_default', $1::pg_catalog.jsonb ->> 'zone'",
+                &[args.into()],
+            ),
+            None => spi::get_two_with_args::<String, String>(
+                // (a 0.1.0 schema, before ALTER EXTENSION UPDATE, has no time_zone column: UTC)
+                "SELECT t.cost_default::pg_catalog.text, pg_catalog.to_jsonb(t) ->> 'time_zone' FROM llm_cost.tracked_tables t WHERE t.log_table = $1",
+                &[root.into()],
+            ),
+        }
+        .unwrap_or((None, None));
+        out.zone = zone
+            .filter(|z| !z.eq_ignore_ascii_case("UTC"))
+            .map(|z| persistent_text(&z));
+        out.cost_default = default
+            .and_then(|t| <rust_decimal::Decimal as std::str::FromStr>::from_str(t.trim()).ok())
+            .and_then(|d| {
+                let d = d.normalize();
+                (d.scale() <= 16).then(|| d.mantissa() * 10i128.pow(16 - d.scale()))
+            });
+    }
+    for (id, grain, zone, groups, atts, stripes, stripes_groups, stripes_fixed) in rows {
+        out.time = att_of(tupdesc, atts[0]);
+        out.cost = att_of(tupdesc, atts[1]);
+        out.model = att_of(tupdesc, atts[2]);
+        out.cost_source = att_of(tupdesc, atts[3]);
+        out.tokens = [
+            att_of(tupdesc, atts[4]),
+            att_of(tupdesc, atts[5]),
+            att_of(tupdesc, atts[6]),
+            att_of(tupdesc, atts[7]),
+        ];
+        out.error = att_of(tupdesc, atts[8]);
+        out.latency = att_of(tupdesc, atts[9]);
+        let groups: Vec<Att> = groups
+            .iter()
+            .filter_map(|a| att_of(tupdesc, Some(*a)))
+            .collect();
+        let in_union = groups
+            .iter()
+            .map(
+                |g| match out.union.iter().position(|u| u.attno == g.attno) {
+                    Some(i) => i,
+                    None => {
+                        out.union.push(*g);
+                        out.union.len() - 1
+                    }
+                },
+            )
+            .collect();
+        let fixed: [i16; 14] = stripes_fixed.try_into().unwrap_or_else(|_| {
+            error!("llm_cost: the stripes table of rollup {id} is missing columns; recreate the rollup")
+        });
+        if stripes_groups.len() != groups.len() {
+            error!("llm_cost: the group columns of rollup {id} no longer match its source and stripes table; recreate the rollup");
+        }
+        let step_us: i64 = match grain.as_str() {
+            "hour" => 3_600_000_000 + 60_000_000,
+            "day" => 26 * 3_600_000_000,
+            "week" => 7 * 86_400_000_000 + 2 * 3_600_000_000,
+            _ => 32 * 86_400_000_000,
+        };
+        out.rollups.push(RollupDef {
+            grain: persistent_text(&grain),
+            zone: persistent_text(&zone),
+            step_us,
+            groups,
+            in_union,
+            layout: Layout {
+                stripes,
+                groups: stripes_groups,
+                fixed,
+                probe_keys: Default::default(),
+            },
+            period: std::cell::Cell::new((i64::MAX, i64::MIN)),
+        });
+    }
+    out
+}
+
+pub(super) fn defs_for(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Rc<SourceDefs> {
+    if let Some(d) = DEFS.with(|d| d.borrow().get(&relid).cloned()) {
+        return d;
+    }
+    let root = crate::pg::row::root_of(relid, rel);
+    let arg = unsafe { rollup_trigger_arg(rel) };
+    let shard_args = arg.as_deref().filter(|a| !a.is_empty());
+    let d = Rc::new(load_defs(relid, root, unsafe { (*rel).rd_att }, shard_args));
+    if d.rollups.is_empty() && arg.as_deref() == Some("") {
+        refuse_unfed_shard(root);
+    }
+    DEFS.with(|m| m.borrow_mut().insert(relid, d.clone()));
+    d
+}
+
+/// A rollup trigger without definitions on a shard of a Citus distributed table: its rollups
+/// were made before the table was distributed, and their sums stayed behind on the
+/// coordinator. The statement fails rather than leave the rollups short of its rows.
+pub(super) fn refuse_unfed_shard(root: pg_sys::Oid) {
+    let logical = crate::pg::privilege::as_extension_owner(|| {
+        spi::get_one_with_args::<String>(
+            "SELECT logical::pg_catalog.text FROM llm_cost._citus_shard_logical($1)",
+            &[root.into()],
+        )
+    })
+    .ok()
+    .flatten();
+    if let Some(table) = logical {
+        pgrx::pg_sys::panic::ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("llm_cost: the rollups of {table} were created before Citus distributed it: their sums cannot follow its shards"),
+            "llm_cost.rollup_row_trigger",
+        )
+        .set_hint(format!("Call SELECT llm_cost.distribute_rollups('{table}') on the coordinator: their sums then move into shards next to the table's."))
+        .report(PgLogLevel::ERROR);
+        unreachable!();
+    }
+}
+
+
+#[cfg(test)]
+mod name_tests {
+    #[test]
+    fn rollup_trigger_names_on_tables_and_citus_shards() {
+        assert!(super::is_rollup_trigger(b"llm_cost_rollup"));
+        assert!(super::is_rollup_trigger(b"llm_cost_rollup_102008"));
+        assert!(!super::is_rollup_trigger(b"llm_cost_rollup_"));
+        assert!(!super::is_rollup_trigger(b"llm_cost_rollup_x1"));
+        assert!(!super::is_rollup_trigger(b"llm_cost_rollups"));
+        assert!(!super::is_rollup_trigger(b"llm_cost_price_102008"));
+    }
+}
