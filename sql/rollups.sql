@@ -57,20 +57,21 @@ BEGIN
     tok_out := t.output_tokens_column;
     tok_cr := t.cache_read_tokens_column;
     tok_cw := t.cache_write_tokens_column;
-    -- Without a cost_source column, the cost trigger stores NULL or the cost column's default for
-    -- a row it cannot price: a cost equal to the default is unpriced unless it is exactly the
-    -- row's estimate (src/features/rollups.rs add_row says the same).
-    unpriced_expr := CASE WHEN t.cost_source_column IS NOT NULL
-                          THEN format('t.%I = ''unpriced''', t.cost_source_column)
-                          WHEN t.cost_default IS NULL
-                          THEN format('t.%I IS NULL', t.cost_column)
-                          ELSE format('(t.%1$I IS NULL OR (t.%1$I = %2$s AND llm_cost.estimate_cost(t.%3$I, coalesce(t.%4$I, 0), coalesce(t.%5$I, 0), %6$s, %7$s, coalesce(%8$s, now()))::%9$s IS DISTINCT FROM t.%1$I))',
-                                      t.cost_column, t.cost_default, t.model_column, t.input_tokens_column, t.output_tokens_column,
-                                      CASE WHEN t.cache_read_tokens_column IS NULL THEN '0' ELSE format('coalesce(t.%I, 0)', t.cache_read_tokens_column) END,
-                                      CASE WHEN t.cache_write_tokens_column IS NULL THEN '0' ELSE format('coalesce(t.%I, 0)', t.cache_write_tokens_column) END,
-                                      llm_cost._event_time_sql(p_source, 't'),
-                                      (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
-                                        WHERE a.attrelid = p_source AND a.attname = t.cost_column AND NOT a.attisdropped)) END;
+    -- Which rows count as unpriced: llm_cost._is_unpriced, the rule the row path applies
+    -- (crates/llm_cost_core/src/ledger.rs), given the row's estimate as its cost column stores it.
+    unpriced_expr := format('llm_cost._is_unpriced(%s, %s, t.%I, %s, %s)',
+                            CASE WHEN t.cost_source_column IS NULL THEN 'false' ELSE 'true' END,
+                            CASE WHEN t.cost_source_column IS NULL THEN 'NULL' ELSE format('t.%I', t.cost_source_column) END,
+                            t.cost_column,
+                            CASE WHEN t.cost_default IS NULL THEN 'NULL' ELSE format('%s::pg_catalog.numeric', t.cost_default) END,
+                            CASE WHEN t.cost_source_column IS NOT NULL OR t.cost_default IS NULL THEN 'NULL'
+                                 ELSE format('llm_cost.estimate_cost(t.%I, coalesce(t.%I, 0), coalesce(t.%I, 0), %s, %s, coalesce(%s, now()))::%s',
+                                             t.model_column, t.input_tokens_column, t.output_tokens_column,
+                                             CASE WHEN t.cache_read_tokens_column IS NULL THEN '0' ELSE format('coalesce(t.%I, 0)', t.cache_read_tokens_column) END,
+                                             CASE WHEN t.cache_write_tokens_column IS NULL THEN '0' ELSE format('coalesce(t.%I, 0)', t.cache_write_tokens_column) END,
+                                             llm_cost._event_time_sql(p_source, 't'),
+                                             (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+                                               WHERE a.attrelid = p_source AND a.attname = t.cost_column AND NOT a.attisdropped)) END);
     SELECT attname INTO error_col FROM pg_catalog.pg_attribute
      WHERE attrelid = p_source AND attname IN ('error', 'error_message') AND NOT attisdropped ORDER BY attname LIMIT 1;
     SELECT attname INTO latency_col FROM pg_catalog.pg_attribute
@@ -158,20 +159,18 @@ BEGIN
     FOR i IN 1 .. coalesce(array_length(cols, 1), 0) LOOP
         keys := keys || format(', %I', cols[i]);
     END LOOP;
-    RETURN format(
-        'INSERT INTO %s AS s (period_start, %s stripe, requests, input_tokens, output_tokens, cache_read_tokens, '
-        'cache_write_tokens, cost_usd, unpriced_requests, error_requests, latency_ms_sum, latency_ms_max, first_seen, last_seen) '
-        '%s ON CONFLICT (%s, stripe) DO UPDATE SET requests = s.requests + excluded.requests, '
-        'input_tokens = s.input_tokens + excluded.input_tokens, output_tokens = s.output_tokens + excluded.output_tokens, '
-        'cache_read_tokens = s.cache_read_tokens + excluded.cache_read_tokens, '
-        'cache_write_tokens = s.cache_write_tokens + excluded.cache_write_tokens, cost_usd = s.cost_usd + excluded.cost_usd, '
-        'unpriced_requests = s.unpriced_requests + excluded.unpriced_requests, '
-        'error_requests = s.error_requests + excluded.error_requests, latency_ms_sum = s.latency_ms_sum + excluded.latency_ms_sum, '
-        'latency_ms_max = greatest(s.latency_ms_max, excluded.latency_ms_max), '
-        'first_seen = least(s.first_seen, excluded.first_seen), last_seen = greatest(s.last_seen, excluded.last_seen)',
-        r.stripes,
-        (SELECT coalesce(string_agg(format('%I, ', g), ''), '') FROM unnest(cols) g),
-        p_select, keys);
+    -- Columns and merge rules from llm_cost._stripes_layout(); the group columns follow period_start.
+    RETURN (SELECT format('INSERT INTO %s AS s (%I, %s%s) %s ON CONFLICT (%s, stripe) DO UPDATE SET %s',
+                          r.stripes, pg_catalog.min(l.name) FILTER (WHERE l.ord = 1),
+                          (SELECT coalesce(pg_catalog.string_agg(format('%I, ', g), ''), '') FROM unnest(cols) g),
+                          pg_catalog.string_agg(format('%I', l.name), ', ' ORDER BY l.ord) FILTER (WHERE l.ord > 1),
+                          p_select, keys,
+                          pg_catalog.string_agg(CASE l.merge
+                                                    WHEN 'sum' THEN format('%1$I = s.%1$I + excluded.%1$I', l.name)
+                                                    WHEN 'max' THEN format('%1$I = greatest(s.%1$I, excluded.%1$I)', l.name)
+                                                    WHEN 'min' THEN format('%1$I = least(s.%1$I, excluded.%1$I)', l.name) END,
+                                                ', ' ORDER BY l.ord) FILTER (WHERE l.merge <> 'key'))
+              FROM llm_cost._stripes_layout() l);
 END $$;
 
 -- (Re)installs the rollup trigger of a source table: an AFTER INSERT OR UPDATE row trigger (Rust)
@@ -316,21 +315,18 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                   ORDER BY n.ord)
 $$;
 
--- The columns of a table of sums the flush writes besides the group columns, in the order
--- src/features/stripes.rs reads their attribute numbers.
+-- The columns of a table of sums besides the group columns, in the order of
+-- llm_cost._stripes_layout() (src/features/rollups/stripes.rs COLUMNS: the one list of them).
 CREATE FUNCTION llm_cost._stripes_columns() RETURNS text[]
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT ARRAY['period_start', 'stripe', 'requests', 'input_tokens', 'output_tokens', 'cache_read_tokens',
-                 'cache_write_tokens', 'cost_usd', 'unpriced_requests', 'error_requests', 'latency_ms_sum',
-                 'latency_ms_max', 'first_seen', 'last_seen']
+    SELECT pg_catalog.array_agg(l.name ORDER BY l.ord) FROM llm_cost._stripes_layout() l
 $$;
 
 -- Everything the Rust row trigger and flush need about the rollups of one source, one row per
 -- rollup. Attribute numbers are those of p_rel (the source itself, or the partition the row
 -- landed in), except stripes_*: those are of the rollup's stripes table, which the flush writes
--- directly (see src/features/stripes.rs). stripes_attnums lists period_start, stripe, requests,
--- input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd,
--- unpriced_requests, error_requests, latency_ms_sum, latency_ms_max, first_seen, last_seen.
+-- directly (see src/features/rollups/stripes.rs). stripes_attnums lists the columns of
+-- llm_cost._stripes_columns(), in that order. The Rust side reads these columns by name.
 CREATE FUNCTION llm_cost._rollup_defs(p_source regclass, p_rel regclass)
 RETURNS TABLE (id bigint, grain text, time_zone text, group_attnums int2[],
                time_att int2, cost_att int2, model_att int2, source_att int2,
@@ -509,12 +505,13 @@ BEGIN
     -- No writer may slip in between the backfill and the triggers.
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
 
-    EXECUTE format('CREATE TABLE %s (period_start timestamptz NOT NULL, %s'
-                   'stripe int NOT NULL, requests bigint NOT NULL, input_tokens bigint NOT NULL, output_tokens bigint NOT NULL, '
-                   'cache_read_tokens bigint NOT NULL, cache_write_tokens bigint NOT NULL, cost_usd numeric NOT NULL, '
-                   'unpriced_requests bigint NOT NULL, error_requests bigint NOT NULL, latency_ms_sum bigint NOT NULL, '
-                   'latency_ms_max bigint, first_seen timestamptz, last_seen timestamptz, '
-                   'UNIQUE NULLS NOT DISTINCT (%s, stripe)) WITH (fillfactor = 10)', stripes_ident, cols, keys);
+    -- The columns of llm_cost._stripes_layout(), the group columns after period_start.
+    EXECUTE (SELECT format('CREATE TABLE %s (%s, %s%s, UNIQUE NULLS NOT DISTINCT (%s, stripe)) WITH (fillfactor = 10)',
+                           stripes_ident,
+                           pg_catalog.min(l.def) FILTER (WHERE l.ord = 1), cols,
+                           pg_catalog.string_agg(l.def, ', ' ORDER BY l.ord) FILTER (WHERE l.ord > 1), keys)
+               FROM (SELECT x.ord, format('%I %s%s', x.name, x.sql_type, CASE WHEN x.not_null THEN ' NOT NULL' ELSE '' END) AS def
+                       FROM llm_cost._stripes_layout() x) l);
     -- No key of NOT NULL columns exists (group columns may be NULL): logical replication
     -- identifies a row by all its columns. It only costs anything with wal_level = logical.
     EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', stripes_ident);

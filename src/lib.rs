@@ -108,7 +108,13 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/rollups.sql",
     name = "rollups",
-    requires = ["usage", rollups::stripe, rollups::rollup_row_trigger]
+    requires = [
+        "usage",
+        rollups::stripe,
+        rollups::rollup_row_trigger,
+        rollups::stripes::stripes_layout,
+        rollups::is_unpriced
+    ]
 );
 extension_sql_file!(
     "../sql/reports.sql",

@@ -8,6 +8,7 @@
 //! `COPY FROM` into a plain tracked table is priced by the same `price` function without the row
 //! trigger, as COPY reads each row (`copy.rs`, through `price_values`).
 
+use llm_cost_core::ledger::{classify, Stored};
 use llm_cost_core::pricing::{Cost, ServiceTier, Usage};
 use crate::features::catalog::{price_call, Priced};
 use pgrx::prelude::*;
@@ -403,6 +404,16 @@ fn same_numeric(a: &str, b: &str) -> bool {
     }
 }
 
+/// A numeric's text compared as a number (`1.50` = `1.5`), as SQL's `=` compares numerics.
+#[derive(Clone, Copy)]
+struct Num<'a>(&'a str);
+
+impl PartialEq for Num<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        same_numeric(self.0, o.0)
+    }
+}
+
 /// What a row's cost is, before it is written.
 enum Outcome {
     Keep,           // a provided cost, kept as is
@@ -574,11 +585,12 @@ fn provided_cost(
                 !(new_source == Some("estimated")
                     && matches!(price_call(model, host, tier, u, at), Priced::Cost(c) if same_numeric(&round_to_typmod_text(c, spec.cost.kind), t)))
             }
-            // Elsewhere: a non-NULL value other than the column default.
-            None => !spec
-                .cost_default
-                .as_deref()
-                .is_some_and(|d| same_numeric(d, t)),
+            // Elsewhere: a non-NULL value other than the column default (the ledger's rule, the
+            // estimate not consulted: an application that sends exactly our estimate keeps it).
+            None => {
+                classify(Some(&Num(t)), spec.cost_default.as_deref().map(Num).as_ref(), || None)
+                    == Stored::Provided
+            }
         },
         Some(o) => {
             let old_cost = unsafe { o.numeric_text(spec.cost.attno) };
@@ -590,34 +602,37 @@ fn provided_cost(
                 (unsafe { o.text(sc.attno) }) == Some("provided")
             } else {
                 // No cost_source column: the old cost was provided if it is neither the default
-                // nor what we would have estimated for the old row.
-                let is_default = spec
-                    .cost_default
-                    .as_deref()
-                    .is_some_and(|d| same_numeric(d, t));
-                let old_model = unsafe { o.text(spec.model.attno) }.unwrap_or("");
-                let old_u = Usage {
-                    input: tokens(o, Some(&spec.input)),
-                    output: tokens(o, Some(&spec.output)),
-                    cache_read: tokens(o, spec.cache_read.as_ref()),
-                    cache_write: tokens(o, spec.cache_write.as_ref()),
-                    cache_write_1h: tokens(o, spec.cache_write_1h.as_ref()),
+                // nor what we would have estimated for the old row (the ledger's rule).
+                let estimate = || {
+                    let old_model = unsafe { o.text(spec.model.attno) }.unwrap_or("");
+                    let old_u = Usage {
+                        input: tokens(o, Some(&spec.input)),
+                        output: tokens(o, Some(&spec.output)),
+                        cache_read: tokens(o, spec.cache_read.as_ref()),
+                        cache_write: tokens(o, spec.cache_write.as_ref()),
+                        cache_write_1h: tokens(o, spec.cache_write_1h.as_ref()),
+                    };
+                    let old_at = spec
+                        .time
+                        .as_ref()
+                        .and_then(|c| unsafe { o.time(c, spec.zone) })
+                        .unwrap_or(at);
+                    let old_host = spec
+                        .provider
+                        .as_ref()
+                        .and_then(|c| unsafe { o.text(c.attno) });
+                    let old_tier = row_tier(spec, o);
+                    match price_call(old_model, old_host, old_tier, &old_u, old_at) {
+                        Priced::Cost(c) => Some(round_to_typmod_text(c, spec.cost.kind)),
+                        _ => None,
+                    }
                 };
-                let old_at = spec
-                    .time
-                    .as_ref()
-                    .and_then(|c| unsafe { o.time(c, spec.zone) })
-                    .unwrap_or(at);
-                let old_host = spec
-                    .provider
-                    .as_ref()
-                    .and_then(|c| unsafe { o.text(c.attno) });
-                let old_tier = row_tier(spec, o);
-                let was_estimate = match price_call(old_model, old_host, old_tier, &old_u, old_at) {
-                    Priced::Cost(c) => same_numeric(&round_to_typmod_text(c, spec.cost.kind), t),
-                    _ => false,
-                };
-                !(is_default || was_estimate)
+                let estimate = estimate();
+                classify(
+                    Some(&Num(t)),
+                    spec.cost_default.as_deref().map(Num).as_ref(),
+                    || estimate.as_deref().map(Num),
+                ) == Stored::Provided
             }
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod import;
+pub mod ledger;
 pub mod matching;
 pub mod numeric;
 pub mod pricing;

@@ -216,27 +216,24 @@ pub(super) unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, u
             }
         }
     }
-    let unpriced = match defs.cost_source {
-        Some(a) => row.get(Some(a)).is_some_and(|d| {
+    // The one rule (`llm_cost_core::ledger`): the cost_source column says it; without one, the
+    // cost does (NULL, or the column default unless it is exactly the row's estimate).
+    let source = defs.cost_source.map(|a| {
+        row.get(Some(a)).map(|d| {
             let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
             std::slice::from_raw_parts(
                 pgrx::varlena::vardata_any(v) as *const u8,
                 pgrx::varlena::varsize_any_exhdr(v),
-            ) == b"unpriced"
-        }),
-        // No cost_source column: the cost trigger stores NULL, or the column default (NOT NULL
-        // columns), for a row it cannot price. A cost equal to the default is unpriced unless it
-        // is exactly the row's estimate (a free call): the same answer before and after the
-        // model gets a price, so a reprice moves the row out of unpriced_requests.
-        None => match cost {
-            None => true,
-            Some(_) => {
-                defs.cost_default.is_some()
-                    && cost_units == defs.cost_default
-                    && !estimate_is(defs, row, ts, &tokens, cost_units)
-            }
-        },
-    };
+            )
+        })
+    });
+    let source_text = source.map(|v| v.map(|b| std::str::from_utf8(b).unwrap_or("")));
+    let unpriced = llm_cost_core::ledger::is_unpriced(
+        source_text,
+        cost.map(|_| cost_units).as_ref(),
+        defs.cost_default.map(Some).as_ref(),
+        || Some(estimate_units(defs, row, ts, &tokens)),
+    );
     let error = row.get(defs.error).is_some();
     let latency = defs
         .latency
@@ -313,17 +310,15 @@ pub(super) unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, u
     });
 }
 
-/// Whether the catalog's estimate for a row, rounded as its cost column stores it, is `units`.
-pub(super) unsafe fn estimate_is(
+/// The catalog's estimate for a row, as its cost column stores it (rounded to its typmod), in
+/// 10^-16 USD: None when the model has no price or the value has more decimals.
+pub(super) unsafe fn estimate_units(
     defs: &SourceDefs,
     row: &Borrowed,
     ts: i64,
     tokens: &[i64; 4],
-    units: Option<i128>,
-) -> bool {
-    let Some(model) = row.get(defs.model) else {
-        return false;
-    };
+) -> Option<i128> {
+    let model = row.get(defs.model)?;
     let v = pg_sys::pg_detoast_datum_packed(model.cast_mut_ptr());
     let b = std::slice::from_raw_parts(
         pgrx::varlena::vardata_any(v) as *const u8,
@@ -347,9 +342,9 @@ pub(super) unsafe fn estimate_is(
     ) {
         crate::features::catalog::Priced::Cost(c) => {
             let typmod = defs.cost.map_or(-1, |a| a.typmod);
-            crate::pg::money::numeric_units(crate::pg::money::cost_datum(c, typmod)) == units
+            crate::pg::money::numeric_units(crate::pg::money::cost_datum(c, typmod))
         }
-        _ => false,
+        _ => None,
     }
 }
 

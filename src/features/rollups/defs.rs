@@ -192,6 +192,13 @@ pub(super) unsafe fn rollup_trigger_arg(rel: pg_sys::Relation) -> Option<String>
     )
 }
 
+/// The source's columns a rollup reads, as `_rollup_defs` names their attribute numbers: time,
+/// cost, model, cost_source, the four token counts, error, latency.
+const SOURCE_COLUMNS: [&str; 10] = [
+    "time_att", "cost_att", "model_att", "source_att", "in_att", "out_att", "cr_att", "cw_att", "error_att",
+    "latency_att",
+];
+
 pub(super) fn load_defs(
     relid: pg_sys::Oid,
     root: pg_sys::Oid,
@@ -233,15 +240,16 @@ pub(super) fn load_defs(
             };
             let mut v = Vec::new();
             for r in t {
+                // By name: the columns `_rollup_defs` and `_rollup_defs_shard` return.
                 v.push((
-                    r.get::<i64>(1)?.unwrap_or(0),
-                    r.get::<String>(2)?.unwrap_or_default(),
-                    r.get::<String>(3)?.unwrap_or_default(),
-                    r.get::<Vec<i16>>(4)?.unwrap_or_default(),
-                    [5, 6, 7, 8, 9, 10, 11, 12, 13, 14].map(|i| r.get::<i16>(i).ok().flatten()),
-                    r.get::<pg_sys::Oid>(15)?.unwrap_or(pg_sys::InvalidOid),
-                    r.get::<Vec<i16>>(16)?.unwrap_or_default(),
-                    r.get::<Vec<i16>>(17)?.unwrap_or_default(),
+                    r.get_by_name::<i64, _>("id")?.unwrap_or(0),
+                    r.get_by_name::<String, _>("grain")?.unwrap_or_default(),
+                    r.get_by_name::<String, _>("time_zone")?.unwrap_or_default(),
+                    r.get_by_name::<Vec<i16>, _>("group_attnums")?.unwrap_or_default(),
+                    SOURCE_COLUMNS.map(|c| r.get_by_name::<i16, _>(c).ok().flatten()),
+                    r.get_by_name::<pg_sys::Oid, _>("stripes")?.unwrap_or(pg_sys::InvalidOid),
+                    r.get_by_name::<Vec<i16>, _>("stripes_group_attnums")?.unwrap_or_default(),
+                    r.get_by_name::<Vec<i16>, _>("stripes_attnums")?.unwrap_or_default(),
                 ));
             }
             Ok::<_, pgrx::spi::Error>(v)

@@ -52,6 +52,26 @@ pub static LIFECYCLE: crate::pg::lifecycle::Participant = crate::pg::lifecycle::
     sub_commit: commit_sub,
 };
 
+/// Whether a stored row counts as unpriced (`llm_cost_core::ledger::is_unpriced`, the rule the
+/// row path applies), for SQL that sums raw rows (the rollup backfill): `p_has_source` whether
+/// the table has a cost_source column and `p_source` its value; else the cost, the cost column's
+/// default and the row's estimate as the column stores it.
+#[pg_extern(immutable, parallel_safe, name = "_is_unpriced")]
+fn is_unpriced(
+    p_has_source: bool,
+    p_source: Option<&str>,
+    p_cost: Option<pgrx::AnyNumeric>,
+    p_default: Option<pgrx::AnyNumeric>,
+    p_estimate: Option<pgrx::AnyNumeric>,
+) -> bool {
+    llm_cost_core::ledger::is_unpriced(
+        p_has_source.then_some(p_source),
+        p_cost.as_ref(),
+        p_default.as_ref(),
+        || p_estimate,
+    )
+}
+
 /// The stripe this backend adds its sums into: its slot number (1..max_connections+workers,
 /// unique among running backends), moved past stripes held by prepared transactions.
 #[pg_extern(volatile, parallel_restricted, name = "_stripe")]

@@ -26,9 +26,8 @@ pub struct Layout {
     pub stripes: pg_sys::Oid,
     /// Group columns, in group_by order.
     pub groups: Vec<i16>,
-    /// period_start, stripe, requests, input/output/cache read/cache write tokens, cost_usd,
-    /// unpriced_requests, error_requests, latency_ms_sum, latency_ms_max, first_seen, last_seen.
-    pub fixed: [i16; 14],
+    /// Attribute numbers of `COLUMNS`, in that order.
+    pub fixed: [i16; COLUMNS.len()],
     /// The probe's unique index and its (heap attno, equality function, collation) per key
     /// column, looked up once: the definitions are dropped on any change to the stripes table
     /// (an index created, dropped or rebuilt included).
@@ -38,16 +37,107 @@ pub struct Layout {
 /// Heap attribute number, equality function and collation of one key column of the probe index.
 pub type ProbeKey = (i16, pg_sys::RegProcedure, pg_sys::Oid);
 
-const PERIOD: usize = 0;
-const STRIPE: usize = 1;
-const REQUESTS: usize = 2; // .. 6: the four token kinds
-const COST: usize = 7;
-const UNPRICED: usize = 8;
-const ERRORS: usize = 9;
-const LAT_SUM: usize = 10;
-const LAT_MAX: usize = 11;
-const FIRST: usize = 12;
-const LAST: usize = 13;
+/// How a column of a table of sums takes in a statement's sums for a row that exists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Part of the row's key (never changes).
+    Key,
+    /// Added.
+    Sum,
+    /// The greater value (NULL: the other one).
+    Max,
+    /// The smaller value (NULL: the other one).
+    Min,
+}
+
+/// A column of every table of sums besides the group columns.
+pub struct Column {
+    pub name: &'static str,
+    pub sql_type: &'static str,
+    pub not_null: bool,
+    pub merge: Merge,
+}
+
+const fn col(name: &'static str, sql_type: &'static str, not_null: bool, merge: Merge) -> Column {
+    Column { name, sql_type, not_null, merge }
+}
+
+/// The columns of a table of sums besides the group columns: the one list of them. SQL reads it
+/// through `llm_cost._stripes_layout()` (`create_rollup`'s CREATE TABLE, `_rollup_upsert`'s merge,
+/// `_rollup_defs`' attribute numbers); `Layout::fixed` holds their attribute numbers in this order.
+/// The group columns go between period_start and stripe.
+pub const COLUMNS: [Column; 14] = [
+    col("period_start", "timestamptz", true, Merge::Key),
+    col("stripe", "int", true, Merge::Key),
+    col("requests", "bigint", true, Merge::Sum),
+    col("input_tokens", "bigint", true, Merge::Sum),
+    col("output_tokens", "bigint", true, Merge::Sum),
+    col("cache_read_tokens", "bigint", true, Merge::Sum),
+    col("cache_write_tokens", "bigint", true, Merge::Sum),
+    col("cost_usd", "numeric", true, Merge::Sum),
+    col("unpriced_requests", "bigint", true, Merge::Sum),
+    col("error_requests", "bigint", true, Merge::Sum),
+    col("latency_ms_sum", "bigint", true, Merge::Sum),
+    col("latency_ms_max", "bigint", false, Merge::Max),
+    col("first_seen", "timestamptz", false, Merge::Min),
+    col("last_seen", "timestamptz", false, Merge::Max),
+];
+
+/// The position of a column in `COLUMNS` (a compile error if it is not there).
+const fn at(name: &str) -> usize {
+    let mut i = 0;
+    while i < COLUMNS.len() {
+        let a = COLUMNS[i].name.as_bytes();
+        let b = name.as_bytes();
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("not a column of a table of sums")
+}
+
+const PERIOD: usize = at("period_start");
+const STRIPE: usize = at("stripe");
+const REQUESTS: usize = at("requests");
+const TOKENS: [usize; 4] = [at("input_tokens"), at("output_tokens"), at("cache_read_tokens"), at("cache_write_tokens")];
+const COST: usize = at("cost_usd");
+const UNPRICED: usize = at("unpriced_requests");
+const ERRORS: usize = at("error_requests");
+const LAT_SUM: usize = at("latency_ms_sum");
+const LAT_MAX: usize = at("latency_ms_max");
+const FIRST: usize = at("first_seen");
+const LAST: usize = at("last_seen");
+
+/// The columns of a table of sums besides the group columns, in `COLUMNS` order: name, SQL type,
+/// NOT NULL, and how a statement's sums merge into an existing row (key, sum, max, min).
+#[pg_extern(immutable, parallel_safe, name = "_stripes_layout")]
+fn stripes_layout() -> TableIterator<
+    'static,
+    (
+        name!(ord, i32),
+        name!(name, String),
+        name!(sql_type, String),
+        name!(not_null, bool),
+        name!(merge, String),
+    ),
+> {
+    TableIterator::new(COLUMNS.iter().enumerate().map(|(i, c)| {
+        let merge = match c.merge {
+            Merge::Key => "key",
+            Merge::Sum => "sum",
+            Merge::Max => "max",
+            Merge::Min => "min",
+        };
+        (i as i32 + 1, c.name.to_string(), c.sql_type.to_string(), c.not_null, merge.to_string())
+    }))
+}
 
 /// One (period, group)'s sums to add into this backend's stripe.
 pub struct Sums<'a> {
@@ -466,7 +556,7 @@ unsafe fn fill(
     set(f[STRIPE], Some(pg_sys::Datum::from(stripe)));
     set(f[REQUESTS], Some(pg_sys::Datum::from(s.requests)));
     for k in 0..4 {
-        set(f[REQUESTS + 1 + k], Some(pg_sys::Datum::from(s.tokens[k])));
+        set(f[TOKENS[k]], Some(pg_sys::Datum::from(s.tokens[k])));
     }
     set(f[COST], Some(s.cost));
     set(f[UNPRICED], Some(pg_sys::Datum::from(s.unpriced)));
@@ -496,43 +586,33 @@ unsafe fn merge(
     old_nulls: &[bool],
 ) {
     let f = &layout.fixed;
-    let at = |k: usize| f[k] as usize - 1;
     let int = |d: pg_sys::Datum| d.value() as i64;
-    for k in [
-        REQUESTS,
-        REQUESTS + 1,
-        REQUESTS + 2,
-        REQUESTS + 3,
-        REQUESTS + 4,
-        UNPRICED,
-        ERRORS,
-        LAT_SUM,
-    ] {
-        let i = at(k);
-        if !old_nulls[i] {
-            values[i] = pg_sys::Datum::from(sum_i64(int(values[i]), int(old[i])));
-        }
-    }
-    let i = at(COST);
-    if !old_nulls[i] {
-        values[i] = pgrx::direct_function_call_as_datum(
-            pg_sys::numeric_add,
-            &[Some(old[i]), Some(values[i])],
-        )
-        .unwrap_or(values[i]);
-    }
-    // latency max: greatest; first_seen: least; last_seen: greatest (NULLs ignored).
-    for (k, keep_max) in [(LAT_MAX, true), (FIRST, false), (LAST, true)] {
-        let i = at(k);
+    for (k, c) in COLUMNS.iter().enumerate() {
+        let i = f[k] as usize - 1;
         if old_nulls[i] {
             continue;
         }
-        if nulls[i]
-            || (keep_max && int(old[i]) > int(values[i]))
-            || (!keep_max && int(old[i]) < int(values[i]))
-        {
-            values[i] = old[i];
-            nulls[i] = false;
+        match c.merge {
+            Merge::Key => {}
+            Merge::Sum if k == COST => {
+                values[i] = pgrx::direct_function_call_as_datum(
+                    pg_sys::numeric_add,
+                    &[Some(old[i]), Some(values[i])],
+                )
+                .unwrap_or(values[i]);
+            }
+            Merge::Sum => values[i] = pg_sys::Datum::from(sum_i64(int(values[i]), int(old[i]))),
+            // NULLs ignored: the other value stands.
+            Merge::Max | Merge::Min => {
+                let keep_max = c.merge == Merge::Max;
+                if nulls[i]
+                    || (keep_max && int(old[i]) > int(values[i]))
+                    || (!keep_max && int(old[i]) < int(values[i]))
+                {
+                    values[i] = old[i];
+                    nulls[i] = false;
+                }
+            }
         }
     }
 }
