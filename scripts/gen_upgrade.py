@@ -95,13 +95,12 @@ def snapshot(db):
     return funcs, views, grants
 
 
-def acl_statements(kind, name, acl, grants, default_public):
+def acl_statements(kind, name, acl, grants, default_public, new_object):
     """Statements that give `name` exactly the grants `acl` lists (NULL: the default)."""
-    out = [f"REVOKE ALL ON {kind} {name} FROM PUBLIC;"]
     if acl is None:
-        if default_public:
-            out.append(f"GRANT EXECUTE ON {kind} {name} TO PUBLIC;")
-        return out
+        # The default: what a new object has already; a changed one gets the default's grant.
+        return [f"GRANT EXECUTE ON {kind} {name} TO PUBLIC;"] if default_public and not new_object else []
+    out = [f"REVOKE ALL ON {kind} {name} FROM PUBLIC;"]
     by_grantee = {}
     for grantee, priv in grants[acl]:
         by_grantee.setdefault(grantee, []).append(priv)
@@ -135,7 +134,7 @@ def generated_part(old, new, manual):
                     o = None
                 out.append(body)
             if o is None or o[4] != r[4]:
-                out += acl_statements(what, name, r[4], ng, default_public=True)
+                out += acl_statements(what, name, r[4], ng, default_public=True, new_object=o is None)
             if o is None or o[5] != r[5]:
                 out.append(f"COMMENT ON {what} {name} IS {literal(r[5])};")
         else:
@@ -146,7 +145,7 @@ def generated_part(old, new, manual):
                     o = None
                 out.append(f"CREATE OR REPLACE VIEW {name} AS\n{r[2].rstrip().rstrip(';')};")
             if o is None or o[3] != r[3]:
-                out += acl_statements("TABLE", name, r[3], ng, default_public=False)
+                out += acl_statements("TABLE", name, r[3], ng, default_public=False, new_object=o is None)
             if o is None or o[4] != r[4]:
                 out.append(f"COMMENT ON VIEW {name} IS {literal(r[4])};")
     return out

@@ -8,9 +8,8 @@
 //! `COPY FROM` into a plain tracked table is priced by the same `price` function without the row
 //! trigger, as COPY reads each row (`copy.rs`, through `price_values`).
 
-use llm_cost_core::ledger::{classify, Stored};
+use llm_cost_core::row::{decide, Call, NewRow, OldRow, Outcome, Refused, Table};
 use llm_cost_core::pricing::{Cost, ServiceTier, Usage};
-use crate::features::catalog::{price_call, Priced};
 use pgrx::prelude::*;
 use crate::pg::spi;
 use pgrx::{AnyNumeric, GucContext, GucFlags, GucRegistry, GucSetting, IntoDatum, PgSqlErrorCode};
@@ -393,36 +392,6 @@ fn tokens(row: &Row<'_>, c: Option<&Col<IntKind>>) -> i64 {
     }
 }
 
-fn same_numeric(a: &str, b: &str) -> bool {
-    use std::str::FromStr;
-    match (
-        rust_decimal::Decimal::from_str(a),
-        rust_decimal::Decimal::from_str(b),
-    ) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    }
-}
-
-/// A numeric's text compared as a number (`1.50` = `1.5`), as SQL's `=` compares numerics.
-#[derive(Clone, Copy)]
-struct Num<'a>(&'a str);
-
-impl PartialEq for Num<'_> {
-    fn eq(&self, o: &Self) -> bool {
-        same_numeric(self.0, o.0)
-    }
-}
-
-/// What a row's cost is, before it is written.
-enum Outcome {
-    Keep,           // a provided cost, kept as is
-    Provided,       // a provided cost, marked provided
-    Reported(Cost), // the cost the provider reported in the usage object: written, marked provided
-    Estimated(Cost),
-    Unpriced,
-}
-
 /// What the cost trigger calls with each row it priced on INSERT, before returning it: the row's
 /// values and nulls as they will be stored, and the cost it computed as (cost attno, 10^-16 USD).
 /// Returns whether it took the row (the COPY fast path: `features::copy::fast_path`).
@@ -562,82 +531,6 @@ fn apply(
     }
 }
 
-/// Whether the row's non-NULL cost `t` was provided by the application (kept as is) rather than
-/// left for llm_cost to estimate. `old`: the row before an UPDATE.
-#[allow(clippy::too_many_arguments)]
-fn provided_cost(
-    spec: &TableSpec,
-    model: &str,
-    host: Option<&str>,
-    tier: ServiceTier,
-    u: &Usage,
-    at: i64,
-    new_source: Option<&str>,
-    old: Option<&Row<'_>>,
-    t: &str,
-) -> bool {
-    match old {
-        None => match &spec.source {
-            // usage_events-style table: any non-NULL cost is the application's, unless the row
-            // says it is an estimate and it is exactly ours (a row that an UPDATE moves to another
-            // partition arrives in the new partition as an INSERT).
-            Some(_) => {
-                !(new_source == Some("estimated")
-                    && matches!(price_call(model, host, tier, u, at), Priced::Cost(c) if same_numeric(&round_to_typmod_text(c, spec.cost.kind), t)))
-            }
-            // Elsewhere: a non-NULL value other than the column default (the ledger's rule, the
-            // estimate not consulted: an application that sends exactly our estimate keeps it).
-            None => {
-                classify(Some(&Num(t)), spec.cost_default.as_deref().map(Num).as_ref(), || None)
-                    == Stored::Provided
-            }
-        },
-        Some(o) => {
-            let old_cost = unsafe { o.numeric_text(spec.cost.attno) };
-            let changed = !old_cost.as_deref().is_some_and(|oc| same_numeric(oc, t));
-            if changed {
-                // The UPDATE set the cost itself.
-                true
-            } else if let Some(sc) = &spec.source {
-                (unsafe { o.text(sc.attno) }) == Some("provided")
-            } else {
-                // No cost_source column: the old cost was provided if it is neither the default
-                // nor what we would have estimated for the old row (the ledger's rule).
-                let estimate = || {
-                    let old_model = unsafe { o.text(spec.model.attno) }.unwrap_or("");
-                    let old_u = Usage {
-                        input: tokens(o, Some(&spec.input)),
-                        output: tokens(o, Some(&spec.output)),
-                        cache_read: tokens(o, spec.cache_read.as_ref()),
-                        cache_write: tokens(o, spec.cache_write.as_ref()),
-                        cache_write_1h: tokens(o, spec.cache_write_1h.as_ref()),
-                    };
-                    let old_at = spec
-                        .time
-                        .as_ref()
-                        .and_then(|c| unsafe { o.time(c, spec.zone) })
-                        .unwrap_or(at);
-                    let old_host = spec
-                        .provider
-                        .as_ref()
-                        .and_then(|c| unsafe { o.text(c.attno) });
-                    let old_tier = row_tier(spec, o);
-                    match price_call(old_model, old_host, old_tier, &old_u, old_at) {
-                        Priced::Cost(c) => Some(round_to_typmod_text(c, spec.cost.kind)),
-                        _ => None,
-                    }
-                };
-                let estimate = estimate();
-                classify(
-                    Some(&Num(t)),
-                    spec.cost_default.as_deref().map(Num).as_ref(),
-                    || estimate.as_deref().map(Num),
-                ) == Stored::Provided
-            }
-        }
-    }
-}
-
 /// The row's service tier (standard when the table maps none or the value is NULL); an unknown
 /// value is 22023, naming the column and the value.
 fn row_tier(spec: &TableSpec, row: &Row<'_>) -> ServiceTier {
@@ -733,9 +626,54 @@ fn price(
     let loaded = crate::features::catalog::catalog();
     let resolved = loaded.resolve_index(model, host);
 
+    // Read: the row (and the row an UPDATE replaces) as the decision needs it.
     let cost_text = unsafe { new.numeric_text(spec.cost.attno) };
-    if let Some(t) = &cost_text {
-        if t == "NaN" || t.ends_with("Infinity") {
+    let new_source = spec
+        .source
+        .as_ref()
+        .and_then(|c| unsafe { new.text(c.attno) });
+    let call = Call { model, host, tier, usage: u, at };
+    let old_cost = old.and_then(|o| unsafe { o.numeric_text(spec.cost.attno) });
+    let old_call = || {
+        let o = old.expect("an old row");
+        Call {
+            model: unsafe { o.text(spec.model.attno) }.unwrap_or(""),
+            host: spec.provider.as_ref().and_then(|c| unsafe { o.text(c.attno) }),
+            tier: row_tier(spec, o),
+            usage: Usage {
+                input: tokens(o, Some(&spec.input)),
+                output: tokens(o, Some(&spec.output)),
+                cache_read: tokens(o, spec.cache_read.as_ref()),
+                cache_write: tokens(o, spec.cache_write.as_ref()),
+                cache_write_1h: tokens(o, spec.cache_write_1h.as_ref()),
+            },
+            at: spec.time.as_ref().and_then(|c| unsafe { o.time(c, spec.zone) }).unwrap_or(at),
+        }
+    };
+    let old_row = old.map(|o| OldRow {
+        call: &old_call,
+        cost: old_cost.as_deref(),
+        source: spec.source.as_ref().and_then(|c| unsafe { o.text(c.attno) }),
+    });
+    // Decide (llm_cost_core::row): the catalog and the column's rounding come in as functions.
+    let estimate = |c: &Call| {
+        let i = if c.model == model && c.host == host { resolved } else { loaded.resolve_index(c.model, c.host) };
+        i.and_then(|i| loaded.catalog.price_row(i, c.at, &c.usage, c.tier)).map(|row| row.cost(&c.usage))
+    };
+    let outcome = match decide(
+        &Table { has_source: spec.source.is_some(), cost_default: spec.cost_default.as_deref() },
+        &NewRow {
+            call,
+            cost: cost_text.as_deref(),
+            source: new_source,
+            reported: from_usage.as_ref().and_then(|c| c.provided_cost),
+        },
+        old_row.as_ref(),
+        &estimate,
+        &|c| round_to_typmod_text(c, spec.cost.kind),
+    ) {
+        Ok(o) => o,
+        Err(Refused::NotFinite(t)) => {
             ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -743,41 +681,10 @@ fn price(
                 "llm_cost refuses NaN and Infinity costs: they would poison every total they are added to."
             );
         }
-        if t.starts_with('-') {
-            negative(&spec.cost.name, t);
-        }
-    }
-    let new_source = spec
-        .source
-        .as_ref()
-        .and_then(|c| unsafe { new.text(c.attno) });
-
-    let provided = cost_text
-        .as_deref()
-        .is_some_and(|t| provided_cost(spec, model, host, tier, &u, at, new_source, old, t));
-    // A cost the provider reported in the usage object (OpenRouter's `cost`), where the application
-    // gave none (NULL, or the column default in a table without cost_source).
-    let reported = if provided {
-        None
-    } else {
-        from_usage.as_ref().and_then(|c| c.provided_cost)
+        Err(Refused::Negative(t)) => negative(&spec.cost.name, t),
     };
 
-    let outcome = if let Some(units) = reported {
-        Outcome::Reported(Cost(units))
-    } else if provided {
-        if spec.source.is_some() && new_source != Some("provided") {
-            Outcome::Provided
-        } else {
-            Outcome::Keep
-        }
-    } else {
-        match resolved.and_then(|i| loaded.catalog.price_row(i, at, &u, tier)) {
-            Some(row) => Outcome::Estimated(row.cost(&u)),
-            None => Outcome::Unpriced,
-        }
-    };
-
+    // Write: the unknown model's bookkeeping, then the columns to replace.
     if matches!(outcome, Outcome::Unpriced) {
         let relname = relname();
         if STRICT.get() {
@@ -815,16 +722,11 @@ fn price(
 
     // Columns to replace.
     let mut repl: Vec<(i32, Option<pg_sys::Datum>)> = Vec::with_capacity(3);
-    match &outcome {
-        Outcome::Keep => {}
-        Outcome::Provided => {}
-        Outcome::Reported(c) => repl.push((
+    match outcome {
+        Outcome::Keep | Outcome::Provided => {}
+        Outcome::Reported(c) | Outcome::Estimated(c) => repl.push((
             spec.cost.attno,
-            Some(crate::pg::money::cost_datum(*c, spec.cost.kind)),
-        )),
-        Outcome::Estimated(c) => repl.push((
-            spec.cost.attno,
-            Some(crate::pg::money::cost_datum(*c, spec.cost.kind)),
+            Some(crate::pg::money::cost_datum(c, spec.cost.kind)),
         )),
         Outcome::Unpriced => {
             if spec.cost_not_null {
@@ -838,11 +740,7 @@ fn price(
         }
     }
     if let Some(sc) = &spec.source {
-        let want = match &outcome {
-            Outcome::Keep | Outcome::Provided | Outcome::Reported(_) => "provided",
-            Outcome::Estimated(_) => "estimated",
-            Outcome::Unpriced => "unpriced",
-        };
+        let want = outcome.source();
         if new_source != Some(want) {
             repl.push((sc.attno, Some(text_datum(want))));
         }

@@ -3,6 +3,21 @@
 //! provided?), by the rollups (does the row count in `unpriced_requests`?) and by SQL
 //! (`llm_cost._is_unpriced`, used by the rollup backfill).
 
+/// A numeric's text compared as a number (`1.50` = `1.5`), as SQL's `=` compares numerics;
+/// text that is not a number compares as text.
+#[derive(Debug, Clone, Copy)]
+pub struct Num<'a>(pub &'a str);
+
+impl PartialEq for Num<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        use std::str::FromStr;
+        match (rust_decimal::Decimal::from_str(self.0), rust_decimal::Decimal::from_str(o.0)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => self.0 == o.0,
+        }
+    }
+}
+
 /// How a stored cost came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
@@ -69,6 +84,13 @@ pub fn is_unpriced<T: PartialEq>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_compare_as_numbers() {
+        assert_eq!(Num("1.50"), Num("1.5"));
+        assert_eq!(Num("0"), Num("0.0000000000"));
+        assert_ne!(Num("1.5"), Num("1.05"));
+    }
 
     #[test]
     fn the_source_column_says_it() {

@@ -7,5 +7,6 @@ pub mod ledger;
 pub mod matching;
 pub mod numeric;
 pub mod pricing;
+pub mod row;
 pub mod text;
 pub mod usage_json;
