@@ -44,6 +44,8 @@ trap '"$ROOT/scripts/cluster.sh" stop' EXIT
 "$ROOT/scripts/cluster.sh" stop
 # pg_tests installed the debug build of the extension; restart so the preloaded library is fresh.
 "$ROOT/scripts/cluster.sh" start >/dev/null
+log "SQL tests: tests/sql/*.sql against tests/expected/*.out (scripts/regress.py)"
+"$PY" "$ROOT/scripts/regress.py"
 (cd "$ROOT" && "$PY" -m pytest -q tests/integration "$@")
 log "Citus tests (skipped, saying why, where Citus is not installed)"
 (cd "$ROOT" && "$PY" -m pytest -q -rs tests/citus)
