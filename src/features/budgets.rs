@@ -22,8 +22,8 @@
 //! changes.
 
 use crate::features::rollups::stripes::Layout;
-use pgrx::prelude::*;
 use crate::pg::spi;
+use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
@@ -113,10 +113,10 @@ unsafe fn spent_of(
         spi::get_one_with_args::<String>(&sql, &args)
     })
     .unwrap_or_else(|e| {
-        error!(
+        crate::pg::fail::internal(format!(
             "llm_cost: could not read the spend of budget \"{}\": {e}",
             b.name
-        )
+        ))
     })
     .unwrap_or_else(|| "0".into());
     numeric_of(&text)
@@ -357,7 +357,7 @@ fn load() -> Defs {
             }
             Ok(defs)
         })
-        .unwrap_or_else(|e| error!("llm_cost: could not read the budgets: {e}"))
+        .unwrap_or_else(|e| crate::pg::fail::internal(format!("llm_cost: could not read the budgets: {e}")))
     })
 }
 
@@ -433,7 +433,13 @@ unsafe fn numeric_of(text: &str) -> pg_sys::Datum {
             Some(pg_sys::Datum::from(-1i32)),
         ],
     )
-    .unwrap_or_else(|| error!("llm_cost: not a number: {text}"))
+    .unwrap_or_else(|| {
+        crate::pg::fail::user(
+            pgrx::PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+            format!("llm_cost: not a number: {text}"),
+        )
+        .raise()
+    })
 }
 
 unsafe fn numeric_cmp(a: pg_sys::Datum, b: &str) -> i32 {
@@ -572,11 +578,11 @@ unsafe fn record_crossings(crossed: &[&Check]) {
 #[pg_extern(volatile, parallel_unsafe)]
 fn _budget_sweep() -> i64 {
     if !crate::pg::privilege::has_rights_of(crate::pg::privilege::extension_owner()) {
-        fail(
+        crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            "llm_cost._budget_sweep: only the extension's owner (the background worker) runs it"
-                .into(),
-        );
+            "llm_cost._budget_sweep: only the extension's owner (the background worker) runs it",
+        )
+        .raise();
     }
     let defs = defs();
     let mut found: Vec<Check> = Vec::new();
@@ -629,10 +635,10 @@ fn _budget_sweep() -> i64 {
                     Ok::<_, pgrx::spi::Error>(v)
                 })
                 .unwrap_or_else(|e| {
-                    error!(
+                    crate::pg::fail::internal(format!(
                         "llm_cost: could not read the spend of budget \"{}\": {e}",
                         b.name
-                    )
+                    ))
                 })
             });
         // What is alerted already (the worker starts with an empty memory of it).
@@ -659,7 +665,7 @@ fn _budget_sweep() -> i64 {
                 }
                 Ok::<_, pgrx::spi::Error>(v)
             })
-            .unwrap_or_else(|e| error!("llm_cost: could not read the alerts of budget \"{}\": {e}", b.name))
+            .unwrap_or_else(|e| crate::pg::fail::internal(format!("llm_cost: could not read the alerts of budget \"{}\": {e}", b.name)))
             });
         for (period, group, threshold) in known {
             if let Some(i) = b
@@ -765,7 +771,9 @@ unsafe fn alert(
         ];
         let rc = crate::pg::spi::execute_with_snapshot(sql, &mut types, &mut values, snap);
         if rc < 0 {
-            error!("llm_cost: could not record a budget alert (SPI code {rc})");
+            crate::pg::fail::internal(format!(
+                "llm_cost: could not record a budget alert (SPI code {rc})"
+            ));
         }
     });
 }
@@ -806,16 +814,18 @@ fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
             .flatten()
             .map(|n| pg_sys::Oid::from(n as u32))
         }
-        _ => fail(
+        _ => crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("llm_cost: no budget operation \"{op}\""),
-        ),
+        )
+        .raise(),
     };
     let Some(rollup) = rollup else {
-        fail(
+        crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            "llm_cost: no such budget or rollup".into(),
-        );
+            "llm_cost: no such budget or rollup",
+        )
+        .raise();
     };
     let stripes = spi::get_one_with_args::<i64>(
         "SELECT stripes::pg_catalog.oid::pg_catalog.int8 FROM llm_cost.rollups WHERE rollup = $1",
@@ -825,10 +835,11 @@ fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
     .flatten()
     .map(|n| pg_sys::Oid::from(n as u32))
     .unwrap_or_else(|| {
-        fail(
+        crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            "llm_cost: not an llm_cost rollup".into(),
+            "llm_cost: not an llm_cost rollup",
         )
+        .raise()
     });
     crate::pg::privilege::require_owner_rights(rollup, "manage its budgets");
     crate::pg::privilege::require_owner_rights(stripes, "manage its budgets");
@@ -861,11 +872,11 @@ fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
             let rows = client.update(sql, None, &[a.into(), me.into()])?;
             rows.first().get_one::<pgrx::JsonB>()
         })
-        .unwrap_or_else(|e| error!("llm_cost: could not write the budget: {e}"))
+        .unwrap_or_else(|e| {
+            crate::pg::fail::internal(format!("llm_cost: could not write the budget: {e}"))
+        })
     })
 }
-
-use crate::pg::privilege::fail;
 
 /// The current period [start, end) of a budget's rollup (recomputed when now() leaves it).
 fn current_period(b: &Budget) -> (i64, i64) {
@@ -886,7 +897,11 @@ fn current_period(b: &Budget) -> (i64, i64) {
             .get_two::<pgrx::datum::TimestampWithTimeZone, pgrx::datum::TimestampWithTimeZone>()?;
         Ok::<_, pgrx::spi::Error>(row)
     })
-    .unwrap_or_else(|e| error!("llm_cost: could not compute the budget period: {e}"));
+    .unwrap_or_else(|e| {
+        crate::pg::fail::internal(format!(
+            "llm_cost: could not compute the budget period: {e}"
+        ))
+    });
     let to_i64 = |t: Option<pgrx::datum::TimestampWithTimeZone>| -> i64 {
         use pgrx::IntoDatum;
         t.and_then(|t| t.into_datum())
@@ -957,17 +972,19 @@ fn check_budget(
 > {
     // NULL arguments are an error, not an empty answer an application could read as "no budget".
     let (Some(name), Some(group)) = (name, group) else {
-        fail(
+        crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            "llm_cost.check_budget: name and group must not be NULL".into(),
-        );
+            "llm_cost.check_budget: name and group must not be NULL",
+        )
+        .raise();
     };
     let defs = defs();
     let Some(b) = defs.by_name.get(name).cloned() else {
-        fail(
+        crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             format!("budget \"{name}\" does not exist"),
-        );
+        )
+        .raise();
     };
     let estimate = estimated_cost.unwrap_or_else(|| pgrx::AnyNumeric::from(0));
     let special = {
@@ -978,41 +995,43 @@ fn check_budget(
             .is_some_and(|d| unsafe { crate::pg::money::numeric_special(d) })
     };
     if special || estimate < pgrx::AnyNumeric::from(0) {
-        fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("llm_cost.check_budget: estimated_cost must be a finite amount of at least 0, got {estimate}"));
+        crate::pg::fail::user(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("llm_cost.check_budget: estimated_cost must be a finite amount of at least 0, got {estimate}")).raise();
     }
     let serde_json::Value::Object(obj) = group.0 else {
-        fail(
+        crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "llm_cost.check_budget: group must be a JSON object of group columns and values".into(),
-        );
+            "llm_cost.check_budget: group must be a JSON object of group columns and values",
+        )
+        .raise();
     };
     for k in obj.keys() {
         if !b.group_cols.contains(k) {
-            fail(
+            crate::pg::fail::user(
                 PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
                 format!("llm_cost.check_budget: \"{k}\" is not a group column of budget \"{}\" (its group columns: {})", b.name,
                         if b.group_cols.is_empty() { "none".to_string() } else { b.group_cols.join(", ") }),
-            );
+            ).raise();
         }
     }
     let mut texts: Vec<Option<String>> = Vec::with_capacity(b.group_cols.len());
     for c in &b.group_cols {
         match obj.get(c) {
-            None => fail(
+            None => crate::pg::fail::user(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("llm_cost.check_budget: the group must give every group column of budget \"{}\"; \"{c}\" is missing", b.name),
-            ),
+            ).raise(),
             Some(serde_json::Value::Null) => texts.push(None),
             Some(serde_json::Value::String(s)) => texts.push(Some(s.clone())),
             Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => texts.push(Some(v.to_string())),
-            Some(_) => fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("llm_cost.check_budget: the value of \"{c}\" must be a string, number, boolean or null")),
+            Some(_) => crate::pg::fail::user(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("llm_cost.check_budget: the value of \"{c}\" must be a string, number, boolean or null")).raise(),
         }
     }
     if !may_check(&b, &texts) {
-        fail(
+        crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("permission denied for budget \"{}\" of this group", b.name),
-        );
+        )
+        .raise();
     }
     // Long text values are keyed bounded in the sums (pg::row::bounded_text): ask for the same.
     let texts: Vec<Option<String>> = texts
@@ -1022,7 +1041,13 @@ fn check_budget(
             // As rollups::group_value: text, and varchar without a length.
             let textlike = *input == pg_sys::Oid::from(pg_sys::F_TEXTIN)
                 || (*input == pg_sys::Oid::from(pg_sys::F_VARCHARIN) && *typmod < 0);
-            t.map(|s| if textlike { crate::pg::row::bounded_str(&s) } else { s })
+            t.map(|s| {
+                if textlike {
+                    crate::pg::row::bounded_str(&s)
+                } else {
+                    s
+                }
+            })
         })
         .collect();
     let (start, end) = current_period(&b);
@@ -1041,15 +1066,14 @@ fn check_budget(
         .unwrap_or_else(|| pgrx::AnyNumeric::from(0));
     let period_end =
         unsafe { pgrx::datum::TimestampWithTimeZone::from_datum(pg_sys::Datum::from(end), false) }
-            .unwrap_or_else(|| error!("llm_cost: bad period end"));
+            .unwrap_or_else(|| crate::pg::fail::internal("llm_cost: bad period end"));
     if !b.covers(&texts) {
         return TableIterator::once((true, spent, None, None, period_end));
     }
     let limit = b.limit_of(&texts);
-    let limit_n: pgrx::AnyNumeric = limit
-        .limit
-        .parse()
-        .unwrap_or_else(|_| error!("llm_cost: bad limit {}", limit.limit));
+    let limit_n: pgrx::AnyNumeric = limit.limit.parse().unwrap_or_else(|_| {
+        crate::pg::fail::internal(format!("llm_cost: bad limit {}", limit.limit))
+    });
     let after = spent.clone() + estimate;
     let allowed = !b.hard || after <= limit_n;
     let zero = pgrx::AnyNumeric::from(0);

@@ -9,10 +9,12 @@
 //! listener of `pg::relcache`) drops the cache. Inside the writing transaction the change is visible from its next command, and a
 //! rollback invalidates again, so nobody keeps prices that never committed.
 
-use llm_cost_core::catalog::{Alias, Catalog, ProviderDef, Resolved};
-use llm_cost_core::pricing::{Cost, Price, PriceRow, ServiceTier, Usage, TS_INFINITY, TS_NEG_INFINITY};
-use pgrx::prelude::*;
 use crate::pg::spi;
+use llm_cost_core::catalog::{Alias, Catalog, ProviderDef, Resolved};
+use llm_cost_core::pricing::{
+    Cost, Price, PriceRow, ServiceTier, Usage, TS_INFINITY, TS_NEG_INFINITY,
+};
+use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -153,7 +155,7 @@ pub fn catalog() -> Rc<Loaded> {
         Ok(l) => Rc::new(l),
         Err(e) => {
             VALID.with(|v| v.set(false));
-            error!("llm_cost: could not read the price catalog: {e}");
+            crate::pg::fail::internal(format!("llm_cost: could not read the price catalog: {e}"));
         }
     };
     CACHE.with(|c| *c.borrow_mut() = Some(loaded.clone()));
@@ -171,9 +173,7 @@ fn price(col: &str, v: Option<pgrx::AnyNumeric>) -> Option<Price> {
     match units {
         Some(u) if u >= 0 && u % 1_000_000 == 0 => Some(Price(u / 1_000_000)),
         // The table's CHECK constraints make this unreachable; say so clearly if it ever is.
-        _ => error!(
-            "llm_cost.model_prices.{col}: {n} is not a price (0 to 1000000, at most 10 decimals)"
-        ),
+        _ => crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("llm_cost.model_prices.{col}: {n} is not a price (0 to 1000000, at most 10 decimals)")).raise(),
     }
 }
 
@@ -251,7 +251,11 @@ fn load() -> SpiResult<Loaded> {
                     .unwrap_or(TS_INFINITY),
                 rank: r.get::<i32>(12)?.unwrap_or(0) as u8,
                 service_tier: ServiceTier::parse(tier).unwrap_or_else(|| {
-                    error!("llm_cost.model_prices: unknown service tier {tier}")
+                    crate::pg::fail::user(
+                        pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                        format!("llm_cost.model_prices: unknown service tier {tier}"),
+                    )
+                    .raise()
                 }),
             });
             rules.push(r.get::<String>(14)?);

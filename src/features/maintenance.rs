@@ -3,8 +3,8 @@
 //! REINDEX. A superuser repricing a table whose owner wrote a trigger that grants itself
 //! superuser when a superuser runs it, grants nothing. The caller must have the owner's rights.
 
-use pgrx::prelude::*;
 use crate::pg::spi;
+use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
 /// The work each action runs (fixed SQL: `$1` the table, `$2` the JSON arguments).
@@ -26,17 +26,18 @@ const ACTIONS: &[(&str, &str)] = &[
 #[pg_extern(volatile, parallel_unsafe)]
 pub fn _as_table_owner(action: &str, table: pg_sys::Oid, args: pgrx::JsonB) -> pgrx::JsonB {
     let Some((_, sql)) = ACTIONS.iter().find(|(a, _)| *a == action) else {
-        crate::pg::privilege::fail(
+        crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("llm_cost: no action \"{action}\""),
-        );
+        )
+        .raise();
     };
     crate::pg::privilege::as_table_owner(
         table,
         &format!("{}", action.replace('_', " ")),
         move || {
             spi::get_one_with_args::<pgrx::JsonB>(sql, &[table.into(), args.into()])
-                .unwrap_or_else(|e| error!("{e}"))
+                .unwrap_or_else(|e| crate::pg::fail::internal(format!("{e}")))
                 .unwrap_or(pgrx::JsonB(serde_json::Value::Null))
         },
     )

@@ -1,24 +1,24 @@
 //! SQL functions of the price catalog: a thin shell over `pricing.rs`, `catalog.rs` and `cache.rs`.
 
-use llm_cost_core::pricing::{self, Cost, PriceRow, ServiceTier, Usage};
 use crate::features::catalog as cache;
 use crate::features::catalog::{price_call, Priced};
 use crate::pg::money::{cost_to_numeric_datum, NumericDatum};
+use crate::pg::spi;
+use llm_cost_core::pricing::{self, Cost, PriceRow, ServiceTier, Usage};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
-use crate::pg::spi;
-use pgrx::{AnyNumeric, JsonB, PgSqlErrorCode};
+use pgrx::{AnyNumeric, JsonB};
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
 /// Raises SQLSTATE 22023 naming the first negative count.
 pub fn check_usage(u: &Usage) {
     if let Err(e) = u.validate() {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            e.to_string()
-        );
+        crate::pg::fail::user(
+            pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            e.to_string(),
+        )
+        .raise();
     }
 }
 
@@ -48,12 +48,14 @@ pub fn tier_arg(v: Option<&str>) -> ServiceTier {
     match v {
         None => ServiceTier::Standard,
         Some(t) => ServiceTier::parse(t).unwrap_or_else(|| {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            crate::pg::fail::user(
+                pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("unknown service tier \"{t}\""),
-                "Service tiers are standard (also default, auto), batch, flex, priority and fast."
-            );
+            )
+            .detail(
+                "Service tiers are standard (also default, auto), batch, flex, priority and fast.",
+            )
+            .raise();
         }),
     }
 }
@@ -159,15 +161,15 @@ pub fn _price_document(doc: JsonB, format: &str, at_date: &str) -> JsonB {
     match parsed {
         Ok((d, f)) => JsonB(import::to_json(&d, f)),
         Err(e) => {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            crate::pg::fail::user(
+                pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!(
                     "llm_cost.import_prices: malformed price document at {}: {}",
                     e.path, e.message
                 ),
-                "Nothing was imported."
-            );
+            )
+            .detail("Nothing was imported.")
+            .raise();
         }
     }
 }
@@ -212,11 +214,11 @@ pub fn format_cost(cost: Option<AnyNumeric>) -> String {
     let d = match Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text)) {
         Ok(d) => d,
         Err(_) => {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-                format!("format_cost: {text} is out of range (at most 28 significant digits)")
-            );
+            crate::pg::fail::user(
+                pgrx::PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                format!("format_cost: {text} is out of range (at most 28 significant digits)"),
+            )
+            .raise();
         }
     };
     pricing::format_cost(d)
@@ -367,11 +369,11 @@ pub fn read_usage(
     provider: Option<&str>,
 ) -> llm_cost_core::usage_json::Counts {
     llm_cost_core::usage_json::parse(usage, provider).unwrap_or_else(|e| {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("usage object: {e}")
-        );
+        crate::pg::fail::user(
+            pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("usage object: {e}"),
+        )
+        .raise();
     })
 }
 

@@ -6,8 +6,8 @@
 //! the row names (a rollup's view, stripes table and source), then write as the extension's
 //! owner. A role can thus change what llm_cost records only about its own tables.
 
-use pgrx::prelude::*;
 use crate::pg::spi;
+use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
 struct Registry {
@@ -80,10 +80,11 @@ fn registry(name: &str) -> &'static Registry {
         .iter()
         .find(|r| r.name == name)
         .unwrap_or_else(|| {
-            crate::pg::privilege::fail(
+            crate::pg::fail::user(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("llm_cost: no registry \"{name}\""),
             )
+            .raise()
         })
 }
 
@@ -102,10 +103,11 @@ fn oid_field(row: &serde_json::Value, col: &str) -> Option<pg_sys::Oid> {
             .filter(|n| *n > 0 && *n <= u32::MAX as u64)
         {
             Some(n) => Some(pg_sys::Oid::from(n as u32)),
-            None => crate::pg::privilege::fail(
+            None => crate::pg::fail::user(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("llm_cost: {col} must be given as a relation OID"),
-            ),
+            )
+            .raise(),
         },
     }
 }
@@ -117,19 +119,19 @@ pub fn _registry_put(registry_name: &str, row: pgrx::JsonB) -> pgrx::JsonB {
     let reg = registry(registry_name);
     let mut row = row.0;
     if !row.is_object() {
-        ereport!(
-            ERROR,
+        crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "llm_cost: a registry row is a JSON object"
-        );
+            "llm_cost: a registry row is a JSON object",
+        )
+        .raise();
     }
     let key = oid_field(&row, reg.relations[0]);
     if key.is_none() {
-        ereport!(
-            ERROR,
+        crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            format!("llm_cost: {} must not be NULL", reg.relations[0])
-        );
+            format!("llm_cost: {} must not be NULL", reg.relations[0]),
+        )
+        .raise();
     }
     for col in reg.relations {
         if let Some(oid) = oid_field(&row, col) {
@@ -157,8 +159,18 @@ pub fn _registry_put(registry_name: &str, row: pgrx::JsonB) -> pgrx::JsonB {
     }
     crate::pg::privilege::as_extension_owner(move || {
         spi::get_one_with_args::<pgrx::JsonB>(sql, &[pgrx::JsonB(row).into()])
-            .unwrap_or_else(|e| error!("llm_cost: could not write llm_cost.{}: {e}", reg.name))
-            .unwrap_or_else(|| error!("llm_cost: llm_cost.{} refused the row", reg.name))
+            .unwrap_or_else(|e| {
+                crate::pg::fail::internal(format!(
+                    "llm_cost: could not write llm_cost.{}: {e}",
+                    reg.name
+                ))
+            })
+            .unwrap_or_else(|| {
+                crate::pg::fail::internal(format!(
+                    "llm_cost: llm_cost.{} refused the row",
+                    reg.name
+                ))
+            })
     })
 }
 
@@ -219,8 +231,9 @@ pub fn _registry_delete(registry_name: &str, key: pg_sys::Oid) -> bool {
         .ok()
         .flatten()
         .unwrap_or(false);
-        spi::run_with_args(sql, &[key.into()])
-            .unwrap_or_else(|e| error!("llm_cost: could not write llm_cost.{table}: {e}"));
+        spi::run_with_args(sql, &[key.into()]).unwrap_or_else(|e| {
+            crate::pg::fail::internal(format!("llm_cost: could not write llm_cost.{table}: {e}"))
+        });
         had
     })
 }

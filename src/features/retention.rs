@@ -9,12 +9,12 @@
 //! runs keep databases free for DROP DATABASE between runs; a database that creates the
 //! extension is served by the next round, one that drops it is left alone.
 
+use crate::pg::spi;
 use pgrx::bgworkers::{
     BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, DynamicBackgroundWorker,
     SignalWakeFlags,
 };
 use pgrx::prelude::*;
-use crate::pg::spi;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting, PgTryBuilder};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -405,7 +405,7 @@ fn purge_table(p: &Policy) {
             "SELECT llm_cost._retention_drop_partitions($1, $2, $3)",
             &[oid.into(), time_col.clone().into(), cutoff.into()],
         )
-        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or_else(|e| crate::pg::fail::internal(format!("{e}")))
         .unwrap_or_default();
         Some((
             time_col,
@@ -437,7 +437,7 @@ fn purge_table(p: &Policy) {
                         "SELECT llm_cost._retention_purge_batch($1, $2, $3, $4)",
                         &[oid.into(), tc.into(), c.into(), batch.into()],
                     )
-                    .unwrap_or_else(|e| error!("{e}"))
+                    .unwrap_or_else(|e| crate::pg::fail::internal(format!("{e}")))
                     .unwrap_or(0)
                 });
                 match r {
@@ -505,7 +505,7 @@ fn _retention_drop_partitions(
             "SELECT dropped, skipped FROM llm_cost._drop_old_partitions($1, $2, $3)",
             &[table.into(), time_col.into(), cutoff.into()],
         )
-        .unwrap_or_else(|e| error!("{e}"));
+        .unwrap_or_else(|e| crate::pg::fail::internal(format!("{e}")));
         vec![d.unwrap_or(0), k.unwrap_or(0)]
     })
 }
@@ -526,7 +526,7 @@ fn _retention_purge_batch(
             "SELECT llm_cost._purge_batch($1, $2, $3, $4)",
             &[table.into(), time_col.into(), cutoff.into(), batch.into()],
         )
-        .unwrap_or_else(|e| error!("{e}"))
+        .unwrap_or_else(|e| crate::pg::fail::internal(format!("{e}")))
         .unwrap_or(0)
     })
 }
@@ -566,7 +566,9 @@ fn _record_run(
                 skipped.into(),
             ],
         )
-        .unwrap_or_else(|e| pgrx::error!("llm_cost: could not record the retention run: {e}"))
+        .unwrap_or_else(|e| {
+            crate::pg::fail::internal(format!("llm_cost: could not record the retention run: {e}"))
+        })
     })
 }
 

@@ -8,10 +8,10 @@
 //! `COPY FROM` into a plain tracked table is priced by the same `price` function without the row
 //! trigger, as COPY reads each row (`copy.rs`, through `price_values`).
 
-use llm_cost_core::row::{decide, Call, NewRow, OldRow, Outcome, Refused, Table};
-use llm_cost_core::pricing::{Cost, ServiceTier, Usage};
-use pgrx::prelude::*;
 use crate::pg::spi;
+use llm_cost_core::pricing::{Cost, ServiceTier, Usage};
+use llm_cost_core::row::{decide, Call, NewRow, OldRow, Outcome, Refused, Table};
+use pgrx::prelude::*;
 use pgrx::{AnyNumeric, GucContext, GucFlags, GucRegistry, GucSetting, IntoDatum, PgSqlErrorCode};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -187,7 +187,7 @@ fn clear_pending() {
 }
 
 fn bad_mapping(msg: String) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, msg);
+    crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, msg).raise();
 }
 
 unsafe fn find_attr(
@@ -376,11 +376,11 @@ impl Row<'_> {
 }
 
 fn negative(col: &str, v: impl std::fmt::Display) -> ! {
-    ereport!(
-        ERROR,
-        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        format!("{col} must not be negative (got {v})")
-    );
+    crate::pg::fail::user(
+        pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("{col} must not be negative (got {v})"),
+    )
+    .raise();
 }
 
 fn tokens(row: &Row<'_>, c: Option<&Col<IntKind>>) -> i64 {
@@ -423,14 +423,18 @@ fn usage_cost_trigger<'a>(
         || !pgrx::trigger_support::trigger_fired_for_row(event)
         || !pgrx::trigger_support::trigger_fired_before(event)
     {
-        error!("llm_cost.usage_cost_trigger must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger");
+        crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED, "llm_cost.usage_cost_trigger must be a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger").raise();
     }
     let rel = td.tg_relation;
     let relid = trigger.relid().unwrap_or(pg_sys::InvalidOid);
     if crate::pg::privilege::loading_dump(relid) {
         // A restore: the row keeps the cost, source and model it was dumped with.
         let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
-        let t = if is_insert { td.tg_trigtuple } else { td.tg_newtuple };
+        let t = if is_insert {
+            td.tg_trigtuple
+        } else {
+            td.tg_newtuple
+        };
         return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(desc, t) }));
     }
     crate::pg::lifecycle::ensure_registered();
@@ -540,12 +544,14 @@ fn row_tier(spec: &TableSpec, row: &Row<'_>) -> ServiceTier {
     match unsafe { row.text(c.attno) } {
         None => ServiceTier::Standard,
         Some(v) => ServiceTier::parse(v).unwrap_or_else(|| {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            crate::pg::fail::user(
+                pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("unknown service tier \"{v}\" in column \"{}\"", c.name),
-                "Service tiers are standard (also default, auto), batch, flex, priority and fast."
-            );
+            )
+            .detail(
+                "Service tiers are standard (also default, auto), batch, flex, priority and fast.",
+            )
+            .raise();
         }),
     }
 }
@@ -563,15 +569,12 @@ fn price(
 ) -> (Vec<(i32, Option<pg_sys::Datum>)>, Option<(i32, i128)>) {
     let model = unsafe { new.text(spec.model.attno) };
     let Some(model) = model else {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
-            format!(
+        crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION, format!(
                 "null value in column \"{}\" of relation \"{}\": llm_cost needs the model name to price a call",
                 spec.model.name,
                 relname()
-            )
-        );
+            ))
+            .raise();
     };
     // The provider's usage object, when the table keeps one: it decides the counts.
     let from_usage = spec.usage.as_ref().and_then(|c| {
@@ -632,13 +635,22 @@ fn price(
         .source
         .as_ref()
         .and_then(|c| unsafe { new.text(c.attno) });
-    let call = Call { model, host, tier, usage: u, at };
+    let call = Call {
+        model,
+        host,
+        tier,
+        usage: u,
+        at,
+    };
     let old_cost = old.and_then(|o| unsafe { o.numeric_text(spec.cost.attno) });
     let old_call = || {
         let o = old.expect("an old row");
         Call {
             model: unsafe { o.text(spec.model.attno) }.unwrap_or(""),
-            host: spec.provider.as_ref().and_then(|c| unsafe { o.text(c.attno) }),
+            host: spec
+                .provider
+                .as_ref()
+                .and_then(|c| unsafe { o.text(c.attno) }),
             tier: row_tier(spec, o),
             usage: Usage {
                 input: tokens(o, Some(&spec.input)),
@@ -647,21 +659,36 @@ fn price(
                 cache_write: tokens(o, spec.cache_write.as_ref()),
                 cache_write_1h: tokens(o, spec.cache_write_1h.as_ref()),
             },
-            at: spec.time.as_ref().and_then(|c| unsafe { o.time(c, spec.zone) }).unwrap_or(at),
+            at: spec
+                .time
+                .as_ref()
+                .and_then(|c| unsafe { o.time(c, spec.zone) })
+                .unwrap_or(at),
         }
     };
     let old_row = old.map(|o| OldRow {
         call: &old_call,
         cost: old_cost.as_deref(),
-        source: spec.source.as_ref().and_then(|c| unsafe { o.text(c.attno) }),
+        source: spec
+            .source
+            .as_ref()
+            .and_then(|c| unsafe { o.text(c.attno) }),
     });
     // Decide (llm_cost_core::row): the catalog and the column's rounding come in as functions.
     let estimate = |c: &Call| {
-        let i = if c.model == model && c.host == host { resolved } else { loaded.resolve_index(c.model, c.host) };
-        i.and_then(|i| loaded.catalog.price_row(i, c.at, &c.usage, c.tier)).map(|row| row.cost(&c.usage))
+        let i = if c.model == model && c.host == host {
+            resolved
+        } else {
+            loaded.resolve_index(c.model, c.host)
+        };
+        i.and_then(|i| loaded.catalog.price_row(i, c.at, &c.usage, c.tier))
+            .map(|row| row.cost(&c.usage))
     };
     let outcome = match decide(
-        &Table { has_source: spec.source.is_some(), cost_default: spec.cost_default.as_deref() },
+        &Table {
+            has_source: spec.source.is_some(),
+            cost_default: spec.cost_default.as_deref(),
+        },
         &NewRow {
             call,
             cost: cost_text.as_deref(),
@@ -674,12 +701,9 @@ fn price(
     ) {
         Ok(o) => o,
         Err(Refused::NotFinite(t)) => {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("{} must be a finite number (got {t})", spec.cost.name),
-                "llm_cost refuses NaN and Infinity costs: they would poison every total they are added to."
-            );
+            crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("{} must be a finite number (got {t})", spec.cost.name))
+            .detail("llm_cost refuses NaN and Infinity costs: they would poison every total they are added to.")
+            .raise();
         }
         Err(Refused::Negative(t)) => negative(&spec.cost.name, t),
     };
@@ -688,11 +712,14 @@ fn price(
     if matches!(outcome, Outcome::Unpriced) {
         let relname = relname();
         if STRICT.get() {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                format!("llm_cost.strict is on and model \"{}\" has no price (table \"{relname}\")", llm_cost_core::text::ellipsize(model, llm_cost_core::text::SHOWN))
-            );
+            crate::pg::fail::user(
+                pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!(
+                    "llm_cost.strict is on and model \"{}\" has no price (table \"{relname}\")",
+                    llm_cost_core::text::ellipsize(model, llm_cost_core::text::SHOWN)
+                ),
+            )
+            .raise();
         }
         let first = WARNED.with(|w| w.borrow_mut().insert(model.to_string()));
         if first {
@@ -810,14 +837,14 @@ fn int_datum(c: &Col<IntKind>, v: i64) -> pg_sys::Datum {
         IntKind::I8 => true,
     };
     if !fits {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+        crate::pg::fail::user(
+            pgrx::PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
             format!(
                 "{} from the usage object ({v}) does not fit column \"{}\"",
                 c.name, c.name
-            )
-        );
+            ),
+        )
+        .raise();
     }
     match c.kind {
         IntKind::I2 => pg_sys::Datum::from(v as i16),
@@ -856,18 +883,22 @@ fn read_usage_column(
         }
     };
     r.unwrap_or_else(|e| {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("column \"{}\": usage object: {e}", c.name)
-        );
+        crate::pg::fail::user(
+            pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("column \"{}\": usage object: {e}", c.name),
+        )
+        .raise();
     })
 }
 
 fn numeric_datum(text: &str, typmod: i32) -> pg_sys::Datum {
     match AnyNumeric::try_from(text) {
         Ok(n) => apply_typmod(n, typmod),
-        Err(e) => error!("llm_cost: bad numeric {text}: {e}"),
+        Err(e) => crate::pg::fail::user(
+            pgrx::PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+            format!("llm_cost: bad numeric {text}: {e}"),
+        )
+        .raise(),
     }
 }
 
@@ -913,7 +944,9 @@ fn record_unpriced(pending: impl Iterator<Item = ((pg_sys::Oid, String), Unprice
                     last.into(),
                 ],
             )
-            .unwrap_or_else(|e| error!("llm_cost: could not record unpriced rows: {e}"))
+            .unwrap_or_else(|e| {
+                crate::pg::fail::internal(format!("llm_cost: could not record unpriced rows: {e}"))
+            })
         });
     }
 }

@@ -1,8 +1,8 @@
 //! Citus metadata, read only where the citus extension is installed (llm_cost does not depend on
 //! it). The SQL side has the same questions in sql/citus.sql.
 
-use pgrx::prelude::*;
 use super::spi;
+use pgrx::prelude::*;
 
 /// Whether `relid` is a table Citus distributes (or replicates): its metadata table exists in
 /// this database only where the citus extension is installed (checked without a query first).

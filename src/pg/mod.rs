@@ -9,9 +9,11 @@
 //! - `jsonb`: a jsonb value read in place (a usage column);
 //! - `privilege`: whose rights (a table's owner, the extension's owner);
 //! - `citus`: whether Citus distributes a table;
-//! - `spi`: the one way llm_cost runs SQL of its own (search_path pinned).
+//! - `spi`: the one way llm_cost runs SQL of its own (search_path pinned);
+//! - `fail`: the one way it raises an error (a user's, with its SQLSTATE; an internal one).
 
 pub mod citus;
+pub mod fail;
 pub mod jsonb;
 pub mod lifecycle;
 pub mod money;

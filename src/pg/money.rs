@@ -33,7 +33,9 @@ pub fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
             ],
         )
     };
-    d.unwrap_or_else(|| error!("llm_cost: cannot represent cost {c} as numeric"))
+    d.unwrap_or_else(|| {
+        crate::pg::fail::internal(format!("llm_cost: cannot represent cost {c} as numeric"))
+    })
 }
 
 /// A numeric Datum (possibly packed or toasted) as a count of 10^-16 USD, when it has at most 16
@@ -81,5 +83,5 @@ pub fn cost_to_numeric_datum(c: Cost) -> NumericDatum {
 
 pub fn cost_to_numeric(c: Cost) -> AnyNumeric {
     unsafe { AnyNumeric::from_datum(cost_datum(c, -1), false) }
-        .unwrap_or_else(|| error!("llm_cost: numeric conversion failed"))
+        .unwrap_or_else(|| crate::pg::fail::internal("llm_cost: numeric conversion failed"))
 }

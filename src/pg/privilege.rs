@@ -13,8 +13,8 @@
 //! GUC changes made inside either are undone when it ends (a nest level, as for a function's
 //! SET clause); an error undoes everything with the (sub)transaction.
 
-use pgrx::prelude::*;
 use super::spi;
+use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
 /// The owner of the llm_cost extension in this database. Read each time (callers are rare:
@@ -26,7 +26,14 @@ pub fn extension_owner() -> pg_sys::Oid {
     )
     .ok()
     .flatten()
-    .unwrap_or_else(|| error!("llm_cost: the extension is not installed in this database"))
+    .unwrap_or_else(|| {
+        crate::pg::fail::user(
+            pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "llm_cost: the extension is not installed in this database",
+        )
+        .hint("Run CREATE EXTENSION llm_cost in this database.")
+        .raise()
+    })
 }
 
 /// The owner of a relation, or None when it does not exist.
@@ -82,19 +89,21 @@ pub fn as_table_owner<R>(relid: pg_sys::Oid, what: &str, f: impl FnOnce() -> R) 
 /// everyone's): otherwise 42501 "must be owner of <relid> to <what>"; 42P01 if it does not exist.
 pub fn require_owner_rights(relid: pg_sys::Oid, what: &str) -> pg_sys::Oid {
     let Some(owner) = owner_of(relid) else {
-        fail(
+        crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             format!(
                 "llm_cost: relation with OID {} does not exist",
                 relid.to_u32()
             ),
-        );
+        )
+        .raise();
     };
     if !has_rights_of(owner) {
-        fail(
+        crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("must be owner of {} to {what}", relname(relid)),
-        );
+        )
+        .raise();
     }
     owner
 }
@@ -105,10 +114,13 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
 }
 
 pub fn relname(relid: pg_sys::Oid) -> String {
-    spi::get_one_with_args::<String>("SELECT $1::pg_catalog.regclass::pg_catalog.text", &[relid.into()])
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| relid.to_u32().to_string())
+    spi::get_one_with_args::<String>(
+        "SELECT $1::pg_catalog.regclass::pg_catalog.text",
+        &[relid.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| relid.to_u32().to_string())
 }
 
 /// Sets a setting until the end of the innermost `as_role` (GUC_ACTION_SAVE: undone when that
@@ -143,9 +155,4 @@ pub fn loading_dump(relid: pg_sys::Oid) -> bool {
             && !pg_sys::check_function_bodies
             && pg_sys::pg_class_ownercheck(relid, pg_sys::GetUserId())
     }
-}
-
-/// Raises an ERROR with `code` (for expression positions, where `ereport!` cannot stand).
-pub fn fail(code: PgSqlErrorCode, msg: String) -> ! {
-    ereport!(ERROR, code, msg);
 }

@@ -41,4 +41,3 @@ pub fn register_callback() {
         CALLBACK_REGISTERED.with(|c| c.set(true));
     }
 }
-

@@ -1,8 +1,8 @@
 //! Row access (plumbing): a tuple's columns deformed once, the tracked table a partition's row
 //! belongs to, and a row's event time read the same way by every feature.
 
-use pgrx::prelude::*;
 use super::spi;
+use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -98,7 +98,10 @@ pub unsafe fn bounded_text(d: pg_sys::Datum) -> pg_sys::Datum {
         pgrx::direct_function_call_as_datum(f, args).unwrap_or(d)
     };
     let ellipsis = pg_sys::Datum::from(pg_sys::cstring_to_text(c"…".as_ptr()));
-    let left = call(pg_sys::text_left, &[Some(d), Some(pg_sys::Datum::from(160i32))]);
+    let left = call(
+        pg_sys::text_left,
+        &[Some(d), Some(pg_sys::Datum::from(160i32))],
+    );
     let md5 = call(pg_sys::md5_text, &[Some(d)]);
     let head = call(pg_sys::textcat, &[Some(left), Some(ellipsis)]);
     call(pg_sys::textcat, &[Some(head), Some(md5)])

@@ -113,7 +113,6 @@ pub fn connect_mut<R>(f: impl FnOnce(&mut SpiClient<'_>) -> R) -> R {
     pinned(|| Spi::connect_mut(f))
 }
 
-
 /// Runs `sql` (no NULL arguments) with the given snapshot (a check's own view of the data, as
 /// budget alerts need), pinned; returns SPI's result code.
 ///
@@ -129,11 +128,11 @@ pub unsafe fn execute_with_snapshot(
     let sqlc = std::ffi::CString::new(sql).unwrap_or_default();
     pinned(|| {
         if pg_sys::SPI_connect() < 0 {
-            error!("llm_cost: SPI_connect failed");
+            crate::pg::fail::internal("llm_cost: SPI_connect failed");
         }
         let plan = pg_sys::SPI_prepare(sqlc.as_ptr(), types.len() as i32, types.as_mut_ptr());
         if plan.is_null() {
-            error!("llm_cost: could not prepare an internal statement");
+            crate::pg::fail::internal("llm_cost: could not prepare an internal statement");
         }
         let nulls = vec![b' ' as std::ffi::c_char; values.len()];
         let rc = pg_sys::SPI_execute_snapshot(

@@ -11,7 +11,10 @@ pub struct Num<'a>(pub &'a str);
 impl PartialEq for Num<'_> {
     fn eq(&self, o: &Self) -> bool {
         use std::str::FromStr;
-        match (rust_decimal::Decimal::from_str(self.0), rust_decimal::Decimal::from_str(o.0)) {
+        match (
+            rust_decimal::Decimal::from_str(self.0),
+            rust_decimal::Decimal::from_str(o.0),
+        ) {
             (Ok(x), Ok(y)) => x == y,
             _ => self.0 == o.0,
         }
@@ -94,8 +97,18 @@ mod tests {
 
     #[test]
     fn the_source_column_says_it() {
-        assert!(is_unpriced::<i32>(Some(Some("unpriced")), Some(&5), None, || None));
-        assert!(!is_unpriced::<i32>(Some(Some("estimated")), None, None, || None));
+        assert!(is_unpriced::<i32>(
+            Some(Some("unpriced")),
+            Some(&5),
+            None,
+            || None
+        ));
+        assert!(!is_unpriced::<i32>(
+            Some(Some("estimated")),
+            None,
+            None,
+            || None
+        ));
         assert!(!is_unpriced::<i32>(Some(None), None, None, || None));
         assert_eq!(Stored::from_source(Some("provided")), Stored::Provided);
         assert_eq!(Stored::from_source(Some("estimated")), Stored::Estimated);
@@ -104,7 +117,10 @@ mod tests {
     #[test]
     fn without_a_source_column_the_cost_says_it() {
         // NULL: unpriced, whatever the default.
-        assert_eq!(classify::<i32>(None, Some(&0), || Some(0)), Stored::Unpriced);
+        assert_eq!(
+            classify::<i32>(None, Some(&0), || Some(0)),
+            Stored::Unpriced
+        );
         assert!(is_unpriced::<i32>(None, None, None, || panic!("not asked")));
         // The default: unpriced, unless it is exactly the estimate (a free call).
         assert_eq!(classify(Some(&0), Some(&0), || Some(7)), Stored::Unpriced);
@@ -117,6 +133,8 @@ mod tests {
         assert_eq!(classify(Some(&7), Some(&0), || Some(7)), Stored::Estimated);
         assert_eq!(classify(Some(&9), Some(&0), || Some(7)), Stored::Provided);
         assert_eq!(classify(Some(&9), None, || None), Stored::Provided);
-        assert!(!is_unpriced(None, Some(&9), Some(&0), || -> Option<i32> { panic!("not asked") }));
+        assert!(!is_unpriced(None, Some(&9), Some(&0), || -> Option<i32> {
+            panic!("not asked")
+        }));
     }
 }

@@ -109,7 +109,9 @@ pub fn decide(
             return Err(Refused::Negative(t.to_string()));
         }
     }
-    let provided = new.cost.is_some_and(|t| is_provided(table, new, old, t, estimate, stored));
+    let provided = new
+        .cost
+        .is_some_and(|t| is_provided(table, new, old, t, estimate, stored));
     // A cost the provider reported in the usage object, where the application gave none (NULL,
     // or the column default in a table without cost_source).
     Ok(if let Some(units) = new.reported.filter(|_| !provided) {
@@ -145,7 +147,8 @@ fn is_provided(
             // Any non-NULL cost is the application's, unless the row says it is an estimate and
             // it is exactly ours (a row an UPDATE moves to another partition arrives there as an
             // INSERT).
-            !(new.source == Some("estimated") && ours(&new.call).as_deref().map(Num) == Some(Num(t)))
+            !(new.source == Some("estimated")
+                && ours(&new.call).as_deref().map(Num) == Some(Num(t)))
         }
         // Elsewhere: a non-NULL value other than the column default (the ledger's rule, the
         // estimate not consulted: an application that sends exactly our estimate keeps it).
@@ -160,7 +163,8 @@ fn is_provided(
                 // The old cost was provided if it is neither the default nor what we would have
                 // estimated for the old row (the ledger's rule).
                 let e = ours(&(o.call)());
-                classify(Some(&Num(t)), default.as_ref(), || e.as_deref().map(Num)) == Stored::Provided
+                classify(Some(&Num(t)), default.as_ref(), || e.as_deref().map(Num))
+                    == Stored::Provided
             }
         }
     }
@@ -170,10 +174,22 @@ fn is_provided(
 mod tests {
     use super::*;
 
-    const U: Usage = Usage { input: 1_000_000, output: 0, cache_read: 0, cache_write: 0, cache_write_1h: 0 };
+    const U: Usage = Usage {
+        input: 1_000_000,
+        output: 0,
+        cache_read: 0,
+        cache_write: 0,
+        cache_write_1h: 0,
+    };
 
     fn call(model: &str) -> Call<'_> {
-        Call { model, host: None, tier: ServiceTier::Standard, usage: U, at: 0 }
+        Call {
+            model,
+            host: None,
+            tier: ServiceTier::Standard,
+            usage: U,
+            at: 0,
+        }
     }
 
     /// $2.50 for the known model, no price otherwise; stored with 2 decimals.
@@ -187,57 +203,224 @@ mod tests {
     }
 
     fn new<'a>(model: &'a str, cost: Option<&'a str>, source: Option<&'a str>) -> NewRow<'a> {
-        NewRow { call: call(model), cost, source, reported: None }
+        NewRow {
+            call: call(model),
+            cost,
+            source,
+            reported: None,
+        }
     }
 
-    const SOURCED: Table = Table { has_source: true, cost_default: None };
-    const DEFAULTED: Table = Table { has_source: false, cost_default: Some("0") };
+    const SOURCED: Table = Table {
+        has_source: true,
+        cost_default: None,
+    };
+    const DEFAULTED: Table = Table {
+        has_source: false,
+        cost_default: Some("0"),
+    };
 
     #[test]
     fn estimated_unpriced_provided_and_reported() {
-        assert_eq!(decide(&SOURCED, &new("known", None, None), None, &estimate, &stored), Ok(Outcome::Estimated(Cost(25_000_000_000_000_000))));
-        assert_eq!(decide(&SOURCED, &new("typo", None, None), None, &estimate, &stored), Ok(Outcome::Unpriced));
-        assert_eq!(decide(&SOURCED, &new("known", Some("9"), None), None, &estimate, &stored), Ok(Outcome::Provided));
-        assert_eq!(decide(&SOURCED, &new("known", Some("9"), Some("provided")), None, &estimate, &stored), Ok(Outcome::Keep));
+        assert_eq!(
+            decide(
+                &SOURCED,
+                &new("known", None, None),
+                None,
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Estimated(Cost(25_000_000_000_000_000)))
+        );
+        assert_eq!(
+            decide(&SOURCED, &new("typo", None, None), None, &estimate, &stored),
+            Ok(Outcome::Unpriced)
+        );
+        assert_eq!(
+            decide(
+                &SOURCED,
+                &new("known", Some("9"), None),
+                None,
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Provided)
+        );
+        assert_eq!(
+            decide(
+                &SOURCED,
+                &new("known", Some("9"), Some("provided")),
+                None,
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Keep)
+        );
         let mut r = new("typo", None, None);
         r.reported = Some(7);
-        assert_eq!(decide(&SOURCED, &r, None, &estimate, &stored), Ok(Outcome::Reported(Cost(7))));
+        assert_eq!(
+            decide(&SOURCED, &r, None, &estimate, &stored),
+            Ok(Outcome::Reported(Cost(7)))
+        );
         // A provided cost wins over the reported one.
         r.cost = Some("1");
-        assert_eq!(decide(&SOURCED, &r, None, &estimate, &stored), Ok(Outcome::Provided));
+        assert_eq!(
+            decide(&SOURCED, &r, None, &estimate, &stored),
+            Ok(Outcome::Provided)
+        );
     }
 
     #[test]
     fn a_row_marked_estimated_with_exactly_our_estimate_is_estimated_again() {
-        assert_eq!(decide(&SOURCED, &new("known", Some("2.5"), Some("estimated")), None, &estimate, &stored), Ok(Outcome::Estimated(Cost(25_000_000_000_000_000))));
-        assert_eq!(decide(&SOURCED, &new("known", Some("2.4"), Some("estimated")), None, &estimate, &stored), Ok(Outcome::Provided));
+        assert_eq!(
+            decide(
+                &SOURCED,
+                &new("known", Some("2.5"), Some("estimated")),
+                None,
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Estimated(Cost(25_000_000_000_000_000)))
+        );
+        assert_eq!(
+            decide(
+                &SOURCED,
+                &new("known", Some("2.4"), Some("estimated")),
+                None,
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Provided)
+        );
     }
 
     #[test]
     fn without_cost_source_the_default_is_not_provided() {
-        assert_eq!(decide(&DEFAULTED, &new("known", Some("0.00"), None), None, &estimate, &stored), Ok(Outcome::Estimated(Cost(25_000_000_000_000_000))));
-        assert_eq!(decide(&DEFAULTED, &new("typo", Some("0"), None), None, &estimate, &stored), Ok(Outcome::Unpriced));
-        assert_eq!(decide(&DEFAULTED, &new("known", Some("2.50"), None), None, &estimate, &stored), Ok(Outcome::Keep));
+        assert_eq!(
+            decide(
+                &DEFAULTED,
+                &new("known", Some("0.00"), None),
+                None,
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Estimated(Cost(25_000_000_000_000_000)))
+        );
+        assert_eq!(
+            decide(
+                &DEFAULTED,
+                &new("typo", Some("0"), None),
+                None,
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Unpriced)
+        );
+        assert_eq!(
+            decide(
+                &DEFAULTED,
+                &new("known", Some("2.50"), None),
+                None,
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Keep)
+        );
     }
 
     #[test]
     fn an_update_keeps_a_provided_cost_and_re_estimates_ours() {
         let known = || call("known");
-        let ours = OldRow { call: &known, cost: Some("2.50"), source: None };
+        let ours = OldRow {
+            call: &known,
+            cost: Some("2.50"),
+            source: None,
+        };
         // The UPDATE changed the model, not the cost: the old cost was our estimate, so it is redone.
-        assert_eq!(decide(&DEFAULTED, &new("typo", Some("2.50"), None), Some(&ours), &estimate, &stored), Ok(Outcome::Unpriced));
-        let theirs = OldRow { call: &known, cost: Some("3"), source: None };
-        assert_eq!(decide(&DEFAULTED, &new("typo", Some("3"), None), Some(&theirs), &estimate, &stored), Ok(Outcome::Keep));
+        assert_eq!(
+            decide(
+                &DEFAULTED,
+                &new("typo", Some("2.50"), None),
+                Some(&ours),
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Unpriced)
+        );
+        let theirs = OldRow {
+            call: &known,
+            cost: Some("3"),
+            source: None,
+        };
+        assert_eq!(
+            decide(
+                &DEFAULTED,
+                &new("typo", Some("3"), None),
+                Some(&theirs),
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Keep)
+        );
         // The UPDATE set the cost itself.
-        assert_eq!(decide(&DEFAULTED, &new("known", Some("4"), None), Some(&ours), &estimate, &stored), Ok(Outcome::Keep));
-        let marked = OldRow { call: &known, cost: Some("3"), source: Some("provided") };
-        assert_eq!(decide(&SOURCED, &new("typo", Some("3"), Some("provided")), Some(&marked), &estimate, &stored), Ok(Outcome::Keep));
+        assert_eq!(
+            decide(
+                &DEFAULTED,
+                &new("known", Some("4"), None),
+                Some(&ours),
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Keep)
+        );
+        let marked = OldRow {
+            call: &known,
+            cost: Some("3"),
+            source: Some("provided"),
+        };
+        assert_eq!(
+            decide(
+                &SOURCED,
+                &new("typo", Some("3"), Some("provided")),
+                Some(&marked),
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Keep)
+        );
     }
 
     #[test]
     fn non_finite_and_negative_costs_are_refused() {
-        assert_eq!(decide(&SOURCED, &new("known", Some("NaN"), None), None, &estimate, &stored), Err(Refused::NotFinite("NaN".into())));
-        assert_eq!(decide(&SOURCED, &new("known", Some("-Infinity"), None), None, &estimate, &stored), Err(Refused::NotFinite("-Infinity".into())));
-        assert_eq!(decide(&SOURCED, &new("known", Some("-1"), None), None, &estimate, &stored), Err(Refused::Negative("-1".into())));
+        assert_eq!(
+            decide(
+                &SOURCED,
+                &new("known", Some("NaN"), None),
+                None,
+                &estimate,
+                &stored
+            ),
+            Err(Refused::NotFinite("NaN".into()))
+        );
+        assert_eq!(
+            decide(
+                &SOURCED,
+                &new("known", Some("-Infinity"), None),
+                None,
+                &estimate,
+                &stored
+            ),
+            Err(Refused::NotFinite("-Infinity".into()))
+        );
+        assert_eq!(
+            decide(
+                &SOURCED,
+                &new("known", Some("-1"), None),
+                None,
+                &estimate,
+                &stored
+            ),
+            Err(Refused::Negative("-1".into()))
+        );
     }
 }

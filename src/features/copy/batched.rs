@@ -29,9 +29,9 @@
 //! foreign tables, triggers disabled or set to fire in another replication role. The COPY state
 //! is read through `csrc/copy_state.c` (compiled against the server's headers by build.rs).
 
-use pgrx::prelude::*;
 use crate::pg::spi;
-use pgrx::PgSqlErrorCode;
+use pgrx::prelude::*;
+
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_void, CStr};
 use std::rc::Rc;
@@ -614,8 +614,8 @@ pub fn copy_row() -> bool {
 
 unsafe fn copy_row_impl() -> bool {
     let top = pg_sys::error_context_stack;
-    let in_copy = !top.is_null()
-        && (*top).callback.map(|f| f as usize) == super::copy_error_callback();
+    let in_copy =
+        !top.is_null() && (*top).callback.map(|f| f as usize) == super::copy_error_callback();
     let cstate = if in_copy {
         (*top).arg
     } else {
@@ -649,11 +649,8 @@ unsafe fn copy_row_impl() -> bool {
         )))
     });
     let Some(work) = work else {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            "llm_cost._copy_row() is part of llm_cost's COPY FROM path and cannot be called directly"
-        );
+        crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, "llm_cost._copy_row() is part of llm_cost's COPY FROM path and cannot be called directly")
+            .raise();
     };
     let Some((spec, relname, relid, rel, rollups, econtext)) = work else {
         return true;

@@ -47,7 +47,6 @@ pub fn count_copy_priced() {
     COPY_PRICED.with(|c| c.set(c.get() + 1));
 }
 
-
 /// The address of PostgreSQL's `CopyFromErrorCallback`, as COPY stores it in its error context.
 /// Taking `pg_sys::CopyFromErrorCallback`'s address in this library gives a stub of ours, not
 /// that address, so ask the dynamic linker (once).
@@ -124,10 +123,9 @@ pub unsafe fn fast_path(
     {
         return false;
     }
-    let Some(rollup) = all
-        .iter()
-        .position(|t| crate::features::rollups::is_rollup_trigger(std::ffi::CStr::from_ptr(t.tgname).to_bytes()))
-    else {
+    let Some(rollup) = all.iter().position(|t| {
+        crate::features::rollups::is_rollup_trigger(std::ffi::CStr::from_ptr(t.tgname).to_bytes())
+    }) else {
         return false;
     };
     let origin = pg_sys::TRIGGER_FIRES_ON_ORIGIN as std::ffi::c_char;
@@ -152,4 +150,3 @@ pub unsafe fn fast_path(
     crate::features::rollups::add_copied_row(&defs, values, nulls, units);
     true
 }
-

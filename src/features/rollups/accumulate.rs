@@ -1,11 +1,11 @@
 //! Pending sums: each row added to (or taken from) the sums of its periods and group, in backend
 //! memory, per subtransaction (`pg::pending::PerSub`), until `flush` writes them.
 
+use super::defs::{defs_for, Att, SourceDefs};
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use super::defs::{defs_for, Att, SourceDefs};
 
 thread_local! {
     /// Pending sums per subtransaction that saw the rows, by entry key.
@@ -121,13 +121,14 @@ pub(super) fn time_of(d: pg_sys::Datum, a: Att, zone: Option<pg_sys::Datum>) -> 
     unsafe { crate::pg::row::event_time(d, a.typid, zone) }
 }
 
-
 /// A group value as a rollup keys it: text and unbounded varchar values bounded as
 /// `pg::row::bounded_text` says (the same rule as `llm_cost._rollup_select`).
 pub(super) unsafe fn group_value(row: &Borrowed, g: Att) -> Option<pg_sys::Datum> {
     let d = row.get(Some(g))?;
     // text, or varchar without a length (a varchar(n) value is short by declaration).
-    if g.len != -1 || !(g.typid == pg_sys::TEXTOID || (g.typid == pg_sys::VARCHAROID && g.typmod < 0)) {
+    if g.len != -1
+        || !(g.typid == pg_sys::TEXTOID || (g.typid == pg_sys::VARCHAROID && g.typmod < 0))
+    {
         return Some(d);
     }
     Some(crate::pg::row::bounded_text(d))
@@ -192,7 +193,12 @@ pub(super) unsafe fn copy_to_xact(d: pg_sys::Datum, a: Att) -> pg_sys::Datum {
 
 /// Adds a row (`sign` 1) or takes it away (-1). `units`: the row's cost in 10^-16 USD when the
 /// caller already knows it (the cost trigger, which has just computed it), else read from the row.
-pub(super) unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, units: Option<i128>) {
+pub(super) unsafe fn add_row(
+    defs: &Rc<SourceDefs>,
+    row: &Borrowed,
+    sign: i64,
+    units: Option<i128>,
+) {
     let ts = row
         .get(defs.time)
         .map(|d| time_of(d, defs.time.unwrap(), defs.zone))
@@ -208,11 +214,8 @@ pub(super) unsafe fn add_row(defs: &Rc<SourceDefs>, row: &Borrowed, sign: i64, u
     if cost_units.is_none() {
         if let Some(c) = cost {
             if crate::pg::money::numeric_special(c) {
-                ereport!(
-                    ERROR,
-                    pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                    "llm_cost: a cost must be a finite number; NaN and Infinity cannot be added to a rollup"
-                );
+                crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "llm_cost: a cost must be a finite number; NaN and Infinity cannot be added to a rollup")
+            .raise();
             }
         }
     }
@@ -351,11 +354,11 @@ pub(super) unsafe fn estimate_units(
 /// A sum the stripes table could not hold either (bigint): the statement fails, as the stripe
 /// write would (release builds do not check overflow: wrapping would store a wrong total).
 pub(super) fn out_of_range() -> ! {
-    ereport!(
-        ERROR,
+    crate::pg::fail::user(
         pgrx::PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-        "llm_cost: a rollup sum is out of range for bigint"
-    );
+        "llm_cost: a rollup sum is out of range for bigint",
+    )
+    .raise();
 }
 
 pub(super) fn add_i64(a: &mut i64, b: i64) {
@@ -456,4 +459,3 @@ pub unsafe fn add_copied_row(
     add_row(defs, &Borrowed { values, nulls }, 1, units);
     PATHS.with(|p| p.set((p.get().0 + 1, p.get().1)));
 }
-

@@ -3,12 +3,12 @@
 //! `llm_cost._rollup_defs` (whose columns `sql/rollups.sql` lists) and kept until a relation
 //! they name changes.
 
+use super::stripes::Layout;
+use crate::pg::spi;
 use pgrx::prelude::*;
 use pgrx::IntoDatum;
 use std::cell::RefCell;
 use std::rc::Rc;
-use crate::pg::spi;
-use super::stripes::Layout;
 
 thread_local! {
     static DEFS: RefCell<rustc_hash::FxHashMap<pg_sys::Oid, Rc<SourceDefs>>> = RefCell::new(Default::default());
@@ -169,7 +169,6 @@ pub fn is_rollup_trigger(name: &[u8]) -> bool {
             .is_some_and(|id| !id.is_empty() && id.iter().all(|c| c.is_ascii_digit()))
 }
 
-
 /// The argument of the relation's `llm_cost_rollup` trigger: None without that trigger,
 /// Some("") for the trigger of a plain table (definitions in the registry), Some(json) on a shard
 /// of a Citus distributed table (definitions by column name: see `_rollup_shard_args`).
@@ -195,7 +194,15 @@ pub(super) unsafe fn rollup_trigger_arg(rel: pg_sys::Relation) -> Option<String>
 /// The source's columns a rollup reads, as `_rollup_defs` names their attribute numbers: time,
 /// cost, model, cost_source, the four token counts, error, latency.
 const SOURCE_COLUMNS: [&str; 10] = [
-    "time_att", "cost_att", "model_att", "source_att", "in_att", "out_att", "cr_att", "cw_att", "error_att",
+    "time_att",
+    "cost_att",
+    "model_att",
+    "source_att",
+    "in_att",
+    "out_att",
+    "cr_att",
+    "cw_att",
+    "error_att",
     "latency_att",
 ];
 
@@ -245,17 +252,23 @@ pub(super) fn load_defs(
                     r.get_by_name::<i64, _>("id")?.unwrap_or(0),
                     r.get_by_name::<String, _>("grain")?.unwrap_or_default(),
                     r.get_by_name::<String, _>("time_zone")?.unwrap_or_default(),
-                    r.get_by_name::<Vec<i16>, _>("group_attnums")?.unwrap_or_default(),
+                    r.get_by_name::<Vec<i16>, _>("group_attnums")?
+                        .unwrap_or_default(),
                     SOURCE_COLUMNS.map(|c| r.get_by_name::<i16, _>(c).ok().flatten()),
-                    r.get_by_name::<pg_sys::Oid, _>("stripes")?.unwrap_or(pg_sys::InvalidOid),
-                    r.get_by_name::<Vec<i16>, _>("stripes_group_attnums")?.unwrap_or_default(),
-                    r.get_by_name::<Vec<i16>, _>("stripes_attnums")?.unwrap_or_default(),
+                    r.get_by_name::<pg_sys::Oid, _>("stripes")?
+                        .unwrap_or(pg_sys::InvalidOid),
+                    r.get_by_name::<Vec<i16>, _>("stripes_group_attnums")?
+                        .unwrap_or_default(),
+                    r.get_by_name::<Vec<i16>, _>("stripes_attnums")?
+                        .unwrap_or_default(),
                 ));
             }
             Ok::<_, pgrx::spi::Error>(v)
         })
     })
-    .unwrap_or_else(|e| error!("llm_cost: could not read rollup definitions: {e}"));
+    .unwrap_or_else(|e| {
+        crate::pg::fail::internal(format!("llm_cost: could not read rollup definitions: {e}"))
+    });
     if !rows.is_empty() {
         let (default, zone) = match shard_args {
             Some(args) => spi::get_two_with_args::<String, String>(
@@ -309,10 +322,10 @@ pub(super) fn load_defs(
             )
             .collect();
         let fixed: [i16; 14] = stripes_fixed.try_into().unwrap_or_else(|_| {
-            error!("llm_cost: the stripes table of rollup {id} is missing columns; recreate the rollup")
+            crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("llm_cost: the stripes table of rollup {id} is missing columns; recreate the rollup")).raise()
         });
         if stripes_groups.len() != groups.len() {
-            error!("llm_cost: the group columns of rollup {id} no longer match its source and stripes table; recreate the rollup");
+            crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("llm_cost: the group columns of rollup {id} no longer match its source and stripes table; recreate the rollup")).raise();
         }
         let step_us: i64 = match grain.as_str() {
             "hour" => 3_600_000_000 + 60_000_000,
@@ -366,17 +379,14 @@ pub(super) fn refuse_unfed_shard(root: pg_sys::Oid) {
     .ok()
     .flatten();
     if let Some(table) = logical {
-        pgrx::pg_sys::panic::ErrorReport::new(
+        crate::pg::fail::user(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("llm_cost: the rollups of {table} were created before Citus distributed it: their sums cannot follow its shards"),
-            "llm_cost.rollup_row_trigger",
         )
-        .set_hint(format!("Call SELECT llm_cost.distribute_rollups('{table}') on the coordinator: their sums then move into shards next to the table's."))
-        .report(PgLogLevel::ERROR);
-        unreachable!();
+        .hint(format!("Call SELECT llm_cost.distribute_rollups('{table}') on the coordinator: their sums then move into shards next to the table's."))
+        .raise();
     }
 }
-
 
 #[cfg(test)]
 mod name_tests {

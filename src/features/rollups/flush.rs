@@ -3,12 +3,12 @@
 //! group) added into this backend's stripe by `stripes::add_all`; the groups written into watched
 //! tables of sums are remembered for the features watching them (budgets).
 
+use super::accumulate::{key_bytes, Acc, Sum, PENDING};
+use super::defs::SourceDefs;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use super::accumulate::{key_bytes, Acc, Sum, PENDING};
-use super::defs::SourceDefs;
 
 thread_local! {
     /// The (rollup, period, group)s this transaction wrote into watched stripes tables.
@@ -70,12 +70,9 @@ pub(super) fn _flush_pending_sums() {
     let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
     let outer = PENDING.with(|p| p.borrow().holders().into_iter().any(|s| s != sub));
     if outer {
-        ereport!(
-            ERROR,
-            pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "llm_cost: rows inserted earlier in this transaction, outside the current savepoint or exception block, are not yet in the rollups",
-            "Run llm_cost.rebuild_rollup() outside the savepoint, or in a transaction of its own."
-        );
+        crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "llm_cost: rows inserted earlier in this transaction, outside the current savepoint or exception block, are not yet in the rollups")
+            .detail("Run llm_cost.rebuild_rollup() outside the savepoint, or in a transaction of its own.")
+            .raise();
     }
     flush();
 }
@@ -140,23 +137,21 @@ pub(super) fn write(pending: Vec<(Vec<u8>, Acc)>) {
         let sums: Vec<super::stripes::Sums> = groups
             .iter()
             .zip(costs)
-            .map(
-                |((key, (period, group, s)), cost)| super::stripes::Sums {
-                    key,
-                    period: *period,
-                    group,
-                    stripe,
-                    requests: s.requests,
-                    tokens: s.tokens,
-                    cost,
-                    unpriced: s.unpriced,
-                    errors: s.errors,
-                    latency_sum: s.latency_sum,
-                    latency_max: s.latency_max,
-                    first: s.first,
-                    last: s.last,
-                },
-            )
+            .map(|((key, (period, group, s)), cost)| super::stripes::Sums {
+                key,
+                period: *period,
+                group,
+                stripe,
+                requests: s.requests,
+                tokens: s.tokens,
+                cost,
+                unpriced: s.unpriced,
+                errors: s.errors,
+                latency_sum: s.latency_sum,
+                latency_max: s.latency_max,
+                first: s.first,
+                last: s.last,
+            })
             .collect();
         super::stripes::add_all(&defs.rollups[ri].layout, &sums);
         let r = &defs.rollups[ri];
@@ -187,4 +182,3 @@ pub(super) fn cost_of(acc: &Sum) -> pg_sys::Datum {
         None => cost,
     }
 }
-

@@ -32,11 +32,11 @@ use accumulate::{add_row, Borrowed};
 use defs::defs_for;
 use pgrx::prelude::*;
 
+use accumulate::{abort_sub, commit_sub};
 pub use accumulate::{add_copied_row, clear_pending, copy_defs, defs_of, paths, Defs};
 pub use defs::{forget, forget_all, is_rollup_trigger};
-pub use flush::{flush, flush_all, take_written, watch_written, Written};
-use accumulate::{abort_sub, commit_sub};
 use flush::forget_written;
+pub use flush::{flush, flush_all, take_written, watch_written, Written};
 
 /// Rollup sums in the transaction's lifecycle (`pg::lifecycle`): sums no statement trigger wrote
 /// (rows inserted straight into a partition) are written before commit; sums of an aborted
@@ -148,7 +148,6 @@ fn rollup_row_trigger<'a>(
     }
     Ok(None)
 }
-
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

@@ -59,7 +59,12 @@ pub struct Column {
 }
 
 const fn col(name: &'static str, sql_type: &'static str, not_null: bool, merge: Merge) -> Column {
-    Column { name, sql_type, not_null, merge }
+    Column {
+        name,
+        sql_type,
+        not_null,
+        merge,
+    }
 }
 
 /// The columns of a table of sums besides the group columns: the one list of them. SQL reads it
@@ -106,7 +111,12 @@ const fn at(name: &str) -> usize {
 const PERIOD: usize = at("period_start");
 const STRIPE: usize = at("stripe");
 const REQUESTS: usize = at("requests");
-const TOKENS: [usize; 4] = [at("input_tokens"), at("output_tokens"), at("cache_read_tokens"), at("cache_write_tokens")];
+const TOKENS: [usize; 4] = [
+    at("input_tokens"),
+    at("output_tokens"),
+    at("cache_read_tokens"),
+    at("cache_write_tokens"),
+];
 const COST: usize = at("cost_usd");
 const UNPRICED: usize = at("unpriced_requests");
 const ERRORS: usize = at("error_requests");
@@ -135,7 +145,13 @@ fn stripes_layout() -> TableIterator<
             Merge::Max => "max",
             Merge::Min => "min",
         };
-        (i as i32 + 1, c.name.to_string(), c.sql_type.to_string(), c.not_null, merge.to_string())
+        (
+            i as i32 + 1,
+            c.name.to_string(),
+            c.sql_type.to_string(),
+            c.not_null,
+            merge.to_string(),
+        )
     }))
 }
 
@@ -237,7 +253,7 @@ unsafe fn same_datum(
 }
 
 fn refuse(msg: String) -> ! {
-    ereport!(ERROR, PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, msg);
+    crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, msg).raise();
 }
 
 /// Stripe numbers past the backend slots: slot + k * STRIDE is this backend's stripe once k
@@ -569,11 +585,11 @@ unsafe fn fill(
 
 fn sum_i64(a: i64, b: i64) -> i64 {
     a.checked_add(b).unwrap_or_else(|| {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-            "llm_cost: rollup sum out of range for bigint"
-        );
+        crate::pg::fail::user(
+            pgrx::PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+            "llm_cost: rollup sum out of range for bigint",
+        )
+        .raise();
     })
 }
 
@@ -767,10 +783,10 @@ unsafe fn replace_row(
             Some((*newtup).t_self)
         }
         Updated::Retry => None,
-        Updated::Fail(code) => error!(
+        Updated::Fail(code) => crate::pg::fail::internal(format!(
             "llm_cost: could not update a row of the rollup stripes table {} (result {code})",
             name_of(rel)
-        ),
+        )),
     }
 }
 
