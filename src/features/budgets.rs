@@ -492,6 +492,7 @@ fn check(written: Vec<crate::features::rollups::Written>) {
             .group
             .iter()
             .zip(&w.types)
+            // SAFETY: the datums and their types come from the same written group (rollups::Written).
             .map(|(d, t)| unsafe { text_of(*d, *t) })
             .collect();
         for b in budgets {
@@ -514,6 +515,7 @@ fn check(written: Vec<crate::features::rollups::Written>) {
     if checks.is_empty() {
         return;
     }
+    // SAFETY: inside the committing transaction, before its commit record: a command counter bump and a fresh snapshot, popped below.
     unsafe {
         // Our own rollup writes must be visible to a snapshot taken now, which also sees every
         // transaction committed before.
@@ -597,6 +599,7 @@ fn _budget_sweep() -> i64 {
         let lowest = std::iter::once(&b.default)
             .chain(b.overrides.values())
             .filter_map(|l| l.amounts.first().map(|a| a.exact.clone()))
+            // SAFETY: numeric_of builds a numeric datum from an amount the registry holds as numeric text.
             .min_by(|x, y| unsafe { numeric_cmp(numeric_of(x), y) }.cmp(&0))
             .unwrap_or_else(|| "0".into());
         let stripes = crate::pg::privilege::relname(b.layout.stripes);
@@ -685,6 +688,7 @@ fn _budget_sweep() -> i64 {
                 .iter()
                 .zip(&b.group_input)
                 .map(|(t, (input, ioparam, typmod))| {
+                    // SAFETY: each group column's input function, its type parameter and typmod, looked up with it; the C string lives for the call.
                     t.as_ref().map(|s| unsafe {
                         let c = std::ffi::CString::new(s.as_str()).unwrap_or_default();
                         pg_sys::OidInputFunctionCall(
@@ -706,6 +710,7 @@ fn _budget_sweep() -> i64 {
         }
     }
     let before = ALERTS_WRITTEN.with(|n| n.get());
+    // SAFETY: record_crossings runs SPI in the worker's transaction, which is open here.
     unsafe {
         let refs: Vec<&Check> = found.iter().collect();
         record_crossings(&refs);
@@ -785,6 +790,7 @@ fn _budgets_changed<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
     let relid = trigger.relid()?;
+    // SAFETY: a transactional invalidation of the relation the trigger fired on.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
     forget(pg_sys::InvalidOid);
     Ok(None)
@@ -844,6 +850,7 @@ fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
     crate::pg::privilege::require_owner_rights(rollup, "manage its budgets");
     crate::pg::privilege::require_owner_rights(stripes, "manage its budgets");
     let me =
+        // SAFETY: the current user exists (GetUserNameFromId errors otherwise); the name is copied at once.
         unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) }
             .to_string_lossy()
             .into_owned();
@@ -880,7 +887,7 @@ fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
 
 /// The current period [start, end) of a budget's rollup (recomputed when now() leaves it).
 fn current_period(b: &Budget) -> (i64, i64) {
-    let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+    let now = crate::pg::lifecycle::transaction_start();
     let (s, e) = b.period.get();
     if s <= now && now < e {
         return (s, e);
@@ -919,6 +926,7 @@ unsafe fn role_oid(name: &std::ffi::CStr) -> pg_sys::Oid {
 
 /// May the current user see the budget of this group (check_budget)?
 fn may_check(b: &Budget, group: &[Option<String>]) -> bool {
+    // SAFETY: role and privilege look-ups on the syscache, in a transaction.
     unsafe {
         let me = pg_sys::GetUserId();
         let admin = role_oid(c"llm_cost_admin");
@@ -992,6 +1000,7 @@ fn check_budget(
         estimate
             .clone()
             .into_datum()
+            // SAFETY: into_datum of an AnyNumeric is a numeric datum.
             .is_some_and(|d| unsafe { crate::pg::money::numeric_special(d) })
     };
     if special || estimate < pgrx::AnyNumeric::from(0) {
@@ -1055,16 +1064,20 @@ fn check_budget(
         .iter()
         .zip(&b.group_input)
         .map(|(t, (input, ioparam, typmod))| {
+            // SAFETY: as in spent_of's caller above: the column's input function with its parameters.
             t.as_ref().map(|s| unsafe {
                 let c = std::ffi::CString::new(s.as_str()).unwrap_or_default();
                 pg_sys::OidInputFunctionCall(*input, c.as_ptr() as *mut _, *ioparam, *typmod)
             })
         })
         .collect();
+    // SAFETY: the group datums match the budget's group columns; the active snapshot is the statement's.
     let spent_d = unsafe { spent_of(&b, start, &datums, &texts, pg_sys::GetActiveSnapshot()) };
+    // SAFETY: spent_of returns a numeric datum.
     let spent = unsafe { pgrx::AnyNumeric::from_datum(spent_d, false) }
         .unwrap_or_else(|| pgrx::AnyNumeric::from(0));
     let period_end =
+        // SAFETY: a timestamptz value as a datum (by value).
         unsafe { pgrx::datum::TimestampWithTimeZone::from_datum(pg_sys::Datum::from(end), false) }
             .unwrap_or_else(|| crate::pg::fail::internal("llm_cost: bad period end"));
     if !b.covers(&texts) {

@@ -169,6 +169,7 @@ fn price(col: &str, v: Option<pgrx::AnyNumeric>) -> Option<Price> {
     let units = n
         .clone()
         .into_datum()
+        // SAFETY: into_datum of an AnyNumeric is a numeric datum.
         .and_then(|d| unsafe { crate::pg::money::numeric_units(d) });
     match units {
         Some(u) if u >= 0 && u % 1_000_000 == 0 => Some(Price(u / 1_000_000)),
@@ -315,6 +316,7 @@ fn catalog_changed<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
     let relid = trigger.relid()?;
+    // SAFETY: transactional invalidations of the catalog tables, looked up by name in this database.
     unsafe {
         pg_sys::CacheInvalidateRelcacheByRelid(relid);
         // Fired on a copy of a catalog table (a shard of it on a Citus worker: the catalog made a

@@ -142,6 +142,7 @@ pub fn _registry_put(registry_name: &str, row: pgrx::JsonB) -> pgrx::JsonB {
         }
     }
     if let Some(by) = reg.by {
+        // SAFETY: the current user exists (GetUserNameFromId errors otherwise); the name is copied at once.
         let me = unsafe {
             std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false))
         };

@@ -101,6 +101,7 @@ pub fn register_launcher() {
 
 fn reload_config_if_asked() {
     if BackgroundWorker::sighup_received() {
+        // SAFETY: the worker's own process, between transactions, as the postmaster asked.
         unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
     }
 }
@@ -108,6 +109,7 @@ fn reload_config_if_asked() {
 /// Runs `f` in its own transaction. An ERROR aborts that transaction and comes back as Err with
 /// its message: the worker logs it, records it and goes on.
 fn in_transaction<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R, String> {
+    // SAFETY: the background worker's main loop, outside any transaction: starts one and its snapshot.
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
@@ -125,6 +127,7 @@ fn in_transaction<R>(f: impl FnOnce() -> R + std::panic::UnwindSafe) -> Result<R
             Err(msg)
         })
         .execute();
+    // SAFETY: ends the transaction started above (commit, or abort after an error was caught).
     unsafe {
         match r {
             Ok(_) => {
@@ -160,6 +163,7 @@ pub fn round_order(dbs: &[u32], first: Option<u32>) -> Vec<u32> {
 /// holds one open).
 fn database_list() -> Vec<(pg_sys::Oid, String)> {
     let mut v = Vec::new();
+    // SAFETY: pg_database scanned under AccessShareLock with a catalog snapshot, in the launcher's transaction.
     unsafe {
         let rel = pg_sys::table_open(
             pg_sys::DatabaseRelationId,
@@ -243,6 +247,7 @@ pub extern "C-unwind" fn llm_cost_retention_launcher(_arg: pg_sys::Datum) {
                         .set_library("llm_cost")
                         .enable_spi_access()
                         .set_argument(Some(pg_sys::Datum::from(pg_sys::Oid::from(oid))))
+                        // SAFETY: reads this process's pid.
                         .set_notify_pid(unsafe { pg_sys::MyProcPid })
                         .set_restart_time(None)
                         .load_dynamic();
@@ -270,6 +275,7 @@ pub extern "C-unwind" fn llm_cost_retention_launcher(_arg: pg_sys::Datum) {
     // postmaster start the launcher again after its restart interval. At shutdown the
     // postmaster restarts nothing.
     log!("llm_cost retention launcher stopped");
+    // SAFETY: the launcher's last act: exit code 1, which the postmaster does not restart.
     unsafe { pg_sys::proc_exit(1) };
 }
 

@@ -63,6 +63,7 @@ pub fn principal(s: &Settings) -> Option<String> {
 }
 
 fn setting(name: &CStr) -> Option<String> {
+    // SAFETY: GetConfigOption returns a pointer into the GUC's own storage (or NULL), copied at once.
     unsafe {
         let p = pg_sys::GetConfigOption(name.as_ptr(), true, false);
         if p.is_null() {

@@ -127,6 +127,7 @@ fn text_datum(s: &str) -> pg_sys::Datum {
     if let Some(d) = TEXTS.with(|t| t.borrow().get(s).copied()) {
         return d;
     }
+    // SAFETY: switching to TopMemoryContext for one allocation; the datum lives for the backend.
     let d = unsafe {
         pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| s.into_datum().expect("text datum"))
     };
@@ -318,6 +319,7 @@ pub fn spec_for(
     if let Some(s) = SPECS.with(|s| s.borrow().get(&key).cloned()) {
         return s;
     }
+    // SAFETY: `rel` is the open relation the trigger (or COPY) runs on.
     let spec = Rc::new(unsafe { build_spec(rel, &relname(), &args()) });
     SPECS.with(|s| s.borrow_mut().insert(key, spec.clone()));
     spec
@@ -330,29 +332,40 @@ struct Row<'a> {
     nulls: &'a [bool],
 }
 
-impl Row<'_> {
-    unsafe fn datum(&self, attno: i32) -> Option<pg_sys::Datum> {
-        let i = (attno - 1) as usize;
-        if i >= self.values.len() || self.nulls[i] {
-            None
-        } else {
-            Some(self.values[i])
+impl<'a> Row<'a> {
+    /// # Safety
+    /// `values` and `nulls` are one row of the table the `TableSpec` was built for, deformed with
+    /// that table's tuple descriptor (the trigger's tuple, COPY's slot): each column the spec maps
+    /// holds the type `build_spec` checked, and the values stay valid while the row is used.
+    unsafe fn new(values: &'a [pg_sys::Datum], nulls: &'a [bool]) -> Row<'a> {
+        Row { values, nulls }
+    }
+
+    fn datum(&self, attno: i32) -> Option<pg_sys::Datum> {
+        let i = usize::try_from(attno - 1).ok()?;
+        match self.nulls.get(i) {
+            Some(false) => self.values.get(i).copied(),
+            _ => None,
         }
     }
 
-    /// A text/varchar/bpchar column as &str (valid for the trigger call).
-    unsafe fn text(&self, attno: i32) -> Option<&'static str> {
+    /// A text/varchar/bpchar column (one the spec maps as text) as &str.
+    fn text(&self, attno: i32) -> Option<&'a str> {
         self.datum(attno).map(|d| {
-            let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
-            let bytes = std::slice::from_raw_parts(
-                pgrx::varlena::vardata_any(v) as *const u8,
-                pgrx::varlena::varsize_any_exhdr(v),
-            );
+            // SAFETY: a text-like datum of this row (`Row::new`); detoasted in the current memory
+            // context, which outlives the row's use.
+            let bytes = unsafe {
+                let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+                std::slice::from_raw_parts(
+                    pgrx::varlena::vardata_any(v) as *const u8,
+                    pgrx::varlena::varsize_any_exhdr(v),
+                )
+            };
             std::str::from_utf8(bytes).unwrap_or("")
         })
     }
 
-    unsafe fn int(&self, c: &Col<IntKind>) -> Option<i64> {
+    fn int(&self, c: &Col<IntKind>) -> Option<i64> {
         self.datum(c.attno).map(|d| match c.kind {
             IntKind::I2 => d.value() as i16 as i64,
             IntKind::I4 => d.value() as i32 as i64,
@@ -360,17 +373,22 @@ impl Row<'_> {
         })
     }
 
-    unsafe fn time(&self, c: &Col<TimeKind>, zone: Option<pg_sys::Datum>) -> Option<i64> {
-        self.datum(c.attno).map(|d| match c.kind {
-            TimeKind::Tstz => d.value() as i64,
-            TimeKind::Ts => crate::pg::row::event_time(d, pg_sys::TIMESTAMPOID, zone),
-            TimeKind::Date => crate::pg::row::event_time(d, pg_sys::DATEOID, zone),
+    fn time(&self, c: &Col<TimeKind>, zone: Option<pg_sys::Datum>) -> Option<i64> {
+        // SAFETY: the column's type is the one `c.kind` names (`Row::new`).
+        self.datum(c.attno).map(|d| unsafe {
+            match c.kind {
+                TimeKind::Tstz => d.value() as i64,
+                TimeKind::Ts => crate::pg::row::event_time(d, pg_sys::TIMESTAMPOID, zone),
+                TimeKind::Date => crate::pg::row::event_time(d, pg_sys::DATEOID, zone),
+            }
         })
     }
 
-    unsafe fn numeric_text(&self, attno: i32) -> Option<String> {
+    /// A numeric column (the cost column) as text.
+    fn numeric_text(&self, attno: i32) -> Option<String> {
         self.datum(attno)
-            .and_then(|d| AnyNumeric::from_datum(d, false))
+            // SAFETY: a numeric datum of this row (`Row::new`).
+            .and_then(|d| unsafe { AnyNumeric::from_datum(d, false) })
             .map(|n| n.to_string())
     }
 }
@@ -385,7 +403,7 @@ fn negative(col: &str, v: impl std::fmt::Display) -> ! {
 
 fn tokens(row: &Row<'_>, c: Option<&Col<IntKind>>) -> i64 {
     let Some(c) = c else { return 0 };
-    match unsafe { row.int(c) } {
+    match row.int(c) {
         None => 0,
         Some(v) if v < 0 => negative(&c.name, v),
         Some(v) => v,
@@ -429,12 +447,14 @@ fn usage_cost_trigger<'a>(
     let relid = trigger.relid().unwrap_or(pg_sys::InvalidOid);
     if crate::pg::privilege::loading_dump(relid) {
         // A restore: the row keeps the cost, source and model it was dumped with.
+        // SAFETY: the trigger's relation and tuple, valid for this call.
         let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
         let t = if is_insert {
             td.tg_trigtuple
         } else {
             td.tg_newtuple
         };
+        // SAFETY: as above.
         return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(desc, t) }));
     }
     crate::pg::lifecycle::ensure_registered();
@@ -445,14 +465,17 @@ fn usage_cost_trigger<'a>(
         || trigger.table_name().unwrap_or_default(),
         || trigger.extra_args().unwrap_or_default(),
     );
+    // SAFETY: the trigger's open relation.
     let tupdesc = unsafe { (*rel).rd_att };
     let new_tuple = if is_insert {
         td.tg_trigtuple
     } else {
         td.tg_newtuple
     };
+    // SAFETY: the trigger's tuples, of the relation whose descriptor this is.
     let (mut values, mut nulls) = unsafe { crate::pg::row::deform(new_tuple, tupdesc) };
     let old = if is_update {
+        // SAFETY: as above.
         Some(unsafe { crate::pg::row::deform(td.tg_trigtuple, tupdesc) })
     } else {
         None
@@ -461,15 +484,11 @@ fn usage_cost_trigger<'a>(
         &spec,
         &|| trigger.table_name().unwrap_or_default(),
         &|| crate::pg::row::root_of(relid, rel),
-        &Row {
-            values: &values,
-            nulls: &nulls,
-        },
+        // SAFETY: rows of the table the spec was built for, deformed with its descriptor.
+        &unsafe { Row::new(&values, &nulls) },
         old.as_ref()
-            .map(|(v, n)| Row {
-                values: v,
-                nulls: n,
-            })
+            // SAFETY: as above.
+            .map(|(v, n)| unsafe { Row::new(v, n) })
             .as_ref(),
     );
     let changed = !repl.is_empty();
@@ -478,12 +497,15 @@ fn usage_cost_trigger<'a>(
         // COPY: the rollups take the row from here when that is safe (`features::copy`,
         // registered by lib.rs); otherwise the rollup row trigger will.
         if let Some(hook) = AFTER_INSERT_PRICED.get() {
+            // SAFETY: the trigger's data and the row as it will be stored.
             unsafe { hook(td, relid, &values, &nulls, units) };
         }
     }
     let tuple = if !changed {
         new_tuple
     } else {
+        // SAFETY: values and nulls have the descriptor's length; the new tuple takes the old
+        // one's identity (ctid, self, table) as heap_modify_tuple would give it.
         unsafe {
             let t = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
             (*(*t).t_data).t_ctid = (*(*new_tuple).t_data).t_ctid;
@@ -492,12 +514,17 @@ fn usage_cost_trigger<'a>(
             t
         }
     };
+    // SAFETY: the relation's descriptor and a tuple built with it (or the trigger's own).
     let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(tupdesc) };
+    // SAFETY: as above.
     Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(desc, tuple) }))
 }
 
 /// Prices COPY's row in place (`copy.rs`), as the cost trigger would price it on INSERT.
 /// Returns the cost computed in 10^-16 USD when it is stored as is (see `price`).
+///
+/// # Safety
+/// `rel` is the open relation `relid` names, and `values`/`nulls` one row of it deformed with its descriptor (COPY's slot), as `spec` was built for.
 pub unsafe fn price_values(
     spec: &TableSpec,
     relname: &str,
@@ -510,7 +537,8 @@ pub unsafe fn price_values(
         spec,
         &|| relname.to_string(),
         &|| crate::pg::row::root_of(relid, rel),
-        &Row { values, nulls },
+        // SAFETY: the caller's contract (COPY's slot of the tracked table, deformed).
+        &unsafe { Row::new(values, nulls) },
         None,
     );
     apply(repl, values, nulls);
@@ -541,7 +569,7 @@ fn row_tier(spec: &TableSpec, row: &Row<'_>) -> ServiceTier {
     let Some(c) = &spec.service_tier else {
         return ServiceTier::Standard;
     };
-    match unsafe { row.text(c.attno) } {
+    match row.text(c.attno) {
         None => ServiceTier::Standard,
         Some(v) => ServiceTier::parse(v).unwrap_or_else(|| {
             crate::pg::fail::user(
@@ -567,7 +595,7 @@ fn price(
     new: &Row<'_>,
     old: Option<&Row<'_>>,
 ) -> (Vec<(i32, Option<pg_sys::Datum>)>, Option<(i32, i128)>) {
-    let model = unsafe { new.text(spec.model.attno) };
+    let model = new.text(spec.model.attno);
     let Some(model) = model else {
         crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION, format!(
                 "null value in column \"{}\" of relation \"{}\": llm_cost needs the model name to price a call",
@@ -578,11 +606,8 @@ fn price(
     };
     // The provider's usage object, when the table keeps one: it decides the counts.
     let from_usage = spec.usage.as_ref().and_then(|c| {
-        let d = unsafe { new.datum(c.attno) }?;
-        let hint = spec
-            .provider
-            .as_ref()
-            .and_then(|p| unsafe { new.text(p.attno) });
+        let d = new.datum(c.attno)?;
+        let hint = spec.provider.as_ref().and_then(|p| new.text(p.attno));
         Some(read_usage_column(c, d, hint))
     });
     let u = match &from_usage {
@@ -604,8 +629,8 @@ fn price(
     let at = spec
         .time
         .as_ref()
-        .and_then(|c| unsafe { new.time(c, spec.zone) })
-        .unwrap_or_else(|| unsafe { pg_sys::GetCurrentTransactionStartTimestamp() });
+        .and_then(|c| new.time(c, spec.zone))
+        .unwrap_or_else(crate::pg::lifecycle::transaction_start);
 
     // The host the row names, if any, and the service tier. An UPDATE that changes the model and
     // leaves the provider as it was does not carry the old model's provider over to the new one:
@@ -613,12 +638,12 @@ fn price(
     let mut host = spec
         .provider
         .as_ref()
-        .and_then(|c| unsafe { new.text(c.attno) })
+        .and_then(|c| new.text(c.attno))
         .filter(|p| !p.trim().is_empty());
     let stale_provider = match (old, &spec.provider) {
-        (Some(o), Some(pc)) => unsafe {
+        (Some(o), Some(pc)) => {
             o.text(spec.model.attno) != Some(model) && o.text(pc.attno) == new.text(pc.attno)
-        },
+        }
         _ => false,
     };
     if stale_provider {
@@ -630,11 +655,8 @@ fn price(
     let resolved = loaded.resolve_index(model, host);
 
     // Read: the row (and the row an UPDATE replaces) as the decision needs it.
-    let cost_text = unsafe { new.numeric_text(spec.cost.attno) };
-    let new_source = spec
-        .source
-        .as_ref()
-        .and_then(|c| unsafe { new.text(c.attno) });
+    let cost_text = new.numeric_text(spec.cost.attno);
+    let new_source = spec.source.as_ref().and_then(|c| new.text(c.attno));
     let call = Call {
         model,
         host,
@@ -642,15 +664,12 @@ fn price(
         usage: u,
         at,
     };
-    let old_cost = old.and_then(|o| unsafe { o.numeric_text(spec.cost.attno) });
+    let old_cost = old.and_then(|o| o.numeric_text(spec.cost.attno));
     let old_call = || {
         let o = old.expect("an old row");
         Call {
-            model: unsafe { o.text(spec.model.attno) }.unwrap_or(""),
-            host: spec
-                .provider
-                .as_ref()
-                .and_then(|c| unsafe { o.text(c.attno) }),
+            model: o.text(spec.model.attno).unwrap_or(""),
+            host: spec.provider.as_ref().and_then(|c| o.text(c.attno)),
             tier: row_tier(spec, o),
             usage: Usage {
                 input: tokens(o, Some(&spec.input)),
@@ -662,17 +681,14 @@ fn price(
             at: spec
                 .time
                 .as_ref()
-                .and_then(|c| unsafe { o.time(c, spec.zone) })
+                .and_then(|c| o.time(c, spec.zone))
                 .unwrap_or(at),
         }
     };
     let old_row = old.map(|o| OldRow {
         call: &old_call,
         cost: old_cost.as_deref(),
-        source: spec
-            .source
-            .as_ref()
-            .and_then(|c| unsafe { o.text(c.attno) }),
+        source: spec.source.as_ref().and_then(|c| o.text(c.attno)),
     });
     // Decide (llm_cost_core::row): the catalog and the column's rounding come in as functions.
     let estimate = |c: &Call| {
@@ -730,7 +746,7 @@ fn price(
             );
         }
         let relid = root();
-        let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+        let sub = crate::pg::lifecycle::current_subtransaction();
         PENDING.with(|p| {
             let mut p = p.borrow_mut();
             let e = p
@@ -773,7 +789,7 @@ fn price(
         }
     }
     if let Some(pc) = &spec.provider {
-        let cur = unsafe { new.text(pc.attno) };
+        let cur = new.text(pc.attno);
         if stale_provider || cur.is_none_or(|s| s.trim().is_empty()) {
             let provider = match resolved {
                 Some(i) => Some(text_datum(&loaded.catalog.model(i).provider)),
@@ -787,7 +803,7 @@ fn price(
 
     if let Some(pm) = &spec.priced_model {
         // The catalog model (bounded: kept as a datum per backend); an unknown name as sent.
-        let cur = unsafe { new.text(pm.attno) };
+        let cur = new.text(pm.attno);
         match resolved {
             Some(i) => {
                 let m = &loaded.catalog.model(loaded.reported_model(i)).model;
@@ -820,7 +836,7 @@ fn price(
             (spec.cache_write_1h.as_ref(), c.cache_write_1h),
         ] {
             if let Some(col) = col {
-                if unsafe { new.int(col) } != Some(v) {
+                if new.int(col) != Some(v) {
                     repl.push((col.attno, Some(int_datum(col, v))));
                 }
             }
@@ -861,10 +877,12 @@ fn read_usage_column(
 ) -> llm_cost_core::usage_json::Counts {
     let r = match c.kind {
         UsageKind::Jsonb => {
+            // SAFETY: a jsonb datum (the column's type, checked by build_spec).
             let doc = unsafe { crate::pg::jsonb::JsonbDoc::from_datum(d) };
             llm_cost_core::usage_json::parse(&doc, provider)
         }
         UsageKind::Json => {
+            // SAFETY: a json datum (a varlena of text), detoasted in the current context.
             let text = unsafe {
                 let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
                 std::str::from_utf8(std::slice::from_raw_parts(
@@ -907,6 +925,7 @@ fn apply_typmod(n: AnyNumeric, typmod: i32) -> pg_sys::Datum {
     if typmod < 0 {
         d
     } else {
+        // SAFETY: numeric(numeric, typmod), called with a numeric and an int4 typmod.
         unsafe {
             pgrx::direct_function_call_as_datum(
                 pg_sys::numeric,
@@ -919,6 +938,7 @@ fn apply_typmod(n: AnyNumeric, typmod: i32) -> pg_sys::Datum {
 
 fn round_to_typmod_text(c: Cost, typmod: i32) -> String {
     let d = crate::pg::money::cost_datum(c, typmod);
+    // SAFETY: cost_datum builds a numeric datum.
     unsafe { AnyNumeric::from_datum(d, false) }
         .map(|n| n.to_string())
         .unwrap_or_default()
@@ -958,7 +978,7 @@ fn usage_statement_end<'a>(
     _trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
     crate::features::rollups::flush();
-    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let sub = crate::pg::lifecycle::current_subtransaction();
     let pending = PENDING.with(|p| p.borrow_mut().take(sub));
     record_unpriced(pending.into_iter().flatten());
     Ok(None)

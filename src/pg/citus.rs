@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 /// Whether `relid` is a table Citus distributes (or replicates): its metadata table exists in
 /// this database only where the citus extension is installed (checked without a query first).
 pub fn is_citus_table(relid: pg_sys::Oid) -> bool {
+    // SAFETY: a catalog name look-up; a NUL-terminated name.
     let metadata = unsafe {
         pg_sys::get_relname_relid(
             c"pg_dist_partition".as_ptr(),

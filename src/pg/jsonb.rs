@@ -21,6 +21,7 @@ impl JsonbDoc {
     }
 
     fn is_obj(c: *mut pg_sys::JsonbContainer) -> bool {
+        // SAFETY: c points into the jsonb document being read (JsonbDoc holds it).
         unsafe { (*c).header & pg_sys::JB_FOBJECT != 0 }
     }
 
@@ -36,6 +37,7 @@ impl JsonbDoc {
                 type_: 0,
                 val: pg_sys::JsonbValue__bindgen_ty_1 { boolean: false },
             };
+            // SAFETY: c is a container of the document, the key a byte slice that outlives the call.
             let found = unsafe {
                 pg_sys::getKeyJsonValueFromContainer(
                     c,
@@ -51,6 +53,7 @@ impl JsonbDoc {
                 if v.type_ != pg_sys::jbvType::jbvBinary {
                     return None;
                 }
+                // SAFETY: a jbvBinary value (checked above) holds a container.
                 c = unsafe { v.val.binary.data };
             }
             out = Some(v);
@@ -59,6 +62,7 @@ impl JsonbDoc {
     }
 
     fn numeric_body<'a>(n: pg_sys::Numeric) -> &'a [u8] {
+        // SAFETY: a jbvNumeric value's numeric varlena, inside the document.
         unsafe {
             let v = n as *mut pg_sys::varlena;
             std::slice::from_raw_parts(
@@ -69,6 +73,7 @@ impl JsonbDoc {
     }
 
     fn numeric_text(n: pg_sys::Numeric) -> String {
+        // SAFETY: a numeric datum inside the document.
         unsafe { pgrx::AnyNumeric::from_datum(pg_sys::Datum::from(n), false) }
             .map(|x| x.to_string())
             .unwrap_or_else(|| "a number".into())
@@ -76,6 +81,7 @@ impl JsonbDoc {
 
     fn describe(v: &pg_sys::JsonbValue) -> String {
         match v.type_ {
+            // SAFETY: a jbvString value: pointer and length into the document.
             pg_sys::jbvType::jbvString => unsafe {
                 let s = std::slice::from_raw_parts(
                     v.val.string.val as *const u8,
@@ -83,8 +89,10 @@ impl JsonbDoc {
                 );
                 format!("\"{}\"", String::from_utf8_lossy(s))
             },
+            // SAFETY: a jbvBool value.
             pg_sys::jbvType::jbvBool => unsafe { v.val.boolean.to_string() },
             pg_sys::jbvType::jbvBinary => {
+                // SAFETY: a jbvBinary value holds a container.
                 if Self::is_obj(unsafe { v.val.binary.data }) {
                     "an object".into()
                 } else {
@@ -106,6 +114,7 @@ impl Doc for JsonbDoc {
         match v.type_ {
             pg_sys::jbvType::jbvNull => Field::Null,
             pg_sys::jbvType::jbvNumeric => {
+                // SAFETY: a jbvNumeric value.
                 let n = unsafe { v.val.numeric };
                 match llm_cost_core::numeric::decode_units(Self::numeric_body(n)) {
                     Some(u) if u >= 0 && u % UNIT == 0 && u / UNIT <= i64::MAX as i128 => {
@@ -125,6 +134,7 @@ impl Doc for JsonbDoc {
         match v.type_ {
             pg_sys::jbvType::jbvNull => Ok(None),
             pg_sys::jbvType::jbvNumeric => {
+                // SAFETY: a jbvNumeric value.
                 let n = unsafe { v.val.numeric };
                 match llm_cost_core::numeric::decode_units(Self::numeric_body(n)) {
                     Some(u) if u >= 0 => Ok(Some(u)),
@@ -141,6 +151,7 @@ impl Doc for JsonbDoc {
         }
         match self.lookup(path) {
             Some(v) if v.type_ == pg_sys::jbvType::jbvBinary => {
+                // SAFETY: a jbvBinary value holds a container.
                 Self::is_obj(unsafe { v.val.binary.data })
             }
             _ => false,

@@ -83,6 +83,7 @@ unsafe extern "C-unwind" fn subxact_callback(
 
 /// Runs `f` with an active snapshot: before commit no statement is running, and SQL needs one.
 pub fn with_snapshot<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: pushes the transaction snapshot when none is active, popped below.
     unsafe {
         if pg_sys::ActiveSnapshotSet() {
             return f();
@@ -94,11 +95,24 @@ pub fn with_snapshot<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// The running subtransaction's id (the top transaction's when there is none).
+pub fn current_subtransaction() -> pg_sys::SubTransactionId {
+    // SAFETY: reads the backend's transaction state; called inside a transaction.
+    unsafe { pg_sys::GetCurrentSubTransactionId() }
+}
+
+/// When the running transaction started (the event time of rows that name none).
+pub fn transaction_start() -> i64 {
+    // SAFETY: reads the backend's transaction state; called inside a transaction.
+    unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }
+}
+
 /// Registers the callbacks in this backend (once): called by every trigger and hook that may
 /// leave something pending, before it does.
 pub fn ensure_registered() {
     if !REGISTERED.with(|c| c.get()) {
         crate::pg::relcache::register_callback();
+        // SAFETY: registered once per backend; the callbacks are pg_guard'ed extern fns.
         unsafe {
             pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
             pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());

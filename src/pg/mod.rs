@@ -22,3 +22,67 @@ pub mod privilege;
 pub mod relcache;
 pub mod row;
 pub mod spi;
+
+#[cfg(test)]
+mod tests {
+    /// Every `unsafe` block outside tests says why it is sound: a `SAFETY:` comment on its line or
+    /// in the comment lines just above it (an `unsafe fn` states its contract in `# Safety`).
+    #[test]
+    fn unsafe_blocks_say_why() {
+        let mut bad = Vec::new();
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut stack = vec![std::path::PathBuf::from(root)];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                if p.extension().and_then(|s| s.to_str()) != Some("rs") || p.ends_with("tests.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                let lines: Vec<&str> = text.lines().collect();
+                for (i, line) in lines.iter().enumerate() {
+                    if line.starts_with("mod tests")
+                        || line.starts_with("pub mod tests")
+                        || line.starts_with("#[cfg(any(test, feature = \"pg_test\"))]")
+                    {
+                        break;
+                    }
+                    let code = line.split("//").next().unwrap_or("");
+                    if !code.contains("unsafe {") || line.contains("SAFETY:") {
+                        continue;
+                    }
+                    // The comment block right above (and the statement's first lines).
+                    let mut j = i;
+                    let mut said = false;
+                    while j > 0 && i - j < 8 {
+                        j -= 1;
+                        let t = lines[j].trim();
+                        if t.contains("SAFETY:") {
+                            said = true;
+                            break;
+                        }
+                        if t.ends_with(';')
+                            || t.ends_with('}')
+                            || t.ends_with('{') && !t.starts_with("//")
+                        {
+                            break;
+                        }
+                    }
+                    if !said {
+                        bad.push(format!("{}:{}: {}", p.display(), i + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        assert!(
+            bad.is_empty(),
+            "{} unsafe blocks without a SAFETY: line:\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
+    }
+}

@@ -12,6 +12,7 @@ use pgrx::AnyNumeric;
 pub fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
     if typmod < 0 {
         let body = llm_cost_core::numeric::encode_units(c.0);
+        // SAFETY: a palloc'd varlena of exactly header + body, its size set before it is used.
         unsafe {
             let len = pg_sys::VARHDRSZ + body.len();
             let p = pg_sys::palloc(len) as *mut u8;
@@ -23,6 +24,7 @@ pub fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
     let mut buf = [0u8; 64];
     let len = c.write_plain(&mut buf[..63]);
     buf[len] = 0;
+    // SAFETY: numeric_in(cstring, oid, typmod) with a NUL-terminated plain decimal.
     let d = unsafe {
         pgrx::direct_function_call_as_datum(
             pg_sys::numeric_in,
@@ -48,6 +50,9 @@ pub unsafe fn numeric_units(d: pg_sys::Datum) -> Option<i128> {
 }
 
 /// Whether a numeric Datum is NaN, Infinity or -Infinity.
+///
+/// # Safety
+/// `d` must be a numeric Datum.
 pub unsafe fn numeric_special(d: pg_sys::Datum) -> bool {
     llm_cost_core::numeric::is_special(numeric_body(d))
 }
@@ -72,6 +77,7 @@ unsafe impl pgrx::callconv::BoxRet for NumericDatum {
         self,
         fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
     ) -> pgrx::datum::Datum<'fcx> {
+        // SAFETY: the datum was built by cost_datum in the call's memory context.
         unsafe { fcinfo.return_raw_datum(self.0) }
     }
 }
@@ -82,6 +88,7 @@ pub fn cost_to_numeric_datum(c: Cost) -> NumericDatum {
 }
 
 pub fn cost_to_numeric(c: Cost) -> AnyNumeric {
+    // SAFETY: cost_datum builds a numeric datum.
     unsafe { AnyNumeric::from_datum(cost_datum(c, -1), false) }
         .unwrap_or_else(|| crate::pg::fail::internal("llm_cost: numeric conversion failed"))
 }

@@ -48,6 +48,7 @@ pub fn owner_of(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
 
 /// Whether the current user has the rights of `role` (is it, or a member that inherits it).
 pub fn has_rights_of(role: pg_sys::Oid) -> bool {
+    // SAFETY: a privilege check on the syscache, in a transaction.
     unsafe { pg_sys::has_privs_of_role(pg_sys::GetUserId(), role) }
 }
 
@@ -56,21 +57,26 @@ pub fn has_rights_of(role: pg_sys::Oid) -> bool {
 /// back when `f` returns or raises; settings changed inside are undone.
 pub fn as_role<R>(role: pg_sys::Oid, restricted: bool, f: impl FnOnce() -> R) -> R {
     let (mut user, mut sec) = (pg_sys::InvalidOid, 0i32);
+    // SAFETY: reads the current user and security context, restored below.
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut sec) };
     let mut flags = sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32;
     if restricted {
         flags |= pg_sys::SECURITY_RESTRICTED_OPERATION as i32;
     }
+    // SAFETY: switches to the role's rights; restored below on success and on error.
     unsafe { pg_sys::SetUserIdAndSecContext(role, flags) };
+    // SAFETY: a GUC nest level, undone below.
     let nest = unsafe { pg_sys::NewGUCNestLevel() };
     let r = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
         .catch_others(|e| {
             // The (sub)transaction's abort undoes the settings; the user id comes back now, so
             // nothing after the catch runs with the borrowed rights.
+            // SAFETY: restores the user and context saved above before the error goes on.
             unsafe { pg_sys::SetUserIdAndSecContext(user, sec) };
             e.rethrow()
         })
         .execute();
+    // SAFETY: undoes the nest level and restores the user and context saved above.
     unsafe {
         pg_sys::AtEOXact_GUC(true, nest);
         pg_sys::SetUserIdAndSecContext(user, sec);
@@ -127,6 +133,7 @@ pub fn relname(relid: pg_sys::Oid) -> String {
 /// nest level ends, like a function's SET clause).
 pub fn set_for_nest(name: &std::ffi::CStr, value: &str) {
     let v = std::ffi::CString::new(value).expect("setting value");
+    // SAFETY: sets a GUC at the nest level the caller opened; NUL-terminated name and value.
     unsafe {
         pg_sys::set_config_option(
             name.as_ptr(),

@@ -35,6 +35,7 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
 /// Registers the relation cache callback in this backend (once).
 pub fn register_callback() {
     if !CALLBACK_REGISTERED.with(|c| c.get()) {
+        // SAFETY: registered once per backend; the callback is a pg_guard'ed extern fn.
         unsafe {
             pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0))
         };

@@ -14,6 +14,7 @@ thread_local! {
 /// The tracked table a row trigger's relation stands for: itself, or for a partition (where
 /// PostgreSQL fires the cloned trigger) the root of its partition tree.
 pub fn root_of(relid: pg_sys::Oid, rel: pg_sys::Relation) -> pg_sys::Oid {
+    // SAFETY: rel is an open relation.
     if !unsafe { (*(*rel).rd_rel).relispartition } {
         return relid;
     }
@@ -41,6 +42,9 @@ pub fn forget_roots() {
 }
 
 /// All columns of a tuple at once: (values, nulls), indexed by attribute number - 1.
+///
+/// # Safety
+/// `tuple` must be a valid heap tuple of the relation whose descriptor `tupdesc` is; the values point into it and live as long as it does.
 pub unsafe fn deform(
     tuple: pg_sys::HeapTuple,
     tupdesc: pg_sys::TupleDesc,
@@ -55,6 +59,9 @@ pub unsafe fn deform(
 /// An event time as timestamptz microseconds: a timestamp (without time zone) or date is the
 /// local time in `zone` (None: UTC), never in the session's TimeZone, so every writer of a table
 /// reads the same instant (rollups and `_event_time_sql` in sql/usage.sql read it alike).
+///
+/// # Safety
+/// `d` must be a Datum of type `typid` (timestamptz, timestamp or date); `zone`, when given, a text Datum.
 pub unsafe fn event_time(d: pg_sys::Datum, typid: pg_sys::Oid, zone: Option<pg_sys::Datum>) -> i64 {
     let ts = match typid {
         pg_sys::TIMESTAMPOID => d,

@@ -28,15 +28,18 @@ pub const PINNED_PATH: &str = "pg_catalog, pg_temp";
 /// Runs `f` with `search_path` pinned to [`PINNED_PATH`]; the caller's path comes back when `f`
 /// returns or raises.
 pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: a GUC nest level, undone below on success and on error.
     let nest = unsafe { pg_sys::NewGUCNestLevel() };
     set_path_for_nest();
     let r = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
         .catch_others(|e| {
             // Restore now (an abort would too): nothing after a caught error runs pinned.
+            // SAFETY: undoes the nest level opened above before the error goes on.
             unsafe { pg_sys::AtEOXact_GUC(false, nest) };
             e.rethrow()
         })
         .execute();
+    // SAFETY: undoes the nest level opened above.
     unsafe { pg_sys::AtEOXact_GUC(true, nest) };
     r
 }

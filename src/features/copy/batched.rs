@@ -47,6 +47,7 @@ static mut PREV_OBJECT_ACCESS: pg_sys::object_access_hook_type = None;
 
 /// Installs the hooks (from `_PG_init`, once per process).
 pub fn install_hooks() {
+    // SAFETY: hooks are set once per process in _PG_init, before any statement; the previous ones are kept and chained.
     unsafe {
         PREV_UTILITY = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(process_utility);
@@ -256,6 +257,7 @@ fn disarm() {
     let _ = ARMED.try_with(|a| {
         if let Ok(mut a) = a.try_borrow_mut() {
             if let Some(mut top) = a.pop() {
+                // SAFETY: the relation was opened by the COPY whose trigger list was swapped; its list is put back before it is closed.
                 unsafe {
                     restore(&mut top);
                     pg_sys::RelationClose(top.rel);
@@ -276,6 +278,7 @@ fn is_after_row_insert(t: &pg_sys::Trigger) -> bool {
 
 /// Whether a trigger fires in this session (its enabled state and session_replication_role).
 fn fires(t: &pg_sys::Trigger) -> bool {
+    // SAFETY: reads a GUC variable of this backend.
     let replica = unsafe { pg_sys::SessionReplicationRole }
         == pg_sys::SESSION_REPLICATION_ROLE_REPLICA as i32;
     match t.tgenabled as u8 {
@@ -609,6 +612,7 @@ unsafe fn first_row(a: &mut Armed, cstate: *mut c_void) {
 /// Always true. Not to be called directly.
 #[pg_extern(stable, parallel_unsafe, name = "_copy_row")]
 pub fn copy_row() -> bool {
+    // SAFETY: called by COPY as its WHERE clause, with the COPY state set up by process_utility (checked inside).
     unsafe { copy_row_impl() }
 }
 

@@ -63,6 +63,7 @@ pub fn copy_error_callback() -> Option<usize> {
     const RTLD_DEFAULT: *mut std::ffi::c_void = std::ptr::null_mut();
     static ADDR: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
     *ADDR.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name; the result is only compared as an address.
         let p = unsafe { dlsym(RTLD_DEFAULT, c"CopyFromErrorCallback".as_ptr()) };
         (!p.is_null()).then_some(p as usize)
     })
@@ -90,6 +91,9 @@ pub fn copy_error_callback() -> Option<usize> {
 /// list into it in the same order), never in the relation cache: the next statement gets a
 /// fresh copy with the trigger on. The pointer arithmetic is checked against the trigger's OID
 /// before anything is written.
+///
+/// # Safety
+/// called by the cost trigger with its own `TriggerData` (whose relation `relid` names) and the row it is about to return, deformed with that relation's descriptor.
 pub unsafe fn fast_path(
     td: &pg_sys::TriggerData,
     relid: pg_sys::Oid,

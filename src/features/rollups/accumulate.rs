@@ -118,11 +118,15 @@ pub(super) fn int_of(d: pg_sys::Datum, a: Att) -> i64 {
 }
 
 pub(super) fn time_of(d: pg_sys::Datum, a: Att, zone: Option<pg_sys::Datum>) -> i64 {
+    // SAFETY: the column's type is a's (the definitions are of this relation).
     unsafe { crate::pg::row::event_time(d, a.typid, zone) }
 }
 
 /// A group value as a rollup keys it: text and unbounded varchar values bounded as
 /// `pg::row::bounded_text` says (the same rule as `llm_cost._rollup_select`).
+///
+/// # Safety
+/// `row` is a row of the relation `g` describes.
 pub(super) unsafe fn group_value(row: &Borrowed, g: Att) -> Option<pg_sys::Datum> {
     let d = row.get(Some(g))?;
     // text, or varchar without a length (a varchar(n) value is short by declaration).
@@ -136,6 +140,9 @@ pub(super) unsafe fn group_value(row: &Borrowed, g: Att) -> Option<pg_sys::Datum
 
 /// Appends a datum's identity to a group key: byte-equal values land in one group (values that
 /// are equal but spelled differently meet again in the upsert).
+///
+/// # Safety
+/// `d`, when given, is a Datum of the attribute `a` describes.
 pub(super) unsafe fn key_bytes(key: &mut Vec<u8>, d: Option<pg_sys::Datum>, a: Att) {
     match d {
         None => key.push(0),
@@ -169,6 +176,9 @@ pub(super) unsafe fn key_bytes(key: &mut Vec<u8>, d: Option<pg_sys::Datum>, a: A
 }
 
 /// datumCopy into the current memory context (varlena values detoasted first).
+///
+/// # Safety
+/// `d` is a Datum of a type with that byval and len (-1 varlena, -2 cstring).
 pub(super) unsafe fn datum_copy(d: pg_sys::Datum, byval: bool, len: i16) -> pg_sys::Datum {
     if byval {
         return d;
@@ -187,12 +197,17 @@ pub(super) unsafe fn datum_copy(d: pg_sys::Datum, byval: bool, len: i16) -> pg_s
     pg_sys::Datum::from(dst)
 }
 
+/// # Safety
+/// `d` is a Datum of the attribute `a` describes; called inside a transaction.
 pub(super) unsafe fn copy_to_xact(d: pg_sys::Datum, a: Att) -> pg_sys::Datum {
     pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| datum_copy(d, a.byval, a.len))
 }
 
 /// Adds a row (`sign` 1) or takes it away (-1). `units`: the row's cost in 10^-16 USD when the
 /// caller already knows it (the cost trigger, which has just computed it), else read from the row.
+///
+/// # Safety
+/// `row` is a row of the relation `defs` were loaded for (same attribute numbers and types), inside a transaction.
 pub(super) unsafe fn add_row(
     defs: &Rc<SourceDefs>,
     row: &Borrowed,
@@ -315,6 +330,9 @@ pub(super) unsafe fn add_row(
 
 /// The catalog's estimate for a row, as its cost column stores it (rounded to its typmod), in
 /// 10^-16 USD: None when the model has no price or the value has more decimals.
+///
+/// # Safety
+/// as `add_row`.
 pub(super) unsafe fn estimate_units(
     defs: &SourceDefs,
     row: &Borrowed,
@@ -394,6 +412,7 @@ impl Sum {
 
     /// Adds a numeric cost exactly (kept in TopTransactionContext).
     fn add_extra(&mut self, c: pg_sys::Datum) {
+        // SAFETY: numeric datums, copied or added in TopTransactionContext so they live until the sums are written.
         self.cost_extra = Some(unsafe {
             pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| match self.cost_extra {
                 None => datum_copy(c, false, -1),
@@ -447,6 +466,9 @@ pub fn defs_of(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Defs {
 
 /// Adds a row COPY is about to store (both COPY paths): `units` is the cost the caller just
 /// computed, as (cost attno, 10^-16 USD), used when it is the column the rollups read.
+///
+/// # Safety
+/// `values`/`nulls` are a row of the relation `defs` were loaded for, as COPY will store it, inside COPY's transaction.
 pub unsafe fn add_copied_row(
     defs: &Defs,
     values: &[pg_sys::Datum],

@@ -95,6 +95,7 @@ impl RollupDef {
         if ts >= s && ts < e {
             return s;
         }
+        // SAFETY: timestamptz_trunc_zone(text, timestamptz, text) with the rollup's grain and zone (text datums) and a timestamp.
         let trunc = |t: i64| unsafe {
             pgrx::direct_function_call_as_datum(
                 pg_sys::timestamptz_trunc_zone,
@@ -140,6 +141,7 @@ pub(super) fn att_of(tupdesc: pg_sys::TupleDesc, attno: Option<i16>) -> Option<A
     if attno <= 0 {
         return None;
     }
+    // SAFETY: attno was checked against the descriptor's natts before indexing its attributes.
     unsafe {
         let td = &*tupdesc;
         if attno > td.natts {
@@ -158,6 +160,7 @@ pub(super) fn att_of(tupdesc: pg_sys::TupleDesc, attno: Option<i16>) -> Option<A
 }
 
 pub(super) fn persistent_text(s: &str) -> pg_sys::Datum {
+    // SAFETY: one allocation in TopMemoryContext: the datum lives for the backend.
     unsafe { pgrx::PgMemoryContexts::TopMemoryContext.switch_to(|_| s.into_datum().expect("text")) }
 }
 
@@ -172,6 +175,9 @@ pub fn is_rollup_trigger(name: &[u8]) -> bool {
 /// The argument of the relation's `llm_cost_rollup` trigger: None without that trigger,
 /// Some("") for the trigger of a plain table (definitions in the registry), Some(json) on a shard
 /// of a Citus distributed table (definitions by column name: see `_rollup_shard_args`).
+///
+/// # Safety
+/// `rel` must be an open relation.
 pub(super) unsafe fn rollup_trigger_arg(rel: pg_sys::Relation) -> Option<String> {
     let desc = (*rel).trigdesc;
     if desc.is_null() {
@@ -356,8 +362,10 @@ pub(super) fn defs_for(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Rc<SourceDe
         return d;
     }
     let root = crate::pg::row::root_of(relid, rel);
+    // SAFETY: rel is the open relation of the trigger (or COPY).
     let arg = unsafe { rollup_trigger_arg(rel) };
     let shard_args = arg.as_deref().filter(|a| !a.is_empty());
+    // SAFETY: as above.
     let d = Rc::new(load_defs(relid, root, unsafe { (*rel).rd_att }, shard_args));
     if d.rollups.is_empty() && arg.as_deref() == Some("") {
         refuse_unfed_shard(root);

@@ -53,7 +53,7 @@ pub(super) fn forget_written() {
 /// period, group), added into this backend's stripe. Called at the end of every statement on a
 /// tracked table.
 pub fn flush() {
-    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let sub = crate::pg::lifecycle::current_subtransaction();
     let pending: Vec<(Vec<u8>, Acc)> = PENDING
         .with(|p| p.borrow_mut().take(sub))
         .map(|m| m.into_iter().collect())
@@ -67,7 +67,7 @@ pub fn flush() {
 /// one (a rollback of this one would lose them): that case is refused.
 #[pg_extern(volatile, parallel_unsafe)]
 pub(super) fn _flush_pending_sums() {
-    let sub = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let sub = crate::pg::lifecycle::current_subtransaction();
     let outer = PENDING.with(|p| p.borrow().holders().into_iter().any(|s| s != sub));
     if outer {
         crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, "llm_cost: rows inserted earlier in this transaction, outside the current savepoint or exception block, are not yet in the rollups")
@@ -110,6 +110,7 @@ pub(super) fn write(pending: Vec<(Vec<u8>, Acc)>) {
             key.extend_from_slice(&r.layout.stripes.to_u32().to_le_bytes());
             key.extend_from_slice(&acc.periods[ri].to_le_bytes());
             for (g, v) in r.groups.iter().zip(&group) {
+                // SAFETY: the group values were copied into TopTransactionContext with their attributes (g).
                 unsafe { key_bytes(&mut key, *v, *g) };
             }
             let groups = match by_rollup
@@ -175,6 +176,7 @@ pub(super) fn write(pending: Vec<(Vec<u8>, Acc)>) {
 pub(super) fn cost_of(acc: &Sum) -> pg_sys::Datum {
     let cost = crate::pg::money::cost_datum(llm_cost_core::pricing::Cost(acc.cost), -1);
     match acc.cost_extra {
+        // SAFETY: numeric_add of two numeric datums.
         Some(extra) => unsafe {
             pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(cost), Some(extra)])
         }

@@ -81,11 +81,13 @@ pub fn stripe() -> i32 {
 
 #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
 fn backend_slot() -> i32 {
+    // SAFETY: reads this backend's id.
     unsafe { pg_sys::MyBackendId }
 }
 
 #[cfg(any(feature = "pg17", feature = "pg18"))]
 fn backend_slot() -> i32 {
+    // SAFETY: reads this backend's proc number.
     unsafe { pg_sys::MyProcNumber + 1 }
 }
 
@@ -113,12 +115,14 @@ fn rollup_row_trigger<'a>(
     if crate::pg::privilege::loading_dump(relid) {
         return Ok(None); // a restore: the dump carries the sums
     }
+    // SAFETY: the trigger's open relation.
     let tupdesc = unsafe { (*td.tg_relation).rd_att };
     crate::pg::lifecycle::ensure_registered();
     let defs = defs_for(relid, td.tg_relation);
     if defs.rollups.is_empty() {
         return Ok(None);
     }
+    // SAFETY: the trigger's tuples, deformed with their relation's descriptor.
     unsafe {
         let add = |tuple, sign| {
             let (values, nulls) = crate::pg::row::deform(tuple, tupdesc);

@@ -294,6 +294,7 @@ pub fn transaction_ended(prepared: bool) {
 
 /// Adds every entry of `sums` to the stripes table of `layout`, in the running transaction.
 pub fn add_all(layout: &Layout, sums: &[Sums]) {
+    // SAFETY: the stripes table is opened and locked here and closed below; tuples are built with its own descriptor.
     unsafe {
         let lock = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;
         let rel = pg_sys::table_open(layout.stripes, lock);
@@ -369,6 +370,7 @@ pub fn group_cost(
     group: &[Option<pg_sys::Datum>],
     snapshot: pg_sys::Snapshot,
 ) -> pg_sys::Datum {
+    // SAFETY: the stripes table is opened and locked here and closed below; read with the caller's snapshot.
     unsafe {
         let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
         let rel = pg_sys::table_open(layout.stripes, lock);
