@@ -77,6 +77,59 @@ BEGIN
        AND atttypid IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype) ORDER BY attname DESC LIMIT 1;
 END $function$;
 
+CREATE OR REPLACE FUNCTION llm_cost._rollup_select(r llm_cost.rollups, p_from text, p_sign text, p_stripe text)
+ RETURNS text
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    c record;
+    period text;
+    gcols text := '';
+    keys text[] := llm_cost._rollup_keys(r);
+    n int := coalesce(array_length(keys, 1), 0);
+    at text;
+    col text;
+BEGIN
+    SELECT * INTO c FROM llm_cost._rollup_source_columns(r.source);
+    at := llm_cost._event_time_sql(r.source, 't');
+    period := format('date_trunc(%L, %s, %L)', r.grain, at, r.time_zone);
+    FOR i IN 1 .. n LOOP
+        col := llm_cost._rollup_group_column(r.source, keys[i]);
+        -- A text value longer than 200 bytes is keyed as its first 160 characters, '…' and the
+        -- md5 of the whole (the btree key of the sums has a size limit), exactly as the row
+        -- trigger keys it (src/features/rollups/accumulate.rs, group_value).
+        IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = r.source AND a.attname = col AND NOT a.attisdropped
+                      AND (a.atttypid = 'pg_catalog.text'::pg_catalog.regtype
+                           OR (a.atttypid = 'pg_catalog.varchar'::pg_catalog.regtype AND a.atttypmod < 0))) THEN
+            gcols := gcols || format(', CASE WHEN pg_catalog.octet_length(t.%1$I) > 200 THEN pg_catalog.left(t.%1$I, 160) '
+                                     'OPERATOR(pg_catalog.||) ''…'' OPERATOR(pg_catalog.||) pg_catalog.md5(t.%1$I) ELSE t.%1$I END', col);
+        ELSE
+            gcols := gcols || format(', t.%I', col);
+        END IF;
+    END LOOP;
+    RETURN format(
+        'SELECT %s AS period_start%s, %s AS stripe, %s AS requests, %s AS input_tokens, %s AS output_tokens, '
+        '%s AS cache_read_tokens, %s AS cache_write_tokens, %s AS cost_usd, %s AS unpriced_requests, '
+        '%s AS error_requests, %s AS latency_ms_sum, max(%s) AS latency_ms_max, '
+        'min(%s) AS first_seen, max(%s) AS last_seen FROM %s t GROUP BY 1%s',
+        period, gcols, p_stripe,
+        format('%s * count(*)', p_sign),
+        format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_in),
+        format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_out),
+        CASE WHEN c.tok_cr IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_cr) END,
+        CASE WHEN c.tok_cw IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_cw) END,
+        format('%s * coalesce(sum(t.%I), 0)', p_sign, c.cost_col),
+        format('%s * count(*) FILTER (WHERE %s)', p_sign, c.unpriced_expr),
+        CASE WHEN c.error_col IS NULL THEN '0' ELSE format('%s * count(t.%I)', p_sign, c.error_col) END,
+        CASE WHEN c.latency_col IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.latency_col) END,
+        CASE WHEN c.latency_col IS NULL THEN 'NULL::int' ELSE format('t.%I', c.latency_col) END,
+        at, at, p_from,
+        (SELECT string_agg(format(', %s', i + 1), '') FROM generate_series(1, n) i));
+END $function$;
+
 CREATE OR REPLACE FUNCTION llm_cost._rollup_upsert(r llm_cost.rollups, p_select text)
  RETURNS text
  LANGUAGE plpgsql

@@ -4,7 +4,7 @@
 -- (period_start, group columns, stripe), where stripe is the writing backend's slot number
 -- (MyBackendId), unique among live backends. A Rust row trigger sums the statement's rows per
 -- group in memory; at the end of the statement one row of sums per group is added into the
--- writer's own stripe (src/features/stripes.rs, no SQL on that path), so concurrent writers of the same group never touch the same row and never wait for each
+-- writer's own stripe (src/features/rollups/stripes.rs, no SQL on that path), so concurrent writers of the same group never touch the same row and never wait for each
 -- other's commit. The readable relation is a view that sums the stripes. Everything happens in
 -- the writing transaction: a rollback takes its sums with it.
 
@@ -118,7 +118,7 @@ BEGIN
         col := llm_cost._rollup_group_column(r.source, keys[i]);
         -- A text value longer than 200 bytes is keyed as its first 160 characters, '…' and the
         -- md5 of the whole (the btree key of the sums has a size limit), exactly as the row
-        -- trigger keys it (src/features/rollups.rs, group_value).
+        -- trigger keys it (src/features/rollups/accumulate.rs, group_value).
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
                     WHERE a.attrelid = r.source AND a.attname = col AND NOT a.attisdropped
                       AND (a.atttypid = 'pg_catalog.text'::pg_catalog.regtype
@@ -176,9 +176,9 @@ END $$;
 -- (Re)installs the rollup trigger of a source table: an AFTER INSERT OR UPDATE row trigger (Rust)
 -- that adds each row to per-statement sums in memory (an UPDATE moves a row's amounts between
 -- groups); the statement trigger llm_cost_unpriced then adds one row of sums per group and
--- rollup into the writing backend's stripe (src/features/stripes.rs). In COPY FROM the rows are added by
--- llm_cost._copy_row() (src/features/copy.rs) or, where COPY goes through the cost trigger, by that trigger
--- where it is safe (src/features/rollups.rs, copy_fast_path); either switches this trigger off for the
+-- rollup into the writing backend's stripe (src/features/rollups/stripes.rs). In COPY FROM the rows are added by
+-- llm_cost._copy_row() (src/features/copy/batched.rs) or, where COPY goes through the cost trigger, by that trigger
+-- where it is safe (src/features/copy/mod.rs, fast_path); either switches this trigger off for the
 -- statement.
 CREATE FUNCTION llm_cost._rollup_refresh_triggers(p_source regclass)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

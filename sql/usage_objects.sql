@@ -1,4 +1,4 @@
--- Provider usage objects: the disjoint token counts llm_cost prices (src/core/usage_json.rs).
+-- Provider usage objects: the disjoint token counts llm_cost prices (crates/llm_cost_core/src/usage_json.rs).
 
 CREATE TYPE llm_cost.usage_counts AS (
     input_tokens          bigint,

@@ -1,4 +1,4 @@
-//! A jsonb value read in place, as a `core::usage_json::Doc`: keys are looked up in the binary
+//! A jsonb value read in place, as a `llm_cost_core::usage_json::Doc`: keys are looked up in the binary
 //! container (`getKeyJsonValueFromContainer`, a binary search) and numbers decoded from numeric's
 //! binary form. No text, no serde: this is the cost trigger's path for a usage column.
 

@@ -1,5 +1,5 @@
-//! Money between Rust and PostgreSQL (plumbing): exact costs as `numeric` Datums and back. The arithmetic itself is `core::pricing`; the
-//! binary numeric form is `core::numeric`.
+//! Money between Rust and PostgreSQL (plumbing): exact costs as `numeric` Datums and back. The arithmetic itself is `llm_cost_core::pricing`; the
+//! binary numeric form is `llm_cost_core::numeric`.
 
 use llm_cost_core::pricing::Cost;
 use pgrx::prelude::*;

@@ -364,7 +364,7 @@ mod tests {
         assert_eq!(count("SELECT sum(requests)::bigint FROM pc_daily"), 3000);
     }
 
-    /// COPY FROM into a plain tracked table is priced without the row trigger (`copy.rs`): every
+    /// COPY FROM into a plain tracked table is priced without the row trigger (`features/copy/batched.rs`): every
     /// row priced exactly as the trigger would, rollups exact, the application's WHERE clause
     /// respected, bad input rejecting the whole COPY, and the table's triggers intact afterwards.
     #[cfg(llm_cost_copy_shim)]
@@ -847,7 +847,7 @@ mod tests {
         assert_eq!(count("SELECT sum(requests)::bigint FROM mv_daily"), 12);
     }
 
-    /// The flush writes stripes tables directly (src/stripes.rs): groups equal in SQL but spelled
+    /// The flush writes stripes tables directly (src/features/rollups/stripes.rs): groups equal in SQL but spelled
     /// differently meet in one row even within one statement, aborted subtransactions leave no
     /// trace, plain extra indexes on a stripes table are kept, expression indexes are refused.
     #[pg_test]
