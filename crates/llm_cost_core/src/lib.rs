@@ -1,6 +1,7 @@
 //! The core: exact cost arithmetic, price look-up and model-name resolution, numeric's binary
 //! form. Plain Rust: no pgrx, no PostgreSQL; unit-tested with `cargo test --lib`.
 
+pub mod budget;
 pub mod catalog;
 pub mod import;
 pub mod ledger;
