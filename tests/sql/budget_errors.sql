@@ -53,7 +53,7 @@ SELECT allowed, spent_usd, limit_usd, remaining_usd FROM llm_cost.check_budget('
 SELECT llm_cost._budget_sweep();
 
 -- The registry table itself keeps thresholds in range; thresholds are kept sorted and distinct.
-INSERT INTO llm_cost.budgets (name, rollup, limit_usd, thresholds) VALUES ('y', 'public.b_team_month', 1, '{1,0.5}');
+INSERT INTO llm_cost.budgets (name, rollup, limit_usd, thresholds, created_at) VALUES ('y', 'public.b_team_month', 1, '{1,0.5}', '2026-01-01');
 SELECT llm_cost.create_budget('t', 'public.b_team_month', 1, '{1, 0.8, 0.8, 0.25}') IS NOT NULL AS created;
 SELECT name, limit_usd, thresholds FROM llm_cost.budgets ORDER BY name;
 
