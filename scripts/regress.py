@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """SQL tests as SQL: each tests/sql/NAME.sql runs in a database of its own (CREATE EXTENSION
 llm_cost) through psql, echoing every statement with what it returns, and the output must equal
-tests/expected/NAME.out. They read as examples of the SQL surface.
+tests/expected/NAME.out. They read as examples of the SQL surface. psql runs in the checkout's
+root: `\i tests/data/x.sql` includes a fixture.
 
     scripts/regress.py [NAME ...]           run them (all without names); exit 1 on a difference
     scripts/regress.py --update [NAME ...]  write the expected files from this run (then read the diff!)
@@ -32,7 +33,7 @@ def port() -> str:
 def psql(db, sql_text):
     r = subprocess.run([PSQL, "-X", "-a", "-q", "-v", "VERBOSITY=verbose", "-v", "SHOW_CONTEXT=never", "-P", "null=(null)",
                         "-h", "127.0.0.1", "-p", port(), "-U", "postgres", "-d", db],
-                       input=sql_text, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       input=sql_text, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                        env={**os.environ, "PGOPTIONS": "-c client_min_messages=notice", "PGTZ": "UTC", "PGDATESTYLE": "ISO"})
     return r.stdout
 

@@ -223,9 +223,7 @@ SELECT b.id, b.name, b.rollup::pg_catalog.oid::pg_catalog.int8, r.stripes::pg_ca
        ARRAY(SELECT (x * b.limit_usd)::pg_catalog.text FROM unnest(b.thresholds) x ORDER BY x),
        ARRAY(SELECT b.filter ? g FROM unnest(r.group_by) g),
        ARRAY(SELECT b.filter ->> g FROM unnest(r.group_by) g),
-       ARRAY(SELECT coalesce(a.attnum, 0)::pg_catalog.int8 FROM unnest(ARRAY['period_start', 'stripe', 'requests', 'input_tokens', 'output_tokens',
-                   'cache_read_tokens', 'cache_write_tokens', 'cost_usd', 'unpriced_requests', 'error_requests', 'latency_ms_sum',
-                   'latency_ms_max', 'first_seen', 'last_seen']) WITH ORDINALITY n(name, ord)
+       ARRAY(SELECT coalesce(a.attnum, 0)::pg_catalog.int8 FROM unnest($1::pg_catalog.text[]) WITH ORDINALITY n(name, ord)
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord),
        ARRAY(SELECT coalesce(a.attnum, 0)::pg_catalog.int8 FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord),
@@ -266,7 +264,9 @@ fn load() -> Defs {
         spi::connect(|client| -> Result<Defs, pgrx::spi::Error> {
             let mut defs = Defs::default();
             let mut budgets: HashMap<i64, Budget> = HashMap::new();
-            for row in client.select(LOAD_BUDGETS, None, &[])? {
+            // The columns of a table of sums: the one list (rollups::stripes::COLUMNS).
+            let columns: Vec<String> = crate::features::rollups::stripes::COLUMNS.iter().map(|c| c.name.to_string()).collect();
+            for row in client.select(LOAD_BUDGETS, None, &[columns.into()])? {
                 let oid = |i: usize| -> Result<pg_sys::Oid, pgrx::spi::Error> {
                     Ok(pg_sys::Oid::from(row.get::<i64>(i)?.unwrap_or(0) as u32))
                 };
@@ -282,8 +282,8 @@ fn load() -> Defs {
                 let vals = texts(16)?;
                 let filter = has.iter().enumerate().filter(|(_, h)| **h == Some(true)).map(|(i, _)| (i, vals.get(i).cloned().flatten())).collect();
                 let fixed_v = ints(17)?;
-                let mut fixed = [0i16; 14];
-                for (i, v) in fixed_v.iter().take(14).enumerate() {
+                let mut fixed = [0i16; crate::features::rollups::stripes::COLUMNS.len()];
+                for (i, v) in fixed_v.iter().take(fixed.len()).enumerate() {
                     fixed[i] = *v as i16;
                 }
                 let groups: Vec<i16> = ints(18)?.into_iter().map(|x| x as i16).collect();
