@@ -450,7 +450,7 @@ def bench_rollups(out):
                        f"{copy_med['bare'] / copy_med[name]:.0%} |")
     out.append(f"\nAfter the COPYs the daily rollup holds {stripe_rows} summary rows and equals the raw rows: {copy_exact}. "
                "Any BEFORE ROW trigger makes COPY insert row by row instead of in batches of 1,000 (the no-op line). llm_cost "
-               "therefore prices COPY FROM without its row trigger (`src/features/copy.rs`: each row as COPY reads it, from the "
+               "therefore prices COPY FROM without its row trigger (`src/features/copy/batched.rs`: each row as COPY reads it, from the "
                "COPY's WHERE clause), and COPY keeps its batches; the last line is the same COPY through the row triggers. "
                f"Rows this session priced as COPY read them: {batched_rows:,} (expected {n * (1 + 2 * copy_rounds):,}: the "
                "set-up COPY and every round of the two batched llm_cost variants).\n")

@@ -53,3 +53,9 @@ INSERT INTO public.t_drop VALUES ('nope-model', 1, 1);
 DROP TABLE public.t_drop;
 SELECT count(*) AS registry_rows FROM llm_cost.tracked_tables WHERE log_table::text = 't_drop';
 SELECT count(*) AS unpriced_rows FROM llm_cost.unpriced_stats WHERE model = 'nope-model';
+
+-- The cost trigger is a BEFORE INSERT OR UPDATE ... FOR EACH ROW trigger; attached otherwise, it
+-- refuses the statement with 39P01.
+CREATE TABLE public.t_misuse (model text, input_tokens int, output_tokens int, cost_usd numeric);
+CREATE TRIGGER wrong AFTER INSERT ON public.t_misuse FOR EACH ROW EXECUTE FUNCTION llm_cost.usage_cost_trigger();
+INSERT INTO public.t_misuse VALUES ('gpt-4o', 1, 1);
