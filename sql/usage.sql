@@ -117,7 +117,7 @@ CREATE POLICY unpriced_stats_read ON llm_cost.unpriced_stats FOR SELECT USING (l
 GRANT SELECT ON llm_cost.unpriced_stats TO PUBLIC;
 
 -- Called by the statement trigger with one row per (table, model) of a statement, as the
--- extension's owner (src/features/usage.rs; writers of a tracked table need not own it, and nobody else
+-- extension's owner (src/features/pricing/usage.rs; writers of a tracked table need not own it, and nobody else
 -- may call it). Only tracked tables count.
 CREATE FUNCTION llm_cost._record_unpriced(p_table oid, p_model text, p_rows bigint, p_first timestamptz, p_last timestamptz)
 RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$

@@ -2,10 +2,11 @@
 //!
 //! Three layers, imports pointing down only (docs/design.md; `scripts/check_layers.py` fails on
 //! an upward import or a circle): the crate `llm_cost_core` (plain Rust, no pgrx: pricing, model
-//! resolution, usage objects, numeric) ← `pg` (Postgres plumbing: row access,
-//! transaction lifecycle and pending state, catalog cache, money, privileges) ← `features` (the
-//! cost trigger, rollups and their stripes writer, the COPY path, retention, registry, security,
-//! SQL functions) ← this file, which only wires them: start-up and the order of the SQL.
+//! resolution, usage objects, the row and budget decisions, numeric) ← `pg` (Postgres plumbing:
+//! SQL with a pinned search_path, errors, row access, transaction lifecycle and pending state,
+//! relation-change notifications, money, privileges) ← `features` (pricing: the catalog, the cost
+//! trigger and the SQL functions; rollups; COPY; budgets; retention; registry; security) ← this
+//! file, which only wires them: start-up and the order of the SQL.
 
 #![allow(long_running_const_eval)] // the shipped price list is a large SQL file embedded at compile time
 
@@ -17,7 +18,9 @@ pub mod pg;
 pub mod test_support;
 
 #[allow(unused_imports)] // named in the SQL ordering below
-use features::{budgets, pricing_sql, registry, retention, rollups, security, usage};
+use features::pricing::usage;
+#[allow(unused_imports)] // named in the SQL ordering below
+use features::{budgets, registry, retention, rollups, security};
 
 ::pgrx::pg_module_magic!();
 
@@ -31,9 +34,11 @@ pub extern "C-unwind" fn _PG_init() {
     pg::lifecycle::join(&budgets::LIFECYCLE);
     pg::lifecycle::join(&usage::LIFECYCLE);
     rollups::watch_written(budgets::watches);
+    // Rollups tell a default cost from a free call with the catalog's estimate.
+    rollups::estimate_with(features::pricing::catalog::estimate_by_name);
     // A relation changed: the price catalog, the cost trigger's mappings and the rollup
     // definitions go stale.
-    pg::relcache::on_relation_change(features::catalog::relation_changed);
+    pg::relcache::on_relation_change(features::pricing::catalog::relation_changed);
     pg::relcache::on_relation_change(usage::forget_table);
     pg::relcache::on_relation_change(budgets::forget);
     // The cost trigger hands each row it priced on INSERT to the COPY fast path.
@@ -70,21 +75,24 @@ CREATE TRIGGER providers_changed
     FOR EACH STATEMENT EXECUTE FUNCTION llm_cost.catalog_changed();
 "#,
     name = "catalog_invalidation",
-    requires = ["catalog_protect", features::catalog::catalog_changed]
+    requires = [
+        "catalog_protect",
+        features::pricing::catalog::catalog_changed
+    ]
 );
 extension_sql_file!(
     "../sql/import.sql",
     name = "import",
     requires = [
         "catalog_invalidation",
-        pricing_sql::provider_id,
-        pricing_sql::_price_document
+        features::pricing::sql::provider_id,
+        features::pricing::sql::_price_document
     ]
 );
 extension_sql_file!(
     "../sql/usage_objects.sql",
     name = "usage_objects",
-    requires = ["import", pricing_sql::_usage_tokens]
+    requires = ["import", features::pricing::sql::_usage_tokens]
 );
 extension_sql_file!(
     "../sql/citus.sql",
@@ -97,10 +105,10 @@ extension_sql_file!(
     requires = [
         "citus",
         rollups::stripe,
-        usage::usage_cost_trigger,
-        usage::usage_statement_end,
-        pricing_sql::resolve_model,
-        pricing_sql::provider_of,
+        features::pricing::usage::usage_cost_trigger,
+        features::pricing::usage::usage_statement_end,
+        features::pricing::sql::resolve_model,
+        features::pricing::sql::provider_of,
         registry::_registry_put,
         registry::_registry_delete
     ]

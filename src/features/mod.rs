@@ -1,17 +1,16 @@
-//! Features: the SQL objects llm_cost offers, built on `pg` (plumbing) and `core`. Imports point
-//! down this list, never up: `copy` (COPY FROM path) uses `usage` (the cost trigger), which uses
-//! `rollups` (which writes through `stripes`); `budgets` reads rollups' stripes and uses
-//! `security` (rollups learn which groups to report through a function `lib.rs` hands them, so
-//! they never import budgets); `maintenance` (reprice and rebuild as the table's
-//! owner), `retention`, `registry`, `security` and `pricing_sql` stand alone.
+//! Features: the SQL objects llm_cost offers, built on `pg` (plumbing) and `llm_cost_core`.
+//! Imports point down, never in a circle (`scripts/check_layers.py`): `copy` (COPY FROM) uses
+//! `pricing` (how a row is priced: the catalog, the cost trigger, the SQL functions), which uses
+//! `rollups` (how a rollup is written); `budgets` reads rollups' tables of sums. What must reach
+//! up is registered by `lib.rs`: rollups learn which groups budgets watch and how to estimate a
+//! row, the cost trigger learns whom to hand its rows in COPY. `maintenance`, `retention`,
+//! `registry` and `security` stand alone.
 
 pub mod budgets;
-pub mod catalog;
 pub mod copy;
 pub mod maintenance;
-pub mod pricing_sql;
+pub mod pricing;
 pub mod registry;
 pub mod retention;
 pub mod rollups;
 pub mod security;
-pub mod usage;

@@ -69,7 +69,7 @@ struct Armed {
     ours: *mut pg_sys::TriggerDesc,
     swapped: bool,
     restored: bool,
-    spec: Rc<crate::features::usage::TableSpec>,
+    spec: Rc<crate::features::pricing::usage::TableSpec>,
     relname: Rc<str>,
     /// The rollups `_copy_row` feeds (None: no rollups, or the rollup row trigger stays on).
     rollups: Option<crate::features::rollups::Defs>,
@@ -333,7 +333,7 @@ unsafe fn arm(
     if !s.is_from
         || s.relation.is_null()
         || !s.query.is_null()
-        || !crate::features::usage::BATCH_COPY.get()
+        || !crate::features::pricing::usage::BATCH_COPY.get()
         || !pg_sys::IsTransactionState()
     {
         return None;
@@ -440,7 +440,7 @@ unsafe fn prepare(relid: pg_sys::Oid, rel: pg_sys::Relation) -> Option<Armed> {
     let relname: Rc<str> = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr())
         .to_string_lossy()
         .into();
-    let spec = crate::features::usage::spec_for(
+    let spec = crate::features::pricing::usage::spec_for(
         relid,
         cost.tgoid,
         rel,
@@ -675,8 +675,9 @@ unsafe fn copy_row_impl() -> bool {
     let values = std::slice::from_raw_parts_mut((*slot).tts_values, natts);
     let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
     pgrx::PgMemoryContexts::For((*econtext).ecxt_per_tuple_memory).switch_to(|_| {
-        let units =
-            crate::features::usage::price_values(&spec, &relname, relid, rel, values, nulls);
+        let units = crate::features::pricing::usage::price_values(
+            &spec, &relname, relid, rel, values, nulls,
+        );
         if let Some(defs) = &rollups {
             crate::features::rollups::add_copied_row(defs, values, nulls, units);
         }

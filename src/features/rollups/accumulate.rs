@@ -16,6 +16,19 @@ thread_local! {
     static PATHS: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((0, 0)) };
 }
 
+/// Estimates a call by model name, usage and event time (10^-16 USD): the price catalog's, set
+/// once from `_PG_init` (rollups do not import the pricing feature, which imports them).
+pub type Estimator =
+    fn(&str, &llm_cost_core::pricing::Usage, i64) -> Option<llm_cost_core::pricing::Cost>;
+
+static ESTIMATOR: std::sync::OnceLock<Estimator> = std::sync::OnceLock::new();
+
+/// Sets how rollups estimate a row whose table has no cost_source column (to tell a default cost
+/// from a free call): `lib.rs` hands them the catalog's.
+pub fn estimate_with(f: Estimator) {
+    let _ = ESTIMATOR.set(f);
+}
+
 /// Rows this backend added to rollups: (through the COPY paths, through the row trigger).
 pub fn paths() -> (i64, i64) {
     PATHS.with(|p| p.get())
@@ -354,19 +367,10 @@ pub(super) unsafe fn estimate_units(
     };
     // By model name alone: in a table without a cost_source column whose rows also name a
     // provider or service tier, an estimate at another host's price reads as provided here.
-    match crate::features::catalog::price_call(
-        std::str::from_utf8(b).unwrap_or(""),
-        None,
-        llm_cost_core::pricing::ServiceTier::Standard,
-        &u,
-        ts,
-    ) {
-        crate::features::catalog::Priced::Cost(c) => {
-            let typmod = defs.cost.map_or(-1, |a| a.typmod);
-            crate::pg::money::numeric_units(crate::pg::money::cost_datum(c, typmod))
-        }
-        _ => None,
-    }
+    let estimate = ESTIMATOR.get()?;
+    let c = estimate(std::str::from_utf8(b).unwrap_or(""), &u, ts)?;
+    let typmod = defs.cost.map_or(-1, |a| a.typmod);
+    crate::pg::money::numeric_units(crate::pg::money::cost_datum(c, typmod))
 }
 
 /// A sum the stripes table could not hold either (bigint): the statement fails, as the stripe

@@ -33,7 +33,9 @@ use defs::defs_for;
 use pgrx::prelude::*;
 
 use accumulate::{abort_sub, commit_sub};
-pub use accumulate::{add_copied_row, clear_pending, copy_defs, defs_of, paths, Defs};
+pub use accumulate::{
+    add_copied_row, clear_pending, copy_defs, defs_of, estimate_with, paths, Defs, Estimator,
+};
 pub use defs::{forget, forget_all, is_rollup_trigger};
 use flush::forget_written;
 pub use flush::{flush, flush_all, take_written, watch_written, Written};

@@ -651,7 +651,7 @@ fn price(
     }
     let tier = row_tier(spec, new);
     // The model, resolved once for the price and the provider.
-    let loaded = crate::features::catalog::catalog();
+    let loaded = crate::features::pricing::catalog::catalog();
     let resolved = loaded.resolve_index(model, host);
 
     // Read: the row (and the row an UPDATE replaces) as the decision needs it.

@@ -115,6 +115,15 @@ pub fn price_call(
     }
 }
 
+/// A call's cost by model name alone (no host, standard tier), None when it has no price then:
+/// what rollups compare a default cost with (`rollups::estimate_with`, set by `lib.rs`).
+pub fn estimate_by_name(model: &str, u: &Usage, at: i64) -> Option<Cost> {
+    match price_call(model, None, ServiceTier::Standard, u, at) {
+        Priced::Cost(c) => Some(c),
+        _ => None,
+    }
+}
+
 thread_local! {
     static CACHE: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
     static VALID: Cell<bool> = const { Cell::new(false) };

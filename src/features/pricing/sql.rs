@@ -1,7 +1,7 @@
 //! SQL functions of the price catalog: a thin shell over `pricing.rs`, `catalog.rs` and `cache.rs`.
 
-use crate::features::catalog as cache;
-use crate::features::catalog::{price_call, Priced};
+use crate::features::pricing::catalog as cache;
+use crate::features::pricing::catalog::{price_call, Priced};
 use crate::pg::money::{cost_to_numeric_datum, NumericDatum};
 use crate::pg::spi;
 use llm_cost_core::pricing::{self, Cost, PriceRow, ServiceTier, Usage};
@@ -556,7 +556,7 @@ mod tests {
     fn catalog_matches_reference_prices() {
         // Every published reference price (tests/data/reference-prices.csv) is what the catalog
         // charges for that name at that provider, at and above each long-context threshold.
-        let csv = include_str!("../../tests/data/reference-prices.csv");
+        let csv = include_str!("../../../tests/data/reference-prices.csv");
         let mut checked = 0;
         for line in csv.lines().skip(1) {
             let f: Vec<&str> = line.split(',').collect();
