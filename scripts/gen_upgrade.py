@@ -70,14 +70,21 @@ def connect(db):
     return psycopg.connect(f"host=127.0.0.1 port={port()} user=postgres dbname={db}", autocommit=True)
 
 
-def install_base_script():
-    """The 0.1.0 install script, which every update chain starts from."""
+def install_base_script(current=None):
+    """The 0.1.0 install script, which every update chain starts from. A full install script of
+    another version than 0.1.0 and `current` left by an older build on this machine (pgrx writes
+    one per build) would be used instead of 0.1.0 plus the shipped updates: it is removed."""
     sharedir = subprocess.run(["/usr/bin/pg_config", "--sharedir"], capture_output=True, text=True, check=True).stdout.strip()
     target = pathlib.Path(sharedir) / "extension" / "llm_cost--0.1.0.sql"
     source = ROOT / "tests" / "upgrade" / "llm_cost--0.1.0.sql"
     if not target.exists() or target.read_bytes() != source.read_bytes():
         cmd = ["install", "-m", "0644", str(source), str(target)]
         subprocess.run(cmd if os.geteuid() == 0 else ["sudo", *cmd], check=True)
+    for old in target.parent.glob("llm_cost--*.sql"):
+        version = old.name[len("llm_cost--"):-len(".sql")]
+        if "--" not in version and version != "0.1.0" and current is not None and version != current:
+            cmd = ["rm", "-f", str(old)]
+            subprocess.run(cmd if os.geteuid() == 0 else ["sudo", *cmd], check=True)
 
 
 def literal(s):
@@ -157,7 +164,7 @@ def generate(frm, to):
         sys.exit(f"gen_upgrade: {hand_path.relative_to(ROOT)} is missing (the hand-written part: release note, tables, data)")
     hand = hand_path.read_text()
     manual = set(re.findall(r"^-- @manual (\S+)\s*$", hand, re.M))
-    install_base_script()
+    install_base_script(current=to)
     old_db, new_db = "gen_old_" + uuid.uuid4().hex[:8], "gen_new_" + uuid.uuid4().hex[:8]
     with connect("postgres") as a:
         a.execute(f"CREATE DATABASE {old_db}")

@@ -71,42 +71,23 @@ mod tests {
     #[test]
     fn one_way_to_raise_an_error() {
         let mut bad = Vec::new();
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
-        let mut stack = vec![std::path::PathBuf::from(root)];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                    continue;
-                }
-                if p.extension().and_then(|s| s.to_str()) != Some("rs")
-                    || p.ends_with("pg/fail.rs")
-                    || p.ends_with("test_support.rs")
+        for (p, lines) in crate::pg::source_files(&["pg/fail.rs", "test_support.rs", "tests.rs"]) {
+            let mut after_ereport = false;
+            for (i, line) in lines.iter().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                let t = code.trim();
+                let raw_error = code.match_indices("error!(").any(|(at, _)| {
+                    !code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_')
+                });
+                if raw_error
+                    || code.contains("ErrorReport::new")
+                    || code.contains("ereport!(ERROR")
+                    || code.contains("ereport!(PgLogLevel::ERROR")
+                    || (after_ereport && (t == "ERROR," || t == "PgLogLevel::ERROR,"))
                 {
-                    continue;
+                    bad.push(format!("{}:{}: {}", p.display(), i + 1, line.trim()));
                 }
-                let text = std::fs::read_to_string(&p).unwrap();
-                let mut after_ereport = false;
-                for (i, line) in text.lines().enumerate() {
-                    if line.starts_with("mod tests") || line.starts_with("pub mod tests") {
-                        break;
-                    }
-                    let code = line.split("//").next().unwrap_or("");
-                    let t = code.trim();
-                    let raw_error = code.match_indices("error!(").any(|(at, _)| {
-                        !code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_')
-                    });
-                    if raw_error
-                        || code.contains("ErrorReport::new")
-                        || code.contains("ereport!(ERROR")
-                        || code.contains("ereport!(PgLogLevel::ERROR")
-                        || (after_ereport && (t == "ERROR," || t == "PgLogLevel::ERROR,"))
-                    {
-                        bad.push(format!("{}:{}: {}", p.display(), i + 1, line.trim()));
-                    }
-                    after_ereport = t.ends_with("ereport!(");
-                }
+                after_ereport = t.ends_with("ereport!(");
             }
         }
         assert!(

@@ -23,6 +23,41 @@ pub mod relcache;
 pub mod row;
 pub mod spi;
 
+/// The extension's own source, for the tests that check how it is written (`pg::spi`, `pg::fail`,
+/// the `unsafe` blocks): each `.rs` file under `src/` but `skip`, as its lines up to its test module
+/// (`mod tests`, or the first `#[cfg(any(test, feature = "pg_test"))]` item).
+#[cfg(test)]
+pub(crate) fn source_files(skip: &[&str]) -> Vec<(std::path::PathBuf, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src"
+    ))];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().and_then(|s| s.to_str()) == Some("rs")
+                && !skip.iter().any(|s| p.ends_with(s))
+            {
+                let lines = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .lines()
+                    .take_while(|l| {
+                        !l.starts_with("mod tests")
+                            && !l.starts_with("pub mod tests")
+                            && !l.starts_with("#[cfg(any(test, feature = \"pg_test\"))]")
+                    })
+                    .map(str::to_string)
+                    .collect();
+                out.push((p, lines));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     /// Every `unsafe` block outside tests says why it is sound: a `SAFETY:` comment on its line or
@@ -30,51 +65,25 @@ mod tests {
     #[test]
     fn unsafe_blocks_say_why() {
         let mut bad = Vec::new();
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
-        let mut stack = vec![std::path::PathBuf::from(root)];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
+        for (p, lines) in super::source_files(&["tests.rs"]) {
+            for (i, line) in lines.iter().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if !code.contains("unsafe {") || line.contains("SAFETY:") {
                     continue;
                 }
-                if p.extension().and_then(|s| s.to_str()) != Some("rs") || p.ends_with("tests.rs") {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&p).unwrap();
-                let lines: Vec<&str> = text.lines().collect();
-                for (i, line) in lines.iter().enumerate() {
-                    if line.starts_with("mod tests")
-                        || line.starts_with("pub mod tests")
-                        || line.starts_with("#[cfg(any(test, feature = \"pg_test\"))]")
-                    {
-                        break;
-                    }
-                    let code = line.split("//").next().unwrap_or("");
-                    if !code.contains("unsafe {") || line.contains("SAFETY:") {
-                        continue;
-                    }
-                    // The comment block right above (and the statement's first lines).
-                    let mut j = i;
-                    let mut said = false;
-                    while j > 0 && i - j < 8 {
-                        j -= 1;
-                        let t = lines[j].trim();
-                        if t.contains("SAFETY:") {
-                            said = true;
-                            break;
-                        }
-                        if t.ends_with(';')
+                // The comment block right above (and the statement's first lines).
+                let said = lines[i.saturating_sub(8)..i]
+                    .iter()
+                    .rev()
+                    .map(|l| l.trim())
+                    .take_while(|t| {
+                        !(t.ends_with(';')
                             || t.ends_with('}')
-                            || t.ends_with('{') && !t.starts_with("//")
-                        {
-                            break;
-                        }
-                    }
-                    if !said {
-                        bad.push(format!("{}:{}: {}", p.display(), i + 1, line.trim()));
-                    }
+                            || t.ends_with('{') && !t.starts_with("//"))
+                    })
+                    .any(|t| t.contains("SAFETY:"));
+                if !said {
+                    bad.push(format!("{}:{}: {}", p.display(), i + 1, line.trim()));
                 }
             }
         }

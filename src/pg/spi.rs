@@ -160,30 +160,11 @@ mod tests {
     #[test]
     fn no_raw_spi() {
         let mut bad = Vec::new();
-        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
-        let mut stack = vec![std::path::PathBuf::from(root)];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                    continue;
-                }
-                if p.extension().and_then(|s| s.to_str()) != Some("rs")
-                    || p.ends_with("pg/spi.rs")
-                    || p.ends_with("test_support.rs")
-                {
-                    continue;
-                }
-                let text = std::fs::read_to_string(&p).unwrap();
-                for (i, line) in text.lines().enumerate() {
-                    if line.starts_with("mod tests") || line.starts_with("pub mod tests") {
-                        break;
-                    }
-                    let code = line.split("//").next().unwrap_or("");
-                    if code.contains("Spi::") || code.contains("pg_sys::SPI_") {
-                        bad.push(format!("{}:{}: {}", p.display(), i + 1, line.trim()));
-                    }
+        for (p, lines) in crate::pg::source_files(&["pg/spi.rs", "test_support.rs", "tests.rs"]) {
+            for (i, line) in lines.iter().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                if code.contains("Spi::") || code.contains("pg_sys::SPI_") {
+                    bad.push(format!("{}:{}: {}", p.display(), i + 1, line.trim()));
                 }
             }
         }

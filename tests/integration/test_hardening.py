@@ -1,6 +1,7 @@
 """Hardening (issue #13) checks that need several sessions, the worker, the launcher, the
 installed files or a real commit: the scratch cluster of scripts/test.sh (llm_cost preloaded)."""
 import difflib
+import importlib.util
 import os
 import pathlib
 import re
@@ -250,20 +251,12 @@ def describe(db):
 
 
 def install_base_script():
-    """The 0.1.0 install script (releases since ship only update scripts from it)."""
-    sharedir = subprocess.run(["/usr/bin/pg_config", "--sharedir"], capture_output=True, text=True, check=True).stdout.strip()
-    target = pathlib.Path(sharedir) / "extension" / "llm_cost--0.1.0.sql"
-    source = ROOT / "tests" / "upgrade" / "llm_cost--0.1.0.sql"
-    if not target.exists() or target.read_bytes() != source.read_bytes():
-        cmd = ["install", "-m", "0644", str(source), str(target)]
-        subprocess.run(cmd if os.geteuid() == 0 else ["sudo", *cmd], check=True)
-    # A full install script of an older version left by an older build on this machine (pgrx
-    # writes one per build) would be used instead of 0.1.0 plus the shipped updates.
-    for old in target.parent.glob("llm_cost--*.sql"):
-        version = old.name[len("llm_cost--"):-len(".sql")]
-        if "--" not in version and version not in ("0.1.0", CURRENT_VERSION):
-            cmd = ["rm", "-f", str(old)]
-            subprocess.run(cmd if os.geteuid() == 0 else ["sudo", *cmd], check=True)
+    """The 0.1.0 install script (releases since ship only update scripts from it), installed as
+    the update-script generator installs it (scripts/gen_upgrade.py)."""
+    spec = importlib.util.spec_from_file_location("gen_upgrade", ROOT / "scripts" / "gen_upgrade.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    gen.install_base_script(current=CURRENT_VERSION)
 
 
 def test_a_0_4_0_database_with_budgets_works_under_the_new_library_before_its_update():
