@@ -39,19 +39,18 @@ def psql(db, sql_text):
 
 
 def clean(out: str) -> str:
-    lines, skip_trace = [], False
+    lines, in_trace = [], False
     for line in out.splitlines():
         if line.startswith("LOCATION:"):
             continue
-        # A debug build puts a Rust backtrace in DETAIL: drop it and the DETAIL line it empties.
-        if re.match(r"^\s+\d+: \S", line) or re.match(r"^\s+at \S", line):
-            skip_trace = True
-            continue
-        if skip_trace and line.strip() == "":
-            continue
-        skip_trace = False
+        # A debug build puts a Rust backtrace in an otherwise empty DETAIL: drop that DETAIL and
+        # the frame lines after it, and nothing else (a result row may look like a frame).
         if line.rstrip() == "DETAIL:":
+            in_trace = True
             continue
+        if in_trace and (re.match(r"^\s+\d+: \S", line) or re.match(r"^\s+at \S", line) or line.strip() == ""):
+            continue
+        in_trace = False
         lines.append(line.rstrip())
     return "\n".join(lines).strip("\n") + "\n"
 
