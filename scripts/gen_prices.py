@@ -14,15 +14,22 @@ What is kept, per provider and model:
   become one row per tier (`min_input_tokens` = the tier's start + 1: the dataset charges the tier
   when the prompt is *above* its start);
 - dated price changes become validity periods (`valid_from`/`valid_to`);
-- service-tier variants (batch, flex, priority, fast) become rows with that `service_tier`.
+- service-tier variants (batch, flex, priority, fast) become rows with that `service_tier`;
+- per-modality token prices (audio in, cached audio, audio out; image in, cached image, image out),
+  web-search fees (per 1,000 searches) and per-request fees (per 1,000 calls);
+- time-of-day prices (DeepSeek's peak hours) become rows with a daily UTC window
+  (`time_of_day_from`/`time_of_day_to`) over the validity periods where the dataset's "last active
+  price wins" rule makes them apply; the all-day price is the row without a window.
 Curated prices (prices/curated.csv, the published reference list with the provider's pricing page
 for every row) win where they disagree with the dataset: a curated model whose id the dataset also
 has gets the curated standard prices (its match rule and service tiers stay the dataset's); other
 curated models ship as models of their own, matched by their id (checked before any rule).
 
-What is left out (counted in the summary): prices that are not per token (audio hours, searches,
-images, pages), off-peak time-of-day discounts (the standard price is kept), models with no token
-input price, prices with more than 10 decimals.
+A curated price replaces the dataset's standard prices of a model, except where it is one of the
+model's time-of-day prices: then the dataset's schedule, which it confirms, is kept.
+
+What is left out (counted in the summary): prices that are not per token, search or request (audio
+hours, pages, file searches, video tokens), models with no token input price.
 """
 import csv
 import datetime
@@ -52,7 +59,18 @@ KEYS = {  # dataset price key -> our column
     "cache_write_mtok": "cache_write_5m",
     "cache_write_5m_mtok": "cache_write_5m",
     "cache_write_1h_mtok": "cache_write_1h",
+    "input_audio_mtok": "input_audio",
+    "cache_audio_read_mtok": "cache_read_audio",
+    "output_audio_mtok": "output_audio",
+    "input_image_mtok": "input_image",
+    "cache_image_read_mtok": "cache_read_image",
+    "output_image_mtok": "output_image",
+    "web_searches_kcount": "web_search",
+    "requests_kcount": "request",
 }
+# Our columns in insert order (after the five token prices).
+EXTRA_COLS = ["input_audio", "cache_read_audio", "output_audio", "input_image", "cache_read_image",
+              "output_image", "web_search", "request"]
 TIERS = {  # variant condition -> our service_tier
     ("processing", "batch"): "batch",
     ("service_tier", "batch"): "batch",
@@ -128,37 +146,47 @@ def rows_of(mp):
     return out
 
 
+def window_of(c):
+    """A TimeOfDateConstraint as ('HH:MM:SS', 'HH:MM:SS') in UTC."""
+    f = T._utc_timetz(c.start_time)
+    t = T._utc_timetz(c.end_time)
+    return (f.strftime("%H:%M:%S"), t.strftime("%H:%M:%S"))
+
+
 def segments(model):
-    """[(valid_from, valid_to, ModelPrice)] from the model's dated prices (time-of-day prices left out)."""
+    """All-day prices [(valid_from, valid_to, ModelPrice)] and time-of-day prices
+    [(valid_from, valid_to, window, ModelPrice)] from the model's conditional prices. The dataset's
+    rule: the last active price in list order wins; the first price applies before any start date.
+    So in each period between start dates, a time-of-day price applies in its window when it comes
+    after the period's all-day price in the list."""
     if isinstance(model.prices, T.ModelPrice):
-        return [(None, None, model.prices)]
-    dated = []
-    for i, c in enumerate(model.prices):
-        if c.constraint is None:
-            if i == 0:
-                dated.append((None, c.prices))
-            else:
-                dated.append((None, c.prices))
-        elif isinstance(c.constraint, T.StartDateConstraint):
-            dated.append((c.constraint.start_date, c.prices))
-        else:
-            skipped["time-of-day price (standard price kept)"] += 1
-    # The first price applies before any start date; later ones from their date (the last active wins).
-    out = []
-    base = dated[0][1]
-    starts = sorted({d for d, _ in dated if d is not None})
+        return [(None, None, model.prices)], []
+    entries = list(model.prices)
+    starts = sorted({c.constraint.start_date for c in entries if isinstance(c.constraint, T.StartDateConstraint)})
     bounds = [None] + starts
+    out, tods = [], []
     for i, b in enumerate(bounds):
-        active = base
-        for d, p in dated:
-            if d is None or (b is not None and d <= b):
-                active = p
         end = bounds[i + 1] if i + 1 < len(bounds) else None
+        ia, active = -1, next((c.prices for c in entries if not isinstance(c.constraint, T.TimeOfDateConstraint)), entries[0].prices)
+        for j, c in enumerate(entries):
+            if c.constraint is None or (isinstance(c.constraint, T.StartDateConstraint) and b is not None and c.constraint.start_date <= b):
+                ia, active = j, c.prices
         if out and out[-1][2] is active:
             out[-1] = (out[-1][0], end, active)
         else:
             out.append((b, end, active))
-    return out
+        for j, c in enumerate(entries):
+            if isinstance(c.constraint, T.TimeOfDateConstraint) and j > ia:
+                tods.append((b, end, window_of(c.constraint), c.prices))
+    # Adjacent periods of one window with the same prices are one row.
+    tods.sort(key=lambda x: (x[2], x[0] or datetime.date.min))
+    merged = []
+    for t in tods:
+        if merged and merged[-1][2] == t[2] and merged[-1][3] is t[3] and merged[-1][1] == t[0]:
+            merged[-1] = (merged[-1][0], t[1], t[2], t[3])
+        else:
+            merged.append(t)
+    return out, merged
 
 
 def variant_prices(model, tier, start):
@@ -241,7 +269,7 @@ for p in providers:
             continue
         seen.add(key)
         rule = json.dumps(rule_json(m.match))
-        segs = segments(m)
+        segs, tods = segments(m)
         emitted = []
         for tier in ["standard", "batch", "flex", "priority", "fast"]:
             cuts = sorted({s for s, _, _ in segs if s is not None} | set(variant_starts(m, tier)))
@@ -260,11 +288,20 @@ for p in providers:
                 if rows is None:
                     continue
                 for lo, cols in rows:
-                    emitted.append((tier, lo, start, end, cols))
+                    emitted.append((tier, lo, start, end, cols, None))
+        for start, end, window, mp in tods:
+            for lo, cols in rows_of(mp) or []:
+                emitted.append(("standard", lo, start, end, cols, window))
         cur = curated.get((p.id, m.id.lower()))
         if cur:
             curated_used.add((p.id, m.id.lower()))
-            emitted = [e for e in emitted if e[0] != "standard"] + [e[:5] for e in curated_rows(cur)]
+            cur_std = [e[:5] + (None,) for e in curated_rows(cur)]
+            tod_prices = [{k: v for k, v in e[4].items() if k in ("input", "output")} for e in emitted if e[5] is not None]
+            if any({k: v for k, v in c[4].items() if k in ("input", "output")} in tod_prices for c in cur_std):
+                # The curated price is one of the dataset's time-of-day prices: the schedule is kept.
+                skipped["curated prices confirming a time-of-day schedule (schedule kept)"] += 1
+            else:
+                emitted = [e for e in emitted if e[0] != "standard"] + cur_std
             emitted.sort(key=lambda e: ["standard", "batch", "flex", "priority", "fast"].index(e[0]))
         if not emitted:
             skipped["model without a per-token price"] += 1
@@ -272,13 +309,13 @@ for p in providers:
         # Merge adjacent periods with equal prices.
         merged = []
         for e in emitted:
-            if merged and merged[-1][0] == e[0] and merged[-1][1] == e[1] and merged[-1][4] == e[4] and merged[-1][3] == e[2]:
-                merged[-1] = (e[0], e[1], merged[-1][2], e[3], e[4])
+            if merged and merged[-1][0] == e[0] and merged[-1][1] == e[1] and merged[-1][4] == e[4] and merged[-1][3] == e[2] and merged[-1][5] == e[5]:
+                merged[-1] = (e[0], e[1], merged[-1][2], e[3], e[4], e[5])
             else:
                 merged.append(e)
         ok = True
         notes = {}
-        for *_, cols in merged:
+        for *_, cols, _window in merged:
             for k, v in list(cols.items()):
                 if v < 0 or v >= 1000000:
                     ok = False
@@ -294,12 +331,14 @@ for p in providers:
         if notes:
             skipped["models with a price rounded to 10 decimals (noted in the row)"] += 1
         note = "; ".join(sorted(set(notes.values()))) or None
-        for tier, lo, start, end, cols in merged:
+        for tier, lo, start, end, cols, window in merged:
             mode = "chat" if "output" in cols else "embedding"
-            price_lines.append("  ({}, {}, {}, '{}', {}, '{}', {}, {}, {}, {}, {}, {}, {}, {}::jsonb, {}, {}, {}, 'llm_cost')".format(
+            extra = ", ".join(n(cols.get(c)) for c in EXTRA_COLS)
+            win = "NULL, NULL" if window is None else f"'{window[0]}', '{window[1]}'"
+            price_lines.append("  ({}, {}, {}, '{}', {}, '{}', {}, {}, {}, {}, {}, {}, {}, {}::jsonb, {}, {}, {}, 'llm_cost', {}, {})".format(
                 next_id, q(p.id), q(m.id), mode, lo, tier, n(cols.get("input")), n(cols.get("output", 0)),
                 n(cols.get("cache_read")), n(cols.get("cache_write_5m")), n(cols.get("cache_write_1h")),
-                ts(start), te(end), q(rule), q(url), q(DATA_FROM), q(note)))
+                ts(start), te(end), q(rule), q(url), q(DATA_FROM), q(note), extra, win))
             next_id += 1
 
 # Curated models the dataset does not have under that id: models of their own, matched by id,
@@ -317,7 +356,7 @@ for (pid, mid), rs in curated.items():
             skipped["curated prices the dataset already charges"] += 1
             continue
     for tier, lo, start, end, cols, r in curated_rows(rs):
-        price_lines.append("  ({}, {}, {}, {}, {}, '{}', {}, {}, {}, {}, {}, '-infinity', 'infinity', NULL, {}, {}, {}, 'llm_cost')".format(
+        price_lines.append("  ({}, {}, {}, {}, {}, '{}', {}, {}, {}, {}, {}, '-infinity', 'infinity', NULL, {}, {}, {}, 'llm_cost', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)".format(
             next_id, q(pid), q(r["model"]), q(r["mode"]), lo, tier, n(cols.get("input")), n(cols.get("output", 0)),
             n(cols.get("cache_read")), n(cols.get("cache_write_5m")), n(cols.get("cache_write_1h")),
             q(r["source"] or None), q(r["data_from"]), q("curated: the published reference price (prices/curated.csv)")))
@@ -332,7 +371,10 @@ out = [
     "",
     "INSERT INTO llm_cost.model_prices (id, provider, model, mode, min_input_tokens, service_tier, input_usd_per_mtok,",
     "    output_usd_per_mtok, cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,",
-    "    valid_from, valid_to, match_rule, source_url, data_from, note, origin) OVERRIDING SYSTEM VALUE VALUES",
+    "    valid_from, valid_to, match_rule, source_url, data_from, note, origin,",
+    "    input_audio_usd_per_mtok, cache_read_audio_usd_per_mtok, output_audio_usd_per_mtok, input_image_usd_per_mtok,",
+    "    cache_read_image_usd_per_mtok, output_image_usd_per_mtok, web_search_usd_per_1k, request_usd_per_1k,",
+    "    time_of_day_from, time_of_day_to) OVERRIDING SYSTEM VALUE VALUES",
     ",\n".join(price_lines) + ";",
 ]
 (root / "sql" / "prices.sql").write_text("\n".join(out) + "\n")

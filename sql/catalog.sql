@@ -45,12 +45,33 @@ CREATE TABLE llm_cost.model_prices (
     service_tier                text        NOT NULL DEFAULT 'standard'
                                             CHECK (service_tier IN ('standard', 'batch', 'flex', 'priority', 'fast')),
     match_rule                  jsonb       CHECK (match_rule IS NULL OR llm_cost._valid_match_rule(match_rule)),
+    input_audio_usd_per_mtok      numeric,
+    cache_read_audio_usd_per_mtok numeric,
+    output_audio_usd_per_mtok     numeric,
+    input_image_usd_per_mtok      numeric,
+    cache_read_image_usd_per_mtok numeric,
+    output_image_usd_per_mtok     numeric,
+    web_search_usd_per_1k         numeric,
+    request_usd_per_1k            numeric,
+    time_of_day_from              time,
+    time_of_day_to                time,
     CONSTRAINT model_prices_validity CHECK (valid_from < valid_to),
     CONSTRAINT model_prices_price_range CHECK (
         llm_cost._valid_price(input_usd_per_mtok) AND llm_cost._valid_price(output_usd_per_mtok)
         AND (cache_read_usd_per_mtok IS NULL OR llm_cost._valid_price(cache_read_usd_per_mtok))
         AND (cache_write_5m_usd_per_mtok IS NULL OR llm_cost._valid_price(cache_write_5m_usd_per_mtok))
         AND (cache_write_1h_usd_per_mtok IS NULL OR llm_cost._valid_price(cache_write_1h_usd_per_mtok))),
+    CONSTRAINT model_prices_extra_price_range CHECK (
+        (input_audio_usd_per_mtok IS NULL OR llm_cost._valid_price(input_audio_usd_per_mtok))
+        AND (cache_read_audio_usd_per_mtok IS NULL OR llm_cost._valid_price(cache_read_audio_usd_per_mtok))
+        AND (output_audio_usd_per_mtok IS NULL OR llm_cost._valid_price(output_audio_usd_per_mtok))
+        AND (input_image_usd_per_mtok IS NULL OR llm_cost._valid_price(input_image_usd_per_mtok))
+        AND (cache_read_image_usd_per_mtok IS NULL OR llm_cost._valid_price(cache_read_image_usd_per_mtok))
+        AND (output_image_usd_per_mtok IS NULL OR llm_cost._valid_price(output_image_usd_per_mtok))
+        AND (web_search_usd_per_1k IS NULL OR llm_cost._valid_price(web_search_usd_per_1k))
+        AND (request_usd_per_1k IS NULL OR llm_cost._valid_price(request_usd_per_1k))),
+    CONSTRAINT model_prices_time_of_day CHECK (
+        (time_of_day_from IS NULL) = (time_of_day_to IS NULL) AND (time_of_day_from IS NULL OR time_of_day_from <> time_of_day_to)),
     -- Shipped rows keep the ids below 1,000,001 so a restore never collides with a DBA's rows.
     CONSTRAINT model_prices_origin_ids CHECK ((origin = 'llm_cost') = (id <= 1000000))
 );
@@ -77,6 +98,16 @@ COMMENT ON COLUMN llm_cost.model_prices.origin IS 'llm_cost: shipped and maintai
 COMMENT ON COLUMN llm_cost.model_prices.service_tier IS 'standard, or the service tier this row prices: batch, flex, priority, fast (estimate_cost''s service_tier argument, track()''s service_tier_column).';
 COMMENT ON COLUMN llm_cost.model_prices.match_rule IS 'Which application model names this model covers (genai-prices match rule: equals, starts_with, ends_with, contains, regex, or, and; case-insensitive). NULL: the model id itself, in any letter case.';
 COMMENT ON COLUMN llm_cost.model_prices.note IS 'Free text.';
+COMMENT ON COLUMN llm_cost.model_prices.input_audio_usd_per_mtok IS 'USD per 1M uncached audio input tokens. NULL: audio input is charged at the input price.';
+COMMENT ON COLUMN llm_cost.model_prices.cache_read_audio_usd_per_mtok IS 'USD per 1M audio tokens read from the prompt cache. NULL: the cache-read price applies.';
+COMMENT ON COLUMN llm_cost.model_prices.output_audio_usd_per_mtok IS 'USD per 1M audio output tokens. NULL: the output price applies.';
+COMMENT ON COLUMN llm_cost.model_prices.input_image_usd_per_mtok IS 'USD per 1M uncached image input tokens. NULL: the input price applies.';
+COMMENT ON COLUMN llm_cost.model_prices.cache_read_image_usd_per_mtok IS 'USD per 1M image tokens read from the prompt cache. NULL: the cache-read price applies.';
+COMMENT ON COLUMN llm_cost.model_prices.output_image_usd_per_mtok IS 'USD per 1M image output tokens. NULL: the output price applies.';
+COMMENT ON COLUMN llm_cost.model_prices.web_search_usd_per_1k IS 'USD per 1,000 web searches the call made (Anthropic server_tool_use.web_search_requests, Perplexity num_search_queries, estimate_cost''s web_searches). NULL: no search fee.';
+COMMENT ON COLUMN llm_cost.model_prices.request_usd_per_1k IS 'USD per 1,000 calls: a fee charged once per call (Perplexity). NULL: none.';
+COMMENT ON COLUMN llm_cost.model_prices.time_of_day_from IS 'Time-of-day price: the row applies from this UTC time of day (inclusive) to time_of_day_to (exclusive; a window may cross midnight), every day of its validity, and there beats the all-day rows of the same origin (DeepSeek''s peak and off-peak rates). NULL: all day.';
+COMMENT ON COLUMN llm_cost.model_prices.time_of_day_to IS 'End (exclusive, UTC) of a time-of-day price''s daily window; NULL with time_of_day_from.';
 
 CREATE TABLE llm_cost.model_aliases (
     alias    text PRIMARY KEY CHECK (alias <> '' AND alias = lower(btrim(alias))),
@@ -98,12 +129,31 @@ SELECT pg_catalog.pg_extension_config_dump('llm_cost.model_aliases', '');
 -- Overlapping validity for the same (origin, provider, model, tier) is rejected. A constraint
 -- trigger rather than an EXCLUDE constraint, so the extension does not depend on btree_gist;
 -- an advisory lock per model serialises concurrent writers of the same model.
+-- Whether two daily UTC windows share a moment; a NULL window is the whole day. A window whose end
+-- is before its start crosses midnight.
+CREATE FUNCTION llm_cost._windows_overlap(a_from time, a_to time, b_from time, b_to time) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a_from IS NULL OR b_from IS NULL OR EXISTS (
+        SELECT FROM (VALUES (a_from, a_to)) a(f, t), (VALUES (b_from, b_to)) b(f, t),
+             LATERAL (SELECT CASE WHEN a.f < a.t THEN ARRAY[pg_catalog.tsrange('2000-01-01'::timestamp + a.f, '2000-01-01'::timestamp + a.t)]
+                                  ELSE ARRAY[pg_catalog.tsrange('2000-01-01'::timestamp + a.f, '2000-01-02'::timestamp),
+                                             pg_catalog.tsrange('2000-01-01'::timestamp, '2000-01-01'::timestamp + a.t)] END) ar(r),
+             LATERAL (SELECT CASE WHEN b.f < b.t THEN ARRAY[pg_catalog.tsrange('2000-01-01'::timestamp + b.f, '2000-01-01'::timestamp + b.t)]
+                                  ELSE ARRAY[pg_catalog.tsrange('2000-01-01'::timestamp + b.f, '2000-01-02'::timestamp),
+                                             pg_catalog.tsrange('2000-01-01'::timestamp, '2000-01-01'::timestamp + b.t)] END) br(r),
+             LATERAL pg_catalog.unnest(ar.r) x(r), LATERAL pg_catalog.unnest(br.r) y(r)
+         WHERE x.r OPERATOR(pg_catalog.&&) y.r)
+$$;
+
 CREATE FUNCTION llm_cost._model_prices_no_overlap() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     other bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('llm_cost.model_prices:' || lower(NEW.model), 0));
+    -- A time-of-day row may overlap the all-day rows (it beats them in its window); rows of the
+    -- same kind overlap when their periods and (for time-of-day rows) their windows do.
     SELECT p.id INTO other
       FROM llm_cost.model_prices p
      WHERE p.id <> NEW.id
@@ -113,12 +163,15 @@ BEGIN
        AND p.min_input_tokens = NEW.min_input_tokens
        AND p.service_tier = NEW.service_tier
        AND tstzrange(p.valid_from, p.valid_to) && tstzrange(NEW.valid_from, NEW.valid_to)
+       AND (p.time_of_day_from IS NULL) = (NEW.time_of_day_from IS NULL)
+       AND llm_cost._windows_overlap(p.time_of_day_from, p.time_of_day_to, NEW.time_of_day_from, NEW.time_of_day_to)
      LIMIT 1;
     IF other IS NOT NULL THEN
         RAISE EXCEPTION 'price rows of % % (min_input_tokens %, service tier %) overlap in time', NEW.provider, NEW.model, NEW.min_input_tokens, NEW.service_tier
               USING ERRCODE = 'exclusion_violation',
                     CONSTRAINT = 'model_prices_no_overlap',
-                    DETAIL = format('Row %s is valid [%s, %s) and overlaps row %s.', NEW.id, NEW.valid_from, NEW.valid_to, other),
+                    DETAIL = format('Row %s is valid [%s, %s)%s and overlaps row %s.', NEW.id, NEW.valid_from, NEW.valid_to,
+                                    CASE WHEN NEW.time_of_day_from IS NULL THEN '' ELSE format(' daily %s-%s UTC', NEW.time_of_day_from, NEW.time_of_day_to) END, other),
                     HINT = 'Close the old row first: UPDATE llm_cost.model_prices SET valid_to = <start of the new price> WHERE id = <old row>.';
     END IF;
     RETURN NULL;

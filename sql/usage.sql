@@ -21,7 +21,14 @@ CREATE TABLE llm_cost.tracked_tables (
     service_tier_column       text,
     cache_write_1h_tokens_column text,
     usage_column              text,
-    priced_model_column       text
+    priced_model_column       text,
+    input_audio_tokens_column text,
+    cache_read_audio_tokens_column text,
+    output_audio_tokens_column text,
+    input_image_tokens_column text,
+    cache_read_image_tokens_column text,
+    output_image_tokens_column text,
+    web_searches_column text
 );
 COMMENT ON TABLE llm_cost.tracked_tables IS 'Usage-log tables whose rows llm_cost prices, and how their columns map onto a call. Written by llm_cost.track() / llm_cost.untrack().';
 COMMENT ON COLUMN llm_cost.tracked_tables.log_table IS 'The tracked table.';
@@ -33,6 +40,13 @@ COMMENT ON COLUMN llm_cost.tracked_tables.cache_write_tokens_column IS 'Column w
 COMMENT ON COLUMN llm_cost.tracked_tables.cost_column IS 'numeric column the trigger fills with the cost in USD.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cache_write_1h_tokens_column IS 'Column with tokens written to the 1-hour prompt cache, or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.usage_column IS 'jsonb or json column with the provider''s usage object, or NULL: when a row has one, the counts (and a cost the provider reported) come from it.';
+COMMENT ON COLUMN llm_cost.tracked_tables.input_audio_tokens_column IS 'Column with the audio tokens among the uncached input tokens (billed at the model''s audio input price), or NULL.';
+COMMENT ON COLUMN llm_cost.tracked_tables.cache_read_audio_tokens_column IS 'Column with the audio tokens among the cache-read tokens, or NULL.';
+COMMENT ON COLUMN llm_cost.tracked_tables.output_audio_tokens_column IS 'Column with the audio tokens among the output tokens, or NULL.';
+COMMENT ON COLUMN llm_cost.tracked_tables.input_image_tokens_column IS 'Column with the image tokens among the uncached input tokens, or NULL.';
+COMMENT ON COLUMN llm_cost.tracked_tables.cache_read_image_tokens_column IS 'Column with the image tokens among the cache-read tokens, or NULL.';
+COMMENT ON COLUMN llm_cost.tracked_tables.output_image_tokens_column IS 'Column with the image tokens among the output tokens, or NULL.';
+COMMENT ON COLUMN llm_cost.tracked_tables.web_searches_column IS 'Column with the number of web searches the call made (billed at the model''s search fee), or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.priced_model_column IS 'text column the trigger fills with the catalog model the row was priced as (the name as sent when none matches), or NULL: rollups group by it where they group by the model column.';
 COMMENT ON COLUMN llm_cost.tracked_tables.service_tier_column IS 'Column with the call''s service tier (standard, batch, flex, priority, fast; NULL is standard), or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cost_source_column IS 'Column named cost_source, if the table has one: estimated, provided or unpriced.';
@@ -235,7 +249,14 @@ CREATE FUNCTION llm_cost.track(
     service_tier_column       text    DEFAULT NULL,
     cache_write_1h_tokens_column text DEFAULT NULL,
     usage_column              text    DEFAULT NULL,
-    priced_model_column       text    DEFAULT NULL)
+    priced_model_column       text    DEFAULT NULL,
+    input_audio_tokens_column text DEFAULT NULL,
+    cache_read_audio_tokens_column text DEFAULT NULL,
+    output_audio_tokens_column text DEFAULT NULL,
+    input_image_tokens_column text DEFAULT NULL,
+    cache_read_image_tokens_column text DEFAULT NULL,
+    output_image_tokens_column text DEFAULT NULL,
+    web_searches_column text DEFAULT NULL)
 RETURNS llm_cost.tracked_tables
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -292,6 +313,27 @@ BEGIN
     IF usage_column IS NOT NULL THEN
         PERFORM llm_cost._column(log_table, usage_column, 'usage', ARRAY['jsonb', 'json']::regtype[], false);
     END IF;
+    IF input_audio_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, input_audio_tokens_column, 'input audio tokens', ints, false);
+    END IF;
+    IF cache_read_audio_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_read_audio_tokens_column, 'cache read audio tokens', ints, false);
+    END IF;
+    IF output_audio_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, output_audio_tokens_column, 'output audio tokens', ints, false);
+    END IF;
+    IF input_image_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, input_image_tokens_column, 'input image tokens', ints, false);
+    END IF;
+    IF cache_read_image_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_read_image_tokens_column, 'cache read image tokens', ints, false);
+    END IF;
+    IF output_image_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, output_image_tokens_column, 'output image tokens', ints, false);
+    END IF;
+    IF web_searches_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, web_searches_column, 'web searches', ints, false);
+    END IF;
     IF priced_model_column IS NOT NULL THEN
         IF priced_model_column = model_column THEN
             RAISE EXCEPTION 'llm_cost.track: priced_model_column must not be the model column: the name as sent stays in the row'
@@ -339,16 +381,21 @@ BEGIN
     EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_unpriced ON %s', log_table);
     update_cols := array_remove(ARRAY[model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
                                       cache_write_tokens_column, cost_column, time_column, cache_write_1h_tokens_column,
-                                      usage_column], NULL);
+                                      usage_column, input_audio_tokens_column, cache_read_audio_tokens_column,
+                                      output_audio_tokens_column, input_image_tokens_column, cache_read_image_tokens_column,
+                                      output_image_tokens_column, web_searches_column], NULL);
     EXECUTE format('CREATE TRIGGER llm_cost_price BEFORE INSERT OR UPDATE OF %s ON %s FOR EACH ROW '
-                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
+                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(update_cols) c), log_table,
                    model_column, input_tokens_column, output_tokens_column,
                    coalesce(cache_read_tokens_column, ''), coalesce(cache_write_tokens_column, ''),
                    cost_column, coalesce(time_column, ''), coalesce(provider_column, ''),
                    coalesce(source_col, ''), coalesce(default_value::text, ''), time_zone,
                    coalesce(service_tier_column, ''), coalesce(cache_write_1h_tokens_column, ''), coalesce(usage_column, ''),
-                   coalesce(priced_model_column, ''));
+                   coalesce(priced_model_column, ''), coalesce(input_audio_tokens_column, ''),
+                   coalesce(cache_read_audio_tokens_column, ''), coalesce(output_audio_tokens_column, ''),
+                   coalesce(input_image_tokens_column, ''), coalesce(cache_read_image_tokens_column, ''),
+                   coalesce(output_image_tokens_column, ''), coalesce(web_searches_column, ''));
     EXECUTE format('CREATE TRIGGER llm_cost_unpriced AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT '
                    'EXECUTE FUNCTION llm_cost.usage_statement_end()', log_table);
 
@@ -359,7 +406,12 @@ BEGIN
             'cost_column', cost_column, 'cost_source_column', source_col, 'cost_default', default_value,
             'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now(), 'time_zone', time_zone,
             'service_tier_column', service_tier_column, 'cache_write_1h_tokens_column', cache_write_1h_tokens_column,
-            'usage_column', usage_column, 'priced_model_column', priced_model_column)));
+            'usage_column', usage_column, 'priced_model_column', priced_model_column)
+        || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+            'input_audio_tokens_column', input_audio_tokens_column, 'cache_read_audio_tokens_column', cache_read_audio_tokens_column,
+            'output_audio_tokens_column', output_audio_tokens_column, 'input_image_tokens_column', input_image_tokens_column,
+            'cache_read_image_tokens_column', cache_read_image_tokens_column, 'output_image_tokens_column', output_image_tokens_column,
+            'web_searches_column', web_searches_column))));
     -- The rollup trigger of a Citus distributed table carries the column mapping.
     IF pg_catalog.to_regclass('llm_cost.rollups') IS NOT NULL THEN
         IF EXISTS (SELECT 1 FROM llm_cost.rollups r WHERE r.source = log_table) THEN
@@ -369,8 +421,8 @@ BEGIN
     RETURN result;
 END $$;
 
-COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text, text, text, text) IS
-'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider. service_tier_column: batch, flex, priority, fast or standard (NULL). usage_column: a jsonb or json column with the provider''s usage object (OpenAI, Anthropic, Gemini, Bedrock, DeepSeek, OpenRouter, LiteLLM): the counts come from it and are written into the mapped token columns; a cost the provider reported (OpenRouter) is kept as provided. priced_model_column: a text column filled with the catalog model the row was priced as (openai/gpt-4o-mini and gpt-4o-mini both give gpt-4o-mini; an unknown name stays as sent): rollups that group by the model column group by it.';
+COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text, text, text, text, text, text, text, text, text, text, text) IS
+'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider. service_tier_column: batch, flex, priority, fast or standard (NULL). usage_column: a jsonb or json column with the provider''s usage object (OpenAI, Anthropic, Gemini, Bedrock, DeepSeek, OpenRouter, LiteLLM): the counts come from it and are written into the mapped token columns; a cost the provider reported (OpenRouter) is kept as provided. priced_model_column: a text column filled with the catalog model the row was priced as (openai/gpt-4o-mini and gpt-4o-mini both give gpt-4o-mini; an unknown name stays as sent): rollups that group by the model column group by it. input_audio_tokens_column, cache_read_audio_tokens_column, output_audio_tokens_column, input_image_tokens_column, cache_read_image_tokens_column, output_image_tokens_column: integer columns with the audio or image part of the input, cache-read or output tokens, billed at the model''s modality prices; web_searches_column: the number of web searches, billed at its search fee. The row''s time also picks a time-of-day price (DeepSeek''s peak hours).';
 
 CREATE FUNCTION llm_cost.untrack(log_table regclass) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

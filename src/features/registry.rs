@@ -36,7 +36,14 @@ const REGISTRIES: &[Registry] = &[
                      tracked_at = pg_catalog.now(), tracked_by = excluded.tracked_by, time_zone = excluded.time_zone,
                      service_tier_column = excluded.service_tier_column,
                      cache_write_1h_tokens_column = excluded.cache_write_1h_tokens_column, usage_column = excluded.usage_column,
-                     priced_model_column = excluded.priced_model_column
+                     priced_model_column = excluded.priced_model_column,
+                     input_audio_tokens_column = excluded.input_audio_tokens_column,
+                     cache_read_audio_tokens_column = excluded.cache_read_audio_tokens_column,
+                     output_audio_tokens_column = excluded.output_audio_tokens_column,
+                     input_image_tokens_column = excluded.input_image_tokens_column,
+                     cache_read_image_tokens_column = excluded.cache_read_image_tokens_column,
+                     output_image_tokens_column = excluded.output_image_tokens_column,
+                     web_searches_column = excluded.web_searches_column
               RETURNING pg_catalog.to_jsonb(t.*)",
         // Everything llm_cost keeps about the table goes with it.
         delete: "SELECT llm_cost._forget_table($1)",
@@ -156,6 +163,8 @@ pub fn _registry_put(registry_name: &str, row: pgrx::JsonB) -> pgrx::JsonB {
             sql = TRACKED_PUT_BEFORE_0_3;
         } else if !has_tracked_column("priced_model_column") {
             sql = TRACKED_PUT_BEFORE_0_4;
+        } else if !has_tracked_column("web_searches_column") {
+            sql = TRACKED_PUT_BEFORE_0_8;
         }
     }
     crate::pg::privilege::as_extension_owner(move || {
@@ -185,6 +194,22 @@ const TRACKED_PUT_BEFORE_0_3: &str =
             cost_source_column = excluded.cost_source_column, cost_default = excluded.cost_default,
             time_column = excluded.time_column, provider_column = excluded.provider_column,
             tracked_at = pg_catalog.now(), tracked_by = excluded.tracked_by, time_zone = excluded.time_zone
+     RETURNING pg_catalog.to_jsonb(t.*)";
+
+/// `put` of tracked_tables as 0.4.0 to 0.7.0 have it (no modality or search columns).
+const TRACKED_PUT_BEFORE_0_8: &str =
+    "INSERT INTO llm_cost.tracked_tables AS t SELECT * FROM pg_catalog.jsonb_populate_record(NULL::llm_cost.tracked_tables, $1)
+     ON CONFLICT ON CONSTRAINT tracked_tables_pkey DO UPDATE
+        SET model_column = excluded.model_column, input_tokens_column = excluded.input_tokens_column,
+            output_tokens_column = excluded.output_tokens_column,
+            cache_read_tokens_column = excluded.cache_read_tokens_column,
+            cache_write_tokens_column = excluded.cache_write_tokens_column, cost_column = excluded.cost_column,
+            cost_source_column = excluded.cost_source_column, cost_default = excluded.cost_default,
+            time_column = excluded.time_column, provider_column = excluded.provider_column,
+            tracked_at = pg_catalog.now(), tracked_by = excluded.tracked_by, time_zone = excluded.time_zone,
+            service_tier_column = excluded.service_tier_column,
+            cache_write_1h_tokens_column = excluded.cache_write_1h_tokens_column, usage_column = excluded.usage_column,
+            priced_model_column = excluded.priced_model_column
      RETURNING pg_catalog.to_jsonb(t.*)";
 
 const TRACKED_PUT_BEFORE_0_4: &str =

@@ -145,6 +145,67 @@ impl Doc for JsonbDoc {
         }
     }
 
+    fn array_sum(&self, path: &[&str], match_key: &str, value: &str, count_key: &str) -> Field {
+        let Some(v) = self.lookup(path) else {
+            return Field::Missing;
+        };
+        if v.type_ != pg_sys::jbvType::jbvBinary {
+            return Field::Missing;
+        }
+        // SAFETY: a jbvBinary value holds a container.
+        let arr = unsafe { v.val.binary.data };
+        // SAFETY: arr is a container of the document; the header says whether it is an array.
+        let (is_array, n) = unsafe {
+            (
+                (*arr).header & pg_sys::JB_FARRAY != 0,
+                (*arr).header & pg_sys::JB_CMASK,
+            )
+        };
+        if !is_array {
+            return Field::Missing;
+        }
+        let mut total: Option<i64> = None;
+        for i in 0..n {
+            // SAFETY: i is below the array's element count; the value is palloc'd in this call's context.
+            let e = unsafe { pg_sys::getIthJsonbValueFromContainer(arr, i) };
+            if e.is_null() {
+                continue;
+            }
+            // SAFETY: a value getIthJsonbValueFromContainer returned.
+            let e = unsafe { &*e };
+            if e.type_ != pg_sys::jbvType::jbvBinary {
+                continue;
+            }
+            // SAFETY: a jbvBinary element holds a container.
+            let elem = JsonbDoc {
+                root: unsafe { e.val.binary.data },
+            };
+            let m = elem.lookup(&[match_key]);
+            let matches = match m {
+                Some(mv) if mv.type_ == pg_sys::jbvType::jbvString => {
+                    // SAFETY: a jbvString value: pointer and length into the document.
+                    let s = unsafe {
+                        std::slice::from_raw_parts(
+                            mv.val.string.val as *const u8,
+                            mv.val.string.len as usize,
+                        )
+                    };
+                    s == value.as_bytes()
+                }
+                _ => false,
+            };
+            if !matches {
+                continue;
+            }
+            match elem.field(&[count_key]) {
+                Field::Count(c) => total = Some(total.unwrap_or(0).saturating_add(c)),
+                Field::Missing | Field::Null => total = Some(total.unwrap_or(0)),
+                bad => return bad,
+            }
+        }
+        total.map(Field::Count).unwrap_or(Field::Missing)
+    }
+
     fn is_object(&self, path: &[&str]) -> bool {
         if path.is_empty() {
             return Self::is_obj(self.root);

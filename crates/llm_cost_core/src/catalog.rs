@@ -721,6 +721,8 @@ mod tests {
             valid_to: TS_INFINITY,
             rank: 0,
             service_tier: ServiceTier::Standard,
+            extra: Default::default(),
+            window: None,
         }
     }
 

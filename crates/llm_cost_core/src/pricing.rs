@@ -192,6 +192,11 @@ pub fn fixed_point_to_string(value: i128, scale: u32) -> String {
 }
 
 /// Token counts of one call. See docs/catalog.md: `input` excludes cache reads and cache writes.
+///
+/// The five counts `input`, `cache_read`, `cache_write`, `cache_write_1h` and `output` are
+/// disjoint. The modality counts are parts of them (`input_audio` of `input`, `cache_read_audio`
+/// of `cache_read`, `output_audio` of `output`, the same for images): a part is billed at its
+/// modality's price when the catalog has one, at its count's price otherwise.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     pub input: i64,
@@ -201,31 +206,118 @@ pub struct Usage {
     pub cache_write: i64,
     /// Prompt tokens written to the 1-hour cache (Anthropic: about 2x input, 5m writes 1.25x).
     pub cache_write_1h: i64,
+    /// Of `input`: audio tokens.
+    pub input_audio: i64,
+    /// Of `cache_read`: audio tokens read from the cache.
+    pub cache_read_audio: i64,
+    /// Of `output`: audio tokens.
+    pub output_audio: i64,
+    /// Of `input`: image tokens.
+    pub input_image: i64,
+    /// Of `cache_read`: image tokens read from the cache.
+    pub cache_read_image: i64,
+    /// Of `output`: image tokens.
+    pub output_image: i64,
+    /// Web searches the call made (a server-side tool billed per search).
+    pub web_searches: i64,
 }
 
+/// A usage the arithmetic refuses: a negative count, or parts larger than their whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NegativeTokens(pub &'static str);
+pub struct BadUsage(pub String);
 
-impl fmt::Display for NegativeTokens {
+impl fmt::Display for BadUsage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} must not be negative", self.0)
+        f.write_str(&self.0)
     }
 }
 
 impl Usage {
-    pub fn validate(&self) -> Result<(), NegativeTokens> {
-        for (name, v) in [
+    /// No tokens (`Default::default()` in a `const`).
+    pub const ZERO: Usage = Usage {
+        input: 0,
+        output: 0,
+        cache_read: 0,
+        cache_write: 0,
+        cache_write_1h: 0,
+        input_audio: 0,
+        cache_read_audio: 0,
+        output_audio: 0,
+        input_image: 0,
+        cache_read_image: 0,
+        output_image: 0,
+        web_searches: 0,
+    };
+
+    /// The counts by their SQL argument names, in argument order.
+    pub fn named(&self) -> [(&'static str, i64); 12] {
+        [
             ("input_tokens", self.input),
             ("output_tokens", self.output),
             ("cache_read_tokens", self.cache_read),
             ("cache_write_tokens", self.cache_write),
             ("cache_write_1h_tokens", self.cache_write_1h),
-        ] {
+            ("input_audio_tokens", self.input_audio),
+            ("cache_read_audio_tokens", self.cache_read_audio),
+            ("output_audio_tokens", self.output_audio),
+            ("input_image_tokens", self.input_image),
+            ("cache_read_image_tokens", self.cache_read_image),
+            ("output_image_tokens", self.output_image),
+            ("web_searches", self.web_searches),
+        ]
+    }
+
+    pub fn validate(&self) -> Result<(), BadUsage> {
+        for (name, v) in self.named() {
             if v < 0 {
-                return Err(NegativeTokens(name));
+                return Err(BadUsage(format!("{name} must not be negative")));
+            }
+        }
+        for (whole, wv, a, av, b, bv) in [
+            (
+                "input_tokens",
+                self.input,
+                "input_audio_tokens",
+                self.input_audio,
+                "input_image_tokens",
+                self.input_image,
+            ),
+            (
+                "cache_read_tokens",
+                self.cache_read,
+                "cache_read_audio_tokens",
+                self.cache_read_audio,
+                "cache_read_image_tokens",
+                self.cache_read_image,
+            ),
+            (
+                "output_tokens",
+                self.output,
+                "output_audio_tokens",
+                self.output_audio,
+                "output_image_tokens",
+                self.output_image,
+            ),
+        ] {
+            // Parts are at most bigint each: their sum fits in i128.
+            if (av as i128) + (bv as i128) > wv as i128 {
+                return Err(BadUsage(format!(
+                    "{a} ({av}) + {b} ({bv}) must not be more than {whole} ({wv}): they are parts of it"
+                )));
             }
         }
         Ok(())
+    }
+
+    /// Whether the call has only the five plain counts (no modality parts, no searches).
+    pub fn plain(&self) -> bool {
+        self.input_audio == 0
+            && self.cache_read_audio == 0
+            && self.output_audio == 0
+            && self.input_image == 0
+            && self.cache_read_image == 0
+            && self.output_image == 0
+            && self.web_searches == 0
     }
 
     /// The size of the prompt that decides a long-context tier: every input token the model
@@ -235,6 +327,70 @@ impl Usage {
             .saturating_add(self.cache_read)
             .saturating_add(self.cache_write)
             .saturating_add(self.cache_write_1h)
+    }
+}
+
+/// A daily window of UTC time, `[from, to)` in microseconds since midnight; `to < from` wraps
+/// past midnight (22:00-06:00).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub from: i64,
+    pub to: i64,
+}
+
+/// Microseconds in a day.
+pub const DAY_US: i64 = 86_400_000_000;
+
+impl Window {
+    /// Whether the instant `at` (microseconds since 2000-01-01 00:00 UTC) falls in the window.
+    pub fn contains(&self, at: i64) -> bool {
+        let t = at.rem_euclid(DAY_US);
+        if self.from <= self.to {
+            self.from <= t && t < self.to
+        } else {
+            t >= self.from || t < self.to
+        }
+    }
+
+    /// `HH:MM` (or `HH:MM:SS`) of a bound, for messages and `explain_cost`.
+    pub fn clock(us: i64) -> String {
+        let s = us / 1_000_000;
+        let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
+        if sec == 0 {
+            format!("{h:02}:{m:02}")
+        } else {
+            format!("{h:02}:{m:02}:{sec:02}")
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{}-{} UTC",
+            Window::clock(self.from),
+            Window::clock(self.to)
+        )
+    }
+}
+
+/// Prices beyond the five token prices: per modality (USD per 1M tokens) and per call or search
+/// (USD per 1,000). None: not published; the token's plain price applies (no fee for fees).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExtraPrices {
+    pub input_audio: Option<Price>,
+    pub cache_read_audio: Option<Price>,
+    pub output_audio: Option<Price>,
+    pub input_image: Option<Price>,
+    pub cache_read_image: Option<Price>,
+    pub output_image: Option<Price>,
+    /// USD per 1,000 web searches.
+    pub web_search_per_k: Option<Price>,
+    /// USD per 1,000 requests: charged once per call.
+    pub request_per_k: Option<Price>,
+}
+
+impl ExtraPrices {
+    pub fn is_empty(&self) -> bool {
+        *self == ExtraPrices::default()
     }
 }
 
@@ -265,6 +421,11 @@ pub struct PriceRow {
     pub rank: u8,
     /// The service tier this row prices (standard, batch, flex, ...).
     pub service_tier: ServiceTier,
+    /// Modality prices and fees.
+    pub extra: ExtraPrices,
+    /// The daily UTC window this row prices (time-of-day prices); None: all day. Within its
+    /// window a row beats the all-day rows of the same origin.
+    pub window: Option<Window>,
 }
 
 /// A service tier: `standard` unless the call says otherwise.
@@ -308,15 +469,30 @@ impl ServiceTier {
 /// The parts of one cost, for `explain_cost`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Breakdown {
+    /// Text (non-modality) input tokens at the input price.
     pub input: Cost,
     pub output: Cost,
     pub cache_read: Cost,
     pub cache_write: Cost,
     pub cache_write_1h: Cost,
+    pub input_audio: Cost,
+    pub cache_read_audio: Cost,
+    pub output_audio: Cost,
+    pub input_image: Cost,
+    pub cache_read_image: Cost,
+    pub output_image: Cost,
+    pub web_searches: Cost,
+    /// The per-request fee (once per call).
+    pub request: Cost,
     pub cache_read_price: Price,
     pub cache_write_price: Price,
     pub cache_write_1h_price: Price,
     pub total: Cost,
+}
+
+/// A price per 1,000 times `n`, as a cost: (10^-10 USD / 1000) * n = 10^-16 USD * 1000 * n.
+fn per_k(p: Price, n: i64) -> Cost {
+    Cost(p.0 * 1000 * n as i128)
 }
 
 impl PriceRow {
@@ -342,25 +518,67 @@ impl PriceRow {
     }
 
     pub fn breakdown(&self, u: &Usage) -> Breakdown {
-        let input = self.input.times(u.input);
-        let output = self.output.times(u.output);
+        let x = &self.extra;
         let crp = self.cache_read_price();
         let cwp = self.cache_write_price();
-        let cache_read = crp.times(u.cache_read);
-        let cache_write = cwp.times(u.cache_write);
         let cw1p = self.cache_write_1h_price();
+        // A modality part with a price of its own is taken out of its count; without one it stays
+        // in its count at the count's price. (validate() keeps parts within their counts; the
+        // saturating subtraction only guards a caller that did not validate.)
+        let part = |p: Option<Price>, n: i64| p.map(|p| (p.times(n), n)).unwrap_or((Cost::ZERO, 0));
+        let (input_audio, ia) = part(x.input_audio, u.input_audio);
+        let (input_image, ii) = part(x.input_image, u.input_image);
+        // Cached audio without a cached-audio price: at the cache-read price (it is a cache read).
+        let (cache_read_audio, ca) = part(x.cache_read_audio, u.cache_read_audio);
+        let (cache_read_image, ci) = part(x.cache_read_image, u.cache_read_image);
+        let (output_audio, oa) = part(x.output_audio, u.output_audio);
+        let (output_image, oi) = part(x.output_image, u.output_image);
+        let input = self
+            .input
+            .times(u.input.saturating_sub(ia).saturating_sub(ii).max(0));
+        let cache_read = crp.times(u.cache_read.saturating_sub(ca).saturating_sub(ci).max(0));
+        let output = self
+            .output
+            .times(u.output.saturating_sub(oa).saturating_sub(oi).max(0));
+        let cache_write = cwp.times(u.cache_write);
         let cache_write_1h = cw1p.times(u.cache_write_1h);
+        let web_searches = x
+            .web_search_per_k
+            .map(|p| per_k(p, u.web_searches))
+            .unwrap_or(Cost::ZERO);
+        let request = x.request_per_k.map(|p| per_k(p, 1)).unwrap_or(Cost::ZERO);
         // Cannot overflow (see module docs); saturate rather than panic if it ever did.
-        let total = [output, cache_read, cache_write, cache_write_1h]
-            .iter()
-            .try_fold(input, |acc, c| acc.checked_add(*c))
-            .unwrap_or(Cost(i128::MAX));
+        let total = [
+            output,
+            cache_read,
+            cache_write,
+            cache_write_1h,
+            input_audio,
+            cache_read_audio,
+            output_audio,
+            input_image,
+            cache_read_image,
+            output_image,
+            web_searches,
+            request,
+        ]
+        .iter()
+        .try_fold(input, |acc, c| acc.checked_add(*c))
+        .unwrap_or(Cost(i128::MAX));
         Breakdown {
             input,
             output,
             cache_read,
             cache_write,
             cache_write_1h,
+            input_audio,
+            cache_read_audio,
+            output_audio,
+            input_image,
+            cache_read_image,
+            output_image,
+            web_searches,
+            request,
             cache_read_price: crp,
             cache_write_price: cwp,
             cache_write_1h_price: cw1p,
@@ -369,6 +587,18 @@ impl PriceRow {
     }
 
     pub fn cost(&self, u: &Usage) -> Cost {
+        if self.extra.is_empty() {
+            // The token-only path: five products.
+            let sum = [
+                self.output.times(u.output),
+                self.cache_read_price().times(u.cache_read),
+                self.cache_write_price().times(u.cache_write),
+                self.cache_write_1h_price().times(u.cache_write_1h),
+            ]
+            .iter()
+            .try_fold(self.input.times(u.input), |acc, c| acc.checked_add(*c));
+            return sum.unwrap_or(Cost(i128::MAX));
+        }
         self.breakdown(u).total
     }
 }
@@ -385,10 +615,17 @@ where
         if r.service_tier != tier || !r.valid_at(at) {
             continue;
         }
+        if let Some(w) = r.window {
+            if !w.contains(at) {
+                continue;
+            }
+        }
         let better = match best {
             None => true,
             // A user row beats imported and shipped rows, whatever their prompt-size tier.
             Some(b) if r.rank != b.rank => r.rank > b.rank,
+            // In its window, a time-of-day row beats the all-day rows.
+            Some(b) if r.window.is_some() != b.window.is_some() => r.window.is_some(),
             Some(b) => {
                 // Same origin: the highest tier the prompt reaches.
                 let fits = r.min_input_tokens <= prompt;
@@ -478,6 +715,8 @@ mod tests {
             valid_to: TS_INFINITY,
             rank: 0,
             service_tier: ServiceTier::Standard,
+            extra: ExtraPrices::default(),
+            window: None,
         }
     }
 
@@ -553,6 +792,7 @@ mod tests {
             cache_read: 1_000_000,
             cache_write: 1_000_000,
             cache_write_1h: 0,
+            ..Default::default()
         };
         assert_eq!(r.cost(&u).to_plain_string(), "4");
         r.cache_read = Some(p("0.5"));
@@ -571,6 +811,7 @@ mod tests {
             cache_read: 20_000,
             cache_write: 4_000,
             cache_write_1h: 0,
+            ..Default::default()
         };
         // 0.003 + 0.0075 + 0.006 + 0.015
         assert_eq!(r.cost(&u).to_plain_string(), "0.0315");
@@ -588,6 +829,7 @@ mod tests {
             cache_read: m,
             cache_write: m,
             cache_write_1h: 0,
+            ..Default::default()
         };
         let c = r.cost(&u);
         // 4 * (2^63-1) * 999999.9999999999 / 1e6
@@ -605,8 +847,8 @@ mod tests {
             cache_read: -1,
             cache_write: 0,
             cache_write_1h: 0,
+            ..Default::default()
         };
-        assert_eq!(u.validate(), Err(NegativeTokens("cache_read_tokens")));
         assert_eq!(
             u.validate().unwrap_err().to_string(),
             "cache_read_tokens must not be negative"
@@ -615,7 +857,10 @@ mod tests {
             input: -5,
             ..Default::default()
         };
-        assert_eq!(u.validate(), Err(NegativeTokens("input_tokens")));
+        assert_eq!(
+            u.validate().unwrap_err().to_string(),
+            "input_tokens must not be negative"
+        );
     }
 
     #[test]
@@ -760,5 +1005,156 @@ mod tests {
         assert_eq!(f("0.01"), "$0.01");
         assert_eq!(f("0.007"), "$0.0070");
         assert_eq!(f("0.00999"), "$0.01");
+    }
+
+    #[test]
+    fn modality_parts_at_their_prices() {
+        // gpt-realtime-mini: text 0.6 / 2.4 (cached 0.06), audio 10 / 20 (cached 0.3).
+        let mut r = row("0.6", "2.4");
+        r.cache_read = Some(p("0.06"));
+        r.extra.input_audio = Some(p("10"));
+        r.extra.cache_read_audio = Some(p("0.3"));
+        r.extra.output_audio = Some(p("20"));
+        let u = Usage {
+            input: 1000,
+            input_audio: 400,
+            cache_read: 500,
+            cache_read_audio: 100,
+            output: 300,
+            output_audio: 200,
+            ..Default::default()
+        };
+        u.validate().unwrap();
+        // text in 600*0.6 + audio in 400*10 + text cached 400*0.06 + audio cached 100*0.3
+        // + text out 100*2.4 + audio out 200*20, per 1M
+        let want = (600.0f64 * 0.6
+            + 400.0 * 10.0
+            + 400.0 * 0.06
+            + 100.0 * 0.3
+            + 100.0 * 2.4
+            + 200.0 * 20.0)
+            / 1e6;
+        assert_eq!(r.cost(&u).to_plain_string(), "0.008654");
+        assert!((want - 0.008654).abs() < 1e-12);
+        let b = r.breakdown(&u);
+        assert_eq!(b.input_audio.to_plain_string(), "0.004");
+        assert_eq!(b.input.to_plain_string(), "0.00036");
+        // Without modality prices the parts stay in their counts: the plain token cost.
+        let plain = row("0.6", "2.4");
+        assert_eq!(
+            plain.cost(&u),
+            plain.cost(&Usage {
+                input: 1000,
+                cache_read: 500,
+                output: 300,
+                ..Default::default()
+            })
+        );
+        // Cached audio without its own price is a cache read.
+        r.extra.cache_read_audio = None;
+        assert_eq!(r.breakdown(&u).cache_read.to_plain_string(), "0.00003");
+    }
+
+    #[test]
+    fn parts_larger_than_their_count_are_refused() {
+        let u = Usage {
+            input: 10,
+            input_audio: 8,
+            input_image: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            u.validate().unwrap_err().to_string(),
+            "input_audio_tokens (8) + input_image_tokens (3) must not be more than input_tokens (10): they are parts of it"
+        );
+        let u = Usage {
+            output: 1,
+            output_audio: 2,
+            ..Default::default()
+        };
+        assert!(u.validate().is_err());
+        let u = Usage {
+            web_searches: -1,
+            ..Default::default()
+        };
+        assert_eq!(
+            u.validate().unwrap_err().to_string(),
+            "web_searches must not be negative"
+        );
+    }
+
+    #[test]
+    fn searches_and_request_fees() {
+        // Anthropic web search: $10 per 1,000; Perplexity: a request fee of $5 per 1,000.
+        let mut r = row("3", "15");
+        r.extra.web_search_per_k = Some(p("10"));
+        let u = Usage {
+            input: 1000,
+            output: 100,
+            web_searches: 3,
+            ..Default::default()
+        };
+        assert_eq!(r.cost(&u).to_plain_string(), "0.0345");
+        assert_eq!(r.breakdown(&u).web_searches.to_plain_string(), "0.03");
+        let mut s = row("1", "1");
+        s.extra.request_per_k = Some(p("5"));
+        assert_eq!(s.cost(&Usage::default()).to_plain_string(), "0.005");
+        // No search price: searches cost nothing extra (the catalog publishes none).
+        assert_eq!(row("3", "15").cost(&u).to_plain_string(), "0.0045");
+    }
+
+    #[test]
+    fn time_of_day_windows() {
+        let h = |x: i64| x * 3_600_000_000;
+        // DeepSeek: off-peak all day, the standard price 00:30-16:30 UTC.
+        let mut offpeak = row("0.135", "0.55");
+        offpeak.id = 1;
+        let mut peak = row("0.27", "1.1");
+        peak.id = 2;
+        peak.window = Some(Window {
+            from: h(0) + 1_800_000_000,
+            to: h(16) + 1_800_000_000,
+        });
+        let rows = vec![offpeak.clone(), peak.clone()];
+        let day = 9_000 * DAY_US; // some day after 2000-01-01
+        let u = Usage {
+            input: 1,
+            ..Default::default()
+        };
+        let at = |t: i64| {
+            select_row(&rows, day + t, &u, ServiceTier::Standard)
+                .unwrap()
+                .id
+        };
+        assert_eq!(at(h(0)), 1);
+        assert_eq!(at(h(0) + 1_800_000_000), 2, "inclusive start");
+        assert_eq!(at(h(12)), 2);
+        assert_eq!(at(h(16) + 1_800_000_000), 1, "exclusive end");
+        assert_eq!(at(h(23)), 1);
+        // Before 2000 (negative instants) the time of day is still the UTC clock.
+        assert_eq!(
+            select_row(&rows, -DAY_US + h(12), &u, ServiceTier::Standard)
+                .unwrap()
+                .id,
+            2
+        );
+        // A window across midnight.
+        let w = Window {
+            from: h(22),
+            to: h(6),
+        };
+        assert!(w.contains(day + h(23)) && w.contains(day + h(1)) && !w.contains(day + h(12)));
+        assert_eq!(w.describe(), "22:00-06:00 UTC");
+        // A user row beats a shipped time-of-day row.
+        let mut mine = row("0.1", "0.1");
+        mine.id = 3;
+        mine.rank = 2;
+        let rows = vec![offpeak, peak, mine];
+        assert_eq!(
+            select_row(&rows, day + h(12), &u, ServiceTier::Standard)
+                .unwrap()
+                .id,
+            3
+        );
     }
 }

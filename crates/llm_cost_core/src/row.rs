@@ -180,6 +180,7 @@ mod tests {
         cache_read: 0,
         cache_write: 0,
         cache_write_1h: 0,
+        ..Usage::ZERO
     };
 
     fn call(model: &str) -> Call<'_> {

@@ -12,7 +12,7 @@
 use crate::pg::spi;
 use llm_cost_core::catalog::{Alias, Catalog, ProviderDef, Resolved};
 use llm_cost_core::pricing::{
-    Cost, Price, PriceRow, ServiceTier, Usage, TS_INFINITY, TS_NEG_INFINITY,
+    Cost, ExtraPrices, Price, PriceRow, ServiceTier, Usage, Window, TS_INFINITY, TS_NEG_INFINITY,
 };
 use pgrx::prelude::*;
 use pgrx::spi::SpiResult;
@@ -205,10 +205,33 @@ fn load() -> SpiResult<Loaded> {
         // ALTER EXTENSION UPDATE not run yet) has no providers, service tiers or match rules:
         // its rows are standard-tier prices matched by their ids, as that version did.
         let current = oids.2.is_some();
+        // 0.8.0 added modality prices, fees and time-of-day windows.
+        let extras = current
+            && client
+                .select(
+                    "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = 'llm_cost.model_prices'::pg_catalog.regclass
+                                       AND attname OPERATOR(pg_catalog.=) 'time_of_day_from' AND NOT attisdropped)",
+                    Some(1),
+                    &[],
+                )?
+                .first()
+                .get_one::<bool>()?
+                .unwrap_or(false);
 
         // Binary values (numeric read as exact integer units, timestamps as microseconds): no text
         // conversions but the match rules'.
-        let query = if current {
+        let query = if extras {
+            "SELECT id, provider, model, min_input_tokens, input_usd_per_mtok, output_usd_per_mtok,
+                    cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,
+                    valid_from, valid_to, CASE origin WHEN 'user' THEN 2 WHEN 'import' THEN 1 ELSE 0 END::pg_catalog.int4,
+                    service_tier, match_rule::pg_catalog.text,
+                    input_audio_usd_per_mtok, cache_read_audio_usd_per_mtok, output_audio_usd_per_mtok,
+                    input_image_usd_per_mtok, cache_read_image_usd_per_mtok, output_image_usd_per_mtok,
+                    web_search_usd_per_1k, request_usd_per_1k,
+                    pg_catalog.round(pg_catalog.date_part('epoch', time_of_day_from) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,
+                    pg_catalog.round(pg_catalog.date_part('epoch', time_of_day_to) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8
+               FROM llm_cost.model_prices ORDER BY id"
+        } else if current {
             "SELECT id, provider, model, min_input_tokens, input_usd_per_mtok, output_usd_per_mtok,
                     cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,
                     valid_from, valid_to, CASE origin WHEN 'user' THEN 2 WHEN 'import' THEN 1 ELSE 0 END::pg_catalog.int4,
@@ -224,6 +247,31 @@ fn load() -> SpiResult<Loaded> {
         let mut rules = Vec::new();
         for r in client.select(query, None, &[])? {
             let tier = r.get::<&str>(13)?.unwrap_or_default();
+            let col = |i: usize, name: &str| -> SpiResult<Option<Price>> {
+                Ok(price(
+                    name,
+                    r.get_datum_by_ordinal(i)?.value::<pgrx::AnyNumeric>()?,
+                ))
+            };
+            let (extra, window) = if extras {
+                let extra = ExtraPrices {
+                    input_audio: col(15, "input_audio_usd_per_mtok")?,
+                    cache_read_audio: col(16, "cache_read_audio_usd_per_mtok")?,
+                    output_audio: col(17, "output_audio_usd_per_mtok")?,
+                    input_image: col(18, "input_image_usd_per_mtok")?,
+                    cache_read_image: col(19, "cache_read_image_usd_per_mtok")?,
+                    output_image: col(20, "output_image_usd_per_mtok")?,
+                    web_search_per_k: col(21, "web_search_usd_per_1k")?,
+                    request_per_k: col(22, "request_usd_per_1k")?,
+                };
+                let window = match (r.get::<i64>(23)?, r.get::<i64>(24)?) {
+                    (Some(from), Some(to)) => Some(Window { from, to }),
+                    _ => None,
+                };
+                (extra, window)
+            } else {
+                (ExtraPrices::default(), None)
+            };
             rows.push(PriceRow {
                 id: r.get::<i64>(1)?.unwrap_or(0),
                 provider: r.get::<String>(2)?.unwrap_or_default(),
@@ -267,6 +315,8 @@ fn load() -> SpiResult<Loaded> {
                     )
                     .raise()
                 }),
+                extra,
+                window,
             });
             rules.push(r.get::<String>(14)?);
         }

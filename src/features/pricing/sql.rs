@@ -22,22 +22,31 @@ pub fn check_usage(u: &Usage) {
     }
 }
 
+/// The counts of an `estimate_cost`/`explain_cost` call, in argument order.
+type CountArgs = [Option<i64>; 12];
+
 /// The token counts and time of an `estimate_cost`/`explain_cost` call: None when any is NULL
-/// (as a strict function would give NULL); 22023 for a negative count.
+/// (as a strict function would give NULL); 22023 for a negative count or parts larger than
+/// their count.
 fn counts_args(
-    input: Option<i64>,
-    output: Option<i64>,
-    cache_read: Option<i64>,
-    cache_write: Option<i64>,
-    cache_write_1h: Option<i64>,
+    c: CountArgs,
     at: Option<TimestampWithTimeZone>,
 ) -> Option<(Usage, TimestampWithTimeZone)> {
+    let [input, output, cache_read, cache_write, cache_write_1h, input_audio, cache_read_audio, output_audio, input_image, cache_read_image, output_image, web_searches] =
+        c;
     let u = Usage {
         input: input?,
         output: output?,
         cache_read: cache_read?,
         cache_write: cache_write?,
         cache_write_1h: cache_write_1h?,
+        input_audio: input_audio?,
+        cache_read_audio: cache_read_audio?,
+        output_audio: output_audio?,
+        input_image: input_image?,
+        cache_read_image: cache_read_image?,
+        output_image: output_image?,
+        web_searches: web_searches?,
     };
     check_usage(&u);
     Some((u, at?))
@@ -68,7 +77,10 @@ pub fn tier_arg(v: Option<&str>) -> ServiceTier {
 /// cache_read_input_tokens), `cache_write_tokens` are tokens written to the cache (Anthropic:
 /// cache_creation_input_tokens). `provider`: the host the call went to (openrouter, bedrock,
 /// azure, ...), when the name does not say; `service_tier`: batch, flex, priority (NULL:
-/// standard). NULL when the model is unknown or has no price at `at` for that tier.
+/// standard). The modality counts are parts of their count (`input_audio_tokens` of
+/// `input_tokens`, ...), billed at the modality's price where the catalog has one;
+/// `web_searches` are billed at the model's search fee. `at` also picks a time-of-day price.
+/// NULL when the model is unknown or has no price at `at` for that tier.
 #[pg_extern(stable, parallel_safe)]
 #[allow(clippy::too_many_arguments)]
 pub fn estimate_cost(
@@ -81,14 +93,30 @@ pub fn estimate_cost(
     provider: default!(Option<&str>, "NULL"),
     service_tier: default!(Option<&str>, "NULL"),
     cache_write_1h_tokens: default!(Option<i64>, 0),
+    input_audio_tokens: default!(Option<i64>, 0),
+    cache_read_audio_tokens: default!(Option<i64>, 0),
+    output_audio_tokens: default!(Option<i64>, 0),
+    input_image_tokens: default!(Option<i64>, 0),
+    cache_read_image_tokens: default!(Option<i64>, 0),
+    output_image_tokens: default!(Option<i64>, 0),
+    web_searches: default!(Option<i64>, 0),
 ) -> Option<NumericDatum> {
     let model = model?;
     let (u, at) = counts_args(
-        input_tokens,
-        output_tokens,
-        cache_read_tokens,
-        cache_write_tokens,
-        cache_write_1h_tokens,
+        [
+            input_tokens,
+            output_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            cache_write_1h_tokens,
+            input_audio_tokens,
+            cache_read_audio_tokens,
+            output_audio_tokens,
+            input_image_tokens,
+            cache_read_image_tokens,
+            output_image_tokens,
+            web_searches,
+        ],
         at,
     )?;
     let tier = tier_arg(service_tier);
@@ -250,14 +278,30 @@ pub fn explain_cost(
     provider: default!(Option<&str>, "NULL"),
     service_tier: default!(Option<&str>, "NULL"),
     cache_write_1h_tokens: default!(Option<i64>, 0),
+    input_audio_tokens: default!(Option<i64>, 0),
+    cache_read_audio_tokens: default!(Option<i64>, 0),
+    output_audio_tokens: default!(Option<i64>, 0),
+    input_image_tokens: default!(Option<i64>, 0),
+    cache_read_image_tokens: default!(Option<i64>, 0),
+    output_image_tokens: default!(Option<i64>, 0),
+    web_searches: default!(Option<i64>, 0),
 ) -> Option<JsonB> {
     let model = model?;
     let (u, at) = counts_args(
-        input_tokens,
-        output_tokens,
-        cache_read_tokens,
-        cache_write_tokens,
-        cache_write_1h_tokens,
+        [
+            input_tokens,
+            output_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            cache_write_1h_tokens,
+            input_audio_tokens,
+            cache_read_audio_tokens,
+            output_audio_tokens,
+            input_image_tokens,
+            cache_read_image_tokens,
+            output_image_tokens,
+            web_searches,
+        ],
         at,
     )?;
     Some(JsonB(explain(
@@ -292,6 +336,11 @@ fn explain(
         "cache_write_1h_tokens": u.cache_write_1h,
         "prompt_tokens_for_tier": u.prompt_tokens(),
     });
+    if !u.plain() {
+        for (k, v) in u.named().into_iter().skip(5) {
+            usage[k] = json!(v);
+        }
+    }
     if let Some(o) = usage_object {
         usage["from_usage_object"] = o;
     }
@@ -331,7 +380,76 @@ fn explain(
         });
     };
     let b = row.breakdown(u);
-    json!({
+    let x = &row.extra;
+    let mut prices = json!({
+        "input": price_json(row.input),
+        "output": price_json(row.output),
+        "cache_read": price_json(b.cache_read_price),
+        "cache_read_is_input_price": row.cache_read.is_none(),
+        "cache_write": price_json(b.cache_write_price),
+        "cache_write_is_input_price": row.cache_write_5m.is_none(),
+        "cache_write_1h": price_json(b.cache_write_1h_price),
+        "cache_write_1h_is_catalog_price": row.cache_write_1h.is_some(),
+    });
+    let mut parts = json!({
+        "input": money_json(b.input),
+        "output": money_json(b.output),
+        "cache_read": money_json(b.cache_read),
+        "cache_write": money_json(b.cache_write),
+        "cache_write_1h": money_json(b.cache_write_1h),
+    });
+    // Modality prices and fees: shown when the row has them or the call used them.
+    for (name, price, count, part) in [
+        ("input_audio", x.input_audio, u.input_audio, b.input_audio),
+        (
+            "cache_read_audio",
+            x.cache_read_audio,
+            u.cache_read_audio,
+            b.cache_read_audio,
+        ),
+        (
+            "output_audio",
+            x.output_audio,
+            u.output_audio,
+            b.output_audio,
+        ),
+        ("input_image", x.input_image, u.input_image, b.input_image),
+        (
+            "cache_read_image",
+            x.cache_read_image,
+            u.cache_read_image,
+            b.cache_read_image,
+        ),
+        (
+            "output_image",
+            x.output_image,
+            u.output_image,
+            b.output_image,
+        ),
+    ] {
+        if price.is_some() || count != 0 {
+            prices[name] = price.map(price_json).unwrap_or(serde_json::Value::Null);
+            parts[name] = money_json(part);
+        }
+    }
+    let mut fees = serde_json::Map::new();
+    if x.web_search_per_k.is_some() || u.web_searches != 0 {
+        fees.insert(
+            "web_searches".into(),
+            json!({"count": u.web_searches, "usd_per_1k": x.web_search_per_k.map(price_json), "usd": money_json(b.web_searches)}),
+        );
+    }
+    if let Some(p) = x.request_per_k {
+        fees.insert(
+            "request".into(),
+            json!({"count": 1, "usd_per_1k": price_json(p), "usd": money_json(b.request)}),
+        );
+    }
+    let mut formula = String::from("(input_tokens*input + output_tokens*output + cache_read_tokens*cache_read + cache_write_tokens*cache_write + cache_write_1h_tokens*cache_write_1h) / 1000000");
+    if !x.is_empty() {
+        formula = String::from("(each count*its price; a modality part at its modality's price, taken out of its count) / 1000000 + searches*usd_per_1k/1000 + request fee");
+    }
+    let mut out = json!({
         "model": model,
         "requested": requested,
         "resolved_model": m.model,
@@ -341,26 +459,32 @@ fn explain(
         "at": at.to_string(),
         "usage": usage,
         "price_row": price_row_json(row),
-        "prices_usd_per_mtok": {
-            "input": price_json(row.input),
-            "output": price_json(row.output),
-            "cache_read": price_json(b.cache_read_price),
-            "cache_read_is_input_price": row.cache_read.is_none(),
-            "cache_write": price_json(b.cache_write_price),
-            "cache_write_is_input_price": row.cache_write_5m.is_none(),
-            "cache_write_1h": price_json(b.cache_write_1h_price),
-            "cache_write_1h_is_catalog_price": row.cache_write_1h.is_some(),
-        },
-        "parts_usd": {
-            "input": money_json(b.input),
-            "output": money_json(b.output),
-            "cache_read": money_json(b.cache_read),
-            "cache_write": money_json(b.cache_write),
-            "cache_write_1h": money_json(b.cache_write_1h),
-        },
+        "prices_usd_per_mtok": prices,
+        "parts_usd": parts,
         "cost_usd": money_json(b.total),
-        "formula": "(input_tokens*input + output_tokens*output + cache_read_tokens*cache_read + cache_write_tokens*cache_write + cache_write_1h_tokens*cache_write_1h) / 1000000",
-    })
+        "formula": formula,
+    });
+    if !fees.is_empty() {
+        out["fees"] = serde_json::Value::Object(fees);
+    }
+    out["time_of_day"] = match row.window {
+        Some(w) => json!({"window": w.describe(), "applies": true}),
+        None => {
+            // Say so when the model has time-of-day prices that this instant is outside of.
+            let windows: Vec<String> = m
+                .rows
+                .iter()
+                .filter(|r| r.window.is_some() && r.service_tier == tier && r.valid_at(at_i))
+                .filter_map(|r| r.window.map(|w| w.describe()))
+                .collect();
+            if windows.is_empty() {
+                serde_json::Value::Null
+            } else {
+                json!({"window": "all day", "applies": true, "other_windows": windows})
+            }
+        }
+    };
+    out
 }
 
 /// A usage object read into counts, or 22023 naming the JSON path.
@@ -377,13 +501,20 @@ pub fn read_usage(
     })
 }
 
-fn usage_of(c: &llm_cost_core::usage_json::Counts) -> Usage {
+pub fn usage_of(c: &llm_cost_core::usage_json::Counts) -> Usage {
     Usage {
         input: c.input,
         output: c.output,
         cache_read: c.cache_read,
         cache_write: c.cache_write_5m,
         cache_write_1h: c.cache_write_1h,
+        input_audio: c.input_audio,
+        cache_read_audio: c.cache_read_audio,
+        output_audio: c.output_audio,
+        input_image: c.input_image,
+        cache_read_image: c.cache_read_image,
+        output_image: c.output_image,
+        web_searches: c.web_searches,
     }
 }
 
@@ -398,8 +529,15 @@ fn counts_json(
         "cache_write_5m_tokens": c.cache_write_5m,
         "cache_write_1h_tokens": c.cache_write_1h,
         "reasoning_tokens": c.reasoning,
-        "audio_input_tokens": c.audio_input,
-        "audio_output_tokens": c.audio_output,
+        "audio_input_tokens": if c.input_audio + c.cache_read_audio > 0 { Some(c.input_audio + c.cache_read_audio) } else { None },
+        "audio_output_tokens": if c.output_audio > 0 { Some(c.output_audio) } else { None },
+        "input_audio_tokens": c.input_audio,
+        "cache_read_audio_tokens": c.cache_read_audio,
+        "output_audio_tokens": c.output_audio,
+        "input_image_tokens": c.input_image,
+        "cache_read_image_tokens": c.cache_read_image,
+        "output_image_tokens": c.output_image,
+        "web_searches": c.web_searches,
         "provided_cost_usd": c.provided_cost.map(|u| money_json(Cost(u))),
         "format": c.format.map(|f| f.name()),
         "ignored_keys": llm_cost_core::usage_json::ignored_keys(usage, c),

@@ -77,6 +77,9 @@ pub struct TableSpec {
     cache_read: Option<Col<IntKind>>,
     cache_write: Option<Col<IntKind>>,
     cache_write_1h: Option<Col<IntKind>>,
+    /// Optional columns (0.8.0): input, cached and output audio tokens, the same for images
+    /// (parts of the token counts), web searches. In `Usage::named()` order after the five counts.
+    extra: [Option<Col<IntKind>>; 7],
     /// A jsonb or json column holding the provider's usage object: when set on a row, the counts
     /// come from it (and are written into the mapped token columns).
     usage: Option<Col<UsageKind>>,
@@ -288,6 +291,8 @@ unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> T
         cache_write_1h: args.get(12).and_then(|n| opt(n)).map(|n| int(&n)),
         // Triggers made before 0.4.0 have no priced model column.
         priced_model: args.get(14).and_then(|n| opt(n)).map(|n| plain(&n)),
+        // Triggers made before 0.8.0 have no modality or search columns.
+        extra: std::array::from_fn(|i| args.get(15 + i).and_then(|n| opt(n)).map(|n| int(&n))),
         usage: args.get(13).and_then(|n| opt(n)).map(|n| {
             let (attno, t, _, _) = find_attr(tupdesc, &relname, &n);
             let kind = match t {
@@ -399,6 +404,25 @@ fn negative(col: &str, v: impl std::fmt::Display) -> ! {
         format!("{col} must not be negative (got {v})"),
     )
     .raise();
+}
+
+/// A row's counts from the token columns the table maps (0 for a column it does not map).
+fn row_usage(spec: &TableSpec, row: &Row<'_>) -> Usage {
+    let x = |i: usize| tokens(row, spec.extra[i].as_ref());
+    Usage {
+        input: tokens(row, Some(&spec.input)),
+        output: tokens(row, Some(&spec.output)),
+        cache_read: tokens(row, spec.cache_read.as_ref()),
+        cache_write: tokens(row, spec.cache_write.as_ref()),
+        cache_write_1h: tokens(row, spec.cache_write_1h.as_ref()),
+        input_audio: x(0),
+        cache_read_audio: x(1),
+        output_audio: x(2),
+        input_image: x(3),
+        cache_read_image: x(4),
+        output_image: x(5),
+        web_searches: x(6),
+    }
 }
 
 fn tokens(row: &Row<'_>, c: Option<&Col<IntKind>>) -> i64 {
@@ -611,21 +635,16 @@ fn price(
         Some(read_usage_column(c, d, hint))
     });
     let u = match &from_usage {
-        Some(c) => Usage {
-            input: c.input,
-            output: c.output,
-            cache_read: c.cache_read,
-            cache_write: c.cache_write_5m,
-            cache_write_1h: c.cache_write_1h,
-        },
-        None => Usage {
-            input: tokens(&new, Some(&spec.input)),
-            output: tokens(&new, Some(&spec.output)),
-            cache_read: tokens(&new, spec.cache_read.as_ref()),
-            cache_write: tokens(&new, spec.cache_write.as_ref()),
-            cache_write_1h: tokens(&new, spec.cache_write_1h.as_ref()),
-        },
+        Some(c) => crate::features::pricing::sql::usage_of(c),
+        None => row_usage(spec, new),
     };
+    if let Err(e) = u.validate() {
+        crate::pg::fail::user(
+            pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("row of \"{}\": {e}", relname()),
+        )
+        .raise();
+    }
     let at = spec
         .time
         .as_ref()
@@ -671,13 +690,7 @@ fn price(
             model: o.text(spec.model.attno).unwrap_or(""),
             host: spec.provider.as_ref().and_then(|c| o.text(c.attno)),
             tier: row_tier(spec, o),
-            usage: Usage {
-                input: tokens(o, Some(&spec.input)),
-                output: tokens(o, Some(&spec.output)),
-                cache_read: tokens(o, spec.cache_read.as_ref()),
-                cache_write: tokens(o, spec.cache_write.as_ref()),
-                cache_write_1h: tokens(o, spec.cache_write_1h.as_ref()),
-            },
+            usage: row_usage(spec, o),
             at: spec
                 .time
                 .as_ref()
@@ -834,6 +847,13 @@ fn price(
             (spec.cache_read.as_ref(), c.cache_read),
             (spec.cache_write.as_ref(), c.cache_write_5m),
             (spec.cache_write_1h.as_ref(), c.cache_write_1h),
+            (spec.extra[0].as_ref(), c.input_audio),
+            (spec.extra[1].as_ref(), c.cache_read_audio),
+            (spec.extra[2].as_ref(), c.output_audio),
+            (spec.extra[3].as_ref(), c.input_image),
+            (spec.extra[4].as_ref(), c.cache_read_image),
+            (spec.extra[5].as_ref(), c.output_image),
+            (spec.extra[6].as_ref(), c.web_searches),
         ] {
             if let Some(col) = col {
                 if new.int(col) != Some(v) {

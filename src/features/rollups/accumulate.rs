@@ -363,7 +363,7 @@ pub(super) unsafe fn estimate_units(
         output: tokens[1],
         cache_read: tokens[2],
         cache_write: tokens[3],
-        cache_write_1h: 0,
+        ..llm_cost_core::pricing::Usage::ZERO
     };
     // By model name alone: in a table without a cost_source column whose rows also name a
     // provider or service tier, an estimate at another host's price reads as provided here.
