@@ -92,3 +92,15 @@ UPDATE llm_cost.model_prices n SET valid_from = '2026-12-02 00:00:00+00'
                 WHERE o.origin = 'llm_cost' AND o.id > 900000 AND o.provider = n.provider AND lower(o.model) = lower(n.model));
 ALTER TABLE llm_cost.model_prices ENABLE TRIGGER model_prices_protect_shipped, ENABLE TRIGGER model_prices_no_overlap;
 ALTER TABLE llm_cost.providers ENABLE TRIGGER providers_protect_shipped;
+
+-- The extension's own log table: its trigger gets the arguments of 0.8.0 (none of the new columns
+-- mapped), as a fresh install has it.
+SELECT llm_cost.track('llm_cost.usage_events',
+                      cache_read_tokens_column  => 'cache_read_tokens',
+                      cache_write_tokens_column => 'cache_write_tokens',
+                      time_column               => 'occurred_at',
+                      provider_column           => 'provider',
+                      service_tier_column       => 'service_tier',
+                      cache_write_1h_tokens_column => 'cache_write_1h_tokens',
+                      priced_model_column       => 'priced_model',
+                      usage_column              => 'usage');

@@ -224,8 +224,11 @@ DESCRIBE = [
     # Shipped prices in effect now (an updated install also keeps the older prices as history).
     ("data", """SELECT 'model_prices', count(*)::text, md5(string_agg((p.provider, p.model, p.mode, p.min_input_tokens, p.service_tier,
                        p.input_usd_per_mtok, p.output_usd_per_mtok, p.cache_read_usd_per_mtok, p.cache_write_5m_usd_per_mtok,
-                       p.cache_write_1h_usd_per_mtok, p.valid_to, p.source_url, p.data_from, p.origin, p.match_rule)::text, ','
-                       ORDER BY p.provider, p.model, p.service_tier, p.min_input_tokens, p.valid_from))
+                       p.cache_write_1h_usd_per_mtok, p.valid_to, p.source_url, p.data_from, p.origin, p.match_rule,
+                       p.input_audio_usd_per_mtok, p.cache_read_audio_usd_per_mtok, p.output_audio_usd_per_mtok,
+                       p.input_image_usd_per_mtok, p.cache_read_image_usd_per_mtok, p.output_image_usd_per_mtok,
+                       p.web_search_usd_per_1k, p.request_usd_per_1k, p.time_of_day_from, p.time_of_day_to)::text, ','
+                       ORDER BY p.provider, p.model, p.service_tier, p.min_input_tokens, p.valid_from, p.time_of_day_from NULLS FIRST))
                   FROM llm_cost.model_prices p WHERE p.valid_to > now()
                 UNION ALL SELECT 'providers', count(*)::text, md5(string_agg(v::text, ',' ORDER BY v.provider)) FROM llm_cost.providers v
                 UNION ALL SELECT 'model_aliases', count(*)::text, md5(string_agg(a::text, ',' ORDER BY a.alias)) FROM llm_cost.model_aliases a
