@@ -301,6 +301,15 @@ for p in providers:
                 # The curated price is one of the dataset's time-of-day prices: the schedule is kept.
                 skipped["curated prices confirming a time-of-day schedule (schedule kept)"] += 1
             else:
+                # The curated list has the token prices only: the dataset's current modality
+                # prices and fees of the model stay.
+                std_now = [e for e in emitted if e[0] == "standard" and e[5] is None and e[3] is None]
+                for c in cur_std:
+                    same_tier = [e for e in std_now if e[1] == c[1]] or std_now[:1]
+                    for e in same_tier[:1]:
+                        for k in EXTRA_COLS:
+                            if k in e[4] and k not in c[4]:
+                                c[4][k] = e[4][k]
                 emitted = [e for e in emitted if e[0] != "standard"] + cur_std
             emitted.sort(key=lambda e: ["standard", "batch", "flex", "priority", "fast"].index(e[0]))
         if not emitted:

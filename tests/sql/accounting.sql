@@ -1,6 +1,7 @@
 -- Accounting (0.8.0): cache writes, provider usage shapes, modality prices, search and request
--- fees, time-of-day prices. Each cost is also what genai-prices computes for the same call
--- (tests/catalog/accounting_check.py recomputes them).
+-- fees, time-of-day prices. Each cost is also what genai-prices 0.2.3 computes for the same call
+-- (checked by hand when this file was written; tests/catalog/sample_check.py compares a sample of
+-- the whole catalog in CI).
 
 -- OpenAI cache writes (gpt-5.6): prompt_tokens counts the tokens written to the cache; they are
 -- billed at the cache-write price, not as input. Above 272k prompt tokens the tier prices apply:
@@ -37,10 +38,10 @@ SELECT llm_cost.estimate_cost('command-r-plus', '{"meta": {"billed_units": {"inp
 -- Audio at audio prices (gpt-realtime-mini: text 0.6/2.4, cached 0.06; audio 10/20, cached 0.3):
 -- the Realtime API says how much of each modality was cached.
 SELECT input_tokens, cache_read_tokens, input_audio_tokens, cache_read_audio_tokens, output_audio_tokens, format
-  FROM llm_cost.usage_tokens(u), (VALUES ('{"total_tokens": 1500, "input_tokens": 1200, "output_tokens": 300,
+  FROM (VALUES ('{"total_tokens": 1500, "input_tokens": 1200, "output_tokens": 300,
     "input_token_details": {"text_tokens": 500, "audio_tokens": 700, "cached_tokens": 500,
       "cached_tokens_details": {"text_tokens": 200, "audio_tokens": 300}},
-    "output_token_details": {"text_tokens": 100, "audio_tokens": 200}}'::jsonb)) v(u);
+    "output_token_details": {"text_tokens": 100, "audio_tokens": 200}}'::jsonb)) v(u), llm_cost.usage_tokens(u);
 -- 300*0.6 + 400*10 + 200*0.06 + 300*0.3 + 100*2.4 + 200*20 per 1M = 0.008522
 SELECT llm_cost.estimate_cost('gpt-realtime-mini', '{"total_tokens": 1500, "input_tokens": 1200, "output_tokens": 300,
     "input_token_details": {"text_tokens": 500, "audio_tokens": 700, "cached_tokens": 500,
