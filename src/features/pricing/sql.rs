@@ -693,7 +693,8 @@ mod tests {
     #[pg_test]
     fn catalog_matches_reference_prices() {
         // Every published reference price (tests/data/reference-prices.csv) is what the catalog
-        // charges for that name at that provider, at and above each long-context threshold.
+        // charges for that name at that provider, at and above each long-context threshold. At
+        // 07:00 UTC: the list's DeepSeek V4 prices are its peak (standard) hours' prices.
         let csv = include_str!("../../../tests/data/reference-prices.csv");
         let mut checked = 0;
         for line in csv.lines().skip(1) {
@@ -705,7 +706,8 @@ mod tests {
             let q = format!(
                 "SELECT e->'prices_usd_per_mtok'->>'input' || '/' || (e->'prices_usd_per_mtok'->>'output') || '/' ||
                         coalesce(e->'price_row'->>'cache_read_usd_per_mtok', '') || '/' || coalesce(e->'price_row'->>'cache_write_5m_usd_per_mtok', '')
-                   FROM llm_cost.explain_cost('{model}', {prompt}, 1000, provider => '{provider}') e"
+                   FROM llm_cost.explain_cost('{model}', {prompt}, 1000, provider => '{provider}',
+                                              at => pg_catalog.date_trunc('day', now()) + interval '7 hours') e"
             );
             let want = format!("{}/{}/{}/{}", input, output, f[5], f[6]);
             let got = Spi::get_one::<String>(&q).unwrap().unwrap_or_default();
