@@ -177,9 +177,8 @@ impl Doc for JsonbDoc {
                 continue;
             }
             // SAFETY: a jbvBinary element holds a container.
-            let elem = JsonbDoc {
-                root: unsafe { e.val.binary.data },
-            };
+            let root = unsafe { e.val.binary.data };
+            let elem = JsonbDoc { root };
             let m = elem.lookup(&[match_key]);
             let matches = match m {
                 Some(mv) if mv.type_ == pg_sys::jbvType::jbvString => {

@@ -294,6 +294,52 @@ def test_a_0_4_0_database_with_budgets_works_under_the_new_library_before_its_up
             a.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
+def test_update_from_0_5_0_keeps_stored_costs_and_reprice_applies_the_new_rules():
+    """Issue #27: the update to the accounting release re-prices nothing by itself (logged rows
+    and their rollups keep their cost); llm_cost.reprice() then applies the new rules: the hour's
+    time-of-day price, cache writes at the cache-write price, web-search fees."""
+    install_base_script()
+    db = "it_05_" + uuid.uuid4().hex[:8]
+    with admin() as a:
+        a.execute(f"CREATE DATABASE {db}")
+    try:
+        with admin(db) as c:
+            c.execute("SET client_min_messages = warning")
+            c.execute("CREATE EXTENSION llm_cost VERSION '0.5.0'")
+            c.execute("""CREATE TABLE public.a_log (at timestamptz NOT NULL, model text, input_tokens int, output_tokens int,
+                                                    cache_read_tokens int, cache_write_tokens int, usage jsonb, cost_usd numeric, cost_source text);
+                         SELECT llm_cost.track('public.a_log', time_column => 'at', usage_column => 'usage',
+                                               cache_read_tokens_column => 'cache_read_tokens', cache_write_tokens_column => 'cache_write_tokens');
+                         SELECT llm_cost.create_rollup('public.a_daily', 'public.a_log', 'day', '{model}');""")
+            c.execute("""INSERT INTO public.a_log (at, model, usage) VALUES
+                ('2026-12-01 14:00+00', 'deepseek-v4-pro', '{"prompt_tokens": 1000000, "completion_tokens": 1000000, "prompt_cache_hit_tokens": 0}'),
+                ('2026-12-01 12:00+00', 'gpt-5.6-terra', '{"prompt_tokens": 300000, "completion_tokens": 1000, "prompt_tokens_details": {"cached_tokens": 100000, "cache_write_tokens": 150000}}'),
+                ('2026-12-01 12:00+00', 'claude-sonnet-4-5', '{"input_tokens": 1000, "output_tokens": 100, "server_tool_use": {"web_search_requests": 2}}')""")
+            before = c.execute("SELECT model, cost_usd::text, cost_source FROM public.a_log ORDER BY model").fetchall()
+            sums = c.execute("SELECT model, cost_usd::text FROM public.a_daily ORDER BY model").fetchall()
+            # 0.5.0 billed the DeepSeek row at its one all-day price, the cache writes as input,
+            # no search fee.
+            assert dict((m, v) for m, v, _ in before) == {"deepseek-v4-pro": "5.28", "gpt-5.6-terra": "0.858", "claude-sonnet-4-5": "0.0045"}
+            c.execute("ALTER EXTENSION llm_cost UPDATE")
+            assert one(c, "SELECT extversion FROM pg_extension WHERE extname = 'llm_cost'") == CURRENT_VERSION
+            assert c.execute("SELECT model, cost_usd::text, cost_source FROM public.a_log ORDER BY model").fetchall() == before
+            assert c.execute("SELECT model, cost_usd::text FROM public.a_daily ORDER BY model").fetchall() == sums
+            # A new row is priced by the new rules at once; the old ones when the DBA asks.
+            c.execute("""INSERT INTO public.a_log (at, model, usage) VALUES
+                ('2026-12-02 14:00+00', 'deepseek-v4-pro', '{"prompt_tokens": 1000000, "completion_tokens": 1000000}')""")
+            assert str(one(c, "SELECT cost_usd FROM public.a_log WHERE at = '2026-12-02 14:00+00'")) == "2.64"
+            c.execute("SELECT llm_cost.reprice('public.a_log')")
+            after = dict(c.execute("SELECT model || ' ' || at::date, cost_usd::text FROM public.a_log").fetchall())
+            assert after == {"deepseek-v4-pro 2026-12-01": "2.64", "deepseek-v4-pro 2026-12-02": "2.64",
+                             "gpt-5.6-terra 2026-12-01": "1.008", "claude-sonnet-4-5 2026-12-01": "0.0245"}, after
+            assert one(c, """SELECT count(*) FROM (SELECT model, sum(cost_usd) s FROM public.a_log GROUP BY model) g
+                               JOIN (SELECT model, sum(cost_usd) s FROM public.a_daily GROUP BY model) r USING (model)
+                              WHERE g.s = r.s""") == 3
+    finally:
+        with admin() as a:
+            a.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
 def test_update_from_0_1_0_equals_a_fresh_install():
     install_base_script()
     up, fresh = "it_up_" + uuid.uuid4().hex[:8], "it_fresh_" + uuid.uuid4().hex[:8]
