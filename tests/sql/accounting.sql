@@ -54,6 +54,14 @@ SELECT llm_cost.estimate_cost('gpt-realtime-mini', '{"total_tokens": 1500, "inpu
 SELECT llm_cost.estimate_cost('gemini-2.5-flash', '{"promptTokenCount": 1200, "candidatesTokenCount": 100, "cachedContentTokenCount": 300,
     "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 800}, {"modality": "AUDIO", "tokenCount": 400}],
     "cacheTokensDetails": [{"modality": "TEXT", "tokenCount": 200}, {"modality": "AUDIO", "tokenCount": 100}]}') AS gemini_audio;
+-- genai-prices' own example (0.0012873): 1892 text + 21 audio uncached, 12110 text + 129 audio
+-- cached, 129 out (thinking included; 10 audio at the output price, Flash has no audio output price).
+SELECT llm_cost.estimate_cost('gemini-2.5-flash', '{"usageMetadata": {"promptTokenCount": 14152, "candidatesTokenCount": 60,
+    "totalTokenCount": 14271, "cachedContentTokenCount": 12239, "trafficType": "ON_DEMAND",
+    "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 14002}, {"modality": "AUDIO", "tokenCount": 150}],
+    "cacheTokensDetails": [{"modality": "AUDIO", "tokenCount": 129}, {"modality": "TEXT", "tokenCount": 12110}],
+    "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 50}, {"modality": "AUDIO", "tokenCount": 10}],
+    "thoughtsTokenCount": 69}, "modelVersion": "gemini-2.5-flash"}') AS gemini_cached_audio;
 -- Without modality prices, audio tokens cost what text tokens cost.
 SELECT llm_cost.estimate_cost('gpt-4o-mini', 1000, 100, input_audio_tokens => 1000) = llm_cost.estimate_cost('gpt-4o-mini', 1000, 100) AS same;
 -- Parts larger than their count are refused.

@@ -721,7 +721,7 @@ mod tests {
             valid_to: TS_INFINITY,
             rank: 0,
             service_tier: ServiceTier::Standard,
-            extra: Default::default(),
+            extra: None,
             window: None,
         }
     }

@@ -389,10 +389,23 @@ pub struct ExtraPrices {
 }
 
 impl ExtraPrices {
+    pub const NONE: ExtraPrices = ExtraPrices {
+        input_audio: None,
+        cache_read_audio: None,
+        output_audio: None,
+        input_image: None,
+        cache_read_image: None,
+        output_image: None,
+        web_search_per_k: None,
+        request_per_k: None,
+    };
+
     pub fn is_empty(&self) -> bool {
-        *self == ExtraPrices::default()
+        *self == ExtraPrices::NONE
     }
 }
+
+static NO_EXTRAS: ExtraPrices = ExtraPrices::NONE;
 
 /// Sentinels for an open validity bound, as Postgres stores `-infinity` / `infinity`.
 pub const TS_NEG_INFINITY: i64 = i64::MIN;
@@ -421,8 +434,9 @@ pub struct PriceRow {
     pub rank: u8,
     /// The service tier this row prices (standard, batch, flex, ...).
     pub service_tier: ServiceTier,
-    /// Modality prices and fees.
-    pub extra: ExtraPrices,
+    /// Modality prices and fees; None for a row with token prices only (most rows: boxed, so a
+    /// model's rows stay small to scan).
+    pub extra: Option<Box<ExtraPrices>>,
     /// The daily UTC window this row prices (time-of-day prices); None: all day. Within its
     /// window a row beats the all-day rows of the same origin.
     pub window: Option<Window>,
@@ -496,6 +510,17 @@ fn per_k(p: Price, n: i64) -> Cost {
 }
 
 impl PriceRow {
+    /// The row's modality prices and fees (all None when it has none).
+    pub fn extras(&self) -> &ExtraPrices {
+        self.extra.as_deref().unwrap_or(&NO_EXTRAS)
+    }
+
+    /// The row's modality prices and fees, to set (tests, loaders).
+    pub fn extras_mut(&mut self) -> &mut ExtraPrices {
+        self.extra
+            .get_or_insert_with(|| Box::new(ExtraPrices::NONE))
+    }
+
     pub fn valid_at(&self, at: i64) -> bool {
         self.valid_from <= at && at < self.valid_to
     }
@@ -518,7 +543,7 @@ impl PriceRow {
     }
 
     pub fn breakdown(&self, u: &Usage) -> Breakdown {
-        let x = &self.extra;
+        let x = self.extras();
         let crp = self.cache_read_price();
         let cwp = self.cache_write_price();
         let cw1p = self.cache_write_1h_price();
@@ -587,7 +612,7 @@ impl PriceRow {
     }
 
     pub fn cost(&self, u: &Usage) -> Cost {
-        if self.extra.is_empty() {
+        if self.extra.is_none() {
             // The token-only path: five products.
             let sum = [
                 self.output.times(u.output),
@@ -715,7 +740,7 @@ mod tests {
             valid_to: TS_INFINITY,
             rank: 0,
             service_tier: ServiceTier::Standard,
-            extra: ExtraPrices::default(),
+            extra: None,
             window: None,
         }
     }
@@ -1012,9 +1037,9 @@ mod tests {
         // gpt-realtime-mini: text 0.6 / 2.4 (cached 0.06), audio 10 / 20 (cached 0.3).
         let mut r = row("0.6", "2.4");
         r.cache_read = Some(p("0.06"));
-        r.extra.input_audio = Some(p("10"));
-        r.extra.cache_read_audio = Some(p("0.3"));
-        r.extra.output_audio = Some(p("20"));
+        r.extras_mut().input_audio = Some(p("10"));
+        r.extras_mut().cache_read_audio = Some(p("0.3"));
+        r.extras_mut().output_audio = Some(p("20"));
         let u = Usage {
             input: 1000,
             input_audio: 400,
@@ -1051,7 +1076,7 @@ mod tests {
             })
         );
         // Cached audio without its own price is a cache read.
-        r.extra.cache_read_audio = None;
+        r.extras_mut().cache_read_audio = None;
         assert_eq!(r.breakdown(&u).cache_read.to_plain_string(), "0.00003");
     }
 
@@ -1087,7 +1112,7 @@ mod tests {
     fn searches_and_request_fees() {
         // Anthropic web search: $10 per 1,000; Perplexity: a request fee of $5 per 1,000.
         let mut r = row("3", "15");
-        r.extra.web_search_per_k = Some(p("10"));
+        r.extras_mut().web_search_per_k = Some(p("10"));
         let u = Usage {
             input: 1000,
             output: 100,
@@ -1097,7 +1122,7 @@ mod tests {
         assert_eq!(r.cost(&u).to_plain_string(), "0.0345");
         assert_eq!(r.breakdown(&u).web_searches.to_plain_string(), "0.03");
         let mut s = row("1", "1");
-        s.extra.request_per_k = Some(p("5"));
+        s.extras_mut().request_per_k = Some(p("5"));
         assert_eq!(s.cost(&Usage::default()).to_plain_string(), "0.005");
         // No search price: searches cost nothing extra (the catalog publishes none).
         assert_eq!(row("3", "15").cost(&u).to_plain_string(), "0.0045");

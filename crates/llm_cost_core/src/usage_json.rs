@@ -145,6 +145,7 @@ impl Format {
                 "cached_prompt_text_tokens",
                 "prompt_image_tokens",
                 "cost_in_usd_ticks",
+                "server_side_tool_usage_details.web_search_calls",
             ],
             Format::OpenAiResponses => vec![
                 "input_tokens",
@@ -220,7 +221,7 @@ impl Format {
                     v.retain(|k| {
                         *k != "completion_tokens_details.reasoning_tokens" && *k != "total_tokens"
                     });
-                    v.extend(["num_sources_used", "prompt_tokens_details.text_tokens"]);
+                    v.extend(["num_sources_used", "server_side_tool_usage_details"]);
                 }
                 v
             }
@@ -260,7 +261,12 @@ impl Format {
                 ],
             ]
             .concat(),
-            Format::XaiNative => vec!["total_tokens", "prompt_text_tokens", "num_sources_used"],
+            Format::XaiNative => vec![
+                "total_tokens",
+                "prompt_text_tokens",
+                "num_sources_used",
+                "server_side_tool_usage_details",
+            ],
             Format::OpenAiResponses => vec![
                 "input_tokens_details",
                 "output_tokens_details",
@@ -686,6 +692,9 @@ fn extract_chat<D: Doc + ?Sized>(
                 // xAI bills in ticks of 10^-10 USD.
                 c.provided_cost = Some(ticks as i128 * 1_000_000);
             }
+            // Server-side tools: web searches are billed per call (other tools are listed as
+            // ignored keys: the catalog has no price for them).
+            c.web_searches = at.count0(&["server_side_tool_usage_details", "web_search_calls"])?;
         }
         Format::Perplexity => {
             let r = at.count(&["reasoning_tokens"])?;
@@ -761,6 +770,7 @@ fn extract<D: Doc + ?Sized>(at: &At<'_, D>, f: Format) -> Result<Counts, UsageEr
             if let Some(ticks) = at.count(&["cost_in_usd_ticks"])? {
                 c.provided_cost = Some(ticks as i128 * 1_000_000);
             }
+            c.web_searches = at.count0(&["server_side_tool_usage_details", "web_search_calls"])?;
         }
         Format::Cohere => {
             // What Cohere bills: billed_units (tokens counts the prompt template as well).
@@ -812,7 +822,10 @@ fn extract<D: Doc + ?Sized>(at: &At<'_, D>, f: Format) -> Result<Counts, UsageEr
             );
             c.output_audio = at.count0(&k(&["completion_tokens_details", "audio_tokens"]))?;
             c.output_image = at.count0(&k(&["completion_tokens_details", "image_tokens"]))?;
-            c.web_searches = at.count0(&k(&["server_tool_use", "web_search_requests"]))?;
+            c.web_searches = match at.count(&k(&["server_tool_use", "web_search_requests"]))? {
+                Some(n) => n,
+                None => at.count0(&k(&["prompt_tokens_details", "web_search_requests"]))?,
+            };
         }
         Format::OpenAiResponses => {
             let i = at.count0(&["input_tokens"])?;
@@ -1719,5 +1732,53 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Usage objects from genai-prices' extraction tests, read to the same counts.
+    #[test]
+    fn genai_prices_extraction_examples() {
+        // Gemini with cached audio: 14152 prompt (150 audio), 12239 cached (129 audio), 60 + 69
+        // thinking out (10 audio).
+        let c = counts(
+            json!({"usageMetadata": {"promptTokenCount": 14152, "candidatesTokenCount": 60, "totalTokenCount": 14271,
+                "cachedContentTokenCount": 12239, "trafficType": "ON_DEMAND",
+                "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 14002}, {"modality": "AUDIO", "tokenCount": 150}],
+                "cacheTokensDetails": [{"modality": "AUDIO", "tokenCount": 129}, {"modality": "TEXT", "tokenCount": 12110}],
+                "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 50}, {"modality": "AUDIO", "tokenCount": 10}],
+                "thoughtsTokenCount": 69}, "modelVersion": "gemini-2.5-flash"}),
+            None,
+        );
+        assert_eq!(all(&c), [1913, 129, 12239, 0, 0, 21, 129, 10, 0, 0, 0, 0]);
+        // Tool-use prompt modalities count as input.
+        let c = counts(
+            json!({"usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 3, "thoughtsTokenCount": 4,
+                "toolUsePromptTokenCount": 25, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 10}],
+                "toolUsePromptTokensDetails": [{"modality": "TEXT", "tokenCount": 10}, {"modality": "AUDIO", "tokenCount": 5},
+                    {"modality": "IMAGE", "tokenCount": 7}, {"modality": "DOCUMENT", "tokenCount": 2}, {"modality": "VIDEO", "tokenCount": 3}]}}),
+            None,
+        );
+        assert_eq!(all(&c), [35, 7, 0, 0, 0, 5, 0, 0, 9, 0, 0, 0]);
+        // xAI native, no provider named.
+        let c = counts(
+            json!({"model": "grok-4-fast-non-reasoning", "usage": {"prompt_tokens": 181, "cached_prompt_text_tokens": 162,
+                "completion_tokens": 27, "prompt_text_tokens": 181, "total_tokens": 208}}),
+            None,
+        );
+        assert_eq!(tuple(&c), (19, 27, 162, 0, 0));
+        // OpenRouter: cache writes and audio inside prompt_tokens.
+        let c = counts(
+            json!({"usage": {"prompt_tokens": 4819, "completion_tokens": 1906, "total_tokens": 6725,
+                "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 4800, "audio_tokens": 17},
+                "completion_tokens_details": {"audio_tokens": 23}}}),
+            Some("openrouter"),
+        );
+        assert_eq!(all(&c), [19, 1906, 0, 4800, 0, 17, 0, 23, 0, 0, 0, 0]);
+        // xAI server-side web searches.
+        let c = counts(
+            json!({"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150,
+                "server_side_tool_usage_details": {"web_search_calls": 3, "x_search_calls": 0}}),
+            Some("xai"),
+        );
+        assert_eq!(c.web_searches, 3);
     }
 }

@@ -268,9 +268,9 @@ fn load() -> SpiResult<Loaded> {
                     (Some(from), Some(to)) => Some(Window { from, to }),
                     _ => None,
                 };
-                (extra, window)
+                ((!extra.is_empty()).then(|| Box::new(extra)), window)
             } else {
-                (ExtraPrices::default(), None)
+                (None, None)
             };
             rows.push(PriceRow {
                 id: r.get::<i64>(1)?.unwrap_or(0),

@@ -380,7 +380,7 @@ fn explain(
         });
     };
     let b = row.breakdown(u);
-    let x = &row.extra;
+    let x = row.extras();
     let mut prices = json!({
         "input": price_json(row.input),
         "output": price_json(row.output),
