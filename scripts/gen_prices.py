@@ -26,7 +26,9 @@ has gets the curated standard prices (its match rule and service tiers stay the 
 curated models ship as models of their own, matched by their id (checked before any rule).
 
 A curated price replaces the dataset's standard prices of a model, except where it is one of the
-model's time-of-day prices: then the dataset's schedule, which it confirms, is kept.
+model's time-of-day prices: then the dataset's schedule, which it confirms, is kept. Curated
+modality prices (prices/curated_modalities.csv: audio and image prices the dataset lacks, with
+their source) are added to every row of the model that has none of its own.
 
 What is left out (counted in the summary): prices that are not per token, search or request (audio
 hours, pages, file searches, video tokens), models with no token input price.
@@ -236,6 +238,11 @@ curated = {}
 for r in csv.DictReader(open(root / "prices" / "curated.csv")):
     curated.setdefault((r["provider"], r["model"].lower()), []).append(r)
 curated_used = set()
+curated_modal = {}
+for r in csv.DictReader(open(root / "prices" / "curated_modalities.csv")):
+    curated_modal[(r["provider"], r["model"].lower())] = {
+        col: dec(r[f"{col}_per_mtok"]) for col in ("input_audio", "cache_read_audio", "output_audio", "input_image", "cache_read_image", "output_image")
+        if r[f"{col}_per_mtok"]}
 
 
 def curated_rows(rs):
@@ -298,8 +305,14 @@ for p in providers:
             cur_std = [e[:5] + (None,) for e in curated_rows(cur)]
             tod_prices = [{k: v for k, v in e[4].items() if k in ("input", "output")} for e in emitted if e[5] is not None]
             if any({k: v for k, v in c[4].items() if k in ("input", "output")} in tod_prices for c in cur_std):
-                # The curated price is one of the dataset's time-of-day prices: the schedule is kept.
+                # The curated price is one of the dataset's time-of-day prices: the schedule is kept,
+                # with the cache prices the curated list has and the dataset does not.
                 skipped["curated prices confirming a time-of-day schedule (schedule kept)"] += 1
+                for e in emitted:
+                    if e[0] == "standard":
+                        for k in ("cache_read", "cache_write_5m", "cache_write_1h"):
+                            if k in cur_std[0][4] and k not in e[4]:
+                                e[4][k] = cur_std[0][4][k]
             else:
                 # The curated list has the token prices only: the dataset's current modality
                 # prices and fees of the model stay.
@@ -315,6 +328,10 @@ for p in providers:
         if not emitted:
             skipped["model without a per-token price"] += 1
             continue
+        for col, v in curated_modal.get((p.id, m.id.lower()), {}).items():
+            skipped["curated modality prices added to a model's rows"] += 1
+            for e in emitted:
+                e[4].setdefault(col, v)
         # Merge adjacent periods with equal prices.
         merged = []
         for e in emitted:
@@ -324,6 +341,8 @@ for p in providers:
                 merged.append(e)
         ok = True
         notes = {}
+        if (p.id, m.id.lower()) in curated_modal:
+            notes["modal"] = "audio/image prices curated (prices/curated_modalities.csv)"
         for *_, cols, _window in merged:
             for k, v in list(cols.items()):
                 if v < 0 or v >= 1000000:
@@ -337,7 +356,7 @@ for p in providers:
         if not ok:
             skipped["price outside 0..1e6"] += 1
             continue
-        if notes:
+        if set(notes) - {"modal"}:
             skipped["models with a price rounded to 10 decimals (noted in the row)"] += 1
         note = "; ".join(sorted(set(notes.values()))) or None
         for tier, lo, start, end, cols, window in merged:

@@ -311,15 +311,18 @@ def test_update_from_0_5_0_keeps_stored_costs_and_reprice_applies_the_new_rules(
                          SELECT llm_cost.track('public.a_log', time_column => 'at', usage_column => 'usage',
                                                cache_read_tokens_column => 'cache_read_tokens', cache_write_tokens_column => 'cache_write_tokens');
                          SELECT llm_cost.create_rollup('public.a_daily', 'public.a_log', 'day', '{model}');""")
-            c.execute("""INSERT INTO public.a_log (at, model, usage) VALUES
-                ('2026-12-01 14:00+00', 'deepseek-v4-pro', '{"prompt_tokens": 1000000, "completion_tokens": 1000000, "prompt_cache_hit_tokens": 0}'),
-                ('2026-12-01 12:00+00', 'gpt-5.6-terra', '{"prompt_tokens": 300000, "completion_tokens": 1000, "prompt_tokens_details": {"cached_tokens": 100000, "cache_write_tokens": 150000}}'),
-                ('2026-12-01 12:00+00', 'claude-sonnet-4-5', '{"input_tokens": 1000, "output_tokens": 100, "server_tool_use": {"web_search_requests": 2}}')""")
+            # Rows as 0.5.0 priced them (this library prices by the new rules already: the costs
+            # 0.5.0 stored are written with the price trigger off, the rollup trigger on): the
+            # DeepSeek row at its one all-day price, the cache writes as input, no search fee.
+            c.execute("ALTER TABLE public.a_log DISABLE TRIGGER llm_cost_price")
+            c.execute("""INSERT INTO public.a_log (at, model, usage, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, cost_source) VALUES
+                ('2026-12-01 14:00+00', 'deepseek-v4-pro', '{"prompt_tokens": 1000000, "completion_tokens": 1000000, "prompt_cache_hit_tokens": 0}', 1000000, 1000000, 0, 0, 5.28, 'estimated'),
+                ('2026-12-01 12:00+00', 'gpt-5.6-terra', '{"prompt_tokens": 300000, "completion_tokens": 1000, "prompt_tokens_details": {"cached_tokens": 100000, "cache_write_tokens": 150000}}', 200000, 1000, 100000, 0, 0.858, 'estimated'),
+                ('2026-12-01 12:00+00', 'claude-sonnet-4-5', '{"input_tokens": 1000, "output_tokens": 100, "server_tool_use": {"web_search_requests": 2}}', 1000, 100, 0, 0, 0.0045, 'estimated')""")
+            c.execute("ALTER TABLE public.a_log ENABLE TRIGGER llm_cost_price")
             before = c.execute("SELECT model, cost_usd::text, cost_source FROM public.a_log ORDER BY model").fetchall()
             sums = c.execute("SELECT model, cost_usd::text FROM public.a_daily ORDER BY model").fetchall()
-            # 0.5.0 billed the DeepSeek row at its one all-day price, the cache writes as input,
-            # no search fee.
-            assert dict((m, v) for m, v, _ in before) == {"deepseek-v4-pro": "5.28", "gpt-5.6-terra": "0.858", "claude-sonnet-4-5": "0.0045"}
+            assert dict(sums) == {"deepseek-v4-pro": "5.28", "gpt-5.6-terra": "0.858", "claude-sonnet-4-5": "0.0045"}, sums
             c.execute("ALTER EXTENSION llm_cost UPDATE")
             assert one(c, "SELECT extversion FROM pg_extension WHERE extname = 'llm_cost'") == CURRENT_VERSION
             assert c.execute("SELECT model, cost_usd::text, cost_source FROM public.a_log ORDER BY model").fetchall() == before

@@ -231,6 +231,14 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
                         (now(), 'a', 'gpt-4o', 1000000, 0), (now(), 'b', 'h-unknown-model', 1, 1)""")
     call("writer", """INSERT INTO app.calls (team, model, usage) VALUES
                         ('a', 'claude-sonnet-4-5', '{"input_tokens": 50, "cache_read_input_tokens": 1800, "output_tokens": 503}')""")
+    # 0.8.0: a usage object with per-modality lists (read in place from jsonb), searches, a
+    # time-of-day model at its event time.
+    call("writer", """INSERT INTO app.calls (team, model, usage) VALUES
+                        ('a', 'gemini-2.5-flash', '{"promptTokenCount": 100, "candidatesTokenCount": 5,
+                          "promptTokensDetails": [{"modality": "AUDIO", "tokenCount": 40}]}'),
+                        ('a', 'claude-sonnet-4-5', '{"input_tokens": 5, "output_tokens": 5, "server_tool_use": {"web_search_requests": 1}}')""")
+    call("writer", """INSERT INTO app.calls (created_at, team, model, input_tokens, output_tokens) VALUES
+                        ('2026-12-01 02:00+00', 'a', 'deepseek-v4-pro', 10, 10)""")
     w = sessions["writer"]
     with w.cursor().copy("COPY app.calls (team, model, input_tokens, output_tokens) FROM STDIN") as cp:
         for i in range(5):
@@ -244,6 +252,8 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
         call(role, "SELECT llm_cost.estimate_cost('gpt-4o', 1000, 100)")
         call(role, "SELECT llm_cost.estimate_cost('gpt-4o', '{\"prompt_tokens\": 10, \"completion_tokens\": 3}')")
         call(role, "SELECT * FROM llm_cost.explain_cost('claude-sonnet-4-5', 300000, 10)")
+        call(role, "SELECT * FROM llm_cost.explain_cost('deepseek-v4-pro', 10, 10, input_audio_tokens => 1, web_searches => 1)")
+        call(role, "SELECT * FROM llm_cost.usage_tokens('{\"usage\": {\"billed_units\": {\"input_tokens\": 5}}}')")
         call(role, "SELECT llm_cost.resolve_model('openai/gpt-4o')")
         call(role, "SELECT * FROM llm_cost.check_budget('h_cap', '{\"team\": \"a\"}', 0.5)", ok_errors=True)
         call(role, "SELECT * FROM llm_cost.budget_status", ok_errors=True)
@@ -260,12 +270,14 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
         call(role, "SELECT llm_cost.create_budget('x_cap', 'app.calls_daily', 1)", ok_errors=True)
     # The owner again: reprice after a price appears, rebuild, run retention now, drop things.
     call("admin", "INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok) VALUES ('house', 'h-unknown-model', 1, 2)")
+    call("admin", """INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, time_of_day_from, time_of_day_to)
+                     VALUES ('house', 'h-unknown-model', 3, 4, '22:00', '06:00')""")
     call("admin", "SELECT count(*) FROM llm_cost.import_prices('{\"providers\": []}'::pg_catalog.jsonb, dry_run => true)", ok_errors=True)
     call("owner", "SELECT * FROM llm_cost.reprice('app.calls')")
     call("owner", "SELECT llm_cost.rebuild_rollup('app.calls_daily')")
     call("owner", "SELECT * FROM llm_cost.run_retention()")
     call("owner", "SELECT llm_cost.distribute_rollups('app.calls')", ok_errors=True)
-    assert one(sessions["owner"], "SELECT count(*) FROM app.calls") == 8  # 9 rows, the 40-day-old one purged
+    assert one(sessions["owner"], "SELECT count(*) FROM app.calls") == 11  # 12 rows, the 40-day-old one purged
     # The background worker (the bootstrap superuser) purges and sweeps budgets in this database.
     call("writer", "INSERT INTO app.calls (created_at, team, model, input_tokens, output_tokens) VALUES (now() - interval '50 days', 'a', 'gpt-4o', 1, 1)")
     set_worker_fast(True)

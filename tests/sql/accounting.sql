@@ -62,6 +62,10 @@ SELECT llm_cost.estimate_cost('gemini-2.5-flash', '{"usageMetadata": {"promptTok
     "cacheTokensDetails": [{"modality": "AUDIO", "tokenCount": 129}, {"modality": "TEXT", "tokenCount": 12110}],
     "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 50}, {"modality": "AUDIO", "tokenCount": 10}],
     "thoughtsTokenCount": 69}, "modelVersion": "gemini-2.5-flash"}') AS gemini_cached_audio;
+-- gpt-4o-audio-preview: audio 40/80 (prices/curated_modalities.csv; the dataset has text prices
+-- only): 500*2.5 + 500*40 + 200*10 + 800*80 per 1M = 0.08725.
+SELECT llm_cost.estimate_cost('gpt-4o-audio-preview-2025-06-03', '{"prompt_tokens": 1000, "completion_tokens": 1000,
+    "prompt_tokens_details": {"audio_tokens": 500, "cached_tokens": 0}, "completion_tokens_details": {"audio_tokens": 800}}') AS openai_audio;
 -- Without modality prices, audio tokens cost what text tokens cost.
 SELECT llm_cost.estimate_cost('gpt-4o-mini', 1000, 100, input_audio_tokens => 1000) = llm_cost.estimate_cost('gpt-4o-mini', 1000, 100) AS same;
 -- Parts larger than their count are refused.
