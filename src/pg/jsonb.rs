@@ -145,6 +145,18 @@ impl Doc for JsonbDoc {
         }
     }
 
+    fn text(&self, path: &[&str]) -> Option<String> {
+        let v = self.lookup(path)?;
+        if v.type_ != pg_sys::jbvType::jbvString {
+            return None;
+        }
+        // SAFETY: a jbvString value: pointer and length into the document.
+        let b = unsafe {
+            std::slice::from_raw_parts(v.val.string.val as *const u8, v.val.string.len as usize)
+        };
+        Some(String::from_utf8_lossy(b).into_owned())
+    }
+
     fn array_sum(&self, path: &[&str], match_key: &str, value: &str, count_key: &str) -> Field {
         let Some(v) = self.lookup(path) else {
             return Field::Missing;

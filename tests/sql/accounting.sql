@@ -81,6 +81,16 @@ SELECT e->'fees' AS fees, e->'cost_usd' AS cost
   FROM llm_cost.explain_cost('sonar-pro', '{"prompt_tokens": 1000, "completion_tokens": 990, "citation_tokens": 10,
     "num_search_queries": 1, "search_context_size": "low"}') e;
 
+-- The tier the call was billed at, as the usage (Anthropic) or the response (OpenAI) says:
+-- batch 1000*1.5 + 100*7.5 per 1M = 0.00225; flex 0.025/0.2: 0.225. An argument wins.
+SELECT llm_cost.estimate_cost('claude-sonnet-4-5', '{"input_tokens": 1000, "output_tokens": 100, "service_tier": "batch"}',
+                              at => '2026-12-01') AS anthropic_batch,
+       llm_cost.estimate_cost('gpt-5-nano', '{"id": "chatcmpl-1", "service_tier": "flex",
+                                "usage": {"prompt_tokens": 1000000, "completion_tokens": 1000000}}', at => '2026-12-01') AS openai_flex,
+       llm_cost.estimate_cost('gpt-5-nano', '{"id": "chatcmpl-1", "service_tier": "flex",
+                                "usage": {"prompt_tokens": 1000000, "completion_tokens": 1000000}}', at => '2026-12-01',
+                              service_tier => 'standard') AS argument_wins;
+
 -- Time-of-day prices: DeepSeek V4 Pro costs 1.32/3.96 in its peak windows (01:00-04:00 and
 -- 06:00-10:00 UTC) and 0.66/1.98 the rest of the day; the row's event time decides.
 SELECT h, llm_cost.estimate_cost('deepseek-v4-pro', 1000000, 1000000, at => '2026-12-01 00:00+00'::timestamptz + h * interval '1 hour') AS cost
@@ -107,3 +117,8 @@ COPY voice_log FROM stdin;
 \.
 SELECT created_at, model, cost_usd FROM voice_log ORDER BY created_at, model;
 INSERT INTO voice_log VALUES ('2026-12-01 12:00+00', 'gpt-realtime-mini', 10, 10, 11, 0, 0, NULL);
+-- In a tracked table with a usage column, the usage's tier applies when the tier column is NULL.
+INSERT INTO llm_cost.usage_events (occurred_at, model, usage, service_tier) VALUES
+    ('2026-12-01 12:00+00', 'claude-sonnet-4-5', '{"input_tokens": 1000, "output_tokens": 100, "service_tier": "batch"}', NULL),
+    ('2026-12-01 12:00+00', 'claude-sonnet-4-5', '{"input_tokens": 1000, "output_tokens": 100, "service_tier": "batch"}', 'standard')
+RETURNING service_tier, cost_usd;

@@ -33,6 +33,8 @@ pub trait Doc {
     /// of `count_key` over the objects of the array at `path` whose `match_key` is the string
     /// `value`. Missing when there is no such array or element.
     fn array_sum(&self, path: &[&str], match_key: &str, value: &str, count_key: &str) -> Field;
+    /// The string at `path`, if it is one.
+    fn text(&self, path: &[&str]) -> Option<String>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +173,7 @@ impl Format {
                 "cache_creation.ephemeral_5m_input_tokens",
                 "cache_creation.ephemeral_1h_input_tokens",
                 "server_tool_use.web_search_requests",
+                "service_tier",
             ],
             Format::Gemini => vec![
                 "promptTokenCount",
@@ -287,7 +290,6 @@ impl Format {
                 "server_tool_use",
                 // Web fetches cost only the tokens they add.
                 "server_tool_use.web_fetch_requests",
-                "service_tier",
                 "inference_geo",
                 "output_tokens_details",
                 "output_tokens_details.thinking_tokens",
@@ -336,6 +338,9 @@ pub struct Counts {
     pub reasoning: Option<i64>,
     /// A cost the provider reported (OpenRouter's `cost`), USD in units of 10^-16.
     pub provided_cost: Option<i128>,
+    /// The service tier the usage (Anthropic's `service_tier`) or the response around it
+    /// (OpenAI's) says the call was billed at; None when it says none or one llm_cost does not know.
+    pub service_tier: Option<crate::pricing::ServiceTier>,
     pub format: Option<Format>,
     /// Where the usage object was in the document (`usage`, `usageMetadata`), if not at its top.
     pub root: Option<&'static str>,
@@ -512,6 +517,19 @@ pub fn parse<D: Doc + ?Sized>(doc: &D, provider: Option<&str>) -> Result<Counts,
     let mut c = extract(&at, format)?;
     c.format = Some(format);
     c.root = rootname;
+    // The tier the call was billed at: in Anthropic's usage, or beside OpenAI's usage object in a
+    // whole response.
+    let tier_text = at
+        .doc
+        .text(&[root, &["service_tier"][..]].concat())
+        .or_else(|| {
+            if rootname == Some("usage") {
+                doc.text(&["service_tier"])
+            } else {
+                None
+            }
+        });
+    c.service_tier = tier_text.and_then(|t| crate::pricing::ServiceTier::parse(&t));
     Ok(c)
 }
 
@@ -1158,6 +1176,14 @@ impl Doc for serde_json::Value {
         total.map(Field::Count).unwrap_or(Field::Missing)
     }
 
+    fn text(&self, path: &[&str]) -> Option<String> {
+        let mut v = self;
+        for k in path {
+            v = v.get(*k)?;
+        }
+        v.as_str().map(str::to_string)
+    }
+
     fn is_object(&self, path: &[&str]) -> bool {
         let mut v = self;
         for k in path {
@@ -1688,7 +1714,7 @@ mod tests {
             } else if x.is_number() {
                 add(x);
             } else {
-                *x = json!("changed");
+                *x = json!(if x == "priority" { "batch" } else { "priority" });
             }
         }
         for (name, hint, doc) in docs {
@@ -1708,7 +1734,11 @@ mod tests {
                 let after = parse(&d, hint);
                 let changed = match &after {
                     Err(_) => true,
-                    Ok(a) => all(a) != all(&c) || a.provided_cost != c.provided_cost,
+                    Ok(a) => {
+                        all(a) != all(&c)
+                            || a.provided_cost != c.provided_cost
+                            || a.service_tier != c.service_tier
+                    }
                 };
                 // Keys read only in some documents: xAI's total_tokens when it equals prompt +
                 // completion (xai_reasoning_is_billed... checks it); LiteLLM's copy of the cache
@@ -1780,5 +1810,30 @@ mod tests {
             Some("xai"),
         );
         assert_eq!(c.web_searches, 3);
+    }
+
+    #[test]
+    fn the_billed_service_tier_is_read() {
+        let c = counts(
+            json!({"input_tokens": 5, "output_tokens": 1, "service_tier": "priority"}),
+            Some("anthropic"),
+        );
+        assert_eq!(c.service_tier, Some(crate::pricing::ServiceTier::Priority));
+        let c = counts(
+            json!({"id": "x", "service_tier": "flex", "usage": {"prompt_tokens": 5, "completion_tokens": 1}}),
+            None,
+        );
+        assert_eq!(c.service_tier, Some(crate::pricing::ServiceTier::Flex));
+        let c = counts(
+            json!({"service_tier": "default", "usage": {"input_tokens": 5, "output_tokens": 1}}),
+            Some("openai"),
+        );
+        assert_eq!(c.service_tier, Some(crate::pricing::ServiceTier::Standard));
+        // A tier llm_cost does not know is none (standard).
+        let c = counts(
+            json!({"input_tokens": 5, "output_tokens": 1, "service_tier": "scale"}),
+            None,
+        );
+        assert_eq!(c.service_tier, None);
     }
 }

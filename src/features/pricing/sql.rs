@@ -487,6 +487,15 @@ fn explain(
     out
 }
 
+/// The tier a call from a usage object is priced at: the argument when given, else the tier the
+/// usage (or the response around it) says it was billed at, else standard.
+fn usage_tier(arg: Option<&str>, c: &llm_cost_core::usage_json::Counts) -> ServiceTier {
+    match arg {
+        Some(_) => tier_arg(arg),
+        None => c.service_tier.unwrap_or(ServiceTier::Standard),
+    }
+}
+
 /// A usage object read into counts, or 22023 naming the JSON path.
 pub fn read_usage(
     usage: &serde_json::Value,
@@ -538,6 +547,7 @@ fn counts_json(
         "cache_read_image_tokens": c.cache_read_image,
         "output_image_tokens": c.output_image,
         "web_searches": c.web_searches,
+        "service_tier": c.service_tier.map(|t| t.as_str()),
         "provided_cost_usd": c.provided_cost.map(|u| money_json(Cost(u))),
         "format": c.format.map(|f| f.name()),
         "ignored_keys": llm_cost_core::usage_json::ignored_keys(usage, c),
@@ -573,7 +583,7 @@ pub fn estimate_cost_usage(
     };
     let c = read_usage(&usage.0, provider);
     let u = usage_of(&c);
-    let tier = tier_arg(service_tier);
+    let tier = usage_tier(service_tier, &c);
     match price_call(model, provider, tier, &u, at.into()) {
         Priced::Cost(cost) => Some(cost_to_numeric_datum(cost)),
         Priced::UnknownModel | Priced::NoPriceAt => None,
@@ -600,7 +610,7 @@ pub fn explain_cost_usage(
         &u,
         at,
         provider,
-        tier_arg(service_tier),
+        usage_tier(service_tier, &c),
         Some(counts_json(&usage.0, &c)),
     )))
 }

@@ -668,7 +668,18 @@ fn price(
     if stale_provider {
         host = None;
     }
-    let tier = row_tier(spec, new);
+    let mut tier = row_tier(spec, new);
+    // Without a tier in its column, the tier the usage object says the call was billed at.
+    if spec
+        .service_tier
+        .as_ref()
+        .and_then(|c| new.text(c.attno))
+        .is_none()
+    {
+        if let Some(t) = from_usage.as_ref().and_then(|c| c.service_tier) {
+            tier = t;
+        }
+    }
     // The model, resolved once for the price and the provider.
     let loaded = crate::features::pricing::catalog::catalog();
     let resolved = loaded.resolve_index(model, host);
@@ -686,11 +697,32 @@ fn price(
     let old_cost = old.and_then(|o| o.numeric_text(spec.cost.attno));
     let old_call = || {
         let o = old.expect("an old row");
+        // The old row as it was priced: from its usage object when it has one (its counts and
+        // tier), else from its columns.
+        let old_usage = spec.usage.as_ref().and_then(|c| {
+            let d = o.datum(c.attno)?;
+            let hint = spec.provider.as_ref().and_then(|p| o.text(p.attno));
+            Some(read_usage_column(c, d, hint))
+        });
+        let mut old_tier = row_tier(spec, o);
+        if spec
+            .service_tier
+            .as_ref()
+            .and_then(|c| o.text(c.attno))
+            .is_none()
+        {
+            if let Some(t) = old_usage.as_ref().and_then(|c| c.service_tier) {
+                old_tier = t;
+            }
+        }
         Call {
             model: o.text(spec.model.attno).unwrap_or(""),
             host: spec.provider.as_ref().and_then(|c| o.text(c.attno)),
-            tier: row_tier(spec, o),
-            usage: row_usage(spec, o),
+            tier: old_tier,
+            usage: match &old_usage {
+                Some(c) => crate::features::pricing::sql::usage_of(c),
+                None => row_usage(spec, o),
+            },
             at: spec
                 .time
                 .as_ref()
