@@ -81,10 +81,15 @@ CREATE TRIGGER providers_changed
     ]
 );
 extension_sql_file!(
+    "../sql/estimate.sql",
+    name = "estimate",
+    requires = ["catalog_invalidation"]
+);
+extension_sql_file!(
     "../sql/import.sql",
     name = "import",
     requires = [
-        "catalog_invalidation",
+        "estimate",
         features::pricing::sql::provider_id,
         features::pricing::sql::_price_document
     ]

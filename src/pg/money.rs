@@ -12,6 +12,7 @@ use pgrx::AnyNumeric;
 pub fn cost_datum(c: Cost, typmod: i32) -> pg_sys::Datum {
     if typmod < 0 {
         let body = llm_cost_core::numeric::encode_units(c.0);
+        let body = body.as_slice();
         // SAFETY: a palloc'd varlena of exactly header + body, its size set before it is used.
         unsafe {
             let len = pg_sys::VARHDRSZ + body.len();

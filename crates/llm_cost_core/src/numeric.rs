@@ -26,21 +26,45 @@ const DSCALE_MASK: u16 = 0x3FFF;
 
 /// The numeric body (header and digits, no varlena header) of `units` x 10^-16, with the
 /// display scale `numeric_in` gives its shortest plain text (trailing zeros dropped).
-pub fn encode_units(units: i128) -> Vec<u8> {
+pub fn encode_units(units: i128) -> Encoded {
     let neg = units < 0;
     let mut mag = units.unsigned_abs();
-    // Base-10000 digits, least significant first; index k has weight k - 4.
+    // Base-10000 digits, least significant first; index k has weight k - 4. 128-bit division is
+    // slow: one divides off the low 16 decimal digits, the rest is done in 64 bits when it fits.
     let mut groups = [0i16; 12];
     let mut n = 0;
-    while mag != 0 {
-        groups[n] = (mag % 10_000) as i16;
-        mag /= 10_000;
-        n += 1;
+    if mag != 0 {
+        let mut lo = (mag % 10_000_000_000_000_000) as u64;
+        mag /= 10_000_000_000_000_000;
+        for g in groups.iter_mut().take(4) {
+            *g = (lo % 10_000) as i16;
+            lo /= 10_000;
+        }
+        n = 4;
+        if let Ok(mut hi) = u64::try_from(mag) {
+            while hi != 0 {
+                groups[n] = (hi % 10_000) as i16;
+                hi /= 10_000;
+                n += 1;
+            }
+        } else {
+            while mag != 0 {
+                groups[n] = (mag % 10_000) as i16;
+                mag /= 10_000;
+                n += 1;
+            }
+        }
+        while n > 0 && groups[n - 1] == 0 {
+            n -= 1;
+        }
     }
-    let mut out = Vec::with_capacity(2 + 2 * n);
+    let mut out = Encoded {
+        buf: [0; 26],
+        len: 0,
+    };
     let Some(lsb) = groups[..n].iter().position(|g| *g != 0) else {
         // Zero: no digits, weight 0, positive, scale 0.
-        out.extend_from_slice(&SHORT.to_ne_bytes());
+        out.push(&SHORT.to_ne_bytes());
         return out;
     };
     let msb = n - 1;
@@ -62,11 +86,49 @@ pub fn encode_units(units: i128) -> Vec<u8> {
         | (dscale << SHORT_DSCALE_SHIFT)
         | if weight < 0 { SHORT_WEIGHT_SIGN } else { 0 }
         | (weight as u16 & SHORT_WEIGHT_MASK);
-    out.extend_from_slice(&header.to_ne_bytes());
+    out.push(&header.to_ne_bytes());
     for k in (lsb..=msb).rev() {
-        out.extend_from_slice(&groups[k].to_ne_bytes());
+        out.push(&groups[k].to_ne_bytes());
     }
     out
+}
+
+/// A numeric body built by `encode_units`, without a heap allocation: header and at most 12
+/// base-10000 digits.
+#[derive(Clone, Copy)]
+pub struct Encoded {
+    buf: [u8; 26],
+    len: usize,
+}
+
+impl Encoded {
+    fn push(&mut self, b: &[u8]) {
+        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::ops::Deref for Encoded {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq<Vec<u8>> for Encoded {
+    fn eq(&self, o: &Vec<u8>) -> bool {
+        self.as_slice() == o.as_slice()
+    }
+}
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_slice().fmt(f)
+    }
 }
 
 /// The value of a numeric body as units of 10^-16, when it is finite, has no non-zero digit
@@ -176,6 +238,12 @@ mod unit_tests {
             -25_000_000_000_000_000,
             i128::MAX,
             i128::MIN + 1,
+            10_000_000_000_000_000,
+            9_999_999_999_999_999,
+            10_000_000_000_000_001,
+            -123_450_000_000_000_000_000_000,
+            184_467_440_737_095_516_150_000_000_000_000,
+            1_000_000_000_000_000_000_000_000_000_000_000_000,
         ] {
             assert_eq!(decode_units(&encode_units(v)), Some(v), "{v}");
         }
@@ -200,5 +268,32 @@ mod unit_tests {
         assert_eq!(decode_units(&0xC000u16.to_ne_bytes()), None);
         // Too large for i128.
         assert_eq!(decode_units(&short(false, 0, 20, &[1])), None);
+    }
+
+    /// The body is the shortest one: no zero digit groups at either end (numeric_in's form).
+    #[test]
+    fn encoded_bodies_have_no_zero_groups_at_the_ends() {
+        let mut x: i128 = 1;
+        for i in 0..120 {
+            x = x.wrapping_mul(7).wrapping_add(i)
+                % 1_000_000_000_000_000_000_000_000_000_000_000_000;
+            for v in [
+                x,
+                -x,
+                (x % 10_000_000_000_000_000_000_000_000_000_000) * 10_000,
+                x / 10_000,
+            ] {
+                let e = encode_units(v);
+                assert_eq!(decode_units(&e), Some(v), "{v}");
+                if v != 0 {
+                    let digits = &e.as_slice()[2..];
+                    assert!(
+                        digits.len() >= 2 && digits[..2] != [0, 0],
+                        "{v}: {digits:?}"
+                    );
+                    assert!(digits[digits.len() - 2..] != [0, 0], "{v}: {digits:?}");
+                }
+            }
+        }
     }
 }

@@ -268,6 +268,23 @@ impl Usage {
     }
 
     pub fn validate(&self) -> Result<(), BadUsage> {
+        // The common case first: no count negative (the sign bit of their OR) and no parts.
+        let any_negative = (self.input
+            | self.output
+            | self.cache_read
+            | self.cache_write
+            | self.cache_write_1h
+            | self.input_audio
+            | self.cache_read_audio
+            | self.output_audio
+            | self.input_image
+            | self.cache_read_image
+            | self.output_image
+            | self.web_searches)
+            < 0;
+        if !any_negative && self.plain() {
+            return Ok(());
+        }
         for (name, v) in self.named() {
             if v < 0 {
                 return Err(BadUsage(format!("{name} must not be negative")));
@@ -612,8 +629,8 @@ impl PriceRow {
     }
 
     pub fn cost(&self, u: &Usage) -> Cost {
-        if self.extra.is_none() {
-            // The token-only path: five products.
+        if u.plain() {
+            // The token-only path (most calls): five products, and a request fee if the row has one.
             let sum = [
                 self.output.times(u.output),
                 self.cache_read_price().times(u.cache_read),
@@ -622,7 +639,13 @@ impl PriceRow {
             ]
             .iter()
             .try_fold(self.input.times(u.input), |acc, c| acc.checked_add(*c));
-            return sum.unwrap_or(Cost(i128::MAX));
+            let fee = match &self.extra {
+                Some(x) => x.request_per_k.map(|p| per_k(p, 1)).unwrap_or(Cost::ZERO),
+                None => Cost::ZERO,
+            };
+            return sum
+                .and_then(|c| c.checked_add(fee))
+                .unwrap_or(Cost(i128::MAX));
         }
         self.breakdown(u).total
     }
@@ -1181,5 +1204,29 @@ mod tests {
                 .id,
             3
         );
+    }
+
+    /// The token-only fast path of `cost` gives the same total as the full breakdown.
+    #[test]
+    fn cost_fast_path_equals_breakdown() {
+        let mut rows = vec![row("3", "15"), row("0.6", "2.4")];
+        rows[1].cache_read = Some(p("0.06"));
+        rows[1].extras_mut().input_audio = Some(p("10"));
+        rows[1].extras_mut().request_per_k = Some(p("5"));
+        let mut fee_only = row("1", "2");
+        fee_only.extras_mut().request_per_k = Some(p("14"));
+        rows.push(fee_only);
+        for r in &rows {
+            for (i, o, cr, cw) in [(0, 0, 0, 0), (1000, 500, 20, 7), (123_456, 1, 99, 0)] {
+                let u = Usage {
+                    input: i,
+                    output: o,
+                    cache_read: cr,
+                    cache_write: cw,
+                    ..Default::default()
+                };
+                assert_eq!(r.cost(&u), r.breakdown(&u).total);
+            }
+        }
     }
 }

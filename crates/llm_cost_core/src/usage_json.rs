@@ -1836,4 +1836,15 @@ mod tests {
         );
         assert_eq!(c.service_tier, None);
     }
+
+    #[test]
+    fn gemini_python_sdk_modality_lists() {
+        let c = counts(
+            json!({"usage_metadata": {"prompt_token_count": 1000, "candidates_token_count": 10, "cached_content_token_count": 100,
+                "prompt_tokens_details": [{"modality": "AUDIO", "token_count": 300}, {"modality": "TEXT", "token_count": 700}],
+                "cache_tokens_details": [{"modality": "AUDIO", "token_count": 50}]}}),
+            None,
+        );
+        assert_eq!(all(&c), [900, 10, 100, 0, 0, 250, 50, 0, 0, 0, 0, 0]);
+    }
 }

@@ -7,7 +7,7 @@ use crate::pg::spi;
 use llm_cost_core::pricing::{self, Cost, PriceRow, ServiceTier, Usage};
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
-use pgrx::{AnyNumeric, JsonB};
+use pgrx::{AnyNumeric, FromDatum, JsonB};
 use rust_decimal::Decimal;
 use std::str::FromStr;
 
@@ -32,6 +32,13 @@ fn counts_args(
     c: CountArgs,
     at: Option<TimestampWithTimeZone>,
 ) -> Option<(Usage, TimestampWithTimeZone)> {
+    let u = usage_checked(c)?;
+    Some((u, at?))
+}
+
+/// The counts of a call as a checked `Usage`: None when one is NULL; 22023 for a negative count
+/// or parts larger than their count.
+fn usage_checked(c: CountArgs) -> Option<Usage> {
     let [input, output, cache_read, cache_write, cache_write_1h, input_audio, cache_read_audio, output_audio, input_image, cache_read_image, output_image, web_searches] =
         c;
     let u = Usage {
@@ -49,7 +56,7 @@ fn counts_args(
         web_searches: web_searches?,
     };
     check_usage(&u);
-    Some((u, at?))
+    Some(u)
 }
 
 /// The service tier of an argument: NULL is standard, an unknown value is 22023.
@@ -69,7 +76,11 @@ pub fn tier_arg(v: Option<&str>) -> ServiceTier {
     }
 }
 
-/// Cost in USD of one LLM call, from the price catalog at the call's time.
+/// Cost in USD of one LLM call, from the price catalog at the call's time: the SQL function
+/// `llm_cost.estimate_cost(model, input_tokens, output_tokens, cache_read_tokens,
+/// cache_write_tokens, at, provider, service_tier, cache_write_1h_tokens, input_audio_tokens,
+/// cache_read_audio_tokens, output_audio_tokens, input_image_tokens, cache_read_image_tokens,
+/// output_image_tokens, web_searches)`, declared in sql/estimate.sql.
 ///
 /// `input_tokens` are uncached input tokens (OpenAI: prompt_tokens - cached_tokens;
 /// Anthropic: input_tokens), `output_tokens` include reasoning tokens, `cache_read_tokens` are
@@ -80,50 +91,62 @@ pub fn tier_arg(v: Option<&str>) -> ServiceTier {
 /// standard). The modality counts are parts of their count (`input_audio_tokens` of
 /// `input_tokens`, ...), billed at the modality's price where the catalog has one;
 /// `web_searches` are billed at the model's search fee. `at` also picks a time-of-day price.
-/// NULL when the model is unknown or has no price at `at` for that tier.
-#[pg_extern(stable, parallel_safe)]
-#[allow(clippy::too_many_arguments)]
-pub fn estimate_cost(
-    model: Option<&str>,
-    input_tokens: Option<i64>,
-    output_tokens: Option<i64>,
-    cache_read_tokens: default!(Option<i64>, 0),
-    cache_write_tokens: default!(Option<i64>, 0),
-    at: default!(Option<TimestampWithTimeZone>, "now()"),
-    provider: default!(Option<&str>, "NULL"),
-    service_tier: default!(Option<&str>, "NULL"),
-    cache_write_1h_tokens: default!(Option<i64>, 0),
-    input_audio_tokens: default!(Option<i64>, 0),
-    cache_read_audio_tokens: default!(Option<i64>, 0),
-    output_audio_tokens: default!(Option<i64>, 0),
-    input_image_tokens: default!(Option<i64>, 0),
-    cache_read_image_tokens: default!(Option<i64>, 0),
-    output_image_tokens: default!(Option<i64>, 0),
-    web_searches: default!(Option<i64>, 0),
-) -> Option<NumericDatum> {
-    let model = model?;
-    let (u, at) = counts_args(
-        [
-            input_tokens,
-            output_tokens,
-            cache_read_tokens,
-            cache_write_tokens,
-            cache_write_1h_tokens,
-            input_audio_tokens,
-            cache_read_audio_tokens,
-            output_audio_tokens,
-            input_image_tokens,
-            cache_read_image_tokens,
-            output_image_tokens,
-            web_searches,
-        ],
-        at,
-    )?;
-    let tier = tier_arg(service_tier);
-    match price_call(model, provider, tier, &u, at.into()) {
-        Priced::Cost(c) => Some(cost_to_numeric_datum(c)),
-        Priced::UnknownModel | Priced::NoPriceAt => None,
+/// NULL when the model is unknown or has no price at `at` for that tier, or when the model, a
+/// count or `at` is NULL.
+///
+/// A version-1 function read straight from `fcinfo`: pgrx's generated wrapper takes its 16
+/// arguments one by one through an iterator, which was a third of a call's time; here each is a
+/// load. (The function is hot: one call per row of a report.)
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn llm_cost_estimate_cost(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: fcinfo is the call's; the SQL declaration (sql/estimate.sql) gives it 16 arguments
+    // (defaults filled in by the planner), so nargs of them are initialised.
+    let args = unsafe { (*fcinfo).args.as_slice((*fcinfo).nargs as usize) };
+    let arg = |i: usize| args.get(i).filter(|a| !a.isnull).map(|a| a.value);
+    let text = |i: usize| {
+        // SAFETY: arguments 0, 6 and 7 are text (the declaration), valid for the call.
+        arg(i).and_then(|d| unsafe {
+            <&str as FromDatum>::from_polymorphic_datum(d, false, pg_sys::TEXTOID)
+        })
+    };
+    let count = |i: usize| arg(i).map(|d| d.value() as i64);
+    let result = (|| {
+        let model = text(0)?;
+        let mut c: CountArgs = [None; 12];
+        for (k, i) in [1usize, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15]
+            .into_iter()
+            .enumerate()
+        {
+            // Counts default to 0 when the caller's declaration has fewer arguments (never, but
+            // an input_tokens/output_tokens pair is required).
+            c[k] = if i < args.len() { count(i) } else { Some(0) };
+            c[k]?;
+        }
+        // A timestamptz is an int64 by value: microseconds since 2000-01-01.
+        let at = arg(5)?.value() as i64;
+        let u = usage_checked(c)?;
+        let tier = tier_arg(text(7));
+        match price_call(model, text(6), tier, &u, at) {
+            Priced::Cost(c) => Some(cost_to_numeric_datum(c).0),
+            Priced::UnknownModel | Priced::NoPriceAt => None,
+        }
+    })();
+    match result {
+        Some(d) => d,
+        None => {
+            // SAFETY: fcinfo is the call's; a NULL result is flagged there.
+            unsafe { (*fcinfo).isnull = true };
+            pg_sys::Datum::from(0usize)
+        }
     }
+}
+
+/// `pg_finfo_` record of `llm_cost_estimate_cost`: a version-1 function.
+#[no_mangle]
+pub extern "C" fn pg_finfo_llm_cost_estimate_cost() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
 }
 
 /// The catalog model an application's model name resolves to, or NULL.
