@@ -220,18 +220,7 @@ fn load() -> SpiResult<Loaded> {
 
         // Binary values (numeric read as exact integer units, timestamps as microseconds): no text
         // conversions but the match rules'.
-        let query = if extras {
-            "SELECT id, provider, model, min_input_tokens, input_usd_per_mtok, output_usd_per_mtok,
-                    cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,
-                    valid_from, valid_to, CASE origin WHEN 'user' THEN 2 WHEN 'import' THEN 1 ELSE 0 END::pg_catalog.int4,
-                    service_tier, match_rule::pg_catalog.text,
-                    input_audio_usd_per_mtok, cache_read_audio_usd_per_mtok, output_audio_usd_per_mtok,
-                    input_image_usd_per_mtok, cache_read_image_usd_per_mtok, output_image_usd_per_mtok,
-                    web_search_usd_per_1k, request_usd_per_1k,
-                    pg_catalog.round(pg_catalog.date_part('epoch', time_of_day_from) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,
-                    pg_catalog.round(pg_catalog.date_part('epoch', time_of_day_to) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8
-               FROM llm_cost.model_prices ORDER BY id"
-        } else if current {
+        let query = if current {
             "SELECT id, provider, model, min_input_tokens, input_usd_per_mtok, output_usd_per_mtok,
                     cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,
                     valid_from, valid_to, CASE origin WHEN 'user' THEN 2 WHEN 'import' THEN 1 ELSE 0 END::pg_catalog.int4,
@@ -247,31 +236,6 @@ fn load() -> SpiResult<Loaded> {
         let mut rules = Vec::new();
         for r in client.select(query, None, &[])? {
             let tier = r.get::<&str>(13)?.unwrap_or_default();
-            let col = |i: usize, name: &str| -> SpiResult<Option<Price>> {
-                Ok(price(
-                    name,
-                    r.get_datum_by_ordinal(i)?.value::<pgrx::AnyNumeric>()?,
-                ))
-            };
-            let (extra, window) = if extras {
-                let extra = ExtraPrices {
-                    input_audio: col(15, "input_audio_usd_per_mtok")?,
-                    cache_read_audio: col(16, "cache_read_audio_usd_per_mtok")?,
-                    output_audio: col(17, "output_audio_usd_per_mtok")?,
-                    input_image: col(18, "input_image_usd_per_mtok")?,
-                    cache_read_image: col(19, "cache_read_image_usd_per_mtok")?,
-                    output_image: col(20, "output_image_usd_per_mtok")?,
-                    web_search_per_k: col(21, "web_search_usd_per_1k")?,
-                    request_per_k: col(22, "request_usd_per_1k")?,
-                };
-                let window = match (r.get::<i64>(23)?, r.get::<i64>(24)?) {
-                    (Some(from), Some(to)) => Some(Window { from, to }),
-                    _ => None,
-                };
-                ((!extra.is_empty()).then(|| Box::new(extra)), window)
-            } else {
-                (None, None)
-            };
             rows.push(PriceRow {
                 id: r.get::<i64>(1)?.unwrap_or(0),
                 provider: r.get::<String>(2)?.unwrap_or_default(),
@@ -315,10 +279,51 @@ fn load() -> SpiResult<Loaded> {
                     )
                     .raise()
                 }),
-                extra,
-                window,
+                extra: None,
+                window: None,
             });
             rules.push(r.get::<String>(14)?);
+        }
+        // Modality prices, fees and time-of-day windows (0.8.0): a few rows have them; read
+        // apart, so the main read stays as narrow as before.
+        if extras {
+            let at: std::collections::HashMap<i64, usize> =
+                rows.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+            for r in client.select(
+                "SELECT id, input_audio_usd_per_mtok, cache_read_audio_usd_per_mtok, output_audio_usd_per_mtok,
+                        input_image_usd_per_mtok, cache_read_image_usd_per_mtok, output_image_usd_per_mtok,
+                        web_search_usd_per_1k, request_usd_per_1k,
+                        pg_catalog.round(pg_catalog.date_part('epoch', time_of_day_from) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8,
+                        pg_catalog.round(pg_catalog.date_part('epoch', time_of_day_to) OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8
+                   FROM llm_cost.model_prices
+                  WHERE pg_catalog.num_nonnulls(input_audio_usd_per_mtok, cache_read_audio_usd_per_mtok, output_audio_usd_per_mtok,
+                        input_image_usd_per_mtok, cache_read_image_usd_per_mtok, output_image_usd_per_mtok,
+                        web_search_usd_per_1k, request_usd_per_1k, time_of_day_from) OPERATOR(pg_catalog.>) 0",
+                None,
+                &[],
+            )? {
+                let Some(&i) = r.get::<i64>(1)?.and_then(|id| at.get(&id)) else {
+                    continue;
+                };
+                let col = |k: usize, name: &str| -> SpiResult<Option<Price>> {
+                    Ok(price(name, r.get_datum_by_ordinal(k)?.value::<pgrx::AnyNumeric>()?))
+                };
+                let extra = ExtraPrices {
+                    input_audio: col(2, "input_audio_usd_per_mtok")?,
+                    cache_read_audio: col(3, "cache_read_audio_usd_per_mtok")?,
+                    output_audio: col(4, "output_audio_usd_per_mtok")?,
+                    input_image: col(5, "input_image_usd_per_mtok")?,
+                    cache_read_image: col(6, "cache_read_image_usd_per_mtok")?,
+                    output_image: col(7, "output_image_usd_per_mtok")?,
+                    web_search_per_k: col(8, "web_search_usd_per_1k")?,
+                    request_per_k: col(9, "request_usd_per_1k")?,
+                };
+                rows[i].extra = (!extra.is_empty()).then(|| Box::new(extra));
+                rows[i].window = match (r.get::<i64>(10)?, r.get::<i64>(11)?) {
+                    (Some(from), Some(to)) => Some(Window { from, to }),
+                    _ => None,
+                };
+            }
         }
         let mut aliases = Vec::new();
         for r in client.select(
