@@ -1,5 +1,6 @@
 -- llm_cost.estimate_cost with token counts: a version-1 C function written by hand
--- (src/features/pricing/sql.rs, llm_cost_estimate_cost), as it is called once per row of a report.
+-- (src/features/pricing/sql.rs, estimate_cost_wrapper: the symbol pgrx gave it before, which every
+-- earlier install and update script names), as it is called once per row of a report.
 CREATE FUNCTION llm_cost.estimate_cost(
     model                   text,
     input_tokens            bigint,
@@ -19,4 +20,4 @@ CREATE FUNCTION llm_cost.estimate_cost(
     web_searches            bigint      DEFAULT 0)
 RETURNS numeric
 STABLE PARALLEL SAFE
-LANGUAGE c AS 'MODULE_PATHNAME', 'llm_cost_estimate_cost';
+LANGUAGE c AS 'MODULE_PATHNAME', 'estimate_cost_wrapper';

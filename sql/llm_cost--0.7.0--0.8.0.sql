@@ -140,14 +140,6 @@ BEGIN
     RETURN NULL;
 END $function$;
 
-CREATE OR REPLACE FUNCTION llm_cost.estimate_cost(model text, input_tokens bigint, output_tokens bigint, cache_read_tokens bigint DEFAULT 0, cache_write_tokens bigint DEFAULT 0, at timestamp with time zone DEFAULT now(), provider text DEFAULT NULL::text, service_tier text DEFAULT NULL::text, cache_write_1h_tokens bigint DEFAULT 0, input_audio_tokens bigint DEFAULT 0, cache_read_audio_tokens bigint DEFAULT 0, output_audio_tokens bigint DEFAULT 0, input_image_tokens bigint DEFAULT 0, cache_read_image_tokens bigint DEFAULT 0, output_image_tokens bigint DEFAULT 0, web_searches bigint DEFAULT 0)
- RETURNS numeric
- LANGUAGE c
- STABLE PARALLEL SAFE
-AS '$libdir/llm_cost', $function$estimate_cost_wrapper$function$;
-
-COMMENT ON FUNCTION llm_cost.estimate_cost(text,bigint,bigint,bigint,bigint,timestamp with time zone,text,text,bigint,bigint,bigint,bigint,bigint,bigint,bigint,bigint) IS NULL;
-
 CREATE OR REPLACE FUNCTION llm_cost.explain_cost(model text, input_tokens bigint, output_tokens bigint, cache_read_tokens bigint DEFAULT 0, cache_write_tokens bigint DEFAULT 0, at timestamp with time zone DEFAULT now(), provider text DEFAULT NULL::text, service_tier text DEFAULT NULL::text, cache_write_1h_tokens bigint DEFAULT 0, input_audio_tokens bigint DEFAULT 0, cache_read_audio_tokens bigint DEFAULT 0, output_audio_tokens bigint DEFAULT 0, input_image_tokens bigint DEFAULT 0, cache_read_image_tokens bigint DEFAULT 0, output_image_tokens bigint DEFAULT 0, web_searches bigint DEFAULT 0)
  RETURNS jsonb
  LANGUAGE c
@@ -155,6 +147,14 @@ CREATE OR REPLACE FUNCTION llm_cost.explain_cost(model text, input_tokens bigint
 AS '$libdir/llm_cost', $function$explain_cost_wrapper$function$;
 
 COMMENT ON FUNCTION llm_cost.explain_cost(text,bigint,bigint,bigint,bigint,timestamp with time zone,text,text,bigint,bigint,bigint,bigint,bigint,bigint,bigint,bigint) IS NULL;
+
+CREATE OR REPLACE FUNCTION llm_cost.estimate_cost(model text, input_tokens bigint, output_tokens bigint, cache_read_tokens bigint DEFAULT 0, cache_write_tokens bigint DEFAULT 0, at timestamp with time zone DEFAULT now(), provider text DEFAULT NULL::text, service_tier text DEFAULT NULL::text, cache_write_1h_tokens bigint DEFAULT 0, input_audio_tokens bigint DEFAULT 0, cache_read_audio_tokens bigint DEFAULT 0, output_audio_tokens bigint DEFAULT 0, input_image_tokens bigint DEFAULT 0, cache_read_image_tokens bigint DEFAULT 0, output_image_tokens bigint DEFAULT 0, web_searches bigint DEFAULT 0)
+ RETURNS numeric
+ LANGUAGE c
+ STABLE PARALLEL SAFE
+AS '$libdir/llm_cost', $function$estimate_cost_wrapper$function$;
+
+COMMENT ON FUNCTION llm_cost.estimate_cost(text,bigint,bigint,bigint,bigint,timestamp with time zone,text,text,bigint,bigint,bigint,bigint,bigint,bigint,bigint,bigint) IS NULL;
 
 COMMENT ON FUNCTION llm_cost.usage_tokens(jsonb,text) IS 'The token counts llm_cost prices, from the usage object of OpenAI Chat Completions or Responses, Anthropic Messages, Gemini usageMetadata, Bedrock Converse, Mistral, DeepSeek, OpenRouter, LiteLLM, xAI, Perplexity, Cohere (billed_units) or the OpenAI Realtime API (a whole response holding "usage" or "usageMetadata" also works). provider: the API it came from, needed only when the shape is ambiguous. A count that is negative, fractional or not a number is 22023 with its JSON path.';
 

@@ -323,6 +323,10 @@ def test_update_from_0_5_0_keeps_stored_costs_and_reprice_applies_the_new_rules(
             before = c.execute("SELECT model, cost_usd::text, cost_source FROM public.a_log ORDER BY model").fetchall()
             sums = c.execute("SELECT model, cost_usd::text FROM public.a_daily ORDER BY model").fetchall()
             assert dict(sums) == {"deepseek-v4-pro": "5.28", "gpt-5.6-terra": "0.858", "claude-sonnet-4-5": "0.0045"}, sums
+            # This library under the 0.5.0 declarations (9 arguments, the same symbol): estimates work.
+            assert str(one(c, "SELECT llm_cost.estimate_cost('gpt-4o', 1000000, 0)")) == "2.5"
+            assert str(one(c, "SELECT llm_cost.estimate_cost('gpt-4o', 1000000, 0, service_tier => 'batch', at => '2026-12-01')")) == "1.25"
+            assert one(c, "SELECT llm_cost.estimate_cost('gpt-4o', NULL, 0)") is None
             c.execute("ALTER EXTENSION llm_cost UPDATE")
             assert one(c, "SELECT extversion FROM pg_extension WHERE extname = 'llm_cost'") == CURRENT_VERSION
             assert c.execute("SELECT model, cost_usd::text, cost_source FROM public.a_log ORDER BY model").fetchall() == before

@@ -96,10 +96,13 @@ pub fn tier_arg(v: Option<&str>) -> ServiceTier {
 ///
 /// A version-1 function read straight from `fcinfo`: pgrx's generated wrapper takes its 16
 /// arguments one by one through an iterator, which was a third of a call's time; here each is a
-/// load. (The function is hot: one call per row of a report.)
+/// load. (The function is hot: one call per row of a report.) Its symbol is the one pgrx gave
+/// the function before (`estimate_cost_wrapper`): every earlier install and update script names
+/// it, with a prefix of today's arguments (0.1.0 had six); an argument a declaration lacks takes
+/// its default.
 #[pg_guard]
 #[no_mangle]
-pub extern "C-unwind" fn llm_cost_estimate_cost(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub extern "C-unwind" fn estimate_cost_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     // SAFETY: fcinfo is the call's; the SQL declaration (sql/estimate.sql) gives it 16 arguments
     // (defaults filled in by the planner), so nargs of them are initialised.
     let args = unsafe { (*fcinfo).args.as_slice((*fcinfo).nargs as usize) };
@@ -142,9 +145,9 @@ pub extern "C-unwind" fn llm_cost_estimate_cost(fcinfo: pg_sys::FunctionCallInfo
     }
 }
 
-/// `pg_finfo_` record of `llm_cost_estimate_cost`: a version-1 function.
+/// `pg_finfo_` record of `estimate_cost_wrapper`: a version-1 function.
 #[no_mangle]
-pub extern "C" fn pg_finfo_llm_cost_estimate_cost() -> &'static pg_sys::Pg_finfo_record {
+pub extern "C" fn pg_finfo_estimate_cost_wrapper() -> &'static pg_sys::Pg_finfo_record {
     const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
     &V1
 }
