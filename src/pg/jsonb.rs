@@ -208,6 +208,10 @@ impl Doc for JsonbDoc {
             if !matches {
                 continue;
             }
+            if count_key.is_empty() {
+                total = Some(total.unwrap_or(0).saturating_add(1));
+                continue;
+            }
             match elem.field(&[count_key]) {
                 Field::Count(c) => total = Some(total.unwrap_or(0).saturating_add(c)),
                 Field::Missing | Field::Null => total = Some(total.unwrap_or(0)),

@@ -77,6 +77,11 @@ SELECT llm_cost.estimate_cost('claude-sonnet-4-5', '{"input_tokens": 1000, "outp
     "server_tool_use": {"web_search_requests": 2, "web_fetch_requests": 1}}') AS anthropic_search,
        llm_cost.estimate_cost('claude-sonnet-4-5', 1000, 100, web_searches => 2) AS counts,
        llm_cost.estimate_cost('sonar-pro', 1000, 1000) AS perplexity_request;
+-- OpenAI's web searches are output items of a whole Responses response: 100*2.5 + 20*10 per 1M
+-- + 2 searches at 10 USD per 1,000 = 0.02045.
+SELECT llm_cost.estimate_cost('gpt-4o', '{"id": "resp_1", "output": [{"type": "web_search_call", "status": "completed"},
+    {"type": "web_search_call", "status": "completed"}, {"type": "message", "content": []}],
+    "usage": {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 20}}') AS openai_searches;
 SELECT e->'fees' AS fees, e->'cost_usd' AS cost
   FROM llm_cost.explain_cost('sonar-pro', '{"prompt_tokens": 1000, "completion_tokens": 990, "citation_tokens": 10,
     "num_search_queries": 1, "search_context_size": "low"}') e;
@@ -122,3 +127,14 @@ INSERT INTO llm_cost.usage_events (occurred_at, model, usage, service_tier) VALU
     ('2026-12-01 12:00+00', 'claude-sonnet-4-5', '{"input_tokens": 1000, "output_tokens": 100, "service_tier": "batch"}', NULL),
     ('2026-12-01 12:00+00', 'claude-sonnet-4-5', '{"input_tokens": 1000, "output_tokens": 100, "service_tier": "batch"}', 'standard')
 RETURNING service_tier, cost_usd;
+-- A usage column is read in place (binary jsonb): Gemini's per-modality lists and OpenAI's
+-- web_search_call items give the same costs as above.
+INSERT INTO llm_cost.usage_events (occurred_at, model, usage) VALUES
+    ('2026-12-01 12:00+00', 'gemini-2.5-flash', '{"usageMetadata": {"promptTokenCount": 14152, "candidatesTokenCount": 60,
+        "cachedContentTokenCount": 12239, "thoughtsTokenCount": 69,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 14002}, {"modality": "AUDIO", "tokenCount": 150}],
+        "cacheTokensDetails": [{"modality": "AUDIO", "tokenCount": 129}, {"modality": "TEXT", "tokenCount": 12110}],
+        "candidatesTokensDetails": [{"modality": "TEXT", "tokenCount": 50}, {"modality": "AUDIO", "tokenCount": 10}]}}'),
+    ('2026-12-01 12:00+00', 'gpt-4o', '{"id": "resp_1", "output": [{"type": "web_search_call"}, {"type": "web_search_call"}],
+        "usage": {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 20}}')
+RETURNING model, input_tokens, cache_read_tokens, output_tokens, cost_usd;

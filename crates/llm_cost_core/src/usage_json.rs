@@ -31,7 +31,8 @@ pub trait Doc {
     }
     /// Gemini's per-modality lists (`[{"modality": "AUDIO", "tokenCount": 12}, ...]`): the sum
     /// of `count_key` over the objects of the array at `path` whose `match_key` is the string
-    /// `value`. Missing when there is no such array or element.
+    /// `value`; with an empty `count_key`, how many such objects there are. Missing when there is
+    /// no such array or element.
     fn array_sum(&self, path: &[&str], match_key: &str, value: &str, count_key: &str) -> Field;
     /// The string at `path`, if it is one.
     fn text(&self, path: &[&str]) -> Option<String>;
@@ -530,6 +531,13 @@ pub fn parse<D: Doc + ?Sized>(doc: &D, provider: Option<&str>) -> Result<Counts,
             }
         });
     c.service_tier = tier_text.and_then(|t| crate::pricing::ServiceTier::parse(&t));
+    // A whole OpenAI Responses response says its web searches in its output items
+    // (`{"type": "web_search_call"}`), not in its usage.
+    if rootname == Some("usage") && c.web_searches == 0 {
+        if let Field::Count(n) = doc.array_sum(&["output"], "type", "web_search_call", "") {
+            c.web_searches = n;
+        }
+    }
     Ok(c)
 }
 
@@ -1165,6 +1173,10 @@ impl Doc for serde_json::Value {
         let mut total: Option<i64> = None;
         for it in items {
             if it.get(match_key).and_then(|m| m.as_str()) != Some(value) {
+                continue;
+            }
+            if count_key.is_empty() {
+                total = Some(total.unwrap_or(0).saturating_add(1));
                 continue;
             }
             match it.field(&[count_key]) {
@@ -1846,5 +1858,22 @@ mod tests {
             None,
         );
         assert_eq!(all(&c), [900, 10, 100, 0, 0, 250, 50, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn openai_web_search_calls_in_a_whole_response() {
+        let c = counts(
+            json!({"id": "resp_1", "output": [{"type": "web_search_call", "status": "completed"},
+                {"type": "web_search_call", "status": "completed"}, {"type": "message", "content": []}],
+                "usage": {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 20}}),
+            None,
+        );
+        assert_eq!((c.input, c.output, c.web_searches), (100, 20, 2));
+        // The usage object alone has no searches.
+        let c = counts(
+            json!({"input_tokens": 100, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 20}),
+            None,
+        );
+        assert_eq!(c.web_searches, 0);
     }
 }
