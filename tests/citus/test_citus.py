@@ -2,6 +2,7 @@
 a scratch cluster with shared_preload_libraries = 'citus,llm_cost'. Skipped, saying so, where
 Citus is not installed (it is in no package registry: build a 12.1.x release from
 github.com/citusdata/citus and `make install` it to run these)."""
+import json
 import os
 import pathlib
 import subprocess
@@ -218,7 +219,7 @@ def test_rollups_citus_cannot_follow_are_refused_with_what_to_do(citus):
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState) as e:
             c.execute("INSERT INTO early_log (team, model, input_tokens, output_tokens) VALUES ('a', 'gpt-4o', 1, 1)")
         assert "created before Citus distributed it" in str(e.value)
-        assert "llm_cost.distribute_rollups('early_log')" in e.value.diag.message_hint
+        assert "llm_cost.distribute_rollups('public.early_log')" in e.value.diag.message_hint
         # distribute_rollups moves their sums next to the shards; one that does not group by the
         # distribution column cannot follow and says what to do instead.
         with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
@@ -454,7 +455,9 @@ def test_the_coordinators_background_worker_purges_and_alerts(citus):
                 break
             time.sleep(0.5)
         assert (old, alerts) == (0, 12)
-        assert c.execute("""SELECT sum(rows_deleted) FROM llm_cost.retention_runs WHERE table_name = 'bg_log' AND run_by = 'worker'""").fetchone()[0] == 900
+        assert c.execute("""SELECT sum(rows_deleted) FROM llm_cost.retention_runs WHERE table_name = 'public.bg_log' AND run_by = 'worker'""").fetchone()[0] == 900
         notes = [n.payload for n in c.notifies(timeout=5, stop_after=12)]
-        assert len(notes) == 12 and all('"budget" : "bg_cap"' in n for n in notes)
+        # The notification names the alert only (who may read it reads budget_alerts).
+        ids = {r[0] for r in c.execute("SELECT id FROM llm_cost.budget_alerts WHERE budget = 'bg_cap'")}
+        assert len(notes) == 12 and {json.loads(n)["id"] for n in notes} == ids, (notes, ids)
         assert c.execute("SELECT count(*) FROM bg_log").fetchone()[0] == 6
