@@ -84,7 +84,16 @@ BEGIN
                                  coalesce(trim_scale((r ->> 'output')::numeric)::text, '-'),
                                  coalesce(trim_scale((r ->> 'cache_read')::numeric)::text, '-'),
                                  coalesce(trim_scale((r ->> 'cache_write_5m')::numeric)::text, '-'),
-                                 coalesce(trim_scale((r ->> 'cache_write_1h')::numeric)::text, '-')) AS t
+                                 coalesce(trim_scale((r ->> 'cache_write_1h')::numeric)::text, '-'),
+                                 coalesce(trim_scale((r -> 'extra' ->> 'input_audio')::numeric)::text, '-'),
+                                 coalesce(trim_scale((r -> 'extra' ->> 'cache_read_audio')::numeric)::text, '-'),
+                                 coalesce(trim_scale((r -> 'extra' ->> 'output_audio')::numeric)::text, '-'),
+                                 coalesce(trim_scale((r -> 'extra' ->> 'input_image')::numeric)::text, '-'),
+                                 coalesce(trim_scale((r -> 'extra' ->> 'cache_read_image')::numeric)::text, '-'),
+                                 coalesce(trim_scale((r -> 'extra' ->> 'output_image')::numeric)::text, '-'),
+                                 coalesce(trim_scale((r -> 'extra' ->> 'web_search_per_1k')::numeric)::text, '-'),
+                                 coalesce(trim_scale((r -> 'extra' ->> 'request_per_1k')::numeric)::text, '-'),
+                                 coalesce(r ->> 'time_of_day_from', '-'), coalesce(r ->> 'time_of_day_to', '-')) AS t
                   FROM jsonb_array_elements(m -> 'rows') r) d;
         SELECT array_agg(t ORDER BY t), min(o) INTO cur, cur_from
           FROM (SELECT concat_ws('|', x.service_tier, x.min_input_tokens,
@@ -92,7 +101,16 @@ BEGIN
                                  coalesce(trim_scale(x.output_usd_per_mtok)::text, '-'),
                                  coalesce(trim_scale(x.cache_read_usd_per_mtok)::text, '-'),
                                  coalesce(trim_scale(x.cache_write_5m_usd_per_mtok)::text, '-'),
-                                 coalesce(trim_scale(x.cache_write_1h_usd_per_mtok)::text, '-')) AS t,
+                                 coalesce(trim_scale(x.cache_write_1h_usd_per_mtok)::text, '-'),
+                                 coalesce(trim_scale(x.input_audio_usd_per_mtok)::text, '-'),
+                                 coalesce(trim_scale(x.cache_read_audio_usd_per_mtok)::text, '-'),
+                                 coalesce(trim_scale(x.output_audio_usd_per_mtok)::text, '-'),
+                                 coalesce(trim_scale(x.input_image_usd_per_mtok)::text, '-'),
+                                 coalesce(trim_scale(x.cache_read_image_usd_per_mtok)::text, '-'),
+                                 coalesce(trim_scale(x.output_image_usd_per_mtok)::text, '-'),
+                                 coalesce(trim_scale(x.web_search_usd_per_1k)::text, '-'),
+                                 coalesce(trim_scale(x.request_usd_per_1k)::text, '-'),
+                                 coalesce(x.time_of_day_from::text, '-'), coalesce(x.time_of_day_to::text, '-')) AS t,
                        x.origin AS o
                   FROM llm_cost.model_prices x
                  WHERE x.provider = import_prices.provider AND lower(x.model) = lower(import_prices.model)
@@ -133,11 +151,15 @@ BEGIN
                AND x.valid_from < start_at AND x.valid_to > start_at;
             INSERT INTO llm_cost.model_prices (provider, model, mode, min_input_tokens, service_tier, input_usd_per_mtok,
                    output_usd_per_mtok, cache_read_usd_per_mtok, cache_write_5m_usd_per_mtok, cache_write_1h_usd_per_mtok,
-                   valid_from, valid_to, match_rule, data_from, checked_on, note, origin)
+                   valid_from, valid_to, match_rule, data_from, checked_on, note, origin,
+                   input_audio_usd_per_mtok, cache_read_audio_usd_per_mtok, output_audio_usd_per_mtok, input_image_usd_per_mtok, cache_read_image_usd_per_mtok, output_image_usd_per_mtok, web_search_usd_per_1k, request_usd_per_1k,
+                   time_of_day_from, time_of_day_to)
             SELECT import_prices.provider, import_prices.model, 'chat', (r ->> 'min_input_tokens')::bigint, r ->> 'service_tier',
                    (r ->> 'input')::numeric, (r ->> 'output')::numeric, (r ->> 'cache_read')::numeric,
                    (r ->> 'cache_write_5m')::numeric, (r ->> 'cache_write_1h')::numeric,
-                   start_at, 'infinity', nullif(m -> 'match_rule', 'null'), src, current_date, m ->> 'note', 'import'
+                   start_at, 'infinity', nullif(m -> 'match_rule', 'null'), src, current_date, m ->> 'note', 'import',
+                   (r -> 'extra' ->> 'input_audio')::numeric, (r -> 'extra' ->> 'cache_read_audio')::numeric, (r -> 'extra' ->> 'output_audio')::numeric, (r -> 'extra' ->> 'input_image')::numeric, (r -> 'extra' ->> 'cache_read_image')::numeric, (r -> 'extra' ->> 'output_image')::numeric, (r -> 'extra' ->> 'web_search_per_1k')::numeric, (r -> 'extra' ->> 'request_per_1k')::numeric,
+                   (r ->> 'time_of_day_from')::time, (r ->> 'time_of_day_to')::time
               FROM jsonb_array_elements(m -> 'rows') r;
         END IF;
         RETURN NEXT;
@@ -145,6 +167,6 @@ BEGIN
 END $$;
 
 COMMENT ON FUNCTION llm_cost.import_prices(jsonb, text, timestamptz, boolean) IS
-'Loads a price document into the catalog: genai-prices data.json, LiteLLM''s model_prices_and_context_window.json or OpenRouter''s /api/v1/models response (format auto detects which). One row per model: added (a model the catalog did not know: priced from -infinity), changed (imported rows from valid_from; the rows before are kept as history and logged rows keep their cost until llm_cost.reprice), unchanged, or skipped with the reason. Imported rows have origin ''import'': they win over shipped rows, and your own rows (origin ''user'') win over them. Idempotent; dry_run reports without writing; a malformed document is refused whole (22023) with the JSON path of the problem.';
+'Loads a price document into the catalog: genai-prices data.json, LiteLLM''s model_prices_and_context_window.json or OpenRouter''s /api/v1/models response (format auto detects which). Per-modality prices, web-search and request fees and (genai-prices) time-of-day prices come along. One row per model: added (a model the catalog did not know: priced from -infinity), changed (imported rows from valid_from; the rows before are kept as history and logged rows keep their cost until llm_cost.reprice), unchanged, or skipped with the reason. Imported rows have origin ''import'': they win over shipped rows, and your own rows (origin ''user'') win over them. Idempotent; dry_run reports without writing; a malformed document is refused whole (22023) with the JSON path of the problem.';
 
 REVOKE ALL ON FUNCTION llm_cost.import_prices(jsonb, text, timestamptz, boolean) FROM PUBLIC;

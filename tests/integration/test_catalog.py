@@ -43,6 +43,15 @@ def test_import_the_dataset_itself_then_again(fresh_db):
         assert again.get("changed", 0) == 0 and again.get("added", 0) == 0, again
         imported = one(c, "SELECT count(DISTINCT (provider, model)) FROM llm_cost.model_prices WHERE origin = 'import'")
         assert imported == first.get("changed", 0)
+        # Time-of-day prices, modality prices and fees come along (DeepSeek V4 Pro's peak hours,
+        # Gemini's audio, Anthropic's search fee): the same costs as before the import.
+        for sql, want in [
+            ("SELECT llm_cost.estimate_cost('deepseek-v4-pro', 1000000, 1000000, at => date_trunc('day', now()) + interval '1 day 2 hours')", "5.28"),
+            ("SELECT llm_cost.estimate_cost('deepseek-v4-pro', 1000000, 1000000, at => date_trunc('day', now()) + interval '1 day 12 hours')", "2.64"),
+            ("SELECT llm_cost.estimate_cost('gemini-2.5-flash', 1000000, 0, input_audio_tokens => 1000000, at => now() + interval '1 day')", "1"),
+            ("SELECT llm_cost.estimate_cost('claude-sonnet-4-5', 0, 0, web_searches => 1000, at => now() + interval '1 day')", "10"),
+        ]:
+            assert str(one(c, sql)) == want, sql
 
 
 def test_litellm_and_openrouter_documents_keep_history(fresh_db):

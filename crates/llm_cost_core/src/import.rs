@@ -123,7 +123,24 @@ pub struct Row {
     pub cache_read: Option<Decimal>,
     pub cache_write_5m: Option<Decimal>,
     pub cache_write_1h: Option<Decimal>,
+    /// Modality prices and fees, in `EXTRA_NAMES` order (USD per 1M tokens; per 1,000 searches
+    /// or calls for the last two).
+    pub extra: [Option<Decimal>; 8],
+    /// A time-of-day price's daily window, UTC `HH:MM:SS` from and to; None: all day.
+    pub window: Option<(String, String)>,
 }
+
+/// The catalog's extra price columns, as `to_json` names them: input_audio_usd_per_mtok, ...
+pub const EXTRA_NAMES: [&str; 8] = [
+    "input_audio",
+    "cache_read_audio",
+    "output_audio",
+    "input_image",
+    "cache_read_image",
+    "output_image",
+    "web_search_per_1k",
+    "request_per_1k",
+];
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Model {
@@ -193,6 +210,14 @@ const GENAI_KEYS: &[(&str, u8)] = &[
     ("cache_write_mtok", 3),
     ("cache_write_5m_mtok", 3),
     ("cache_write_1h_mtok", 4),
+    ("input_audio_mtok", 5),
+    ("cache_audio_read_mtok", 6),
+    ("output_audio_mtok", 7),
+    ("input_image_mtok", 8),
+    ("cache_image_read_mtok", 9),
+    ("output_image_mtok", 10),
+    ("web_searches_kcount", 11),
+    ("requests_kcount", 12),
 ];
 
 /// A genai-prices price: a number, or `{"base": n, "tiers": [{"start": n, "price": n}]}`.
@@ -241,7 +266,7 @@ fn genai_rows(
     tier: &'static str,
     notes: &mut Vec<String>,
 ) -> Result<Result<Vec<Row>, String>, DocError> {
-    let mut parts: [Option<(Decimal, Vec<(i64, Decimal)>)>; 5] = Default::default();
+    let mut parts: [Option<(Decimal, Vec<(i64, Decimal)>)>; 13] = Default::default();
     let mut other = Vec::new();
     for (k, v) in prices {
         if v.is_null() {
@@ -298,6 +323,8 @@ fn genai_rows(
             cache_read: at(&parts[2], above),
             cache_write_5m: at(&parts[3], above),
             cache_write_1h: at(&parts[4], above),
+            extra: std::array::from_fn(|k| at(&parts[5 + k], above)),
+            window: None,
         });
     }
     Ok(Ok(rows))
@@ -347,6 +374,72 @@ fn active_from(
         }
         Some(_) => bad(path, "must be an object"),
     }
+}
+
+/// A time-of-day constraint's window as UTC `HH:MM:SS` (from, to); None for another constraint.
+fn time_window(c: Option<&Value>, path: &str) -> Result<Option<(String, String)>, DocError> {
+    let Some(o) = c.and_then(|c| c.as_object()) else {
+        return Ok(None);
+    };
+    if !o.contains_key("start_time") {
+        return Ok(None);
+    }
+    let utc = |k: &str| -> Result<String, DocError> {
+        let Some(t) = o.get(k).and_then(|t| t.as_str()) else {
+            return bad(
+                format!("{path}.{k}"),
+                "must be a time of day (HH:MM:SS, UTC unless an offset says otherwise)",
+            );
+        };
+        let secs = utc_seconds(t).ok_or_else(|| DocError {
+            path: format!("{path}.{k}"),
+            message: format!("\"{t}\" is not a time of day (HH:MM[:SS][Z|+HH:MM])"),
+        })?;
+        Ok(format!(
+            "{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        ))
+    };
+    let (from, to) = (utc("start_time")?, utc("end_time")?);
+    if from == to {
+        return bad(path, "start_time and end_time are the same");
+    }
+    Ok(Some((from, to)))
+}
+
+/// Seconds after UTC midnight of `HH:MM[:SS[.ffffff]][Z|±HH[:MM]]` (no offset: UTC).
+fn utc_seconds(t: &str) -> Option<i64> {
+    let (clock, offset) = match t.find(|ch| ch == 'Z' || ch == '+' || ch == '-') {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, ""),
+    };
+    let mut parts = clock.split(':');
+    let h: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let sec: i64 = match parts.next() {
+        Some(x) => x.split('.').next()?.parse().ok()?,
+        None => 0,
+    };
+    if parts.next().is_some()
+        || !(0..24).contains(&h)
+        || !(0..60).contains(&m)
+        || !(0..60).contains(&sec)
+    {
+        return None;
+    }
+    let off = match offset {
+        "" | "Z" => 0,
+        o => {
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let mut op = o[1..].split(':');
+            let oh: i64 = op.next()?.parse().ok()?;
+            let om: i64 = op.next().map_or(Some(0), |x| x.parse().ok())?;
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    Some((h * 3600 + m * 60 + sec - off).rem_euclid(86_400))
 }
 
 fn genai(doc: &Value, at_date: &str) -> Result<Document, DocError> {
@@ -408,11 +501,15 @@ fn genai(doc: &Value, at_date: &str) -> Result<Document, DocError> {
                 match_rule: rule,
                 ..Default::default()
             };
-            // The standard price in effect at the import date (the last active one; the first if none).
+            // The standard price in effect at the import date (the last active one; the first if none),
+            // and the time-of-day prices that apply over it.
+            let mut tod: Vec<((String, String), &Map<String, Value>, String)> = Vec::new();
             let base: &Map<String, Value> = match mo.get("prices") {
                 Some(Value::Object(o)) => o,
                 Some(Value::Array(list)) => {
                     let mut chosen: Option<&Map<String, Value>> = None;
+                    let mut chosen_at = 0;
+                    let mut windows = Vec::new();
                     for (ci, c) in list.iter().enumerate() {
                         let cp = format!("{mp}.prices[{ci}]");
                         let co = obj(c, &cp)?;
@@ -423,10 +520,26 @@ fn genai(doc: &Value, at_date: &str) -> Result<Document, DocError> {
                         if ci == 0 && chosen.is_none() {
                             chosen = Some(prices);
                         }
-                        if active_from(co.get("constraint"), at_date, &format!("{cp}.constraint"))?
-                            .is_ok()
+                        if let Some(w) =
+                            time_window(co.get("constraint"), &format!("{cp}.constraint"))?
+                        {
+                            windows.push((ci, w, prices, cp));
+                        } else if active_from(
+                            co.get("constraint"),
+                            at_date,
+                            &format!("{cp}.constraint"),
+                        )?
+                        .is_ok()
                         {
                             chosen = Some(prices);
+                            chosen_at = ci;
+                        }
+                    }
+                    // Time-of-day prices listed after the all-day price in effect win in their
+                    // window (the last active price wins).
+                    for (ci, w, prices, cp) in windows {
+                        if ci > chosen_at {
+                            tod.push((w, prices, cp));
                         }
                     }
                     match chosen {
@@ -449,6 +562,19 @@ fn genai(doc: &Value, at_date: &str) -> Result<Document, DocError> {
                     continue;
                 }
                 Ok(rows) => model.rows = rows,
+            }
+            for (w, prices, cp) in tod {
+                if let Ok(rows) = genai_rows(
+                    prices,
+                    &format!("{cp}.prices"),
+                    "standard",
+                    &mut model.notes,
+                )? {
+                    model.rows.extend(rows.into_iter().map(|r| Row {
+                        window: Some(w.clone()),
+                        ..r
+                    }));
+                }
             }
             // Service tiers: the standard price with the variant's prices over it.
             if let Some(vars) = mo.get("price_variants").filter(|v| !v.is_null()) {
@@ -568,6 +694,30 @@ fn litellm(doc: &Value) -> Result<Document, DocError> {
         let cache_read = get("cache_read_input_token_cost", notes)?;
         let cache_write_5m = get("cache_creation_input_token_cost", notes)?;
         let cache_write_1h = get("cache_creation_input_token_cost_above_1hr", notes)?;
+        // Audio and image token prices; a web search's price per query (the medium context
+        // size, as LiteLLM bills it by default) per 1,000.
+        let search = match eo.get("search_context_cost_per_query") {
+            Some(Value::Object(o)) => match o.get("search_context_size_medium") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(price(
+                    v,
+                    &format!("{path}.search_context_cost_per_query.search_context_size_medium"),
+                    1_000,
+                    notes,
+                )?),
+            },
+            _ => None,
+        };
+        let extra = [
+            get("input_cost_per_audio_token", notes)?,
+            get("cache_read_input_audio_token_cost", notes)?,
+            get("output_cost_per_audio_token", notes)?,
+            get("input_cost_per_image_token", notes)?,
+            None,
+            get("output_cost_per_image_token", notes)?,
+            search,
+            None,
+        ];
         let std = Row {
             min_input_tokens: 0,
             service_tier: "standard",
@@ -576,6 +726,8 @@ fn litellm(doc: &Value) -> Result<Document, DocError> {
             cache_read,
             cache_write_5m,
             cache_write_1h,
+            extra,
+            window: None,
         };
         let mut rows = vec![std.clone()];
         // Long-context tiers: input_cost_per_token_above_200k_tokens, ...
@@ -600,6 +752,8 @@ fn litellm(doc: &Value) -> Result<Document, DocError> {
                 cache_write_5m: get(&format!("cache_creation_input_token_cost{suffix}"), notes)?
                     .or(cache_write_5m),
                 cache_write_1h,
+                extra,
+                window: None,
             };
             rows.push(r);
         }
@@ -620,6 +774,8 @@ fn litellm(doc: &Value) -> Result<Document, DocError> {
                         .or(cache_read),
                     cache_write_5m,
                     cache_write_1h,
+                    extra,
+                    window: None,
                 });
             }
         }
@@ -688,7 +844,25 @@ fn openrouter(doc: &Value) -> Result<Document, DocError> {
         let output = get("completion", notes)?.unwrap_or(Decimal::ZERO);
         let cache_read = get("input_cache_read", notes)?;
         let cache_write_5m = get("input_cache_write", notes)?;
-        let fees: Vec<&str> = ["request", "image", "web_search", "audio"]
+        // Per call and per search (USD each) as per 1,000; audio input per token as per 1M.
+        let per_1k = |k: &str, notes: &mut Vec<String>| -> Result<Option<Decimal>, DocError> {
+            match raw(k) {
+                None => Ok(None),
+                Some(v) => price(v, &format!("{pp}.{k}"), 1_000, notes)
+                    .map(|d| (!d.is_zero()).then_some(d)),
+            }
+        };
+        let extra = [
+            get("audio", notes)?.filter(|d| !d.is_zero()),
+            None,
+            None,
+            None,
+            None,
+            None,
+            per_1k("web_search", notes)?,
+            per_1k("request", notes)?,
+        ];
+        let fees: Vec<&str> = ["image"]
             .into_iter()
             .filter(|k| {
                 raw(k).is_some_and(|v| {
@@ -713,6 +887,8 @@ fn openrouter(doc: &Value) -> Result<Document, DocError> {
             cache_read,
             cache_write_5m,
             cache_write_1h: None,
+            extra,
+            window: None,
         }];
         out.models.push(model);
     }
@@ -736,6 +912,8 @@ pub fn to_json(d: &Document, f: Format) -> Value {
                 "input": num(&r.input), "output": num(&r.output),
                 "cache_read": r.cache_read.as_ref().map(num), "cache_write_5m": r.cache_write_5m.as_ref().map(num),
                 "cache_write_1h": r.cache_write_1h.as_ref().map(num),
+                "time_of_day_from": r.window.as_ref().map(|w| w.0.clone()), "time_of_day_to": r.window.as_ref().map(|w| w.1.clone()),
+                "extra": EXTRA_NAMES.iter().zip(r.extra.iter()).map(|(k, v)| ((*k).to_string(), v.as_ref().map(num).unwrap_or(Value::Null))).collect::<Map<String, Value>>(),
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
@@ -787,7 +965,9 @@ mod tests {
             (s.rows[2].service_tier, s.rows[2].input, s.rows[2].output),
             ("batch", d("1.5"), d("7.5"))
         );
-        assert!(s.notes[0].contains("web_searches_kcount"));
+        // The search fee is imported with the token prices (per 1,000 searches).
+        assert_eq!(s.rows[0].extra[6], Some(d("10")));
+        assert!(s.notes.is_empty(), "{:?}", s.notes);
         assert_eq!(out.models[1].rows[0].input, d("4"));
         assert_eq!(
             parse(&doc, f, "2025-06-01").unwrap().models[1].rows[0].input,
@@ -912,5 +1092,33 @@ mod tests {
         );
         assert_eq!(e(r#"{"a": 1}"#, "auto").path, "$");
         assert_eq!(e(r#"[]"#, "csv").path, "$");
+    }
+
+    #[test]
+    fn genai_time_of_day_prices_become_windowed_rows() {
+        let doc: Value = serde_json::from_str(r#"[{"id": "deepseek", "models": [
+              {"id": "deepseek-v9", "prices": [
+                 {"prices": {"input_mtok": 0.135, "output_mtok": 0.55}},
+                 {"constraint": {"start_date": "2026-01-01"}, "prices": {"input_mtok": 0.14, "output_mtok": 0.56}},
+                 {"constraint": {"start_time": "00:30:00+00:00", "end_time": "16:30:00+00:00"}, "prices": {"input_mtok": 0.27, "output_mtok": 1.1}},
+                 {"constraint": {"start_time": "01:00:00+02:00", "end_time": "02:00:00Z"}, "prices": {"input_mtok": 0.3, "output_mtok": 1.2}}]}]}]"#).unwrap();
+        let out = parse(&doc, Format::GenaiPrices, "2026-06-01").unwrap();
+        let rows = &out.models[0].rows;
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!((rows[0].input, &rows[0].window), (d("0.14"), &None));
+        assert_eq!(
+            (rows[1].input, rows[1].window.clone()),
+            (
+                d("0.27"),
+                Some(("00:30:00".to_string(), "16:30:00".to_string()))
+            )
+        );
+        // An offset is converted to UTC.
+        assert_eq!(
+            rows[2].window,
+            Some(("23:00:00".to_string(), "02:00:00".to_string()))
+        );
+        assert_eq!(utc_seconds("7:05"), Some(25_500));
+        assert_eq!(utc_seconds("25:00"), None);
     }
 }
