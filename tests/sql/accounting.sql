@@ -138,3 +138,9 @@ INSERT INTO llm_cost.usage_events (occurred_at, model, usage) VALUES
     ('2026-12-01 12:00+00', 'gpt-4o', '{"id": "resp_1", "output": [{"type": "web_search_call"}, {"type": "web_search_call"}],
         "usage": {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 20}}')
 RETURNING model, input_tokens, cache_read_tokens, output_tokens, cost_usd;
+-- estimate_cost's NULLs: a NULL count or time gives NULL (a bad count is an error first); a NULL
+-- provider or tier is none / standard.
+SELECT llm_cost.estimate_cost('gpt-4o', 1, 1, at => NULL) IS NULL AS null_at,
+       llm_cost.estimate_cost('gpt-4o', 1, 1, web_searches => NULL) IS NULL AS null_count,
+       llm_cost.estimate_cost('gpt-4o', 1000000, 0, provider => NULL, service_tier => NULL) AS null_provider_and_tier;
+SELECT llm_cost.estimate_cost('gpt-4o', -1, 1, at => NULL);

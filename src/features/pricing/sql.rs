@@ -121,14 +121,15 @@ pub extern "C-unwind" fn estimate_cost_wrapper(fcinfo: pg_sys::FunctionCallInfo)
             .into_iter()
             .enumerate()
         {
-            // Counts default to 0 when the caller's declaration has fewer arguments (never, but
-            // an input_tokens/output_tokens pair is required).
+            // A declaration of an earlier version has fewer arguments: the counts it lacks are 0
+            // (input_tokens and output_tokens are in every version).
             c[k] = if i < args.len() { count(i) } else { Some(0) };
             c[k]?;
         }
+        // As the other forms: a bad count is an error before a NULL time gives NULL.
+        let u = usage_checked(c)?;
         // A timestamptz is an int64 by value: microseconds since 2000-01-01.
         let at = arg(5)?.value() as i64;
-        let u = usage_checked(c)?;
         let tier = tier_arg(text(7));
         match price_call(model, text(6), tier, &u, at) {
             Priced::Cost(c) => Some(cost_to_numeric_datum(c).0),
