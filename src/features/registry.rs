@@ -17,6 +17,9 @@ struct Registry {
     /// Column set to the caller's name.
     by: Option<&'static str>,
     put: &'static str,
+    /// Run before `put` (same argument): removes the row `put` replaces, where `put` is a plain
+    /// INSERT of the whole row.
+    clear: Option<&'static str>,
     delete: &'static str,
 }
 
@@ -25,26 +28,13 @@ const REGISTRIES: &[Registry] = &[
         name: "tracked_tables",
         relations: &["log_table"],
         by: Some("tracked_by"),
+        // The whole row is replaced: `SELECT *` takes the columns the table has, so the same
+        // statements serve a database whose SQL is still an older version's (an older update
+        // script calling track() with this library), whatever columns it has.
         put: "INSERT INTO llm_cost.tracked_tables AS t SELECT * FROM pg_catalog.jsonb_populate_record(NULL::llm_cost.tracked_tables, $1)
-              ON CONFLICT ON CONSTRAINT tracked_tables_pkey DO UPDATE
-                 SET model_column = excluded.model_column, input_tokens_column = excluded.input_tokens_column,
-                     output_tokens_column = excluded.output_tokens_column,
-                     cache_read_tokens_column = excluded.cache_read_tokens_column,
-                     cache_write_tokens_column = excluded.cache_write_tokens_column, cost_column = excluded.cost_column,
-                     cost_source_column = excluded.cost_source_column, cost_default = excluded.cost_default,
-                     time_column = excluded.time_column, provider_column = excluded.provider_column,
-                     tracked_at = pg_catalog.now(), tracked_by = excluded.tracked_by, time_zone = excluded.time_zone,
-                     service_tier_column = excluded.service_tier_column,
-                     cache_write_1h_tokens_column = excluded.cache_write_1h_tokens_column, usage_column = excluded.usage_column,
-                     priced_model_column = excluded.priced_model_column,
-                     input_audio_tokens_column = excluded.input_audio_tokens_column,
-                     cache_read_audio_tokens_column = excluded.cache_read_audio_tokens_column,
-                     output_audio_tokens_column = excluded.output_audio_tokens_column,
-                     input_image_tokens_column = excluded.input_image_tokens_column,
-                     cache_read_image_tokens_column = excluded.cache_read_image_tokens_column,
-                     output_image_tokens_column = excluded.output_image_tokens_column,
-                     web_searches_column = excluded.web_searches_column
               RETURNING pg_catalog.to_jsonb(t.*)",
+        clear: Some("DELETE FROM llm_cost.tracked_tables
+                      WHERE log_table OPERATOR(pg_catalog.=) (pg_catalog.jsonb_populate_record(NULL::llm_cost.tracked_tables, $1)).log_table"),
         // Everything llm_cost keeps about the table goes with it.
         delete: "SELECT llm_cost._forget_table($1)",
     },
@@ -57,6 +47,7 @@ const REGISTRIES: &[Registry] = &[
                 FROM pg_catalog.jsonb_populate_record(NULL::llm_cost.rollups, $1) n
                WHERE (pg_catalog.now() AT TIME ZONE n.time_zone) IS NOT NULL
               RETURNING pg_catalog.to_jsonb(r.*)",
+        clear: None,
         delete: "DELETE FROM llm_cost.rollups WHERE rollup = $1",
     },
     Registry {
@@ -68,6 +59,7 @@ const REGISTRIES: &[Registry] = &[
               ON CONFLICT ON CONSTRAINT retention_policies_pkey DO UPDATE
                  SET keep = excluded.keep, created_at = pg_catalog.now(), created_by = excluded.created_by
               RETURNING pg_catalog.to_jsonb(p.*)",
+        clear: None,
         delete: "DELETE FROM llm_cost.retention_policies WHERE log_table = $1",
     },
     Registry {
@@ -78,6 +70,7 @@ const REGISTRIES: &[Registry] = &[
               SELECT n.rel, n.target, n.owner_column FROM pg_catalog.jsonb_populate_record(NULL::llm_cost.row_security, $1) n
               ON CONFLICT ON CONSTRAINT row_security_pkey DO UPDATE SET owner_column = excluded.owner_column, enabled_at = pg_catalog.now()
               RETURNING pg_catalog.to_jsonb(s.*)",
+        clear: None,
         delete: "DELETE FROM llm_cost.row_security WHERE rel = $1",
     },
 ];
@@ -155,19 +148,16 @@ pub fn _registry_put(registry_name: &str, row: pgrx::JsonB) -> pgrx::JsonB {
         };
         row[by] = serde_json::Value::String(me.to_string_lossy().into_owned());
     }
-    let mut sql = reg.put;
-    if reg.name == "tracked_tables" {
-        // Mid-upgrade (an older update script calling track() with this library): the table
-        // has not got the columns of 0.3.0 or 0.4.0 yet.
-        if !has_tracked_column("service_tier_column") {
-            sql = TRACKED_PUT_BEFORE_0_3;
-        } else if !has_tracked_column("priced_model_column") {
-            sql = TRACKED_PUT_BEFORE_0_4;
-        } else if !has_tracked_column("web_searches_column") {
-            sql = TRACKED_PUT_BEFORE_0_8;
-        }
-    }
+    let sql = reg.put;
     crate::pg::privilege::as_extension_owner(move || {
+        if let Some(clear) = reg.clear {
+            spi::run_with_args(clear, &[pgrx::JsonB(row.clone()).into()]).unwrap_or_else(|e| {
+                crate::pg::fail::internal(format!(
+                    "llm_cost: could not write llm_cost.{}: {e}",
+                    reg.name
+                ))
+            });
+        }
         spi::get_one_with_args::<pgrx::JsonB>(sql, &[pgrx::JsonB(row).into()])
             .unwrap_or_else(|e| {
                 crate::pg::fail::internal(format!(
@@ -182,59 +172,6 @@ pub fn _registry_put(registry_name: &str, row: pgrx::JsonB) -> pgrx::JsonB {
                 ))
             })
     })
-}
-
-const TRACKED_PUT_BEFORE_0_3: &str =
-    "INSERT INTO llm_cost.tracked_tables AS t SELECT * FROM pg_catalog.jsonb_populate_record(NULL::llm_cost.tracked_tables, $1)
-     ON CONFLICT ON CONSTRAINT tracked_tables_pkey DO UPDATE
-        SET model_column = excluded.model_column, input_tokens_column = excluded.input_tokens_column,
-            output_tokens_column = excluded.output_tokens_column,
-            cache_read_tokens_column = excluded.cache_read_tokens_column,
-            cache_write_tokens_column = excluded.cache_write_tokens_column, cost_column = excluded.cost_column,
-            cost_source_column = excluded.cost_source_column, cost_default = excluded.cost_default,
-            time_column = excluded.time_column, provider_column = excluded.provider_column,
-            tracked_at = pg_catalog.now(), tracked_by = excluded.tracked_by, time_zone = excluded.time_zone
-     RETURNING pg_catalog.to_jsonb(t.*)";
-
-/// `put` of tracked_tables as 0.4.0 to 0.7.0 have it (no modality or search columns).
-const TRACKED_PUT_BEFORE_0_8: &str =
-    "INSERT INTO llm_cost.tracked_tables AS t SELECT * FROM pg_catalog.jsonb_populate_record(NULL::llm_cost.tracked_tables, $1)
-     ON CONFLICT ON CONSTRAINT tracked_tables_pkey DO UPDATE
-        SET model_column = excluded.model_column, input_tokens_column = excluded.input_tokens_column,
-            output_tokens_column = excluded.output_tokens_column,
-            cache_read_tokens_column = excluded.cache_read_tokens_column,
-            cache_write_tokens_column = excluded.cache_write_tokens_column, cost_column = excluded.cost_column,
-            cost_source_column = excluded.cost_source_column, cost_default = excluded.cost_default,
-            time_column = excluded.time_column, provider_column = excluded.provider_column,
-            tracked_at = pg_catalog.now(), tracked_by = excluded.tracked_by, time_zone = excluded.time_zone,
-            service_tier_column = excluded.service_tier_column,
-            cache_write_1h_tokens_column = excluded.cache_write_1h_tokens_column, usage_column = excluded.usage_column,
-            priced_model_column = excluded.priced_model_column
-     RETURNING pg_catalog.to_jsonb(t.*)";
-
-const TRACKED_PUT_BEFORE_0_4: &str =
-    "INSERT INTO llm_cost.tracked_tables AS t SELECT * FROM pg_catalog.jsonb_populate_record(NULL::llm_cost.tracked_tables, $1)
-     ON CONFLICT ON CONSTRAINT tracked_tables_pkey DO UPDATE
-        SET model_column = excluded.model_column, input_tokens_column = excluded.input_tokens_column,
-            output_tokens_column = excluded.output_tokens_column,
-            cache_read_tokens_column = excluded.cache_read_tokens_column,
-            cache_write_tokens_column = excluded.cache_write_tokens_column, cost_column = excluded.cost_column,
-            cost_source_column = excluded.cost_source_column, cost_default = excluded.cost_default,
-            time_column = excluded.time_column, provider_column = excluded.provider_column,
-            tracked_at = pg_catalog.now(), tracked_by = excluded.tracked_by, time_zone = excluded.time_zone,
-            service_tier_column = excluded.service_tier_column,
-            cache_write_1h_tokens_column = excluded.cache_write_1h_tokens_column, usage_column = excluded.usage_column
-     RETURNING pg_catalog.to_jsonb(t.*)";
-
-fn has_tracked_column(name: &str) -> bool {
-    spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = 'llm_cost.tracked_tables'::pg_catalog.regclass
-                          AND attname = $1 AND NOT attisdropped)",
-        &[name.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(true)
 }
 
 /// Deletes the registry row of `key` (a dropped relation's row, or one of a relation the caller

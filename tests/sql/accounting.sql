@@ -144,3 +144,27 @@ SELECT llm_cost.estimate_cost('gpt-4o', 1, 1, at => NULL) IS NULL AS null_at,
        llm_cost.estimate_cost('gpt-4o', 1, 1, web_searches => NULL) IS NULL AS null_count,
        llm_cost.estimate_cost('gpt-4o', 1000000, 0, provider => NULL, service_tier => NULL) AS null_provider_and_tier;
 SELECT llm_cost.estimate_cost('gpt-4o', -1, 1, at => NULL);
+-- Bad input: a negative modality count or search count, parts larger than their count, a bad
+-- count in a usage object (named by its path), in a tracked table (the statement is refused
+-- whole). An unknown model is NULL whatever its searches.
+SELECT llm_cost.estimate_cost('gpt-4o', 10, 10, web_searches => -1);
+SELECT llm_cost.estimate_cost('gpt-4o', 10, 10, output_audio_tokens => 11);
+SELECT llm_cost.estimate_cost('gpt-4o', '{"prompt_tokens": 10, "completion_tokens": 1, "prompt_tokens_details": {"audio_tokens": -2}}');
+SELECT llm_cost.estimate_cost('llm-cost-unknown-x', 10, 10, web_searches => 1) IS NULL AS unknown_is_null;
+INSERT INTO voice_log VALUES ('2026-12-02 12:00+00', 'claude-sonnet-4-5', 10, 10, 0, 0, 1, NULL),
+                             ('2026-12-02 12:00+00', 'claude-sonnet-4-5', 10, 10, 0, 0, -1, NULL);
+SELECT count(*) FROM voice_log WHERE created_at = '2026-12-02 12:00+00';
+
+-- Your own time-of-day prices: windows of one model may not overlap each other (a window across
+-- midnight included); a window over an all-day row is how a peak price is written.
+INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok) VALUES ('acme', 'acme-tod', 1, 1);
+INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, time_of_day_from, time_of_day_to)
+     VALUES ('acme', 'acme-tod', 2, 2, '22:00', '06:00');
+INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, time_of_day_from, time_of_day_to)
+     VALUES ('acme', 'acme-tod', 3, 3, '05:00', '07:00');
+INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, time_of_day_from, time_of_day_to)
+     VALUES ('acme', 'acme-tod', 3, 3, '06:00', '07:00');
+INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, time_of_day_from)
+     VALUES ('acme', 'acme-tod', 3, 3, '06:00');
+SELECT h, llm_cost.estimate_cost('acme-tod', 1000000, 0, at => '2026-12-01 00:00+00'::timestamptz + h * interval '1 hour') AS cost
+  FROM (VALUES (1), (6), (12), (23)) v(h);

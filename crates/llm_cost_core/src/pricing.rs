@@ -1229,4 +1229,34 @@ mod tests {
             }
         }
     }
+
+    /// bigint's maximum in every count, the largest price in every column, searches and a request
+    /// fee: exact, no overflow (a search costs at most 10^19 units of 10^-16 USD).
+    #[test]
+    fn bigint_max_with_modalities_and_fees_is_exact() {
+        let max_p = p("999999.9999999999");
+        let mut r = row("999999.9999999999", "999999.9999999999");
+        r.cache_read = Some(max_p);
+        let x = r.extras_mut();
+        x.input_audio = Some(max_p);
+        x.output_image = Some(max_p);
+        x.web_search_per_k = Some(max_p);
+        x.request_per_k = Some(max_p);
+        let m = i64::MAX;
+        let u = Usage {
+            input: m,
+            output: m,
+            cache_read: m,
+            input_audio: m,
+            output_image: m,
+            web_searches: m,
+            ..Default::default()
+        };
+        u.validate().unwrap();
+        let unit = max_p.0;
+        // input is all audio, output all image: three token products, one search line, one fee.
+        let want = 3 * (m as i128) * unit + unit * 1000 * (m as i128) + unit * 1000;
+        assert_eq!(r.cost(&u).0, want);
+        assert_eq!(r.breakdown(&u).input.0, 0);
+    }
 }

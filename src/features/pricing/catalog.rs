@@ -209,7 +209,7 @@ fn load() -> SpiResult<Loaded> {
         let extras = current
             && client
                 .select(
-                    "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid = 'llm_cost.model_prices'::pg_catalog.regclass
+                    "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attrelid OPERATOR(pg_catalog.=) 'llm_cost.model_prices'::pg_catalog.regclass
                                        AND attname OPERATOR(pg_catalog.=) 'time_of_day_from' AND NOT attisdropped)",
                     Some(1),
                     &[],

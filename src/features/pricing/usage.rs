@@ -11,6 +11,7 @@
 use crate::pg::spi;
 use llm_cost_core::pricing::{Cost, ServiceTier, Usage};
 use llm_cost_core::row::{decide, Call, NewRow, OldRow, Outcome, Refused, Table};
+use llm_cost_core::usage_json::Counts;
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, GucContext, GucFlags, GucRegistry, GucSetting, IntoDatum, PgSqlErrorCode};
 use std::cell::RefCell;
@@ -608,6 +609,24 @@ fn row_tier(spec: &TableSpec, row: &Row<'_>) -> ServiceTier {
     }
 }
 
+/// The row's usage object read into counts, when the table keeps one and the row has it.
+fn row_usage_object(spec: &TableSpec, row: &Row<'_>) -> Option<Counts> {
+    let c = spec.usage.as_ref()?;
+    let d = row.datum(c.attno)?;
+    let hint = spec.provider.as_ref().and_then(|p| row.text(p.attno));
+    Some(read_usage_column(c, d, hint))
+}
+
+/// A row's service tier: its tier column's value; without one, the tier its usage object says
+/// the call was billed at; else standard.
+fn call_tier(spec: &TableSpec, row: &Row<'_>, usage: Option<&Counts>) -> ServiceTier {
+    let in_column = spec.service_tier.as_ref().and_then(|c| row.text(c.attno));
+    match (in_column, usage.and_then(|c| c.service_tier)) {
+        (None, Some(t)) => t,
+        _ => row_tier(spec, row),
+    }
+}
+
 /// Prices a new row (for an UPDATE, against the old one): the columns to replace, and the cost
 /// computed as `(cost attno, 10^-16 USD)` when the column stores it as is (no typmod to round
 /// to). `relname` (for messages) and `root` (the tracked table, for unknown models) are asked
@@ -629,11 +648,7 @@ fn price(
             .raise();
     };
     // The provider's usage object, when the table keeps one: it decides the counts.
-    let from_usage = spec.usage.as_ref().and_then(|c| {
-        let d = new.datum(c.attno)?;
-        let hint = spec.provider.as_ref().and_then(|p| new.text(p.attno));
-        Some(read_usage_column(c, d, hint))
-    });
+    let from_usage = row_usage_object(spec, new);
     let u = match &from_usage {
         Some(c) => crate::features::pricing::sql::usage_of(c),
         None => row_usage(spec, new),
@@ -668,18 +683,7 @@ fn price(
     if stale_provider {
         host = None;
     }
-    let mut tier = row_tier(spec, new);
-    // Without a tier in its column, the tier the usage object says the call was billed at.
-    if spec
-        .service_tier
-        .as_ref()
-        .and_then(|c| new.text(c.attno))
-        .is_none()
-    {
-        if let Some(t) = from_usage.as_ref().and_then(|c| c.service_tier) {
-            tier = t;
-        }
-    }
+    let tier = call_tier(spec, new, from_usage.as_ref());
     // The model, resolved once for the price and the provider.
     let loaded = crate::features::pricing::catalog::catalog();
     let resolved = loaded.resolve_index(model, host);
@@ -699,26 +703,11 @@ fn price(
         let o = old.expect("an old row");
         // The old row as it was priced: from its usage object when it has one (its counts and
         // tier), else from its columns.
-        let old_usage = spec.usage.as_ref().and_then(|c| {
-            let d = o.datum(c.attno)?;
-            let hint = spec.provider.as_ref().and_then(|p| o.text(p.attno));
-            Some(read_usage_column(c, d, hint))
-        });
-        let mut old_tier = row_tier(spec, o);
-        if spec
-            .service_tier
-            .as_ref()
-            .and_then(|c| o.text(c.attno))
-            .is_none()
-        {
-            if let Some(t) = old_usage.as_ref().and_then(|c| c.service_tier) {
-                old_tier = t;
-            }
-        }
+        let old_usage = row_usage_object(spec, o);
         Call {
             model: o.text(spec.model.attno).unwrap_or(""),
             host: spec.provider.as_ref().and_then(|c| o.text(c.attno)),
-            tier: old_tier,
+            tier: call_tier(spec, o, old_usage.as_ref()),
             usage: match &old_usage {
                 Some(c) => crate::features::pricing::sql::usage_of(c),
                 None => row_usage(spec, o),
