@@ -171,7 +171,7 @@ COMMENT ON FUNCTION llm_cost._budget_amount(numeric, text) IS '@omit';
 CREATE FUNCTION llm_cost.create_budget(name text, rollup regclass, limit_usd numeric,
                                        thresholds numeric[] DEFAULT '{0.5,0.8,1.0}', filter jsonb DEFAULT '{}',
                                        hard boolean DEFAULT false)
-RETURNS llm_cost.budgets
+RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r llm_cost.rollups;
@@ -205,7 +205,10 @@ BEGIN
         pg_catalog.jsonb_build_object('name', name, 'rollup', rollup::oid, 'limit_usd', limit_usd, 'thresholds', t,
                                       'filter', f, 'hard', hard)));
     PERFORM llm_cost._budget_view(rollup);
-    RETURN result;
+    RETURN format('budget %s: %s USD per group of %s and %s%s, alerts at %s of the limit%s', result.name, result.limit_usd,
+                  rollup, r.grain, CASE WHEN f = '{}' THEN '' ELSE format(' (groups %s)', f) END,
+                  (SELECT string_agg(round(x * 100, 2)::text || '%', ', ' ORDER BY x) FROM unnest(result.thresholds) x),
+                  CASE WHEN hard THEN '; hard (check_budget refuses past the limit)' ELSE '' END);
 END $$;
 COMMENT ON FUNCTION llm_cost.create_budget(text, regclass, numeric, numeric[], jsonb, boolean) IS '@omit
 A spend limit of limit_usd for every group of the rollup (those the filter selects, e.g. {"tenant_id": "acme"}) in each of its periods. Each threshold (a fraction of the limit) crossed by a group in a period is alerted once: a row in llm_cost.budget_alerts and NOTIFY llm_cost_budget when the crossing transaction commits. hard: check_budget() answers allowed = false once spend plus the estimate exceeds the limit. Only the rollup''s owner may.';

@@ -77,3 +77,95 @@ COMMENT ON VIEW llm_cost.feature_stats IS 'Per feature, all time: requests, spen
 
 GRANT SELECT ON llm_cost.spend_summary, llm_cost.spend_by_model, llm_cost.spend_by_feature, llm_cost.top_users,
                 llm_cost.daily_trend, llm_cost.user_stats, llm_cost.feature_stats TO PUBLIC;
+
+-------------------------------------------------------------------------------------------------
+-- Reports over any rollup (of usage_events or of your own tracked table). They read the rollup
+-- view with the caller's rights (its row-level security applies) and return the groups as
+-- jsonb, since every rollup groups by its own columns. Periods follow the rollup's time zone.
+-------------------------------------------------------------------------------------------------
+
+-- The rollup's registry row, or 42P01/42704 with a hint; p_by must be among its group columns.
+CREATE FUNCTION llm_cost._report_rollup(p_rollup regclass, p_by text[]) RETURNS llm_cost.rollups
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups;
+    bad text;
+BEGIN
+    IF p_rollup IS NULL THEN
+        RAISE EXCEPTION 'rollup must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO r FROM llm_cost.rollups x WHERE x.rollup = p_rollup;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not an llm_cost rollup', p_rollup USING ERRCODE = 'undefined_object',
+              HINT = 'See llm_cost.rollups, or create one with llm_cost.create_rollup().';
+    END IF;
+    SELECT string_agg(quote_literal(b), ', ') INTO bad FROM unnest(p_by) b WHERE NOT b = ANY (r.group_by);
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'rollup % does not group by %', p_rollup, bad USING ERRCODE = 'undefined_column',
+              HINT = format('Its group columns are %s.', array_to_string(r.group_by, ', '));
+    END IF;
+    RETURN r;
+END $$;
+
+CREATE FUNCTION llm_cost.rollup_summary(rollup regclass)
+RETURNS TABLE (period text, since timestamptz, requests bigint, total_tokens bigint, cost_usd numeric, unpriced_requests bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups := llm_cost._report_rollup(rollup, '{}');
+    p record;
+BEGIN
+    FOR p IN SELECT * FROM (VALUES (1, 'today', 'day'), (2, 'this week', 'week'), (3, 'this month', 'month')) v(o, name, unit)
+              WHERE r.grain IN ('hour', 'day') OR r.grain = v.unit ORDER BY v.o LOOP
+        period := p.name;
+        since := date_trunc(p.unit, now(), r.time_zone);
+        EXECUTE format('SELECT coalesce(sum(v.requests), 0)::bigint, coalesce(sum(v.total_tokens), 0)::bigint, '
+                       'CASE WHEN count(*) = 0 THEN 0 ELSE sum(v.cost_usd) END, coalesce(sum(v.unpriced_requests), 0)::bigint '
+                       'FROM %s v WHERE v.period_start >= $1', rollup)
+           INTO requests, total_tokens, cost_usd, unpriced_requests USING since;
+        RETURN NEXT;
+    END LOOP;
+END $$;
+COMMENT ON FUNCTION llm_cost.rollup_summary(regclass) IS
+'Spend today, this week and this month (in the rollup''s time zone) from any rollup: the periods its grain can answer (an hour or day rollup all three, a week or month rollup its own). cost_usd is 0 without calls, NULL when every call was unpriced.';
+
+CREATE FUNCTION llm_cost.spend_by(rollup regclass, by text[], "from" timestamptz DEFAULT '-infinity',
+                                  "to" timestamptz DEFAULT 'infinity')
+RETURNS TABLE ("group" jsonb, requests bigint, total_tokens bigint, cost_usd numeric,
+               avg_cost_per_request_usd numeric, unpriced_requests bigint, error_requests bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups := llm_cost._report_rollup(rollup, by);
+    cols text := (SELECT string_agg(format('%L, v.%I', b, b), ', ') FROM unnest(by) b);
+    keys text := (SELECT string_agg(format('v.%I', b), ', ') FROM unnest(by) b);
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT %s, sum(v.requests)::bigint, sum(v.total_tokens)::bigint, sum(v.cost_usd), '
+        'round(sum(v.cost_usd) / nullif(sum(v.requests) - sum(v.unpriced_requests), 0), 8), '
+        'sum(v.unpriced_requests)::bigint, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s ORDER BY 4 DESC NULLS LAST, 2 DESC',
+        CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
+        CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'error_requests' AND NOT a.attisdropped)
+             THEN 'sum(v.error_requests)::bigint' ELSE 'NULL::bigint' END,
+        rollup, CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+    USING "from", "to";
+END $$;
+COMMENT ON FUNCTION llm_cost.spend_by(regclass, text[], timestamptz, timestamptz) IS
+'Spend of any rollup per value of some of its group columns (by => ''{model}'', ''{tenant_id}'', ''{}'' for the total) over periods starting in [from, to): group (jsonb), requests, tokens, cost (NULL when nothing was priced), average per priced request, unpriced and error requests; most expensive first. Top N: add LIMIT N.';
+
+CREATE FUNCTION llm_cost.spend_trend(rollup regclass, "from" timestamptz DEFAULT '-infinity',
+                                     "to" timestamptz DEFAULT 'infinity')
+RETURNS TABLE (period_start timestamptz, requests bigint, total_tokens bigint, cost_usd numeric,
+               unpriced_requests bigint, error_requests bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups := llm_cost._report_rollup(rollup, '{}');
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT v.period_start, sum(v.requests)::bigint, sum(v.total_tokens)::bigint, sum(v.cost_usd), '
+        'sum(v.unpriced_requests)::bigint, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 GROUP BY 1 ORDER BY 1',
+        CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'error_requests' AND NOT a.attisdropped)
+             THEN 'sum(v.error_requests)::bigint' ELSE 'NULL::bigint' END,
+        rollup)
+    USING "from", "to";
+END $$;
+COMMENT ON FUNCTION llm_cost.spend_trend(regclass, timestamptz, timestamptz) IS
+'Requests, tokens and spend per period of any rollup (its grain), over periods starting in [from, to), oldest first.';

@@ -50,7 +50,7 @@ ALTER VIEW llm_cost.retention_last_runs SET (security_invoker = true);
 GRANT SELECT ON llm_cost.retention_last_runs TO PUBLIC;
 
 CREATE FUNCTION llm_cost.set_retention(log_table regclass, keep interval, allow_short boolean DEFAULT false)
-RETURNS llm_cost.retention_policies
+RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t llm_cost.tracked_tables;
@@ -88,14 +88,14 @@ BEGIN
     IF NOT llm_cost._preloaded() THEN
         RAISE NOTICE 'llm_cost is not in shared_preload_libraries: nothing purges automatically; call llm_cost.run_retention() (e.g. from pg_cron)';
     END IF;
-    RETURN result;
+    RETURN format('keeping the rows of %s for %s (older ones are purged; rollups keep their sums)', log_table, keep);
 END $$;
 COMMENT ON FUNCTION llm_cost.set_retention(regclass, interval, boolean) IS 'Keeps raw rows of a tracked table for `keep`; older ones are purged (rollups are kept). Periods under one hour need allow_short => true.';
 
 -- The spelling most callers use, set_retention('t', '90 days'): a bare number ('30', which
 -- PostgreSQL reads as 30 seconds) is refused with the unit that was probably meant.
 CREATE FUNCTION llm_cost.set_retention(log_table regclass, keep text, allow_short boolean DEFAULT false)
-RETURNS llm_cost.retention_policies
+RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF keep IS NULL THEN
@@ -114,7 +114,7 @@ COMMENT ON FUNCTION llm_cost.set_retention(regclass, text, boolean) IS 'Keeps ra
 -- set_retention('t', 30): a number is no period. Refused with the spelling meant (without this
 -- overload the call would fail as "function does not exist").
 CREATE FUNCTION llm_cost.set_retention(log_table regclass, keep numeric, allow_short boolean DEFAULT false)
-RETURNS llm_cost.retention_policies
+RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF keep IS NULL THEN

@@ -85,7 +85,10 @@ END $$;
 CREATE FUNCTION llm_cost._rollup_group_column(p_source regclass, p_col text) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce((SELECT t.priced_model_column FROM llm_cost.tracked_tables t
-                      WHERE t.log_table = p_source AND t.model_column = p_col AND t.priced_model_column IS NOT NULL), p_col)
+                      WHERE t.log_table = p_source AND t.model_column = p_col AND t.priced_model_column IS NOT NULL),
+                    (SELECT t.priced_provider_column FROM llm_cost.tracked_tables t
+                      WHERE t.log_table = p_source AND t.provider_column = p_col AND t.priced_provider_column IS NOT NULL),
+                    p_col)
 $$;
 
 -- The key columns of a rollup's table of sums besides period and stripe: its group columns, and
@@ -136,11 +139,14 @@ BEGIN
         'min(%s) AS first_seen, max(%s) AS last_seen FROM %s t GROUP BY 1%s',
         period, gcols, p_stripe,
         format('%s * count(*)', p_sign),
-        format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_in),
-        format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_out),
+        CASE WHEN c.tok_in IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_in) END,
+        CASE WHEN c.tok_out IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_out) END,
         CASE WHEN c.tok_cr IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_cr) END,
         CASE WHEN c.tok_cw IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_cw) END,
-        format('%s * coalesce(sum(t.%I), 0)', p_sign, c.cost_col),
+        format('%s * coalesce(sum(t.%I), 0)%s', p_sign, c.cost_col,
+               (SELECT CASE WHEN x.cost_unit IS NULL THEN ''
+                            ELSE ' * 0.' || repeat('0', llm_cost._cost_unit_scale(x.cost_unit) - 1) || '1' END
+                  FROM llm_cost.tracked_tables x WHERE x.log_table = r.source)),
         format('%s * count(*) FILTER (WHERE %s)', p_sign, c.unpriced_expr),
         CASE WHEN c.error_col IS NULL THEN '0' ELSE format('%s * count(t.%I)', p_sign, c.error_col) END,
         CASE WHEN c.latency_col IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.latency_col) END,
@@ -185,7 +191,9 @@ RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     arg text := '';
 BEGIN
-    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_rollup ON %s', p_source);
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = p_source AND tgname = 'llm_cost_rollup' AND tgparentid = 0) THEN
+        EXECUTE format('DROP TRIGGER llm_cost_rollup ON %s', p_source);
+    END IF;
     IF EXISTS (SELECT 1 FROM llm_cost.rollups WHERE source = p_source) THEN
         -- On a Citus distributed source the trigger fires on the shards, whose node has no
         -- registry: it gets the definitions as its argument, once every table of sums is
@@ -242,6 +250,7 @@ BEGIN
         'time', c.time_col, 'cost', c.cost_col, 'model', c.model_col, 'cost_source', t.cost_source_column,
         'input', c.tok_in, 'output', c.tok_out, 'cache_read', c.tok_cr, 'cache_write', c.tok_cw,
         'error', c.error_col, 'latency', c.latency_col, 'cost_default', t.cost_default::text,
+        'cost_unit', pg_catalog.to_jsonb(t) ->> 'cost_unit',
         'zone', pg_catalog.to_jsonb(t) ->> 'time_zone', 'rollups', defs);
 END $$;
 
@@ -410,8 +419,10 @@ BEGIN
         gcols, p_stripes, gcols);
 END $$;
 
-CREATE FUNCTION llm_cost.create_rollup(name text, source regclass, grain text, group_by text[],
-                                       time_zone text DEFAULT 'UTC')
+-- The work of create_rollup; p_schema: where an unqualified name goes (the caller's
+-- current_schema(), as for CREATE VIEW).
+CREATE FUNCTION llm_cost._create_rollup(name text, source regclass, grain text, group_by text[],
+                                        time_zone text, p_schema text)
 RETURNS regclass
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -455,14 +466,35 @@ BEGIN
 
     parts := parse_ident(name);
     IF array_length(parts, 1) = 1 THEN
-        v_schema := src_nsp; v_name := parts[1];
+        IF p_schema IS NULL THEN
+            RAISE EXCEPTION 'no schema has been selected to create rollup "%" in', name
+                  USING ERRCODE = 'invalid_schema_name', HINT = 'Qualify the name (public.my_rollup) or set search_path.';
+        END IF;
+        v_schema := p_schema; v_name := parts[1];
     ELSIF array_length(parts, 1) = 2 THEN
         v_schema := parts[1]; v_name := parts[2];
     ELSE
         RAISE EXCEPTION 'invalid rollup name "%"', name USING ERRCODE = 'invalid_name';
     END IF;
+    IF v_schema LIKE 'pg\_temp%' OR v_schema LIKE 'pg\_toast%' OR v_schema = 'pg_catalog' THEN
+        RAISE EXCEPTION 'cannot create rollup "%" in schema %', name, v_schema
+              USING ERRCODE = 'invalid_schema_name', HINT = 'Qualify the name with a permanent schema (public.my_rollup).';
+    END IF;
     view_ident := format('%I.%I', v_schema, v_name);
     stripes_ident := format('%I.%I', v_schema, left(v_name || '_stripes', 63));
+    IF pg_catalog.to_regclass(view_ident) IS NOT NULL THEN
+        IF EXISTS (SELECT 1 FROM llm_cost.rollups x WHERE x.rollup = pg_catalog.to_regclass(view_ident)) THEN
+            RAISE EXCEPTION 'rollup % already exists', view_ident USING ERRCODE = 'duplicate_table',
+                  HINT = 'Drop it first with llm_cost.drop_rollup(), or choose another name.';
+        END IF;
+        RAISE EXCEPTION 'relation % already exists', view_ident USING ERRCODE = 'duplicate_table',
+              DETAIL = 'A rollup is a view llm_cost creates and keeps; it does not take over an existing table or view.',
+              HINT = 'To replace a hand-kept summary table, rename it first (ALTER TABLE ... RENAME TO ..._old), create the rollup, then a view with the old name and columns over it: docs/migrating.md.';
+    END IF;
+    IF pg_catalog.to_regclass(stripes_ident) IS NOT NULL THEN
+        RAISE EXCEPTION 'relation % already exists (the table of sums of rollup %)', stripes_ident, view_ident
+              USING ERRCODE = 'duplicate_table', HINT = 'Choose another rollup name.';
+    END IF;
 
     IF array_length(group_by, 1) IS NOT NULL AND
        (SELECT count(DISTINCT x) FROM unnest(group_by) x) <> array_length(group_by, 1) THEN
@@ -534,8 +566,17 @@ BEGIN
     PERFORM llm_cost._rollup_refresh_triggers(source);
     RETURN r.rollup;
 END $$;
+-- No SET clause, so that current_schema() is the caller's: an unqualified name goes where CREATE
+-- VIEW would put it (the first schema of search_path), and every function that takes the
+-- rollup back (create_budget, drop_rollup, ...) finds it by the same spelling.
+CREATE FUNCTION llm_cost.create_rollup(name text, source regclass, grain text, group_by text[],
+                                       time_zone text DEFAULT 'UTC')
+RETURNS regclass
+LANGUAGE sql AS $$
+    SELECT llm_cost._create_rollup(name, source, grain, group_by, time_zone, pg_catalog.current_schema())
+$$;
 COMMENT ON FUNCTION llm_cost.create_rollup(text, regclass, text, text[], text) IS
-'Creates a rollup view (in the source''s schema unless name is qualified) of requests, tokens, cost, unpriced and error requests and latency per period (hour, day, week, month) and group_by columns; backfills it and keeps it exact on every insert and update.';
+'Creates a rollup view (an unqualified name goes in the first schema of search_path, as CREATE VIEW puts it) of requests, tokens, cost, unpriced and error requests and latency per period (hour, day, week, month) and group_by columns; backfills it and keeps it exact on every insert and update.';
 
 -- Citus: the rollups of a table distributed after they were made. Their tables of sums are
 -- distributed on the same column, co-located with it (Citus moves their rows into the shards),
@@ -735,7 +776,6 @@ BEGIN
         -- Without a cost_source column, estimated and provided costs cannot be told apart after
         -- a price change: only unpriced rows (cost NULL or the column default) are re-estimated.
         which := format('(s.%I IS NULL OR s.%I = %s)', t.cost_column, t.cost_column, coalesce(t.cost_default::text, 'NULL'));
-        RAISE NOTICE 'table % has no cost_source column: only its unpriced rows are re-estimated', source;
     END IF;
     -- The rows to re-estimate (alias s).
     cond := format('%s AND s.%I >= %s AND s.%I < %s', which, t.time_column, llm_cost._event_time_literal(source, "from"),
@@ -770,6 +810,9 @@ BEGIN
     j := llm_cost._as_table_owner('reprice', source::oid, pg_catalog.jsonb_build_object('from', "from", 'to', "to"));
     rows_changed := (j ->> 'rows_changed')::bigint;
     cost_difference := (j ->> 'cost_difference')::numeric;
+    -- An integer cost column counts its unit: the difference in USD.
+    cost_difference := cost_difference * coalesce((SELECT ('0.' || repeat('0', llm_cost._cost_unit_scale(t.cost_unit) - 1) || '1')::numeric
+                                                     FROM llm_cost.tracked_tables t WHERE t.log_table = source AND t.cost_unit IS NOT NULL), 1);
 END $$;
 COMMENT ON FUNCTION llm_cost.reprice(regclass, timestamptz, timestamptz) IS
 'Re-estimates the estimated and unpriced (never provided) costs of rows in [from, to) with the catalog as it is now, fixing every rollup in the same transaction. Returns how many rows changed and by how much the total cost changed (USD). Runs as the table''s owner, under a security-restricted operation (the caller must have its rights).';
@@ -828,7 +871,7 @@ BEGIN
         FOR col IN SELECT v.name, v.role, v.types FROM (VALUES
                 (t.model_column, 'model', texts), (t.input_tokens_column, 'input tokens', ints),
                 (t.output_tokens_column, 'output tokens', ints), (t.cache_read_tokens_column, 'cache read tokens', ints),
-                (t.cache_write_tokens_column, 'cache write tokens', ints), (t.cost_column, 'cost', ARRAY['numeric']::regtype[]),
+                (t.cache_write_tokens_column, 'cache write tokens', ints), (t.cost_column, 'cost', CASE WHEN pg_catalog.to_jsonb(t) ->> 'cost_unit' IS NULL THEN ARRAY['numeric']::regtype[] ELSE ints END),
                 (t.time_column, 'time', ARRAY['timestamptz', 'timestamp', 'date']::regtype[]), (t.provider_column, 'provider', texts)) v(name, role, types)
              WHERE v.name IS NOT NULL
                AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.log_table AND a.attname = v.name

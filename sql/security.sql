@@ -99,9 +99,15 @@ BEGIN
     IF EXISTS (SELECT 1 FROM llm_cost.row_security s WHERE s.rel = enable_row_security.rel) THEN
         RAISE NOTICE 'row security was already enabled on %; its policies are rewritten', rel;
     END IF;
-    EXECUTE format('DROP POLICY IF EXISTS llm_cost_owner_read ON %s', target);
-    EXECUTE format('DROP POLICY IF EXISTS llm_cost_admin_all ON %s', target);
-    EXECUTE format('DROP POLICY IF EXISTS llm_cost_insert ON %s', target);
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = target AND polname = 'llm_cost_owner_read') THEN
+        EXECUTE format('DROP POLICY llm_cost_owner_read ON %s', target);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = target AND polname = 'llm_cost_admin_all') THEN
+        EXECUTE format('DROP POLICY llm_cost_admin_all ON %s', target);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = target AND polname = 'llm_cost_insert') THEN
+        EXECUTE format('DROP POLICY llm_cost_insert ON %s', target);
+    END IF;
     -- Owners read their own rows; rows without an owner (platform-wide totals) only admins.
     EXECUTE format('CREATE POLICY llm_cost_owner_read ON %s FOR SELECT USING (%I::text = llm_cost.current_principal())',
                    target, owner_column);
@@ -131,9 +137,15 @@ BEGIN
     IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = s.target), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of % to change its row security', rel USING ERRCODE = 'insufficient_privilege';
     END IF;
-    EXECUTE format('DROP POLICY IF EXISTS llm_cost_owner_read ON %s', s.target);
-    EXECUTE format('DROP POLICY IF EXISTS llm_cost_admin_all ON %s', s.target);
-    EXECUTE format('DROP POLICY IF EXISTS llm_cost_insert ON %s', s.target);
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = s.target AND polname = 'llm_cost_owner_read') THEN
+        EXECUTE format('DROP POLICY llm_cost_owner_read ON %s', s.target);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = s.target AND polname = 'llm_cost_admin_all') THEN
+        EXECUTE format('DROP POLICY llm_cost_admin_all ON %s', s.target);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_policy WHERE polrelid = s.target AND polname = 'llm_cost_insert') THEN
+        EXECUTE format('DROP POLICY llm_cost_insert ON %s', s.target);
+    END IF;
     EXECUTE format('ALTER TABLE %s DISABLE ROW LEVEL SECURITY', s.target);
     PERFORM llm_cost._registry_delete('row_security', rel::oid);
     RETURN true;

@@ -6,8 +6,8 @@
 CREATE TABLE llm_cost.tracked_tables (
     log_table                 regclass    PRIMARY KEY,
     model_column              text        NOT NULL,
-    input_tokens_column       text        NOT NULL,
-    output_tokens_column      text        NOT NULL,
+    input_tokens_column       text,
+    output_tokens_column      text,
     cache_read_tokens_column  text,
     cache_write_tokens_column text,
     cost_column               text        NOT NULL,
@@ -28,16 +28,20 @@ CREATE TABLE llm_cost.tracked_tables (
     input_image_tokens_column text,
     cache_read_image_tokens_column text,
     output_image_tokens_column text,
-    web_searches_column text
+    web_searches_column text,
+    cost_unit                 text CHECK (cost_unit IN ('cents', 'usd_micros', 'microcents')),
+    priced_provider_column    text
 );
 COMMENT ON TABLE llm_cost.tracked_tables IS 'Usage-log tables whose rows llm_cost prices, and how their columns map onto a call. Written by llm_cost.track() / llm_cost.untrack().';
 COMMENT ON COLUMN llm_cost.tracked_tables.log_table IS 'The tracked table.';
 COMMENT ON COLUMN llm_cost.tracked_tables.model_column IS 'Column with the model name as the application sent it.';
-COMMENT ON COLUMN llm_cost.tracked_tables.input_tokens_column IS 'Column with uncached input tokens.';
-COMMENT ON COLUMN llm_cost.tracked_tables.output_tokens_column IS 'Column with output tokens.';
+COMMENT ON COLUMN llm_cost.tracked_tables.input_tokens_column IS 'Column with uncached input tokens (NULL: the table keeps only the usage object).';
+COMMENT ON COLUMN llm_cost.tracked_tables.output_tokens_column IS 'Column with output tokens (NULL: the table keeps only the usage object).';
+COMMENT ON COLUMN llm_cost.tracked_tables.cost_unit IS 'Unit of an integer cost column: cents, usd_micros or microcents (the trigger rounds half up to a whole unit); NULL: a numeric column in USD.';
+COMMENT ON COLUMN llm_cost.tracked_tables.priced_provider_column IS 'text column the trigger fills with the provider the row was priced at, as the providers table names it (Anthropic, claude: anthropic), or NULL: rollups group by it where they group by the provider column.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cache_read_tokens_column IS 'Column with cache-read tokens, or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cache_write_tokens_column IS 'Column with cache-write tokens, or NULL.';
-COMMENT ON COLUMN llm_cost.tracked_tables.cost_column IS 'numeric column the trigger fills with the cost in USD.';
+COMMENT ON COLUMN llm_cost.tracked_tables.cost_column IS 'Column the trigger fills with the cost: numeric in USD, or an integer in cost_unit.';
 COMMENT ON COLUMN llm_cost.tracked_tables.cache_write_1h_tokens_column IS 'Column with tokens written to the 1-hour prompt cache, or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.usage_column IS 'jsonb or json column with the provider''s usage object, or NULL: when a row has one, the counts (and a cost the provider reported) come from it.';
 COMMENT ON COLUMN llm_cost.tracked_tables.input_audio_tokens_column IS 'Column with the audio tokens among the uncached input tokens (billed at the model''s audio input price), or NULL.';
@@ -49,7 +53,7 @@ COMMENT ON COLUMN llm_cost.tracked_tables.output_image_tokens_column IS 'Column 
 COMMENT ON COLUMN llm_cost.tracked_tables.web_searches_column IS 'Column with the number of web searches the call made (billed at the model''s search fee), or NULL.';
 COMMENT ON COLUMN llm_cost.tracked_tables.priced_model_column IS 'text column the trigger fills with the catalog model the row was priced as (the name as sent when none matches), or NULL: rollups group by it where they group by the model column.';
 COMMENT ON COLUMN llm_cost.tracked_tables.service_tier_column IS 'Column with the call''s service tier (standard, batch, flex, priority, fast; NULL is standard), or NULL.';
-COMMENT ON COLUMN llm_cost.tracked_tables.cost_source_column IS 'Column named cost_source, if the table has one: estimated, provided or unpriced.';
+COMMENT ON COLUMN llm_cost.tracked_tables.cost_source_column IS 'Column that says how each cost came to be: estimated, provided or unpriced (cost_source by default; track() adds one to a table whose cost column is NOT NULL or integer).';
 COMMENT ON COLUMN llm_cost.tracked_tables.cost_default IS 'The cost column''s default; without a cost_source column, a cost equal to it means "not provided".';
 COMMENT ON COLUMN llm_cost.tracked_tables.time_column IS 'Event-time column that picks the price; NULL: the transaction''s start time.';
 COMMENT ON COLUMN llm_cost.tracked_tables.provider_column IS 'Provider column filled from the model when empty, or NULL.';
@@ -149,7 +153,7 @@ RETURNS void LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
                    -- any order.
                    CASE WHEN tracked THEN 0 ELSE llm_cost._stripe() END AS stripe
               FROM (SELECT EXISTS (SELECT 1 FROM llm_cost.tracked_tables t WHERE t.log_table = p_table) AS tracked) k) x
-     WHERE x.t IS NOT NULL AND p_rows > 0
+     WHERE x.t IS NOT NULL AND p_rows <> 0
     ON CONFLICT (log_table, model, stripe) DO UPDATE
        SET rows = s.rows + excluded.rows,
            first_seen = least(s.first_seen, excluded.first_seen),
@@ -186,7 +190,8 @@ BEGIN
             SELECT pg_catalog.to_regclass(e ->> 't'), e ->> 'm', (e ->> 'n')::bigint, (e ->> 'f')::timestamptz, (e ->> 'l')::timestamptz
               FROM pg_catalog.jsonb_array_elements(remote) e) x
      WHERE x.log_table IS NOT NULL
-     GROUP BY x.log_table, x.model;
+     GROUP BY x.log_table, x.model
+    HAVING sum(x.rows) > 0;
 END $$;
 
 CREATE VIEW llm_cost.unpriced_models AS
@@ -199,13 +204,27 @@ SELECT s.model,
        llm_cost.provider_of(s.model)   AS provider_guess
   FROM llm_cost._unpriced_stats_all() s
  ORDER BY s.rows DESC, s.model;
-COMMENT ON VIEW llm_cost.unpriced_models IS 'Every model name that was logged without a price: how many rows, first and last event time. resolves_to_now is set once a price or alias exists; then run llm_cost.reprice() to price the stored rows. Lists the tables whose rows the reader may all read (their owners, llm_cost_admin, tables readable without row-level security).';
+COMMENT ON VIEW llm_cost.unpriced_models IS 'Every model name with rows stored without a price: how many rows, first and last event time. resolves_to_now is set once a price or alias exists; then run llm_cost.reprice(): the rows it prices leave this list. Lists the tables whose rows the reader may all read (their owners, llm_cost_admin, tables readable without row-level security).';
 ALTER VIEW llm_cost.unpriced_models SET (security_invoker = true);
 GRANT SELECT ON llm_cost.unpriced_models TO PUBLIC;
 
 -------------------------------------------------------------------------------------------------
 -- track() / untrack()
 -------------------------------------------------------------------------------------------------
+-- Decimal places of a US dollar in one unit of an integer cost column; 22023 for an unknown unit.
+CREATE FUNCTION llm_cost._cost_unit_scale(p_unit text) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    CASE lower(trim(p_unit))
+        WHEN 'usd' THEN RETURN 0;
+        WHEN 'cents' THEN RETURN 2;
+        WHEN 'usd_micros' THEN RETURN 6;
+        WHEN 'microcents' THEN RETURN 8;
+        ELSE RAISE EXCEPTION 'unknown cost unit "%"', p_unit USING ERRCODE = 'invalid_parameter_value',
+                   HINT = 'Cost units are usd (numeric columns), cents, usd_micros (millionths of a dollar) and microcents (millionths of a cent).';
+    END CASE;
+END $$;
+
 CREATE FUNCTION llm_cost._column(p_table regclass, p_column text, p_role text,
                                  p_types regtype[], p_writable boolean)
 RETURNS pg_catalog.pg_attribute
@@ -256,8 +275,12 @@ CREATE FUNCTION llm_cost.track(
     input_image_tokens_column text DEFAULT NULL,
     cache_read_image_tokens_column text DEFAULT NULL,
     output_image_tokens_column text DEFAULT NULL,
-    web_searches_column text DEFAULT NULL)
-RETURNS llm_cost.tracked_tables
+    web_searches_column text DEFAULT NULL,
+    cost_source_column        text    DEFAULT NULL,
+    cost_unit                 text    DEFAULT NULL,
+    priced_provider_column    text    DEFAULT NULL,
+    backfill                  boolean DEFAULT false)
+RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     rel            pg_catalog.pg_class;
@@ -269,8 +292,13 @@ DECLARE
     default_value  numeric;
     prec           int;
     scale          int;
+    unit_scale     int;
     update_cols    text[];
-    result         llm_cost.tracked_tables;
+    was_tracked    boolean;
+    added          text[] := '{}';
+    history        boolean := false;
+    filled         jsonb;
+    msg            text;
 BEGIN
     IF log_table IS NULL THEN
         RAISE EXCEPTION 'llm_cost.track: log_table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -282,16 +310,36 @@ BEGIN
     IF NOT pg_catalog.pg_has_role(current_user, rel.relowner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to track it', log_table USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF model_column IS NULL OR input_tokens_column IS NULL OR output_tokens_column IS NULL OR cost_column IS NULL THEN
-        RAISE EXCEPTION 'llm_cost.track: model_column, input_tokens_column, output_tokens_column and cost_column are required'
+    IF model_column IS NULL OR cost_column IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.track: model_column and cost_column are required'
+              USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- A table that keeps the provider's usage object may have no token columns: the default
+    -- names are then left unmapped (a name given otherwise must exist).
+    IF usage_column IS NOT NULL THEN
+        IF input_tokens_column = 'input_tokens' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                WHERE attrelid = log_table AND attname = 'input_tokens' AND NOT attisdropped) THEN
+            input_tokens_column := NULL;
+        END IF;
+        IF output_tokens_column = 'output_tokens' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                WHERE attrelid = log_table AND attname = 'output_tokens' AND NOT attisdropped) THEN
+            output_tokens_column := NULL;
+        END IF;
+    ELSIF input_tokens_column IS NULL OR output_tokens_column IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.track: input_tokens_column and output_tokens_column are required unless usage_column names the provider''s usage object'
               USING ERRCODE = 'null_value_not_allowed';
     END IF;
     time_zone := coalesce(time_zone, 'UTC');
     PERFORM now() AT TIME ZONE time_zone;  -- rejects an unknown time zone (22023)
+    was_tracked := EXISTS (SELECT 1 FROM llm_cost.tracked_tables t WHERE t.log_table = track.log_table);
 
     PERFORM llm_cost._column(log_table, model_column, 'model', texts, false);
-    PERFORM llm_cost._column(log_table, input_tokens_column, 'input tokens', ints, false);
-    PERFORM llm_cost._column(log_table, output_tokens_column, 'output tokens', ints, false);
+    IF input_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, input_tokens_column, 'input tokens', ints, false);
+    END IF;
+    IF output_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, output_tokens_column, 'output tokens', ints, false);
+    END IF;
     IF cache_read_tokens_column IS NOT NULL THEN
         PERFORM llm_cost._column(log_table, cache_read_tokens_column, 'cache read tokens', ints, false);
     END IF;
@@ -341,34 +389,80 @@ BEGIN
         END IF;
         PERFORM llm_cost._column(log_table, priced_model_column, 'priced model', ARRAY['text']::regtype[], true);
     END IF;
+    IF priced_provider_column IS NOT NULL THEN
+        IF priced_provider_column = provider_column THEN
+            RAISE EXCEPTION 'llm_cost.track: priced_provider_column must not be the provider column: the value as sent stays in the row'
+                  USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM llm_cost._column(log_table, priced_provider_column, 'priced provider', ARRAY['text']::regtype[], true);
+    END IF;
 
     IF add_cost_column AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
                                         WHERE attrelid = log_table AND attname = cost_column AND NOT attisdropped) THEN
         EXECUTE format('ALTER TABLE %s ADD COLUMN %I numeric CHECK (%I >= 0)', log_table, cost_column, cost_column);
         EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', log_table, cost_column, 'Cost of the call in USD, filled by llm_cost.');
-        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
-                        WHERE attrelid = log_table AND attname = 'cost_source' AND NOT attisdropped) THEN
-            EXECUTE format('ALTER TABLE %s ADD COLUMN cost_source text CHECK (cost_source IN (''estimated'', ''provided'', ''unpriced''))', log_table);
-            EXECUTE format('COMMENT ON COLUMN %s.cost_source IS %L', log_table,
-                           'estimated (from the llm_cost catalog), provided (by the application) or unpriced (unknown model).');
-        END IF;
+        added := added || cost_column;
+        cost_unit := coalesce(cost_unit, 'usd');
     END IF;
-    cost_att := llm_cost._column(log_table, cost_column, 'cost', ARRAY['numeric']::regtype[], true);
-    IF cost_att.atttypmod >= 4 THEN
-        prec := ((cost_att.atttypmod - 4) >> 16) & 65535;
-        scale := (cost_att.atttypmod - 4) & 65535;
-        IF scale < 6 OR prec - scale < 3 THEN
-            RAISE EXCEPTION 'cost column "%" of table % is %, which cannot hold LLM call costs', cost_column, log_table,
-                  format_type(cost_att.atttypid, cost_att.atttypmod)
-                  USING ERRCODE = 'datatype_mismatch',
-                        DETAIL = 'A cost column needs at least 6 decimal places (calls cost fractions of a cent) and 3 integer digits.',
-                        HINT = format('ALTER TABLE %s ALTER COLUMN %I TYPE numeric', log_table, cost_column);
+    -- The cost column: numeric in USD, or an integer type in a stated unit.
+    cost_att := llm_cost._column(log_table, cost_column, 'cost', ARRAY['numeric', 'smallint', 'integer', 'bigint']::regtype[], true);
+    IF cost_att.atttypid = 'numeric'::regtype THEN
+        IF cost_unit IS NOT NULL AND llm_cost._cost_unit_scale(cost_unit) <> 0 THEN
+            RAISE EXCEPTION 'cost column "%" of table % is numeric: llm_cost writes numeric costs in USD', cost_column, log_table
+                  USING ERRCODE = 'invalid_parameter_value',
+                        HINT = 'Leave cost_unit out for a numeric column; cost_unit is for integer columns (microcents, cents, usd_micros).';
         END IF;
+        cost_unit := NULL;
+        IF cost_att.atttypmod >= 4 THEN
+            prec := ((cost_att.atttypmod - 4) >> 16) & 65535;
+            scale := (cost_att.atttypmod - 4) & 65535;
+            IF scale < 6 OR prec - scale < 3 THEN
+                RAISE EXCEPTION 'cost column "%" of table % is %, which cannot hold LLM call costs', cost_column, log_table,
+                      format_type(cost_att.atttypid, cost_att.atttypmod)
+                      USING ERRCODE = 'datatype_mismatch',
+                            DETAIL = 'A cost column needs at least 6 decimal places (calls cost fractions of a cent) and 3 integer digits.',
+                            HINT = format('ALTER TABLE %s ALTER COLUMN %I TYPE numeric', log_table, cost_column);
+            END IF;
+        END IF;
+    ELSE
+        IF cost_unit IS NULL THEN
+            RAISE EXCEPTION 'cost column "%" of table % is %: say which unit it counts', cost_column, log_table,
+                  format_type(cost_att.atttypid, cost_att.atttypmod)
+                  USING ERRCODE = 'invalid_parameter_value',
+                        HINT = 'Pass cost_unit => ''microcents'' (millionths of a cent), ''usd_micros'' (millionths of a dollar) or ''cents''.';
+        END IF;
+        unit_scale := llm_cost._cost_unit_scale(cost_unit);
+        IF unit_scale = 0 THEN
+            RAISE EXCEPTION 'an integer cost column cannot count whole dollars' USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass cost_unit => ''microcents'', ''usd_micros'' or ''cents''.';
+        END IF;
+        cost_unit := lower(cost_unit);
     END IF;
 
-    SELECT attname INTO source_col FROM pg_catalog.pg_attribute
-     WHERE attrelid = log_table AND attname = 'cost_source' AND NOT attisdropped
-       AND atttypid IN ('text'::regtype, 'varchar'::regtype) AND attgenerated = '';
+    -- The column that says how each cost came to be (estimated, provided, unpriced).
+    IF cost_source_column IS NULL THEN
+        SELECT attname INTO source_col FROM pg_catalog.pg_attribute
+         WHERE attrelid = log_table AND attname = 'cost_source' AND NOT attisdropped
+           AND atttypid IN ('text'::regtype, 'varchar'::regtype) AND attgenerated = '';
+    ELSE
+        source_col := cost_source_column;
+    END IF;
+    IF source_col IS NULL AND (cost_att.attnotnull OR cost_unit IS NOT NULL OR cost_column = ANY (added)) THEN
+        -- A NOT NULL (or integer) cost column cannot say "unpriced" by itself: a cost_source
+        -- column does (an unpriced row keeps the column default, marked unpriced).
+        source_col := 'cost_source';
+    END IF;
+    IF source_col IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                                               WHERE attrelid = log_table AND attname = source_col AND NOT attisdropped) THEN
+        EXECUTE format('ALTER TABLE %s ADD COLUMN %I text CHECK (%I IN (''estimated'', ''provided'', ''unpriced''))',
+                       log_table, source_col, source_col);
+        EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', log_table, source_col,
+                       'estimated (from the llm_cost catalog), provided (by the application) or unpriced (no price for the model); filled by llm_cost.');
+        added := added || source_col;
+    END IF;
+    IF source_col IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, source_col, 'cost source', ARRAY['text', 'character varying']::regtype[], true);
+    END IF;
 
     SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) INTO default_expr
       FROM pg_catalog.pg_attrdef d WHERE d.adrelid = log_table AND d.adnum = cost_att.attnum;
@@ -376,18 +470,30 @@ BEGIN
         EXECUTE format('SELECT (%s)::numeric', default_expr) INTO default_value;
     END IF;
 
+    -- Rows already in the table (logged before tracking): priced now (backfill => true), else
+    -- the caller is told how to price them.
+    IF NOT was_tracked THEN
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s s WHERE %s)', log_table,
+                       CASE WHEN source_col IS NOT NULL THEN format('s.%I IS NULL', source_col)
+                            ELSE format('s.%I IS NULL', cost_column) END) INTO history;
+    END IF;
+
     -- (Re)create the triggers.
-    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_price ON %s', log_table);
-    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_unpriced ON %s', log_table);
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = log_table AND tgname = 'llm_cost_price') THEN
+        EXECUTE format('DROP TRIGGER llm_cost_price ON %s', log_table);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = log_table AND tgname = 'llm_cost_unpriced') THEN
+        EXECUTE format('DROP TRIGGER llm_cost_unpriced ON %s', log_table);
+    END IF;
     update_cols := array_remove(ARRAY[model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
                                       cache_write_tokens_column, cost_column, time_column, cache_write_1h_tokens_column,
                                       usage_column, input_audio_tokens_column, cache_read_audio_tokens_column,
                                       output_audio_tokens_column, input_image_tokens_column, cache_read_image_tokens_column,
                                       output_image_tokens_column, web_searches_column], NULL);
     EXECUTE format('CREATE TRIGGER llm_cost_price BEFORE INSERT OR UPDATE OF %s ON %s FOR EACH ROW '
-                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
+                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
                    (SELECT string_agg(quote_ident(c), ', ') FROM unnest(update_cols) c), log_table,
-                   model_column, input_tokens_column, output_tokens_column,
+                   model_column, coalesce(input_tokens_column, ''), coalesce(output_tokens_column, ''),
                    coalesce(cache_read_tokens_column, ''), coalesce(cache_write_tokens_column, ''),
                    cost_column, coalesce(time_column, ''), coalesce(provider_column, ''),
                    coalesce(source_col, ''), coalesce(default_value::text, ''), time_zone,
@@ -395,11 +501,12 @@ BEGIN
                    coalesce(priced_model_column, ''), coalesce(input_audio_tokens_column, ''),
                    coalesce(cache_read_audio_tokens_column, ''), coalesce(output_audio_tokens_column, ''),
                    coalesce(input_image_tokens_column, ''), coalesce(cache_read_image_tokens_column, ''),
-                   coalesce(output_image_tokens_column, ''), coalesce(web_searches_column, ''));
+                   coalesce(output_image_tokens_column, ''), coalesce(web_searches_column, ''),
+                   coalesce(unit_scale::text, ''), coalesce(priced_provider_column, ''));
     EXECUTE format('CREATE TRIGGER llm_cost_unpriced AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT '
                    'EXECUTE FUNCTION llm_cost.usage_statement_end()', log_table);
 
-    result := pg_catalog.jsonb_populate_record(NULL::llm_cost.tracked_tables, llm_cost._registry_put('tracked_tables',
+    PERFORM llm_cost._registry_put('tracked_tables',
         pg_catalog.jsonb_build_object('log_table', log_table::oid, 'model_column', model_column,
             'input_tokens_column', input_tokens_column, 'output_tokens_column', output_tokens_column,
             'cache_read_tokens_column', cache_read_tokens_column, 'cache_write_tokens_column', cache_write_tokens_column,
@@ -411,18 +518,36 @@ BEGIN
             'input_audio_tokens_column', input_audio_tokens_column, 'cache_read_audio_tokens_column', cache_read_audio_tokens_column,
             'output_audio_tokens_column', output_audio_tokens_column, 'input_image_tokens_column', input_image_tokens_column,
             'cache_read_image_tokens_column', cache_read_image_tokens_column, 'output_image_tokens_column', output_image_tokens_column,
-            'web_searches_column', web_searches_column))));
+            'web_searches_column', web_searches_column, 'cost_unit', cost_unit, 'priced_provider_column', priced_provider_column)));
     -- The rollup trigger of a Citus distributed table carries the column mapping.
     IF pg_catalog.to_regclass('llm_cost.rollups') IS NOT NULL THEN
         IF EXISTS (SELECT 1 FROM llm_cost.rollups r WHERE r.source = log_table) THEN
             PERFORM llm_cost._rollup_refresh_triggers(log_table);
         END IF;
     END IF;
-    RETURN result;
+
+    msg := format('tracking %s: %s -> %s (%s)', log_table, model_column, cost_column,
+                  coalesce(cost_unit, 'USD'));
+    IF source_col IS NOT NULL THEN
+        msg := msg || format(', %s says estimated/provided/unpriced', source_col);
+    END IF;
+    IF cardinality(added) > 0 THEN
+        msg := msg || format('; added column%s %s', CASE WHEN cardinality(added) > 1 THEN 's' ELSE '' END,
+                             array_to_string(added, ', '));
+    END IF;
+    IF history AND backfill THEN
+        filled := llm_cost._backfill_all(log_table, 10000, false);
+        msg := msg || format('; %s existing rows priced (%s unpriced)', filled ->> 'rows', filled ->> 'unpriced');
+    ELSIF history THEN
+        RAISE NOTICE 'table % has rows logged before it was tracked: they are not priced yet', log_table
+              USING HINT = format('Price them with CALL llm_cost.backfill(%L) (in batches, committing as it goes), or track(..., backfill => true) in this transaction.', log_table::text);
+        msg := msg || '; existing rows not priced yet: CALL llm_cost.backfill(...)';
+    END IF;
+    RETURN msg;
 END $$;
 
-COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text, text, text, text, text, text, text, text, text, text, text) IS
-'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers. Calling it again replaces the mapping. A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider. service_tier_column: batch, flex, priority, fast or standard (NULL). usage_column: a jsonb or json column with the provider''s usage object (OpenAI, Anthropic, Gemini, Bedrock, DeepSeek, OpenRouter, LiteLLM): the counts come from it and are written into the mapped token columns; a cost the provider reported (OpenRouter) is kept as provided. priced_model_column: a text column filled with the catalog model the row was priced as (openai/gpt-4o-mini and gpt-4o-mini both give gpt-4o-mini; an unknown name stays as sent): rollups that group by the model column group by it. input_audio_tokens_column, cache_read_audio_tokens_column, output_audio_tokens_column, input_image_tokens_column, cache_read_image_tokens_column, output_image_tokens_column: integer columns with the audio or image part of the input, cache-read or output tokens, billed at the model''s modality prices; web_searches_column: the number of web searches, billed at its search fee. The row''s time also picks a time-of-day price (DeepSeek''s peak hours).';
+COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, boolean) IS
+'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers; returns what it set up. Calling it again replaces the mapping. cost_column: numeric in USD, or an integer column in cost_unit (microcents, usd_micros, cents; rounded half up). cost_source_column: a text column that says estimated, provided or unpriced (default: cost_source if the table has one; added when the cost column is NOT NULL or integer). A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider; priced_provider_column is filled with the provider as the providers table names it (Anthropic, claude: anthropic). service_tier_column: batch, flex, priority, fast or standard (NULL). usage_column: a jsonb or json column with the provider''s usage object: the counts come from it and are written into the mapped token columns (which are then optional); an error response costs $0, a row without usage in a table without token columns is unpriced. priced_model_column: a text column filled with the catalog model the row was priced as. Modality and web search columns: billed at the model''s modality prices and search fee. backfill => true prices the rows already in the table in this transaction (else CALL llm_cost.backfill()).';
 
 CREATE FUNCTION llm_cost.untrack(log_table regclass) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -435,8 +560,12 @@ BEGIN
     END IF;
     -- Its rollups go with it (drop them first with llm_cost.drop_rollup to choose otherwise).
     PERFORM llm_cost.drop_rollup(r.rollup) FROM llm_cost.rollups r WHERE r.source = log_table;
-    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_price ON %s', log_table);
-    EXECUTE format('DROP TRIGGER IF EXISTS llm_cost_unpriced ON %s', log_table);
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = log_table AND tgname = 'llm_cost_price') THEN
+        EXECUTE format('DROP TRIGGER llm_cost_price ON %s', log_table);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = log_table AND tgname = 'llm_cost_unpriced') THEN
+        EXECUTE format('DROP TRIGGER llm_cost_unpriced ON %s', log_table);
+    END IF;
     PERFORM llm_cost._registry_delete('tracked_tables', log_table::oid);
     RETURN true;
 END $$;
@@ -497,7 +626,8 @@ CREATE TABLE llm_cost.usage_events (
     service_tier       text,
     cache_write_1h_tokens bigint   NOT NULL DEFAULT 0 CHECK (cache_write_1h_tokens >= 0),
     usage              jsonb,
-    priced_model       text
+    priced_model       text,
+    priced_provider    text
 );
 CREATE INDEX usage_events_occurred_at_idx ON llm_cost.usage_events (occurred_at);
 CREATE INDEX usage_events_tenant_idx ON llm_cost.usage_events (tenant_id, occurred_at);
@@ -529,6 +659,7 @@ COMMENT ON COLUMN llm_cost.usage_events.metadata IS 'Anything else, as JSON.';
 COMMENT ON COLUMN llm_cost.usage_events.cache_write_1h_tokens IS 'Prompt tokens written to the 1-hour cache (Anthropic: cache_creation.ephemeral_1h_input_tokens), priced at the 1-hour price. Not in total_tokens.';
 COMMENT ON COLUMN llm_cost.usage_events.usage IS 'The provider''s usage object as returned (OpenAI, Anthropic, Gemini, Bedrock, DeepSeek, OpenRouter, LiteLLM), if you have it: the token columns are then filled from it, and a cost it reports (OpenRouter) is kept as provided.';
 COMMENT ON COLUMN llm_cost.usage_events.priced_model IS 'Filled by llm_cost: the catalog model the call was priced as (gpt-4o-mini for openai/gpt-4o-mini), or the name as sent when no model matches. Rollups and reports group by it; model keeps what the application sent.';
+COMMENT ON COLUMN llm_cost.usage_events.priced_provider IS 'Filled by llm_cost: the provider the call was priced at, as the providers table names it (anthropic for Anthropic or claude); provider keeps what the application sent. Rollups grouping by provider group by it.';
 COMMENT ON COLUMN llm_cost.usage_events.service_tier IS 'Service tier of the call: batch, flex, priority, fast; NULL (or standard, default, auto) for the standard price.';
 
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.usage_events', '');
@@ -544,4 +675,5 @@ SELECT llm_cost.track('llm_cost.usage_events',
                       service_tier_column       => 'service_tier',
                       cache_write_1h_tokens_column => 'cache_write_1h_tokens',
                       priced_model_column       => 'priced_model',
-                      usage_column              => 'usage');
+                      usage_column              => 'usage',
+                      priced_provider_column    => 'priced_provider');

@@ -130,9 +130,18 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!(
+    "../sql/backfill.sql",
+    name = "backfill",
+    requires = [
+        "rollups",
+        features::backfill::_backfill_step,
+        features::maintenance::_as_table_owner
+    ]
+);
+extension_sql_file!(
     "../sql/reports.sql",
     name = "reports",
-    requires = ["rollups"]
+    requires = ["backfill"]
 );
 extension_sql_file!(
     "../sql/retention.sql",

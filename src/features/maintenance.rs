@@ -15,6 +15,10 @@ const ACTIONS: &[(&str, &str)] = &[
                 ($2 ->> 'from')::pg_catalog.timestamptz, ($2 ->> 'to')::pg_catalog.timestamptz) r",
     ),
     (
+        "backfill",
+        "SELECT llm_cost._backfill_step($1::pg_catalog.oid, $2)",
+    ),
+    (
         "rebuild_rollup",
         "SELECT pg_catalog.jsonb_build_object('n', llm_cost._rebuild_rollup_impl(($2 ->> 'rollup')::pg_catalog.oid::pg_catalog.regclass,
                 ($2 ->> 'from')::pg_catalog.timestamptz, ($2 ->> 'to')::pg_catalog.timestamptz))",

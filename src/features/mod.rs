@@ -3,9 +3,11 @@
 //! `pricing` (how a row is priced: the catalog, the cost trigger, the SQL functions), which uses
 //! `rollups` (how a rollup is written); `budgets` reads rollups' tables of sums. What must reach
 //! up is registered by `lib.rs`: rollups learn which groups budgets watch and how to estimate a
-//! row, the cost trigger learns whom to hand its rows in COPY. `maintenance`, `retention`,
-//! `registry` and `security` stand alone.
+//! row, the cost trigger learns whom to hand its rows in COPY. `backfill` uses `pricing`
+//! (it prices old rows as inserts). `maintenance`, `retention`, `registry` and `security` stand
+//! alone.
 
+pub mod backfill;
 pub mod budgets;
 pub mod copy;
 pub mod maintenance;

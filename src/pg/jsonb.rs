@@ -108,6 +108,23 @@ const UNIT: i128 = 10_000_000_000_000_000; // 10^16: units of a cost per integer
 
 impl Doc for JsonbDoc {
     fn field(&self, path: &[&str]) -> Field {
+        if path.is_empty() {
+            // The document itself: JSON null is what `usage_json::kind` asks about.
+            if Self::is_obj(self.root) {
+                return Field::Bad("an object".into());
+            }
+            let mut v = pg_sys::JsonbValue {
+                type_: 0,
+                val: pg_sys::JsonbValue__bindgen_ty_1 { boolean: false },
+            };
+            // SAFETY: the document's root container; a scalar is read into `v`.
+            let scalar = unsafe { pg_sys::JsonbExtractScalar(self.root, &mut v) };
+            return if scalar && v.type_ == pg_sys::jbvType::jbvNull {
+                Field::Null
+            } else {
+                Field::Bad("not an object".into())
+            };
+        }
         let Some(v) = self.lookup(path) else {
             return Field::Missing;
         };

@@ -117,6 +117,7 @@ pub struct Catalog {
 /// they stand for. Checked after the provider ids and before the providers' own match rules.
 const ROUTE_WORDS: &[(&str, &str)] = &[
     ("openrouter", "openrouter"),
+    ("claude", "anthropic"),
     ("bedrock", "aws"),
     ("bedrock_converse", "aws"),
     ("aws", "aws"),
@@ -524,6 +525,16 @@ impl Catalog {
         self.providers
             .iter()
             .position(|p| p.provider_match.as_ref().is_some_and(|r| r.is_match(&v)))
+    }
+
+    /// A provider value as the catalog names it: the provider it means (`Anthropic`, `claude`
+    /// and `anthropic` give `anthropic`; `vertex_ai` gives `google`), else the value trimmed
+    /// and in lower case.
+    pub fn normalize_provider(&self, value: &str) -> String {
+        match self.provider_named(value) {
+            Some(i) => self.providers[i].id.clone(),
+            None => value.trim().to_ascii_lowercase(),
+        }
     }
 
     /// A model of provider `p` (or of its fallback providers) covering `name` (lower case): its

@@ -1260,3 +1260,60 @@ mod tests {
         assert_eq!(r.breakdown(&u).input.0, 0);
     }
 }
+
+/// The unit of an integer cost column (`track(..., cost_unit => ...)`): how many decimal places
+/// of a US dollar one unit is. `usd` 0, `cents` 2, `usd_micros` 6 (millionths of a dollar),
+/// `microcents` 8 (millionths of a cent: `$/MTok / 10` microcents per token).
+pub fn cost_unit_scale(name: &str) -> Option<u32> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "usd" | "dollars" => Some(0),
+        "cents" | "cent" => Some(2),
+        "usd_micros" | "micro_usd" | "microdollars" => Some(6),
+        "microcents" | "microcent" => Some(8),
+        _ => None,
+    }
+}
+
+impl Cost {
+    /// The cost in units of 10^-`scale` USD (`scale` <= 16), rounded half up (away from zero:
+    /// costs are never negative) to a whole unit: the one rounding rule of integer cost columns.
+    pub fn in_unit(self, scale: u32) -> i128 {
+        let d = 10i128.pow(16 - scale.min(16));
+        let q = self.0 / d;
+        let r = self.0 % d;
+        if r.abs() * 2 >= d {
+            q + self.0.signum()
+        } else {
+            q
+        }
+    }
+
+    /// A whole number of units of 10^-`scale` USD as a cost.
+    pub fn from_unit(v: i128, scale: u32) -> Option<Cost> {
+        v.checked_mul(10i128.pow(16 - scale.min(16))).map(Cost)
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn integer_units_round_half_up() {
+        assert_eq!(cost_unit_scale("microcents"), Some(8));
+        assert_eq!(cost_unit_scale("Cents"), Some(2));
+        assert_eq!(cost_unit_scale("usd_micros"), Some(6));
+        assert_eq!(cost_unit_scale("yen"), None);
+        // $3/MTok: 1 token = 0.000003 USD = 300 microcents.
+        assert_eq!(Cost(30_000_000_000).in_unit(8), 300);
+        // 0.000000005 USD = 0.5 microcents: up; 0.0000000049...: down.
+        assert_eq!(Cost(50_000_000).in_unit(8), 1);
+        assert_eq!(Cost(49_999_999).in_unit(8), 0);
+        assert_eq!(Cost(0).in_unit(2), 0);
+        assert_eq!(Cost(15_300_000_000_000_000).in_unit(2), 153);
+        assert_eq!(Cost(1_234_500_000_000_000).in_unit(2), 12); // 0.12345 USD -> 12 cents
+        assert_eq!(Cost(1_250_000_000_000_000).in_unit(2), 13); // 0.125 -> 13 (half up)
+        assert_eq!(Cost::from_unit(300, 8), Some(Cost(30_000_000_000)));
+        assert_eq!(Cost(7).in_unit(16), 7);
+    }
+}

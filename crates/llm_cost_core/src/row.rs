@@ -144,9 +144,14 @@ fn is_provided(
     let default = table.cost_default.map(Num);
     match old {
         None if table.has_source => {
-            // Any non-NULL cost is the application's, unless the row says it is an estimate and
-            // it is exactly ours (a row an UPDATE moves to another partition arrives there as an
-            // INSERT).
+            // Any non-NULL cost is the application's, unless it is the column default and the
+            // row does not say `provided` (a NOT NULL DEFAULT 0 column: an INSERT that leaves the
+            // cost out is estimated; one that sends $0 with cost_source 'provided' keeps it), or
+            // the row says it is an estimate and it is exactly ours (a row an UPDATE moves to
+            // another partition arrives there as an INSERT).
+            if default.as_ref() == Some(&Num(t)) && new.source != Some("provided") {
+                return false;
+            }
             !(new.source == Some("estimated")
                 && ours(&new.call).as_deref().map(Num) == Some(Num(t)))
         }
@@ -267,6 +272,51 @@ mod tests {
         r.cost = Some("1");
         assert_eq!(
             decide(&SOURCED, &r, None, &estimate, &stored),
+            Ok(Outcome::Provided)
+        );
+    }
+
+    #[test]
+    fn with_cost_source_the_default_is_provided_only_when_the_row_says_so() {
+        let t = Table {
+            has_source: true,
+            cost_default: Some("0"),
+        };
+        // Left out (the default): estimated, or unpriced, never a silent $0.
+        assert_eq!(
+            decide(
+                &t,
+                &new("known", Some("0.00"), None),
+                None,
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Estimated(Cost(25_000_000_000_000_000)))
+        );
+        assert_eq!(
+            decide(&t, &new("typo", Some("0"), None), None, &estimate, &stored),
+            Ok(Outcome::Unpriced)
+        );
+        // An explicit $0 the application marks provided (a failed call) is kept.
+        assert_eq!(
+            decide(
+                &t,
+                &new("known", Some("0"), Some("provided")),
+                None,
+                &estimate,
+                &stored
+            ),
+            Ok(Outcome::Keep)
+        );
+        // Any other value is the application's.
+        assert_eq!(
+            decide(
+                &t,
+                &new("known", Some("0.01"), None),
+                None,
+                &estimate,
+                &stored
+            ),
             Ok(Outcome::Provided)
         );
     }

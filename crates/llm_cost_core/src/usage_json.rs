@@ -493,6 +493,45 @@ const SHAPE_HINT: &str = "name the provider: llm_cost.usage_tokens(usage, 'opena
 
 /// Reads a usage object. `provider`: the API it came from, when the shape alone is ambiguous
 /// (a provider value that names no format is ignored).
+/// What a stored document is, before it is read as usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocKind {
+    /// A usage object, or a response holding one.
+    Usage,
+    /// An error response without usage (`{"type": "error", "error": {...}}` from Anthropic,
+    /// `{"error": {...}}` from OpenAI and Gemini): the call failed and was not billed.
+    Error,
+    /// JSON `null`: no usage was recorded.
+    Absent,
+}
+
+/// Tells a usage object from an error response or JSON null (the rule the cost trigger applies:
+/// a failed call is stored at $0, a row without usage is stored unpriced, neither is refused).
+pub fn kind<D: Doc + ?Sized>(doc: &D) -> DocKind {
+    if doc.field(&[]) == Field::Null {
+        return DocKind::Absent;
+    }
+    let has_usage = doc.is_object(&["usage"])
+        || doc.is_object(&["usageMetadata"])
+        || doc.is_object(&["usage_metadata"])
+        || doc.is_object(&["billed_units"])
+        || doc.is_object(&["meta", "billed_units"])
+        || doc.has(&["prompt_tokens"])
+        || doc.has(&["input_tokens"])
+        || doc.has(&["inputTokens"])
+        || doc.has(&["promptTokenCount"])
+        || doc.has(&["completion_tokens"])
+        || doc.has(&["output_tokens"]);
+    let says_error = doc.text(&["type"]).as_deref() == Some("error")
+        || doc.text(&["object"]).as_deref() == Some("error")
+        || !matches!(doc.field(&["error"]), Field::Missing | Field::Null);
+    if says_error && !has_usage {
+        DocKind::Error
+    } else {
+        DocKind::Usage
+    }
+}
+
 pub fn parse<D: Doc + ?Sized>(doc: &D, provider: Option<&str>) -> Result<Counts, UsageError> {
     // The usage object itself, or a whole response holding it.
     let top_level_counts = doc.has(&["prompt_tokens"])
@@ -1225,6 +1264,38 @@ mod tests {
             c.cache_write_5m,
             c.cache_write_1h,
         )
+    }
+
+    #[test]
+    fn error_responses_and_null_are_not_usage() {
+        assert_eq!(kind(&json!(null)), DocKind::Absent);
+        assert_eq!(
+            kind(
+                &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+            ),
+            DocKind::Error
+        );
+        assert_eq!(
+            kind(
+                &json!({"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}})
+            ),
+            DocKind::Error
+        );
+        assert_eq!(
+            kind(
+                &json!({"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}})
+            ),
+            DocKind::Error
+        );
+        // Usage beside an error field is usage (billed).
+        assert_eq!(
+            kind(&json!({"error": null, "usage": {"prompt_tokens": 1, "completion_tokens": 1}})),
+            DocKind::Usage
+        );
+        assert_eq!(
+            kind(&json!({"input_tokens": 1, "output_tokens": 2})),
+            DocKind::Usage
+        );
     }
 
     #[test]

@@ -279,6 +279,43 @@ pub fn format_cost(cost: Option<AnyNumeric>) -> String {
     pricing::format_cost(d)
 }
 
+/// `format_cost` of an amount in a cost unit (`usd`, `cents`, `usd_micros`, `microcents`: what an
+/// integer cost column tracked with that unit holds): `format_cost(1530, 'microcents')` is
+/// `$0.000015`. 22023 for an unknown unit.
+#[pg_extern(immutable, parallel_safe, name = "format_cost")]
+pub fn format_cost_in(cost: Option<AnyNumeric>, unit: &str) -> String {
+    let Some(scale) = pricing::cost_unit_scale(unit) else {
+        crate::pg::fail::user(
+            pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("unknown cost unit \"{unit}\""),
+        )
+        .hint("Cost units are usd, cents, usd_micros (millionths of a dollar) and microcents (millionths of a cent).")
+        .raise();
+    };
+    let Some(cost) = cost else {
+        return "unpriced".to_string();
+    };
+    let text = cost.to_string();
+    let mut d = match Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text)) {
+        Ok(d) => d,
+        Err(_) => {
+            crate::pg::fail::user(
+                pgrx::PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                format!("format_cost: {text} is out of range (at most 28 significant digits)"),
+            )
+            .raise();
+        }
+    };
+    if d.set_scale(d.scale() + scale).is_err() {
+        crate::pg::fail::user(
+            pgrx::PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+            format!("format_cost: {text} {unit} is out of range"),
+        )
+        .raise();
+    }
+    pricing::format_cost(d)
+}
+
 fn money_json(c: Cost) -> serde_json::Value {
     serde_json::Value::Number(
         serde_json::Number::from_str(&c.to_plain_string()).unwrap_or_else(|_| 0.into()),

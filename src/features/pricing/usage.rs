@@ -47,6 +47,14 @@ enum IntKind {
     I8,
 }
 
+/// The cost column's type: numeric (its typmod, -1 for none) in USD, or an integer type in a
+/// unit of 10^-scale USD (`track(..., cost_unit => ...)`).
+#[derive(Clone, Copy, Debug)]
+enum CostKind {
+    Numeric(i32),
+    Int(IntKind, u32),
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum UsageKind {
     Jsonb,
@@ -73,8 +81,9 @@ struct Col<K> {
 #[derive(Debug)]
 pub struct TableSpec {
     model: Col<()>,
-    input: Col<IntKind>,
-    output: Col<IntKind>,
+    /// Token columns; a table tracked by its usage column alone may map none.
+    input: Option<Col<IntKind>>,
+    output: Option<Col<IntKind>>,
     cache_read: Option<Col<IntKind>>,
     cache_write: Option<Col<IntKind>>,
     cache_write_1h: Option<Col<IntKind>>,
@@ -84,7 +93,7 @@ pub struct TableSpec {
     /// A jsonb or json column holding the provider's usage object: when set on a row, the counts
     /// come from it (and are written into the mapped token columns).
     usage: Option<Col<UsageKind>>,
-    cost: Col<i32>, // typmod
+    cost: Col<CostKind>,
     time: Option<Col<TimeKind>>,
     /// Read to pick the host's price, and filled with the resolved provider when empty.
     provider: Option<Col<()>>,
@@ -92,6 +101,9 @@ pub struct TableSpec {
     service_tier: Option<Col<()>>,
     /// Filled with the catalog model the row was priced as (the name as sent when none matches).
     priced_model: Option<Col<()>>,
+    /// Filled with the provider the row was priced at, normalised through the providers table
+    /// (`Anthropic` and `anthropic` give `anthropic`); the provider column keeps what was sent.
+    priced_provider: Option<Col<()>>,
     source: Option<Col<()>>,
     /// The cost column's default as numeric text ("0"), when it has one: in a table without a
     /// cost_source column, a cost equal to it counts as "not provided".
@@ -118,6 +130,8 @@ impl crate::pg::pending::Merge for UnpricedRows {
 }
 
 thread_local! {
+    /// The table `backfill` is pricing (its root): its UPDATE's rows are priced as if inserted.
+    static BACKFILL: std::cell::Cell<pg_sys::Oid> = const { std::cell::Cell::new(pg_sys::InvalidOid) };
     static SPECS: RefCell<rustc_hash::FxHashMap<(pg_sys::Oid, pg_sys::Oid), Rc<TableSpec>>> = RefCell::new(Default::default());
     /// Unknown models seen by rows not yet recorded, per subtransaction: (table, model) -> rows.
     static PENDING: RefCell<crate::pg::pending::PerSub<HashMap<(pg_sys::Oid, String), UnpricedRows>>> = RefCell::new(Default::default());
@@ -137,6 +151,26 @@ fn text_datum(s: &str) -> pg_sys::Datum {
     };
     TEXTS.with(|t| t.borrow_mut().insert(s.to_string(), d));
     d
+}
+
+/// Runs `f` (the UPDATE of `features::backfill`) with the rows of `root` (a tracked table)
+/// priced as if they were being inserted: the cost a row has is the application's (kept, marked
+/// provided) unless it is NULL or the column default, whatever the row looked like before.
+pub fn backfilling<R>(root: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let _ = BACKFILL.try_with(|b| b.set(pg_sys::InvalidOid));
+        }
+    }
+    BACKFILL.with(|b| b.set(root));
+    let _reset = Reset;
+    f()
+}
+
+fn is_backfill(relid: pg_sys::Oid, rel: pg_sys::Relation) -> bool {
+    let b = BACKFILL.with(|b| b.get());
+    b != pg_sys::InvalidOid && (b == relid || crate::pg::row::root_of(relid, rel) == b)
 }
 
 /// Called by the catalog cache's relcache callback: a table changed shape, forget its mapping.
@@ -255,7 +289,18 @@ unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> T
             kind: int_kind(t, &relname, name),
         }
     };
-    let (cost_attno, _, cost_typmod, cost_not_null) = find_attr(tupdesc, &relname, &args[5]);
+    let (cost_attno, cost_type, cost_typmod, cost_not_null) =
+        find_attr(tupdesc, &relname, &args[5]);
+    // Triggers made before 0.9.0 have no unit argument: a numeric cost in USD.
+    let unit_scale = args.get(22).and_then(|a| a.parse::<u32>().ok());
+    let cost_kind = match (cost_type, unit_scale) {
+        (pg_sys::NUMERICOID, _) => CostKind::Numeric(cost_typmod),
+        (t, Some(scale)) => CostKind::Int(int_kind(t, &relname, &args[5]), scale),
+        _ => bad_mapping(format!(
+            "llm_cost: cost column \"{}\" of \"{relname}\" is not numeric and has no unit; run llm_cost.track() again with cost_unit",
+            args[5]
+        )),
+    };
     let time = opt(&args[6]).map(|n| {
         let (attno, t, _, _) = find_attr(tupdesc, &relname, &n);
         let kind = match t {
@@ -268,14 +313,14 @@ unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> T
     });
     TableSpec {
         model: plain(&args[0]),
-        input: int(&args[1]),
-        output: int(&args[2]),
+        input: opt(&args[1]).map(|n| int(&n)),
+        output: opt(&args[2]).map(|n| int(&n)),
         cache_read: opt(&args[3]).map(|n| int(&n)),
         cache_write: opt(&args[4]).map(|n| int(&n)),
         cost: Col {
             attno: cost_attno,
             name: args[5].clone(),
-            kind: cost_typmod,
+            kind: cost_kind,
         },
         time,
         provider: opt(&args[7]).map(|n| plain(&n)),
@@ -292,6 +337,8 @@ unsafe fn build_spec(rel: pg_sys::Relation, relname: &str, args: &[String]) -> T
         cache_write_1h: args.get(12).and_then(|n| opt(n)).map(|n| int(&n)),
         // Triggers made before 0.4.0 have no priced model column.
         priced_model: args.get(14).and_then(|n| opt(n)).map(|n| plain(&n)),
+        // Triggers made before 0.9.0 have no priced provider column.
+        priced_provider: args.get(23).and_then(|n| opt(n)).map(|n| plain(&n)),
         // Triggers made before 0.8.0 have no modality or search columns.
         extra: std::array::from_fn(|i| args.get(15 + i).and_then(|n| opt(n)).map(|n| int(&n))),
         usage: args.get(13).and_then(|n| opt(n)).map(|n| {
@@ -390,12 +437,22 @@ impl<'a> Row<'a> {
         })
     }
 
-    /// A numeric column (the cost column) as text.
-    fn numeric_text(&self, attno: i32) -> Option<String> {
-        self.datum(attno)
-            // SAFETY: a numeric datum of this row (`Row::new`).
-            .and_then(|d| unsafe { AnyNumeric::from_datum(d, false) })
-            .map(|n| n.to_string())
+    /// The cost column as numeric text (a number of the column's unit).
+    fn cost_text(&self, c: &Col<CostKind>) -> Option<String> {
+        match c.kind {
+            CostKind::Numeric(_) => self
+                .datum(c.attno)
+                // SAFETY: a numeric datum of this row (`Row::new`).
+                .and_then(|d| unsafe { AnyNumeric::from_datum(d, false) })
+                .map(|n| n.to_string()),
+            CostKind::Int(k, _) => self
+                .int(&Col {
+                    attno: c.attno,
+                    name: String::new(),
+                    kind: k,
+                })
+                .map(|v| v.to_string()),
+        }
     }
 }
 
@@ -411,8 +468,8 @@ fn negative(col: &str, v: impl std::fmt::Display) -> ! {
 fn row_usage(spec: &TableSpec, row: &Row<'_>) -> Usage {
     let x = |i: usize| tokens(row, spec.extra[i].as_ref());
     Usage {
-        input: tokens(row, Some(&spec.input)),
-        output: tokens(row, Some(&spec.output)),
+        input: tokens(row, spec.input.as_ref()),
+        output: tokens(row, spec.output.as_ref()),
         cache_read: tokens(row, spec.cache_read.as_ref()),
         cache_write: tokens(row, spec.cache_write.as_ref()),
         cache_write_1h: tokens(row, spec.cache_write_1h.as_ref()),
@@ -499,7 +556,7 @@ fn usage_cost_trigger<'a>(
     };
     // SAFETY: the trigger's tuples, of the relation whose descriptor this is.
     let (mut values, mut nulls) = unsafe { crate::pg::row::deform(new_tuple, tupdesc) };
-    let old = if is_update {
+    let old = if is_update && !is_backfill(relid, rel) {
         // SAFETY: as above.
         Some(unsafe { crate::pg::row::deform(td.tg_trigtuple, tupdesc) })
     } else {
@@ -609,12 +666,57 @@ fn row_tier(spec: &TableSpec, row: &Row<'_>) -> ServiceTier {
     }
 }
 
+/// Where a row's counts come from.
+enum UsageIn {
+    /// The token columns (no usage column, or the row has no usage object and the table maps
+    /// token columns).
+    Columns,
+    /// The usage object.
+    Object(Counts),
+    /// An error response without usage: a failed call, not billed ($0, estimated).
+    Failed,
+    /// No usage object and no token columns: the call cannot be priced (stored unpriced).
+    Missing,
+}
+
+impl UsageIn {
+    fn counts(&self) -> Option<&Counts> {
+        match self {
+            UsageIn::Object(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
 /// The row's usage object read into counts, when the table keeps one and the row has it.
-fn row_usage_object(spec: &TableSpec, row: &Row<'_>) -> Option<Counts> {
-    let c = spec.usage.as_ref()?;
-    let d = row.datum(c.attno)?;
+fn row_usage_object(spec: &TableSpec, row: &Row<'_>) -> UsageIn {
+    let Some(c) = spec.usage.as_ref() else {
+        return UsageIn::Columns;
+    };
+    let no_columns = spec.input.is_none() && spec.output.is_none();
+    let absent = if no_columns {
+        UsageIn::Missing
+    } else {
+        UsageIn::Columns
+    };
+    let Some(d) = row.datum(c.attno) else {
+        return absent;
+    };
     let hint = spec.provider.as_ref().and_then(|p| row.text(p.attno));
-    Some(read_usage_column(c, d, hint))
+    match read_usage_column(c, d, hint) {
+        Ok(counts) => UsageIn::Object(counts),
+        Err(llm_cost_core::usage_json::DocKind::Error) => UsageIn::Failed,
+        Err(_) => absent,
+    }
+}
+
+/// The counts of a call whose usage came in as `u`.
+fn usage_from(spec: &TableSpec, row: &Row<'_>, u: &UsageIn) -> Usage {
+    match u {
+        UsageIn::Object(c) => crate::features::pricing::sql::usage_of(c),
+        UsageIn::Columns => row_usage(spec, row),
+        UsageIn::Failed | UsageIn::Missing => Usage::ZERO,
+    }
 }
 
 /// A row's service tier: its tier column's value; without one, the tier its usage object says
@@ -648,11 +750,9 @@ fn price(
             .raise();
     };
     // The provider's usage object, when the table keeps one: it decides the counts.
-    let from_usage = row_usage_object(spec, new);
-    let u = match &from_usage {
-        Some(c) => crate::features::pricing::sql::usage_of(c),
-        None => row_usage(spec, new),
-    };
+    let usage_in = row_usage_object(spec, new);
+    let from_usage = usage_in.counts();
+    let u = usage_from(spec, new, &usage_in);
     if let Err(e) = u.validate() {
         crate::pg::fail::user(
             pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -683,13 +783,13 @@ fn price(
     if stale_provider {
         host = None;
     }
-    let tier = call_tier(spec, new, from_usage.as_ref());
+    let tier = call_tier(spec, new, from_usage);
     // The model, resolved once for the price and the provider.
     let loaded = crate::features::pricing::catalog::catalog();
     let resolved = loaded.resolve_index(model, host);
 
     // Read: the row (and the row an UPDATE replaces) as the decision needs it.
-    let cost_text = new.numeric_text(spec.cost.attno);
+    let cost_text = new.cost_text(&spec.cost);
     let new_source = spec.source.as_ref().and_then(|c| new.text(c.attno));
     let call = Call {
         model,
@@ -698,7 +798,7 @@ fn price(
         usage: u,
         at,
     };
-    let old_cost = old.and_then(|o| o.numeric_text(spec.cost.attno));
+    let old_cost = old.and_then(|o| o.cost_text(&spec.cost));
     let old_call = || {
         let o = old.expect("an old row");
         // The old row as it was priced: from its usage object when it has one (its counts and
@@ -707,11 +807,8 @@ fn price(
         Call {
             model: o.text(spec.model.attno).unwrap_or(""),
             host: spec.provider.as_ref().and_then(|c| o.text(c.attno)),
-            tier: call_tier(spec, o, old_usage.as_ref()),
-            usage: match &old_usage {
-                Some(c) => crate::features::pricing::sql::usage_of(c),
-                None => row_usage(spec, o),
-            },
+            tier: call_tier(spec, o, old_usage.counts()),
+            usage: usage_from(spec, o, &old_usage),
             at: spec
                 .time
                 .as_ref()
@@ -725,7 +822,21 @@ fn price(
         source: spec.source.as_ref().and_then(|c| o.text(c.attno)),
     });
     // Decide (llm_cost_core::row): the catalog and the column's rounding come in as functions.
+    let new_row = NewRow {
+        call,
+        cost: cost_text.as_deref(),
+        source: new_source,
+        reported: from_usage.and_then(|c| c.provided_cost),
+    };
     let estimate = |c: &Call| {
+        if std::ptr::eq(c, &new_row.call) {
+            // The row's own call: a failed one costs nothing; one without usage has no price.
+            match usage_in {
+                UsageIn::Failed => return Some(Cost::ZERO),
+                UsageIn::Missing => return None,
+                _ => {}
+            }
+        }
         let i = if c.model == model && c.host == host {
             resolved
         } else {
@@ -739,15 +850,10 @@ fn price(
             has_source: spec.source.is_some(),
             cost_default: spec.cost_default.as_deref(),
         },
-        &NewRow {
-            call,
-            cost: cost_text.as_deref(),
-            source: new_source,
-            reported: from_usage.as_ref().and_then(|c| c.provided_cost),
-        },
+        &new_row,
         old_row.as_ref(),
         &estimate,
-        &|c| round_to_typmod_text(c, spec.cost.kind),
+        &|c| stored_text(c, spec.cost.kind),
     ) {
         Ok(o) => o,
         Err(Refused::NotFinite(t)) => {
@@ -771,8 +877,25 @@ fn price(
             )
             .raise();
         }
-        let first = WARNED.with(|w| w.borrow_mut().insert(model.to_string()));
-        if first {
+        let missing = matches!(usage_in, UsageIn::Missing);
+        let first = WARNED.with(|w| {
+            w.borrow_mut().insert(if missing {
+                String::new()
+            } else {
+                model.to_string()
+            })
+        });
+        if first && missing {
+            ereport!(
+                WARNING,
+                PgSqlErrorCode::ERRCODE_WARNING,
+                format!(
+                    "llm_cost: a row of \"{}\" has no usage object (column \"{}\" is NULL) and the table maps no token columns; it is stored unpriced and listed in llm_cost.unpriced_models under its model",
+                    relname,
+                    spec.usage.as_ref().map_or("", |c| c.name.as_str())
+                )
+            );
+        } else if first {
             ereport!(
                 WARNING,
                 PgSqlErrorCode::ERRCODE_WARNING,
@@ -797,18 +920,46 @@ fn price(
         });
     }
 
+    // An UPDATE of a row that was stored unpriced (a reprice after a price or alias was added):
+    // it no longer counts in llm_cost.unpriced_models (one that stays unpriced was counted again
+    // above: net zero).
+    if let Some(o) = old {
+        let was_unpriced = match &spec.source {
+            Some(sc) => o.text(sc.attno) == Some("unpriced"),
+            None => old_cost.is_none() || old_cost.as_deref() == spec.cost_default.as_deref(),
+        };
+        if was_unpriced {
+            let old_model = o.text(spec.model.attno).unwrap_or("").to_string();
+            let old_at = spec
+                .time
+                .as_ref()
+                .and_then(|c| o.time(c, spec.zone))
+                .unwrap_or(at);
+            let relid = root();
+            let sub = crate::pg::lifecycle::current_subtransaction();
+            PENDING.with(|p| {
+                let mut p = p.borrow_mut();
+                let e = p.of(sub).entry((relid, old_model)).or_insert(UnpricedRows {
+                    rows: 0,
+                    first: old_at,
+                    last: old_at,
+                });
+                e.rows -= 1;
+            });
+        }
+    }
+
     // Columns to replace.
     let mut repl: Vec<(i32, Option<pg_sys::Datum>)> = Vec::with_capacity(3);
     match outcome {
         Outcome::Keep | Outcome::Provided => {}
-        Outcome::Reported(c) | Outcome::Estimated(c) => repl.push((
-            spec.cost.attno,
-            Some(crate::pg::money::cost_datum(c, spec.cost.kind)),
-        )),
+        Outcome::Reported(c) | Outcome::Estimated(c) => {
+            repl.push((spec.cost.attno, Some(cost_datum(&spec.cost, c))))
+        }
         Outcome::Unpriced => {
             if spec.cost_not_null {
                 match &spec.cost_default {
-                    Some(d) => repl.push((spec.cost.attno, Some(numeric_datum(d, spec.cost.kind)))),
+                    Some(d) => repl.push((spec.cost.attno, Some(default_datum(&spec.cost, d)))),
                     None => {} // keep whatever the row has; NOT NULL will complain if it is NULL
                 }
             } else {
@@ -835,6 +986,21 @@ fn price(
         }
     }
 
+    if let Some(pp) = &spec.priced_provider {
+        // The host the row names, as the providers table names it; else the model's provider.
+        let cur = new.text(pp.attno);
+        let want: Option<String> = match host {
+            Some(h) => Some(loaded.catalog.normalize_provider(h)),
+            None => match resolved {
+                Some(i) => Some(loaded.catalog.model(i).provider.clone()),
+                None => llm_cost_core::catalog::guess_provider(model).map(str::to_string),
+            },
+        };
+        if cur != want.as_deref() {
+            repl.push((pp.attno, want.as_deref().and_then(|w| w.into_datum())));
+        }
+    }
+
     if let Some(pm) = &spec.priced_model {
         // The catalog model (bounded: kept as a datum per backend); an unknown name as sent.
         let cur = new.text(pm.attno);
@@ -854,17 +1020,20 @@ fn price(
     }
 
     // The cost as stored, in 10^-16 USD, when we just computed it (a typmod would round it).
-    let units = match &outcome {
-        Outcome::Estimated(c) | Outcome::Reported(c) if spec.cost.kind < 0 => {
+    let units = match (&outcome, spec.cost.kind) {
+        (Outcome::Estimated(c) | Outcome::Reported(c), CostKind::Numeric(t)) if t < 0 => {
             Some((spec.cost.attno, c.0))
+        }
+        (Outcome::Estimated(c) | Outcome::Reported(c), CostKind::Int(_, scale)) => {
+            Cost::from_unit(c.in_unit(scale), scale).map(|u| (spec.cost.attno, u.0))
         }
         _ => None,
     };
     // The counts read from the usage object go into the token columns the table maps.
-    if let Some(c) = &from_usage {
+    if let Some(c) = from_usage {
         for (col, v) in [
-            (Some(&spec.input), c.input),
-            (Some(&spec.output), c.output),
+            (spec.input.as_ref(), c.input),
+            (spec.output.as_ref(), c.output),
             (spec.cache_read.as_ref(), c.cache_read),
             (spec.cache_write.as_ref(), c.cache_write_5m),
             (spec.cache_write_1h.as_ref(), c.cache_write_1h),
@@ -910,17 +1079,22 @@ fn int_datum(c: &Col<IntKind>, v: i64) -> pg_sys::Datum {
     }
 }
 
-/// A row's usage object read into counts; 22023 naming the column and the JSON path.
+/// A row's usage object read into counts (Err: an error response or JSON null, what
+/// `usage_json::kind` says); 22023 naming the column and the JSON path for a bad one.
 fn read_usage_column(
     c: &Col<UsageKind>,
     d: pg_sys::Datum,
     provider: Option<&str>,
-) -> llm_cost_core::usage_json::Counts {
+) -> Result<llm_cost_core::usage_json::Counts, llm_cost_core::usage_json::DocKind> {
+    use llm_cost_core::usage_json::{kind, DocKind};
     let r = match c.kind {
         UsageKind::Jsonb => {
             // SAFETY: a jsonb datum (the column's type, checked by build_spec).
             let doc = unsafe { crate::pg::jsonb::JsonbDoc::from_datum(d) };
-            llm_cost_core::usage_json::parse(&doc, provider)
+            match kind(&doc) {
+                DocKind::Usage => llm_cost_core::usage_json::parse(&doc, provider),
+                k => return Err(k),
+            }
         }
         UsageKind::Json => {
             // SAFETY: a json datum (a varlena of text), detoasted in the current context.
@@ -933,7 +1107,10 @@ fn read_usage_column(
                 .unwrap_or("")
             };
             match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(v) => llm_cost_core::usage_json::parse(&v, provider),
+                Ok(v) => match kind(&v) {
+                    DocKind::Usage => llm_cost_core::usage_json::parse(&v, provider),
+                    k => return Err(k),
+                },
                 Err(e) => Err(llm_cost_core::usage_json::UsageError {
                     path: "$".into(),
                     message: e.to_string(),
@@ -941,13 +1118,63 @@ fn read_usage_column(
             }
         }
     };
-    r.unwrap_or_else(|e| {
+    Ok(r.unwrap_or_else(|e| {
         crate::pg::fail::user(
             pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("column \"{}\": usage object: {e}", c.name),
         )
         .raise();
-    })
+    }))
+}
+
+/// A cost as the cost column stores it: numeric rounded to its typmod, or a whole number of
+/// its unit (rounded half up); 22003 when it does not fit an integer column.
+fn cost_datum(c: &Col<CostKind>, cost: Cost) -> pg_sys::Datum {
+    match c.kind {
+        CostKind::Numeric(typmod) => crate::pg::money::cost_datum(cost, typmod),
+        CostKind::Int(k, scale) => {
+            let v = cost.in_unit(scale);
+            match i64::try_from(v) {
+                Ok(v) => int_datum(
+                    &Col {
+                        attno: c.attno,
+                        name: c.name.clone(),
+                        kind: k,
+                    },
+                    v,
+                ),
+                Err(_) => crate::pg::fail::user(
+                    pgrx::PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                    format!("cost {v} does not fit column \"{}\"", c.name),
+                )
+                .raise(),
+            }
+        }
+    }
+}
+
+/// The cost column's default (numeric text) as a datum of the column.
+fn default_datum(c: &Col<CostKind>, text: &str) -> pg_sys::Datum {
+    match c.kind {
+        CostKind::Numeric(typmod) => numeric_datum(text, typmod),
+        CostKind::Int(k, _) => int_datum(
+            &Col {
+                attno: c.attno,
+                name: c.name.clone(),
+                kind: k,
+            },
+            text.trim().parse::<i64>().unwrap_or(0),
+        ),
+    }
+}
+
+/// A cost as its column would store it, as numeric text (to tell our estimate from a provided
+/// cost).
+fn stored_text(c: Cost, kind: CostKind) -> String {
+    match kind {
+        CostKind::Numeric(typmod) => round_to_typmod_text(c, typmod),
+        CostKind::Int(_, scale) => c.in_unit(scale).to_string(),
+    }
 }
 
 fn numeric_datum(text: &str, typmod: i32) -> pg_sys::Datum {

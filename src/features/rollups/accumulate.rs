@@ -235,11 +235,15 @@ pub(super) unsafe fn add_row(
         .tokens
         .map(|a| row.get(a).map(|d| int_of(d, a.unwrap())).unwrap_or(0));
     let cost = row.get(defs.cost);
-    let cost_units = match cost {
-        None => None,
-        Some(c) => units.or_else(|| crate::pg::money::numeric_units(c)),
+    let cost_units = match (cost, defs.cost_scale, defs.cost) {
+        (None, _, _) => None,
+        // An integer cost column in its unit: exact in 10^-16 USD.
+        (Some(c), Some(scale), Some(a)) => units.or_else(|| {
+            llm_cost_core::pricing::Cost::from_unit(int_of(c, a) as i128, scale).map(|c| c.0)
+        }),
+        (Some(c), _, _) => units.or_else(|| crate::pg::money::numeric_units(c)),
     };
-    if cost_units.is_none() {
+    if cost_units.is_none() && defs.cost_scale.is_none() {
         if let Some(c) = cost {
             if crate::pg::money::numeric_special(c) {
                 crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "llm_cost: a cost must be a finite number; NaN and Infinity cannot be added to a rollup")

@@ -57,6 +57,9 @@ pub struct SourceDefs {
     /// Without a cost_source column: the cost column's default, which the cost trigger stores
     /// for a row it could not price (NOT NULL cost columns).
     pub(super) cost_default: Option<i128>,
+    /// An integer cost column's unit (decimal places of a dollar, `track(..., cost_unit)`);
+    /// None: a numeric cost in USD.
+    pub(super) cost_scale: Option<u32>,
     /// Zone of a timestamp or date time column (text, TopMemoryContext); None: UTC.
     pub(super) zone: Option<pg_sys::Datum>,
 }
@@ -233,6 +236,7 @@ pub(super) fn load_defs(
         error: None,
         latency: None,
         cost_default: None,
+        cost_scale: None,
         zone: None,
     };
     // Definitions are llm_cost's own bookkeeping: read as the extension's owner through a
@@ -288,6 +292,19 @@ pub(super) fn load_defs(
             ),
         }
         .unwrap_or((None, None));
+        let unit = match shard_args {
+            Some(args) => spi::get_one_with_args::<String>(
+                "SELECT $1::pg_catalog.jsonb ->> 'cost_unit'",
+                &[args.into()],
+            ),
+            None => spi::get_one_with_args::<String>(
+                "SELECT pg_catalog.to_jsonb(t) ->> 'cost_unit' FROM llm_cost.tracked_tables t WHERE t.log_table = $1",
+                &[root.into()],
+            ),
+        }
+        .ok()
+        .flatten();
+        out.cost_scale = unit.and_then(|u| llm_cost_core::pricing::cost_unit_scale(&u));
         out.zone = zone
             .filter(|z| !z.eq_ignore_ascii_case("UTC"))
             .map(|z| persistent_text(&z));
