@@ -109,9 +109,10 @@ SELECT e->'time_of_day' AS time_of_day, e->'prices_usd_per_mtok'->'input' AS inp
 CREATE TABLE voice_log (
     created_at timestamptz NOT NULL, model text, input_tokens int, output_tokens int,
     audio_in int, audio_out int, searches int, cost_usd numeric);
-SELECT log_table, input_audio_tokens_column, output_audio_tokens_column, web_searches_column
-  FROM llm_cost.track('voice_log', input_audio_tokens_column => 'audio_in', output_audio_tokens_column => 'audio_out',
+SELECT llm_cost.track('voice_log', input_audio_tokens_column => 'audio_in', output_audio_tokens_column => 'audio_out',
                       web_searches_column => 'searches');
+SELECT log_table, input_audio_tokens_column, output_audio_tokens_column, web_searches_column
+  FROM llm_cost.tracked_tables WHERE log_table = 'voice_log'::regclass;
 INSERT INTO voice_log VALUES
     ('2026-12-01 12:00+00', 'gpt-realtime-mini', 1000, 1000, 500, 1000, 0, NULL),
     ('2026-12-01 12:00+00', 'claude-sonnet-4-5', 1000, 100, 0, 0, 2, NULL),

@@ -1,7 +1,7 @@
 -- Budgets: every bad argument is refused with its SQLSTATE and a message that names it.
 -- (Moved from the #[pg_test]s of src/features/budgets.rs.)
 CREATE TABLE public.b_calls (at timestamptz NOT NULL DEFAULT now(), team text, seat int, model text, input_tokens int, output_tokens int, cost_usd numeric);
-SELECT (llm_cost.track('public.b_calls', time_column => 'at')).log_table;
+SELECT llm_cost.track('public.b_calls', time_column => 'at') IS NOT NULL AS tracked;
 SELECT llm_cost.create_rollup('public.b_team_month', 'public.b_calls', 'month', '{team,seat}');
 SELECT llm_cost.create_rollup('public.b_all_day', 'public.b_calls', 'day', '{}');
 SELECT llm_cost.create_budget('cap', 'public.b_team_month', 10) IS NOT NULL AS created;

@@ -182,6 +182,19 @@ pub fn provider_of(model: &str) -> Option<String> {
     }
 }
 
+/// The provider a call is reported under: what the cost trigger writes into a priced provider
+/// column (`track(priced_provider_column => ...)`): the provider value as the providers table
+/// names it (`Anthropic`, `claude`: anthropic; an unknown value in lower case), or without one
+/// the model's provider. NULL when nothing is known.
+#[pg_extern(stable, parallel_safe)]
+pub fn priced_provider(model: &str, provider: default!(Option<&str>, "NULL")) -> Option<String> {
+    let loaded = cache::catalog();
+    match provider.filter(|p| !p.trim().is_empty()) {
+        Some(p) => Some(loaded.catalog.normalize_provider(p)),
+        None => provider_of(model),
+    }
+}
+
 /// The model a call of this name (and provider value) is reported under: what the cost trigger
 /// writes into a priced model column (`track(priced_model_column => ...)`): the catalog model
 /// it is priced as, a router's id as the vendor's own model (`openai/gpt-4o-mini` is
