@@ -46,6 +46,8 @@ trap '"$ROOT/scripts/cluster.sh" stop' EXIT
 "$ROOT/scripts/cluster.sh" start >/dev/null
 log "SQL tests: tests/sql/*.sql against tests/expected/*.out (scripts/regress.py)"
 "$PY" "$ROOT/scripts/regress.py"
+log "doc tests: every SQL block of README.md and docs/ and the results they show (scripts/doctest.py)"
+"$PY" "$ROOT/scripts/doctest.py"
 (cd "$ROOT" && "$PY" -m pytest -q tests/integration "$@")
 log "Citus tests (skipped, saying why, where Citus is not installed)"
 (cd "$ROOT" && "$PY" -m pytest -q -rs tests/citus)

@@ -207,7 +207,8 @@ BEGIN
     PERFORM llm_cost._budget_view(rollup);
     RETURN format('budget %s: %s USD per group of %s and %s%s, alerts at %s of the limit%s', result.name, result.limit_usd,
                   rollup, r.grain, CASE WHEN f = '{}' THEN '' ELSE format(' (groups %s)', f) END,
-                  (SELECT string_agg(round(x * 100, 2)::text || '%', ', ' ORDER BY x) FROM unnest(result.thresholds) x),
+                  (SELECT string_agg(trim(trailing '.' FROM trim(trailing '0' FROM round(x * 100, 2)::text)) || '%', ', ' ORDER BY x)
+                     FROM unnest(result.thresholds) x),
                   CASE WHEN hard THEN '; hard (check_budget refuses past the limit)' ELSE '' END);
 END $$;
 COMMENT ON FUNCTION llm_cost.create_budget(text, regclass, numeric, numeric[], jsonb, boolean) IS '@omit

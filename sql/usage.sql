@@ -537,7 +537,8 @@ BEGIN
     END IF;
     IF history AND backfill THEN
         filled := llm_cost._backfill_all(log_table, 10000, false);
-        msg := msg || format('; %s existing rows priced (%s unpriced)', filled ->> 'rows', filled ->> 'unpriced');
+        msg := msg || format('; %s existing row%s priced (%s unpriced)', filled ->> 'rows',
+                             CASE WHEN filled ->> 'rows' = '1' THEN '' ELSE 's' END, filled ->> 'unpriced');
     ELSIF history THEN
         RAISE NOTICE 'table % has rows logged before it was tracked: they are not priced yet', log_table
               USING HINT = format('Price them with CALL llm_cost.backfill(%L) (in batches, committing as it goes), or track(..., backfill => true) in this transaction.', log_table::text);
