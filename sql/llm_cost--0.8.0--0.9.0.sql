@@ -336,6 +336,25 @@ BEGIN
         EXECUTE format('SELECT (%s)::numeric', default_expr) INTO default_value;
     END IF;
 
+    -- Rollups that group by the provider column read the priced provider column once it is
+    -- mapped: every row must then have one, or old rows would be subtracted from groups they
+    -- were never added to.
+    IF priced_provider_column IS NOT NULL AND provider_column IS NOT NULL AND pg_catalog.to_regclass('llm_cost.rollups') IS NOT NULL
+       AND priced_provider_column IS DISTINCT FROM (SELECT t.priced_provider_column FROM llm_cost.tracked_tables t
+                                                     WHERE t.log_table = track.log_table) THEN
+        IF EXISTS (SELECT 1 FROM llm_cost.rollups r WHERE r.source = log_table AND provider_column = ANY (r.group_by)) THEN
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s s WHERE s.%I IS NULL AND s.%I IS NOT NULL)', log_table,
+                           priced_provider_column, provider_column) INTO history;
+            IF history THEN
+                RAISE EXCEPTION 'rollups of % group by %, and rows logged before have no % yet', log_table, provider_column, priced_provider_column
+                      USING ERRCODE = 'object_not_in_prerequisite_state',
+                            HINT = format('Fill it with the value the rollups summed them under first (UPDATE %s SET %I = %I WHERE %I IS NULL), or drop those rollups, track(), and create them again.',
+                                          log_table, priced_provider_column, provider_column, priced_provider_column);
+            END IF;
+            history := false;
+        END IF;
+    END IF;
+
     -- Rows already in the table (logged before tracking): priced now (backfill => true), else
     -- the caller is told how to price them.
     IF NOT was_tracked THEN
@@ -1298,7 +1317,14 @@ END $function$;
 
 COMMENT ON FUNCTION llm_cost.create_budget(text,regclass,numeric,numeric[],jsonb,boolean) IS '@omit
 A spend limit of limit_usd for every group of the rollup (those the filter selects, e.g. {"tenant_id": "acme"}) in each of its periods. Each threshold (a fraction of the limit) crossed by a group in a period is alerted once: a row in llm_cost.budget_alerts and NOTIFY llm_cost_budget when the crossing transaction commits. hard: check_budget() answers allowed = false once spend plus the estimate exceeds the limit. Only the rollup''s owner may.';
--- The extension's own log table: its trigger gets the arguments of 0.9.0 (the priced provider).
+-- The extension's own log table maps priced_provider from now on; usage_daily groups by provider
+-- and so reads it. Rows logged before get the provider they were summed under (their rollup
+-- sums stay where they are; new rows carry the normalised provider), without firing the
+-- triggers (nothing about their cost or their sums changes).
+ALTER TABLE llm_cost.usage_events DISABLE TRIGGER USER;
+UPDATE llm_cost.usage_events SET priced_provider = provider WHERE provider IS NOT NULL;
+ALTER TABLE llm_cost.usage_events ENABLE TRIGGER USER;
+-- Its trigger gets the arguments of 0.9.0 (the priced provider).
 SELECT llm_cost.track('llm_cost.usage_events',
                       cache_read_tokens_column  => 'cache_read_tokens',
                       cache_write_tokens_column => 'cache_write_tokens',

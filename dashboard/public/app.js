@@ -67,7 +67,15 @@ async function gql(query, variables) {
   return body.data;
 }
 
+// Any rollup the token may read (yours too): its spend this month per group, through
+// llm_cost.spend_by (the reader's row-level security applies). Chosen with #rollup=<name>.
+const ROLLUP_QUERY = `query Rollup($rollup: String!, $by: [String]!, $month: Datetime!) {
+  rows: spendBy(rollup: $rollup, by: $by, from: $month) { nodes { group requests costUsd unpricedRequests } }
+}`;
+let chosenRollup = new URLSearchParams(location.hash.slice(1)).get('rollup');
+
 const QUERY = `query Dashboard($month: Datetime!) {
+  rollups: allRollups(orderBy: ID_ASC) { nodes { rollup groupBy grain } }
   summary: allSpendSummaries { nodes { period since requests totalTokens costUsd unpricedRequests } }
   models: allSpendByModels(condition: {month: $month}, orderBy: [COST_USD_DESC, MODEL_ASC]) {
     nodes { provider model requests costUsd avgCostPerRequestUsd unpricedRequests } }
@@ -230,6 +238,38 @@ function render(d, monthStart) {
   document.getElementById('status').textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC · month from ${monthStart.slice(0, 10)}`;
 }
 
+async function loadRollup(rollups, month) {
+  const pick = document.getElementById('rollup-pick');
+  const names = rollups.map((r) => r.rollup);
+  if (!chosenRollup || !names.includes(chosenRollup)) chosenRollup = names[0];
+  if (pick.options.length !== names.length || [...pick.options].some((o, i) => o.value !== names[i])) {
+    pick.replaceChildren(...rollups.map((r) => el('option', { value: r.rollup }, `${r.rollup} (per ${r.grain}: ${r.groupBy.join(', ') || 'all'})`)));
+    pick.onchange = () => { chosenRollup = pick.value; loadRollup(rollups, month); };
+  }
+  pick.value = chosenRollup;
+  const r = rollups.find((x) => x.rollup === chosenRollup);
+  const note = document.getElementById('rollup-note');
+  if (!r) {
+    note.textContent = 'no rollup yet: llm_cost.create_rollup()';
+    table('rollup', [{ label: 'group' }], []);
+    return;
+  }
+  try {
+    const data = await gql(ROLLUP_QUERY, { rollup: r.rollup, by: r.groupBy, month });
+    note.textContent = '';
+    table('rollup', [{ label: 'group' }, { label: 'requests', num: true }, { label: 'cost', num: true }, { label: 'unpriced', num: true }],
+      data.rows.nodes.map((g) => {
+        const k = `rollup:${r.rollup}/${groupKey(g.group)}`;
+        return [{ text: groupText(g.group) }, { text: int(g.requests), key: `${k}:requests` }, money(g.costUsd, `${k}:cost`),
+          { text: int(g.unpricedRequests), key: `${k}:unpriced` }];
+      }));
+  } catch (e) {
+    // A rollup this token may not read (row security decides the rows; grants decide the view).
+    note.textContent = `not readable with this token: ${e.message}`;
+    table('rollup', [{ label: 'group' }], []);
+  }
+}
+
 async function load() {
   try {
     if (!token) throw new Error('no token: open the URL scripts/demo.sh printed (…/#token=…)');
@@ -239,6 +279,7 @@ async function load() {
     const month = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString();
     const data = await gql(QUERY, { month });
     render(data, month);
+    await loadRollup(data.rollups.nodes, month);
     document.body.dataset.ready = '1';
   } catch (e) {
     document.getElementById('status').textContent = `error: ${e.message}`;

@@ -30,7 +30,14 @@ COMMENT ON COLUMN llm_cost.usage_events.priced_provider IS 'Filled by llm_cost: 
 
 -- @generated
 
--- The extension's own log table: its trigger gets the arguments of 0.9.0 (the priced provider).
+-- The extension's own log table maps priced_provider from now on; usage_daily groups by provider
+-- and so reads it. Rows logged before get the provider they were summed under (their rollup
+-- sums stay where they are; new rows carry the normalised provider), without firing the
+-- triggers (nothing about their cost or their sums changes).
+ALTER TABLE llm_cost.usage_events DISABLE TRIGGER USER;
+UPDATE llm_cost.usage_events SET priced_provider = provider WHERE provider IS NOT NULL;
+ALTER TABLE llm_cost.usage_events ENABLE TRIGGER USER;
+-- Its trigger gets the arguments of 0.9.0 (the priced provider).
 SELECT llm_cost.track('llm_cost.usage_events',
                       cache_read_tokens_column  => 'cache_read_tokens',
                       cache_write_tokens_column => 'cache_write_tokens',

@@ -68,8 +68,8 @@ def dashboard(dbname):
         yield url
 
 
-def browse(url, tok, shot):
-    out = subprocess.run(["node", str(DASH / "test" / "check.js"), f"{url}#token={tok}", str(shot), CHROMIUM],
+def browse(url, tok, shot, extra=""):
+    out = subprocess.run(["node", str(DASH / "test" / "check.js"), f"{url}#token={tok}{extra}", str(shot), CHROMIUM],
                          capture_output=True, text=True, timeout=180, cwd=DASH)
     assert out.returncode == 0, out.stderr + out.stdout
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -79,8 +79,9 @@ def n(v):
     return f"{int(v):,}"
 
 
-def expected(dbname, role, user=None):
-    """What the page must show, from the SQL views, with the token's rights."""
+def expected(dbname, role, user=None, rollup=None):
+    """What the page must show, from the SQL views, with the token's rights (rollup: the one the
+    "any rollup" panel shows, by default the first)."""
     with psycopg.connect(dsn(dbname)) as c:
         c.execute(f"SET ROLE {role}")
         c.execute("SELECT set_config('jwt.claims.user_id', %s, false)", (user or "",))
@@ -118,6 +119,13 @@ def expected(dbname, role, user=None):
             e.update({f"{k}:spent": spent, f"{k}:limit": limit, f"{k}:used": f"{used}%", f"{k}:state": state})
         for aid, threshold, spent in q(f"SELECT id, threshold, {fc}(spent_usd) FROM llm_cost.budget_alerts ORDER BY id DESC LIMIT 10"):
             e.update({f"alert:{aid}:threshold": f"{round(float(threshold) * 100)}%", f"alert:{aid}:spent": spent})
+        name = rollup or q("SELECT rollup::text FROM llm_cost.rollups ORDER BY id LIMIT 1")[0][0]
+        for group, req, cost, unp in q(f"""SELECT s."group"::text, s.requests, {fc}(s.cost_usd), s.unpriced_requests
+                                             FROM llm_cost.rollups r,
+                                                  llm_cost.spend_by(r.rollup, r.group_by, date_trunc('month', now(), 'UTC')) s
+                                            WHERE r.rollup::text = '{name}'"""):
+            k = f"rollup:{name}/{json.dumps(json.loads(group), separators=(',', ':'))}"
+            e.update({f"{k}:requests": n(req), f"{k}:cost": cost, f"{k}:unpriced": n(unp)})
         c.rollback()
     return e
 
@@ -147,6 +155,31 @@ def test_admin_sees_every_figure_as_the_sql_views_say(dashboard, dbname):
     assert any(k.startswith("alert:") for k in figures)
     assert len([k for k in figures if k.startswith("last:") and k.endswith(":cost")]) == 10
     assert (ROOT / "docs" / "dashboard.png").stat().st_size > 20_000
+
+
+def test_any_rollup_the_token_may_read_including_an_applications_own(dashboard, dbname):
+    with psycopg.connect(dsn(dbname), autocommit=True) as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute("""CREATE TABLE IF NOT EXISTS public.dash_calls (created_at timestamptz NOT NULL DEFAULT now(), team text,
+                                                                model text NOT NULL, input_tokens int NOT NULL,
+                                                                output_tokens int NOT NULL, cost_cents bigint)""")
+        c.execute("INSERT INTO public.dash_calls (created_at, team, model, input_tokens, output_tokens) "
+                  "VALUES (now() - interval '1 hour', 'red', 'claude-sonnet-4-5', 100000, 100000), "
+                  "(now(), 'blue', 'gpt-4o', 20000, 1000), (now(), 'blue', 'no-such-model', 1, 1)")
+        c.execute("SELECT llm_cost.track('public.dash_calls', cost_column => 'cost_cents', cost_unit => 'cents', backfill => true)")
+        if not c.execute("SELECT to_regclass('public.dash_calls_daily')").fetchone()[0]:
+            c.execute("SELECT llm_cost.create_rollup('public.dash_calls_daily', 'public.dash_calls', 'day', '{team}')")
+        c.execute("GRANT SELECT ON public.dash_calls_daily, public.dash_calls_daily_stripes TO llm_cost_auditor")
+    page = browse(dashboard, token("llm_cost_auditor"), ROOT / "target" / "dashboard-rollup.png", extra="&rollup=dash_calls_daily")
+    check(page, expected(dbname, "llm_cost_auditor", rollup="dash_calls_daily"))
+    figures = page["figures"]
+    # The application's own table, in integer cents: $0.30 + $1.50 for red (an exact USD sum).
+    assert figures["rollup:dash_calls_daily/{\"team\":\"red\"}:cost"] == "$1.80"
+    assert figures["rollup:dash_calls_daily/{\"team\":\"blue\"}:unpriced"] == "1"
+    # A user token may not read it: the panel says so and shows no figure of it.
+    page = browse(dashboard, token("llm_cost_reader", "user-1"), ROOT / "target" / "dashboard-rollup-user.png",
+                  extra="&rollup=dash_calls_daily")
+    assert not any(k.startswith("rollup:dash_calls_daily") for k in page["figures"])
 
 
 def test_a_user_token_sees_only_its_own_spend(dashboard, dbname):

@@ -224,6 +224,29 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
     call("owner", "SELECT llm_cost.set_budget_limit('h_cap', '{\"team\": \"b\"}', 2)")
     call("owner", "SELECT llm_cost.set_retention('app.calls', '30 days')")
     call("owner", "SELECT llm_cost.enable_row_security('app.calls_daily', 'team')")
+    # 0.9.0: history priced (in track() and by the procedure, batch by batch), an integer cost
+    # column in microcents, priced providers, a usage-only table with an error response and a
+    # missing usage, a rollup named the way CREATE VIEW names it, reports over a rollup.
+    o.execute("""CREATE TABLE app.hist (id bigserial, created_at timestamptz NOT NULL, provider text, model text NOT NULL,
+                                          input_tokens int NOT NULL, output_tokens int NOT NULL, cost_mc bigint NOT NULL DEFAULT 0,
+                                          pp text)""")
+    o.execute("""CREATE TABLE app.raw (created_at timestamptz NOT NULL DEFAULT pg_catalog.now(), model text NOT NULL,
+                                         usage jsonb, cost_usd numeric)""")
+    with admin(db) as su:
+        su.execute("SET search_path = pg_catalog, pg_temp")
+        su.execute("""INSERT INTO app.hist (created_at, provider, model, input_tokens, output_tokens)
+                      SELECT '2026-11-01'::timestamptz + i * interval '1 hour', 'Claude', 'claude-sonnet-4-5', 1000, 100
+                        FROM generate_series(1, 40) i""")
+        su.execute("""INSERT INTO app.raw (model, usage) VALUES ('gpt-4o', '{"prompt_tokens": 10, "completion_tokens": 1}'),
+                        ('gpt-4o', '{"type": "error", "error": {"type": "overloaded_error"}}'), ('gpt-4o', NULL)""")
+    call("owner", "SELECT llm_cost.track('app.hist', provider_column => 'provider', cost_column => 'cost_mc', "
+                  "cost_unit => 'microcents', priced_provider_column => 'pp')")
+    call("owner", "CALL llm_cost.backfill('app.hist', batch_rows => 10)")
+    call("owner", "SELECT llm_cost.track('app.raw', usage_column => 'usage', backfill => true)")
+    call("owner", "SET search_path = app, public")
+    call("owner", "SELECT llm_cost.create_rollup('hist_daily', 'app.hist', 'day', '{provider}')")
+    call("owner", "SELECT llm_cost.create_budget('hist_cap', 'hist_daily', 1)")
+    call("owner", "RESET search_path")
     # A writer: INSERT (multi-row), crossing the budget at commit (the alert as the extension
     # owner), an unknown model, COPY; the usage_events log too.
     call("writer", """INSERT INTO app.calls (created_at, team, model, input_tokens, output_tokens) VALUES
@@ -268,6 +291,11 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
         call(role, "SELECT llm_cost.distribute_rollups('app.calls')", ok_errors=True)
         call(role, "SELECT llm_cost.track('app.calls')", ok_errors=True)
         call(role, "SELECT llm_cost.create_budget('x_cap', 'app.calls_daily', 1)", ok_errors=True)
+        call(role, "SELECT * FROM llm_cost.spend_by('app.hist_daily', '{provider}', '2026-01-01', 'infinity')", ok_errors=True)
+        call(role, "SELECT * FROM llm_cost.spend_trend('app.calls_daily')", ok_errors=True)
+        call(role, "SELECT * FROM llm_cost.rollup_summary('app.calls_model')", ok_errors=True)
+        call(role, "SELECT llm_cost.priced_provider('claude-sonnet-4-5', 'Claude'), llm_cost.format_cost(1530, 'microcents')")
+        call(role, "CALL llm_cost.backfill('app.hist')", ok_errors=True)
     # The owner again: reprice after a price appears, rebuild, run retention now, drop things.
     call("admin", "INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok) VALUES ('house', 'h-unknown-model', 1, 2)")
     call("admin", """INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, time_of_day_from, time_of_day_to)
@@ -301,4 +329,10 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
         # The things above really happened (the test drove llm_cost, not only errors).
         assert alerts >= 1
         assert one(su, "SELECT count(*) FROM llm_cost.usage_events") == 3
+        # 0.9.0's statements did their work: the history priced in microcents with the provider
+        # normalised, the usage-only table's rows stored (an error response at $0, no usage unpriced).
+        assert su.execute("SELECT count(*), sum(cost_mc), min(pp), max(pp), count(*) FILTER (WHERE cost_source = 'estimated') "
+                          "FROM app.hist").fetchone() == (40, 40 * 450000, "anthropic", "anthropic", 40)
+        assert su.execute("SELECT array_agg(cost_usd::text ORDER BY cost_usd NULLS LAST) FROM app.raw").fetchone()[0] == ["0", "0.000035", None]
+        assert one(su, "SELECT sum(requests) FROM app.hist_daily") == 40
         assert one(su, "SELECT count(*) FROM llm_cost.retention_runs") >= 2

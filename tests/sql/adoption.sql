@@ -173,3 +173,21 @@ SELECT * FROM llm_cost.spend_by('tenant_monthly', '{user_id}');
 SET search_path = '';
 SELECT llm_cost.create_rollup('nowhere', 'public.calls', 'day', '{}');
 RESET search_path;
+
+-------------------------------------------------------------------------------------------------
+-- 6. A priced provider mapped after a rollup grouped by the provider: every row needs one first.
+-------------------------------------------------------------------------------------------------
+CREATE TABLE prov_log (created_at timestamptz NOT NULL, provider text, model text NOT NULL, input_tokens int NOT NULL,
+                       output_tokens int NOT NULL, cost_usd numeric, pp text);
+SELECT llm_cost.track('prov_log', provider_column => 'provider') IS NOT NULL AS tracked;
+INSERT INTO prov_log VALUES ('2026-11-01', 'Anthropic', 'claude-sonnet-4-5', 1000, 100), ('2026-11-01', NULL, 'gpt-4o', 1000, 100);
+SELECT llm_cost.create_rollup('prov_daily', 'prov_log', 'day', '{provider}');
+SELECT llm_cost.track('prov_log', provider_column => 'provider', priced_provider_column => 'pp');
+UPDATE prov_log SET pp = provider WHERE pp IS NULL;
+SELECT llm_cost.track('prov_log', provider_column => 'provider', priced_provider_column => 'pp') IS NOT NULL AS tracked;
+INSERT INTO prov_log VALUES ('2026-11-01', 'anthropic', 'claude-sonnet-4-5', 1000, 100), ('2026-11-01', 'claude', 'claude-sonnet-4-5', 1000, 100);
+UPDATE prov_log SET input_tokens = 2000 WHERE provider = 'Anthropic';
+SELECT provider, requests, cost_usd FROM prov_daily ORDER BY provider;
+SELECT count(*) AS mismatches FROM (
+    SELECT provider, requests, cost_usd FROM prov_daily
+    EXCEPT SELECT pp, count(*), sum(cost_usd) FROM prov_log GROUP BY pp) d;
