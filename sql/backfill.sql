@@ -96,6 +96,10 @@ BEGIN
     END IF;
 END $$;
 
+-- A table's name as llm_cost writes it in messages: schema-qualified, whatever the caller's path.
+CREATE FUNCTION llm_cost._qualified_name(p_table regclass) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT p_table::text $$;
+
 -- Prices the rows a tracked table held before track(), in batches of about batch_rows rows,
 -- committing after each one (CALL it outside a transaction block; inside one, or to price in
 -- one transaction, use track(..., backfill => true)). Safe to run again: it picks up the rows
@@ -108,14 +112,16 @@ DECLARE
     j pg_catalog.jsonb;
     n pg_catalog.int8 := 0;
     u pg_catalog.int8 := 0;
+    shown pg_catalog.text;
 BEGIN
     PERFORM llm_cost._backfill_check(log_table, batch_rows);
+    shown := llm_cost._qualified_name(log_table);
     FOR b IN SELECT p.part, p.from_block, p.to_block, p.blocks FROM llm_cost._backfill_plan(log_table, batch_rows) p LOOP
         j := llm_cost._as_table_owner('backfill', log_table::pg_catalog.oid,
                  pg_catalog.jsonb_build_object('part', b.part, 'from', b.from_block, 'to', b.to_block));
         n := n OPERATOR(pg_catalog.+) (j OPERATOR(pg_catalog.->>) 'rows')::pg_catalog.int8;
         u := u OPERATOR(pg_catalog.+) (j OPERATOR(pg_catalog.->>) 'unpriced')::pg_catalog.int8;
-        RAISE NOTICE 'llm_cost.backfill %: % rows priced (% unpriced), block % of %', log_table, n, u, b.to_block, b.blocks;
+        RAISE NOTICE 'llm_cost.backfill %: % rows priced (% unpriced), block % of %', shown, n, u, b.to_block, b.blocks;
         COMMIT;
     END LOOP;
 END $$;

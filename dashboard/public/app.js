@@ -69,7 +69,7 @@ async function gql(query, variables) {
 
 // Any rollup the token may read (yours too): its spend this month per group, through
 // llm_cost.spend_by (the reader's row-level security applies). Chosen with #rollup=<name>.
-const ROLLUP_QUERY = `query Rollup($rollup: String!, $by: [String]!, $month: Datetime!) {
+const ROLLUP_QUERY = `query Rollup($rollup: RegClass!, $by: [String]!, $month: Datetime!) {
   rows: spendBy(rollup: $rollup, by: $by, from: $month) { nodes { group requests costUsd unpricedRequests } }
 }`;
 let chosenRollup = new URLSearchParams(location.hash.slice(1)).get('rollup');

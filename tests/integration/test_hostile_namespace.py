@@ -227,13 +227,16 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
     # 0.9.0: history priced (in track() and by the procedure, batch by batch), an integer cost
     # column in microcents, priced providers, a usage-only table with an error response and a
     # missing usage, a rollup named the way CREATE VIEW names it, reports over a rollup.
-    o.execute("""CREATE TABLE app.hist (id bigserial, created_at timestamptz NOT NULL, provider text, model text NOT NULL,
-                                          input_tokens int NOT NULL, output_tokens int NOT NULL, cost_mc bigint NOT NULL DEFAULT 0,
-                                          pp text)""")
-    o.execute("""CREATE TABLE app.raw (created_at timestamptz NOT NULL DEFAULT pg_catalog.now(), model text NOT NULL,
-                                         usage jsonb, cost_usd numeric)""")
     with admin(db) as su:
+        # (made with the built-in types, then given to the owner: its session's names are shadowed)
         su.execute("SET search_path = pg_catalog, pg_temp")
+        su.execute("""CREATE TABLE app.hist (id bigserial, created_at timestamptz NOT NULL, provider text, model text NOT NULL,
+                                              input_tokens int NOT NULL, output_tokens int NOT NULL, cost_mc bigint NOT NULL DEFAULT 0,
+                                              pp text)""")
+        su.execute("""CREATE TABLE app.raw (created_at timestamptz NOT NULL DEFAULT now(), model text NOT NULL,
+                                             usage jsonb, cost_usd numeric)""")
+        su.execute(f"ALTER TABLE app.hist OWNER TO {roles['owner']}")
+        su.execute(f"ALTER TABLE app.raw OWNER TO {roles['owner']}")
         su.execute("""INSERT INTO app.hist (created_at, provider, model, input_tokens, output_tokens)
                       SELECT '2026-11-01'::timestamptz + i * interval '1 hour', 'Claude', 'claude-sonnet-4-5', 1000, 100
                         FROM generate_series(1, 40) i""")
