@@ -318,6 +318,15 @@ BEGIN
         -- column does (an unpriced row keeps the column default, marked unpriced).
         source_col := 'cost_source';
     END IF;
+    IF source_col IS NULL AND NOT was_tracked THEN
+        -- Rows logged before tracking need one too: it tells the rows backfill has priced (and
+        -- counted in unpriced_models) from those it has not.
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s s WHERE s.%I IS NULL)', log_table, cost_column) INTO history;
+        IF history THEN
+            source_col := 'cost_source';
+        END IF;
+        history := false;
+    END IF;
     IF source_col IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
                                                WHERE attrelid = log_table AND attname = source_col AND NOT attisdropped) THEN
         EXECUTE format('ALTER TABLE %s ADD COLUMN %I text CHECK (%I IN (''estimated'', ''provided'', ''unpriced''))',
@@ -933,6 +942,7 @@ DECLARE
     n bigint := 0;
     u bigint := 0;
 BEGIN
+    PERFORM llm_cost._backfill_check(p_table, p_batch_rows);
     FOR b IN SELECT * FROM llm_cost._backfill_plan(p_table, p_batch_rows) LOOP
         j := llm_cost._as_table_owner('backfill', p_table::oid,
                  pg_catalog.jsonb_build_object('part', b.part, 'from', b.from_block, 'to', b.to_block));
@@ -968,6 +978,13 @@ BEGIN
     END IF;
     IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = p_table), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to backfill it', p_table USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF (SELECT t.cost_source_column FROM llm_cost.tracked_tables t WHERE t.log_table = p_table) IS NULL THEN
+        -- Without one, a row left unpriced cannot be told from one never priced (it would be
+        -- counted in unpriced_models again by every run).
+        RAISE EXCEPTION 'table % has no cost_source column: backfill needs one to know which rows it has priced', p_table
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    HINT = format('SELECT llm_cost.track(%L, ..., cost_source_column => ''cost_source'') adds one (with your other arguments).', p_table::text);
     END IF;
 END $function$;
 

@@ -452,6 +452,15 @@ BEGIN
         -- column does (an unpriced row keeps the column default, marked unpriced).
         source_col := 'cost_source';
     END IF;
+    IF source_col IS NULL AND NOT was_tracked THEN
+        -- Rows logged before tracking need one too: it tells the rows backfill has priced (and
+        -- counted in unpriced_models) from those it has not.
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s s WHERE s.%I IS NULL)', log_table, cost_column) INTO history;
+        IF history THEN
+            source_col := 'cost_source';
+        END IF;
+        history := false;
+    END IF;
     IF source_col IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
                                                WHERE attrelid = log_table AND attname = source_col AND NOT attisdropped) THEN
         EXECUTE format('ALTER TABLE %s ADD COLUMN %I text CHECK (%I IN (''estimated'', ''provided'', ''unpriced''))',
