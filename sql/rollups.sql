@@ -442,6 +442,7 @@ DECLARE
     r          llm_cost.rollups;
     citus      record;
     dist_typ   text;
+    pending    boolean;
     reserved   text[] := ARRAY['period_start', 'period_end', 'stripe', 'requests', 'input_tokens', 'output_tokens',
                                'cache_read_tokens', 'cache_write_tokens', 'total_tokens', 'cost_usd', 'unpriced_requests',
                                'error_requests', 'latency_ms_sum', 'latency_ms_max', 'first_seen', 'last_seen'];
@@ -561,6 +562,16 @@ BEGIN
                                       'source', source::oid, 'grain', grain, 'group_by', group_by, 'time_zone', time_zone)));
     PERFORM llm_cost._rollup_comment(r);
 
+    -- Rows the source holds that llm_cost has not priced (logged before track()) count as
+    -- unpriced until CALL llm_cost.backfill() prices them (the rollup follows it): say so.
+    IF (SELECT t.cost_source_column FROM llm_cost.tracked_tables t WHERE t.log_table = source) IS NOT NULL THEN
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s t WHERE t.%I IS NULL)', source,
+                       (SELECT t.cost_source_column FROM llm_cost.tracked_tables t WHERE t.log_table = source)) INTO pending;
+        IF pending THEN
+            RAISE NOTICE 'table % has rows logged before it was tracked and not priced yet: rollup % counts them as unpriced', source, view_ident
+                  USING HINT = format('CALL llm_cost.backfill(%L) prices them; the rollup follows.', source::text);
+        END IF;
+    END IF;
     -- Backfill from the rows already there (stripe 0), then start following new rows.
     EXECUTE llm_cost._rollup_upsert(r, llm_cost._rollup_select(r, source::text, '1', '0'));
     PERFORM llm_cost._rollup_refresh_triggers(source);

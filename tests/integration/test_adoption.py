@@ -34,8 +34,10 @@ def test_backfill_commits_batch_by_batch_with_progress_and_exact_rollups(fresh_d
         history_table(c, "public.hist", 3000)
         c.execute("SET client_min_messages = warning")
         c.execute("SELECT llm_cost.track('public.hist', cost_column => 'cost', time_column => 'created_at')")
-        # A rollup made before the backfill: it counts the unpriced history as provided $0 rows
-        # until the backfill prices them, then agrees with the rows.
+        # A rollup made before the backfill: it counts the history as unpriced (never $0) until
+        # the backfill prices it, then agrees with the rows.
+        c.execute("SELECT llm_cost.create_rollup('public.hist_before', 'public.hist', 'month', '{}')")
+        assert c.execute("SELECT requests, unpriced_requests, cost_usd FROM public.hist_before").fetchall() == [(3000, 3000, None)]
         c.execute("SELECT llm_cost.create_rollup('public.hist_daily', 'public.hist', 'day', '{team, model}')")
         c.execute("SET client_min_messages = notice")
         notices = []
@@ -68,6 +70,9 @@ def test_backfill_commits_batch_by_batch_with_progress_and_exact_rollups(fresh_d
                                count(*) FILTER (WHERE cost_source = 'unpriced')
                           FROM public.hist GROUP BY {keys})) d""")
             assert diff == 0, rollup
+        assert c.execute("SELECT requests, unpriced_requests, cost_usd FROM public.hist_before").fetchone() == \
+            c.execute("SELECT count(*), count(*) FILTER (WHERE cost_source = 'unpriced'), "
+                      "sum(cost) FILTER (WHERE cost_source <> 'unpriced') FROM public.hist").fetchone()
         # Nothing left: a second run prices nothing.
         notices.clear()
         c.execute("CALL llm_cost.backfill('public.hist', batch_rows => 300)")

@@ -18,6 +18,7 @@ SELECT llm_cost.track('llm_cost_events', cost_column => 'estimated_cost_usd', pr
 SELECT cost_source_column, cost_default FROM llm_cost.tracked_tables WHERE log_table = 'llm_cost_events'::regclass;
 -- A rollup made before the backfill follows it.
 SELECT llm_cost.create_rollup('events_daily', 'llm_cost_events', 'day', '{repo, model}');
+SELECT sum(requests) AS requests, sum(unpriced_requests) AS not_priced_yet, sum(cost_usd) AS cost FROM events_daily;
 CALL llm_cost.backfill('llm_cost_events', batch_rows => 2);
 SELECT id, model, estimated_cost_usd, cost_source FROM llm_cost_events ORDER BY id;
 SELECT model, log_table, rows FROM llm_cost.unpriced_models;

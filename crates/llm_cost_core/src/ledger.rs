@@ -30,12 +30,13 @@ pub enum Stored {
 }
 
 impl Stored {
-    /// The value of a cost_source column (`provided`, `estimated`, `unpriced`); anything else,
-    /// NULL included, reads as provided (the application wrote it).
+    /// The value of a cost_source column (`provided`, `estimated`, `unpriced`). NULL is a row
+    /// llm_cost has not priced (logged before `track()`, waiting for `backfill`): unpriced.
+    /// Anything else reads as provided (the application wrote it).
     pub fn from_source(v: Option<&str>) -> Stored {
         match v {
             Some("estimated") => Stored::Estimated,
-            Some("unpriced") => Stored::Unpriced,
+            Some("unpriced") | None => Stored::Unpriced,
             _ => Stored::Provided,
         }
     }
@@ -109,7 +110,14 @@ mod tests {
             None,
             || None
         ));
-        assert!(!is_unpriced::<i32>(Some(None), None, None, || None));
+        // NULL: not priced yet (history waiting for backfill), never a silent $0.
+        assert!(is_unpriced::<i32>(Some(None), Some(&0), None, || None));
+        assert!(!is_unpriced::<i32>(
+            Some(Some("provided")),
+            Some(&0),
+            None,
+            || None
+        ));
         assert_eq!(Stored::from_source(Some("provided")), Stored::Provided);
         assert_eq!(Stored::from_source(Some("estimated")), Stored::Estimated);
     }
