@@ -10,22 +10,41 @@
 -- blocks), about batch_rows rows each; the procedure commits after each batch, so row locks are
 -- held for one batch at a time.
 
--- The batches: per leaf partition (or the table), block ranges of about p_batch_rows rows.
+-- The batches: per leaf partition (or the table), block ranges of about p_batch_rows rows. The
+-- rows per block come from the statistics, or (never analyzed) from counting the first blocks.
 CREATE FUNCTION llm_cost._backfill_plan(p_table regclass, p_batch_rows integer)
 RETURNS TABLE (part oid, from_block bigint, to_block bigint, blocks bigint)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT l.relid::oid, b, least(b + l.step, l.nblocks), l.nblocks
-      FROM (SELECT t.relid,
-                   pg_catalog.pg_relation_size(t.relid) / pg_catalog.current_setting('block_size')::bigint AS nblocks,
-                   greatest(1, (p_batch_rows / greatest(1.0, CASE WHEN c.relpages > 0 AND c.reltuples > 0
-                                                                  THEN c.reltuples / c.relpages ELSE 50 END))::bigint) AS step
-              FROM (SELECT x.relid FROM pg_catalog.pg_partition_tree(p_table) x WHERE x.isleaf
-                    UNION  -- (a table that is not partitioned has no partition tree)
-                    SELECT p_table WHERE (SELECT k.relkind FROM pg_catalog.pg_class k WHERE k.oid = p_table) = 'r') t
-              JOIN pg_catalog.pg_class c ON c.oid = t.relid) l,
-           LATERAL pg_catalog.generate_series(0::bigint, l.nblocks - 1, l.step) b
-     ORDER BY l.relid, b
-$$;
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    l record;
+    per_block numeric;
+    sampled bigint;
+    step bigint;
+BEGIN
+    FOR l IN SELECT t.relid, c.relpages, c.reltuples,
+                    pg_catalog.pg_relation_size(t.relid) / pg_catalog.current_setting('block_size')::bigint AS nblocks
+               FROM (SELECT x.relid FROM pg_catalog.pg_partition_tree(p_table) x WHERE x.isleaf
+                     UNION  -- (a table that is not partitioned has no partition tree)
+                     SELECT p_table WHERE (SELECT k.relkind FROM pg_catalog.pg_class k WHERE k.oid = p_table) = 'r') t
+               JOIN pg_catalog.pg_class c ON c.oid = t.relid
+              ORDER BY t.relid LOOP
+        CONTINUE WHEN l.nblocks = 0;
+        IF l.relpages > 0 AND l.reltuples > 0 THEN
+            per_block := l.reltuples / l.relpages;
+        ELSE
+            EXECUTE format('SELECT count(*) FROM %s s WHERE s.ctid < ''(%s,0)''::pg_catalog.tid', l.relid::regclass,
+                           least(l.nblocks, 10)) INTO sampled;
+            per_block := sampled::numeric / least(l.nblocks, 10);
+        END IF;
+        step := greatest(1, (p_batch_rows / greatest(1.0, per_block))::bigint);
+        part := l.relid;
+        blocks := l.nblocks;
+        FOR from_block IN SELECT pg_catalog.generate_series(0::bigint, l.nblocks - 1, step) LOOP
+            to_block := least(from_block + step, l.nblocks);
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+END $$;
 
 -- One batch: the rows of partition p_part in blocks [p_from, p_to) that need pricing. Run by
 -- llm_cost._backfill_step (as the table's owner, with the cost trigger pricing each row as an
