@@ -114,6 +114,11 @@ BEGIN
     IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = p_table), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to backfill it', p_table USING ERRCODE = 'insufficient_privilege';
     END IF;
+    IF (SELECT d.method FROM llm_cost._citus_distribution(p_table) d) IS NOT NULL THEN
+        RAISE EXCEPTION 'backfill of the Citus distributed table % is not supported', p_table
+              USING ERRCODE = 'feature_not_supported',
+                    HINT = 'Price the history before create_distributed_table() (track(..., backfill => true) or CALL llm_cost.backfill()), then distribute.';
+    END IF;
     IF (SELECT t.cost_source_column FROM llm_cost.tracked_tables t WHERE t.log_table = p_table) IS NULL THEN
         -- Without one, a row left unpriced cannot be told from one never priced (it would be
         -- counted in unpriced_models again by every run).

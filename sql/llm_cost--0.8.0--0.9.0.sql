@@ -429,7 +429,9 @@ BEGIN
         msg := msg || format('; added column%s %s', CASE WHEN cardinality(added) > 1 THEN 's' ELSE '' END,
                              array_to_string(added, ', '));
     END IF;
-    IF history AND backfill THEN
+    IF backfill AND source_col IS NOT NULL THEN
+        -- (also for a table tracked before: whatever it holds that llm_cost has not priced; a
+        -- table without a cost_source column has none: track() adds one to a table with such rows)
         filled := llm_cost._backfill_all(log_table, 10000, false);
         msg := msg || format('; %s existing row%s priced (%s unpriced)', filled ->> 'rows',
                              CASE WHEN filled ->> 'rows' = '1' THEN '' ELSE 's' END, filled ->> 'unpriced');
@@ -1007,6 +1009,11 @@ BEGIN
     END IF;
     IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = p_table), 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to backfill it', p_table USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF (SELECT d.method FROM llm_cost._citus_distribution(p_table) d) IS NOT NULL THEN
+        RAISE EXCEPTION 'backfill of the Citus distributed table % is not supported', p_table
+              USING ERRCODE = 'feature_not_supported',
+                    HINT = 'Price the history before create_distributed_table() (track(..., backfill => true) or CALL llm_cost.backfill()), then distribute.';
     END IF;
     IF (SELECT t.cost_source_column FROM llm_cost.tracked_tables t WHERE t.log_table = p_table) IS NULL THEN
         -- Without one, a row left unpriced cannot be told from one never priced (it would be

@@ -563,7 +563,9 @@ BEGIN
         msg := msg || format('; added column%s %s', CASE WHEN cardinality(added) > 1 THEN 's' ELSE '' END,
                              array_to_string(added, ', '));
     END IF;
-    IF history AND backfill THEN
+    IF backfill AND source_col IS NOT NULL THEN
+        -- (also for a table tracked before: whatever it holds that llm_cost has not priced; a
+        -- table without a cost_source column has none: track() adds one to a table with such rows)
         filled := llm_cost._backfill_all(log_table, 10000, false);
         msg := msg || format('; %s existing row%s priced (%s unpriced)', filled ->> 'rows',
                              CASE WHEN filled ->> 'rows' = '1' THEN '' ELSE 's' END, filled ->> 'unpriced');

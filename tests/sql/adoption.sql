@@ -192,3 +192,11 @@ SELECT provider, requests, cost_usd FROM prov_daily ORDER BY provider;
 SELECT count(*) AS mismatches FROM (
     SELECT provider, requests, cost_usd FROM prov_daily
     EXCEPT SELECT pp, count(*), sum(cost_usd) FROM prov_log GROUP BY pp) d;
+
+-- track(..., backfill => true) on a table tracked before prices what it holds unpriced.
+CREATE TABLE late (created_at timestamptz NOT NULL, model text NOT NULL, input_tokens int NOT NULL, output_tokens int NOT NULL,
+                   cost_usd numeric NOT NULL DEFAULT 0);
+INSERT INTO late VALUES ('2026-11-01', 'gpt-4o', 1000, 100);
+SELECT llm_cost.track('late');
+SELECT llm_cost.track('late', backfill => true);
+SELECT cost_usd, cost_source FROM late;
