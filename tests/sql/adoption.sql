@@ -93,6 +93,13 @@ CREATE TABLE cents_log (created_at timestamptz NOT NULL, model text, input_token
 SELECT llm_cost.track('cents_log', cost_column => 'cost_cents', cost_unit => 'cents');
 INSERT INTO cents_log VALUES ('2026-11-01', 'claude-sonnet-4-5', 1000000, 1000000, NULL), ('2026-11-01', 'gpt-4o', 1000, 0, NULL);
 SELECT model, cost_cents, cost_source FROM cents_log ORDER BY model;
+-- Bad input in an integer cost column: a negative provided cost, a cost too large for the column.
+INSERT INTO cents_log VALUES ('2026-11-01', 'gpt-4o', 1, 1, -5);
+CREATE TABLE small_log (created_at timestamptz NOT NULL, model text, input_tokens bigint, output_tokens bigint, cost_cents smallint);
+SELECT llm_cost.track('small_log', cost_column => 'cost_cents', cost_unit => 'cents') IS NOT NULL AS tracked;
+INSERT INTO small_log VALUES ('2026-11-01', 'claude-sonnet-4-5', 100000000, 0, NULL);   -- $600: 60000 cents
+INSERT INTO small_log VALUES ('2026-11-01', 'claude-sonnet-4-5', 1000, 0, 32767);        -- provided, the column's max
+SELECT cost_cents, cost_source FROM small_log;
 
 -------------------------------------------------------------------------------------------------
 -- 3. A table that keeps only the provider's usage object.

@@ -926,7 +926,13 @@ fn price(
     if let Some(o) = old {
         let was_unpriced = match &spec.source {
             Some(sc) => o.text(sc.attno) == Some("unpriced"),
-            None => old_cost.is_none() || old_cost.as_deref() == spec.cost_default.as_deref(),
+            None => match (&old_cost, &spec.cost_default) {
+                (None, _) => true,
+                (Some(c), Some(d)) => {
+                    llm_cost_core::ledger::Num(c) == llm_cost_core::ledger::Num(d)
+                }
+                _ => false,
+            },
         };
         if was_unpriced {
             let old_model = o.text(spec.model.attno).unwrap_or("").to_string();
@@ -988,16 +994,36 @@ fn price(
 
     if let Some(pp) = &spec.priced_provider {
         // The host the row names, as the providers table names it; else the model's provider.
+        // (catalog ids are few: their datums are made once per backend; another host's value
+        // is lowered per row)
         let cur = new.text(pp.attno);
-        let want: Option<String> = match host {
-            Some(h) => Some(loaded.catalog.normalize_provider(h)),
+        let known: Option<&str> = match host {
+            Some(h) => loaded
+                .catalog
+                .provider_named(h)
+                .map(|i| loaded.catalog.provider_id(i)),
             None => match resolved {
-                Some(i) => Some(loaded.catalog.model(i).provider.clone()),
-                None => llm_cost_core::catalog::guess_provider(model).map(str::to_string),
+                Some(i) => Some(loaded.catalog.model(i).provider.as_str()),
+                None => llm_cost_core::catalog::guess_provider(model),
             },
         };
-        if cur != want.as_deref() {
-            repl.push((pp.attno, want.as_deref().and_then(|w| w.into_datum())));
+        match (known, host) {
+            (Some(k), _) => {
+                if cur != Some(k) {
+                    repl.push((pp.attno, Some(text_datum(k))));
+                }
+            }
+            (None, Some(h)) => {
+                let lowered = h.trim().to_ascii_lowercase();
+                if cur != Some(lowered.as_str()) {
+                    repl.push((pp.attno, lowered.into_datum()));
+                }
+            }
+            (None, None) => {
+                if cur.is_some() {
+                    repl.push((pp.attno, None));
+                }
+            }
         }
     }
 
@@ -1057,12 +1083,7 @@ fn price(
 
 /// A token count as a Datum of the column's integer type; 22003 when it does not fit.
 fn int_datum(c: &Col<IntKind>, v: i64) -> pg_sys::Datum {
-    let fits = match c.kind {
-        IntKind::I2 => i16::try_from(v).is_ok(),
-        IntKind::I4 => i32::try_from(v).is_ok(),
-        IntKind::I8 => true,
-    };
-    if !fits {
+    int_value(c.kind, v).unwrap_or_else(|| {
         crate::pg::fail::user(
             pgrx::PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
             format!(
@@ -1070,13 +1091,25 @@ fn int_datum(c: &Col<IntKind>, v: i64) -> pg_sys::Datum {
                 c.name, c.name
             ),
         )
-        .raise();
+        .raise()
+    })
+}
+
+/// `v` as a Datum of an integer type, None when it does not fit.
+fn int_value(kind: IntKind, v: i64) -> Option<pg_sys::Datum> {
+    let fits = match kind {
+        IntKind::I2 => i16::try_from(v).is_ok(),
+        IntKind::I4 => i32::try_from(v).is_ok(),
+        IntKind::I8 => true,
+    };
+    if !fits {
+        return None;
     }
-    match c.kind {
+    Some(match kind {
         IntKind::I2 => pg_sys::Datum::from(v as i16),
         IntKind::I4 => pg_sys::Datum::from(v as i32),
         IntKind::I8 => pg_sys::Datum::from(v),
-    }
+    })
 }
 
 /// A row's usage object read into counts (Err: an error response or JSON null, what
@@ -1134,21 +1167,17 @@ fn cost_datum(c: &Col<CostKind>, cost: Cost) -> pg_sys::Datum {
         CostKind::Numeric(typmod) => crate::pg::money::cost_datum(cost, typmod),
         CostKind::Int(k, scale) => {
             let v = cost.in_unit(scale);
-            match i64::try_from(v) {
-                Ok(v) => int_datum(
-                    &Col {
-                        attno: c.attno,
-                        name: c.name.clone(),
-                        kind: k,
-                    },
-                    v,
-                ),
-                Err(_) => crate::pg::fail::user(
-                    pgrx::PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-                    format!("cost {v} does not fit column \"{}\"", c.name),
-                )
-                .raise(),
-            }
+            i64::try_from(v)
+                .ok()
+                .and_then(|v| int_value(k, v))
+                .unwrap_or_else(|| {
+                    crate::pg::fail::user(
+                        pgrx::PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+                        format!("a cost of {v} units does not fit column \"{}\"", c.name),
+                    )
+                    .hint("Widen the column (ALTER TABLE ... ALTER COLUMN ... TYPE bigint).")
+                    .raise()
+                })
         }
     }
 }
@@ -1157,14 +1186,10 @@ fn cost_datum(c: &Col<CostKind>, cost: Cost) -> pg_sys::Datum {
 fn default_datum(c: &Col<CostKind>, text: &str) -> pg_sys::Datum {
     match c.kind {
         CostKind::Numeric(typmod) => numeric_datum(text, typmod),
-        CostKind::Int(k, _) => int_datum(
-            &Col {
-                attno: c.attno,
-                name: c.name.clone(),
-                kind: k,
-            },
-            text.trim().parse::<i64>().unwrap_or(0),
-        ),
+        // (the default of an integer column is an integer of its type)
+        CostKind::Int(k, _) => {
+            int_value(k, text.trim().parse::<i64>().unwrap_or(0)).unwrap_or(pg_sys::Datum::from(0))
+        }
     }
 }
 
