@@ -126,9 +126,12 @@ SELECT pg_catalog.pg_extension_config_dump('llm_cost.model_prices', 'WHERE origi
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.model_prices_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.model_aliases', '');
 
--- Overlapping validity for the same (origin, provider, model, tier) is rejected. A constraint
--- trigger rather than an EXCLUDE constraint, so the extension does not depend on btree_gist;
--- an advisory lock per model serialises concurrent writers of the same model.
+-- Overlapping validity for the same (origin, provider, model, tier) is rejected. A statement
+-- trigger over the rows the statement wrote rather than an EXCLUDE constraint, so the extension
+-- does not depend on btree_gist, and one check per statement (a 100,000-row load takes no lock
+-- per row). Catalog writers follow one another: the statement trigger model_prices_changed,
+-- which fires first (triggers fire in name order), takes llm_cost.catalog_version's row lock
+-- until the writer ends, so the check sees every committed row of every other writer.
 -- Whether two daily UTC windows share a moment; a NULL window is the whole day. A window whose end
 -- is before its start crosses midnight.
 CREATE FUNCTION llm_cost._windows_overlap(a_from time, a_to time, b_from time, b_to time) RETURNS boolean
@@ -149,37 +152,56 @@ $$;
 CREATE FUNCTION llm_cost._model_prices_no_overlap() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    other bigint;
+    bad record;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtextextended('llm_cost.model_prices:' || lower(NEW.model), 0));
     -- A time-of-day row may overlap the all-day rows (it beats them in its window); rows of the
-    -- same kind overlap when their periods and (for time-of-day rows) their windows do.
-    SELECT p.id INTO other
-      FROM llm_cost.model_prices p
-     WHERE p.id <> NEW.id
-       AND p.origin = NEW.origin
-       AND p.provider = NEW.provider
-       AND lower(p.model) = lower(NEW.model)
-       AND p.min_input_tokens = NEW.min_input_tokens
-       AND p.service_tier = NEW.service_tier
-       AND tstzrange(p.valid_from, p.valid_to) && tstzrange(NEW.valid_from, NEW.valid_to)
-       AND (p.time_of_day_from IS NULL) = (NEW.time_of_day_from IS NULL)
-       AND llm_cost._windows_overlap(p.time_of_day_from, p.time_of_day_to, NEW.time_of_day_from, NEW.time_of_day_to)
+    -- same kind overlap when their periods and (for time-of-day rows) their windows do. The rows
+    -- written are compared with every row, themselves included (two new rows may overlap).
+    SELECT n.id, n.provider, n.model, n.min_input_tokens, n.service_tier, n.valid_from, n.valid_to,
+           n.time_of_day_from, n.time_of_day_to, p.id AS other
+      INTO bad
+      FROM written n
+      JOIN llm_cost.model_prices p
+        ON p.provider = n.provider
+       AND lower(p.model) = lower(n.model)
+       AND p.id <> n.id
+       AND p.origin = n.origin
+       AND p.min_input_tokens = n.min_input_tokens
+       AND p.service_tier = n.service_tier
+       AND tstzrange(p.valid_from, p.valid_to) && tstzrange(n.valid_from, n.valid_to)
+       AND (p.time_of_day_from IS NULL) = (n.time_of_day_from IS NULL)
+       AND llm_cost._windows_overlap(p.time_of_day_from, p.time_of_day_to, n.time_of_day_from, n.time_of_day_to)
+     ORDER BY n.id, p.id
      LIMIT 1;
-    IF other IS NOT NULL THEN
-        RAISE EXCEPTION 'price rows of % % (min_input_tokens %, service tier %) overlap in time', NEW.provider, NEW.model, NEW.min_input_tokens, NEW.service_tier
+    IF FOUND THEN
+        RAISE EXCEPTION 'price rows of % % (min_input_tokens %, service tier %) overlap in time', bad.provider, bad.model, bad.min_input_tokens, bad.service_tier
               USING ERRCODE = 'exclusion_violation',
                     CONSTRAINT = 'model_prices_no_overlap',
-                    DETAIL = format('Row %s is valid [%s, %s)%s and overlaps row %s.', NEW.id, NEW.valid_from, NEW.valid_to,
-                                    CASE WHEN NEW.time_of_day_from IS NULL THEN '' ELSE format(' daily %s-%s UTC', NEW.time_of_day_from, NEW.time_of_day_to) END, other),
+                    DETAIL = format('Row %s is valid [%s, %s)%s and overlaps row %s.', bad.id, bad.valid_from, bad.valid_to,
+                                    CASE WHEN bad.time_of_day_from IS NULL THEN '' ELSE format(' daily %s-%s UTC', bad.time_of_day_from, bad.time_of_day_to) END, bad.other),
                     HINT = 'Close the old row first: UPDATE llm_cost.model_prices SET valid_to = <start of the new price> WHERE id = <old row>.';
     END IF;
     RETURN NULL;
 END $$;
 
-CREATE CONSTRAINT TRIGGER model_prices_no_overlap
-    AFTER INSERT OR UPDATE ON llm_cost.model_prices
-    FOR EACH ROW EXECUTE FUNCTION llm_cost._model_prices_no_overlap();
+CREATE TRIGGER model_prices_no_overlap_insert
+    AFTER INSERT ON llm_cost.model_prices REFERENCING NEW TABLE AS written
+    FOR EACH STATEMENT EXECUTE FUNCTION llm_cost._model_prices_no_overlap();
+CREATE TRIGGER model_prices_no_overlap_update
+    AFTER UPDATE ON llm_cost.model_prices REFERENCING NEW TABLE AS written
+    FOR EACH STATEMENT EXECUTE FUNCTION llm_cost._model_prices_no_overlap();
+
+-- The catalog's version: a new value of catalog_version_seq for every statement that changes
+-- model_prices, model_aliases or providers (trigger catalog_changed, as the extension's owner).
+-- A version is built into one image that every backend of the server reads (docs/design.md).
+CREATE SEQUENCE llm_cost.catalog_version_seq;
+CREATE TABLE llm_cost.catalog_version (
+    version bigint NOT NULL
+);
+INSERT INTO llm_cost.catalog_version VALUES (pg_catalog.nextval('llm_cost.catalog_version_seq'));
+COMMENT ON TABLE llm_cost.catalog_version IS
+'One row: the price catalog''s version, set by every change to model_prices, model_aliases or providers. Backends that see the same version read the same shared catalog image. Written only by llm_cost.';
+REVOKE ALL ON llm_cost.catalog_version, llm_cost.catalog_version_seq FROM PUBLIC;
 
 -- Who sells models, and how names and provider values point to them.
 CREATE TABLE llm_cost.providers (
@@ -200,4 +222,4 @@ COMMENT ON COLUMN llm_cost.providers.fallback_providers IS 'Providers whose mode
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.providers', 'WHERE origin <> ''llm_cost''');
 
 GRANT USAGE ON SCHEMA llm_cost TO PUBLIC;
-GRANT SELECT ON llm_cost.model_prices, llm_cost.model_aliases, llm_cost.providers TO PUBLIC;
+GRANT SELECT ON llm_cost.model_prices, llm_cost.model_aliases, llm_cost.providers, llm_cost.catalog_version TO PUBLIC;

@@ -33,6 +33,8 @@ pub extern "C-unwind" fn _PG_init() {
     pg::lifecycle::join(&rollups::LIFECYCLE);
     pg::lifecycle::join(&budgets::LIFECYCLE);
     pg::lifecycle::join(&usage::LIFECYCLE);
+    // A writer of the price catalog publishes the version it commits, last.
+    pg::lifecycle::join(&features::pricing::catalog::LIFECYCLE);
     rollups::watch_written(budgets::watches);
     // Rollups tell a default cost from a free call with the catalog's estimate.
     rollups::estimate_with(features::pricing::catalog::estimate_by_name);
@@ -47,6 +49,8 @@ pub extern "C-unwind" fn _PG_init() {
     features::copy::batched::install_hooks();
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         retention::PRELOADED.store(true, std::sync::atomic::Ordering::Relaxed);
+        // One price catalog per server (per catalog version), in shared memory.
+        pg::shared::init();
         retention::register_launcher();
     }
 }

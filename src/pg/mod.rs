@@ -9,6 +9,7 @@
 //! - `jsonb`: a jsonb value read in place (a usage column);
 //! - `privilege`: whose rights (a table's owner, the extension's owner);
 //! - `citus`: whether Citus distributes a table;
+//! - `shared`: immutable images in dynamic shared memory, one per key for the whole server;
 //! - `spi`: the one way llm_cost runs SQL of its own (search_path pinned);
 //! - `fail`: the one way it raises an error (a user's, with its SQLSTATE; an internal one).
 
@@ -21,6 +22,7 @@ pub mod pending;
 pub mod privilege;
 pub mod relcache;
 pub mod row;
+pub mod shared;
 pub mod spi;
 
 /// The extension's own source, for the tests that check how it is written (`pg::spi`, `pg::fail`,

@@ -1,45 +1,46 @@
 //! The price catalog as plain Rust: which catalog model an application's model name means, and
-//! the price row of a call. Loaded from `llm_cost.model_prices`, `llm_cost.providers` and
-//! `llm_cost.model_aliases` by `pg::cache`; no Postgres here.
+//! the price row of a call. Built from `llm_cost.model_prices`, `llm_cost.providers` and
+//! `llm_cost.model_aliases` (read by the extension's `pricing::catalog`) into a flat image
+//! (`flat.rs`) that is read in place: one image per catalog version serves every backend of a
+//! server. No Postgres here.
 //!
 //! Resolution never guesses a price: a name reaches a model only through that model's id, its
 //! match rule (the dataset's, or yours), or your alias. What a name says about the host is used to
 //! pick the provider: LiteLLM-style routes (`bedrock/…`, `groq/…`, `openrouter/…`), OpenRouter's
 //! `vendor/model` ids, Bedrock's `region.vendor.model-v1:0` ids, or an explicit provider value.
 
+use crate::flat::{
+    AliasRec, ExtraRec, Image, KeyRec, ModelRec, NodeRec, ProviderRec, RowRec, Span, Writer, NONE,
+    NO_PRICE, NO_TIME, N_AND, N_CONTAINS, N_ENDS, N_EQUALS, N_OR, N_REGEX, N_STARTS, S_ALIASES,
+    S_EXTRAS, S_IDS, S_MODELS, S_NODES, S_PROVIDERS, S_PROVIDER_KEYS, S_ROWS,
+};
 use crate::matching::{dashed_date, Rule};
-use crate::pricing::{select_row, PriceRow, ServiceTier, Usage};
+use crate::pricing::{
+    select_row, Candidate, ExtraPrices, Price, PriceRow, ServiceTier, Usage, Window,
+};
+use std::cell::RefCell;
 use std::collections::HashMap;
 
-/// One catalog model: a (provider, model) pair with all its price rows (tiers, service tiers,
-/// history, origins) and the rule saying which names it covers.
-#[derive(Debug)]
-pub struct Model {
-    pub provider: String,
-    pub model: String,
-    pub rows: Vec<PriceRow>,
+/// A catalog model as callers see it: who sells it and its id.
+#[derive(Debug, Clone, Copy)]
+pub struct Model<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
     /// The match rule as stored (JSON); None: the model id itself (any letter case).
-    pub rule_text: Option<String>,
-    /// Parsed on first use: most rules are never needed in a backend (names are memoised).
-    rule: std::cell::OnceCell<Option<Rule>>,
+    pub rule_text: Option<&'a str>,
+    /// Whether the rule is used (None: none, or one that cannot be used).
+    has_rule: bool,
 }
 
-impl Model {
-    /// The model's match rule; None when it has none, or one that cannot be used (then the
-    /// model is matched by its id, as one without a rule).
-    pub fn rule(&self) -> Option<&Rule> {
-        self.rule
-            .get_or_init(|| {
-                self.rule_text
-                    .as_deref()
-                    .and_then(|t| Rule::parse_text(t).ok())
-            })
-            .as_ref()
+impl Model<'_> {
+    /// Whether the model has a match rule that is used.
+    pub fn has_rule(&self) -> bool {
+        self.has_rule
     }
 
     /// The problem with the model's match rule, if it has one that cannot be used.
     pub fn rule_problem(&self) -> Option<String> {
-        let t = self.rule_text.as_deref()?;
+        let t = self.rule_text?;
         Rule::parse_text(t)
             .err()
             .map(|e| format!("model {} {}: match rule {e}", self.provider, self.model))
@@ -61,18 +62,6 @@ pub struct ProviderDef {
     pub model_match: Option<String>,
     pub provider_match: Option<String>,
     pub fallback: Vec<String>,
-}
-
-#[derive(Debug)]
-struct ProviderInfo {
-    id: String,
-    model_match: Option<Rule>,
-    provider_match: Option<Rule>,
-    fallback: Vec<String>,
-    /// Indexes into `models`: own models in match order.
-    models: Vec<usize>,
-    /// lower(model id) -> index.
-    by_id: HashMap<String, usize>,
 }
 
 /// How a name reached its model (for `explain_cost`).
@@ -102,15 +91,29 @@ pub struct Resolved {
     pub how: How,
 }
 
-#[derive(Debug, Default)]
+/// Where an image lies: this catalog's own words, or memory someone else keeps (shared memory).
+enum Store {
+    Owned(#[allow(dead_code)] Box<[u64]>),
+    Borrowed,
+}
+
+/// The catalog: an image read in place, plus what one reader compiles for itself (regular
+/// expressions, on first use).
 pub struct Catalog {
-    models: Vec<Model>,
-    providers: Vec<ProviderInfo>,
-    provider_index: HashMap<String, usize>,
-    /// Providers to try for a name that names no host: those with a model_match rule first
-    /// (model makers), then hosts; OpenRouter and Hugging Face routes last.
-    scan_order: Vec<usize>,
-    aliases: HashMap<String, Alias>,
+    img: Image,
+    _store: Store,
+    regex: RefCell<HashMap<u32, Option<fancy_regex::Regex>>>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Catalog({} models, {} bytes)",
+            self.model_count(),
+            self.img.bytes()
+        )
+    }
 }
 
 /// Route words (LiteLLM prefixes, provider values applications send) and the catalog provider
@@ -313,17 +316,156 @@ pub fn guess_provider(raw: &str) -> Option<&'static str> {
     }
 }
 
+/// A model while the catalog is built.
+struct BModel {
+    provider: usize,
+    model: String,
+    rows: Vec<PriceRow>,
+    rule_text: Option<String>,
+}
+
+/// A provider while the catalog is built.
+struct BProvider {
+    id: String,
+    model_match: Option<Rule>,
+    provider_match: Option<Rule>,
+    fallback: Vec<String>,
+    models: Vec<usize>,
+    by_id: Vec<(String, usize)>,
+}
+
+fn price_word(p: Option<Price>) -> i64 {
+    match p {
+        Some(p) => i64::try_from(p.0).unwrap_or(i64::MAX),
+        None => NO_PRICE,
+    }
+}
+
+fn word_price(w: i64) -> Option<Price> {
+    (w != NO_PRICE).then_some(Price(w as i128))
+}
+
+fn tier_word(t: ServiceTier) -> u32 {
+    match t {
+        ServiceTier::Standard => 0,
+        ServiceTier::Batch => 1,
+        ServiceTier::Flex => 2,
+        ServiceTier::Priority => 3,
+        ServiceTier::Fast => 4,
+    }
+}
+
+fn word_tier(w: u32) -> ServiceTier {
+    match w {
+        1 => ServiceTier::Batch,
+        2 => ServiceTier::Flex,
+        3 => ServiceTier::Priority,
+        4 => ServiceTier::Fast,
+        _ => ServiceTier::Standard,
+    }
+}
+
+impl Candidate for RowRec {
+    fn tier(&self) -> ServiceTier {
+        word_tier(self.tier)
+    }
+    fn valid_at(&self, at: i64) -> bool {
+        self.valid_from <= at && at < self.valid_to
+    }
+    fn window(&self) -> Option<Window> {
+        (self.window_from != NO_TIME).then_some(Window {
+            from: self.window_from,
+            to: self.window_to,
+        })
+    }
+    fn rank(&self) -> u8 {
+        self.rank as u8
+    }
+    fn min_input_tokens(&self) -> i64 {
+        self.min_input_tokens
+    }
+}
+
+/// A parsed rule as nodes of the image; returns the root.
+fn put_rule(w: &mut Writer, r: &Rule) -> u32 {
+    let (kind, s, prefix, kids) = match r {
+        Rule::Equals(s) => (N_EQUALS, w.str(s), Span::NONE, Span::NONE),
+        Rule::StartsWith(s) => (N_STARTS, w.str(s), Span::NONE, Span::NONE),
+        Rule::EndsWith(s) => (N_ENDS, w.str(s), Span::NONE, Span::NONE),
+        Rule::Contains(s) => (N_CONTAINS, w.str(s), Span::NONE, Span::NONE),
+        Rule::Regex(re) => (N_REGEX, w.str(re.pattern()), w.str(re.prefix()), Span::NONE),
+        Rule::Or(v) | Rule::And(v) => {
+            let ids: Vec<u32> = v.iter().map(|k| put_rule(w, k)).collect();
+            let kind = if matches!(r, Rule::Or(_)) {
+                N_OR
+            } else {
+                N_AND
+            };
+            (kind, Span::NONE, Span::NONE, w.list(ids))
+        }
+    };
+    w.nodes.push(NodeRec {
+        kind,
+        _pad: 0,
+        s,
+        prefix,
+        kids,
+    });
+    (w.nodes.len() - 1) as u32
+}
+
 impl Catalog {
     /// Builds the catalog. `rules[i]` is the match rule (JSON text) stored with `rows[i]`.
-    /// Returns the catalog and the problems found in the providers' rules (a model's rule is
-    /// parsed when first used; `Model::rule_problem` says what is wrong with one).
+    /// Returns the catalog and the problems found in the providers' rules (`Model::rule_problem`
+    /// says what is wrong with a model's rule; such a model is matched by its id).
     pub fn new(
         rows: Vec<PriceRow>,
         rules: Vec<Option<String>>,
         providers: Vec<ProviderDef>,
         aliases: Vec<Alias>,
     ) -> (Catalog, Vec<String>) {
-        let mut c = Catalog::default();
+        let (words, problems) = Catalog::image(rows, rules, providers, aliases);
+        (Catalog::from_words(words), problems)
+    }
+
+    /// A catalog over an image built by [`Catalog::image`], kept by the catalog.
+    pub fn from_words(words: Vec<u64>) -> Catalog {
+        let words = words.into_boxed_slice();
+        // SAFETY: the boxed words live as long as the catalog (moved into it below, never
+        // reallocated).
+        let img = unsafe { Image::open(words.as_ptr() as *const u8, words.len() * 8) }
+            .expect("an image this build wrote");
+        Catalog {
+            img,
+            _store: Store::Owned(words),
+            regex: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// A catalog over an image someone else keeps (shared memory).
+    ///
+    /// # Safety
+    /// `base..base+len` must hold an image [`Catalog::image`] wrote, and stay mapped and
+    /// unchanged for the catalog's whole life.
+    pub unsafe fn borrowed(base: *const u8, len: usize) -> Result<Catalog, String> {
+        // SAFETY: the caller's promise.
+        let img = unsafe { Image::open(base, len) }?;
+        Ok(Catalog {
+            img,
+            _store: Store::Borrowed,
+            regex: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// The image of a catalog: what [`Catalog::from_words`] reads, or what is copied into
+    /// shared memory once for every reader. Returns the problems found in the providers' rules.
+    pub fn image(
+        rows: Vec<PriceRow>,
+        rules: Vec<Option<String>>,
+        providers: Vec<ProviderDef>,
+        aliases: Vec<Alias>,
+    ) -> (Vec<u64>, Vec<String>) {
+        let n_read = rows.len() as u32;
         let mut problems = Vec::new();
         let parse = |what: &str, t: &Option<String>, problems: &mut Vec<String>| -> Option<Rule> {
             let t = t.as_ref()?;
@@ -335,12 +477,14 @@ impl Catalog {
                 }
             }
         };
+        let mut provs: Vec<BProvider> = Vec::new();
+        let mut provider_index: HashMap<String, usize> = HashMap::new();
         for p in &providers {
             let id = p.id.to_ascii_lowercase();
-            if c.provider_index.contains_key(&id) {
+            if provider_index.contains_key(&id) {
                 continue;
             }
-            let info = ProviderInfo {
+            let info = BProvider {
                 id: id.clone(),
                 model_match: parse(
                     &format!("provider {id} model_match"),
@@ -354,18 +498,19 @@ impl Catalog {
                 ),
                 fallback: p.fallback.iter().map(|f| f.to_ascii_lowercase()).collect(),
                 models: vec![],
-                by_id: HashMap::new(),
+                by_id: vec![],
             };
-            c.provider_index.insert(id, c.providers.len());
-            c.providers.push(info);
+            provider_index.insert(id, provs.len());
+            provs.push(info);
         }
         // Rows grouped by (provider, model), in the order of their first row (the dataset's order).
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_by_key(|i| rows[*i].id);
         let mut rows: Vec<Option<PriceRow>> = rows.into_iter().map(Some).collect();
         let mut index: HashMap<(String, String), usize> = HashMap::new();
+        let mut models: Vec<BModel> = Vec::new();
         // Best rule text per model: from the highest-ranked row that has one.
-        let mut best_rule: Vec<(i16, Option<String>)> = Vec::new();
+        let mut best_rule: Vec<i16> = Vec::new();
         for i in order {
             let r = rows[i].take().expect("each row once");
             let key = (
@@ -375,81 +520,278 @@ impl Catalog {
             let m = match index.get(&key) {
                 Some(m) => *m,
                 None => {
-                    let pi = match c.provider_index.get(&key.0) {
+                    let pi = match provider_index.get(&key.0) {
                         Some(pi) => *pi,
                         None => {
                             // A provider only your rows name: a provider with no rules of its own.
-                            c.provider_index.insert(key.0.clone(), c.providers.len());
-                            c.providers.push(ProviderInfo {
+                            provider_index.insert(key.0.clone(), provs.len());
+                            provs.push(BProvider {
                                 id: key.0.clone(),
                                 model_match: None,
                                 provider_match: None,
                                 fallback: vec![],
                                 models: vec![],
-                                by_id: HashMap::new(),
+                                by_id: vec![],
                             });
-                            c.providers.len() - 1
+                            provs.len() - 1
                         }
                     };
-                    c.models.push(Model {
-                        provider: key.0.clone(),
+                    models.push(BModel {
+                        provider: pi,
                         model: r.model.clone(),
                         rows: vec![],
                         rule_text: None,
-                        rule: Default::default(),
                     });
-                    best_rule.push((-1, None));
-                    let m = c.models.len() - 1;
-                    c.providers[pi].models.push(m);
-                    c.providers[pi].by_id.insert(key.1.clone(), m);
+                    best_rule.push(-1);
+                    let m = models.len() - 1;
+                    provs[pi].models.push(m);
+                    provs[pi].by_id.push((key.1.clone(), m));
                     index.insert(key, m);
                     m
                 }
             };
             if let Some(t) = &rules[i] {
-                if (r.rank as i16) > best_rule[m].0 {
-                    best_rule[m] = (r.rank as i16, Some(t.clone()));
+                if (r.rank as i16) > best_rule[m] {
+                    best_rule[m] = r.rank as i16;
+                    models[m].rule_text = Some(t.clone());
                 }
             }
-            c.models[m].rows.push(r);
+            models[m].rows.push(r);
         }
-        for (m, (_, text)) in best_rule.into_iter().enumerate() {
-            c.models[m].rule_text = text;
-        }
+        drop(index);
         // Your own and imported models are tried before the shipped ones of the same provider.
-        let top_rank: Vec<u8> = c
-            .models
+        let top_rank: Vec<u8> = models
             .iter()
             .map(|m| m.rows.iter().map(|r| r.rank).max().unwrap_or(0))
             .collect();
-        for p in &mut c.providers {
+        for p in &mut provs {
             p.models.sort_by_key(|m| std::cmp::Reverse(top_rank[*m]));
         }
         let last = |id: &str| id == "openrouter" || id.starts_with("huggingface");
-        let mut scan: Vec<usize> = (0..c.providers.len())
-            .filter(|i| c.providers[*i].model_match.is_some())
+        let mut scan: Vec<u32> = (0..provs.len())
+            .filter(|i| provs[*i].model_match.is_some())
+            .map(|i| i as u32)
             .collect();
         scan.extend(
-            (0..c.providers.len())
-                .filter(|i| c.providers[*i].model_match.is_none() && !last(&c.providers[*i].id)),
+            (0..provs.len())
+                .filter(|i| provs[*i].model_match.is_none() && !last(&provs[*i].id))
+                .map(|i| i as u32),
         );
         scan.extend(
-            (0..c.providers.len())
-                .filter(|i| c.providers[*i].model_match.is_none() && last(&c.providers[*i].id)),
+            (0..provs.len())
+                .filter(|i| provs[*i].model_match.is_none() && last(&provs[*i].id))
+                .map(|i| i as u32),
         );
-        c.scan_order = scan;
-        for a in aliases {
-            c.aliases.insert(a.alias.trim().to_ascii_lowercase(), a);
+
+        // The image.
+        let mut w = Writer::default();
+        for m in &models {
+            let rows_off = w.rows.len() as u32;
+            for r in &m.rows {
+                let extra = match &r.extra {
+                    Some(x) if !x.is_empty() => {
+                        w.extras.push(ExtraRec([
+                            price_word(x.input_audio),
+                            price_word(x.cache_read_audio),
+                            price_word(x.output_audio),
+                            price_word(x.input_image),
+                            price_word(x.cache_read_image),
+                            price_word(x.output_image),
+                            price_word(x.web_search_per_k),
+                            price_word(x.request_per_k),
+                        ]));
+                        (w.extras.len() - 1) as u32
+                    }
+                    _ => NONE,
+                };
+                w.rows.push(RowRec {
+                    id: r.id,
+                    min_input_tokens: r.min_input_tokens,
+                    input: price_word(Some(r.input)),
+                    output: price_word(Some(r.output)),
+                    cache_read: price_word(r.cache_read),
+                    cache_write_5m: price_word(r.cache_write_5m),
+                    cache_write_1h: price_word(r.cache_write_1h),
+                    valid_from: r.valid_from,
+                    valid_to: r.valid_to,
+                    window_from: r.window.map_or(NO_TIME, |x| x.from),
+                    window_to: r.window.map_or(NO_TIME, |x| x.to),
+                    extra,
+                    rank: r.rank as u32,
+                    tier: tier_word(r.service_tier),
+                    _pad: 0,
+                });
+            }
+            let rule = m
+                .rule_text
+                .as_deref()
+                .and_then(|t| Rule::parse_text(t).ok())
+                .map_or(NONE, |r| put_rule(&mut w, &r));
+            let model = w.str(&m.model);
+            let rule_text = w.opt_str(m.rule_text.as_deref());
+            w.models.push(ModelRec {
+                provider: m.provider as u32,
+                rule,
+                model,
+                rule_text,
+                rows: Span {
+                    off: rows_off,
+                    len: m.rows.len() as u32,
+                },
+            });
         }
-        (c, problems)
+        drop(models);
+        let mut provider_keys = Vec::with_capacity(provs.len());
+        for (pi, p) in provs.iter().enumerate() {
+            let id = w.str(&p.id);
+            let own = w.list(p.models.iter().map(|m| *m as u32));
+            let fallback: Vec<u32> = p
+                .fallback
+                .iter()
+                .filter_map(|f| provider_index.get(f).map(|i| *i as u32))
+                .collect();
+            let fallback = w.list(fallback);
+            let mut keys: Vec<KeyRec> = p
+                .by_id
+                .iter()
+                .map(|(k, m)| KeyRec {
+                    key: w.str(k),
+                    val: *m as u32,
+                    _pad: 0,
+                })
+                .collect();
+            w.sort_keys(&mut keys);
+            let ids = Span {
+                off: w.ids.len() as u32,
+                len: keys.len() as u32,
+            };
+            w.ids.extend(keys);
+            let model_match = p.model_match.as_ref().map_or(NONE, |r| put_rule(&mut w, r));
+            let provider_match = p
+                .provider_match
+                .as_ref()
+                .map_or(NONE, |r| put_rule(&mut w, r));
+            w.providers.push(ProviderRec {
+                id,
+                models: own,
+                ids,
+                fallback,
+                model_match,
+                provider_match,
+            });
+            provider_keys.push(KeyRec {
+                key: id,
+                val: pi as u32,
+                _pad: 0,
+            });
+        }
+        w.sort_keys(&mut provider_keys);
+        w.provider_keys = provider_keys;
+        // Aliases: the last row of a key wins, as a map insert did.
+        let mut by_key: HashMap<String, Alias> = HashMap::new();
+        for a in aliases {
+            by_key.insert(a.alias.trim().to_ascii_lowercase(), a);
+        }
+        let mut keyed: Vec<(String, Alias)> = by_key.into_iter().collect();
+        keyed.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (k, a) in keyed {
+            let rec = AliasRec {
+                key: w.str(&k),
+                model: w.str(&a.model),
+                provider: w.opt_str(a.provider.as_deref()),
+            };
+            w.aliases.push(rec);
+        }
+        let scan = w.list(scan);
+        (w.finish(scan, n_read), problems)
     }
 
-    pub fn models(&self) -> &[Model] {
-        &self.models
+    /// Bytes of the image.
+    pub fn bytes(&self) -> usize {
+        self.img.bytes()
     }
 
-    pub fn model(&self, i: usize) -> &Model {
-        &self.models[i]
+    /// Price rows the image was built from.
+    pub fn rows_read(&self) -> usize {
+        self.img.header.rows_read as usize
+    }
+
+    fn models_(&self) -> &[ModelRec] {
+        self.img.section(S_MODELS)
+    }
+
+    fn providers_(&self) -> &[ProviderRec] {
+        self.img.section(S_PROVIDERS)
+    }
+
+    pub fn model_count(&self) -> usize {
+        self.models_().len()
+    }
+
+    pub fn model(&self, i: usize) -> Model<'_> {
+        let m = &self.models_()[i];
+        Model {
+            provider: self.img.str(self.providers_()[m.provider as usize].id),
+            model: self.img.str(m.model),
+            rule_text: self.img.opt_str(m.rule_text),
+            has_rule: m.rule != NONE,
+        }
+    }
+
+    /// The index of the model `provider`/`model` (any letter case), if the catalog lists it.
+    pub fn find_model(&self, provider: &str, model: &str) -> Option<usize> {
+        let p = self.provider_index(&provider.to_ascii_lowercase())?;
+        self.by_id(p, &model.to_ascii_lowercase())
+    }
+
+    fn provider_index(&self, id: &str) -> Option<usize> {
+        self.img
+            .find(self.img.section::<KeyRec>(S_PROVIDER_KEYS), id)
+            .map(|i| i as usize)
+    }
+
+    fn by_id(&self, p: usize, name: &str) -> Option<usize> {
+        let sp = self.providers_()[p].ids;
+        let all = self.img.section::<KeyRec>(S_IDS);
+        let keys = all.get(sp.off as usize..(sp.off + sp.len) as usize)?;
+        self.img.find(keys, name).map(|m| m as usize)
+    }
+
+    /// Whether rule node `n` covers `name` (lower case).
+    fn rule_matches(&self, n: u32, name: &str) -> bool {
+        let Some(node) = self.img.section::<NodeRec>(S_NODES).get(n as usize) else {
+            return false;
+        };
+        let s = || self.img.str(node.s);
+        match node.kind {
+            N_EQUALS => name == s(),
+            N_STARTS => name.starts_with(s()),
+            N_ENDS => name.ends_with(s()),
+            N_CONTAINS => name.contains(s()),
+            N_REGEX => {
+                if !name.starts_with(self.img.str(node.prefix)) {
+                    return false;
+                }
+                let mut cache = self.regex.borrow_mut();
+                let re = cache
+                    .entry(n)
+                    .or_insert_with(|| fancy_regex::Regex::new(s()).ok());
+                // A regex that fails at run time (backtracking limit) matches nothing.
+                re.as_ref()
+                    .is_some_and(|r| r.is_match(name).unwrap_or(false))
+            }
+            N_OR => self
+                .img
+                .list(node.kids)
+                .iter()
+                .any(|k| self.rule_matches(*k, name)),
+            N_AND => self
+                .img
+                .list(node.kids)
+                .iter()
+                .all(|k| self.rule_matches(*k, name)),
+            _ => false,
+        }
     }
 
     /// The model a call priced as model `i` is reported under: a router's `vendor/model` id
@@ -457,54 +799,29 @@ impl Catalog {
     /// that name (`gpt-4o-mini`), so that the spellings of one model count together in reports;
     /// any other model is itself.
     pub fn reported_model(&self, i: usize) -> usize {
-        let m = &self.models[i];
+        let m = self.model(i);
         let Some((vendor, rest)) = m.model.split_once('/') else {
             return i;
         };
         let Some(p) = self.provider_named(vendor) else {
             return i;
         };
-        let vendor_id = &self.providers[p].id;
-        if *vendor_id == m.provider {
+        let vendor_id = self.provider_id(p);
+        if vendor_id == m.provider {
             return i;
         }
         match self.find_in(p, &rest.trim().to_ascii_lowercase()) {
-            Some(r) if self.models[r.model].provider == *vendor_id => r.model,
+            Some(r) if self.model(r.model).provider == vendor_id => r.model,
             _ => i,
         }
     }
 
-    /// Approximate heap bytes the catalog holds (strings, rows, indexes; rules not yet parsed).
-    pub fn approx_bytes(&self) -> usize {
-        use std::mem::size_of;
-        let mut n = self.models.capacity() * size_of::<Model>();
-        for m in &self.models {
-            n += m.provider.capacity()
-                + m.model.capacity()
-                + m.rule_text.as_ref().map_or(0, |t| t.capacity());
-            n += m.rows.capacity() * size_of::<PriceRow>();
-            n += m
-                .rows
-                .iter()
-                .map(|r| r.provider.capacity() + r.model.capacity())
-                .sum::<usize>();
-        }
-        for p in &self.providers {
-            n += size_of::<ProviderInfo>()
-                + p.id.capacity()
-                + p.models.capacity() * size_of::<usize>();
-            n += p.by_id.capacity() * (size_of::<String>() + size_of::<usize>() + 8)
-                + p.by_id.keys().map(|k| k.capacity()).sum::<usize>();
-        }
-        n + self.aliases.capacity() * (size_of::<String>() + size_of::<Alias>() + 8)
-    }
-
     pub fn provider_id(&self, i: usize) -> &str {
-        &self.providers[i].id
+        self.img.str(self.providers_()[i].id)
     }
 
     pub fn provider_count(&self) -> usize {
-        self.providers.len()
+        self.providers_().len()
     }
 
     /// The catalog provider a provider value or route word means: its id, a known route word,
@@ -514,17 +831,17 @@ impl Catalog {
         if v.is_empty() {
             return None;
         }
-        if let Some(i) = self.provider_index.get(&v) {
-            return Some(*i);
+        if let Some(i) = self.provider_index(&v) {
+            return Some(i);
         }
         if let Some((_, id)) = ROUTE_WORDS.iter().find(|(w, _)| *w == v) {
-            if let Some(i) = self.provider_index.get(*id) {
-                return Some(*i);
+            if let Some(i) = self.provider_index(id) {
+                return Some(i);
             }
         }
-        self.providers
+        self.providers_()
             .iter()
-            .position(|p| p.provider_match.as_ref().is_some_and(|r| r.is_match(&v)))
+            .position(|p| p.provider_match != NONE && self.rule_matches(p.provider_match, &v))
     }
 
     /// A provider value as the catalog names it: the provider it means (`Anthropic`, `claude`
@@ -532,7 +849,7 @@ impl Catalog {
     /// and in lower case.
     pub fn normalize_provider(&self, value: &str) -> String {
         match self.provider_named(value) {
-            Some(i) => self.providers[i].id.clone(),
+            Some(i) => self.provider_id(i).to_string(),
             None => value.trim().to_ascii_lowercase(),
         }
     }
@@ -548,38 +865,48 @@ impl Catalog {
                 return Some(r);
             }
         }
-        for f in &self.providers[p].fallback {
-            if let Some(fp) = self.provider_index.get(f) {
-                if let Some(r) = self
-                    .find_own(*fp, name)
-                    .or_else(|| dashed_date(name).and_then(|d| self.find_own(*fp, &d)))
-                {
-                    return Some(r);
-                }
+        for fp in self.img.list(self.providers_()[p].fallback) {
+            let fp = *fp as usize;
+            if let Some(r) = self
+                .find_own(fp, name)
+                .or_else(|| dashed_date(name).and_then(|d| self.find_own(fp, &d)))
+            {
+                return Some(r);
             }
         }
         None
     }
 
     fn find_own(&self, p: usize, name: &str) -> Option<Resolved> {
-        let prov = &self.providers[p];
+        let models = self.models_();
         // The id itself for a model without a rule (yours); a rule, where there is one, says
         // which names the model covers (the dataset's ids are not always names the API takes).
-        if let Some(m) = prov.by_id.get(name) {
-            if self.models[*m].rule().is_none() {
+        if let Some(m) = self.by_id(p, name) {
+            if models[m].rule == NONE {
                 return Some(Resolved {
-                    model: *m,
+                    model: m,
                     how: How::Id,
                 });
             }
         }
-        prov.models
+        self.img
+            .list(self.providers_()[p].models)
             .iter()
-            .find(|m| self.models[**m].rule().is_some_and(|r| r.is_match(name)))
+            .find(|m| {
+                let rule = models[**m as usize].rule;
+                rule != NONE && self.rule_matches(rule, name)
+            })
             .map(|m| Resolved {
-                model: *m,
+                model: *m as usize,
                 how: How::Rule,
             })
+    }
+
+    fn alias(&self, key: &str) -> Option<&AliasRec> {
+        let all = self.img.section::<AliasRec>(S_ALIASES);
+        all.binary_search_by(|a| self.img.str(a.key).as_bytes().cmp(key.as_bytes()))
+            .ok()
+            .map(|i| &all[i])
     }
 
     /// Resolves an application's model name, optionally with the provider (host) the call went
@@ -593,24 +920,25 @@ impl Catalog {
         if s.is_empty() {
             return None;
         }
+        let scan_order = self.img.list(self.img.header.scan);
         // Your aliases first: the name as sent, then without its route.
         let tail = s.rsplit('/').next().unwrap_or(&s);
         for key in [s.as_str(), tail] {
-            if let Some(a) = self.aliases.get(key) {
-                let target = a.model.trim().to_ascii_lowercase();
-                let p = a.provider.as_deref().or(provider);
+            if let Some(a) = self.alias(key) {
+                let target = self.img.str(a.model).trim().to_ascii_lowercase();
+                let p = self.img.opt_str(a.provider).or(provider);
                 if let Some(pi) = p.and_then(|p| self.provider_named(p)) {
-                    if let Some(m) = self.providers[pi].by_id.get(&target) {
+                    if let Some(m) = self.by_id(pi, &target) {
                         return Some(Resolved {
-                            model: *m,
+                            model: m,
                             how: How::Alias,
                         });
                     }
                 }
-                for pi in &self.scan_order {
-                    if let Some(m) = self.providers[*pi].by_id.get(&target) {
+                for pi in scan_order {
+                    if let Some(m) = self.by_id(*pi as usize, &target) {
                         return Some(Resolved {
-                            model: *m,
+                            model: m,
                             how: How::Alias,
                         });
                     }
@@ -652,8 +980,8 @@ impl Catalog {
                     .and_then(|pi| self.find_in(pi, rest.strip_prefix("models/").unwrap_or(rest)));
             }
             // `vendor/model`: an OpenRouter id, else the vendor's own model.
-            if let Some(or) = self.provider_index.get("openrouter") {
-                if let Some(r) = self.find_in(*or, &s) {
+            if let Some(or) = self.provider_index("openrouter") {
+                if let Some(r) = self.find_in(or, &s) {
                     return Some(r);
                 }
             }
@@ -666,8 +994,8 @@ impl Catalog {
             return self.scan(&s);
         }
         if is_bedrock_id(&s) {
-            if let Some(aws) = self.provider_index.get("aws") {
-                if let Some(r) = self.find_in(*aws, &s) {
+            if let Some(aws) = self.provider_index("aws") {
+                if let Some(r) = self.find_in(aws, &s) {
                     return Some(r);
                 }
             }
@@ -677,36 +1005,90 @@ impl Catalog {
 
     /// A name with no host: the providers whose model_match covers it, then every provider.
     fn scan(&self, s: &str) -> Option<Resolved> {
-        for pi in &self.scan_order {
-            if self.providers[*pi]
-                .model_match
-                .as_ref()
-                .is_some_and(|r| r.is_match(s))
-            {
-                if let Some(r) = self.find_in(*pi, s) {
+        let scan_order = self.img.list(self.img.header.scan);
+        let providers = self.providers_();
+        for pi in scan_order {
+            let mm = providers[*pi as usize].model_match;
+            if mm != NONE && self.rule_matches(mm, s) {
+                if let Some(r) = self.find_in(*pi as usize, s) {
                     return Some(r);
                 }
             }
         }
-        for pi in &self.scan_order {
-            if let Some(r) = self.find_own(*pi, s) {
+        for pi in scan_order {
+            if let Some(r) = self.find_own(*pi as usize, s) {
                 return Some(r);
             }
         }
         let d = dashed_date(s)?;
-        self.scan_order.iter().find_map(|pi| self.find_own(*pi, &d))
+        scan_order
+            .iter()
+            .find_map(|pi| self.find_own(*pi as usize, &d))
     }
 
-    /// The price row for a call to model `i` at `at` (µs since 2000-01-01 UTC).
-    pub fn price_row(&self, i: usize, at: i64, u: &Usage, tier: ServiceTier) -> Option<&PriceRow> {
-        select_row(&self.models[i].rows, at, u, tier)
+    /// The price row for a call to model `i` at `at` (µs since 2000-01-01 UTC). Its provider
+    /// and model are the model's (`Catalog::model`), left empty here.
+    pub fn price_row(&self, i: usize, at: i64, u: &Usage, tier: ServiceTier) -> Option<PriceRow> {
+        let sp = self.models_()[i].rows;
+        let all = self.img.section::<RowRec>(S_ROWS);
+        let rows = all.get(sp.off as usize..(sp.off + sp.len) as usize)?;
+        select_row(rows, at, u, tier).map(|r| self.row(r))
+    }
+
+    /// All price rows of model `i` (for `explain_cost`; the hot path uses `price_row`).
+    pub fn model_rows(&self, i: usize) -> Vec<PriceRow> {
+        let sp = self.models_()[i].rows;
+        let all = self.img.section::<RowRec>(S_ROWS);
+        all.get(sp.off as usize..(sp.off + sp.len) as usize)
+            .unwrap_or(&[])
+            .iter()
+            .map(|r| self.row(r))
+            .collect()
+    }
+
+    /// A row of the image as a price row.
+    fn row(&self, r: &RowRec) -> PriceRow {
+        let extra = self
+            .img
+            .section::<ExtraRec>(S_EXTRAS)
+            .get(r.extra as usize)
+            .map(|x| {
+                let p = |k: usize| word_price(x.0[k]);
+                Box::new(ExtraPrices {
+                    input_audio: p(0),
+                    cache_read_audio: p(1),
+                    output_audio: p(2),
+                    input_image: p(3),
+                    cache_read_image: p(4),
+                    output_image: p(5),
+                    web_search_per_k: p(6),
+                    request_per_k: p(7),
+                })
+            });
+        PriceRow {
+            id: r.id,
+            provider: String::new(),
+            model: String::new(),
+            min_input_tokens: r.min_input_tokens,
+            input: word_price(r.input).unwrap_or_default(),
+            output: word_price(r.output).unwrap_or_default(),
+            cache_read: word_price(r.cache_read),
+            cache_write_5m: word_price(r.cache_write_5m),
+            cache_write_1h: word_price(r.cache_write_1h),
+            valid_from: r.valid_from,
+            valid_to: r.valid_to,
+            rank: r.rank as u8,
+            service_tier: word_tier(r.tier),
+            extra,
+            window: Candidate::window(r),
+        }
     }
 
     /// The provider of a model name: the catalog's when it resolves, else a guess from its
     /// prefix or family.
     pub fn provider_of(&self, raw: &str, provider: Option<&str>) -> Option<String> {
         match self.resolve(raw, provider) {
-            Some(r) => Some(self.models[r.model].provider.clone()),
+            Some(r) => Some(self.model(r.model).provider.to_string()),
             None => guess_provider(raw).map(str::to_string),
         }
     }
@@ -1108,13 +1490,11 @@ mod tests {
             Some("openai/gpt-4o")
         );
         assert_eq!(
-            c.provider_named("bedrock")
-                .map(|i| c.providers[i].id.as_str()),
+            c.provider_named("bedrock").map(|i| c.provider_id(i)),
             Some("aws")
         );
         assert_eq!(
-            c.provider_named("together_ai")
-                .map(|i| c.providers[i].id.as_str()),
+            c.provider_named("together_ai").map(|i| c.provider_id(i)),
             Some("together")
         );
     }
@@ -1161,13 +1541,13 @@ mod tests {
             Some("openai/gpt-4o-catchall")
         );
         assert!(problems.is_empty(), "{problems:?}");
-        let broken = c.models().iter().find(|m| m.model == "broken").unwrap();
+        let broken = c.model(c.find_model("openai", "broken").unwrap());
         let problem = broken.rule_problem().unwrap();
         assert!(
             problem.contains("model openai broken") && problem.contains("$.regex"),
             "{problem}"
         );
-        assert!(broken.rule().is_none());
+        assert!(!broken.has_rule());
         assert_eq!(res(&c, "broken", None).as_deref(), Some("openai/broken"));
         assert_eq!(
             res(&c, "gpt-4o-catchall", None).as_deref(),

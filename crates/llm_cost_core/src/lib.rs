@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod catalog;
+pub mod flat;
 pub mod import;
 pub mod ledger;
 pub mod matching;

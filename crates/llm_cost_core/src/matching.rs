@@ -26,6 +26,16 @@ impl LazyRegex {
         }
     }
 
+    /// The pattern as written.
+    pub fn pattern(&self) -> &str {
+        &self.pattern
+    }
+
+    /// The literal text every match starts with ("" when none is certain).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn is_match(&self, name: &str) -> bool {
         if !name.starts_with(self.prefix.as_str()) {
             return false;

@@ -651,19 +651,48 @@ impl PriceRow {
     }
 }
 
+/// What choosing among a model's price rows looks at: a stored row, or a catalog image's record.
+pub trait Candidate {
+    fn tier(&self) -> ServiceTier;
+    fn valid_at(&self, at: i64) -> bool;
+    fn window(&self) -> Option<Window>;
+    fn rank(&self) -> u8;
+    fn min_input_tokens(&self) -> i64;
+}
+
+impl Candidate for PriceRow {
+    fn tier(&self) -> ServiceTier {
+        self.service_tier
+    }
+    fn valid_at(&self, at: i64) -> bool {
+        PriceRow::valid_at(self, at)
+    }
+    fn window(&self) -> Option<Window> {
+        self.window
+    }
+    fn rank(&self) -> u8 {
+        self.rank
+    }
+    fn min_input_tokens(&self) -> i64 {
+        self.min_input_tokens
+    }
+}
+
 /// Picks the row that prices a call at `at` with this usage, among the rows of one model:
 /// the valid row with the highest `min_input_tokens` not above the prompt size.
-pub fn select_row<'a, I>(rows: I, at: i64, u: &Usage, tier: ServiceTier) -> Option<&'a PriceRow>
+pub fn select_row<'a, R, I>(rows: I, at: i64, u: &Usage, tier: ServiceTier) -> Option<&'a R>
 where
-    I: IntoIterator<Item = &'a PriceRow>,
+    R: Candidate + 'a,
+    I: IntoIterator<Item = &'a R>,
 {
     let prompt = u.prompt_tokens();
-    let mut best: Option<&PriceRow> = None;
+    let mut best: Option<&R> = None;
     for r in rows {
-        if r.service_tier != tier || !r.valid_at(at) {
+        if r.tier() != tier || !r.valid_at(at) {
             continue;
         }
-        if let Some(w) = r.window {
+        let window = r.window();
+        if let Some(w) = window {
             if !w.contains(at) {
                 continue;
             }
@@ -671,18 +700,18 @@ where
         let better = match best {
             None => true,
             // A user row beats imported and shipped rows, whatever their prompt-size tier.
-            Some(b) if r.rank != b.rank => r.rank > b.rank,
+            Some(b) if r.rank() != b.rank() => r.rank() > b.rank(),
             // In its window, a time-of-day row beats the all-day rows.
-            Some(b) if r.window.is_some() != b.window.is_some() => r.window.is_some(),
+            Some(b) if window.is_some() != b.window().is_some() => window.is_some(),
             Some(b) => {
                 // Same origin: the highest tier the prompt reaches.
-                let fits = r.min_input_tokens <= prompt;
-                let b_fits = b.min_input_tokens <= prompt;
+                let fits = r.min_input_tokens() <= prompt;
+                let b_fits = b.min_input_tokens() <= prompt;
                 match (fits, b_fits) {
                     (true, false) => true,
                     (false, true) => false,
-                    (true, true) => r.min_input_tokens > b.min_input_tokens,
-                    (false, false) => r.min_input_tokens < b.min_input_tokens,
+                    (true, true) => r.min_input_tokens() > b.min_input_tokens(),
+                    (false, false) => r.min_input_tokens() < b.min_input_tokens(),
                 }
             }
         };
@@ -690,7 +719,7 @@ where
             best = Some(r);
         }
     }
-    best.filter(|b| b.min_input_tokens <= prompt)
+    best.filter(|b| b.min_input_tokens() <= prompt)
 }
 
 /// `llm_cost.format_cost`: `$0.00` for zero, two significant digits below a cent (`$0.0012`),

@@ -1,15 +1,25 @@
-//! The price catalog in a backend: loaded from `llm_cost.model_prices`, `model_aliases` and
-//! `providers` into `llm_cost_core::catalog`, kept per backend, and one call priced from it
-//! (`price_call`).
+//! The price catalog a backend prices with: loaded from `llm_cost.model_prices`,
+//! `model_aliases` and `providers` into a `llm_cost_core::catalog` image, and one call priced
+//! from it (`price_call`).
 //!
-//! The catalog is read once per backend with SPI and kept until `llm_cost.model_prices` or
-//! `llm_cost.model_aliases` change. A statement trigger on both tables calls
-//! `CacheInvalidateRelcacheByRelid`, a transactional invalidation: when the writing transaction
-//! commits, every backend processes it before its next statement and `relation_changed` (a
-//! listener of `pg::relcache`) drops the cache. Inside the writing transaction the change is visible from its next command, and a
-//! rollback invalidates again, so nobody keeps prices that never committed.
+//! **One catalog per server.** A catalog version is named by `llm_cost.catalog_version`, a
+//! one-row table whose `version` every statement that changes the catalog sets to a new value of
+//! a sequence (statement trigger `catalog_changed`, which also takes the row's lock: catalog
+//! writers follow one another). The image of a version is built once and published in dynamic
+//! shared memory (`pg::shared`); every backend that sees that version attaches it and reads it
+//! in place (a few pages, not a copy). The writer builds and publishes the new version just
+//! before it commits, so the backends that see it next only attach; one whose snapshot sees a
+//! version nobody published (a prepared transaction committed, a restart) builds it under a
+//! lock, so that one backend builds and the others attach. A transaction that changed the
+//! catalog prices with its own private image (it sees its own rows) until it ends. Without
+//! `shared_preload_libraries` every backend builds its own image (the same code reads it).
+//!
+//! **When a backend looks.** A statement trigger on the three tables also sends a transactional
+//! relcache invalidation: when the writer commits, every backend processes it before its next
+//! statement and `relation_changed` marks the catalog to be checked; the check reads the version
+//! (one query) and keeps, attaches or builds. Inside a statement the catalog never changes.
 
-use crate::pg::spi;
+use crate::pg::{shared, spi};
 use llm_cost_core::catalog::{Alias, Catalog, ProviderDef, Resolved};
 use llm_cost_core::pricing::{
     Cost, ExtraPrices, Price, PriceRow, ServiceTier, Usage, Window, TS_INFINITY, TS_NEG_INFINITY,
@@ -30,11 +40,36 @@ pub struct Loaded {
     memo_p: RefCell<rustc_hash::FxHashMap<String, rustc_hash::FxHashMap<String, Option<Resolved>>>>,
     /// Model index -> the model rows are reported under (`Catalog::reported_model`).
     reported: RefCell<rustc_hash::FxHashMap<usize, usize>>,
-    /// Microseconds the load took and the rows read, for `llm_cost._catalog_stats()`.
+    /// Microseconds the load took (attach or build) and the rows read, for `_catalog_stats()`.
     pub load_us: u64,
-    /// Of which reading the tables.
+    /// Of which reading the tables (0 when attached).
     pub read_us: u64,
     pub rows: usize,
+    /// The version this is: (model_prices, catalog_version.version). None: this transaction's
+    /// own (it changed the catalog, or read it while a change committed), never reused after.
+    pub key: Option<(pg_sys::Oid, i64)>,
+    /// How it came: attached (shared by the server), built and published, or built for this
+    /// backend alone.
+    pub source: Source,
+    /// The shared memory the image lies in (dropped after `catalog`, which reads it).
+    _mapping: Option<shared::Attached>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Source {
+    Attached,
+    Published,
+    Private,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Attached => "attached",
+            Source::Published => "built and published",
+            Source::Private => "built for this backend",
+        }
+    }
 }
 
 impl Loaded {
@@ -128,10 +163,13 @@ thread_local! {
     static CACHE: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
     static VALID: Cell<bool> = const { Cell::new(false) };
     static WATCHED: Cell<(pg_sys::Oid, pg_sys::Oid, pg_sys::Oid)> = const { Cell::new((pg_sys::InvalidOid, pg_sys::InvalidOid, pg_sys::InvalidOid)) };
+    /// This transaction changed the catalog: it prices with its own image, and publishes the
+    /// new version before it commits.
+    static WROTE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// A relation changed (`pg::relcache` listener, set up by `_PG_init`): a catalog table (or all
-/// relations) makes the cached catalog stale.
+/// relations) makes the catalog to be checked before its next use.
 pub fn relation_changed(relid: pg_sys::Oid) {
     let (a, b, c) = WATCHED.with(|w| w.get());
     if relid == pg_sys::InvalidOid || relid == a || relid == b || relid == c {
@@ -145,12 +183,74 @@ pub fn drop_cached() {
     CACHE.with(|c| *c.borrow_mut() = None);
 }
 
-/// Drops this backend's cache now (used by the invalidation trigger and tests).
+/// Marks this backend's catalog to be checked before its next use.
 pub fn invalidate_local() {
     VALID.with(|v| v.set(false));
 }
 
-/// The catalog as of now, loading it if a change made the cached copy stale.
+/// The transaction's part (`_PG_init` joins it): a writer of the catalog publishes the version
+/// it commits, built from what it sees just before commit (its own rows and all committed
+/// ones: catalog writers follow one another on the version row's lock). Its private image goes
+/// when it ends, committed or not.
+pub static LIFECYCLE: crate::pg::lifecycle::Participant = crate::pg::lifecycle::Participant {
+    pre_commit: publish_written,
+    end: |_prepared| {
+        if WROTE.with(|w| w.replace(false)) {
+            VALID.with(|v| v.set(false));
+        }
+        let private = CACHE.with(|c| c.borrow().as_ref().is_some_and(|l| l.key.is_none()));
+        if private {
+            drop_cached();
+        }
+    },
+    sub_abort: |_| {},
+    sub_commit: |_, _| {},
+};
+
+fn publish_written() {
+    // A prepared transaction commits elsewhere, later: the first reader of its version builds it.
+    if !WROTE.with(|w| w.get()) || crate::pg::lifecycle::preparing() || !shared::available() {
+        return;
+    }
+    crate::pg::lifecycle::with_snapshot(|| {
+        let Some((relid, Some(version))) = version() else {
+            return;
+        };
+        if let Ok((image, _, _)) = build() {
+            // Published and pinned; this backend's next statement attaches it like any other.
+            drop(shared::publish(relid, version, &image));
+        }
+    });
+}
+
+/// The catalog tables' relation and the catalog version this statement sees. None: no catalog
+/// (the extension is not in this database); a version None: a database on SQL older than 0.10.0.
+fn version() -> Option<(pg_sys::Oid, Option<i64>)> {
+    // SAFETY: catalog look-ups by name in this database.
+    let (prices, versions) = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"llm_cost".as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
+            return None;
+        }
+        (
+            pg_sys::get_relname_relid(c"model_prices".as_ptr(), nsp),
+            pg_sys::get_relname_relid(c"catalog_version".as_ptr(), nsp),
+        )
+    };
+    if prices == pg_sys::InvalidOid {
+        return None;
+    }
+    if versions == pg_sys::InvalidOid {
+        return Some((prices, None));
+    }
+    let v = spi::get_one::<i64>("SELECT version FROM llm_cost.catalog_version")
+        .ok()
+        .flatten();
+    Some((prices, v))
+}
+
+/// The catalog as of now: the one this backend holds if its version is still current, else the
+/// server's image of the current version (attached), else one built here (and published).
 pub fn catalog() -> Rc<Loaded> {
     if VALID.with(|v| v.get()) {
         if let Some(c) = CACHE.with(|c| c.borrow().clone()) {
@@ -158,17 +258,174 @@ pub fn catalog() -> Rc<Loaded> {
         }
     }
     crate::pg::relcache::register_callback();
+    crate::pg::lifecycle::ensure_registered();
     // Mark valid before reading: an invalidation that arrives while we read clears it again.
     VALID.with(|v| v.set(true));
-    let loaded = match load() {
-        Ok(l) => Rc::new(l),
-        Err(e) => {
-            VALID.with(|v| v.set(false));
-            crate::pg::fail::internal(format!("llm_cost: could not read the price catalog: {e}"));
-        }
-    };
+    let loaded = refresh();
     CACHE.with(|c| *c.borrow_mut() = Some(loaded.clone()));
     loaded
+}
+
+fn refresh() -> Rc<Loaded> {
+    refresh_inner().map_or_else(|same| same, Rc::new)
+}
+
+/// A new catalog, or (Err) the one this backend holds when its version is still current.
+fn refresh_inner() -> Result<Loaded, Rc<Loaded>> {
+    let started = std::time::Instant::now();
+    let wrote = WROTE.with(|w| w.get());
+    let seen = if wrote { None } else { version() };
+    if let Some((relid, Some(v))) = seen {
+        let key = Some((relid, v));
+        if let Some(c) = CACHE.with(|c| c.borrow().clone()) {
+            if c.key == key {
+                // Same version (an unrelated invalidation): keep it.
+                return Err(c);
+            }
+        }
+        if shared::available() {
+            if let Some(l) = attach(relid, v, started) {
+                return Ok(l);
+            }
+            // Nobody published this version yet: build it under a lock, so that one backend
+            // builds and the others, waiting, attach what it published.
+            lock_builders(relid);
+            if let Some(l) = attach(relid, v, started) {
+                return Ok(l);
+            }
+            let (image, rows, read_us) = build_or_fail();
+            // The version read again after the tables: equal, the image is that version's.
+            let same = version().and_then(|x| x.1) == Some(v);
+            if same {
+                if let Some(m) = shared::publish(relid, v, &image) {
+                    // SAFETY: the mapping holds the image and is kept with the catalog.
+                    if let Ok(catalog) = unsafe { Catalog::borrowed(m.base, m.len) } {
+                        return Ok(Loaded::new(
+                            catalog,
+                            key,
+                            Source::Published,
+                            Some(m),
+                            rows,
+                            read_us,
+                            started,
+                        ));
+                    }
+                }
+            }
+            let key = if same { key } else { None };
+            return Ok(Loaded::new(
+                Catalog::from_words(image),
+                key,
+                Source::Private,
+                None,
+                rows,
+                read_us,
+                started,
+            ));
+        }
+        let (image, rows, read_us) = build_or_fail();
+        let same = version().and_then(|x| x.1) == Some(v);
+        return Ok(Loaded::new(
+            Catalog::from_words(image),
+            if same { key } else { None },
+            Source::Private,
+            None,
+            rows,
+            read_us,
+            started,
+        ));
+    }
+    // This transaction's own catalog, or a database on older SQL (no version: reloaded on
+    // every change, as before 0.10.0).
+    let (image, rows, read_us) = build_or_fail();
+    let key = match seen {
+        Some((relid, None)) if !wrote => Some((relid, -1)),
+        _ => None,
+    };
+    Ok(Loaded::new(
+        Catalog::from_words(image),
+        key,
+        Source::Private,
+        None,
+        rows,
+        read_us,
+        started,
+    ))
+}
+
+impl Loaded {
+    fn new(
+        catalog: Catalog,
+        key: Option<(pg_sys::Oid, i64)>,
+        source: Source,
+        mapping: Option<shared::Attached>,
+        rows: usize,
+        read_us: u64,
+        started: std::time::Instant,
+    ) -> Loaded {
+        Loaded {
+            catalog,
+            memo: RefCell::new(Default::default()),
+            memo_p: RefCell::new(Default::default()),
+            reported: RefCell::new(Default::default()),
+            load_us: started.elapsed().as_micros() as u64,
+            read_us,
+            rows,
+            key,
+            source,
+            _mapping: mapping,
+        }
+    }
+}
+
+fn attach(relid: pg_sys::Oid, v: i64, started: std::time::Instant) -> Option<Loaded> {
+    let m = shared::find(relid, v)?;
+    // SAFETY: a published image stays mapped while `m` lives; it is kept with the catalog.
+    let catalog = unsafe { Catalog::borrowed(m.base, m.len) }.ok()?;
+    let rows = catalog.rows_read();
+    Some(Loaded::new(
+        catalog,
+        Some((relid, v)),
+        Source::Attached,
+        Some(m),
+        rows,
+        0,
+        started,
+    ))
+}
+
+/// `locktag_field4` of the catalog builders' lock (pg_advisory_* use 1 and 2; budgets 0x4c43).
+const BUILD_LOCK_SPACE: u16 = 0x4c44;
+
+/// Waits for the backend building this database's catalog image, if one is; held until the
+/// transaction ends.
+fn lock_builders(relid: pg_sys::Oid) {
+    // SAFETY: an advisory-type lock of llm_cost's own space, released at the transaction's end.
+    unsafe {
+        let tag = pg_sys::LOCKTAG {
+            locktag_field1: pg_sys::MyDatabaseId.to_u32(),
+            locktag_field2: relid.to_u32(),
+            locktag_field3: 0,
+            locktag_field4: BUILD_LOCK_SPACE,
+            locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+            locktag_lockmethodid: 2, // USER_LOCKMETHOD
+        };
+        pg_sys::LockAcquire(
+            &tag,
+            pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
+            false,
+            false,
+        );
+    }
+}
+
+fn build_or_fail() -> (Vec<u64>, usize, u64) {
+    match build() {
+        Ok(b) => b,
+        Err(e) => {
+            crate::pg::fail::internal(format!("llm_cost: could not read the price catalog: {e}"))
+        }
+    }
 }
 
 /// A price column read in binary: numeric's units of 10^-16 to the catalog's 10^-10.
@@ -187,7 +444,8 @@ fn price(col: &str, v: Option<pgrx::AnyNumeric>) -> Option<Price> {
     }
 }
 
-fn load() -> SpiResult<Loaded> {
+/// Reads the catalog tables (as this statement sees them) into an image: (image, rows, µs reading).
+fn build() -> SpiResult<(Vec<u64>, usize, u64)> {
     spi::connect(|client| {
         let started = std::time::Instant::now();
         let oids = client
@@ -357,19 +615,11 @@ fn load() -> SpiResult<Loaded> {
         }
         let n = rows.len();
         let read_us = started.elapsed().as_micros() as u64;
-        let (catalog, problems) = Catalog::new(rows, rules, providers, aliases);
+        let (image, problems) = Catalog::image(rows, rules, providers, aliases);
         for p in problems.iter().take(5) {
             warning!("llm_cost: price catalog: {p}; the model is matched by its id only");
         }
-        Ok(Loaded {
-            catalog,
-            memo: RefCell::new(Default::default()),
-            memo_p: RefCell::new(Default::default()),
-            reported: RefCell::new(Default::default()),
-            load_us: started.elapsed().as_micros() as u64,
-            read_us,
-            rows: n,
-        })
+        Ok((image, n, read_us))
     })
 }
 
@@ -380,6 +630,23 @@ fn catalog_changed<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
     let relid = trigger.relid()?;
+    // A new catalog version: a new value of the sequence (never reused, even after a rollback),
+    // written as the extension's owner (the writer may only have rights on the catalog table).
+    // The row's lock makes catalog writers follow one another until they end.
+    // SAFETY: catalog look-ups by name in this database.
+    let has_version = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"llm_cost".as_ptr(), true);
+        nsp != pg_sys::InvalidOid
+            && pg_sys::get_relname_relid(c"catalog_version".as_ptr(), nsp) != pg_sys::InvalidOid
+    };
+    if has_version {
+        crate::pg::privilege::as_extension_owner(|| {
+            spi::run("UPDATE llm_cost.catalog_version SET version = pg_catalog.nextval('llm_cost.catalog_version_seq')")
+        })
+        .unwrap_or_else(|e| crate::pg::fail::internal(format!("llm_cost: could not record a new catalog version: {e}")));
+    }
+    crate::pg::lifecycle::ensure_registered();
+    WROTE.with(|w| w.set(true));
     // SAFETY: transactional invalidations of the catalog tables, looked up by name in this database.
     unsafe {
         pg_sys::CacheInvalidateRelcacheByRelid(relid);

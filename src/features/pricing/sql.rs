@@ -159,7 +159,7 @@ pub fn resolve_model(model: &str) -> Option<String> {
     let loaded = cache::catalog();
     loaded
         .resolve_index(model, None)
-        .map(|i| loaded.catalog.model(i).model.clone())
+        .map(|i| loaded.catalog.model(i).model.to_string())
 }
 
 /// The catalog model a name resolves to at a given provider (host), or NULL.
@@ -168,7 +168,7 @@ pub fn resolve_model_at(model: Option<&str>, provider: Option<&str>) -> Option<S
     let loaded = cache::catalog();
     loaded
         .resolve_index(model?, provider)
-        .map(|i| loaded.catalog.model(i).model.clone())
+        .map(|i| loaded.catalog.model(i).model.to_string())
 }
 
 /// The provider of a model name: the catalog's when it resolves, else a guess from its prefix
@@ -177,7 +177,7 @@ pub fn resolve_model_at(model: Option<&str>, provider: Option<&str>) -> Option<S
 pub fn provider_of(model: &str) -> Option<String> {
     let loaded = cache::catalog();
     match loaded.resolve_index(model, None) {
-        Some(i) => Some(loaded.catalog.model(i).provider.clone()),
+        Some(i) => Some(loaded.catalog.model(i).provider.to_string()),
         None => llm_cost_core::catalog::guess_provider(model).map(str::to_string),
     }
 }
@@ -203,7 +203,11 @@ pub fn priced_provider(model: &str, provider: default!(Option<&str>, "NULL")) ->
 pub fn priced_model(model: &str, provider: default!(Option<&str>, "NULL")) -> String {
     let loaded = cache::catalog();
     match loaded.resolve_index(model, provider) {
-        Some(i) => loaded.catalog.model(loaded.reported_model(i)).model.clone(),
+        Some(i) => loaded
+            .catalog
+            .model(loaded.reported_model(i))
+            .model
+            .to_string(),
         None => model.to_string(),
     }
 }
@@ -242,32 +246,44 @@ pub fn _price_document(doc: JsonB, format: &str, at_date: &str) -> JsonB {
     }
 }
 
-/// Reloads this backend's catalog and says what it costs (for the benchmark): rows, models,
-/// providers, load time, and the resident memory the load added to the backend.
+/// This backend's price catalog and what it cost (for the benchmark and for operators): how it
+/// came (attached from shared memory, built and published, built for this backend alone), the
+/// version, the image's size, the time the load took, and the memory it added to the backend
+/// (resident, and private: anonymous memory, which a shared image does not count in). With
+/// `reload`, the catalog is first dropped and loaded again.
 #[pg_extern(volatile, parallel_unsafe)]
-pub fn _catalog_stats() -> JsonB {
-    fn rss_kb() -> i64 {
+pub fn _catalog_stats(reload: default!(bool, false)) -> JsonB {
+    fn status_kb(field: &str) -> i64 {
         std::fs::read_to_string("/proc/self/status")
             .ok()
             .and_then(|s| {
                 s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
+                    .find(|l| l.starts_with(field))
                     .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
             })
             .unwrap_or(-1)
     }
-    cache::drop_cached();
-    let before = rss_kb();
+    if reload {
+        cache::drop_cached();
+    }
+    let (rss, anon) = (status_kb("VmRSS:"), status_kb("RssAnon:"));
     let loaded = cache::catalog();
-    let after = rss_kb();
+    let (rss2, anon2) = (status_kb("VmRSS:"), status_kb("RssAnon:"));
+    let server = crate::pg::shared::stats().map(|(n, bytes, published, attached)| {
+        serde_json::json!({"images": n, "kb": bytes / 1024, "published": published, "attached": attached})
+    });
     JsonB(serde_json::json!({
+        "source": loaded.source.as_str(),
+        "version": loaded.key.map(|k| k.1),
         "rows": loaded.rows,
-        "models": loaded.catalog.models().len(),
+        "models": loaded.catalog.model_count(),
         "providers": loaded.catalog.provider_count(),
         "load_ms": loaded.load_us as f64 / 1000.0,
         "read_ms": loaded.read_us as f64 / 1000.0,
-        "rss_added_kb": after - before,
-        "catalog_kb": loaded.catalog.approx_bytes() / 1024,
+        "rss_added_kb": rss2 - rss,
+        "private_added_kb": anon2 - anon,
+        "catalog_kb": loaded.catalog.bytes() / 1024,
+        "shared": server,
     }))
 }
 
@@ -442,7 +458,7 @@ fn explain(
     let m = loaded.catalog.model(i);
     let matched = json!({
         "by": res.how.as_str(),
-        "rule": m.rule_text.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
+        "rule": m.rule_text.and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
     });
     let Some(row) = loaded.catalog.price_row(i, at_i, u, tier) else {
         return json!({
@@ -535,7 +551,7 @@ fn explain(
         "service_tier": tier.as_str(),
         "at": at.to_string(),
         "usage": usage,
-        "price_row": price_row_json(row),
+        "price_row": price_row_json(&row),
         "prices_usd_per_mtok": prices,
         "parts_usd": parts,
         "cost_usd": money_json(b.total),
@@ -548,8 +564,9 @@ fn explain(
         Some(w) => json!({"window": w.describe(), "applies": true}),
         None => {
             // Say so when the model has time-of-day prices that this instant is outside of.
-            let windows: Vec<String> = m
-                .rows
+            let windows: Vec<String> = loaded
+                .catalog
+                .model_rows(i)
                 .iter()
                 .filter(|r| r.window.is_some() && r.service_tier == tier && r.valid_at(at_i))
                 .filter_map(|r| r.window.map(|w| w.describe()))

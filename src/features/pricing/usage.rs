@@ -1003,7 +1003,7 @@ fn price(
                 .provider_named(h)
                 .map(|i| loaded.catalog.provider_id(i)),
             None => match resolved {
-                Some(i) => Some(loaded.catalog.model(i).provider.as_str()),
+                Some(i) => Some(loaded.catalog.model(i).provider),
                 None => llm_cost_core::catalog::guess_provider(model),
             },
         };
@@ -1032,8 +1032,8 @@ fn price(
         let cur = new.text(pm.attno);
         match resolved {
             Some(i) => {
-                let m = &loaded.catalog.model(loaded.reported_model(i)).model;
-                if cur != Some(m.as_str()) {
+                let m = loaded.catalog.model(loaded.reported_model(i)).model;
+                if cur != Some(m) {
                     repl.push((pm.attno, Some(text_datum(m))));
                 }
             }
