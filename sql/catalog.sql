@@ -195,10 +195,13 @@ CREATE TRIGGER model_prices_no_overlap_update
 -- model_prices, model_aliases or providers (trigger catalog_changed, as the extension's owner).
 -- A version is built into one image that every backend of the server reads (docs/design.md).
 CREATE SEQUENCE llm_cost.catalog_version_seq;
+-- A primary key, so a publication FOR ALL TABLES replicates its updates (a subscriber then
+-- sees the versions of the catalog rows it receives).
 CREATE TABLE llm_cost.catalog_version (
+    one     boolean PRIMARY KEY DEFAULT true CHECK (one),
     version bigint NOT NULL
 );
-INSERT INTO llm_cost.catalog_version VALUES (pg_catalog.nextval('llm_cost.catalog_version_seq'));
+INSERT INTO llm_cost.catalog_version (version) VALUES (pg_catalog.nextval('llm_cost.catalog_version_seq'));
 COMMENT ON TABLE llm_cost.catalog_version IS
 'One row: the price catalog''s version, set by every change to model_prices, model_aliases or providers. Backends that see the same version read the same shared catalog image. Written only by llm_cost.';
 REVOKE ALL ON llm_cost.catalog_version, llm_cost.catalog_version_seq FROM PUBLIC;

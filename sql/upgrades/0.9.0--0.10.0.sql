@@ -10,17 +10,19 @@
 -- where the catalog came from.
 
 CREATE SEQUENCE llm_cost.catalog_version_seq;
+-- A primary key, so a publication FOR ALL TABLES replicates its updates (a subscriber then
+-- sees the versions of the catalog rows it receives).
 CREATE TABLE llm_cost.catalog_version (
+    one     boolean PRIMARY KEY DEFAULT true CHECK (one),
     version bigint NOT NULL
 );
-INSERT INTO llm_cost.catalog_version VALUES (pg_catalog.nextval('llm_cost.catalog_version_seq'));
+INSERT INTO llm_cost.catalog_version (version) VALUES (pg_catalog.nextval('llm_cost.catalog_version_seq'));
 COMMENT ON TABLE llm_cost.catalog_version IS
 'One row: the price catalog''s version, set by every change to model_prices, model_aliases or providers. Backends that see the same version read the same shared catalog image. Written only by llm_cost.';
 REVOKE ALL ON llm_cost.catalog_version, llm_cost.catalog_version_seq FROM PUBLIC;
 GRANT SELECT ON llm_cost.catalog_version TO PUBLIC;
 
 DROP TRIGGER model_prices_no_overlap ON llm_cost.model_prices;
-DROP FUNCTION llm_cost._catalog_stats();
 
 -- @generated
 
