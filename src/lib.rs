@@ -27,6 +27,7 @@ use features::{budgets, registry, retention, rollups, security};
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     usage::init_gucs();
+    features::pricing::catalog::init_gucs();
     retention::init_gucs();
     // The transaction's lifecycle: rollup sums are written before the unknown models are recorded.
     // Budgets look at the groups whose sums were written, before the unknown models are recorded.

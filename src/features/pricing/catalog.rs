@@ -29,6 +29,25 @@ use pgrx::spi::SpiResult;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+/// `llm_cost.shared_catalog`: read the server's image (on) or keep one's own (off).
+pub static SHARED_CATALOG: pgrx::GucSetting<bool> = pgrx::GucSetting::<bool>::new(true);
+
+pub fn init_gucs() {
+    pgrx::GucRegistry::define_bool_guc(
+        c"llm_cost.shared_catalog",
+        c"Read the price catalog from the one image in shared memory that every backend shares.",
+        c"On (default, with llm_cost in shared_preload_libraries): each catalog version is built once for the whole server and every backend reads it in place. Off: this backend builds and keeps its own copy (what every backend does without shared_preload_libraries).",
+        &SHARED_CATALOG,
+        pgrx::GucContext::Suset,
+        pgrx::GucFlags::default(),
+    );
+}
+
+/// Whether this backend reads the server's image.
+fn sharing() -> bool {
+    shared::available() && SHARED_CATALOG.get()
+}
+
 /// Names looked up per backend are memoised; past this many distinct names the memo restarts.
 const MEMO_LIMIT: usize = 10_000;
 
@@ -209,7 +228,7 @@ pub static LIFECYCLE: crate::pg::lifecycle::Participant = crate::pg::lifecycle::
 
 fn publish_written() {
     // A prepared transaction commits elsewhere, later: the first reader of its version builds it.
-    if !WROTE.with(|w| w.get()) || crate::pg::lifecycle::preparing() || !shared::available() {
+    if !WROTE.with(|w| w.get()) || crate::pg::lifecycle::preparing() || !sharing() {
         return;
     }
     crate::pg::lifecycle::with_snapshot(|| {
@@ -227,25 +246,35 @@ fn publish_written() {
 /// (the extension is not in this database); a version None: a database on SQL older than 0.10.0.
 fn version() -> Option<(pg_sys::Oid, Option<i64>)> {
     // SAFETY: catalog look-ups by name in this database.
-    let (prices, versions) = unsafe {
+    let (prices, aliases, providers, versions) = unsafe {
         let nsp = pg_sys::get_namespace_oid(c"llm_cost".as_ptr(), true);
         if nsp == pg_sys::InvalidOid {
             return None;
         }
         (
             pg_sys::get_relname_relid(c"model_prices".as_ptr(), nsp),
+            pg_sys::get_relname_relid(c"model_aliases".as_ptr(), nsp),
+            pg_sys::get_relname_relid(c"providers".as_ptr(), nsp),
             pg_sys::get_relname_relid(c"catalog_version".as_ptr(), nsp),
         )
     };
     if prices == pg_sys::InvalidOid {
         return None;
     }
+    // The tables whose invalidations make the catalog to be checked (`relation_changed`).
+    WATCHED.with(|w| w.set((prices, aliases, providers)));
     if versions == pg_sys::InvalidOid {
         return Some((prices, None));
     }
-    let v = spi::get_one::<i64>("SELECT version FROM llm_cost.catalog_version")
-        .ok()
-        .flatten();
+    // Read-only (a parallel worker may run it), in the statement's snapshot.
+    let v = spi::connect(|client| {
+        client
+            .select("SELECT version FROM llm_cost.catalog_version", Some(1), &[])?
+            .first()
+            .get_one::<i64>()
+    })
+    .ok()
+    .flatten();
     Some((prices, v))
 }
 
@@ -283,7 +312,7 @@ fn refresh_inner() -> Result<Loaded, Rc<Loaded>> {
                 return Err(c);
             }
         }
-        if shared::available() {
+        if sharing() {
             if let Some(l) = attach(relid, v, started) {
                 return Ok(l);
             }
