@@ -39,27 +39,57 @@ CREATE OR REPLACE FUNCTION llm_cost._model_prices_no_overlap()
 AS $function$
 DECLARE
     bad record;
+    w record;
+    overlap boolean := false;
 BEGIN
     -- A time-of-day row may overlap the all-day rows (it beats them in its window); rows of the
     -- same kind overlap when their periods and (for time-of-day rows) their windows do. The rows
     -- written are compared with every row, themselves included (two new rows may overlap).
-    SELECT n.id, n.provider, n.model, n.min_input_tokens, n.service_tier, n.valid_from, n.valid_to,
-           n.time_of_day_from, n.time_of_day_to, p.id AS other
-      INTO bad
-      FROM written n
-      JOIN llm_cost.model_prices p
-        ON p.provider = n.provider
-       AND lower(p.model) = lower(n.model)
-       AND p.id <> n.id
-       AND p.origin = n.origin
-       AND p.min_input_tokens = n.min_input_tokens
-       AND p.service_tier = n.service_tier
-       AND tstzrange(p.valid_from, p.valid_to) && tstzrange(n.valid_from, n.valid_to)
-       AND (p.time_of_day_from IS NULL) = (n.time_of_day_from IS NULL)
-       AND llm_cost._windows_overlap(p.time_of_day_from, p.time_of_day_to, n.time_of_day_from, n.time_of_day_to)
-     ORDER BY n.id, p.id
-     LIMIT 1;
-    IF FOUND THEN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        -- One join over the rows the statement wrote.
+        SELECT n.id, n.provider, n.model, n.min_input_tokens, n.service_tier, n.valid_from, n.valid_to,
+               n.time_of_day_from, n.time_of_day_to, p.id AS other
+          INTO bad
+          FROM written n
+          JOIN llm_cost.model_prices p
+            ON p.provider = n.provider
+           AND lower(p.model) = lower(n.model)
+           AND p.id <> n.id
+           AND p.origin = n.origin
+           AND p.min_input_tokens = n.min_input_tokens
+           AND p.service_tier = n.service_tier
+           AND tstzrange(p.valid_from, p.valid_to) && tstzrange(n.valid_from, n.valid_to)
+           AND (p.time_of_day_from IS NULL) = (n.time_of_day_from IS NULL)
+           AND llm_cost._windows_overlap(p.time_of_day_from, p.time_of_day_to, n.time_of_day_from, n.time_of_day_to)
+         ORDER BY n.id, p.id
+         LIMIT 1;
+        overlap := FOUND;
+    ELSE
+        -- With Citus (the catalog a reference table, this trigger fired on its shards), a
+        -- query may not join the rows written with a Citus table: one look-up per row written.
+        FOR w IN SELECT * FROM written ORDER BY id LOOP
+            SELECT w.id, w.provider, w.model, w.min_input_tokens, w.service_tier, w.valid_from, w.valid_to,
+                   w.time_of_day_from, w.time_of_day_to, p.id AS other
+              INTO bad
+              FROM llm_cost.model_prices p
+             WHERE p.provider = w.provider
+               AND lower(p.model) = lower(w.model)
+               AND p.id <> w.id
+               AND p.origin = w.origin
+               AND p.min_input_tokens = w.min_input_tokens
+               AND p.service_tier = w.service_tier
+               AND tstzrange(p.valid_from, p.valid_to) && tstzrange(w.valid_from, w.valid_to)
+               AND (p.time_of_day_from IS NULL) = (w.time_of_day_from IS NULL)
+               AND llm_cost._windows_overlap(p.time_of_day_from, p.time_of_day_to, w.time_of_day_from, w.time_of_day_to)
+             ORDER BY p.id
+             LIMIT 1;
+            IF FOUND THEN
+                overlap := true;
+                EXIT;
+            END IF;
+        END LOOP;
+    END IF;
+    IF overlap THEN
         RAISE EXCEPTION 'price rows of % % (min_input_tokens %, service tier %) overlap in time', bad.provider, bad.model, bad.min_input_tokens, bad.service_tier
               USING ERRCODE = 'exclusion_violation',
                     CONSTRAINT = 'model_prices_no_overlap',

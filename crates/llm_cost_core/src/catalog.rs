@@ -1029,10 +1029,34 @@ impl Catalog {
     /// The price row for a call to model `i` at `at` (µs since 2000-01-01 UTC). Its provider
     /// and model are the model's (`Catalog::model`), left empty here.
     pub fn price_row(&self, i: usize, at: i64, u: &Usage, tier: ServiceTier) -> Option<PriceRow> {
+        self.price_row_index(i, at, u, tier).map(|r| self.row_at(r))
+    }
+
+    /// The index (in the whole catalog) of the price row for a call to model `i` at `at`: what a
+    /// reader that keeps the rows it used (`row_at`) looks up.
+    #[inline]
+    pub fn price_row_index(
+        &self,
+        i: usize,
+        at: i64,
+        u: &Usage,
+        tier: ServiceTier,
+    ) -> Option<usize> {
         let sp = self.models_()[i].rows;
         let all = self.img.section::<RowRec>(S_ROWS);
         let rows = all.get(sp.off as usize..(sp.off + sp.len) as usize)?;
-        select_row(rows, at, u, tier).map(|r| self.row(r))
+        let r = select_row(rows, at, u, tier)?;
+        // `r` is an element of `rows`, a slice of `all`: its position by address.
+        Some(
+            sp.off as usize
+                + (r as *const RowRec as usize - rows.as_ptr() as usize)
+                    / std::mem::size_of::<RowRec>(),
+        )
+    }
+
+    /// Price row number `r` of the catalog (`price_row_index`).
+    pub fn row_at(&self, r: usize) -> PriceRow {
+        self.row(&self.img.section::<RowRec>(S_ROWS)[r])
     }
 
     /// All price rows of model `i` (for `explain_cost`; the hot path uses `price_row`).

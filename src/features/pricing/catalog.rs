@@ -59,6 +59,8 @@ pub struct Loaded {
     memo_p: RefCell<rustc_hash::FxHashMap<String, rustc_hash::FxHashMap<String, Option<Resolved>>>>,
     /// Model index -> the model rows are reported under (`Catalog::reported_model`).
     reported: RefCell<rustc_hash::FxHashMap<usize, usize>>,
+    /// Price rows this backend priced with, as `PriceRow`s (read from the image once each).
+    rows_used: RefCell<rustc_hash::FxHashMap<usize, Rc<PriceRow>>>,
     /// Microseconds the load took (attach or build) and the rows read, for `_catalog_stats()`.
     pub load_us: u64,
     /// Of which reading the tables (0 when attached).
@@ -135,6 +137,27 @@ impl Loaded {
         r
     }
 
+    /// The price row for a call to model `i` (`Catalog::price_row`), kept once read.
+    pub fn price_row(
+        &self,
+        i: usize,
+        at: i64,
+        u: &Usage,
+        tier: ServiceTier,
+    ) -> Option<Rc<PriceRow>> {
+        let r = self.catalog.price_row_index(i, at, u, tier)?;
+        if let Some(row) = self.rows_used.borrow().get(&r) {
+            return Some(row.clone());
+        }
+        let row = Rc::new(self.catalog.row_at(r));
+        let mut used = self.rows_used.borrow_mut();
+        if used.len() >= MEMO_LIMIT {
+            used.clear();
+        }
+        used.insert(r, row.clone());
+        Some(row)
+    }
+
     /// The model index a name resolves to.
     pub fn resolve_index(&self, name: &str, provider: Option<&str>) -> Option<usize> {
         self.resolve(name, provider).map(|r| r.model)
@@ -162,7 +185,7 @@ pub fn price_call(
     let loaded = catalog();
     match loaded.resolve_index(model, provider) {
         None => Priced::UnknownModel,
-        Some(i) => match loaded.catalog.price_row(i, at, u, tier) {
+        Some(i) => match loaded.price_row(i, at, u, tier) {
             Some(row) => Priced::Cost(row.cost(u)),
             None => Priced::NoPriceAt,
         },
@@ -397,6 +420,7 @@ impl Loaded {
             memo: RefCell::new(Default::default()),
             memo_p: RefCell::new(Default::default()),
             reported: RefCell::new(Default::default()),
+            rows_used: RefCell::new(Default::default()),
             load_us: started.elapsed().as_micros() as u64,
             read_us,
             rows,

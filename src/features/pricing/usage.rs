@@ -842,7 +842,7 @@ fn price(
         } else {
             loaded.resolve_index(c.model, c.host)
         };
-        i.and_then(|i| loaded.catalog.price_row(i, c.at, &c.usage, c.tier))
+        i.and_then(|i| loaded.price_row(i, c.at, &c.usage, c.tier))
             .map(|row| row.cost(&c.usage))
     };
     let outcome = match decide(
