@@ -16,7 +16,8 @@ use crate::flat::{
 };
 use crate::matching::{dashed_date, Rule};
 use crate::pricing::{
-    select_row, Candidate, ExtraPrices, Price, PriceRow, ServiceTier, Usage, Window,
+    plain_cost, select_row, Candidate, Cost, ExtraPrices, Price, PriceRow, ServiceTier, Usage,
+    Window,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -1054,6 +1055,37 @@ impl Catalog {
         )
     }
 
+    /// The cost of a call to model `i` at `at` (None: no row prices it then). A token-only call
+    /// is priced from the image's record as it lies (no `PriceRow` made): the hot path.
+    #[inline]
+    pub fn cost_at(&self, i: usize, at: i64, u: &Usage, tier: ServiceTier) -> Option<Cost> {
+        let sp = self.models_()[i].rows;
+        let all = self.img.section::<RowRec>(S_ROWS);
+        let rows = all.get(sp.off as usize..(sp.off + sp.len) as usize)?;
+        let r = select_row(rows, at, u, tier)?;
+        if !u.plain() {
+            return Some(self.row(r).cost(u));
+        }
+        let input = word_price(r.input).unwrap_or_default();
+        let cw5 = word_price(r.cache_write_5m);
+        let fee = self
+            .img
+            .section::<ExtraRec>(S_EXTRAS)
+            .get(r.extra as usize)
+            .and_then(|x| word_price(x.0[7]));
+        Some(plain_cost(
+            [
+                input,
+                word_price(r.output).unwrap_or_default(),
+                word_price(r.cache_read).unwrap_or(input),
+                cw5.unwrap_or(input),
+                word_price(r.cache_write_1h).or(cw5).unwrap_or(input),
+            ],
+            fee,
+            u,
+        ))
+    }
+
     /// Price row number `r` of the catalog (`price_row_index`).
     pub fn row_at(&self, r: usize) -> PriceRow {
         self.row(&self.img.section::<RowRec>(S_ROWS)[r])
@@ -1321,6 +1353,58 @@ mod tests {
     fn res(c: &Catalog, name: &str, provider: Option<&str>) -> Option<String> {
         c.resolve(name, provider)
             .map(|r| format!("{}/{}", c.model(r.model).provider, c.model(r.model).model))
+    }
+
+    #[test]
+    fn the_hot_path_prices_as_the_row_does() {
+        // cost_at reads the image's record for a token-only call; it must equal PriceRow::cost
+        // for every model, with and without fees and cache prices, plain or not.
+        let mut fee = row(90, "perplexity", "sonar-x", "1", "1");
+        fee.extras_mut().request_per_k = Some(Price::parse("5").unwrap());
+        let mut cached = row(91, "anthropic", "claude-x", "3", "15");
+        cached.cache_read = Some(Price::parse("0.3").unwrap());
+        cached.cache_write_5m = Some(Price::parse("3.75").unwrap());
+        cached.cache_write_1h = Some(Price::parse("6").unwrap());
+        let (c, _) = Catalog::new(
+            vec![fee, cached, row(92, "openai", "plain-x", "2.5", "10")],
+            vec![None, None, None],
+            vec![],
+            vec![],
+        );
+        let usages = [
+            Usage {
+                input: 1000,
+                output: 200,
+                ..Default::default()
+            },
+            Usage {
+                input: 10,
+                output: 0,
+                cache_read: 5000,
+                cache_write: 700,
+                cache_write_1h: 300,
+                ..Default::default()
+            },
+            Usage {
+                input: 100,
+                output: 100,
+                web_searches: 3,
+                ..Default::default()
+            },
+        ];
+        for i in 0..c.model_count() {
+            for u in &usages {
+                let want = c
+                    .price_row(i, 0, u, ServiceTier::Standard)
+                    .map(|r| r.cost(u));
+                assert_eq!(
+                    c.cost_at(i, 0, u, ServiceTier::Standard),
+                    want,
+                    "model {i} {u:?}"
+                );
+                assert!(want.is_some());
+            }
+        }
     }
 
     #[test]

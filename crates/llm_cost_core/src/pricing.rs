@@ -631,24 +631,38 @@ impl PriceRow {
     pub fn cost(&self, u: &Usage) -> Cost {
         if u.plain() {
             // The token-only path (most calls): five products, and a request fee if the row has one.
-            let sum = [
-                self.output.times(u.output),
-                self.cache_read_price().times(u.cache_read),
-                self.cache_write_price().times(u.cache_write),
-                self.cache_write_1h_price().times(u.cache_write_1h),
-            ]
-            .iter()
-            .try_fold(self.input.times(u.input), |acc, c| acc.checked_add(*c));
-            let fee = match &self.extra {
-                Some(x) => x.request_per_k.map(|p| per_k(p, 1)).unwrap_or(Cost::ZERO),
-                None => Cost::ZERO,
-            };
-            return sum
-                .and_then(|c| c.checked_add(fee))
-                .unwrap_or(Cost(i128::MAX));
+            return plain_cost(
+                [
+                    self.input,
+                    self.output,
+                    self.cache_read_price(),
+                    self.cache_write_price(),
+                    self.cache_write_1h_price(),
+                ],
+                self.extra.as_ref().and_then(|x| x.request_per_k),
+                u,
+            );
         }
         self.breakdown(u).total
     }
+}
+
+/// The cost of a token-only call (`Usage::plain`) at the effective prices `[input, output,
+/// cache read, cache write, 1-hour cache write]` plus a per-request fee: what `PriceRow::cost`
+/// computes for such a call, also read straight from a catalog image's record.
+#[inline]
+pub fn plain_cost(p: [Price; 5], request_per_k: Option<Price>, u: &Usage) -> Cost {
+    let sum = [
+        p[1].times(u.output),
+        p[2].times(u.cache_read),
+        p[3].times(u.cache_write),
+        p[4].times(u.cache_write_1h),
+    ]
+    .iter()
+    .try_fold(p[0].times(u.input), |acc, c| acc.checked_add(*c));
+    let fee = request_per_k.map(|p| per_k(p, 1)).unwrap_or(Cost::ZERO);
+    sum.and_then(|c| c.checked_add(fee))
+        .unwrap_or(Cost(i128::MAX))
 }
 
 /// What choosing among a model's price rows looks at: a stored row, or a catalog image's record.

@@ -59,8 +59,6 @@ pub struct Loaded {
     memo_p: RefCell<rustc_hash::FxHashMap<String, rustc_hash::FxHashMap<String, Option<Resolved>>>>,
     /// Model index -> the model rows are reported under (`Catalog::reported_model`).
     reported: RefCell<rustc_hash::FxHashMap<usize, usize>>,
-    /// Price rows this backend priced with, as `PriceRow`s (read from the image once each).
-    rows_used: RefCell<rustc_hash::FxHashMap<usize, Rc<PriceRow>>>,
     /// Microseconds the load took (attach or build) and the rows read, for `_catalog_stats()`.
     pub load_us: u64,
     /// Of which reading the tables (0 when attached).
@@ -137,27 +135,6 @@ impl Loaded {
         r
     }
 
-    /// The price row for a call to model `i` (`Catalog::price_row`), kept once read.
-    pub fn price_row(
-        &self,
-        i: usize,
-        at: i64,
-        u: &Usage,
-        tier: ServiceTier,
-    ) -> Option<Rc<PriceRow>> {
-        let r = self.catalog.price_row_index(i, at, u, tier)?;
-        if let Some(row) = self.rows_used.borrow().get(&r) {
-            return Some(row.clone());
-        }
-        let row = Rc::new(self.catalog.row_at(r));
-        let mut used = self.rows_used.borrow_mut();
-        if used.len() >= MEMO_LIMIT {
-            used.clear();
-        }
-        used.insert(r, row.clone());
-        Some(row)
-    }
-
     /// The model index a name resolves to.
     pub fn resolve_index(&self, name: &str, provider: Option<&str>) -> Option<usize> {
         self.resolve(name, provider).map(|r| r.model)
@@ -185,8 +162,8 @@ pub fn price_call(
     let loaded = catalog();
     match loaded.resolve_index(model, provider) {
         None => Priced::UnknownModel,
-        Some(i) => match loaded.price_row(i, at, u, tier) {
-            Some(row) => Priced::Cost(row.cost(u)),
+        Some(i) => match loaded.catalog.cost_at(i, at, u, tier) {
+            Some(cost) => Priced::Cost(cost),
             None => Priced::NoPriceAt,
         },
     }
@@ -289,16 +266,70 @@ fn version() -> Option<(pg_sys::Oid, Option<i64>)> {
     if versions == pg_sys::InvalidOid {
         return Some((prices, None));
     }
-    // Read-only (a parallel worker may run it), in the statement's snapshot.
-    let v = spi::connect(|client| {
-        client
-            .select("SELECT version FROM llm_cost.catalog_version", Some(1), &[])?
-            .first()
-            .get_one::<i64>()
-    })
-    .ok()
-    .flatten();
-    Some((prices, v))
+    Some((prices, read_version(versions, false)))
+}
+
+/// The version the latest snapshot sees (committed now), if the table exists.
+fn latest_version() -> Option<i64> {
+    // SAFETY: a catalog look-up by name in this database.
+    let versions = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"llm_cost".as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
+            return None;
+        }
+        pg_sys::get_relname_relid(c"catalog_version".as_ptr(), nsp)
+    };
+    if versions == pg_sys::InvalidOid {
+        return None;
+    }
+    read_version(versions, true)
+}
+
+/// `llm_cost.catalog_version.version` read straight from the table (no SQL: this runs before a
+/// new backend's first priced statement, and in parallel workers), in the statement's snapshot
+/// (the transaction's when no statement runs), or in the latest one.
+fn read_version(versions: pg_sys::Oid, latest: bool) -> Option<i64> {
+    // SAFETY: the table is opened, scanned and closed here under AccessShareLock with a valid
+    // MVCC snapshot; the tuple is deformed with the relation's own descriptor while the scan
+    // holds it; `version` is a NOT NULL bigint (attnum looked up by name).
+    unsafe {
+        let attnum = pg_sys::get_attnum(versions, c"version".as_ptr());
+        if attnum <= 0 {
+            return None;
+        }
+        let snapshot = if latest {
+            pg_sys::GetLatestSnapshot()
+        } else if pg_sys::ActiveSnapshotSet() {
+            pg_sys::GetActiveSnapshot()
+        } else {
+            pg_sys::GetTransactionSnapshot()
+        };
+        let rel = pg_sys::table_open(versions, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let scan = pg_sys::systable_beginscan(
+            rel,
+            pg_sys::InvalidOid,
+            false,
+            snapshot,
+            0,
+            std::ptr::null_mut(),
+        );
+        let tup = pg_sys::systable_getnext(scan);
+        let mut out = None;
+        if !tup.is_null() {
+            let desc = (*rel).rd_att;
+            let natts = (*desc).natts as usize;
+            let mut values = vec![pg_sys::Datum::from(0usize); natts];
+            let mut nulls = vec![true; natts];
+            pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            let k = attnum as usize - 1;
+            if k < natts && !nulls[k] {
+                out = Some(values[k].value() as i64);
+            }
+        }
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        out
+    }
 }
 
 /// The catalog as of now: the one this backend holds if its version is still current, else the
@@ -345,9 +376,11 @@ fn refresh_inner() -> Result<Loaded, Rc<Loaded>> {
             if let Some(l) = attach(relid, v, started) {
                 return Ok(l);
             }
+            // The image is that version's when no catalog change committed between this
+            // statement's snapshot and the end of the build (whatever snapshots the reads took).
+            let before = latest_version();
             let (image, rows, read_us) = build_or_fail();
-            // The version read again after the tables: equal, the image is that version's.
-            let same = version().and_then(|x| x.1) == Some(v);
+            let same = before == Some(v) && latest_version() == Some(v);
             if same {
                 if let Some(m) = shared::publish(relid, v, &image) {
                     // SAFETY: the mapping holds the image and is kept with the catalog.
@@ -375,8 +408,9 @@ fn refresh_inner() -> Result<Loaded, Rc<Loaded>> {
                 started,
             ));
         }
+        let before = latest_version();
         let (image, rows, read_us) = build_or_fail();
-        let same = version().and_then(|x| x.1) == Some(v);
+        let same = before == Some(v) && latest_version() == Some(v);
         return Ok(Loaded::new(
             Catalog::from_words(image),
             if same { key } else { None },
@@ -420,7 +454,6 @@ impl Loaded {
             memo: RefCell::new(Default::default()),
             memo_p: RefCell::new(Default::default()),
             reported: RefCell::new(Default::default()),
-            rows_used: RefCell::new(Default::default()),
             load_us: started.elapsed().as_micros() as u64,
             read_us,
             rows,

@@ -842,8 +842,7 @@ fn price(
         } else {
             loaded.resolve_index(c.model, c.host)
         };
-        i.and_then(|i| loaded.price_row(i, c.at, &c.usage, c.tier))
-            .map(|row| row.cost(&c.usage))
+        i.and_then(|i| loaded.catalog.cost_at(i, c.at, &c.usage, c.tier))
     };
     let outcome = match decide(
         &Table {
