@@ -20,6 +20,10 @@
 //! - Readers attach under the shared lock, so an entry they see cannot be unpinned and freed
 //!   before their attach holds a reference. Each backend detaches when it drops its [`Attached`]
 //!   (and not at all once it is exiting: PostgreSQL detaches everything itself).
+//! - A writer counts itself `in_flight` before its commit (pre-commit) and, once the commit is
+//!   visible (or it aborted), leaves and bumps `generation`, both under the exclusive lock. A
+//!   reader that read (generation, 0 in flight) at its last check and reads the same now knows
+//!   that no writer's commit became visible in between.
 //! - At most [`PER_KEY_SPACE`] images per (database, relation): the latest ones; then the oldest
 //!   of all goes.
 
@@ -55,6 +59,12 @@ pub struct Table {
     /// Images published and attached since the server started (statistics).
     published: u64,
     attached: u64,
+    /// Writers of what the images hold between their pre-commit and the end of their commit
+    /// (`writer_starts`), and how many such ends there were (`writer_ends`): a reader that finds
+    /// no writer in flight and the same count as when it last checked knows no such commit
+    /// became visible since.
+    generation: u64,
+    in_flight: u64,
 }
 
 impl Default for Table {
@@ -64,6 +74,8 @@ impl Default for Table {
             clock: 0,
             published: 0,
             attached: 0,
+            generation: 0,
+            in_flight: 0,
         }
     }
 }
@@ -238,6 +250,31 @@ pub fn publish(relid: pg_sys::Oid, key: i64, image: &[u64]) -> Option<Attached> 
     };
     t.published += 1;
     Some(attached)
+}
+
+/// (writers' ends, writers in flight); None without shared memory. Read under the shared lock,
+/// which orders it with the writers' updates around their commit.
+pub fn generation() -> Option<(u64, u64)> {
+    available().then(|| {
+        let t = STORE.share();
+        (t.generation, t.in_flight)
+    })
+}
+
+/// A writer is about to commit (or prepare): from now until `writer_ends`, readers check.
+pub fn writer_starts() {
+    if available() {
+        STORE.exclusive().in_flight += 1;
+    }
+}
+
+/// The writer's transaction ended (after its commit became visible, or it aborted).
+pub fn writer_ends() {
+    if available() {
+        let mut t = STORE.exclusive();
+        t.in_flight = t.in_flight.saturating_sub(1);
+        t.generation += 1;
+    }
 }
 
 /// What the table holds: (images, bytes, published since start, attached since start).

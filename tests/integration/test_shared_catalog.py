@@ -131,7 +131,7 @@ def test_fifty_backends_price_identically_across_a_concurrent_price_change(fresh
                     # Three calls priced in one statement, with the version the statement sees.
                     row = c.execute(
                         "SELECT llm_cost.estimate_cost('acme-race', 1000000, 0), llm_cost.estimate_cost('acme-race', 0, 1000000),"
-                        " llm_cost.estimate_cost('ACME-race', 2000000, 0), (SELECT version FROM llm_cost.catalog_version)").fetchone()
+                        " llm_cost.estimate_cost('ACME-race', 2000000, 0), (SELECT version FROM llm_cost.catalog_version), llm_cost._catalog_stats()").fetchone()
                     samples.append(row)
         except Exception as e:  # noqa: BLE001
             problems.append(repr(e))
@@ -155,9 +155,9 @@ def test_fifty_backends_price_identically_across_a_concurrent_price_change(fresh
     assert not problems, problems[:3]
     assert len(samples) > 500
     seen_versions = set()
-    for inp, out, double, version in samples:
+    for inp, out, double, version, st in samples:
         p = price_of[version]
-        assert (inp, out, double) == (p, 10 * p, 2 * p), (inp, out, double, version)
+        assert (inp, out, double) == (p, 10 * p, 2 * p), f"priced {inp} under version {st['version']} ({st['source']}) in a statement that sees version {version}"
         seen_versions.add(version)
     assert len(seen_versions) >= 4, seen_versions
 

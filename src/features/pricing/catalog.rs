@@ -185,6 +185,12 @@ thread_local! {
     /// This transaction changed the catalog: it prices with its own image, and publishes the
     /// new version before it commits.
     static WROTE: Cell<bool> = const { Cell::new(false) };
+    /// What the last check of the held catalog's version saw.
+    static SEEN: Cell<Option<Seen>> = const { Cell::new(None) };
+    /// This transaction counted itself among the writers in flight (`shared::writer_starts`).
+    static IN_FLIGHT: Cell<bool> = const { Cell::new(false) };
+    /// `llm_cost.catalog_version`'s relation (InvalidOid: none).
+    static WATCHED_VERSION: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
 }
 
 /// A relation changed (`pg::relcache` listener, set up by `_PG_init`): a catalog table (or all
@@ -194,6 +200,14 @@ pub fn relation_changed(relid: pg_sys::Oid) {
     if relid == pg_sys::InvalidOid || relid == a || relid == b || relid == c {
         VALID.with(|v| v.set(false));
     }
+}
+
+/// The writers' (ends, in flight) at the last check, and now, for `_catalog_stats`.
+pub fn check_counts() -> (Option<(u64, u64)>, Option<(u64, u64)>) {
+    (
+        SEEN.with(|s| s.get()).and_then(|s| s.writers),
+        shared::generation(),
+    )
 }
 
 /// Frees this backend's catalog: the next use loads it again.
@@ -214,6 +228,9 @@ pub fn invalidate_local() {
 pub static LIFECYCLE: crate::pg::lifecycle::Participant = crate::pg::lifecycle::Participant {
     pre_commit: publish_written,
     end: |_prepared| {
+        if IN_FLIGHT.with(|f| f.replace(false)) {
+            shared::writer_ends();
+        }
         if WROTE.with(|w| w.replace(false)) {
             VALID.with(|v| v.set(false));
         }
@@ -227,8 +244,15 @@ pub static LIFECYCLE: crate::pg::lifecycle::Participant = crate::pg::lifecycle::
 };
 
 fn publish_written() {
+    if !WROTE.with(|w| w.get()) {
+        return;
+    }
+    // Before the commit becomes visible: readers check the version until it ended.
+    if !IN_FLIGHT.with(|f| f.replace(true)) {
+        shared::writer_starts();
+    }
     // A prepared transaction commits elsewhere, later: the first reader of its version builds it.
-    if !WROTE.with(|w| w.get()) || crate::pg::lifecycle::preparing() || !sharing() {
+    if crate::pg::lifecycle::preparing() || !sharing() {
         return;
     }
     crate::pg::lifecycle::with_snapshot(|| {
@@ -263,6 +287,7 @@ fn version() -> Option<(pg_sys::Oid, Option<i64>)> {
     }
     // The tables whose invalidations make the catalog to be checked (`relation_changed`).
     WATCHED.with(|w| w.set((prices, aliases, providers)));
+    WATCHED_VERSION.with(|w| w.set(versions));
     if versions == pg_sys::InvalidOid {
         return Some((prices, None));
     }
@@ -304,7 +329,10 @@ fn read_version(versions: pg_sys::Oid, latest: bool) -> Option<i64> {
         } else {
             pg_sys::GetTransactionSnapshot()
         };
-        let rel = pg_sys::table_open(versions, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let rel = pg_sys::try_table_open(versions, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        if rel.is_null() {
+            return None;
+        }
         let scan = pg_sys::systable_beginscan(
             rel,
             pg_sys::InvalidOid,
@@ -337,16 +365,79 @@ fn read_version(versions: pg_sys::Oid, latest: bool) -> Option<i64> {
 pub fn catalog() -> Rc<Loaded> {
     if VALID.with(|v| v.get()) {
         if let Some(c) = CACHE.with(|c| c.borrow().clone()) {
-            return c;
+            if still_current(&c) {
+                return c;
+            }
         }
     }
     crate::pg::relcache::register_callback();
     crate::pg::lifecycle::ensure_registered();
     // Mark valid before reading: an invalidation that arrives while we read clears it again.
     VALID.with(|v| v.set(true));
+    // What the check below compares with, read before the version is.
+    let seen = Seen::now();
     let loaded = refresh();
+    SEEN.with(|s| s.set(Some(seen)));
     CACHE.with(|c| *c.borrow_mut() = Some(loaded.clone()));
     loaded
+}
+
+fn statement_start() -> i64 {
+    // SAFETY: reads the backend's statement state.
+    unsafe { pg_sys::GetCurrentStatementStartTimestamp() }
+}
+
+/// Whether the catalog this backend holds is the version the running statement's snapshot
+/// sees. A catalog change reaches a backend as an invalidation before its next statement; but a
+/// statement whose snapshot was taken just after that commit, before the invalidation was read,
+/// would see the new version in SQL and price with the old one. So the version is read again
+/// (one heap fetch) when a catalog writer may have committed since the last check: with shared
+/// memory, when the writers' generation moved (writers bump it before they commit); without,
+/// once per statement.
+fn still_current(c: &Loaded) -> bool {
+    let Some((_, v)) = c.key else {
+        // This transaction's own image: kept until it ends.
+        return true;
+    };
+    if v < 0 || WROTE.with(|w| w.get()) {
+        // A database on SQL older than 0.10.0: invalidations only, as before.
+        return true;
+    }
+    let last = SEEN.with(|s| s.get());
+    let stmt = statement_start();
+    if last.is_some_and(|l| l.statement == stmt) {
+        // Checked in this statement already: one catalog per statement.
+        return true;
+    }
+    let now = Seen::now();
+    if let (Some(l), Some((g, 0))) = (last, now.writers) {
+        if l.writers == Some((g, 0)) {
+            SEEN.with(|s| s.set(Some(now)));
+            return true;
+        }
+    }
+    let versions = WATCHED_VERSION.with(|w| w.get());
+    if versions == pg_sys::InvalidOid || read_version(versions, false) != Some(v) {
+        return false;
+    }
+    SEEN.with(|s| s.set(Some(now)));
+    true
+}
+
+/// What a check of the catalog's version saw: the writers' (ends, in flight) and the statement.
+#[derive(Clone, Copy)]
+struct Seen {
+    writers: Option<(u64, u64)>,
+    statement: i64,
+}
+
+impl Seen {
+    fn now() -> Seen {
+        Seen {
+            writers: shared::generation(),
+            statement: statement_start(),
+        }
+    }
 }
 
 fn refresh() -> Rc<Loaded> {

@@ -284,6 +284,7 @@ pub fn _catalog_stats(reload: default!(bool, false)) -> JsonB {
         "private_added_kb": anon2 - anon,
         "catalog_kb": loaded.catalog.bytes() / 1024,
         "shared": server,
+        "checked": cache::check_counts(),
     }))
 }
 
