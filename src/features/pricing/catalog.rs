@@ -463,7 +463,7 @@ fn refresh_inner() -> Result<Loaded, Rc<Loaded>> {
             }
             // Nobody published this version yet: build it under a lock, so that one backend
             // builds and the others, waiting, attach what it published.
-            lock_builders(relid);
+            let _builders = lock_builders(relid);
             if let Some(l) = attach(relid, v, started) {
                 return Ok(l);
             }
@@ -575,24 +575,40 @@ fn attach(relid: pg_sys::Oid, v: i64, started: std::time::Instant) -> Option<Loa
 const BUILD_LOCK_SPACE: u16 = 0x4c44;
 
 /// Waits for the backend building this database's catalog image, if one is; held until the
-/// transaction ends.
-fn lock_builders(relid: pg_sys::Oid) {
-    // SAFETY: an advisory-type lock of llm_cost's own space, released at the transaction's end.
+/// guard is dropped (just after the build and publish: never until the transaction ends, which
+/// for a Citus worker's backend is the end of a distributed transaction that other backends of
+/// it, waiting here, would hold up).
+fn lock_builders(relid: pg_sys::Oid) -> BuildersLock {
+    let tag = pg_sys::LOCKTAG {
+        // SAFETY: a backend global, set once connected.
+        locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+        locktag_field2: relid.to_u32(),
+        locktag_field3: 0,
+        locktag_field4: BUILD_LOCK_SPACE,
+        locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
+        locktag_lockmethodid: 2, // USER_LOCKMETHOD
+    };
+    // SAFETY: an advisory-type lock of llm_cost's own space, released by the guard (or by the
+    // transaction's abort on an error).
     unsafe {
-        let tag = pg_sys::LOCKTAG {
-            locktag_field1: pg_sys::MyDatabaseId.to_u32(),
-            locktag_field2: relid.to_u32(),
-            locktag_field3: 0,
-            locktag_field4: BUILD_LOCK_SPACE,
-            locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
-            locktag_lockmethodid: 2, // USER_LOCKMETHOD
-        };
         pg_sys::LockAcquire(
             &tag,
             pg_sys::ExclusiveLock as pg_sys::LOCKMODE,
             false,
             false,
         );
+    }
+    BuildersLock(tag)
+}
+
+struct BuildersLock(pg_sys::LOCKTAG);
+
+impl Drop for BuildersLock {
+    fn drop(&mut self) {
+        // SAFETY: the lock taken by `lock_builders`, held once by this backend.
+        unsafe {
+            pg_sys::LockRelease(&self.0, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, false);
+        }
     }
 }
 
