@@ -13,7 +13,7 @@ What it is made of:
   2. Generated, function by function and view by view: every function and view of llm_cost as a
      fresh install of TO defines it (`CREATE EXTENSION llm_cost`, the install script `cargo pgrx`
      writes from src/ and sql/) that a database updated to FROM lacks or defines otherwise:
-     CREATE OR REPLACE (after a DROP where the result type changed), then its grants and comment;
+     CREATE OR REPLACE (after a DROP where the result type, OUT parameters included, changed), then its grants and comment;
      a DROP for each one TO no longer has. In the fresh install's order, which is an order that
      creates every dependency first.
 
@@ -38,7 +38,10 @@ CLUSTER = pathlib.Path(os.environ.get("LLM_COST_CLUSTER", ROOT / "target" / "it-
 
 FUNCTIONS = """
 SELECT p.oid::pg_catalog.regprocedure::text AS sig, p.oid::bigint,
-       pg_catalog.pg_get_functiondef(p.oid) AS def, pg_catalog.pg_get_function_result(p.oid) AS result,
+       pg_catalog.pg_get_functiondef(p.oid) AS def, pg_catalog.pg_get_function_result(p.oid)
+       -- OUT parameters make the result type too (changing them needs a DROP)
+       || CASE WHEN pg_catalog.pg_get_function_result(p.oid) = 'record'
+               THEN ' ' || pg_catalog.pg_get_function_arguments(p.oid) ELSE '' END AS result,
        p.proacl::text AS acl, pg_catalog.obj_description(p.oid, 'pg_proc') AS comment,
        p.prokind
   FROM pg_catalog.pg_proc p

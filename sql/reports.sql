@@ -131,7 +131,32 @@ COMMENT ON FUNCTION llm_cost.rollup_summary(regclass) IS
 CREATE FUNCTION llm_cost.spend_by(rollup regclass, by text[], "from" timestamptz DEFAULT '-infinity',
                                   "to" timestamptz DEFAULT 'infinity')
 RETURNS TABLE ("group" jsonb, requests bigint, total_tokens bigint, cost_usd numeric,
-               avg_cost_per_request_usd numeric, unpriced_requests bigint, error_requests bigint)
+               avg_cost_per_request_usd numeric, unpriced_requests bigint, error_requests bigint,
+               error_cost_usd numeric)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups := llm_cost._report_rollup(rollup, by);
+    cols text := (SELECT string_agg(format('%L, v.%I', b, b), ', ') FROM unnest(by) b);
+    keys text := (SELECT string_agg(format('v.%I', b), ', ') FROM unnest(by) b);
+    errors boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'error_cost_usd' AND NOT a.attisdropped);
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT %s, sum(v.requests)::bigint, sum(v.total_tokens)::bigint, sum(v.cost_usd), '
+        'round(sum(v.cost_usd) / nullif(sum(v.requests) - sum(v.unpriced_requests), 0), 8), '
+        'sum(v.unpriced_requests)::bigint, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s ORDER BY 4 DESC NULLS LAST, 2 DESC',
+        CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
+        CASE WHEN errors THEN 'sum(v.error_requests)::bigint, sum(v.error_cost_usd)' ELSE 'NULL::bigint, NULL::numeric' END,
+        rollup, CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+    USING "from", "to";
+END $$;
+COMMENT ON FUNCTION llm_cost.spend_by(regclass, text[], timestamptz, timestamptz) IS
+'Spend of any rollup per value of some of its group columns (by => ''{model}'', ''{tenant_id}'', ''{}'' for the total) over periods starting in [from, to): group (jsonb), requests, tokens, cost (NULL when nothing was priced), average per priced request, unpriced and error requests, cost of the failed calls; most expensive first. Top N: add LIMIT N.';
+
+CREATE FUNCTION llm_cost.cache_savings_by(rollup regclass, by text[] DEFAULT '{}', "from" timestamptz DEFAULT '-infinity',
+                                          "to" timestamptz DEFAULT 'infinity')
+RETURNS TABLE ("group" jsonb, requests bigint, cache_read_tokens bigint, cache_write_tokens bigint, cost_usd numeric,
+               cache_savings_usd numeric, cache_write_extra_usd numeric, net_cache_savings_usd numeric,
+               cost_without_cache_usd numeric)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r llm_cost.rollups := llm_cost._report_rollup(rollup, by);
@@ -139,17 +164,39 @@ DECLARE
     keys text := (SELECT string_agg(format('v.%I', b), ', ') FROM unnest(by) b);
 BEGIN
     RETURN QUERY EXECUTE format(
-        'SELECT %s, sum(v.requests)::bigint, sum(v.total_tokens)::bigint, sum(v.cost_usd), '
-        'round(sum(v.cost_usd) / nullif(sum(v.requests) - sum(v.unpriced_requests), 0), 8), '
-        'sum(v.unpriced_requests)::bigint, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s ORDER BY 4 DESC NULLS LAST, 2 DESC',
+        'SELECT %s, sum(v.requests)::bigint, sum(v.cache_read_tokens)::bigint, sum(v.cache_write_tokens)::bigint, '
+        'sum(v.cost_usd), sum(v.cache_savings_usd), sum(v.cache_write_extra_usd), sum(v.net_cache_savings_usd), '
+        'sum(v.cost_usd) + sum(v.net_cache_savings_usd) '
+        'FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s ORDER BY 8 DESC NULLS LAST, 2 DESC',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'error_requests' AND NOT a.attisdropped)
-             THEN 'sum(v.error_requests)::bigint' ELSE 'NULL::bigint' END,
         rollup, CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
     USING "from", "to";
 END $$;
-COMMENT ON FUNCTION llm_cost.spend_by(regclass, text[], timestamptz, timestamptz) IS
-'Spend of any rollup per value of some of its group columns (by => ''{model}'', ''{tenant_id}'', ''{}'' for the total) over periods starting in [from, to): group (jsonb), requests, tokens, cost (NULL when nothing was priced), average per priced request, unpriced and error requests; most expensive first. Top N: add LIMIT N.';
+COMMENT ON FUNCTION llm_cost.cache_savings_by(regclass, text[], timestamptz, timestamptz) IS
+'What prompt caching saved, from any rollup, per value of some of its group columns over periods starting in [from, to), at list price: savings of cache reads, extra paid for cache writes, the net saving, and what the calls would have cost without the cache (cost_usd + net saving). Largest net saving first.';
+
+CREATE FUNCTION llm_cost.provided_vs_list(rollup regclass, by text[] DEFAULT '{}', "from" timestamptz DEFAULT '-infinity',
+                                          "to" timestamptz DEFAULT 'infinity')
+RETURNS TABLE ("group" jsonb, provided_requests bigint, provided_cost_usd numeric, list_cost_usd numeric,
+               difference_usd numeric, difference_pct numeric)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups := llm_cost._report_rollup(rollup, by);
+    cols text := (SELECT string_agg(format('%L, v.%I', b, b), ', ') FROM unnest(by) b);
+    keys text := (SELECT string_agg(format('v.%I', b), ', ') FROM unnest(by) b);
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT %s, sum(v.provided_requests)::bigint, sum(v.provided_cost_usd), sum(v.provided_list_usd), '
+        'sum(v.provided_cost_usd) - sum(v.provided_list_usd), '
+        'round(100 * (sum(v.provided_cost_usd) - sum(v.provided_list_usd)) / nullif(sum(v.provided_list_usd), 0), 2) '
+        'FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s HAVING sum(v.provided_requests) > 0 '
+        'ORDER BY abs(sum(v.provided_cost_usd) - sum(v.provided_list_usd)) DESC, 2 DESC',
+        CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
+        rollup, CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+    USING "from", "to";
+END $$;
+COMMENT ON FUNCTION llm_cost.provided_vs_list(regclass, text[], timestamptz, timestamptz) IS
+'Reconciliation, from any rollup: for the calls whose cost the application provided (a provider''s reported cost) and whose model has a list price, per value of some group columns over periods starting in [from, to): how many, their provided cost, their list-price estimate, the difference in USD and in percent of list. Largest difference first.';
 
 CREATE FUNCTION llm_cost.spend_trend(rollup regclass, "from" timestamptz DEFAULT '-infinity',
                                      "to" timestamptz DEFAULT 'infinity')

@@ -33,13 +33,21 @@ GRANT SELECT ON llm_cost.rollups TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.rollups', 'WHERE id > 1000');
 
 -- How a tracked table's columns feed a rollup.
+-- The *_expr outputs are SQL over the source's row alias t, as the row path
+-- (src/features/rollups/accumulate.rs, add_row) computes the same values.
 CREATE FUNCTION llm_cost._rollup_source_columns(p_source regclass,
     OUT time_col text, OUT cost_col text, OUT model_col text, OUT unpriced_expr text,
     OUT tok_in text, OUT tok_out text, OUT tok_cr text, OUT tok_cw text,
-    OUT error_col text, OUT latency_col text)
+    OUT error_col text, OUT latency_col text,
+    OUT stored_expr text, OUT cost_expr text, OUT list_expr text, OUT savings_expr text,
+    OUT write_extra_expr text)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t llm_cost.tracked_tables;
+    at text;
+    counts text;
+    scale int;
+    estimate_expr text;
 BEGIN
     SELECT * INTO t FROM llm_cost.tracked_tables WHERE log_table = p_source;
     IF NOT FOUND THEN
@@ -57,6 +65,26 @@ BEGIN
     tok_out := t.output_tokens_column;
     tok_cr := t.cache_read_tokens_column;
     tok_cw := t.cache_write_tokens_column;
+    at := llm_cost._event_time_sql(p_source, 't');
+    -- A token column the table does not map counts 0, as in the row path.
+    counts := (SELECT string_agg(CASE WHEN x.col IS NULL THEN '0::bigint' ELSE format('coalesce(t.%I, 0)', x.col) END, ', ' ORDER BY x.o)
+                 FROM unnest(ARRAY[t.input_tokens_column, t.output_tokens_column, t.cache_read_tokens_column,
+                                   t.cache_write_tokens_column]) WITH ORDINALITY x(col, o));
+    scale := CASE WHEN pg_catalog.to_jsonb(t) ->> 'cost_unit' IS NOT NULL
+                  THEN llm_cost._cost_unit_scale(pg_catalog.to_jsonb(t) ->> 'cost_unit') END;
+    -- The row's list price: by model name and its four token counts at its time.
+    list_expr := format('llm_cost.estimate_cost(t.%I, %s, coalesce(%s, now()))', t.model_column, counts, at);
+    savings_expr := format('llm_cost.cache_savings(t.%I, %s, coalesce(%s, now()))', t.model_column, counts, at);
+    write_extra_expr := format('llm_cost.cache_write_extra(t.%I, %s, coalesce(%s, now()))', t.model_column, counts, at);
+    -- The cost in USD (an integer cost column holds units of 10^-scale USD).
+    cost_expr := CASE WHEN scale IS NULL THEN format('t.%I', t.cost_column)
+                      ELSE format('(t.%I * %s)', t.cost_column, CASE WHEN scale = 0 THEN '1' ELSE '0.' || repeat('0', scale - 1) || '1' END) END;
+    -- The row's estimate as its cost column stores it (rounded to its typmod, or to whole units
+    -- as the cost trigger rounds them).
+    estimate_expr := CASE WHEN scale IS NOT NULL THEN format('pg_catalog.round(%s * 1%s)', list_expr, repeat('0', scale))
+                          ELSE format('%s::%s', list_expr,
+                                      (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+                                        WHERE a.attrelid = p_source AND a.attname = t.cost_column AND NOT a.attisdropped)) END;
     -- Which rows count as unpriced: llm_cost._is_unpriced, the rule the row path applies
     -- (crates/llm_cost_core/src/ledger.rs), given the row's estimate as its cost column stores it.
     unpriced_expr := format('llm_cost._is_unpriced(%s, %s, t.%I, %s, %s)',
@@ -65,13 +93,14 @@ BEGIN
                             t.cost_column,
                             CASE WHEN t.cost_default IS NULL THEN 'NULL' ELSE format('%s::pg_catalog.numeric', t.cost_default) END,
                             CASE WHEN t.cost_source_column IS NOT NULL OR t.cost_default IS NULL THEN 'NULL'
-                                 ELSE format('llm_cost.estimate_cost(t.%I, coalesce(t.%I, 0), coalesce(t.%I, 0), %s, %s, coalesce(%s, now()))::%s',
-                                             t.model_column, t.input_tokens_column, t.output_tokens_column,
-                                             CASE WHEN t.cache_read_tokens_column IS NULL THEN '0' ELSE format('coalesce(t.%I, 0)', t.cache_read_tokens_column) END,
-                                             CASE WHEN t.cache_write_tokens_column IS NULL THEN '0' ELSE format('coalesce(t.%I, 0)', t.cache_write_tokens_column) END,
-                                             llm_cost._event_time_sql(p_source, 't'),
-                                             (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
-                                               WHERE a.attrelid = p_source AND a.attname = t.cost_column AND NOT a.attisdropped)) END);
+                                 ELSE estimate_expr END);
+    -- provided, estimated or unpriced (llm_cost._cost_stored, the same rule).
+    stored_expr := format('llm_cost._cost_stored(%s, %s, t.%I, %s, %s)',
+                          CASE WHEN t.cost_source_column IS NULL THEN 'false' ELSE 'true' END,
+                          CASE WHEN t.cost_source_column IS NULL THEN 'NULL' ELSE format('t.%I', t.cost_source_column) END,
+                          t.cost_column,
+                          CASE WHEN t.cost_default IS NULL THEN 'NULL' ELSE format('%s::pg_catalog.numeric', t.cost_default) END,
+                          CASE WHEN t.cost_source_column IS NOT NULL THEN 'NULL' ELSE estimate_expr END);
     SELECT attname INTO error_col FROM pg_catalog.pg_attribute
      WHERE attrelid = p_source AND attname IN ('error', 'error_message') AND NOT attisdropped ORDER BY attname LIMIT 1;
     SELECT attname INTO latency_col FROM pg_catalog.pg_attribute
@@ -136,22 +165,28 @@ BEGIN
         'SELECT %s AS period_start%s, %s AS stripe, %s AS requests, %s AS input_tokens, %s AS output_tokens, '
         '%s AS cache_read_tokens, %s AS cache_write_tokens, %s AS cost_usd, %s AS unpriced_requests, '
         '%s AS error_requests, %s AS latency_ms_sum, max(%s) AS latency_ms_max, '
-        'min(%s) AS first_seen, max(%s) AS last_seen FROM %s t GROUP BY 1%s',
+        'min(%s) AS first_seen, max(%s) AS last_seen, '
+        '%s AS cache_savings_usd, %s AS cache_write_extra_usd, %s AS error_cost_usd, '
+        '%s AS provided_requests, %s AS provided_cost_usd, %s AS provided_list_usd FROM %s t GROUP BY 1%s',
         period, gcols, p_stripe,
         format('%s * count(*)', p_sign),
         CASE WHEN c.tok_in IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_in) END,
         CASE WHEN c.tok_out IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_out) END,
         CASE WHEN c.tok_cr IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_cr) END,
         CASE WHEN c.tok_cw IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_cw) END,
-        format('%s * coalesce(sum(t.%I), 0)%s', p_sign, c.cost_col,
-               (SELECT CASE WHEN x.cost_unit IS NULL THEN ''
-                            ELSE ' * 0.' || repeat('0', llm_cost._cost_unit_scale(x.cost_unit) - 1) || '1' END
-                  FROM llm_cost.tracked_tables x WHERE x.log_table = r.source)),
+        format('%s * coalesce(sum(%s), 0)', p_sign, c.cost_expr),
         format('%s * count(*) FILTER (WHERE %s)', p_sign, c.unpriced_expr),
         CASE WHEN c.error_col IS NULL THEN '0' ELSE format('%s * count(t.%I)', p_sign, c.error_col) END,
         CASE WHEN c.latency_col IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.latency_col) END,
         CASE WHEN c.latency_col IS NULL THEN 'NULL::int' ELSE format('t.%I', c.latency_col) END,
-        at, at, p_from,
+        at, at,
+        format('%s * coalesce(sum(coalesce(%s, 0)) FILTER (WHERE NOT %s), 0)', p_sign, c.savings_expr, c.unpriced_expr),
+        format('%s * coalesce(sum(coalesce(%s, 0)) FILTER (WHERE NOT %s), 0)', p_sign, c.write_extra_expr, c.unpriced_expr),
+        CASE WHEN c.error_col IS NULL THEN '0' ELSE format('%s * coalesce(sum(%s) FILTER (WHERE t.%I IS NOT NULL), 0)', p_sign, c.cost_expr, c.error_col) END,
+        format('%s * count(*) FILTER (WHERE %s = ''provided'' AND %s IS NOT NULL)', p_sign, c.stored_expr, c.list_expr),
+        format('%s * coalesce(sum(%s) FILTER (WHERE %s = ''provided'' AND %s IS NOT NULL), 0)', p_sign, c.cost_expr, c.stored_expr, c.list_expr),
+        format('%s * coalesce(sum(%s) FILTER (WHERE %s = ''provided''), 0)', p_sign, c.list_expr, c.stored_expr),
+        p_from,
         (SELECT string_agg(format(', %s', i + 1), '') FROM generate_series(1, n) i));
 END $$;
 
@@ -400,6 +435,8 @@ DECLARE
     gcols text := (SELECT coalesce(string_agg(format(', s.%I', x), ''), '') FROM unnest(p_group_by) x);
 BEGIN
     SELECT c.reloptions INTO opts FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass(p_view);
+    -- The columns added in 0.11.0 come after row_key: CREATE OR REPLACE VIEW only adds columns
+    -- at the end (an updated rollup's view keeps its older columns where they were).
     RETURN format(
         'CREATE OR REPLACE VIEW %s%s AS SELECT s.period_start, '
         '(s.period_start AT TIME ZONE %L + interval %L) AT TIME ZONE %L AS period_end, %s'
@@ -410,13 +447,19 @@ BEGIN
         'CASE WHEN sum(s.requests) > sum(s.unpriced_requests) THEN sum(s.cost_usd) END AS cost_usd, '
         'sum(s.unpriced_requests)::bigint AS unpriced_requests, '
         '%s %s min(s.first_seen) AS first_seen, max(s.last_seen) AS last_seen, '
-        'jsonb_build_array(s.period_start%s)::text AS row_key '
+        'jsonb_build_array(s.period_start%s)::text AS row_key, '
+        'sum(s.cache_savings_usd) AS cache_savings_usd, sum(s.cache_write_extra_usd) AS cache_write_extra_usd, '
+        'sum(s.cache_savings_usd) - sum(s.cache_write_extra_usd) AS net_cache_savings_usd, %s'
+        'sum(s.provided_requests)::bigint AS provided_requests, sum(s.provided_cost_usd) AS provided_cost_usd, '
+        'sum(s.provided_list_usd) AS provided_list_usd '
         'FROM %s s GROUP BY s.period_start%s HAVING sum(s.requests) <> 0',
         p_view, CASE WHEN opts IS NULL THEN '' ELSE ' WITH (' || array_to_string(opts, ', ') || ')' END,
         p_zone, '1 ' || p_grain, p_zone, vcols,
         CASE WHEN p_errors THEN 'sum(s.error_requests)::bigint AS error_requests, ' ELSE '' END,
         CASE WHEN p_latency THEN 'sum(s.latency_ms_sum)::bigint AS latency_ms_sum, max(s.latency_ms_max) AS latency_ms_max, ' ELSE '' END,
-        gcols, p_stripes, gcols);
+        gcols,
+        CASE WHEN p_errors THEN 'sum(s.error_cost_usd) AS error_cost_usd, ' ELSE '' END,
+        p_stripes, gcols);
 END $$;
 
 -- The work of create_rollup; p_schema: where an unqualified name goes (the caller's
@@ -445,7 +488,9 @@ DECLARE
     pending    boolean;
     reserved   text[] := ARRAY['period_start', 'period_end', 'stripe', 'requests', 'input_tokens', 'output_tokens',
                                'cache_read_tokens', 'cache_write_tokens', 'total_tokens', 'cost_usd', 'unpriced_requests',
-                               'error_requests', 'latency_ms_sum', 'latency_ms_max', 'first_seen', 'last_seen'];
+                               'error_requests', 'latency_ms_sum', 'latency_ms_max', 'first_seen', 'last_seen', 'row_key',
+                               'cache_savings_usd', 'cache_write_extra_usd', 'net_cache_savings_usd', 'error_cost_usd',
+                               'provided_requests', 'provided_cost_usd', 'provided_list_usd'];
 BEGIN
     IF name IS NULL OR source IS NULL OR grain IS NULL OR group_by IS NULL THEN
         RAISE EXCEPTION 'llm_cost.create_rollup: name, source, grain and group_by must not be NULL'
@@ -663,7 +708,14 @@ BEGIN
         ('latency_ms_max', 'Longest latency in milliseconds.'),
         ('first_seen', 'Time of the first call.'),
         ('last_seen', 'Time of the last call.'),
-        ('row_key', 'Unique key of the row: JSON array of period_start and the group columns (null for a platform-wide group).')) AS v(col, d)
+        ('row_key', 'Unique key of the row: JSON array of period_start and the group columns (null for a platform-wide group).'),
+        ('cache_savings_usd', 'What the priced calls'' cache reads saved at list price: their cost as plain input minus their cost as cache reads (llm_cost.cache_savings).'),
+        ('cache_write_extra_usd', 'What the priced calls'' cache writes cost beyond plain input at list price (llm_cost.cache_write_extra).'),
+        ('net_cache_savings_usd', 'cache_savings_usd minus cache_write_extra_usd: what prompt caching saved, net.'),
+        ('error_cost_usd', 'Cost in USD of the calls that failed (error column set).'),
+        ('provided_requests', 'Calls whose cost the application provided and whose model has a list price.'),
+        ('provided_cost_usd', 'The provided cost of those calls.'),
+        ('provided_list_usd', 'The list-price estimate of those same calls (llm_cost.estimate_cost by model name at the call''s time): compare with provided_cost_usd.')) AS v(col, d)
     LOOP
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = r.rollup AND attname = c.col) THEN
             EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', r.rollup, c.col, c.d);
@@ -822,7 +874,7 @@ BEGIN
     rows_changed := (j ->> 'rows_changed')::bigint;
     cost_difference := (j ->> 'cost_difference')::numeric;
     -- An integer cost column counts its unit: the difference in USD.
-    cost_difference := cost_difference * coalesce((SELECT ('0.' || repeat('0', llm_cost._cost_unit_scale(t.cost_unit) - 1) || '1')::numeric
+    cost_difference := cost_difference * coalesce((SELECT pg_catalog.trim_scale(pg_catalog.power(10::numeric, -llm_cost._cost_unit_scale(t.cost_unit)))
                                                      FROM llm_cost.tracked_tables t WHERE t.log_table = source AND t.cost_unit IS NOT NULL), 1);
 END $$;
 COMMENT ON FUNCTION llm_cost.reprice(regclass, timestamptz, timestamptz) IS

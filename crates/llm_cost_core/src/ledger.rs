@@ -85,6 +85,59 @@ pub fn is_unpriced<T: PartialEq>(
     }
 }
 
+/// How a stored row's cost came to be: the cost_source column says it when the table has one
+/// (`source` Some); else the cost does (`classify`, the estimate asked for at most once).
+pub fn stored<T: PartialEq>(
+    source: Option<Option<&str>>,
+    cost: Option<&T>,
+    default: Option<&T>,
+    estimate: impl FnOnce() -> Option<T>,
+) -> Stored {
+    match source {
+        Some(v) => Stored::from_source(v),
+        None => classify(cost, default, estimate),
+    }
+}
+
+/// What prompt caching did to a call's price, at list price (10^-16 USD): `savings`, what its
+/// cache reads would have cost as plain input minus what they cost; `write_extra`, what its cache
+/// writes cost minus what they would have cost as plain input. Both 0 without such tokens, and
+/// 0 when the model has no price (`estimate` None). `estimate` prices a usage (the same model,
+/// time and catalog for the three calls); moving tokens between kinds keeps the prompt's size,
+/// so a price tier by prompt size stays the same.
+pub fn cache_effects(
+    u: &crate::pricing::Usage,
+    estimate: impl Fn(&crate::pricing::Usage) -> Option<crate::pricing::Cost>,
+) -> (i128, i128) {
+    if u.cache_read <= 0 && u.cache_write <= 0 {
+        return (0, 0);
+    }
+    let Some(actual) = estimate(u) else {
+        return (0, 0);
+    };
+    let savings = if u.cache_read > 0 {
+        let plain = crate::pricing::Usage {
+            input: u.input.saturating_add(u.cache_read),
+            cache_read: 0,
+            ..*u
+        };
+        estimate(&plain).map_or(0, |p| p.0 - actual.0)
+    } else {
+        0
+    };
+    let write_extra = if u.cache_write > 0 {
+        let plain = crate::pricing::Usage {
+            input: u.input.saturating_add(u.cache_write),
+            cache_write: 0,
+            ..*u
+        };
+        estimate(&plain).map_or(0, |p| actual.0 - p.0)
+    } else {
+        0
+    };
+    (savings, write_extra)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +197,63 @@ mod tests {
         assert!(!is_unpriced(None, Some(&9), Some(&0), || -> Option<i32> {
             panic!("not asked")
         }));
+    }
+
+    #[test]
+    fn cache_effects_at_list_price() {
+        use crate::pricing::{Cost, Usage};
+        // input $3/M, cache read $0.30/M, cache write $3.75/M, output $15/M (10^-16 USD per token).
+        let est = |u: &Usage| {
+            Some(Cost(
+                u.input as i128 * 30_000_000_000
+                    + u.cache_read as i128 * 3_000_000_000
+                    + u.cache_write as i128 * 37_500_000_000
+                    + u.output as i128 * 150_000_000_000,
+            ))
+        };
+        let u = Usage {
+            input: 50,
+            output: 500,
+            cache_read: 1_800,
+            cache_write: 2_048,
+            ..Usage::ZERO
+        };
+        // 1,800 reads: 1,800 x ($3 - $0.30)/M = $0.00486; 2,048 writes: 2,048 x $0.75/M = $0.001536.
+        assert_eq!(
+            cache_effects(&u, est),
+            (48_600_000_000_000, 15_360_000_000_000)
+        );
+        assert_eq!(
+            cache_effects(
+                &Usage {
+                    input: 9,
+                    ..Usage::ZERO
+                },
+                est
+            ),
+            (0, 0)
+        );
+        assert_eq!(cache_effects(&u, |_| None), (0, 0));
+    }
+
+    #[test]
+    fn stored_reads_the_source_or_the_cost() {
+        assert_eq!(
+            stored(Some(Some("provided")), Some(&1), None, || None),
+            Stored::Provided
+        );
+        assert_eq!(
+            stored::<i32>(Some(None), None, None, || None),
+            Stored::Unpriced
+        );
+        assert_eq!(
+            stored(None, Some(&5), Some(&0), || Some(5)),
+            Stored::Estimated
+        );
+        assert_eq!(
+            stored(None, Some(&7), Some(&0), || Some(5)),
+            Stored::Provided
+        );
+        assert_eq!(stored(None, Some(&0), Some(&0), || None), Stored::Unpriced);
     }
 }

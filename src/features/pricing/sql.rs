@@ -153,6 +153,69 @@ pub extern "C" fn pg_finfo_estimate_cost_wrapper() -> &'static pg_sys::Pg_finfo_
     &V1
 }
 
+/// What prompt caching did to a call at list price (by model name, as `estimate_cost` without a
+/// provider): (savings of its cache reads, extra paid for its cache writes), both 10^-16 USD;
+/// None when the model has no price then. The rollups sum the same (`rollups::accumulate`).
+fn cache_effect(model: &str, counts: [i64; 4], at: TimestampWithTimeZone) -> Option<(i128, i128)> {
+    let [input, output, cache_read, cache_write] = counts;
+    let u = Usage {
+        input,
+        output,
+        cache_read,
+        cache_write,
+        ..Usage::ZERO
+    };
+    check_usage(&u);
+    let at = {
+        use pgrx::IntoDatum;
+        at.into_datum().map_or(0, |d| d.value() as i64)
+    };
+    cache::estimate_by_name(model, &u, at)?;
+    Some(llm_cost_core::ledger::cache_effects(&u, |u| {
+        cache::estimate_by_name(model, u, at)
+    }))
+}
+
+/// What a call's cache reads saved at list price: their cost as plain input minus their cost as
+/// cache reads (0 without cache reads; NULL when the model has no price at `at`).
+#[pg_extern(stable, parallel_safe, strict)]
+pub fn cache_savings(
+    model: &str,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: default!(i64, 0),
+    cache_write_tokens: default!(i64, 0),
+    at: default!(TimestampWithTimeZone, "now()"),
+) -> Option<NumericDatum> {
+    let counts = [
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+    ];
+    cache_effect(model, counts, at).map(|(s, _)| cost_to_numeric_datum(Cost(s)))
+}
+
+/// What a call's cache writes cost beyond plain input at list price (0 without cache writes;
+/// NULL when the model has no price at `at`).
+#[pg_extern(stable, parallel_safe, strict)]
+pub fn cache_write_extra(
+    model: &str,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: default!(i64, 0),
+    cache_write_tokens: default!(i64, 0),
+    at: default!(TimestampWithTimeZone, "now()"),
+) -> Option<NumericDatum> {
+    let counts = [
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+    ];
+    cache_effect(model, counts, at).map(|(_, w)| cost_to_numeric_datum(Cost(w)))
+}
+
 /// The catalog model an application's model name resolves to, or NULL.
 #[pg_extern(stable, parallel_safe)]
 pub fn resolve_model(model: &str) -> Option<String> {

@@ -39,21 +39,80 @@ pub(super) fn count_trigger_row() {
     PATHS.with(|p| p.set((p.get().0, p.get().1 + 1)));
 }
 
+/// An exact sum of costs: in 10^-16 USD while every cost fits that scale (always, for estimated
+/// costs), plus a numeric sum (TopTransactionContext) of the costs with more decimals, if any.
+#[derive(Clone, Default)]
+pub(super) struct Exact {
+    pub(super) units: i128,
+    pub(super) extra: Option<pg_sys::Datum>,
+}
+
+impl Exact {
+    fn add_units(&mut self, u: i128) {
+        self.units = self.units.checked_add(u).unwrap_or_else(|| out_of_range());
+    }
+
+    /// Adds a numeric cost exactly (kept in TopTransactionContext).
+    fn add_numeric(&mut self, c: pg_sys::Datum) {
+        // SAFETY: numeric datums, copied or added in TopTransactionContext so they live until the sums are written.
+        self.extra = Some(unsafe {
+            pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| match self.extra {
+                None => datum_copy(c, false, -1),
+                Some(prev) => {
+                    pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(prev), Some(c)])
+                        .unwrap_or(prev)
+                }
+            })
+        });
+    }
+
+    fn merge(&mut self, o: &Exact) {
+        self.add_units(o.units);
+        if let Some(extra) = o.extra {
+            self.add_numeric(extra);
+        }
+    }
+
+    fn is_zero(&self) -> bool {
+        self.units == 0 && self.extra.is_none()
+    }
+
+    /// The sum as numeric (in the current memory context).
+    pub(super) fn datum(&self) -> pg_sys::Datum {
+        let d = crate::pg::money::cost_datum(llm_cost_core::pricing::Cost(self.units), -1);
+        match self.extra {
+            // SAFETY: numeric_add of two numeric datums.
+            Some(extra) => unsafe {
+                pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(d), Some(extra)])
+            }
+            .unwrap_or(d),
+            None => d,
+        }
+    }
+}
+
 /// Sums of a set of rows.
 #[derive(Clone)]
 pub(super) struct Sum {
     pub(super) requests: i64,
     pub(super) tokens: [i64; 4],
-    /// Cost sum in 10^-16 USD while every cost fits that scale (always, for estimated costs).
-    pub(super) cost: i128,
-    /// Exact numeric sum (TopTransactionContext) of costs with more decimals than that, if any.
-    pub(super) cost_extra: Option<pg_sys::Datum>,
+    pub(super) cost: Exact,
     pub(super) unpriced: i64,
     pub(super) errors: i64,
     pub(super) latency_sum: i64,
     pub(super) latency_max: Option<i64>,
     pub(super) first: i64,
     pub(super) last: i64,
+    /// Of the priced rows, at list price (10^-16 USD): what their cache reads saved, what their
+    /// cache writes cost extra (`llm_cost_core::ledger::cache_effects`).
+    pub(super) cache_savings: i128,
+    pub(super) cache_write_extra: i128,
+    /// The cost of the rows with an error.
+    pub(super) error_cost: Exact,
+    /// Rows with a provided cost and a list price: how many, their cost, their list estimate.
+    pub(super) provided: i64,
+    pub(super) provided_cost: Exact,
+    pub(super) provided_list: i128,
 }
 
 /// Pending sums, for the running statement, of the rows of one source that share every rollup's
@@ -263,12 +322,27 @@ pub(super) unsafe fn add_row(
         })
     });
     let source_text = source.map(|v| v.map(|b| std::str::from_utf8(b).unwrap_or("")));
-    let unpriced = llm_cost_core::ledger::is_unpriced(
+    let stored = llm_cost_core::ledger::stored(
         source_text,
         cost.map(|_| cost_units).as_ref(),
         defs.cost_default.map(Some).as_ref(),
-        || Some(estimate_units(defs, row, ts, &tokens)),
+        || estimate_units(defs, row, ts, &tokens).map(Some),
     );
+    let unpriced = stored == llm_cost_core::ledger::Stored::Unpriced;
+    let provided = stored == llm_cost_core::ledger::Stored::Provided;
+    // At list price (by model name): the cache's effect on a priced row, the estimate of a row
+    // whose cost was provided.
+    let usage = usage_of(&tokens);
+    let model = if unpriced { None } else { model_of(defs, row) };
+    let estimate = |u: &llm_cost_core::pricing::Usage| {
+        let e = ESTIMATOR.get()?;
+        e(model?, u, ts)
+    };
+    let (cache_savings, cache_write_extra) = match model {
+        Some(_) => llm_cost_core::ledger::cache_effects(&usage, estimate),
+        None => (0, 0),
+    };
+    let provided_list = if provided { estimate(&usage) } else { None };
     let error = row.get(defs.error).is_some();
     let latency = defs
         .latency
@@ -307,32 +381,41 @@ pub(super) unsafe fn add_row(
             for k in 0..4 {
                 add_i64(&mut s.tokens[k], sign * tokens[k]);
             }
-            if let Some(units) = cost_units {
-                s.cost = s
-                    .cost
-                    .checked_add(sign as i128 * units)
-                    .unwrap_or_else(|| out_of_range());
-            } else if let Some(c) = cost {
-                // More than 16 decimals: add exactly as numeric (rare: a provided cost).
-                let c = if sign < 0 {
-                    pgrx::direct_function_call_as_datum(pg_sys::numeric_uminus, &[Some(c)])
-                        .unwrap_or(c)
-                } else {
-                    c
-                };
-                s.add_extra(c);
-            }
+            // The row's cost into an exact sum: its 10^-16 USD, or as numeric when it has more
+            // decimals (rare: a provided cost).
+            let add_cost = |to: &mut Exact| {
+                if let Some(units) = cost_units {
+                    to.add_units(sign as i128 * units);
+                } else if let Some(c) = cost {
+                    let c = if sign < 0 {
+                        pgrx::direct_function_call_as_datum(pg_sys::numeric_uminus, &[Some(c)])
+                            .unwrap_or(c)
+                    } else {
+                        c
+                    };
+                    to.add_numeric(c);
+                }
+            };
+            add_cost(&mut s.cost);
             if unpriced {
                 add_i64(&mut s.unpriced, sign);
             }
             if error {
                 add_i64(&mut s.errors, sign);
+                add_cost(&mut s.error_cost);
             }
             if let Some(l) = latency {
                 add_i64(&mut s.latency_sum, sign * l);
                 if sign > 0 {
                     s.latency_max = Some(s.latency_max.map_or(l, |m| m.max(l)));
                 }
+            }
+            s.cache_savings = add_i128(s.cache_savings, sign as i128 * cache_savings);
+            s.cache_write_extra = add_i128(s.cache_write_extra, sign as i128 * cache_write_extra);
+            if let Some(list) = provided_list {
+                add_i64(&mut s.provided, sign);
+                add_cost(&mut s.provided_cost);
+                s.provided_list = add_i128(s.provided_list, sign as i128 * list.0);
             }
             if sign > 0 {
                 s.first = s.first.min(ts);
@@ -356,25 +439,46 @@ pub(super) unsafe fn estimate_units(
     ts: i64,
     tokens: &[i64; 4],
 ) -> Option<i128> {
+    let model = model_of(defs, row)?;
+    // By model name alone: in a table without a cost_source column whose rows also name a
+    // provider or service tier, an estimate at another host's price reads as provided here.
+    let estimate = ESTIMATOR.get()?;
+    let c = estimate(model, &usage_of(tokens), ts)?;
+    match defs.cost_scale {
+        // An integer cost column stores whole units, rounded as the cost trigger rounds them.
+        Some(scale) => {
+            llm_cost_core::pricing::Cost::from_unit(c.in_unit(scale), scale).map(|c| c.0)
+        }
+        None => {
+            let typmod = defs.cost.map_or(-1, |a| a.typmod);
+            crate::pg::money::numeric_units(crate::pg::money::cost_datum(c, typmod))
+        }
+    }
+}
+
+/// The usage the rollups price a row by: its four token counts.
+fn usage_of(tokens: &[i64; 4]) -> llm_cost_core::pricing::Usage {
+    llm_cost_core::pricing::Usage {
+        input: tokens[0],
+        output: tokens[1],
+        cache_read: tokens[2],
+        cache_write: tokens[3],
+        ..llm_cost_core::pricing::Usage::ZERO
+    }
+}
+
+/// The row's model name (None: NULL or no model column).
+///
+/// # Safety
+/// as `add_row`.
+unsafe fn model_of<'a>(defs: &SourceDefs, row: &Borrowed<'a>) -> Option<&'a str> {
     let model = row.get(defs.model)?;
     let v = pg_sys::pg_detoast_datum_packed(model.cast_mut_ptr());
     let b = std::slice::from_raw_parts(
         pgrx::varlena::vardata_any(v) as *const u8,
         pgrx::varlena::varsize_any_exhdr(v),
     );
-    let u = llm_cost_core::pricing::Usage {
-        input: tokens[0],
-        output: tokens[1],
-        cache_read: tokens[2],
-        cache_write: tokens[3],
-        ..llm_cost_core::pricing::Usage::ZERO
-    };
-    // By model name alone: in a table without a cost_source column whose rows also name a
-    // provider or service tier, an estimate at another host's price reads as provided here.
-    let estimate = ESTIMATOR.get()?;
-    let c = estimate(std::str::from_utf8(b).unwrap_or(""), &u, ts)?;
-    let typmod = defs.cost.map_or(-1, |a| a.typmod);
-    crate::pg::money::numeric_units(crate::pg::money::cost_datum(c, typmod))
+    Some(std::str::from_utf8(b).unwrap_or(""))
 }
 
 /// A sum the stripes table could not hold either (bigint): the statement fails, as the stripe
@@ -391,45 +495,45 @@ pub(super) fn add_i64(a: &mut i64, b: i64) {
     *a = a.checked_add(b).unwrap_or_else(|| out_of_range());
 }
 
+fn add_i128(a: i128, b: i128) -> i128 {
+    a.checked_add(b).unwrap_or_else(|| out_of_range())
+}
+
 impl Sum {
     fn starting_at(ts: i64) -> Sum {
         Sum {
             requests: 0,
             tokens: [0; 4],
-            cost: 0,
-            cost_extra: None,
+            cost: Exact::default(),
             unpriced: 0,
             errors: 0,
             latency_sum: 0,
             latency_max: None,
             first: ts,
             last: ts,
+            cache_savings: 0,
+            cache_write_extra: 0,
+            error_cost: Exact::default(),
+            provided: 0,
+            provided_cost: Exact::default(),
+            provided_list: 0,
         }
     }
 
     /// Nothing to add (an UPDATE that moved nothing).
     pub(super) fn is_zero(&self) -> bool {
         self.requests == 0
-            && self.cost == 0
-            && self.cost_extra.is_none()
+            && self.cost.is_zero()
             && self.tokens == [0; 4]
             && self.unpriced == 0
             && self.errors == 0
             && self.latency_sum == 0
-    }
-
-    /// Adds a numeric cost exactly (kept in TopTransactionContext).
-    fn add_extra(&mut self, c: pg_sys::Datum) {
-        // SAFETY: numeric datums, copied or added in TopTransactionContext so they live until the sums are written.
-        self.cost_extra = Some(unsafe {
-            pgrx::PgMemoryContexts::TopTransactionContext.switch_to(|_| match self.cost_extra {
-                None => datum_copy(c, false, -1),
-                Some(prev) => {
-                    pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(prev), Some(c)])
-                        .unwrap_or(prev)
-                }
-            })
-        });
+            && self.cache_savings == 0
+            && self.cache_write_extra == 0
+            && self.error_cost.is_zero()
+            && self.provided == 0
+            && self.provided_cost.is_zero()
+            && self.provided_list == 0
     }
 
     /// Adds the sums of other rows.
@@ -438,13 +542,7 @@ impl Sum {
         for k in 0..4 {
             add_i64(&mut self.tokens[k], o.tokens[k]);
         }
-        self.cost = self
-            .cost
-            .checked_add(o.cost)
-            .unwrap_or_else(|| out_of_range());
-        if let Some(extra) = o.cost_extra {
-            self.add_extra(extra);
-        }
+        self.cost.merge(&o.cost);
         add_i64(&mut self.unpriced, o.unpriced);
         add_i64(&mut self.errors, o.errors);
         add_i64(&mut self.latency_sum, o.latency_sum);
@@ -454,6 +552,12 @@ impl Sum {
         };
         self.first = self.first.min(o.first);
         self.last = self.last.max(o.last);
+        self.cache_savings = add_i128(self.cache_savings, o.cache_savings);
+        self.cache_write_extra = add_i128(self.cache_write_extra, o.cache_write_extra);
+        self.error_cost.merge(&o.error_cost);
+        add_i64(&mut self.provided, o.provided);
+        self.provided_cost.merge(&o.provided_cost);
+        self.provided_list = add_i128(self.provided_list, o.provided_list);
     }
 }
 

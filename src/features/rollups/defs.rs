@@ -344,7 +344,12 @@ pub(super) fn load_defs(
                 },
             )
             .collect();
-        let fixed: [i16; 14] = stripes_fixed.try_into().unwrap_or_else(|_| {
+        let mut stripes_fixed = stripes_fixed;
+        if stripes_fixed.len() == super::stripes::COLUMNS_0_10 {
+            // A table of sums made before 0.11.0, until the update adds the later columns.
+            stripes_fixed.resize(super::stripes::COLUMNS.len(), 0);
+        }
+        let fixed: [i16; super::stripes::COLUMNS.len()] = stripes_fixed.try_into().unwrap_or_else(|_| {
             crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, format!("llm_cost: the stripes table of rollup {id} is missing columns; recreate the rollup")).raise()
         });
         if stripes_groups.len() != groups.len() {

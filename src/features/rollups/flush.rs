@@ -134,24 +134,31 @@ pub(super) fn write(pending: Vec<(Vec<u8>, Acc)>) {
     for (defs, ri, groups) in by_rollup {
         let groups: Vec<(Vec<u8>, (i64, Vec<Option<pg_sys::Datum>>, Sum))> =
             groups.into_iter().collect();
-        let costs: Vec<pg_sys::Datum> = groups.iter().map(|(_, (_, _, s))| cost_of(s)).collect();
+        let money: Vec<[pg_sys::Datum; 6]> =
+            groups.iter().map(|(_, (_, _, s))| money_of(s)).collect();
         let sums: Vec<super::stripes::Sums> = groups
             .iter()
-            .zip(costs)
-            .map(|((key, (period, group, s)), cost)| super::stripes::Sums {
+            .zip(money)
+            .map(|((key, (period, group, s)), m)| super::stripes::Sums {
                 key,
                 period: *period,
                 group,
                 stripe,
                 requests: s.requests,
                 tokens: s.tokens,
-                cost,
+                cost: m[0],
                 unpriced: s.unpriced,
                 errors: s.errors,
                 latency_sum: s.latency_sum,
                 latency_max: s.latency_max,
                 first: s.first,
                 last: s.last,
+                cache_savings: m[1],
+                cache_write_extra: m[2],
+                error_cost: m[3],
+                provided: s.provided,
+                provided_cost: m[4],
+                provided_list: m[5],
             })
             .collect();
         super::stripes::add_all(&defs.rollups[ri].layout, &sums);
@@ -172,15 +179,22 @@ pub(super) fn write(pending: Vec<(Vec<u8>, Acc)>) {
     }
 }
 
-/// The exact cost sum of a group as numeric.
-pub(super) fn cost_of(acc: &Sum) -> pg_sys::Datum {
-    let cost = crate::pg::money::cost_datum(llm_cost_core::pricing::Cost(acc.cost), -1);
-    match acc.cost_extra {
-        // SAFETY: numeric_add of two numeric datums.
-        Some(extra) => unsafe {
-            pgrx::direct_function_call_as_datum(pg_sys::numeric_add, &[Some(cost), Some(extra)])
+/// The exact money sums of a group as numeric: cost, cache savings, cache write extra, error
+/// cost, provided cost, list price of the provided rows.
+pub(super) fn money_of(acc: &Sum) -> [pg_sys::Datum; 6] {
+    let units = |u: i128| {
+        super::accumulate::Exact {
+            units: u,
+            extra: None,
         }
-        .unwrap_or(cost),
-        None => cost,
-    }
+        .datum()
+    };
+    [
+        acc.cost.datum(),
+        units(acc.cache_savings),
+        units(acc.cache_write_extra),
+        acc.error_cost.datum(),
+        acc.provided_cost.datum(),
+        units(acc.provided_list),
+    ]
 }

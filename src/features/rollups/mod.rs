@@ -74,6 +74,30 @@ fn is_unpriced(
     )
 }
 
+/// How a stored row's cost came to be (`llm_cost_core::ledger::stored`, the rule the row path
+/// applies): provided, estimated or unpriced; arguments as `_is_unpriced`, the estimate needed
+/// whenever the table has no cost_source column.
+#[pg_extern(immutable, parallel_safe, name = "_cost_stored")]
+fn cost_stored(
+    p_has_source: bool,
+    p_source: Option<&str>,
+    p_cost: Option<pgrx::AnyNumeric>,
+    p_default: Option<pgrx::AnyNumeric>,
+    p_estimate: Option<pgrx::AnyNumeric>,
+) -> &'static str {
+    use llm_cost_core::ledger::Stored;
+    match llm_cost_core::ledger::stored(
+        p_has_source.then_some(p_source),
+        p_cost.as_ref(),
+        p_default.as_ref(),
+        || p_estimate,
+    ) {
+        Stored::Provided => "provided",
+        Stored::Estimated => "estimated",
+        Stored::Unpriced => "unpriced",
+    }
+}
+
 /// The stripe this backend adds its sums into: its slot number (1..max_connections+workers,
 /// unique among running backends), moved past stripes held by prepared transactions.
 #[pg_extern(volatile, parallel_restricted, name = "_stripe")]

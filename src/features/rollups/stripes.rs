@@ -71,7 +71,7 @@ const fn col(name: &'static str, sql_type: &'static str, not_null: bool, merge: 
 /// through `llm_cost._stripes_layout()` (`create_rollup`'s CREATE TABLE, `_rollup_upsert`'s merge,
 /// `_rollup_defs`' attribute numbers); `Layout::fixed` holds their attribute numbers in this order.
 /// The group columns go between period_start and stripe.
-pub const COLUMNS: [Column; 14] = [
+pub const COLUMNS: [Column; 20] = [
     col("period_start", "timestamptz", true, Merge::Key),
     col("stripe", "int", true, Merge::Key),
     col("requests", "bigint", true, Merge::Sum),
@@ -86,7 +86,18 @@ pub const COLUMNS: [Column; 14] = [
     col("latency_ms_max", "bigint", false, Merge::Max),
     col("first_seen", "timestamptz", false, Merge::Min),
     col("last_seen", "timestamptz", false, Merge::Max),
+    col("cache_savings_usd", "numeric", true, Merge::Sum),
+    col("cache_write_extra_usd", "numeric", true, Merge::Sum),
+    col("error_cost_usd", "numeric", true, Merge::Sum),
+    col("provided_requests", "bigint", true, Merge::Sum),
+    col("provided_cost_usd", "numeric", true, Merge::Sum),
+    col("provided_list_usd", "numeric", true, Merge::Sum),
 ];
+
+/// How many of `COLUMNS` a table of sums made before 0.11.0 has (the first ones): the library
+/// writes such a table, without the later columns, until `ALTER EXTENSION llm_cost UPDATE` adds
+/// them (`Layout::fixed` holds 0 for a column the table lacks).
+pub const COLUMNS_0_10: usize = 14;
 
 /// The position of a column in `COLUMNS` (a compile error if it is not there).
 const fn at(name: &str) -> usize {
@@ -124,6 +135,12 @@ const LAT_SUM: usize = at("latency_ms_sum");
 const LAT_MAX: usize = at("latency_ms_max");
 const FIRST: usize = at("first_seen");
 const LAST: usize = at("last_seen");
+const SAVINGS: usize = at("cache_savings_usd");
+const WRITE_EXTRA: usize = at("cache_write_extra_usd");
+const ERROR_COST: usize = at("error_cost_usd");
+const PROVIDED: usize = at("provided_requests");
+const PROVIDED_COST: usize = at("provided_cost_usd");
+const PROVIDED_LIST: usize = at("provided_list_usd");
 
 /// The columns of a table of sums besides the group columns, in `COLUMNS` order: name, SQL type,
 /// NOT NULL, and how a statement's sums merge into an existing row (key, sum, max, min).
@@ -172,6 +189,13 @@ pub struct Sums<'a> {
     pub latency_max: Option<i64>,
     pub first: i64,
     pub last: i64,
+    /// numeric, as `cost`
+    pub cache_savings: pg_sys::Datum,
+    pub cache_write_extra: pg_sys::Datum,
+    pub error_cost: pg_sys::Datum,
+    pub provided: i64,
+    pub provided_cost: pg_sys::Datum,
+    pub provided_list: pg_sys::Datum,
 }
 
 struct Index {
@@ -308,10 +332,13 @@ pub fn add_all(layout: &Layout, sums: &[Sums]) {
                 ));
             }
         };
-        layout
-            .fixed
+        layout.fixed[..COLUMNS_0_10]
             .iter()
             .chain(layout.groups.iter())
+            .for_each(|a| check(*a));
+        layout.fixed[COLUMNS_0_10..]
+            .iter()
+            .filter(|a| **a != 0)
             .for_each(|a| check(*a));
         let (indexes, probe) = open_indexes(rel, layout, lock);
         let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsBufferHeapTuple);
@@ -376,11 +403,13 @@ pub fn group_cost(
         let rel = pg_sys::table_open(layout.stripes, lock);
         let desc = (*rel).rd_att;
         let natts = (*desc).natts as usize;
-        if layout
-            .fixed
+        if layout.fixed[..COLUMNS_0_10]
             .iter()
             .chain(layout.groups.iter())
             .any(|a| *a <= 0 || *a as usize > natts)
+            || layout.fixed[COLUMNS_0_10..]
+                .iter()
+                .any(|a| *a < 0 || *a as usize > natts)
             || group.len() != layout.groups.len()
         {
             refuse(format!(
@@ -562,6 +591,9 @@ unsafe fn fill(
 ) {
     nulls.iter_mut().for_each(|n| *n = true);
     let mut set = |attno: i16, d: Option<pg_sys::Datum>| {
+        if attno == 0 {
+            return; // a column a table of sums made before 0.11.0 lacks
+        }
         let i = attno as usize - 1;
         values[i] = d.unwrap_or(pg_sys::Datum::from(0));
         nulls[i] = d.is_none();
@@ -583,6 +615,12 @@ unsafe fn fill(
     set(f[LAT_MAX], s.latency_max.map(pg_sys::Datum::from));
     set(f[FIRST], Some(pg_sys::Datum::from(s.first)));
     set(f[LAST], Some(pg_sys::Datum::from(s.last)));
+    set(f[SAVINGS], Some(s.cache_savings));
+    set(f[WRITE_EXTRA], Some(s.cache_write_extra));
+    set(f[ERROR_COST], Some(s.error_cost));
+    set(f[PROVIDED], Some(pg_sys::Datum::from(s.provided)));
+    set(f[PROVIDED_COST], Some(s.provided_cost));
+    set(f[PROVIDED_LIST], Some(s.provided_list));
 }
 
 fn sum_i64(a: i64, b: i64) -> i64 {
@@ -606,13 +644,16 @@ unsafe fn merge(
     let f = &layout.fixed;
     let int = |d: pg_sys::Datum| d.value() as i64;
     for (k, c) in COLUMNS.iter().enumerate() {
+        if f[k] == 0 {
+            continue; // a column a table of sums made before 0.11.0 lacks
+        }
         let i = f[k] as usize - 1;
         if old_nulls[i] {
             continue;
         }
         match c.merge {
             Merge::Key => {}
-            Merge::Sum if k == COST => {
+            Merge::Sum if c.sql_type == "numeric" => {
                 values[i] = pgrx::direct_function_call_as_datum(
                     pg_sys::numeric_add,
                     &[Some(old[i]), Some(values[i])],

@@ -1,0 +1,58 @@
+-- llm_cost 0.10.0 -> 0.11.0: insights. Every table of sums, and every rollup view, gains what
+-- prompt caching saved and cost extra at list price (cache_savings_usd, cache_write_extra_usd,
+-- net_cache_savings_usd in the view), the cost of failed calls (error_cost_usd, where the
+-- source has an error column) and, for calls whose cost the application provided, their list-
+-- price estimate (provided_requests, provided_cost_usd, provided_list_usd). New reports:
+-- llm_cost.cache_savings_by(), llm_cost.provided_vs_list(); spend_by() gains error_cost_usd;
+-- per call: llm_cost.cache_savings(), llm_cost.cache_write_extra().
+--
+-- The new columns of existing rollups are computed here from the raw rows still present (the
+-- other columns are left as they are): periods whose raw rows were purged before this update
+-- read 0 in them. Takes a SHARE ROW EXCLUSIVE lock on each tracked source with rollups while
+-- it reads it.
+
+-- @generated
+
+DO $upgrade$
+DECLARE
+    r llm_cost.rollups;
+    c record;
+    added text[] := ARRAY['cache_savings_usd', 'cache_write_extra_usd', 'error_cost_usd',
+                          'provided_requests', 'provided_cost_usd', 'provided_list_usd'];
+    x text;
+    keys text;
+    src text;
+    view_name text;
+    stripes_name text;
+BEGIN
+    FOR r IN SELECT * FROM llm_cost.rollups ORDER BY id LOOP
+        -- Qualified names: the view is re-created by a function whose search_path is pg_catalog.
+        SELECT format('%I.%I', n.nspname, k.relname) INTO view_name
+          FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.rollup;
+        SELECT format('%I.%I', n.nspname, k.relname) INTO stripes_name
+          FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.stripes;
+        FOREACH x IN ARRAY added LOOP
+            EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %I %s NOT NULL DEFAULT 0', stripes_name, x,
+                           (SELECT l.sql_type FROM llm_cost._stripes_layout() l WHERE l.name = x));
+            EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', stripes_name, x);
+        END LOOP;
+        IF r.source IS NOT NULL THEN
+            SELECT * INTO c FROM llm_cost._rollup_source_columns(r.source);
+            EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', r.source::oid::pg_catalog.regclass);
+            -- The sums of the new columns only, added into stripe 0 (the others add 0).
+            keys := (SELECT coalesce(string_agg(format('x.%I, ', k), ''), '') FROM unnest(llm_cost._rollup_keys(r)) k);
+            src := format('SELECT x.period_start, %s0 AS stripe, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL::bigint, '
+                          'NULL::timestamptz, NULL::timestamptz, x.cache_savings_usd, x.cache_write_extra_usd, x.error_cost_usd, '
+                          'x.provided_requests, x.provided_cost_usd, x.provided_list_usd FROM (%s) x',
+                          keys, llm_cost._rollup_select(r, (SELECT format('%I.%I', n.nspname, k.relname) FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.source), '1', '0'));
+            EXECUTE llm_cost._rollup_upsert(r, src);
+            EXECUTE llm_cost._rollup_view_sql(view_name, stripes_name, r.grain, r.time_zone, r.group_by,
+                                              c.error_col IS NOT NULL, c.latency_col IS NOT NULL);
+        ELSE
+            EXECUTE llm_cost._rollup_view_sql(view_name, stripes_name, r.grain, r.time_zone, r.group_by,
+                                              EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = r.rollup AND a.attname = 'error_requests' AND NOT a.attisdropped),
+                                              EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = r.rollup AND a.attname = 'latency_ms_sum' AND NOT a.attisdropped));
+        END IF;
+        PERFORM llm_cost._rollup_comment(r);
+    END LOOP;
+END $upgrade$;
