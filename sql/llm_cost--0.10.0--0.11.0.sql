@@ -15,6 +15,11 @@
 -- read 0 in them. Takes a SHARE ROW EXCLUSIVE lock on each tracked source with rollups while
 -- it reads it.
 
+-- The shipped rollups' views are re-created below with the others, once their tables of sums
+-- have the new columns.
+-- @manual llm_cost.usage_daily
+-- @manual llm_cost.usage_monthly
+
 -- @generated: the functions and views of 0.11.0 that 0.10.0 lacks or defines otherwise
 
 CREATE OR REPLACE FUNCTION llm_cost._cost_stored(p_has_source boolean, p_source text, p_cost numeric, p_default numeric, p_estimate numeric)
@@ -24,6 +29,15 @@ CREATE OR REPLACE FUNCTION llm_cost._cost_stored(p_has_source boolean, p_source 
 AS '$libdir/llm_cost', $function$cost_stored_wrapper$function$;
 
 COMMENT ON FUNCTION llm_cost._cost_stored(boolean,text,numeric,numeric,numeric) IS '@omit
+';
+
+CREATE OR REPLACE FUNCTION llm_cost._sums_layout()
+ RETURNS TABLE(ord integer, name text, sql_type text, not_null boolean, merge text)
+ LANGUAGE c
+ IMMUTABLE PARALLEL SAFE STRICT
+AS '$libdir/llm_cost', $function$sums_layout_wrapper$function$;
+
+COMMENT ON FUNCTION llm_cost._sums_layout() IS '@omit
 ';
 
 CREATE OR REPLACE FUNCTION llm_cost.cache_savings(model text, input_tokens bigint, output_tokens bigint, cache_read_tokens bigint DEFAULT 0, cache_write_tokens bigint DEFAULT 0, at timestamp with time zone DEFAULT now())
@@ -180,6 +194,42 @@ BEGIN
         p_from,
         (SELECT string_agg(format(', %s', i + 1), '') FROM generate_series(1, n) i));
 END $function$;
+
+CREATE OR REPLACE FUNCTION llm_cost._rollup_upsert(r llm_cost.rollups, p_select text)
+ RETURNS text
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    keys text := 'period_start';
+    cols text[] := llm_cost._rollup_keys(r);
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(cols, 1), 0) LOOP
+        keys := keys || format(', %I', cols[i]);
+    END LOOP;
+    -- Columns and merge rules from llm_cost._sums_layout(); the group columns follow period_start.
+    RETURN (SELECT format('INSERT INTO %s AS s (%I, %s%s) %s ON CONFLICT (%s, stripe) DO UPDATE SET %s',
+                          r.stripes, pg_catalog.min(l.name) FILTER (WHERE l.ord = 1),
+                          (SELECT coalesce(pg_catalog.string_agg(format('%I, ', g), ''), '') FROM unnest(cols) g),
+                          pg_catalog.string_agg(format('%I', l.name), ', ' ORDER BY l.ord) FILTER (WHERE l.ord > 1),
+                          p_select, keys,
+                          pg_catalog.string_agg(CASE l.merge
+                                                    WHEN 'sum' THEN format('%1$I = s.%1$I + excluded.%1$I', l.name)
+                                                    WHEN 'max' THEN format('%1$I = greatest(s.%1$I, excluded.%1$I)', l.name)
+                                                    WHEN 'min' THEN format('%1$I = least(s.%1$I, excluded.%1$I)', l.name) END,
+                                                ', ' ORDER BY l.ord) FILTER (WHERE l.merge <> 'key'))
+              FROM llm_cost._sums_layout() l);
+END $function$;
+
+CREATE OR REPLACE FUNCTION llm_cost._stripes_columns()
+ RETURNS text[]
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT pg_catalog.array_agg(l.name ORDER BY l.ord) FROM llm_cost._sums_layout() l
+$function$;
 
 CREATE OR REPLACE FUNCTION llm_cost._rollup_view_sql(p_view text, p_stripes text, p_grain text, p_zone text, p_group_by text[], p_errors boolean, p_latency boolean)
  RETURNS text
@@ -340,13 +390,13 @@ BEGIN
     -- No writer may slip in between the backfill and the triggers.
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
 
-    -- The columns of llm_cost._stripes_layout(), the group columns after period_start.
+    -- The columns of llm_cost._sums_layout(), the group columns after period_start.
     EXECUTE (SELECT format('CREATE TABLE %s (%s, %s%s, UNIQUE NULLS NOT DISTINCT (%s, stripe)) WITH (fillfactor = 10)',
                            stripes_ident,
                            pg_catalog.min(l.def) FILTER (WHERE l.ord = 1), cols,
                            pg_catalog.string_agg(l.def, ', ' ORDER BY l.ord) FILTER (WHERE l.ord > 1), keys)
                FROM (SELECT x.ord, format('%I %s%s', x.name, x.sql_type, CASE WHEN x.not_null THEN ' NOT NULL' ELSE '' END) AS def
-                       FROM llm_cost._stripes_layout() x) l);
+                       FROM llm_cost._sums_layout() x) l);
     -- No key of NOT NULL columns exists (group columns may be NULL): logical replication
     -- identifies a row by all its columns. It only costs anything with wal_level = logical.
     EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', stripes_ident);
@@ -455,75 +505,6 @@ BEGIN
                                                      FROM llm_cost.tracked_tables t WHERE t.log_table = source AND t.cost_unit IS NOT NULL), 1);
 END $function$;
 
-CREATE OR REPLACE VIEW llm_cost.usage_daily AS
- SELECT s.period_start,
-    (((s.period_start AT TIME ZONE 'UTC'::text) + '1 day'::interval) AT TIME ZONE 'UTC'::text) AS period_end,
-    s.tenant_id,
-    s.user_id,
-    s.feature,
-    s.provider,
-    s.model,
-    (sum(s.requests))::bigint AS requests,
-    (sum(s.input_tokens))::bigint AS input_tokens,
-    (sum(s.output_tokens))::bigint AS output_tokens,
-    (sum(s.cache_read_tokens))::bigint AS cache_read_tokens,
-    (sum(s.cache_write_tokens))::bigint AS cache_write_tokens,
-    ((((sum(s.input_tokens) + sum(s.output_tokens)) + sum(s.cache_read_tokens)) + sum(s.cache_write_tokens)))::bigint AS total_tokens,
-        CASE
-            WHEN (sum(s.requests) > sum(s.unpriced_requests)) THEN sum(s.cost_usd)
-            ELSE NULL::numeric
-        END AS cost_usd,
-    (sum(s.unpriced_requests))::bigint AS unpriced_requests,
-    (sum(s.error_requests))::bigint AS error_requests,
-    (sum(s.latency_ms_sum))::bigint AS latency_ms_sum,
-    max(s.latency_ms_max) AS latency_ms_max,
-    min(s.first_seen) AS first_seen,
-    max(s.last_seen) AS last_seen,
-    (jsonb_build_array(s.period_start, s.tenant_id, s.user_id, s.feature, s.provider, s.model))::text AS row_key,
-    sum(s.cache_savings_usd) AS cache_savings_usd,
-    sum(s.cache_write_extra_usd) AS cache_write_extra_usd,
-    (sum(s.cache_savings_usd) - sum(s.cache_write_extra_usd)) AS net_cache_savings_usd,
-    sum(s.error_cost_usd) AS error_cost_usd,
-    (sum(s.provided_requests))::bigint AS provided_requests,
-    sum(s.provided_cost_usd) AS provided_cost_usd,
-    sum(s.provided_list_usd) AS provided_list_usd
-   FROM llm_cost.usage_daily_stripes s
-  GROUP BY s.period_start, s.tenant_id, s.user_id, s.feature, s.provider, s.model
- HAVING (sum(s.requests) <> (0)::numeric);
-
-CREATE OR REPLACE VIEW llm_cost.usage_monthly AS
- SELECT s.period_start,
-    (((s.period_start AT TIME ZONE 'UTC'::text) + '1 mon'::interval) AT TIME ZONE 'UTC'::text) AS period_end,
-    s.tenant_id,
-    s.user_id,
-    (sum(s.requests))::bigint AS requests,
-    (sum(s.input_tokens))::bigint AS input_tokens,
-    (sum(s.output_tokens))::bigint AS output_tokens,
-    (sum(s.cache_read_tokens))::bigint AS cache_read_tokens,
-    (sum(s.cache_write_tokens))::bigint AS cache_write_tokens,
-    ((((sum(s.input_tokens) + sum(s.output_tokens)) + sum(s.cache_read_tokens)) + sum(s.cache_write_tokens)))::bigint AS total_tokens,
-        CASE
-            WHEN (sum(s.requests) > sum(s.unpriced_requests)) THEN sum(s.cost_usd)
-            ELSE NULL::numeric
-        END AS cost_usd,
-    (sum(s.unpriced_requests))::bigint AS unpriced_requests,
-    (sum(s.error_requests))::bigint AS error_requests,
-    (sum(s.latency_ms_sum))::bigint AS latency_ms_sum,
-    max(s.latency_ms_max) AS latency_ms_max,
-    min(s.first_seen) AS first_seen,
-    max(s.last_seen) AS last_seen,
-    (jsonb_build_array(s.period_start, s.tenant_id, s.user_id))::text AS row_key,
-    sum(s.cache_savings_usd) AS cache_savings_usd,
-    sum(s.cache_write_extra_usd) AS cache_write_extra_usd,
-    (sum(s.cache_savings_usd) - sum(s.cache_write_extra_usd)) AS net_cache_savings_usd,
-    sum(s.error_cost_usd) AS error_cost_usd,
-    (sum(s.provided_requests))::bigint AS provided_requests,
-    sum(s.provided_cost_usd) AS provided_cost_usd,
-    sum(s.provided_list_usd) AS provided_list_usd
-   FROM llm_cost.usage_monthly_stripes s
-  GROUP BY s.period_start, s.tenant_id, s.user_id
- HAVING (sum(s.requests) <> (0)::numeric);
-
 DROP FUNCTION llm_cost.spend_by(regclass,text[],timestamp with time zone,timestamp with time zone);
 
 CREATE OR REPLACE FUNCTION llm_cost.spend_by(rollup regclass, by text[], "from" timestamp with time zone DEFAULT '-infinity'::timestamp with time zone, "to" timestamp with time zone DEFAULT 'infinity'::timestamp with time zone)
@@ -607,6 +588,7 @@ DECLARE
     src text;
     view_name text;
     stripes_name text;
+    member boolean;
 BEGIN
     FOR r IN SELECT * FROM llm_cost.rollups ORDER BY id LOOP
         -- Qualified names: the view is re-created by a function whose search_path is pg_catalog.
@@ -616,18 +598,28 @@ BEGIN
           FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.stripes;
         FOREACH x IN ARRAY added LOOP
             EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %I %s NOT NULL DEFAULT 0', stripes_name, x,
-                           (SELECT l.sql_type FROM llm_cost._stripes_layout() l WHERE l.name = x));
+                           (SELECT l.sql_type FROM llm_cost._sums_layout() l WHERE l.name = x));
             EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', stripes_name, x);
         END LOOP;
+        -- A script may replace only its extension's objects: a rollup of yours joins it meanwhile.
+        member := EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = r.rollup
+                             AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e');
+        IF NOT member THEN
+            EXECUTE format('ALTER EXTENSION llm_cost ADD VIEW %s', view_name);
+        END IF;
         IF r.source IS NOT NULL THEN
             SELECT * INTO c FROM llm_cost._rollup_source_columns(r.source);
             EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', r.source::oid::pg_catalog.regclass);
             -- The sums of the new columns only, added into stripe 0 (the others add 0).
-            keys := (SELECT coalesce(string_agg(format('x.%I, ', k), ''), '') FROM unnest(llm_cost._rollup_keys(r)) k);
+            -- (the SELECT's group columns by position: g1, g2, ...)
+            keys := (SELECT coalesce(string_agg(format('x.g%s, ', o), '' ORDER BY o), '')
+                       FROM generate_series(1, coalesce(array_length(llm_cost._rollup_keys(r), 1), 0)) o);
             src := format('SELECT x.period_start, %s0 AS stripe, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL::bigint, '
                           'NULL::timestamptz, NULL::timestamptz, x.cache_savings_usd, x.cache_write_extra_usd, x.error_cost_usd, '
-                          'x.provided_requests, x.provided_cost_usd, x.provided_list_usd FROM (%s) x',
-                          keys, llm_cost._rollup_select(r, (SELECT format('%I.%I', n.nspname, k.relname) FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.source), '1', '0'));
+                          'x.provided_requests, x.provided_cost_usd, x.provided_list_usd FROM (%s) x(period_start, %s%s)',
+                          keys, llm_cost._rollup_select(r, (SELECT format('%I.%I', n.nspname, k.relname) FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.source), '1', '0'),
+                          replace(keys, 'x.', ''),
+                          (SELECT string_agg(format('%I', l.name), ', ' ORDER BY l.ord) FROM llm_cost._sums_layout() l WHERE l.ord > 1));
             EXECUTE llm_cost._rollup_upsert(r, src);
             EXECUTE llm_cost._rollup_view_sql(view_name, stripes_name, r.grain, r.time_zone, r.group_by,
                                               c.error_col IS NOT NULL, c.latency_col IS NOT NULL);
@@ -637,5 +629,8 @@ BEGIN
                                               EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = r.rollup AND a.attname = 'latency_ms_sum' AND NOT a.attisdropped));
         END IF;
         PERFORM llm_cost._rollup_comment(r);
+        IF NOT member THEN
+            EXECUTE format('ALTER EXTENSION llm_cost DROP VIEW %s', view_name);
+        END IF;
     END LOOP;
 END $upgrade$;

@@ -200,7 +200,7 @@ BEGIN
     FOR i IN 1 .. coalesce(array_length(cols, 1), 0) LOOP
         keys := keys || format(', %I', cols[i]);
     END LOOP;
-    -- Columns and merge rules from llm_cost._stripes_layout(); the group columns follow period_start.
+    -- Columns and merge rules from llm_cost._sums_layout(); the group columns follow period_start.
     RETURN (SELECT format('INSERT INTO %s AS s (%I, %s%s) %s ON CONFLICT (%s, stripe) DO UPDATE SET %s',
                           r.stripes, pg_catalog.min(l.name) FILTER (WHERE l.ord = 1),
                           (SELECT coalesce(pg_catalog.string_agg(format('%I, ', g), ''), '') FROM unnest(cols) g),
@@ -211,7 +211,7 @@ BEGIN
                                                     WHEN 'max' THEN format('%1$I = greatest(s.%1$I, excluded.%1$I)', l.name)
                                                     WHEN 'min' THEN format('%1$I = least(s.%1$I, excluded.%1$I)', l.name) END,
                                                 ', ' ORDER BY l.ord) FILTER (WHERE l.merge <> 'key'))
-              FROM llm_cost._stripes_layout() l);
+              FROM llm_cost._sums_layout() l);
 END $$;
 
 -- (Re)installs the rollup trigger of a source table: an AFTER INSERT OR UPDATE row trigger (Rust)
@@ -360,10 +360,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- The columns of a table of sums besides the group columns, in the order of
--- llm_cost._stripes_layout() (src/features/rollups/stripes.rs COLUMNS: the one list of them).
+-- llm_cost._sums_layout() (src/features/rollups/stripes.rs COLUMNS: the one list of them).
 CREATE FUNCTION llm_cost._stripes_columns() RETURNS text[]
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pg_catalog.array_agg(l.name ORDER BY l.ord) FROM llm_cost._stripes_layout() l
+    SELECT pg_catalog.array_agg(l.name ORDER BY l.ord) FROM llm_cost._sums_layout() l
 $$;
 
 -- Everything the Rust row trigger and flush need about the rollups of one source, one row per
@@ -583,13 +583,13 @@ BEGIN
     -- No writer may slip in between the backfill and the triggers.
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
 
-    -- The columns of llm_cost._stripes_layout(), the group columns after period_start.
+    -- The columns of llm_cost._sums_layout(), the group columns after period_start.
     EXECUTE (SELECT format('CREATE TABLE %s (%s, %s%s, UNIQUE NULLS NOT DISTINCT (%s, stripe)) WITH (fillfactor = 10)',
                            stripes_ident,
                            pg_catalog.min(l.def) FILTER (WHERE l.ord = 1), cols,
                            pg_catalog.string_agg(l.def, ', ' ORDER BY l.ord) FILTER (WHERE l.ord > 1), keys)
                FROM (SELECT x.ord, format('%I %s%s', x.name, x.sql_type, CASE WHEN x.not_null THEN ' NOT NULL' ELSE '' END) AS def
-                       FROM llm_cost._stripes_layout() x) l);
+                       FROM llm_cost._sums_layout() x) l);
     -- No key of NOT NULL columns exists (group columns may be NULL): logical replication
     -- identifies a row by all its columns. It only costs anything with wal_level = logical.
     EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', stripes_ident);

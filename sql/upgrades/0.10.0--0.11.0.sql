@@ -11,6 +11,11 @@
 -- read 0 in them. Takes a SHARE ROW EXCLUSIVE lock on each tracked source with rollups while
 -- it reads it.
 
+-- The shipped rollups' views are re-created below with the others, once their tables of sums
+-- have the new columns.
+-- @manual llm_cost.usage_daily
+-- @manual llm_cost.usage_monthly
+
 -- @generated
 
 DO $upgrade$
@@ -24,6 +29,7 @@ DECLARE
     src text;
     view_name text;
     stripes_name text;
+    member boolean;
 BEGIN
     FOR r IN SELECT * FROM llm_cost.rollups ORDER BY id LOOP
         -- Qualified names: the view is re-created by a function whose search_path is pg_catalog.
@@ -33,18 +39,28 @@ BEGIN
           FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.stripes;
         FOREACH x IN ARRAY added LOOP
             EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %I %s NOT NULL DEFAULT 0', stripes_name, x,
-                           (SELECT l.sql_type FROM llm_cost._stripes_layout() l WHERE l.name = x));
+                           (SELECT l.sql_type FROM llm_cost._sums_layout() l WHERE l.name = x));
             EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', stripes_name, x);
         END LOOP;
+        -- A script may replace only its extension's objects: a rollup of yours joins it meanwhile.
+        member := EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = r.rollup
+                             AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e');
+        IF NOT member THEN
+            EXECUTE format('ALTER EXTENSION llm_cost ADD VIEW %s', view_name);
+        END IF;
         IF r.source IS NOT NULL THEN
             SELECT * INTO c FROM llm_cost._rollup_source_columns(r.source);
             EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', r.source::oid::pg_catalog.regclass);
             -- The sums of the new columns only, added into stripe 0 (the others add 0).
-            keys := (SELECT coalesce(string_agg(format('x.%I, ', k), ''), '') FROM unnest(llm_cost._rollup_keys(r)) k);
+            -- (the SELECT's group columns by position: g1, g2, ...)
+            keys := (SELECT coalesce(string_agg(format('x.g%s, ', o), '' ORDER BY o), '')
+                       FROM generate_series(1, coalesce(array_length(llm_cost._rollup_keys(r), 1), 0)) o);
             src := format('SELECT x.period_start, %s0 AS stripe, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL::bigint, '
                           'NULL::timestamptz, NULL::timestamptz, x.cache_savings_usd, x.cache_write_extra_usd, x.error_cost_usd, '
-                          'x.provided_requests, x.provided_cost_usd, x.provided_list_usd FROM (%s) x',
-                          keys, llm_cost._rollup_select(r, (SELECT format('%I.%I', n.nspname, k.relname) FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.source), '1', '0'));
+                          'x.provided_requests, x.provided_cost_usd, x.provided_list_usd FROM (%s) x(period_start, %s%s)',
+                          keys, llm_cost._rollup_select(r, (SELECT format('%I.%I', n.nspname, k.relname) FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.source), '1', '0'),
+                          replace(keys, 'x.', ''),
+                          (SELECT string_agg(format('%I', l.name), ', ' ORDER BY l.ord) FROM llm_cost._sums_layout() l WHERE l.ord > 1));
             EXECUTE llm_cost._rollup_upsert(r, src);
             EXECUTE llm_cost._rollup_view_sql(view_name, stripes_name, r.grain, r.time_zone, r.group_by,
                                               c.error_col IS NOT NULL, c.latency_col IS NOT NULL);
@@ -54,5 +70,8 @@ BEGIN
                                               EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = r.rollup AND a.attname = 'latency_ms_sum' AND NOT a.attisdropped));
         END IF;
         PERFORM llm_cost._rollup_comment(r);
+        IF NOT member THEN
+            EXECUTE format('ALTER EXTENSION llm_cost DROP VIEW %s', view_name);
+        END IF;
     END LOOP;
 END $upgrade$;

@@ -68,7 +68,7 @@ const fn col(name: &'static str, sql_type: &'static str, not_null: bool, merge: 
 }
 
 /// The columns of a table of sums besides the group columns: the one list of them. SQL reads it
-/// through `llm_cost._stripes_layout()` (`create_rollup`'s CREATE TABLE, `_rollup_upsert`'s merge,
+/// through `llm_cost._sums_layout()` (`create_rollup`'s CREATE TABLE, `_rollup_upsert`'s merge,
 /// `_rollup_defs`' attribute numbers); `Layout::fixed` holds their attribute numbers in this order.
 /// The group columns go between period_start and stripe.
 pub const COLUMNS: [Column; 20] = [
@@ -142,20 +142,10 @@ const PROVIDED: usize = at("provided_requests");
 const PROVIDED_COST: usize = at("provided_cost_usd");
 const PROVIDED_LIST: usize = at("provided_list_usd");
 
-/// The columns of a table of sums besides the group columns, in `COLUMNS` order: name, SQL type,
-/// NOT NULL, and how a statement's sums merge into an existing row (key, sum, max, min).
-#[pg_extern(immutable, parallel_safe, name = "_stripes_layout")]
-fn stripes_layout() -> TableIterator<
-    'static,
-    (
-        name!(ord, i32),
-        name!(name, String),
-        name!(sql_type, String),
-        name!(not_null, bool),
-        name!(merge, String),
-    ),
-> {
-    TableIterator::new(COLUMNS.iter().enumerate().map(|(i, c)| {
+type LayoutRow = (i32, String, String, bool, String);
+
+fn layout_rows(columns: &'static [Column]) -> TableIterator<'static, LayoutRow> {
+    TableIterator::new(columns.iter().enumerate().map(|(i, c)| {
         let merge = match c.merge {
             Merge::Key => "key",
             Merge::Sum => "sum",
@@ -170,6 +160,39 @@ fn stripes_layout() -> TableIterator<
             merge.to_string(),
         )
     }))
+}
+
+/// The columns of a table of sums besides the group columns, in `COLUMNS` order: name, SQL type,
+/// NOT NULL, and how a statement's sums merge into an existing row (key, sum, max, min).
+#[pg_extern(immutable, parallel_safe, name = "_sums_layout")]
+fn sums_layout() -> TableIterator<
+    'static,
+    (
+        name!(ord, i32),
+        name!(name, String),
+        name!(sql_type, String),
+        name!(not_null, bool),
+        name!(merge, String),
+    ),
+> {
+    layout_rows(&COLUMNS)
+}
+
+/// The columns of a table of sums as 0.10.0 and earlier made them (`COLUMNS_0_10`): the SQL of a
+/// database not yet updated to this library's version reads them through this symbol, and goes
+/// on making and filling tables of that shape (this library writes those too).
+#[pg_extern(immutable, parallel_safe, name = "_stripes_layout")]
+fn stripes_layout() -> TableIterator<
+    'static,
+    (
+        name!(ord, i32),
+        name!(name, String),
+        name!(sql_type, String),
+        name!(not_null, bool),
+        name!(merge, String),
+    ),
+> {
+    layout_rows(&COLUMNS[..COLUMNS_0_10])
 }
 
 /// One (period, group)'s sums to add into this backend's stripe.

@@ -1,0 +1,181 @@
+"""Insights (issue #30): cache savings, the cost of failed calls and provided-vs-list sums in the
+rollups, checked against a GROUP BY over the raw rows; the update from 0.10.0 fills them for
+rollups made before it, and the library writes a 0.10.0 table of sums until the update."""
+import importlib.util
+import re
+import uuid
+
+from conftest import ROOT, admin, one
+
+CURRENT_VERSION = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
+
+# A table of the shape users bring: integer microcents, no cost_source column, an error column,
+# a provider the rollup groups by.
+APP_TABLE = """
+CREATE TABLE public.ins_log (
+    id bigserial PRIMARY KEY, at timestamptz NOT NULL, team text, vendor text, model text,
+    prompt_tokens int, completion_tokens int, cached_tokens int, cache_created int,
+    cost_microcents bigint NOT NULL DEFAULT 0, error_message text);
+SELECT llm_cost.track('public.ins_log', time_column => 'at', input_tokens_column => 'prompt_tokens',
+                      output_tokens_column => 'completion_tokens', cache_read_tokens_column => 'cached_tokens',
+                      cache_write_tokens_column => 'cache_created', cost_column => 'cost_microcents',
+                      cost_unit => 'microcents');
+"""
+
+# Rows: estimated (with and without cache tokens), provided (a provider's reported cost, in
+# microcents), failed, unknown model, rounding to microcents.
+APP_ROWS = """
+INSERT INTO public.ins_log (at, team, vendor, model, prompt_tokens, completion_tokens, cached_tokens, cache_created, error_message)
+SELECT '2026-11-0%s 10:00+00'::timestamptz + (i || ' minutes')::interval, 'team-' || (i %% 3), 'v' || (i %% 2),
+       (ARRAY['claude-sonnet-4-5', 'gpt-4o', 'gpt-4o-mini', 'no-such-model-x'])[1 + i %% 4],
+       100 + i * 7, 20 + i, (i * 131) %% 5000, CASE WHEN i %% 5 = 0 THEN 1000 + i ELSE 0 END,
+       CASE WHEN i %% 7 = 0 THEN 'overloaded' END
+  FROM generate_series(1, 200) i;
+INSERT INTO public.ins_log (at, team, vendor, model, prompt_tokens, completion_tokens, cached_tokens, cache_created, cost_microcents)
+SELECT '2026-11-0%s 12:00+00'::timestamptz + (i || ' minutes')::interval, 'team-' || (i %% 3), 'v1',
+       (ARRAY['gpt-4o', 'claude-sonnet-4-5'])[1 + i %% 2], 1000 * i, 10 * i, 0, 0, 123457 * i
+  FROM generate_series(1, 20) i;
+"""
+
+# The same figures from the raw rows: list prices by model name at each row's time.
+RAW = """
+WITH r AS (
+  SELECT t.*, t.cost_microcents * 0.00000001 AS cost,
+         llm_cost.estimate_cost(t.model, t.prompt_tokens, t.completion_tokens, t.cached_tokens, t.cache_created, t.at) AS list,
+         round(llm_cost.estimate_cost(t.model, t.prompt_tokens, t.completion_tokens, t.cached_tokens, t.cache_created, t.at) * 100000000) AS list_units
+    FROM public.ins_log t),
+c AS (
+  -- llm_cost_core::ledger::classify: exactly the estimate is estimated, else the column
+  -- default (0) is unpriced, else provided.
+  SELECT r.*, CASE WHEN r.list_units = r.cost_microcents THEN 'estimated'
+                   WHEN r.cost_microcents = 0 THEN 'unpriced' ELSE 'provided' END AS stored
+    FROM r)
+SELECT date_trunc('day', at, 'UTC') AS day, team, count(*)::bigint AS requests, sum(cost) AS cost_usd,
+       coalesce(sum(llm_cost.cache_savings(model, prompt_tokens, completion_tokens, cached_tokens, cache_created, at)) FILTER (WHERE stored <> 'unpriced'), 0) AS savings,
+       coalesce(sum(llm_cost.cache_write_extra(model, prompt_tokens, completion_tokens, cached_tokens, cache_created, at)) FILTER (WHERE stored <> 'unpriced'), 0) AS write_extra,
+       coalesce(sum(cost) FILTER (WHERE error_message IS NOT NULL), 0) AS error_cost,
+       count(*) FILTER (WHERE stored = 'provided' AND list IS NOT NULL)::bigint AS provided,
+       coalesce(sum(cost) FILTER (WHERE stored = 'provided' AND list IS NOT NULL), 0) AS provided_cost,
+       coalesce(sum(list) FILTER (WHERE stored = 'provided'), 0) AS provided_list
+  FROM c GROUP BY 1, 2 ORDER BY 1, 2"""
+
+ROLLUP = """
+SELECT period_start, team, sum(requests)::bigint, sum(cost_usd), sum(cache_savings_usd), sum(cache_write_extra_usd),
+       sum(error_cost_usd), sum(provided_requests)::bigint, sum(provided_cost_usd), sum(provided_list_usd)
+  FROM public.ins_daily GROUP BY 1, 2 ORDER BY 1, 2"""
+
+
+def numbers(rows):
+    """Rows as lists (Decimal compares as a number: 0.0100 = 0.01)."""
+    return [tuple(r) for r in rows]
+
+
+def test_new_sums_equal_a_group_by_over_the_raw_rows(connect):
+    c = connect()
+    c.execute("SET client_min_messages = warning")
+    c.execute("DROP TABLE IF EXISTS public.ins_log CASCADE")
+    c.execute(APP_TABLE)
+    c.execute(APP_ROWS % (1, 1))
+    # A rollup made after rows exist (backfilled in SQL), then rows added by the row path, COPY
+    # and an UPDATE that moves rows between groups.
+    c.execute("SELECT llm_cost.create_rollup('public.ins_daily', 'public.ins_log', 'day', '{team,vendor}')")
+    c.execute(APP_ROWS % (2, 2))
+    with c.cursor().copy("COPY public.ins_log (at, team, vendor, model, prompt_tokens, completion_tokens, cached_tokens, cache_created, error_message) FROM STDIN") as cp:
+        for i in range(60):
+            cp.write_row(("2026-11-03 09:00+00", f"team-{i % 3}", "v0", ["claude-sonnet-4-5", "gpt-4o"][i % 2],
+                          500 + i, 40, 3000 + i, 200 if i % 3 == 0 else 0, "boom" if i % 4 == 0 else None))
+    c.execute("UPDATE public.ins_log SET error_message = 'late failure', team = 'team-9' WHERE id % 11 = 0")
+    raw = numbers(c.execute(RAW).fetchall())
+    rolled = numbers(c.execute(ROLLUP).fetchall())
+    assert raw == rolled
+    # Not a vacuous check: each new figure is non-zero somewhere.
+    totals = c.execute("""SELECT sum(cache_savings_usd), sum(cache_write_extra_usd), sum(error_cost_usd),
+                                 sum(provided_requests), sum(provided_cost_usd) - sum(provided_list_usd)
+                            FROM public.ins_daily""").fetchone()
+    assert all(v != 0 for v in totals), totals
+    assert one(c, "SELECT sum(provided_requests) FROM public.ins_daily") == 40
+    # A rebuild (SQL over the raw rows) gives the same sums as the row path kept.
+    c.execute("SELECT llm_cost.rebuild_rollup('public.ins_daily')")
+    assert numbers(c.execute(ROLLUP).fetchall()) == raw
+    # The reports read them: cache savings per team, provided vs list per vendor.
+    by_team = {r[0]["team"]: r for r in c.execute("SELECT * FROM llm_cost.cache_savings_by('public.ins_daily', '{team}')").fetchall()}
+    for day_team in c.execute("SELECT team, sum(savings) - sum(write_extra) FROM (" + RAW + ") x GROUP BY 1").fetchall():
+        assert by_team[day_team[0]][7] == day_team[1]
+    rec = c.execute("SELECT provided_requests, provided_cost_usd - list_cost_usd, difference_usd FROM llm_cost.provided_vs_list('public.ins_daily')").fetchone()
+    assert rec[0] == 40 and rec[1] == rec[2]
+    err = c.execute("SELECT sum(error_cost_usd) FROM llm_cost.spend_by('public.ins_daily', '{team}')").fetchone()[0]
+    assert err == c.execute("SELECT sum(error_cost) FROM (" + RAW + ") x").fetchone()[0]
+    c.execute("SELECT llm_cost.drop_rollup('public.ins_daily'); SELECT llm_cost.untrack('public.ins_log'); DROP TABLE public.ins_log")
+
+
+def test_cache_savings_per_call():
+    """The per-call functions: at list price, 0 without cache tokens, NULL for a model without a
+    price, 22023 for a negative count."""
+    with admin() as a:
+        db = "it_ins_" + uuid.uuid4().hex[:8]
+        a.execute(f"CREATE DATABASE {db}")
+    try:
+        with admin(db) as c:
+            c.execute("CREATE EXTENSION llm_cost")
+            # claude-sonnet-4-5: input $3, cache read $0.30, cache write $3.75 per million.
+            assert str(one(c, "SELECT llm_cost.cache_savings('claude-sonnet-4-5', 50, 500, 1800, 2048, '2026-11-01')")) == "0.00486"
+            assert str(one(c, "SELECT llm_cost.cache_write_extra('claude-sonnet-4-5', 50, 500, 1800, 2048, '2026-11-01')")) == "0.001536"
+            assert str(one(c, "SELECT llm_cost.cache_savings('gpt-4o', 1000, 10)")) == "0"
+            assert one(c, "SELECT llm_cost.cache_savings('no-such-model-x', 1000, 10, 500)") is None
+            try:
+                c.execute("SELECT llm_cost.cache_savings('gpt-4o', 1000, 10, -1)")
+                raise AssertionError("a negative count was accepted")
+            except Exception as e:  # noqa: BLE001
+                assert getattr(e, "sqlstate", None) == "22023", e
+    finally:
+        with admin() as a:
+            a.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def install_base_script():
+    spec = importlib.util.spec_from_file_location("gen_upgrade", ROOT / "scripts" / "gen_upgrade.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    gen.install_base_script(current=CURRENT_VERSION)
+
+
+def test_update_from_0_10_0_fills_the_new_sums_from_the_raw_rows():
+    """A 0.10.0 database keeps writing its rollups under this library before its update (the
+    tables of sums lack the new columns); the update adds them, computed from the raw rows still
+    there, and leaves the other sums as they were (a purged period keeps its cost)."""
+    install_base_script()
+    db = "it_010_" + uuid.uuid4().hex[:8]
+    with admin() as a:
+        a.execute(f"CREATE DATABASE {db}")
+    try:
+        with admin(db) as c:
+            c.execute("SET client_min_messages = warning")
+            c.execute("CREATE EXTENSION llm_cost VERSION '0.10.0'")
+            c.execute(APP_TABLE)
+            c.execute("SELECT llm_cost.create_rollup('public.ins_daily', 'public.ins_log', 'day', '{team,vendor}')")
+            # Written under this library while the SQL is 0.10.0's.
+            c.execute(APP_ROWS % (1, 1))
+            c.execute(APP_ROWS % (2, 2))
+            c.execute("INSERT INTO llm_cost.usage_events (model, input_tokens, output_tokens, cache_read_tokens, occurred_at) "
+                      "VALUES ('claude-sonnet-4-5', 100, 10, 5000, '2026-11-02 08:00+00')")
+            assert one(c, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.ins_daily_stripes'::regclass AND attname = 'cache_savings_usd'") == 0
+            before = c.execute("SELECT period_start, team, vendor, requests, cost_usd FROM public.ins_daily ORDER BY 1, 2, 3").fetchall()
+            # Day 1's raw rows are purged (the rollup keeps them).
+            c.execute("DELETE FROM public.ins_log WHERE at < '2026-11-02'")
+            c.execute("ALTER EXTENSION llm_cost UPDATE")
+            assert one(c, "SELECT extversion FROM pg_extension WHERE extname = 'llm_cost'") == CURRENT_VERSION
+            assert c.execute("SELECT period_start, team, vendor, requests, cost_usd FROM public.ins_daily ORDER BY 1, 2, 3").fetchall() == before
+            raw = numbers(c.execute(RAW).fetchall())
+            rolled = numbers(c.execute(ROLLUP).fetchall())
+            # Day 2: the new sums from the raw rows; day 1 (purged): 0, its cost kept.
+            assert [r[:2] + r[4:] for r in rolled if r[0].day == 2] == [r[:2] + r[4:] for r in raw]
+            assert [r[4:] for r in rolled if r[0].day == 1] == [(0,) * 6] * 3
+            # The shipped rollups got them too (usage_events was not purged).
+            assert str(one(c, "SELECT sum(cache_savings_usd) FROM llm_cost.usage_daily")) == \
+                str(one(c, "SELECT llm_cost.cache_savings('claude-sonnet-4-5', 100, 10, 5000, 0, '2026-11-02 08:00+00')"))
+            # New rows after the update add to them.
+            c.execute(APP_ROWS % (2, 2))
+            assert one(c, "SELECT sum(provided_requests) FROM public.ins_daily WHERE period_start = '2026-11-02'") == 40
+    finally:
+        with admin() as a:
+            a.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
