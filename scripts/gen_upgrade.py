@@ -46,6 +46,7 @@ SELECT p.oid::pg_catalog.regprocedure::text AS sig, p.oid::bigint,
        p.prokind
   FROM pg_catalog.pg_proc p
  WHERE p.pronamespace = 'llm_cost'::pg_catalog.regnamespace
+   AND p.prokind <> 'a'  -- aggregates: written by hand (sql/upgrades), as tables are
  ORDER BY p.oid"""
 
 VIEWS = """

@@ -297,9 +297,31 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION llm_cost._budget_status() IS '@omit';
 
+-- The run-rate forecast of a period's spend: spent so far, times the period's length over the
+-- time elapsed (at `at`, default now()); and when that rate reaches `limit_usd`, if it does
+-- before the period ends and has not yet. Rounded to 8 decimals (a projection, not a ledger figure).
+CREATE FUNCTION llm_cost.run_rate_forecast(spent_usd numeric, period_start timestamptz, period_end timestamptz,
+                                           limit_usd numeric DEFAULT NULL, at timestamptz DEFAULT now(),
+                                           OUT projected_usd numeric, OUT projected_exceed_at timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE WHEN at >= period_end THEN spent_usd
+                WHEN at > period_start
+                THEN round(spent_usd * EXTRACT(epoch FROM period_end - period_start)
+                           / EXTRACT(epoch FROM least(at, period_end) - period_start), 8) END,
+           CASE WHEN spent_usd > 0 AND limit_usd IS NOT NULL AND spent_usd < limit_usd AND at > period_start AND at < period_end
+                     AND period_start + (at - period_start) * (limit_usd / spent_usd)::float8 < period_end
+                THEN period_start + (at - period_start) * (limit_usd / spent_usd)::float8 END
+$$;
+COMMENT ON FUNCTION llm_cost.run_rate_forecast(numeric, timestamptz, timestamptz, numeric, timestamptz) IS
+'Run-rate forecast of a period''s spend: projected_usd = spent_usd x period length / time elapsed at `at`; projected_exceed_at = when that rate reaches limit_usd, if before period_end and not yet reached (else NULL).';
+
+-- The forecast (0.11.0, after the other columns): the spend so far carried on at its run rate
+-- since the period began, to the period's end; and when that rate reaches the limit.
 CREATE VIEW llm_cost.budget_status WITH (security_invoker = true) AS
-SELECT budget, rollup, "group", period_start, period_end, spent_usd, limit_usd, remaining_usd, used_pct, state, hard, thresholds
-  FROM llm_cost._budget_status();
+SELECT budget, rollup, "group", period_start, period_end, spent_usd, limit_usd, remaining_usd, used_pct, state, hard, thresholds,
+       f.projected_usd, f.projected_exceed_at
+  FROM llm_cost._budget_status(),
+       LATERAL llm_cost.run_rate_forecast(spent_usd, period_start, period_end, limit_usd) f;
 COMMENT ON VIEW llm_cost.budget_status IS 'Every budget for each group you may see, in the current period of its rollup: spend, limit, what remains and its state. Row-level security follows the rollup''s.';
 COMMENT ON COLUMN llm_cost.budget_status.budget IS 'The budget''s name.';
 COMMENT ON COLUMN llm_cost.budget_status.rollup IS 'The rollup the budget follows.';
@@ -313,6 +335,8 @@ COMMENT ON COLUMN llm_cost.budget_status.used_pct IS 'Spend as a percentage of t
 COMMENT ON COLUMN llm_cost.budget_status.state IS 'ok, warning (the lowest threshold reached) or exceeded (spend reached the limit).';
 COMMENT ON COLUMN llm_cost.budget_status.hard IS 'Whether check_budget() refuses calls past the limit.';
 COMMENT ON COLUMN llm_cost.budget_status.thresholds IS 'The fractions of the limit that are alerted.';
+COMMENT ON COLUMN llm_cost.budget_status.projected_usd IS 'Spend at the end of the period if it goes on at the rate since the period began (llm_cost.run_rate_forecast).';
+COMMENT ON COLUMN llm_cost.budget_status.projected_exceed_at IS 'When spend reaches the limit at that rate, if before the period ends (NULL: it does not, or it already has).';
 GRANT SELECT ON llm_cost.budget_status TO PUBLIC;
 
 -- Each rollup with budgets also gets a view of its own, next to it: <rollup>_budget_status, its
@@ -364,7 +388,7 @@ BEGIN
     BEGIN
         EXECUTE format('CREATE OR REPLACE VIEW %s WITH (security_invoker = true) AS SELECT s.budget, %s'
                        's.period_start, s.period_end, s.spent_usd, s.limit_usd, s.remaining_usd, s.used_pct, s.state, s.hard, '
-                       's.thresholds, s."group" FROM llm_cost.budget_status s WHERE s.rollup::oid = %s',
+                       's.thresholds, s."group", s.projected_usd, s.projected_exceed_at FROM llm_cost.budget_status s WHERE s.rollup::oid = %s',
                        v, coalesce(cols, ''), p_rollup::oid);
         EXECUTE format('COMMENT ON VIEW %s IS %L', v,
                        format('The budgets of llm_cost rollup %s in its current period, with its group columns: llm_cost.budget_status for this rollup. Made by create_budget, dropped with the last budget.', p_rollup));

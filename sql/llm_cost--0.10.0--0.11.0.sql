@@ -6,9 +6,13 @@
 -- prompt caching saved and cost extra at list price (cache_savings_usd, cache_write_extra_usd,
 -- net_cache_savings_usd in the view), the cost of failed calls (error_cost_usd, where the
 -- source has an error column) and, for calls whose cost the application provided, their list-
--- price estimate (provided_requests, provided_cost_usd, provided_list_usd). New reports:
--- llm_cost.cache_savings_by(), llm_cost.provided_vs_list(); spend_by() gains error_cost_usd;
--- per call: llm_cost.cache_savings(), llm_cost.cache_write_extra().
+-- price estimate (provided_requests, provided_cost_usd, provided_list_usd), and the distribution
+-- of per-request costs (cost_histogram, max_request_cost_usd). New reports:
+-- llm_cost.cost_percentiles(), llm_cost.cache_savings_by(), llm_cost.provided_vs_list(); spend_by() gains error_cost_usd;
+-- per call: llm_cost.cache_savings(), llm_cost.cache_write_extra(). Forecast: budget_status
+-- (and each rollup's budget view) gains projected_usd and projected_exceed_at
+-- (llm_cost.run_rate_forecast); llm_cost.spend_forecast() per rollup. Anomalies:
+-- llm_cost.spend_anomalies().
 --
 -- The new columns of existing rollups are computed here from the raw rows still present (the
 -- other columns are left as they are): periods whose raw rows were purged before this update
@@ -29,6 +33,24 @@ CREATE OR REPLACE FUNCTION llm_cost._cost_stored(p_has_source boolean, p_source 
 AS '$libdir/llm_cost', $function$cost_stored_wrapper$function$;
 
 COMMENT ON FUNCTION llm_cost._cost_stored(boolean,text,numeric,numeric,numeric) IS '@omit
+';
+
+CREATE OR REPLACE FUNCTION llm_cost._hist_add(a bigint[], b bigint[])
+ RETURNS bigint[]
+ LANGUAGE c
+ IMMUTABLE PARALLEL SAFE
+AS '$libdir/llm_cost', $function$hist_add_wrapper$function$;
+
+COMMENT ON FUNCTION llm_cost._hist_add(bigint[],bigint[]) IS '@omit
+';
+
+CREATE OR REPLACE FUNCTION llm_cost._hist_of(cost numeric, sign bigint)
+ RETURNS bigint[]
+ LANGUAGE c
+ IMMUTABLE PARALLEL SAFE
+AS '$libdir/llm_cost', $function$hist_of_wrapper$function$;
+
+COMMENT ON FUNCTION llm_cost._hist_of(numeric,bigint) IS '@omit
 ';
 
 CREATE OR REPLACE FUNCTION llm_cost._sums_layout()
@@ -55,6 +77,22 @@ CREATE OR REPLACE FUNCTION llm_cost.cache_write_extra(model text, input_tokens b
 AS '$libdir/llm_cost', $function$cache_write_extra_wrapper$function$;
 
 COMMENT ON FUNCTION llm_cost.cache_write_extra(text,bigint,bigint,bigint,bigint,timestamp with time zone) IS NULL;
+
+CREATE OR REPLACE FUNCTION llm_cost.histogram_cost_at_rank(histogram bigint[], rank bigint)
+ RETURNS numeric
+ LANGUAGE c
+ IMMUTABLE PARALLEL SAFE STRICT
+AS '$libdir/llm_cost', $function$histogram_cost_at_rank_wrapper$function$;
+
+COMMENT ON FUNCTION llm_cost.histogram_cost_at_rank(bigint[],bigint) IS NULL;
+
+CREATE OR REPLACE FUNCTION llm_cost.histogram_requests(histogram bigint[])
+ RETURNS bigint
+ LANGUAGE c
+ IMMUTABLE PARALLEL SAFE STRICT
+AS '$libdir/llm_cost', $function$histogram_requests_wrapper$function$;
+
+COMMENT ON FUNCTION llm_cost.histogram_requests(bigint[]) IS NULL;
 
 DROP FUNCTION llm_cost._rollup_source_columns(regclass);
 
@@ -172,7 +210,8 @@ BEGIN
         '%s AS error_requests, %s AS latency_ms_sum, max(%s) AS latency_ms_max, '
         'min(%s) AS first_seen, max(%s) AS last_seen, '
         '%s AS cache_savings_usd, %s AS cache_write_extra_usd, %s AS error_cost_usd, '
-        '%s AS provided_requests, %s AS provided_cost_usd, %s AS provided_list_usd FROM %s t GROUP BY 1%s',
+        '%s AS provided_requests, %s AS provided_cost_usd, %s AS provided_list_usd, '
+        '%s AS cost_hist, %s AS max_request_cost_usd FROM %s t GROUP BY 1%s',
         period, gcols, p_stripe,
         format('%s * count(*)', p_sign),
         CASE WHEN c.tok_in IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_in) END,
@@ -191,6 +230,13 @@ BEGIN
         format('%s * count(*) FILTER (WHERE %s = ''provided'' AND %s IS NOT NULL)', p_sign, c.stored_expr, c.list_expr),
         format('%s * coalesce(sum(%s) FILTER (WHERE %s = ''provided'' AND %s IS NOT NULL), 0)', p_sign, c.cost_expr, c.stored_expr, c.list_expr),
         format('%s * coalesce(sum(%s) FILTER (WHERE %s = ''provided''), 0)', p_sign, c.list_expr, c.stored_expr),
+        -- The priced rows' costs (one with more than 16 decimals or negative counts in neither,
+        -- as in the row path); the largest never comes from the old side of an update.
+        format('coalesce(llm_cost.cost_histogram_sum(llm_cost._hist_of(%s, %s)) FILTER (WHERE NOT %s), ''{}'')',
+               c.cost_expr, p_sign, c.unpriced_expr),
+        CASE WHEN p_sign = '1'
+             THEN format('max(%s) FILTER (WHERE NOT %s AND llm_cost._hist_of(%s, 1) <> ''{}'')', c.cost_expr, c.unpriced_expr, c.cost_expr)
+             ELSE 'NULL::pg_catalog.numeric' END,
         p_from,
         (SELECT string_agg(format(', %s', i + 1), '') FROM generate_series(1, n) i));
 END $function$;
@@ -217,7 +263,8 @@ BEGIN
                           pg_catalog.string_agg(CASE l.merge
                                                     WHEN 'sum' THEN format('%1$I = s.%1$I + excluded.%1$I', l.name)
                                                     WHEN 'max' THEN format('%1$I = greatest(s.%1$I, excluded.%1$I)', l.name)
-                                                    WHEN 'min' THEN format('%1$I = least(s.%1$I, excluded.%1$I)', l.name) END,
+                                                    WHEN 'min' THEN format('%1$I = least(s.%1$I, excluded.%1$I)', l.name)
+                                                    WHEN 'hist' THEN format('%1$I = llm_cost._hist_add(s.%1$I, excluded.%1$I)', l.name) END,
                                                 ', ' ORDER BY l.ord) FILTER (WHERE l.merge <> 'key'))
               FROM llm_cost._sums_layout() l);
 END $function$;
@@ -259,7 +306,8 @@ BEGIN
         'sum(s.cache_savings_usd) AS cache_savings_usd, sum(s.cache_write_extra_usd) AS cache_write_extra_usd, '
         'sum(s.cache_savings_usd) - sum(s.cache_write_extra_usd) AS net_cache_savings_usd, %s'
         'sum(s.provided_requests)::bigint AS provided_requests, sum(s.provided_cost_usd) AS provided_cost_usd, '
-        'sum(s.provided_list_usd) AS provided_list_usd '
+        'sum(s.provided_list_usd) AS provided_list_usd, '
+        'llm_cost.cost_histogram_sum(s.cost_hist) AS cost_histogram, max(s.max_request_cost_usd) AS max_request_cost_usd '
         'FROM %s s GROUP BY s.period_start%s HAVING sum(s.requests) <> 0',
         p_view, CASE WHEN opts IS NULL THEN '' ELSE ' WITH (' || array_to_string(opts, ', ') || ')' END,
         p_zone, '1 ' || p_grain, p_zone, vcols,
@@ -297,7 +345,8 @@ DECLARE
                                'cache_read_tokens', 'cache_write_tokens', 'total_tokens', 'cost_usd', 'unpriced_requests',
                                'error_requests', 'latency_ms_sum', 'latency_ms_max', 'first_seen', 'last_seen', 'row_key',
                                'cache_savings_usd', 'cache_write_extra_usd', 'net_cache_savings_usd', 'error_cost_usd',
-                               'provided_requests', 'provided_cost_usd', 'provided_list_usd'];
+                               'provided_requests', 'provided_cost_usd', 'provided_list_usd', 'cost_hist', 'cost_histogram',
+                               'max_request_cost_usd'];
 BEGIN
     IF name IS NULL OR source IS NULL OR grain IS NULL OR group_by IS NULL THEN
         RAISE EXCEPTION 'llm_cost.create_rollup: name, source, grain and group_by must not be NULL'
@@ -471,7 +520,9 @@ BEGIN
         ('error_cost_usd', 'Cost in USD of the calls that failed (error column set).'),
         ('provided_requests', 'Calls whose cost the application provided and whose model has a list price.'),
         ('provided_cost_usd', 'The provided cost of those calls.'),
-        ('provided_list_usd', 'The list-price estimate of those same calls (llm_cost.estimate_cost by model name at the call''s time): compare with provided_cost_usd.')) AS v(col, d)
+        ('provided_list_usd', 'The list-price estimate of those same calls (llm_cost.estimate_cost by model name at the call''s time): compare with provided_cost_usd.'),
+        ('cost_histogram', 'The priced calls'' costs as a histogram of log-spaced buckets ([bucket, count, ...]): llm_cost.cost_percentiles() reads percentiles from it within 3.125%.'),
+        ('max_request_cost_usd', 'The cost of the most expensive priced call (exact).')) AS v(col, d)
     LOOP
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = r.rollup AND attname = c.col) THEN
             EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', r.rollup, c.col, c.d);
@@ -577,12 +628,217 @@ BEGIN
 END $function$;
 
 COMMENT ON FUNCTION llm_cost.provided_vs_list(regclass,text[],timestamp with time zone,timestamp with time zone) IS 'Reconciliation, from any rollup: for the calls whose cost the application provided (a provider''s reported cost) and whose model has a list price, per value of some group columns over periods starting in [from, to): how many, their provided cost, their list-price estimate, the difference in USD and in percent of list. Largest difference first.';
+
+CREATE OR REPLACE FUNCTION llm_cost.spend_forecast(rollup regclass, by text[] DEFAULT '{}'::text[], at timestamp with time zone DEFAULT now())
+ RETURNS TABLE("group" jsonb, period_start timestamp with time zone, period_end timestamp with time zone, requests bigint, spent_usd numeric, projected_usd numeric)
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    r llm_cost.rollups := llm_cost._report_rollup(rollup, by);
+    cols text := (SELECT string_agg(format('%L, v.%I', b, b), ', ') FROM unnest(by) b);
+    keys text := (SELECT string_agg(format('v.%I', b), ', ') FROM unnest(by) b);
+    p_start timestamptz := date_trunc(r.grain, at, r.time_zone);
+    p_end timestamptz := (date_trunc(r.grain, at, r.time_zone) AT TIME ZONE r.time_zone + ('1 ' || r.grain)::interval) AT TIME ZONE r.time_zone;
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT g, $1, $2, n, s, (llm_cost.run_rate_forecast(s, $1, $2, NULL, $3)).projected_usd FROM ('
+        'SELECT %s AS g, sum(v.requests)::bigint AS n, coalesce(sum(v.cost_usd), 0) AS s FROM %s v WHERE v.period_start = $1 %s) x '
+        'ORDER BY 6 DESC NULLS LAST',
+        CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
+        rollup, CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+    USING p_start, p_end, at;
+END $function$;
+
+COMMENT ON FUNCTION llm_cost.spend_forecast(regclass,text[],timestamp with time zone) IS 'Where the current period (the rollup''s grain, in its time zone, containing `at`) will end, per value of some group columns: spend so far and projected_usd = spend x period length / time elapsed (llm_cost.run_rate_forecast). Largest projection first.';
+
+CREATE OR REPLACE FUNCTION llm_cost._median(p numeric[])
+ RETURNS numeric
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT avg(y.x) FROM (SELECT u.x, row_number() OVER (ORDER BY u.x) AS rn, count(*) OVER () AS n
+                            FROM unnest(p) u(x)) y
+     WHERE y.rn IN ((y.n + 1) / 2, (y.n + 2) / 2)
+$function$;
+
+COMMENT ON FUNCTION llm_cost._median(numeric[]) IS '@omit
+';
+
+CREATE OR REPLACE FUNCTION llm_cost.spend_anomalies(rollup regclass, by text[] DEFAULT '{}'::text[], periods integer DEFAULT 14, threshold numeric DEFAULT 3, min_requests bigint DEFAULT 10, at timestamp with time zone DEFAULT now())
+ RETURNS TABLE("group" jsonb, period_start timestamp with time zone, requests bigint, spent_usd numeric, baseline_usd numeric, spread_usd numeric, score numeric)
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    r llm_cost.rollups := llm_cost._report_rollup(rollup, by);
+    cols text := (SELECT string_agg(format('%L, v.%I', b, b), ', ') FROM unnest(by) b);
+    keys text := (SELECT string_agg(format('v.%I', b), ', ') FROM unnest(by) b);
+    p_now timestamptz := date_trunc(r.grain, at, r.time_zone);
+    p_first timestamptz;
+BEGIN
+    IF periods IS NULL OR periods < 3 THEN
+        RAISE EXCEPTION 'periods must be at least 3, not %', periods USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF threshold IS NULL OR threshold <= 0 OR min_requests IS NULL OR min_requests < 0 THEN
+        RAISE EXCEPTION 'threshold must be positive and min_requests not negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    p_first := (p_now AT TIME ZONE r.time_zone - (periods || ' ' || r.grain)::interval) AT TIME ZONE r.time_zone;
+    RETURN QUERY EXECUTE format(
+        'WITH per AS (SELECT %s AS g, v.period_start AS p, sum(v.requests)::bigint AS n, coalesce(sum(v.cost_usd), 0) AS s
+                        FROM %s v WHERE v.period_start >= $1 AND v.period_start <= $2 %s),
+              past AS (SELECT g.g, coalesce(per.s, 0) AS s
+                         FROM (SELECT DISTINCT per.g FROM per WHERE per.p = $2) g
+                        CROSS JOIN pg_catalog.generate_series(0, $3 - 1) i
+                         LEFT JOIN per ON per.g = g.g
+                              AND per.p = ($2 AT TIME ZONE $6 - ((i + 1) || '' '' || $7)::interval) AT TIME ZONE $6),
+              base AS (SELECT past.g, llm_cost._median(pg_catalog.array_agg(past.s)) AS m FROM past GROUP BY 1),
+              spread AS (SELECT past.g, greatest(1.4826 * llm_cost._median(pg_catalog.array_agg(abs(past.s - base.m))), 0.1 * base.m) AS d
+                           FROM past JOIN base USING (g) GROUP BY past.g, base.m)
+         SELECT c.g, $2, c.n, c.s, round(b.m, 8), round(d.d, 8), round(CASE WHEN d.d > 0 THEN (c.s - b.m) / d.d END, 2)
+           FROM per c JOIN base b ON b.g = c.g JOIN spread d ON d.g = c.g
+          WHERE c.p = $2 AND c.n >= $5 AND c.s > b.m + $4 * d.d
+          ORDER BY 7 DESC NULLS FIRST, 4 DESC',
+        CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
+        rollup, CASE WHEN keys IS NULL THEN 'GROUP BY v.period_start' ELSE 'GROUP BY v.period_start, ' || keys END)
+    USING p_first, p_now, periods, threshold, min_requests, r.time_zone, r.grain;
+END $function$;
+
+COMMENT ON FUNCTION llm_cost.spend_anomalies(regclass,text[],integer,numeric,bigint,timestamp with time zone) IS 'Groups (values of some group columns of any rollup) whose spend in the current period is far above their own baseline: the median of their spend over the `periods` complete periods before (0 for a period without calls); spread = 1.4826 x median absolute deviation, at least 10% of the median; listed when spend > baseline + threshold x spread with at least min_requests calls now. score = (spend - baseline) / spread (NULL: zero baseline and spread).';
+
+CREATE OR REPLACE FUNCTION llm_cost.cost_percentiles(rollup regclass, by text[] DEFAULT '{}'::text[], "from" timestamp with time zone DEFAULT '-infinity'::timestamp with time zone, "to" timestamp with time zone DEFAULT 'infinity'::timestamp with time zone, percentiles numeric[] DEFAULT '{0.5,0.9,0.99}'::numeric[])
+ RETURNS TABLE("group" jsonb, priced_requests bigint, mean_usd numeric, percentile numeric[], cost_usd numeric[], max_usd numeric)
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    r llm_cost.rollups := llm_cost._report_rollup(rollup, by);
+    cols text := (SELECT string_agg(format('%L, v.%I', b, b), ', ') FROM unnest(by) b);
+    keys text := (SELECT string_agg(format('v.%I', b), ', ') FROM unnest(by) b);
+BEGIN
+    IF percentiles IS NULL OR EXISTS (SELECT 1 FROM unnest(percentiles) q WHERE q IS NULL OR q <= 0 OR q > 1) THEN
+        RAISE EXCEPTION 'percentiles must be fractions in (0, 1], not %', percentiles USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT x.g, x.n, round(x.s / nullif(x.n, 0), 8), $3, '
+        'ARRAY(SELECT llm_cost.histogram_cost_at_rank(x.h, ceil(q.q * x.n)::bigint) FROM unnest($3) WITH ORDINALITY q(q, o) ORDER BY q.o), x.m '
+        'FROM (SELECT %s AS g, llm_cost.cost_histogram_sum(v.cost_histogram) AS h, max(v.max_request_cost_usd) AS m, '
+        '             llm_cost.histogram_requests(llm_cost.cost_histogram_sum(v.cost_histogram)) AS n, '
+        '             sum(v.cost_usd) AS s '
+        '        FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s) x '
+        'WHERE x.n > 0 ORDER BY x.m DESC NULLS LAST',
+        CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
+        rollup, CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+    USING "from", "to", percentiles;
+END $function$;
+
+COMMENT ON FUNCTION llm_cost.cost_percentiles(regclass,text[],timestamp with time zone,timestamp with time zone,numeric[]) IS 'Per-request cost of the priced calls of any rollup, per value of some group columns over periods starting in [from, to): how many, the mean, the given percentiles (nearest rank, within 3.125% of the exact value: read from the rollup''s log-spaced histograms) and the exact maximum. Most expensive maximum first.';
+
+CREATE OR REPLACE FUNCTION llm_cost.run_rate_forecast(spent_usd numeric, period_start timestamp with time zone, period_end timestamp with time zone, limit_usd numeric DEFAULT NULL::numeric, at timestamp with time zone DEFAULT now(), OUT projected_usd numeric, OUT projected_exceed_at timestamp with time zone)
+ RETURNS record
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT CASE WHEN at >= period_end THEN spent_usd
+                WHEN at > period_start
+                THEN round(spent_usd * EXTRACT(epoch FROM period_end - period_start)
+                           / EXTRACT(epoch FROM least(at, period_end) - period_start), 8) END,
+           CASE WHEN spent_usd > 0 AND limit_usd IS NOT NULL AND spent_usd < limit_usd AND at > period_start AND at < period_end
+                     AND period_start + (at - period_start) * (limit_usd / spent_usd)::float8 < period_end
+                THEN period_start + (at - period_start) * (limit_usd / spent_usd)::float8 END
+$function$;
+
+COMMENT ON FUNCTION llm_cost.run_rate_forecast(numeric,timestamp with time zone,timestamp with time zone,numeric,timestamp with time zone) IS 'Run-rate forecast of a period''s spend: projected_usd = spent_usd x period length / time elapsed at `at`; projected_exceed_at = when that rate reaches limit_usd, if before period_end and not yet reached (else NULL).';
+
+CREATE OR REPLACE VIEW llm_cost.budget_status AS
+ SELECT _budget_status.budget,
+    _budget_status.rollup,
+    _budget_status."group",
+    _budget_status.period_start,
+    _budget_status.period_end,
+    _budget_status.spent_usd,
+    _budget_status.limit_usd,
+    _budget_status.remaining_usd,
+    _budget_status.used_pct,
+    _budget_status.state,
+    _budget_status.hard,
+    _budget_status.thresholds,
+    f.projected_usd,
+    f.projected_exceed_at
+   FROM llm_cost._budget_status() _budget_status(budget, rollup, "group", period_start, period_end, spent_usd, limit_usd, remaining_usd, used_pct, state, hard, thresholds),
+    LATERAL llm_cost.run_rate_forecast(_budget_status.spent_usd, _budget_status.period_start, _budget_status.period_end, _budget_status.limit_usd) f(projected_usd, projected_exceed_at);
+
+CREATE OR REPLACE FUNCTION llm_cost._budget_view(p_rollup regclass)
+ RETURNS void
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    r llm_cost.rollups;
+    v text := llm_cost._budget_view_name(p_rollup);
+    existing regclass;
+    cols text;
+BEGIN
+    IF v IS NULL THEN
+        RETURN;
+    END IF;
+    -- Only for whoever has the rollup owner's rights (create_budget's caller, or llm_cost when
+    -- budgets are deleted).
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = p_rollup), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of rollup % to change its budget view', p_rollup USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    existing := pg_catalog.to_regclass(v);
+    -- Only a view llm_cost made (it reads budget_status) for the rollup's owner is replaced or dropped.
+    IF existing IS NOT NULL AND (NOT EXISTS (
+           SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite w ON d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.objid = w.oid
+            WHERE w.ev_class = existing AND d.refobjid = 'llm_cost.budget_status'::regclass)
+        OR (SELECT relowner FROM pg_catalog.pg_class WHERE oid = existing) <> (SELECT relowner FROM pg_catalog.pg_class WHERE oid = p_rollup)) THEN
+        RAISE NOTICE '% exists and is not the llm_cost budget view of %: left as it is', v, p_rollup;
+        RETURN;
+    END IF;
+    SELECT * INTO r FROM llm_cost.rollups WHERE rollup = p_rollup;
+    IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM llm_cost.budgets b WHERE b.rollup = p_rollup) THEN
+        IF existing IS NOT NULL THEN
+            EXECUTE format('DROP VIEW %s', existing);
+        END IF;
+        RETURN;
+    END IF;
+    SELECT string_agg(format('(s."group" ->> %L)::%s AS %I, ', x.g, format_type(a.atttypid, a.atttypmod), x.g), '' ORDER BY x.o) INTO cols
+      FROM unnest(r.group_by) WITH ORDINALITY x(g, o)
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = x.g AND NOT a.attisdropped;
+    BEGIN
+        EXECUTE format('CREATE OR REPLACE VIEW %s WITH (security_invoker = true) AS SELECT s.budget, %s'
+                       's.period_start, s.period_end, s.spent_usd, s.limit_usd, s.remaining_usd, s.used_pct, s.state, s.hard, '
+                       's.thresholds, s."group", s.projected_usd, s.projected_exceed_at FROM llm_cost.budget_status s WHERE s.rollup::oid = %s',
+                       v, coalesce(cols, ''), p_rollup::oid);
+        EXECUTE format('COMMENT ON VIEW %s IS %L', v,
+                       format('The budgets of llm_cost rollup %s in its current period, with its group columns: llm_cost.budget_status for this rollup. Made by create_budget, dropped with the last budget.', p_rollup));
+    EXCEPTION WHEN insufficient_privilege THEN
+        -- No CREATE on the rollup's schema: the budget works without its view.
+        RAISE NOTICE 'no view % (%): read llm_cost.budget_status', v, SQLERRM;
+    END;
+END $function$;
+-- Adds up the cost histograms of a rollup (sql/rollups.sql).
+CREATE AGGREGATE llm_cost.cost_histogram_sum(bigint[]) (
+    SFUNC = llm_cost._hist_add, STYPE = bigint[], INITCOND = '{}',
+    COMBINEFUNC = llm_cost._hist_add, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE llm_cost.cost_histogram_sum(bigint[]) IS
+'Adds up cost histograms (the cost_histogram column of a rollup): read them with llm_cost.histogram_cost_at_rank() or llm_cost.cost_percentiles().';
+
 DO $upgrade$
 DECLARE
     r llm_cost.rollups;
     c record;
     added text[] := ARRAY['cache_savings_usd', 'cache_write_extra_usd', 'error_cost_usd',
-                          'provided_requests', 'provided_cost_usd', 'provided_list_usd'];
+                          'provided_requests', 'provided_cost_usd', 'provided_list_usd', 'cost_hist',
+                          'max_request_cost_usd'];
+    lay record;
     x text;
     keys text;
     src text;
@@ -597,9 +853,14 @@ BEGIN
         SELECT format('%I.%I', n.nspname, k.relname) INTO stripes_name
           FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.stripes;
         FOREACH x IN ARRAY added LOOP
-            EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %I %s NOT NULL DEFAULT 0', stripes_name, x,
-                           (SELECT l.sql_type FROM llm_cost._sums_layout() l WHERE l.name = x));
-            EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', stripes_name, x);
+            SELECT * INTO lay FROM llm_cost._sums_layout() y WHERE y.name = x;
+            IF lay.not_null THEN
+                EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %I %s NOT NULL DEFAULT %L', stripes_name, x, lay.sql_type,
+                               CASE WHEN lay.sql_type LIKE '%[]' THEN '{}' ELSE '0' END);
+                EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', stripes_name, x);
+            ELSE
+                EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %I %s', stripes_name, x, lay.sql_type);
+            END IF;
         END LOOP;
         -- A script may replace only its extension's objects: a rollup of yours joins it meanwhile.
         member := EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = r.rollup
@@ -616,7 +877,8 @@ BEGIN
                        FROM generate_series(1, coalesce(array_length(llm_cost._rollup_keys(r), 1), 0)) o);
             src := format('SELECT x.period_start, %s0 AS stripe, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL::bigint, '
                           'NULL::timestamptz, NULL::timestamptz, x.cache_savings_usd, x.cache_write_extra_usd, x.error_cost_usd, '
-                          'x.provided_requests, x.provided_cost_usd, x.provided_list_usd FROM (%s) x(period_start, %s%s)',
+                          'x.provided_requests, x.provided_cost_usd, x.provided_list_usd, x.cost_hist, x.max_request_cost_usd '
+                          'FROM (%s) x(period_start, %s%s)',
                           keys, llm_cost._rollup_select(r, (SELECT format('%I.%I', n.nspname, k.relname) FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.source), '1', '0'),
                           replace(keys, 'x.', ''),
                           (SELECT string_agg(format('%I', l.name), ', ' ORDER BY l.ord) FROM llm_cost._sums_layout() l WHERE l.ord > 1));
@@ -634,3 +896,25 @@ BEGIN
         END IF;
     END LOOP;
 END $upgrade$;
+
+-- The budget view of each rollup with budgets gains the forecast columns of budget_status.
+DO $budget_views$
+DECLARE
+    rid regclass;
+    v regclass;
+    member boolean;
+BEGIN
+    FOR rid IN SELECT DISTINCT b.rollup FROM llm_cost.budgets b LOOP
+        v := pg_catalog.to_regclass(llm_cost._budget_view_name(rid));
+        CONTINUE WHEN v IS NULL;
+        member := EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = v
+                             AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e');
+        IF NOT member THEN
+            EXECUTE format('ALTER EXTENSION llm_cost ADD VIEW %s', v);
+        END IF;
+        PERFORM llm_cost._budget_view(rid);
+        IF NOT member THEN
+            EXECUTE format('ALTER EXTENSION llm_cost DROP VIEW %s', v);
+        END IF;
+    END LOOP;
+END $budget_views$;

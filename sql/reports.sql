@@ -216,3 +216,114 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION llm_cost.spend_trend(regclass, timestamptz, timestamptz) IS
 'Requests, tokens and spend per period of any rollup (its grain), over periods starting in [from, to), oldest first.';
+
+-- Spend forecast of any rollup's current period per group: the run rate since the period began.
+CREATE FUNCTION llm_cost.spend_forecast(rollup regclass, by text[] DEFAULT '{}', at timestamptz DEFAULT now())
+RETURNS TABLE ("group" jsonb, period_start timestamptz, period_end timestamptz, requests bigint, spent_usd numeric,
+               projected_usd numeric)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups := llm_cost._report_rollup(rollup, by);
+    cols text := (SELECT string_agg(format('%L, v.%I', b, b), ', ') FROM unnest(by) b);
+    keys text := (SELECT string_agg(format('v.%I', b), ', ') FROM unnest(by) b);
+    p_start timestamptz := date_trunc(r.grain, at, r.time_zone);
+    p_end timestamptz := (date_trunc(r.grain, at, r.time_zone) AT TIME ZONE r.time_zone + ('1 ' || r.grain)::interval) AT TIME ZONE r.time_zone;
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT g, $1, $2, n, s, (llm_cost.run_rate_forecast(s, $1, $2, NULL, $3)).projected_usd FROM ('
+        'SELECT %s AS g, sum(v.requests)::bigint AS n, coalesce(sum(v.cost_usd), 0) AS s FROM %s v WHERE v.period_start = $1 %s) x '
+        'ORDER BY 6 DESC NULLS LAST',
+        CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
+        rollup, CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+    USING p_start, p_end, at;
+END $$;
+COMMENT ON FUNCTION llm_cost.spend_forecast(regclass, text[], timestamptz) IS
+'Where the current period (the rollup''s grain, in its time zone, containing `at`) will end, per value of some group columns: spend so far and projected_usd = spend x period length / time elapsed (llm_cost.run_rate_forecast). Largest projection first.';
+
+-- The median of some numbers, exact (the mean of the two middle ones for an even count);
+-- NULL for none.
+CREATE FUNCTION llm_cost._median(p numeric[]) RETURNS numeric
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT avg(y.x) FROM (SELECT u.x, row_number() OVER (ORDER BY u.x) AS rn, count(*) OVER () AS n
+                            FROM unnest(p) u(x)) y
+     WHERE y.rn IN ((y.n + 1) / 2, (y.n + 2) / 2)
+$$;
+
+-- Groups whose spend in the current period is far above their own recent baseline. The rule:
+-- baseline = median of the group's spend over the `periods` complete periods before the current
+-- one (a period without calls counts 0); spread = 1.4826 x the median absolute deviation from it,
+-- at least 10% of the median; a group is listed when its current spend exceeds baseline +
+-- `threshold` x spread and it made at least `min_requests` calls in the current period (a group
+-- with a zero baseline and zero spread: any spend at that volume). score = (spend - baseline) / spread.
+CREATE FUNCTION llm_cost.spend_anomalies(rollup regclass, by text[] DEFAULT '{}', periods integer DEFAULT 14,
+                                         threshold numeric DEFAULT 3, min_requests bigint DEFAULT 10,
+                                         at timestamptz DEFAULT now())
+RETURNS TABLE ("group" jsonb, period_start timestamptz, requests bigint, spent_usd numeric, baseline_usd numeric,
+               spread_usd numeric, score numeric)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups := llm_cost._report_rollup(rollup, by);
+    cols text := (SELECT string_agg(format('%L, v.%I', b, b), ', ') FROM unnest(by) b);
+    keys text := (SELECT string_agg(format('v.%I', b), ', ') FROM unnest(by) b);
+    p_now timestamptz := date_trunc(r.grain, at, r.time_zone);
+    p_first timestamptz;
+BEGIN
+    IF periods IS NULL OR periods < 3 THEN
+        RAISE EXCEPTION 'periods must be at least 3, not %', periods USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF threshold IS NULL OR threshold <= 0 OR min_requests IS NULL OR min_requests < 0 THEN
+        RAISE EXCEPTION 'threshold must be positive and min_requests not negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    p_first := (p_now AT TIME ZONE r.time_zone - (periods || ' ' || r.grain)::interval) AT TIME ZONE r.time_zone;
+    RETURN QUERY EXECUTE format(
+        'WITH per AS (SELECT %s AS g, v.period_start AS p, sum(v.requests)::bigint AS n, coalesce(sum(v.cost_usd), 0) AS s
+                        FROM %s v WHERE v.period_start >= $1 AND v.period_start <= $2 %s),
+              past AS (SELECT g.g, coalesce(per.s, 0) AS s
+                         FROM (SELECT DISTINCT per.g FROM per WHERE per.p = $2) g
+                        CROSS JOIN pg_catalog.generate_series(0, $3 - 1) i
+                         LEFT JOIN per ON per.g = g.g
+                              AND per.p = ($2 AT TIME ZONE $6 - ((i + 1) || '' '' || $7)::interval) AT TIME ZONE $6),
+              base AS (SELECT past.g, llm_cost._median(pg_catalog.array_agg(past.s)) AS m FROM past GROUP BY 1),
+              spread AS (SELECT past.g, greatest(1.4826 * llm_cost._median(pg_catalog.array_agg(abs(past.s - base.m))), 0.1 * base.m) AS d
+                           FROM past JOIN base USING (g) GROUP BY past.g, base.m)
+         SELECT c.g, $2, c.n, c.s, round(b.m, 8), round(d.d, 8), round(CASE WHEN d.d > 0 THEN (c.s - b.m) / d.d END, 2)
+           FROM per c JOIN base b ON b.g = c.g JOIN spread d ON d.g = c.g
+          WHERE c.p = $2 AND c.n >= $5 AND c.s > b.m + $4 * d.d
+          ORDER BY 7 DESC NULLS FIRST, 4 DESC',
+        CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
+        rollup, CASE WHEN keys IS NULL THEN 'GROUP BY v.period_start' ELSE 'GROUP BY v.period_start, ' || keys END)
+    USING p_first, p_now, periods, threshold, min_requests, r.time_zone, r.grain;
+END $$;
+COMMENT ON FUNCTION llm_cost.spend_anomalies(regclass, text[], integer, numeric, bigint, timestamptz) IS
+'Groups (values of some group columns of any rollup) whose spend in the current period is far above their own baseline: the median of their spend over the `periods` complete periods before (0 for a period without calls); spread = 1.4826 x median absolute deviation, at least 10% of the median; listed when spend > baseline + threshold x spread with at least min_requests calls now. score = (spend - baseline) / spread (NULL: zero baseline and spread).';
+
+-- What a typical request costs, and the outliers: percentiles of the per-request cost of the
+-- priced calls, from the rollup's histograms (nearest rank: the cost of the ceil(q x n)-th
+-- cheapest call, read as the midpoint of its bucket: within 3.125% of the exact one), and the
+-- exact most expensive call.
+CREATE FUNCTION llm_cost.cost_percentiles(rollup regclass, by text[] DEFAULT '{}', "from" timestamptz DEFAULT '-infinity',
+                                          "to" timestamptz DEFAULT 'infinity', percentiles numeric[] DEFAULT '{0.5,0.9,0.99}')
+RETURNS TABLE ("group" jsonb, priced_requests bigint, mean_usd numeric, percentile numeric[], cost_usd numeric[], max_usd numeric)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups := llm_cost._report_rollup(rollup, by);
+    cols text := (SELECT string_agg(format('%L, v.%I', b, b), ', ') FROM unnest(by) b);
+    keys text := (SELECT string_agg(format('v.%I', b), ', ') FROM unnest(by) b);
+BEGIN
+    IF percentiles IS NULL OR EXISTS (SELECT 1 FROM unnest(percentiles) q WHERE q IS NULL OR q <= 0 OR q > 1) THEN
+        RAISE EXCEPTION 'percentiles must be fractions in (0, 1], not %', percentiles USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT x.g, x.n, round(x.s / nullif(x.n, 0), 8), $3, '
+        'ARRAY(SELECT llm_cost.histogram_cost_at_rank(x.h, ceil(q.q * x.n)::bigint) FROM unnest($3) WITH ORDINALITY q(q, o) ORDER BY q.o), x.m '
+        'FROM (SELECT %s AS g, llm_cost.cost_histogram_sum(v.cost_histogram) AS h, max(v.max_request_cost_usd) AS m, '
+        '             llm_cost.histogram_requests(llm_cost.cost_histogram_sum(v.cost_histogram)) AS n, '
+        '             sum(v.cost_usd) AS s '
+        '        FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s) x '
+        'WHERE x.n > 0 ORDER BY x.m DESC NULLS LAST',
+        CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
+        rollup, CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+    USING "from", "to", percentiles;
+END $$;
+COMMENT ON FUNCTION llm_cost.cost_percentiles(regclass, text[], timestamptz, timestamptz, numeric[]) IS
+'Per-request cost of the priced calls of any rollup, per value of some group columns over periods starting in [from, to): how many, the mean, the given percentiles (nearest rank, within 3.125% of the exact value: read from the rollup''s log-spaced histograms) and the exact maximum. Most expensive maximum first.';

@@ -32,6 +32,16 @@ COMMENT ON COLUMN llm_cost.rollups.time_zone IS 'Time zone in which periods star
 GRANT SELECT ON llm_cost.rollups TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.rollups', 'WHERE id > 1000');
 
+-- The distribution of per-request costs of a rollup: its tables of sums keep a histogram of
+-- log-spaced buckets per row (src/features/rollups/hist.rs, crates/llm_cost_core/src/hist.rs);
+-- this adds them up.
+CREATE AGGREGATE llm_cost.cost_histogram_sum(bigint[]) (
+    SFUNC = llm_cost._hist_add, STYPE = bigint[], INITCOND = '{}',
+    COMBINEFUNC = llm_cost._hist_add, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE llm_cost.cost_histogram_sum(bigint[]) IS
+'Adds up cost histograms (the cost_histogram column of a rollup): read them with llm_cost.histogram_cost_at_rank() or llm_cost.cost_percentiles().';
+
 -- How a tracked table's columns feed a rollup.
 -- The *_expr outputs are SQL over the source's row alias t, as the row path
 -- (src/features/rollups/accumulate.rs, add_row) computes the same values.
@@ -167,7 +177,8 @@ BEGIN
         '%s AS error_requests, %s AS latency_ms_sum, max(%s) AS latency_ms_max, '
         'min(%s) AS first_seen, max(%s) AS last_seen, '
         '%s AS cache_savings_usd, %s AS cache_write_extra_usd, %s AS error_cost_usd, '
-        '%s AS provided_requests, %s AS provided_cost_usd, %s AS provided_list_usd FROM %s t GROUP BY 1%s',
+        '%s AS provided_requests, %s AS provided_cost_usd, %s AS provided_list_usd, '
+        '%s AS cost_hist, %s AS max_request_cost_usd FROM %s t GROUP BY 1%s',
         period, gcols, p_stripe,
         format('%s * count(*)', p_sign),
         CASE WHEN c.tok_in IS NULL THEN '0' ELSE format('%s * coalesce(sum(t.%I), 0)', p_sign, c.tok_in) END,
@@ -186,6 +197,13 @@ BEGIN
         format('%s * count(*) FILTER (WHERE %s = ''provided'' AND %s IS NOT NULL)', p_sign, c.stored_expr, c.list_expr),
         format('%s * coalesce(sum(%s) FILTER (WHERE %s = ''provided'' AND %s IS NOT NULL), 0)', p_sign, c.cost_expr, c.stored_expr, c.list_expr),
         format('%s * coalesce(sum(%s) FILTER (WHERE %s = ''provided''), 0)', p_sign, c.list_expr, c.stored_expr),
+        -- The priced rows' costs (one with more than 16 decimals or negative counts in neither,
+        -- as in the row path); the largest never comes from the old side of an update.
+        format('coalesce(llm_cost.cost_histogram_sum(llm_cost._hist_of(%s, %s)) FILTER (WHERE NOT %s), ''{}'')',
+               c.cost_expr, p_sign, c.unpriced_expr),
+        CASE WHEN p_sign = '1'
+             THEN format('max(%s) FILTER (WHERE NOT %s AND llm_cost._hist_of(%s, 1) <> ''{}'')', c.cost_expr, c.unpriced_expr, c.cost_expr)
+             ELSE 'NULL::pg_catalog.numeric' END,
         p_from,
         (SELECT string_agg(format(', %s', i + 1), '') FROM generate_series(1, n) i));
 END $$;
@@ -209,7 +227,8 @@ BEGIN
                           pg_catalog.string_agg(CASE l.merge
                                                     WHEN 'sum' THEN format('%1$I = s.%1$I + excluded.%1$I', l.name)
                                                     WHEN 'max' THEN format('%1$I = greatest(s.%1$I, excluded.%1$I)', l.name)
-                                                    WHEN 'min' THEN format('%1$I = least(s.%1$I, excluded.%1$I)', l.name) END,
+                                                    WHEN 'min' THEN format('%1$I = least(s.%1$I, excluded.%1$I)', l.name)
+                                                    WHEN 'hist' THEN format('%1$I = llm_cost._hist_add(s.%1$I, excluded.%1$I)', l.name) END,
                                                 ', ' ORDER BY l.ord) FILTER (WHERE l.merge <> 'key'))
               FROM llm_cost._sums_layout() l);
 END $$;
@@ -451,7 +470,8 @@ BEGIN
         'sum(s.cache_savings_usd) AS cache_savings_usd, sum(s.cache_write_extra_usd) AS cache_write_extra_usd, '
         'sum(s.cache_savings_usd) - sum(s.cache_write_extra_usd) AS net_cache_savings_usd, %s'
         'sum(s.provided_requests)::bigint AS provided_requests, sum(s.provided_cost_usd) AS provided_cost_usd, '
-        'sum(s.provided_list_usd) AS provided_list_usd '
+        'sum(s.provided_list_usd) AS provided_list_usd, '
+        'llm_cost.cost_histogram_sum(s.cost_hist) AS cost_histogram, max(s.max_request_cost_usd) AS max_request_cost_usd '
         'FROM %s s GROUP BY s.period_start%s HAVING sum(s.requests) <> 0',
         p_view, CASE WHEN opts IS NULL THEN '' ELSE ' WITH (' || array_to_string(opts, ', ') || ')' END,
         p_zone, '1 ' || p_grain, p_zone, vcols,
@@ -490,7 +510,8 @@ DECLARE
                                'cache_read_tokens', 'cache_write_tokens', 'total_tokens', 'cost_usd', 'unpriced_requests',
                                'error_requests', 'latency_ms_sum', 'latency_ms_max', 'first_seen', 'last_seen', 'row_key',
                                'cache_savings_usd', 'cache_write_extra_usd', 'net_cache_savings_usd', 'error_cost_usd',
-                               'provided_requests', 'provided_cost_usd', 'provided_list_usd'];
+                               'provided_requests', 'provided_cost_usd', 'provided_list_usd', 'cost_hist', 'cost_histogram',
+                               'max_request_cost_usd'];
 BEGIN
     IF name IS NULL OR source IS NULL OR grain IS NULL OR group_by IS NULL THEN
         RAISE EXCEPTION 'llm_cost.create_rollup: name, source, grain and group_by must not be NULL'
@@ -715,7 +736,9 @@ BEGIN
         ('error_cost_usd', 'Cost in USD of the calls that failed (error column set).'),
         ('provided_requests', 'Calls whose cost the application provided and whose model has a list price.'),
         ('provided_cost_usd', 'The provided cost of those calls.'),
-        ('provided_list_usd', 'The list-price estimate of those same calls (llm_cost.estimate_cost by model name at the call''s time): compare with provided_cost_usd.')) AS v(col, d)
+        ('provided_list_usd', 'The list-price estimate of those same calls (llm_cost.estimate_cost by model name at the call''s time): compare with provided_cost_usd.'),
+        ('cost_histogram', 'The priced calls'' costs as a histogram of log-spaced buckets ([bucket, count, ...]): llm_cost.cost_percentiles() reads percentiles from it within 3.125%.'),
+        ('max_request_cost_usd', 'The cost of the most expensive priced call (exact).')) AS v(col, d)
     LOOP
         IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = r.rollup AND attname = c.col) THEN
             EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', r.rollup, c.col, c.d);

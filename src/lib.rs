@@ -131,7 +131,13 @@ extension_sql_file!(
         rollups::stripe,
         rollups::rollup_row_trigger,
         rollups::stripes::stripes_layout,
-        rollups::is_unpriced
+        rollups::stripes::sums_layout,
+        rollups::is_unpriced,
+        rollups::cost_stored,
+        rollups::hist::hist_add,
+        rollups::hist::hist_of,
+        features::pricing::sql::cache_savings,
+        features::pricing::sql::cache_write_extra
     ]
 );
 extension_sql_file!(

@@ -2,9 +2,13 @@
 -- prompt caching saved and cost extra at list price (cache_savings_usd, cache_write_extra_usd,
 -- net_cache_savings_usd in the view), the cost of failed calls (error_cost_usd, where the
 -- source has an error column) and, for calls whose cost the application provided, their list-
--- price estimate (provided_requests, provided_cost_usd, provided_list_usd). New reports:
--- llm_cost.cache_savings_by(), llm_cost.provided_vs_list(); spend_by() gains error_cost_usd;
--- per call: llm_cost.cache_savings(), llm_cost.cache_write_extra().
+-- price estimate (provided_requests, provided_cost_usd, provided_list_usd), and the distribution
+-- of per-request costs (cost_histogram, max_request_cost_usd). New reports:
+-- llm_cost.cost_percentiles(), llm_cost.cache_savings_by(), llm_cost.provided_vs_list(); spend_by() gains error_cost_usd;
+-- per call: llm_cost.cache_savings(), llm_cost.cache_write_extra(). Forecast: budget_status
+-- (and each rollup's budget view) gains projected_usd and projected_exceed_at
+-- (llm_cost.run_rate_forecast); llm_cost.spend_forecast() per rollup. Anomalies:
+-- llm_cost.spend_anomalies().
 --
 -- The new columns of existing rollups are computed here from the raw rows still present (the
 -- other columns are left as they are): periods whose raw rows were purged before this update
@@ -18,12 +22,22 @@
 
 -- @generated
 
+-- Adds up the cost histograms of a rollup (sql/rollups.sql).
+CREATE AGGREGATE llm_cost.cost_histogram_sum(bigint[]) (
+    SFUNC = llm_cost._hist_add, STYPE = bigint[], INITCOND = '{}',
+    COMBINEFUNC = llm_cost._hist_add, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE llm_cost.cost_histogram_sum(bigint[]) IS
+'Adds up cost histograms (the cost_histogram column of a rollup): read them with llm_cost.histogram_cost_at_rank() or llm_cost.cost_percentiles().';
+
 DO $upgrade$
 DECLARE
     r llm_cost.rollups;
     c record;
     added text[] := ARRAY['cache_savings_usd', 'cache_write_extra_usd', 'error_cost_usd',
-                          'provided_requests', 'provided_cost_usd', 'provided_list_usd'];
+                          'provided_requests', 'provided_cost_usd', 'provided_list_usd', 'cost_hist',
+                          'max_request_cost_usd'];
+    lay record;
     x text;
     keys text;
     src text;
@@ -38,9 +52,14 @@ BEGIN
         SELECT format('%I.%I', n.nspname, k.relname) INTO stripes_name
           FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.stripes;
         FOREACH x IN ARRAY added LOOP
-            EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %I %s NOT NULL DEFAULT 0', stripes_name, x,
-                           (SELECT l.sql_type FROM llm_cost._sums_layout() l WHERE l.name = x));
-            EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', stripes_name, x);
+            SELECT * INTO lay FROM llm_cost._sums_layout() y WHERE y.name = x;
+            IF lay.not_null THEN
+                EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %I %s NOT NULL DEFAULT %L', stripes_name, x, lay.sql_type,
+                               CASE WHEN lay.sql_type LIKE '%[]' THEN '{}' ELSE '0' END);
+                EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', stripes_name, x);
+            ELSE
+                EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %I %s', stripes_name, x, lay.sql_type);
+            END IF;
         END LOOP;
         -- A script may replace only its extension's objects: a rollup of yours joins it meanwhile.
         member := EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = r.rollup
@@ -57,7 +76,8 @@ BEGIN
                        FROM generate_series(1, coalesce(array_length(llm_cost._rollup_keys(r), 1), 0)) o);
             src := format('SELECT x.period_start, %s0 AS stripe, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL::bigint, '
                           'NULL::timestamptz, NULL::timestamptz, x.cache_savings_usd, x.cache_write_extra_usd, x.error_cost_usd, '
-                          'x.provided_requests, x.provided_cost_usd, x.provided_list_usd FROM (%s) x(period_start, %s%s)',
+                          'x.provided_requests, x.provided_cost_usd, x.provided_list_usd, x.cost_hist, x.max_request_cost_usd '
+                          'FROM (%s) x(period_start, %s%s)',
                           keys, llm_cost._rollup_select(r, (SELECT format('%I.%I', n.nspname, k.relname) FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.source), '1', '0'),
                           replace(keys, 'x.', ''),
                           (SELECT string_agg(format('%I', l.name), ', ' ORDER BY l.ord) FROM llm_cost._sums_layout() l WHERE l.ord > 1));
@@ -75,3 +95,25 @@ BEGIN
         END IF;
     END LOOP;
 END $upgrade$;
+
+-- The budget view of each rollup with budgets gains the forecast columns of budget_status.
+DO $budget_views$
+DECLARE
+    rid regclass;
+    v regclass;
+    member boolean;
+BEGIN
+    FOR rid IN SELECT DISTINCT b.rollup FROM llm_cost.budgets b LOOP
+        v := pg_catalog.to_regclass(llm_cost._budget_view_name(rid));
+        CONTINUE WHEN v IS NULL;
+        member := EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = v
+                             AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.deptype = 'e');
+        IF NOT member THEN
+            EXECUTE format('ALTER EXTENSION llm_cost ADD VIEW %s', v);
+        END IF;
+        PERFORM llm_cost._budget_view(rid);
+        IF NOT member THEN
+            EXECUTE format('ALTER EXTENSION llm_cost DROP VIEW %s', v);
+        END IF;
+    END LOOP;
+END $budget_views$;

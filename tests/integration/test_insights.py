@@ -170,6 +170,12 @@ def test_update_from_0_10_0_fills_the_new_sums_from_the_raw_rows():
             # Day 2: the new sums from the raw rows; day 1 (purged): 0, its cost kept.
             assert [r[:2] + r[4:] for r in rolled if r[0].day == 2] == [r[:2] + r[4:] for r in raw]
             assert [r[4:] for r in rolled if r[0].day == 1] == [(0,) * 6] * 3
+            # The histograms too: day 2's equal a rebuild of day 2 from its raw rows.
+            hist = "SELECT team, vendor, cost_histogram, max_request_cost_usd FROM public.ins_daily WHERE period_start = '2026-11-02' ORDER BY 1, 2"
+            updated = c.execute(hist).fetchall()
+            assert any(r[2] for r in updated)
+            c.execute("SELECT llm_cost.rebuild_rollup('public.ins_daily', '2026-11-02', '2026-11-03')")
+            assert c.execute(hist).fetchall() == updated
             # The shipped rollups got them too (usage_events was not purged).
             assert str(one(c, "SELECT sum(cache_savings_usd) FROM llm_cost.usage_daily")) == \
                 str(one(c, "SELECT llm_cost.cache_savings('claude-sonnet-4-5', 100, 10, 5000, 0, '2026-11-02 08:00+00')"))
@@ -179,3 +185,151 @@ def test_update_from_0_10_0_fills_the_new_sums_from_the_raw_rows():
     finally:
         with admin() as a:
             a.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def test_forecast_and_budget_projection(connect):
+    """Run-rate forecast: projected = spent x period length / elapsed; the budget view says when
+    the limit is reached at that rate."""
+    c = connect()
+    c.execute("SET client_min_messages = warning")
+    # Half of a 30-day period gone, $40 spent: $80 projected; a $60 limit is reached at 3/4.
+    row = c.execute("""SELECT * FROM llm_cost.run_rate_forecast(40, '2026-11-01 00:00+00', '2026-12-01 00:00+00', 60,
+                                                               '2026-11-16 00:00+00')""").fetchone()
+    assert str(row[0]) == "80.00000000" and row[1].isoformat() == "2026-11-23T12:00:00+00:00", row
+    # Past the limit already, or never reaching it: no crossing time; before the period: nothing.
+    assert c.execute("SELECT projected_exceed_at FROM llm_cost.run_rate_forecast(70, '2026-11-01', '2026-12-01', 60, '2026-11-16')").fetchone()[0] is None
+    assert c.execute("SELECT projected_exceed_at FROM llm_cost.run_rate_forecast(10, '2026-11-01', '2026-12-01', 60, '2026-11-16')").fetchone()[0] is None
+    assert c.execute("SELECT projected_usd FROM llm_cost.run_rate_forecast(10, '2026-11-01', '2026-12-01', 60, '2026-10-16')").fetchone()[0] is None
+    c.execute("DROP TABLE IF EXISTS public.fc_log CASCADE")
+    c.execute("""CREATE TABLE public.fc_log (at timestamptz NOT NULL DEFAULT now(), team text, model text,
+                                             input_tokens int, output_tokens int, cost_usd numeric, cost_source text);
+                 SELECT llm_cost.track('public.fc_log', time_column => 'at');
+                 SELECT llm_cost.create_rollup('public.fc_monthly', 'public.fc_log', 'month', '{team}');
+                 SELECT llm_cost.create_budget('fc_cap', 'public.fc_monthly', 1000, '{0.5}');""")
+    c.execute("INSERT INTO public.fc_log (team, model, input_tokens, output_tokens) VALUES ('t1', 'gpt-4o', 4000000, 0), ('t2', 'gpt-4o', 1000, 0)")
+    with c.transaction():
+        rows = c.execute("""SELECT "group"->>'team', spent_usd, projected_usd, projected_exceed_at,
+                                   projected_usd = round(spent_usd * EXTRACT(epoch FROM period_end - period_start)
+                                                         / EXTRACT(epoch FROM now() - period_start), 8)
+                              FROM llm_cost.budget_status WHERE budget = 'fc_cap' ORDER BY 1""").fetchall()
+        assert [r[0] for r in rows] == ["t1", "t2"] and all(r[4] for r in rows), rows
+        assert rows[0][1] == 10 and rows[0][2] >= 10
+        # The rollup's own budget view has the same columns.
+        assert c.execute("SELECT team, projected_usd FROM public.fc_monthly_budget_status ORDER BY 1").fetchall() == [(r[0], r[2]) for r in rows]
+        fc = c.execute("SELECT \"group\"->>'team', spent_usd, projected_usd FROM llm_cost.spend_forecast('public.fc_monthly', '{team}') ORDER BY 1").fetchall()
+        assert fc == [(r[0], r[1], r[2]) for r in rows], (fc, rows)
+    c.execute("SELECT llm_cost.drop_budget('fc_cap'); SELECT llm_cost.drop_rollup('public.fc_monthly'); "
+              "SELECT llm_cost.untrack('public.fc_log'); DROP TABLE public.fc_log")
+
+
+def test_anomalies_follow_the_stated_rule(connect):
+    """spend_anomalies lists exactly the groups whose spend today exceeds median + 3 x spread of
+    their last 14 days (spread = 1.4826 x MAD, at least 10% of the median), with enough calls."""
+    import statistics
+    c = connect()
+    c.execute("SET client_min_messages = warning")
+    c.execute("DROP TABLE IF EXISTS public.an_log CASCADE")
+    c.execute("""CREATE TABLE public.an_log (at timestamptz NOT NULL, team text, model text, input_tokens int,
+                                             output_tokens int, cost_usd numeric, cost_source text);
+                 SELECT llm_cost.track('public.an_log', time_column => 'at');
+                 SELECT llm_cost.create_rollup('public.an_daily', 'public.an_log', 'day', '{team}');""")
+    # Days 1..14 of November as the baseline; the 15th is "today" (at => 2026-11-15 18:00).
+    # steady: 20 calls a day of $0.01 each (provided), today the same; spiky: ~$0.2 a day, today $5;
+    # quiet: nothing before, today 12 calls; few: a spike of 3 calls only; gap: days missing (0).
+    rows = []
+    for d in range(1, 15):
+        rows += [(f"2026-11-{d:02d} 10:00+00", "steady", "0.01")] * 20
+        rows += [(f"2026-11-{d:02d} 11:00+00", "spiky", str(0.18 + 0.01 * (d % 5)))] * 10
+        if d % 2 == 0:
+            rows += [(f"2026-11-{d:02d} 12:00+00", "gap", "0.05")] * 10
+    rows += [("2026-11-15 10:00+00", "steady", "0.01")] * 20
+    rows += [("2026-11-15 11:00+00", "spiky", "0.5")] * 10
+    rows += [("2026-11-15 12:00+00", "quiet", "0.02")] * 12
+    rows += [("2026-11-15 13:00+00", "few", "9")] * 3
+    rows += [("2026-11-15 14:00+00", "gap", "0.3")] * 10
+    with c.cursor().copy("COPY public.an_log (at, team, model, input_tokens, output_tokens, cost_usd, cost_source) FROM STDIN") as cp:
+        for at, team, cost in rows:
+            cp.write_row((at, team, "gpt-4o", 1, 1, cost, "provided"))
+    got = c.execute("""SELECT "group"->>'team', spent_usd, baseline_usd, spread_usd, score
+                         FROM llm_cost.spend_anomalies('public.an_daily', '{team}', at => '2026-11-15 18:00+00')
+                        ORDER BY 1""").fetchall()
+    # The rule in Python, over the raw rows.
+    from decimal import Decimal
+    daily = {}
+    for at, team, cost in rows:
+        daily[(team, int(at[8:10]))] = daily.get((team, int(at[8:10])), Decimal(0)) + Decimal(cost)
+    expect = []
+    for team in sorted({t for t, _ in daily}):
+        today = daily.get((team, 15), Decimal(0))
+        n = sum(1 for r in rows if r[1] == team and r[0].startswith("2026-11-15"))
+        past = [daily.get((team, d), Decimal(0)) for d in range(1, 15)]
+        m = Decimal(statistics.median(past))
+        spread = max(Decimal("1.4826") * Decimal(statistics.median([abs(p - m) for p in past])), Decimal("0.1") * m)
+        if n >= 10 and today > m + 3 * spread:
+            expect.append((team, today, m.quantize(Decimal("0.00000001")), spread.quantize(Decimal("0.00000001"))))
+    assert [g[:4] for g in got] == expect, (got, expect)
+    assert [g[0] for g in got] == ["gap", "quiet", "spiky"], got
+    assert dict((g[0], g[4]) for g in got)["quiet"] is None  # zero baseline, zero spread
+    # Bad arguments: a clear error.
+    for bad in ("periods => 2", "threshold => 0", "min_requests => -1"):
+        try:
+            c.execute(f"SELECT * FROM llm_cost.spend_anomalies('public.an_daily', '{{team}}', {bad})")
+            raise AssertionError(bad)
+        except Exception as e:  # noqa: BLE001
+            assert getattr(e, "sqlstate", None) == "22023", e
+    c.execute("SELECT llm_cost.drop_rollup('public.an_daily'); SELECT llm_cost.untrack('public.an_log'); DROP TABLE public.an_log")
+
+
+def test_cost_percentiles_within_the_stated_bound(connect):
+    """p50/p90/p99 per group from the rollup's histograms are within 1/32 of the exact
+    nearest-rank percentiles over the raw rows (percentile_disc); the maximum is exact. Rows come
+    by INSERT, COPY and an UPDATE that changes costs (the histogram takes the old cost away)."""
+    import random
+    rnd = random.Random(30)
+    c = connect()
+    c.execute("SET client_min_messages = warning")
+    c.execute("DROP TABLE IF EXISTS public.pc_log CASCADE")
+    c.execute("""CREATE TABLE public.pc_log (id bigserial, at timestamptz NOT NULL, team text, model text, input_tokens int,
+                                             output_tokens int, cost_usd numeric, cost_source text);
+                 SELECT llm_cost.track('public.pc_log', time_column => 'at');
+                 SELECT llm_cost.create_rollup('public.pc_daily', 'public.pc_log', 'day', '{team}');""")
+    rows = []
+    for i in range(3000):
+        team = ["a", "b", "c"][i % 3]
+        # log-normal-ish costs from $0.00001 to ~$20, a few free calls, some estimated by llm_cost.
+        cost = None if i % 10 == 0 else f"{rnd.lognormvariate(-6, 2.2):.10f}" if i % 97 else "0"
+        rows.append((f"2026-11-{1 + i % 5:02d} 10:00+00", team, "gpt-4o" if cost is None else "x-provided",
+                     rnd.randint(1, 5000), rnd.randint(1, 500), cost, None if cost is None else "provided"))
+    c.cursor().executemany("INSERT INTO public.pc_log (at, team, model, input_tokens, output_tokens, cost_usd, cost_source) VALUES (%s, %s, %s, %s, %s, %s, %s)", rows[:1500])
+    with c.cursor().copy("COPY public.pc_log (at, team, model, input_tokens, output_tokens, cost_usd, cost_source) FROM STDIN") as cp:
+        for r in rows[1500:]:
+            cp.write_row(r)
+    c.execute("UPDATE public.pc_log SET cost_usd = cost_usd * 3 WHERE id % 13 = 0 AND cost_source = 'provided'")
+    # An unknown model stays out of the distribution (unpriced).
+    c.execute("INSERT INTO public.pc_log (at, team, model, input_tokens, output_tokens) VALUES ('2026-11-01 11:00+00', 'a', 'no-such-model-q', 1, 1)")
+    got = c.execute("""SELECT "group"->>'team', priced_requests, cost_usd, max_usd
+                         FROM llm_cost.cost_percentiles('public.pc_daily', '{team}', percentiles => '{0.5,0.9,0.99,1}') ORDER BY 1""").fetchall()
+    exact = c.execute("""SELECT team, count(*), ARRAY[percentile_disc(0.5) WITHIN GROUP (ORDER BY cost_usd),
+                                                    percentile_disc(0.9) WITHIN GROUP (ORDER BY cost_usd),
+                                                    percentile_disc(0.99) WITHIN GROUP (ORDER BY cost_usd),
+                                                    percentile_disc(1) WITHIN GROUP (ORDER BY cost_usd)], max(cost_usd)
+                           FROM public.pc_log WHERE cost_source <> 'unpriced' GROUP BY 1 ORDER BY 1""").fetchall()
+    assert [(g[0], g[1], g[3]) for g in got] == [(e[0], e[1], e[3]) for e in exact]
+    for g, e in zip(got, exact):
+        for est, true in zip(g[2], e[2]):
+            assert abs(est - true) * 32 <= true, (g[0], est, true)
+    # Over several periods and every group at once, and a period range.
+    total = c.execute("SELECT priced_requests FROM llm_cost.cost_percentiles('public.pc_daily')").fetchone()[0]
+    assert total == sum(e[1] for e in exact)
+    one_day = c.execute("SELECT priced_requests FROM llm_cost.cost_percentiles('public.pc_daily', '{}', '2026-11-02', '2026-11-03')").fetchone()[0]
+    assert one_day == c.execute("SELECT count(*) FROM public.pc_log WHERE at::date = '2026-11-02' AND cost_source <> 'unpriced'").fetchone()[0]
+    # A rebuild from the raw rows gives the same histograms.
+    before = c.execute("SELECT team, cost_histogram, max_request_cost_usd FROM public.pc_daily ORDER BY period_start, team").fetchall()
+    c.execute("SELECT llm_cost.rebuild_rollup('public.pc_daily')")
+    assert c.execute("SELECT team, cost_histogram, max_request_cost_usd FROM public.pc_daily ORDER BY period_start, team").fetchall() == before
+    try:
+        c.execute("SELECT * FROM llm_cost.cost_percentiles('public.pc_daily', percentiles => '{0.5,1.5}')")
+        raise AssertionError("accepted")
+    except Exception as e:  # noqa: BLE001
+        assert getattr(e, "sqlstate", None) == "22023", e
+    c.execute("SELECT llm_cost.drop_rollup('public.pc_daily'); SELECT llm_cost.untrack('public.pc_log'); DROP TABLE public.pc_log")

@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod catalog;
 pub mod flat;
+pub mod hist;
 pub mod import;
 pub mod ledger;
 pub mod matching;

@@ -113,6 +113,9 @@ pub(super) struct Sum {
     pub(super) provided: i64,
     pub(super) provided_cost: Exact,
     pub(super) provided_list: i128,
+    /// The priced rows' costs (`llm_cost_core::hist`) and the largest one (10^-16 USD).
+    pub(super) hist: Vec<(u16, i64)>,
+    pub(super) max_cost: Option<i128>,
 }
 
 /// Pending sums, for the running statement, of the rows of one source that share every rollup's
@@ -412,6 +415,16 @@ pub(super) unsafe fn add_row(
             }
             s.cache_savings = add_i128(s.cache_savings, sign as i128 * cache_savings);
             s.cache_write_extra = add_i128(s.cache_write_extra, sign as i128 * cache_write_extra);
+            if let Some(b) = cost_units
+                .filter(|_| !unpriced)
+                .and_then(super::hist::units_bucket)
+            {
+                llm_cost_core::hist::add(&mut s.hist, b, sign).unwrap_or_else(|| out_of_range());
+                if sign > 0 {
+                    let u = cost_units.unwrap_or(0);
+                    s.max_cost = Some(s.max_cost.map_or(u, |m| m.max(u)));
+                }
+            }
             if let Some(list) = provided_list {
                 add_i64(&mut s.provided, sign);
                 add_cost(&mut s.provided_cost);
@@ -517,6 +530,8 @@ impl Sum {
             provided: 0,
             provided_cost: Exact::default(),
             provided_list: 0,
+            hist: Vec::new(),
+            max_cost: None,
         }
     }
 
@@ -534,6 +549,7 @@ impl Sum {
             && self.provided == 0
             && self.provided_cost.is_zero()
             && self.provided_list == 0
+            && self.hist.is_empty()
     }
 
     /// Adds the sums of other rows.
@@ -558,6 +574,11 @@ impl Sum {
         add_i64(&mut self.provided, o.provided);
         self.provided_cost.merge(&o.provided_cost);
         self.provided_list = add_i128(self.provided_list, o.provided_list);
+        llm_cost_core::hist::merge(&mut self.hist, &o.hist).unwrap_or_else(|| out_of_range());
+        self.max_cost = match (self.max_cost, o.max_cost) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 

@@ -26,6 +26,7 @@
 mod accumulate;
 mod defs;
 mod flush;
+pub mod hist;
 pub mod stripes;
 
 use accumulate::{add_row, Borrowed};
@@ -78,7 +79,7 @@ fn is_unpriced(
 /// applies): provided, estimated or unpriced; arguments as `_is_unpriced`, the estimate needed
 /// whenever the table has no cost_source column.
 #[pg_extern(immutable, parallel_safe, name = "_cost_stored")]
-fn cost_stored(
+pub fn cost_stored(
     p_has_source: bool,
     p_source: Option<&str>,
     p_cost: Option<pgrx::AnyNumeric>,

@@ -48,6 +48,8 @@ pub enum Merge {
     Max,
     /// The smaller value (NULL: the other one).
     Min,
+    /// Histograms (`llm_cost_core::hist`, flat int8[]) added bucket by bucket.
+    Hist,
 }
 
 /// A column of every table of sums besides the group columns.
@@ -71,7 +73,7 @@ const fn col(name: &'static str, sql_type: &'static str, not_null: bool, merge: 
 /// through `llm_cost._sums_layout()` (`create_rollup`'s CREATE TABLE, `_rollup_upsert`'s merge,
 /// `_rollup_defs`' attribute numbers); `Layout::fixed` holds their attribute numbers in this order.
 /// The group columns go between period_start and stripe.
-pub const COLUMNS: [Column; 20] = [
+pub const COLUMNS: [Column; 22] = [
     col("period_start", "timestamptz", true, Merge::Key),
     col("stripe", "int", true, Merge::Key),
     col("requests", "bigint", true, Merge::Sum),
@@ -92,6 +94,8 @@ pub const COLUMNS: [Column; 20] = [
     col("provided_requests", "bigint", true, Merge::Sum),
     col("provided_cost_usd", "numeric", true, Merge::Sum),
     col("provided_list_usd", "numeric", true, Merge::Sum),
+    col("cost_hist", "bigint[]", true, Merge::Hist),
+    col("max_request_cost_usd", "numeric", false, Merge::Max),
 ];
 
 /// How many of `COLUMNS` a table of sums made before 0.11.0 has (the first ones): the library
@@ -141,6 +145,8 @@ const ERROR_COST: usize = at("error_cost_usd");
 const PROVIDED: usize = at("provided_requests");
 const PROVIDED_COST: usize = at("provided_cost_usd");
 const PROVIDED_LIST: usize = at("provided_list_usd");
+const HIST: usize = at("cost_hist");
+const MAX_COST: usize = at("max_request_cost_usd");
 
 type LayoutRow = (i32, String, String, bool, String);
 
@@ -151,6 +157,7 @@ fn layout_rows(columns: &'static [Column]) -> TableIterator<'static, LayoutRow> 
             Merge::Sum => "sum",
             Merge::Max => "max",
             Merge::Min => "min",
+            Merge::Hist => "hist",
         };
         (
             i as i32 + 1,
@@ -165,7 +172,7 @@ fn layout_rows(columns: &'static [Column]) -> TableIterator<'static, LayoutRow> 
 /// The columns of a table of sums besides the group columns, in `COLUMNS` order: name, SQL type,
 /// NOT NULL, and how a statement's sums merge into an existing row (key, sum, max, min).
 #[pg_extern(immutable, parallel_safe, name = "_sums_layout")]
-fn sums_layout() -> TableIterator<
+pub fn sums_layout() -> TableIterator<
     'static,
     (
         name!(ord, i32),
@@ -182,7 +189,7 @@ fn sums_layout() -> TableIterator<
 /// database not yet updated to this library's version reads them through this symbol, and goes
 /// on making and filling tables of that shape (this library writes those too).
 #[pg_extern(immutable, parallel_safe, name = "_stripes_layout")]
-fn stripes_layout() -> TableIterator<
+pub fn stripes_layout() -> TableIterator<
     'static,
     (
         name!(ord, i32),
@@ -219,6 +226,10 @@ pub struct Sums<'a> {
     pub provided: i64,
     pub provided_cost: pg_sys::Datum,
     pub provided_list: pg_sys::Datum,
+    /// int8[]
+    pub hist: pg_sys::Datum,
+    /// numeric
+    pub max_cost: Option<pg_sys::Datum>,
 }
 
 struct Index {
@@ -644,6 +655,8 @@ unsafe fn fill(
     set(f[PROVIDED], Some(pg_sys::Datum::from(s.provided)));
     set(f[PROVIDED_COST], Some(s.provided_cost));
     set(f[PROVIDED_LIST], Some(s.provided_list));
+    set(f[HIST], Some(s.hist));
+    set(f[MAX_COST], s.max_cost);
 }
 
 fn sum_i64(a: i64, b: i64) -> i64 {
@@ -653,6 +666,17 @@ fn sum_i64(a: i64, b: i64) -> i64 {
             "llm_cost: rollup sum out of range for bigint",
         )
         .raise();
+    })
+}
+
+/// A stored histogram (flat int8[]); one that is not well formed refuses the write.
+///
+/// # Safety
+/// `d` is an int8[] Datum.
+unsafe fn flat_hist(d: pg_sys::Datum) -> Vec<(u16, i64)> {
+    let v = <Vec<i64> as pgrx::FromDatum>::from_datum(d, false).unwrap_or_default();
+    llm_cost_core::hist::from_flat(&v).unwrap_or_else(|| {
+        refuse("llm_cost: a table of sums holds a cost histogram that is not well formed".into())
     })
 }
 
@@ -684,12 +708,32 @@ unsafe fn merge(
                 .unwrap_or(values[i]);
             }
             Merge::Sum => values[i] = pg_sys::Datum::from(sum_i64(int(values[i]), int(old[i]))),
+            Merge::Hist => {
+                let mut h = flat_hist(old[i]);
+                llm_cost_core::hist::merge(&mut h, &flat_hist(values[i]))
+                    .unwrap_or_else(|| super::accumulate::out_of_range());
+                values[i] = pgrx::IntoDatum::into_datum(llm_cost_core::hist::to_flat(&h))
+                    .unwrap_or(values[i]);
+            }
             // NULLs ignored: the other value stands.
             Merge::Max | Merge::Min => {
                 let keep_max = c.merge == Merge::Max;
+                // numeric values compare as numbers, the others as integers (timestamps too).
+                let cmp = if nulls[i] {
+                    std::cmp::Ordering::Equal
+                } else if c.sql_type == "numeric" {
+                    let r = pgrx::direct_function_call::<i32>(
+                        pg_sys::numeric_cmp,
+                        &[Some(old[i]), Some(values[i])],
+                    )
+                    .unwrap_or(0);
+                    r.cmp(&0)
+                } else {
+                    int(old[i]).cmp(&int(values[i]))
+                };
                 if nulls[i]
-                    || (keep_max && int(old[i]) > int(values[i]))
-                    || (!keep_max && int(old[i]) < int(values[i]))
+                    || (keep_max && cmp == std::cmp::Ordering::Greater)
+                    || (!keep_max && cmp == std::cmp::Ordering::Less)
                 {
                     values[i] = old[i];
                     nulls[i] = false;

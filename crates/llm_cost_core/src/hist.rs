@@ -1,0 +1,155 @@
+//! The distribution of per-request costs, as rollups keep it: a sparse histogram of log-spaced
+//! buckets over costs in 10^-16 USD, integers only.
+//!
+//! Buckets: a cost below 16 units has a bucket of its own (exact); above, each power of two is
+//! cut in 16 equal buckets (the 4 bits after the leading one). A bucket `[lo, hi)` then has
+//! `hi - lo <= lo / 16`, so its midpoint is within 1/32 (3.125%) of any cost in it: a percentile
+//! read from the histogram (the midpoint of the bucket holding the rank) is within 3.125% of the
+//! exact percentile of the same rank. Costs up to 2^128 units have buckets (below 2,000).
+//!
+//! A histogram is a list of (bucket, count) sorted by bucket, counts non-zero (a count may be
+//! negative inside a statement's sums: an UPDATE takes its old row away).
+
+/// Sub-buckets per power of two: 2^SUB_BITS.
+const SUB_BITS: u32 = 4;
+const SUBS: u32 = 1 << SUB_BITS;
+
+/// The bucket of a cost (10^-16 USD).
+pub fn bucket(units: u128) -> u16 {
+    if units < SUBS as u128 {
+        return units as u16;
+    }
+    let msb = 127 - units.leading_zeros(); // >= SUB_BITS
+    let sub = ((units >> (msb - SUB_BITS)) & (SUBS as u128 - 1)) as u32;
+    ((msb - SUB_BITS + 1) * SUBS + sub) as u16
+}
+
+/// The costs a bucket holds: `[lo, hi)`.
+pub fn bounds(b: u16) -> (u128, u128) {
+    let b = b as u32;
+    if b < SUBS {
+        return (b as u128, b as u128 + 1);
+    }
+    let shift = b / SUBS - 1; // msb - SUB_BITS
+    let lo = ((SUBS + b % SUBS) as u128) << shift;
+    (lo, lo + (1u128 << shift))
+}
+
+/// The value a bucket stands for: its midpoint (its one cost below 16 units), rounded down.
+pub fn midpoint(b: u16) -> u128 {
+    let (lo, hi) = bounds(b);
+    lo + (hi - lo) / 2
+}
+
+/// Adds `n` to bucket `b` of a sorted histogram, dropping a count that becomes 0; None when a
+/// count would overflow.
+pub fn add(h: &mut Vec<(u16, i64)>, b: u16, n: i64) -> Option<()> {
+    match h.binary_search_by_key(&b, |e| e.0) {
+        Ok(i) => {
+            let c = h[i].1.checked_add(n)?;
+            if c == 0 {
+                h.remove(i);
+            } else {
+                h[i].1 = c;
+            }
+        }
+        Err(i) if n != 0 => h.insert(i, (b, n)),
+        Err(_) => {}
+    }
+    Some(())
+}
+
+/// Adds histogram `o` into `h`.
+pub fn merge(h: &mut Vec<(u16, i64)>, o: &[(u16, i64)]) -> Option<()> {
+    for (b, n) in o {
+        add(h, *b, *n)?;
+    }
+    Some(())
+}
+
+/// The bucket holding the `rank`-th smallest cost (1-based), None when the histogram holds fewer
+/// (or a negative count: not a histogram of stored rows).
+pub fn bucket_at_rank(h: &[(u16, i64)], rank: i64) -> Option<u16> {
+    if rank < 1 {
+        return None;
+    }
+    let mut seen: i64 = 0;
+    for (b, n) in h {
+        if *n < 0 {
+            return None;
+        }
+        seen = seen.checked_add(*n)?;
+        if seen >= rank {
+            return Some(*b);
+        }
+    }
+    None
+}
+
+/// A histogram from its flat form `[bucket, count, bucket, count, ...]` (as SQL stores it, an
+/// int8[]): None when it is not one (odd length, a bucket out of range).
+pub fn from_flat(v: &[i64]) -> Option<Vec<(u16, i64)>> {
+    if v.len() % 2 != 0 {
+        return None;
+    }
+    let mut h = Vec::with_capacity(v.len() / 2);
+    for p in v.chunks(2) {
+        let b = u16::try_from(p[0]).ok()?;
+        add(&mut h, b, p[1])?;
+    }
+    Some(h)
+}
+
+/// The flat form of a histogram.
+pub fn to_flat(h: &[(u16, i64)]) -> Vec<i64> {
+    h.iter().flat_map(|(b, n)| [*b as i64, *n]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_contiguous_and_narrow() {
+        let mut prev_hi = 0u128;
+        for b in 0..1900u16 {
+            let (lo, hi) = bounds(b);
+            assert_eq!(lo, prev_hi, "bucket {b}");
+            assert!(b < 16 || (hi - lo) * 16 <= lo, "bucket {b} too wide");
+            assert_eq!(bucket(lo), b);
+            assert_eq!(bucket(hi - 1), b);
+            prev_hi = hi;
+        }
+    }
+
+    #[test]
+    fn a_midpoint_is_within_1_32_of_every_cost_of_its_bucket() {
+        // $0.000001 .. $1,000 in steps that are not powers of two.
+        let mut u: u128 = 10_000_000_000;
+        while u < 10_000_000_000_000_000_000 {
+            let m = midpoint(bucket(u));
+            let err = m.abs_diff(u);
+            assert!(err * 32 <= u, "{u} -> {m}");
+            u = u * 7 / 5 + 13;
+        }
+        assert_eq!(midpoint(bucket(9)), 9);
+    }
+
+    #[test]
+    fn ranks_and_merges() {
+        let mut h = vec![];
+        for u in [5u128, 100, 100, 1_000_000, 7] {
+            add(&mut h, bucket(u), 1).unwrap();
+        }
+        assert_eq!(bucket_at_rank(&h, 1), Some(bucket(5)));
+        assert_eq!(bucket_at_rank(&h, 3), Some(bucket(100)));
+        assert_eq!(bucket_at_rank(&h, 5), Some(bucket(1_000_000)));
+        assert_eq!(bucket_at_rank(&h, 6), None);
+        let mut g = h.clone();
+        merge(&mut g, &[(bucket(100), -2)]).unwrap();
+        assert_eq!(g.len(), 3);
+        assert_eq!(from_flat(&to_flat(&h)).unwrap(), h);
+        assert!(from_flat(&[1, 2, 3]).is_none());
+        assert!(from_flat(&[70000, 1]).is_none());
+    }
+}
