@@ -918,3 +918,8 @@ BEGIN
         END IF;
     END LOOP;
 END $budget_views$;
+
+-- budget_status, re-created above with the forecast columns: its options and column comments.
+ALTER VIEW llm_cost.budget_status SET (security_invoker = true);
+COMMENT ON COLUMN llm_cost.budget_status.projected_usd IS 'Spend at the end of the period if it goes on at the rate since the period began (llm_cost.run_rate_forecast).';
+COMMENT ON COLUMN llm_cost.budget_status.projected_exceed_at IS 'When spend reaches the limit at that rate, if before the period ends (NULL: it does not, or it already has).';
