@@ -107,6 +107,41 @@ BEGIN
     RETURN r;
 END $$;
 
+-- The WHERE conditions (" AND ...", over the rollup view as v) of a report's filter: a jsonb
+-- object of group columns of the rollup and the value each must have (compared as text), a list
+-- of values (any of them), or null (IS NULL). 42703 for a column the rollup does not group by.
+CREATE FUNCTION llm_cost._report_where(r llm_cost.rollups, p_filter jsonb) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    k text;
+    v jsonb;
+    cond text := '';
+BEGIN
+    IF p_filter IS NULL OR p_filter = '{}'::jsonb THEN
+        RETURN '';
+    END IF;
+    IF jsonb_typeof(p_filter) <> 'object' THEN
+        RAISE EXCEPTION 'filter must be a JSON object of group columns and values, not %', p_filter
+              USING ERRCODE = 'invalid_parameter_value', HINT = 'For example {"tenant_id": "acme", "model": ["gpt-4o", "gpt-4o-mini"]}.';
+    END IF;
+    FOR k, v IN SELECT e.key, e.value FROM jsonb_each(p_filter) e LOOP
+        IF NOT k = ANY (r.group_by) THEN
+            RAISE EXCEPTION 'rollup % does not group by %', r.rollup, quote_literal(k) USING ERRCODE = 'undefined_column',
+                  HINT = format('Its group columns are %s.', array_to_string(r.group_by, ', '));
+        END IF;
+        IF jsonb_typeof(v) = 'array' THEN
+            cond := cond || format(' AND (v.%I::pg_catalog.text OPERATOR(pg_catalog.=) ANY (%L::pg_catalog.text[])%s)', k,
+                                   ARRAY(SELECT x FROM jsonb_array_elements_text(v) x WHERE x IS NOT NULL),
+                                   CASE WHEN v @> '[null]' THEN format(' OR v.%I IS NULL', k) ELSE '' END);
+        ELSIF jsonb_typeof(v) = 'null' THEN
+            cond := cond || format(' AND v.%I IS NULL', k);
+        ELSE
+            cond := cond || format(' AND v.%I::pg_catalog.text OPERATOR(pg_catalog.=) %L', k, v #>> '{}');
+        END IF;
+    END LOOP;
+    RETURN cond;
+END $$;
+
 CREATE FUNCTION llm_cost.rollup_summary(rollup regclass)
 RETURNS TABLE (period text, since timestamptz, requests bigint, total_tokens bigint, cost_usd numeric, unpriced_requests bigint)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -129,31 +164,35 @@ COMMENT ON FUNCTION llm_cost.rollup_summary(regclass) IS
 'Spend today, this week and this month (in the rollup''s time zone) from any rollup: the periods its grain can answer (an hour or day rollup all three, a week or month rollup its own). cost_usd is 0 without calls, NULL when every call was unpriced.';
 
 CREATE FUNCTION llm_cost.spend_by(rollup regclass, by text[], "from" timestamptz DEFAULT '-infinity',
-                                  "to" timestamptz DEFAULT 'infinity')
+                                  "to" timestamptz DEFAULT 'infinity', filter jsonb DEFAULT '{}')
 RETURNS TABLE ("group" jsonb, requests bigint, total_tokens bigint, cost_usd numeric,
                avg_cost_per_request_usd numeric, unpriced_requests bigint, error_requests bigint,
-               error_cost_usd numeric)
+               error_cost_usd numeric, latency_ms_avg numeric, latency_ms_max bigint)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     r llm_cost.rollups := llm_cost._report_rollup(rollup, by);
     cols text := (SELECT string_agg(format('%L, v.%I', b, b), ', ') FROM unnest(by) b);
     keys text := (SELECT string_agg(format('v.%I', b), ', ') FROM unnest(by) b);
     errors boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'error_cost_usd' AND NOT a.attisdropped);
+    latency boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'latency_ms_sum' AND NOT a.attisdropped);
 BEGIN
     RETURN QUERY EXECUTE format(
         'SELECT %s, sum(v.requests)::bigint, sum(v.total_tokens)::bigint, sum(v.cost_usd), '
         'round(sum(v.cost_usd) / nullif(sum(v.requests) - sum(v.unpriced_requests), 0), 8), '
-        'sum(v.unpriced_requests)::bigint, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s ORDER BY 4 DESC NULLS LAST, 2 DESC',
+        'sum(v.unpriced_requests)::bigint, %s, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s ORDER BY 4 DESC NULLS LAST, 2 DESC',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
         CASE WHEN errors THEN 'sum(v.error_requests)::bigint, sum(v.error_cost_usd)' ELSE 'NULL::bigint, NULL::numeric' END,
-        rollup, CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        -- (no latency recorded in the range: NULL, not 0)
+        CASE WHEN latency THEN 'CASE WHEN max(v.latency_ms_max) IS NOT NULL THEN round(sum(v.latency_ms_sum) / nullif(sum(v.requests), 0), 1) END, '
+                               'max(v.latency_ms_max)::bigint' ELSE 'NULL::numeric, NULL::bigint' END,
+        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
     USING "from", "to";
 END $$;
-COMMENT ON FUNCTION llm_cost.spend_by(regclass, text[], timestamptz, timestamptz) IS
-'Spend of any rollup per value of some of its group columns (by => ''{model}'', ''{tenant_id}'', ''{}'' for the total) over periods starting in [from, to): group (jsonb), requests, tokens, cost (NULL when nothing was priced), average per priced request, unpriced and error requests, cost of the failed calls; most expensive first. Top N: add LIMIT N.';
+COMMENT ON FUNCTION llm_cost.spend_by(regclass, text[], timestamptz, timestamptz, jsonb) IS
+'Spend of any rollup per value of some of its group columns (by => ''{model}'', ''{tenant_id}'', ''{}'' for the total) over periods starting in [from, to), of the groups the filter keeps (a jsonb of group columns and values: {"tenant_id": "acme"}, a list for any of several, null for IS NULL): group (jsonb), requests, tokens, cost (NULL when nothing was priced), average per priced request, unpriced and error requests, cost of the failed calls, mean latency (ms, over every call: one without a latency counts 0) and the longest (NULL when none was recorded); most expensive first. Top N: add LIMIT N.';
 
 CREATE FUNCTION llm_cost.cache_savings_by(rollup regclass, by text[] DEFAULT '{}', "from" timestamptz DEFAULT '-infinity',
-                                          "to" timestamptz DEFAULT 'infinity')
+                                          "to" timestamptz DEFAULT 'infinity', filter jsonb DEFAULT '{}')
 RETURNS TABLE ("group" jsonb, requests bigint, cache_read_tokens bigint, cache_write_tokens bigint, cost_usd numeric,
                cache_savings_usd numeric, cache_write_extra_usd numeric, net_cache_savings_usd numeric,
                cost_without_cache_usd numeric)
@@ -167,16 +206,16 @@ BEGIN
         'SELECT %s, sum(v.requests)::bigint, sum(v.cache_read_tokens)::bigint, sum(v.cache_write_tokens)::bigint, '
         'sum(v.cost_usd), sum(v.cache_savings_usd), sum(v.cache_write_extra_usd), sum(v.net_cache_savings_usd), '
         'sum(v.cost_usd) + sum(v.net_cache_savings_usd) '
-        'FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s ORDER BY 8 DESC NULLS LAST, 2 DESC',
+        'FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s ORDER BY 8 DESC NULLS LAST, 2 DESC',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
     USING "from", "to";
 END $$;
-COMMENT ON FUNCTION llm_cost.cache_savings_by(regclass, text[], timestamptz, timestamptz) IS
+COMMENT ON FUNCTION llm_cost.cache_savings_by(regclass, text[], timestamptz, timestamptz, jsonb) IS
 'What prompt caching saved, from any rollup, per value of some of its group columns over periods starting in [from, to), at list price: savings of cache reads, extra paid for cache writes, the net saving, and what the calls would have cost without the cache (cost_usd + net saving). Largest net saving first.';
 
 CREATE FUNCTION llm_cost.provided_vs_list(rollup regclass, by text[] DEFAULT '{}', "from" timestamptz DEFAULT '-infinity',
-                                          "to" timestamptz DEFAULT 'infinity')
+                                          "to" timestamptz DEFAULT 'infinity', filter jsonb DEFAULT '{}')
 RETURNS TABLE ("group" jsonb, provided_requests bigint, provided_cost_usd numeric, list_cost_usd numeric,
                difference_usd numeric, difference_pct numeric)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -189,17 +228,17 @@ BEGIN
         'SELECT %s, sum(v.provided_requests)::bigint, sum(v.provided_cost_usd), sum(v.provided_list_usd), '
         'sum(v.provided_cost_usd) - sum(v.provided_list_usd), '
         'round(100 * (sum(v.provided_cost_usd) - sum(v.provided_list_usd)) / nullif(sum(v.provided_list_usd), 0), 2) '
-        'FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s HAVING sum(v.provided_requests) > 0 '
+        'FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s HAVING sum(v.provided_requests) > 0 '
         'ORDER BY abs(sum(v.provided_cost_usd) - sum(v.provided_list_usd)) DESC, 2 DESC',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
     USING "from", "to";
 END $$;
-COMMENT ON FUNCTION llm_cost.provided_vs_list(regclass, text[], timestamptz, timestamptz) IS
+COMMENT ON FUNCTION llm_cost.provided_vs_list(regclass, text[], timestamptz, timestamptz, jsonb) IS
 'Reconciliation, from any rollup: for the calls whose cost the application provided (a provider''s reported cost) and whose model has a list price, per value of some group columns over periods starting in [from, to): how many, their provided cost, their list-price estimate, the difference in USD and in percent of list. Largest difference first.';
 
 CREATE FUNCTION llm_cost.spend_trend(rollup regclass, "from" timestamptz DEFAULT '-infinity',
-                                     "to" timestamptz DEFAULT 'infinity')
+                                     "to" timestamptz DEFAULT 'infinity', filter jsonb DEFAULT '{}')
 RETURNS TABLE (period_start timestamptz, requests bigint, total_tokens bigint, cost_usd numeric,
                unpriced_requests bigint, error_requests bigint)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -208,17 +247,18 @@ DECLARE
 BEGIN
     RETURN QUERY EXECUTE format(
         'SELECT v.period_start, sum(v.requests)::bigint, sum(v.total_tokens)::bigint, sum(v.cost_usd), '
-        'sum(v.unpriced_requests)::bigint, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 GROUP BY 1 ORDER BY 1',
+        'sum(v.unpriced_requests)::bigint, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s GROUP BY 1 ORDER BY 1',
         CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'error_requests' AND NOT a.attisdropped)
              THEN 'sum(v.error_requests)::bigint' ELSE 'NULL::bigint' END,
-        rollup)
+        rollup, llm_cost._report_where(r, filter))
     USING "from", "to";
 END $$;
-COMMENT ON FUNCTION llm_cost.spend_trend(regclass, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION llm_cost.spend_trend(regclass, timestamptz, timestamptz, jsonb) IS
 'Requests, tokens and spend per period of any rollup (its grain), over periods starting in [from, to), oldest first.';
 
 -- Spend forecast of any rollup's current period per group: the run rate since the period began.
-CREATE FUNCTION llm_cost.spend_forecast(rollup regclass, by text[] DEFAULT '{}', at timestamptz DEFAULT now())
+CREATE FUNCTION llm_cost.spend_forecast(rollup regclass, by text[] DEFAULT '{}', at timestamptz DEFAULT now(),
+                                        filter jsonb DEFAULT '{}')
 RETURNS TABLE ("group" jsonb, period_start timestamptz, period_end timestamptz, requests bigint, spent_usd numeric,
                projected_usd numeric)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -231,13 +271,13 @@ DECLARE
 BEGIN
     RETURN QUERY EXECUTE format(
         'SELECT g, $1, $2, n, s, (llm_cost.run_rate_forecast(s, $1, $2, NULL, $3)).projected_usd FROM ('
-        'SELECT %s AS g, sum(v.requests)::bigint AS n, coalesce(sum(v.cost_usd), 0) AS s FROM %s v WHERE v.period_start = $1 %s) x '
+        'SELECT %s AS g, sum(v.requests)::bigint AS n, coalesce(sum(v.cost_usd), 0) AS s FROM %s v WHERE v.period_start = $1 %s %s) x '
         'ORDER BY 6 DESC NULLS LAST',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
     USING p_start, p_end, at;
 END $$;
-COMMENT ON FUNCTION llm_cost.spend_forecast(regclass, text[], timestamptz) IS
+COMMENT ON FUNCTION llm_cost.spend_forecast(regclass, text[], timestamptz, jsonb) IS
 'Where the current period (the rollup''s grain, in its time zone, containing `at`) will end, per value of some group columns: spend so far and projected_usd = spend x period length / time elapsed (llm_cost.run_rate_forecast). Largest projection first.';
 
 -- The median of some numbers, exact (the mean of the two middle ones for an even count);
@@ -257,7 +297,7 @@ $$;
 -- with a zero baseline and zero spread: any spend at that volume). score = (spend - baseline) / spread.
 CREATE FUNCTION llm_cost.spend_anomalies(rollup regclass, by text[] DEFAULT '{}', periods integer DEFAULT 14,
                                          threshold numeric DEFAULT 3, min_requests bigint DEFAULT 10,
-                                         at timestamptz DEFAULT now())
+                                         at timestamptz DEFAULT now(), filter jsonb DEFAULT '{}')
 RETURNS TABLE ("group" jsonb, period_start timestamptz, requests bigint, spent_usd numeric, baseline_usd numeric,
                spread_usd numeric, score numeric)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -277,7 +317,7 @@ BEGIN
     p_first := (p_now AT TIME ZONE r.time_zone - (periods || ' ' || r.grain)::interval) AT TIME ZONE r.time_zone;
     RETURN QUERY EXECUTE format(
         'WITH per AS (SELECT %s AS g, v.period_start AS p, sum(v.requests)::bigint AS n, coalesce(sum(v.cost_usd), 0) AS s
-                        FROM %s v WHERE v.period_start >= $1 AND v.period_start <= $2 %s),
+                        FROM %s v WHERE v.period_start >= $1 AND v.period_start <= $2 %s %s),
               past AS (SELECT g.g, coalesce(per.s, 0) AS s
                          FROM (SELECT DISTINCT per.g FROM per WHERE per.p = $2) g
                         CROSS JOIN pg_catalog.generate_series(0, $3 - 1) i
@@ -291,10 +331,10 @@ BEGIN
           WHERE c.p = $2 AND c.n >= $5 AND c.s > b.m + $4 * d.d
           ORDER BY 7 DESC NULLS FIRST, 4 DESC',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, CASE WHEN keys IS NULL THEN 'GROUP BY v.period_start' ELSE 'GROUP BY v.period_start, ' || keys END)
+        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN 'GROUP BY v.period_start' ELSE 'GROUP BY v.period_start, ' || keys END)
     USING p_first, p_now, periods, threshold, min_requests, r.time_zone, r.grain;
 END $$;
-COMMENT ON FUNCTION llm_cost.spend_anomalies(regclass, text[], integer, numeric, bigint, timestamptz) IS
+COMMENT ON FUNCTION llm_cost.spend_anomalies(regclass, text[], integer, numeric, bigint, timestamptz, jsonb) IS
 'Groups (values of some group columns of any rollup) whose spend in the current period is far above their own baseline: the median of their spend over the `periods` complete periods before (0 for a period without calls); spread = 1.4826 x median absolute deviation, at least 10% of the median; listed when spend > baseline + threshold x spread with at least min_requests calls now. score = (spend - baseline) / spread (NULL: zero baseline and spread).';
 
 -- What a typical request costs, and the outliers: percentiles of the per-request cost of the
@@ -302,7 +342,8 @@ COMMENT ON FUNCTION llm_cost.spend_anomalies(regclass, text[], integer, numeric,
 -- cheapest call, read as the midpoint of its bucket: within 3.125% of the exact one), and the
 -- exact most expensive call.
 CREATE FUNCTION llm_cost.cost_percentiles(rollup regclass, by text[] DEFAULT '{}', "from" timestamptz DEFAULT '-infinity',
-                                          "to" timestamptz DEFAULT 'infinity', percentiles numeric[] DEFAULT '{0.5,0.9,0.99}')
+                                          "to" timestamptz DEFAULT 'infinity', percentiles numeric[] DEFAULT '{0.5,0.9,0.99}',
+                                          filter jsonb DEFAULT '{}')
 RETURNS TABLE ("group" jsonb, priced_requests bigint, mean_usd numeric, percentile numeric[], cost_usd numeric[], max_usd numeric)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -319,11 +360,11 @@ BEGIN
         'FROM (SELECT %s AS g, llm_cost.cost_histogram_sum(v.cost_histogram) AS h, max(v.max_request_cost_usd) AS m, '
         '             llm_cost.histogram_requests(llm_cost.cost_histogram_sum(v.cost_histogram)) AS n, '
         '             sum(v.cost_usd) AS s '
-        '        FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s) x '
+        '        FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s) x '
         'WHERE x.n > 0 ORDER BY x.m DESC NULLS LAST',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
     USING "from", "to", percentiles;
 END $$;
-COMMENT ON FUNCTION llm_cost.cost_percentiles(regclass, text[], timestamptz, timestamptz, numeric[]) IS
+COMMENT ON FUNCTION llm_cost.cost_percentiles(regclass, text[], timestamptz, timestamptz, numeric[], jsonb) IS
 'Per-request cost of the priced calls of any rollup, per value of some group columns over periods starting in [from, to): how many, the mean, the given percentiles (nearest rank, within 3.125% of the exact value: read from the rollup''s log-spaced histograms) and the exact maximum. Most expensive maximum first.';

@@ -67,12 +67,50 @@ async function gql(query, variables) {
   return body.data;
 }
 
-// Any rollup the token may read (yours too): its spend this month per group, through
-// llm_cost.spend_by (the reader's row-level security applies). Chosen with #rollup=<name>.
-const ROLLUP_QUERY = `query Rollup($rollup: RegClass!, $by: [String]!, $month: Datetime!) {
-  rows: spendBy(rollup: $rollup, by: $by, from: $month) { nodes { group requests costUsd unpricedRequests } }
+// Any rollup the token may read (yours too), over the chosen range and filters: every panel of
+// the top half reads llm_cost's report functions on it (the reader's row-level security applies).
+// Chosen with #rollup=<name>&from=YYYY-MM-DD&to=YYYY-MM-DD (to inclusive)&f.<column>=<value>.
+const hashParams = new URLSearchParams(location.hash.slice(1));
+let chosenRollup = hashParams.get('rollup');
+const state = {
+  preset: hashParams.get('from') ? 'custom' : 'month',
+  from: hashParams.get('from'),
+  to: hashParams.get('to'),
+  filter: Object.fromEntries([...hashParams.entries()].filter(([k]) => k.startsWith('f.')).map(([k, v]) => [k.slice(2), v])),
+};
+const INSIGHTS = `query Insights($rollup: RegClass!, $by: [String]!, $all: [String]!, $from: Datetime!, $to: Datetime!, $filter: JSON!, $now: Datetime!) {
+  total: spendBy(rollup: $rollup, by: [], from: $from, to: $to, filter: $filter) {
+    nodes { requests costUsd unpricedRequests errorRequests errorCostUsd latencyMsAvg latencyMsMax } }
+  groups: spendBy(rollup: $rollup, by: $all, from: $from, to: $to, filter: $filter) { nodes { group requests costUsd unpricedRequests } }
+  choices: spendBy(rollup: $rollup, by: $all, from: $from, to: $to) { nodes { group } }
+  breakdown: spendBy(rollup: $rollup, by: $by, from: $from, to: $to, filter: $filter) {
+    nodes { group requests costUsd errorRequests errorCostUsd latencyMsAvg latencyMsMax } }
+  trend: spendTrend(rollup: $rollup, from: $from, to: $to, filter: $filter) { nodes { periodStart requests costUsd unpricedRequests } }
+  pct: costPercentiles(rollup: $rollup, by: $by, from: $from, to: $to, filter: $filter) { nodes { group pricedRequests meanUsd costUsd maxUsd } }
+  cacheTotal: cacheSavingsBy(rollup: $rollup, by: [], from: $from, to: $to, filter: $filter) { nodes { netCacheSavingsUsd } }
+  cache: cacheSavingsBy(rollup: $rollup, by: $by, from: $from, to: $to, filter: $filter) {
+    nodes { group cacheReadTokens cacheSavingsUsd cacheWriteExtraUsd netCacheSavingsUsd } }
+  forecast: spendForecast(rollup: $rollup, by: $by, at: $now, filter: $filter) { nodes { group periodStart periodEnd spentUsd projectedUsd } }
+  anomalies: spendAnomalies(rollup: $rollup, by: $by, at: $now, filter: $filter) { nodes { group requests spentUsd baselineUsd score } }
+  reconcile: providedVsList(rollup: $rollup, by: $by, from: $from, to: $to, filter: $filter) {
+    nodes { group providedRequests providedCostUsd listCostUsd differenceUsd differencePct } }
 }`;
-let chosenRollup = new URLSearchParams(location.hash.slice(1)).get('rollup');
+const dayOf = (d) => d.toISOString().slice(0, 10);
+const addDays = (day, n) => dayOf(new Date(Date.parse(`${day}T00:00:00Z`) + n * 86400000));
+// The range of a preset, as UTC days [from, to] (to inclusive).
+function presetRange(preset, now = new Date()) {
+  const today = dayOf(now);
+  const monthStart = `${today.slice(0, 8)}01`;
+  switch (preset) {
+    case 'today': return [today, today];
+    case '7d': return [addDays(today, -6), today];
+    case '30d': return [addDays(today, -29), today];
+    case 'last-month': return [dayOf(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1))), addDays(monthStart, -1)];
+    default: return [monthStart, addDays(dayOf(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1))), -1)];
+  }
+}
+// The one group column the breakdown panels split by: the model when the rollup has it.
+const breakdownOf = (r) => (r.groupBy.includes('model') ? ['model'] : r.groupBy.slice(0, 1));
 
 const QUERY = `query Dashboard($month: Datetime!) {
   rollups: allRollups(orderBy: ID_ASC) { nodes { rollup groupBy grain } }
@@ -84,11 +122,11 @@ const QUERY = `query Dashboard($month: Datetime!) {
   trend: allDailyTrends(orderBy: DAY_ASC) { nodes { day requests costUsd unpricedRequests } }
   users: allTopUsers(condition: {month: $month}, orderBy: [SPEND_RANK_ASC, USER_ID_ASC], first: 10) {
     nodes { tenantId userId requests costUsd spendRank } }
-  last: allUsageEvents(orderBy: ID_DESC, first: 10) {
+  last: allUsageEvents(orderBy: [OCCURRED_AT_DESC, ID_DESC], first: 10) {
     nodes { id occurredAt tenantId userId feature model pricedModel provider totalTokens costUsd costSource } }
   unpriced: allUnpricedModels { nodes { model rows lastSeen resolvesToNow } }
-  budgets: allBudgetStatuses(orderBy: [BUDGET_ASC, GROUP_ASC]) {
-    nodes { budget group spentUsd limitUsd remainingUsd usedPct state periodEnd } }
+  budgets: allBudgetStatuses(orderBy: [USED_PCT_DESC, BUDGET_ASC, GROUP_ASC]) {
+    nodes { budget group spentUsd limitUsd remainingUsd usedPct state periodEnd projectedUsd } }
   alerts: allBudgetAlerts(orderBy: ID_DESC, first: 10) {
     nodes { id budget group threshold spentUsd limitUsd crossedAt } }
 }`;
@@ -104,9 +142,29 @@ function el(tag, attrs = {}, text) {
   if (text !== undefined) e.textContent = text;
   return e;
 }
+// CSV of a table as shown (one line per row, fields quoted where needed).
+function csvOf(t) {
+  const q = (v) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+  return [...t.rows].filter((r) => !r.querySelector('.empty')).map((r) => [...r.cells].map((c) => q(c.textContent)).join(',')).join('\n') + '\n';
+}
+function csvButton(t) {
+  const box = t.parentElement.classList.contains('scroll') ? t.parentElement : t;
+  let b = box.nextElementSibling;
+  if (!b || !b.classList.contains('csv')) {
+    b = el('button', { class: 'csv', type: 'button', 'data-csv': t.id }, 'export CSV');
+    box.after(b);
+  }
+  b.onclick = () => {
+    const a = el('a', { href: URL.createObjectURL(new Blob([csvOf(t)], { type: 'text/csv' })), download: `llm_cost-${t.id}.csv` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  };
+}
 function table(id, headers, rows) {
   const t = document.getElementById(id);
   t.replaceChildren();
+  csvButton(t);
   const head = el('tr');
   for (const h of headers) head.append(el('th', h.num ? { class: 'num' } : {}, h.label));
   t.append(head);
@@ -141,7 +199,9 @@ function cards(summary) {
   for (const s of [...summary].sort((a, b) => order.indexOf(a.period) - order.indexOf(b.period))) {
     const priced = asNumber(s.requests) - asNumber(s.unpricedRequests);
     const card = el('div', { class: 'card' });
-    card.append(el('h2', {}, labels[s.period] || s.period));
+    const h = el('h2', {}, labels[s.period] || s.period);
+    h.append(el('span', { class: 'range', key: `card:${s.period}:since` }, `since ${s.since.slice(0, 10)} (UTC)`));
+    card.append(h);
     card.append(el('div', { class: 'big', key: `card:${s.period}:cost` }, formatCost(s.costUsd)));
     const dl = el('dl');
     dl.append(el('dt', {}, 'requests'), el('dd', { key: `card:${s.period}:requests` }, int(s.requests)));
@@ -225,11 +285,12 @@ function render(d, monthStart) {
       { text: (u.lastSeen || '').replace('T', ' ').slice(0, 19) }, { text: u.resolvesToNow || '–' }]));
 
   table('budgets', [{ label: 'budget' }, { label: 'group' }, { label: 'spent', num: true }, { label: 'limit', num: true },
-    { label: 'used', num: true }, { label: 'state' }],
+    { label: 'used', num: true }, { label: 'state' }, { label: 'projected', num: true }],
   d.budgets.nodes.map((b) => {
     const k = `budget:${b.budget}/${groupKey(b.group)}`;
     return [{ text: b.budget }, { text: groupText(b.group) }, money(b.spentUsd, `${k}:spent`), money(b.limitUsd, `${k}:limit`),
-      { text: `${b.usedPct}%`, key: `${k}:used` }, { text: b.state, key: `${k}:state`, cls: `state-${b.state}` }];
+      { text: `${b.usedPct}%`, key: `${k}:used` }, { text: b.state, key: `${k}:state`, cls: `state-${b.state}` },
+      { text: b.projectedUsd === null ? '–' : formatCost(b.projectedUsd), key: `${k}:projected` }];
   }));
   table('alerts', [{ label: 'crossed (UTC)' }, { label: 'budget' }, { label: 'group' }, { label: 'threshold', num: true }, { label: 'spent', num: true }],
     d.alerts.nodes.map((a) => [{ text: a.crossedAt.replace('T', ' ').slice(0, 19) }, { text: a.budget }, { text: groupText(a.group) },
@@ -238,36 +299,187 @@ function render(d, monthStart) {
   document.getElementById('status').textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC · month from ${monthStart.slice(0, 10)}`;
 }
 
-async function loadRollup(rollups, month) {
+function rangeLabel(from, to) {
+  const text = from === to ? from : `${from} – ${to}`;
+  document.querySelectorAll('.range-label').forEach((e) => { e.textContent = `(${text}, UTC)`; });
+  return text;
+}
+
+// The controls: range preset and dates, rollup, a filter per group column (values seen in range).
+function controls(rollups) {
+  const preset = document.getElementById('range-preset');
+  const from = document.getElementById('range-from');
+  const to = document.getElementById('range-to');
+  if (state.preset !== 'custom' || !state.from || !state.to) [state.from, state.to] = presetRange(state.preset);
+  preset.value = state.preset;
+  from.value = state.from;
+  to.value = state.to;
+  preset.onchange = () => { state.preset = preset.value; if (state.preset !== 'custom') [state.from, state.to] = presetRange(state.preset); loadInsights(rollups); };
+  const custom = () => {
+    if (!from.value || !to.value) return;
+    state.preset = 'custom'; state.from = from.value; state.to = to.value < from.value ? from.value : to.value;
+    loadInsights(rollups);
+  };
+  from.onchange = custom;
+  to.onchange = custom;
   const pick = document.getElementById('rollup-pick');
   const names = rollups.map((r) => r.rollup);
   if (!chosenRollup || !names.includes(chosenRollup)) chosenRollup = names[0];
   if (pick.options.length !== names.length || [...pick.options].some((o, i) => o.value !== names[i])) {
     pick.replaceChildren(...rollups.map((r) => el('option', { value: r.rollup }, `${r.rollup} (per ${r.grain}: ${r.groupBy.join(', ') || 'all'})`)));
-    pick.onchange = () => { chosenRollup = pick.value; loadRollup(rollups, month); };
   }
+  pick.onchange = () => { chosenRollup = pick.value; state.filter = {}; loadInsights(rollups); };
   pick.value = chosenRollup;
+}
+
+function filterSelects(r, groups) {
+  const box = document.getElementById('filters');
+  box.replaceChildren();
+  for (const col of r.groupBy) {
+    const values = [...new Set(groups.map((g) => (typeof g.group === 'string' ? JSON.parse(g.group) : g.group)[col]))]
+      .map((v) => (v === null || v === undefined ? '' : String(v))).sort();
+    const sel = el('select', { 'aria-label': `filter ${col}`, 'data-col': col });
+    sel.append(el('option', { value: '*' }, 'all'));
+    for (const v of values) sel.append(el('option', { value: v }, v === '' ? '(none)' : v));
+    if (state.filter[col] !== undefined && !values.includes(state.filter[col])) sel.append(el('option', { value: state.filter[col] }, state.filter[col]));
+    sel.value = state.filter[col] === undefined ? '*' : state.filter[col];
+    sel.onchange = () => {
+      if (sel.value === '*') delete state.filter[col]; else state.filter[col] = sel.value;
+      loadInsights(currentRollups);
+    };
+    const label = el('label', {}, `${col} `);
+    label.append(sel);
+    box.append(label);
+  }
+}
+
+// The filter as llm_cost's report functions take it: '' (shown as "(none)") is NULL.
+const filterArg = () => JSON.stringify(Object.fromEntries(Object.entries(state.filter).map(([k, v]) => [k, v === '' ? null : v])));
+
+let currentRollups = [];
+async function loadInsights(rollups) {
+  currentRollups = rollups;
+  controls(rollups);
   const r = rollups.find((x) => x.rollup === chosenRollup);
   const note = document.getElementById('rollup-note');
+  const ids = ['range-trend-table', 'rollup', 'percentiles', 'cache', 'latency', 'forecast', 'anomalies', 'reconcile'];
+  const clear = () => { ids.forEach((id) => table(id, [{ label: 'group' }], [])); document.getElementById('range-cards').replaceChildren(); };
   if (!r) {
     note.textContent = 'no rollup yet: llm_cost.create_rollup()';
-    table('rollup', [{ label: 'group' }], []);
+    clear();
     return;
   }
+  const label = rangeLabel(state.from, state.to);
+  const by = breakdownOf(r);
+  const vars = {
+    rollup: r.rollup, by, all: r.groupBy, filter: filterArg(), now: new Date().toISOString(),
+    from: `${state.from}T00:00:00Z`, to: `${addDays(state.to, 1)}T00:00:00Z`,
+  };
+  let d;
   try {
-    const data = await gql(ROLLUP_QUERY, { rollup: r.rollup, by: r.groupBy, month });
-    note.textContent = '';
-    table('rollup', [{ label: 'group' }, { label: 'requests', num: true }, { label: 'cost', num: true }, { label: 'unpriced', num: true }],
-      data.rows.nodes.map((g) => {
-        const k = `rollup:${r.rollup}/${groupKey(g.group)}`;
-        return [{ text: groupText(g.group) }, { text: int(g.requests), key: `${k}:requests` }, money(g.costUsd, `${k}:cost`),
-          { text: int(g.unpricedRequests), key: `${k}:unpriced` }];
-      }));
+    d = await gql(INSIGHTS, vars);
   } catch (e) {
     // A rollup this token may not read (row security decides the rows; grants decide the view).
     note.textContent = `not readable with this token: ${e.message}`;
-    table('rollup', [{ label: 'group' }], []);
+    clear();
+    return;
   }
+  note.textContent = by.length ? `Panels split by ${by[0]}.` : '';
+  // The filter's choices: every value in range, not only the filtered ones.
+  const all = d.choices.nodes;
+  filterSelects(r, all);
+  const rk = `r:${r.rollup}`;
+
+  // Cards: the range's spend, what caching saved, what failures cost, the latency.
+  const t = d.total.nodes[0] || {};
+  const cardsBox = document.getElementById('range-cards');
+  cardsBox.replaceChildren();
+  const card = (title, key, value, rows) => {
+    const c = el('div', { class: 'card' });
+    const h = el('h2', {}, title);
+    h.append(el('span', { class: 'range' }, `${label} (UTC)`));
+    c.append(h, el('div', { class: 'big', key }, value));
+    const dl = el('dl');
+    for (const [dt, k, v, cls] of rows) dl.append(el('dt', {}, dt), el('dd', { key: k, ...(cls ? { class: cls } : {}) }, v));
+    c.append(dl);
+    cardsBox.append(c);
+  };
+  const priced = asNumber(t.requests) - asNumber(t.unpricedRequests);
+  card('Spend', `${rk}:cost`, t.requests ? formatCost(t.costUsd) : '$0.00', [
+    ['requests', `${rk}:requests`, int(t.requests || 0)],
+    ['average per request', `${rk}:avg`, priced ? formatCost(divide(t.costUsd, priced)) : '–'],
+    ['unpriced calls', `${rk}:unpriced`, int(t.unpricedRequests || 0), asNumber(t.unpricedRequests) ? 'unpriced' : '']]);
+  const ct = d.cacheTotal.nodes[0] || {};
+  card('Saved by prompt caching', `${rk}:cache-net`, formatCost(ct.netCacheSavingsUsd || '0'), []);
+  card('Failed calls', `${rk}:error-cost`, t.errorRequests === null || t.errorRequests === undefined ? '–' : formatCost(t.errorCostUsd || '0'),
+    [['failed calls', `${rk}:errors`, t.errorRequests === null || t.errorRequests === undefined ? '–' : int(t.errorRequests)]]);
+  card('Latency', `${rk}:latency-avg`, t.latencyMsAvg === null || t.latencyMsAvg === undefined ? '–' : `${t.latencyMsAvg} ms`,
+    [['longest', `${rk}:latency-max`, t.latencyMsMax === null || t.latencyMsMax === undefined ? '–' : `${int(t.latencyMsMax)} ms`]]);
+
+  const trend = d.trend.nodes;
+  chart('range-trend', {
+    type: 'bar',
+    data: { labels: trend.map((n) => n.periodStart.slice(0, r.grain === 'hour' ? 16 : 10).replace('T', ' ')),
+      datasets: [{ label: 'cost (USD)', data: trend.map((n) => Number(n.costUsd || 0)), backgroundColor: '#3b6fd8' }] },
+    options: { animation: false, maintainAspectRatio: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
+  });
+  table('range-trend-table', [{ label: 'period start (UTC)' }, { label: 'requests', num: true }, { label: 'cost', num: true }, { label: 'unpriced', num: true }],
+    [...trend].reverse().map((n) => {
+      const k = `${rk}:trend:${n.periodStart.slice(0, 16)}`;
+      return [{ text: n.periodStart.replace('T', ' ').slice(0, 16) }, { text: int(n.requests), key: `${k}:requests` }, money(n.costUsd, `${k}:cost`),
+        { text: int(n.unpricedRequests), key: `${k}:unpriced` }];
+    }));
+
+  table('rollup', [{ label: 'group' }, { label: 'requests', num: true }, { label: 'cost', num: true }, { label: 'unpriced', num: true }],
+    d.groups.nodes.map((g) => {
+      const k = `rollup:${r.rollup}/${groupKey(g.group)}`;
+      return [{ text: groupText(g.group) }, { text: int(g.requests), key: `${k}:requests` }, money(g.costUsd, `${k}:cost`),
+        { text: int(g.unpricedRequests), key: `${k}:unpriced` }];
+    }));
+
+  const who = by.length ? by[0] : 'group';
+  table('percentiles', [{ label: who }, { label: 'priced', num: true }, { label: 'p50', num: true }, { label: 'p90', num: true },
+    { label: 'p99', num: true }, { label: 'max', num: true }],
+  d.pct.nodes.map((p) => {
+    const k = `${rk}:pct:${groupKey(p.group)}`;
+    return [{ text: groupText(p.group) }, { text: int(p.pricedRequests), key: `${k}:n` },
+      ...p.costUsd.map((v, i) => money(v, `${k}:${['p50', 'p90', 'p99'][i]}`)), money(p.maxUsd, `${k}:max`)];
+  }));
+  table('cache', [{ label: who }, { label: 'cache reads', num: true }, { label: 'saved', num: true }, { label: 'writes cost', num: true },
+    { label: 'net', num: true }],
+  d.cache.nodes.filter((c) => asNumber(c.cacheReadTokens) || Number(c.cacheWriteExtraUsd) || Number(c.cacheSavingsUsd)).map((c) => {
+    const k = `${rk}:cache:${groupKey(c.group)}`;
+    return [{ text: groupText(c.group) }, { text: int(c.cacheReadTokens), key: `${k}:reads` }, money(c.cacheSavingsUsd, `${k}:saved`),
+      money(c.cacheWriteExtraUsd, `${k}:extra`), money(c.netCacheSavingsUsd, `${k}:net`)];
+  }));
+  table('latency', [{ label: who }, { label: 'requests', num: true }, { label: 'mean', num: true }, { label: 'longest', num: true },
+    { label: 'failed', num: true }, { label: 'failed cost', num: true }],
+  d.breakdown.nodes.map((b) => {
+    const k = `${rk}:lat:${groupKey(b.group)}`;
+    return [{ text: groupText(b.group) }, { text: int(b.requests), key: `${k}:requests` },
+      { text: b.latencyMsAvg === null ? '–' : `${b.latencyMsAvg} ms`, key: `${k}:avg` },
+      { text: b.latencyMsMax === null ? '–' : `${int(b.latencyMsMax)} ms`, key: `${k}:max` },
+      { text: b.errorRequests === null ? '–' : int(b.errorRequests), key: `${k}:errors` },
+      b.errorRequests === null ? { text: '–', key: `${k}:error-cost` } : money(b.errorCostUsd, `${k}:error-cost`)];
+  }));
+  table('forecast', [{ label: who }, { label: 'period' }, { label: 'spent', num: true }, { label: 'projected', num: true }],
+    d.forecast.nodes.map((f) => {
+      const k = `${rk}:fc:${groupKey(f.group)}`;
+      return [{ text: groupText(f.group) }, { text: `${f.periodStart.slice(0, 10)} – ${f.periodEnd.slice(0, 10)}` }, money(f.spentUsd, `${k}:spent`),
+        { text: f.projectedUsd === null ? '–' : formatCost(f.projectedUsd), key: `${k}:projected` }];
+    }));
+  table('anomalies', [{ label: who }, { label: 'calls', num: true }, { label: 'spent', num: true }, { label: 'baseline', num: true }, { label: 'score', num: true }],
+    d.anomalies.nodes.map((a) => {
+      const k = `${rk}:anom:${groupKey(a.group)}`;
+      return [{ text: groupText(a.group) }, { text: int(a.requests), key: `${k}:requests` }, money(a.spentUsd, `${k}:spent`),
+        money(a.baselineUsd, `${k}:baseline`), { text: a.score === null ? 'new' : a.score, key: `${k}:score` }];
+    }));
+  table('reconcile', [{ label: who }, { label: 'calls', num: true }, { label: 'provided', num: true }, { label: 'list price', num: true }, { label: 'difference', num: true }],
+    d.reconcile.nodes.map((x) => {
+      const k = `${rk}:rec:${groupKey(x.group)}`;
+      return [{ text: groupText(x.group) }, { text: int(x.providedRequests), key: `${k}:requests` }, money(x.providedCostUsd, `${k}:provided`),
+        money(x.listCostUsd, `${k}:list`), { text: x.differencePct === null ? formatCost(x.differenceUsd) : `${formatCost(x.differenceUsd)} (${x.differencePct}%)`, key: `${k}:diff` }];
+    }));
 }
 
 async function load() {
@@ -279,7 +491,7 @@ async function load() {
     const month = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString();
     const data = await gql(QUERY, { month });
     render(data, month);
-    await loadRollup(data.rollups.nodes, month);
+    await loadInsights(data.rollups.nodes);
     document.body.dataset.ready = '1';
   } catch (e) {
     document.getElementById('status').textContent = `error: ${e.message}`;
@@ -289,5 +501,6 @@ async function load() {
 }
 
 window.llmCostFormatCost = formatCost; // for the browser test
+window.llmCostCsv = (id) => csvOf(document.getElementById(id));
 load();
 setInterval(load, 30000);

@@ -68,8 +68,8 @@ def dashboard(dbname):
         yield url
 
 
-def browse(url, tok, shot, extra=""):
-    out = subprocess.run(["node", str(DASH / "test" / "check.js"), f"{url}#token={tok}{extra}", str(shot), CHROMIUM],
+def browse(url, tok, shot, extra="", width=1440):
+    out = subprocess.run(["node", str(DASH / "test" / "check.js"), f"{url}#token={tok}{extra}", str(shot), CHROMIUM, str(width)],
                          capture_output=True, text=True, timeout=180, cwd=DASH)
     assert out.returncode == 0, out.stderr + out.stdout
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -79,20 +79,21 @@ def n(v):
     return f"{int(v):,}"
 
 
-def expected(dbname, role, user=None, rollup=None):
-    """What the page must show, from the SQL views, with the token's rights (rollup: the one the
-    "any rollup" panel shows, by default the first)."""
+def expected(dbname, role, user=None, rollup=None, since=None, until=None, filt=None):
+    """What the page must show, from the SQL views and report functions, with the token's rights
+    (rollup: the one the range panels read, by default the first; since/until: the range as UTC
+    days, until inclusive, by default this month; filt: the filter, a dict of group columns)."""
     with psycopg.connect(dsn(dbname)) as c:
         c.execute(f"SET ROLE {role}")
         c.execute("SELECT set_config('jwt.claims.user_id', %s, false)", (user or "",))
         q = lambda sql: c.execute(sql).fetchall()  # noqa: E731
         fc = "llm_cost.format_cost"
         e = {}
-        for period, cost, req, avg, unp in q(f"""SELECT period, {fc}(cost_usd), requests,
+        for period, cost, req, avg, unp, since_day in q(f"""SELECT period, {fc}(cost_usd), requests,
                                                     CASE WHEN requests > unpriced_requests THEN {fc}(cost_usd / (requests - unpriced_requests)) ELSE '–' END,
-                                                    unpriced_requests FROM llm_cost.spend_summary"""):
+                                                    unpriced_requests, to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD') FROM llm_cost.spend_summary"""):
             e.update({f"card:{period}:cost": cost, f"card:{period}:requests": n(req), f"card:{period}:avg": avg,
-                      f"card:{period}:unpriced": n(unp)})
+                      f"card:{period}:unpriced": n(unp), f"card:{period}:since": f"since {since_day} (UTC)"})
         for prov, model, req, cost, avg, unp in q(f"""SELECT provider, model, requests, {fc}(cost_usd),
                                                           CASE WHEN avg_cost_per_request_usd IS NULL THEN '–' ELSE {fc}(avg_cost_per_request_usd) END,
                                                           unpriced_requests
@@ -109,25 +110,97 @@ def expected(dbname, role, user=None, rollup=None):
                                            FROM llm_cost.daily_trend ORDER BY day DESC LIMIT 30"""):
             e.update({f"trend:{day}:requests": n(req), f"trend:{day}:cost": cost, f"trend:{day}:unpriced": n(unp)})
         for rid, model, priced, tokens, cost in q(f"""SELECT id, model, coalesce(priced_model, ''), total_tokens, {fc}(cost_usd)
-                                                        FROM llm_cost.usage_events ORDER BY id DESC LIMIT 10"""):
+                                                        FROM llm_cost.usage_events ORDER BY occurred_at DESC, id DESC LIMIT 10"""):
             e.update({f"last:{rid}:model": model, f"last:{rid}:priced": priced, f"last:{rid}:tokens": n(tokens), f"last:{rid}:cost": cost})
         for model, rows in q("SELECT model, rows FROM llm_cost.unpriced_models"):
             e[f"unpriced:{model}:rows"] = n(rows)
-        for budget, group, spent, limit, used, state in q(f"""SELECT budget, "group"::text, {fc}(spent_usd), {fc}(limit_usd), used_pct, state
+        for budget, group, spent, limit, used, state, proj in q(f"""SELECT budget, "group"::text, {fc}(spent_usd), {fc}(limit_usd), used_pct, state,
+                                                                      coalesce({fc}(projected_usd), '–')
                                                                FROM llm_cost.budget_status"""):
             k = f"budget:{budget}/{json.dumps(json.loads(group), separators=(',', ':'))}"
-            e.update({f"{k}:spent": spent, f"{k}:limit": limit, f"{k}:used": f"{used}%", f"{k}:state": state})
+            e.update({f"{k}:spent": spent, f"{k}:limit": limit, f"{k}:used": f"{used}%", f"{k}:state": state, f"{k}:projected": proj})
         for aid, threshold, spent in q(f"SELECT id, threshold, {fc}(spent_usd) FROM llm_cost.budget_alerts ORDER BY id DESC LIMIT 10"):
             e.update({f"alert:{aid}:threshold": f"{round(float(threshold) * 100)}%", f"alert:{aid}:spent": spent})
         name = rollup or q("SELECT rollup::text FROM llm_cost.rollups ORDER BY id LIMIT 1")[0][0]
-        for group, req, cost, unp in q(f"""SELECT s."group"::text, s.requests, {fc}(s.cost_usd), s.unpriced_requests
-                                             FROM llm_cost.rollups r,
-                                                  llm_cost.spend_by(r.rollup, r.group_by, date_trunc('month', now(), 'UTC')) s
-                                            WHERE r.rollup::text = '{name}'"""):
-            k = f"rollup:{name}/{json.dumps(json.loads(group), separators=(',', ':'))}"
-            e.update({f"{k}:requests": n(req), f"{k}:cost": cost, f"{k}:unpriced": n(unp)})
+        e.update(range_figures(c, name, since, until, filt or {}))
         c.rollback()
     return e
+
+
+def gk(group):
+    return json.dumps(json.loads(group) if isinstance(group, str) else group, separators=(',', ':'))
+
+
+def range_figures(c, name, since, until, filt):
+    """The range panels: llm_cost's report functions over rollup `name`, [since, until] (UTC
+    days, until inclusive; default this month), filtered by `filt` (as the page passes it)."""
+    q = lambda sql, *a: c.execute(sql, a).fetchall()  # noqa: E731
+    fc = "llm_cost.format_cost"
+    frm, to = q("""SELECT coalesce(%s::date, date_trunc('month', now() AT TIME ZONE 'UTC')::date),
+                          coalesce(%s::date, (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month - 1 day')::date)""",
+                since, until)[0]
+    frm_ts, to_ts = f"{frm}T00:00:00Z", f"{to + __import__('datetime').timedelta(days=1)}T00:00:00Z"
+    f = json.dumps({k: (None if v == "" else v) for k, v in filt.items()})
+    r = q("SELECT rollup::text, group_by, grain FROM llm_cost.rollups WHERE rollup::text = %s", name)[0]
+    by = ["model"] if "model" in r[1] else r[1][:1]
+    rk = f"r:{name}"
+    e = {}
+    args = (name, frm_ts, to_ts, f)
+    req, cost, unp, errs, errc, lat, latmax = q("""SELECT requests, cost_usd, unpriced_requests, error_requests, error_cost_usd, latency_ms_avg, latency_ms_max
+                                                    FROM llm_cost.spend_by(%s::regclass, '{}', %s, %s, %s::jsonb)""", *args)[0]
+    priced = (req or 0) - (unp or 0)
+    e[f"{rk}:cost"] = q(f"SELECT {fc}(%s::numeric)", cost)[0][0] if req else "$0.00"
+    e[f"{rk}:requests"] = n(req or 0)
+    e[f"{rk}:avg"] = q(f"SELECT {fc}(%s::numeric / %s)", cost, priced)[0][0] if priced else "–"
+    e[f"{rk}:unpriced"] = n(unp or 0)
+    net = q("SELECT net_cache_savings_usd FROM llm_cost.cache_savings_by(%s::regclass, '{}', %s, %s, %s::jsonb)", *args)[0][0]
+    e[f"{rk}:cache-net"] = q(f"SELECT {fc}(coalesce(%s::numeric, 0))", net)[0][0]
+    e[f"{rk}:error-cost"] = "–" if errs is None else q(f"SELECT {fc}(coalesce(%s::numeric, 0))", errc)[0][0]
+    e[f"{rk}:errors"] = "–" if errs is None else n(errs)
+    e[f"{rk}:latency-avg"] = "–" if lat is None else f"{lat} ms"
+    e[f"{rk}:latency-max"] = "–" if latmax is None else f"{n(latmax)} ms"
+    for start, reqs, c_, u in q(f"""SELECT to_char(period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI'), requests, {fc}(cost_usd), unpriced_requests
+                                      FROM llm_cost.spend_trend(%s::regclass, %s, %s, %s::jsonb)""", *args):
+        k = f"{rk}:trend:{start}"
+        e.update({f"{k}:requests": n(reqs), f"{k}:cost": c_, f"{k}:unpriced": n(u)})
+    for group, reqs, c_, u in q(f"""SELECT "group"::text, requests, {fc}(cost_usd), unpriced_requests
+                                      FROM llm_cost.spend_by(%s::regclass, %s, %s, %s, %s::jsonb)""", name, r[1], frm_ts, to_ts, f):
+        k = f"rollup:{name}/{gk(group)}"
+        e.update({f"{k}:requests": n(reqs), f"{k}:cost": c_, f"{k}:unpriced": n(u)})
+    bargs = (name, by, frm_ts, to_ts, f)
+    for group, npr, p50, p90, p99, mx in q(f"""SELECT "group"::text, priced_requests, {fc}(cost_usd[1]), {fc}(cost_usd[2]), {fc}(cost_usd[3]), {fc}(max_usd)
+                                                FROM llm_cost.cost_percentiles(%s::regclass, %s, %s, %s, filter => %s::jsonb)""", *bargs):
+        k = f"{rk}:pct:{gk(group)}"
+        e.update({f"{k}:n": n(npr), f"{k}:p50": p50, f"{k}:p90": p90, f"{k}:p99": p99, f"{k}:max": mx})
+    for group, reads, saved, extra, net_ in q(f"""SELECT "group"::text, cache_read_tokens, {fc}(cache_savings_usd), {fc}(cache_write_extra_usd), {fc}(net_cache_savings_usd)
+                                                  FROM llm_cost.cache_savings_by(%s::regclass, %s, %s, %s, %s::jsonb)
+                                                 WHERE cache_read_tokens <> 0 OR cache_write_extra_usd <> 0 OR cache_savings_usd <> 0""", *bargs):
+        k = f"{rk}:cache:{gk(group)}"
+        e.update({f"{k}:reads": n(reads), f"{k}:saved": saved, f"{k}:extra": extra, f"{k}:net": net_})
+    for group, reqs, lat_, lmax, errs_, errc_ in q(f"""SELECT "group"::text, requests, latency_ms_avg, latency_ms_max, error_requests, {fc}(error_cost_usd)
+                                                      FROM llm_cost.spend_by(%s::regclass, %s, %s, %s, %s::jsonb)""", *bargs):
+        k = f"{rk}:lat:{gk(group)}"
+        e.update({f"{k}:requests": n(reqs), f"{k}:avg": "–" if lat_ is None else f"{lat_} ms", f"{k}:max": "–" if lmax is None else f"{n(lmax)} ms",
+                  f"{k}:errors": "–" if errs_ is None else n(errs_), f"{k}:error-cost": "–" if errs_ is None else errc_})
+    for group, spent, proj in q(f"""SELECT "group"::text, {fc}(spent_usd), coalesce({fc}(projected_usd), '–')
+                                      FROM llm_cost.spend_forecast(%s::regclass, %s, filter => %s::jsonb)""", name, by, f):
+        k = f"{rk}:fc:{gk(group)}"
+        e.update({f"{k}:spent": spent, f"{k}:projected": proj})
+    for group, reqs, spent, base, score in q(f"""SELECT "group"::text, requests, {fc}(spent_usd), {fc}(baseline_usd), coalesce(score::text, 'new')
+                                                 FROM llm_cost.spend_anomalies(%s::regclass, %s, filter => %s::jsonb)""", name, by, f):
+        k = f"{rk}:anom:{gk(group)}"
+        e.update({f"{k}:requests": n(reqs), f"{k}:spent": spent, f"{k}:baseline": base, f"{k}:score": score})
+    for group, reqs, prov, lst, diff in q(f"""SELECT "group"::text, provided_requests, {fc}(provided_cost_usd), {fc}(list_cost_usd),
+                                                     {fc}(difference_usd) || coalesce(' (' || difference_pct || '%%)', '')
+                                                FROM llm_cost.provided_vs_list(%s::regclass, %s, %s, %s, %s::jsonb)""", *bargs):
+        k = f"{rk}:rec:{gk(group)}"
+        e.update({f"{k}:requests": n(reqs), f"{k}:provided": prov, f"{k}:list": lst, f"{k}:diff": diff})
+    return e
+
+
+def money_value(text):
+    from decimal import Decimal
+    return Decimal(text.replace("$", "").replace(",", "")) if text.startswith(("$", "-$")) else None
 
 
 def check(page, want):
@@ -136,7 +209,16 @@ def check(page, want):
     got = page["figures"]
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
-    wrong = {k: (got[k], want[k]) for k in want if k in got and got[k] != want[k]}
+
+    def same(k):
+        if got[k] == want[k]:
+            return True
+        # A projection moves with the clock (the page and SQL read it a few seconds apart).
+        if k.endswith(":projected"):
+            a, b = money_value(got[k]), money_value(want[k])
+            return a is not None and b is not None and abs(a - b) <= max(abs(b) / 100, __import__("decimal").Decimal("0.01"))
+        return False
+    wrong = {k: (got[k], want[k]) for k in want if k in got and not same(k)}
     assert not missing and not extra and not wrong, f"missing {missing[:10]}, extra {extra[:10]}, wrong {dict(list(wrong.items())[:10])}"
     assert all(ch["drawn"] and ch["width"] > 0 for ch in page["charts"]), page["charts"]
 
@@ -191,6 +273,49 @@ def test_a_user_token_sees_only_its_own_spend(dashboard, dbname):
     # Every budget row and every user row on the page is user-1's.
     assert all('"user_id":"user-1"' in k for k in page["figures"] if k.startswith("budget:"))
     assert all(k.split(":")[1].endswith("/user-1") for k in page["figures"] if k.startswith("user:"))
+
+
+@pytest.mark.parametrize("role,user", [("llm_cost_auditor", None), ("llm_cost_reader", "user-2")])
+def test_a_phone_sees_the_same_figures_and_nothing_wider_than_the_screen(dashboard, dbname, role, user):
+    """390 px wide: every figure as at 1440 px (and as SQL says), one column, no part of the page
+    wider than the screen (a wide table scrolls inside its box)."""
+    shot = ROOT / "docs" / "dashboard-mobile.png" if user is None else ROOT / "target" / "dashboard-mobile-user.png"
+    page = browse(dashboard, token(role, user), shot, width=390)
+    check(page, expected(dbname, role, user))
+    assert page["layout"]["viewport"] == 390 and page["layout"]["page"] <= 390 and page["layout"]["wider"] == [], page["layout"]
+    wide = browse(dashboard, token(role, user), ROOT / "target" / "dashboard-wide-check.png", width=1440)
+    assert wide["layout"]["page"] <= 1440 and wide["layout"]["wider"] == [], wide["layout"]
+    assert {k: v for k, v in page["figures"].items() if not k.endswith(":projected")} == \
+        {k: v for k, v in wide["figures"].items() if not k.endswith(":projected")}
+
+
+def test_range_and_filters_apply_to_every_range_panel(dashboard, dbname):
+    """A custom range and a filter (in the URL as the controls write it) reach every panel of the
+    top half: the figures equal the report functions called with the same range and filter; the
+    CSV export of a table holds its rows."""
+    with psycopg.connect(dsn(dbname), autocommit=True) as c:
+        c.execute("""INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens,
+                                                        cache_read_tokens, cache_write_tokens, latency_ms, error, cost_usd, cost_source)
+                     VALUES (now() - interval '40 days', 'acme', 'user-1', 'chat', 'claude-sonnet-4-5', 5000, 300, 20000, 4000, 850, NULL, NULL, NULL),
+                            (now() - interval '40 days', 'acme', 'user-2', 'chat', 'gpt-4o', 1000, 100, 0, 0, 1200, 'timeout', NULL, NULL),
+                            (now() - interval '39 days', 'globex', 'user-3', 'search', 'gpt-4o', 100000, 1000, 0, 0, 400, NULL, 0.31, 'provided')""")
+        since, until = c.execute("SELECT (now() - interval '45 days')::date::text, (now() - interval '35 days')::date::text").fetchone()
+    tok = token("llm_cost_auditor")
+    page = browse(dashboard, tok, ROOT / "target" / "dashboard-range.png", extra=f"&from={since}&to={until}")
+    want = expected(dbname, "llm_cost_auditor", since=since, until=until)
+    check(page, want)
+    rk = "r:llm_cost.usage_daily"
+    figures = page["figures"]
+    assert figures[f"{rk}:requests"] == "3"
+    assert any(k.startswith(f"{rk}:cache:") for k in figures) and any(k.startswith(f"{rk}:rec:") for k in figures)
+    assert figures[f"{rk}:errors"] == "1" and figures[f"{rk}:latency-max"] == "1,200 ms"
+    page = browse(dashboard, tok, ROOT / "target" / "dashboard-filter.png", extra=f"&from={since}&to={until}&f.tenant_id=acme")
+    check(page, expected(dbname, "llm_cost_auditor", since=since, until=until, filt={"tenant_id": "acme"}))
+    assert page["figures"][f"{rk}:requests"] == "2"
+    assert not any("globex" in k for k in page["figures"] if k.startswith(("rollup:", rk)))
+    lines = page["csv"].strip().splitlines()
+    assert lines[0] == "group,requests,cost,unpriced" and len(lines) == 1 + len([k for k in page["figures"] if k.startswith("rollup:") and k.endswith(":requests")])
+    assert page["csvButtons"] >= 10
 
 
 def test_money_is_formatted_exactly_like_format_cost(dashboard, dbname):
