@@ -560,6 +560,34 @@ BEGIN
                                                      FROM llm_cost.tracked_tables t WHERE t.log_table = source AND t.cost_unit IS NOT NULL), 1);
 END $function$;
 
+CREATE OR REPLACE FUNCTION llm_cost._report_from(r llm_cost.rollups)
+ RETURNS text
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    gcols text := (SELECT coalesce(string_agg(format('s.%I, ', g), ''), '') FROM unnest(r.group_by) g);
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r.rollup
+                      AND 'security_invoker=true' = ANY (coalesce(c.reloptions, '{}')))
+       OR NOT pg_catalog.has_table_privilege(r.stripes, 'SELECT') THEN
+        RETURN r.rollup::text;
+    END IF;
+    RETURN format('(SELECT s.period_start, %s'
+                  's.requests, s.input_tokens, s.output_tokens, s.cache_read_tokens, s.cache_write_tokens, '
+                  's.input_tokens + s.output_tokens + s.cache_read_tokens + s.cache_write_tokens AS total_tokens, '
+                  'CASE WHEN s.requests > s.unpriced_requests THEN s.cost_usd END AS cost_usd, s.unpriced_requests, '
+                  's.error_requests, s.latency_ms_sum, s.latency_ms_max, s.first_seen, s.last_seen, '
+                  's.cache_savings_usd, s.cache_write_extra_usd, s.cache_savings_usd - s.cache_write_extra_usd AS net_cache_savings_usd, '
+                  's.error_cost_usd, s.provided_requests, s.provided_cost_usd, s.provided_list_usd, '
+                  's.cost_hist AS cost_histogram, s.max_request_cost_usd FROM %s s)',
+                  gcols, r.stripes);
+END $function$;
+
+COMMENT ON FUNCTION llm_cost._report_from(llm_cost.rollups) IS '@omit
+';
+
 CREATE OR REPLACE FUNCTION llm_cost._report_where(r llm_cost.rollups, p_filter jsonb)
  RETURNS text
  LANGUAGE plpgsql
@@ -621,7 +649,7 @@ BEGIN
         -- (no latency recorded in the range: NULL, not 0)
         CASE WHEN latency THEN 'CASE WHEN max(v.latency_ms_max) IS NOT NULL THEN round(sum(v.latency_ms_sum) / nullif(sum(v.requests), 0), 1) END, '
                                'max(v.latency_ms_max)::bigint' ELSE 'NULL::numeric, NULL::bigint' END,
-        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys || ' HAVING sum(v.requests) <> 0' END)
     USING "from", "to";
 END $function$;
 
@@ -644,7 +672,7 @@ BEGIN
         'sum(v.cost_usd) + sum(v.net_cache_savings_usd) '
         'FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s ORDER BY 8 DESC NULLS LAST, 2 DESC',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys || ' HAVING sum(v.requests) <> 0' END)
     USING "from", "to";
 END $function$;
 
@@ -668,7 +696,7 @@ BEGIN
         'FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s HAVING sum(v.provided_requests) > 0 '
         'ORDER BY abs(sum(v.provided_cost_usd) - sum(v.provided_list_usd)) DESC, 2 DESC',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
     USING "from", "to";
 END $function$;
 
@@ -685,10 +713,10 @@ DECLARE
 BEGIN
     RETURN QUERY EXECUTE format(
         'SELECT v.period_start, sum(v.requests)::bigint, sum(v.total_tokens)::bigint, sum(v.cost_usd), '
-        'sum(v.unpriced_requests)::bigint, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s GROUP BY 1 ORDER BY 1',
+        'sum(v.unpriced_requests)::bigint, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s GROUP BY 1 HAVING sum(v.requests) <> 0 ORDER BY 1',
         CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'error_requests' AND NOT a.attisdropped)
              THEN 'sum(v.error_requests)::bigint' ELSE 'NULL::bigint' END,
-        rollup, llm_cost._report_where(r, filter))
+        llm_cost._report_from(r), llm_cost._report_where(r, filter))
     USING "from", "to";
 END $function$;
 
@@ -712,7 +740,7 @@ BEGIN
         'SELECT %s AS g, sum(v.requests)::bigint AS n, coalesce(sum(v.cost_usd), 0) AS s FROM %s v WHERE v.period_start = $1 %s %s) x '
         'ORDER BY 6 DESC NULLS LAST',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys || ' HAVING sum(v.requests) <> 0' END)
     USING p_start, p_end, at;
 END $function$;
 
@@ -768,7 +796,7 @@ BEGIN
           WHERE c.p = $2 AND c.n >= $5 AND c.s > b.m + $4 * d.d
           ORDER BY 7 DESC NULLS FIRST, 4 DESC',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN 'GROUP BY v.period_start' ELSE 'GROUP BY v.period_start, ' || keys END)
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN 'GROUP BY v.period_start' ELSE 'GROUP BY v.period_start, ' || keys END)
     USING p_first, p_now, periods, threshold, min_requests, r.time_zone, r.grain;
 END $function$;
 
@@ -797,7 +825,7 @@ BEGIN
         '        FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s) x '
         'WHERE x.n > 0 ORDER BY x.m DESC NULLS LAST',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
     USING "from", "to", percentiles;
 END $function$;
 

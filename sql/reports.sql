@@ -107,6 +107,34 @@ BEGIN
     RETURN r;
 END $$;
 
+-- What a report reads (as alias v): the rollup view, or, when the view reads its table of sums
+-- with the caller's rights anyway (security_invoker, as the shipped rollups and
+-- enable_row_security make them) and the caller may read that table, the table of sums itself
+-- with the view's column names: the same figures (row-level security applies the same way)
+-- without adding the sums up per group first, which is most of the time a report over many
+-- groups takes. A row of sums whose calls were all unpriced has no cost (NULL), as a group
+-- of the view.
+CREATE FUNCTION llm_cost._report_from(r llm_cost.rollups) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    gcols text := (SELECT coalesce(string_agg(format('s.%I, ', g), ''), '') FROM unnest(r.group_by) g);
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = r.rollup
+                      AND 'security_invoker=true' = ANY (coalesce(c.reloptions, '{}')))
+       OR NOT pg_catalog.has_table_privilege(r.stripes, 'SELECT') THEN
+        RETURN r.rollup::text;
+    END IF;
+    RETURN format('(SELECT s.period_start, %s'
+                  's.requests, s.input_tokens, s.output_tokens, s.cache_read_tokens, s.cache_write_tokens, '
+                  's.input_tokens + s.output_tokens + s.cache_read_tokens + s.cache_write_tokens AS total_tokens, '
+                  'CASE WHEN s.requests > s.unpriced_requests THEN s.cost_usd END AS cost_usd, s.unpriced_requests, '
+                  's.error_requests, s.latency_ms_sum, s.latency_ms_max, s.first_seen, s.last_seen, '
+                  's.cache_savings_usd, s.cache_write_extra_usd, s.cache_savings_usd - s.cache_write_extra_usd AS net_cache_savings_usd, '
+                  's.error_cost_usd, s.provided_requests, s.provided_cost_usd, s.provided_list_usd, '
+                  's.cost_hist AS cost_histogram, s.max_request_cost_usd FROM %s s)',
+                  gcols, r.stripes);
+END $$;
+
 -- The WHERE conditions (" AND ...", over the rollup view as v) of a report's filter: a jsonb
 -- object of group columns of the rollup and the value each must have (compared as text), a list
 -- of values (any of them), or null (IS NULL). 42703 for a column the rollup does not group by.
@@ -185,7 +213,7 @@ BEGIN
         -- (no latency recorded in the range: NULL, not 0)
         CASE WHEN latency THEN 'CASE WHEN max(v.latency_ms_max) IS NOT NULL THEN round(sum(v.latency_ms_sum) / nullif(sum(v.requests), 0), 1) END, '
                                'max(v.latency_ms_max)::bigint' ELSE 'NULL::numeric, NULL::bigint' END,
-        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys || ' HAVING sum(v.requests) <> 0' END)
     USING "from", "to";
 END $$;
 COMMENT ON FUNCTION llm_cost.spend_by(regclass, text[], timestamptz, timestamptz, jsonb) IS
@@ -208,7 +236,7 @@ BEGIN
         'sum(v.cost_usd) + sum(v.net_cache_savings_usd) '
         'FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s ORDER BY 8 DESC NULLS LAST, 2 DESC',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys || ' HAVING sum(v.requests) <> 0' END)
     USING "from", "to";
 END $$;
 COMMENT ON FUNCTION llm_cost.cache_savings_by(regclass, text[], timestamptz, timestamptz, jsonb) IS
@@ -231,7 +259,7 @@ BEGIN
         'FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s HAVING sum(v.provided_requests) > 0 '
         'ORDER BY abs(sum(v.provided_cost_usd) - sum(v.provided_list_usd)) DESC, 2 DESC',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
     USING "from", "to";
 END $$;
 COMMENT ON FUNCTION llm_cost.provided_vs_list(regclass, text[], timestamptz, timestamptz, jsonb) IS
@@ -247,10 +275,10 @@ DECLARE
 BEGIN
     RETURN QUERY EXECUTE format(
         'SELECT v.period_start, sum(v.requests)::bigint, sum(v.total_tokens)::bigint, sum(v.cost_usd), '
-        'sum(v.unpriced_requests)::bigint, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s GROUP BY 1 ORDER BY 1',
+        'sum(v.unpriced_requests)::bigint, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s GROUP BY 1 HAVING sum(v.requests) <> 0 ORDER BY 1',
         CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'error_requests' AND NOT a.attisdropped)
              THEN 'sum(v.error_requests)::bigint' ELSE 'NULL::bigint' END,
-        rollup, llm_cost._report_where(r, filter))
+        llm_cost._report_from(r), llm_cost._report_where(r, filter))
     USING "from", "to";
 END $$;
 COMMENT ON FUNCTION llm_cost.spend_trend(regclass, timestamptz, timestamptz, jsonb) IS
@@ -274,7 +302,7 @@ BEGIN
         'SELECT %s AS g, sum(v.requests)::bigint AS n, coalesce(sum(v.cost_usd), 0) AS s FROM %s v WHERE v.period_start = $1 %s %s) x '
         'ORDER BY 6 DESC NULLS LAST',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys || ' HAVING sum(v.requests) <> 0' END)
     USING p_start, p_end, at;
 END $$;
 COMMENT ON FUNCTION llm_cost.spend_forecast(regclass, text[], timestamptz, jsonb) IS
@@ -331,7 +359,7 @@ BEGIN
           WHERE c.p = $2 AND c.n >= $5 AND c.s > b.m + $4 * d.d
           ORDER BY 7 DESC NULLS FIRST, 4 DESC',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN 'GROUP BY v.period_start' ELSE 'GROUP BY v.period_start, ' || keys END)
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN 'GROUP BY v.period_start' ELSE 'GROUP BY v.period_start, ' || keys END)
     USING p_first, p_now, periods, threshold, min_requests, r.time_zone, r.grain;
 END $$;
 COMMENT ON FUNCTION llm_cost.spend_anomalies(regclass, text[], integer, numeric, bigint, timestamptz, jsonb) IS
@@ -363,7 +391,7 @@ BEGIN
         '        FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s) x '
         'WHERE x.n > 0 ORDER BY x.m DESC NULLS LAST',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        rollup, llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)
     USING "from", "to", percentiles;
 END $$;
 COMMENT ON FUNCTION llm_cost.cost_percentiles(regclass, text[], timestamptz, timestamptz, numeric[], jsonb) IS
