@@ -28,7 +28,8 @@ CREATE TABLE llm_cost.budgets (
     filter      jsonb       NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(filter) = 'object'),
     hard        boolean     NOT NULL DEFAULT false,
     created_at  timestamptz NOT NULL DEFAULT now(),
-    created_by  name        NOT NULL DEFAULT current_user
+    created_by  name        NOT NULL DEFAULT current_user,
+    alert_on_projection boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE llm_cost.budgets IS E'@omit create,update,delete\nSpend limits: each budget gives every group of its rollup (those its filter selects) limit_usd per period of the rollup. Change them with create_budget(), set_budget_limit() and drop_budget().';
 COMMENT ON COLUMN llm_cost.budgets.name IS 'The budget''s name (check_budget, set_budget_limit and drop_budget take it).';
@@ -36,6 +37,7 @@ COMMENT ON COLUMN llm_cost.budgets.rollup IS 'The rollup whose groups and period
 COMMENT ON COLUMN llm_cost.budgets.limit_usd IS 'Limit per group and period, in USD, unless set_budget_limit() gave the group its own.';
 COMMENT ON COLUMN llm_cost.budgets.thresholds IS 'Fractions of the limit whose crossing is alerted once per group and period (1.0 = the limit).';
 COMMENT ON COLUMN llm_cost.budgets.filter IS 'Group column values the budget is limited to ({} = every group).';
+COMMENT ON COLUMN llm_cost.budgets.alert_on_projection IS 'Whether a group on track to exceed its limit is alerted (once per period): spend at its run rate since the period began reaches the limit before the period ends, at least a tenth of the period in, the limit not reached yet.';
 COMMENT ON COLUMN llm_cost.budgets.hard IS 'A hard budget makes check_budget() answer allowed = false once spend plus the estimate exceeds the limit. Inserts are never refused.';
 GRANT SELECT ON llm_cost.budgets TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.budgets', '');
@@ -59,13 +61,15 @@ CREATE TABLE llm_cost.budget_alerts (
     spent_usd     numeric     NOT NULL,
     limit_usd     numeric     NOT NULL,
     crossed_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
-    UNIQUE (budget_id, "group", period_start, threshold)
+    kind          text        NOT NULL DEFAULT 'spent' CHECK (kind IN ('spent', 'projected')),
+    UNIQUE (budget_id, "group", period_start, threshold, kind)
 );
 COMMENT ON TABLE llm_cost.budget_alerts IS E'@omit create,update,delete\nOne row each time a group''s spend in a period reached a threshold of its budget: written in the transaction whose spend completed the crossing, which also sends NOTIFY llm_cost_budget with {"id": <this row''s id>} when it commits.';
 COMMENT ON COLUMN llm_cost.budget_alerts.budget IS 'The budget''s name.';
 COMMENT ON COLUMN llm_cost.budget_alerts."group" IS 'The group: its rollup''s group columns and their values as text ({} for a platform-wide budget).';
 COMMENT ON COLUMN llm_cost.budget_alerts.period_start IS 'Start of the period whose spend crossed the threshold.';
 COMMENT ON COLUMN llm_cost.budget_alerts.threshold IS 'The fraction of the limit reached (1.0 = the limit).';
+COMMENT ON COLUMN llm_cost.budget_alerts.kind IS 'spent: spend reached the threshold; projected: spend at its run rate will reach the limit (threshold 1) before the period ends (budgets with alert_on_projection).';
 COMMENT ON COLUMN llm_cost.budget_alerts.spent_usd IS 'Spend of the group in the period when the crossing committed.';
 COMMENT ON COLUMN llm_cost.budget_alerts.limit_usd IS 'The group''s limit at that time.';
 COMMENT ON COLUMN llm_cost.budget_alerts.crossed_at IS 'When the crossing transaction was committing.';
@@ -170,7 +174,7 @@ COMMENT ON FUNCTION llm_cost._budget_amount(numeric, text) IS '@omit';
 
 CREATE FUNCTION llm_cost.create_budget(name text, rollup regclass, limit_usd numeric,
                                        thresholds numeric[] DEFAULT '{0.5,0.8,1.0}', filter jsonb DEFAULT '{}',
-                                       hard boolean DEFAULT false)
+                                       hard boolean DEFAULT false, alert_on_projection boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -179,8 +183,8 @@ DECLARE
     f jsonb;
     result llm_cost.budgets;
 BEGIN
-    IF name IS NULL OR rollup IS NULL OR hard IS NULL THEN
-        RAISE EXCEPTION 'llm_cost.create_budget: name, rollup and hard must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    IF name IS NULL OR rollup IS NULL OR hard IS NULL OR alert_on_projection IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.create_budget: name, rollup, hard and alert_on_projection must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF btrim(name) = '' THEN
         RAISE EXCEPTION 'llm_cost.create_budget: a budget needs a name' USING ERRCODE = 'invalid_parameter_value';
@@ -203,16 +207,17 @@ BEGIN
     END IF;
     result := pg_catalog.jsonb_populate_record(NULL::llm_cost.budgets, llm_cost._budget_write('create',
         pg_catalog.jsonb_build_object('name', name, 'rollup', rollup::oid, 'limit_usd', limit_usd, 'thresholds', t,
-                                      'filter', f, 'hard', hard)));
+                                      'filter', f, 'hard', hard, 'alert_on_projection', alert_on_projection)));
     PERFORM llm_cost._budget_view(rollup);
     RETURN format('budget %s: %s USD per group of %s and %s%s, alerts at %s of the limit%s', result.name, result.limit_usd,
                   rollup, r.grain, CASE WHEN f = '{}' THEN '' ELSE format(' (groups %s)', f) END,
                   (SELECT string_agg(trim(trailing '.' FROM trim(trailing '0' FROM round(x * 100, 2)::text)) || '%', ', ' ORDER BY x)
                      FROM unnest(result.thresholds) x),
-                  CASE WHEN hard THEN '; hard (check_budget refuses past the limit)' ELSE '' END);
+                  CASE WHEN hard THEN '; hard (check_budget refuses past the limit)' ELSE '' END)
+           || CASE WHEN alert_on_projection THEN '; alerts when on track to exceed' ELSE '' END;
 END $$;
-COMMENT ON FUNCTION llm_cost.create_budget(text, regclass, numeric, numeric[], jsonb, boolean) IS '@omit
-A spend limit of limit_usd for every group of the rollup (those the filter selects, e.g. {"tenant_id": "acme"}) in each of its periods. Each threshold (a fraction of the limit) crossed by a group in a period is alerted once: a row in llm_cost.budget_alerts and NOTIFY llm_cost_budget when the crossing transaction commits. hard: check_budget() answers allowed = false once spend plus the estimate exceeds the limit. Only the rollup''s owner may.';
+COMMENT ON FUNCTION llm_cost.create_budget(text, regclass, numeric, numeric[], jsonb, boolean, boolean) IS '@omit
+A spend limit of limit_usd for every group of the rollup (those the filter selects, e.g. {"tenant_id": "acme"}) in each of its periods. Each threshold (a fraction of the limit) crossed by a group in a period is alerted once: a row in llm_cost.budget_alerts and NOTIFY llm_cost_budget when the crossing transaction commits. hard: check_budget() answers allowed = false once spend plus the estimate exceeds the limit. alert_on_projection: a group on track to exceed (spend at its run rate since the period began reaches the limit before the period ends; at least a tenth of the period in; the limit not yet reached) is alerted once per period too, with kind = projected. Only the rollup''s owner may.';
 
 CREATE FUNCTION llm_cost.set_budget_limit(name text, "group" jsonb, limit_usd numeric) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

@@ -12,12 +12,21 @@
 -- per call: llm_cost.cache_savings(), llm_cost.cache_write_extra(). Forecast: budget_status
 -- (and each rollup's budget view) gains projected_usd and projected_exceed_at
 -- (llm_cost.run_rate_forecast); llm_cost.spend_forecast() per rollup. Anomalies:
--- llm_cost.spend_anomalies().
+-- llm_cost.spend_anomalies(). Budgets: create_budget(alert_on_projection => true) alerts a group
+-- on track to exceed its limit once per period (budget_alerts.kind = 'projected').
 --
 -- The new columns of existing rollups are computed here from the raw rows still present (the
 -- other columns are left as they are): periods whose raw rows were purged before this update
 -- read 0 in them. Takes a SHARE ROW EXCLUSIVE lock on each tracked source with rollups while
 -- it reads it.
+
+-- Budgets may alert when a group is on track to exceed its limit; alerts say which kind they are.
+ALTER TABLE llm_cost.budgets ADD COLUMN alert_on_projection boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN llm_cost.budgets.alert_on_projection IS 'Whether a group on track to exceed its limit is alerted (once per period): spend at its run rate since the period began reaches the limit before the period ends, at least a tenth of the period in, the limit not reached yet.';
+ALTER TABLE llm_cost.budget_alerts ADD COLUMN kind text NOT NULL DEFAULT 'spent' CHECK (kind IN ('spent', 'projected'));
+ALTER TABLE llm_cost.budget_alerts DROP CONSTRAINT budget_alerts_budget_id_group_period_start_threshold_key,
+    ADD CONSTRAINT budget_alerts_budget_id_group_period_start_threshold_kind_key UNIQUE (budget_id, "group", period_start, threshold, kind);
+COMMENT ON COLUMN llm_cost.budget_alerts.kind IS 'spent: spend reached the threshold; projected: spend at its run rate will reach the limit (threshold 1) before the period ends (budgets with alert_on_projection).';
 
 -- The shipped rollups' views are re-created below with the others, once their tables of sums
 -- have the new columns.
@@ -25,6 +34,8 @@
 -- @manual llm_cost.usage_monthly
 
 -- @generated: the functions and views of 0.11.0 that 0.10.0 lacks or defines otherwise
+
+DROP FUNCTION llm_cost.create_budget(text,regclass,numeric,numeric[],jsonb,boolean);
 
 DROP FUNCTION llm_cost.spend_by(regclass,text[],timestamp with time zone,timestamp with time zone);
 
@@ -830,6 +841,54 @@ BEGIN
 END $function$;
 
 COMMENT ON FUNCTION llm_cost.cost_percentiles(regclass,text[],timestamp with time zone,timestamp with time zone,numeric[],jsonb) IS 'Per-request cost of the priced calls of any rollup, per value of some group columns over periods starting in [from, to): how many, the mean, the given percentiles (nearest rank, within 3.125% of the exact value: read from the rollup''s log-spaced histograms) and the exact maximum. Most expensive maximum first.';
+
+CREATE OR REPLACE FUNCTION llm_cost.create_budget(name text, rollup regclass, limit_usd numeric, thresholds numeric[] DEFAULT '{0.5,0.8,1.0}'::numeric[], filter jsonb DEFAULT '{}'::jsonb, hard boolean DEFAULT false, alert_on_projection boolean DEFAULT false)
+ RETURNS text
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    r llm_cost.rollups;
+    t numeric[];
+    f jsonb;
+    result llm_cost.budgets;
+BEGIN
+    IF name IS NULL OR rollup IS NULL OR hard IS NULL OR alert_on_projection IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.create_budget: name, rollup, hard and alert_on_projection must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF btrim(name) = '' THEN
+        RAISE EXCEPTION 'llm_cost.create_budget: a budget needs a name' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    r := llm_cost._budget_rollup(rollup);
+    PERFORM llm_cost._budget_amount(limit_usd, 'llm_cost.create_budget');
+    IF thresholds IS NULL OR cardinality(thresholds) = 0
+       OR EXISTS (SELECT 1 FROM unnest(thresholds) x WHERE x IS NULL OR x = 'NaN' OR x <= 0 OR x > 10) THEN
+        RAISE EXCEPTION 'llm_cost.create_budget: thresholds are fractions of the limit in (0, 10] (0.8 = 80%%, 1 = the limit), got %',
+              coalesce(thresholds::text, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    t := ARRAY(SELECT DISTINCT x FROM unnest(thresholds) x ORDER BY x);
+    IF cardinality(t) > 20 THEN
+        RAISE EXCEPTION 'llm_cost.create_budget: at most 20 thresholds' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    f := llm_cost._budget_group(r, coalesce(filter, '{}'), 'llm_cost.create_budget filter', false);
+    IF EXISTS (SELECT 1 FROM llm_cost.budgets b WHERE b.name = create_budget.name) THEN
+        RAISE EXCEPTION 'budget "%" already exists', name USING ERRCODE = 'duplicate_object',
+              HINT = 'Drop it with llm_cost.drop_budget() first, or choose another name.';
+    END IF;
+    result := pg_catalog.jsonb_populate_record(NULL::llm_cost.budgets, llm_cost._budget_write('create',
+        pg_catalog.jsonb_build_object('name', name, 'rollup', rollup::oid, 'limit_usd', limit_usd, 'thresholds', t,
+                                      'filter', f, 'hard', hard, 'alert_on_projection', alert_on_projection)));
+    PERFORM llm_cost._budget_view(rollup);
+    RETURN format('budget %s: %s USD per group of %s and %s%s, alerts at %s of the limit%s', result.name, result.limit_usd,
+                  rollup, r.grain, CASE WHEN f = '{}' THEN '' ELSE format(' (groups %s)', f) END,
+                  (SELECT string_agg(trim(trailing '.' FROM trim(trailing '0' FROM round(x * 100, 2)::text)) || '%', ', ' ORDER BY x)
+                     FROM unnest(result.thresholds) x),
+                  CASE WHEN hard THEN '; hard (check_budget refuses past the limit)' ELSE '' END)
+           || CASE WHEN alert_on_projection THEN '; alerts when on track to exceed' ELSE '' END;
+END $function$;
+
+COMMENT ON FUNCTION llm_cost.create_budget(text,regclass,numeric,numeric[],jsonb,boolean,boolean) IS '@omit
+A spend limit of limit_usd for every group of the rollup (those the filter selects, e.g. {"tenant_id": "acme"}) in each of its periods. Each threshold (a fraction of the limit) crossed by a group in a period is alerted once: a row in llm_cost.budget_alerts and NOTIFY llm_cost_budget when the crossing transaction commits. hard: check_budget() answers allowed = false once spend plus the estimate exceeds the limit. alert_on_projection: a group on track to exceed (spend at its run rate since the period began reaches the limit before the period ends; at least a tenth of the period in; the limit not yet reached) is alerted once per period too, with kind = projected. Only the rollup''s owner may.';
 
 CREATE OR REPLACE FUNCTION llm_cost.run_rate_forecast(spent_usd numeric, period_start timestamp with time zone, period_end timestamp with time zone, limit_usd numeric DEFAULT NULL::numeric, at timestamp with time zone DEFAULT now(), OUT projected_usd numeric, OUT projected_exceed_at timestamp with time zone)
  RETURNS record

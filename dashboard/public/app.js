@@ -128,7 +128,7 @@ const QUERY = `query Dashboard($month: Datetime!) {
   budgets: allBudgetStatuses(orderBy: [USED_PCT_DESC, BUDGET_ASC, GROUP_ASC]) {
     nodes { budget group spentUsd limitUsd remainingUsd usedPct state periodEnd projectedUsd } }
   alerts: allBudgetAlerts(orderBy: ID_DESC, first: 10) {
-    nodes { id budget group threshold spentUsd limitUsd crossedAt } }
+    nodes { id budget group threshold spentUsd limitUsd crossedAt kind } }
 }`;
 
 // ---- rendering ------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ function render(d, monthStart) {
   }));
   table('alerts', [{ label: 'crossed (UTC)' }, { label: 'budget' }, { label: 'group' }, { label: 'threshold', num: true }, { label: 'spent', num: true }],
     d.alerts.nodes.map((a) => [{ text: a.crossedAt.replace('T', ' ').slice(0, 19) }, { text: a.budget }, { text: groupText(a.group) },
-      { text: `${Math.round(Number(a.threshold) * 100)}%`, key: `alert:${a.id}:threshold` }, money(a.spentUsd, `alert:${a.id}:spent`)]));
+      { text: a.kind === 'projected' ? 'on track to exceed' : `${Math.round(Number(a.threshold) * 100)}%`, key: `alert:${a.id}:threshold` }, money(a.spentUsd, `alert:${a.id}:spent`)]));
 
   document.getElementById('status').textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC · month from ${monthStart.slice(0, 10)}`;
 }

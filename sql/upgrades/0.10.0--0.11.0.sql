@@ -8,12 +8,21 @@
 -- per call: llm_cost.cache_savings(), llm_cost.cache_write_extra(). Forecast: budget_status
 -- (and each rollup's budget view) gains projected_usd and projected_exceed_at
 -- (llm_cost.run_rate_forecast); llm_cost.spend_forecast() per rollup. Anomalies:
--- llm_cost.spend_anomalies().
+-- llm_cost.spend_anomalies(). Budgets: create_budget(alert_on_projection => true) alerts a group
+-- on track to exceed its limit once per period (budget_alerts.kind = 'projected').
 --
 -- The new columns of existing rollups are computed here from the raw rows still present (the
 -- other columns are left as they are): periods whose raw rows were purged before this update
 -- read 0 in them. Takes a SHARE ROW EXCLUSIVE lock on each tracked source with rollups while
 -- it reads it.
+
+-- Budgets may alert when a group is on track to exceed its limit; alerts say which kind they are.
+ALTER TABLE llm_cost.budgets ADD COLUMN alert_on_projection boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN llm_cost.budgets.alert_on_projection IS 'Whether a group on track to exceed its limit is alerted (once per period): spend at its run rate since the period began reaches the limit before the period ends, at least a tenth of the period in, the limit not reached yet.';
+ALTER TABLE llm_cost.budget_alerts ADD COLUMN kind text NOT NULL DEFAULT 'spent' CHECK (kind IN ('spent', 'projected'));
+ALTER TABLE llm_cost.budget_alerts DROP CONSTRAINT budget_alerts_budget_id_group_period_start_threshold_key,
+    ADD CONSTRAINT budget_alerts_budget_id_group_period_start_threshold_kind_key UNIQUE (budget_id, "group", period_start, threshold, kind);
+COMMENT ON COLUMN llm_cost.budget_alerts.kind IS 'spent: spend reached the threshold; projected: spend at its run rate will reach the limit (threshold 1) before the period ends (budgets with alert_on_projection).';
 
 -- The shipped rollups' views are re-created below with the others, once their tables of sums
 -- have the new columns.

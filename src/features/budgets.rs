@@ -74,6 +74,8 @@ struct Budget {
     distributed: bool,
     /// SQL type of each group column (reading a distributed rollup's sums).
     group_types: Vec<String>,
+    /// Alert a group on track to exceed its limit (`projection_due`).
+    projection: bool,
 }
 
 /// The spend of one group in one period (the sum over its stripes). The sums of a rollup of a
@@ -237,7 +239,9 @@ SELECT b.id, b.name, b.rollup::pg_catalog.oid::pg_catalog.int8, r.stripes::pg_ca
                    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord),
        (SELECT array_position(r.group_by, s.owner_column)::pg_catalog.int8 FROM llm_cost.row_security s WHERE s.rel = b.rollup),
        ARRAY(SELECT coalesce(pg_catalog.format_type(a.atttypid, a.atttypmod), 'text') FROM unnest(r.group_by) WITH ORDINALITY n(name, ord)
-                   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord)
+                   LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = n.name AND NOT a.attisdropped ORDER BY n.ord),
+       -- (read through to_jsonb: the SQL of 0.10.0, before ALTER EXTENSION UPDATE, has no such column)
+       coalesce((pg_catalog.to_jsonb(b) ->> 'alert_on_projection')::pg_catalog.bool, false)
   FROM llm_cost.budgets b JOIN llm_cost.rollups r ON r.rollup = b.rollup";
 
 const LOAD_LIMITS: &str = "
@@ -317,6 +321,7 @@ fn load() -> Defs {
                     distributed: false, // below
                     group_types: texts(23)?.into_iter().map(|x| x.unwrap_or_else(|| "text".into())).collect(),
                     period: Cell::new((i64::MAX, i64::MIN)),
+                    projection: row.get::<bool>(24)?.unwrap_or(false),
                 };
                 defs.watched.insert(stripes);
                 defs.watched.insert(b.rollup);
@@ -500,7 +505,9 @@ fn check(written: Vec<crate::features::rollups::Written>) {
                 continue;
             }
             let limit = b.limit_of(&group);
-            if (0..limit.amounts.len()).all(|i| alerted(b.id, w.period, &group, i)) {
+            if (0..limit.amounts.len()).all(|i| alerted(b.id, w.period, &group, i))
+                && (!b.projection || alerted(b.id, w.period, &group, PROJECTED))
+            {
                 continue;
             }
             checks.push(Check {
@@ -524,7 +531,7 @@ fn check(written: Vec<crate::features::rollups::Written>) {
         let mut crossed: Vec<&Check> = Vec::new();
         for c in &checks {
             let spent = spent_of(&c.budget, c.period, &c.datums, &c.group, snap);
-            if !new_crossings(c, spent).is_empty() {
+            if !new_crossings(c, spent).is_empty() || projection_due(c, spent) {
                 crossed.push(c);
             }
         }
@@ -550,6 +557,63 @@ unsafe fn new_crossings(c: &Check, spent: pg_sys::Datum) -> Vec<(usize, Amount)>
     .collect()
 }
 
+/// The index `alerted` remembers a group's projection alert under (thresholds use theirs).
+const PROJECTED: usize = usize::MAX;
+
+/// Whether a check's group is newly on track to exceed its limit: its budget alerts on the
+/// projection, the period is the current one and at least a tenth of it is gone, spend has not
+/// reached the limit, and spend at its rate since the period began reaches it before the period
+/// ends: spent x (end - start) >= limit x (now - start), compared exactly in integers (10^-8 USD:
+/// the products fit in 128 bits for any limit a budget may have).
+unsafe fn projection_due(c: &Check, spent: pg_sys::Datum) -> bool {
+    let b = &c.budget;
+    if !b.projection || alerted(b.id, c.period, &c.group, PROJECTED) {
+        return false;
+    }
+    let (start, end) = current_period(b);
+    if c.period != start {
+        return false;
+    }
+    let now = crate::pg::lifecycle::transaction_start();
+    let (len, gone) = ((end - start) as i128, (now - start) as i128);
+    if len <= 0 || gone * 10 < len {
+        return false;
+    }
+    let limit = b.limit_of(&c.group).limit.clone();
+    let (Some(s), Some(l)) = (crate::pg::money::numeric_units(spent), limit_units(&limit)) else {
+        return false;
+    };
+    let (s, l) = (s / 100_000_000, l / 100_000_000);
+    s < l && s.saturating_mul(len) >= l.saturating_mul(gone)
+}
+
+/// The least spend on track to exceed a budget's smallest limit now, as numeric text: limit x
+/// (time gone / period length), at least a tenth of the period in (None: not yet, or no period).
+fn projection_floor(b: &Budget) -> Option<String> {
+    use std::str::FromStr;
+    let (start, end) = current_period(b);
+    let now = crate::pg::lifecycle::transaction_start();
+    let (len, gone) = (end - start, now - start);
+    if len <= 0 || gone * 10 < len {
+        return None;
+    }
+    let smallest = std::iter::once(&b.default.limit)
+        .chain(b.overrides.values().map(|l| &l.limit))
+        .filter_map(|l| rust_decimal::Decimal::from_str(l).ok())
+        .min()?;
+    let floor =
+        smallest.checked_mul(rust_decimal::Decimal::from(gone))? / rust_decimal::Decimal::from(len);
+    Some(floor.trunc_with_scale(8).to_string())
+}
+
+/// A limit (numeric text) in 10^-16 USD (None: more decimals, or not a number).
+fn limit_units(limit: &str) -> Option<i128> {
+    use std::str::FromStr;
+    let d = rust_decimal::Decimal::from_str(limit).ok()?;
+    let scaled = d.checked_mul(rust_decimal::Decimal::from(10_000_000_000_000_000i64))?;
+    (scaled.fract().is_zero()).then(|| scaled.mantissa() / 10i128.pow(scaled.scale()))
+}
+
 /// Records the crossings of these groups: under each group's lock (taken in key order, so
 /// two writers never deadlock; held to the end of the transaction), with a snapshot taken after
 /// the locks, which sees the alerts of every transaction that held them before: each alert is
@@ -569,8 +633,21 @@ unsafe fn record_crossings(crossed: &[&Check]) {
         let spent = spent_of(&c.budget, c.period, &c.datums, &c.group, snap);
         let limit = c.budget.limit_of(&c.group).limit.clone();
         for (i, a) in new_crossings(c, spent) {
-            alert(&c.budget, &c.group, c.period, &a, spent, &limit, snap);
+            alert(
+                &c.budget, &c.group, c.period, &a, spent, &limit, snap, false,
+            );
             mark_alerted(c.budget.id, c.period, &c.group, i);
+        }
+        if projection_due(c, spent) {
+            let whole = Amount {
+                threshold: "1".into(),
+                units: None,
+                exact: limit.clone(),
+            };
+            alert(
+                &c.budget, &c.group, c.period, &whole, spent, &limit, snap, true,
+            );
+            mark_alerted(c.budget.id, c.period, &c.group, PROJECTED);
         }
     }
     pg_sys::UnregisterSnapshot(snap);
@@ -603,6 +680,9 @@ fn _budget_sweep() -> i64 {
             .chain(b.overrides.values())
             .filter_map(|l| l.amounts.first().map(|a| a.exact.clone()))
             // SAFETY: numeric_of builds a numeric datum from an amount the registry holds as numeric text.
+            // A budget alerting on the projection: spend that reaches its rate's share of the
+            // smallest limit now (limit x time gone / period) may be on track.
+            .chain(b.projection.then(|| projection_floor(b)).flatten())
             .min_by(|x, y| unsafe { numeric_cmp(numeric_of(x), y) }.cmp(&0))
             .unwrap_or_else(|| "0".into());
         let stripes = crate::pg::privilege::relname(b.layout.stripes);
@@ -648,12 +728,13 @@ fn _budget_sweep() -> i64 {
                 })
             });
         // What is alerted already (the worker starts with an empty memory of it).
-        let known: Vec<(i64, Vec<Option<String>>, String)> =
+        let known: Vec<(i64, Vec<Option<String>>, Option<String>)> =
             crate::pg::privilege::as_extension_owner(|| {
                 spi::connect(|client| {
                 let mut v = Vec::new();
                 for r in client.select(
-                    "SELECT a.period_start, ARRAY(SELECT a.\"group\" ->> g FROM unnest($2::pg_catalog.text[]) g), a.threshold::pg_catalog.text
+                    "SELECT a.period_start, ARRAY(SELECT a.\"group\" ->> g FROM unnest($2::pg_catalog.text[]) g), a.threshold::pg_catalog.text,
+                            coalesce(pg_catalog.to_jsonb(a) ->> 'kind', 'spent')
                        FROM llm_cost.budget_alerts a
                       WHERE a.budget_id = $1 AND a.period_start >= pg_catalog.date_trunc($3, pg_catalog.now() - ('1 ' || $3)::pg_catalog.interval, $4)",
                     None,
@@ -662,10 +743,11 @@ fn _budget_sweep() -> i64 {
                     let p = r.get::<pgrx::datum::TimestampWithTimeZone>(1)?;
                     if let Some(p) = p {
                         use pgrx::IntoDatum;
+                        let kind = r.get::<String>(4)?.unwrap_or_default();
                         v.push((
                             p.into_datum().map(|d| d.value() as i64).unwrap_or(0),
                             r.get::<Vec<Option<String>>>(2)?.unwrap_or_default(),
-                            r.get::<String>(3)?.unwrap_or_default(),
+                            if kind == "projected" { None } else { Some(r.get::<String>(3)?.unwrap_or_default()) },
                         ));
                     }
                 }
@@ -674,6 +756,10 @@ fn _budget_sweep() -> i64 {
             .unwrap_or_else(|e| crate::pg::fail::internal(format!("llm_cost: could not read the alerts of budget \"{}\": {e}", b.name)))
             });
         for (period, group, threshold) in known {
+            let Some(threshold) = threshold else {
+                mark_alerted(b.id, period, &group, PROJECTED);
+                continue;
+            };
             if let Some(i) = b
                 .default
                 .amounts
@@ -725,10 +811,12 @@ fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+// ON CONFLICT without a target: the unique key of budget_alerts is (budget_id, group,
+// period_start, threshold) in the SQL of 0.10.0 and before, with kind since 0.11.0.
 const ALERT_SQL: &str = "WITH a AS (
     INSERT INTO llm_cost.budget_alerts AS a (budget_id, budget, \"group\", period_start, threshold, spent_usd, limit_usd)
     VALUES ($1, $2, $3::pg_catalog.jsonb, $4, $5::pg_catalog.numeric, $6, $7::pg_catalog.numeric)
-    ON CONFLICT (budget_id, \"group\", period_start, threshold) DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING a.*)
 SELECT pg_catalog.pg_notify('llm_cost_budget', pg_catalog.json_build_object('id', a.id)::pg_catalog.text)
   FROM a";
@@ -736,9 +824,24 @@ SELECT pg_catalog.pg_notify('llm_cost_budget', pg_catalog.json_build_object('id'
 /// PREPARE TRANSACTION may not NOTIFY: the alert is recorded, not sent.
 const ALERT_SQL_PREPARED: &str = "INSERT INTO llm_cost.budget_alerts (budget_id, budget, \"group\", period_start, threshold, spent_usd, limit_usd)
     VALUES ($1, $2, $3::pg_catalog.jsonb, $4, $5::pg_catalog.numeric, $6, $7::pg_catalog.numeric)
-    ON CONFLICT (budget_id, \"group\", period_start, threshold) DO NOTHING";
+    ON CONFLICT DO NOTHING";
+
+/// The alert of a group on track to exceed its limit (kind projected, threshold 1: 0.11.0 SQL;
+/// only budgets of 0.11.0 alert on the projection).
+const PROJECTED_SQL: &str = "WITH a AS (
+    INSERT INTO llm_cost.budget_alerts AS a (budget_id, budget, \"group\", period_start, threshold, spent_usd, limit_usd, kind)
+    VALUES ($1, $2, $3::pg_catalog.jsonb, $4, $5::pg_catalog.numeric, $6, $7::pg_catalog.numeric, 'projected')
+    ON CONFLICT DO NOTHING
+    RETURNING a.*)
+SELECT pg_catalog.pg_notify('llm_cost_budget', pg_catalog.json_build_object('id', a.id)::pg_catalog.text)
+  FROM a";
+
+const PROJECTED_SQL_PREPARED: &str = "INSERT INTO llm_cost.budget_alerts (budget_id, budget, \"group\", period_start, threshold, spent_usd, limit_usd, kind)
+    VALUES ($1, $2, $3::pg_catalog.jsonb, $4, $5::pg_catalog.numeric, $6, $7::pg_catalog.numeric, 'projected')
+    ON CONFLICT DO NOTHING";
 
 /// Records (and notifies) one crossing, as the extension's owner, with the snapshot of the check.
+#[allow(clippy::too_many_arguments)]
 unsafe fn alert(
     b: &Budget,
     group: &[Option<String>],
@@ -747,11 +850,13 @@ unsafe fn alert(
     spent: pg_sys::Datum,
     limit: &str,
     snap: pg_sys::Snapshot,
+    projected: bool,
 ) {
-    let sql = if crate::pg::lifecycle::preparing() {
-        ALERT_SQL_PREPARED
-    } else {
-        ALERT_SQL
+    let sql = match (projected, crate::pg::lifecycle::preparing()) {
+        (false, false) => ALERT_SQL,
+        (false, true) => ALERT_SQL_PREPARED,
+        (true, false) => PROJECTED_SQL,
+        (true, true) => PROJECTED_SQL_PREPARED,
     };
     let gj = group_json(b, group);
     crate::pg::privilege::as_extension_owner(|| {
@@ -858,6 +963,14 @@ fn _budget_write(op: &str, args: pgrx::JsonB) -> Option<pgrx::JsonB> {
             .to_string_lossy()
             .into_owned();
     let sql = match op {
+        // (alert_on_projection: 0.11.0's create_budget; that of 0.10.0 and before has no such column)
+        "create" if a.get("alert_on_projection").is_some() => {
+            "INSERT INTO llm_cost.budgets AS b (name, rollup, limit_usd, thresholds, filter, hard, created_by, alert_on_projection)
+             SELECT $1->>'name', ($1->>'rollup')::pg_catalog.oid::pg_catalog.regclass, ($1->>'limit_usd')::pg_catalog.numeric,
+                    ARRAY(SELECT x::pg_catalog.numeric FROM jsonb_array_elements_text($1->'thresholds') x), $1->'filter', ($1->>'hard')::pg_catalog.bool, $2,
+                    ($1->>'alert_on_projection')::pg_catalog.bool
+             RETURNING pg_catalog.to_jsonb(b.*)"
+        }
         "create" => {
             "INSERT INTO llm_cost.budgets AS b (name, rollup, limit_usd, thresholds, filter, hard, created_by)
              SELECT $1->>'name', ($1->>'rollup')::pg_catalog.oid::pg_catalog.regclass, ($1->>'limit_usd')::pg_catalog.numeric,

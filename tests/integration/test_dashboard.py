@@ -119,8 +119,9 @@ def expected(dbname, role, user=None, rollup=None, since=None, until=None, filt=
                                                                FROM llm_cost.budget_status"""):
             k = f"budget:{budget}/{json.dumps(json.loads(group), separators=(',', ':'))}"
             e.update({f"{k}:spent": spent, f"{k}:limit": limit, f"{k}:used": f"{used}%", f"{k}:state": state, f"{k}:projected": proj})
-        for aid, threshold, spent in q(f"SELECT id, threshold, {fc}(spent_usd) FROM llm_cost.budget_alerts ORDER BY id DESC LIMIT 10"):
-            e.update({f"alert:{aid}:threshold": f"{round(float(threshold) * 100)}%", f"alert:{aid}:spent": spent})
+        for aid, threshold, spent, kind in q(f"SELECT id, threshold, {fc}(spent_usd), kind FROM llm_cost.budget_alerts ORDER BY id DESC LIMIT 10"):
+            e.update({f"alert:{aid}:threshold": "on track to exceed" if kind == "projected" else f"{round(float(threshold) * 100)}%",
+                      f"alert:{aid}:spent": spent})
         name = rollup or q("SELECT rollup::text FROM llm_cost.rollups ORDER BY id LIMIT 1")[0][0]
         e.update(range_figures(c, name, since, until, filt or {}))
         c.rollback()

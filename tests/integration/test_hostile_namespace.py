@@ -297,6 +297,19 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
         call(role, "SELECT * FROM llm_cost.spend_by('app.hist_daily', '{provider}', '2026-01-01', 'infinity')", ok_errors=True)
         call(role, "SELECT * FROM llm_cost.spend_trend('app.calls_daily')", ok_errors=True)
         call(role, "SELECT * FROM llm_cost.rollup_summary('app.calls_model')", ok_errors=True)
+        # 0.11.0: insights over rollups (a security_invoker one read from its table of sums,
+        # and views), filters, per-call cache savings, forecasts, anomalies.
+        call(role, "SELECT * FROM llm_cost.spend_by('app.calls_daily', '{team}', filter => '{\"team\": [\"a\", null]}')", ok_errors=True)
+        call(role, "SELECT * FROM llm_cost.cost_percentiles('app.calls_daily', '{team}', percentiles => '{0.5,0.99}')", ok_errors=True)
+        call(role, "SELECT * FROM llm_cost.cost_percentiles('app.calls_model', '{model}')", ok_errors=True)
+        call(role, "SELECT * FROM llm_cost.cache_savings_by('app.calls_daily', '{team}', filter => '{\"team\": \"a\"}')", ok_errors=True)
+        call(role, "SELECT * FROM llm_cost.provided_vs_list('app.calls_model', '{model}')", ok_errors=True)
+        call(role, "SELECT * FROM llm_cost.spend_forecast('app.calls_daily', '{team}')", ok_errors=True)
+        call(role, "SELECT * FROM llm_cost.spend_anomalies('app.calls_daily', '{team}', min_requests => 0)", ok_errors=True)
+        call(role, "SELECT * FROM llm_cost.spend_trend('app.calls_daily', filter => '{\"team\": \"b\"}')", ok_errors=True)
+        call(role, "SELECT llm_cost.cache_savings('claude-sonnet-4-5', 50, 5, 1800, 200), llm_cost.cache_write_extra('claude-sonnet-4-5', 50, 5, 1800, 200)")
+        call(role, "SELECT * FROM llm_cost.run_rate_forecast(10, now() - interval '1 day', now() + interval '1 day', 30)")
+        call(role, "SELECT llm_cost.histogram_cost_at_rank(cost_histogram, 1), llm_cost.histogram_requests(cost_histogram) FROM llm_cost.usage_daily", ok_errors=True)
         call(role, "SELECT llm_cost.priced_provider('claude-sonnet-4-5', 'Claude'), llm_cost.format_cost(1530, 'microcents')")
         call(role, "CALL llm_cost.backfill('app.hist')", ok_errors=True)
     # The owner again: reprice after a price appears, rebuild, run retention now, drop things.

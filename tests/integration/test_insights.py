@@ -333,3 +333,55 @@ def test_cost_percentiles_within_the_stated_bound(connect):
     except Exception as e:  # noqa: BLE001
         assert getattr(e, "sqlstate", None) == "22023", e
     c.execute("SELECT llm_cost.drop_rollup('public.pc_daily'); SELECT llm_cost.untrack('public.pc_log'); DROP TABLE public.pc_log")
+
+
+def test_a_budget_alerts_once_when_a_group_is_on_track_to_exceed(connect):
+    """create_budget(alert_on_projection => true): a group whose spend at its rate since the
+    period began reaches the limit before the period ends is alerted once (kind projected, at
+    commit), not before a tenth of the period is gone, not for spend off that track; crossing the
+    limit itself is alerted as before."""
+    import pytest
+    c = connect()
+    c.execute("SET client_min_messages = warning")
+    # A period at least a tenth gone and not nearly over, whatever the time of day the test runs.
+    frac = lambda grain: float(c.execute(  # noqa: E731
+        f"SELECT EXTRACT(epoch FROM now() - date_trunc('{grain}', now(), 'UTC')) / EXTRACT(epoch FROM interval '1 {grain}')").fetchone()[0])
+    grain = next((g for g in ("day", "hour", "week", "month") if 0.12 <= frac(g) <= 0.95), None)
+    if grain is None:
+        pytest.skip("no UTC day, hour, week or month is between 12% and 95% gone right now (a projection needs a tenth of the period)")
+    c.execute("DROP TABLE IF EXISTS public.pj_log CASCADE")
+    c.execute(f"""CREATE TABLE public.pj_log (at timestamptz NOT NULL DEFAULT now(), team text, model text,
+                                              input_tokens int, output_tokens int, cost_usd numeric, cost_source text);
+                  SELECT llm_cost.track('public.pj_log', time_column => 'at');
+                  SELECT llm_cost.create_rollup('public.pj_sums', 'public.pj_log', '{grain}', '{{team}}');""")
+    msg = c.execute("SELECT llm_cost.create_budget('pj_cap', 'public.pj_sums', 100, '{1}', alert_on_projection => true)").fetchone()[0]
+    assert msg.endswith("alerts when on track to exceed"), msg
+    c.execute("SELECT llm_cost.create_budget('pj_plain', 'public.pj_sums', 100, '{1}')")
+    f = frac(grain)
+    spend = lambda team, usd: c.execute(  # noqa: E731
+        "INSERT INTO public.pj_log (team, model, input_tokens, output_tokens, cost_usd, cost_source) VALUES (%s, 'x', 1, 1, %s, 'provided')",
+        (team, usd))
+    alerts = lambda: c.execute("""SELECT budget, "group"->>'team', kind, threshold FROM llm_cost.budget_alerts
+                                    WHERE budget IN ('pj_cap', 'pj_plain') ORDER BY id""").fetchall()  # noqa: E731
+    # Off the track: half of what the rate needs.
+    spend("a", round(100 * f * 0.5, 4))
+    assert alerts() == []
+    # On it (spend > limit x time gone, still under the limit): one alert, the budget without the option none.
+    spend("a", round(100 * (f + (1 - f) / 2) - 100 * f * 0.5, 4))
+    got = alerts()
+    assert [(b, t, k, float(th)) for b, t, k, th in got] == [("pj_cap", "a", "projected", 1.0)], got
+    # Once per group and period.
+    spend("a", 0.01)
+    assert len(alerts()) == 1
+    # Another group on its own track.
+    spend("b", round(100 * (f + (1 - f) / 2), 4))
+    assert [(t, k) for _, t, k, _ in alerts()] == [("a", "projected"), ("b", "projected")]
+    # The limit itself: alerted as ever, for both budgets; no second projection.
+    spend("a", 100)
+    kinds = sorted((b, t, k) for b, t, k, _ in alerts())
+    assert kinds == [("pj_cap", "a", "projected"), ("pj_cap", "a", "spent"), ("pj_cap", "b", "projected"), ("pj_plain", "a", "spent")], kinds
+    # budget_status shows the same projection the alert used.
+    row = c.execute("""SELECT projected_usd >= limit_usd FROM llm_cost.budget_status WHERE budget = 'pj_cap' AND "group"->>'team' = 'b'""").fetchone()
+    assert row == (True,)
+    c.execute("SELECT llm_cost.drop_budget('pj_cap'); SELECT llm_cost.drop_budget('pj_plain'); "
+              "SELECT llm_cost.drop_rollup('public.pj_sums'); SELECT llm_cost.untrack('public.pj_log'); DROP TABLE public.pj_log")
