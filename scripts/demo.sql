@@ -55,15 +55,23 @@ SELECT provider, model, requests, llm_cost.format_cost(cost_usd) AS cost, unpric
 \echo 'Top users this month (llm_cost.top_users):'
 SELECT spend_rank, tenant_id, user_id, requests, llm_cost.format_cost(cost_usd) AS cost
   FROM llm_cost.top_users WHERE month = date_trunc('month', now(), 'UTC') AND spend_rank <= 5 ORDER BY spend_rank;
+\echo 'What prompt caching saved this month, at list price (llm_cost.cache_savings_by):'
+SELECT "group"->>'model' AS model, llm_cost.format_cost(cost_usd) AS cost, llm_cost.format_cost(cache_savings_usd) AS "saved by cache reads",
+       llm_cost.format_cost(cache_write_extra_usd) AS "cache writes cost", llm_cost.format_cost(net_cache_savings_usd) AS "net saving"
+  FROM llm_cost.cache_savings_by('llm_cost.usage_daily', '{model}', date_trunc('month', now(), 'UTC')) WHERE cache_read_tokens + cache_write_tokens > 0;
+\echo 'What a request costs this month (llm_cost.cost_percentiles: p50, p90, p99 within 3.125%, the exact max):'
+SELECT "group"->>'model' AS model, priced_requests AS requests, llm_cost.format_cost(cost_usd[1]) AS p50, llm_cost.format_cost(cost_usd[2]) AS p90,
+       llm_cost.format_cost(cost_usd[3]) AS p99, llm_cost.format_cost(max_usd) AS max
+  FROM llm_cost.cost_percentiles('llm_cost.usage_daily', '{model}', date_trunc('month', now(), 'UTC'));
 \echo 'Per feature (llm_cost.feature_stats):'
 SELECT tenant_id, feature, requests, llm_cost.format_cost(cost_usd) AS cost, predominant_model FROM llm_cost.feature_stats ORDER BY 1, 2;
 \echo
 \echo 'A monthly budget of $5 per tenant and user, alerted at 50%, 80% and 100% (llm_cost.budget_status):'
-SELECT name FROM llm_cost.create_budget('user_monthly_cap', 'llm_cost.usage_monthly', 5.00);
+SELECT llm_cost.create_budget('user_monthly_cap', 'llm_cost.usage_monthly', 5.00, alert_on_projection => true) AS budget;
 INSERT INTO llm_cost.usage_events (tenant_id, user_id, feature, model, input_tokens, output_tokens)
 VALUES ('acme', 'user-1', 'chat', 'claude-sonnet-4-5', 200000, 40000);
 SELECT "group"->>'tenant_id' AS tenant, "group"->>'user_id' AS "user", llm_cost.format_cost(spent_usd) AS spent,
-       llm_cost.format_cost(limit_usd) AS "limit", used_pct, state
+       llm_cost.format_cost(limit_usd) AS "limit", used_pct, state, llm_cost.format_cost(projected_usd) AS "projected this month"
   FROM llm_cost.budget_status ORDER BY used_pct DESC LIMIT 5;
 SELECT * FROM llm_cost.check_budget('user_monthly_cap', '{"tenant_id": "acme", "user_id": "user-1"}', 0.10);
 

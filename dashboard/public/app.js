@@ -78,7 +78,8 @@ const state = {
   to: hashParams.get('to'),
   filter: Object.fromEntries([...hashParams.entries()].filter(([k]) => k.startsWith('f.')).map(([k, v]) => [k.slice(2), v])),
 };
-const INSIGHTS = `query Insights($rollup: RegClass!, $by: [String]!, $all: [String]!, $from: Datetime!, $to: Datetime!, $filter: JSON!, $now: Datetime!) {
+// (forecast and anomalies at the server's now(), not the browser's clock)
+const INSIGHTS = `query Insights($rollup: RegClass!, $by: [String]!, $all: [String]!, $from: Datetime!, $to: Datetime!, $filter: JSON!) {
   total: spendBy(rollup: $rollup, by: [], from: $from, to: $to, filter: $filter) {
     nodes { requests costUsd unpricedRequests errorRequests errorCostUsd latencyMsAvg latencyMsMax } }
   groups: spendBy(rollup: $rollup, by: $all, from: $from, to: $to, filter: $filter) { nodes { group requests costUsd unpricedRequests } }
@@ -90,8 +91,8 @@ const INSIGHTS = `query Insights($rollup: RegClass!, $by: [String]!, $all: [Stri
   cacheTotal: cacheSavingsBy(rollup: $rollup, by: [], from: $from, to: $to, filter: $filter) { nodes { netCacheSavingsUsd } }
   cache: cacheSavingsBy(rollup: $rollup, by: $by, from: $from, to: $to, filter: $filter) {
     nodes { group cacheReadTokens cacheSavingsUsd cacheWriteExtraUsd netCacheSavingsUsd } }
-  forecast: spendForecast(rollup: $rollup, by: $by, at: $now, filter: $filter) { nodes { group periodStart periodEnd spentUsd projectedUsd } }
-  anomalies: spendAnomalies(rollup: $rollup, by: $by, at: $now, filter: $filter) { nodes { group requests spentUsd baselineUsd score } }
+  forecast: spendForecast(rollup: $rollup, by: $by, filter: $filter) { nodes { group periodStart periodEnd spentUsd projectedUsd } }
+  anomalies: spendAnomalies(rollup: $rollup, by: $by, filter: $filter) { nodes { group requests spentUsd baselineUsd score } }
   reconcile: providedVsList(rollup: $rollup, by: $by, from: $from, to: $to, filter: $filter) {
     nodes { group providedRequests providedCostUsd listCostUsd differenceUsd differencePct } }
 }`;
@@ -372,7 +373,7 @@ async function loadInsights(rollups) {
   const label = rangeLabel(state.from, state.to);
   const by = breakdownOf(r);
   const vars = {
-    rollup: r.rollup, by, all: r.groupBy, filter: filterArg(), now: new Date().toISOString(),
+    rollup: r.rollup, by, all: r.groupBy, filter: filterArg(),
     from: `${state.from}T00:00:00Z`, to: `${addDays(state.to, 1)}T00:00:00Z`,
   };
   let d;
