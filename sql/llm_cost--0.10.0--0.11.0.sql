@@ -1027,14 +1027,27 @@ BEGIN
             -- (the SELECT's group columns by position: g1, g2, ...)
             keys := (SELECT coalesce(string_agg(format('x.g%s, ', o), '' ORDER BY o), '')
                        FROM generate_series(1, coalesce(array_length(llm_cost._rollup_keys(r), 1), 0)) o);
-            src := format('SELECT x.period_start, %s0 AS stripe, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL::bigint, '
+            -- The raw rows are read first (a MATERIALIZED CTE) and summed here: on a Citus
+            -- coordinator the workers still run the SQL of 0.10.0 until this update reaches
+            -- them, so neither the sums nor the merge may call a function of 0.11.0 there. The
+            -- merge sets the new columns (they are 0, '{}' or NULL in every row now: just
+            -- added, and the source is locked) and leaves the others alone.
+            src := format('WITH raw AS MATERIALIZED (SELECT * FROM %s) '
+                          'INSERT INTO %s AS s (period_start, %sstripe, %s) '
+                          'SELECT x.period_start, %s0 AS stripe, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL::bigint, '
                           'NULL::timestamptz, NULL::timestamptz, x.cache_savings_usd, x.cache_write_extra_usd, x.error_cost_usd, '
                           'x.provided_requests, x.provided_cost_usd, x.provided_list_usd, x.cost_hist, x.max_request_cost_usd '
-                          'FROM (%s) x(period_start, %s%s)',
-                          keys, llm_cost._rollup_select(r, (SELECT format('%I.%I', n.nspname, k.relname) FROM pg_catalog.pg_class k JOIN pg_catalog.pg_namespace n ON n.oid = k.relnamespace WHERE k.oid = r.source), '1', '0'),
+                          'FROM (%s) x(period_start, %s%s) '
+                          'ON CONFLICT (period_start, %sstripe) DO UPDATE SET %s',
+                          r.source::oid::pg_catalog.regclass, stripes_name,
+                          (SELECT coalesce(string_agg(format('%I, ', k), '' ORDER BY o), '') FROM unnest(llm_cost._rollup_keys(r)) WITH ORDINALITY u(k, o)),
+                          (SELECT string_agg(format('%I', l.name), ', ' ORDER BY l.ord) FROM llm_cost._sums_layout() l WHERE l.ord > 2),
+                          keys, llm_cost._rollup_select(r, 'raw', '1', '0'),
                           replace(keys, 'x.', ''),
-                          (SELECT string_agg(format('%I', l.name), ', ' ORDER BY l.ord) FROM llm_cost._sums_layout() l WHERE l.ord > 1));
-            EXECUTE llm_cost._rollup_upsert(r, src);
+                          (SELECT string_agg(format('%I', l.name), ', ' ORDER BY l.ord) FROM llm_cost._sums_layout() l WHERE l.ord > 1),
+                          (SELECT coalesce(string_agg(format('%I, ', k), '' ORDER BY o), '') FROM unnest(llm_cost._rollup_keys(r)) WITH ORDINALITY u(k, o)),
+                          (SELECT string_agg(format('%1$I = excluded.%1$I', a), ', ') FROM unnest(added) a));
+            EXECUTE src;
             EXECUTE llm_cost._rollup_view_sql(view_name, stripes_name, r.grain, r.time_zone, r.group_by,
                                               c.error_col IS NOT NULL, c.latency_col IS NOT NULL);
         ELSE

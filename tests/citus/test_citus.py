@@ -461,3 +461,61 @@ def test_the_coordinators_background_worker_purges_and_alerts(citus):
         ids = {r[0] for r in c.execute("SELECT id FROM llm_cost.budget_alerts WHERE budget = 'bg_cap'")}
         assert len(notes) == 12 and {json.loads(n)["id"] for n in notes} == ids, (notes, ids)
         assert c.execute("SELECT count(*) FROM bg_log").fetchone()[0] == 6
+
+
+def test_the_0_11_0_update_fills_the_new_sums_of_a_distributed_rollup(citus):
+    """ALTER EXTENSION llm_cost UPDATE from 0.10.0 on a Citus coordinator: the tables of sums of a
+    distributed rollup gain the 0.11.0 columns on every shard, computed from the raw rows; the
+    rollup then equals GROUP BY over the raw rows (cost, errors, cache savings, histogram)."""
+    import importlib.util
+    import re
+    spec = importlib.util.spec_from_file_location("gen_upgrade", ROOT / "scripts" / "gen_upgrade.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    current = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
+    gen.install_base_script(current=current)
+    db = "citup_" + uuid.uuid4().hex[:8]
+    for n in ("coord", "w1", "w2"):
+        with connect(citus[n]) as c:
+            c.execute(f"CREATE DATABASE {db}")
+        with connect(citus[n], db) as c:
+            c.execute("SET client_min_messages = warning")
+            c.execute("CREATE EXTENSION citus")
+    with connect(citus["coord"], db) as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", (citus["coord"],))
+        for n in ("w1", "w2"):
+            c.execute("SELECT citus_add_node('127.0.0.1', %s)", (citus[n],))
+        c.execute("CREATE EXTENSION llm_cost VERSION '0.10.0'")
+        for t in ("providers", "model_prices", "model_aliases"):
+            c.execute(f"SELECT create_reference_table('llm_cost.{t}')")
+        c.execute("""CREATE TABLE up_calls (id bigserial, created_at timestamptz NOT NULL DEFAULT now(), tenant_id text NOT NULL,
+                                            model text, input_tokens int, output_tokens int, cache_read_tokens int, error text,
+                                            cost_usd numeric, cost_source text, PRIMARY KEY (tenant_id, id))""")
+        c.execute("SELECT llm_cost.track('up_calls', cache_read_tokens_column => 'cache_read_tokens')")
+        c.execute("SELECT create_distributed_table('up_calls', 'tenant_id')")
+        c.execute("SELECT llm_cost.create_rollup('up_daily', 'up_calls', 'day', '{tenant_id,model}')")
+        c.execute("""INSERT INTO up_calls (created_at, tenant_id, model, input_tokens, output_tokens, cache_read_tokens, error)
+                     SELECT '2026-11-01'::timestamptz + (i % 3) * interval '1 day', 't' || (i % 12),
+                            (ARRAY['gpt-4o', 'claude-sonnet-4-5'])[1 + i % 2], 1000 + i, 100, (i % 4) * 500,
+                            CASE WHEN i % 5 = 0 THEN 'boom' END
+                       FROM generate_series(1, 240) i""")
+        c.execute("ALTER EXTENSION llm_cost UPDATE")
+        assert c.execute("SELECT extversion FROM pg_extension WHERE extname = 'llm_cost'").fetchone()[0] == current
+        for n in ("w1", "w2"):
+            with connect(citus[n], db) as w:
+                assert w.execute("SELECT extversion FROM pg_extension WHERE extname = 'llm_cost'").fetchone()[0] == current
+        # Rows after the update add to the filled sums.
+        c.execute("""INSERT INTO up_calls (created_at, tenant_id, model, input_tokens, output_tokens, cache_read_tokens, error)
+                     SELECT '2026-11-02', 't' || (i % 12), 'gpt-4o', 500, 50, 800, CASE WHEN i % 3 = 0 THEN 'x' END
+                       FROM generate_series(1, 36) i""")
+        rolled = c.execute("""SELECT period_start, tenant_id, model, requests, cost_usd, error_cost_usd, cache_savings_usd,
+                                     llm_cost.histogram_requests(cost_histogram)
+                                FROM up_daily ORDER BY 1, 2, 3""").fetchall()
+        raw = c.execute("""SELECT date_trunc('day', created_at, 'UTC'), tenant_id, model, count(*), sum(cost_usd),
+                                  coalesce(sum(cost_usd) FILTER (WHERE error IS NOT NULL), 0),
+                                  sum(llm_cost.cache_savings(model, input_tokens, output_tokens, cache_read_tokens, 0, created_at)),
+                                  count(*) FILTER (WHERE cost_source <> 'unpriced')
+                             FROM up_calls GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""").fetchall()
+        assert rolled == raw
+        assert sum(r[6] for r in rolled) > 0 and sum(r[5] for r in rolled) > 0
