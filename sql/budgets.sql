@@ -308,15 +308,20 @@ COMMENT ON FUNCTION llm_cost._budget_status() IS '@omit';
 CREATE FUNCTION llm_cost.run_rate_forecast(spent_usd numeric, period_start timestamptz, period_end timestamptz,
                                            limit_usd numeric DEFAULT NULL, at timestamptz DEFAULT now(),
                                            OUT projected_usd numeric, OUT projected_exceed_at timestamptz)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN at >= period_end THEN spent_usd
-                WHEN at > period_start
-                THEN round(spent_usd * EXTRACT(epoch FROM period_end - period_start)
-                           / EXTRACT(epoch FROM least(at, period_end) - period_start), 8) END,
-           CASE WHEN spent_usd > 0 AND limit_usd IS NOT NULL AND spent_usd < limit_usd AND at > period_start AND at < period_end
-                     AND period_start + (at - period_start) * (limit_usd / spent_usd)::float8 < period_end
-                THEN period_start + (at - period_start) * (limit_usd / spent_usd)::float8 END
-$$;
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF spent_usd IN ('NaN', 'Infinity', '-Infinity') OR limit_usd IN ('NaN', 'Infinity', '-Infinity')
+       OR NOT isfinite(period_start) OR NOT isfinite(period_end) OR NOT isfinite(at) THEN
+        RAISE EXCEPTION 'llm_cost.run_rate_forecast: amounts and times must be finite' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    projected_usd := CASE WHEN at >= period_end THEN spent_usd
+                          WHEN at > period_start
+                          THEN round(spent_usd * EXTRACT(epoch FROM period_end - period_start)
+                                     / EXTRACT(epoch FROM least(at, period_end) - period_start), 8) END;
+    projected_exceed_at := CASE WHEN spent_usd > 0 AND limit_usd IS NOT NULL AND spent_usd < limit_usd AND at > period_start AND at < period_end
+                                     AND period_start + (at - period_start) * (limit_usd / spent_usd)::float8 < period_end
+                                THEN period_start + (at - period_start) * (limit_usd / spent_usd)::float8 END;
+END $$;
 COMMENT ON FUNCTION llm_cost.run_rate_forecast(numeric, timestamptz, timestamptz, numeric, timestamptz) IS
 'Run-rate forecast of a period''s spend: projected_usd = spent_usd x period length / time elapsed at `at`; projected_exceed_at = when that rate reaches limit_usd, if before period_end and not yet reached (else NULL).';
 

@@ -787,8 +787,9 @@ BEGIN
     IF periods IS NULL OR periods < 3 THEN
         RAISE EXCEPTION 'periods must be at least 3, not %', periods USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF threshold IS NULL OR threshold <= 0 OR min_requests IS NULL OR min_requests < 0 THEN
-        RAISE EXCEPTION 'threshold must be positive and min_requests not negative' USING ERRCODE = 'invalid_parameter_value';
+    IF threshold IS NULL OR threshold <= 0 OR threshold IN ('NaN', 'Infinity') OR min_requests IS NULL OR min_requests < 0 THEN
+        RAISE EXCEPTION 'threshold must be a positive finite number and min_requests not negative, not % and %', threshold, min_requests
+              USING ERRCODE = 'invalid_parameter_value';
     END IF;
     p_first := (p_now AT TIME ZONE r.time_zone - (periods || ' ' || r.grain)::interval) AT TIME ZONE r.time_zone;
     RETURN QUERY EXECUTE format(
@@ -892,18 +893,23 @@ A spend limit of limit_usd for every group of the rollup (those the filter selec
 
 CREATE OR REPLACE FUNCTION llm_cost.run_rate_forecast(spent_usd numeric, period_start timestamp with time zone, period_end timestamp with time zone, limit_usd numeric DEFAULT NULL::numeric, at timestamp with time zone DEFAULT now(), OUT projected_usd numeric, OUT projected_exceed_at timestamp with time zone)
  RETURNS record
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-    SELECT CASE WHEN at >= period_end THEN spent_usd
-                WHEN at > period_start
-                THEN round(spent_usd * EXTRACT(epoch FROM period_end - period_start)
-                           / EXTRACT(epoch FROM least(at, period_end) - period_start), 8) END,
-           CASE WHEN spent_usd > 0 AND limit_usd IS NOT NULL AND spent_usd < limit_usd AND at > period_start AND at < period_end
-                     AND period_start + (at - period_start) * (limit_usd / spent_usd)::float8 < period_end
-                THEN period_start + (at - period_start) * (limit_usd / spent_usd)::float8 END
-$function$;
+BEGIN
+    IF spent_usd IN ('NaN', 'Infinity', '-Infinity') OR limit_usd IN ('NaN', 'Infinity', '-Infinity')
+       OR NOT isfinite(period_start) OR NOT isfinite(period_end) OR NOT isfinite(at) THEN
+        RAISE EXCEPTION 'llm_cost.run_rate_forecast: amounts and times must be finite' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    projected_usd := CASE WHEN at >= period_end THEN spent_usd
+                          WHEN at > period_start
+                          THEN round(spent_usd * EXTRACT(epoch FROM period_end - period_start)
+                                     / EXTRACT(epoch FROM least(at, period_end) - period_start), 8) END;
+    projected_exceed_at := CASE WHEN spent_usd > 0 AND limit_usd IS NOT NULL AND spent_usd < limit_usd AND at > period_start AND at < period_end
+                                     AND period_start + (at - period_start) * (limit_usd / spent_usd)::float8 < period_end
+                                THEN period_start + (at - period_start) * (limit_usd / spent_usd)::float8 END;
+END $function$;
 
 COMMENT ON FUNCTION llm_cost.run_rate_forecast(numeric,timestamp with time zone,timestamp with time zone,numeric,timestamp with time zone) IS 'Run-rate forecast of a period''s spend: projected_usd = spent_usd x period length / time elapsed at `at`; projected_exceed_at = when that rate reaches limit_usd, if before period_end and not yet reached (else NULL).';
 

@@ -339,8 +339,9 @@ BEGIN
     IF periods IS NULL OR periods < 3 THEN
         RAISE EXCEPTION 'periods must be at least 3, not %', periods USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF threshold IS NULL OR threshold <= 0 OR min_requests IS NULL OR min_requests < 0 THEN
-        RAISE EXCEPTION 'threshold must be positive and min_requests not negative' USING ERRCODE = 'invalid_parameter_value';
+    IF threshold IS NULL OR threshold <= 0 OR threshold IN ('NaN', 'Infinity') OR min_requests IS NULL OR min_requests < 0 THEN
+        RAISE EXCEPTION 'threshold must be a positive finite number and min_requests not negative, not % and %', threshold, min_requests
+              USING ERRCODE = 'invalid_parameter_value';
     END IF;
     p_first := (p_now AT TIME ZONE r.time_zone - (periods || ' ' || r.grain)::interval) AT TIME ZONE r.time_zone;
     RETURN QUERY EXECUTE format(

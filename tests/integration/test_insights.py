@@ -5,6 +5,8 @@ import importlib.util
 import re
 import uuid
 
+import psycopg
+
 from conftest import ROOT, admin, one
 
 CURRENT_VERSION = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
@@ -200,6 +202,19 @@ def test_forecast_and_budget_projection(connect):
     assert c.execute("SELECT projected_exceed_at FROM llm_cost.run_rate_forecast(70, '2026-11-01', '2026-12-01', 60, '2026-11-16')").fetchone()[0] is None
     assert c.execute("SELECT projected_exceed_at FROM llm_cost.run_rate_forecast(10, '2026-11-01', '2026-12-01', 60, '2026-11-16')").fetchone()[0] is None
     assert c.execute("SELECT projected_usd FROM llm_cost.run_rate_forecast(10, '2026-11-01', '2026-12-01', 60, '2026-10-16')").fetchone()[0] is None
+    # Non-finite amounts or times are refused (22023), a histogram that is not one too.
+    for bad in ("'NaN', '2026-11-01', '2026-12-01'", "10, '2026-11-01', '2026-12-01', 'Infinity'", "10, '-infinity', '2026-12-01'"):
+        try:
+            c.execute(f"SELECT * FROM llm_cost.run_rate_forecast({bad})")
+            raise AssertionError(bad)
+        except psycopg.Error as e:
+            assert e.sqlstate == "22023", (bad, e)
+    for bad in ("'{1,2,3}'", "'{5000,1}'", "'{-1,1}'"):
+        try:
+            c.execute(f"SELECT llm_cost.histogram_cost_at_rank({bad}::bigint[], 1)")
+            raise AssertionError(bad)
+        except psycopg.Error as e:
+            assert e.sqlstate == "22023", (bad, e)
     c.execute("DROP TABLE IF EXISTS public.fc_log CASCADE")
     c.execute("""CREATE TABLE public.fc_log (at timestamptz NOT NULL DEFAULT now(), team text, model text,
                                              input_tokens int, output_tokens int, cost_usd numeric, cost_source text);
@@ -271,7 +286,7 @@ def test_anomalies_follow_the_stated_rule(connect):
     assert [g[0] for g in got] == ["gap", "quiet", "spiky"], got
     assert dict((g[0], g[4]) for g in got)["quiet"] is None  # zero baseline, zero spread
     # Bad arguments: a clear error.
-    for bad in ("periods => 2", "threshold => 0", "min_requests => -1"):
+    for bad in ("periods => 2", "threshold => 0", "min_requests => -1", "threshold => 'NaN'", "threshold => 'Infinity'"):
         try:
             c.execute(f"SELECT * FROM llm_cost.spend_anomalies('public.an_daily', '{{team}}', {bad})")
             raise AssertionError(bad)

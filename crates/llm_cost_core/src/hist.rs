@@ -13,6 +13,8 @@
 /// Sub-buckets per power of two: 2^SUB_BITS.
 const SUB_BITS: u32 = 4;
 const SUBS: u32 = 1 << SUB_BITS;
+/// The highest bucket: that of the largest 128-bit cost.
+pub const MAX_BUCKET: u16 = ((128 - SUB_BITS) * SUBS + SUBS - 1) as u16;
 
 /// The bucket of a cost (10^-16 USD).
 pub fn bucket(units: u128) -> u16 {
@@ -32,7 +34,8 @@ pub fn bounds(b: u16) -> (u128, u128) {
     }
     let shift = b / SUBS - 1; // msb - SUB_BITS
     let lo = ((SUBS + b % SUBS) as u128) << shift;
-    (lo, lo + (1u128 << shift))
+    // (the top bucket ends at 2^128: its end saturates)
+    (lo, lo.saturating_add(1u128 << shift))
 }
 
 /// The value a bucket stands for: its midpoint (its one cost below 16 units), rounded down.
@@ -94,7 +97,7 @@ pub fn from_flat(v: &[i64]) -> Option<Vec<(u16, i64)>> {
     }
     let mut h = Vec::with_capacity(v.len() / 2);
     for p in v.chunks(2) {
-        let b = u16::try_from(p[0]).ok()?;
+        let b = u16::try_from(p[0]).ok().filter(|b| *b <= MAX_BUCKET)?;
         add(&mut h, b, p[1])?;
     }
     Some(h)
@@ -151,5 +154,8 @@ mod tests {
         assert_eq!(from_flat(&to_flat(&h)).unwrap(), h);
         assert!(from_flat(&[1, 2, 3]).is_none());
         assert!(from_flat(&[70000, 1]).is_none());
+        assert!(from_flat(&[MAX_BUCKET as i64 + 1, 1]).is_none());
+        assert_eq!(bucket(u128::MAX), MAX_BUCKET);
+        assert_eq!(bounds(MAX_BUCKET).0, (31u128) << 123);
     }
 }

@@ -325,27 +325,39 @@ pub(super) unsafe fn add_row(
         })
     });
     let source_text = source.map(|v| v.map(|b| std::str::from_utf8(b).unwrap_or("")));
+    // The row's list price (by model name, its four token counts, its time), asked for at most
+    // once: the rule that classifies its cost, the cache's effect and a provided cost's list
+    // price all start from it.
+    let usage = usage_of(&tokens);
+    let model_name = model_of(defs, row);
+    let estimate = |u: &llm_cost_core::pricing::Usage| {
+        let e = ESTIMATOR.get()?;
+        e(model_name?, u, ts)
+    };
+    let list = std::cell::OnceCell::new();
+    let list_price = || *list.get_or_init(|| estimate(&usage));
     let stored = llm_cost_core::ledger::stored(
         source_text,
         cost.map(|_| cost_units).as_ref(),
         defs.cost_default.map(Some).as_ref(),
-        || estimate_units(defs, row, ts, &tokens).map(Some),
+        || list_price().and_then(|c| as_stored(defs, c)).map(Some),
     );
     let unpriced = stored == llm_cost_core::ledger::Stored::Unpriced;
     let provided = stored == llm_cost_core::ledger::Stored::Provided;
-    // At list price (by model name): the cache's effect on a priced row, the estimate of a row
-    // whose cost was provided.
-    let usage = usage_of(&tokens);
-    let model = if unpriced { None } else { model_of(defs, row) };
-    let estimate = |u: &llm_cost_core::pricing::Usage| {
-        let e = ESTIMATOR.get()?;
-        e(model?, u, ts)
+    // At list price: the cache's effect on a priced row, the estimate of a row whose cost was
+    // provided.
+    let (cache_savings, cache_write_extra) = if unpriced || model_name.is_none() {
+        (0, 0)
+    } else {
+        llm_cost_core::ledger::cache_effects(&usage, |u| {
+            if *u == usage {
+                list_price()
+            } else {
+                estimate(u)
+            }
+        })
     };
-    let (cache_savings, cache_write_extra) = match model {
-        Some(_) => llm_cost_core::ledger::cache_effects(&usage, estimate),
-        None => (0, 0),
-    };
-    let provided_list = if provided { estimate(&usage) } else { None };
+    let provided_list = if provided { list_price() } else { None };
     let error = row.get(defs.error).is_some();
     let latency = defs
         .latency
@@ -441,22 +453,11 @@ pub(super) unsafe fn add_row(
     });
 }
 
-/// The catalog's estimate for a row, as its cost column stores it (rounded to its typmod), in
-/// 10^-16 USD: None when the model has no price or the value has more decimals.
-///
-/// # Safety
-/// as `add_row`.
-pub(super) unsafe fn estimate_units(
-    defs: &SourceDefs,
-    row: &Borrowed,
-    ts: i64,
-    tokens: &[i64; 4],
-) -> Option<i128> {
-    let model = model_of(defs, row)?;
-    // By model name alone: in a table without a cost_source column whose rows also name a
-    // provider or service tier, an estimate at another host's price reads as provided here.
-    let estimate = ESTIMATOR.get()?;
-    let c = estimate(model, &usage_of(tokens), ts)?;
+/// A row's estimate as its cost column stores it (rounded to its typmod, or to whole units), in
+/// 10^-16 USD: None when the value has more decimals. (By model name alone: in a table without
+/// a cost_source column whose rows also name a provider or service tier, an estimate at another
+/// host's price reads as provided here.)
+pub(super) fn as_stored(defs: &SourceDefs, c: llm_cost_core::pricing::Cost) -> Option<i128> {
     match defs.cost_scale {
         // An integer cost column stores whole units, rounded as the cost trigger rounds them.
         Some(scale) => {
@@ -464,7 +465,8 @@ pub(super) unsafe fn estimate_units(
         }
         None => {
             let typmod = defs.cost.map_or(-1, |a| a.typmod);
-            crate::pg::money::numeric_units(crate::pg::money::cost_datum(c, typmod))
+            // SAFETY: cost_datum builds a numeric datum, read at once.
+            unsafe { crate::pg::money::numeric_units(crate::pg::money::cost_datum(c, typmod)) }
         }
     }
 }

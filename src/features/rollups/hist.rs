@@ -65,5 +65,8 @@ fn histogram_cost_at_rank(
 /// How many requests a histogram counts.
 #[pg_extern(immutable, parallel_safe, strict, name = "histogram_requests")]
 fn histogram_requests(histogram: Vec<i64>) -> i64 {
-    histogram_arg(&histogram).iter().map(|(_, n)| *n).sum()
+    histogram_arg(&histogram)
+        .iter()
+        .try_fold(0i64, |t, (_, n)| t.checked_add(*n))
+        .unwrap_or_else(|| super::accumulate::out_of_range())
 }
