@@ -386,10 +386,10 @@ BEGIN
     RETURN QUERY EXECUTE format(
         'SELECT x.g, x.n, round(x.s / nullif(x.n, 0), 8), $3, '
         'ARRAY(SELECT llm_cost.histogram_cost_at_rank(x.h, ceil(q.q * x.n)::bigint) FROM unnest($3) WITH ORDINALITY q(q, o) ORDER BY q.o), x.m '
-        'FROM (SELECT %s AS g, llm_cost.cost_histogram_sum(v.cost_histogram) AS h, max(v.max_request_cost_usd) AS m, '
-        '             llm_cost.histogram_requests(llm_cost.cost_histogram_sum(v.cost_histogram)) AS n, '
-        '             sum(v.cost_usd) AS s '
-        '        FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s) x '
+        'FROM (SELECT y.*, llm_cost.histogram_requests(y.h) AS n '
+        '        FROM (SELECT %s AS g, llm_cost.cost_histogram_sum(v.cost_histogram) AS h, max(v.max_request_cost_usd) AS m, '
+        '                     sum(v.cost_usd) AS s '
+        '                FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s) y) x '
         'WHERE x.n > 0 ORDER BY x.m DESC NULLS LAST',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
         llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys END)

@@ -35,9 +35,27 @@ SELECT pg_catalog.pg_extension_config_dump('llm_cost.rollups', 'WHERE id > 1000'
 -- The distribution of per-request costs of a rollup: its tables of sums keep a histogram of
 -- log-spaced buckets per row (src/features/rollups/hist.rs, crates/llm_cost_core/src/hist.rs);
 -- this adds them up.
+-- Its state is internal (a dense array of counts, src/features/rollups/hist.rs): a row adds
+-- its few buckets rather than re-encoding the sum.
+CREATE FUNCTION llm_cost._hist_acc(internal, bigint[]) RETURNS internal
+    LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'llm_cost_hist_acc';
+CREATE FUNCTION llm_cost._hist_combine(internal, internal) RETURNS internal
+    LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'llm_cost_hist_combine';
+CREATE FUNCTION llm_cost._hist_final(internal) RETURNS bigint[]
+    LANGUAGE c PARALLEL SAFE AS 'MODULE_PATHNAME', 'llm_cost_hist_final';
+CREATE FUNCTION llm_cost._hist_serial(internal) RETURNS bytea
+    LANGUAGE c STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'llm_cost_hist_serial';
+CREATE FUNCTION llm_cost._hist_deserial(bytea, internal) RETURNS internal
+    LANGUAGE c STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'llm_cost_hist_deserial';
+COMMENT ON FUNCTION llm_cost._hist_acc(internal, bigint[]) IS '@omit';
+COMMENT ON FUNCTION llm_cost._hist_combine(internal, internal) IS '@omit';
+COMMENT ON FUNCTION llm_cost._hist_final(internal) IS '@omit';
+COMMENT ON FUNCTION llm_cost._hist_serial(internal) IS '@omit';
+COMMENT ON FUNCTION llm_cost._hist_deserial(bytea, internal) IS '@omit';
 CREATE AGGREGATE llm_cost.cost_histogram_sum(bigint[]) (
-    SFUNC = llm_cost._hist_add, STYPE = bigint[], INITCOND = '{}',
-    COMBINEFUNC = llm_cost._hist_add, PARALLEL = SAFE
+    SFUNC = llm_cost._hist_acc, STYPE = internal, FINALFUNC = llm_cost._hist_final,
+    COMBINEFUNC = llm_cost._hist_combine, SERIALFUNC = llm_cost._hist_serial,
+    DESERIALFUNC = llm_cost._hist_deserial, PARALLEL = SAFE
 );
 COMMENT ON AGGREGATE llm_cost.cost_histogram_sum(bigint[]) IS
 'Adds up cost histograms (the cost_histogram column of a rollup): read them with llm_cost.histogram_cost_at_rank() or llm_cost.cost_percentiles().';

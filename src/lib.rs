@@ -20,7 +20,7 @@ pub mod test_support;
 #[allow(unused_imports)] // named in the SQL ordering below
 use features::pricing::usage;
 #[allow(unused_imports)] // named in the SQL ordering below
-use features::{budgets, registry, retention, rollups, security};
+use features::{anomalies, budgets, registry, retention, rollups, security};
 
 ::pgrx::pg_module_magic!();
 
@@ -174,6 +174,15 @@ extension_sql_file!(
         budgets::check_budget
     ]
 );
+extension_sql_file!(
+    "../sql/anomalies.sql",
+    name = "anomalies",
+    requires = [
+        "budgets",
+        anomalies::_anomaly_write,
+        anomalies::_anomaly_sweep
+    ]
+);
 extension_sql!(
     r#"
 DO $$
@@ -185,7 +194,7 @@ BEGIN
 END $$;
 "#,
     name = "preload_notice",
-    requires = ["budgets"],
+    requires = ["anomalies"],
     finalize
 );
 

@@ -4,9 +4,10 @@
 //! `rollups` (how a rollup is written); `budgets` reads rollups' tables of sums. What must reach
 //! up is registered by `lib.rs`: rollups learn which groups budgets watch and how to estimate a
 //! row, the cost trigger learns whom to hand its rows in COPY. `backfill` uses `pricing`
-//! (it prices old rows as inserts). `maintenance`, `retention`, `registry` and `security` stand
-//! alone.
+//! (it prices old rows as inserts). `anomalies`, `maintenance`, `retention`, `registry` and
+//! `security` stand alone (`anomalies` runs the anomaly report through SQL).
 
+pub mod anomalies;
 pub mod backfill;
 pub mod budgets;
 pub mod copy;

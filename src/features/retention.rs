@@ -342,6 +342,42 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
         Ok(_) => {}
         Err(e) => log!("llm_cost: budget check failed: {e}"),
     }
+    // Anomaly watches (0.12.0): each in its own transaction, so one that fails (its rollup
+    // changed under it) does not hold up the others; the failure is logged.
+    let watches = in_transaction(|| {
+        spi::connect(|c| {
+            let mut v = Vec::new();
+            if c.select(
+                "SELECT 1 WHERE pg_catalog.to_regprocedure('llm_cost._anomaly_sweep(bigint)') IS NOT NULL",
+                None,
+                &[],
+            )?
+            .is_empty()
+            {
+                return Ok(v);
+            }
+            for r in c.select(
+                "SELECT w.id FROM llm_cost.anomaly_watches w ORDER BY w.id",
+                None,
+                &[],
+            )? {
+                v.extend(r.get::<i64>(1)?);
+            }
+            Ok::<_, pgrx::spi::Error>(v)
+        })
+    });
+    for id in watches.ok().and_then(|w| w.ok()).unwrap_or_default() {
+        match in_transaction(move || {
+            spi::get_one_with_args::<i64>("SELECT llm_cost._anomaly_sweep($1)", &[id.into()])
+        }) {
+            Ok(Ok(Some(n))) if n > 0 => {
+                log!("llm_cost: {n} anomaly alert(s) recorded for watch {id}")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => log!("llm_cost: anomaly watch {id} failed: {e}"),
+            Err(e) => log!("llm_cost: anomaly watch {id} failed: {e}"),
+        }
+    }
     if !ENABLED.get() {
         return;
     }

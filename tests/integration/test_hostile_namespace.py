@@ -224,6 +224,8 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
     call("owner", "SELECT llm_cost.set_budget_limit('h_cap', '{\"team\": \"b\"}', 2)")
     call("owner", "SELECT llm_cost.set_retention('app.calls', '30 days')")
     call("owner", "SELECT llm_cost.enable_row_security('app.calls_daily', 'team')")
+    # 0.12.0: an anomaly watch, run by the background worker (the bootstrap superuser) below.
+    call("owner", "SELECT llm_cost.watch_anomalies('h_watch', 'app.calls_daily', '{team}', periods => 3, threshold => 0.1, min_requests => 0)")
     # 0.9.0: history priced (in track() and by the procedure, batch by batch), an integer cost
     # column in microcents, priced providers, a usage-only table with an error response and a
     # missing usage, a rollup named the way CREATE VIEW names it, reports over a rollup.
@@ -312,6 +314,14 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
         call(role, "SELECT llm_cost.histogram_cost_at_rank(cost_histogram, 1), llm_cost.histogram_requests(cost_histogram) FROM llm_cost.usage_daily", ok_errors=True)
         call(role, "SELECT llm_cost.priced_provider('claude-sonnet-4-5', 'Claude'), llm_cost.format_cost(1530, 'microcents')")
         call(role, "CALL llm_cost.backfill('app.hist')", ok_errors=True)
+        # 0.12.0: anomaly watches and their alerts, the histogram aggregate.
+        call(role, "SELECT llm_cost.watch_anomalies('x_watch', 'app.calls_daily', filter => '{\"team\": \"a\"}')", ok_errors=True)
+        call(role, "SELECT * FROM llm_cost.anomaly_alerts")
+        call(role, "SELECT * FROM llm_cost.anomaly_watches")
+        call(role, "SELECT llm_cost._anomaly_sweep(1001)", ok_errors=True)
+        call(role, "SELECT llm_cost.cost_histogram_sum(cost_histogram) FROM app.calls_daily", ok_errors=True)
+        if role != "owner":
+            call(role, "SELECT llm_cost.drop_anomaly_watch('h_watch')", ok_errors=True)
     # The owner again: reprice after a price appears, rebuild, run retention now, drop things.
     call("admin", "INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok) VALUES ('house', 'h-unknown-model', 1, 2)")
     call("admin", """INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok, time_of_day_from, time_of_day_to)
@@ -330,6 +340,10 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
     set_worker_fast(False)
     with admin(db) as su:
         alerts = one(su, "SELECT count(*) FROM llm_cost.budget_alerts")
+        # The worker ran the owner's anomaly watch (as the owner): today's spend of every team
+        # is far above its (empty) last three days.
+        assert one(su, "SELECT count(*) FROM llm_cost.anomaly_alerts WHERE watch = 'h_watch'") > 0
+    call("owner", "SELECT llm_cost.drop_anomaly_watch('h_watch')")
     call("owner", "SELECT llm_cost.drop_budget('h_cap')")
     call("owner", "SELECT llm_cost.drop_rollup('app.calls_model')")
     call("owner", "SELECT llm_cost.drop_retention('app.calls')")

@@ -400,3 +400,112 @@ def test_a_budget_alerts_once_when_a_group_is_on_track_to_exceed(connect):
     assert row == (True,)
     c.execute("SELECT llm_cost.drop_budget('pj_cap'); SELECT llm_cost.drop_budget('pj_plain'); "
               "SELECT llm_cost.drop_rollup('public.pj_sums'); SELECT llm_cost.untrack('public.pj_log'); DROP TABLE public.pj_log")
+
+
+def test_an_anomaly_watch_alerts_once_per_group_and_period(connect):
+    """watch_anomalies(): the background worker records each group spend_anomalies() lists, once
+    per group and period, in anomaly_alerts and sends NOTIFY llm_cost_anomaly with the id only;
+    readers see the alerts of their own groups under the rollup's row security; only the
+    rollup's owner may watch it; dropping the rollup drops its watches and alerts."""
+    import json
+    import time
+
+    from conftest import set_worker_fast, wait_for
+    c = connect()
+    c.execute("SET client_min_messages = warning")
+    suffix = uuid.uuid4().hex[:6]
+    ra, rn = f"an_reader_{suffix}", f"an_nobody_{suffix}"
+    for r in (ra, rn):
+        c.execute(f"CREATE ROLE {r} LOGIN")
+    c.execute("DROP TABLE IF EXISTS public.aw_log CASCADE")
+    c.execute(f"""CREATE TABLE public.aw_log (at timestamptz NOT NULL, team text, model text, input_tokens int,
+                                              output_tokens int, cost_usd numeric, cost_source text);
+                  SELECT llm_cost.track('public.aw_log', time_column => 'at');
+                  SELECT llm_cost.create_rollup('public.aw_daily', 'public.aw_log', 'day', '{{team, model}}');
+                  SELECT llm_cost.enable_row_security('public.aw_daily', 'team');
+                  GRANT SELECT ON public.aw_daily TO {ra}, {rn};""")
+    # Seven days of steady spend for three teams; today: ra's team and "other" spike, "calm" not.
+    rows = []
+    for d in range(1, 8):
+        for team in (ra, "other", "calm"):
+            rows += [(f"{d} days", team, "0.01")] * 5
+    rows += [("0 days", ra, "0.5")] * 4 + [("0 days", "other", "0.4")] * 4 + [("0 days", "calm", "0.01")] * 5
+    import datetime
+    today = c.execute("SELECT date_trunc('day', now(), 'UTC') + interval '1 minute'").fetchone()[0]
+    with c.cursor().copy("COPY public.aw_log (at, team, model, input_tokens, output_tokens, cost_usd, cost_source) FROM STDIN") as cp:
+        for ago, team, cost in rows:
+            at = today - datetime.timedelta(days=int(ago.split()[0]))
+            cp.write_row((at, team, "gpt-4o", 1, 1, cost, "provided"))
+    # Only the rollup's owner may watch it; bad settings are refused before anything is written.
+    r = connect(user=ra)
+    try:
+        r.execute("SELECT llm_cost.watch_anomalies('aw_x', 'public.aw_daily')")
+        raise AssertionError("a reader watched another's rollup")
+    except psycopg.Error as e:
+        assert e.sqlstate == "42501", e
+    for bad, state in (("periods => 2", "22023"), ("threshold => 'NaN'", "22023"), ("\"by\" => '{nope}'", "42703"),
+                       ("filter => '{\"nope\": 1}'", "42703"), ("min_requests => -1", "22023")):
+        try:
+            c.execute(f"SELECT llm_cost.watch_anomalies('aw_bad', 'public.aw_daily', {bad})")
+            raise AssertionError(bad)
+        except psycopg.Error as e:
+            assert e.sqlstate == state, (bad, e)
+    msg = c.execute("SELECT llm_cost.watch_anomalies('aw_team', 'public.aw_daily', '{team}', periods => 7, min_requests => 3)").fetchone()[0]
+    assert msg.startswith("anomaly watch aw_team: groups of public.aw_daily by team whose spend in the current day exceeds the median of their last 7 days by 3 spreads (at least 3 calls)"), msg
+    c.execute("SELECT llm_cost.watch_anomalies('aw_all', 'public.aw_daily', periods => 7, threshold => 2, min_requests => 1)")
+    try:
+        c.execute("SELECT llm_cost.watch_anomalies('aw_team', 'public.aw_daily')")
+        raise AssertionError("a second watch of the same name")
+    except psycopg.Error as e:
+        assert e.sqlstate == "42710", e
+    lis = connect()
+    lis.execute("LISTEN llm_cost_anomaly")
+    expected = c.execute("""SELECT "group"->>'team' FROM llm_cost.spend_anomalies('public.aw_daily', '{team}', 7, 3, 3) ORDER BY 1""").fetchall()
+    assert [e[0] for e in expected] == sorted([ra, "other"]), expected
+    alerts = lambda: c.execute("""SELECT watch, "group", requests, spent_usd FROM llm_cost.anomaly_alerts
+                                   WHERE watch LIKE 'aw_%' ORDER BY watch, "group"->>'team'""").fetchall()  # noqa: E731
+    set_worker_fast(True)
+    try:
+        assert wait_for(lambda: len(alerts()) == 3, 30), alerts()
+        got = alerts()
+        assert [(w, g) for w, g, _, _ in got] == [("aw_all", {}), ("aw_team", {"team": min(ra, "other")}),
+                                                  ("aw_team", {"team": max(ra, "other")})], got
+        spent = {(w, g.get("team")): (n, float(s)) for w, g, n, s in got}
+        assert spent == {("aw_all", None): (13, 3.65), ("aw_team", ra): (4, 2.0), ("aw_team", "other"): (4, 1.6)}, spent
+        # More spend today: still the same three alerts (once per group and period).
+        c.execute("INSERT INTO public.aw_log (at, team, model, input_tokens, output_tokens, cost_usd, cost_source) "
+                  "VALUES (now(), %s, 'gpt-4o', 1, 1, 5, 'provided')", (ra,))
+        time.sleep(3)
+        assert len(alerts()) == 3, alerts()
+    finally:
+        set_worker_fast(False)
+    # The notifications: the ids of the alerts, nothing else.
+    ids = []
+    for n in lis.notifies(timeout=1.0):
+        payload = json.loads(n.payload)
+        assert set(payload) == {"id"}, payload
+        ids.append(payload["id"])
+    assert sorted(ids) == sorted(i for (i,) in c.execute("SELECT id FROM llm_cost.anomaly_alerts WHERE watch LIKE 'aw_%'")), ids
+    # Row security: the reader (its principal a team) sees the alert of its own team only (not
+    # the whole-rollup one, not the other team's); a principal that is no team sees none.
+    for role, want in ((ra, [("aw_team", ra)]), (rn, [])):
+        r = connect(user=role)
+        r.execute(f"SET llm_cost.principal = '{role}'")
+        seen = r.execute("""SELECT watch, "group"->>'team' FROM llm_cost.anomaly_alerts WHERE watch LIKE 'aw_%' ORDER BY 1""").fetchall()
+        assert seen == want, (role, seen)
+        for sql in ("SELECT llm_cost.drop_anomaly_watch('aw_team')", "SELECT llm_cost._anomaly_sweep(1)",
+                    "DELETE FROM llm_cost.anomaly_alerts", "INSERT INTO llm_cost.anomaly_watches (name, rollup, \"by\", periods, threshold, min_requests) "
+                    "VALUES ('aw_y', 'public.aw_daily', '{}', 3, 1, 0)"):
+            try:
+                r.execute(sql)
+                raise AssertionError(sql)
+            except psycopg.Error as e:
+                assert e.sqlstate == "42501", (sql, e)
+    # Dropping a watch drops its alerts; dropping the rollup drops the rest.
+    c.execute("SELECT llm_cost.drop_anomaly_watch('aw_all')")
+    assert [w for w, _, _, _ in alerts()] == ["aw_team", "aw_team"]
+    c.execute("SELECT llm_cost.drop_rollup('public.aw_daily'); SELECT llm_cost.untrack('public.aw_log'); DROP TABLE public.aw_log")
+    assert alerts() == []
+    assert one(c, "SELECT count(*) FROM llm_cost.anomaly_watches WHERE name LIKE 'aw_%'") == 0
+    for r in (ra, rn):
+        c.execute(f"DROP ROLE {r}")

@@ -108,6 +108,71 @@ pub fn to_flat(h: &[(u16, i64)]) -> Vec<i64> {
     h.iter().flat_map(|(b, n)| [*b as i64, *n]).collect()
 }
 
+/// A histogram being summed (an aggregate's state): counts of the buckets `lo..lo + len`, dense,
+/// so adding a small histogram costs its length and not the sum's. Grows to the buckets seen.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Dense {
+    lo: u16,
+    counts: Vec<i64>,
+}
+
+impl Dense {
+    /// Adds `n` to bucket `b`; None when `b` is past the largest bucket or a count would overflow.
+    pub fn add(&mut self, b: u16, n: i64) -> Option<()> {
+        if b > MAX_BUCKET {
+            return None;
+        }
+        if n == 0 {
+            return Some(());
+        }
+        if self.counts.is_empty() {
+            self.lo = b;
+        } else if b < self.lo {
+            let grow = (self.lo - b) as usize;
+            self.counts.splice(0..0, std::iter::repeat_n(0, grow));
+            self.lo = b;
+        }
+        let i = (b - self.lo) as usize;
+        if i >= self.counts.len() {
+            self.counts.resize(i + 1, 0);
+        }
+        self.counts[i] = self.counts[i].checked_add(n)?;
+        Some(())
+    }
+
+    /// Adds a flat histogram (`[bucket, count, ...]`); None when it is not one (odd length, a
+    /// bucket past the largest) or a count would overflow.
+    pub fn add_flat(&mut self, v: &[i64]) -> Option<()> {
+        if v.len() % 2 != 0 {
+            return None;
+        }
+        for p in v.chunks(2) {
+            self.add(u16::try_from(p[0]).ok()?, p[1])?;
+        }
+        Some(())
+    }
+
+    /// Adds another sum.
+    pub fn merge(&mut self, o: &Dense) -> Option<()> {
+        for (i, n) in o.counts.iter().enumerate() {
+            if *n != 0 {
+                self.add(o.lo + i as u16, *n)?;
+            }
+        }
+        Some(())
+    }
+
+    /// The sum as a sorted histogram without zero counts.
+    pub fn to_sparse(&self) -> Vec<(u16, i64)> {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n != 0)
+            .map(|(i, n)| (self.lo + i as u16, *n))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +222,42 @@ mod tests {
         assert!(from_flat(&[MAX_BUCKET as i64 + 1, 1]).is_none());
         assert_eq!(bucket(u128::MAX), MAX_BUCKET);
         assert_eq!(bounds(MAX_BUCKET).0, (31u128) << 123);
+    }
+
+    #[test]
+    fn dense_sums_equal_sparse_merges() {
+        let parts: [&[i64]; 4] = [
+            &[40, 2, 300, 1],
+            &[12, 1, 40, -1],
+            &[1999, 3],
+            &[300, -1, 5, 7],
+        ];
+        let mut sparse = vec![];
+        let mut dense = Dense::default();
+        for p in parts {
+            merge(&mut sparse, &from_flat(p).unwrap()).unwrap();
+            dense.add_flat(p).unwrap();
+        }
+        assert_eq!(dense.to_sparse(), sparse);
+        assert_eq!(
+            to_flat(&dense.to_sparse()),
+            vec![5, 7, 12, 1, 40, 1, 1999, 3]
+        );
+        let mut two = Dense::default();
+        two.add_flat(&[2000, 1])
+            .map_or((), |_| panic!("bucket past the largest accepted"));
+        assert!(two.add_flat(&[3]).is_none());
+        assert!(two.add_flat(&[-1, 3]).is_none());
+        let mut a = Dense::default();
+        a.add_flat(&[100, i64::MAX]).unwrap();
+        assert!(a.add_flat(&[100, 1]).is_none());
+        let mut m = Dense::default();
+        m.add_flat(&[700, 1]).unwrap();
+        m.merge(&dense).unwrap();
+        assert_eq!(
+            to_flat(&m.to_sparse()),
+            vec![5, 7, 12, 1, 40, 1, 700, 1, 1999, 3]
+        );
+        assert_eq!(Dense::default().to_sparse(), vec![]);
     }
 }
