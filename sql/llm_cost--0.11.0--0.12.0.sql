@@ -108,6 +108,34 @@ AS '$libdir/llm_cost', $function$_anomaly_write_wrapper$function$;
 
 COMMENT ON FUNCTION llm_cost._anomaly_write(text,jsonb) IS '@omit';
 
+CREATE OR REPLACE FUNCTION llm_cost.spend_by(rollup regclass, by text[], "from" timestamp with time zone DEFAULT '-infinity'::timestamp with time zone, "to" timestamp with time zone DEFAULT 'infinity'::timestamp with time zone, filter jsonb DEFAULT '{}'::jsonb)
+ RETURNS TABLE("group" jsonb, requests bigint, total_tokens bigint, cost_usd numeric, avg_cost_per_request_usd numeric, unpriced_requests bigint, error_requests bigint, error_cost_usd numeric, latency_ms_avg numeric, latency_ms_max bigint)
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    r llm_cost.rollups := llm_cost._report_rollup(rollup, by);
+    cols text := (SELECT string_agg(format('%L, v.%I', b, b), ', ') FROM unnest(by) b);
+    keys text := (SELECT string_agg(format('v.%I', b), ', ') FROM unnest(by) b);
+    errors boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'error_cost_usd' AND NOT a.attisdropped);
+    latency boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'latency_ms_sum' AND NOT a.attisdropped);
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT %s, sum(v.requests)::bigint, sum(v.total_tokens)::bigint, sum(v.cost_usd), '
+        'round(sum(v.cost_usd) / nullif(sum(v.requests) - sum(v.unpriced_requests), 0), 8), '
+        'sum(v.unpriced_requests)::bigint, %s, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s ORDER BY 4 DESC NULLS LAST, 2 DESC, 1',
+        CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
+        CASE WHEN errors THEN 'sum(v.error_requests)::bigint, sum(v.error_cost_usd)' ELSE 'NULL::bigint, NULL::numeric' END,
+        -- (no latency recorded in the range: NULL, not 0)
+        CASE WHEN latency THEN 'CASE WHEN max(v.latency_ms_max) IS NOT NULL THEN round(sum(v.latency_ms_sum) / nullif(sum(v.requests), 0), 1) END, '
+                               'max(v.latency_ms_max)::bigint' ELSE 'NULL::numeric, NULL::bigint' END,
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys || ' HAVING sum(v.requests) <> 0' END)
+    USING "from", "to";
+END $function$;
+
+COMMENT ON FUNCTION llm_cost.spend_by(regclass,text[],timestamp with time zone,timestamp with time zone,jsonb) IS 'Spend of any rollup per value of some of its group columns (by => ''{model}'', ''{tenant_id}'', ''{}'' for the total) over periods starting in [from, to), of the groups the filter keeps (a jsonb of group columns and values: {"tenant_id": "acme"}, a list for any of several, null for IS NULL): group (jsonb), requests, tokens, cost (NULL when nothing was priced), average per priced request, unpriced and error requests, cost of the failed calls, mean latency (ms, over every call: one without a latency counts 0) and the longest (NULL when none was recorded); most expensive first (then most calls, then by group). Top N: add LIMIT N.';
+
 CREATE OR REPLACE FUNCTION llm_cost.cost_percentiles(rollup regclass, by text[] DEFAULT '{}'::text[], "from" timestamp with time zone DEFAULT '-infinity'::timestamp with time zone, "to" timestamp with time zone DEFAULT 'infinity'::timestamp with time zone, percentiles numeric[] DEFAULT '{0.5,0.9,0.99}'::numeric[], filter jsonb DEFAULT '{}'::jsonb)
  RETURNS TABLE("group" jsonb, priced_requests bigint, mean_usd numeric, percentile numeric[], cost_usd numeric[], max_usd numeric)
  LANGUAGE plpgsql

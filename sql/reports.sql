@@ -207,7 +207,7 @@ BEGIN
     RETURN QUERY EXECUTE format(
         'SELECT %s, sum(v.requests)::bigint, sum(v.total_tokens)::bigint, sum(v.cost_usd), '
         'round(sum(v.cost_usd) / nullif(sum(v.requests) - sum(v.unpriced_requests), 0), 8), '
-        'sum(v.unpriced_requests)::bigint, %s, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s ORDER BY 4 DESC NULLS LAST, 2 DESC',
+        'sum(v.unpriced_requests)::bigint, %s, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s ORDER BY 4 DESC NULLS LAST, 2 DESC, 1',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
         CASE WHEN errors THEN 'sum(v.error_requests)::bigint, sum(v.error_cost_usd)' ELSE 'NULL::bigint, NULL::numeric' END,
         -- (no latency recorded in the range: NULL, not 0)
@@ -217,7 +217,7 @@ BEGIN
     USING "from", "to";
 END $$;
 COMMENT ON FUNCTION llm_cost.spend_by(regclass, text[], timestamptz, timestamptz, jsonb) IS
-'Spend of any rollup per value of some of its group columns (by => ''{model}'', ''{tenant_id}'', ''{}'' for the total) over periods starting in [from, to), of the groups the filter keeps (a jsonb of group columns and values: {"tenant_id": "acme"}, a list for any of several, null for IS NULL): group (jsonb), requests, tokens, cost (NULL when nothing was priced), average per priced request, unpriced and error requests, cost of the failed calls, mean latency (ms, over every call: one without a latency counts 0) and the longest (NULL when none was recorded); most expensive first. Top N: add LIMIT N.';
+'Spend of any rollup per value of some of its group columns (by => ''{model}'', ''{tenant_id}'', ''{}'' for the total) over periods starting in [from, to), of the groups the filter keeps (a jsonb of group columns and values: {"tenant_id": "acme"}, a list for any of several, null for IS NULL): group (jsonb), requests, tokens, cost (NULL when nothing was priced), average per priced request, unpriced and error requests, cost of the failed calls, mean latency (ms, over every call: one without a latency counts 0) and the longest (NULL when none was recorded); most expensive first (then most calls, then by group). Top N: add LIMIT N.';
 
 CREATE FUNCTION llm_cost.cache_savings_by(rollup regclass, by text[] DEFAULT '{}', "from" timestamptz DEFAULT '-infinity',
                                           "to" timestamptz DEFAULT 'infinity', filter jsonb DEFAULT '{}')

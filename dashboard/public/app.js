@@ -113,24 +113,27 @@ function presetRange(preset, now = new Date()) {
 // The one group column the breakdown panels split by: the model when the rollup has it.
 const breakdownOf = (r) => (r.groupBy.includes('model') ? ['model'] : r.groupBy.slice(0, 1));
 
-const QUERY = `query Dashboard($month: Datetime!) {
-  rollups: allRollups(orderBy: ID_ASC) { nodes { rollup groupBy grain } }
+const QUERY = `query Dashboard {
+  rollups: allRollups(orderBy: ID_ASC) { nodes { rollup groupBy grain source } }
   summary: allSpendSummaries { nodes { period since requests totalTokens costUsd unpricedRequests } }
-  models: allSpendByModels(condition: {month: $month}, orderBy: [COST_USD_DESC, MODEL_ASC]) {
-    nodes { provider model requests costUsd avgCostPerRequestUsd unpricedRequests } }
-  features: allSpendByFeatures(condition: {month: $month}, orderBy: [COST_USD_DESC, FEATURE_ASC]) {
-    nodes { tenantId feature requests costUsd avgCostPerRequestUsd } }
-  trend: allDailyTrends(orderBy: DAY_ASC) { nodes { day requests costUsd unpricedRequests } }
-  users: allTopUsers(condition: {month: $month}, orderBy: [SPEND_RANK_ASC, USER_ID_ASC], first: 10) {
-    nodes { tenantId userId requests costUsd spendRank } }
-  last: allUsageEvents(orderBy: [OCCURRED_AT_DESC, ID_DESC], first: 10) {
-    nodes { id occurredAt tenantId userId feature model pricedModel provider totalTokens costUsd costSource } }
   unpriced: allUnpricedModels { nodes { model rows lastSeen resolvesToNow } }
   budgets: allBudgetStatuses(orderBy: [USED_PCT_DESC, BUDGET_ASC, GROUP_ASC]) {
     nodes { budget group spentUsd limitUsd remainingUsd usedPct state periodEnd projectedUsd } }
   alerts: allBudgetAlerts(orderBy: ID_DESC, first: 10) {
     nodes { id budget group threshold spentUsd limitUsd crossedAt kind } }
+  anomalyAlerts: allAnomalyAlerts(orderBy: ID_DESC, first: 10) {
+    nodes { id watch group periodStart spentUsd baselineUsd score detectedAt } }
 }`;
+// The top 10 values of each group column of the chosen rollup over the range and filters, and the
+// latest requests of llm_cost.usage_events (the filters apply when the rollup reads that table).
+const topsQuery = (cols) => `query Tops($rollup: RegClass!, $from: Datetime!, $to: Datetime!, $filter: JSON!, $last: UsageEventCondition!${
+  cols.map((_, i) => `, $c${i}: [String]!`).join('')}) {
+  last: allUsageEvents(condition: $last, orderBy: [OCCURRED_AT_DESC, ID_DESC], first: 10) {
+    nodes { id occurredAt tenantId userId feature model pricedModel provider totalTokens costUsd costSource } }
+${cols.map((_, i) => `  t${i}: spendBy(rollup: $rollup, by: $c${i}, from: $from, to: $to, filter: $filter, first: 10) { nodes { group requests costUsd unpricedRequests } }`).join('\n')}
+}`;
+const camel = (col) => col.replace(/_([a-z0-9])/g, (_, ch) => ch.toUpperCase());
+const EVENT_COLUMNS = ['tenant_id', 'user_id', 'feature', 'provider', 'model'];
 
 // ---- rendering ------------------------------------------------------------------------------
 function el(tag, attrs = {}, text) {
@@ -219,67 +222,8 @@ function chart(id, config) {
   charts[id] = new Chart(document.getElementById(id), config);
 }
 
-function render(d, monthStart) {
+function render(d) {
   cards(d.summary.nodes);
-
-  // Daily trend: the last 30 days, days without calls at zero.
-  const byDay = new Map(d.trend.nodes.map((n) => [n.day.slice(0, 10), n]));
-  const days = [];
-  const end = new Date();
-  for (let i = 29; i >= 0; i -= 1) {
-    const t = new Date(Date.UTC(end.getUTCFullYear(), end.getUTCMonth(), end.getUTCDate() - i));
-    days.push(t.toISOString().slice(0, 10));
-  }
-  chart('trend', {
-    type: 'bar',
-    data: {
-      labels: days.map((x) => x.slice(5)),
-      datasets: [{ label: 'cost (USD)', data: days.map((x) => (byDay.get(x) ? Number(byDay.get(x).costUsd || 0) : 0)), backgroundColor: '#3b6fd8' }],
-    },
-    options: { animation: false, maintainAspectRatio: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true } } },
-  });
-  table('trend-table', [{ label: 'day' }, { label: 'requests', num: true }, { label: 'cost', num: true }, { label: 'unpriced', num: true }],
-    d.trend.nodes.slice(-30).reverse().map((n) => [
-      { text: n.day.slice(0, 10) },
-      { text: int(n.requests), key: `trend:${n.day.slice(0, 10)}:requests` },
-      money(n.costUsd, `trend:${n.day.slice(0, 10)}:cost`),
-      { text: int(n.unpricedRequests), key: `trend:${n.day.slice(0, 10)}:unpriced` },
-    ]));
-
-  const models = d.models.nodes;
-  chart('model-chart', {
-    type: 'bar',
-    data: { labels: models.map((m) => m.model), datasets: [{ data: models.map((m) => Number(m.costUsd || 0)), backgroundColor: '#6a8fe0' }] },
-    options: { indexAxis: 'y', animation: false, maintainAspectRatio: false, plugins: { legend: { display: false } } },
-  });
-  table('models', [{ label: 'model' }, { label: 'provider' }, { label: 'requests', num: true }, { label: 'cost', num: true },
-    { label: 'avg / request', num: true }, { label: 'unpriced', num: true }],
-  models.map((m) => {
-    const k = `model:${m.provider || ''}/${m.model}`;
-    return [{ text: m.model }, { text: m.provider || '' }, { text: int(m.requests), key: `${k}:requests` }, money(m.costUsd, `${k}:cost`),
-      { text: m.avgCostPerRequestUsd === null ? '–' : formatCost(m.avgCostPerRequestUsd), key: `${k}:avg` },
-      { text: int(m.unpricedRequests), key: `${k}:unpriced`, cls: asNumber(m.unpricedRequests) ? 'unpriced' : '' }];
-  }));
-
-  table('features', [{ label: 'tenant' }, { label: 'feature' }, { label: 'requests', num: true }, { label: 'cost', num: true }],
-    d.features.nodes.map((f) => {
-      const k = `feature:${f.tenantId || ''}/${f.feature || ''}`;
-      return [{ text: f.tenantId || '' }, { text: f.feature || '' }, { text: int(f.requests), key: `${k}:requests` }, money(f.costUsd, `${k}:cost`)];
-    }));
-
-  table('users', [{ label: '#', num: true }, { label: 'tenant' }, { label: 'user' }, { label: 'requests', num: true }, { label: 'cost', num: true }],
-    d.users.nodes.map((u) => {
-      const k = `user:${u.tenantId || ''}/${u.userId}`;
-      return [{ text: String(u.spendRank) }, { text: u.tenantId || '' }, { text: u.userId }, { text: int(u.requests), key: `${k}:requests` }, money(u.costUsd, `${k}:cost`)];
-    }));
-
-  table('last', [{ label: 'when (UTC)' }, { label: 'tenant' }, { label: 'user' }, { label: 'feature' }, { label: 'model sent' },
-    { label: 'priced as' }, { label: 'tokens', num: true }, { label: 'cost', num: true }],
-  d.last.nodes.map((r) => [
-    { text: r.occurredAt.replace('T', ' ').slice(0, 19) }, { text: r.tenantId || '' }, { text: r.userId || '' }, { text: r.feature || '' },
-    { text: r.model, key: `last:${r.id}:model` }, { text: r.pricedModel || '', key: `last:${r.id}:priced` },
-    { text: int(r.totalTokens), key: `last:${r.id}:tokens` }, money(r.costUsd, `last:${r.id}:cost`),
-  ]));
 
   table('unpriced', [{ label: 'model' }, { label: 'calls', num: true }, { label: 'last seen (UTC)' }, { label: 'priced now as' }],
     d.unpriced.nodes.map((u) => [{ text: u.model, cls: 'unpriced' }, { text: int(u.rows), key: `unpriced:${u.model}:rows` },
@@ -297,7 +241,13 @@ function render(d, monthStart) {
     d.alerts.nodes.map((a) => [{ text: a.crossedAt.replace('T', ' ').slice(0, 19) }, { text: a.budget }, { text: groupText(a.group) },
       { text: a.kind === 'projected' ? 'on track to exceed' : `${Math.round(Number(a.threshold) * 100)}%`, key: `alert:${a.id}:threshold` }, money(a.spentUsd, `alert:${a.id}:spent`)]));
 
-  document.getElementById('status').textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC · month from ${monthStart.slice(0, 10)}`;
+  table('anomaly-alerts', [{ label: 'found (UTC)' }, { label: 'watch' }, { label: 'group' }, { label: 'spent', num: true }, { label: 'baseline', num: true },
+    { label: 'score', num: true }],
+  d.anomalyAlerts.nodes.map((a) => [{ text: a.detectedAt.replace('T', ' ').slice(0, 19) }, { text: a.watch }, { text: groupText(a.group) },
+    money(a.spentUsd, `anomaly:${a.id}:spent`), money(a.baselineUsd, `anomaly:${a.id}:baseline`),
+    { text: a.score === null ? 'new' : a.score, key: `anomaly:${a.id}:score` }]));
+
+  document.getElementById('status').textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`;
 }
 
 function rangeLabel(from, to) {
@@ -364,7 +314,11 @@ async function loadInsights(rollups) {
   const r = rollups.find((x) => x.rollup === chosenRollup);
   const note = document.getElementById('rollup-note');
   const ids = ['range-trend-table', 'rollup', 'percentiles', 'cache', 'latency', 'forecast', 'anomalies', 'reconcile'];
-  const clear = () => { ids.forEach((id) => table(id, [{ label: 'group' }], [])); document.getElementById('range-cards').replaceChildren(); };
+  const clear = () => {
+    ids.forEach((id) => table(id, [{ label: 'group' }], []));
+    document.getElementById('range-cards').replaceChildren();
+    document.getElementById('tops').replaceChildren();
+  };
   if (!r) {
     note.textContent = 'no rollup yet: llm_cost.create_rollup()';
     clear();
@@ -481,6 +435,63 @@ async function loadInsights(rollups) {
       return [{ text: groupText(x.group) }, { text: int(x.providedRequests), key: `${k}:requests` }, money(x.providedCostUsd, `${k}:provided`),
         money(x.listCostUsd, `${k}:list`), { text: x.differencePct === null ? formatCost(x.differenceUsd) : `${formatCost(x.differenceUsd)} (${x.differencePct}%)`, key: `${k}:diff` }];
     }));
+
+  // The top 10 of each group column, and the latest requests under the same filters.
+  const ofEvents = r.source === 'llm_cost.usage_events';
+  const last = ofEvents ? Object.fromEntries(Object.entries(state.filter).filter(([k]) => EVENT_COLUMNS.includes(k))
+    .map(([k, v]) => [camel(k), v === '' ? null : v])) : {};
+  const tv = { rollup: r.rollup, from: vars.from, to: vars.to, filter: vars.filter, last };
+  r.groupBy.forEach((col, i) => { tv[`c${i}`] = [col]; });
+  let t2;
+  try {
+    t2 = await gql(topsQuery(r.groupBy), tv);
+  } catch (e) {
+    note.textContent = `not readable with this token: ${e.message}`;
+    return;
+  }
+  document.getElementById('last-note').textContent = ofEvents
+    ? (Object.keys(last).length ? 'Of llm_cost.usage_events, the filters above applied, whatever the range.' : 'Of llm_cost.usage_events, whatever the range.')
+    : 'Of llm_cost.usage_events, whatever the range (the filters are those of another table).';
+  table('last', [{ label: 'when (UTC)' }, { label: 'tenant' }, { label: 'user' }, { label: 'feature' }, { label: 'model sent' },
+    { label: 'priced as' }, { label: 'tokens', num: true }, { label: 'cost', num: true }],
+  t2.last.nodes.map((x) => [
+    { text: x.occurredAt.replace('T', ' ').slice(0, 19) }, { text: x.tenantId || '' }, { text: x.userId || '' }, { text: x.feature || '' },
+    { text: x.model, key: `last:${x.id}:model` }, { text: x.pricedModel || '', key: `last:${x.id}:priced` },
+    { text: int(x.totalTokens), key: `last:${x.id}:tokens` }, money(x.costUsd, `last:${x.id}:cost`),
+  ]));
+  const box = document.getElementById('tops');
+  box.replaceChildren();
+  r.groupBy.forEach((col, i) => {
+    const panel = el('section', { class: 'panel' });
+    const h = el('h2', {}, `Top ${col} `);
+    h.append(el('span', { class: 'range-label' }, `(${label}, UTC)`));
+    panel.append(h);
+    const nodes = t2[`t${i}`].nodes;
+    if (col === by[0]) {
+      const cbox = el('div', { class: 'chart-box' });
+      cbox.append(el('canvas', { id: 'top-chart' }));
+      panel.append(cbox);
+    }
+    const scroll = el('div', { class: 'scroll' });
+    scroll.append(el('table', { id: `top-${i}` }));
+    panel.append(scroll);
+    box.append(panel);
+    table(`top-${i}`, [{ label: col }, { label: 'requests', num: true }, { label: 'cost', num: true }, { label: 'unpriced', num: true }],
+      nodes.map((g) => {
+        const v = (typeof g.group === 'string' ? JSON.parse(g.group) : g.group)[col];
+        const k = `top:${col}/${v === null || v === undefined ? '' : v}`;
+        return [{ text: v === null || v === undefined ? '(none)' : String(v) }, { text: int(g.requests), key: `${k}:requests` },
+          money(g.costUsd, `${k}:cost`), { text: int(g.unpricedRequests), key: `${k}:unpriced`, cls: asNumber(g.unpricedRequests) ? 'unpriced' : '' }];
+      }));
+    if (col === by[0]) {
+      chart('top-chart', {
+        type: 'bar',
+        data: { labels: nodes.map((g) => String((typeof g.group === 'string' ? JSON.parse(g.group) : g.group)[col])),
+          datasets: [{ data: nodes.map((g) => Number(g.costUsd || 0)), backgroundColor: '#6a8fe0' }] },
+        options: { indexAxis: 'y', animation: false, maintainAspectRatio: false, plugins: { legend: { display: false } } },
+      });
+    }
+  });
 }
 
 async function load() {
@@ -488,10 +499,8 @@ async function load() {
     if (!token) throw new Error('no token: open the URL scripts/demo.sh printed (…/#token=…)');
     const payload = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
     document.getElementById('who').textContent = payload.user_id ? `${payload.user_id} (${payload.role})` : payload.role;
-    const now = new Date();
-    const month = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString();
-    const data = await gql(QUERY, { month });
-    render(data, month);
+    const data = await gql(QUERY, {});
+    render(data);
     await loadInsights(data.rollups.nodes);
     document.body.dataset.ready = '1';
   } catch (e) {

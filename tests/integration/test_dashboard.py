@@ -94,24 +94,6 @@ def expected(dbname, role, user=None, rollup=None, since=None, until=None, filt=
                                                     unpriced_requests, to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD') FROM llm_cost.spend_summary"""):
             e.update({f"card:{period}:cost": cost, f"card:{period}:requests": n(req), f"card:{period}:avg": avg,
                       f"card:{period}:unpriced": n(unp), f"card:{period}:since": f"since {since_day} (UTC)"})
-        for prov, model, req, cost, avg, unp in q(f"""SELECT provider, model, requests, {fc}(cost_usd),
-                                                          CASE WHEN avg_cost_per_request_usd IS NULL THEN '–' ELSE {fc}(avg_cost_per_request_usd) END,
-                                                          unpriced_requests
-                                                     FROM llm_cost.spend_by_model WHERE month = date_trunc('month', now(), 'UTC')"""):
-            k = f"model:{prov or ''}/{model}"
-            e.update({f"{k}:requests": n(req), f"{k}:cost": cost, f"{k}:avg": avg, f"{k}:unpriced": n(unp)})
-        for tenant, feature, req, cost in q(f"""SELECT tenant_id, feature, requests, {fc}(cost_usd) FROM llm_cost.spend_by_feature
-                                                 WHERE month = date_trunc('month', now(), 'UTC')"""):
-            e.update({f"feature:{tenant or ''}/{feature or ''}:requests": n(req), f"feature:{tenant or ''}/{feature or ''}:cost": cost})
-        for tenant, uid, req, cost in q(f"""SELECT tenant_id, user_id, requests, {fc}(cost_usd) FROM llm_cost.top_users
-                                             WHERE month = date_trunc('month', now(), 'UTC') ORDER BY spend_rank, user_id LIMIT 10"""):
-            e.update({f"user:{tenant or ''}/{uid}:requests": n(req), f"user:{tenant or ''}/{uid}:cost": cost})
-        for day, req, cost, unp in q(f"""SELECT to_char(day AT TIME ZONE 'UTC', 'YYYY-MM-DD'), requests, {fc}(cost_usd), unpriced_requests
-                                           FROM llm_cost.daily_trend ORDER BY day DESC LIMIT 30"""):
-            e.update({f"trend:{day}:requests": n(req), f"trend:{day}:cost": cost, f"trend:{day}:unpriced": n(unp)})
-        for rid, model, priced, tokens, cost in q(f"""SELECT id, model, coalesce(priced_model, ''), total_tokens, {fc}(cost_usd)
-                                                        FROM llm_cost.usage_events ORDER BY occurred_at DESC, id DESC LIMIT 10"""):
-            e.update({f"last:{rid}:model": model, f"last:{rid}:priced": priced, f"last:{rid}:tokens": n(tokens), f"last:{rid}:cost": cost})
         for model, rows in q("SELECT model, rows FROM llm_cost.unpriced_models"):
             e[f"unpriced:{model}:rows"] = n(rows)
         for budget, group, spent, limit, used, state, proj in q(f"""SELECT budget, "group"::text, {fc}(spent_usd), {fc}(limit_usd), used_pct, state,
@@ -122,8 +104,18 @@ def expected(dbname, role, user=None, rollup=None, since=None, until=None, filt=
         for aid, threshold, spent, kind in q(f"SELECT id, threshold, {fc}(spent_usd), kind FROM llm_cost.budget_alerts ORDER BY id DESC LIMIT 10"):
             e.update({f"alert:{aid}:threshold": "on track to exceed" if kind == "projected" else f"{round(float(threshold) * 100)}%",
                       f"alert:{aid}:spent": spent})
+        for aid, spent, base, score in q(f"SELECT id, {fc}(spent_usd), {fc}(baseline_usd), coalesce(score::text, 'new') FROM llm_cost.anomaly_alerts ORDER BY id DESC LIMIT 10"):
+            e.update({f"anomaly:{aid}:spent": spent, f"anomaly:{aid}:baseline": base, f"anomaly:{aid}:score": score})
         name = rollup or q("SELECT rollup::text FROM llm_cost.rollups ORDER BY id LIMIT 1")[0][0]
         e.update(range_figures(c, name, since, until, filt or {}))
+        # The latest requests of usage_events: the filters apply when the rollup reads it.
+        source = q(f"SELECT source::text FROM llm_cost.rollups WHERE rollup::text = '{name}'")[0][0]
+        cond = " AND ".join(f"{k} IS NOT DISTINCT FROM %s" for k in (filt or {})) if source == "llm_cost.usage_events" else ""
+        vals = [None if v == "" else v for v in (filt or {}).values()] if cond else []
+        for rid, model, priced, tokens, cost in c.execute(f"""SELECT id, model, coalesce(priced_model, ''), total_tokens, {fc}(cost_usd)
+                                                               FROM llm_cost.usage_events {'WHERE ' + cond if cond else ''}
+                                                              ORDER BY occurred_at DESC, id DESC LIMIT 10""", vals).fetchall():
+            e.update({f"last:{rid}:model": model, f"last:{rid}:priced": priced, f"last:{rid}:tokens": n(tokens), f"last:{rid}:cost": cost})
         c.rollback()
     return e
 
@@ -196,6 +188,13 @@ def range_figures(c, name, since, until, filt):
                                                 FROM llm_cost.provided_vs_list(%s::regclass, %s, %s, %s, %s::jsonb)""", *bargs):
         k = f"{rk}:rec:{gk(group)}"
         e.update({f"{k}:requests": n(reqs), f"{k}:provided": prov, f"{k}:list": lst, f"{k}:diff": diff})
+    # The top 10 of each group column.
+    for col in r[1]:
+        for group, reqs, c_, u in q(f"""SELECT "group"::text, requests, {fc}(cost_usd), unpriced_requests
+                                          FROM llm_cost.spend_by(%s::regclass, %s, %s, %s, %s::jsonb) LIMIT 10""", name, [col], frm_ts, to_ts, f):
+            v = json.loads(group)[col]
+            k = f"top:{col}/{'' if v is None else v}"
+            e.update({f"{k}:requests": n(reqs), f"{k}:cost": c_, f"{k}:unpriced": n(u)})
     return e
 
 
@@ -230,9 +229,10 @@ def test_admin_sees_every_figure_as_the_sql_views_say(dashboard, dbname):
     check(page, want)
     # The page shows what matters: spellings merged, the unpriced model as unpriced, budgets.
     figures = page["figures"]
-    assert "model:openai/gpt-4o-mini:cost" in figures and "model:openrouter/gpt-4o-mini:cost" in figures
-    assert not any(k.startswith("model:") and "/openai/gpt-4o-mini:" in k for k in figures)
-    assert figures["model:/my-fine-tuned-model:cost"] == "unpriced"
+    # Spellings merged: gpt-4o-mini and openai/gpt-4o-mini are one model in the rollup.
+    assert "top:model/gpt-4o-mini:cost" in figures and not any(k.startswith("top:model/openai/") for k in figures)
+    assert figures["top:model/my-fine-tuned-model:cost"] == "unpriced"
+    assert any(k.startswith("top:tenant_id/acme:") for k in figures) and any(k.startswith("top:feature/chat:") for k in figures)
     assert figures["unpriced:my-fine-tuned-model:rows"] == "20"
     assert any(k.startswith("budget:user_monthly_cap/") for k in figures)
     assert any(k.startswith("alert:") for k in figures)
@@ -273,7 +273,8 @@ def test_a_user_token_sees_only_its_own_spend(dashboard, dbname):
     assert page["figures"]["card:this month:requests"] != admin_page["card:this month:requests"]
     # Every budget row and every user row on the page is user-1's.
     assert all('"user_id":"user-1"' in k for k in page["figures"] if k.startswith("budget:"))
-    assert all(k.split(":")[1].endswith("/user-1") for k in page["figures"] if k.startswith("user:"))
+    users = [k.split(":")[1] for k in page["figures"] if k.startswith("top:user_id/")]
+    assert users and all(u == "user_id/user-1" for u in users), users
 
 
 @pytest.mark.parametrize("role,user", [("llm_cost_auditor", None), ("llm_cost_reader", "user-2")])
@@ -313,7 +314,8 @@ def test_range_and_filters_apply_to_every_range_panel(dashboard, dbname):
     page = browse(dashboard, tok, ROOT / "target" / "dashboard-filter.png", extra=f"&from={since}&to={until}&f.tenant_id=acme")
     check(page, expected(dbname, "llm_cost_auditor", since=since, until=until, filt={"tenant_id": "acme"}))
     assert page["figures"][f"{rk}:requests"] == "2"
-    assert not any("globex" in k for k in page["figures"] if k.startswith(("rollup:", rk)))
+    assert not any("globex" in k for k in page["figures"] if k.startswith(("rollup:", rk, "top:")))
+    assert any(k.startswith("top:tenant_id/acme:") for k in page["figures"])
     lines = page["csv"].strip().splitlines()
     assert lines[0] == "group,requests,cost,unpriced" and len(lines) == 1 + len([k for k in page["figures"] if k.startswith("rollup:") and k.endswith(":requests")])
     assert page["csvButtons"] >= 10
@@ -329,7 +331,7 @@ def test_money_is_formatted_exactly_like_format_cost(dashboard, dbname):
 def test_without_a_token_the_page_says_so(dashboard):
     page = browse(dashboard.rstrip("/") + "/", "", ROOT / "target" / "dashboard-none.png")
     assert page["state"]["ready"] == "error" and "token" in page["state"]["error"]
-    assert not any(k.startswith(("card:", "model:")) for k in page["figures"])
+    assert not any(k.startswith(("card:", "top:")) for k in page["figures"])
 
 
 def forged(claims, secret=SECRET):
