@@ -519,3 +519,14 @@ def test_the_0_11_0_update_fills_the_new_sums_of_a_distributed_rollup(citus):
                              FROM up_calls GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""").fetchall()
         assert rolled == raw
         assert sum(r[6] for r in rolled) > 0 and sum(r[5] for r in rolled) > 0
+        # 0.12.0's internal-state histogram aggregate across shards and tenants (partial states
+        # combined on the coordinator), directly and through cost_percentiles.
+        total = c.execute("SELECT llm_cost.histogram_requests(llm_cost.cost_histogram_sum(cost_histogram)) FROM up_daily").fetchone()[0]
+        assert total == sum(r[7] for r in rolled)
+        for t in ("up_daily", "up_daily_stripes"):
+            col = "cost_histogram" if t == "up_daily" else "cost_hist"
+            per_model = c.execute(f"""SELECT model, llm_cost.histogram_requests(llm_cost.cost_histogram_sum({col}))
+                                        FROM {t} GROUP BY 1 ORDER BY 1""").fetchall()
+            assert per_model == [(m, sum(r[7] for r in rolled if r[2] == m)) for m in ("claude-sonnet-4-5", "gpt-4o")], (t, per_model)
+        pct = c.execute("""SELECT "group"->>'model', priced_requests FROM llm_cost.cost_percentiles('up_daily', '{model}') ORDER BY 1""").fetchall()
+        assert pct == [(m, sum(r[7] for r in rolled if r[2] == m)) for m in ("claude-sonnet-4-5", "gpt-4o")], pct
