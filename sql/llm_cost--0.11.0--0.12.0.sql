@@ -108,6 +108,70 @@ AS '$libdir/llm_cost', $function$_anomaly_write_wrapper$function$;
 
 COMMENT ON FUNCTION llm_cost._anomaly_write(text,jsonb) IS '@omit';
 
+CREATE OR REPLACE FUNCTION llm_cost._rollup_defs_shard(p_rel regclass, p_root regclass, p_defs jsonb)
+ RETURNS TABLE(id bigint, grain text, time_zone text, group_attnums smallint[], time_att smallint, cost_att smallint, model_att smallint, source_att smallint, in_att smallint, out_att smallint, cr_att smallint, cw_att smallint, error_att smallint, latency_att smallint, stripes oid, stripes_group_attnums smallint[], stripes_attnums smallint[])
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    me record;
+    d jsonb;
+    shell regclass;
+    sid bigint;
+BEGIN
+    SELECT * INTO me FROM llm_cost._citus_shard_logical(p_root);
+    IF me.logical IS NULL THEN
+        RAISE EXCEPTION 'llm_cost: % is not a shard of a Citus distributed table, but its rollup trigger is one for shards', p_root
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    HINT = 'Call llm_cost.create_rollup() again, or drop the trigger llm_cost_rollup of this table.';
+    END IF;
+    FOR d IN SELECT x FROM pg_catalog.jsonb_array_elements(p_defs -> 'rollups') x LOOP
+        id := (d ->> 'id')::bigint; grain := d ->> 'grain'; time_zone := d ->> 'time_zone';
+        group_attnums := llm_cost._attnums(p_rel, ARRAY(SELECT x.g FROM pg_catalog.jsonb_array_elements_text(d -> 'groups') WITH ORDINALITY x(g, o) ORDER BY x.o));
+        time_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'time']))[1];
+        cost_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'cost']))[1];
+        model_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'model']))[1];
+        source_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'cost_source']))[1];
+        in_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'input']))[1];
+        out_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'output']))[1];
+        cr_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'cache_read']))[1];
+        cw_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'cache_write']))[1];
+        error_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'error']))[1];
+        latency_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'latency']))[1];
+        shell := pg_catalog.to_regclass(d ->> 'stripes');
+        sid := NULL;
+        -- The argument is the trigger's, which whoever owns the source could write: it may only
+        -- name tables of sums of the source's owner (as create_rollup checks on the coordinator).
+        IF shell IS NOT NULL AND NOT pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = me.logical),
+                                                            (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = shell), 'USAGE') THEN
+            RAISE EXCEPTION 'llm_cost: the rollup trigger of % names %, which its owner does not own', me.logical, shell
+                  USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF shell IS NOT NULL THEN
+            -- The shard of sums whose hash range covers this shard's whole range (so every row of
+            -- this shard belongs in it): checked, not assumed from co-location, which
+            -- alter_distributed_table(..., cascade_to_colocated => false) breaks. Hash ranges of one
+            -- table do not overlap: at most one covers.
+            EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s, pg_catalog.pg_dist_shard m
+                      WHERE m.shardid = $2 AND s.logicalrelid = $1
+                        AND s.shardminvalue::pg_catalog.int4 <= m.shardminvalue::pg_catalog.int4
+                        AND s.shardmaxvalue::pg_catalog.int4 >= m.shardmaxvalue::pg_catalog.int4'
+               INTO sid USING shell, me.shard;
+        END IF;
+        -- ... and it must be on this node.
+        stripes := CASE WHEN sid IS NOT NULL THEN llm_cost._citus_shard_rel(shell, sid) END;
+        IF stripes IS NULL THEN
+            RAISE EXCEPTION 'llm_cost: rollup % has no shard of its table of sums % on this node whose hash range covers shard % of its source', id, d ->> 'stripes', p_root
+                  USING ERRCODE = 'object_not_in_prerequisite_state',
+                        HINT = 'Its table of sums must stay co-located with the source (alter_distributed_table(..., cascade_to_colocated => true) keeps it so); drop the rollup and create it again to rebuild it from the rows.';
+        END IF;
+        stripes_group_attnums := llm_cost._attnums(stripes, ARRAY(SELECT x.g FROM pg_catalog.jsonb_array_elements_text(d -> 'stripes_groups') WITH ORDINALITY x(g, o) ORDER BY x.o));
+        stripes_attnums := llm_cost._attnums(stripes, llm_cost._stripes_columns());
+        RETURN NEXT;
+    END LOOP;
+END $function$;
+
 CREATE OR REPLACE FUNCTION llm_cost.spend_by(rollup regclass, by text[], "from" timestamp with time zone DEFAULT '-infinity'::timestamp with time zone, "to" timestamp with time zone DEFAULT 'infinity'::timestamp with time zone, filter jsonb DEFAULT '{}'::jsonb)
  RETURNS TABLE("group" jsonb, requests bigint, total_tokens bigint, cost_usd numeric, avg_cost_per_request_usd numeric, unpriced_requests bigint, error_requests bigint, error_cost_usd numeric, latency_ms_avg numeric, latency_ms_max bigint)
  LANGUAGE plpgsql

@@ -371,14 +371,22 @@ BEGIN
                   USING ERRCODE = 'insufficient_privilege';
         END IF;
         IF shell IS NOT NULL THEN
-            EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s WHERE s.logicalrelid = $1 AND s.shardminvalue = $2'
-               INTO sid USING shell, me.min_value;
+            -- The shard of sums whose hash range covers this shard's whole range (so every row of
+            -- this shard belongs in it): checked, not assumed from co-location, which
+            -- alter_distributed_table(..., cascade_to_colocated => false) breaks. Hash ranges of one
+            -- table do not overlap: at most one covers.
+            EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s, pg_catalog.pg_dist_shard m
+                      WHERE m.shardid = $2 AND s.logicalrelid = $1
+                        AND s.shardminvalue::pg_catalog.int4 <= m.shardminvalue::pg_catalog.int4
+                        AND s.shardmaxvalue::pg_catalog.int4 >= m.shardmaxvalue::pg_catalog.int4'
+               INTO sid USING shell, me.shard;
         END IF;
+        -- ... and it must be on this node.
         stripes := CASE WHEN sid IS NOT NULL THEN llm_cost._citus_shard_rel(shell, sid) END;
         IF stripes IS NULL THEN
-            RAISE EXCEPTION 'llm_cost: rollup % has no shard of its table of sums % next to shard % on this node', id, d ->> 'stripes', p_root
+            RAISE EXCEPTION 'llm_cost: rollup % has no shard of its table of sums % on this node whose hash range covers shard % of its source', id, d ->> 'stripes', p_root
                   USING ERRCODE = 'object_not_in_prerequisite_state',
-                        HINT = 'Its table of sums must stay co-located with the source (Citus colocate_with); recreate the rollup.';
+                        HINT = 'Its table of sums must stay co-located with the source (alter_distributed_table(..., cascade_to_colocated => true) keeps it so); drop the rollup and create it again to rebuild it from the rows.';
         END IF;
         stripes_group_attnums := llm_cost._attnums(stripes, ARRAY(SELECT x.g FROM pg_catalog.jsonb_array_elements_text(d -> 'stripes_groups') WITH ORDINALITY x(g, o) ORDER BY x.o));
         stripes_attnums := llm_cost._attnums(stripes, llm_cost._stripes_columns());

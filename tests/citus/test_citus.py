@@ -530,3 +530,45 @@ def test_the_0_11_0_update_fills_the_new_sums_of_a_distributed_rollup(citus):
             assert per_model == [(m, sum(r[7] for r in rolled if r[2] == m)) for m in ("claude-sonnet-4-5", "gpt-4o")], (t, per_model)
         pct = c.execute("""SELECT "group"->>'model', priced_requests FROM llm_cost.cost_percentiles('up_daily', '{model}') ORDER BY 1""").fetchall()
         assert pct == [(m, sum(r[7] for r in rolled if r[2] == m)) for m in ("claude-sonnet-4-5", "gpt-4o")], pct
+
+
+def test_a_shard_writes_only_into_a_shard_of_sums_whose_hash_range_covers_it(citus):
+    """alter_distributed_table(..., cascade_to_colocated => false) leaves the tables of sums at their
+    old shard count. A shard's trigger may not take the shard of sums with the same smallest hash
+    for its own (a wider source shard's rows would be summed into a narrower shard of sums: per-group
+    sums short, others' groups listed): it writes only into a shard of sums on its node whose hash
+    range covers its whole range, and refuses the write (55000, the statement whole) otherwise."""
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = error")
+        outcome = {}
+        for name, before, after in (("cov_narrow", 8, 4), ("cov_wide", 4, 8)):
+            c.execute(f"""CREATE TABLE {name} (id bigserial, created_at timestamptz NOT NULL DEFAULT now(), tenant_id text NOT NULL,
+                                               model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text,
+                                               PRIMARY KEY (tenant_id, id))""")
+            c.execute(f"SELECT llm_cost.track('{name}')")
+            c.execute(f"SELECT create_distributed_table('{name}', 'tenant_id', shard_count => {before})")
+            c.execute(f"SELECT llm_cost.create_rollup('{name}_daily', '{name}', 'day', '{{tenant_id}}')")
+            c.execute(f"INSERT INTO {name} (tenant_id, model, input_tokens, output_tokens) SELECT 't' || i, 'gpt-4o', 1000, 10 FROM generate_series(1, 60) i")
+            c.execute(f"SELECT alter_distributed_table('{name}', shard_count => {after}, cascade_to_colocated => false)")
+            ok = refused = 0
+            for i in range(1, 61):
+                try:
+                    c.execute(f"INSERT INTO {name} (tenant_id, model, input_tokens, output_tokens) VALUES ('t{i}', 'gpt-4o', 2000, 20)")
+                    ok += 1
+                except psycopg.Error as e:
+                    assert e.sqlstate == "55000", e
+                    refused += 1
+            outcome[name] = (ok, refused)
+            # Every tenant's sums, read where Citus routes the tenant, equal its raw rows: nothing
+            # was summed into another tenant's shard.
+            for i in range(1, 61):
+                raw = c.execute(f"SELECT count(*), sum(cost_usd) FROM {name} WHERE tenant_id = %s", (f"t{i}",)).fetchone()
+                rolled = c.execute(f"SELECT coalesce(sum(requests), 0), sum(cost_usd) FROM {name}_daily WHERE tenant_id = %s", (f"t{i}",)).fetchone()
+                assert rolled == raw, (name, i, rolled, raw)
+            groups = c.execute(f"SELECT count(*) FROM {name}_daily").fetchone()[0]
+            assert groups == 60, (name, groups)
+        # Narrower shards of sums than the source's: none covers a source shard, every write refused.
+        assert outcome["cov_narrow"] == (0, 60), outcome
+        # Wider shards of sums: a source shard's rows are summed where its covering shard of sums
+        # is on the same node, refused where it is not.
+        assert sum(outcome["cov_wide"]) == 60, outcome
