@@ -75,3 +75,50 @@ BEGIN
        INTO yes;
     RETURN coalesce(yes, false);
 END $$;
+
+-- The price catalog on every node: on a Citus coordinator with workers, providers, model_prices
+-- and model_aliases become reference tables (a copy on every worker, kept by Citus; each node's
+-- catalog triggers see the changes to its own copy). CREATE EXTENSION and ALTER EXTENSION UPDATE
+-- call it; call it again after adding the first workers to a coordinator that had none. Anywhere
+-- else it does nothing.
+CREATE FUNCTION llm_cost.citus_setup() RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t text;
+    made text[] := '{}';
+BEGIN
+    IF NOT llm_cost._citus_coordinator() THEN
+        RETURN 'not a Citus coordinator with workers: nothing to do';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'llm_cost.model_prices'::pg_catalog.regclass), 'USAGE') THEN
+        RAISE EXCEPTION 'llm_cost.citus_setup: only the owner of the price catalog (the extension''s owner) may make it reference tables'
+              USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- The catalog tables have llm_cost's triggers, which must run on every copy.
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    FOREACH t IN ARRAY ARRAY['llm_cost.providers', 'llm_cost.model_prices', 'llm_cost.model_aliases'] LOOP
+        IF (SELECT d.kind FROM llm_cost._citus_distribution(t::pg_catalog.regclass) d) IS DISTINCT FROM 'reference' THEN
+            EXECUTE 'SELECT pg_catalog.create_reference_table($1)' USING t::pg_catalog.regclass;
+            made := made || t;
+        END IF;
+    END LOOP;
+    RETURN CASE WHEN made = '{}' THEN 'the price catalog is on every node already'
+                ELSE 'made reference tables (on every node): ' || pg_catalog.array_to_string(made, ', ') END;
+END $$;
+COMMENT ON FUNCTION llm_cost.citus_setup() IS '@omit
+On a Citus coordinator with workers, makes the price catalog (providers, model_prices, model_aliases) reference tables, so every worker prices with it; CREATE EXTENSION and ALTER EXTENSION UPDATE call it. Elsewhere it does nothing.';
+REVOKE ALL ON FUNCTION llm_cost.citus_setup() FROM PUBLIC;
+
+-- Refuses (55000) what would be priced on workers that have no catalog: a distributed source
+-- while the catalog is not on every node.
+CREATE FUNCTION llm_cost._citus_require_catalog(p_source regclass, p_what text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF (SELECT d.method FROM llm_cost._citus_distribution(p_source) d) = 'h'
+       AND EXISTS (SELECT 1 FROM unnest(ARRAY['llm_cost.providers', 'llm_cost.model_prices', 'llm_cost.model_aliases']) t
+                    WHERE (SELECT d.kind FROM llm_cost._citus_distribution(t::pg_catalog.regclass) d) IS DISTINCT FROM 'reference') THEN
+        RAISE EXCEPTION 'llm_cost: cannot % %: its shards are priced on the workers, which do not have the price catalog', p_what, p_source
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    HINT = 'Run SELECT llm_cost.citus_setup(); as a superuser on the coordinator (it makes the catalog reference tables).';
+    END IF;
+END $$;

@@ -108,6 +108,360 @@ AS '$libdir/llm_cost', $function$_anomaly_write_wrapper$function$;
 
 COMMENT ON FUNCTION llm_cost._anomaly_write(text,jsonb) IS '@omit';
 
+CREATE OR REPLACE FUNCTION llm_cost.citus_setup()
+ RETURNS text
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    t text;
+    made text[] := '{}';
+BEGIN
+    IF NOT llm_cost._citus_coordinator() THEN
+        RETURN 'not a Citus coordinator with workers: nothing to do';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'llm_cost.model_prices'::pg_catalog.regclass), 'USAGE') THEN
+        RAISE EXCEPTION 'llm_cost.citus_setup: only the owner of the price catalog (the extension''s owner) may make it reference tables'
+              USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- The catalog tables have llm_cost's triggers, which must run on every copy.
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    FOREACH t IN ARRAY ARRAY['llm_cost.providers', 'llm_cost.model_prices', 'llm_cost.model_aliases'] LOOP
+        IF (SELECT d.kind FROM llm_cost._citus_distribution(t::pg_catalog.regclass) d) IS DISTINCT FROM 'reference' THEN
+            EXECUTE 'SELECT pg_catalog.create_reference_table($1)' USING t::pg_catalog.regclass;
+            made := made || t;
+        END IF;
+    END LOOP;
+    RETURN CASE WHEN made = '{}' THEN 'the price catalog is on every node already'
+                ELSE 'made reference tables (on every node): ' || pg_catalog.array_to_string(made, ', ') END;
+END $function$;
+
+REVOKE ALL ON FUNCTION llm_cost.citus_setup() FROM PUBLIC;
+
+COMMENT ON FUNCTION llm_cost.citus_setup() IS '@omit
+On a Citus coordinator with workers, makes the price catalog (providers, model_prices, model_aliases) reference tables, so every worker prices with it; CREATE EXTENSION and ALTER EXTENSION UPDATE call it. Elsewhere it does nothing.';
+
+CREATE OR REPLACE FUNCTION llm_cost._citus_require_catalog(p_source regclass, p_what text)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+    IF (SELECT d.method FROM llm_cost._citus_distribution(p_source) d) = 'h'
+       AND EXISTS (SELECT 1 FROM unnest(ARRAY['llm_cost.providers', 'llm_cost.model_prices', 'llm_cost.model_aliases']) t
+                    WHERE (SELECT d.kind FROM llm_cost._citus_distribution(t::pg_catalog.regclass) d) IS DISTINCT FROM 'reference') THEN
+        RAISE EXCEPTION 'llm_cost: cannot % %: its shards are priced on the workers, which do not have the price catalog', p_what, p_source
+              USING ERRCODE = 'object_not_in_prerequisite_state',
+                    HINT = 'Run SELECT llm_cost.citus_setup(); as a superuser on the coordinator (it makes the catalog reference tables).';
+    END IF;
+END $function$;
+
+COMMENT ON FUNCTION llm_cost._citus_require_catalog(regclass,text) IS '@omit
+';
+
+CREATE OR REPLACE FUNCTION llm_cost.track(log_table regclass, model_column text DEFAULT 'model'::text, input_tokens_column text DEFAULT 'input_tokens'::text, output_tokens_column text DEFAULT 'output_tokens'::text, cache_read_tokens_column text DEFAULT NULL::text, cache_write_tokens_column text DEFAULT NULL::text, cost_column text DEFAULT 'cost_usd'::text, time_column text DEFAULT 'created_at'::text, provider_column text DEFAULT NULL::text, add_cost_column boolean DEFAULT false, time_zone text DEFAULT 'UTC'::text, service_tier_column text DEFAULT NULL::text, cache_write_1h_tokens_column text DEFAULT NULL::text, usage_column text DEFAULT NULL::text, priced_model_column text DEFAULT NULL::text, input_audio_tokens_column text DEFAULT NULL::text, cache_read_audio_tokens_column text DEFAULT NULL::text, output_audio_tokens_column text DEFAULT NULL::text, input_image_tokens_column text DEFAULT NULL::text, cache_read_image_tokens_column text DEFAULT NULL::text, output_image_tokens_column text DEFAULT NULL::text, web_searches_column text DEFAULT NULL::text, cost_source_column text DEFAULT NULL::text, cost_unit text DEFAULT NULL::text, priced_provider_column text DEFAULT NULL::text, backfill boolean DEFAULT false)
+ RETURNS text
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    rel            pg_catalog.pg_class;
+    ints           regtype[] := ARRAY['smallint', 'integer', 'bigint']::regtype[];
+    texts          regtype[] := ARRAY['text', 'character varying', 'character']::regtype[];
+    cost_att       pg_catalog.pg_attribute;
+    source_col     text;
+    default_expr   text;
+    default_value  numeric;
+    prec           int;
+    scale          int;
+    unit_scale     int;
+    update_cols    text[];
+    was_tracked    boolean;
+    added          text[] := '{}';
+    history        boolean := false;
+    filled         jsonb;
+    msg            text;
+BEGIN
+    IF log_table IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.track: log_table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO rel FROM pg_catalog.pg_class WHERE oid = log_table;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is not a table', log_table USING ERRCODE = 'wrong_object_type';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, rel.relowner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to track it', log_table USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- Citus: a distributed table is priced on the workers, which need the catalog.
+    PERFORM llm_cost._citus_require_catalog(log_table, 'track');
+    IF model_column IS NULL OR cost_column IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.track: model_column and cost_column are required'
+              USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- A table that keeps the provider's usage object may have no token columns: the default
+    -- names are then left unmapped (a name given otherwise must exist).
+    IF usage_column IS NOT NULL THEN
+        IF input_tokens_column = 'input_tokens' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                WHERE attrelid = log_table AND attname = 'input_tokens' AND NOT attisdropped) THEN
+            input_tokens_column := NULL;
+        END IF;
+        IF output_tokens_column = 'output_tokens' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                WHERE attrelid = log_table AND attname = 'output_tokens' AND NOT attisdropped) THEN
+            output_tokens_column := NULL;
+        END IF;
+    ELSIF input_tokens_column IS NULL OR output_tokens_column IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.track: input_tokens_column and output_tokens_column are required unless usage_column names the provider''s usage object'
+              USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    time_zone := coalesce(time_zone, 'UTC');
+    PERFORM now() AT TIME ZONE time_zone;  -- rejects an unknown time zone (22023)
+    was_tracked := EXISTS (SELECT 1 FROM llm_cost.tracked_tables t WHERE t.log_table = track.log_table);
+
+    PERFORM llm_cost._column(log_table, model_column, 'model', texts, false);
+    IF input_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, input_tokens_column, 'input tokens', ints, false);
+    END IF;
+    IF output_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, output_tokens_column, 'output tokens', ints, false);
+    END IF;
+    IF cache_read_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_read_tokens_column, 'cache read tokens', ints, false);
+    END IF;
+    IF cache_write_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_write_tokens_column, 'cache write tokens', ints, false);
+    END IF;
+    IF time_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, time_column, 'time', ARRAY['timestamptz', 'timestamp', 'date']::regtype[], false);
+    END IF;
+    IF provider_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, provider_column, 'provider', texts, true);
+    END IF;
+    IF service_tier_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, service_tier_column, 'service tier', texts, false);
+    END IF;
+    IF cache_write_1h_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_write_1h_tokens_column, 'cache write (1 hour) tokens', ints, false);
+    END IF;
+    IF usage_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, usage_column, 'usage', ARRAY['jsonb', 'json']::regtype[], false);
+    END IF;
+    IF input_audio_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, input_audio_tokens_column, 'input audio tokens', ints, false);
+    END IF;
+    IF cache_read_audio_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_read_audio_tokens_column, 'cache read audio tokens', ints, false);
+    END IF;
+    IF output_audio_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, output_audio_tokens_column, 'output audio tokens', ints, false);
+    END IF;
+    IF input_image_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, input_image_tokens_column, 'input image tokens', ints, false);
+    END IF;
+    IF cache_read_image_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, cache_read_image_tokens_column, 'cache read image tokens', ints, false);
+    END IF;
+    IF output_image_tokens_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, output_image_tokens_column, 'output image tokens', ints, false);
+    END IF;
+    IF web_searches_column IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, web_searches_column, 'web searches', ints, false);
+    END IF;
+    IF priced_model_column IS NOT NULL THEN
+        IF priced_model_column = model_column THEN
+            RAISE EXCEPTION 'llm_cost.track: priced_model_column must not be the model column: the name as sent stays in the row'
+                  USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM llm_cost._column(log_table, priced_model_column, 'priced model', ARRAY['text']::regtype[], true);
+    END IF;
+    IF priced_provider_column IS NOT NULL THEN
+        IF priced_provider_column = provider_column THEN
+            RAISE EXCEPTION 'llm_cost.track: priced_provider_column must not be the provider column: the value as sent stays in the row'
+                  USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM llm_cost._column(log_table, priced_provider_column, 'priced provider', ARRAY['text']::regtype[], true);
+    END IF;
+
+    IF add_cost_column AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                                        WHERE attrelid = log_table AND attname = cost_column AND NOT attisdropped) THEN
+        EXECUTE format('ALTER TABLE %s ADD COLUMN %I numeric CHECK (%I >= 0)', log_table, cost_column, cost_column);
+        EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', log_table, cost_column, 'Cost of the call in USD, filled by llm_cost.');
+        added := added || cost_column;
+        cost_unit := coalesce(cost_unit, 'usd');
+    END IF;
+    -- The cost column: numeric in USD, or an integer type in a stated unit.
+    cost_att := llm_cost._column(log_table, cost_column, 'cost', ARRAY['numeric', 'smallint', 'integer', 'bigint']::regtype[], true);
+    IF cost_att.atttypid = 'numeric'::regtype THEN
+        IF cost_unit IS NOT NULL AND llm_cost._cost_unit_scale(cost_unit) <> 0 THEN
+            RAISE EXCEPTION 'cost column "%" of table % is numeric: llm_cost writes numeric costs in USD', cost_column, log_table
+                  USING ERRCODE = 'invalid_parameter_value',
+                        HINT = 'Leave cost_unit out for a numeric column; cost_unit is for integer columns (microcents, cents, usd_micros).';
+        END IF;
+        cost_unit := NULL;
+        IF cost_att.atttypmod >= 4 THEN
+            prec := ((cost_att.atttypmod - 4) >> 16) & 65535;
+            scale := (cost_att.atttypmod - 4) & 65535;
+            IF scale < 6 OR prec - scale < 3 THEN
+                RAISE EXCEPTION 'cost column "%" of table % is %, which cannot hold LLM call costs', cost_column, log_table,
+                      format_type(cost_att.atttypid, cost_att.atttypmod)
+                      USING ERRCODE = 'datatype_mismatch',
+                            DETAIL = 'A cost column needs at least 6 decimal places (calls cost fractions of a cent) and 3 integer digits.',
+                            HINT = format('ALTER TABLE %s ALTER COLUMN %I TYPE numeric', log_table, cost_column);
+            END IF;
+        END IF;
+    ELSE
+        IF cost_unit IS NULL THEN
+            RAISE EXCEPTION 'cost column "%" of table % is %: say which unit it counts', cost_column, log_table,
+                  format_type(cost_att.atttypid, cost_att.atttypmod)
+                  USING ERRCODE = 'invalid_parameter_value',
+                        HINT = 'Pass cost_unit => ''microcents'' (millionths of a cent), ''usd_micros'' (millionths of a dollar) or ''cents''.';
+        END IF;
+        unit_scale := llm_cost._cost_unit_scale(cost_unit);
+        IF unit_scale = 0 THEN
+            RAISE EXCEPTION 'an integer cost column cannot count whole dollars' USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass cost_unit => ''microcents'', ''usd_micros'' or ''cents''.';
+        END IF;
+        cost_unit := lower(cost_unit);
+    END IF;
+
+    -- The column that says how each cost came to be (estimated, provided, unpriced).
+    IF cost_source_column IS NULL THEN
+        SELECT attname INTO source_col FROM pg_catalog.pg_attribute
+         WHERE attrelid = log_table AND attname = 'cost_source' AND NOT attisdropped
+           AND atttypid IN ('text'::regtype, 'varchar'::regtype) AND attgenerated = '';
+    ELSE
+        source_col := cost_source_column;
+    END IF;
+    IF source_col IS NULL AND (cost_att.attnotnull OR cost_unit IS NOT NULL OR cost_column = ANY (added)) THEN
+        -- A NOT NULL (or integer) cost column cannot say "unpriced" by itself: a cost_source
+        -- column does (an unpriced row keeps the column default, marked unpriced).
+        source_col := 'cost_source';
+    END IF;
+    IF source_col IS NULL AND NOT was_tracked THEN
+        -- Rows logged before tracking need one too: it tells the rows backfill has priced (and
+        -- counted in unpriced_models) from those it has not.
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s s WHERE s.%I IS NULL)', log_table, cost_column) INTO history;
+        IF history THEN
+            source_col := 'cost_source';
+        END IF;
+        history := false;
+    END IF;
+    IF source_col IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                                               WHERE attrelid = log_table AND attname = source_col AND NOT attisdropped) THEN
+        EXECUTE format('ALTER TABLE %s ADD COLUMN %I text CHECK (%I IN (''estimated'', ''provided'', ''unpriced''))',
+                       log_table, source_col, source_col);
+        EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', log_table, source_col,
+                       'estimated (from the llm_cost catalog), provided (by the application) or unpriced (no price for the model); filled by llm_cost.');
+        added := added || source_col;
+    END IF;
+    IF source_col IS NOT NULL THEN
+        PERFORM llm_cost._column(log_table, source_col, 'cost source', ARRAY['text', 'character varying']::regtype[], true);
+    END IF;
+
+    SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid) INTO default_expr
+      FROM pg_catalog.pg_attrdef d WHERE d.adrelid = log_table AND d.adnum = cost_att.attnum;
+    IF default_expr IS NOT NULL THEN
+        EXECUTE format('SELECT (%s)::numeric', default_expr) INTO default_value;
+    END IF;
+
+    -- Rollups that group by the provider column read the priced provider column once it is
+    -- mapped: every row must then have one, or old rows would be subtracted from groups they
+    -- were never added to.
+    IF priced_provider_column IS NOT NULL AND provider_column IS NOT NULL AND pg_catalog.to_regclass('llm_cost.rollups') IS NOT NULL
+       AND priced_provider_column IS DISTINCT FROM (SELECT t.priced_provider_column FROM llm_cost.tracked_tables t
+                                                     WHERE t.log_table = track.log_table) THEN
+        IF EXISTS (SELECT 1 FROM llm_cost.rollups r WHERE r.source = log_table AND provider_column = ANY (r.group_by)) THEN
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s s WHERE s.%I IS NULL AND s.%I IS NOT NULL)', log_table,
+                           priced_provider_column, provider_column) INTO history;
+            IF history THEN
+                RAISE EXCEPTION 'rollups of % group by %, and rows logged before have no % yet', log_table, provider_column, priced_provider_column
+                      USING ERRCODE = 'object_not_in_prerequisite_state',
+                            HINT = format('Fill it with the value the rollups summed them under first (UPDATE %s SET %I = %I WHERE %I IS NULL), or drop those rollups, track(), and create them again.',
+                                          log_table, priced_provider_column, provider_column, priced_provider_column);
+            END IF;
+            history := false;
+        END IF;
+    END IF;
+
+    -- Rows already in the table (logged before tracking): priced now (backfill => true), else
+    -- the caller is told how to price them.
+    IF NOT was_tracked THEN
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s s WHERE %s)', log_table,
+                       CASE WHEN source_col IS NOT NULL THEN format('s.%I IS NULL', source_col)
+                            ELSE format('s.%I IS NULL', cost_column) END) INTO history;
+    END IF;
+
+    -- (Re)create the triggers.
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = log_table AND tgname = 'llm_cost_price') THEN
+        EXECUTE format('DROP TRIGGER llm_cost_price ON %s', log_table);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = log_table AND tgname = 'llm_cost_unpriced') THEN
+        EXECUTE format('DROP TRIGGER llm_cost_unpriced ON %s', log_table);
+    END IF;
+    update_cols := array_remove(ARRAY[model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
+                                      cache_write_tokens_column, cost_column, time_column, cache_write_1h_tokens_column,
+                                      usage_column, input_audio_tokens_column, cache_read_audio_tokens_column,
+                                      output_audio_tokens_column, input_image_tokens_column, cache_read_image_tokens_column,
+                                      output_image_tokens_column, web_searches_column], NULL);
+    EXECUTE format('CREATE TRIGGER llm_cost_price BEFORE INSERT OR UPDATE OF %s ON %s FOR EACH ROW '
+                   'EXECUTE FUNCTION llm_cost.usage_cost_trigger(%L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L, %L)',
+                   (SELECT string_agg(quote_ident(c), ', ') FROM unnest(update_cols) c), log_table,
+                   model_column, coalesce(input_tokens_column, ''), coalesce(output_tokens_column, ''),
+                   coalesce(cache_read_tokens_column, ''), coalesce(cache_write_tokens_column, ''),
+                   cost_column, coalesce(time_column, ''), coalesce(provider_column, ''),
+                   coalesce(source_col, ''), coalesce(default_value::text, ''), time_zone,
+                   coalesce(service_tier_column, ''), coalesce(cache_write_1h_tokens_column, ''), coalesce(usage_column, ''),
+                   coalesce(priced_model_column, ''), coalesce(input_audio_tokens_column, ''),
+                   coalesce(cache_read_audio_tokens_column, ''), coalesce(output_audio_tokens_column, ''),
+                   coalesce(input_image_tokens_column, ''), coalesce(cache_read_image_tokens_column, ''),
+                   coalesce(output_image_tokens_column, ''), coalesce(web_searches_column, ''),
+                   coalesce(unit_scale::text, ''), coalesce(priced_provider_column, ''));
+    EXECUTE format('CREATE TRIGGER llm_cost_unpriced AFTER INSERT OR UPDATE ON %s FOR EACH STATEMENT '
+                   'EXECUTE FUNCTION llm_cost.usage_statement_end()', log_table);
+
+    PERFORM llm_cost._registry_put('tracked_tables',
+        pg_catalog.jsonb_build_object('log_table', log_table::oid, 'model_column', model_column,
+            'input_tokens_column', input_tokens_column, 'output_tokens_column', output_tokens_column,
+            'cache_read_tokens_column', cache_read_tokens_column, 'cache_write_tokens_column', cache_write_tokens_column,
+            'cost_column', cost_column, 'cost_source_column', source_col, 'cost_default', default_value,
+            'time_column', time_column, 'provider_column', provider_column, 'tracked_at', now(), 'time_zone', time_zone,
+            'service_tier_column', service_tier_column, 'cache_write_1h_tokens_column', cache_write_1h_tokens_column,
+            'usage_column', usage_column, 'priced_model_column', priced_model_column)
+        || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+            'input_audio_tokens_column', input_audio_tokens_column, 'cache_read_audio_tokens_column', cache_read_audio_tokens_column,
+            'output_audio_tokens_column', output_audio_tokens_column, 'input_image_tokens_column', input_image_tokens_column,
+            'cache_read_image_tokens_column', cache_read_image_tokens_column, 'output_image_tokens_column', output_image_tokens_column,
+            'web_searches_column', web_searches_column, 'cost_unit', cost_unit, 'priced_provider_column', priced_provider_column)));
+    -- The rollup trigger of a Citus distributed table carries the column mapping.
+    IF pg_catalog.to_regclass('llm_cost.rollups') IS NOT NULL THEN
+        IF EXISTS (SELECT 1 FROM llm_cost.rollups r WHERE r.source = log_table) THEN
+            PERFORM llm_cost._rollup_refresh_triggers(log_table);
+        END IF;
+    END IF;
+
+    msg := format('tracking %s: %s -> %s (%s)', log_table, model_column, cost_column,
+                  coalesce(cost_unit, 'USD'));
+    IF source_col IS NOT NULL THEN
+        msg := msg || format(', %s says estimated/provided/unpriced', source_col);
+    END IF;
+    IF cardinality(added) > 0 THEN
+        msg := msg || format('; added column%s %s', CASE WHEN cardinality(added) > 1 THEN 's' ELSE '' END,
+                             array_to_string(added, ', '));
+    END IF;
+    IF backfill AND source_col IS NOT NULL THEN
+        -- (also for a table tracked before: whatever it holds that llm_cost has not priced; a
+        -- table without a cost_source column has none: track() adds one to a table with such rows)
+        filled := llm_cost._backfill_all(log_table, 10000, false);
+        msg := msg || format('; %s existing row%s priced (%s unpriced)', filled ->> 'rows',
+                             CASE WHEN filled ->> 'rows' = '1' THEN '' ELSE 's' END, filled ->> 'unpriced');
+    ELSIF history THEN
+        RAISE NOTICE 'table % has rows logged before it was tracked: they are not priced yet', log_table
+              USING HINT = format('Price them with CALL llm_cost.backfill(%L) (in batches, committing as it goes), or track(..., backfill => true) in this transaction.', log_table::text);
+        msg := msg || '; existing rows not priced yet: CALL llm_cost.backfill(...)';
+    END IF;
+    RETURN msg;
+END $function$;
+
 CREATE OR REPLACE FUNCTION llm_cost._rollup_defs_shard(p_rel regclass, p_root regclass, p_defs jsonb)
  RETURNS TABLE(id bigint, grain text, time_zone text, group_attnums smallint[], time_att smallint, cost_att smallint, model_att smallint, source_att smallint, in_att smallint, out_att smallint, cr_att smallint, cw_att smallint, error_att smallint, latency_att smallint, stripes oid, stripes_group_attnums smallint[], stripes_attnums smallint[])
  LANGUAGE plpgsql
@@ -170,6 +524,208 @@ BEGIN
         stripes_attnums := llm_cost._attnums(stripes, llm_cost._stripes_columns());
         RETURN NEXT;
     END LOOP;
+END $function$;
+
+CREATE OR REPLACE FUNCTION llm_cost._create_rollup(name text, source regclass, grain text, group_by text[], time_zone text, p_schema text)
+ RETURNS regclass
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    src_owner  oid;
+    src_nsp    text;
+    parts      text[];
+    v_schema   text;
+    v_name     text;
+    view_ident text;
+    stripes_ident text;
+    g          text;
+    att        record;
+    cols       text := '';
+    keys       text := 'period_start';
+    vcols      text := '';
+    src        record;
+    r          llm_cost.rollups;
+    citus      record;
+    dist_typ   text;
+    pending    boolean;
+    reserved   text[] := ARRAY['period_start', 'period_end', 'stripe', 'requests', 'input_tokens', 'output_tokens',
+                               'cache_read_tokens', 'cache_write_tokens', 'total_tokens', 'cost_usd', 'unpriced_requests',
+                               'error_requests', 'latency_ms_sum', 'latency_ms_max', 'first_seen', 'last_seen', 'row_key',
+                               'cache_savings_usd', 'cache_write_extra_usd', 'net_cache_savings_usd', 'error_cost_usd',
+                               'provided_requests', 'provided_cost_usd', 'provided_list_usd', 'cost_hist', 'cost_histogram',
+                               'max_request_cost_usd'];
+BEGIN
+    IF name IS NULL OR source IS NULL OR grain IS NULL OR group_by IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.create_rollup: name, source, grain and group_by must not be NULL'
+              USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF current_setting('server_version_num')::int < 150000 THEN
+        RAISE EXCEPTION 'llm_cost rollups need PostgreSQL 15 or later' USING ERRCODE = 'feature_not_supported';
+    END IF;
+    IF grain NOT IN ('hour', 'day', 'week', 'month') THEN
+        RAISE EXCEPTION 'grain must be hour, day, week or month, not "%"', grain USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM now() AT TIME ZONE time_zone;  -- rejects an unknown time zone
+    SELECT c.relowner, n.nspname INTO src_owner, src_nsp
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
+    IF NOT pg_catalog.pg_has_role(current_user, src_owner, 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to create a rollup on it', source USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO src FROM llm_cost._rollup_source_columns(source);
+
+    parts := parse_ident(name);
+    IF array_length(parts, 1) = 1 THEN
+        IF p_schema IS NULL THEN
+            RAISE EXCEPTION 'no schema has been selected to create rollup "%" in', name
+                  USING ERRCODE = 'invalid_schema_name', HINT = 'Qualify the name (public.my_rollup) or set search_path.';
+        END IF;
+        v_schema := p_schema; v_name := parts[1];
+    ELSIF array_length(parts, 1) = 2 THEN
+        v_schema := parts[1]; v_name := parts[2];
+    ELSE
+        RAISE EXCEPTION 'invalid rollup name "%"', name USING ERRCODE = 'invalid_name';
+    END IF;
+    IF v_schema LIKE 'pg\_temp%' OR v_schema LIKE 'pg\_toast%' OR v_schema = 'pg_catalog' THEN
+        RAISE EXCEPTION 'cannot create rollup "%" in schema %', name, v_schema
+              USING ERRCODE = 'invalid_schema_name', HINT = 'Qualify the name with a permanent schema (public.my_rollup).';
+    END IF;
+    view_ident := format('%I.%I', v_schema, v_name);
+    stripes_ident := format('%I.%I', v_schema, left(v_name || '_stripes', 63));
+    IF pg_catalog.to_regclass(view_ident) IS NOT NULL THEN
+        IF EXISTS (SELECT 1 FROM llm_cost.rollups x WHERE x.rollup = pg_catalog.to_regclass(view_ident)) THEN
+            RAISE EXCEPTION 'rollup % already exists', view_ident USING ERRCODE = 'duplicate_table',
+                  HINT = 'Drop it first with llm_cost.drop_rollup(), or choose another name.';
+        END IF;
+        RAISE EXCEPTION 'relation % already exists', view_ident USING ERRCODE = 'duplicate_table',
+              DETAIL = 'A rollup is a view llm_cost creates and keeps; it does not take over an existing table or view.',
+              HINT = 'To replace a hand-kept summary table, rename it first (ALTER TABLE ... RENAME TO ..._old), create the rollup, then a view with the old name and columns over it: docs/migrating.md.';
+    END IF;
+    IF pg_catalog.to_regclass(stripes_ident) IS NOT NULL THEN
+        RAISE EXCEPTION 'relation % already exists (the table of sums of rollup %)', stripes_ident, view_ident
+              USING ERRCODE = 'duplicate_table', HINT = 'Choose another rollup name.';
+    END IF;
+
+    IF array_length(group_by, 1) IS NOT NULL AND
+       (SELECT count(DISTINCT x) FROM unnest(group_by) x) <> array_length(group_by, 1) THEN
+        RAISE EXCEPTION 'group_by lists a column twice: %', group_by USING ERRCODE = 'duplicate_column';
+    END IF;
+    FOREACH g IN ARRAY group_by LOOP
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS typ INTO att
+          FROM pg_catalog.pg_attribute a WHERE a.attrelid = source AND a.attname = g AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'group_by column "%" does not exist in table %', g, source USING ERRCODE = 'undefined_column';
+        END IF;
+        IF g = ANY (reserved) THEN
+            RAISE EXCEPTION 'cannot group by "%": a rollup has a column of that name', g USING ERRCODE = 'duplicate_column';
+        END IF;
+        cols := cols || format('%I %s, ', g, att.typ);
+        keys := keys || format(', %I', g);
+        vcols := vcols || format('s.%I, ', g);
+    END LOOP;
+
+    -- Citus: the sums of a distributed source are distributed on the same column, co-located
+    -- with it (a shard's trigger writes the shard of sums on its own node). A rollup that does
+    -- not group by that column keeps it as a key of its sums; the view adds them up.
+    SELECT * INTO citus FROM llm_cost._citus_distribution(source);
+    PERFORM llm_cost._citus_require_catalog(source, 'roll up');
+    IF citus.method IS NOT NULL AND citus.method <> 'h' THEN
+        RAISE EXCEPTION 'llm_cost: rollups of a Citus % table are not supported (its triggers fire on every copy of it)', citus.kind
+              USING ERRCODE = 'feature_not_supported',
+                    HINT = 'Roll up a distributed table (create_distributed_table) or a plain one.';
+    END IF;
+    IF citus.dist_col IS NOT NULL AND NOT citus.dist_col = ANY (group_by) THEN
+        IF citus.dist_col = ANY (reserved) THEN
+            RAISE EXCEPTION 'cannot roll up % without grouping by its distribution column "%": a rollup has a column of that name', source, citus.dist_col
+                  USING ERRCODE = 'duplicate_column', HINT = 'Add it to group_by.';
+        END IF;
+        SELECT format_type(a.atttypid, a.atttypmod) INTO dist_typ
+          FROM pg_catalog.pg_attribute a WHERE a.attrelid = source AND a.attname = citus.dist_col AND NOT a.attisdropped;
+        cols := cols || format('%I %s, ', citus.dist_col, dist_typ);
+        keys := keys || format(', %I', citus.dist_col);
+    END IF;
+
+    -- No writer may slip in between the backfill and the triggers.
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
+
+    -- The columns of llm_cost._sums_layout(), the group columns after period_start.
+    EXECUTE (SELECT format('CREATE TABLE %s (%s, %s%s, UNIQUE NULLS NOT DISTINCT (%s, stripe)) WITH (fillfactor = 10)',
+                           stripes_ident,
+                           pg_catalog.min(l.def) FILTER (WHERE l.ord = 1), cols,
+                           pg_catalog.string_agg(l.def, ', ' ORDER BY l.ord) FILTER (WHERE l.ord > 1), keys)
+               FROM (SELECT x.ord, format('%I %s%s', x.name, x.sql_type, CASE WHEN x.not_null THEN ' NOT NULL' ELSE '' END) AS def
+                       FROM llm_cost._sums_layout() x) l);
+    -- No key of NOT NULL columns exists (group columns may be NULL): logical replication
+    -- identifies a row by all its columns. It only costs anything with wal_level = logical.
+    EXECUTE format('ALTER TABLE %s REPLICA IDENTITY FULL', stripes_ident);
+    EXECUTE format('COMMENT ON TABLE %s IS %L', stripes_ident,
+                   E'@omit\nPartial sums behind the llm_cost rollup ' || view_ident || E' (one row per period, group and writing backend). Read the rollup, not this table.');
+    IF citus.dist_col IS NOT NULL THEN
+        EXECUTE format('SELECT pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
+                       stripes_ident, citus.dist_col, source::text);
+    END IF;
+
+    EXECUTE llm_cost._rollup_view_sql(view_ident, stripes_ident, grain, time_zone, group_by,
+                                      src.error_col IS NOT NULL, src.latency_col IS NOT NULL);
+    r := pg_catalog.jsonb_populate_record(NULL::llm_cost.rollups, llm_cost._registry_put('rollups',
+        pg_catalog.jsonb_build_object('rollup', view_ident::regclass::oid, 'stripes', stripes_ident::regclass::oid,
+                                      'source', source::oid, 'grain', grain, 'group_by', group_by, 'time_zone', time_zone)));
+    PERFORM llm_cost._rollup_comment(r);
+
+    -- Rows the source holds that llm_cost has not priced (logged before track()) count as
+    -- unpriced until CALL llm_cost.backfill() prices them (the rollup follows it): say so.
+    IF (SELECT t.cost_source_column FROM llm_cost.tracked_tables t WHERE t.log_table = source) IS NOT NULL THEN
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s t WHERE t.%I IS NULL)', source,
+                       (SELECT t.cost_source_column FROM llm_cost.tracked_tables t WHERE t.log_table = source)) INTO pending;
+        IF pending THEN
+            RAISE NOTICE 'table % has rows logged before it was tracked and not priced yet: rollup % counts them as unpriced', source, view_ident
+                  USING HINT = format('CALL llm_cost.backfill(%L) prices them; the rollup follows.', source::text);
+        END IF;
+    END IF;
+    -- Backfill from the rows already there (stripe 0), then start following new rows.
+    EXECUTE llm_cost._rollup_upsert(r, llm_cost._rollup_select(r, source::text, '1', '0'));
+    PERFORM llm_cost._rollup_refresh_triggers(source);
+    RETURN r.rollup;
+END $function$;
+
+CREATE OR REPLACE FUNCTION llm_cost.distribute_rollups(source regclass)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    d record;
+    r llm_cost.rollups;
+    n integer := 0;
+BEGIN
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'llm_cost.distribute_rollups: source must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = source), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to distribute its rollups', source USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO d FROM llm_cost._citus_distribution(source);
+    IF d.method IS DISTINCT FROM 'h' THEN
+        RAISE EXCEPTION '% is not a Citus distributed table', source
+              USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Distribute it with create_distributed_table() first.';
+    END IF;
+    PERFORM llm_cost._citus_require_catalog(source, 'distribute the rollups of');
+    FOR r IN SELECT * FROM llm_cost.rollups x WHERE x.source = distribute_rollups.source ORDER BY x.id LOOP
+        CONTINUE WHEN (SELECT s.method FROM llm_cost._citus_distribution(r.stripes) s) IS NOT DISTINCT FROM 'h';
+        IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = r.stripes), 'USAGE') THEN
+            RAISE EXCEPTION 'must be owner of % to distribute it', r.stripes USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF NOT d.dist_col = ANY (r.group_by) THEN
+            RAISE EXCEPTION 'rollup % does not group by "%", the distribution column of %: its sums cannot follow the shards', r.rollup, d.dist_col, source
+                  USING ERRCODE = 'feature_not_supported',
+                        HINT = 'Drop it with llm_cost.drop_rollup() and create it again: a rollup made on a distributed table keeps that column as a key of its sums.';
+        END IF;
+        EXECUTE format('SELECT pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)', r.stripes, d.dist_col, source::text);
+        EXECUTE format('SELECT pg_catalog.truncate_local_data_after_distributing_table(%L)', r.stripes);
+        n := n + 1;
+    END LOOP;
+    PERFORM llm_cost._rollup_refresh_triggers(source);
+    RETURN n;
 END $function$;
 
 CREATE OR REPLACE FUNCTION llm_cost.spend_by(rollup regclass, by text[], "from" timestamp with time zone DEFAULT '-infinity'::timestamp with time zone, "to" timestamp with time zone DEFAULT 'infinity'::timestamp with time zone, filter jsonb DEFAULT '{}'::jsonb)
@@ -309,3 +865,7 @@ Drops an anomaly watch with its alerts. Only the rollup''s owner may.';
 ALTER TABLE llm_cost.anomaly_alerts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY llm_cost_read ON llm_cost.anomaly_alerts FOR SELECT USING (llm_cost._anomaly_group_visible(watch_id, "group"));
 GRANT SELECT ON llm_cost.anomaly_alerts TO PUBLIC;
+
+-- Citus: on a coordinator with workers, the price catalog becomes reference tables if it is not
+-- yet (sql/citus.sql; a no-op anywhere else, and on the workers, which run this script too).
+SELECT llm_cost.citus_setup();

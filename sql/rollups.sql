@@ -611,6 +611,7 @@ BEGIN
     -- with it (a shard's trigger writes the shard of sums on its own node). A rollup that does
     -- not group by that column keeps it as a key of its sums; the view adds them up.
     SELECT * INTO citus FROM llm_cost._citus_distribution(source);
+    PERFORM llm_cost._citus_require_catalog(source, 'roll up');
     IF citus.method IS NOT NULL AND citus.method <> 'h' THEN
         RAISE EXCEPTION 'llm_cost: rollups of a Citus % table are not supported (its triggers fire on every copy of it)', citus.kind
               USING ERRCODE = 'feature_not_supported',
@@ -704,6 +705,7 @@ BEGIN
         RAISE EXCEPTION '% is not a Citus distributed table', source
               USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Distribute it with create_distributed_table() first.';
     END IF;
+    PERFORM llm_cost._citus_require_catalog(source, 'distribute the rollups of');
     FOR r IN SELECT * FROM llm_cost.rollups x WHERE x.source = distribute_rollups.source ORDER BY x.id LOOP
         CONTINUE WHEN (SELECT s.method FROM llm_cost._citus_distribution(r.stripes) s) IS NOT DISTINCT FROM 'h';
         IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = r.stripes), 'USAGE') THEN

@@ -310,6 +310,8 @@ BEGIN
     IF NOT pg_catalog.pg_has_role(current_user, rel.relowner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table % to track it', log_table USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- Citus: a distributed table is priced on the workers, which need the catalog.
+    PERFORM llm_cost._citus_require_catalog(log_table, 'track');
     IF model_column IS NULL OR cost_column IS NULL THEN
         RAISE EXCEPTION 'llm_cost.track: model_column and cost_column are required'
               USING ERRCODE = 'null_value_not_allowed';

@@ -192,6 +192,8 @@ BEGIN
               USING HINT = 'Add llm_cost to shared_preload_libraries and restart to have the background worker purge them.';
     END IF;
 END $$;
+-- On a Citus coordinator with workers: the price catalog on every node (sql/citus.sql).
+SELECT llm_cost.citus_setup();
 "#,
     name = "preload_notice",
     requires = ["anomalies"],

@@ -88,3 +88,7 @@ SELECT pg_catalog.pg_extension_config_dump('llm_cost.anomaly_alerts_id_seq', '')
 ALTER TABLE llm_cost.anomaly_alerts ENABLE ROW LEVEL SECURITY;
 CREATE POLICY llm_cost_read ON llm_cost.anomaly_alerts FOR SELECT USING (llm_cost._anomaly_group_visible(watch_id, "group"));
 GRANT SELECT ON llm_cost.anomaly_alerts TO PUBLIC;
+
+-- Citus: on a coordinator with workers, the price catalog becomes reference tables if it is not
+-- yet (sql/citus.sql; a no-op anywhere else, and on the workers, which run this script too).
+SELECT llm_cost.citus_setup();

@@ -342,6 +342,40 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
         Ok(_) => {}
         Err(e) => log!("llm_cost: budget check failed: {e}"),
     }
+    // Citus (0.12.0): a coordinator that got its first workers after CREATE EXTENSION gets its
+    // price catalog onto them (reference tables) within a naptime.
+    let setup = in_transaction(|| {
+        let due = spi::get_one::<bool>(
+            "SELECT pg_catalog.to_regprocedure('llm_cost.citus_setup()') IS NOT NULL
+                AND pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL",
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+            && spi::get_one::<bool>(
+                "SELECT llm_cost._citus_coordinator()
+                    AND EXISTS (SELECT 1 FROM pg_catalog.unnest(ARRAY['llm_cost.providers', 'llm_cost.model_prices', 'llm_cost.model_aliases']) t
+                                 WHERE (SELECT d.kind FROM llm_cost._citus_distribution(t::pg_catalog.regclass) d) IS DISTINCT FROM 'reference')",
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+        if due {
+            spi::get_one::<String>("SELECT llm_cost.citus_setup()")
+                .map_err(|e| e.to_string())
+                .map(|m| m.unwrap_or_default())
+                .map(Some)
+        } else {
+            Ok(None)
+        }
+    });
+    match setup {
+        Ok(Ok(Some(msg))) => log!("llm_cost: {msg}"),
+        Ok(Err(e)) | Err(e) => {
+            log!("llm_cost: could not put the price catalog on the Citus workers: {e}")
+        }
+        _ => {}
+    }
     // Anomaly watches (0.12.0): each in its own transaction, so one that fails (its rollup
     // changed under it) does not hold up the others; the failure is logged.
     let watches = in_transaction(|| {

@@ -36,8 +36,8 @@ def connect(port, db="postgres"):
 
 @pytest.fixture(scope="module")
 def citus():
-    """{'coord': port, 'w1': port, 'w2': port, 'db': name}: Citus with llm_cost, its catalog made
-    reference tables (docs: Scaling out with Citus)."""
+    """{'coord': port, 'w1': port, 'w2': port, 'db': name}: Citus with llm_cost set up as
+    docs/citus.md says (CREATE EXTENSION on the coordinator after adding the workers)."""
     nodes = ["coord", "w1", "w2"]
     for n in nodes:
         cluster(n, "stop")
@@ -55,9 +55,8 @@ def citus():
             c.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", (ports["coord"],))
             for n in ("w1", "w2"):
                 c.execute("SELECT citus_add_node('127.0.0.1', %s)", (ports[n],))
+            # (CREATE EXTENSION makes the price catalog reference tables on a coordinator with workers)
             c.execute("CREATE EXTENSION llm_cost")
-            for t in ("providers", "model_prices", "model_aliases"):
-                c.execute(f"SELECT create_reference_table('llm_cost.{t}')")
             c.execute("""CREATE TABLE app_calls (id bigserial, created_at timestamptz NOT NULL DEFAULT now(), tenant_id text NOT NULL,
                                                  model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text,
                                                  PRIMARY KEY (tenant_id, id))""")
@@ -572,3 +571,56 @@ def test_a_shard_writes_only_into_a_shard_of_sums_whose_hash_range_covers_it(cit
         # Wider shards of sums: a source shard's rows are summed where its covering shard of sums
         # is on the same node, refused where it is not.
         assert sum(outcome["cov_wide"]) == 60, outcome
+
+
+def test_the_catalog_reaches_the_workers_without_a_manual_step(citus):
+    """CREATE EXTENSION on a coordinator with workers makes the price catalog reference tables; a
+    coordinator that gets its workers later gets it onto them from its background worker (within
+    a naptime); while the catalog is not on the workers, tracking or rolling up a distributed table
+    is refused (55000, with what to do) instead of storing its rows unpriced on the workers."""
+    import time
+    kinds = "SELECT logicalrelid::text, partmethod FROM pg_dist_partition WHERE logicalrelid::text LIKE 'llm_cost.%' ORDER BY 1"
+    with connect(citus["coord"], citus["db"]) as c:
+        assert c.execute(kinds).fetchall() == [("llm_cost.model_aliases", "n"), ("llm_cost.model_prices", "n"), ("llm_cost.providers", "n")]
+        assert c.execute("SELECT llm_cost.citus_setup()").fetchone()[0] == "the price catalog is on every node already"
+        # Not on the workers (the catalog's metadata taken away in a transaction, rolled back): refused.
+        c.execute("CREATE TABLE nocat (created_at timestamptz NOT NULL DEFAULT now(), tenant_id text NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric)")
+        c.execute("SELECT create_distributed_table('nocat', 'tenant_id')")
+        for call in ("SELECT llm_cost.track('nocat')",):
+            try:
+                with c.transaction():
+                    c.execute("SET LOCAL client_min_messages = warning")
+                    c.execute("DELETE FROM pg_dist_partition WHERE logicalrelid = 'llm_cost.model_aliases'::regclass")
+                    c.execute(call)
+                raise AssertionError(call)
+            except psycopg.Error as e:
+                assert e.sqlstate == "55000" and "llm_cost.citus_setup()" in (e.diag.message_hint or ""), e
+        assert c.execute(kinds).fetchall()[0] == ("llm_cost.model_aliases", "n")
+        c.execute("DROP TABLE nocat")
+    # A coordinator whose workers come after CREATE EXTENSION.
+    db = "late_" + uuid.uuid4().hex[:8]
+    for n in ("coord", "w1", "w2"):
+        with connect(citus[n]) as c:
+            c.execute(f"CREATE DATABASE {db}")
+        with connect(citus[n], db) as c:
+            c.execute("SET client_min_messages = warning")
+            c.execute("CREATE EXTENSION citus")
+    with connect(citus["coord"], db) as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", (citus["coord"],))
+        c.execute("CREATE EXTENSION llm_cost")
+        assert c.execute(kinds).fetchall() == []
+        assert c.execute("SELECT llm_cost.citus_setup()").fetchone()[0].startswith("not a Citus coordinator with workers")
+        for n in ("w1", "w2"):
+            c.execute("SELECT citus_add_node('127.0.0.1', %s)", (citus[n],))
+        end = time.monotonic() + 30
+        while time.monotonic() < end and len(c.execute(kinds).fetchall()) < 3:
+            time.sleep(0.5)
+        assert [k for _, k in c.execute(kinds).fetchall()] == ["n", "n", "n"]
+        # A price added on the coordinator prices rows on the workers' shards.
+        c.execute("CREATE TABLE late_calls (created_at timestamptz NOT NULL DEFAULT now(), tenant_id text NOT NULL, model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text)")
+        c.execute("SELECT llm_cost.track('late_calls')")
+        c.execute("SELECT create_distributed_table('late_calls', 'tenant_id')")
+        c.execute("INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok) VALUES ('house', 'late-model', 1, 2)")
+        c.execute("INSERT INTO late_calls (tenant_id, model, input_tokens, output_tokens) SELECT 't' || i, 'late-model', 1000000, 1000000 FROM generate_series(1, 40) i")
+        assert c.execute("SELECT count(*), sum(cost_usd) FROM late_calls WHERE cost_source = 'estimated'").fetchone() == (40, 120)
