@@ -160,6 +160,62 @@ END $function$;
 COMMENT ON FUNCTION llm_cost._citus_require_catalog(regclass,text) IS '@omit
 ';
 
+CREATE OR REPLACE FUNCTION llm_cost.distribute_usage_events(shard_count integer DEFAULT NULL::integer)
+ RETURNS text
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    missing bigint;
+BEGIN
+    IF NOT llm_cost._citus_coordinator() THEN
+        RAISE EXCEPTION 'llm_cost.distribute_usage_events: this is not a Citus coordinator with workers'
+              USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = 'llm_cost.usage_events'::pg_catalog.regclass), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table llm_cost.usage_events (the extension''s owner) to distribute it'
+              USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF (SELECT d.method FROM llm_cost._citus_distribution('llm_cost.usage_events'::pg_catalog.regclass) d) = 'h' THEN
+        RETURN 'llm_cost.usage_events is distributed already';
+    END IF;
+    IF shard_count IS NOT NULL AND (shard_count < 1 OR shard_count > 64000) THEN
+        RAISE EXCEPTION 'llm_cost.distribute_usage_events: shard_count must be between 1 and 64000, not %', shard_count
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM llm_cost.citus_setup();
+    EXECUTE 'SELECT pg_catalog.count(*) FROM llm_cost.usage_events WHERE tenant_id IS NULL' INTO missing;
+    IF missing > 0 THEN
+        RAISE EXCEPTION 'llm_cost.distribute_usage_events: % rows of llm_cost.usage_events have no tenant_id, the distribution column', missing
+              USING ERRCODE = 'not_null_violation',
+                    HINT = 'Give them one (UPDATE llm_cost.usage_events SET tenant_id = ... WHERE tenant_id IS NULL) first.';
+    END IF;
+    ALTER TABLE llm_cost.usage_events ALTER COLUMN tenant_id SET NOT NULL;
+    ALTER TABLE llm_cost.usage_events DROP CONSTRAINT usage_events_pkey,
+        ADD CONSTRAINT usage_events_pkey PRIMARY KEY (tenant_id, id);
+    -- Its triggers (cost, rollups, unpriced rows) go to the shards. The rows there now are
+    -- priced, summed and counted already: Citus moves them into the shards with the triggers
+    -- off (their sums follow with distribute_rollups below), then they are on again.
+    PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    ALTER TABLE llm_cost.usage_events DISABLE TRIGGER USER;
+    IF shard_count IS NULL THEN
+        EXECUTE 'SELECT pg_catalog.create_distributed_table($1, $2)' USING 'llm_cost.usage_events'::pg_catalog.regclass, 'tenant_id';
+    ELSE
+        EXECUTE 'SELECT pg_catalog.create_distributed_table($1, $2, shard_count => $3)'
+          USING 'llm_cost.usage_events'::pg_catalog.regclass, 'tenant_id', shard_count;
+    END IF;
+    PERFORM llm_cost.distribute_rollups('llm_cost.usage_events'::pg_catalog.regclass);
+    ALTER TABLE llm_cost.usage_events ENABLE TRIGGER USER;
+    RETURN 'llm_cost.usage_events distributed by tenant_id, with its rollups ('
+           || (SELECT pg_catalog.string_agg(r.rollup::text, ', ' ORDER BY r.id) FROM llm_cost.rollups r
+                WHERE r.source = 'llm_cost.usage_events'::pg_catalog.regclass) || ')';
+END $function$;
+
+REVOKE ALL ON FUNCTION llm_cost.distribute_usage_events(integer) FROM PUBLIC;
+
+COMMENT ON FUNCTION llm_cost.distribute_usage_events(integer) IS '@omit
+On a Citus coordinator with workers: distributes llm_cost.usage_events by tenant_id (tenant_id becomes NOT NULL and the primary key (tenant_id, id)) with its rollups co-located. For the extension''s owner.';
+
 CREATE OR REPLACE FUNCTION llm_cost.track(log_table regclass, model_column text DEFAULT 'model'::text, input_tokens_column text DEFAULT 'input_tokens'::text, output_tokens_column text DEFAULT 'output_tokens'::text, cache_read_tokens_column text DEFAULT NULL::text, cache_write_tokens_column text DEFAULT NULL::text, cost_column text DEFAULT 'cost_usd'::text, time_column text DEFAULT 'created_at'::text, provider_column text DEFAULT NULL::text, add_cost_column boolean DEFAULT false, time_zone text DEFAULT 'UTC'::text, service_tier_column text DEFAULT NULL::text, cache_write_1h_tokens_column text DEFAULT NULL::text, usage_column text DEFAULT NULL::text, priced_model_column text DEFAULT NULL::text, input_audio_tokens_column text DEFAULT NULL::text, cache_read_audio_tokens_column text DEFAULT NULL::text, output_audio_tokens_column text DEFAULT NULL::text, input_image_tokens_column text DEFAULT NULL::text, cache_read_image_tokens_column text DEFAULT NULL::text, output_image_tokens_column text DEFAULT NULL::text, web_searches_column text DEFAULT NULL::text, cost_source_column text DEFAULT NULL::text, cost_unit text DEFAULT NULL::text, priced_provider_column text DEFAULT NULL::text, backfill boolean DEFAULT false)
  RETURNS text
  LANGUAGE plpgsql

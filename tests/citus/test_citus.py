@@ -624,3 +624,63 @@ def test_the_catalog_reaches_the_workers_without_a_manual_step(citus):
         c.execute("INSERT INTO llm_cost.model_prices (provider, model, input_usd_per_mtok, output_usd_per_mtok) VALUES ('house', 'late-model', 1, 2)")
         c.execute("INSERT INTO late_calls (tenant_id, model, input_tokens, output_tokens) SELECT 't' || i, 'late-model', 1000000, 1000000 FROM generate_series(1, 40) i")
         assert c.execute("SELECT count(*), sum(cost_usd) FROM late_calls WHERE cost_source = 'estimated'").fetchone() == (40, 120)
+
+
+def test_usage_events_distributed_by_tenant(citus):
+    """llm_cost.distribute_usage_events(): the extension's own log distributed by tenant_id with its
+    two rollups co-located; rows written before and after (INSERT, multi-row, COPY, unknown model)
+    are in the rollups exactly; a row without a tenant is refused; rows without one before are
+    named first (23502)."""
+    db = "ue_" + uuid.uuid4().hex[:8]
+    for n in ("coord", "w1", "w2"):
+        with connect(citus[n]) as c:
+            c.execute(f"CREATE DATABASE {db}")
+        with connect(citus[n], db) as c:
+            c.execute("SET client_min_messages = warning")
+            c.execute("CREATE EXTENSION citus")
+    with connect(citus["coord"], db) as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", (citus["coord"],))
+        for n in ("w1", "w2"):
+            c.execute("SELECT citus_add_node('127.0.0.1', %s)", (citus[n],))
+        c.execute("CREATE EXTENSION llm_cost")
+        c.execute("""INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, model, input_tokens, output_tokens)
+                     SELECT now() - (i % 3) * interval '1 day', 't' || (i % 10), 'u' || (i % 25), 'gpt-4o', 1000 + i, 100 FROM generate_series(1, 100) i""")
+        c.execute("INSERT INTO llm_cost.usage_events (user_id, model, input_tokens, output_tokens) VALUES ('nobody', 'gpt-4o', 1, 1)")
+        try:
+            c.execute("SELECT llm_cost.distribute_usage_events()")
+            raise AssertionError("distributed with a row without tenant")
+        except psycopg.Error as e:
+            assert e.sqlstate == "23502" and "1 rows" in str(e), e
+        c.execute("DELETE FROM llm_cost.usage_events WHERE tenant_id IS NULL")
+        c.execute("SELECT llm_cost.rebuild_rollup('llm_cost.usage_daily'); SELECT llm_cost.rebuild_rollup('llm_cost.usage_monthly')")
+        msg = c.execute("SELECT llm_cost.distribute_usage_events(shard_count => 8)").fetchone()[0]
+        assert msg == "llm_cost.usage_events distributed by tenant_id, with its rollups (llm_cost.usage_daily, llm_cost.usage_monthly)", msg
+        assert c.execute("SELECT llm_cost.distribute_usage_events()").fetchone()[0] == "llm_cost.usage_events is distributed already"
+        got = c.execute("""SELECT logicalrelid::text, column_to_column_name(logicalrelid, partkey), colocationid = (
+                                  SELECT colocationid FROM pg_dist_partition WHERE logicalrelid = 'llm_cost.usage_events'::regclass)
+                             FROM pg_dist_partition WHERE logicalrelid::text LIKE 'llm_cost.usage_%' ORDER BY 1""").fetchall()
+        assert got == [("llm_cost.usage_daily_stripes", "tenant_id", True), ("llm_cost.usage_events", "tenant_id", True),
+                       ("llm_cost.usage_monthly_stripes", "tenant_id", True)], got
+        c.execute("""INSERT INTO llm_cost.usage_events (tenant_id, user_id, feature, model, input_tokens, output_tokens, cache_read_tokens)
+                     SELECT 't' || (i % 13), 'u' || (i % 30), 'f' || (i % 2), (ARRAY['gpt-4o-mini', 'claude-sonnet-4-5', 'no-such-model-ue'])[1 + i % 3],
+                            500 * i, 20 * i, (i % 4) * 100 FROM generate_series(1, 300) i""")
+        c.execute("INSERT INTO llm_cost.usage_events (tenant_id, user_id, model, input_tokens, output_tokens) VALUES ('t1', 'u1', 'gpt-4o', 7, 7)")
+        with c.cursor() as cur:
+            with cur.copy("COPY llm_cost.usage_events (tenant_id, user_id, model, input_tokens, output_tokens) FROM STDIN") as cp:
+                for i in range(40):
+                    cp.write_row((f"t{i % 7}", f"u{i}", "gpt-4o", 100 * i, 10))
+        try:
+            c.execute("INSERT INTO llm_cost.usage_events (user_id, model, input_tokens, output_tokens) VALUES ('x', 'gpt-4o', 1, 1)")
+            raise AssertionError("a row without tenant")
+        except psycopg.Error as e:
+            assert e.sqlstate == "22004", e  # Citus: no partition column value
+        for rollup, keys, grain in (("llm_cost.usage_daily", ["tenant_id", "user_id", "feature", "provider", "model"], "day"),
+                                    ("llm_cost.usage_monthly", ["tenant_id", "user_id"], "month")):
+            view, raw = raw_vs_rollup(c, "llm_cost.usage_events", rollup, keys, "occurred_at", grain)
+            assert view == raw and len(view) > 50, rollup
+        assert c.execute("SELECT count(*) FROM llm_cost.usage_events").fetchone()[0] == 441
+        # Reports and unknown models read the distributed rollups from the coordinator.
+        total = c.execute("SELECT requests FROM llm_cost.spend_by('llm_cost.usage_daily', '{}')").fetchone()[0]
+        assert total == 441
+        assert c.execute("SELECT rows FROM llm_cost.unpriced_models WHERE model = 'no-such-model-ue'").fetchone()[0] == 100

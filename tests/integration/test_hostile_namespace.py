@@ -321,6 +321,7 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
         call(role, "SELECT llm_cost._anomaly_sweep(1001)", ok_errors=True)
         call(role, "SELECT llm_cost.cost_histogram_sum(cost_histogram) FROM app.calls_daily", ok_errors=True)
         call(role, "SELECT llm_cost.citus_setup()", ok_errors=True)
+        call(role, "SELECT llm_cost.distribute_usage_events()", ok_errors=True)
         if role != "owner":
             call(role, "SELECT llm_cost.drop_anomaly_watch('h_watch')", ok_errors=True)
     # The owner again: reprice after a price appears, rebuild, run retention now, drop things.

@@ -170,23 +170,35 @@ pub extern "C-unwind" fn llm_cost_hist_combine(fcinfo: pg_sys::FunctionCallInfo)
     let s = unsafe { state(fcinfo, 0, "_hist_combine") };
     // SAFETY: as above.
     if let Some(o) = unsafe { arg(fcinfo, 1) } {
-        // SAFETY: both are live states of this aggregate (distinct: Postgres passes two).
-        unsafe { &mut *s }
-            .merge(unsafe { &*o.cast_mut_ptr::<hist::Dense>() })
+        // SAFETY: a live state of this aggregate, distinct from the first (Postgres passes two).
+        let other = unsafe { &*o.cast_mut_ptr::<hist::Dense>() };
+        // SAFETY: the first state, live in the aggregate's context.
+        let this = unsafe { &mut *s };
+        this.merge(other)
             .unwrap_or_else(|| super::accumulate::out_of_range());
     }
     pg_sys::Datum::from(s)
+}
+
+/// The flat histogram of a state (NULL: empty).
+fn flat_of(state: Option<pg_sys::Datum>) -> Vec<i64> {
+    match state {
+        Some(d) => {
+            // SAFETY: callers pass a state these functions made (a *mut Dense alive in the
+            // aggregate's context) or None.
+            let dense = unsafe { &*d.cast_mut_ptr::<hist::Dense>() };
+            hist::to_flat(&dense.to_sparse())
+        }
+        None => vec![],
+    }
 }
 
 /// Final: the flat histogram (`{}` for no rows).
 #[pg_guard]
 #[no_mangle]
 pub extern "C-unwind" fn llm_cost_hist_final(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    // SAFETY: fcinfo is the call's: (internal); a non-NULL state is a *mut Dense of this aggregate.
-    let flat = match unsafe { arg(fcinfo, 0) } {
-        Some(d) => hist::to_flat(&unsafe { &*d.cast_mut_ptr::<hist::Dense>() }.to_sparse()),
-        None => vec![],
-    };
+    // SAFETY: fcinfo is the call's: (internal), a state of this aggregate or NULL.
+    let flat = flat_of(unsafe { arg(fcinfo, 0) });
     use pgrx::IntoDatum;
     flat.into_datum().unwrap_or(pg_sys::Datum::from(0usize))
 }
@@ -196,10 +208,7 @@ pub extern "C-unwind" fn llm_cost_hist_final(fcinfo: pg_sys::FunctionCallInfo) -
 #[no_mangle]
 pub extern "C-unwind" fn llm_cost_hist_serial(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     // SAFETY: fcinfo is the call's: (internal), a state of this aggregate (strict: not NULL).
-    let flat = match unsafe { arg(fcinfo, 0) } {
-        Some(d) => hist::to_flat(&unsafe { &*d.cast_mut_ptr::<hist::Dense>() }.to_sparse()),
-        None => vec![],
-    };
+    let flat = flat_of(unsafe { arg(fcinfo, 0) });
     let bytes: Vec<u8> = flat.iter().flat_map(|v| v.to_le_bytes()).collect();
     use pgrx::IntoDatum;
     bytes.into_datum().unwrap_or(pg_sys::Datum::from(0usize))
@@ -214,10 +223,12 @@ pub extern "C-unwind" fn llm_cost_hist_deserial(fcinfo: pg_sys::FunctionCallInfo
         let cx = agg_context(fcinfo, "_hist_deserial");
         pgrx::PgMemoryContexts::For(cx).leak_and_drop_on_delete(hist::Dense::default())
     };
-    // SAFETY: argument 0 is a bytea datum valid for the call (strict: not NULL).
-    let bytes = unsafe { arg(fcinfo, 0) }
-        .and_then(|d| unsafe {
-            <&[u8] as FromDatum>::from_polymorphic_datum(d, false, pg_sys::BYTEAOID)
+    // SAFETY: fcinfo is the call's; argument 0 is a bytea (strict: not NULL).
+    let arg0 = unsafe { arg(fcinfo, 0) };
+    let bytes = arg0
+        .and_then(|d| {
+            // SAFETY: a bytea datum valid for the call.
+            unsafe { <&[u8] as FromDatum>::from_polymorphic_datum(d, false, pg_sys::BYTEAOID) }
         })
         .unwrap_or_default();
     if bytes.len() % 16 != 0 {
