@@ -82,7 +82,7 @@ const state = {
 const INSIGHTS = `query Insights($rollup: RegClass!, $by: [String]!, $all: [String]!, $from: Datetime!, $to: Datetime!, $filter: JSON!) {
   total: spendBy(rollup: $rollup, by: [], from: $from, to: $to, filter: $filter) {
     nodes { requests costUsd unpricedRequests errorRequests errorCostUsd latencyMsAvg latencyMsMax } }
-  groups: spendBy(rollup: $rollup, by: $all, from: $from, to: $to, filter: $filter) { nodes { group requests costUsd unpricedRequests } }
+  groups: spendBy(rollup: $rollup, by: $all, from: $from, to: $to, filter: $filter, first: 100) { nodes { group requests costUsd unpricedRequests } }
   choices: spendBy(rollup: $rollup, by: $all, from: $from, to: $to) { nodes { group } }
   breakdown: spendBy(rollup: $rollup, by: $by, from: $from, to: $to, filter: $filter) {
     nodes { group requests costUsd errorRequests errorCostUsd latencyMsAvg latencyMsMax } }
