@@ -726,9 +726,7 @@ def bench_citus(out):
             c.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", (ports["coord"],))
             for n in ("w1", "w2"):
                 c.execute("SELECT citus_add_node('127.0.0.1', %s)", (ports[n],))
-            c.execute("CREATE EXTENSION llm_cost")
-            for t in ("providers", "model_prices", "model_aliases"):
-                c.execute(f"SELECT create_reference_table('llm_cost.{t}')")
+            c.execute("CREATE EXTENSION llm_cost")  # (the catalog becomes reference tables: citus_setup)
             for name, t in variants.items():
                 c.execute(f"CREATE TABLE {t} ({cols})")
                 if name != "bare":
