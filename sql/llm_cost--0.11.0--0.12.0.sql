@@ -518,6 +518,42 @@ BEGIN
     RETURN msg;
 END $function$;
 
+CREATE OR REPLACE FUNCTION llm_cost._on_sql_drop()
+ RETURNS event_trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    obj record;
+    citus_fn text;
+    hit text;
+BEGIN
+    -- Nothing to do while the extension itself is being dropped.
+    IF pg_catalog.to_regclass('llm_cost.rollups') IS NULL THEN
+        RETURN;
+    END IF;
+    citus_fn := pg_catalog.substring(pg_catalog.lower(pg_catalog.current_query()),
+                                     '\m(alter_distributed_table|undistribute_table|alter_table_set_access_method)\s*\(');
+    IF citus_fn IS NOT NULL THEN
+        SELECT pg_catalog.string_agg(DISTINCT pg_catalog.quote_ident(o.schema_name) || '.' || pg_catalog.quote_ident(o.object_name), ', ') INTO hit
+          FROM pg_catalog.pg_event_trigger_dropped_objects() o
+         WHERE o.object_type IN ('table', 'view') AND NOT o.is_temporary
+           AND (EXISTS (SELECT 1 FROM llm_cost.tracked_tables t WHERE t.log_table = o.objid)
+                OR EXISTS (SELECT 1 FROM llm_cost.rollups r WHERE r.rollup = o.objid OR r.stripes = o.objid));
+        IF hit IS NOT NULL THEN
+            RAISE EXCEPTION 'llm_cost: Citus''s % re-creates %, which llm_cost tracks or rolls up: llm_cost would lose the table, its rollups, budgets and retention policy', citus_fn, hit
+                  USING ERRCODE = 'feature_not_supported',
+                        HINT = 'Nothing was changed. To change it anyway: llm_cost.untrack() the table (its rollups go with it), run the Citus function, then track() it and create_rollup() again (rollups backfill from the rows); budgets and retention policies are set again after.';
+        END IF;
+    END IF;
+    FOR obj IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects()
+                WHERE object_type IN ('table', 'view') AND NOT is_temporary LOOP
+        PERFORM llm_cost._rollups_on_drop(obj.objid, obj.schema_name, obj.object_name);
+        PERFORM llm_cost._forget_table(obj.objid);
+    END LOOP;
+END $function$;
+
 CREATE OR REPLACE FUNCTION llm_cost._rollup_defs_shard(p_rel regclass, p_root regclass, p_defs jsonb)
  RETURNS TABLE(id bigint, grain text, time_zone text, group_attnums smallint[], time_att smallint, cost_att smallint, model_att smallint, source_att smallint, in_att smallint, out_att smallint, cr_att smallint, cw_att smallint, error_att smallint, latency_att smallint, stripes oid, stripes_group_attnums smallint[], stripes_attnums smallint[])
  LANGUAGE plpgsql

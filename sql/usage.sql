@@ -616,15 +616,34 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION llm_cost._forget_table(oid) FROM PUBLIC;
 
--- A dropped table leaves nothing behind.
+-- A dropped table leaves nothing behind. Citus's functions that re-create a table under the same
+-- name (alter_distributed_table, undistribute_table, alter_table_set_access_method) drop the old
+-- one: for a table llm_cost tracks or rolls up, that is refused before anything changes (the
+-- registry would lose the table, its rollups, budgets and retention policy).
 CREATE FUNCTION llm_cost._on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     obj record;
+    citus_fn text;
+    hit text;
 BEGIN
     -- Nothing to do while the extension itself is being dropped.
     IF pg_catalog.to_regclass('llm_cost.rollups') IS NULL THEN
         RETURN;
+    END IF;
+    citus_fn := pg_catalog.substring(pg_catalog.lower(pg_catalog.current_query()),
+                                     '\m(alter_distributed_table|undistribute_table|alter_table_set_access_method)\s*\(');
+    IF citus_fn IS NOT NULL THEN
+        SELECT pg_catalog.string_agg(DISTINCT pg_catalog.quote_ident(o.schema_name) || '.' || pg_catalog.quote_ident(o.object_name), ', ') INTO hit
+          FROM pg_catalog.pg_event_trigger_dropped_objects() o
+         WHERE o.object_type IN ('table', 'view') AND NOT o.is_temporary
+           AND (EXISTS (SELECT 1 FROM llm_cost.tracked_tables t WHERE t.log_table = o.objid)
+                OR EXISTS (SELECT 1 FROM llm_cost.rollups r WHERE r.rollup = o.objid OR r.stripes = o.objid));
+        IF hit IS NOT NULL THEN
+            RAISE EXCEPTION 'llm_cost: Citus''s % re-creates %, which llm_cost tracks or rolls up: llm_cost would lose the table, its rollups, budgets and retention policy', citus_fn, hit
+                  USING ERRCODE = 'feature_not_supported',
+                        HINT = 'Nothing was changed. To change it anyway: llm_cost.untrack() the table (its rollups go with it), run the Citus function, then track() it and create_rollup() again (rollups backfill from the rows); budgets and retention policies are set again after.';
+        END IF;
     END IF;
     FOR obj IN SELECT * FROM pg_catalog.pg_event_trigger_dropped_objects()
                 WHERE object_type IN ('table', 'view') AND NOT is_temporary LOOP

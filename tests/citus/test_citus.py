@@ -548,7 +548,11 @@ def test_a_shard_writes_only_into_a_shard_of_sums_whose_hash_range_covers_it(cit
             c.execute(f"SELECT create_distributed_table('{name}', 'tenant_id', shard_count => {before})")
             c.execute(f"SELECT llm_cost.create_rollup('{name}_daily', '{name}', 'day', '{{tenant_id}}')")
             c.execute(f"INSERT INTO {name} (tenant_id, model, input_tokens, output_tokens) SELECT 't' || i, 'gpt-4o', 1000, 10 FROM generate_series(1, 60) i")
-            c.execute(f"SELECT alter_distributed_table('{name}', shard_count => {after}, cascade_to_colocated => false)")
+            # (called through a function: a direct call on a tracked table is refused, see below;
+            # this is the case that slips past that refusal)
+            c.execute(f"""CREATE OR REPLACE FUNCTION cov_reshard(t regclass, n int) RETURNS void LANGUAGE plpgsql AS $$
+                          BEGIN PERFORM alter_distributed_table(t, shard_count => n, cascade_to_colocated => false); END $$""")
+            c.execute(f"SELECT cov_reshard('{name}', {after})")
             ok = refused = 0
             for i in range(1, 61):
                 try:
@@ -684,3 +688,49 @@ def test_usage_events_distributed_by_tenant(citus):
         total = c.execute("SELECT requests FROM llm_cost.spend_by('llm_cost.usage_daily', '{}')").fetchone()[0]
         assert total == 441
         assert c.execute("SELECT rows FROM llm_cost.unpriced_models WHERE model = 'no-such-model-ue'").fetchone()[0] == 100
+
+
+def test_citus_functions_that_re_create_a_tracked_table_are_refused_before_anything_changes(citus):
+    """alter_distributed_table / undistribute_table re-create the table under its name (a new
+    identity): llm_cost would lose the table, its rollups, budgets and retention policy. They are
+    refused (0A000, with what to do) and nothing changes: the registry keeps the table, the rollup
+    stays fed and exact."""
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = error")
+        c.execute("""CREATE TABLE rw_calls (id bigserial, created_at timestamptz NOT NULL DEFAULT now(), org text NOT NULL, model text,
+                                            input_tokens int, output_tokens int, cost_usd numeric, cost_source text, PRIMARY KEY (org, id))""")
+        c.execute("SELECT llm_cost.track('rw_calls')")
+        c.execute("SELECT create_distributed_table('rw_calls', 'org', shard_count => 4)")
+        c.execute("SELECT llm_cost.create_rollup('rw_daily', 'rw_calls', 'day', '{org}')")
+        c.execute("SELECT llm_cost.create_budget('rw_cap', 'rw_daily', 100)")
+        c.execute("SELECT llm_cost.set_retention('rw_calls', '90 days')")
+        c.execute("INSERT INTO rw_calls (org, model, input_tokens, output_tokens) SELECT 'o' || (i % 9), 'gpt-4o', 1000, 10 FROM generate_series(1, 90) i")
+        registry = lambda: (  # noqa: E731
+            c.execute("SELECT count(*) FROM llm_cost.tracked_tables WHERE log_table = 'rw_calls'::regclass").fetchone()[0],
+            c.execute("SELECT count(*) FROM llm_cost.rollups WHERE source = 'rw_calls'::regclass").fetchone()[0],
+            c.execute("SELECT count(*) FROM llm_cost.budgets WHERE name = 'rw_cap'").fetchone()[0],
+            c.execute("SELECT count(*) FROM llm_cost.retention_policies WHERE log_table = 'rw_calls'::regclass").fetchone()[0])
+        assert registry() == (1, 1, 1, 1)
+        shards = c.execute("SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'rw_calls'::regclass").fetchone()[0]
+        for call in ("SELECT alter_distributed_table('rw_calls', shard_count => 8, cascade_to_colocated => true)",
+                     "SELECT alter_distributed_table('rw_calls', shard_count => 8, cascade_to_colocated => false)",
+                     "SELECT undistribute_table('rw_calls', cascade_via_foreign_keys => false)",
+                     "SELECT alter_distributed_table('rw_daily_stripes', shard_count => 2, cascade_to_colocated => false)"):
+            try:
+                c.execute(call)
+                raise AssertionError(call)
+            except psycopg.Error as e:
+                assert e.sqlstate == "0A000" and "untrack" in (e.diag.message_hint or ""), (call, e)
+            assert registry() == (1, 1, 1, 1), call
+        assert c.execute("SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'rw_calls'::regclass").fetchone()[0] == shards
+        c.execute("INSERT INTO rw_calls (org, model, input_tokens, output_tokens) SELECT 'o' || (i % 5), 'gpt-4o', 500, 5 FROM generate_series(1, 20) i")
+        view, raw = raw_vs_rollup(c, "rw_calls", "rw_daily", ["org"], "created_at", "day")
+        assert view == raw
+        # The way the hint gives: untrack, change, track and roll up again.
+        c.execute("SELECT llm_cost.untrack('rw_calls')")
+        c.execute("SELECT alter_distributed_table('rw_calls', shard_count => 8, cascade_to_colocated => false)")
+        c.execute("SELECT llm_cost.track('rw_calls')")
+        c.execute("SELECT llm_cost.create_rollup('rw_daily', 'rw_calls', 'day', '{org}')")
+        c.execute("INSERT INTO rw_calls (org, model, input_tokens, output_tokens) VALUES ('o1', 'gpt-4o', 1, 1)")
+        view, raw = raw_vs_rollup(c, "rw_calls", "rw_daily", ["org"], "created_at", "day")
+        assert view == raw
