@@ -36,6 +36,8 @@ pub extern "C-unwind" fn _PG_init() {
     pg::lifecycle::join(&usage::LIFECYCLE);
     // A writer of the price catalog publishes the version it commits, last.
     pg::lifecycle::join(&features::pricing::catalog::LIFECYCLE);
+    // What was sent to Citus workers of the principal is forgotten with the transaction.
+    pg::lifecycle::join(&security::LIFECYCLE);
     rollups::watch_written(budgets::watches);
     // Rollups tell a default cost from a free call with the catalog's estimate.
     rollups::estimate_with(features::pricing::catalog::estimate_by_name);
@@ -48,6 +50,8 @@ pub extern "C-unwind" fn _PG_init() {
     usage::after_insert_priced(features::copy::fast_path);
     #[cfg(llm_cost_copy_shim)]
     features::copy::batched::install_hooks();
+    // The principal reaches the Citus workers of a transaction block.
+    security::install_hooks();
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         retention::PRELOADED.store(true, std::sync::atomic::Ordering::Relaxed);
         // One price catalog per server (per catalog version), in shared memory.

@@ -104,6 +104,156 @@ pub fn current_principal() -> Option<String> {
     p
 }
 
+// ---- The principal on Citus workers ----
+//
+// Row security of a distributed table (a rollup's table of sums) is evaluated on the workers,
+// in the connections Citus opens for the coordinator's transaction. GraphQL and REST layers set
+// the principal with `set_config(..., true)`, which Citus does not send on (only `SET LOCAL`,
+// with `citus.propagate_set_commands = 'local'`). So before each statement of a transaction
+// block on a node with Citus, the settings the principal is read from are sent on with SET LOCAL
+// when they differ from what was sent before in the transaction: the workers then read the same
+// settings, hence the same principal, as the coordinator (`current_principal()` is one function
+// of them). Outside a transaction block Citus sends no SET: a reader of a distributed rollup
+// then sees nothing of it (never someone else's rows).
+
+/// The settings a principal is read from, in `Settings` order.
+const NAMES: [&CStr; 6] = [
+    c"request.jwt.claims",
+    c"request.jwt.claim.sub",
+    c"jwt.claims.user_id",
+    c"jwt.claims.sub",
+    c"hasura.user",
+    c"llm_cost.principal",
+];
+
+type Values = [Option<String>; 6];
+
+fn values() -> Values {
+    NAMES.map(setting)
+}
+
+thread_local! {
+    /// What was sent on in the running transaction, and in which subtransaction; `None` for
+    /// nothing yet. A subtransaction that aborts takes its SETs back on the workers too: then
+    /// what the workers hold is not known and everything is sent again.
+    static SENT: RefCell<Option<(pg_sys::SubTransactionId, Option<Values>)>> = const { RefCell::new(None) };
+    static SENDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn sent_end(_prepared: bool) {
+    SENT.with(|s| *s.borrow_mut() = None);
+}
+
+fn sent_sub_abort(my: pg_sys::SubTransactionId) {
+    SENT.with(|s| {
+        let mut s = s.borrow_mut();
+        if matches!(*s, Some((sub, _)) if sub >= my) {
+            *s = Some((my, None));
+        }
+    });
+}
+
+fn sent_sub_commit(my: pg_sys::SubTransactionId, parent: pg_sys::SubTransactionId) {
+    SENT.with(|s| {
+        if let Some((sub, _)) = s.borrow_mut().as_mut() {
+            if *sub == my {
+                *sub = parent;
+            }
+        }
+    });
+}
+
+fn no_pre_commit() {}
+
+/// The principal's part in the transaction's lifecycle: what was sent to the workers is
+/// forgotten when the transaction ends, and re-sent after a subtransaction that sent it aborted.
+pub static LIFECYCLE: crate::pg::lifecycle::Participant = crate::pg::lifecycle::Participant {
+    pre_commit: no_pre_commit,
+    end: sent_end,
+    sub_abort: sent_sub_abort,
+    sub_commit: sent_sub_commit,
+};
+
+/// Sends the principal's settings on to the Citus workers when they changed (see above).
+fn forward_to_citus_workers() {
+    // SAFETY: reads of the backend's transaction state.
+    let eligible = unsafe { !pg_sys::IsInParallelMode() && pg_sys::IsTransactionBlock() };
+    if !eligible || crate::pg::lifecycle::in_pre_commit() || SENDING.with(|s| s.get()) {
+        return;
+    }
+    // Citus loaded in this backend and installed in this database; not a connection Citus
+    // itself opened (a worker's side of a coordinator's transaction gets the SETs from it).
+    if setting(c"citus.propagate_set_commands").is_none()
+        || !crate::pg::citus::installed()
+        || setting(c"application_name").is_some_and(|a| a.starts_with("citus_internal"))
+    {
+        return;
+    }
+    let now = values();
+    let sub = crate::pg::lifecycle::current_subtransaction();
+    let before = SENT.with(|s| s.borrow().clone());
+    let send: Vec<usize> = match &before {
+        // First look in this transaction: what is set (the workers start without these).
+        None => (0..NAMES.len())
+            .filter(|&i| non_empty(&now[i]).is_some())
+            .collect(),
+        Some((_, Some(v))) => (0..NAMES.len()).filter(|&i| v[i] != now[i]).collect(),
+        // Taken back by an aborted subtransaction: all of them.
+        Some((_, None)) => (0..NAMES.len()).collect(),
+    };
+    if send.is_empty() {
+        if before.is_none() {
+            crate::pg::lifecycle::ensure_registered();
+            SENT.with(|s| *s.borrow_mut() = Some((sub, Some(now))));
+        }
+        return;
+    }
+    crate::pg::lifecycle::ensure_registered();
+    SENDING.with(|s| s.set(true));
+    let pairs: Vec<(&CStr, &str)> = send
+        .iter()
+        .map(|&i| (NAMES[i], now[i].as_deref().unwrap_or("")))
+        .collect();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::pg::citus::set_local_everywhere(&pairs)
+    }));
+    SENDING.with(|s| s.set(false));
+    if let Err(e) = r {
+        std::panic::resume_unwind(e);
+    }
+    // Sent in this subtransaction: if it aborts, the workers take these SETs back.
+    SENT.with(|s| *s.borrow_mut() = Some((sub, Some(now))));
+}
+
+static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
+
+/// Installs the executor hook that sends the principal on to Citus workers (from `_PG_init`).
+pub fn install_hooks() {
+    // SAFETY: set once per process in _PG_init, before any statement; the previous hook is kept and chained.
+    unsafe {
+        PREV_EXECUTOR_START = pg_sys::ExecutorStart_hook;
+        pg_sys::ExecutorStart_hook = Some(executor_start);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_start(
+    query_desc: *mut pg_sys::QueryDesc,
+    eflags: std::ffi::c_int,
+) {
+    if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as std::ffi::c_int == 0 {
+        forward_to_citus_workers();
+    }
+    // SAFETY: the previous hook (or the standard function) with the arguments we were given.
+    unsafe {
+        match PREV_EXECUTOR_START {
+            // An ERROR in the next hook comes back as a Rust panic, re-raised by pg_guard.
+            Some(prev) => pg_sys::ffi::pg_guard_ffi_boundary(|| prev(query_desc, eflags)),
+            None => pg_sys::standard_ExecutorStart(query_desc, eflags),
+        }
+    }
+}
+
 #[cfg(test)]
 mod unit_tests {
     use super::*;

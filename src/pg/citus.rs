@@ -4,9 +4,9 @@
 use super::spi;
 use pgrx::prelude::*;
 
-/// Whether `relid` is a table Citus distributes (or replicates): its metadata table exists in
-/// this database only where the citus extension is installed (checked without a query first).
-pub fn is_citus_table(relid: pg_sys::Oid) -> bool {
+/// Whether the citus extension is installed in this database: its metadata table exists (a
+/// catalog cache look-up, no query).
+pub fn installed() -> bool {
     // SAFETY: a catalog name look-up; a NUL-terminated name.
     let metadata = unsafe {
         pg_sys::get_relname_relid(
@@ -14,7 +14,13 @@ pub fn is_citus_table(relid: pg_sys::Oid) -> bool {
             pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE),
         )
     };
-    if metadata == pg_sys::InvalidOid {
+    metadata != pg_sys::InvalidOid
+}
+
+/// Whether `relid` is a table Citus distributes (or replicates): its metadata table exists in
+/// this database only where the citus extension is installed (checked without a query first).
+pub fn is_citus_table(relid: pg_sys::Oid) -> bool {
+    if !installed() {
         return false;
     }
     spi::get_one_with_args::<bool>(
@@ -24,4 +30,65 @@ pub fn is_citus_table(relid: pg_sys::Oid) -> bool {
     .ok()
     .flatten()
     .unwrap_or(false)
+}
+
+/// Sets each (setting, value) with `SET LOCAL` for the rest of the transaction, here and on every
+/// worker taking part in it, now or later in the transaction. Citus sends a `SET LOCAL` on to the
+/// workers when `citus.propagate_set_commands` is `local` (and the statement runs in a
+/// transaction block): that setting is `local` for the duration of these statements only (a GUC
+/// nest level, as a function's `SET` clause), so the caller's own SETs are not sent on because
+/// of this. Setting names are quoted part by part, values as literals.
+pub fn set_local_everywhere(settings: &[(&std::ffi::CStr, &str)]) {
+    // SAFETY: a GUC nest level, undone below on success and on error.
+    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    // SAFETY: NUL-terminated literals; GUC_ACTION_SAVE ties the value to the nest level above.
+    unsafe {
+        pg_sys::set_config_option(
+            c"citus.propagate_set_commands".as_ptr(),
+            c"local".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+    pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        for (name, value) in settings {
+            let name = name
+                .to_string_lossy()
+                .split('.')
+                .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(".");
+            let value = quote_literal(value);
+            spi::run(&format!("SET LOCAL {name} = {value}")).unwrap_or_else(|e| {
+                super::fail::internal(format!(
+                    "llm_cost: could not set {name} on the workers: {e}"
+                ))
+            });
+        }
+    }))
+    .catch_others(|e| {
+        // SAFETY: undoes the nest level opened above before the error goes on.
+        unsafe { pg_sys::AtEOXact_GUC(false, nest) };
+        e.rethrow()
+    })
+    .execute();
+    // SAFETY: undoes the nest level opened above: propagate_set_commands comes back, the SET
+    // LOCALs made inside it stay for the transaction.
+    unsafe { pg_sys::AtEOXact_GUC(true, nest) };
+}
+
+fn quote_literal(value: &str) -> String {
+    // (a GUC value holds no NUL)
+    let c = std::ffi::CString::new(value.replace('\0', "")).unwrap_or_default();
+    // SAFETY: a NUL-terminated string in, a palloc'd NUL-terminated string out, copied at once.
+    unsafe {
+        let q = pg_sys::quote_literal_cstr(c.as_ptr());
+        let s = std::ffi::CStr::from_ptr(q).to_string_lossy().into_owned();
+        pg_sys::pfree(q.cast());
+        s
+    }
 }

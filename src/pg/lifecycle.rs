@@ -26,6 +26,13 @@ static PARTICIPANTS: std::sync::Mutex<Vec<&'static Participant>> =
 thread_local! {
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
     static PREPARING: Cell<bool> = const { Cell::new(false) };
+    static IN_PRE_COMMIT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the participants' pre-commit work is running now (in a backend whose callbacks are
+/// registered): statements run then are llm_cost's own, not the application's.
+pub fn in_pre_commit() -> bool {
+    IN_PRE_COMMIT.with(|p| p.get())
 }
 
 /// Whether the pre-commit work running now is that of PREPARE TRANSACTION (which may not NOTIFY).
@@ -53,11 +60,14 @@ unsafe extern "C-unwind" fn xact_callback(
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
             PREPARING.with(|p| p.set(event == XACT_EVENT_PRE_PREPARE));
+            IN_PRE_COMMIT.with(|p| p.set(true));
             participants().iter().for_each(|p| (p.pre_commit)());
+            IN_PRE_COMMIT.with(|p| p.set(false));
             PREPARING.with(|p| p.set(false));
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_COMMIT => {
             PREPARING.with(|p| p.set(false));
+            IN_PRE_COMMIT.with(|p| p.set(false));
             participants().iter().for_each(|p| (p.end)(false))
         }
         XACT_EVENT_PREPARE => participants().iter().for_each(|p| (p.end)(true)),

@@ -398,34 +398,171 @@ def test_quoted_names_another_schema_an_integer_key_and_local_times(citus):
         assert view == raw
 
 
-def test_row_security_on_a_distributed_rollup_needs_the_principal_on_the_workers(citus):
-    """Policies of a distributed rollup run on the workers: with SET LOCAL and
-    citus.propagate_set_commands = 'local' a reader sees its own rows; without the principal on the
-    workers it sees none (never someone else's)."""
+def seat_rollup(c, table, rollup, owner_col, n=8):
+    """A distributed table tracked with a daily rollup by `owner_col` under row security, one
+    row of 1M input tokens of gpt-4o ($2.50) per owner acct0..acct{n-1}."""
+    c.execute("SET client_min_messages = error")
+    c.execute(f"""CREATE TABLE {table} (id bigserial, at timestamptz NOT NULL DEFAULT now(), {owner_col} text NOT NULL, model text,
+                                        input_tokens int, output_tokens int, cost_usd numeric, cost_source text)""")
+    c.execute(f"SELECT llm_cost.track('{table}', time_column => 'at')")
+    c.execute(f"SELECT create_distributed_table('{table}', '{owner_col}')")
+    c.execute(f"SELECT llm_cost.create_rollup('{rollup}', '{table}', 'day', '{{{owner_col}}}')")
+    rows = ", ".join(f"('acct{i}', 'gpt-4o', 1000000, 0)" for i in range(n))
+    c.execute(f"INSERT INTO {table} ({owner_col}, model, input_tokens, output_tokens) VALUES {rows}")
+    c.execute(f"SELECT llm_cost.enable_row_security('{rollup}', '{owner_col}')")
+
+
+def test_row_security_on_a_distributed_rollup_sees_the_principal_set_with_set_config(citus):
+    """Policies of a distributed rollup run on the workers. The principal's settings reach them in
+    a transaction block however they were set (set_config as PostGraphile and PostgREST do, SET
+    LOCAL, a session SET), changed mid-transaction, across savepoints; outside a transaction
+    block the workers see no principal and a reader sees nothing (never someone else's rows)."""
     reader = "reader_" + uuid.uuid4().hex[:8]
     with connect(citus["coord"], citus["db"]) as c:
-        c.execute("SET client_min_messages = error")
-        c.execute("""CREATE TABLE seat_log (id bigserial, at timestamptz NOT NULL DEFAULT now(), account text NOT NULL, model text,
-                                            input_tokens int, output_tokens int, cost_usd numeric, cost_source text)""")
-        c.execute("SELECT llm_cost.track('seat_log', time_column => 'at')")
-        c.execute("SELECT create_distributed_table('seat_log', 'account')")
-        c.execute("SELECT llm_cost.create_rollup('seat_daily', 'seat_log', 'day', '{account}')")
-        rows = ", ".join(f"('acct{i}', 'gpt-4o', 1000000, 0)" for i in range(8))
-        c.execute(f"INSERT INTO seat_log (account, model, input_tokens, output_tokens) VALUES {rows}")
-        c.execute("SELECT llm_cost.enable_row_security('seat_daily', 'account')")
+        seat_rollup(c, "seat_log", "seat_daily", "account")
         c.execute(f"CREATE ROLE {reader} LOGIN")
         c.execute(f"GRANT SELECT ON seat_daily, seat_daily_stripes TO {reader}")
         c.execute(f"SET ROLE {reader}")
-        c.execute("SET citus.propagate_set_commands = 'local'")
-        with c.transaction():
-            c.execute("SET LOCAL llm_cost.principal = 'acct3'")
-            assert c.execute("SELECT account, requests, cost_usd FROM seat_daily").fetchall() == [("acct3", 1, 2.5)]
-        # set_config() is not a SET command: Citus does not send it, the workers see no principal.
+        mine = "SELECT account, requests, cost_usd FROM seat_daily ORDER BY 1"
         with c.transaction():
             c.execute("SELECT set_config('llm_cost.principal', 'acct5', true)")
-            assert c.execute("SELECT count(*) FROM seat_daily").fetchone()[0] == 0
+            assert c.execute(mine).fetchall() == [("acct5", 1, 2.5)]
+        with c.transaction():
+            c.execute("""SELECT set_config('request.jwt.claims', '{"sub": "acct2", "role": "x"}', true)""")
+            assert c.execute(mine).fetchall() == [("acct2", 1, 2.5)]
+            # Another principal later in the same transaction: the open worker connections get it.
+            c.execute("""SELECT set_config('request.jwt.claims', '{"sub": "acct6"}', true)""")
+            assert c.execute(mine).fetchall() == [("acct6", 1, 2.5)]
+            # Claims that name nobody: nobody, on the workers too.
+            c.execute("""SELECT set_config('request.jwt.claims', '{"sub": {"x": 1}}', true)""")
+            assert c.execute(mine).fetchall() == []
+        # A setting read before llm_cost.principal wins on every node alike.
+        c.execute("SET citus.propagate_set_commands = 'local'")
+        with c.transaction():
+            c.execute("SET LOCAL llm_cost.principal = 'acct1'")
+            assert c.execute(mine).fetchall() == [("acct1", 1, 2.5)]
+            c.execute("SELECT set_config('jwt.claims.user_id', 'acct4', true)")
+            assert c.execute(mine).fetchall() == [("acct4", 1, 2.5)]
+        c.execute("RESET citus.propagate_set_commands")
+        # Savepoints: a principal set inside one that rolls back is gone on every node; one set
+        # before it stays, although it was first sent to the workers inside it.
+        with c.transaction():
+            c.execute("SAVEPOINT a")
+            c.execute("SELECT set_config('llm_cost.principal', 'acct7', true)")
+            assert c.execute(mine).fetchall() == [("acct7", 1, 2.5)]
+            c.execute("ROLLBACK TO SAVEPOINT a")
+            assert c.execute(mine).fetchall() == []
+            c.execute("SELECT set_config('llm_cost.principal', 'acct3', true)")
+            c.execute("SAVEPOINT b")
+            assert c.execute(mine).fetchall() == [("acct3", 1, 2.5)]
+            c.execute("ROLLBACK TO SAVEPOINT b")
+            assert c.execute(mine).fetchall() == [("acct3", 1, 2.5)]
+            c.execute("SAVEPOINT c")
+            c.execute("SELECT set_config('llm_cost.principal', 'acct0', true)")
+            assert c.execute(mine).fetchall() == [("acct0", 1, 2.5)]
+            c.execute("RELEASE SAVEPOINT c")
+            assert c.execute(mine).fetchall() == [("acct0", 1, 2.5)]
+        # A session setting, read in a transaction block.
+        c.execute("SET llm_cost.principal = 'acct6'")
+        with c.transaction():
+            assert c.execute(mine).fetchall() == [("acct6", 1, 2.5)]
+        # Outside a transaction block Citus sends no SET: nothing, never someone else's rows.
+        assert c.execute(mine).fetchall() == []
+        c.execute("RESET llm_cost.principal")
         c.execute("RESET ROLE")
         assert c.execute("SELECT count(*) FROM seat_daily").fetchone()[0] == 8
+
+
+def test_postgraphile_readers_of_a_distributed_rollup_and_its_budgets_see_exactly_their_rows(citus):
+    """The real PostGraphile 4 (npm) on the coordinator: it sets the JWT's claims and role with
+    set_config(..., true) in a transaction per request, and each reader gets exactly their rows
+    of a distributed rollup and of budget_status over it, an admin all, no token nothing."""
+    import base64
+    import hashlib
+    import hmac
+    import socket
+    import time
+    import urllib.request
+    from decimal import Decimal
+
+    postgraphile = ROOT / "tests" / "graphql" / "node_modules" / ".bin" / "postgraphile"
+    if not postgraphile.exists():
+        pytest.fail("PostGraphile is not installed: run scripts/test.sh (it runs npm ci in tests/graphql)")
+    secret = "citus-test-secret"
+    app = "gql_" + uuid.uuid4().hex[:8]
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("CREATE SCHEMA gql")
+        seat_rollup(c, "gql.team_calls", "gql.team_daily", "team", n=5)
+        c.execute("INSERT INTO gql.team_calls (team, model, input_tokens, output_tokens) VALUES ('acct1', 'gpt-4o', 0, 1000000)")
+        c.execute("SELECT llm_cost.create_budget('team_cap', 'gql.team_daily', 5, '{0.8,1}')")
+        c.execute(f"CREATE ROLE {app} LOGIN")
+        c.execute(f"GRANT llm_cost_reader, llm_cost_admin TO {app}")
+        c.execute("GRANT USAGE ON SCHEMA gql TO llm_cost_reader, llm_cost_admin")
+        c.execute("GRANT SELECT ON gql.team_daily, gql.team_daily_stripes TO llm_cost_reader, llm_cost_admin")
+        # Citus connects to the workers as the role a request switched to (docs/citus.md).
+        for role in ("llm_cost_reader", "llm_cost_admin"):
+            ok = c.execute(f"SELECT bool_and(success) FROM run_command_on_workers('SET citus.enable_ddl_propagation TO off; ALTER ROLE {role} LOGIN')")
+            assert ok.fetchone()[0]
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    def jwt(claims):
+        head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = b64(json.dumps({"aud": "postgraphile", "exp": int(time.time()) + 600, **claims}).encode())
+        return f"{head}.{body}.{b64(hmac.new(secret.encode(), f'{head}.{body}'.encode(), hashlib.sha256).digest())}"
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    http_port = s.getsockname()[1]
+    s.close()
+    url = f"http://127.0.0.1:{http_port}/graphql"
+
+    def query(q, token=None):
+        req = urllib.request.Request(url, data=json.dumps({"query": q}).encode(),
+                                     headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
+        with urllib.request.urlopen(req, timeout=20) as r:
+            body = json.loads(r.read())
+        assert not body.get("errors"), body["errors"]
+        return body["data"]
+
+    log_path = ROOT / "target" / "postgraphile-citus.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([str(postgraphile), "-c", f"postgres://{app}@127.0.0.1:{citus['coord']}/{citus['db']}", "-s", "gql,llm_cost",
+                                 "--include-extension-resources", "-n", "127.0.0.1", "-p", str(http_port), "--jwt-secret", secret,
+                                 "--default-role", "llm_cost_reader", "--disable-query-log"],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT / "tests" / "graphql")
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    query("{ __typename }")
+                    break
+                except Exception:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log.flush()
+                        raise RuntimeError("PostGraphile did not start:\n" + log_path.read_text())
+                    time.sleep(0.3)
+            daily = "{ allTeamDailies(orderBy: TEAM_ASC) { nodes { team requests costUsd } } }"
+            budgets = '{ allBudgetStatuses(condition: {budget: "team_cap"}, orderBy: GROUP_ASC) { nodes { group spentUsd state } } }'
+            for who in ["acct1", "acct3"]:
+                token = jwt({"role": "llm_cost_reader", "user_id": who})
+                rows = query(daily, token)["allTeamDailies"]["nodes"]
+                want = Decimal("12.5") if who == "acct1" else Decimal("2.5")
+                assert [(r["team"], int(r["requests"]), Decimal(r["costUsd"])) for r in rows] == [(who, 2 if who == "acct1" else 1, want)]
+                st = query(budgets, token)["allBudgetStatuses"]["nodes"]
+                group = [json.loads(n["group"]) if isinstance(n["group"], str) else n["group"] for n in st]
+                assert group == [{"team": who}]
+                assert Decimal(st[0]["spentUsd"]) == want
+                assert st[0]["state"] == ("exceeded" if who == "acct1" else "ok")
+            admin = query(daily, jwt({"role": "llm_cost_admin", "user_id": "boss"}))["allTeamDailies"]["nodes"]
+            assert sorted(r["team"] for r in admin) == [f"acct{i}" for i in range(5)]
+            assert sum(Decimal(r["costUsd"]) for r in admin) == Decimal("22.5")
+            assert query(daily)["allTeamDailies"]["nodes"] == []
+            assert query(budgets)["allBudgetStatuses"]["nodes"] == []
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def test_the_coordinators_background_worker_purges_and_alerts(citus):
