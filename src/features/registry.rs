@@ -371,3 +371,172 @@ mod tests {
         assert_eq!(seen("postgres"), "1 1 1 1");
     }
 }
+
+/// Citus functions that turn a table into a shard of a new table of the same name (the original
+/// relation is renamed `<name>_<shardid>`, a new "shell" relation takes the name): llm_cost's
+/// registries, which name tables by OID, would keep following the renamed shard.
+const CITUS_RENAMING: [&str; 2] = [
+    "create_distributed_table_concurrently",
+    "citus_add_local_table_to_metadata",
+];
+
+/// Refuses, before it runs, a statement that calls one of `CITUS_RENAMING` on a table llm_cost
+/// tracks or rolls up (one of its triggers is on it; 0A000, with what to do instead): called from the executor hook for every
+/// statement; costs a catalog look-up unless Citus is installed in the database and the statement
+/// is a plain `SELECT f(...)`. The table is read from the call's first argument when it is a
+/// constant or a parameter (a literal, a prepared statement, a PL/pgSQL variable).
+///
+/// # Safety
+/// `query_desc` is the executor's query descriptor for the statement about to start.
+pub unsafe fn refuse_citus_renaming(query_desc: *mut pg_sys::QueryDesc) {
+    if !crate::pg::citus::installed() {
+        return;
+    }
+    // SAFETY: the planned statement and its plan tree belong to the query descriptor.
+    let targets = unsafe {
+        let stmt = (*query_desc).plannedstmt;
+        if stmt.is_null() || (*stmt).commandType != pg_sys::CmdType::CMD_SELECT {
+            return;
+        }
+        let plan = (*stmt).planTree;
+        if plan.is_null() || (*plan).type_ != pg_sys::NodeTag::T_Result {
+            return;
+        }
+        ptrs((*plan).targetlist)
+    };
+    for te in targets {
+        // SAFETY: a plan's target list holds TargetEntry nodes; expressions are checked by tag.
+        let table = unsafe {
+            let expr = (*(te as *mut pg_sys::TargetEntry)).expr as *mut pg_sys::Node;
+            if expr.is_null() || (*expr).type_ != pg_sys::NodeTag::T_FuncExpr {
+                continue;
+            }
+            let f = expr as *mut pg_sys::FuncExpr;
+            if pg_sys::get_func_namespace((*f).funcid)
+                != pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE)
+            {
+                continue;
+            }
+            let name = pg_sys::get_func_name((*f).funcid);
+            if name.is_null() {
+                continue;
+            }
+            let name = std::ffi::CStr::from_ptr(name)
+                .to_string_lossy()
+                .into_owned();
+            if !CITUS_RENAMING.contains(&name.as_str()) {
+                continue;
+            }
+            let args = ptrs((*f).args).first().copied();
+            match args.and_then(|a| first_oid(a as *mut pg_sys::Node, (*query_desc).params)) {
+                Some(oid) => (name, oid),
+                None => continue,
+            }
+        };
+        let (name, oid) = table;
+        // (No SQL here: a statement run now would give the Citus function's transaction an id,
+        // and its non-blocking split then waits for that transaction forever.)
+        // SAFETY: a relation cache look-up by OID, closed at once.
+        let hit = unsafe { llm_cost_triggered(oid) };
+        if let Some(hit) = hit {
+            crate::pg::fail::user(
+                PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                format!(
+                    "llm_cost: Citus's {name} would turn {hit}, which llm_cost tracks or rolls up, into a shard of a new table of the same name: llm_cost would not follow it"
+                ),
+            )
+            .hint(
+                "Nothing was changed. Use create_distributed_table() (llm_cost follows it), then create the rollups; or llm_cost.untrack() the table (its rollups go with it), run the Citus function, and track() it and create_rollup() again (rollups backfill from the rows).",
+            )
+            .raise();
+        }
+    }
+}
+
+/// The qualified name of `relid` when one of llm_cost's triggers is on it (a tracked table, the
+/// source of a rollup), read from the relation cache.
+unsafe fn llm_cost_triggered(relid: pg_sys::Oid) -> Option<String> {
+    // SAFETY: catalog cache look-ups; the relation cache entry is released before returning.
+    unsafe {
+        let ns = pg_sys::get_namespace_oid(c"llm_cost".as_ptr(), true);
+        if ns == pg_sys::InvalidOid {
+            return None;
+        }
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return None;
+        }
+        let td = (*rel).trigdesc;
+        let ours = !td.is_null()
+            && (0..(*td).numtriggers as usize)
+                .any(|i| pg_sys::get_func_namespace((*(*td).triggers.add(i)).tgfoid) == ns);
+        let name = ours.then(|| {
+            let q = pg_sys::quote_qualified_identifier(
+                pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace),
+                (*(*rel).rd_rel).relname.data.as_ptr(),
+            );
+            std::ffi::CStr::from_ptr(q).to_string_lossy().into_owned()
+        });
+        pg_sys::RelationClose(rel);
+        name
+    }
+}
+
+/// The pointers of a node list (NIL: none).
+unsafe fn ptrs(list: *mut pg_sys::List) -> Vec<*mut std::ffi::c_void> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: a valid List of pointers, read cell by cell within its length.
+    unsafe {
+        (0..(*list).length)
+            .map(|i| (*(*list).elements.add(i as usize)).ptr_value)
+            .collect()
+    }
+}
+
+/// The OID a regclass/oid argument holds, when it is a constant or a bound parameter.
+unsafe fn first_oid(
+    mut node: *mut pg_sys::Node,
+    params: pg_sys::ParamListInfo,
+) -> Option<pg_sys::Oid> {
+    // SAFETY: nodes are read by tag; parameters through the list's own fetch hook when it has one.
+    unsafe {
+        while !node.is_null() && (*node).type_ == pg_sys::NodeTag::T_RelabelType {
+            node = (*(node as *mut pg_sys::RelabelType)).arg as *mut pg_sys::Node;
+        }
+        if node.is_null() {
+            return None;
+        }
+        let (value, isnull, ty) = match (*node).type_ {
+            pg_sys::NodeTag::T_Const => {
+                let c = node as *mut pg_sys::Const;
+                ((*c).constvalue, (*c).constisnull, (*c).consttype)
+            }
+            pg_sys::NodeTag::T_Param => {
+                let p = node as *mut pg_sys::Param;
+                if (*p).paramkind != pg_sys::ParamKind::PARAM_EXTERN
+                    || params.is_null()
+                    || (*p).paramid < 1
+                    || (*p).paramid > (*params).numParams
+                {
+                    return None;
+                }
+                let mut workspace = pg_sys::ParamExternData::default();
+                let d = match (*params).paramFetch {
+                    Some(fetch) => fetch(params, (*p).paramid, false, &mut workspace),
+                    None => (*params).params.as_mut_ptr().add((*p).paramid as usize - 1),
+                };
+                if d.is_null() {
+                    return None;
+                }
+                ((*d).value, (*d).isnull, (*p).paramtype)
+            }
+            _ => return None,
+        };
+        if isnull || (ty != pg_sys::REGCLASSOID && ty != pg_sys::OIDOID) {
+            return None;
+        }
+        Some(pg_sys::Oid::from(value.value() as u32))
+    }
+}

@@ -242,6 +242,8 @@ unsafe extern "C-unwind" fn executor_start(
     eflags: std::ffi::c_int,
 ) {
     if eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as std::ffi::c_int == 0 {
+        // SAFETY: the query descriptor the executor was given.
+        unsafe { crate::features::registry::refuse_citus_renaming(query_desc) };
         forward_to_citus_workers();
     }
     // SAFETY: the previous hook (or the standard function) with the arguments we were given.

@@ -16,9 +16,17 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 PKGLIBDIR = subprocess.run(["/usr/bin/pg_config", "--pkglibdir"], capture_output=True, text=True).stdout.strip()
 CONF = """shared_preload_libraries = 'citus,llm_cost'
 max_prepared_transactions = 100
+wal_level = logical
 citus.enable_unsafe_triggers = on
 llm_cost.retention_naptime = 2
 """
+
+# Some builds of PostgreSQL (this machine's) list the libraries allowed as logical decoding output
+# plugins; Citus's non-blocking table and shard operations decode through its own.
+_DESCRIBE = subprocess.run([os.path.join(subprocess.run(["/usr/bin/pg_config", "--bindir"], capture_output=True, text=True).stdout.strip(),
+                                         "postgres"), "--describe-config"], capture_output=True, text=True).stdout
+if "output_plugin_libraries" in _DESCRIBE:
+    CONF += "output_plugin_libraries = 'pgoutput, test_decoding, citus'\n"
 
 pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(PKGLIBDIR, "citus.so")),
                                 reason=f"Citus is not installed ({PKGLIBDIR}/citus.so missing): the Citus tests need a hand-built Citus 12.1.x")
@@ -462,6 +470,11 @@ def test_row_security_on_a_distributed_rollup_sees_the_principal_set_with_set_co
             assert c.execute(mine).fetchall() == [("acct0", 1, 2.5)]
             c.execute("RELEASE SAVEPOINT c")
             assert c.execute(mine).fetchall() == [("acct0", 1, 2.5)]
+        # A read-only transaction, as PostgREST runs its reads.
+        c.execute("BEGIN READ ONLY")
+        c.execute("""SELECT set_config('request.jwt.claims', '{"sub": "acct4"}', true)""")
+        assert c.execute(mine).fetchall() == [("acct4", 1, 2.5)]
+        c.execute("COMMIT")
         # A session setting, read in a transaction block.
         c.execute("SET llm_cost.principal = 'acct6'")
         with c.transaction():
@@ -871,3 +884,70 @@ def test_citus_functions_that_re_create_a_tracked_table_are_refused_before_anyth
         c.execute("INSERT INTO rw_calls (org, model, input_tokens, output_tokens) VALUES ('o1', 'gpt-4o', 1, 1)")
         view, raw = raw_vs_rollup(c, "rw_calls", "rw_daily", ["org"], "created_at", "day")
         assert view == raw
+
+
+def test_shard_splits_moves_and_concurrent_distribution_keep_rollups_exact(citus):
+    """Citus's own shard maintenance under llm_cost: create_distributed_table_concurrently and
+    citus_add_local_table_to_metadata of a tracked table are refused before anything changes (they
+    would make it a shard of a new table); a table distributed with the former, then tracked, is
+    priced and summed; a shard split (its co-located
+    shard of sums splits with it) and a shard move keep every rollup equal to GROUP BY over the
+    raw rows, before and after more writes."""
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = error")
+        c.execute("""CREATE TABLE split_log (id bigserial, at timestamptz NOT NULL DEFAULT now(), org text NOT NULL, model text,
+                                             input_tokens int, output_tokens int, cost_usd numeric, cost_source text,
+                                             PRIMARY KEY (org, id))""")
+        c.execute("SELECT llm_cost.track('split_log', time_column => 'at')")
+        oid = c.execute("SELECT 'split_log'::regclass::oid").fetchone()[0]
+        # Citus's functions that make the table a shard of a new one of the same name are refused
+        # before anything changes: called directly, prepared, or from PL/pgSQL with a variable.
+        for call in ["SELECT create_distributed_table_concurrently('split_log', 'org', shard_count => 4)",
+                     "SELECT citus_add_local_table_to_metadata('public.split_log')",
+                     "DO $$ DECLARE t regclass := 'split_log'; BEGIN PERFORM create_distributed_table_concurrently(t, 'org'); END $$"]:
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match=r"llm_cost: Citus's .* would turn public\.split_log, which llm_cost tracks"):
+                c.execute(call)
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            c.execute("SELECT create_distributed_table_concurrently(%s::regclass, 'org')", ("split_log",), prepare=True)
+        assert c.execute("SELECT 'split_log'::regclass::oid, EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'split_log'::regclass), "
+                         "EXISTS (SELECT 1 FROM llm_cost.tracked_tables WHERE log_table = 'split_log'::regclass)").fetchone() == (oid, False, True)
+        # The way the hint gives: untrack, distribute concurrently, track again.
+        c.execute("SELECT llm_cost.untrack('split_log')")
+        c.execute("SELECT create_distributed_table_concurrently('split_log', 'org', shard_count => 4)")
+        c.execute("SELECT llm_cost.track('split_log', time_column => 'at')")
+        c.execute("SELECT llm_cost.create_rollup('split_daily', 'split_log', 'day', '{org,model}')")
+
+        def write(k):
+            c.execute(f"""INSERT INTO split_log (org, model, input_tokens, output_tokens)
+                          SELECT 'o' || (g % 40), (ARRAY['gpt-4o', 'claude-sonnet-4-5', 'no-such-model-{k}'])[1 + g % 3], 1000 + g, g % 300
+                            FROM generate_series(1, 600) g""")
+
+        def check():
+            view = c.execute("SELECT org, model, requests, cost_usd, unpriced_requests FROM split_daily ORDER BY 1, 2").fetchall()
+            raw = c.execute("""SELECT org, model, count(*), CASE WHEN count(cost_usd) > 0 THEN sum(cost_usd) END, count(*) - count(cost_usd)
+                                 FROM split_log GROUP BY org, model, date_trunc('day', at) ORDER BY 1, 2""").fetchall()
+            assert view == raw and len(view) > 40
+
+        write(1)
+        assert c.execute("SELECT count(*) FILTER (WHERE cost_source = 'estimated'), count(*) FROM split_log").fetchone() == (400, 600)
+        check()
+        nodes = [r[0] for r in c.execute("SELECT nodeid FROM pg_dist_node WHERE noderole = 'primary' AND nodeport IN (%s, %s) ORDER BY nodeport",
+                                         (citus["w1"], citus["w2"])).fetchall()]
+        shard, lo, hi = c.execute("""SELECT shardid, shardminvalue::bigint, shardmaxvalue::bigint FROM pg_dist_shard
+                                      WHERE logicalrelid = 'split_log'::regclass ORDER BY shardminvalue::bigint LIMIT 1""").fetchone()
+        c.execute("SELECT citus_split_shard_by_split_points(%s, ARRAY[%s], ARRAY[%s, %s], shard_transfer_mode => 'block_writes')",
+                  (shard, str((lo + hi) // 2), nodes[0], nodes[1]))
+        assert c.execute("SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'split_daily_stripes'::regclass").fetchone()[0] == 5
+        check()
+        write(2)
+        check()
+        shard, port = c.execute("""SELECT s.shardid, n.nodeport FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid)
+                                     JOIN pg_dist_node n ON n.groupid = p.groupid
+                                    WHERE s.logicalrelid = 'split_log'::regclass ORDER BY s.shardid DESC LIMIT 1""").fetchone()
+        to = citus["w2"] if port == citus["w1"] else citus["w1"]
+        c.execute("SELECT citus_move_shard_placement(%s, '127.0.0.1', %s, '127.0.0.1', %s, shard_transfer_mode => 'block_writes')",
+                  (shard, port, to))
+        check()
+        write(3)
+        check()
+        assert c.execute("SELECT count(*) FILTER (WHERE cost_source = 'estimated'), count(*) FROM split_log").fetchone() == (1200, 1800)
