@@ -372,12 +372,16 @@ mod tests {
     }
 }
 
-/// Citus functions that turn a table into a shard of a new table of the same name (the original
-/// relation is renamed `<name>_<shardid>`, a new "shell" relation takes the name): llm_cost's
-/// registries, which name tables by OID, would keep following the renamed shard.
-const CITUS_RENAMING: [&str; 2] = [
+/// Citus functions that give a table a new identity under its name: the first two turn it into a
+/// shard of a new table of the same name (the original relation is renamed `<name>_<shardid>`, a
+/// new "shell" relation takes the name), the others re-create it and drop the old one. llm_cost's
+/// registries name tables by OID: they would follow the renamed shard, or lose the table.
+const CITUS_RENAMING: [&str; 5] = [
     "create_distributed_table_concurrently",
     "citus_add_local_table_to_metadata",
+    "alter_distributed_table",
+    "undistribute_table",
+    "alter_table_set_access_method",
 ];
 
 /// Refuses, before it runs, a statement that calls one of `CITUS_RENAMING` on a table llm_cost
@@ -439,15 +443,22 @@ pub unsafe fn refuse_citus_renaming(query_desc: *mut pg_sys::QueryDesc) {
         // SAFETY: a relation cache look-up by OID, closed at once.
         let hit = unsafe { llm_cost_triggered(oid) };
         if let Some(hit) = hit {
+            let (what, hint) = if name.starts_with("alter_") || name == "undistribute_table" {
+                (
+                    "re-creates {hit}, which llm_cost tracks or rolls up: llm_cost would lose the table, its rollups, budgets and retention policy",
+                    "Nothing was changed. To change it anyway: llm_cost.untrack() the table (its rollups go with it), run the Citus function, then track() it and create_rollup() again (rollups backfill from the rows); budgets and retention policies are set again after.",
+                )
+            } else {
+                (
+                    "would turn {hit}, which llm_cost tracks or rolls up, into a shard of a new table of the same name: llm_cost would not follow it",
+                    "Nothing was changed. Use create_distributed_table() (llm_cost follows it), then create the rollups; or llm_cost.untrack() the table (its rollups go with it), run the Citus function, and track() it and create_rollup() again (rollups backfill from the rows).",
+                )
+            };
             crate::pg::fail::user(
                 PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                format!(
-                    "llm_cost: Citus's {name} would turn {hit}, which llm_cost tracks or rolls up, into a shard of a new table of the same name: llm_cost would not follow it"
-                ),
+                format!("llm_cost: Citus's {name} {}", what.replace("{hit}", &hit)),
             )
-            .hint(
-                "Nothing was changed. Use create_distributed_table() (llm_cost follows it), then create the rollups; or llm_cost.untrack() the table (its rollups go with it), run the Citus function, and track() it and create_rollup() again (rollups backfill from the rows).",
-            )
+            .hint(hint)
             .raise();
         }
     }
