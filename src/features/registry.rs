@@ -396,22 +396,35 @@ pub unsafe fn refuse_citus_renaming(query_desc: *mut pg_sys::QueryDesc) {
     if !crate::pg::citus::installed() {
         return;
     }
-    // SAFETY: the planned statement and its plan tree belong to the query descriptor.
-    let targets = unsafe {
+    // SAFETY: the planned statement and its plan tree belong to the query descriptor; nodes are
+    // read by tag. `SELECT f(...)` plans as a Result (or ProjectSet) whose target list holds the
+    // call, `SELECT * FROM f(...)` as a FunctionScan.
+    let calls = unsafe {
         let stmt = (*query_desc).plannedstmt;
         if stmt.is_null() || (*stmt).commandType != pg_sys::CmdType::CMD_SELECT {
             return;
         }
         let plan = (*stmt).planTree;
-        if plan.is_null() || (*plan).type_ != pg_sys::NodeTag::T_Result {
+        if plan.is_null() {
             return;
         }
-        ptrs((*plan).targetlist)
+        match (*plan).type_ {
+            pg_sys::NodeTag::T_Result | pg_sys::NodeTag::T_ProjectSet => ptrs((*plan).targetlist)
+                .into_iter()
+                .map(|te| (*(te as *mut pg_sys::TargetEntry)).expr as *mut pg_sys::Node)
+                .collect::<Vec<_>>(),
+            pg_sys::NodeTag::T_FunctionScan => {
+                ptrs((*(plan as *mut pg_sys::FunctionScan)).functions)
+                    .into_iter()
+                    .map(|rf| (*(rf as *mut pg_sys::RangeTblFunction)).funcexpr)
+                    .collect()
+            }
+            _ => return,
+        }
     };
-    for te in targets {
-        // SAFETY: a plan's target list holds TargetEntry nodes; expressions are checked by tag.
+    for expr in calls {
+        // SAFETY: expressions are checked by tag before they are read as a call.
         let table = unsafe {
-            let expr = (*(te as *mut pg_sys::TargetEntry)).expr as *mut pg_sys::Node;
             if expr.is_null() || (*expr).type_ != pg_sys::NodeTag::T_FuncExpr {
                 continue;
             }

@@ -915,6 +915,7 @@ def test_shard_splits_moves_and_concurrent_distribution_keep_rollups_exact(citus
         # before anything changes: called directly, prepared, or from PL/pgSQL with a variable.
         for call in ["SELECT create_distributed_table_concurrently('split_log', 'org', shard_count => 4)",
                      "SELECT citus_add_local_table_to_metadata('public.split_log')",
+                     "SELECT * FROM create_distributed_table_concurrently('split_log', 'org')",
                      "DO $$ DECLARE t regclass := 'split_log'; BEGIN PERFORM create_distributed_table_concurrently(t, 'org'); END $$"]:
             with pytest.raises(psycopg.errors.FeatureNotSupported, match=r"llm_cost: Citus's .* would turn public\.split_log, which llm_cost tracks"):
                 c.execute(call)
