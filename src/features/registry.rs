@@ -386,14 +386,14 @@ const CITUS_RENAMING: [&str; 5] = [
 
 /// Refuses, before it runs, a statement that calls one of `CITUS_RENAMING` on a table llm_cost
 /// tracks or rolls up (one of its triggers is on it; 0A000, with what to do instead): called from the executor hook for every
-/// statement; costs a catalog look-up unless Citus is installed in the database and the statement
-/// is a plain `SELECT f(...)`. The table is read from the call's first argument when it is a
+/// statement; costs one settings look-up where Citus is not loaded, and looks further only at a
+/// `SELECT f(...)` or `SELECT * FROM f(...)` in a database with Citus. The table is read from the call's first argument when it is a
 /// constant or a parameter (a literal, a prepared statement, a PL/pgSQL variable).
 ///
 /// # Safety
 /// `query_desc` is the executor's query descriptor for the statement about to start.
 pub unsafe fn refuse_citus_renaming(query_desc: *mut pg_sys::QueryDesc) {
-    if !crate::pg::citus::installed() {
+    if !crate::pg::citus::loaded() {
         return;
     }
     // SAFETY: the planned statement and its plan tree belong to the query descriptor; nodes are
@@ -422,6 +422,9 @@ pub unsafe fn refuse_citus_renaming(query_desc: *mut pg_sys::QueryDesc) {
             _ => return,
         }
     };
+    if calls.is_empty() || !crate::pg::citus::installed() {
+        return;
+    }
     for expr in calls {
         // SAFETY: expressions are checked by tag before they are read as a call.
         let table = unsafe {

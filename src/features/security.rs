@@ -183,7 +183,7 @@ fn forward_to_citus_workers() {
     }
     // Citus loaded in this backend and installed in this database; not a connection Citus
     // itself opened (a worker's side of a coordinator's transaction gets the SETs from it).
-    if setting(c"citus.propagate_set_commands").is_none()
+    if !crate::pg::citus::loaded()
         || !crate::pg::citus::installed()
         || setting(c"application_name").is_some_and(|a| a.starts_with("citus_internal"))
     {

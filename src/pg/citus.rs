@@ -4,6 +4,15 @@
 use super::spi;
 use pgrx::prelude::*;
 
+/// Whether the Citus library is loaded in this backend (its settings exist): a settings look-up,
+/// no catalog access; false on every server without Citus.
+pub fn loaded() -> bool {
+    // SAFETY: GetConfigOption with missing_ok returns NULL for an unknown setting.
+    unsafe {
+        !pg_sys::GetConfigOption(c"citus.propagate_set_commands".as_ptr(), true, false).is_null()
+    }
+}
+
 /// Whether the citus extension is installed in this database: its metadata table exists (a
 /// catalog cache look-up, no query).
 pub fn installed() -> bool {
@@ -39,22 +48,7 @@ pub fn is_citus_table(relid: pg_sys::Oid) -> bool {
 /// nest level, as a function's `SET` clause), so the caller's own SETs are not sent on because
 /// of this. Setting names are quoted part by part, values as literals.
 pub fn set_local_everywhere(settings: &[(&std::ffi::CStr, &str)]) {
-    // SAFETY: a GUC nest level, undone below on success and on error.
-    let nest = unsafe { pg_sys::NewGUCNestLevel() };
-    // SAFETY: NUL-terminated literals; GUC_ACTION_SAVE ties the value to the nest level above.
-    unsafe {
-        pg_sys::set_config_option(
-            c"citus.propagate_set_commands".as_ptr(),
-            c"local".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-    }
-    pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+    spi::with_settings(&[(c"citus.propagate_set_commands", c"local")], || {
         for (name, value) in settings {
             let name = name
                 .to_string_lossy()
@@ -69,16 +63,7 @@ pub fn set_local_everywhere(settings: &[(&std::ffi::CStr, &str)]) {
                 ))
             });
         }
-    }))
-    .catch_others(|e| {
-        // SAFETY: undoes the nest level opened above before the error goes on.
-        unsafe { pg_sys::AtEOXact_GUC(false, nest) };
-        e.rethrow()
     })
-    .execute();
-    // SAFETY: undoes the nest level opened above: propagate_set_commands comes back, the SET
-    // LOCALs made inside it stay for the transaction.
-    unsafe { pg_sys::AtEOXact_GUC(true, nest) };
 }
 
 fn quote_literal(value: &str) -> String {

@@ -28,12 +28,36 @@ pub const PINNED_PATH: &str = "pg_catalog, pg_temp";
 /// Runs `f` with `search_path` pinned to [`PINNED_PATH`]; the caller's path comes back when `f`
 /// returns or raises.
 pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
+    with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], f)
+}
+
+/// Runs `f` with each (setting, value) set for its duration only: a GUC nest level, like a
+/// function's `SET` clauses, undone when `f` returns or raises. A `SET LOCAL` made inside `f` of
+/// another setting stays for the transaction.
+pub fn with_settings<R>(
+    settings: &[(&std::ffi::CStr, &std::ffi::CStr)],
+    f: impl FnOnce() -> R,
+) -> R {
     // SAFETY: a GUC nest level, undone below on success and on error.
     let nest = unsafe { pg_sys::NewGUCNestLevel() };
-    set_path_for_nest();
+    for (name, value) in settings {
+        // SAFETY: NUL-terminated strings; GUC_ACTION_SAVE ties the value to the nest level above.
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+    }
     let r = pgrx::PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
         .catch_others(|e| {
-            // Restore now (an abort would too): nothing after a caught error runs pinned.
+            // Restore now (an abort would too): nothing after a caught error runs with them.
             // SAFETY: undoes the nest level opened above before the error goes on.
             unsafe { pg_sys::AtEOXact_GUC(false, nest) };
             e.rethrow()
@@ -42,23 +66,6 @@ pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
     // SAFETY: undoes the nest level opened above.
     unsafe { pg_sys::AtEOXact_GUC(true, nest) };
     r
-}
-
-fn set_path_for_nest() {
-    // SAFETY: both strings are NUL-terminated literals; GUC_ACTION_SAVE ties the value to the
-    // nest level opened by the caller.
-    unsafe {
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-    }
 }
 
 /// For a background worker, once after it connects: the whole process runs pinned (its default

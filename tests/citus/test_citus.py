@@ -436,6 +436,8 @@ def test_row_security_on_a_distributed_rollup_sees_the_principal_set_with_set_co
     reader = "reader_" + uuid.uuid4().hex[:8]
     with connect(citus["coord"], citus["db"]) as c:
         seat_rollup(c, "seat_log", "seat_daily", "account")
+        odd = "o'b\\r\"9"  # quote, backslash, double quote: sent as a literal, not as SQL
+        c.execute("INSERT INTO seat_log (account, model, input_tokens, output_tokens) VALUES (%s, 'gpt-4o', 1000000, 0)", (odd,))
         c.execute(f"CREATE ROLE {reader} LOGIN")
         c.execute(f"GRANT SELECT ON seat_daily, seat_daily_stripes TO {reader}")
         c.execute(f"SET ROLE {reader}")
@@ -443,6 +445,9 @@ def test_row_security_on_a_distributed_rollup_sees_the_principal_set_with_set_co
         with c.transaction():
             c.execute("SELECT set_config('llm_cost.principal', 'acct5', true)")
             assert c.execute(mine).fetchall() == [("acct5", 1, 2.5)]
+        with c.transaction():
+            c.execute("SELECT set_config('jwt.claims.user_id', %s, true)", (odd,))
+            assert c.execute(mine).fetchall() == [(odd, 1, 2.5)]
         with c.transaction():
             c.execute("""SELECT set_config('request.jwt.claims', '{"sub": "acct2", "role": "x"}', true)""")
             assert c.execute(mine).fetchall() == [("acct2", 1, 2.5)]
@@ -491,7 +496,7 @@ def test_row_security_on_a_distributed_rollup_sees_the_principal_set_with_set_co
         assert c.execute(mine).fetchall() == []
         c.execute("RESET llm_cost.principal")
         c.execute("RESET ROLE")
-        assert c.execute("SELECT count(*) FROM seat_daily").fetchone()[0] == 8
+        assert c.execute("SELECT count(*) FROM seat_daily").fetchone()[0] == 9
 
 
 def test_postgraphile_readers_of_a_distributed_rollup_and_its_budgets_see_exactly_their_rows(citus):
