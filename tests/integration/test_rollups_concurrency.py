@@ -105,6 +105,36 @@ def test_writers_of_one_group_do_not_wait_for_each_other(connect):
     assert one(c, "SELECT requests FROM llm_cost.usage_daily WHERE tenant_id = 'solo'") == 2
 
 
+def test_one_writer_of_one_group_keeps_its_row_on_one_page(fresh_db):
+    """A row of sums is reached by its remembered position, never by a scan, so nothing else
+    prunes its page: llm_cost prunes it before the page fills up, and every update stays on it
+    (HOT). Without that each ~7 statements moved the row to a new page (the table grew by one page
+    per few statements, and each move inserted index entries)."""
+    c = psycopg.connect(dsn(fresh_db), autocommit=True)
+    n = 400
+    for i in range(n):
+        c.execute("INSERT INTO llm_cost.usage_events (tenant_id, user_id, feature, model, input_tokens, output_tokens) "
+                  "VALUES ('pages', 'u1', 'chat', 'claude-sonnet-4-5', %s, %s)", (1000 + i * 37 % 5000, i % 700))
+    for t in ("usage_daily_stripes", "usage_monthly_stripes"):
+        pages = one(c, f"SELECT pg_relation_size('llm_cost.{t}') / current_setting('block_size')::int")
+        assert pages <= 2, f"{t}: {pages} pages for one row updated {n} times"
+    assert one(c, "SELECT requests FROM llm_cost.usage_daily WHERE tenant_id = 'pages'") == n
+    assert one(c, "SELECT llm_cost.histogram_requests(cost_histogram) FROM llm_cost.usage_monthly WHERE tenant_id = 'pages'") == n
+    assert one(c, "SELECT (SELECT sum(cost_usd) FROM llm_cost.usage_events) = (SELECT cost_usd FROM llm_cost.usage_daily)")
+    # A histogram of hundreds of buckets (a row of sums past 2 kB: its histogram is stored
+    # compressed or out of line) still merges exactly, statement after statement.
+    for i in range(500):
+        c.execute("INSERT INTO llm_cost.usage_events (tenant_id, user_id, feature, model, input_tokens, output_tokens) "
+                  "VALUES ('wide', 'u1', 'chat', 'claude-sonnet-4-5', %s, 0)", (int(1.035 ** i),))
+    assert one(c, "SELECT array_length(cost_histogram, 1) / 2 FROM llm_cost.usage_daily WHERE tenant_id = 'wide'") > 250
+    assert one(c, """SELECT (SELECT llm_cost.cost_histogram_sum(llm_cost._hist_of(cost_usd, 1)) FROM llm_cost.usage_events WHERE tenant_id = 'wide')
+                          = (SELECT cost_histogram FROM llm_cost.usage_daily WHERE tenant_id = 'wide')""")
+    stored, plain = c.execute("SELECT pg_column_size(cost_hist), pg_column_size(cost_hist || '{}'::bigint[]) "
+                              "FROM llm_cost.usage_daily_stripes WHERE tenant_id = 'wide'").fetchone()
+    assert stored < plain, (stored, plain)   # it was stored compressed: the merge read it detoasted
+    c.close()
+
+
 def test_shared_schema_rollups_from_several_sessions(connect):
     c = connect()
     c.execute((DATA / "api_usage_log.sql").read_text())

@@ -108,6 +108,61 @@ pub fn to_flat(h: &[(u16, i64)]) -> Vec<i64> {
     h.iter().flat_map(|(b, n)| [*b as i64, *n]).collect()
 }
 
+/// Why two flat histograms could not be merged.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FlatMergeError {
+    /// Not a flat histogram: odd length, a bucket out of range.
+    NotAHistogram,
+    /// Buckets not strictly increasing (the slower `from_flat` path accepts any order).
+    Unsorted,
+    /// A count would overflow.
+    Overflow,
+}
+
+/// Merges two flat histograms whose buckets are strictly increasing into `out` (cleared first):
+/// the sum, sorted, without zero counts. What a table of sums does on every write, without
+/// building either side as a list of pairs first.
+pub fn merge_flat(a: &[i64], b: &[i64], out: &mut Vec<i64>) -> Result<(), FlatMergeError> {
+    if a.len() % 2 != 0 || b.len() % 2 != 0 {
+        return Err(FlatMergeError::NotAHistogram);
+    }
+    out.clear();
+    out.reserve(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    let mut last: i64 = -1;
+    let bucket_ok = |x: i64| (0..=MAX_BUCKET as i64).contains(&x);
+    while i < a.len() || j < b.len() {
+        let take_a = j >= b.len() || (i < a.len() && a[i] <= b[j]);
+        let (bk, mut n) = if take_a {
+            (a[i], a[i + 1])
+        } else {
+            (b[j], b[j + 1])
+        };
+        if !bucket_ok(bk) {
+            return Err(FlatMergeError::NotAHistogram);
+        }
+        if take_a {
+            i += 2;
+            if j < b.len() && b[j] == bk {
+                n = n.checked_add(b[j + 1]).ok_or(FlatMergeError::Overflow)?;
+                j += 2;
+            }
+        } else {
+            j += 2;
+        }
+        // Strictly increasing on each side: a repeat within one side shows here.
+        if bk <= last {
+            return Err(FlatMergeError::Unsorted);
+        }
+        last = bk;
+        if n != 0 {
+            out.push(bk);
+            out.push(n);
+        }
+    }
+    Ok(())
+}
+
 /// A histogram being summed (an aggregate's state): counts of the buckets `lo..lo + len`, dense,
 /// so adding a small histogram costs its length and not the sum's. Grows to the buckets seen.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -222,6 +277,53 @@ mod tests {
         assert!(from_flat(&[MAX_BUCKET as i64 + 1, 1]).is_none());
         assert_eq!(bucket(u128::MAX), MAX_BUCKET);
         assert_eq!(bounds(MAX_BUCKET).0, (31u128) << 123);
+    }
+
+    #[test]
+    fn flat_merges_equal_sparse_merges() {
+        let cases: [(&[i64], &[i64]); 6] = [
+            (&[], &[]),
+            (&[40, 2, 300, 1], &[]),
+            (&[], &[12, 1]),
+            (&[40, 2, 300, 1], &[12, 1, 40, -2, 1999, 3]),
+            (&[5, 7], &[5, -7]),
+            (&[0, 1, MAX_BUCKET as i64, 2], &[1, 1, MAX_BUCKET as i64, 1]),
+        ];
+        let mut out = vec![7, 7];
+        for (a, b) in cases {
+            let mut h = from_flat(a).unwrap();
+            merge(&mut h, &from_flat(b).unwrap()).unwrap();
+            merge_flat(a, b, &mut out).unwrap();
+            assert_eq!(out, to_flat(&h), "{a:?} + {b:?}");
+        }
+        assert_eq!(
+            merge_flat(&[1], &[], &mut out),
+            Err(FlatMergeError::NotAHistogram)
+        );
+        assert_eq!(
+            merge_flat(&[], &[-1, 1], &mut out),
+            Err(FlatMergeError::NotAHistogram)
+        );
+        assert_eq!(
+            merge_flat(&[MAX_BUCKET as i64 + 1, 1], &[], &mut out),
+            Err(FlatMergeError::NotAHistogram)
+        );
+        assert_eq!(
+            merge_flat(&[9, 1, 3, 1], &[], &mut out),
+            Err(FlatMergeError::Unsorted)
+        );
+        assert_eq!(
+            merge_flat(&[3, 1, 3, 1], &[], &mut out),
+            Err(FlatMergeError::Unsorted)
+        );
+        assert_eq!(
+            merge_flat(&[], &[4, 1, 4, 1], &mut out),
+            Err(FlatMergeError::Unsorted)
+        );
+        assert_eq!(
+            merge_flat(&[3, i64::MAX], &[3, 1], &mut out),
+            Err(FlatMergeError::Overflow)
+        );
     }
 
     #[test]

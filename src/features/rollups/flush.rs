@@ -159,8 +159,7 @@ pub(super) fn write(pending: Vec<(Vec<u8>, Acc)>) {
                 provided: s.provided,
                 provided_cost: m[4],
                 provided_list: m[5],
-                hist: pgrx::IntoDatum::into_datum(llm_cost_core::hist::to_flat(&s.hist))
-                    .unwrap_or(pg_sys::Datum::from(0)),
+                hist: super::hist::int8_array(&llm_cost_core::hist::to_flat(&s.hist)),
                 max_cost: s
                     .max_cost
                     .map(|u| crate::pg::money::cost_datum(llm_cost_core::pricing::Cost(u), -1)),

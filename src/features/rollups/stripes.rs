@@ -669,17 +669,6 @@ fn sum_i64(a: i64, b: i64) -> i64 {
     })
 }
 
-/// A stored histogram (flat int8[]); one that is not well formed refuses the write.
-///
-/// # Safety
-/// `d` is an int8[] Datum.
-unsafe fn flat_hist(d: pg_sys::Datum) -> Vec<(u16, i64)> {
-    let v = <Vec<i64> as pgrx::FromDatum>::from_datum(d, false).unwrap_or_default();
-    llm_cost_core::hist::from_flat(&v).unwrap_or_else(|| {
-        refuse("llm_cost: a table of sums holds a cost histogram that is not well formed".into())
-    })
-}
-
 /// Folds the existing row (old_*) into the new sums (values/nulls) for the columns that add up.
 unsafe fn merge(
     layout: &Layout,
@@ -709,11 +698,12 @@ unsafe fn merge(
             }
             Merge::Sum => values[i] = pg_sys::Datum::from(sum_i64(int(values[i]), int(old[i]))),
             Merge::Hist => {
-                let mut h = flat_hist(old[i]);
-                llm_cost_core::hist::merge(&mut h, &flat_hist(values[i]))
-                    .unwrap_or_else(|| super::accumulate::out_of_range());
-                values[i] = pgrx::IntoDatum::into_datum(llm_cost_core::hist::to_flat(&h))
-                    .unwrap_or(values[i]);
+                values[i] = super::hist::merge_datums(old[i], values[i]).unwrap_or_else(|| {
+                    refuse(
+                        "llm_cost: a table of sums holds a cost histogram that is not well formed"
+                            .into(),
+                    )
+                });
             }
             // NULLs ignored: the other value stands.
             Merge::Max | Merge::Min => {
@@ -954,6 +944,16 @@ unsafe fn update_at(
     }
     merge(layout, values, nulls, old_values, old_nulls);
     let newtup = pg_sys::heap_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    // The row's page is reached by its TID, never by a scan, so nothing else prunes it: without
+    // this, the dead versions of this row (one per statement) fill the page, the next update
+    // goes to another page (a new one at the end: the table grows) and inserts index entries.
+    // When the page has room for less than two more versions, it is pruned as an index scan
+    // would on reaching it (with our pin only; skipped while another backend holds one). After
+    // the old row was read: pruning moves tuples within the page.
+    let room = pg_sys::PageGetHeapFreeSpace(pg_sys::BufferGetPage(buf));
+    if room < 2 * (*newtup).t_len as usize {
+        pg_sys::heap_page_prune_opt(rel, buf);
+    }
     pg_sys::ReleaseBuffer(buf);
     replace_row(rel, indexes, tid, newtup, cid, values, nulls)
 }
