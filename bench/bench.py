@@ -508,7 +508,20 @@ def bench_retention(out):
                 i += 1
         th = threading.Thread(target=load)
         th.start()
+        # Lock waits of the inserting sessions, sampled every 20 ms during the purge: the slowest
+        # insert also counts fsync and CPU stalls, this counts only waits on a lock.
+        lock_samples = {"n": 0, "waiting": 0}
+
+        def sample_locks():
+            with psycopg.connect(dsn(), autocommit=True) as s:
+                while not done.is_set():
+                    lock_samples["n"] += 1
+                    lock_samples["waiting"] += one_value(s, "SELECT count(*) FROM pg_stat_activity "
+                                                            "WHERE application_name = 'pgbench' AND wait_event_type = 'Lock'")
+                    time.sleep(0.02)
+        sampler = threading.Thread(target=sample_locks)
         time.sleep(3)
+        sampler.start()
         purge_start = time.time()
         c.execute("SELECT llm_cost.set_retention('llm_cost.usage_events', '90 days')")
         while one_value(c, "SELECT coalesce(sum(rows_deleted), 0) FROM llm_cost.retention_runs WHERE run_by = 'worker'") < old_rows:
@@ -516,6 +529,7 @@ def bench_retention(out):
         purge_end = time.time()
         done.set()
         th.join()
+        sampler.join()
         c.execute("SELECT llm_cost.drop_retention('llm_cost.usage_events')")
         in_window = [(t, l) for t, l in during if purge_start <= t <= purge_end]
         during_tps = len(in_window) / (purge_end - purge_start)
@@ -550,7 +564,8 @@ def bench_retention(out):
     purge_s = purge_end - purge_start
     out.append("## Retention: purge 5 million old rows while 8 clients insert\n")
     out.append(f"{old_rows:,} rows older than the 90-day policy in `llm_cost.usage_events` (filled in {fill_s:.0f} s, through the "
-               "cost trigger and rollups). The background worker purges them (naptime 1 s, batch 10,000 rows per transaction) "
+               "cost trigger and rollups). The background worker purges them (naptime 1 s, batch 10,000 rows per transaction, "
+               "the default pacing: at least 100 ms between batches and deleting at most 25% of the time, `retention_duty_cycle`) "
                f"while pgbench runs single-row INSERTs with {clients} clients. The baseline is the same pgbench for 20 s just before, "
                "on the same table.\n")
     out.append("| figure | value |")
@@ -558,8 +573,9 @@ def bench_retention(out):
     out.append(f"| purge time (policy set → last old row gone, incl. ≤1 s naptime) | {purge_s:.1f} s |")
     out.append(f"| purge rate | **{old_rows / purge_s:,.0f} rows/s** |")
     out.append(f"| inserts without purge | {base_tps:,.0f} tps |")
-    out.append(f"| inserts during purge | {during_tps:,.0f} tps = **{during_tps / base_tps:.0%}** of undisturbed (target ≥ 80%) |")
+    out.append(f"| inserts during purge | {during_tps:,.0f} tps = **{during_tps / base_tps:.0%}** of undisturbed (target ≥ 85%) |")
     out.append(f"| longest insert during purge (upper bound on any lock wait) | **{during_max:.1f} ms** (target: no lock wait over 100 ms; without purge: {base_max:.1f} ms) |")
+    out.append(f"| inserting sessions seen waiting on a lock (every 20 ms during the purge) | **{lock_samples['waiting']}** in {lock_samples['n']:,} samples |")
     out.append(f"| rollups unchanged by the purge | {rollup_after_ok} |")
     out.append(f"\nPartitioned table (daily partitions, 1,000,000 rows in January 2025): `run_retention()` dropped {parts} partitions "
                f"(a month) and deleted {rows} rows in **{part_s * 1000:.0f} ms** (target < 1 s).\n")

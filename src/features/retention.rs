@@ -25,6 +25,7 @@ pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static HISTORY_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static BATCH_DELAY: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static LOCK_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static DUTY_CYCLE: GucSetting<i32> = GucSetting::<i32>::new(25);
 
 pub fn init_gucs() {
     GucRegistry::define_int_guc(
@@ -64,6 +65,16 @@ pub fn init_gucs() {
         60_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"llm_cost.retention_duty_cycle",
+        c"Percent of the time the llm_cost retention worker may spend deleting while it purges a table.",
+        c"After a batch that took t, the worker sleeps at least t x (100 - duty cycle) / duty cycle (and at least llm_cost.retention_batch_delay): the purge slows down as the machine gets busier. 100: only the batch delay.",
+        &DUTY_CYCLE,
+        1,
+        100,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"llm_cost.retention_lock_timeout",
@@ -457,6 +468,14 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
     }
 }
 
+/// The pause after a batch that took `took`: at least `delay_ms`, and long enough that deleting
+/// takes at most `duty_cycle` percent of the time (`took` x (100 - duty) / duty).
+fn pause_after(took: Duration, delay_ms: i32, duty_cycle: i32) -> Duration {
+    let floor = Duration::from_millis(delay_ms.max(0) as u64);
+    let duty = duty_cycle.clamp(1, 100) as u32;
+    floor.max(took * (100 - duty) / duty)
+}
+
 fn purge_table(p: &Policy) {
     let started = in_transaction(|| {
         spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT clock_timestamp()")
@@ -508,6 +527,7 @@ fn purge_table(p: &Policy) {
                 reload_config_if_asked();
                 let batch = BATCH_SIZE.get().max(1);
                 let tc = time_col.clone();
+                let batch_started = Instant::now();
                 let r = in_transaction(move || {
                     spi::get_one_with_args::<i64>(
                         "SELECT llm_cost._retention_purge_batch($1, $2, $3, $4)",
@@ -522,12 +542,12 @@ fn purge_table(p: &Policy) {
                         if n < batch as i64 {
                             break;
                         }
-                        let delay = BATCH_DELAY.get();
-                        if delay > 0
-                            && !BackgroundWorker::wait_latch(Some(Duration::from_millis(
-                                delay as u64,
-                            )))
-                        {
+                        let delay = pause_after(
+                            batch_started.elapsed(),
+                            BATCH_DELAY.get(),
+                            DUTY_CYCLE.get(),
+                        );
+                        if !delay.is_zero() && !BackgroundWorker::wait_latch(Some(delay)) {
                             error = Some("interrupted by shutdown; the next run continues".into());
                             break;
                         }
@@ -659,7 +679,22 @@ pub static PRELOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 
 #[cfg(test)]
 mod unit_tests {
-    use super::round_order;
+    use super::{pause_after, round_order};
+    use std::time::Duration;
+
+    #[test]
+    fn the_pause_keeps_deleting_to_its_share_of_the_time() {
+        let ms = Duration::from_millis;
+        // 25%: three times the batch's time, never under the batch delay.
+        assert_eq!(pause_after(ms(80), 100, 25), ms(240));
+        assert_eq!(pause_after(ms(20), 100, 25), ms(100));
+        // 100%: the batch delay only; 0 and 100: no pause at all.
+        assert_eq!(pause_after(ms(80), 100, 100), ms(100));
+        assert_eq!(pause_after(ms(80), 0, 100), ms(0));
+        // 50%: as long as the batch; out-of-range settings are clamped.
+        assert_eq!(pause_after(ms(80), 0, 50), ms(80));
+        assert_eq!(pause_after(ms(10), -5, 0), ms(990));
+    }
 
     #[test]
     fn every_database_gets_its_turn_however_few_slots() {
