@@ -510,14 +510,16 @@ def bench_retention(out):
         th.start()
         # Lock waits of the inserting sessions, sampled every 20 ms during the purge: the slowest
         # insert also counts fsync and CPU stalls, this counts only waits on a lock.
-        lock_samples = {"n": 0, "waiting": 0}
+        lock_samples = {"n": 0, "waiting": 0, "events": {}}
 
         def sample_locks():
             with psycopg.connect(dsn(), autocommit=True) as s:
                 while not done.is_set():
                     lock_samples["n"] += 1
-                    lock_samples["waiting"] += one_value(s, "SELECT count(*) FROM pg_stat_activity "
-                                                            "WHERE application_name = 'pgbench' AND wait_event_type = 'Lock'")
+                    for (ev,) in s.execute("SELECT wait_event FROM pg_stat_activity "
+                                           "WHERE application_name = 'pgbench' AND wait_event_type = 'Lock'").fetchall():
+                        lock_samples["waiting"] += 1
+                        lock_samples["events"][ev] = lock_samples["events"].get(ev, 0) + 1
                     time.sleep(0.02)
         sampler = threading.Thread(target=sample_locks)
         time.sleep(3)
@@ -575,7 +577,8 @@ def bench_retention(out):
     out.append(f"| inserts without purge | {base_tps:,.0f} tps |")
     out.append(f"| inserts during purge | {during_tps:,.0f} tps = **{during_tps / base_tps:.0%}** of undisturbed (target ≥ 85%) |")
     out.append(f"| longest insert during purge (upper bound on any lock wait) | **{during_max:.1f} ms** (target: no lock wait over 100 ms; without purge: {base_max:.1f} ms) |")
-    out.append(f"| inserting sessions seen waiting on a lock (every 20 ms during the purge) | **{lock_samples['waiting']}** in {lock_samples['n']:,} samples |")
+    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(lock_samples["events"].items())) or "none"
+    out.append(f"| inserting sessions seen waiting on a lock (every 20 ms during the purge) | **{lock_samples['waiting']}** in {lock_samples['n']:,} samples ({kinds}) |")
     out.append(f"| rollups unchanged by the purge | {rollup_after_ok} |")
     out.append(f"\nPartitioned table (daily partitions, 1,000,000 rows in January 2025): `run_retention()` dropped {parts} partitions "
                f"(a month) and deleted {rows} rows in **{part_s * 1000:.0f} ms** (target < 1 s).\n")

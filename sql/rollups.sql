@@ -632,7 +632,7 @@ BEGIN
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', source);
 
     -- The columns of llm_cost._sums_layout(), the group columns after period_start.
-    EXECUTE (SELECT format('CREATE TABLE %s (%s, %s%s, UNIQUE NULLS NOT DISTINCT (%s, stripe)) WITH (fillfactor = 10)',
+    EXECUTE (SELECT format('CREATE TABLE %s (%s, %s%s, UNIQUE NULLS NOT DISTINCT (%s, stripe)) WITH (fillfactor = 30)',
                            stripes_ident,
                            pg_catalog.min(l.def) FILTER (WHERE l.ord = 1), cols,
                            pg_catalog.string_agg(l.def, ', ' ORDER BY l.ord) FILTER (WHERE l.ord > 1), keys)

@@ -1,6 +1,7 @@
 //! Adds a statement's sums to a rollup's stripes table, straight through the heap and index
 //! access methods: one probe of the table's unique index, then a heap update (HOT as a rule:
-//! the table has fillfactor 10 and only the sums change) or, for a new group, a heap and index
+//! the table has fillfactor 30, only the sums change, and the row's page is pruned before it
+//! fills: see `update_at`) or, for a new group, a heap and index
 //! insert. This is what `INSERT … ON CONFLICT DO UPDATE` does, without parsing, planning and
 //! executor start-up per statement, which cost more than the rest of the rollup work together.
 //!
