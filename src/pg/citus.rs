@@ -4,13 +4,32 @@
 use super::spi;
 use pgrx::prelude::*;
 
-/// Whether the Citus library is loaded in this backend (its settings exist): a settings look-up,
-/// no catalog access; false on every server without Citus.
+thread_local! {
+    /// Whether Citus was found loaded, once looked up (it never changes in a backend: Citus only
+    /// loads from shared_preload_libraries, before any statement).
+    static LOADED: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether the Citus library is loaded in this backend (its settings exist): a settings look-up
+/// the first time, no catalog access; false on every server without Citus.
 pub fn loaded() -> bool {
-    // SAFETY: GetConfigOption with missing_ok returns NULL for an unknown setting.
-    unsafe {
-        !pg_sys::GetConfigOption(c"citus.propagate_set_commands".as_ptr(), true, false).is_null()
-    }
+    LOADED.with(|l| match l.get() {
+        Some(v) => v,
+        None => {
+            // SAFETY: GetConfigOption with missing_ok returns NULL for an unknown setting.
+            let v = unsafe {
+                !pg_sys::GetConfigOption(c"citus.propagate_set_commands".as_ptr(), true, false)
+                    .is_null()
+            };
+            // Only a statement's answer is kept: during shared_preload_libraries (llm_cost's
+            // own _PG_init, before Citus's when listed first) the answer may still change.
+            // SAFETY: reads a flag of the backend's start-up state.
+            if unsafe { !pg_sys::process_shared_preload_libraries_in_progress } {
+                l.set(Some(v));
+            }
+            v
+        }
+    })
 }
 
 /// Whether the citus extension is installed in this database: its metadata table exists (a
