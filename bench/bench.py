@@ -645,7 +645,7 @@ def bench_budgets(out):
 
 def bench_reads(out):
     """The dashboard's reads over a month of `usage_daily` with 5,000 groups (150,000 rows of sums
-    at the stripes' fillfactor 10): each report against the same figures computed by GROUP BY
+    at the stripes' fillfactor 30): each report against the same figures computed by GROUP BY
     over the raw rows, and against a plain scan of the month's rows of sums (the floor any read
     of them pays). Percentiles also against 0.11.0's aggregate (a bigint[] state, re-made here
     from llm_cost._hist_add)."""
@@ -693,7 +693,7 @@ def bench_reads(out):
         c.execute("DROP AGGREGATE bench.hist_sum_0_11(bigint[])")
     out.append("## Reads for the dashboard: a month of a 5,000-group rollup\n")
     out.append(f"300,000 calls over 30 days into `llm_cost.usage_events` (5,000 users in 1,000 tenants, 4 models, 3 features): "
-               f"`usage_daily` holds {rows:,} rows of sums in {mb:,} MB (fillfactor 10, for HOT updates of the current period). "
+               f"`usage_daily` holds {rows:,} rows of sums in {mb:,} MB (fillfactor 30, room for HOT updates of the current period). "
                "Best of 5, as a superuser; the raw GROUP BY (best of 3) computes the same figure from the 300,000 rows. "
                f"A bare scan of the month's rows of sums takes **{floor * 1000:.0f} ms**: the floor of any report over them here.\n")
     out.append("| report | ms (target < 100) | raw GROUP BY ms | report / raw |")

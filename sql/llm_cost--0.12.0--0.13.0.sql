@@ -12,9 +12,14 @@
 
 DO $fillfactor$
 DECLARE
-    t pg_catalog.regclass;
+    t text;
 BEGIN
-    FOR t IN SELECT r.stripes::pg_catalog.oid::pg_catalog.regclass FROM llm_cost.rollups r ORDER BY r.id LOOP
+    -- Qualified names (a regclass prints unqualified when the search path finds it).
+    FOR t IN SELECT format('%I.%I', n.nspname, c.relname)
+               FROM llm_cost.rollups r
+               JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.stripes::pg_catalog.oid
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              ORDER BY r.id LOOP
         EXECUTE format('ALTER TABLE %s SET (fillfactor = 30)', t);
     END LOOP;
 END $fillfactor$;
