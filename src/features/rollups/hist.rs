@@ -68,7 +68,13 @@ pub(super) unsafe fn int8_elements<'a>(d: pg_sys::Datum) -> Option<&'a [i64]> {
     // bitmap: dataoffset 0) starts at MAXALIGN(header + dims + lower bounds).
     unsafe {
         let n = *((a as *const u8).add(header) as *const i32);
-        let data = (a as *const u8).add(maxalign(header + 2 * std::mem::size_of::<i32>()));
+        let data_at = maxalign(header + 2 * std::mem::size_of::<i32>());
+        // The elements must lie within the value (VARSIZE of its 4-byte header, detoasted).
+        let size = (*(a as *const u32) >> 2) as usize;
+        if n < 0 || data_at + n as usize * std::mem::size_of::<i64>() > size {
+            return None;
+        }
+        let data = (a as *const u8).add(data_at);
         Some(std::slice::from_raw_parts(
             data as *const i64,
             n.max(0) as usize,
