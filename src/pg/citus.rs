@@ -45,19 +45,56 @@ pub fn installed() -> bool {
     metadata != pg_sys::InvalidOid
 }
 
-/// Whether `relid` is a table Citus distributes (or replicates): its metadata table exists in
-/// this database only where the citus extension is installed (checked without a query first).
+/// Whether `relid` is a table Citus distributes (or replicates): a row of `pg_dist_partition`,
+/// read through its index on `logicalrelid` with the catalog snapshot (no SQL: this runs for
+/// every COPY, on the workers once per shard of a multi-shard statement, where planning a query
+/// through Citus's planner cost more than the look-up). False where the citus extension is not
+/// installed in this database.
 pub fn is_citus_table(relid: pg_sys::Oid) -> bool {
-    if !installed() {
+    let catalog = pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE);
+    // SAFETY: catalog name look-ups with NUL-terminated names.
+    let (meta, index) = unsafe {
+        (
+            pg_sys::get_relname_relid(c"pg_dist_partition".as_ptr(), catalog),
+            pg_sys::get_relname_relid(c"pg_dist_partition_logical_relid_index".as_ptr(), catalog),
+        )
+    };
+    if meta == pg_sys::InvalidOid {
         return false;
     }
-    spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)",
-        &[relid.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(false)
+    // SAFETY: the table is opened, scanned and closed here under AccessShareLock; the scan key
+    // compares the oid column `logicalrelid` (looked up by name) with oideq; the tuple is only
+    // tested for existence.
+    unsafe {
+        let attnum = pg_sys::get_attnum(meta, c"logicalrelid".as_ptr());
+        if attnum <= 0 {
+            return false;
+        }
+        let rel = pg_sys::try_table_open(meta, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        if rel.is_null() {
+            return false;
+        }
+        let mut key = pg_sys::ScanKeyData::default();
+        pg_sys::ScanKeyInit(
+            &mut key,
+            attnum,
+            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+            pg_sys::RegProcedure::from(pg_sys::F_OIDEQ),
+            pg_sys::Datum::from(relid),
+        );
+        let scan = pg_sys::systable_beginscan(
+            rel,
+            index,
+            index != pg_sys::InvalidOid,
+            std::ptr::null_mut(),
+            1,
+            &mut key,
+        );
+        let found = !pg_sys::systable_getnext(scan).is_null();
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        found
+    }
 }
 
 /// Sets each (setting, value) with `SET LOCAL` for the rest of the transaction, here and on every

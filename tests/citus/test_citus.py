@@ -220,6 +220,37 @@ def test_rollups_of_a_distributed_table_are_co_located_and_exact_under_concurren
         assert view == raw
 
 
+def test_two_phase_commits_of_multi_shard_inserts_update_the_rows_of_sums_they_wrote_before(citus):
+    """Citus commits a multi-shard INSERT with PREPARE TRANSACTION on each worker. A worker
+    backend's next statement finds its rows of sums free again and updates them: the rows of a
+    group stay bounded by the worker backends, not one more per statement (0.13.0 moved every
+    backend to a new stripe after each PREPARE: a new row per group and statement)."""
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = warning")
+        c.execute("""CREATE TABLE tpc_log (id bigserial, at timestamptz NOT NULL DEFAULT '2026-11-02 10:00+00', team int NOT NULL,
+                                           model text, input_tokens int, output_tokens int, cost_usd numeric, cost_source text,
+                                           PRIMARY KEY (team, id))""")
+        c.execute("SELECT llm_cost.track('tpc_log', time_column => 'at')")
+        c.execute("SELECT create_distributed_table('tpc_log', 'team')")
+        c.execute("SELECT llm_cost.create_rollup('tpc_by_model', 'tpc_log', 'day', '{model}')")
+        insert = ("INSERT INTO tpc_log (team, model, input_tokens, output_tokens) "
+                  "SELECT g % 20, (ARRAY['gpt-4o', 'gpt-4o-mini'])[1 + g % 2], 1000 + g, g FROM generate_series(1, 200) g")
+        counts = []
+        for i in range(12):
+            c.execute(insert)
+            counts.append(c.execute("SELECT count(*) FROM tpc_by_model_stripes").fetchone()[0])
+        # Every statement went to both workers with two-phase commit.
+        assert c.execute("SELECT count(DISTINCT nodeport) FROM citus_shards WHERE table_name = 'tpc_log'::regclass").fetchone()[0] == 2
+        stripes = c.execute("SELECT count(DISTINCT stripe), max(stripe) FROM tpc_by_model_stripes").fetchone()
+        assert stripes[1] < 262144, stripes
+        # 20 groups: a row each, and a few more where a new worker backend got another slot (one
+        # row per group and statement before: 240).
+        assert counts[0] == 20 and counts[-1] <= 40, counts
+        view, raw = raw_vs_rollup(c, "tpc_log", "tpc_by_model", ["model"], "at", "day")
+        assert view == raw
+        assert c.execute("SELECT sum(requests) FROM tpc_by_model").fetchone()[0] == 12 * 200
+
+
 def test_rollups_citus_cannot_follow_are_refused_with_what_to_do(citus):
     with connect(citus["coord"], citus["db"]) as c:
         c.execute("SET client_min_messages = error")

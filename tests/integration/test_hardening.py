@@ -500,12 +500,14 @@ def test_logical_replication_subscriber_ends_with_the_same_rollups():
 def test_prepared_transactions_never_make_writers_wait(connect):
     """Item 12: after PREPARE TRANSACTION of an insert, the next inserts into the same group (by
     the preparing session itself, and by a later session in the same backend slot) do not wait
-    for it; COMMIT PREPARED and ROLLBACK PREPARED leave exact totals."""
+    for it; COMMIT PREPARED and ROLLBACK PREPARED leave exact totals. Once the prepared
+    transaction has ended, the slot's own row takes the sums again: no row per statement."""
     c = connect()
     assert int(one(c, "SHOW max_prepared_transactions")) > 0
     c.execute("CREATE TABLE xa_log (created_at timestamptz NOT NULL DEFAULT '2026-11-02 10:00+00', team text, model text, input_tokens int, output_tokens int, cost_usd numeric)")
     c.execute("SELECT llm_cost.track('xa_log'); SELECT llm_cost.create_rollup('xa_daily', 'xa_log', 'day', '{team}')")
     ins = "INSERT INTO xa_log (team, model, input_tokens, output_tokens) VALUES ('a', 'gpt-4o', 1000000, 0)"
+    stripes = "SELECT array_agg(stripe ORDER BY stripe) FROM xa_daily_stripes"
     for i, finish in enumerate(["COMMIT PREPARED", "ROLLBACK PREPARED"]):
         gid = f"it_xa_{uuid.uuid4().hex[:8]}"
         a = connect()
@@ -514,9 +516,10 @@ def test_prepared_transactions_never_make_writers_wait(connect):
         a.execute("BEGIN")
         a.execute(ins)
         a.execute(f"PREPARE TRANSACTION '{gid}'")
-        # The preparing session itself, at once.
+        # The preparing session itself, at once: its group's row is held, another stripe takes it.
         a.execute(ins)
-        assert one(a, "SELECT llm_cost._stripe()") != slot
+        assert one(a, "SELECT llm_cost._stripe()") == slot
+        assert one(c, f"SELECT count(*) FROM xa_daily_stripes WHERE stripe % 262144 = {slot} AND stripe > {slot}") >= 1
         a.close()
         # Whoever gets that backend slot next.
         found = False
@@ -530,10 +533,23 @@ def test_prepared_transactions_never_make_writers_wait(connect):
         assert found, "no session got the slot back"
         c.execute(f"{finish} '{gid}'")
         # Committed: the prepared row and the two later ones; rolled back: only the later two.
-        assert one(c, "SELECT count(*) FROM xa_log") == [3, 5][i]
+        assert one(c, "SELECT count(*) FROM xa_log") == [3, 10][i]
         truth = c.execute("SELECT count(*), sum(cost_usd) FROM xa_log").fetchone()
         assert c.execute("SELECT sum(requests), sum(cost_usd) FROM xa_daily").fetchone() == truth
-    assert one(c, "SELECT count(*) FROM xa_log") == 3 + 2
+        # Prepared transactions that end at once (two-phase commit as Citus runs it): the slot's
+        # own row is updated every time, no row is added.
+        before = one(c, stripes)
+        for _ in range(5):
+            b.execute("BEGIN")
+            b.execute(ins)
+            gid2 = f"it_xa_{uuid.uuid4().hex[:8]}"
+            b.execute(f"PREPARE TRANSACTION '{gid2}'")
+            c.execute(f"COMMIT PREPARED '{gid2}'")
+        assert one(c, stripes) == before
+        b.close()
+    assert one(c, "SELECT count(*) FROM xa_log") == 3 + 2 + 10
+    truth = c.execute("SELECT count(*), sum(cost_usd) FROM xa_log").fetchone()
+    assert c.execute("SELECT sum(requests), sum(cost_usd) FROM xa_daily").fetchone() == truth
     c.execute("DROP TABLE xa_log")
 
 

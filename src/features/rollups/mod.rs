@@ -43,11 +43,10 @@ pub use flush::{flush, flush_all, take_written, watch_written, Written};
 
 /// Rollup sums in the transaction's lifecycle (`pg::lifecycle`): sums no statement trigger wrote
 /// (rows inserted straight into a partition) are written before commit; sums of an aborted
-/// (sub)transaction go with it; a backend whose transaction was prepared moves to another stripe.
+/// (sub)transaction go with it.
 pub static LIFECYCLE: crate::pg::lifecycle::Participant = crate::pg::lifecycle::Participant {
     pre_commit: flush_all,
-    end: |prepared| {
-        stripes::transaction_ended(prepared);
+    end: |_prepared| {
         clear_pending();
         forget_written();
     },
@@ -100,7 +99,8 @@ pub fn cost_stored(
 }
 
 /// The stripe this backend adds its sums into: its slot number (1..max_connections+workers,
-/// unique among running backends), moved past stripes held by prepared transactions.
+/// unique among running backends); a group whose row there a prepared transaction holds goes to
+/// a later stride of the slot for that statement.
 #[pg_extern(volatile, parallel_restricted, name = "_stripe")]
 pub fn stripe() -> i32 {
     stripes::stripe_for(backend_slot())

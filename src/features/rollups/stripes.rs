@@ -13,8 +13,10 @@
 //! - a row of stripe N is only ever written by the backend in slot N (two live backends never
 //!   share a slot), by `rebuild_rollup` (which locks the source against writers first) and by
 //!   DDL (TRUNCATE, DROP: they lock the stripes table itself);
-//! - the probe uses a dirty snapshot, as ON CONFLICT does: it sees the newest version, waits for
-//!   a prepared transaction still holding one, and a concurrent update is retried;
+//! - the probe uses a dirty snapshot, as ON CONFLICT does: it sees the newest version; a row a
+//!   prepared transaction still holds (an earlier holder of the slot, or this backend's own
+//!   previous transaction under two-phase commit) is never waited for: the group's sums go to
+//!   the slot's next stride for that statement (`next_stride`), and a concurrent update is retried;
 //! - no triggers, rules or constraints other than NOT NULL and the unique key live on a stripes
 //!   table; other indexes on it are maintained too when they are plain column indexes, and an
 //!   expression or partial index is refused with a clear error.
@@ -315,40 +317,29 @@ fn refuse(msg: String) -> ! {
     crate::pg::fail::user(pgrx::PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, msg).raise();
 }
 
-/// Stripe numbers past the backend slots: slot + k * STRIDE is this backend's stripe once k
-/// stripes were found held by prepared transactions (MaxBackends is below 2^18).
+/// Stripe numbers past the backend slots: slot + k * STRIDE is where this backend adds a group
+/// whose rows in stripes slot .. slot + (k - 1) * STRIDE are held by prepared transactions
+/// (MaxBackends is below 2^18).
 const STRIDE: i32 = 1 << 18;
 
-thread_local! {
-    /// How many strides this backend has moved on (see `move_on`).
-    static MOVED: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
-    /// Whether the running transaction wrote into a stripes table.
-    static WROTE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// The stripe this backend writes into: its slot, moved on past stripes that prepared
-/// transactions hold.
+/// The stripe this backend writes into: its slot. A group whose row there is held by a prepared
+/// transaction goes to the next free stride for that statement only (`next_stride`).
 pub fn stripe_for(slot: i32) -> i32 {
-    slot + MOVED.with(|m| m.get()) * STRIDE
+    slot
 }
 
-/// The next stripe after `stripe` (held by a prepared transaction), which this backend keeps
-/// using from now on.
-fn move_on(stripe: i32) -> i32 {
+/// The stripe after `stripe` (whose row of the group a prepared transaction holds) in this
+/// backend's slot. Not kept: the next statement tries the slot's own row first again. Under
+/// two-phase commit (Citus commits every multi-shard write so) the previous transaction of this
+/// backend is usually committed by then, and its rows are updated instead of new rows being added
+/// on every statement: the number of rows per group stays bounded by the backend slots in use
+/// and the prepared transactions outstanding.
+fn next_stride(stripe: i32) -> i32 {
     let k = stripe / STRIDE + 1;
     if k >= i32::MAX / STRIDE - 1 {
         refuse("llm_cost: no free rollup stripe left for this backend slot; commit or roll back the prepared transactions (pg_prepared_xacts)".into());
     }
-    MOVED.with(|m| m.set(m.get().max(k)));
     stripe % STRIDE + k * STRIDE
-}
-
-/// The running transaction ends: PREPARE TRANSACTION leaves the rows it wrote in this backend's
-/// stripe held until COMMIT/ROLLBACK PREPARED, so this backend moves on at once.
-pub fn transaction_ended(prepared: bool) {
-    if WROTE.with(|w| w.replace(false)) && prepared {
-        MOVED.with(|m| m.set(m.get() + 1));
-    }
 }
 
 /// Adds every entry of `sums` to the stripes table of `layout`, in the running transaction.
@@ -384,7 +375,6 @@ pub fn add_all(layout: &Layout, sums: &[Sums]) {
         let file = relfilenode(rel);
         let nblocks =
             pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
-        WROTE.with(|w| w.set(true));
         for s in sums {
             let mut stripe = s.stripe;
             loop {
@@ -408,7 +398,7 @@ pub fn add_all(layout: &Layout, sums: &[Sums]) {
                     }
                     // The row of this key is held by a prepared transaction (an earlier holder of
                     // this backend slot): never wait for it, add into another stripe instead.
-                    None => stripe = move_on(stripe),
+                    None => stripe = next_stride(stripe),
                 }
             }
         }
