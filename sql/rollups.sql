@@ -341,6 +341,8 @@ DECLARE
     d jsonb;
     shell regclass;
     sid bigint;
+    src int2[];
+    fixed text[] := llm_cost._stripes_columns();
 BEGIN
     SELECT * INTO me FROM llm_cost._citus_shard_logical(p_root);
     IF me.logical IS NULL THEN
@@ -348,19 +350,20 @@ BEGIN
               USING ERRCODE = 'object_not_in_prerequisite_state',
                     HINT = 'Call llm_cost.create_rollup() again, or drop the trigger llm_cost_rollup of this table.';
     END IF;
+    -- The source's columns every rollup reads, once (a name it lacks, or NULL: NULL). This runs
+    -- in every new worker backend for every shard it writes (Citus opens new ones for each
+    -- multi-shard statement by default): one query, not one per column and rollup.
+    SELECT pg_catalog.array_agg(a.attnum ORDER BY n.ord) INTO src
+      FROM unnest(ARRAY[p_defs ->> 'time', p_defs ->> 'cost', p_defs ->> 'model', p_defs ->> 'cost_source',
+                        p_defs ->> 'input', p_defs ->> 'output', p_defs ->> 'cache_read', p_defs ->> 'cache_write',
+                        p_defs ->> 'error', p_defs ->> 'latency']) WITH ORDINALITY n(name, ord)
+      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = p_rel AND a.attname = n.name AND a.attnum > 0 AND NOT a.attisdropped;
     FOR d IN SELECT x FROM pg_catalog.jsonb_array_elements(p_defs -> 'rollups') x LOOP
         id := (d ->> 'id')::bigint; grain := d ->> 'grain'; time_zone := d ->> 'time_zone';
         group_attnums := llm_cost._attnums(p_rel, ARRAY(SELECT x.g FROM pg_catalog.jsonb_array_elements_text(d -> 'groups') WITH ORDINALITY x(g, o) ORDER BY x.o));
-        time_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'time']))[1];
-        cost_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'cost']))[1];
-        model_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'model']))[1];
-        source_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'cost_source']))[1];
-        in_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'input']))[1];
-        out_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'output']))[1];
-        cr_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'cache_read']))[1];
-        cw_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'cache_write']))[1];
-        error_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'error']))[1];
-        latency_att := (llm_cost._attnums(p_rel, ARRAY[p_defs ->> 'latency']))[1];
+        time_att := src[1]; cost_att := src[2]; model_att := src[3]; source_att := src[4];
+        in_att := src[5]; out_att := src[6]; cr_att := src[7]; cw_att := src[8];
+        error_att := src[9]; latency_att := src[10];
         shell := pg_catalog.to_regclass(d ->> 'stripes');
         sid := NULL;
         -- The argument is the trigger's, which whoever owns the source could write: it may only
@@ -389,7 +392,7 @@ BEGIN
                         HINT = 'Its table of sums must stay co-located with the source (alter_distributed_table(..., cascade_to_colocated => true) keeps it so); drop the rollup and create it again to rebuild it from the rows.';
         END IF;
         stripes_group_attnums := llm_cost._attnums(stripes, ARRAY(SELECT x.g FROM pg_catalog.jsonb_array_elements_text(d -> 'stripes_groups') WITH ORDINALITY x(g, o) ORDER BY x.o));
-        stripes_attnums := llm_cost._attnums(stripes, llm_cost._stripes_columns());
+        stripes_attnums := llm_cost._attnums(stripes, fixed);
         RETURN NEXT;
     END LOOP;
 END $$;
