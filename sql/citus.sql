@@ -6,7 +6,7 @@
 -- its arguments, and so does the rollup trigger of a distributed source (see
 -- llm_cost._rollup_shard_args in sql/rollups.sql): every rollup's table of sums is distributed
 -- on the source's distribution column and co-located with it, and a shard's trigger writes the
--- shard of sums next to it (llm_cost._rollup_defs_shard).
+-- shard of sums next to it (src/features/rollups/defs.rs, shard_rows).
 
 -- How Citus holds a table: method 'h' and its distribution column for a hash-distributed table,
 -- 'n' for a reference table or a Citus local table (kind says which), NULL columns otherwise.

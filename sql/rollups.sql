@@ -326,80 +326,12 @@ BEGIN
         'zone', pg_catalog.to_jsonb(t) ->> 'time_zone', 'rollups', defs);
 END $$;
 
--- llm_cost._rollup_defs for a shard of a Citus distributed source (p_rel: where the row landed,
--- p_root: the source's shard, the root of p_rel's partition tree), from the trigger's argument:
--- the sums go to the shard of each rollup's table of sums co-located with p_root (same hash
--- range, same node).
-CREATE FUNCTION llm_cost._rollup_defs_shard(p_rel regclass, p_root regclass, p_defs jsonb)
-RETURNS TABLE (id bigint, grain text, time_zone text, group_attnums int2[],
-               time_att int2, cost_att int2, model_att int2, source_att int2,
-               in_att int2, out_att int2, cr_att int2, cw_att int2, error_att int2, latency_att int2,
-               stripes oid, stripes_group_attnums int2[], stripes_attnums int2[])
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    me record;
-    d jsonb;
-    shell regclass;
-    sid bigint;
-    src int2[];
-    fixed text[] := llm_cost._stripes_columns();
-BEGIN
-    SELECT * INTO me FROM llm_cost._citus_shard_logical(p_root);
-    IF me.logical IS NULL THEN
-        RAISE EXCEPTION 'llm_cost: % is not a shard of a Citus distributed table, but its rollup trigger is one for shards', p_root
-              USING ERRCODE = 'object_not_in_prerequisite_state',
-                    HINT = 'Call llm_cost.create_rollup() again, or drop the trigger llm_cost_rollup of this table.';
-    END IF;
-    -- The source's columns every rollup reads, once (a name it lacks, or NULL: NULL). This runs
-    -- in every new worker backend for every shard it writes (Citus opens new ones for each
-    -- multi-shard statement by default): one query, not one per column and rollup.
-    SELECT pg_catalog.array_agg(a.attnum ORDER BY n.ord) INTO src
-      FROM unnest(ARRAY[p_defs ->> 'time', p_defs ->> 'cost', p_defs ->> 'model', p_defs ->> 'cost_source',
-                        p_defs ->> 'input', p_defs ->> 'output', p_defs ->> 'cache_read', p_defs ->> 'cache_write',
-                        p_defs ->> 'error', p_defs ->> 'latency']) WITH ORDINALITY n(name, ord)
-      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = p_rel AND a.attname = n.name AND a.attnum > 0 AND NOT a.attisdropped;
-    FOR d IN SELECT x FROM pg_catalog.jsonb_array_elements(p_defs -> 'rollups') x LOOP
-        id := (d ->> 'id')::bigint; grain := d ->> 'grain'; time_zone := d ->> 'time_zone';
-        group_attnums := llm_cost._attnums(p_rel, ARRAY(SELECT x.g FROM pg_catalog.jsonb_array_elements_text(d -> 'groups') WITH ORDINALITY x(g, o) ORDER BY x.o));
-        time_att := src[1]; cost_att := src[2]; model_att := src[3]; source_att := src[4];
-        in_att := src[5]; out_att := src[6]; cr_att := src[7]; cw_att := src[8];
-        error_att := src[9]; latency_att := src[10];
-        shell := pg_catalog.to_regclass(d ->> 'stripes');
-        sid := NULL;
-        -- The argument is the trigger's, which whoever owns the source could write: it may only
-        -- name tables of sums of the source's owner (as create_rollup checks on the coordinator).
-        IF shell IS NOT NULL AND NOT pg_catalog.pg_has_role((SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = me.logical),
-                                                            (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = shell), 'USAGE') THEN
-            RAISE EXCEPTION 'llm_cost: the rollup trigger of % names %, which its owner does not own', me.logical, shell
-                  USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        IF shell IS NOT NULL THEN
-            -- The shard of sums whose hash range covers this shard's whole range (so every row of
-            -- this shard belongs in it): checked, not assumed from co-location, which
-            -- alter_distributed_table(..., cascade_to_colocated => false) breaks. Hash ranges of one
-            -- table do not overlap: at most one covers.
-            EXECUTE 'SELECT s.shardid FROM pg_catalog.pg_dist_shard s, pg_catalog.pg_dist_shard m
-                      WHERE m.shardid = $2 AND s.logicalrelid = $1
-                        AND s.shardminvalue::pg_catalog.int4 <= m.shardminvalue::pg_catalog.int4
-                        AND s.shardmaxvalue::pg_catalog.int4 >= m.shardmaxvalue::pg_catalog.int4'
-               INTO sid USING shell, me.shard;
-        END IF;
-        -- ... and it must be on this node.
-        stripes := CASE WHEN sid IS NOT NULL THEN llm_cost._citus_shard_rel(shell, sid) END;
-        IF stripes IS NULL THEN
-            RAISE EXCEPTION 'llm_cost: rollup % has no shard of its table of sums % on this node whose hash range covers shard % of its source', id, d ->> 'stripes', p_root
-                  USING ERRCODE = 'object_not_in_prerequisite_state',
-                        HINT = 'Its table of sums must stay co-located with the source (alter_distributed_table(..., cascade_to_colocated => true) keeps it so); drop the rollup and create it again to rebuild it from the rows.';
-        END IF;
-        stripes_group_attnums := llm_cost._attnums(stripes, ARRAY(SELECT x.g FROM pg_catalog.jsonb_array_elements_text(d -> 'stripes_groups') WITH ORDINALITY x(g, o) ORDER BY x.o));
-        stripes_attnums := llm_cost._attnums(stripes, fixed);
-        RETURN NEXT;
-    END LOOP;
-END $$;
-REVOKE ALL ON FUNCTION llm_cost._rollup_defs_shard(regclass, regclass, jsonb) FROM PUBLIC;
+-- For a shard of a Citus distributed source, what llm_cost._rollup_defs says is read from this
+-- argument and Citus's metadata by the rollup trigger itself (src/features/rollups/defs.rs,
+-- shard_rows, and src/pg/citus.rs): no SQL in each new worker backend.
 
 -- Attribute numbers of the named columns of p_rel, in the order named (a name it lacks, or NULL,
--- is left out). Read by _rollup_defs and _rollup_defs_shard.
+-- is left out). Read by _rollup_defs.
 CREATE FUNCTION llm_cost._attnums(p_rel regclass, p_names text[]) RETURNS int2[]
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT ARRAY(SELECT a.attnum FROM unnest(p_names) WITH ORDINALITY n(name, ord)

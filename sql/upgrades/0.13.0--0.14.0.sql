@@ -1,7 +1,8 @@
--- llm_cost 0.13.0 -> 0.14.0: rollups of Citus distributed tables under two-phase commit. The
--- rollup writer no longer moves a backend to a new stripe after PREPARE TRANSACTION (Citus
--- prepares every multi-shard write on each worker: each statement added a new row per group, and
--- the tables of sums grew without bound); the rollup definitions of a shard are read with fewer
--- queries in each new worker backend (llm_cost._rollup_defs_shard). No table changes. Rows that
--- 0.13.0 added in later stripes stay and are summed as before; rebuild_rollup() rewrites a table
--- of sums from the raw rows where they are still kept.
+-- llm_cost 0.13.0 -> 0.14.0: rollups of Citus distributed tables under two-phase commit and in
+-- new worker backends. The rollup writer no longer moves a backend to a new stripe after
+-- PREPARE TRANSACTION (Citus prepares every multi-shard write on each worker: each statement
+-- added a new row per group, and the tables of sums grew without bound). A shard's rollup
+-- definitions are read by the trigger from Citus's metadata directly, without SQL, in each new
+-- worker backend: llm_cost._rollup_defs_shard is gone. No table changes. Rows that 0.13.0 added
+-- in later stripes stay and are summed as before; rebuild_rollup() rewrites a table of sums from
+-- the raw rows where they are still kept.

@@ -133,3 +133,241 @@ fn quote_literal(value: &str) -> String {
         s
     }
 }
+
+/// A shard as Citus's metadata (`pg_dist_shard`) describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct Shard {
+    pub logical: pg_sys::Oid,
+    pub id: i64,
+    /// Its hash range (NULL for a shard of a reference table).
+    pub min: Option<i32>,
+    pub max: Option<i32>,
+}
+
+/// Rows of `pg_dist_shard` whose `key_column` equals `key` (compared with `eq`), read through
+/// the index `index` with the catalog snapshot (as Citus reads its metadata): no SQL, since
+/// this runs in every new worker backend for every shard it writes.
+fn dist_shards(
+    index: &std::ffi::CStr,
+    key_column: &std::ffi::CStr,
+    eq: u32,
+    key: pg_sys::Datum,
+) -> Vec<Shard> {
+    let catalog = pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE);
+    let mut out = Vec::new();
+    // SAFETY: the table is opened, scanned and closed here under AccessShareLock; tuples are
+    // deformed with its own descriptor while the scan holds them; columns are found by name and
+    // their types checked before their values are read.
+    unsafe {
+        let meta = pg_sys::get_relname_relid(c"pg_dist_shard".as_ptr(), catalog);
+        if meta == pg_sys::InvalidOid {
+            return out;
+        }
+        let idx = pg_sys::get_relname_relid(index.as_ptr(), catalog);
+        let att = |name: &std::ffi::CStr| pg_sys::get_attnum(meta, name.as_ptr());
+        let (a_key, a_rel, a_id, a_min, a_max) = (
+            att(key_column),
+            att(c"logicalrelid"),
+            att(c"shardid"),
+            att(c"shardminvalue"),
+            att(c"shardmaxvalue"),
+        );
+        if [a_key, a_rel, a_id, a_min, a_max].iter().any(|a| *a <= 0) {
+            return out;
+        }
+        let rel = pg_sys::try_table_open(meta, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        if rel.is_null() {
+            return out;
+        }
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        let typ = |a: i16| (*(*desc).attrs.as_ptr().add(a as usize - 1)).atttypid;
+        let oidlike = |t: pg_sys::Oid| t == pg_sys::REGCLASSOID || t == pg_sys::OIDOID;
+        if a_key as usize > natts
+            || [a_rel, a_id, a_min, a_max]
+                .iter()
+                .any(|a| *a as usize > natts)
+            || !oidlike(typ(a_rel))
+            || typ(a_id) != pg_sys::INT8OID
+            || typ(a_min) != pg_sys::TEXTOID
+            || typ(a_max) != pg_sys::TEXTOID
+        {
+            pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+            return out;
+        }
+        let mut skey = pg_sys::ScanKeyData::default();
+        pg_sys::ScanKeyInit(
+            &mut skey,
+            a_key,
+            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+            pg_sys::RegProcedure::from(eq),
+            key,
+        );
+        let scan = pg_sys::systable_beginscan(
+            rel,
+            idx,
+            idx != pg_sys::InvalidOid,
+            std::ptr::null_mut(),
+            1,
+            &mut skey,
+        );
+        let mut values = vec![pg_sys::Datum::from(0usize); natts];
+        let mut nulls = vec![true; natts];
+        loop {
+            let tup = pg_sys::systable_getnext(scan);
+            if tup.is_null() {
+                break;
+            }
+            pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            let int4 = |a: i16| -> Option<i32> {
+                let i = a as usize - 1;
+                if nulls[i] {
+                    return None;
+                }
+                let t = pgrx::text_to_rust_str_unchecked(values[i].cast_mut_ptr());
+                t.trim().parse::<i32>().ok()
+            };
+            let (r, s) = (a_rel as usize - 1, a_id as usize - 1);
+            if nulls[r] || nulls[s] {
+                continue;
+            }
+            out.push(Shard {
+                logical: pg_sys::Oid::from(values[r].value() as u32),
+                id: values[s].value() as i64,
+                min: int4(a_min),
+                max: int4(a_max),
+            });
+        }
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+    }
+    out
+}
+
+thread_local! {
+    /// `pg_catalog.shard_name(regclass, bigint)`, once looked up (Citus's).
+    static SHARD_NAME: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
+}
+
+/// The relation of shard `id` of `logical` on this node: the name Citus gives it
+/// (`shard_name()`, qualified only outside the public schema, quoted as identifiers), in the
+/// schema of `logical`. None where there is none (the shard lives on another node).
+pub fn shard_rel(logical: pg_sys::Oid, id: i64) -> Option<pg_sys::Oid> {
+    let func = match SHARD_NAME.with(|s| s.get()) {
+        Some(f) => f,
+        None => {
+            let sig = "pg_catalog.shard_name(pg_catalog.regclass,pg_catalog.int8)";
+            // SAFETY: to_regprocedure with a text argument: NULL (None) when there is no such function.
+            let f = unsafe {
+                pgrx::direct_function_call::<pg_sys::Oid>(
+                    pg_sys::to_regprocedure,
+                    &[sig.into_datum()],
+                )
+            }?;
+            SHARD_NAME.with(|s| s.set(Some(f)));
+            f
+        }
+    };
+    // SAFETY: catalog look-ups of a relation's schema and name; the function takes (regclass,
+    // int8) and returns text (checked by its signature above); strings are copied at once.
+    unsafe {
+        let nsp = pg_sys::get_rel_namespace(logical);
+        if nsp == pg_sys::InvalidOid {
+            return None;
+        }
+        let nspname = pg_sys::get_namespace_name(nsp);
+        if nspname.is_null() {
+            return None;
+        }
+        let quoted_nsp = std::ffi::CStr::from_ptr(pg_sys::quote_identifier(nspname))
+            .to_string_lossy()
+            .into_owned();
+        let name = pg_sys::OidFunctionCall2Coll(
+            func,
+            pg_sys::InvalidOid,
+            pg_sys::Datum::from(logical),
+            pg_sys::Datum::from(id),
+        );
+        let name = pgrx::text_to_rust_str_unchecked(name.cast_mut_ptr()).to_string();
+        let bare = name
+            .strip_prefix(&format!("{quoted_nsp}."))
+            .unwrap_or(&name);
+        let unquoted = match bare.strip_prefix('"').and_then(|b| b.strip_suffix('"')) {
+            Some(inner) => inner.replace("\"\"", "\""),
+            None => bare.to_string(),
+        };
+        let c = std::ffi::CString::new(unquoted).ok()?;
+        let rel = pg_sys::get_relname_relid(c.as_ptr(), nsp);
+        (rel != pg_sys::InvalidOid).then_some(rel)
+    }
+}
+
+/// The shard `rel` is on this node: its name ends in `_<shard id>`, `pg_dist_shard` has that
+/// shard, and that shard's relation here is `rel`. None for anything else.
+pub fn shard_of(rel: pg_sys::Oid) -> Option<Shard> {
+    // SAFETY: a catalog look-up; the name is copied at once.
+    let name = unsafe {
+        let n = pg_sys::get_rel_name(rel);
+        if n.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(n).to_string_lossy().into_owned()
+    };
+    let digits = name.rsplit_once('_')?.1;
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let id: i64 = digits.parse().ok()?;
+    let shard = dist_shards(
+        c"pg_dist_shard_shardid_index",
+        c"shardid",
+        pg_sys::F_INT8EQ,
+        pg_sys::Datum::from(id),
+    )
+    .into_iter()
+    .next()?;
+    (shard_rel(shard.logical, shard.id) == Some(rel)).then_some(shard)
+}
+
+/// The shard of `logical` whose hash range covers all of `shard`'s (so every row of that shard
+/// belongs in it): checked, not assumed from co-location, which
+/// `alter_distributed_table(..., cascade_to_colocated => false)` breaks. Hash ranges of one table
+/// do not overlap: at most one covers.
+pub fn covering_shard(logical: pg_sys::Oid, shard: &Shard) -> Option<i64> {
+    let (min, max) = (shard.min?, shard.max?);
+    dist_shards(
+        c"pg_dist_shard_logical_relid_index",
+        c"logicalrelid",
+        pg_sys::F_OIDEQ,
+        pg_sys::Datum::from(logical),
+    )
+    .into_iter()
+    .find(|s| s.min.is_some_and(|m| m <= min) && s.max.is_some_and(|m| m >= max))
+    .map(|s| s.id)
+}
+
+/// The owner of a relation, from the catalog cache (no SQL).
+pub fn rel_owner(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    // SAFETY: a syscache look-up released before returning; GETSTRUCT of a pg_class tuple.
+    unsafe {
+        let tup = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as i32,
+            pg_sys::Datum::from(relid),
+        );
+        if tup.is_null() {
+            return None;
+        }
+        let form = ((*tup).t_data as *mut u8).add((*(*tup).t_data).t_hoff as usize)
+            as *const pg_sys::FormData_pg_class;
+        let owner = (*form).relowner;
+        pg_sys::ReleaseSysCache(tup);
+        Some(owner)
+    }
+}
+
+/// The relation a (possibly quoted, possibly schema-qualified) name denotes, or None
+/// (`to_regclass`: no error for a name that does not exist).
+pub fn to_regclass(name: &str) -> Option<pg_sys::Oid> {
+    // SAFETY: to_regclass(text) returns NULL (None) for a name that does not resolve.
+    unsafe { pgrx::direct_function_call::<pg_sys::Oid>(pg_sys::to_regclass, &[name.into_datum()]) }
+}

@@ -42,7 +42,9 @@ def test_the_check_fails_on_a_hand_edit(tmp_path):
     script = ROOT / "sql" / f"llm_cost--{frm}--{to}.sql"
     original = script.read_text()
     try:
-        script.write_text(original.replace("CREATE OR REPLACE FUNCTION", "CREATE OR REPLACE FUNCTION /* by hand */", 1))
+        # (an update that only drops functions has no CREATE to edit: a line is added then)
+        edited = original.replace("CREATE OR REPLACE FUNCTION", "CREATE OR REPLACE FUNCTION /* by hand */", 1)
+        script.write_text(edited if edited != original else original + "SELECT 1; -- by hand\n")
         r = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_upgrade.py"), "--check", frm, to],
                            capture_output=True, text=True)
         assert r.returncode == 1 and "by hand" in r.stderr, r.stderr

@@ -62,6 +62,9 @@ pub struct SourceDefs {
     pub(super) cost_scale: Option<u32>,
     /// Zone of a timestamp or date time column (text, TopMemoryContext); None: UTC.
     pub(super) zone: Option<pg_sys::Datum>,
+    /// A shard of a Citus distributed source: its tables of sums are shards too, which no
+    /// budget names (budgets name the distributed tables, on the coordinator).
+    pub(super) shard: bool,
 }
 
 impl SourceDefs {
@@ -215,6 +218,144 @@ const SOURCE_COLUMNS: [&str; 10] = [
     "latency_att",
 ];
 
+/// One rollup's definition as `_rollup_defs` returns it: id, grain, time zone, group columns of
+/// the source, the source columns of `SOURCE_COLUMNS`, the table of sums, its group columns and
+/// its `COLUMNS` (attribute numbers).
+type DefRow = (
+    i64,
+    String,
+    String,
+    Vec<i16>,
+    [Option<i16>; 10],
+    pg_sys::Oid,
+    Vec<i16>,
+    Vec<i16>,
+);
+
+/// The attribute numbers of the named columns of `rel` that exist, in the order named (as
+/// `llm_cost._attnums`: a name it lacks is left out).
+fn attnums<'a>(rel: pg_sys::Oid, names: impl IntoIterator<Item = &'a str>) -> Vec<i16> {
+    names.into_iter().filter_map(|n| attnum(rel, n)).collect()
+}
+
+fn attnum(rel: pg_sys::Oid, name: &str) -> Option<i16> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a catalog cache look-up with a NUL-terminated name (dropped columns are not found).
+    let a = unsafe { pg_sys::get_attnum(rel, c.as_ptr()) };
+    (a > 0).then_some(a)
+}
+
+/// What `llm_cost._rollup_defs` says for a shard of a Citus distributed source (`rel`: where the
+/// row landed, `root`: the source's shard, the root of rel's partition tree), from the trigger's
+/// argument (`_rollup_shard_args`, by column name): the sums go to the shard of each rollup's
+/// table of sums whose hash range covers `root`'s, on this node. Read from the catalogs and
+/// Citus's metadata directly, no SQL: every new worker backend does this for every shard it
+/// writes, and Citus opens new ones for each multi-shard statement by default.
+fn shard_rows(rel: pg_sys::Oid, root: pg_sys::Oid, args: &str) -> Vec<DefRow> {
+    use crate::pg::citus;
+    use pgrx::PgSqlErrorCode as Code;
+    let defs: serde_json::Value = serde_json::from_str(args).unwrap_or_else(|e| {
+        crate::pg::fail::internal(format!(
+            "llm_cost: the rollup trigger of {} has an argument that is not JSON: {e}",
+            crate::pg::privilege::relname(root)
+        ))
+    });
+    let Some(me) = citus::shard_of(root) else {
+        crate::pg::fail::user(
+            Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("llm_cost: {} is not a shard of a Citus distributed table, but its rollup trigger is one for shards", crate::pg::privilege::relname(root)),
+        )
+        .hint("Call llm_cost.create_rollup() again, or drop the trigger llm_cost_rollup of this table.")
+        .raise()
+    };
+    let text =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let texts = |v: &serde_json::Value, k: &str| -> Vec<String> {
+        v.get(k)
+            .and_then(|x| x.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let src = [
+        "time",
+        "cost",
+        "model",
+        "cost_source",
+        "input",
+        "output",
+        "cache_read",
+        "cache_write",
+        "error",
+        "latency",
+    ]
+    .map(|k| text(&defs, k).and_then(|n| attnum(rel, &n)));
+    let owner = citus::rel_owner(me.logical);
+    let fixed_names: Vec<&str> = super::stripes::COLUMNS.iter().map(|c| c.name).collect();
+    let mut out = Vec::new();
+    for d in defs
+        .get("rollups")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let id = d.get("id").and_then(|x| x.as_i64()).unwrap_or(0);
+        let groups = texts(d, "groups");
+        let named = text(d, "stripes").unwrap_or_default();
+        let shell = citus::to_regclass(&named);
+        // The argument is the trigger's, which whoever owns the source could write: it may only
+        // name tables of sums of the source's owner (as create_rollup checks on the coordinator).
+        if let Some(shell) = shell {
+            // SAFETY: a privilege check on the catalog cache, in a transaction.
+            let allowed = match (owner, citus::rel_owner(shell)) {
+                (Some(o), Some(s)) => unsafe { pg_sys::has_privs_of_role(o, s) },
+                _ => false,
+            };
+            if !allowed {
+                crate::pg::fail::user(
+                    Code::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    format!(
+                        "llm_cost: the rollup trigger of {} names {}, which its owner does not own",
+                        crate::pg::privilege::relname(me.logical),
+                        crate::pg::privilege::relname(shell)
+                    ),
+                )
+                .raise();
+            }
+        }
+        // ... and the shard of it must be on this node.
+        let stripes = shell.and_then(|sh| {
+            citus::covering_shard(sh, &me).and_then(|sid| citus::shard_rel(sh, sid))
+        });
+        let Some(stripes) = stripes else {
+            crate::pg::fail::user(
+                Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("llm_cost: rollup {id} has no shard of its table of sums {named} on this node whose hash range covers shard {} of its source",
+                        crate::pg::privilege::relname(root)),
+            )
+            .hint("Its table of sums must stay co-located with the source (alter_distributed_table(..., cascade_to_colocated => true) keeps it so); drop the rollup and create it again to rebuild it from the rows.")
+            .raise()
+        };
+        out.push((
+            id,
+            text(d, "grain").unwrap_or_default(),
+            text(d, "time_zone").unwrap_or_default(),
+            attnums(rel, groups.iter().map(String::as_str)),
+            src,
+            stripes,
+            attnums(
+                stripes,
+                texts(d, "stripes_groups").iter().map(String::as_str),
+            ),
+            attnums(stripes, fixed_names.iter().copied()),
+        ));
+    }
+    out
+}
+
 pub(super) fn load_defs(
     relid: pg_sys::Oid,
     root: pg_sys::Oid,
@@ -238,72 +379,72 @@ pub(super) fn load_defs(
         cost_default: None,
         cost_scale: None,
         zone: None,
+        shard: shard_args.is_some(),
     };
     // Definitions are llm_cost's own bookkeeping: read as the extension's owner through a
-    // function PUBLIC may not execute.
-    let rows: Vec<_> = crate::pg::privilege::as_extension_owner(|| {
-        spi::connect(|c| {
-            let t = match shard_args {
-                Some(args) => c.select(
-                    "SELECT * FROM llm_cost._rollup_defs_shard($1, $2, $3::pg_catalog.jsonb)",
-                    None,
-                    &[relid.into(), root.into(), args.into()],
-                )?,
-                None => c.select(
+    // function PUBLIC may not execute. On a Citus shard, from the trigger's argument and the
+    // catalogs directly (no SQL: each new worker backend does this for every shard it writes).
+    let rows: Vec<_> = match shard_args {
+        Some(args) => shard_rows(relid, root, args),
+        None => crate::pg::privilege::as_extension_owner(|| {
+            spi::connect(|c| {
+                let t = c.select(
                     "SELECT * FROM llm_cost._rollup_defs($1, $2)",
                     None,
                     &[root.into(), relid.into()],
-                )?,
-            };
-            let mut v = Vec::new();
-            for r in t {
-                // By name: the columns `_rollup_defs` and `_rollup_defs_shard` return.
-                v.push((
-                    r.get_by_name::<i64, _>("id")?.unwrap_or(0),
-                    r.get_by_name::<String, _>("grain")?.unwrap_or_default(),
-                    r.get_by_name::<String, _>("time_zone")?.unwrap_or_default(),
-                    r.get_by_name::<Vec<i16>, _>("group_attnums")?
-                        .unwrap_or_default(),
-                    SOURCE_COLUMNS.map(|c| r.get_by_name::<i16, _>(c).ok().flatten()),
-                    r.get_by_name::<pg_sys::Oid, _>("stripes")?
-                        .unwrap_or(pg_sys::InvalidOid),
-                    r.get_by_name::<Vec<i16>, _>("stripes_group_attnums")?
-                        .unwrap_or_default(),
-                    r.get_by_name::<Vec<i16>, _>("stripes_attnums")?
-                        .unwrap_or_default(),
-                ));
-            }
-            Ok::<_, pgrx::spi::Error>(v)
+                )?;
+                let mut v = Vec::new();
+                for r in t {
+                    // By name: the columns `_rollup_defs` returns.
+                    v.push((
+                        r.get_by_name::<i64, _>("id")?.unwrap_or(0),
+                        r.get_by_name::<String, _>("grain")?.unwrap_or_default(),
+                        r.get_by_name::<String, _>("time_zone")?.unwrap_or_default(),
+                        r.get_by_name::<Vec<i16>, _>("group_attnums")?
+                            .unwrap_or_default(),
+                        SOURCE_COLUMNS.map(|c| r.get_by_name::<i16, _>(c).ok().flatten()),
+                        r.get_by_name::<pg_sys::Oid, _>("stripes")?
+                            .unwrap_or(pg_sys::InvalidOid),
+                        r.get_by_name::<Vec<i16>, _>("stripes_group_attnums")?
+                            .unwrap_or_default(),
+                        r.get_by_name::<Vec<i16>, _>("stripes_attnums")?
+                            .unwrap_or_default(),
+                    ));
+                }
+                Ok::<_, pgrx::spi::Error>(v)
+            })
         })
-    })
-    .unwrap_or_else(|e| {
-        crate::pg::fail::internal(format!("llm_cost: could not read rollup definitions: {e}"))
-    });
+        .unwrap_or_else(|e| {
+            crate::pg::fail::internal(format!("llm_cost: could not read rollup definitions: {e}"))
+        }),
+    };
     if !rows.is_empty() {
+        let shard_json = shard_args.and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok());
+        let field = |k: &str| {
+            shard_json
+                .as_ref()
+                .and_then(|j| j.get(k))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
         let (default, zone) = match shard_args {
-            Some(args) => spi::get_two_with_args::<String, String>(
-                "SELECT $1::pg_catalog.jsonb ->> 'cost_default', $1::pg_catalog.jsonb ->> 'zone'",
-                &[args.into()],
-            ),
+            Some(_) => (field("cost_default"), field("zone")),
             None => spi::get_two_with_args::<String, String>(
                 // (a 0.1.0 schema, before ALTER EXTENSION UPDATE, has no time_zone column: UTC)
                 "SELECT t.cost_default::pg_catalog.text, pg_catalog.to_jsonb(t) ->> 'time_zone' FROM llm_cost.tracked_tables t WHERE t.log_table = $1",
                 &[root.into()],
-            ),
-        }
-        .unwrap_or((None, None));
+            )
+            .unwrap_or((None, None)),
+        };
         let unit = match shard_args {
-            Some(args) => spi::get_one_with_args::<String>(
-                "SELECT $1::pg_catalog.jsonb ->> 'cost_unit'",
-                &[args.into()],
-            ),
+            Some(_) => field("cost_unit"),
             None => spi::get_one_with_args::<String>(
                 "SELECT pg_catalog.to_jsonb(t) ->> 'cost_unit' FROM llm_cost.tracked_tables t WHERE t.log_table = $1",
                 &[root.into()],
-            ),
-        }
-        .ok()
-        .flatten();
+            )
+            .ok()
+            .flatten(),
+        };
         out.cost_scale = unit.and_then(|u| llm_cost_core::pricing::cost_unit_scale(&u));
         out.zone = zone
             .filter(|z| !z.eq_ignore_ascii_case("UTC"))

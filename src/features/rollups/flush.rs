@@ -167,7 +167,9 @@ pub(super) fn write(pending: Vec<(Vec<u8>, Acc)>) {
             .collect();
         super::stripes::add_all(&defs.rollups[ri].layout, &sums);
         let r = &defs.rollups[ri];
-        if WATCH.get().is_some_and(|w| w(r.layout.stripes)) {
+        // (Budgets look at the groups written into tables of sums they watch; no budget watches
+        // a shard's, and asking would load every budget in each new Citus worker backend.)
+        if !defs.shard && WATCH.get().is_some_and(|w| w(r.layout.stripes)) {
             WRITTEN.with(|w| {
                 let mut w = w.borrow_mut();
                 for (key, (period, group, _)) in &groups {
