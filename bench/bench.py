@@ -787,7 +787,7 @@ def bench_citus(out):
         for n in nodes:
             citus_cluster("stop", n)
     out.append("## Citus: INSERT into a distributed tracked table with rollups vs the same table bare\n")
-    out.append("Citus 12.1.9 (built from source), a coordinator and two workers on this machine (one scratch cluster each, "
+    out.append("Citus 12.1.12 (built from source), a coordinator and two workers on this machine (one scratch cluster each, "
                "`shared_preload_libraries = 'citus,llm_cost'`), 32 shards per table distributed by `tenant_id` (200 tenants). "
                "pgbench connects to the coordinator. Variants: `bare` (no llm_cost), `tracked` (`llm_cost.track()`: the cost "
                "trigger prices each row on its shard), `tracked + 3 rollups` (daily per tenant and model, daily per model, "
@@ -801,7 +801,7 @@ def bench_citus(out):
         mult = 1000 if "1,000" in label else 1
         out.append(f"| {label} ({unit}) | {m['bare'] * mult:,.0f} | {m['tracked'] * mult:,.0f} | {m['tracked + 3 rollups'] * mult:,.0f} | "
                    f"{m['tracked'] / m['bare']:.1%} | **{m['tracked + 3 rollups'] / m['bare']:.1%}** |")
-    out.append("\nA multi-shard statement (here INSERT ... SELECT, which Citus sends to the shards of every worker in parallel) opens connections to the workers beyond the one per worker Citus keeps by default, and closes them at the end of the transaction. Since 0.10.0 each new worker backend attaches the worker's shared catalog image (about 1 ms) instead of building its own (about 20 ms, what made tracked multi-shard INSERTs 35% of bare in 0.9.0). What is left with rollups is the writes into the tables of sums on the workers. Keeping the connections (`citus.max_cached_conns_per_worker`, last line) makes the bare table ~9x faster.\n")
+    out.append("\nA multi-shard statement (here INSERT ... SELECT, which Citus sends to the shards of every worker in parallel) opens connections to the workers beyond the one per worker Citus keeps by default, and closes them at the end of the transaction. Since 0.10.0 each new worker backend attaches the worker's shared catalog image (about 1 ms) instead of building its own (about 20 ms, what made tracked multi-shard INSERTs 35% of bare in 0.9.0). Since 0.14.0 it reads each shard's rollup definitions from the trigger's argument and Citus's metadata without SQL (a PL/pgSQL function of ~75 nested queries per shard before: 43-46% of bare with rollups), and a worker backend's rows of sums are updated again after Citus's two-phase commit instead of a new row per group and statement. Keeping the connections (`citus.max_cached_conns_per_worker`, last line) makes the bare table ~10x faster.\n")
     out.append(f"\nAfter the last run the rollups equal the raw rows ({rows:,} rows): {exact}.\n")
     print(f"citus: {res}", file=sys.stderr)
     return True
