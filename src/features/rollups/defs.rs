@@ -309,8 +309,8 @@ fn shard_rows(rel: pg_sys::Oid, root: pg_sys::Oid, args: &str) -> Vec<DefRow> {
         // The argument is the trigger's, which whoever owns the source could write: it may only
         // name tables of sums of the source's owner (as create_rollup checks on the coordinator).
         if let Some(shell) = shell {
-            // SAFETY: a privilege check on the catalog cache, in a transaction.
             let allowed = match (owner, citus::rel_owner(shell)) {
+                // SAFETY: a privilege check on the catalog cache, in a transaction.
                 (Some(o), Some(s)) => unsafe { pg_sys::has_privs_of_role(o, s) },
                 _ => false,
             };
