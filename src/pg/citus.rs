@@ -244,30 +244,17 @@ fn dist_shards(
     out
 }
 
-thread_local! {
-    /// `pg_catalog.shard_name(regclass, bigint)`, once looked up (Citus's).
-    static SHARD_NAME: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
-}
-
 /// The relation of shard `id` of `logical` on this node: the name Citus gives it
 /// (`shard_name()`, qualified only outside the public schema, quoted as identifiers), in the
 /// schema of `logical`. None where there is none (the shard lives on another node).
 pub fn shard_rel(logical: pg_sys::Oid, id: i64) -> Option<pg_sys::Oid> {
-    let func = match SHARD_NAME.with(|s| s.get()) {
-        Some(f) => f,
-        None => {
-            let sig = "pg_catalog.shard_name(pg_catalog.regclass,pg_catalog.int8)";
-            // SAFETY: to_regprocedure with a text argument: NULL (None) when there is no such function.
-            let f = unsafe {
-                pgrx::direct_function_call::<pg_sys::Oid>(
-                    pg_sys::to_regprocedure,
-                    &[sig.into_datum()],
-                )
-            }?;
-            SHARD_NAME.with(|s| s.set(Some(f)));
-            f
-        }
-    };
+    // Looked up each time (only when a backend reads a shard's definitions): an oid kept
+    // across statements would outlive a re-created citus extension.
+    let sig = "pg_catalog.shard_name(pg_catalog.regclass,pg_catalog.int8)";
+    // SAFETY: to_regprocedure with a text argument: NULL (None) when there is no such function.
+    let func = unsafe {
+        pgrx::direct_function_call::<pg_sys::Oid>(pg_sys::to_regprocedure, &[sig.into_datum()])
+    }?;
     // SAFETY: catalog look-ups of a relation's schema and name; the function takes (regclass,
     // int8) and returns text (checked by its signature above); strings are copied at once.
     unsafe {
