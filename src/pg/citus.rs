@@ -51,49 +51,78 @@ pub fn installed() -> bool {
 /// through Citus's planner cost more than the look-up). False where the citus extension is not
 /// installed in this database.
 pub fn is_citus_table(relid: pg_sys::Oid) -> bool {
+    let mut found = false;
+    scan_metadata(
+        c"pg_dist_partition",
+        c"pg_dist_partition_logical_relid_index",
+        c"logicalrelid",
+        pg_sys::F_OIDEQ,
+        pg_sys::Datum::from(relid),
+        |_, _, _| found = true,
+    );
+    found
+}
+
+/// Calls `each` with the descriptor, values and nulls of every row of the Citus metadata table
+/// `table` (in pg_catalog) whose `key_column` equals `key` (compared with the function `eq`),
+/// read through `index` with the catalog snapshot, as Citus reads its metadata: no SQL. Nothing
+/// where the table or the column does not exist (the citus extension is not installed here).
+fn scan_metadata(
+    table: &std::ffi::CStr,
+    index: &std::ffi::CStr,
+    key_column: &std::ffi::CStr,
+    eq: u32,
+    key: pg_sys::Datum,
+    mut each: impl FnMut(pg_sys::TupleDesc, &[pg_sys::Datum], &[bool]),
+) {
     let catalog = pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE);
-    // SAFETY: catalog name look-ups with NUL-terminated names.
-    let (meta, index) = unsafe {
-        (
-            pg_sys::get_relname_relid(c"pg_dist_partition".as_ptr(), catalog),
-            pg_sys::get_relname_relid(c"pg_dist_partition_logical_relid_index".as_ptr(), catalog),
-        )
-    };
-    if meta == pg_sys::InvalidOid {
-        return false;
-    }
-    // SAFETY: the table is opened, scanned and closed here under AccessShareLock; the scan key
-    // compares the oid column `logicalrelid` (looked up by name) with oideq; the tuple is only
-    // tested for existence.
+    // SAFETY: catalog look-ups with NUL-terminated names; the table is opened, scanned and
+    // closed here under AccessShareLock; each tuple is deformed with the table's own descriptor
+    // while the scan holds it, and `each` gets the values only for that time.
     unsafe {
-        let attnum = pg_sys::get_attnum(meta, c"logicalrelid".as_ptr());
+        let meta = pg_sys::get_relname_relid(table.as_ptr(), catalog);
+        if meta == pg_sys::InvalidOid {
+            return;
+        }
+        let idx = pg_sys::get_relname_relid(index.as_ptr(), catalog);
+        let attnum = pg_sys::get_attnum(meta, key_column.as_ptr());
         if attnum <= 0 {
-            return false;
+            return;
         }
         let rel = pg_sys::try_table_open(meta, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         if rel.is_null() {
-            return false;
+            return;
         }
-        let mut key = pg_sys::ScanKeyData::default();
+        let desc = (*rel).rd_att;
+        let natts = (*desc).natts as usize;
+        let mut skey = pg_sys::ScanKeyData::default();
         pg_sys::ScanKeyInit(
-            &mut key,
+            &mut skey,
             attnum,
             pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-            pg_sys::RegProcedure::from(pg_sys::F_OIDEQ),
-            pg_sys::Datum::from(relid),
+            pg_sys::RegProcedure::from(eq),
+            key,
         );
         let scan = pg_sys::systable_beginscan(
             rel,
-            index,
-            index != pg_sys::InvalidOid,
+            idx,
+            idx != pg_sys::InvalidOid,
             std::ptr::null_mut(),
             1,
-            &mut key,
+            &mut skey,
         );
-        let found = !pg_sys::systable_getnext(scan).is_null();
+        let mut values = vec![pg_sys::Datum::from(0usize); natts];
+        let mut nulls = vec![true; natts];
+        loop {
+            let tup = pg_sys::systable_getnext(scan);
+            if tup.is_null() {
+                break;
+            }
+            pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            each(desc, &values, &nulls);
+        }
         pg_sys::systable_endscan(scan);
         pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        found
     }
 }
 
@@ -144,103 +173,66 @@ pub struct Shard {
     pub max: Option<i32>,
 }
 
-/// Rows of `pg_dist_shard` whose `key_column` equals `key` (compared with `eq`), read through
-/// the index `index` with the catalog snapshot (as Citus reads its metadata): no SQL, since
-/// this runs in every new worker backend for every shard it writes.
+/// Rows of `pg_dist_shard` whose `key_column` equals `key` (compared with `eq`), through the
+/// index `index` (`scan_metadata`): this runs in every new worker backend for every shard it
+/// writes. Columns by name, their types checked before their values are read.
 fn dist_shards(
     index: &std::ffi::CStr,
     key_column: &std::ffi::CStr,
     eq: u32,
     key: pg_sys::Datum,
 ) -> Vec<Shard> {
-    let catalog = pg_sys::Oid::from(pg_sys::PG_CATALOG_NAMESPACE);
     let mut out = Vec::new();
-    // SAFETY: the table is opened, scanned and closed here under AccessShareLock; tuples are
-    // deformed with its own descriptor while the scan holds them; columns are found by name and
-    // their types checked before their values are read.
-    unsafe {
-        let meta = pg_sys::get_relname_relid(c"pg_dist_shard".as_ptr(), catalog);
-        if meta == pg_sys::InvalidOid {
-            return out;
-        }
-        let idx = pg_sys::get_relname_relid(index.as_ptr(), catalog);
-        let att = |name: &std::ffi::CStr| pg_sys::get_attnum(meta, name.as_ptr());
-        let (a_key, a_rel, a_id, a_min, a_max) = (
-            att(key_column),
-            att(c"logicalrelid"),
-            att(c"shardid"),
-            att(c"shardminvalue"),
-            att(c"shardmaxvalue"),
-        );
-        if [a_key, a_rel, a_id, a_min, a_max].iter().any(|a| *a <= 0) {
-            return out;
-        }
-        let rel = pg_sys::try_table_open(meta, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        if rel.is_null() {
-            return out;
-        }
-        let desc = (*rel).rd_att;
-        let natts = (*desc).natts as usize;
-        let typ = |a: i16| (*(*desc).attrs.as_ptr().add(a as usize - 1)).atttypid;
-        let oidlike = |t: pg_sys::Oid| t == pg_sys::REGCLASSOID || t == pg_sys::OIDOID;
-        if a_key as usize > natts
-            || [a_rel, a_id, a_min, a_max]
-                .iter()
-                .any(|a| *a as usize > natts)
-            || !oidlike(typ(a_rel))
-            || typ(a_id) != pg_sys::INT8OID
-            || typ(a_min) != pg_sys::TEXTOID
-            || typ(a_max) != pg_sys::TEXTOID
-        {
-            pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-            return out;
-        }
-        let mut skey = pg_sys::ScanKeyData::default();
-        pg_sys::ScanKeyInit(
-            &mut skey,
-            a_key,
-            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-            pg_sys::RegProcedure::from(eq),
-            key,
-        );
-        let scan = pg_sys::systable_beginscan(
-            rel,
-            idx,
-            idx != pg_sys::InvalidOid,
-            std::ptr::null_mut(),
-            1,
-            &mut skey,
-        );
-        let mut values = vec![pg_sys::Datum::from(0usize); natts];
-        let mut nulls = vec![true; natts];
-        loop {
-            let tup = pg_sys::systable_getnext(scan);
-            if tup.is_null() {
-                break;
-            }
-            pg_sys::heap_deform_tuple(tup, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            let int4 = |a: i16| -> Option<i32> {
-                let i = a as usize - 1;
-                if nulls[i] {
-                    return None;
+    let mut cols: Option<Option<[usize; 4]>> = None;
+    scan_metadata(
+        c"pg_dist_shard",
+        index,
+        key_column,
+        eq,
+        key,
+        |desc, values, nulls| {
+            // SAFETY: the descriptor is the scanned table's; attribute numbers are checked against
+            // its natts before its attributes are read; text values are read only for text columns
+            // (shard bounds: short, never compressed) and checked as UTF-8.
+            unsafe {
+                let cols = *cols.get_or_insert_with(|| {
+                    let natts = (*desc).natts as usize;
+                    let find = |name: &str, types: &[pg_sys::Oid]| {
+                        (0..natts).find(|&i| {
+                            let a = &*(*desc).attrs.as_ptr().add(i);
+                            !a.attisdropped
+                                && std::ffi::CStr::from_ptr(a.attname.data.as_ptr()).to_bytes()
+                                    == name.as_bytes()
+                                && types.contains(&a.atttypid)
+                        })
+                    };
+                    Some([
+                        find("logicalrelid", &[pg_sys::REGCLASSOID, pg_sys::OIDOID])?,
+                        find("shardid", &[pg_sys::INT8OID])?,
+                        find("shardminvalue", &[pg_sys::TEXTOID])?,
+                        find("shardmaxvalue", &[pg_sys::TEXTOID])?,
+                    ])
+                });
+                let Some([r, s, lo, hi]) = cols else { return };
+                if nulls[r] || nulls[s] {
+                    return;
                 }
-                let t = pgrx::text_to_rust_str_unchecked(values[i].cast_mut_ptr());
-                t.trim().parse::<i32>().ok()
-            };
-            let (r, s) = (a_rel as usize - 1, a_id as usize - 1);
-            if nulls[r] || nulls[s] {
-                continue;
+                let int4 = |i: usize| -> Option<i32> {
+                    if nulls[i] {
+                        return None;
+                    }
+                    let bytes = pgrx::varlena::varlena_to_byte_slice(values[i].cast_mut_ptr());
+                    std::str::from_utf8(bytes).ok()?.trim().parse::<i32>().ok()
+                };
+                out.push(Shard {
+                    logical: pg_sys::Oid::from(values[r].value() as u32),
+                    id: values[s].value() as i64,
+                    min: int4(lo),
+                    max: int4(hi),
+                });
             }
-            out.push(Shard {
-                logical: pg_sys::Oid::from(values[r].value() as u32),
-                id: values[s].value() as i64,
-                min: int4(a_min),
-                max: int4(a_max),
-            });
-        }
-        pg_sys::systable_endscan(scan);
-        pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-    }
+        },
+    );
     out
 }
 
@@ -333,28 +325,26 @@ pub fn covering_shard(logical: pg_sys::Oid, shard: &Shard) -> Option<i64> {
     .map(|s| s.id)
 }
 
-/// The owner of a relation, from the catalog cache (no SQL).
-pub fn rel_owner(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
-    // SAFETY: a syscache look-up released before returning; GETSTRUCT of a pg_class tuple.
+/// The relation `schema.name` denotes (identifiers quoted as `format('%I.%I')` writes them), or
+/// None. Resolved by catalog look-ups without privilege checks: the caller is whoever inserts
+/// into a shard, who need not have USAGE on the schema of the rollup's table of sums (what may
+/// be named is checked by owner afterwards).
+pub fn qualified_relid(name: &str) -> Option<pg_sys::Oid> {
+    let parts = llm_cost_core::text::split_qualified(name)?;
+    let [schema, rel] = parts.as_slice() else {
+        return None;
+    };
+    let (schema, rel) = (
+        std::ffi::CString::new(schema.as_str()).ok()?,
+        std::ffi::CString::new(rel.as_str()).ok()?,
+    );
+    // SAFETY: catalog look-ups with NUL-terminated names (missing_ok: InvalidOid, no error).
     unsafe {
-        let tup = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::RELOID as i32,
-            pg_sys::Datum::from(relid),
-        );
-        if tup.is_null() {
+        let nsp = pg_sys::get_namespace_oid(schema.as_ptr(), true);
+        if nsp == pg_sys::InvalidOid {
             return None;
         }
-        let form = ((*tup).t_data as *mut u8).add((*(*tup).t_data).t_hoff as usize)
-            as *const pg_sys::FormData_pg_class;
-        let owner = (*form).relowner;
-        pg_sys::ReleaseSysCache(tup);
-        Some(owner)
+        let relid = pg_sys::get_relname_relid(rel.as_ptr(), nsp);
+        (relid != pg_sys::InvalidOid).then_some(relid)
     }
-}
-
-/// The relation a (possibly quoted, possibly schema-qualified) name denotes, or None
-/// (`to_regclass`: no error for a name that does not exist).
-pub fn to_regclass(name: &str) -> Option<pg_sys::Oid> {
-    // SAFETY: to_regclass(text) returns NULL (None) for a name that does not resolve.
-    unsafe { pgrx::direct_function_call::<pg_sys::Oid>(pg_sys::to_regclass, &[name.into_datum()]) }
 }

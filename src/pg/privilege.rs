@@ -38,12 +38,21 @@ pub fn extension_owner() -> pg_sys::Oid {
 
 /// The owner of a relation, or None when it does not exist.
 pub fn owner_of(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
-    spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1",
-        &[relid.into()],
-    )
-    .ok()
-    .flatten()
+    // SAFETY: a catalog cache look-up released before returning; GETSTRUCT of a pg_class tuple.
+    unsafe {
+        let tup = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as i32,
+            pg_sys::Datum::from(relid),
+        );
+        if tup.is_null() {
+            return None;
+        }
+        let form = ((*tup).t_data as *mut u8).add((*(*tup).t_data).t_hoff as usize)
+            as *const pg_sys::FormData_pg_class;
+        let owner = (*form).relowner;
+        pg_sys::ReleaseSysCache(tup);
+        Some(owner)
+    }
 }
 
 /// Whether the current user has the rights of `role` (is it, or a member that inherits it).

@@ -14,8 +14,72 @@ pub fn ellipsize(s: &str, max: usize) -> Cow<'_, str> {
 /// How many characters of a value a message quotes.
 pub const SHOWN: usize = 200;
 
+/// The parts of a dotted SQL name as `format('%I.%I')` or `quote_ident` writes it: a quoted
+/// part may hold dots and doubled quotes; an unquoted part is folded to lower case as PostgreSQL
+/// does. None for a malformed name (an unterminated quote, an empty part, text after a quote).
+pub fn split_qualified(name: &str) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut chars = name.chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+            if part.is_empty() {
+                return None;
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' || c == '"' {
+                    break;
+                }
+                part.push(c.to_ascii_lowercase());
+                chars.next();
+            }
+            if part.is_empty() || part.trim() != part {
+                return None;
+            }
+        }
+        parts.push(part);
+        match chars.next() {
+            None => return Some(parts),
+            Some('.') => continue,
+            Some(_) => return None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn qualified_names_split_as_postgres_reads_them() {
+        let v = |s: &[&str]| Some(s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            super::split_qualified("public.t_sums"),
+            v(&["public", "t_sums"])
+        );
+        assert_eq!(
+            super::split_qualified("\"My Schema\".\"a.b\"\"c\""),
+            v(&["My Schema", "a.b\"c"])
+        );
+        assert_eq!(super::split_qualified("Ab.cD"), v(&["ab", "cd"]));
+        assert_eq!(super::split_qualified("one"), v(&["one"]));
+        for bad in [
+            "", ".", "a.", ".a", "\"a", "\"\".a", "\"a\"b.c", "a b .c", "a..b",
+        ] {
+            assert_eq!(super::split_qualified(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -251,15 +251,9 @@ fn attnum(rel: pg_sys::Oid, name: &str) -> Option<i16> {
 /// table of sums whose hash range covers `root`'s, on this node. Read from the catalogs and
 /// Citus's metadata directly, no SQL: every new worker backend does this for every shard it
 /// writes, and Citus opens new ones for each multi-shard statement by default.
-fn shard_rows(rel: pg_sys::Oid, root: pg_sys::Oid, args: &str) -> Vec<DefRow> {
+fn shard_rows(rel: pg_sys::Oid, root: pg_sys::Oid, defs: &serde_json::Value) -> Vec<DefRow> {
     use crate::pg::citus;
     use pgrx::PgSqlErrorCode as Code;
-    let defs: serde_json::Value = serde_json::from_str(args).unwrap_or_else(|e| {
-        crate::pg::fail::internal(format!(
-            "llm_cost: the rollup trigger of {} has an argument that is not JSON: {e}",
-            crate::pg::privilege::relname(root)
-        ))
-    });
     let Some(me) = citus::shard_of(root) else {
         crate::pg::fail::user(
             Code::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -292,8 +286,8 @@ fn shard_rows(rel: pg_sys::Oid, root: pg_sys::Oid, args: &str) -> Vec<DefRow> {
         "error",
         "latency",
     ]
-    .map(|k| text(&defs, k).and_then(|n| attnum(rel, &n)));
-    let owner = citus::rel_owner(me.logical);
+    .map(|k| text(defs, k).and_then(|n| attnum(rel, &n)));
+    let owner = crate::pg::privilege::owner_of(me.logical);
     let fixed_names: Vec<&str> = super::stripes::COLUMNS.iter().map(|c| c.name).collect();
     let mut out = Vec::new();
     for d in defs
@@ -305,11 +299,11 @@ fn shard_rows(rel: pg_sys::Oid, root: pg_sys::Oid, args: &str) -> Vec<DefRow> {
         let id = d.get("id").and_then(|x| x.as_i64()).unwrap_or(0);
         let groups = texts(d, "groups");
         let named = text(d, "stripes").unwrap_or_default();
-        let shell = citus::to_regclass(&named);
+        let shell = citus::qualified_relid(&named);
         // The argument is the trigger's, which whoever owns the source could write: it may only
         // name tables of sums of the source's owner (as create_rollup checks on the coordinator).
         if let Some(shell) = shell {
-            let allowed = match (owner, citus::rel_owner(shell)) {
+            let allowed = match (owner, crate::pg::privilege::owner_of(shell)) {
                 // SAFETY: a privilege check on the catalog cache, in a transaction.
                 (Some(o), Some(s)) => unsafe { pg_sys::has_privs_of_role(o, s) },
                 _ => false,
@@ -384,8 +378,16 @@ pub(super) fn load_defs(
     // Definitions are llm_cost's own bookkeeping: read as the extension's owner through a
     // function PUBLIC may not execute. On a Citus shard, from the trigger's argument and the
     // catalogs directly (no SQL: each new worker backend does this for every shard it writes).
-    let rows: Vec<_> = match shard_args {
-        Some(args) => shard_rows(relid, root, args),
+    let shard_json: Option<serde_json::Value> = shard_args.map(|args| {
+        serde_json::from_str(args).unwrap_or_else(|e| {
+            crate::pg::fail::internal(format!(
+                "llm_cost: the rollup trigger of {} has an argument that is not JSON: {e}",
+                crate::pg::privilege::relname(root)
+            ))
+        })
+    });
+    let rows: Vec<_> = match &shard_json {
+        Some(defs) => shard_rows(relid, root, defs),
         None => crate::pg::privilege::as_extension_owner(|| {
             spi::connect(|c| {
                 let t = c.select(
@@ -419,7 +421,6 @@ pub(super) fn load_defs(
         }),
     };
     if !rows.is_empty() {
-        let shard_json = shard_args.and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok());
         let field = |k: &str| {
             shard_json
                 .as_ref()

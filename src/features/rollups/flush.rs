@@ -89,7 +89,8 @@ pub(super) fn write(pending: Vec<(Vec<u8>, Acc)>) {
     if pending.is_empty() {
         return;
     }
-    let stripe = super::stripes::stripe_for(super::backend_slot());
+    // This backend's stripe: its slot (`stripes::next_stride` for a row a prepared transaction holds).
+    let stripe = super::backend_slot();
     // Each rollup's (period, group) sums, projected from the pending ones. Rollups are told apart
     // by their stripes table, not by the definitions' identity: definitions reloaded in the
     // middle of a statement (any invalidation of the source) describe the same rollups, and

@@ -103,7 +103,7 @@ pub fn cost_stored(
 /// a later stride of the slot for that statement.
 #[pg_extern(volatile, parallel_restricted, name = "_stripe")]
 pub fn stripe() -> i32 {
-    stripes::stripe_for(backend_slot())
+    backend_slot()
 }
 
 #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]

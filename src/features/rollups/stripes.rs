@@ -322,12 +322,6 @@ fn refuse(msg: String) -> ! {
 /// (MaxBackends is below 2^18).
 const STRIDE: i32 = 1 << 18;
 
-/// The stripe this backend writes into: its slot. A group whose row there is held by a prepared
-/// transaction goes to the next free stride for that statement only (`next_stride`).
-pub fn stripe_for(slot: i32) -> i32 {
-    slot
-}
-
 /// The stripe after `stripe` (whose row of the group a prepared transaction holds) in this
 /// backend's slot. Not kept: the next statement tries the slot's own row first again. Under
 /// two-phase commit (Citus commits every multi-shard write so) the previous transaction of this
