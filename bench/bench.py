@@ -255,8 +255,8 @@ def names_of(d):
     return list(d)
 
 
-def one_value(c, sql):
-    return c.execute(sql).fetchone()[0]
+def one_value(c, sql, *params):
+    return c.execute(sql, params or None).fetchone()[0]
 
 
 PLPGSQL_ROLLUP = """
@@ -474,70 +474,91 @@ def pgbench_logged(script, clients, seconds, prefix):
     return out
 
 
-def bench_retention(out):
+def retention_purge_run(c, script, old_rows, clients, wal_compression):
+    """Fills `old_rows` old rows, measures the inserts for 20 s, then again while the worker
+    purges them with `llm_cost.retention_wal_compression = wal_compression`."""
     import threading
+    c.execute("TRUNCATE llm_cost.usage_events, llm_cost.usage_daily_stripes, llm_cost.usage_monthly_stripes")
+    c.execute(f"ALTER SYSTEM SET llm_cost.retention_wal_compression = '{wal_compression}'")
+    c.execute("SELECT pg_reload_conf()")
+    t0 = time.perf_counter()
+    for k in range(10):
+        c.execute(f"""INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens)
+                      SELECT now() - interval '400 days' + (g % 200000) * interval '1 minute', 't' || (g % 20), 'u' || (g % 500),
+                             'chat', 'gpt-4o-mini', 1000, 100
+                        FROM generate_series({k * old_rows // 10}, {(k + 1) * old_rows // 10 - 1}) g""")
+    fill_s = time.perf_counter() - t0
+    c.execute("VACUUM ANALYZE llm_cost.usage_events")
+    c.execute("CHECKPOINT")
+    rollup_before = c.execute("SELECT sum(requests), sum(cost_usd) FROM llm_cost.usage_daily").fetchone()
+
+    base = pgbench_logged(script, clients, 20, "base")
+    base_tps = len(base) / 20
+    base_max = max(l for _, l in base)
+
+    done = threading.Event()
+    during = []
+
+    def load():
+        i = 0
+        while not done.is_set():
+            during.extend(pgbench_logged(script, clients, 5, f"during{i}"))
+            i += 1
+    th = threading.Thread(target=load)
+    th.start()
+    # Lock waits of the inserting sessions, sampled every 20 ms during the purge: the slowest
+    # insert also counts fsync and CPU stalls, this counts only waits on a lock.
+    lock_samples = {"n": 0, "waiting": 0, "events": {}}
+
+    def sample_locks():
+        with psycopg.connect(dsn(), autocommit=True) as s:
+            while not done.is_set():
+                lock_samples["n"] += 1
+                for (ev,) in s.execute("SELECT wait_event FROM pg_stat_activity "
+                                       "WHERE application_name = 'pgbench' AND wait_event_type = 'Lock'").fetchall():
+                    lock_samples["waiting"] += 1
+                    lock_samples["events"][ev] = lock_samples["events"].get(ev, 0) + 1
+                time.sleep(0.02)
+    sampler = threading.Thread(target=sample_locks)
+    time.sleep(3)
+    sampler.start()
+    purge_start = time.time()
+    wal_start = one_value(c, "SELECT pg_current_wal_insert_lsn()")
+    c.execute("SELECT llm_cost.set_retention('llm_cost.usage_events', '90 days')")
+    while one_value(c, "SELECT coalesce(sum(rows_deleted), 0) FROM llm_cost.retention_runs WHERE run_by = 'worker' AND started_at >= to_timestamp(%s)", purge_start - 1) < old_rows:
+        time.sleep(0.2)
+    purge_end = time.time()
+    wal_mb = one_value(c, "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s::pg_lsn)::float8 / 1048576", wal_start)
+    done.set()
+    th.join()
+    sampler.join()
+    c.execute("SELECT llm_cost.drop_retention('llm_cost.usage_events')")
+    in_window = [(t, l) for t, l in during if purge_start <= t <= purge_end]
+    during_tps = len(in_window) / (purge_end - purge_start)
+    rollup_after_ok = c.execute("SELECT sum(requests) >= %s AND sum(cost_usd) >= %s FROM llm_cost.usage_daily", rollup_before).fetchone()[0]
+    c.execute("ALTER SYSTEM RESET llm_cost.retention_wal_compression")
+    c.execute("SELECT pg_reload_conf()")
+    return {"fill_s": fill_s, "base_tps": base_tps, "base_max": base_max, "during_tps": during_tps,
+            "during_max": max(l for _, l in in_window), "purge_s": purge_end - purge_start, "wal_mb": wal_mb,
+            "locks": lock_samples, "rollups_ok": rollup_after_ok}
+
+
+def bench_retention(out):
     old_rows = 5_000_000
     clients = 8
     script = insert_scripts("llm_cost.usage_events")[0]
     with psycopg.connect(dsn(), autocommit=True) as c:
-        c.execute("TRUNCATE llm_cost.usage_events, llm_cost.usage_daily_stripes, llm_cost.usage_monthly_stripes")
         c.execute("ALTER SYSTEM SET llm_cost.retention_naptime = 1")
         c.execute("ALTER SYSTEM SET llm_cost.retention_batch_size = 10000")
         c.execute("SELECT pg_reload_conf()")
-        t0 = time.perf_counter()
-        for k in range(10):
-            c.execute(f"""INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens)
-                          SELECT now() - interval '400 days' + (g % 200000) * interval '1 minute', 't' || (g % 20), 'u' || (g % 500),
-                                 'chat', 'gpt-4o-mini', 1000, 100
-                            FROM generate_series({k * old_rows // 10}, {(k + 1) * old_rows // 10 - 1}) g""")
-        fill_s = time.perf_counter() - t0
-        c.execute("VACUUM ANALYZE llm_cost.usage_events")
-        rollup_before = c.execute("SELECT sum(requests), sum(cost_usd) FROM llm_cost.usage_daily").fetchone()
-
-        base = pgbench_logged(script, clients, 20, "base")
-        base_tps = len(base) / 20
-        base_max = max(l for _, l in base)
-
-        done = threading.Event()
-        during = []
-
-        def load():
-            i = 0
-            while not done.is_set():
-                during.extend(pgbench_logged(script, clients, 5, f"during{i}"))
-                i += 1
-        th = threading.Thread(target=load)
-        th.start()
-        # Lock waits of the inserting sessions, sampled every 20 ms during the purge: the slowest
-        # insert also counts fsync and CPU stalls, this counts only waits on a lock.
-        lock_samples = {"n": 0, "waiting": 0, "events": {}}
-
-        def sample_locks():
-            with psycopg.connect(dsn(), autocommit=True) as s:
-                while not done.is_set():
-                    lock_samples["n"] += 1
-                    for (ev,) in s.execute("SELECT wait_event FROM pg_stat_activity "
-                                           "WHERE application_name = 'pgbench' AND wait_event_type = 'Lock'").fetchall():
-                        lock_samples["waiting"] += 1
-                        lock_samples["events"][ev] = lock_samples["events"].get(ev, 0) + 1
-                    time.sleep(0.02)
-        sampler = threading.Thread(target=sample_locks)
-        time.sleep(3)
-        sampler.start()
-        purge_start = time.time()
-        c.execute("SELECT llm_cost.set_retention('llm_cost.usage_events', '90 days')")
-        while one_value(c, "SELECT coalesce(sum(rows_deleted), 0) FROM llm_cost.retention_runs WHERE run_by = 'worker'") < old_rows:
-            time.sleep(0.2)
-        purge_end = time.time()
-        done.set()
-        th.join()
-        sampler.join()
-        c.execute("SELECT llm_cost.drop_retention('llm_cost.usage_events')")
-        in_window = [(t, l) for t, l in during if purge_start <= t <= purge_end]
-        during_tps = len(in_window) / (purge_end - purge_start)
-        during_max = max(l for _, l in in_window)
-        rollup_after_ok = c.execute("SELECT sum(requests) >= %s AND sum(cost_usd) >= %s FROM llm_cost.usage_daily", rollup_before).fetchone()[0]
-        lock_waits = one_value(c, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        algo = "lz4" if one_value(c, "SELECT 'lz4' = ANY (enumvals) FROM pg_settings WHERE name = 'wal_compression'") else "pglz"
+        # The purge as 0.14.0 ran it (its WAL uncompressed), then as it runs by default.
+        runs = {"off": retention_purge_run(c, script, old_rows, clients, "off"),
+                algo: retention_purge_run(c, script, old_rows, clients, algo)}
+        r = runs[algo]
+        fill_s, base_tps, base_max, during_tps, during_max = r["fill_s"], r["base_tps"], r["base_max"], r["during_tps"], r["during_max"]
+        lock_samples, rollup_after_ok = r["locks"], r["rollups_ok"]
+        purge_s = r["purge_s"]
 
         # Partitioned table: a month of old partitions dropped by run_retention().
         c.execute("""CREATE TABLE bench.plog (occurred_at timestamptz NOT NULL, tenant_id text, user_id text, feature text,
@@ -563,13 +584,13 @@ def bench_retention(out):
         c.execute("ALTER SYSTEM RESET llm_cost.retention_batch_size")
         c.execute("SELECT pg_reload_conf()")
 
-    purge_s = purge_end - purge_start
     out.append("## Retention: purge 5 million old rows while 8 clients insert\n")
     out.append(f"{old_rows:,} rows older than the 90-day policy in `llm_cost.usage_events` (filled in {fill_s:.0f} s, through the "
                "cost trigger and rollups). The background worker purges them (naptime 1 s, batch 10,000 rows per transaction, "
-               "the default pacing: at least 100 ms between batches and deleting at most 25% of the time, `retention_duty_cycle`) "
+               "the default pacing: at least 100 ms between batches and deleting at most 25% of the time, `retention_duty_cycle`, "
+               f"and its own WAL compressed with {algo}, `retention_wal_compression`) "
                f"while pgbench runs single-row INSERTs with {clients} clients. The baseline is the same pgbench for 20 s just before, "
-               "on the same table.\n")
+               "on the same table (a checkpoint after the fill: the purge's pages are first touched after it, as old rows' are).\n")
     out.append("| figure | value |")
     out.append("|---|---:|")
     out.append(f"| purge time (policy set → last old row gone, incl. ≤1 s naptime) | {purge_s:.1f} s |")
@@ -580,6 +601,14 @@ def bench_retention(out):
     kinds = ", ".join(f"{k}: {v}" for k, v in sorted(lock_samples["events"].items())) or "none"
     out.append(f"| inserting sessions seen waiting on a lock (every 20 ms during the purge) | **{lock_samples['waiting']}** in {lock_samples['n']:,} samples ({kinds}) |")
     out.append(f"| rollups unchanged by the purge | {rollup_after_ok} |")
+    o = runs["off"]
+    out.append(f"\nThe same run with the worker's WAL uncompressed (`retention_wal_compression = off`, as 0.14.0 purged), "
+               f"each after its own fill and baseline:\n")
+    out.append(f"| worker's WAL | WAL written during the purge | purge s | inserts during / undisturbed | longest insert during (without) |")
+    out.append("|---|---:|---:|---:|---:|")
+    for name, x in (("off", o), (algo, r)):
+        out.append(f"| {name} | {x['wal_mb']:,.0f} MB | {x['purge_s']:.1f} | {x['during_tps']:,.0f} / {x['base_tps']:,.0f} tps = "
+                   f"**{x['during_tps'] / x['base_tps']:.0%}** | {x['during_max']:.1f} ms ({x['base_max']:.1f} ms) |")
     out.append(f"\nPartitioned table (daily partitions, 1,000,000 rows in January 2025): `run_retention()` dropped {parts} partitions "
                f"(a month) and deleted {rows} rows in **{part_s * 1000:.0f} ms** (target < 1 s).\n")
     print(f"retention: purge {purge_s:.1f}s, base {base_tps:.0f} tps, during {during_tps:.0f} tps, max {during_max:.1f} ms, part {part_s:.3f}s", file=sys.stderr)

@@ -26,6 +26,8 @@ pub static HISTORY_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static BATCH_DELAY: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static LOCK_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static DUTY_CYCLE: GucSetting<i32> = GucSetting::<i32>::new(25);
+pub static WAL_COMPRESSION: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(Some(c"lz4"));
 
 pub fn init_gucs() {
     GucRegistry::define_int_guc(
@@ -73,6 +75,14 @@ pub fn init_gucs() {
         &DUTY_CYCLE,
         1,
         100,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"llm_cost.retention_wal_compression",
+        c"wal_compression of the llm_cost retention worker's own deletes, where the server's is off.",
+        c"A purge writes a full image of each page it first touches after a checkpoint: compressed, the WAL the application's commits wait behind is about halved. Any value wal_compression takes (lz4, zstd, pglz); off or empty: the server's setting. Only the worker's session uses it.",
+        &WAL_COMPRESSION,
         GucContext::Sighup,
         GucFlags::default(),
     );
@@ -476,7 +486,47 @@ fn pause_after(took: Duration, delay_ms: i32, duty_cycle: i32) -> Duration {
     floor.max(took * (100 - duty) / duty)
 }
 
+/// The worker's own `wal_compression` (its session only), from
+/// `llm_cost.retention_wal_compression`, where the server's is off: the purge's full-page images
+/// are most of its WAL. A value this server cannot take is reported (WARNING) and left out.
+fn compress_own_wal() {
+    let wanted = WAL_COMPRESSION
+        .get()
+        .map(|v| v.to_string_lossy().trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if wanted.is_empty() || wanted == "off" {
+        return;
+    }
+    // SAFETY: reads and sets a core GUC of this (superuser) worker's session inside a
+    // transaction; NUL-terminated name and value; a bad value is a WARNING, not an error.
+    unsafe {
+        let now = pg_sys::GetConfigOption(c"wal_compression".as_ptr(), false, false);
+        let now = if now.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(now).to_string_lossy().into_owned()
+        };
+        if now != "off" {
+            return; // the server's (or an earlier round's) setting stands
+        }
+        let Ok(v) = std::ffi::CString::new(wanted) else {
+            return;
+        };
+        pg_sys::set_config_option(
+            c"wal_compression".as_ptr(),
+            v.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SET,
+            true,
+            pg_sys::WARNING as i32,
+            false,
+        );
+    }
+}
+
 fn purge_table(p: &Policy) {
+    let _ = in_transaction(compress_own_wal);
     let started = in_transaction(|| {
         spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT clock_timestamp()")
             .ok()

@@ -410,6 +410,41 @@ def test_a_shard_trigger_cannot_write_into_the_rollup_of_another_owner(citus):
         assert c.execute("SELECT team, requests, cost_usd FROM victim_daily").fetchall() == before
 
 
+def test_a_writer_without_usage_on_the_schema_of_the_sums_still_rolls_up(citus):
+    """The rollup's view and table of sums live in a schema the writing role may not even look
+    into: its single-row, multi-shard and COPY writes are still added up on every worker (the
+    shard trigger finds the table of sums by name without the writer's rights), and the writer
+    still cannot read the sums."""
+    writer = "w_" + uuid.uuid4().hex[:8]  # (roles outlive the test's database)
+    with connect(citus["coord"], citus["db"]) as c:
+        c.execute("SET client_min_messages = error")
+        c.execute(f"CREATE ROLE {writer} LOGIN")
+        c.execute("CREATE SCHEMA ledger_private")
+        c.execute("REVOKE ALL ON SCHEMA ledger_private FROM PUBLIC")
+        c.execute("""CREATE TABLE open_log (id bigserial, at timestamptz NOT NULL DEFAULT now(), team text NOT NULL, model text,
+                                            input_tokens int, output_tokens int, cost_usd numeric, cost_source text)""")
+        c.execute("SELECT llm_cost.track('open_log', time_column => 'at')")
+        c.execute("SELECT create_distributed_table('open_log', 'team', shard_count => 6)")
+        c.execute("SELECT llm_cost.create_rollup('ledger_private.open_daily', 'open_log', 'day', '{team, model}')")
+        c.execute(f"GRANT INSERT ON open_log TO {writer}")
+        c.execute(f"GRANT USAGE ON SEQUENCE open_log_id_seq TO {writer}")
+    with psycopg.connect(f"host=127.0.0.1 port={citus['coord']} user={writer} dbname={citus['db']}", autocommit=True) as w:
+        w.execute("INSERT INTO open_log (team, model, input_tokens, output_tokens) VALUES ('t1', 'gpt-4o', 1000, 100)")
+        w.execute("""INSERT INTO open_log (team, model, input_tokens, output_tokens)
+                     SELECT 't' || (i % 9), (ARRAY['gpt-4o', 'claude-sonnet-4-5', 'not-a-model'])[1 + i % 3], 100 * i, i
+                       FROM generate_series(1, 300) i""")
+        with w.cursor() as cur:
+            with cur.copy("COPY open_log (team, model, input_tokens, output_tokens) FROM STDIN") as cp:
+                for i in range(120):
+                    cp.write_row((f"t{i % 5}", "gpt-4o-mini", 10 * i, i))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            w.execute("SELECT * FROM ledger_private.open_daily")
+    with connect(citus["coord"], citus["db"]) as c:
+        view, raw = raw_vs_rollup(c, "open_log", "ledger_private.open_daily", ["team", "model"], "at", "day")
+        assert view == raw
+        assert sum(r[3] for r in view) == 421
+
+
 def test_quoted_names_another_schema_an_integer_key_and_local_times(citus):
     """The same with names that need quoting, a table outside public, an integer distribution
     column and a timestamp (without time zone) column read in the table's time zone."""

@@ -444,12 +444,27 @@ def test_an_anomaly_watch_alerts_once_per_group_and_period(connect):
     except psycopg.Error as e:
         assert e.sqlstate == "42501", e
     for bad, state in (("periods => 2", "22023"), ("threshold => 'NaN'", "22023"), ("\"by\" => '{nope}'", "42703"),
-                       ("filter => '{\"nope\": 1}'", "42703"), ("min_requests => -1", "22023")):
+                       ("filter => '{\"nope\": 1}'", "42703"), ("min_requests => -1", "22023"),
+                       ("periods => 1001", "22023"), ("threshold => 0", "22023"), ("threshold => -1", "22023"),
+                       ("threshold => 'Infinity'", "22023"), ("threshold => 1e6", "22023"), ("\"by\" => '{team,team}'", "22023"),
+                       ("\"by\" => NULL", "22004"), ("filter => NULL", "22004"), ("filter => '[1]'", "22023")):
         try:
             c.execute(f"SELECT llm_cost.watch_anomalies('aw_bad', 'public.aw_daily', {bad})")
             raise AssertionError(bad)
         except psycopg.Error as e:
             assert e.sqlstate == state, (bad, e)
+    for bad_name in ("''", "'  '", "NULL"):
+        try:
+            c.execute(f"SELECT llm_cost.watch_anomalies({bad_name}, 'public.aw_daily')")
+            raise AssertionError(bad_name)
+        except psycopg.Error as e:
+            assert e.sqlstate in ("22023", "22004"), (bad_name, e)
+    # The bounds themselves are allowed (and dropped again).
+    c.execute("SELECT llm_cost.watch_anomalies('aw_edge', 'public.aw_daily', periods => 1000, threshold => 999999.99, min_requests => 0)")
+    c.execute("SELECT llm_cost.drop_anomaly_watch('aw_edge')")
+    c.execute("SELECT llm_cost.watch_anomalies('aw_edge', 'public.aw_daily', periods => 3, threshold => 0.0001)")
+    c.execute("SELECT llm_cost.drop_anomaly_watch('aw_edge')")
+    assert one(c, "SELECT count(*) FROM llm_cost.anomaly_watches WHERE name LIKE 'aw_bad%' OR name = 'aw_edge' OR name = ''") == 0
     msg = c.execute("SELECT llm_cost.watch_anomalies('aw_team', 'public.aw_daily', '{team}', periods => 7, min_requests => 3)").fetchone()[0]
     assert msg.startswith("anomaly watch aw_team: groups of public.aw_daily by team whose spend in the current day exceeds the median of their last 7 days by 3 spreads (at least 3 calls)"), msg
     c.execute("SELECT llm_cost.watch_anomalies('aw_all', 'public.aw_daily', periods => 7, threshold => 2, min_requests => 1)")

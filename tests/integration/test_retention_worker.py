@@ -122,3 +122,47 @@ def test_failing_and_dropped_tables_do_not_break_the_worker(connect):
     # (the run is recorded after its last batch commits: the rows may be gone a moment before)
     assert wait_for(lambda: one(c, "SELECT error IS NULL FROM llm_cost.retention_last_runs WHERE table_name = 'public.stubborn'") is True)
     c.execute("DROP TABLE stubborn")
+
+
+def _purge_wal(c, tenant, rows):
+    """WAL bytes the whole cluster wrote while the worker purged `rows` old rows of `tenant`
+    (their pages last written before a checkpoint, as old rows are)."""
+    fill(c, rows, 10, tenant=tenant)
+    c.execute("CHECKPOINT")
+    start = one(c, "SELECT pg_current_wal_insert_lsn()")
+    c.execute("SELECT llm_cost.set_retention('llm_cost.usage_events', '90 days')")
+    assert wait_for(lambda: one(c, "SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at < now() - interval '90 days'") == 0, timeout=60)
+    wal = one(c, "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)::bigint", start)
+    c.execute("SELECT llm_cost.drop_retention('llm_cost.usage_events')")
+    return wal
+
+
+def test_the_purge_compresses_its_own_wal_where_the_server_does_not(connect):
+    """A purge first touches every page of old rows after a checkpoint: full-page images, most
+    of its WAL. The worker compresses them (its own session only) where the server's
+    wal_compression is off; `llm_cost.retention_wal_compression = off` leaves them as they are."""
+    c = connect()
+    c.execute("ALTER TABLE llm_cost.usage_events SET (autovacuum_enabled = off)")
+    algo = "lz4" if one(c, "SELECT 'lz4' = ANY (enumvals) FROM pg_catalog.pg_settings WHERE name = 'wal_compression'") else "pglz"
+    assert one(c, "SHOW wal_compression") == "off"
+    try:
+        with admin() as a:
+            a.execute("ALTER SYSTEM SET llm_cost.retention_wal_compression = off")
+            a.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        plain = _purge_wal(c, "walplain", 40000)
+        with admin() as a:
+            a.execute(f"ALTER SYSTEM SET llm_cost.retention_wal_compression = {algo}")
+            a.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        packed = _purge_wal(c, "walpacked", 40000)
+    finally:
+        with admin() as a:
+            a.execute("ALTER SYSTEM RESET llm_cost.retention_wal_compression")
+            a.execute("SELECT pg_reload_conf()")
+    assert plain > 3_000_000, plain  # the purge's page images are there to compress
+    assert packed < 0.7 * plain, (packed, plain)
+    # The server's setting, and every other session's, is untouched.
+    assert one(c, "SHOW wal_compression") == "off"
+    with admin() as a:
+        assert one(a, "SHOW wal_compression") == "off"
