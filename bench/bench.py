@@ -14,10 +14,11 @@ import time
 import psycopg
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CLUSTER = pathlib.Path(os.environ["LLM_COST_CLUSTER"])
-PORT = int((CLUSTER / "port").read_text())
+CLUSTER = pathlib.Path(os.environ.get("LLM_COST_CLUSTER", ROOT / "target" / "bench-cluster"))
+PORT = int((CLUSTER / "port").read_text()) if (CLUSTER / "port").exists() else 0
 PG_BIN = subprocess.run(["/usr/bin/pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
 DB = "llm_cost_bench"
+LEAN_DB = "llm_cost_bench_0_10"
 
 
 def dsn(db=DB):
@@ -336,23 +337,45 @@ def noop_trigger_table(c):
 
 
 def bench_rollups(out):
-    clients, seconds, rounds = 16, 15, 3
+    clients, seconds, rounds = 16, 10, 5
     with psycopg.connect(dsn(), autocommit=True) as c:
         c.execute("CREATE TABLE IF NOT EXISTS bench.bare_events (LIKE llm_cost.usage_events INCLUDING ALL)")
         c.execute(PLPGSQL_ROLLUP)
+        # What the sums 0.11.0 added cost (#30): the same library writing tables of sums made
+        # by 0.10.0 (14 columns, no cache savings, error and provided costs, histogram or
+        # largest cost; the library writes what the table has), in a database created at
+        # that version, with its own bare table.
+        with psycopg.connect(dsn("postgres"), autocommit=True) as a:
+            a.execute(f"DROP DATABASE IF EXISTS {LEAN_DB}")
+            a.execute(f"CREATE DATABASE {LEAN_DB}")
+        with psycopg.connect(dsn(LEAN_DB), autocommit=True) as lean:
+            lean.execute("SET client_min_messages = warning")
+            lean.execute("CREATE EXTENSION llm_cost VERSION '0.10.0'")
+            lean.execute("CREATE SCHEMA bench")
+            lean.execute("CREATE TABLE bench.bare_events (LIKE llm_cost.usage_events INCLUDING ALL)")
+            lean_sums = one_value(lean, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'llm_cost.usage_daily_stripes'::regclass AND attnum > 0 AND NOT attisdropped")
+        full_sums = one_value(c, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'llm_cost.usage_daily_stripes'::regclass AND attnum > 0 AND NOT attisdropped")
         # llm_cost runs last in each round, so the exactness check below sees its rows.
-        variants = {"bare": "bench.bare_events", "plpgsql": "bench.plpgsql_events", "llm_cost": "llm_cost.usage_events"}
+        variants = {"bare": ("bench.bare_events", DB), "plpgsql": ("bench.plpgsql_events", DB),
+                    "bare_0_10": ("bench.bare_events", LEAN_DB), "llm_cost_0_10": ("llm_cost.usage_events", LEAN_DB),
+                    "llm_cost": ("llm_cost.usage_events", DB)}
         res = {}
         for spread in (True, False):
             r = {n: [] for n in variants}
             for _ in range(rounds):
-                for name, table in variants.items():
-                    c.execute(f"TRUNCATE {table}")
-                    c.execute("TRUNCATE llm_cost.usage_daily_stripes, llm_cost.usage_monthly_stripes, bench.plpgsql_daily, bench.plpgsql_monthly")
-                    c.execute("CHECKPOINT")
-                    quiesce(c)
-                    r[name].append(pgbench(rollup_script(table, spread), clients, seconds)[0])
+                for name, (table, db) in variants.items():
+                    with psycopg.connect(dsn(db), autocommit=True) as v:
+                        v.execute(f"TRUNCATE {table}")
+                        v.execute("TRUNCATE llm_cost.usage_daily_stripes, llm_cost.usage_monthly_stripes")
+                        if db == DB:
+                            v.execute("TRUNCATE bench.plpgsql_daily, bench.plpgsql_monthly")
+                        v.execute("CHECKPOINT")
+                        quiesce(v)
+                    r[name].append(pgbench(rollup_script(table, spread), clients, seconds, db=db)[0])
             res[spread] = r
+        with psycopg.connect(dsn("postgres"), autocommit=True) as a:
+            a.execute(f"DROP DATABASE IF EXISTS {LEAN_DB}")
+        tables = {n: t for n, (t, _) in variants.items()}
         exact = one_value(c, """SELECT (SELECT sum(cost_usd) FROM llm_cost.usage_events) IS NOT DISTINCT FROM (SELECT sum(cost_usd) FROM llm_cost.usage_daily)
                                    AND (SELECT count(*) FROM llm_cost.usage_events) = (SELECT coalesce(sum(requests), 0) FROM llm_cost.usage_daily)
                                    AND (SELECT count(*) FROM llm_cost.usage_events) > 0""")
@@ -385,18 +408,18 @@ def bench_rollups(out):
         # llm_cost_trigger: the same COPY with llm_cost.batch_copy off, i.e. through the row
         # triggers (the cost trigger and its own COPY fast path for the rollups), run last in
         # each round so that the exactness check below sees its rows.
-        copy_variants = {"bare": (variants["bare"], cols, rows), "bare_wide": (variants["bare"], wide_cols, bytes(wide_rows)),
-                         "cost_only": ("bench.cost_events", cols, rows), "llm_cost": (variants["llm_cost"], cols, rows)}
+        copy_variants = {"bare": (tables["bare"], cols, rows), "bare_wide": (tables["bare"], wide_cols, bytes(wide_rows)),
+                         "cost_only": ("bench.cost_events", cols, rows), "llm_cost": (tables["llm_cost"], cols, rows)}
         noop = noop_trigger_table(c)
         if noop:
             copy_variants["noop"] = (noop, cols, rows)
-        copy_variants["llm_cost_trigger"] = (variants["llm_cost"], cols, rows)
+        copy_variants["llm_cost_trigger"] = (tables["llm_cost"], cols, rows)
         copy_rounds = 7
         copy_all = {name: [] for name in copy_variants}
         for _ in range(copy_rounds):
             for name, (table, columns, data) in copy_variants.items():
                 c.execute(f"TRUNCATE {table}")
-                if table == variants["llm_cost"]:
+                if table == tables["llm_cost"]:
                     c.execute("TRUNCATE llm_cost.usage_daily_stripes, llm_cost.usage_monthly_stripes")
                 c.execute(f"SET llm_cost.batch_copy = {'off' if name == 'llm_cost_trigger' else 'on'}")
                 c.execute("CHECKPOINT")
@@ -434,6 +457,22 @@ def bench_rollups(out):
         out.append(f"| {label} | {median(x['bare']):,.0f} | {median(x['llm_cost']):,.0f} | {median(x['plpgsql']):,.0f} | "
                    f"**{median(vs_bare):.0%}** | **{median(vs_pl):.1f}x** | {', '.join(f'{v:.0%}' for v in vs_bare)} |")
     out.append(f"\nRollups equal the raw rows after the runs: {exact}.\n")
+    out.append(f"What the sums added in 0.11.0 cost (issue #30: at most 3 points), in the same rounds: the same library writing "
+               f"tables of sums made by 0.10.0 ({lean_sums} columns instead of {full_sums}: no cache savings, error and provided "
+               "costs, cost histogram or largest cost), in a database created at 0.10.0 with its own bare table, run just before "
+               "`llm_cost` in each round. The paired ratio (this version / 0.10.0's sums, same round) does not depend on the bare "
+               "tables, which are the same table in two databases and still differ from each other by more than the sums do.\n")
+    out.append("| scenario | 0.10.0 sums tps | this version tps | this version / 0.10.0 sums, per round | median | in points of this version / bare | 0.10.0 sums / its bare (bare tps) |")
+    out.append("|---|---:|---:|---|---:|---:|---:|")
+    for spread, label in ((True, "(a) spread over many groups"), (False, "(b) all in one group")):
+        x = res[spread]
+        paired = [f / l for f, l in zip(x["llm_cost"], x["llm_cost_0_10"])]
+        full_r = median([l / b for l, b in zip(x["llm_cost"], x["bare"])])
+        lean_r = median([l / b for l, b in zip(x["llm_cost_0_10"], x["bare_0_10"])])
+        out.append(f"| {label} | {median(x['llm_cost_0_10']):,.0f} | {median(x['llm_cost']):,.0f} | "
+                   f"{', '.join(f'{v:.0%}' for v in paired)} | **{median(paired):.1%}** | "
+                   f"**{100 * (median(paired) - 1) * full_r:+.1f}** | {lean_r:.0%} ({median(x['bare_0_10']):,.0f}) |")
+    out.append("")
     out.append(f"100,000-row COPY into `usage_events` (500 daily groups), one session, {copy_rounds} interleaved rounds (tables "
                "truncated, checkpoint and autovacuum quiet before each run). Ratio = bare time / variant time, i.e. share of the "
                "bare table's rows/s.\n")
@@ -555,7 +594,7 @@ def bench_retention(out):
         # The purge as 0.14.0 ran it (its WAL uncompressed), then as it runs by default.
         runs = {"off": retention_purge_run(c, script, old_rows, clients, "off"),
                 algo: retention_purge_run(c, script, old_rows, clients, algo)}
-        r = runs[algo]
+        r = runs["off"]  # the default
         fill_s, base_tps, base_max, during_tps, during_max = r["fill_s"], r["base_tps"], r["base_max"], r["during_tps"], r["during_max"]
         lock_samples, rollup_after_ok = r["locks"], r["rollups_ok"]
         purge_s = r["purge_s"]
@@ -588,7 +627,7 @@ def bench_retention(out):
     out.append(f"{old_rows:,} rows older than the 90-day policy in `llm_cost.usage_events` (filled in {fill_s:.0f} s, through the "
                "cost trigger and rollups). The background worker purges them (naptime 1 s, batch 10,000 rows per transaction, "
                "the default pacing: at least 100 ms between batches and deleting at most 25% of the time, `retention_duty_cycle`, "
-               f"and its own WAL compressed with {algo}, `retention_wal_compression`) "
+               "its own WAL as the server's `wal_compression`, off here: `retention_wal_compression` by default) "
                f"while pgbench runs single-row INSERTs with {clients} clients. The baseline is the same pgbench for 20 s just before, "
                "on the same table (a checkpoint after the fill: the purge's pages are first touched after it, as old rows' are).\n")
     out.append("| figure | value |")
@@ -602,7 +641,7 @@ def bench_retention(out):
     out.append(f"| inserting sessions seen waiting on a lock (every 20 ms during the purge) | **{lock_samples['waiting']}** in {lock_samples['n']:,} samples ({kinds}) |")
     out.append(f"| rollups unchanged by the purge | {rollup_after_ok} |")
     o = runs["off"]
-    out.append(f"\nThe same run with the worker's WAL uncompressed (`retention_wal_compression = off`, as 0.14.0 purged), "
+    out.append(f"\nThe same run with the worker's own WAL compressed (`retention_wal_compression = {algo}`, opt-in since 0.15.0), "
                f"each after its own fill and baseline:\n")
     out.append(f"| worker's WAL | WAL written during the purge | purge s | inserts during / undisturbed | longest insert during (without) |")
     out.append("|---|---:|---:|---:|---:|")
@@ -955,6 +994,13 @@ def main():
             continue  # skipped here: the last figures stay
         out.append(f"_Measured {stamp}._\n")
         (sections_dir / f"{name}.md").write_text("\n".join(out) + "\n")
+    assemble()
+
+
+def assemble():
+    """bench/results.md: the header, bench/notes.md and every section's latest text
+    (`bench.py --assemble` after editing bench/notes.md, without running anything)."""
+    sections_dir = ROOT / "bench" / "sections"
     doc = ["# llm_cost benchmark results", "",
            "Generated by `scripts/bench.sh` (one section: `scripts/bench.sh <section>`). Each figure is compared "
            "with a baseline measured in the same run, on the same scratch cluster.", ""]
@@ -972,4 +1018,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--assemble"]:
+        assemble()
+    else:
+        main()

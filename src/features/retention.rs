@@ -27,7 +27,7 @@ pub static BATCH_DELAY: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static LOCK_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static DUTY_CYCLE: GucSetting<i32> = GucSetting::<i32>::new(25);
 pub static WAL_COMPRESSION: GucSetting<Option<std::ffi::CString>> =
-    GucSetting::<Option<std::ffi::CString>>::new(Some(c"lz4"));
+    GucSetting::<Option<std::ffi::CString>>::new(Some(c"off"));
 
 pub fn init_gucs() {
     GucRegistry::define_int_guc(
@@ -81,7 +81,7 @@ pub fn init_gucs() {
     GucRegistry::define_string_guc(
         c"llm_cost.retention_wal_compression",
         c"wal_compression of the llm_cost retention worker's own deletes, where the server's is off.",
-        c"A purge writes a full image of each page it first touches after a checkpoint: compressed, the WAL the application's commits wait behind is about halved. Any value wal_compression takes (lz4, zstd, pglz); off or empty: the server's setting. Only the worker's session uses it.",
+        c"A purge writes a full image of each page it first touches after a checkpoint: compressed, its WAL is less than half. Any value wal_compression takes (lz4, zstd, pglz); off (the default) or empty: the server's setting. Only the worker's session uses it. PostgreSQL keeps wal_compression to superusers because the size of a compressed page image can hint at the page's contents to whoever can both write on that page and watch WAL positions: turn it on where that does not matter.",
         &WAL_COMPRESSION,
         GucContext::Sighup,
         GucFlags::default(),

@@ -1,0 +1,4 @@
+-- llm_cost 0.14.0 -> 0.15.0: the retention worker can compress the WAL of its own deletes where the
+-- server's wal_compression is off (llm_cost.retention_wal_compression, a setting of the library,
+-- off by default).
+-- No SQL object changes.
