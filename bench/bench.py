@@ -645,12 +645,12 @@ def bench_retention(out):
                f"each after its own fill and baseline:\n")
     out.append(f"| worker's WAL | WAL written during the purge | purge s | inserts during / undisturbed | longest insert during (without) |")
     out.append("|---|---:|---:|---:|---:|")
-    for name, x in (("off", o), (algo, r)):
+    for name, x in (("off", o), (algo, runs[algo])):
         out.append(f"| {name} | {x['wal_mb']:,.0f} MB | {x['purge_s']:.1f} | {x['during_tps']:,.0f} / {x['base_tps']:,.0f} tps = "
                    f"**{x['during_tps'] / x['base_tps']:.0%}** | {x['during_max']:.1f} ms ({x['base_max']:.1f} ms) |")
     out.append(f"\nPartitioned table (daily partitions, 1,000,000 rows in January 2025): `run_retention()` dropped {parts} partitions "
                f"(a month) and deleted {rows} rows in **{part_s * 1000:.0f} ms** (target < 1 s).\n")
-    print(f"retention: purge {purge_s:.1f}s, base {base_tps:.0f} tps, during {during_tps:.0f} tps, max {during_max:.1f} ms, part {part_s:.3f}s", file=sys.stderr)
+    print(f"retention: purge {purge_s:.1f}s, base {base_tps:.0f} tps, during {during_tps:.0f} tps, max {during_max:.1f} ms, part {part_s:.3f}s; runs {runs}", file=sys.stderr)
 
 
 def bench_budgets(out):
