@@ -732,7 +732,9 @@ def bench_reads(out):
         mb = one_value(c, "SELECT pg_relation_size('llm_cost.usage_daily_stripes') / 1048576")
         rng = "now() - interval '30 days', now() + interval '1 day'"
         raw_where = "occurred_at >= now() - interval '30 days'"
-        floor = timed(c, "SELECT count(*) FROM llm_cost.usage_daily_stripes WHERE period_start >= now() - interval '30 days'", 5)
+        # (count(*) alone is answered from the unique index, without reading a row of sums.)
+        floor = timed(c, "SELECT max(requests) FROM llm_cost.usage_daily_stripes WHERE period_start >= now() - interval '30 days'", 5)
+        index_only = timed(c, "SELECT count(*) FROM llm_cost.usage_daily_stripes WHERE period_start >= now() - interval '30 days'", 5)
         cases = [
             ("total", f"SELECT * FROM llm_cost.spend_by('llm_cost.usage_daily', '{{}}', {rng})",
              f"SELECT count(*), sum(cost_usd) FROM llm_cost.usage_events WHERE {raw_where}"),
@@ -763,7 +765,8 @@ def bench_reads(out):
     out.append(f"300,000 calls over 30 days into `llm_cost.usage_events` (5,000 users in 1,000 tenants, 4 models, 3 features): "
                f"`usage_daily` holds {rows:,} rows of sums in {mb:,} MB (fillfactor 30, room for HOT updates of the current period). "
                "Best of 5, as a superuser; the raw GROUP BY (best of 3) computes the same figure from the 300,000 rows. "
-               f"A bare scan of the month's rows of sums takes **{floor * 1000:.0f} ms**: the floor of any report over them here.\n")
+               f"Reading one sum of each of the month's rows of sums (`max(requests)`, a scan of the table) takes **{floor * 1000:.0f} ms**: "
+               f"the floor of any report over them here (counting them, which the unique index answers alone, {index_only * 1000:.0f} ms).\n")
     out.append("| report | ms (target < 100) | raw GROUP BY ms | report / raw |")
     out.append("|---|---:|---:|---:|")
     for name, t, raw in res:
