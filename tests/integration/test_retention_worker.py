@@ -170,3 +170,26 @@ def test_the_purge_compresses_its_own_wal_where_the_server_does_not(connect):
     assert one(c, "SHOW wal_compression") == "off"
     with admin() as a:
         assert one(a, "SHOW wal_compression") == "off"
+
+
+def test_a_wal_compression_this_server_cannot_take_leaves_the_purge_as_it_was(connect):
+    """A value `wal_compression` refuses (a typo, or an algorithm this build lacks) is a WARNING
+    in the worker's log: the purge runs uncompressed and records no error."""
+    c = connect()
+    try:
+        with admin() as a:
+            a.execute("ALTER SYSTEM SET llm_cost.retention_wal_compression = 'lz5'")
+            a.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        fill(c, 3000, 7, tenant="typo")
+        since = one(c, "SELECT now()")
+        c.execute("SELECT llm_cost.set_retention('llm_cost.usage_events', '90 days')")
+        assert wait_for(lambda: one(c, "SELECT count(*) FROM llm_cost.usage_events WHERE occurred_at < now() - interval '90 days'") == 0)
+        assert one(c, "SELECT count(*) FROM llm_cost.usage_events WHERE tenant_id = 'typo'") == 7
+        assert wait_for(lambda: one(c, "SELECT count(*) FROM llm_cost.retention_runs WHERE run_by = 'worker' AND started_at >= %s", since) > 0)
+        assert one(c, "SELECT count(*) FROM llm_cost.retention_runs WHERE started_at >= %s AND error IS NOT NULL", since) == 0
+        c.execute("SELECT llm_cost.drop_retention('llm_cost.usage_events')")
+    finally:
+        with admin() as a:
+            a.execute("ALTER SYSTEM RESET llm_cost.retention_wal_compression")
+            a.execute("SELECT pg_reload_conf()")
