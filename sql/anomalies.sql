@@ -56,19 +56,11 @@ COMMENT ON COLUMN llm_cost.anomaly_alerts.detected_at IS 'When the worker''s pas
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.anomaly_alerts', '');
 SELECT pg_catalog.pg_extension_config_dump('llm_cost.anomaly_alerts_id_seq', '');
 
--- Who sees an alert: admins, the rollup's owner, and whoever may read the rollup, under its row
--- security: then the group must name the owner column, with the reader as its value (a group
--- of many owners' rows is not theirs to see).
+-- Who sees an alert: whoever may see that group of the watched rollup (_rollup_group_visible).
 CREATE FUNCTION llm_cost._anomaly_group_visible(p_watch bigint, p_group jsonb) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT llm_cost.is_admin() OR EXISTS (
-        SELECT 1 FROM llm_cost.anomaly_watches w JOIN llm_cost.rollups r ON r.rollup = w.rollup
-         WHERE w.id = p_watch
-           AND (pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = r.stripes), 'USAGE')
-                OR (pg_catalog.has_table_privilege(current_user, w.rollup, 'SELECT')
-                    AND (NOT EXISTS (SELECT 1 FROM llm_cost.row_security s WHERE s.rel = w.rollup)
-                         OR EXISTS (SELECT 1 FROM llm_cost.row_security s
-                                     WHERE s.rel = w.rollup AND p_group ->> s.owner_column = llm_cost.current_principal())))))
+    SELECT llm_cost.is_admin()
+        OR coalesce(llm_cost._rollup_group_visible((SELECT w.rollup FROM llm_cost.anomaly_watches w WHERE w.id = p_watch), p_group), false)
 $$;
 COMMENT ON FUNCTION llm_cost._anomaly_group_visible(bigint, jsonb) IS '@omit
 Whether the current role may see an anomaly of this group: admins, the rollup''s owner, readers of the rollup under its row security (the group names its owner column).';

@@ -83,18 +83,11 @@ CREATE TRIGGER budgets_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON l
 CREATE TRIGGER budget_limits_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON llm_cost.budget_limits
     FOR EACH STATEMENT EXECUTE FUNCTION llm_cost._budgets_changed();
 
--- Who sees a group's budget: admins, the rollup's owner, and whoever may read the rollup, under
--- its row security (the group's owner column must be the reader).
+-- Who sees a group's budget: whoever may see that group of its rollup (_rollup_group_visible).
 CREATE FUNCTION llm_cost._budget_group_visible(p_budget bigint, p_group jsonb) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT llm_cost.is_admin() OR EXISTS (
-        SELECT 1 FROM llm_cost.budgets b JOIN llm_cost.rollups r ON r.rollup = b.rollup
-         WHERE b.id = p_budget
-           AND (pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = r.stripes), 'USAGE')
-                OR (pg_catalog.has_table_privilege(current_user, b.rollup, 'SELECT')
-                    AND (NOT EXISTS (SELECT 1 FROM llm_cost.row_security s WHERE s.rel = b.rollup)
-                         OR EXISTS (SELECT 1 FROM llm_cost.row_security s
-                                     WHERE s.rel = b.rollup AND p_group ->> s.owner_column = llm_cost.current_principal())))))
+    SELECT llm_cost.is_admin()
+        OR coalesce(llm_cost._rollup_group_visible((SELECT b.rollup FROM llm_cost.budgets b WHERE b.id = p_budget), p_group), false)
 $$;
 COMMENT ON FUNCTION llm_cost._budget_group_visible(bigint, jsonb) IS '@omit
 Whether the current role may see the budget of this group: admins, the rollup''s owner, readers of the rollup under its row security.';

@@ -152,6 +152,25 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION llm_cost.disable_row_security(regclass) IS 'Removes the llm_cost policies of a table or rollup. Returns false if there were none.';
 
+-- Who may see what llm_cost recorded about one group of a rollup (its budget, an alert, an
+-- anomaly): admins, the rollup's owner (a member of the role owning its table of sums), and whoever
+-- may read the rollup, under its row security: then the group must name the owner column, with the
+-- reader as its value (a group of many owners' rows is not theirs to see). The policies of
+-- budget_limits, budget_alerts and anomaly_alerts all ask this.
+CREATE FUNCTION llm_cost._rollup_group_visible(p_rollup regclass, p_group jsonb) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT llm_cost.is_admin() OR EXISTS (
+        SELECT 1 FROM llm_cost.rollups r
+         WHERE r.rollup = p_rollup
+           AND (pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = r.stripes), 'USAGE')
+                OR (pg_catalog.has_table_privilege(current_user, r.rollup, 'SELECT')
+                    AND (NOT EXISTS (SELECT 1 FROM llm_cost.row_security s WHERE s.rel = r.rollup)
+                         OR EXISTS (SELECT 1 FROM llm_cost.row_security s
+                                     WHERE s.rel = r.rollup AND p_group ->> s.owner_column = llm_cost.current_principal())))))
+$$;
+COMMENT ON FUNCTION llm_cost._rollup_group_visible(regclass, jsonb) IS '@omit
+Whether the current role may see what llm_cost recorded about this group of the rollup: admins, the rollup''s owner, readers of the rollup under its row security (the group names its owner column).';
+
 -- Safe by default: the shipped log and rollups are private to their user.
 SELECT llm_cost.enable_row_security('llm_cost.usage_events', 'user_id');
 SELECT llm_cost.enable_row_security('llm_cost.usage_daily', 'user_id');

@@ -319,3 +319,55 @@ def test_a_crossing_no_writer_saw_is_recorded_by_the_background_worker(calls):
         assert [(n["group"], n["threshold"], n["spent_usd"]) for n in got] == [({"org": "acme"}, 0.5, 0.6)]
         assert alerts(a) == [("acme", "0.5", "0.600", "1.00")]
     lis.close()
+
+
+def test_one_rule_says_who_sees_a_groups_budget_and_anomalies(calls):
+    """budget_limits, budget_alerts and anomaly_alerts ask one rule (llm_cost._rollup_group_visible):
+    admins; the owner of the rollup's table of sums; a reader of the rollup, all groups without
+    row security on it, with it only groups naming them in the owner column; nobody else."""
+    with psycopg.connect(dsn(calls), autocommit=True) as c:
+        c.execute("SELECT llm_cost.create_rollup('public.org_daily', 'public.llm_calls', 'day', '{org}')")
+        c.execute("SELECT llm_cost.set_budget_limit('org_cap', '{\"org\": \"acme\"}', 5)")
+        c.execute("SELECT llm_cost.set_budget_limit('org_cap', '{\"org\": \"zeta\"}', 7)")
+        c.execute("SELECT llm_cost.watch_anomalies('vis_watch', 'public.org_daily', '{org}')")
+        watch = one(c, "SELECT id FROM llm_cost.anomaly_watches WHERE name = 'vis_watch'")
+        tag = uuid.uuid4().hex[:6]
+        reader, owner, stranger = f"it_vis_r_{tag}", f"it_vis_o_{tag}", f"it_vis_s_{tag}"
+        for role in (reader, owner, stranger):
+            c.execute(f"CREATE ROLE {role} LOGIN IN ROLE llm_cost_reader")
+        c.execute(f"GRANT SELECT ON public.org_monthly, public.org_daily TO {reader}")
+        # Owning the table of sums is owning the rollup, for this rule.
+        c.execute(f"ALTER TABLE public.org_monthly_stripes OWNER TO {owner}")
+        c.execute(f"ALTER TABLE public.org_daily_stripes OWNER TO {owner}")
+
+        def seen(role, principal=None):
+            with psycopg.connect(dsn(calls, role), autocommit=True) as r:
+                if principal is not None:
+                    r.execute("SELECT set_config('llm_cost.principal', %s, false)", (principal,))
+                limits = [g for (g,) in r.execute("""SELECT "group"->>'org' FROM llm_cost.budget_limits ORDER BY 1""")]
+                anomalies = [one(r, "SELECT llm_cost._anomaly_group_visible(%s, %s::jsonb)", watch, json.dumps(g))
+                             for g in ({"org": "acme"}, {"org": "zeta"}, {})]
+                budget = [one(r, "SELECT llm_cost._budget_group_visible(%s, %s::jsonb)", b, '{"org": "acme"}')
+                          for b in (one(r, "SELECT id FROM llm_cost.budgets WHERE name = 'org_cap'"), -1)]
+                return limits, anomalies, budget
+
+        try:
+            assert seen(stranger) == ([], [False, False, False], [False, False])
+            assert seen(reader) == (["acme", "zeta"], [True, True, True], [True, False])
+            assert seen(owner) == (["acme", "zeta"], [True, True, True], [True, False])
+            c.execute("SELECT llm_cost.enable_row_security('public.org_monthly', 'org')")
+            c.execute("SELECT llm_cost.enable_row_security('public.org_daily', 'org')")
+            # Under row security a reader sees the groups that name it, not the whole ({}).
+            assert seen(reader, "acme") == (["acme"], [True, False, False], [True, False])
+            assert seen(reader, "zeta") == (["zeta"], [False, True, False], [False, False])
+            assert seen(reader) == ([], [False, False, False], [False, False])
+            assert seen(owner) == (["acme", "zeta"], [True, True, True], [True, False])
+            assert seen(stranger, "acme") == ([], [False, False, False], [False, False])
+            c.execute(f"GRANT llm_cost_admin TO {stranger}")
+            assert seen(stranger) == (["acme", "zeta"], [True, True, True], [True, True])
+        finally:
+            c.execute("SELECT llm_cost.drop_anomaly_watch('vis_watch')")
+            for role in (reader, owner, stranger):
+                c.execute(f"REASSIGN OWNED BY {role} TO current_user")
+                c.execute(f"DROP OWNED BY {role}")
+                c.execute(f"DROP ROLE {role}")

@@ -1,0 +1,4 @@
+-- llm_cost 0.15.0 -> 0.16.0: one function says who may see what llm_cost recorded about a group
+-- of a rollup (llm_cost._rollup_group_visible); the row-security policies of budget_limits,
+-- budget_alerts and anomaly_alerts ask it through _budget_group_visible and
+-- _anomaly_group_visible, which were two copies of the same rule. Same answers as before.
