@@ -6,8 +6,42 @@
 -- of a rollup (llm_cost._rollup_group_visible); the row-security policies of budget_limits,
 -- budget_alerts and anomaly_alerts ask it through _budget_group_visible and
 -- _anomaly_group_visible, which were two copies of the same rule. Same answers as before.
+-- spend_by() adds up its bigint sums with llm_cost._sum_int8 (a by-value bigint state) instead of
+-- sum(bigint)::bigint: the same answers, about a tenth less time for a 5,000-group breakdown.
+
+CREATE AGGREGATE llm_cost._sum_int8(bigint) (
+    SFUNC = pg_catalog.int8pl, STYPE = bigint, COMBINEFUNC = pg_catalog.int8pl, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE llm_cost._sum_int8(bigint) IS '@omit
+Sum of bigints as a bigint (int8pl): what the reports use for counts and tokens.';
 
 -- @generated: the functions and views of 0.16.0 that 0.15.0 lacks or defines otherwise
+
+CREATE OR REPLACE FUNCTION llm_cost.spend_by(rollup regclass, by text[], "from" timestamp with time zone DEFAULT '-infinity'::timestamp with time zone, "to" timestamp with time zone DEFAULT 'infinity'::timestamp with time zone, filter jsonb DEFAULT '{}'::jsonb)
+ RETURNS TABLE("group" jsonb, requests bigint, total_tokens bigint, cost_usd numeric, avg_cost_per_request_usd numeric, unpriced_requests bigint, error_requests bigint, error_cost_usd numeric, latency_ms_avg numeric, latency_ms_max bigint)
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    r llm_cost.rollups := llm_cost._report_rollup(rollup, by);
+    cols text := (SELECT string_agg(format('%L, v.%I', b, b), ', ') FROM unnest(by) b);
+    keys text := (SELECT string_agg(format('v.%I', b), ', ') FROM unnest(by) b);
+    errors boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'error_cost_usd' AND NOT a.attisdropped);
+    latency boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'latency_ms_sum' AND NOT a.attisdropped);
+BEGIN
+    RETURN QUERY EXECUTE format(
+        'SELECT %s, llm_cost._sum_int8(v.requests), llm_cost._sum_int8(v.total_tokens), sum(v.cost_usd), '
+        'round(sum(v.cost_usd) / nullif(llm_cost._sum_int8(v.requests) - llm_cost._sum_int8(v.unpriced_requests), 0)::pg_catalog.numeric, 8), '
+        'llm_cost._sum_int8(v.unpriced_requests), %s, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s ORDER BY 4 DESC NULLS LAST, 2 DESC, 1',
+        CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
+        CASE WHEN errors THEN 'llm_cost._sum_int8(v.error_requests), sum(v.error_cost_usd)' ELSE 'NULL::bigint, NULL::numeric' END,
+        -- (no latency recorded in the range: NULL, not 0)
+        CASE WHEN latency THEN 'CASE WHEN max(v.latency_ms_max) IS NOT NULL THEN round(llm_cost._sum_int8(v.latency_ms_sum)::pg_catalog.numeric / nullif(llm_cost._sum_int8(v.requests), 0), 1) END, '
+                               'max(v.latency_ms_max)::bigint' ELSE 'NULL::numeric, NULL::bigint' END,
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys || ' HAVING llm_cost._sum_int8(v.requests) <> 0' END)
+    USING "from", "to";
+END $function$;
 
 CREATE OR REPLACE FUNCTION llm_cost._rollup_group_visible(p_rollup regclass, p_group jsonb)
  RETURNS boolean

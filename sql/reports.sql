@@ -79,6 +79,16 @@ GRANT SELECT ON llm_cost.spend_summary, llm_cost.spend_by_model, llm_cost.spend_
                 llm_cost.daily_trend, llm_cost.user_stats, llm_cost.feature_stats TO PUBLIC;
 
 -------------------------------------------------------------------------------------------------
+-- The reports add up bigint sums with this instead of sum(bigint), whose numeric result they cast
+-- back to bigint anyway: a by-value bigint state (int8pl) instead of an int128 state in memory per
+-- group and aggregate, about a tenth of a 5,000-group breakdown's time. The same answers: NULL
+-- for no rows, NULLs skipped, and a total past bigint is the same error (22003) as the cast's.
+CREATE AGGREGATE llm_cost._sum_int8(bigint) (
+    SFUNC = pg_catalog.int8pl, STYPE = bigint, COMBINEFUNC = pg_catalog.int8pl, PARALLEL = SAFE
+);
+COMMENT ON AGGREGATE llm_cost._sum_int8(bigint) IS '@omit
+Sum of bigints as a bigint (int8pl): what the reports use for counts and tokens.';
+
 -- Reports over any rollup (of usage_events or of your own tracked table). They read the rollup
 -- view with the caller's rights (its row-level security applies) and return the groups as
 -- jsonb, since every rollup groups by its own columns. Periods follow the rollup's time zone.
@@ -205,15 +215,15 @@ DECLARE
     latency boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = rollup AND a.attname = 'latency_ms_sum' AND NOT a.attisdropped);
 BEGIN
     RETURN QUERY EXECUTE format(
-        'SELECT %s, sum(v.requests)::bigint, sum(v.total_tokens)::bigint, sum(v.cost_usd), '
-        'round(sum(v.cost_usd) / nullif(sum(v.requests) - sum(v.unpriced_requests), 0), 8), '
-        'sum(v.unpriced_requests)::bigint, %s, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s ORDER BY 4 DESC NULLS LAST, 2 DESC, 1',
+        'SELECT %s, llm_cost._sum_int8(v.requests), llm_cost._sum_int8(v.total_tokens), sum(v.cost_usd), '
+        'round(sum(v.cost_usd) / nullif(llm_cost._sum_int8(v.requests) - llm_cost._sum_int8(v.unpriced_requests), 0)::pg_catalog.numeric, 8), '
+        'llm_cost._sum_int8(v.unpriced_requests), %s, %s FROM %s v WHERE v.period_start >= $1 AND v.period_start < $2 %s %s ORDER BY 4 DESC NULLS LAST, 2 DESC, 1',
         CASE WHEN cols IS NULL THEN '''{}''::pg_catalog.jsonb' ELSE format('pg_catalog.jsonb_build_object(%s)', cols) END,
-        CASE WHEN errors THEN 'sum(v.error_requests)::bigint, sum(v.error_cost_usd)' ELSE 'NULL::bigint, NULL::numeric' END,
+        CASE WHEN errors THEN 'llm_cost._sum_int8(v.error_requests), sum(v.error_cost_usd)' ELSE 'NULL::bigint, NULL::numeric' END,
         -- (no latency recorded in the range: NULL, not 0)
-        CASE WHEN latency THEN 'CASE WHEN max(v.latency_ms_max) IS NOT NULL THEN round(sum(v.latency_ms_sum) / nullif(sum(v.requests), 0), 1) END, '
+        CASE WHEN latency THEN 'CASE WHEN max(v.latency_ms_max) IS NOT NULL THEN round(llm_cost._sum_int8(v.latency_ms_sum)::pg_catalog.numeric / nullif(llm_cost._sum_int8(v.requests), 0), 1) END, '
                                'max(v.latency_ms_max)::bigint' ELSE 'NULL::numeric, NULL::bigint' END,
-        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys || ' HAVING sum(v.requests) <> 0' END)
+        llm_cost._report_from(r), llm_cost._report_where(r, filter), CASE WHEN keys IS NULL THEN '' ELSE 'GROUP BY ' || keys || ' HAVING llm_cost._sum_int8(v.requests) <> 0' END)
     USING "from", "to";
 END $$;
 COMMENT ON FUNCTION llm_cost.spend_by(regclass, text[], timestamptz, timestamptz, jsonb) IS

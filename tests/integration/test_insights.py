@@ -524,3 +524,42 @@ def test_an_anomaly_watch_alerts_once_per_group_and_period(connect):
     assert one(c, "SELECT count(*) FROM llm_cost.anomaly_watches WHERE name LIKE 'aw_%'") == 0
     for r in (ra, rn):
         c.execute(f"DROP ROLE {r}")
+
+
+def test_spend_by_equals_a_group_by_over_the_raw_rows(fresh_db):
+    """spend_by() (its bigint sums added up as bigints since 0.16.0) against the same figures by
+    GROUP BY over usage_events: counts, tokens, cost, the average per priced request, failed calls
+    and their cost, the mean latency (over every call, a call without one counting 0: not an
+    integer here) and the longest; by two columns, by none, over a range, with a filter."""
+    from conftest import dsn
+    with psycopg.connect(dsn(fresh_db), autocommit=True) as c:
+        c.execute("""INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens, output_tokens,
+                                                         latency_ms, error)
+                     SELECT timestamptz '2026-11-01 00:00+00' + (i % 5) * interval '1 day' + i * interval '1 minute',
+                            't' || (i % 3), 'u' || (i % 7), 'chat', (ARRAY['gpt-4o', 'claude-sonnet-4-5', 'no-such-model-y'])[1 + i % 3],
+                            100 + i * 13, 7 * i, CASE WHEN i % 4 = 0 THEN NULL ELSE 100 + (i * 37) % 1001 END,
+                            CASE WHEN i % 6 = 0 THEN 'timeout' END
+                       FROM generate_series(1, 500) i""")
+        cols = "requests, total_tokens, cost_usd, avg_cost_per_request_usd, unpriced_requests, error_requests, error_cost_usd, latency_ms_avg, latency_ms_max"
+        raw = """SELECT count(*), sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens),
+                        sum(cost_usd), round(sum(cost_usd) / nullif(count(cost_usd), 0), 8),
+                        count(*) FILTER (WHERE cost_usd IS NULL), count(*) FILTER (WHERE error IS NOT NULL),
+                        coalesce(sum(cost_usd) FILTER (WHERE error IS NOT NULL), 0),
+                        round(sum(coalesce(latency_ms, 0))::numeric / count(*), 1), max(latency_ms)
+                   FROM llm_cost.usage_events WHERE {where} {group}"""
+        cases = [
+            ("'{tenant_id, model}'", "jsonb_build_object('tenant_id', tenant_id, 'model', model)", "true", "GROUP BY tenant_id, model"),
+            ("'{}'", "'{}'::jsonb", "true", ""),
+            ("'{user_id}', '2026-11-02', '2026-11-04'", "jsonb_build_object('user_id', user_id)",
+             "occurred_at >= '2026-11-02' AND occurred_at < '2026-11-04'", "GROUP BY user_id"),
+            ("'{model}', filter => '{\"user_id\": \"u1\"}'", "jsonb_build_object('model', model)", "user_id = 'u1'", "GROUP BY model"),
+        ]
+        for args, key, where, group in cases:
+            got = {r[0]: r[1:] for r in c.execute(f"SELECT \"group\"::text, {cols} FROM llm_cost.spend_by('llm_cost.usage_daily', {args})")}
+            want = {r[0]: r[1:] for r in c.execute(f"SELECT ({key})::text, " + raw.format(where=where, group=group)[len("SELECT "):])}
+            assert got == want, (args, got, want)
+            assert len(got) > 1 or group == ""
+            assert any(v[7] is not None and v[7] != v[7].to_integral_value() for v in got.values()), got  # averages with decimals
+        # The unknown model's rows are unpriced, and the failed calls cost something.
+        assert one(c, "SELECT sum(unpriced_requests) FROM llm_cost.spend_by('llm_cost.usage_daily', '{model}')") > 0
+        assert one(c, "SELECT sum(error_cost_usd) FROM llm_cost.spend_by('llm_cost.usage_daily', '{model}')") > 0
