@@ -59,8 +59,8 @@ SELECT pg_catalog.pg_extension_config_dump('llm_cost.anomaly_alerts_id_seq', '')
 -- Who sees an alert: whoever may see that group of the watched rollup (_rollup_group_visible).
 CREATE FUNCTION llm_cost._anomaly_group_visible(p_watch bigint, p_group jsonb) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT llm_cost.is_admin()
-        OR coalesce(llm_cost._rollup_group_visible((SELECT w.rollup FROM llm_cost.anomaly_watches w WHERE w.id = p_watch), p_group), false)
+    -- (an id that names nothing: a NULL rollup, visible to admins only)
+    SELECT llm_cost._rollup_group_visible((SELECT w.rollup FROM llm_cost.anomaly_watches w WHERE w.id = p_watch), p_group)
 $$;
 COMMENT ON FUNCTION llm_cost._anomaly_group_visible(bigint, jsonb) IS '@omit
 Whether the current role may see an anomaly of this group: admins, the rollup''s owner, readers of the rollup under its row security (the group names its owner column).';

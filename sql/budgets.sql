@@ -86,8 +86,8 @@ CREATE TRIGGER budget_limits_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCAT
 -- Who sees a group's budget: whoever may see that group of its rollup (_rollup_group_visible).
 CREATE FUNCTION llm_cost._budget_group_visible(p_budget bigint, p_group jsonb) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT llm_cost.is_admin()
-        OR coalesce(llm_cost._rollup_group_visible((SELECT b.rollup FROM llm_cost.budgets b WHERE b.id = p_budget), p_group), false)
+    -- (an id that names nothing: a NULL rollup, visible to admins only)
+    SELECT llm_cost._rollup_group_visible((SELECT b.rollup FROM llm_cost.budgets b WHERE b.id = p_budget), p_group)
 $$;
 COMMENT ON FUNCTION llm_cost._budget_group_visible(bigint, jsonb) IS '@omit
 Whether the current role may see the budget of this group: admins, the rollup''s owner, readers of the rollup under its row security.';

@@ -68,8 +68,8 @@ CREATE OR REPLACE FUNCTION llm_cost._budget_group_visible(p_budget bigint, p_gro
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-    SELECT llm_cost.is_admin()
-        OR coalesce(llm_cost._rollup_group_visible((SELECT b.rollup FROM llm_cost.budgets b WHERE b.id = p_budget), p_group), false)
+    -- (an id that names nothing: a NULL rollup, visible to admins only)
+    SELECT llm_cost._rollup_group_visible((SELECT b.rollup FROM llm_cost.budgets b WHERE b.id = p_budget), p_group)
 $function$;
 
 CREATE OR REPLACE FUNCTION llm_cost._anomaly_group_visible(p_watch bigint, p_group jsonb)
@@ -78,6 +78,6 @@ CREATE OR REPLACE FUNCTION llm_cost._anomaly_group_visible(p_watch bigint, p_gro
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-    SELECT llm_cost.is_admin()
-        OR coalesce(llm_cost._rollup_group_visible((SELECT w.rollup FROM llm_cost.anomaly_watches w WHERE w.id = p_watch), p_group), false)
+    -- (an id that names nothing: a NULL rollup, visible to admins only)
+    SELECT llm_cost._rollup_group_visible((SELECT w.rollup FROM llm_cost.anomaly_watches w WHERE w.id = p_watch), p_group)
 $function$;

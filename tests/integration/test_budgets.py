@@ -331,6 +331,7 @@ def test_one_rule_says_who_sees_a_groups_budget_and_anomalies(calls):
         c.execute("SELECT llm_cost.set_budget_limit('org_cap', '{\"org\": \"zeta\"}', 7)")
         c.execute("SELECT llm_cost.watch_anomalies('vis_watch', 'public.org_daily', '{org}')")
         watch = one(c, "SELECT id FROM llm_cost.anomaly_watches WHERE name = 'vis_watch'")
+        budget_id = one(c, "SELECT id FROM llm_cost.budgets WHERE name = 'org_cap'")
         tag = uuid.uuid4().hex[:6]
         reader, owner, stranger = f"it_vis_r_{tag}", f"it_vis_o_{tag}", f"it_vis_s_{tag}"
         for role in (reader, owner, stranger):
@@ -348,7 +349,7 @@ def test_one_rule_says_who_sees_a_groups_budget_and_anomalies(calls):
                 anomalies = [one(r, "SELECT llm_cost._anomaly_group_visible(%s, %s::jsonb)", watch, json.dumps(g))
                              for g in ({"org": "acme"}, {"org": "zeta"}, {})]
                 budget = [one(r, "SELECT llm_cost._budget_group_visible(%s, %s::jsonb)", b, '{"org": "acme"}')
-                          for b in (one(r, "SELECT id FROM llm_cost.budgets WHERE name = 'org_cap'"), -1)]
+                          for b in (budget_id, -1)]
                 return limits, anomalies, budget
 
         try:

@@ -6,6 +6,7 @@ import re
 import uuid
 
 import psycopg
+import pytest
 
 from conftest import ROOT, admin, one
 
@@ -563,3 +564,11 @@ def test_spend_by_equals_a_group_by_over_the_raw_rows(fresh_db):
         # The unknown model's rows are unpriced, and the failed calls cost something.
         assert one(c, "SELECT sum(unpriced_requests) FROM llm_cost.spend_by('llm_cost.usage_daily', '{model}')") > 0
         assert one(c, "SELECT sum(error_cost_usd) FROM llm_cost.spend_by('llm_cost.usage_daily', '{model}')") > 0
+        # Tokens past bigint in total (each group's within it): 22003, as sum()::bigint raised.
+        c.execute("""INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, model, input_tokens)
+                     VALUES ('2026-11-03', 'big1', 'u', 'chat', 'no-such-model-z', 6000000000000000000),
+                            ('2026-11-03', 'big2', 'u', 'chat', 'no-such-model-z', 6000000000000000000)""")
+        assert one(c, """SELECT total_tokens FROM llm_cost.spend_by('llm_cost.usage_daily', '{tenant_id}', filter => '{"tenant_id": "big1"}')""") \
+            == 6000000000000000000
+        with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+            c.execute("SELECT * FROM llm_cost.spend_by('llm_cost.usage_daily', '{}')")
