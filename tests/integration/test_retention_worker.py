@@ -1,11 +1,12 @@
 """The retention background worker (llm_cost preloaded in the scratch cluster)."""
+import re
 import time
 import uuid
 
 import psycopg
 import pytest
 
-from conftest import admin, dsn, one, set_worker_fast, wait_for
+from conftest import CLUSTER, admin, dsn, one, set_worker_fast, wait_for
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -161,6 +162,7 @@ def test_the_purge_compresses_its_own_wal_where_the_server_does_not(connect):
         time.sleep(0.5)
         packed = _purge_wal(c, "walpacked", 40000)
     finally:
+        c.execute("ALTER TABLE llm_cost.usage_events RESET (autovacuum_enabled)")
         with admin() as a:
             a.execute("ALTER SYSTEM RESET llm_cost.retention_wal_compression")
             a.execute("SELECT pg_reload_conf()")
@@ -176,6 +178,8 @@ def test_a_wal_compression_this_server_cannot_take_leaves_the_purge_as_it_was(co
     """A value `wal_compression` refuses (a typo, or an algorithm this build lacks) is a WARNING
     in the worker's log: the purge runs uncompressed and records no error."""
     c = connect()
+    log = CLUSTER / "run" / "postgres.log"
+    log_from = log.stat().st_size
     try:
         with admin() as a:
             a.execute("ALTER SYSTEM SET llm_cost.retention_wal_compression = 'lz5'")
@@ -188,6 +192,10 @@ def test_a_wal_compression_this_server_cannot_take_leaves_the_purge_as_it_was(co
         assert one(c, "SELECT count(*) FROM llm_cost.usage_events WHERE tenant_id = 'typo'") == 7
         assert wait_for(lambda: one(c, "SELECT count(*) FROM llm_cost.retention_runs WHERE run_by = 'worker' AND started_at >= %s", since) > 0)
         assert one(c, "SELECT count(*) FROM llm_cost.retention_runs WHERE started_at >= %s AND error IS NOT NULL", since) == 0
+        with open(log, "rb") as f:
+            f.seek(log_from)
+            text = f.read().decode(errors="replace")
+        assert re.search(r'WARNING:\s+invalid value for parameter "wal_compression": "lz5"', text), text[-2000:]
         c.execute("SELECT llm_cost.drop_retention('llm_cost.usage_events')")
     finally:
         with admin() as a:
