@@ -299,6 +299,7 @@ DECLARE
     history        boolean := false;
     filled         jsonb;
     msg            text;
+    unmapped       text[];
 BEGIN
     IF log_table IS NULL THEN
         RAISE EXCEPTION 'llm_cost.track: log_table must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -556,6 +557,40 @@ BEGIN
         END IF;
     END IF;
 
+    -- Columns whose names say what they hold but which the mapping leaves out: their values do
+    -- not change the price. Said, never guessed: whether input_tokens includes the cached tokens
+    -- is the application's convention (Anthropic's excludes them, OpenAI's prompt_tokens include them).
+    SELECT pg_catalog.array_agg(format('%I (%s => %L)', a.attname, c.arg, a.attname) ORDER BY c.ord, a.attnum)
+      INTO unmapped
+      FROM (VALUES (1, 'cache_read_tokens_column', cache_read_tokens_column IS NULL AND usage_column IS NULL,
+                    ARRAY['cache_read_tokens', 'cache_read_input_tokens', 'cached_tokens', 'cached_input_tokens', 'cache_hit_tokens'], 'i'),
+                   (2, 'cache_write_tokens_column', cache_write_tokens_column IS NULL AND usage_column IS NULL,
+                    ARRAY['cache_write_tokens', 'cache_creation_input_tokens', 'cache_creation_tokens', 'cache_write_input_tokens'], 'i'),
+                   (3, 'cache_write_1h_tokens_column', cache_write_1h_tokens_column IS NULL AND usage_column IS NULL,
+                    ARRAY['cache_write_1h_tokens', 'cache_creation_1h_input_tokens'], 'i'),
+                   (4, 'provider_column', provider_column IS NULL, ARRAY['provider', 'llm_provider', 'model_provider'], 't'),
+                   (5, 'service_tier_column', service_tier_column IS NULL, ARRAY['service_tier'], 't'),
+                   (6, 'web_searches_column', web_searches_column IS NULL, ARRAY['web_searches', 'web_search_requests'], 'i'),
+                   (7, 'usage_column', usage_column IS NULL,
+                    ARRAY['usage', 'usage_json', 'raw_usage'], 'j')) c(ord, arg, open, names, kind)
+      JOIN pg_catalog.pg_attribute a
+        ON a.attrelid = log_table AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY (c.names)
+       AND a.atttypid = ANY (CASE c.kind WHEN 'i' THEN ints::oid[] WHEN 't' THEN texts::oid[]
+                                         ELSE ARRAY['jsonb', 'json']::regtype[]::oid[] END)
+     WHERE c.open;
+    IF unmapped IS NOT NULL THEN
+        RAISE NOTICE 'llm_cost.track: % has %: %', log_table,
+              CASE WHEN cardinality(unmapped) > 1 THEN 'columns the mapping leaves out' ELSE 'a column the mapping leaves out' END,
+              array_to_string(unmapped, ', ')
+              USING DETAIL = CASE WHEN cardinality(unmapped) > 1 THEN 'Their values do not' ELSE 'Its values do not' END
+                             || ' change the price of a row.',
+                    HINT = CASE WHEN cardinality(unmapped) > 1 THEN 'To price by them, call llm_cost.track() again with the arguments shown.'
+                                ELSE 'To price by it, call llm_cost.track() again with the argument shown.' END
+                        || CASE WHEN array_to_string(unmapped, ' ') LIKE '%cache\_%\_column =>%'
+                                THEN ' A cache column needs input tokens that exclude the cached ones (as Anthropic counts them; OpenAI''s prompt_tokens include them).'
+                                ELSE '' END;
+    END IF;
+
     msg := format('tracking %s: %s -> %s (%s)', log_table, model_column, cost_column,
                   coalesce(cost_unit, 'USD'));
     IF source_col IS NOT NULL THEN
@@ -576,11 +611,14 @@ BEGIN
               USING HINT = format('Price them with CALL llm_cost.backfill(%L) (in batches, committing as it goes), or track(..., backfill => true) in this transaction.', log_table::text);
         msg := msg || '; existing rows not priced yet: CALL llm_cost.backfill(...)';
     END IF;
+    IF unmapped IS NOT NULL THEN
+        msg := msg || '; not mapped: ' || (SELECT string_agg(pg_catalog.split_part(u, ' (', 1), ', ') FROM unnest(unmapped) u);
+    END IF;
     RETURN msg;
 END $$;
 
 COMMENT ON FUNCTION llm_cost.track(regclass, text, text, text, text, text, text, text, text, boolean, text, text, text, text, text, text, text, text, text, text, text, text, text, text, text, boolean) IS
-'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers; returns what it set up. Calling it again replaces the mapping. cost_column: numeric in USD, or an integer column in cost_unit (microcents, usd_micros, cents; rounded half up). cost_source_column: a text column that says estimated, provided or unpriced (default: cost_source if the table has one; added when the cost column is NOT NULL or integer). A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider; priced_provider_column is filled with the provider as the providers table names it (Anthropic, claude: anthropic). service_tier_column: batch, flex, priority, fast or standard (NULL). usage_column: a jsonb or json column with the provider''s usage object: the counts come from it and are written into the mapped token columns (which are then optional); an error response costs $0, a row without usage in a table without token columns is unpriced. priced_model_column: a text column filled with the catalog model the row was priced as. Modality and web search columns: billed at the model''s modality prices and search fee. backfill => true prices the rows already in the table in this transaction (else CALL llm_cost.backfill()).';
+'Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers; returns what it set up. Calling it again replaces the mapping. cost_column: numeric in USD, or an integer column in cost_unit (microcents, usd_micros, cents; rounded half up). cost_source_column: a text column that says estimated, provided or unpriced (default: cost_source if the table has one; added when the cost column is NOT NULL or integer). A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider; priced_provider_column is filled with the provider as the providers table names it (Anthropic, claude: anthropic). service_tier_column: batch, flex, priority, fast or standard (NULL). usage_column: a jsonb or json column with the provider''s usage object: the counts come from it and are written into the mapped token columns (which are then optional); an error response costs $0, a row without usage in a table without token columns is unpriced. priced_model_column: a text column filled with the catalog model the row was priced as. Modality and web search columns: billed at the model''s modality prices and search fee. Columns named like a role of the mapping (cache_read_tokens, cache_creation_input_tokens, provider, service_tier, web_searches, usage, ...) that it leaves out are named in a NOTICE and after "not mapped:" in the sentence returned: their values do not change the price. backfill => true prices the rows already in the table in this transaction (else CALL llm_cost.backfill()).';
 
 CREATE FUNCTION llm_cost.untrack(log_table regclass) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

@@ -59,3 +59,24 @@ SELECT count(*) AS unpriced_rows FROM llm_cost.unpriced_stats WHERE model = 'nop
 CREATE TABLE public.t_misuse (model text, input_tokens int, output_tokens int, cost_usd numeric);
 CREATE TRIGGER wrong AFTER INSERT ON public.t_misuse FOR EACH ROW EXECUTE FUNCTION llm_cost.usage_cost_trigger();
 INSERT INTO public.t_misuse VALUES ('gpt-4o', 1, 1);
+
+-- Columns whose names say what they hold but that the mapping leaves out are named (a NOTICE
+-- with the argument that maps each, and "not mapped" in the sentence), never guessed: the
+-- price is the same as without them. Wrongly typed ones (text) are not named.
+CREATE TABLE public."Bot Log" ("Model" text, input_tokens int, output_tokens int, cache_read_input_tokens bigint,
+                               cache_creation_input_tokens int, cached_tokens text, llm_provider varchar(20),
+                               service_tier text, web_searches smallint, usage jsonb, cost_usd numeric,
+                               created_at timestamptz DEFAULT now());
+SELECT llm_cost.track('public."Bot Log"', model_column => 'Model');
+INSERT INTO public."Bot Log" ("Model", input_tokens, output_tokens, cache_read_input_tokens) VALUES ('gpt-4o', 1000, 100, 5000);
+SELECT cost_usd, cost_usd = llm_cost.estimate_cost('gpt-4o', 1000, 100) AS priced_without_the_cache FROM public."Bot Log";
+-- Mapped, a column is no longer named; only a provider left out: no word about caches.
+SELECT llm_cost.track('public."Bot Log"', model_column => 'Model', cache_read_tokens_column => 'cache_read_input_tokens',
+                      cache_write_tokens_column => 'cache_creation_input_tokens', service_tier_column => 'service_tier',
+                      web_searches_column => 'web_searches', usage_column => 'usage');
+-- All mapped: nothing said.
+SELECT llm_cost.track('public."Bot Log"', model_column => 'Model', cache_read_tokens_column => 'cache_read_input_tokens',
+                      cache_write_tokens_column => 'cache_creation_input_tokens', service_tier_column => 'service_tier',
+                      web_searches_column => 'web_searches', usage_column => 'usage', provider_column => 'llm_provider');
+SELECT llm_cost.untrack('public."Bot Log"');
+DROP TABLE public."Bot Log";

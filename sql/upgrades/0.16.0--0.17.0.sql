@@ -1,0 +1,6 @@
+-- llm_cost 0.16.0 -> 0.17.0: track() says which columns of the table look like token, provider,
+-- service tier, web search or usage columns but are left out of the mapping (a NOTICE with the
+-- arguments that map them, and "not mapped: ..." in the sentence it returns): their values do
+-- not change the price, which was silent before. Nothing else changes.
+
+-- @generated
