@@ -38,8 +38,10 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 export LLM_COST_CLUSTER="$ROOT/target/it-cluster"
 # A subscription to a publication of this cluster (logical replication), prepared transactions.
+# The worker folds no rows of sums unless a test asks (tests count them; tests/integration/test_fold.py).
 export LLM_COST_CLUSTER_CONF="wal_level = logical
-max_prepared_transactions = 10"
+max_prepared_transactions = 10
+llm_cost.fold_rollups = off"
 trap '"$ROOT/scripts/cluster.sh" stop' EXIT
 "$ROOT/scripts/cluster.sh" stop
 # pg_tests installed the debug build of the extension; restart so the preloaded library is fresh.

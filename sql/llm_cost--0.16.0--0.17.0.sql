@@ -2,7 +2,9 @@
 -- install scripts of both versions: do not edit (CI checks it equals the generator's output).
 \echo Use "ALTER EXTENSION llm_cost UPDATE TO '0.17.0'" to load this file. \quit
 
--- llm_cost 0.16.0 -> 0.17.0: track() says which columns of the table look like token, provider,
+-- llm_cost 0.16.0 -> 0.17.0: llm_cost.fold_rollup() and the background worker fold the rows of sums of
+-- closed periods into one row per group (sums unchanged; llm_cost.fold_rollups turns the
+-- worker's part off); rebuild_rollup and fold_rollup of one rollup take turns. track() says which columns of the table look like token, provider,
 -- service tier, web search or usage columns but are left out of the mapping (a NOTICE with the
 -- arguments that map them, and "not mapped: ..." in the sentence it returns): their values do
 -- not change the price, which was silent before. Nothing else changes.
@@ -351,3 +353,146 @@ END $function$;
 
 COMMENT ON FUNCTION llm_cost.track(regclass,text,text,text,text,text,text,text,text,boolean,text,text,text,text,text,text,text,text,text,text,text,text,text,text,text,boolean) IS '@omit
 Prices every row inserted into (or updated in) an existing usage-log table: checks the column mapping now, then installs the llm_cost triggers; returns what it set up. Calling it again replaces the mapping. cost_column: numeric in USD, or an integer column in cost_unit (microcents, usd_micros, cents; rounded half up). cost_source_column: a text column that says estimated, provided or unpriced (default: cost_source if the table has one; added when the cost column is NOT NULL or integer). A timestamp (without time zone) or date time column is read in time_zone (UTC by default), whatever the writer''s TimeZone. A non-empty provider_column value names the host whose price applies (openrouter, bedrock, azure, ...); an empty one is filled with the resolved provider; priced_provider_column is filled with the provider as the providers table names it (Anthropic, claude: anthropic). service_tier_column: batch, flex, priority, fast or standard (NULL). usage_column: a jsonb or json column with the provider''s usage object: the counts come from it and are written into the mapped token columns (which are then optional); an error response costs $0, a row without usage in a table without token columns is unpriced. priced_model_column: a text column filled with the catalog model the row was priced as. Modality and web search columns: billed at the model''s modality prices and search fee. Columns named like a role of the mapping (cache_read_tokens, cache_creation_input_tokens, provider, service_tier, web_searches, usage, ...) that it leaves out are named in a NOTICE and after "not mapped:" in the sentence returned: their values do not change the price. backfill => true prices the rows already in the table in this transaction (else CALL llm_cost.backfill()).';
+
+CREATE OR REPLACE FUNCTION llm_cost._rebuild_rollup_impl(name regclass, "from" timestamp with time zone, "to" timestamp with time zone)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    r llm_cost.rollups;
+    c record;
+    n bigint;
+    from_p timestamptz;
+    to_p timestamptz;
+BEGIN
+    SELECT * INTO r FROM llm_cost.rollups WHERE rollup = name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not an llm_cost rollup', name USING ERRCODE = 'undefined_object';
+    END IF;
+    IF r.source IS NULL THEN
+        RAISE EXCEPTION 'the source of rollup % was dropped; nothing to rebuild from', name USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT relowner FROM pg_catalog.pg_class WHERE oid = r.source), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of % to rebuild its rollups', r.source USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    SELECT * INTO c FROM llm_cost._rollup_source_columns(r.source);
+    -- Whole periods: from the start of the period containing "from" to the end of the one containing "to".
+    from_p := CASE WHEN isfinite("from") THEN date_trunc(r.grain, "from", r.time_zone) ELSE "from" END;
+    to_p := CASE WHEN NOT isfinite("to") THEN "to"
+                 WHEN date_trunc(r.grain, "to", r.time_zone) = "to" THEN "to"
+                 ELSE (date_trunc(r.grain, "to", r.time_zone) AT TIME ZONE r.time_zone + ('1 ' || r.grain)::interval) AT TIME ZONE r.time_zone END;
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', r.source);
+    -- Folds of this rollup (llm_cost.fold_rollup) wait, and this waits for one in progress.
+    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', r.stripes);
+    -- Sums this transaction's rows left pending (rows inserted straight into a partition are
+    -- written at commit) go in first: the DELETE and the recount below then cover them once.
+    PERFORM llm_cost._flush_pending_sums();
+    EXECUTE format('DELETE FROM %s WHERE period_start >= %L AND period_start < %L', r.stripes, from_p, to_p);
+    EXECUTE llm_cost._rollup_upsert(r, llm_cost._rollup_select(r,
+        format('(SELECT * FROM %s WHERE %I >= %s AND %I < %s)', r.source, c.time_col, llm_cost._event_time_literal(r.source, from_p),
+               c.time_col, llm_cost._event_time_literal(r.source, to_p)), '1', '0'));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $function$;
+
+CREATE OR REPLACE FUNCTION llm_cost._fold_rollup_impl(p_rollup regclass, p_before timestamp with time zone, p_since timestamp with time zone, p_max_periods integer)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    r llm_cost.rollups;
+    cut timestamptz;
+    keys text[];
+    part text;
+    gsel text;
+    gby text;
+    cols text;
+    aggs text;
+    p timestamptz;
+    deleted bigint;
+    inserted bigint;
+    removed bigint := 0;
+    periods integer := 0;
+    more boolean := false;
+BEGIN
+    SELECT * INTO r FROM llm_cost.rollups x WHERE x.rollup = p_rollup;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not an llm_cost rollup', p_rollup USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = r.stripes), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of % to fold rollup %', r.stripes, p_rollup USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF (SELECT d.method FROM llm_cost._citus_distribution(r.stripes) d) IS NOT NULL THEN
+        RAISE EXCEPTION 'rollup % keeps its sums in a Citus table: fold_rollup folds a single server''s tables of sums', p_rollup
+              USING ERRCODE = 'feature_not_supported',
+                    HINT = 'llm_cost.rebuild_rollup() recomputes periods from the raw rows into one row per group.';
+    END IF;
+    IF p_before IS NULL OR p_since IS NULL OR p_max_periods IS NULL OR p_max_periods < 1 THEN
+        RAISE EXCEPTION 'llm_cost.fold_rollup: before and since must not be NULL, max_periods at least 1'
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    cut := CASE WHEN pg_catalog.isfinite(p_before) THEN pg_catalog.date_trunc(r.grain, p_before, r.time_zone) ELSE p_before END;
+    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', r.stripes);
+    keys := llm_cost._rollup_keys(r);
+    part := (SELECT 'PARTITION BY ' || pg_catalog.string_agg(format('s.%I', g), ', ') FROM unnest(keys) g);
+    gsel := coalesce((SELECT pg_catalog.string_agg(format('g.%I, ', k), '') FROM unnest(keys) k), '');
+    gby := coalesce((SELECT 'GROUP BY ' || pg_catalog.string_agg(format('g.%I', k), ', ') FROM unnest(keys) k), '');
+    -- Merge rules from llm_cost._sums_layout(), for the columns this table of sums has.
+    SELECT pg_catalog.string_agg(format('%I', l.name), ', ' ORDER BY l.ord),
+           pg_catalog.string_agg(CASE l.merge
+                                     WHEN 'sum' THEN CASE WHEN l.sql_type = 'bigint' THEN format('llm_cost._sum_int8(g.%I)', l.name)
+                                                          ELSE format('pg_catalog.sum(g.%I)', l.name) END
+                                     WHEN 'max' THEN format('pg_catalog.max(g.%I)', l.name)
+                                     WHEN 'min' THEN format('pg_catalog.min(g.%I)', l.name)
+                                     WHEN 'hist' THEN format('llm_cost.cost_histogram_sum(g.%I)', l.name) END,
+                                 ', ' ORDER BY l.ord)
+      INTO cols, aggs
+      FROM llm_cost._sums_layout() l
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = l.name AND NOT a.attisdropped
+     WHERE l.merge <> 'key';
+    FOR p IN EXECUTE format('SELECT DISTINCT s.period_start FROM %s s WHERE s.period_start >= $1 AND s.period_start < $2 AND s.stripe <> 0 ORDER BY 1 LIMIT $3',
+                            r.stripes) USING p_since, cut, p_max_periods + 1 LOOP
+        IF periods = p_max_periods THEN
+            more := true;
+            EXIT;
+        END IF;
+        EXECUTE format(
+            'WITH c AS (SELECT x.ctid FROM (SELECT s.ctid, s.stripe, pg_catalog.count(*) OVER (%s) AS n FROM %s s WHERE s.period_start = $1) x '
+            '            WHERE x.n > 1 OR x.stripe <> 0), '
+            '     k AS (SELECT l.ctid FROM %s l WHERE l.ctid = ANY (ARRAY(SELECT c.ctid FROM c)) AND l.period_start = $1 FOR UPDATE SKIP LOCKED), '
+            '     gone AS (DELETE FROM %s d WHERE d.ctid = ANY (ARRAY(SELECT k.ctid FROM k)) AND d.period_start = $1 RETURNING d.*), '
+            '     ins AS (INSERT INTO %s (period_start, %sstripe, %s) SELECT $1, %s0, %s FROM gone g %s HAVING pg_catalog.count(*) > 0 RETURNING 1) '
+            'SELECT (SELECT pg_catalog.count(*) FROM gone), (SELECT pg_catalog.count(*) FROM ins)',
+            coalesce(part, ''), r.stripes, r.stripes, r.stripes, r.stripes,
+            coalesce((SELECT pg_catalog.string_agg(format('%I, ', k), '') FROM unnest(keys) k), ''), cols, gsel, aggs, gby)
+          INTO deleted, inserted USING p;
+        removed := removed + deleted - inserted;
+        periods := periods + 1;
+    END LOOP;
+    RETURN pg_catalog.jsonb_build_object('removed', removed, 'periods', periods, 'more', more);
+END $function$;
+
+COMMENT ON FUNCTION llm_cost._fold_rollup_impl(regclass,timestamp with time zone,timestamp with time zone,integer) IS '@omit
+';
+
+CREATE OR REPLACE FUNCTION llm_cost.fold_rollup(name regclass, before timestamp with time zone DEFAULT now(), since timestamp with time zone DEFAULT '-infinity'::timestamp with time zone)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    r llm_cost.rollups;
+BEGIN
+    SELECT * INTO r FROM llm_cost.rollups x WHERE x.rollup = name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not an llm_cost rollup', name USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN (llm_cost._as_table_owner('fold_rollup', r.stripes::oid,
+                                     pg_catalog.jsonb_build_object('rollup', name::oid, 'before', before, 'since', since,
+                                                                   'max_periods', 2147483646)) ->> 'removed')::bigint;
+END $function$;
+
+COMMENT ON FUNCTION llm_cost.fold_rollup(regclass,timestamp with time zone,timestamp with time zone) IS '@omit
+Folds the rows of sums of the closed periods of a rollup (those starting in [since, the start of the period containing before)) into one row per group: writers add into one row per backend that wrote a group, which reads add up again. Sums are unchanged; writers do not wait for it. Returns the number of rows removed. The background worker folds the last 35 days'' closed periods of every rollup each round (llm_cost.fold_rollups). Runs as the table of sums'' owner (the caller must have its rights).';

@@ -771,6 +771,8 @@ BEGIN
                  WHEN date_trunc(r.grain, "to", r.time_zone) = "to" THEN "to"
                  ELSE (date_trunc(r.grain, "to", r.time_zone) AT TIME ZONE r.time_zone + ('1 ' || r.grain)::interval) AT TIME ZONE r.time_zone END;
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', r.source);
+    -- Folds of this rollup (llm_cost.fold_rollup) wait, and this waits for one in progress.
+    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', r.stripes);
     -- Sums this transaction's rows left pending (rows inserted straight into a partition are
     -- written at commit) go in first: the DELETE and the recount below then cover them once.
     PERFORM llm_cost._flush_pending_sums();
@@ -799,6 +801,112 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION llm_cost.rebuild_rollup(regclass, timestamptz, timestamptz) IS
 'Recomputes the periods of a rollup that start in [from, to) from the raw rows still present; returns the number of summary rows written. Periods whose raw rows were purged come back smaller: rollups are a ledger, rebuild only what you still have. Runs as the source table''s owner (the caller must have its rights).';
+
+-- Folds the rows of sums of closed periods into one row per group (stripe 0). Writers add into
+-- their backend's own row of a group (one per backend slot that wrote it: up to the pool's
+-- size), so a period closes with that many rows per group, which every read adds up again. The
+-- fold deletes a period's rows of each group that has several (or one not in stripe 0) and
+-- inserts their sum: the sums are unchanged in every snapshot (the one statement deletes and
+-- inserts), and only what it deleted goes into what it inserts (RETURNING), whatever a
+-- concurrent writer did to a row meanwhile. Nobody waits: rows another transaction holds (a
+-- writer's open or prepared transaction) are left for the next fold (SKIP LOCKED), and a writer
+-- finding its row deleted by a fold in progress adds into another stripe (as for a prepared
+-- transaction's row).
+-- Folds and rebuilds of one rollup take turns (SHARE UPDATE EXCLUSIVE on the table of sums, which
+-- writers' and readers' locks do not conflict with). Runs as the table of sums' owner under a
+-- security-restricted operation (llm_cost._as_table_owner). Periods starting in [since, the start
+-- of the period containing "before"), at most max_periods of them, oldest first.
+CREATE FUNCTION llm_cost._fold_rollup_impl(p_rollup regclass, p_before timestamptz, p_since timestamptz, p_max_periods integer)
+RETURNS jsonb
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups;
+    cut timestamptz;
+    keys text[];
+    part text;
+    gsel text;
+    gby text;
+    cols text;
+    aggs text;
+    p timestamptz;
+    deleted bigint;
+    inserted bigint;
+    removed bigint := 0;
+    periods integer := 0;
+    more boolean := false;
+BEGIN
+    SELECT * INTO r FROM llm_cost.rollups x WHERE x.rollup = p_rollup;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not an llm_cost rollup', p_rollup USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = r.stripes), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of % to fold rollup %', r.stripes, p_rollup USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF (SELECT d.method FROM llm_cost._citus_distribution(r.stripes) d) IS NOT NULL THEN
+        RAISE EXCEPTION 'rollup % keeps its sums in a Citus table: fold_rollup folds a single server''s tables of sums', p_rollup
+              USING ERRCODE = 'feature_not_supported',
+                    HINT = 'llm_cost.rebuild_rollup() recomputes periods from the raw rows into one row per group.';
+    END IF;
+    IF p_before IS NULL OR p_since IS NULL OR p_max_periods IS NULL OR p_max_periods < 1 THEN
+        RAISE EXCEPTION 'llm_cost.fold_rollup: before and since must not be NULL, max_periods at least 1'
+              USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    cut := CASE WHEN pg_catalog.isfinite(p_before) THEN pg_catalog.date_trunc(r.grain, p_before, r.time_zone) ELSE p_before END;
+    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', r.stripes);
+    keys := llm_cost._rollup_keys(r);
+    part := (SELECT 'PARTITION BY ' || pg_catalog.string_agg(format('s.%I', g), ', ') FROM unnest(keys) g);
+    gsel := coalesce((SELECT pg_catalog.string_agg(format('g.%I, ', k), '') FROM unnest(keys) k), '');
+    gby := coalesce((SELECT 'GROUP BY ' || pg_catalog.string_agg(format('g.%I', k), ', ') FROM unnest(keys) k), '');
+    -- Merge rules from llm_cost._sums_layout(), for the columns this table of sums has.
+    SELECT pg_catalog.string_agg(format('%I', l.name), ', ' ORDER BY l.ord),
+           pg_catalog.string_agg(CASE l.merge
+                                     WHEN 'sum' THEN CASE WHEN l.sql_type = 'bigint' THEN format('llm_cost._sum_int8(g.%I)', l.name)
+                                                          ELSE format('pg_catalog.sum(g.%I)', l.name) END
+                                     WHEN 'max' THEN format('pg_catalog.max(g.%I)', l.name)
+                                     WHEN 'min' THEN format('pg_catalog.min(g.%I)', l.name)
+                                     WHEN 'hist' THEN format('llm_cost.cost_histogram_sum(g.%I)', l.name) END,
+                                 ', ' ORDER BY l.ord)
+      INTO cols, aggs
+      FROM llm_cost._sums_layout() l
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = r.stripes AND a.attname = l.name AND NOT a.attisdropped
+     WHERE l.merge <> 'key';
+    FOR p IN EXECUTE format('SELECT DISTINCT s.period_start FROM %s s WHERE s.period_start >= $1 AND s.period_start < $2 AND s.stripe <> 0 ORDER BY 1 LIMIT $3',
+                            r.stripes) USING p_since, cut, p_max_periods + 1 LOOP
+        IF periods = p_max_periods THEN
+            more := true;
+            EXIT;
+        END IF;
+        EXECUTE format(
+            'WITH c AS (SELECT x.ctid FROM (SELECT s.ctid, s.stripe, pg_catalog.count(*) OVER (%s) AS n FROM %s s WHERE s.period_start = $1) x '
+            '            WHERE x.n > 1 OR x.stripe <> 0), '
+            '     k AS (SELECT l.ctid FROM %s l WHERE l.ctid = ANY (ARRAY(SELECT c.ctid FROM c)) AND l.period_start = $1 FOR UPDATE SKIP LOCKED), '
+            '     gone AS (DELETE FROM %s d WHERE d.ctid = ANY (ARRAY(SELECT k.ctid FROM k)) AND d.period_start = $1 RETURNING d.*), '
+            '     ins AS (INSERT INTO %s (period_start, %sstripe, %s) SELECT $1, %s0, %s FROM gone g %s HAVING pg_catalog.count(*) > 0 RETURNING 1) '
+            'SELECT (SELECT pg_catalog.count(*) FROM gone), (SELECT pg_catalog.count(*) FROM ins)',
+            coalesce(part, ''), r.stripes, r.stripes, r.stripes, r.stripes,
+            coalesce((SELECT pg_catalog.string_agg(format('%I, ', k), '') FROM unnest(keys) k), ''), cols, gsel, aggs, gby)
+          INTO deleted, inserted USING p;
+        removed := removed + deleted - inserted;
+        periods := periods + 1;
+    END LOOP;
+    RETURN pg_catalog.jsonb_build_object('removed', removed, 'periods', periods, 'more', more);
+END $$;
+CREATE FUNCTION llm_cost.fold_rollup(name regclass, before timestamptz DEFAULT now(), since timestamptz DEFAULT '-infinity')
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r llm_cost.rollups;
+BEGIN
+    SELECT * INTO r FROM llm_cost.rollups x WHERE x.rollup = name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not an llm_cost rollup', name USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN (llm_cost._as_table_owner('fold_rollup', r.stripes::oid,
+                                     pg_catalog.jsonb_build_object('rollup', name::oid, 'before', before, 'since', since,
+                                                                   'max_periods', 2147483646)) ->> 'removed')::bigint;
+END $$;
+COMMENT ON FUNCTION llm_cost.fold_rollup(regclass, timestamptz, timestamptz) IS
+'Folds the rows of sums of the closed periods of a rollup (those starting in [since, the start of the period containing before)) into one row per group: writers add into one row per backend that wrote a group, which reads add up again. Sums are unchanged; writers do not wait for it. Returns the number of rows removed. The background worker folds the last 35 days'' closed periods of every rollup each round (llm_cost.fold_rollups). Runs as the table of sums'' owner (the caller must have its rights).';
 
 -- Re-estimates estimated (never provided) costs of [from, to) with the catalog as it is now,
 -- and fixes every rollup of the table in the same transaction (through the update trigger).

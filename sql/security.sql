@@ -187,7 +187,7 @@ BEGIN
               WHERE p.pronamespace = 'llm_cost'::regnamespace AND p.prokind = 'f'
                 AND p.prorettype <> 'trigger'::regtype AND p.prorettype <> 'event_trigger'::regtype
                 AND (p.proname LIKE '\_%' OR p.proname IN ('track', 'untrack', 'create_rollup', 'drop_rollup', 'rebuild_rollup',
-                     'reprice', 'set_retention', 'drop_retention', 'run_retention', 'enable_row_security', 'disable_row_security',
+                     'reprice', 'fold_rollup', 'set_retention', 'drop_retention', 'run_retention', 'enable_row_security', 'disable_row_security',
                      'import_prices', 'distribute_rollups'))
                 AND coalesce(pg_catalog.obj_description(p.oid, 'pg_proc'), '') NOT LIKE '@omit%'
     LOOP

@@ -19,6 +19,12 @@ const ACTIONS: &[(&str, &str)] = &[
         "SELECT llm_cost._backfill_step($1::pg_catalog.oid, $2)",
     ),
     (
+        "fold_rollup",
+        "SELECT llm_cost._fold_rollup_impl(($2 ->> 'rollup')::pg_catalog.oid::pg_catalog.regclass,
+                ($2 ->> 'before')::pg_catalog.timestamptz, ($2 ->> 'since')::pg_catalog.timestamptz,
+                ($2 ->> 'max_periods')::pg_catalog.int4)",
+    ),
+    (
         "rebuild_rollup",
         "SELECT pg_catalog.jsonb_build_object('n', llm_cost._rebuild_rollup_impl(($2 ->> 'rollup')::pg_catalog.oid::pg_catalog.regclass,
                 ($2 ->> 'from')::pg_catalog.timestamptz, ($2 ->> 'to')::pg_catalog.timestamptz))",

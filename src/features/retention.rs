@@ -26,6 +26,7 @@ pub static HISTORY_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static BATCH_DELAY: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static LOCK_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static DUTY_CYCLE: GucSetting<i32> = GucSetting::<i32>::new(25);
+pub static FOLD: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static WAL_COMPRESSION: GucSetting<Option<std::ffi::CString>> =
     GucSetting::<Option<std::ffi::CString>>::new(Some(c"off"));
 
@@ -96,6 +97,14 @@ pub fn init_gucs() {
         GucContext::Suset,
         GucFlags::UNIT_MS,
     );
+    GucRegistry::define_bool_guc(
+        c"llm_cost.fold_rollups",
+        c"Whether the llm_cost background worker folds the rows of sums of closed periods.",
+        c"Each round, the closed periods of the last 35 days of every rollup (not Citus ones) get one row per group instead of one per backend that wrote it (llm_cost.fold_rollup()): reads add up fewer rows; the sums do not change.",
+        &FOLD,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"llm_cost.retention_history_days",
         c"Days of llm_cost.retention_runs history kept.",
@@ -106,6 +115,77 @@ pub fn init_gucs() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+}
+
+/// Folds the closed periods of the last 35 days of every rollup of this database whose sums are
+/// not in a Citus table: one period per transaction, as the table of sums' owner
+/// (`llm_cost._as_table_owner`); a rollup that fails is logged and left for the next round.
+fn fold_rollups() {
+    let rollups = in_transaction(|| {
+        spi::connect(|c| {
+            let mut v = Vec::new();
+            if c.select(
+                "SELECT 1 WHERE pg_catalog.to_regprocedure('llm_cost._fold_rollup_impl(pg_catalog.regclass, pg_catalog.timestamptz, pg_catalog.timestamptz, integer)') IS NOT NULL",
+                None,
+                &[],
+            )?
+            .is_empty()
+            {
+                return Ok(v);
+            }
+            for r in c.select(
+                "SELECT r.rollup::pg_catalog.oid, r.stripes::pg_catalog.oid, r.rollup::pg_catalog.text FROM llm_cost.rollups r
+                  WHERE (SELECT d.method FROM llm_cost._citus_distribution(r.stripes) d) IS NULL ORDER BY r.id",
+                None,
+                &[],
+            )? {
+                v.push((
+                    r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                    r.get::<pg_sys::Oid>(2)?.unwrap_or(pg_sys::InvalidOid),
+                    r.get::<String>(3)?.unwrap_or_default(),
+                ));
+            }
+            Ok::<_, pgrx::spi::Error>(v)
+        })
+    });
+    for (rollup, stripes, name) in rollups.ok().and_then(|r| r.ok()).unwrap_or_default() {
+        let mut removed: i64 = 0;
+        loop {
+            if BackgroundWorker::sigterm_received() {
+                return;
+            }
+            let step = in_transaction(move || {
+                // (a rebuild of the rollup in progress: next round)
+                spi::run("SET LOCAL lock_timeout = 1000")?;
+                spi::get_one_with_args::<pgrx::JsonB>(
+                    "SELECT llm_cost._as_table_owner('fold_rollup', $2,
+                            pg_catalog.jsonb_build_object('rollup', $1, 'before', pg_catalog.now(),
+                                                          'since', pg_catalog.now() - interval '35 days', 'max_periods', 1))",
+                    &[rollup.into(), stripes.into()],
+                )
+            });
+            match step {
+                Ok(Ok(Some(pgrx::JsonB(j)))) => {
+                    removed += j.get("removed").and_then(|v| v.as_i64()).unwrap_or(0);
+                    if j.get("more").and_then(|v| v.as_bool()) != Some(true) {
+                        break;
+                    }
+                }
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => {
+                    log!("llm_cost: folding rollup {name} failed: {e}");
+                    break;
+                }
+                Err(e) => {
+                    log!("llm_cost: folding rollup {name} failed: {e}");
+                    break;
+                }
+            }
+        }
+        if removed > 0 {
+            log!("llm_cost: folded the closed periods of rollup {name}: {removed} rows of sums fewer");
+        }
+    }
 }
 
 /// Registers the launcher; called from _PG_init while shared_preload_libraries is processed.
@@ -432,6 +512,9 @@ pub extern "C-unwind" fn llm_cost_retention_worker(arg: pg_sys::Datum) {
             Ok(Err(e)) => log!("llm_cost: anomaly watch {id} failed: {e}"),
             Err(e) => log!("llm_cost: anomaly watch {id} failed: {e}"),
         }
+    }
+    if FOLD.get() {
+        fold_rollups();
     }
     if !ENABLED.get() {
         return;

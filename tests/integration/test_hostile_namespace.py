@@ -293,6 +293,8 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
         call(role, "SELECT * FROM llm_cost.run_retention()", ok_errors=True)
         call(role, "SELECT * FROM llm_cost.reprice('app.calls')", ok_errors=True)
         call(role, "SELECT llm_cost.rebuild_rollup('app.calls_daily')", ok_errors=True)
+        call(role, "SELECT llm_cost.fold_rollup('app.calls_daily')", ok_errors=True)
+        call(role, "SELECT llm_cost._as_table_owner('fold_rollup', 'app.calls_daily_stripes'::regclass::oid, '{\"rollup\": 1}')", ok_errors=True)
         call(role, "SELECT llm_cost.distribute_rollups('app.calls')", ok_errors=True)
         call(role, "SELECT llm_cost.track('app.calls')", ok_errors=True)
         call(role, "SELECT llm_cost.create_budget('x_cap', 'app.calls_daily', 1)", ok_errors=True)
@@ -331,6 +333,7 @@ def test_no_shadow_runs_and_no_role_gains_rights(hostile_db):
     call("admin", "SELECT count(*) FROM llm_cost.import_prices('{\"providers\": []}'::pg_catalog.jsonb, dry_run => true)", ok_errors=True)
     call("owner", "SELECT * FROM llm_cost.reprice('app.calls')")
     call("owner", "SELECT llm_cost.rebuild_rollup('app.calls_daily')")
+    call("owner", "SELECT llm_cost.fold_rollup('app.calls_daily', now() + interval '2 days')")
     call("owner", "SELECT * FROM llm_cost.run_retention()")
     call("owner", "SELECT llm_cost.distribute_rollups('app.calls')", ok_errors=True)
     assert one(sessions["owner"], "SELECT count(*) FROM app.calls") == 11  # 12 rows, the 40-day-old one purged
