@@ -2,12 +2,17 @@
 -- install scripts of both versions: do not edit (CI checks it equals the generator's output).
 \echo Use "ALTER EXTENSION llm_cost UPDATE TO '0.17.0'" to load this file. \quit
 
--- llm_cost 0.16.0 -> 0.17.0: llm_cost.fold_rollup() and the background worker fold the rows of sums of
--- closed periods into one row per group (sums unchanged; llm_cost.fold_rollups turns the
--- worker's part off); rebuild_rollup and fold_rollup of one rollup take turns. track() says which columns of the table look like token, provider,
--- service tier, web search or usage columns but are left out of the mapping (a NOTICE with the
--- arguments that map them, and "not mapped: ..." in the sentence it returns): their values do
--- not change the price, which was silent before. Nothing else changes.
+-- llm_cost 0.16.0 -> 0.17.0:
+-- * llm_cost.fold_rollup(rollup, before, since) folds the rows of sums of closed periods into one
+--   row per group (writers add into one row per backend slot; a period written through a pool
+--   of N connections closes with up to N rows per group, which every read adds up again). The
+--   sums do not change; nobody waits. The background worker folds the closed periods of the
+--   last 35 days of every rollup each round (llm_cost.fold_rollups = off to stop it);
+--   rebuild_rollup and fold_rollup of one rollup take turns.
+-- * track() names the columns of the table that look like cache token, provider, service tier,
+--   web search or usage columns but that the mapping leaves out (a NOTICE with the argument
+--   that maps each, and "not mapped: ..." in the sentence it returns): their values do not
+--   change the price, which was silent before.
 
 -- @generated: the functions and views of 0.17.0 that 0.16.0 lacks or defines otherwise
 
