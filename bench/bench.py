@@ -9,6 +9,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import psycopg
@@ -819,6 +820,76 @@ def bench_reads(out):
     out.append(f"\nThe histogram sum by model: {new_pct * 1000:.0f} ms with 0.12.0's internal-state aggregate vs "
                f"{old_pct * 1000:.0f} ms with 0.11.0's bigint[] state in the same run ({old_pct / new_pct:.1f}x).\n")
     print(f"reads: floor {floor}, {res}, pct {old_pct} -> {new_pct}", file=sys.stderr)
+    reads_through_a_pool(out)
+
+
+def reads_through_a_pool(out, writers=8):
+    """The same month written the way applications write it: through a pool of connections, each
+    backend adding into its own row of every group it writes (here every user's 8 calls a day go
+    through 8 connections: 8 rows of sums per group and day). The breakdown by user over those
+    rows; then the same month written day by day, each day folded once closed, as the background
+    worker does (llm_cost.fold_rollup), autovacuum's part done by a VACUUM after each fold."""
+    q = ("SELECT * FROM llm_cost.spend_by('llm_cost.usage_daily', '{user_id}', now() - interval '30 days', now() + interval '1 day')")
+
+    def write(k, days):
+        with psycopg.connect(dsn(), autocommit=True) as w:
+            w.execute(f"""INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, feature, provider, model,
+                              input_tokens, output_tokens, cache_read_tokens, latency_ms, error)
+                          SELECT date_trunc('day', now()) - (d || ' days')::interval + ((g * 7 + {k} * 600) % 86000 || ' s')::interval,
+                                 't' || (g % 1000), 'u' || g, (ARRAY['chat', 'search', 'summarize'])[1 + g % 3], 'openai',
+                                 {MODELS_SQL}[1 + (g / 1000) % 4], 100 + (g * d + {k}) % 3000, 50 + (g + d) % 700, (g % 5) * 100,
+                                 100 + g % 900, CASE WHEN g % 50 = 0 THEN 'timeout' END
+                            FROM generate_series({days[0]}, {days[1]}) d, generate_series(0, 4999) g""")
+
+    def through_the_pool(days):
+        threads = [threading.Thread(target=write, args=(k, days)) for k in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    with psycopg.connect(dsn(), autocommit=True) as c:
+        # (the background worker would fold the closed days before they are read unfolded)
+        c.execute("ALTER SYSTEM SET llm_cost.fold_rollups = off")
+        c.execute("SELECT pg_reload_conf()")
+        c.execute("TRUNCATE llm_cost.usage_events, llm_cost.usage_daily_stripes, llm_cost.usage_monthly_stripes")
+        t0 = time.perf_counter()
+        through_the_pool((1, 29))
+        load = time.perf_counter() - t0
+        c.execute("VACUUM ANALYZE llm_cost.usage_daily_stripes")
+        rows = one_value(c, "SELECT count(*) FROM llm_cost.usage_daily_stripes")
+        mb = one_value(c, "SELECT pg_relation_size('llm_cost.usage_daily_stripes') / 1048576")
+        before, before_top = timed(c, q, 5), timed(c, q + " LIMIT 10", 5)
+        answer = c.execute(q).fetchall()
+        # The same month again, each day folded once written (oldest first).
+        c.execute("TRUNCATE llm_cost.usage_events, llm_cost.usage_daily_stripes, llm_cost.usage_monthly_stripes")
+        folds = []
+        for d in range(29, 0, -1):
+            through_the_pool((d, d))
+            t0 = time.perf_counter()
+            c.execute("SELECT llm_cost.fold_rollup('llm_cost.usage_daily')")
+            folds.append(time.perf_counter() - t0)
+            c.execute("VACUUM llm_cost.usage_daily_stripes")
+        c.execute("ANALYZE llm_cost.usage_daily_stripes")
+        folded = one_value(c, "SELECT count(*) FROM llm_cost.usage_daily_stripes")
+        folded_mb = one_value(c, "SELECT pg_relation_size('llm_cost.usage_daily_stripes') / 1048576")
+        after, after_top = timed(c, q, 5), timed(c, q + " LIMIT 10", 5)
+        same = c.execute(q).fetchall() == answer
+        c.execute("ALTER SYSTEM RESET llm_cost.fold_rollups")
+        c.execute("SELECT pg_reload_conf()")
+    out.append(f"\n**Written through a pool.** The same 5,000 users over the 29 closed days, 8 calls per user and day, written by "
+               f"{writers} connections at once ({writers} INSERT ... SELECT of 145,000 rows, {load:.0f} s): each backend adds into its "
+               f"own row of a group, so the days close with {rows:,} rows of sums ({mb:,} MB). Written again day by day through "
+               f"the same pool, each day folded by `llm_cost.fold_rollup('llm_cost.usage_daily')` once closed (what the background "
+               f"worker does each round; {median(folds) * 1000:.0f} ms a day, {max(folds) * 1000:.0f} ms at most) and vacuumed: "
+               f"{folded:,} rows ({folded_mb:,} MB), the same answers: {'yes' if same else 'NO'}.\n")
+    out.append("| by user over the month | unfolded, ms | folded daily, ms | folded / unfolded |")
+    out.append("|---|---:|---:|---:|")
+    out.append(f"| top 10 (the dashboard's read) | {ms(before_top)} | **{ms(after_top)}** | {after_top / before_top:.0%} |")
+    out.append(f"| all 5,000 rows to the client | {ms(before)} | **{ms(after)}** | {after / before:.0%} |")
+    out.append("")
+    print(f"reads through a pool: {rows} ({mb} MB) -> {folded} ({folded_mb} MB), fold median {median(folds):.3f}s max {max(folds):.3f}, "
+          f"{before:.3f}/{before_top:.3f} -> {after:.3f}/{after_top:.3f}, same {same}", file=sys.stderr)
 
 
 CITUS_CONF = """shared_preload_libraries = 'citus,llm_cost'
