@@ -847,6 +847,12 @@ BEGIN
               USING ERRCODE = 'feature_not_supported',
                     HINT = 'llm_cost.rebuild_rollup() recomputes periods from the raw rows into one row per group.';
     END IF;
+    -- A subscriber's table of sums follows the publisher's rows one by one (replica identity
+    -- full): folded here, the publisher's later changes of the rows it folded would find nothing.
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel sr WHERE sr.srrelid = r.stripes) THEN
+        RAISE EXCEPTION 'the sums of rollup % are replicated from a publication: fold them on the publisher (its folds replicate)', p_rollup
+              USING ERRCODE = 'feature_not_supported';
+    END IF;
     IF p_before IS NULL OR p_since IS NULL OR p_max_periods IS NULL OR p_max_periods < 1 THEN
         RAISE EXCEPTION 'llm_cost.fold_rollup: before and since must not be NULL, max_periods at least 1'
               USING ERRCODE = 'invalid_parameter_value';

@@ -118,7 +118,8 @@ pub fn init_gucs() {
 }
 
 /// Folds the closed periods of the last 35 days of every rollup of this database whose sums are
-/// not in a Citus table: one period per transaction, as the table of sums' owner
+/// not in a Citus table nor replicated from a publication (the publisher's folds replicate):
+/// one period per transaction, as the table of sums' owner
 /// (`llm_cost._as_table_owner`); a rollup that fails is logged and left for the next round.
 fn fold_rollups() {
     let rollups = in_transaction(|| {
@@ -135,7 +136,8 @@ fn fold_rollups() {
             }
             for r in c.select(
                 "SELECT r.rollup::pg_catalog.oid, r.stripes::pg_catalog.oid, r.rollup::pg_catalog.text FROM llm_cost.rollups r
-                  WHERE (SELECT d.method FROM llm_cost._citus_distribution(r.stripes) d) IS NULL ORDER BY r.id",
+                  WHERE (SELECT d.method FROM llm_cost._citus_distribution(r.stripes) d) IS NULL
+                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel sr WHERE sr.srrelid = r.stripes) ORDER BY r.id",
                 None,
                 &[],
             )? {

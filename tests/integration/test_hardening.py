@@ -475,6 +475,14 @@ def test_logical_replication_subscriber_ends_with_the_same_rollups():
         pub.execute("SELECT llm_cost.rebuild_rollup('llm_cost.usage_daily', now() - interval '2 days', now())")
         pub.execute("SELECT llm_cost.set_retention('llm_cost.usage_events', '90 days')")
         assert one(pub, "SELECT rows_deleted FROM llm_cost.run_retention()") == 3
+        # Folding closed periods (DELETE + INSERT of rows of sums) replicates; the subscriber's
+        # own copy is refused a fold of its own (it would lose the publisher's later changes).
+        assert one(pub, "SELECT llm_cost.fold_rollup('llm_cost.usage_daily')") > 0
+        w.execute("INSERT INTO llm_cost.usage_events (occurred_at, tenant_id, user_id, model, input_tokens, output_tokens) "
+                  "VALUES (now() - interval '2 days', 't1', 'u1', 'gpt-4o', 7, 7)")
+        assert one(pub, "SELECT llm_cost.fold_rollup('llm_cost.usage_daily')") > 0
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            s.execute("SELECT llm_cost.fold_rollup('llm_cost.usage_daily')")
         want = pub.execute("SELECT * FROM llm_cost.usage_daily ORDER BY row_key").fetchall()
         want_m = pub.execute("SELECT * FROM llm_cost.usage_monthly ORDER BY row_key").fetchall()
         assert len(want) > 10
@@ -483,7 +491,7 @@ def test_logical_replication_subscriber_ends_with_the_same_rollups():
                         and s.execute("SELECT * FROM llm_cost.usage_daily ORDER BY row_key").fetchall() == want, timeout=60)
         assert one(s, f"SELECT apply_error_count FROM pg_stat_subscription_stats WHERE subname = 'it_sub_{tag}'") == 0
         assert s.execute("SELECT * FROM llm_cost.usage_monthly ORDER BY row_key").fetchall() == want_m
-        assert one(s, "SELECT count(*) FROM llm_cost.usage_events") == 600
+        assert one(s, "SELECT count(*) FROM llm_cost.usage_events") == 601
         s.execute(f"ALTER SUBSCRIPTION it_sub_{tag} DISABLE")
         s.execute(f"ALTER SUBSCRIPTION it_sub_{tag} SET (slot_name = NONE)")
         s.execute(f"DROP SUBSCRIPTION it_sub_{tag}")
