@@ -389,7 +389,7 @@ BEGIN
                  ELSE (date_trunc(r.grain, "to", r.time_zone) AT TIME ZONE r.time_zone + ('1 ' || r.grain)::interval) AT TIME ZONE r.time_zone END;
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', r.source);
     -- Folds of this rollup (llm_cost.fold_rollup) wait, and this waits for one in progress.
-    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', r.stripes);
+    PERFORM pg_catalog.pg_advisory_xact_lock(llm_cost._fold_lock_key(r.stripes));
     -- Sums this transaction's rows left pending (rows inserted straight into a partition are
     -- written at commit) go in first: the DELETE and the recount below then cover them once.
     PERFORM llm_cost._flush_pending_sums();
@@ -401,7 +401,20 @@ BEGIN
     RETURN n;
 END $function$;
 
-CREATE OR REPLACE FUNCTION llm_cost._fold_rollup_impl(p_rollup regclass, p_before timestamp with time zone, p_since timestamp with time zone, p_max_periods integer)
+CREATE OR REPLACE FUNCTION llm_cost._fold_lock_key(p_stripes regclass)
+ RETURNS bigint
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    -- 'llmf' in the high 32 bits, the table's oid in the low ones.
+    SELECT (x'6c6c6d66'::pg_catalog.int8 << 32) | p_stripes::pg_catalog.oid::pg_catalog.int8
+$function$;
+
+COMMENT ON FUNCTION llm_cost._fold_lock_key(regclass) IS '@omit
+';
+
+CREATE OR REPLACE FUNCTION llm_cost._fold_rollup_impl(p_rollup regclass, p_before timestamp with time zone, p_since timestamp with time zone, p_max_periods integer, p_wait boolean DEFAULT true)
  RETURNS jsonb
  LANGUAGE plpgsql
  SET search_path TO 'pg_catalog', 'pg_temp'
@@ -445,7 +458,11 @@ BEGIN
               USING ERRCODE = 'invalid_parameter_value';
     END IF;
     cut := CASE WHEN pg_catalog.isfinite(p_before) THEN pg_catalog.date_trunc(r.grain, p_before, r.time_zone) ELSE p_before END;
-    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', r.stripes);
+    IF coalesce(p_wait, true) THEN
+        PERFORM pg_catalog.pg_advisory_xact_lock(llm_cost._fold_lock_key(r.stripes));
+    ELSIF NOT pg_catalog.pg_try_advisory_xact_lock(llm_cost._fold_lock_key(r.stripes)) THEN
+        RETURN pg_catalog.jsonb_build_object('removed', 0, 'periods', 0, 'more', false, 'busy', true);
+    END IF;
     keys := llm_cost._rollup_keys(r);
     part := (SELECT 'PARTITION BY ' || pg_catalog.string_agg(format('s.%I', g), ', ') FROM unnest(keys) g);
     gsel := coalesce((SELECT pg_catalog.string_agg(format('g.%I, ', k), '') FROM unnest(keys) k), '');
@@ -485,7 +502,7 @@ BEGIN
     RETURN pg_catalog.jsonb_build_object('removed', removed, 'periods', periods, 'more', more);
 END $function$;
 
-COMMENT ON FUNCTION llm_cost._fold_rollup_impl(regclass,timestamp with time zone,timestamp with time zone,integer) IS '@omit
+COMMENT ON FUNCTION llm_cost._fold_rollup_impl(regclass,timestamp with time zone,timestamp with time zone,integer,boolean) IS '@omit
 ';
 
 CREATE OR REPLACE FUNCTION llm_cost.fold_rollup(name regclass, before timestamp with time zone DEFAULT now(), since timestamp with time zone DEFAULT '-infinity'::timestamp with time zone)

@@ -772,7 +772,7 @@ BEGIN
                  ELSE (date_trunc(r.grain, "to", r.time_zone) AT TIME ZONE r.time_zone + ('1 ' || r.grain)::interval) AT TIME ZONE r.time_zone END;
     EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', r.source);
     -- Folds of this rollup (llm_cost.fold_rollup) wait, and this waits for one in progress.
-    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', r.stripes);
+    PERFORM pg_catalog.pg_advisory_xact_lock(llm_cost._fold_lock_key(r.stripes));
     -- Sums this transaction's rows left pending (rows inserted straight into a partition are
     -- written at commit) go in first: the DELETE and the recount below then cover them once.
     PERFORM llm_cost._flush_pending_sums();
@@ -812,11 +812,19 @@ COMMENT ON FUNCTION llm_cost.rebuild_rollup(regclass, timestamptz, timestamptz) 
 -- writer's open or prepared transaction) are left for the next fold (SKIP LOCKED), and a writer
 -- finding its row deleted by a fold in progress adds into another stripe (as for a prepared
 -- transaction's row).
--- Folds and rebuilds of one rollup take turns (SHARE UPDATE EXCLUSIVE on the table of sums, which
--- writers' and readers' locks do not conflict with). Runs as the table of sums' owner under a
--- security-restricted operation (llm_cost._as_table_owner). Periods starting in [since, the start
--- of the period containing "before"), at most max_periods of them, oldest first.
-CREATE FUNCTION llm_cost._fold_rollup_impl(p_rollup regclass, p_before timestamptz, p_since timestamptz, p_max_periods integer)
+-- Folds and rebuilds of one rollup take turns (a transaction advisory lock of the table of sums,
+-- llm_cost._fold_lock_key: no table lock, so autovacuum and DDL are not in the way); p_wait false
+-- (the background worker): a fold or rebuild in progress makes this one return at once, busy.
+-- Runs as the table of sums' owner under a security-restricted operation
+-- (llm_cost._as_table_owner). Periods starting in [since, the start of the period containing
+-- "before"), at most max_periods of them, oldest first.
+CREATE FUNCTION llm_cost._fold_lock_key(p_stripes regclass) RETURNS bigint
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+    -- 'llmf' in the high 32 bits, the table's oid in the low ones.
+    SELECT (x'6c6c6d66'::pg_catalog.int8 << 32) | p_stripes::pg_catalog.oid::pg_catalog.int8
+$$;
+CREATE FUNCTION llm_cost._fold_rollup_impl(p_rollup regclass, p_before timestamptz, p_since timestamptz, p_max_periods integer,
+                                           p_wait boolean DEFAULT true)
 RETURNS jsonb
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -858,7 +866,11 @@ BEGIN
               USING ERRCODE = 'invalid_parameter_value';
     END IF;
     cut := CASE WHEN pg_catalog.isfinite(p_before) THEN pg_catalog.date_trunc(r.grain, p_before, r.time_zone) ELSE p_before END;
-    EXECUTE format('LOCK TABLE %s IN SHARE UPDATE EXCLUSIVE MODE', r.stripes);
+    IF coalesce(p_wait, true) THEN
+        PERFORM pg_catalog.pg_advisory_xact_lock(llm_cost._fold_lock_key(r.stripes));
+    ELSIF NOT pg_catalog.pg_try_advisory_xact_lock(llm_cost._fold_lock_key(r.stripes)) THEN
+        RETURN pg_catalog.jsonb_build_object('removed', 0, 'periods', 0, 'more', false, 'busy', true);
+    END IF;
     keys := llm_cost._rollup_keys(r);
     part := (SELECT 'PARTITION BY ' || pg_catalog.string_agg(format('s.%I', g), ', ') FROM unnest(keys) g);
     gsel := coalesce((SELECT pg_catalog.string_agg(format('g.%I, ', k), '') FROM unnest(keys) k), '');

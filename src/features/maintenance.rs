@@ -22,7 +22,7 @@ const ACTIONS: &[(&str, &str)] = &[
         "fold_rollup",
         "SELECT llm_cost._fold_rollup_impl(($2 ->> 'rollup')::pg_catalog.oid::pg_catalog.regclass,
                 ($2 ->> 'before')::pg_catalog.timestamptz, ($2 ->> 'since')::pg_catalog.timestamptz,
-                ($2 ->> 'max_periods')::pg_catalog.int4)",
+                ($2 ->> 'max_periods')::pg_catalog.int4, coalesce(($2 ->> 'wait')::pg_catalog.bool, true))",
     ),
     (
         "rebuild_rollup",

@@ -126,7 +126,7 @@ fn fold_rollups() {
         spi::connect(|c| {
             let mut v = Vec::new();
             if c.select(
-                "SELECT 1 WHERE pg_catalog.to_regprocedure('llm_cost._fold_rollup_impl(pg_catalog.regclass, pg_catalog.timestamptz, pg_catalog.timestamptz, integer)') IS NOT NULL",
+                "SELECT 1 WHERE pg_catalog.to_regprocedure('llm_cost._fold_rollup_impl(pg_catalog.regclass, pg_catalog.timestamptz, pg_catalog.timestamptz, integer, boolean)') IS NOT NULL",
                 None,
                 &[],
             )?
@@ -157,12 +157,13 @@ fn fold_rollups() {
                 return;
             }
             let step = in_transaction(move || {
-                // (a rebuild of the rollup in progress: next round)
+                // (a fold or rebuild of the rollup in progress: "busy", next round)
                 spi::run("SET LOCAL lock_timeout = 1000")?;
                 spi::get_one_with_args::<pgrx::JsonB>(
                     "SELECT llm_cost._as_table_owner('fold_rollup', $2,
                             pg_catalog.jsonb_build_object('rollup', $1, 'before', pg_catalog.now(),
-                                                          'since', pg_catalog.now() - interval '35 days', 'max_periods', 1))",
+                                                          'since', pg_catalog.now() - interval '35 days', 'max_periods', 1,
+                                                          'wait', false))",
                     &[rollup.into(), stripes.into()],
                 )
             });
