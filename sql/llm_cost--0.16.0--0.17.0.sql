@@ -316,7 +316,14 @@ BEGIN
         ON a.attrelid = log_table AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY (c.names)
        AND a.atttypid = ANY (CASE c.kind WHEN 'i' THEN ints::oid[] WHEN 't' THEN texts::oid[]
                                          ELSE ARRAY['jsonb', 'json']::regtype[]::oid[] END)
-     WHERE c.open;
+     WHERE c.open
+       -- (a column the mapping already uses for another role is not left out)
+       AND NOT a.attname::text = ANY (pg_catalog.array_remove(ARRAY[model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
+                                            cache_write_tokens_column, cost_column, time_column, provider_column,
+                                            service_tier_column, cache_write_1h_tokens_column, usage_column, priced_model_column,
+                                            input_audio_tokens_column, cache_read_audio_tokens_column, output_audio_tokens_column,
+                                            input_image_tokens_column, cache_read_image_tokens_column, output_image_tokens_column,
+                                            web_searches_column, source_col, priced_provider_column]::text[], NULL));
     IF unmapped IS NOT NULL THEN
         RAISE NOTICE 'llm_cost.track: % has %: %', log_table,
               CASE WHEN cardinality(unmapped) > 1 THEN 'columns the mapping leaves out' ELSE 'a column the mapping leaves out' END,
@@ -434,6 +441,8 @@ DECLARE
     removed bigint := 0;
     periods integer := 0;
     more boolean := false;
+    next_p timestamptz;
+    gcols text;
 BEGIN
     SELECT * INTO r FROM llm_cost.rollups x WHERE x.rollup = p_rollup;
     IF NOT FOUND THEN
@@ -465,6 +474,7 @@ BEGIN
     END IF;
     keys := llm_cost._rollup_keys(r);
     part := (SELECT 'PARTITION BY ' || pg_catalog.string_agg(format('s.%I', g), ', ') FROM unnest(keys) g);
+    gcols := coalesce((SELECT pg_catalog.string_agg(format('%I, ', k), '') FROM unnest(keys) k), '');
     gsel := coalesce((SELECT pg_catalog.string_agg(format('g.%I, ', k), '') FROM unnest(keys) k), '');
     gby := coalesce((SELECT 'GROUP BY ' || pg_catalog.string_agg(format('g.%I', k), ', ') FROM unnest(keys) k), '');
     -- Merge rules from llm_cost._sums_layout(), for the columns this table of sums has.
@@ -483,7 +493,10 @@ BEGIN
     FOR p IN EXECUTE format('SELECT DISTINCT s.period_start FROM %s s WHERE s.period_start >= $1 AND s.period_start < $2 AND s.stripe <> 0 ORDER BY 1 LIMIT $3',
                             r.stripes) USING p_since, cut, p_max_periods + 1 LOOP
         IF periods = p_max_periods THEN
+            -- (the caller goes on from here: a period whose rows another transaction holds is
+            -- not taken again and again)
             more := true;
+            next_p := p;
             EXIT;
         END IF;
         EXECUTE format(
@@ -493,13 +506,12 @@ BEGIN
             '     gone AS (DELETE FROM %s d WHERE d.ctid = ANY (ARRAY(SELECT k.ctid FROM k)) AND d.period_start = $1 RETURNING d.*), '
             '     ins AS (INSERT INTO %s (period_start, %sstripe, %s) SELECT $1, %s0, %s FROM gone g %s HAVING pg_catalog.count(*) > 0 RETURNING 1) '
             'SELECT (SELECT pg_catalog.count(*) FROM gone), (SELECT pg_catalog.count(*) FROM ins)',
-            coalesce(part, ''), r.stripes, r.stripes, r.stripes, r.stripes,
-            coalesce((SELECT pg_catalog.string_agg(format('%I, ', k), '') FROM unnest(keys) k), ''), cols, gsel, aggs, gby)
+            coalesce(part, ''), r.stripes, r.stripes, r.stripes, r.stripes, gcols, cols, gsel, aggs, gby)
           INTO deleted, inserted USING p;
         removed := removed + deleted - inserted;
         periods := periods + 1;
     END LOOP;
-    RETURN pg_catalog.jsonb_build_object('removed', removed, 'periods', periods, 'more', more);
+    RETURN pg_catalog.jsonb_build_object('removed', removed, 'periods', periods, 'more', more, 'next', next_p);
 END $function$;
 
 COMMENT ON FUNCTION llm_cost._fold_rollup_impl(regclass,timestamp with time zone,timestamp with time zone,integer,boolean) IS '@omit

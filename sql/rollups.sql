@@ -817,7 +817,7 @@ COMMENT ON FUNCTION llm_cost.rebuild_rollup(regclass, timestamptz, timestamptz) 
 -- (the background worker): a fold or rebuild in progress makes this one return at once, busy.
 -- Runs as the table of sums' owner under a security-restricted operation
 -- (llm_cost._as_table_owner). Periods starting in [since, the start of the period containing
--- "before"), at most max_periods of them, oldest first.
+-- "before"), at most max_periods of them, oldest first; "next": where to go on from ("more").
 CREATE FUNCTION llm_cost._fold_lock_key(p_stripes regclass) RETURNS bigint
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
     -- 'llmf' in the high 32 bits, the table's oid in the low ones.
@@ -842,6 +842,8 @@ DECLARE
     removed bigint := 0;
     periods integer := 0;
     more boolean := false;
+    next_p timestamptz;
+    gcols text;
 BEGIN
     SELECT * INTO r FROM llm_cost.rollups x WHERE x.rollup = p_rollup;
     IF NOT FOUND THEN
@@ -873,6 +875,7 @@ BEGIN
     END IF;
     keys := llm_cost._rollup_keys(r);
     part := (SELECT 'PARTITION BY ' || pg_catalog.string_agg(format('s.%I', g), ', ') FROM unnest(keys) g);
+    gcols := coalesce((SELECT pg_catalog.string_agg(format('%I, ', k), '') FROM unnest(keys) k), '');
     gsel := coalesce((SELECT pg_catalog.string_agg(format('g.%I, ', k), '') FROM unnest(keys) k), '');
     gby := coalesce((SELECT 'GROUP BY ' || pg_catalog.string_agg(format('g.%I', k), ', ') FROM unnest(keys) k), '');
     -- Merge rules from llm_cost._sums_layout(), for the columns this table of sums has.
@@ -891,7 +894,10 @@ BEGIN
     FOR p IN EXECUTE format('SELECT DISTINCT s.period_start FROM %s s WHERE s.period_start >= $1 AND s.period_start < $2 AND s.stripe <> 0 ORDER BY 1 LIMIT $3',
                             r.stripes) USING p_since, cut, p_max_periods + 1 LOOP
         IF periods = p_max_periods THEN
+            -- (the caller goes on from here: a period whose rows another transaction holds is
+            -- not taken again and again)
             more := true;
+            next_p := p;
             EXIT;
         END IF;
         EXECUTE format(
@@ -901,13 +907,12 @@ BEGIN
             '     gone AS (DELETE FROM %s d WHERE d.ctid = ANY (ARRAY(SELECT k.ctid FROM k)) AND d.period_start = $1 RETURNING d.*), '
             '     ins AS (INSERT INTO %s (period_start, %sstripe, %s) SELECT $1, %s0, %s FROM gone g %s HAVING pg_catalog.count(*) > 0 RETURNING 1) '
             'SELECT (SELECT pg_catalog.count(*) FROM gone), (SELECT pg_catalog.count(*) FROM ins)',
-            coalesce(part, ''), r.stripes, r.stripes, r.stripes, r.stripes,
-            coalesce((SELECT pg_catalog.string_agg(format('%I, ', k), '') FROM unnest(keys) k), ''), cols, gsel, aggs, gby)
+            coalesce(part, ''), r.stripes, r.stripes, r.stripes, r.stripes, gcols, cols, gsel, aggs, gby)
           INTO deleted, inserted USING p;
         removed := removed + deleted - inserted;
         periods := periods + 1;
     END LOOP;
-    RETURN pg_catalog.jsonb_build_object('removed', removed, 'periods', periods, 'more', more);
+    RETURN pg_catalog.jsonb_build_object('removed', removed, 'periods', periods, 'more', more, 'next', next_p);
 END $$;
 CREATE FUNCTION llm_cost.fold_rollup(name regclass, before timestamptz DEFAULT now(), since timestamptz DEFAULT '-infinity')
 RETURNS bigint

@@ -577,7 +577,14 @@ BEGIN
         ON a.attrelid = log_table AND a.attnum > 0 AND NOT a.attisdropped AND a.attname = ANY (c.names)
        AND a.atttypid = ANY (CASE c.kind WHEN 'i' THEN ints::oid[] WHEN 't' THEN texts::oid[]
                                          ELSE ARRAY['jsonb', 'json']::regtype[]::oid[] END)
-     WHERE c.open;
+     WHERE c.open
+       -- (a column the mapping already uses for another role is not left out)
+       AND NOT a.attname::text = ANY (pg_catalog.array_remove(ARRAY[model_column, input_tokens_column, output_tokens_column, cache_read_tokens_column,
+                                            cache_write_tokens_column, cost_column, time_column, provider_column,
+                                            service_tier_column, cache_write_1h_tokens_column, usage_column, priced_model_column,
+                                            input_audio_tokens_column, cache_read_audio_tokens_column, output_audio_tokens_column,
+                                            input_image_tokens_column, cache_read_image_tokens_column, output_image_tokens_column,
+                                            web_searches_column, source_col, priced_provider_column]::text[], NULL));
     IF unmapped IS NOT NULL THEN
         RAISE NOTICE 'llm_cost.track: % has %: %', log_table,
               CASE WHEN cardinality(unmapped) > 1 THEN 'columns the mapping leaves out' ELSE 'a column the mapping leaves out' END,

@@ -152,26 +152,30 @@ fn fold_rollups() {
     });
     for (rollup, stripes, name) in rollups.ok().and_then(|r| r.ok()).unwrap_or_default() {
         let mut removed: i64 = 0;
+        // Where the next step starts: the period after the last one folded (None: 35 days back).
+        let mut since: Option<String> = None;
         loop {
             if BackgroundWorker::sigterm_received() {
                 return;
             }
+            let from = since.clone();
             let step = in_transaction(move || {
                 // (a fold or rebuild of the rollup in progress: "busy", next round)
                 spi::run("SET LOCAL lock_timeout = 1000")?;
                 spi::get_one_with_args::<pgrx::JsonB>(
                     "SELECT llm_cost._as_table_owner('fold_rollup', $2,
                             pg_catalog.jsonb_build_object('rollup', $1, 'before', pg_catalog.now(),
-                                                          'since', pg_catalog.now() - interval '35 days', 'max_periods', 1,
-                                                          'wait', false))",
-                    &[rollup.into(), stripes.into()],
+                                                          'since', coalesce($3::pg_catalog.timestamptz, pg_catalog.now() - interval '35 days'),
+                                                          'max_periods', 1, 'wait', false))",
+                    &[rollup.into(), stripes.into(), from.into()],
                 )
             });
             match step {
                 Ok(Ok(Some(pgrx::JsonB(j)))) => {
                     removed += j.get("removed").and_then(|v| v.as_i64()).unwrap_or(0);
-                    if j.get("more").and_then(|v| v.as_bool()) != Some(true) {
-                        break;
+                    match (j.get("more").and_then(|v| v.as_bool()), j.get("next").and_then(|v| v.as_str())) {
+                        (Some(true), Some(next)) => since = Some(next.to_string()),
+                        _ => break,
                     }
                 }
                 Ok(Ok(None)) => break,

@@ -210,9 +210,19 @@ def test_folds_while_writers_write_and_roll_back_stay_exact_and_nobody_waits(ops
 
 def test_the_worker_folds_the_closed_periods_of_every_rollup(ops_db):
     write_from_sessions(ops_db, sessions=4, rows_each=30, days=3, seed=7)
+    # The oldest closed day holds a row a prepared transaction keeps locked: the worker leaves it
+    # and goes on to the later days (it does not fold that day over and over).
+    gid = f"foldw_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn(ops_db)) as p:
+        p.execute(INSERT, (5, 7, "squad 1", "gpt-4o", 1000, 100, 0, 30, None))
+        p.commit()
+        p.execute(INSERT, (5, 9, "squad 1", "gpt-4o", 1000, 100, 0, 30, None))  # (updates its committed row)
+        p.execute(f"PREPARE TRANSACTION '{gid}'")
     with psycopg.connect(dsn(ops_db), autocommit=True) as c:
-        closed_rows = "SELECT count(*) FROM ops.squad_daily_stripes WHERE period_start < date_trunc('day', now())"
-        closed_groups = "SELECT count(*) FROM ops.squad_daily WHERE period_start < date_trunc('day', now())"
+        c.execute(INSERT, (5, 8, "squad 1", "gpt-4o", 1000, 100, 0, 30, None))
+        later = "period_start < date_trunc('day', now()) AND period_start > date_trunc('day', now()) - interval '5 days'"
+        closed_rows = f"SELECT count(*) FROM ops.squad_daily_stripes WHERE {later}"
+        closed_groups = f"SELECT count(*) FROM ops.squad_daily WHERE {later}"
         assert one(c, closed_rows) > one(c, closed_groups)
         before = c.execute("SELECT * FROM ops.squad_daily ORDER BY 1, 3, 4").fetchall()
         # A fold (or rebuild) of the rollup in progress elsewhere: the worker passes it by.
@@ -232,5 +242,6 @@ def test_the_worker_folds_the_closed_periods_of_every_rollup(ops_db):
             with admin() as a:
                 a.execute("ALTER SYSTEM RESET llm_cost.fold_rollups")
             set_worker_fast(False)
+            c.execute(f"ROLLBACK PREPARED '{gid}'")
         assert c.execute("SELECT * FROM ops.squad_daily ORDER BY 1, 3, 4").fetchall() == before
         assert one(c, MISMATCH) == 0

@@ -78,5 +78,10 @@ SELECT llm_cost.track('public."Bot Log"', model_column => 'Model', cache_read_to
 SELECT llm_cost.track('public."Bot Log"', model_column => 'Model', cache_read_tokens_column => 'cache_read_input_tokens',
                       cache_write_tokens_column => 'cache_creation_input_tokens', service_tier_column => 'service_tier',
                       web_searches_column => 'web_searches', usage_column => 'usage', provider_column => 'llm_provider');
+-- A column the mapping uses for another role is not named: cache_read_input_tokens mapped as the
+-- 1-hour cache writes is not offered as the cache reads (only usage, left out, is named).
+SELECT llm_cost.track('public."Bot Log"', model_column => 'Model', cache_write_1h_tokens_column => 'cache_read_input_tokens',
+                      cache_write_tokens_column => 'cache_creation_input_tokens', service_tier_column => 'service_tier',
+                      web_searches_column => 'web_searches', provider_column => 'llm_provider');
 SELECT llm_cost.untrack('public."Bot Log"');
 DROP TABLE public."Bot Log";
