@@ -173,7 +173,10 @@ fn fold_rollups() {
             match step {
                 Ok(Ok(Some(pgrx::JsonB(j)))) => {
                     removed += j.get("removed").and_then(|v| v.as_i64()).unwrap_or(0);
-                    match (j.get("more").and_then(|v| v.as_bool()), j.get("next").and_then(|v| v.as_str())) {
+                    match (
+                        j.get("more").and_then(|v| v.as_bool()),
+                        j.get("next").and_then(|v| v.as_str()),
+                    ) {
                         (Some(true), Some(next)) => since = Some(next.to_string()),
                         _ => break,
                     }

@@ -135,6 +135,43 @@ def test_one_writer_of_one_group_keeps_its_row_on_one_page(fresh_db):
     c.close()
 
 
+def test_a_writer_whose_rows_of_sums_were_truncated_away_writes_them_anew(fresh_db):
+    """A writer reaches its rows of sums by the positions it remembers, checked against the size
+    of the table it last learned (no lseek per statement). VACUUM truncating the table under
+    those positions (here after the rows of sums were deleted) must not send it to a block that
+    no longer exists: the truncation's invalidation drops the size it learned."""
+    a = psycopg.connect(dsn(fresh_db), autocommit=True)
+    b = psycopg.connect(dsn(fresh_db), autocommit=True)
+    groups = 300
+
+    def write_all(tokens):
+        for i in range(groups):
+            a.execute("INSERT INTO llm_cost.usage_events (tenant_id, user_id, feature, model, input_tokens, output_tokens) "
+                      "VALUES ('trunc', %s, 'chat', 'gpt-4o', %s, 10)", (f"u{i:03d}", tokens + i))
+
+    write_all(1000)
+    pages = one(b, "SELECT pg_relation_size('llm_cost.usage_daily_stripes') / current_setting('block_size')::int")
+    assert pages >= 10, pages   # the remembered positions are spread over many blocks
+    b.execute("DELETE FROM llm_cost.usage_daily_stripes")
+    b.execute("DELETE FROM llm_cost.usage_monthly_stripes")
+    b.execute("VACUUM llm_cost.usage_daily_stripes, llm_cost.usage_monthly_stripes")
+    assert one(b, "SELECT pg_relation_size('llm_cost.usage_daily_stripes')") == 0   # truncated: else this tests nothing
+    b.execute("DELETE FROM llm_cost.usage_events")
+    write_all(5000)
+    assert one(b, "SELECT count(*) FROM llm_cost.usage_daily WHERE tenant_id = 'trunc'") == groups
+    assert one(b, "SELECT count(*) FROM llm_cost.usage_daily WHERE tenant_id = 'trunc' AND requests <> 1") == 0
+    assert one(b, """SELECT count(*) FROM llm_cost.usage_daily d JOIN (
+                         SELECT user_id, sum(cost_usd) AS cost, sum(input_tokens) AS i FROM llm_cost.usage_events GROUP BY 1) e
+                       USING (user_id)
+                      WHERE d.cost_usd = e.cost AND d.input_tokens = e.i""") == groups
+    # ... and again, now that its rows are back: the updates find them.
+    write_all(7000)
+    assert one(b, "SELECT sum(requests) FROM llm_cost.usage_monthly WHERE tenant_id = 'trunc'") == 2 * groups
+    assert one(b, "SELECT (SELECT sum(cost_usd) FROM llm_cost.usage_events) = (SELECT sum(cost_usd) FROM llm_cost.usage_daily)")
+    a.close()
+    b.close()
+
+
 def test_shared_schema_rollups_from_several_sessions(connect):
     c = connect()
     c.execute((DATA / "api_usage_log.sql").read_text())

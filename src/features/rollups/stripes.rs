@@ -19,7 +19,12 @@
 //!   the slot's next stride for that statement (`next_stride`), and a concurrent update is retried;
 //! - no triggers, rules or constraints other than NOT NULL and the unique key live on a stripes
 //!   table; other indexes on it are maintained too when they are plain column indexes, and an
-//!   expression or partial index is refused with a clear error.
+//!   expression or partial index is refused with a clear error when a write must maintain it.
+//!
+//! A HOT update of a remembered row touches no index: the indexes are opened (and locked) only
+//! when a probe or index entries need them (`LazyIndexes`), and the remembered row's block is
+//! checked against the table's size this backend last learned, not by an `lseek` per statement
+//! (`block_exists`).
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -241,17 +246,54 @@ struct Index {
     info: std::cell::Cell<*mut pg_sys::IndexInfo>,
 }
 
+/// The indexes of a table of sums, opened (and locked) on first use: a HOT update of a row
+/// reached by its remembered position needs none of them (PostgreSQL decides HOT from the
+/// relcache's indexed columns, not from opened indexes, and nothing that changes an index can
+/// run while the table is locked ROW EXCLUSIVE, except CREATE INDEX CONCURRENTLY, which waits
+/// for this transaction); only a probe or an insert of index entries opens them.
+struct LazyIndexes {
+    rel: pg_sys::Relation,
+    lock: pg_sys::LOCKMODE,
+    opened: std::cell::OnceCell<(Vec<Index>, Probe)>,
+}
+
+impl LazyIndexes {
+    fn new(rel: pg_sys::Relation, lock: pg_sys::LOCKMODE) -> Self {
+        LazyIndexes {
+            rel,
+            lock,
+            opened: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The indexes and the probe, opened now if not yet.
+    unsafe fn get(&self, layout: &Layout) -> &(Vec<Index>, Probe) {
+        self.opened
+            .get_or_init(|| open_indexes(self.rel, layout, self.lock))
+    }
+
+    /// Closes what was opened, keeping the locks until the transaction ends.
+    unsafe fn close(self) {
+        if let Some((indexes, _)) = self.opened.into_inner() {
+            for ix in &indexes {
+                pg_sys::index_close(ix.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+            }
+        }
+    }
+}
+
 /// The unique index probed for the (period, group, stripe) key, with its equality functions.
 struct Probe {
     rel: pg_sys::Relation,
     keys: std::rc::Rc<Vec<ProbeKey>>,
 }
 
+/// Remembered positions: stripes relfilenode -> group identity -> where that group's row of this
+/// backend's stripe was last written. A hint only: checked before use.
+type Tids = rustc_hash::FxHashMap<u32, rustc_hash::FxHashMap<Vec<u8>, pg_sys::ItemPointerData>>;
+
 thread_local! {
-    /// (stripes relfilenode, group identity) -> where that group's row of this backend's stripe
-    /// was last written. A hint only: checked before use.
-    static TIDS: std::cell::RefCell<std::collections::HashMap<(u32, Vec<u8>), pg_sys::ItemPointerData>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static TIDS: std::cell::RefCell<(Tids, usize)> = std::cell::RefCell::new(Default::default());
 }
 
 const TIDS_MAX: usize = 100_000;
@@ -266,22 +308,47 @@ unsafe fn relfilenode(rel: pg_sys::Relation) -> u32 {
     (*rel).rd_locator.relNumber.to_u32()
 }
 
+/// Remembers where a group's row now is (in place when the group is known: no allocation).
 fn remember(file: u32, key: &[u8], tid: pg_sys::ItemPointerData) {
     TIDS.with(|t| {
-        let mut t = t.borrow_mut();
-        if t.len() >= TIDS_MAX {
-            t.clear();
+        let (map, count) = &mut *t.borrow_mut();
+        if let Some(known) = map.get_mut(&file).and_then(|m| m.get_mut(key)) {
+            *known = tid;
+            return;
         }
-        t.insert((file, key.to_vec()), tid);
+        if *count >= TIDS_MAX {
+            map.clear();
+            *count = 0;
+        }
+        map.entry(file).or_default().insert(key.to_vec(), tid);
+        *count += 1;
     });
 }
 
 fn remembered(file: u32, key: &[u8]) -> Option<pg_sys::ItemPointerData> {
-    TIDS.with(|t| t.borrow().get(&(file, key.to_vec())).copied())
+    TIDS.with(|t| t.borrow().0.get(&file).and_then(|m| m.get(key)).copied())
 }
 
 fn block_of(tid: &pg_sys::ItemPointerData) -> u32 {
     ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32
+}
+
+/// Whether block `block` of the table's main fork exists, so that a remembered position can be
+/// fetched. First from the size the table's storage handle last learned (kept by PostgreSQL on
+/// every size look-up and extension of this backend), which saves the `lseek` a look-up costs:
+/// that size can be smaller than the file (another backend extended it: then the file is asked),
+/// never larger, because a table only shrinks by a truncation, which sends every backend an
+/// invalidation that drops the handle's size before this backend next locks the table (a
+/// TRUNCATE, a rewrite or a drop gives it a new file, which no remembered position names).
+unsafe fn block_exists(rel: pg_sys::Relation, block: u32) -> bool {
+    let smgr = (*rel).rd_smgr;
+    if !smgr.is_null() {
+        let known = (*smgr).smgr_cached_nblocks[pg_sys::ForkNumber::MAIN_FORKNUM as usize];
+        if known != pg_sys::InvalidBlockNumber && block < known {
+            return true;
+        }
+    }
+    block < pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM)
 }
 
 /// Binary equality of two non-null datums of one attribute (what the unique key compares for
@@ -360,25 +427,22 @@ pub fn add_all(layout: &Layout, sums: &[Sums]) {
             .iter()
             .filter(|a| **a != 0)
             .for_each(|a| check(*a));
-        let (indexes, probe) = open_indexes(rel, layout, lock);
+        let indexes = LazyIndexes::new(rel, lock);
         let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsBufferHeapTuple);
         let mut values = vec![pg_sys::Datum::from(0); natts];
         let mut nulls = vec![true; natts];
         let mut old_values = vec![pg_sys::Datum::from(0); natts];
         let mut old_nulls = vec![true; natts];
         let file = relfilenode(rel);
-        let nblocks =
-            pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
         for s in sums {
             let mut stripe = s.stripe;
             loop {
                 fill(layout, s, stripe, &mut values, &mut nulls);
-                let hint = remembered(file, s.key).filter(|t| block_of(t) < nblocks);
+                let hint = remembered(file, s.key).filter(|t| block_exists(rel, block_of(t)));
                 match add_one(
                     layout,
                     rel,
                     &indexes,
-                    &probe,
                     slot,
                     hint,
                     &mut values,
@@ -399,9 +463,7 @@ pub fn add_all(layout: &Layout, sums: &[Sums]) {
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         // Keep the locks until the transaction ends (NoLock): its row versions are uncommitted,
         // and a rewrite or CREATE INDEX CONCURRENTLY must wait for them.
-        for ix in &indexes {
-            pg_sys::index_close(ix.rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-        }
+        indexes.close();
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
     }
 }
@@ -654,6 +716,17 @@ fn sum_i64(a: i64, b: i64) -> i64 {
     })
 }
 
+/// Whether a numeric Datum is 0 of scale 0, as `money::cost_datum` builds a zero sum (the body
+/// `numeric_in('0')` gives: a short header, no digits).
+unsafe fn is_zero_numeric(d: pg_sys::Datum) -> bool {
+    let zero = llm_cost_core::numeric::encode_units(0);
+    let v = d.cast_mut_ptr::<pg_sys::varlena>();
+    if pgrx::varlena::varatt_is_1b_e(v) || pgrx::varlena::varatt_is_4b_c(v) {
+        return false; // toasted or compressed: never one of ours
+    }
+    pgrx::varlena::varlena_to_byte_slice(v) == zero.as_slice()
+}
+
 /// Folds the existing row (old_*) into the new sums (values/nulls) for the columns that add up.
 unsafe fn merge(
     layout: &Layout,
@@ -674,6 +747,12 @@ unsafe fn merge(
         }
         match c.merge {
             Merge::Key => {}
+            // Most sums of most statements add 0 (no cache, no error, no provided cost): the old
+            // value stands, as numeric_add would leave it (a 0 of scale 0 changes neither the
+            // value nor the scale), without a call.
+            Merge::Sum if c.sql_type == "numeric" && !nulls[i] && is_zero_numeric(values[i]) => {
+                values[i] = old[i];
+            }
             Merge::Sum if c.sql_type == "numeric" => {
                 values[i] = pgrx::direct_function_call_as_datum(
                     pg_sys::numeric_add,
@@ -755,8 +834,7 @@ unsafe fn scan_key(
 unsafe fn add_one(
     layout: &Layout,
     rel: pg_sys::Relation,
-    indexes: &[Index],
-    probe: &Probe,
+    lazy: &LazyIndexes,
     slot: *mut pg_sys::TupleTableSlot,
     hint: Option<pg_sys::ItemPointerData>,
     values: &mut [pg_sys::Datum],
@@ -772,13 +850,14 @@ unsafe fn add_one(
     let layout_desc = (*rel).rd_att;
     if let Some(tid) = hint {
         if let Some(done) = update_at(
-            layout, rel, indexes, probe, tid, cid, values, nulls, old_values, old_nulls,
+            layout, rel, lazy, tid, cid, values, nulls, old_values, old_nulls,
         ) {
             return Some(done);
         }
         values.copy_from_slice(&fresh);
         nulls.copy_from_slice(&fresh_nulls);
     }
+    let (indexes, probe) = lazy.get(layout);
     let mut scankeys: Vec<pg_sys::ScanKeyData> = probe
         .keys
         .iter()
@@ -843,7 +922,7 @@ unsafe fn add_one(
         let otid = (*slot).tts_tid;
         pg_sys::index_endscan(scan);
         clear(slot);
-        if let Some(done) = replace_row(rel, indexes, otid, newtup, cid, values, nulls) {
+        if let Some(done) = replace_row(layout, rel, lazy, otid, newtup, cid, values, nulls) {
             return Some(done);
         }
     }
@@ -851,9 +930,11 @@ unsafe fn add_one(
 
 /// Replaces the row at `otid` by `newtup` and adds its index entries if it is not a HOT update;
 /// None when the row was updated or deleted meanwhile (the caller looks again).
+#[allow(clippy::too_many_arguments)]
 unsafe fn replace_row(
+    layout: &Layout,
     rel: pg_sys::Relation,
-    indexes: &[Index],
+    lazy: &LazyIndexes,
     mut otid: pg_sys::ItemPointerData,
     newtup: pg_sys::HeapTuple,
     cid: pg_sys::CommandId,
@@ -863,6 +944,7 @@ unsafe fn replace_row(
     match update(rel, &mut otid, newtup, cid) {
         Updated::Ok(which) => {
             if which != IndexUpdate::None {
+                let (indexes, _) = lazy.get(layout);
                 insert_index_entries(rel, indexes, newtup, values, nulls, Some(which));
             }
             Some((*newtup).t_self)
@@ -881,8 +963,7 @@ unsafe fn replace_row(
 unsafe fn update_at(
     layout: &Layout,
     rel: pg_sys::Relation,
-    indexes: &[Index],
-    probe: &Probe,
+    lazy: &LazyIndexes,
     tid: pg_sys::ItemPointerData,
     cid: pg_sys::CommandId,
     values: &mut [pg_sys::Datum],
@@ -912,17 +993,21 @@ unsafe fn update_at(
         old_values.as_mut_ptr(),
         old_nulls.as_mut_ptr(),
     );
+    // The row's key: the probe index's columns, (period, group columns, stripe).
     let same_key = !busy
-        && probe.keys.iter().all(|(attno, _, _)| {
-            let i = *attno as usize - 1;
-            match (old_nulls[i], nulls[i]) {
-                (true, true) => true,
-                (false, false) => {
-                    same_datum(old_values[i], values[i], &*(*desc).attrs.as_ptr().add(i))
+        && std::iter::once(&layout.fixed[PERIOD])
+            .chain(layout.groups.iter())
+            .chain(std::iter::once(&layout.fixed[STRIPE]))
+            .all(|attno| {
+                let i = *attno as usize - 1;
+                match (old_nulls[i], nulls[i]) {
+                    (true, true) => true,
+                    (false, false) => {
+                        same_datum(old_values[i], values[i], &*(*desc).attrs.as_ptr().add(i))
+                    }
+                    _ => false,
                 }
-                _ => false,
-            }
-        });
+            });
     if !same_key {
         pg_sys::ReleaseBuffer(buf);
         return None;
@@ -940,7 +1025,7 @@ unsafe fn update_at(
         pg_sys::heap_page_prune_opt(rel, buf);
     }
     pg_sys::ReleaseBuffer(buf);
-    replace_row(rel, indexes, tid, newtup, cid, values, nulls)
+    replace_row(layout, rel, lazy, tid, newtup, cid, values, nulls)
 }
 
 unsafe fn clear(slot: *mut pg_sys::TupleTableSlot) {
