@@ -316,7 +316,7 @@ fn load() -> Defs {
                     filter,
                     default: limit_of(row.get::<String>(10)?.unwrap_or_default(), &thresholds, texts(13)?, texts(14)?),
                     overrides: HashMap::new(),
-                    layout: Rc::new(Layout { stripes, groups, fixed, probe_keys: Default::default() }),
+                    layout: Rc::new(Layout { stripes, groups, fixed, probe_keys: Default::default(), indexes_checked: Default::default() }),
                     owner_column: row.get::<i64>(22)?.map(|x| (x - 1) as usize),
                     distributed: false, // below
                     group_types: texts(23)?.into_iter().map(|x| x.unwrap_or_else(|| "text".into())).collect(),

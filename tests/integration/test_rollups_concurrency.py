@@ -112,15 +112,28 @@ def test_one_writer_of_one_group_keeps_its_row_on_one_page(fresh_db):
     per few statements, and each move inserted index entries)."""
     c = psycopg.connect(dsn(fresh_db), autocommit=True)
     n = 400
-    for i in range(n):
-        c.execute("INSERT INTO llm_cost.usage_events (tenant_id, user_id, feature, model, input_tokens, output_tokens) "
-                  "VALUES ('pages', 'u1', 'chat', 'claude-sonnet-4-5', %s, %s)", (1000 + i * 37 % 5000, i % 700))
-    for t in ("usage_daily_stripes", "usage_monthly_stripes"):
-        pages = one(c, f"SELECT pg_relation_size('llm_cost.{t}') / current_setting('block_size')::int")
-        assert pages <= 2, f"{t}: {pages} pages for one row updated {n} times"
-    assert one(c, "SELECT requests FROM llm_cost.usage_daily WHERE tenant_id = 'pages'") == n
-    assert one(c, "SELECT llm_cost.histogram_requests(cost_histogram) FROM llm_cost.usage_monthly WHERE tenant_id = 'pages'") == n
-    assert one(c, "SELECT (SELECT sum(cost_usd) FROM llm_cost.usage_events) = (SELECT cost_usd FROM llm_cost.usage_daily)")
+    # Pruning removes only versions no snapshot can see: a session of this database holding an
+    # old one meanwhile (autovacuum analyzing the new database's tables, the background worker's
+    # round) rightly makes the row move. So each attempt writes its own group and counts the pages
+    # the tables grew by (reading the row would prune its page: that is what a scan does); when
+    # pruning does not work the row moves to a new page every ~7 updates in every attempt.
+    size = "SELECT pg_relation_size('llm_cost.{}') / current_setting('block_size')::int"
+    grew = {}
+    for attempt in range(3):
+        tenant = f"pages{attempt}"
+        before = {t: one(c, size.format(t)) for t in ("usage_daily_stripes", "usage_monthly_stripes")}
+        for i in range(n):
+            c.execute("INSERT INTO llm_cost.usage_events (tenant_id, user_id, feature, model, input_tokens, output_tokens) "
+                      "VALUES (%s, 'u1', 'chat', 'claude-sonnet-4-5', %s, %s)", (tenant, 1000 + i * 37 % 5000, i % 700))
+        grew[tenant] = {t: one(c, size.format(t)) - b for t, b in before.items()}
+        assert one(c, "SELECT requests FROM llm_cost.usage_daily WHERE tenant_id = %s", tenant) == n
+        assert one(c, "SELECT llm_cost.histogram_requests(cost_histogram) FROM llm_cost.usage_monthly WHERE tenant_id = %s", tenant) == n
+        assert one(c, "SELECT (SELECT sum(cost_usd) FROM llm_cost.usage_events WHERE tenant_id = %s)"
+                      "     = (SELECT cost_usd FROM llm_cost.usage_daily WHERE tenant_id = %s)", tenant, tenant)
+        if all(g <= 1 for g in grew[tenant].values()):
+            break
+    assert any(all(g <= 1 for g in by_table.values()) for by_table in grew.values()), \
+        f"pages the tables grew by while one row was updated {n} times, per attempt: {grew}"
     # A histogram of hundreds of buckets (a row of sums past 2 kB: its histogram is stored
     # compressed or out of line) still merges exactly, statement after statement.
     for i in range(500):
@@ -168,6 +181,38 @@ def test_a_writer_whose_rows_of_sums_were_truncated_away_writes_them_anew(fresh_
     write_all(7000)
     assert one(b, "SELECT sum(requests) FROM llm_cost.usage_monthly WHERE tenant_id = 'trunc'") == 2 * groups
     assert one(b, "SELECT (SELECT sum(cost_usd) FROM llm_cost.usage_events) = (SELECT sum(cost_usd) FROM llm_cost.usage_daily)")
+    a.close()
+    b.close()
+
+
+def test_an_expression_index_put_on_a_table_of_sums_is_refused_at_the_next_write(fresh_db):
+    """Writers open a table of sums' indexes only when a write needs them (a HOT update of a
+    remembered row needs none), after checking them all once per definition. An index llm_cost
+    cannot maintain, created by another session after this one's writes, is still refused at
+    this session's very next write, however HOT."""
+    a = psycopg.connect(dsn(fresh_db), autocommit=True)
+    b = psycopg.connect(dsn(fresh_db), autocommit=True)
+    insert = ("INSERT INTO llm_cost.usage_events (tenant_id, user_id, feature, model, input_tokens, output_tokens) "
+              "VALUES ('ix', 'u1', 'chat', 'gpt-4o', 100, 10)")
+    for _ in range(3):
+        a.execute(insert)
+    b.execute("CREATE INDEX sums_lower_user ON llm_cost.usage_daily_stripes (lower(user_id))")
+    with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+        a.execute(insert)
+    assert "sums_lower_user" in e.value.diag.message_primary
+    b.execute("DROP INDEX llm_cost.sums_lower_user")
+    a.execute(insert)
+    b.execute("CREATE INDEX sums_by_user ON llm_cost.usage_daily_stripes (user_id)")   # a plain one is kept up
+    for _ in range(2):
+        a.execute(insert)
+    a.execute(insert.replace("'u1'", "'u2'"))
+    assert one(b, "SELECT requests FROM llm_cost.usage_daily WHERE user_id = 'u1'") == 6
+    b.execute("SET enable_seqscan = off")
+    plan = "\n".join(r[0] for r in b.execute(
+        "EXPLAIN SELECT count(*) FROM llm_cost.usage_daily_stripes WHERE user_id = 'u2'").fetchall())
+    assert "sums_by_user" in plan, plan
+    assert one(b, "SELECT count(*) FROM llm_cost.usage_daily_stripes WHERE user_id = 'u2'") == 1   # the new row's entry
+    assert one(b, "SELECT count(*) FROM llm_cost.usage_daily_stripes WHERE user_id = 'u1'") == 1
     a.close()
     b.close()
 

@@ -514,6 +514,7 @@ pub(super) fn load_defs(
                 groups: stripes_groups,
                 fixed,
                 probe_keys: Default::default(),
+                indexes_checked: Default::default(),
             },
             period: std::cell::Cell::new((i64::MAX, i64::MIN)),
         });

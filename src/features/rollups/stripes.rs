@@ -19,10 +19,12 @@
 //!   the slot's next stride for that statement (`next_stride`), and a concurrent update is retried;
 //! - no triggers, rules or constraints other than NOT NULL and the unique key live on a stripes
 //!   table; other indexes on it are maintained too when they are plain column indexes, and an
-//!   expression or partial index is refused with a clear error when a write must maintain it.
+//!   expression or partial index is refused with a clear error.
 //!
 //! A HOT update of a remembered row touches no index: the indexes are opened (and locked) only
-//! when a probe or index entries need them (`LazyIndexes`), and the remembered row's block is
+//! when a probe or index entries need them (`LazyIndexes`), after the first write since the
+//! definitions were read (they are read again on any change to the table) opened and checked
+//! them all (`Layout::indexes_checked`), and the remembered row's block is
 //! checked against the table's size this backend last learned, not by an `lseek` per statement
 //! (`block_exists`).
 
@@ -40,6 +42,11 @@ pub struct Layout {
     /// column, looked up once: the definitions are dropped on any change to the stripes table
     /// (an index created, dropped or rebuilt included).
     pub probe_keys: std::cell::RefCell<Option<(pg_sys::Oid, std::rc::Rc<Vec<ProbeKey>>)>>,
+    /// Whether a write has opened and checked every index of the stripes table since these
+    /// definitions were read (an expression or partial index is refused then; later writes open
+    /// the indexes only when they need them). Dropped with the definitions, on any change to
+    /// the stripes table.
+    pub indexes_checked: std::cell::Cell<bool>,
 }
 
 /// Heap attribute number, equality function and collation of one key column of the probe index.
@@ -428,6 +435,10 @@ pub fn add_all(layout: &Layout, sums: &[Sums]) {
             .filter(|a| **a != 0)
             .for_each(|a| check(*a));
         let indexes = LazyIndexes::new(rel, lock);
+        if !layout.indexes_checked.get() {
+            indexes.get(layout);
+            layout.indexes_checked.set(true);
+        }
         let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsBufferHeapTuple);
         let mut values = vec![pg_sys::Datum::from(0); natts];
         let mut nulls = vec![true; natts];
