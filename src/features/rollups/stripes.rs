@@ -11,8 +11,11 @@
 //!
 //! Safe because of how stripes tables are used:
 //! - a row of stripe N is only ever written by the backend in slot N (two live backends never
-//!   share a slot), by `rebuild_rollup` (which locks the source against writers first) and by
-//!   DDL (TRUNCATE, DROP: they lock the stripes table itself);
+//!   share a slot), by `rebuild_rollup` (which locks the source against writers first), by
+//!   `fold_rollup` (which deletes rows no other transaction holds, SKIP LOCKED, and inserts their
+//!   sum in stripe 0, which no writer uses: a writer whose row it deleted finds the row gone, or
+//!   held, and adds into a new row of its stripe, or of the next stride) and by DDL (TRUNCATE,
+//!   DROP: they lock the stripes table itself);
 //! - the probe uses a dirty snapshot, as ON CONFLICT does: it sees the newest version; a row a
 //!   prepared transaction still holds (an earlier holder of the slot, or this backend's own
 //!   previous transaction under two-phase commit) is never waited for: the group's sums go to
@@ -258,15 +261,17 @@ struct Index {
 /// relcache's indexed columns, not from opened indexes, and nothing that changes an index can
 /// run while the table is locked ROW EXCLUSIVE, except CREATE INDEX CONCURRENTLY, which waits
 /// for this transaction); only a probe or an insert of index entries opens them.
-struct LazyIndexes {
+struct LazyIndexes<'a> {
+    layout: &'a Layout,
     rel: pg_sys::Relation,
     lock: pg_sys::LOCKMODE,
     opened: std::cell::OnceCell<(Vec<Index>, Probe)>,
 }
 
-impl LazyIndexes {
-    fn new(rel: pg_sys::Relation, lock: pg_sys::LOCKMODE) -> Self {
+impl<'a> LazyIndexes<'a> {
+    fn new(layout: &'a Layout, rel: pg_sys::Relation, lock: pg_sys::LOCKMODE) -> Self {
         LazyIndexes {
+            layout,
             rel,
             lock,
             opened: std::cell::OnceCell::new(),
@@ -274,9 +279,9 @@ impl LazyIndexes {
     }
 
     /// The indexes and the probe, opened now if not yet.
-    unsafe fn get(&self, layout: &Layout) -> &(Vec<Index>, Probe) {
+    unsafe fn get(&self) -> &(Vec<Index>, Probe) {
         self.opened
-            .get_or_init(|| open_indexes(self.rel, layout, self.lock))
+            .get_or_init(|| open_indexes(self.rel, self.layout, self.lock))
     }
 
     /// Closes what was opened, keeping the locks until the transaction ends.
@@ -434,9 +439,9 @@ pub fn add_all(layout: &Layout, sums: &[Sums]) {
             .iter()
             .filter(|a| **a != 0)
             .for_each(|a| check(*a));
-        let indexes = LazyIndexes::new(rel, lock);
+        let indexes = LazyIndexes::new(layout, rel, lock);
         if !layout.indexes_checked.get() {
-            indexes.get(layout);
+            indexes.get();
             layout.indexes_checked.set(true);
         }
         let slot = pg_sys::MakeSingleTupleTableSlot(desc, &pg_sys::TTSOpsBufferHeapTuple);
@@ -868,7 +873,7 @@ unsafe fn add_one(
         values.copy_from_slice(&fresh);
         nulls.copy_from_slice(&fresh_nulls);
     }
-    let (indexes, probe) = lazy.get(layout);
+    let (indexes, probe) = lazy.get();
     let mut scankeys: Vec<pg_sys::ScanKeyData> = probe
         .keys
         .iter()
@@ -933,7 +938,7 @@ unsafe fn add_one(
         let otid = (*slot).tts_tid;
         pg_sys::index_endscan(scan);
         clear(slot);
-        if let Some(done) = replace_row(layout, rel, lazy, otid, newtup, cid, values, nulls) {
+        if let Some(done) = replace_row(rel, lazy, otid, newtup, cid, values, nulls) {
             return Some(done);
         }
     }
@@ -941,9 +946,7 @@ unsafe fn add_one(
 
 /// Replaces the row at `otid` by `newtup` and adds its index entries if it is not a HOT update;
 /// None when the row was updated or deleted meanwhile (the caller looks again).
-#[allow(clippy::too_many_arguments)]
 unsafe fn replace_row(
-    layout: &Layout,
     rel: pg_sys::Relation,
     lazy: &LazyIndexes,
     mut otid: pg_sys::ItemPointerData,
@@ -955,7 +958,7 @@ unsafe fn replace_row(
     match update(rel, &mut otid, newtup, cid) {
         Updated::Ok(which) => {
             if which != IndexUpdate::None {
-                let (indexes, _) = lazy.get(layout);
+                let (indexes, _) = lazy.get();
                 insert_index_entries(rel, indexes, newtup, values, nulls, Some(which));
             }
             Some((*newtup).t_self)
@@ -1036,7 +1039,7 @@ unsafe fn update_at(
         pg_sys::heap_page_prune_opt(rel, buf);
     }
     pg_sys::ReleaseBuffer(buf);
-    replace_row(layout, rel, lazy, tid, newtup, cid, values, nulls)
+    replace_row(rel, lazy, tid, newtup, cid, values, nulls)
 }
 
 unsafe fn clear(slot: *mut pg_sys::TupleTableSlot) {
